@@ -1,0 +1,278 @@
+//! # api: the REST API (axum), versioned under `/api/v1`
+//!
+//! Every route is a row of [`ROUTES`]: method, path, who may call it, and its documentation. The router
+//! and the OpenAPI document are both built from that table, so a route cannot exist without an access
+//! rule (deny by default) or without documentation. Callers authenticate with a bearer token (created
+//! with `cordon token create`); a token belongs to one tenant and every read is scoped to it.
+//!
+//! Depends on `schemas` and `store` (reads) and on the metrics registry; never on ingest internals.
+
+pub mod error;
+pub mod ioc;
+mod routes;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::Response;
+use error::ApiError;
+use schemas::metrics::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use store::Store;
+use store::catalog::TokenInfo;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// Anyone (health only).
+    Public,
+    /// Any valid token, scoped to its tenant.
+    Token,
+}
+
+/// A query or path parameter, for the OpenAPI document.
+#[derive(Debug)]
+pub struct Param {
+    /// Name.
+    pub name: &'static str,
+    /// `query` or `path`.
+    pub location: &'static str,
+    /// What it does.
+    pub doc: &'static str,
+}
+
+/// One route.
+#[derive(Debug)]
+pub struct RouteSpec {
+    /// Method.
+    pub method: Method,
+    /// Path (axum syntax, `{name}` for parameters).
+    pub path: &'static str,
+    /// Access rule.
+    pub access: Access,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Parameters.
+    pub params: &'static [Param],
+    /// Request body, if any (a short description of the JSON).
+    pub body: Option<&'static str>,
+}
+
+const fn q(name: &'static str, doc: &'static str) -> Param {
+    Param { name, location: "query", doc }
+}
+
+/// The route table: the single source of routing, access and documentation.
+pub static ROUTES: &[RouteSpec] = &[
+    RouteSpec {
+        method: Method::GET,
+        path: "/healthz",
+        access: Access::Public,
+        summary: "Liveness and readiness.",
+        params: &[],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/metrics",
+        access: Access::Token,
+        summary: "Prometheus metrics (text format).",
+        params: &[],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/openapi.json",
+        access: Access::Token,
+        summary: "This document.",
+        params: &[],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/hosts",
+        access: Access::Token,
+        summary: "Hosts with first/last seen and event counts, most recently seen first.",
+        params: &[q("limit", "page size, 1-1000 (default 100)"), q("offset", "rows to skip")],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/agents",
+        access: Access::Token,
+        summary: "Agents with their last heartbeat and drop counters.",
+        params: &[],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/hosts/{host}/timeline",
+        access: Access::Token,
+        summary: "A host's investigation timeline.",
+        params: &[
+            Param { name: "host", location: "path", doc: "host name" },
+            q("from", "start time, RFC 3339 or epoch milliseconds (inclusive)"),
+            q("to", "end time (exclusive)"),
+            q(
+                "kinds",
+                "comma-separated event kinds (process, network, file, registry, authentication, web, ...)",
+            ),
+            q("order", "desc (newest first, default) or asc"),
+            q("limit", "page size, 1-1000 (default 100)"),
+            q("cursor", "next_cursor of the previous page"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/search",
+        access: Access::Token,
+        summary: "Fleet-wide full-text search, newest first.",
+        params: &[
+            q(
+                "q",
+                "query: terms, \"phrases\", AND/OR/NOT, field:value on host, user, ip, hash, domain, kind, technique, text",
+            ),
+            q("literal", "true: q is a literal string (an IOC or pasted log text), not query syntax"),
+            q("from", "start time (inclusive)"),
+            q("to", "end time (exclusive)"),
+            q("host", "only this host"),
+            q("limit", "page size, 1-1000 (default 50)"),
+            q("cursor", "next_cursor of the previous page"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/api/v1/iocs/sweep",
+        access: Access::Token,
+        summary: "Bulk IOC sweep: per indicator, the hosts that saw it, first/last seen and counts.",
+        params: &[],
+        body: Some(
+            "{\"iocs\": [\"hash|ip|domain|url|file name\", ...]} (defanged forms accepted; at most 5000)",
+        ),
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/api/v1/sql",
+        access: Access::Token,
+        summary: "Read-only SQL over the events table (SELECT only; row, time and memory caps).",
+        params: &[],
+        body: Some("{\"sql\": \"SELECT ...\", \"max_rows\": 10000}"),
+    },
+];
+
+/// Shared state of the handlers.
+#[derive(Debug)]
+pub struct AppState {
+    /// The store.
+    pub store: Arc<Store>,
+    /// Metrics.
+    pub metrics: Arc<Registry>,
+    tokens: Mutex<HashMap<String, (TokenInfo, Instant)>>,
+}
+
+impl AppState {
+    /// State over a store and a metrics registry.
+    pub fn new(store: Arc<Store>, metrics: Arc<Registry>) -> Arc<Self> {
+        Arc::new(Self { store, metrics, tokens: Mutex::new(HashMap::new()) })
+    }
+
+    async fn authenticate(&self, secret: &str) -> Result<TokenInfo, ApiError> {
+        const TTL: Duration = Duration::from_secs(30);
+        if let Some((info, at)) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(secret)
+            && at.elapsed() < TTL
+        {
+            return Ok(info.clone());
+        }
+        match self.store.catalog().verify_token(secret).await {
+            Ok(Some(info)) => {
+                let mut cache = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+                if cache.len() > 10_000 {
+                    cache.clear();
+                }
+                cache.insert(secret.to_owned(), (info.clone(), Instant::now()));
+                Ok(info)
+            }
+            Ok(None) => Err(ApiError::unauthenticated("unknown or revoked token")),
+            Err(e) => Err(store::StoreError::from(e).into()),
+        }
+    }
+}
+
+/// The caller, as established by the auth layer.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The token.
+    pub token: TokenInfo,
+}
+
+async fn auth(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let access = ROUTES.iter().find(|r| r.path == path && r.method == req.method()).map(|r| r.access);
+    match access {
+        Some(Access::Public) => return Ok(next.run(req).await),
+        Some(Access::Token) => {}
+        None => return Err(ApiError::forbidden("no access rule for this route")),
+    }
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let Some(secret) = header.strip_prefix("Bearer ").map(str::trim).filter(|s| !s.is_empty()) else {
+        return Err(ApiError::unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'"));
+    };
+    let token = state.authenticate(secret).await?;
+    req.extensions_mut().insert(Caller { token });
+    Ok(next.run(req).await)
+}
+
+/// The router, every route behind the auth layer.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut r = Router::new();
+    for spec in ROUTES {
+        r = r.route(spec.path, routes::handler(spec));
+    }
+    r.route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth)).with_state(state)
+}
+
+/// The OpenAPI 3.1 document, built from [`ROUTES`].
+pub fn openapi() -> serde_json::Value {
+    let mut paths = serde_json::Map::new();
+    for r in ROUTES {
+        let params: Vec<serde_json::Value> = r
+            .params
+            .iter()
+            .map(|p| {
+                serde_json::json!({"name": p.name, "in": p.location, "required": p.location == "path",
+                    "description": p.doc, "schema": {"type": "string"}})
+            })
+            .collect();
+        let mut op = serde_json::json!({
+            "summary": r.summary,
+            "parameters": params,
+            "responses": {"200": {"description": "OK"}, "400": {"description": "Invalid request ({\"error\": {\"code\", \"message\"}})"},
+                          "401": {"description": "Missing or bad token"}},
+        });
+        if r.access == Access::Token {
+            op["security"] = serde_json::json!([{"bearer": []}]);
+        }
+        if let Some(b) = r.body {
+            op["requestBody"] = serde_json::json!({"required": true, "description": b,
+                "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| serde_json::json!({}));
+        entry[r.method.as_str().to_lowercase()] = op;
+    }
+    serde_json::json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Cordon API", "version": env!("CARGO_PKG_VERSION")},
+        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        "paths": paths,
+    })
+}

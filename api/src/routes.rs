@@ -1,0 +1,271 @@
+//! The handlers. Parameters are parsed by hand from the query map so every bad value gets a precise,
+//! named error instead of a generic rejection.
+
+use crate::error::ApiError;
+use crate::ioc::classify;
+use crate::{AppState, Caller, RouteSpec};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{Method, header};
+use axum::response::IntoResponse;
+use axum::routing::{MethodRouter, get, post};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::index::SearchQuery;
+use store::query::{SqlLimits, TimelineQuery};
+
+type Params = Query<HashMap<String, String>>;
+type Res = Result<axum::response::Response, ApiError>;
+
+/// The handler of a route in the table.
+pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
+    match (spec.method.clone(), spec.path) {
+        (Method::GET, "/healthz") => get(healthz),
+        (Method::GET, "/metrics") => get(metrics),
+        (Method::GET, "/api/v1/openapi.json") => get(|| async { Json(crate::openapi()) }),
+        (Method::GET, "/api/v1/hosts") => get(hosts),
+        (Method::GET, "/api/v1/agents") => get(agents),
+        (Method::GET, "/api/v1/hosts/{host}/timeline") => get(timeline),
+        (Method::GET, "/api/v1/search") => get(search),
+        (Method::POST, "/api/v1/iocs/sweep") => post(sweep).layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
+        (Method::POST, "/api/v1/sql") => post(sql).layer(DefaultBodyLimit::max(64 * 1024)),
+        (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
+    }
+}
+
+fn time_param(p: &HashMap<String, String>, name: &'static str) -> Result<Option<i64>, ApiError> {
+    let Some(v) = p.get(name).filter(|v| !v.is_empty()) else { return Ok(None) };
+    if let Ok(ms) = v.parse::<i64>() {
+        return Ok(Some(ms.saturating_mul(1000)));
+    }
+    schemas::time::parse_rfc3339_micros(v).map(Some).ok_or_else(|| {
+        ApiError::invalid("bad_parameter", format!("{name}={v:?} is neither RFC 3339 nor epoch milliseconds"))
+    })
+}
+
+fn limit_param(p: &HashMap<String, String>, default: usize) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=1000).contains(&n) => Ok(n),
+            _ => Err(ApiError::invalid(
+                "bad_parameter",
+                format!("limit={v:?} must be an integer from 1 to 1000"),
+            )),
+        },
+    }
+}
+
+fn hex(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<String> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> =
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok()).collect();
+    String::from_utf8(bytes?).ok()
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::invalid("bad_cursor", "cursor is not one this server issued; start again without it")
+}
+
+async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(json!({"status": "ok", "indexed_events": s.store.indexed_docs()}))
+}
+
+async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut text = s.metrics.render();
+    text.push_str(&format!(
+        "# HELP cordon_index_docs Documents in the full-text index.\n# TYPE cordon_index_docs gauge\ncordon_index_docs {}\n",
+        s.store.indexed_docs()
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+async fn hosts(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, Query(p): Params) -> Res {
+    let limit = limit_param(&p, 100)?;
+    let offset = p.get("offset").map_or(Ok(0), |v| {
+        v.parse::<i64>()
+            .map_err(|_| ApiError::invalid("bad_parameter", format!("offset={v:?} is not an integer")))
+    })?;
+    let rows = s
+        .store
+        .catalog()
+        .hosts(&c.token.tenant, limit as i64, offset.max(0))
+        .await
+        .map_err(store::StoreError::from)?;
+    let hosts: Vec<Value> = rows
+        .iter()
+        .map(|h| {
+            json!({"host": h.host, "agent_id": h.agent_id, "events": h.events,
+                   "first_seen": schemas::time::format_micros(h.first_seen),
+                   "last_seen": schemas::time::format_micros(h.last_seen)})
+        })
+        .collect();
+    Ok(Json(json!({ "hosts": hosts })).into_response())
+}
+
+async fn agents(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+    let rows = s.store.catalog().agents(&c.token.tenant).await.map_err(store::StoreError::from)?;
+    let agents: Vec<Value> = rows
+        .iter()
+        .map(|(a, h, t, d)| json!({"agent_id": a, "host": h, "last_heartbeat": schemas::time::format_micros(*t), "events_dropped": d}))
+        .collect();
+    Ok(Json(json!({ "agents": agents })).into_response())
+}
+
+async fn timeline(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(host): Path<String>,
+    Query(p): Params,
+) -> Res {
+    let ascending = match p.get("order").map(String::as_str) {
+        None | Some("desc") => false,
+        Some("asc") => true,
+        Some(o) => {
+            return Err(ApiError::invalid("bad_parameter", format!("order={o:?} must be asc or desc")));
+        }
+    };
+    let after = match p.get("cursor") {
+        None => None,
+        Some(cur) => {
+            let raw = unhex(cur).ok_or_else(bad_cursor)?;
+            let (t, id) = raw.split_once('|').ok_or_else(bad_cursor)?;
+            Some((t.parse::<i64>().map_err(|_| bad_cursor())?, id.to_owned()))
+        }
+    };
+    let limit = limit_param(&p, 100)?;
+    let kinds = p
+        .get("kinds")
+        .map(|k| k.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let q = TimelineQuery {
+        host: host.clone(),
+        from: time_param(&p, "from")?,
+        to: time_param(&p, "to")?,
+        kinds,
+        ascending,
+        after,
+        limit,
+    };
+    let rows = s.store.timeline(&c.token.tenant, q).await?;
+    let next = (rows.len() == limit).then(|| {
+        let last = rows.last().expect("a full page has a last row");
+        let id = last.get("event_id").and_then(|c| c.as_str()).unwrap_or("");
+        hex(&format!("{}|{id}", last.time()))
+    });
+    let events: Vec<Value> = rows.iter().map(schemas::Record::to_ecs_json).collect();
+    Ok(Json(json!({"host": host, "events": events, "next_cursor": next})).into_response())
+}
+
+async fn search(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, Query(p): Params) -> Res {
+    let text = p
+        .get("q")
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| ApiError::invalid("bad_parameter", "q is required"))?;
+    let literal = match p.get("literal").map(String::as_str) {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(v) => {
+            return Err(ApiError::invalid("bad_parameter", format!("literal={v:?} must be true or false")));
+        }
+    };
+    let limit = limit_param(&p, 50)?;
+    let offset = match p.get("cursor") {
+        None => 0,
+        Some(c) => unhex(c)
+            .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse::<usize>().ok()))
+            .ok_or_else(bad_cursor)?,
+    };
+    if offset > 100_000 {
+        return Err(ApiError::invalid(
+            "too_deep",
+            "paging stops at 100000 hits; narrow the query or the time range",
+        ));
+    }
+    let q = SearchQuery {
+        q: text.to_owned(),
+        literal,
+        from: time_param(&p, "from")?,
+        to: time_param(&p, "to")?,
+        host: p.get("host").cloned(),
+        limit,
+        offset,
+    };
+    let (hits, total) = s.store.search(&c.token.tenant, q).await?;
+    let next =
+        (offset + hits.len() < total && !hits.is_empty()).then(|| hex(&format!("o:{}", offset + hits.len())));
+    let events: Vec<Value> =
+        hits.iter().map(|h| json!({"event": h.record.to_ecs_json(), "matched": h.matched})).collect();
+    Ok(Json(json!({"total": total, "events": events, "next_cursor": next})).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepBody {
+    iocs: Vec<String>,
+}
+
+async fn sweep(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, body: Bytes) -> Res {
+    let req: SweepBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    if req.iocs.len() > 5000 {
+        return Err(ApiError::invalid(
+            "too_many",
+            format!("{} indicators; at most 5000 per sweep", req.iocs.len()),
+        ));
+    }
+    let mut valid = Vec::new();
+    let mut results: Vec<Value> = Vec::new();
+    for (i, raw) in req.iocs.iter().enumerate() {
+        match classify(raw) {
+            Ok(ioc) => valid.push((i, ioc)),
+            Err(e) => results.push(json!({"ioc": raw, "error": e})),
+        }
+    }
+    let found = s
+        .store
+        .sweep(&c.token.tenant, valid.iter().map(|(_, i)| (i.field, i.value.clone())).collect())
+        .await?;
+    for ((_, ioc), hosts) in valid.iter().zip(found) {
+        let total: u64 = hosts.iter().map(|h| h.count).sum();
+        let hosts: Vec<Value> = hosts
+            .iter()
+            .map(|h| json!({"host": h.host, "count": h.count,
+                "first_seen": schemas::time::format_micros(h.first_seen), "last_seen": schemas::time::format_micros(h.last_seen)}))
+            .collect();
+        results.push(
+            json!({"ioc": ioc.input, "value": ioc.value, "type": ioc.kind, "total": total, "hosts": hosts}),
+        );
+    }
+    let hit = results.iter().filter(|r| r["total"].as_u64().unwrap_or(0) > 0).count();
+    Ok(Json(json!({"swept": req.iocs.len(), "matched": hit, "results": results})).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlBody {
+    sql: String,
+    #[serde(default)]
+    max_rows: Option<usize>,
+}
+
+async fn sql(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, body: Bytes) -> Res {
+    let req: SqlBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    let limits = SqlLimits {
+        max_rows: req.max_rows.unwrap_or(10_000).clamp(1, 100_000),
+        timeout: Duration::from_secs(30),
+    };
+    let out = s.store.sql(&c.token.tenant, &req.sql, limits).await?;
+    Ok(Json(out).into_response())
+}

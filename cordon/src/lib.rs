@@ -1,0 +1,238 @@
+//! # cordon: the server binary
+//!
+//! Thin wiring: configuration in, then `store` (lake, index, catalog), `ingest` (JetStream consumer)
+//! and `api` (axum) started side by side. `cordon demo` also starts a throwaway `nats-server` and the
+//! agents of `sensor-agent` replaying the Log4j/Conti scenario beside a simulated fleet.
+
+pub mod config;
+mod demo;
+pub mod nats;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::{ServeArgs, ServerConfig};
+use schemas::metrics::Registry;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use store::{Store, StoreConfig};
+
+/// Cordon: SOC analytics backend and correlation engine.
+#[derive(Debug, Parser)]
+#[command(name = "cordon", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run ingest and the API.
+    Serve(ServeArgs),
+    /// Start nats-server, the server and agents replaying the Log4j/Conti scenario plus a fleet.
+    Demo(demo::DemoArgs),
+    /// API tokens.
+    Token {
+        /// Token action.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Check every lake file's checksum, look for orphans, compare counts (server stopped).
+    Verify(ServeArgs),
+    /// Rebuild the full-text index from the lake (server stopped).
+    Reindex(ServeArgs),
+}
+
+/// Token actions.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (it is shown once).
+    Create {
+        /// Server settings (for the metadata database).
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// A name for the token.
+        #[arg(long)]
+        name: String,
+        /// The tenant it reads.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Server settings.
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Token id.
+        id: String,
+    },
+}
+
+/// A running server.
+pub struct Running {
+    /// Where the API listens.
+    pub addr: SocketAddr,
+    /// The store.
+    pub store: Arc<Store>,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    /// Stops ingest and the API and waits for them.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            t.await.context("server task panicked")??;
+        }
+        Ok(())
+    }
+}
+
+/// Opens the store and starts ingest and the API.
+pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
+    let mut scfg = StoreConfig::new(cfg.data_dir.clone());
+    scfg.metadata_url = cfg.metadata_url.clone();
+    scfg.query_memory_bytes = cfg.query_memory_bytes;
+    let store = Store::open(&scfg).await.context("opening the store")?;
+    let metrics = Arc::new(Registry::default());
+    let client = async_nats::ConnectOptions::new()
+        .name("cordon-server")
+        .retry_on_initial_connect()
+        .connect(&cfg.nats_url)
+        .await
+        .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
+    let icfg = ingest::IngestConfig {
+        subjects: cfg.subjects.clone(),
+        max_message_bytes: cfg.max_message_bytes,
+        ..ingest::IngestConfig::default()
+    };
+    let ingest = Arc::new(ingest::Ingest::new(client, icfg, Arc::clone(&store), Arc::clone(&metrics)).await?);
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let listener =
+        tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let state = api::AppState::new(Arc::clone(&store), metrics);
+    let app = api::router(state);
+    let mut rx_api = rx.clone();
+    let api_task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = rx_api.wait_for(|v| *v).await;
+            })
+            .await
+            .context("api server failed")
+    });
+    let ingest_task = tokio::spawn(async move { ingest.run(rx).await.context("ingest failed") });
+    std::fs::write(
+        cfg.data_dir.join("server.json"),
+        serde_json::json!({"api": format!("http://{addr}"), "pid": std::process::id()}).to_string(),
+    )
+    .context("writing server.json")?;
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "cordon is serving");
+    Ok(Running { addr, store, shutdown: tx, tasks: vec![api_task, ingest_task] })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = args.resolve()?;
+    let running = start(&cfg).await?;
+    println!("cordon listening on http://{} (data in {})", running.addr, cfg.data_dir.display());
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
+    running.stop().await
+}
+
+async fn token(action: TokenAction) -> anyhow::Result<()> {
+    match action {
+        TokenAction::Create { serve, name, tenant } => {
+            let cfg = serve.resolve()?;
+            schemas::TenantId::new(tenant.clone()).context("--tenant")?;
+            std::fs::create_dir_all(&cfg.data_dir)?;
+            let cat = store::catalog::Catalog::connect(&cfg.metadata_url).await?;
+            let (id, secret) = cat.create_token(&name, &tenant, schemas::time::now_micros()).await?;
+            println!("{}", serde_json::json!({"id": id, "name": name, "tenant": tenant, "token": secret}));
+        }
+        TokenAction::Revoke { serve, id } => {
+            let cfg = serve.resolve()?;
+            let cat = store::catalog::Catalog::connect(&cfg.metadata_url).await?;
+            if !cat.revoke_token(&id, schemas::time::now_micros()).await? {
+                anyhow::bail!("no active token with id {id}");
+            }
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<Store>> {
+    let cfg = args.resolve()?;
+    let mut scfg = StoreConfig::new(cfg.data_dir.clone());
+    scfg.metadata_url = cfg.metadata_url;
+    Store::open(&scfg).await.context("opening the store (is a server running on this data directory?)")
+}
+
+/// Parses and runs a command line; the process exit code.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std::process::ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::SUCCESS
+            };
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CORDON_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve(a).await,
+            Command::Demo(a) => demo::run(a).await,
+            Command::Token { action } => token(action).await,
+            Command::Verify(a) => {
+                let report = open_store(&a).await?.verify().await?;
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                if !report.bad_files.is_empty() || !report.orphans.is_empty() {
+                    anyhow::bail!(
+                        "{} corrupt or missing files, {} orphans",
+                        report.bad_files.len(),
+                        report.orphans.len()
+                    );
+                }
+                Ok(())
+            }
+            Command::Reindex(a) => {
+                let store = open_store(&a).await?;
+                store.reindex().await?;
+                println!("reindexed: {} documents", store.indexed_docs());
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The data directory a demo uses by default.
+pub fn default_demo_dir() -> PathBuf {
+    PathBuf::from("./cordon-demo")
+}

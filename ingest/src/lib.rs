@@ -1,0 +1,395 @@
+//! # ingest: JetStream -> validated records -> the store, exactly once
+//!
+//! A durable pull consumer on the events stream. For each fetched batch of messages:
+//! identity (tenant, agent) comes from the subject — the authenticated channel — and a payload
+//! claiming another is rejected and recorded as a security event; bodies are size-capped and
+//! decompressed with a cap; each NDJSON line is decoded ([`schemas::decode_line`]); rejected lines go
+//! to the dead-letter stream with their reason while the good lines of the same message are kept;
+//! the batch is committed by [`store::Store::commit`]; only then are the messages acked.
+//!
+//! Agent heartbeats arrive on core NATS (`<prefix>.<tenant>.<agent>.hb`) and are recorded in the
+//! catalog. Metrics per stage go to a shared [`schemas::metrics::Registry`].
+//!
+//! Depends on `schemas` and `store`; nothing depends on it but the server binary.
+
+mod dlq;
+
+use async_nats::jetstream::{self, Message, consumer::pull, stream};
+use futures::StreamExt;
+use schemas::decode::{Channel, Limits, decode_line};
+use schemas::metrics::Registry;
+use schemas::subject::{SubjectKind, Subjects};
+use schemas::wire::{self, Heartbeat};
+use std::sync::Arc;
+use std::time::Duration;
+use store::{MessageBatch, Store};
+
+/// Ingest settings.
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Subject namespace.
+    pub subjects: Subjects,
+    /// The events stream.
+    pub stream: String,
+    /// The dead-letter stream.
+    pub dlq_stream: String,
+    /// The durable consumer's name.
+    pub consumer: String,
+    /// Messages per fetch.
+    pub fetch_messages: usize,
+    /// How long a fetch waits for messages.
+    pub fetch_wait: Duration,
+    /// Largest message accepted (compressed and decompressed), bytes.
+    pub max_message_bytes: usize,
+    /// Per-line limits.
+    pub limits: Limits,
+    /// JetStream duplicate window for publisher retries.
+    pub duplicate_window: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            subjects: Subjects::default(),
+            stream: "CORDON_EVENTS".to_owned(),
+            dlq_stream: "CORDON_DLQ".to_owned(),
+            consumer: "cordon-ingest".to_owned(),
+            fetch_messages: 256,
+            fetch_wait: Duration::from_millis(200),
+            max_message_bytes: 8 * 1024 * 1024,
+            limits: Limits::default(),
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Ingest failures.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A JetStream call failed.
+    #[error("jetstream {op} failed: {message}")]
+    JetStream {
+        /// What was being done.
+        op: &'static str,
+        /// The client's error text.
+        message: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestError {
+    move |e| IngestError::JetStream { op, message: e.to_string() }
+}
+
+const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
+const HELP_STORED: &str = "Events committed to the lake and index.";
+const HELP_REJECTED: &str = "Lines or messages rejected, by reason; each is in the dead-letter stream.";
+const HELP_DUP: &str = "Messages refused because their batch was already committed.";
+const HELP_SECURITY: &str = "Security events: a channel whose payload claimed another identity.";
+const HELP_LAG: &str = "Messages in the stream not yet delivered to ingest.";
+
+/// The pull consumer type ingest uses.
+pub type Consumer = jetstream::consumer::Consumer<pull::Config>;
+
+/// Creates (or checks) the streams and the durable consumer.
+pub async fn ensure_streams(js: &jetstream::Context, cfg: &IngestConfig) -> Result<Consumer, IngestError> {
+    let events = js
+        .get_or_create_stream(stream::Config {
+            name: cfg.stream.clone(),
+            subjects: vec![cfg.subjects.filter(SubjectKind::Events)],
+            storage: stream::StorageType::File,
+            duplicate_window: cfg.duplicate_window,
+            max_message_size: i32::try_from(cfg.max_message_bytes).unwrap_or(i32::MAX),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| js_err("create events stream")(&e))?;
+    js.get_or_create_stream(stream::Config {
+        name: cfg.dlq_stream.clone(),
+        subjects: vec![cfg.subjects.dead_letter_filter()],
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err("create dead-letter stream")(&e))?;
+    events
+        .get_or_create_consumer(
+            &cfg.consumer,
+            pull::Config {
+                durable_name: Some(cfg.consumer.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 100_000,
+                filter_subject: cfg.subjects.filter(SubjectKind::Events),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| js_err("create consumer")(&e))
+}
+
+/// The ingest pipeline.
+#[derive(Debug)]
+pub struct Ingest {
+    cfg: IngestConfig,
+    store: Arc<Store>,
+    metrics: Arc<Registry>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+}
+
+impl Ingest {
+    /// Connects the pipeline to a NATS client (streams and consumer are created if missing).
+    pub async fn new(
+        client: async_nats::Client,
+        cfg: IngestConfig,
+        store: Arc<Store>,
+        metrics: Arc<Registry>,
+    ) -> Result<Self, IngestError> {
+        let js = jetstream::new(client.clone());
+        ensure_streams(&js, &cfg).await?;
+        Ok(Self { cfg, store, metrics, client, js })
+    }
+
+    /// Runs until `shutdown` turns true: the consume loop, the heartbeat listener and the lag probe.
+    pub async fn run(
+        self: Arc<Self>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<(), IngestError> {
+        let consumer = ensure_streams(&self.js, &self.cfg).await?;
+        let hb = tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone()));
+        let lag = tokio::spawn(Arc::clone(&self).lag_probe(consumer.clone(), shutdown.clone()));
+        let mut backoff = Duration::from_millis(100);
+        while !*shutdown.borrow() {
+            let fetched = consumer
+                .fetch()
+                .max_messages(self.cfg.fetch_messages)
+                .expires(self.cfg.fetch_wait)
+                .messages()
+                .await;
+            let mut batch = match fetched {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            let mut msgs = Vec::new();
+            while let Some(m) = batch.next().await {
+                match m {
+                    Ok(m) => msgs.push(m),
+                    Err(e) => tracing::warn!(error = %e, "message error in fetch"),
+                }
+            }
+            if msgs.is_empty() {
+                continue;
+            }
+            match self.process(&msgs).await {
+                Ok(()) => {
+                    backoff = Duration::from_millis(100);
+                    for m in &msgs {
+                        if let Err(e) = m.ack().await {
+                            tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
+                        }
+                    }
+                    store::failpoint::hit("after_ack");
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, messages = msgs.len(), "commit failed; messages will be redelivered");
+                    for m in &msgs {
+                        let _ = m.ack_with(jetstream::AckKind::Nak(Some(backoff))).await;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        hb.abort();
+        lag.abort();
+        Ok(())
+    }
+
+    /// Decodes, dead-letters and commits one fetched batch. Returns once it is durable.
+    async fn process(&self, msgs: &[Message]) -> Result<(), IngestError> {
+        let received = schemas::time::now_micros();
+        let mut batches = Vec::with_capacity(msgs.len());
+        let mut dead = Vec::new();
+        let mut security = Vec::new();
+        let mut events_in = 0u64;
+        for m in msgs {
+            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+            let msg_id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
+            let (tenant, agent) = match self.cfg.subjects.parse(m.subject.as_str()) {
+                Ok((t, a, SubjectKind::Events)) => (t.to_string(), a.to_string()),
+                Ok(_) | Err(_) => {
+                    dead.push(dlq::DeadLetter::message(
+                        "_",
+                        "_",
+                        seq,
+                        "bad_subject",
+                        m.subject.to_string(),
+                        &m.payload,
+                    ));
+                    batches.push(MessageBatch {
+                        key: format!("s{seq}"),
+                        stream_seq: seq,
+                        records: Vec::new(),
+                        rejected: 1,
+                    });
+                    continue;
+                }
+            };
+            // The key is scoped by the channel, so an agent cannot pre-empt another's batch ids.
+            let key = match &msg_id {
+                Some(id) => format!("{tenant}/{agent}/{id}"),
+                None => format!("{tenant}/{agent}/s{seq}"),
+            };
+            let message_key = match msg_id.as_deref().and_then(wire::MsgKey::parse) {
+                Some(k) if k.agent == agent => format!("{}:{}", k.boot, k.seq),
+                _ => format!("s{seq}"),
+            };
+            let header =
+                |name: &str| m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+            let body = match wire::decode_body(
+                header(wire::HEADER_WIRE).as_deref(),
+                header(wire::HEADER_ENCODING).as_deref(),
+                &m.payload,
+                self.cfg.max_message_bytes,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    let reason = match e {
+                        wire::WireError::TooLarge { .. } => "message_too_large",
+                        wire::WireError::Version(_) => "bad_version",
+                        wire::WireError::Encoding(_) => "bad_encoding",
+                        wire::WireError::Corrupt(_) => "corrupt_body",
+                    };
+                    dead.push(dlq::DeadLetter::message(
+                        &tenant,
+                        &agent,
+                        seq,
+                        reason,
+                        e.to_string(),
+                        &m.payload,
+                    ));
+                    batches.push(MessageBatch { key, stream_seq: seq, records: Vec::new(), rejected: 1 });
+                    continue;
+                }
+            };
+            let ch = Channel {
+                tenant: &tenant,
+                agent: &agent,
+                message_key: &message_key,
+                stream_seq: seq,
+                received,
+            };
+            let mut records = Vec::new();
+            let mut rejected = 0;
+            for (line_no, line) in wire::lines(&body) {
+                events_in += 1;
+                match decode_line(line, line_no, &ch, &self.cfg.limits) {
+                    Ok(r) => records.push(r),
+                    Err(reject) => {
+                        rejected += 1;
+                        if reject.is_security() {
+                            security.push((tenant.clone(), agent.clone(), reject.to_string()));
+                        }
+                        dead.push(dlq::DeadLetter::line(&tenant, &agent, seq, &key, line_no, &reject, line));
+                    }
+                }
+            }
+            batches.push(MessageBatch { key, stream_seq: seq, records, rejected });
+        }
+        let reg = &self.metrics;
+        reg.add("cordon_ingest_messages_total", "", HELP_RECEIVED, msgs.len() as u64);
+        reg.add("cordon_ingest_events_total", "", HELP_RECEIVED, events_in);
+        for d in &dead {
+            reg.add("cordon_ingest_rejected_total", &format!("reason=\"{}\"", d.reason), HELP_REJECTED, 1);
+        }
+        dlq::publish(&self.js, &self.cfg.subjects, &dead).await?;
+        let now = schemas::time::now_micros();
+        for (t, a, detail) in &security {
+            tracing::warn!(tenant = %t, agent = %a, %detail, "security: payload claims another identity");
+            reg.add("cordon_security_events_total", "kind=\"identity_mismatch\"", HELP_SECURITY, 1);
+            self.store
+                .catalog()
+                .security_event(t, a, "identity_mismatch", detail, now)
+                .await
+                .map_err(store::StoreError::from)?;
+        }
+        let outcome = self.store.commit(&self.cfg.consumer, batches).await?;
+        reg.add("cordon_ingest_stored_total", "", HELP_STORED, outcome.stored as u64);
+        reg.add("cordon_ingest_duplicate_messages_total", "", HELP_DUP, outcome.duplicate_messages as u64);
+        tracing::debug!(
+            stored = outcome.stored,
+            files = outcome.files,
+            dup = outcome.duplicate_messages,
+            "batch committed"
+        );
+        Ok(())
+    }
+
+    async fn heartbeats(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut sub = match self.client.subscribe(self.cfg.subjects.filter(SubjectKind::Heartbeat)).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot subscribe to heartbeats");
+                return;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = sub.next() => match m { Some(m) => m, None => return },
+                _ = shutdown.changed() => return,
+            };
+            let Ok((tenant, agent, SubjectKind::Heartbeat)) = self.cfg.subjects.parse(msg.subject.as_str())
+            else {
+                continue;
+            };
+            match serde_json::from_slice::<Heartbeat>(&msg.payload) {
+                Ok(hb) => {
+                    let now = schemas::time::now_micros();
+                    if let Err(e) =
+                        self.store.catalog().heartbeat(tenant.as_str(), agent.as_str(), &hb, now).await
+                    {
+                        tracing::warn!(error = %e, "cannot record heartbeat");
+                    }
+                    self.metrics.add("cordon_heartbeats_total", "", "Agent heartbeats received.", 1);
+                }
+                Err(e) => {
+                    tracing::warn!(%agent, error = %e, "malformed heartbeat");
+                    self.metrics.add(
+                        "cordon_ingest_rejected_total",
+                        "reason=\"bad_heartbeat\"",
+                        HELP_REJECTED,
+                        1,
+                    );
+                }
+            }
+        }
+    }
+
+    async fn lag_probe(
+        self: Arc<Self>,
+        mut consumer: Consumer,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            if let Ok(info) = consumer.info().await {
+                self.metrics.set_gauge("cordon_ingest_lag_messages", "", HELP_LAG, info.num_pending);
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

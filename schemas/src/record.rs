@@ -1,0 +1,164 @@
+//! A decoded event: one [`Cell`] per row of [`FIELDS`](crate::fields::FIELDS).
+
+use crate::fields::{FIELDS, Kind, col};
+use serde_json::{Map, Value};
+
+/// One field's value.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cell {
+    /// Absent.
+    Null,
+    /// Text.
+    Str(String),
+    /// Integer.
+    Int(i64),
+    /// Microseconds since the Unix epoch, UTC.
+    Time(i64),
+    /// Boolean.
+    Bool(bool),
+    /// List of strings.
+    List(Vec<String>),
+}
+
+impl Cell {
+    /// The text, if this is a `Str`.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Cell::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// One normalised event, in [`FIELDS`] order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    /// The values, `cells.len() == FIELDS.len()`.
+    pub cells: Vec<Cell>,
+}
+
+impl Default for Record {
+    fn default() -> Self {
+        Self { cells: vec![Cell::Null; FIELDS.len()] }
+    }
+}
+
+impl Record {
+    /// The event time in microseconds (0 if unset, which decoded records never are).
+    pub fn time(&self) -> i64 {
+        match self.cells[col::TIME] {
+            Cell::Time(t) => t,
+            _ => 0,
+        }
+    }
+
+    /// The host name ("" if unset).
+    pub fn host(&self) -> &str {
+        self.cells[col::HOST_NAME].as_str().unwrap_or("")
+    }
+
+    /// The tenant ("" if unset).
+    pub fn tenant(&self) -> &str {
+        self.cells[col::TENANT].as_str().unwrap_or("")
+    }
+
+    /// The cell of a column by name.
+    pub fn get(&self, column: &str) -> Option<&Cell> {
+        crate::fields::column_index(column).map(|i| &self.cells[i])
+    }
+
+    /// The event as ECS JSON (nested objects, nulls left out), with the fields Cordon did not know
+    /// (the `extra` column) back at their original paths.
+    pub fn to_ecs_json(&self) -> Value {
+        // Unknown fields go back where the sender put them; known fields are laid over them.
+        let mut root = match &self.cells[col::EXTRA] {
+            Cell::Str(extra) => match serde_json::from_str::<Value>(extra) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            },
+            _ => Map::new(),
+        };
+        for (def, cell) in FIELDS.iter().zip(&self.cells) {
+            if def.column == "extra" {
+                continue;
+            }
+            let v = match cell {
+                Cell::Null => continue,
+                Cell::Str(s) => Value::String(s.clone()),
+                Cell::Int(i) => Value::from(*i),
+                Cell::Bool(b) => Value::Bool(*b),
+                Cell::Time(t) => Value::String(crate::time::format_micros(*t)),
+                Cell::List(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
+            };
+            insert_path(&mut root, def.path, v);
+        }
+        Value::Object(root)
+    }
+}
+
+fn insert_path(root: &mut Map<String, Value>, path: &str, v: Value) {
+    let mut cur = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            cur.insert(p.to_owned(), v);
+            return;
+        }
+        let next = cur.entry(p.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        cur = match next {
+            Value::Object(m) => m,
+            _ => return,
+        };
+    }
+}
+
+/// A kind-checked cell for `kind` from a JSON value; `Err` says what was wrong.
+pub(crate) fn cell_from_json(kind: Kind, v: Value) -> Result<Cell, String> {
+    match (kind, v) {
+        (_, Value::Null) => Ok(Cell::Null),
+        (Kind::Str, Value::String(s)) => Ok(Cell::Str(s)),
+        (Kind::Str, Value::Number(n)) => Ok(Cell::Str(n.to_string())),
+        (Kind::Str, Value::Bool(b)) => Ok(Cell::Str(b.to_string())),
+        (Kind::Int, Value::Number(n)) => {
+            n.as_i64().map(Cell::Int).ok_or_else(|| format!("{n} is not a 64-bit integer"))
+        }
+        (Kind::Int, Value::String(s)) => {
+            s.trim().parse::<i64>().map(Cell::Int).map_err(|_| format!("{s:?} is not an integer"))
+        }
+        (Kind::Bool, Value::Bool(b)) => Ok(Cell::Bool(b)),
+        (Kind::Bool, Value::String(s)) if s == "true" || s == "false" => Ok(Cell::Bool(s == "true")),
+        (Kind::Time, Value::String(s)) => crate::time::parse_rfc3339_micros(&s)
+            .map(Cell::Time)
+            .ok_or_else(|| format!("{s:?} is not an RFC 3339 timestamp")),
+        (Kind::Time, Value::Number(n)) => n
+            .as_i64()
+            .and_then(|ms| ms.checked_mul(1000))
+            .map(Cell::Time)
+            .ok_or_else(|| format!("{n} is not epoch milliseconds")),
+        (Kind::List, Value::String(s)) => Ok(Cell::List(vec![s])),
+        (Kind::List, Value::Array(items)) => items
+            .into_iter()
+            .map(|i| match i {
+                Value::String(s) => Ok(s),
+                Value::Number(n) => Ok(n.to_string()),
+                other => Err(format!("list item {other} is not a string")),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Cell::List),
+        (kind, other) => Err(format!("expected {kind:?}, found {}", json_type(&other))),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

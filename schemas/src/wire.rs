@@ -1,0 +1,177 @@
+//! The wire format agents and shippers publish.
+//!
+//! One NATS message carries a batch of events (about 100) as NDJSON: one ECS JSON object a line, so any
+//! shipper with a NATS output (Vector, Fluent Bit) can send to Cordon. Headers:
+//! - `Cordon-Wire: 1`: the format version (absent means 1).
+//! - `Content-Encoding: zstd`: the body is zstd-compressed (optional).
+//! - `Nats-Msg-Id: <agent>:<boot>:<seq>`: makes publisher retries idempotent; ingest also uses it to
+//!   refuse a batch it has already committed, however late the retry.
+
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+
+/// The header naming the wire version.
+pub const HEADER_WIRE: &str = "Cordon-Wire";
+/// The wire version this build writes and reads.
+pub const WIRE_VERSION: &str = "1";
+/// The header naming the body encoding.
+pub const HEADER_ENCODING: &str = "Content-Encoding";
+/// The only supported encoding besides identity.
+pub const ENCODING_ZSTD: &str = "zstd";
+
+/// Why a message body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The version header names a version this build does not read.
+    #[error("unsupported wire version {0:?} (this build reads version 1)")]
+    Version(String),
+    /// An encoding other than zstd.
+    #[error("unsupported content encoding {0:?} (use zstd or none)")]
+    Encoding(String),
+    /// The body (or its decompressed form) is over the limit.
+    #[error("message body is over the {max}-byte limit")]
+    TooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// The zstd stream is corrupt.
+    #[error("zstd body is corrupt")]
+    Corrupt(#[source] std::io::Error),
+}
+
+/// Encodes events as an NDJSON body.
+pub fn encode_ndjson<'a>(events: impl IntoIterator<Item = &'a serde_json::Value>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in events {
+        // Serialising a `Value` into a Vec cannot fail.
+        serde_json::to_writer(&mut out, e).expect("serialising a Value into memory cannot fail");
+        out.push(b'\n');
+    }
+    out
+}
+
+/// zstd-compresses a body (level 3).
+pub fn compress(body: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(body, 3).expect("in-memory zstd compression cannot fail")
+}
+
+/// Checks the headers and returns the plain body, decompressing with a hard size cap.
+pub fn decode_body(
+    version: Option<&str>,
+    encoding: Option<&str>,
+    body: &[u8],
+    max: usize,
+) -> Result<Vec<u8>, WireError> {
+    if let Some(v) = version
+        && v != WIRE_VERSION
+    {
+        return Err(WireError::Version(v.to_owned()));
+    }
+    if body.len() > max {
+        return Err(WireError::TooLarge { max });
+    }
+    match encoding {
+        None | Some("") | Some("identity") => Ok(body.to_vec()),
+        Some(ENCODING_ZSTD) => {
+            let mut out = Vec::new();
+            let decoder = zstd::stream::read::Decoder::new(body).map_err(WireError::Corrupt)?;
+            // Read one byte past the cap so that "exactly at the cap" and "over it" differ.
+            decoder.take(max as u64 + 1).read_to_end(&mut out).map_err(WireError::Corrupt)?;
+            if out.len() > max {
+                return Err(WireError::TooLarge { max });
+            }
+            Ok(out)
+        }
+        Some(other) => Err(WireError::Encoding(other.to_owned())),
+    }
+}
+
+/// Splits an NDJSON body into lines, skipping blank ones; yields (line number, bytes).
+pub fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    body.split(|b| *b == b'\n').enumerate().filter_map(|(i, l)| {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        (!l.iter().all(u8::is_ascii_whitespace)).then_some((i, l))
+    })
+}
+
+/// A batch's identity: `<agent>:<boot>:<seq>`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MsgKey {
+    /// The agent.
+    pub agent: String,
+    /// Boot counter of the agent when the batch was made.
+    pub boot: u64,
+    /// The batch's sequence number within that boot.
+    pub seq: u64,
+}
+
+impl MsgKey {
+    /// Parses `<agent>:<boot>:<seq>`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut it = s.rsplitn(3, ':');
+        let seq = it.next()?.parse().ok()?;
+        let boot = it.next()?.parse().ok()?;
+        let agent = it.next()?.to_owned();
+        Some(Self { agent, boot, seq })
+    }
+}
+
+impl std::fmt::Display for MsgKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.agent, self.boot, self.seq)
+    }
+}
+
+/// An agent's heartbeat: counters since its boot, so the server can tell silent from dead.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The boot counter.
+    pub boot: u64,
+    /// The next batch sequence number.
+    pub next_seq: u64,
+    /// Events handed to the agent since boot.
+    pub events_in: u64,
+    /// Events acknowledged by JetStream since boot.
+    pub events_acked: u64,
+    /// Events waiting in the spool.
+    pub events_spooled: u64,
+    /// Events dropped because the spool was full, since boot.
+    pub events_dropped: u64,
+    /// Bytes in the spool.
+    pub spool_bytes: u64,
+    /// Host name (a hint).
+    pub host: String,
+    /// Send time, microseconds.
+    pub time: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zstd_round_trip_and_cap() {
+        let body = encode_ndjson(&[serde_json::json!({"a": 1}), serde_json::json!({"b": 2})]);
+        let z = compress(&body);
+        assert_eq!(decode_body(Some("1"), Some("zstd"), &z, 1024).unwrap(), body);
+        let bomb = compress(&vec![b'a'; 1 << 20]);
+        assert!(matches!(decode_body(None, Some("zstd"), &bomb, 4096), Err(WireError::TooLarge { .. })));
+        assert!(matches!(decode_body(Some("2"), None, &body, 1024), Err(WireError::Version(_))));
+        assert!(matches!(decode_body(None, Some("gzip"), &body, 1024), Err(WireError::Encoding(_))));
+        assert!(matches!(decode_body(None, Some("zstd"), b"nope", 1024), Err(WireError::Corrupt(_))));
+    }
+
+    #[test]
+    fn lines_skip_blanks_and_keep_numbers() {
+        let got: Vec<_> = lines(b"a\n\n b\r\n").collect();
+        assert_eq!(got, vec![(0, &b"a"[..]), (2, &b" b"[..])]);
+    }
+
+    #[test]
+    fn msg_key_round_trip() {
+        let k = MsgKey { agent: "web-01".into(), boot: 3, seq: 99 };
+        assert_eq!(MsgKey::parse(&k.to_string()), Some(k));
+        assert_eq!(MsgKey::parse("x:1"), None);
+    }
+}

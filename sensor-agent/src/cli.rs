@@ -1,0 +1,191 @@
+//! The `cordon-agent` command line: parsed fully (clap, each flag with an environment twin), then
+//! resolved into validated settings.
+
+use crate::shipper::ShipperConfig;
+use crate::{AgentConfig, AgentError, ReplayOptions, RunSummary, SimulateOptions};
+use clap::{Args, Parser, Subcommand};
+use schemas::TenantId;
+use schemas::subject::Subjects;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Ships endpoint events to Cordon over NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "cordon-agent", version)]
+pub struct Cli {
+    /// Settings every source shares.
+    #[command(flatten)]
+    pub common: Common,
+    /// What to ship.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Shared flags.
+#[derive(Debug, Args)]
+pub struct Common {
+    /// NATS server URL.
+    #[arg(long, env = "CORDON_NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    pub nats_url: String,
+    /// Tenant.
+    #[arg(long, env = "CORDON_TENANT", default_value = "default", global = true)]
+    pub tenant: String,
+    /// Subject prefix.
+    #[arg(long, env = "CORDON_SUBJECT_PREFIX", default_value = "cordon", global = true)]
+    pub subject_prefix: String,
+    /// Spool directory.
+    #[arg(long, env = "CORDON_AGENT_SPOOL", default_value = "./cordon-agent-spool", global = true)]
+    pub spool_dir: PathBuf,
+    /// Spool size limit per identity, MiB.
+    #[arg(long, env = "CORDON_AGENT_SPOOL_MIB", default_value_t = 256, global = true)]
+    pub spool_mib: u64,
+    /// Events per message.
+    #[arg(long, env = "CORDON_AGENT_BATCH", default_value_t = 100, global = true)]
+    pub batch_size: usize,
+    /// Send bodies uncompressed.
+    #[arg(long, global = true)]
+    pub no_compress: bool,
+    /// Do not fsync the spool (faster, loses the spool on power loss).
+    #[arg(long, global = true)]
+    pub no_fsync: bool,
+    /// Seconds to keep retrying at the end before exiting (what is left stays spooled).
+    #[arg(long, env = "CORDON_AGENT_DRAIN_SECS", default_value_t = 60, global = true)]
+    pub drain_secs: u64,
+}
+
+/// Sources.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Replay a scenario file (NDJSON of events with relative times).
+    Replay {
+        /// Scenario file; `builtin:log4j-conti` for the shipped one.
+        scenario: String,
+        /// Replay speed: 1 is real time; 0 is as fast as possible.
+        #[arg(long, default_value_t = 0.0)]
+        speed: f64,
+    },
+    /// Simulate a fleet (deterministic by seed).
+    Simulate {
+        /// Hosts.
+        #[arg(long, default_value_t = 100)]
+        hosts: usize,
+        /// Events per second across the fleet.
+        #[arg(long, default_value_t = 1000)]
+        rate: u64,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop after this many events.
+        #[arg(long)]
+        max_events: Option<u64>,
+    },
+}
+
+/// Resolution failures.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A flag's value is invalid.
+    #[error("invalid --{flag}: {reason}")]
+    Invalid {
+        /// The flag.
+        flag: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// Running failed.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// The scenario could not be read.
+    #[error(transparent)]
+    Scenario(#[from] fixtures::scenario::ScenarioError),
+}
+
+impl Common {
+    /// Validated settings.
+    pub fn resolve(&self) -> Result<AgentConfig, CliError> {
+        let tenant = TenantId::new(self.tenant.clone())
+            .map_err(|e| CliError::Invalid { flag: "tenant", reason: e.to_string() })?;
+        let subjects = Subjects::new(&self.subject_prefix)
+            .map_err(|e| CliError::Invalid { flag: "subject-prefix", reason: e.to_string() })?;
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return Err(CliError::Invalid { flag: "batch-size", reason: "must be 1 to 10000".to_owned() });
+        }
+        Ok(AgentConfig {
+            nats_url: self.nats_url.clone(),
+            tenant,
+            subjects,
+            spool_dir: self.spool_dir.clone(),
+            shipper: ShipperConfig {
+                batch_size: self.batch_size,
+                compress: !self.no_compress,
+                spool_max_bytes: self.spool_mib * 1024 * 1024,
+                spool_fsync: !self.no_fsync,
+            },
+            heartbeat: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(self.drain_secs),
+        })
+    }
+}
+
+/// Runs a parsed command line; returns the run summary.
+pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
+    let cfg = cli.common.resolve()?;
+    match cli.command {
+        Command::Replay { scenario, speed } => {
+            let s = if scenario == "builtin:log4j-conti" {
+                fixtures::scenario::log4j_conti()
+            } else {
+                fixtures::scenario::Scenario::load(std::path::Path::new(&scenario))?
+            };
+            let opts = ReplayOptions { speed: (speed > 0.0).then_some(speed), base_time: None };
+            Ok(crate::replay(&cfg, &s, &opts).await?)
+        }
+        Command::Simulate { hosts, rate, duration, seed, max_events } => {
+            let opts =
+                SimulateOptions { hosts, rate, duration: Duration::from_secs(duration), seed, max_events };
+            Ok(crate::simulate(&cfg, &opts).await?)
+        }
+    }
+}
+
+/// The whole program: parse, run, print the summary as one JSON line. Exit code 0 when everything
+/// was acked, 3 when some events stay spooled, 2 on error.
+pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std::process::ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CORDON_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start runtime: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(summary) => {
+            println!("{}", serde_json::to_string(&summary).expect("a summary serialises"));
+            if summary.unacked > 0 {
+                std::process::ExitCode::from(3)
+            } else {
+                std::process::ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! # sensor-agent: `cordon-agent`, the endpoint side
+//!
+//! Sources produce ECS events (`replay` of a scenario file, `simulate` of a seeded fleet; live Linux
+//! collection and EVTX come later); each identity's [`shipper::Shipper`] batches them (~100 per
+//! message), writes each batch to a bounded, checksummed disk [`spool`] *before* publishing it to
+//! JetStream, and removes it only after the ack. Heartbeats carry the counters, so the server can tell
+//! a silent agent from a dead one, and a drop is always counted.
+//!
+//! Depends on `schemas` and `fixtures`; never on the server's crates.
+
+pub mod cli;
+pub mod shipper;
+pub mod spool;
+
+use fixtures::fleet::FleetGenerator;
+use fixtures::scenario::Scenario;
+use schemas::subject::Subjects;
+use schemas::{AgentId, TenantId};
+use shipper::{Counters, Identity, ShipError, Shipper, ShipperConfig};
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Settings every source shares.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// NATS server URL.
+    pub nats_url: String,
+    /// Tenant the agent belongs to.
+    pub tenant: TenantId,
+    /// Subject namespace.
+    pub subjects: Subjects,
+    /// Spool directory (one subdirectory per identity).
+    pub spool_dir: PathBuf,
+    /// Batching and spool settings.
+    pub shipper: ShipperConfig,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// How long to keep retrying at the end before giving up (what is left stays spooled).
+    pub drain_timeout: Duration,
+}
+
+/// Agent failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Could not connect.
+    #[error("cannot connect to NATS at {url}: {message}")]
+    Connect {
+        /// The URL.
+        url: String,
+        /// The client's error text.
+        message: String,
+    },
+    /// A host name gave no valid agent id.
+    #[error("invalid agent id")]
+    Id(#[from] schemas::ids::IdError),
+    /// Shipping failed.
+    #[error(transparent)]
+    Ship(#[from] ShipError),
+}
+
+/// What one identity did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AgentSummary {
+    /// Agent id.
+    pub agent: String,
+    /// Host name.
+    pub host: String,
+    /// Counters.
+    #[serde(flatten)]
+    pub counters: Counters,
+    /// Events still spooled (not acked) at exit.
+    pub unacked: u64,
+}
+
+/// What a run did, printed as one JSON line at exit.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct RunSummary {
+    /// Per identity.
+    pub agents: Vec<AgentSummary>,
+    /// Sum of `events_acked`.
+    pub events_acked: u64,
+    /// Sum of `events_dropped`.
+    pub events_dropped: u64,
+    /// Sum of `unacked`.
+    pub unacked: u64,
+}
+
+impl RunSummary {
+    fn of(shippers: &[Shipper]) -> Self {
+        let agents: Vec<AgentSummary> = shippers
+            .iter()
+            .map(|s| AgentSummary {
+                agent: s.identity().agent.to_string(),
+                host: s.identity().host.clone(),
+                counters: s.counters.clone(),
+                unacked: s.backlog(),
+            })
+            .collect();
+        Self {
+            events_acked: agents.iter().map(|a| a.counters.events_acked).sum(),
+            events_dropped: agents.iter().map(|a| a.counters.events_dropped).sum(),
+            unacked: agents.iter().map(|a| a.unacked).sum(),
+            agents,
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<async_nats::Client, AgentError> {
+    async_nats::ConnectOptions::new()
+        .name("cordon-agent")
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|e| AgentError::Connect { url: url.to_owned(), message: e.to_string() })
+}
+
+/// How a scenario is replayed.
+#[derive(Clone, Debug)]
+pub struct ReplayOptions {
+    /// `None`: as fast as possible; `Some(x)`: real time divided by x.
+    pub speed: Option<f64>,
+    /// Scenario start time, microseconds (default: now).
+    pub base_time: Option<i64>,
+}
+
+/// Replays a scenario, each host as its own agent identity.
+pub async fn replay(
+    cfg: &AgentConfig,
+    scenario: &Scenario,
+    opts: &ReplayOptions,
+) -> Result<RunSummary, AgentError> {
+    let client = connect(&cfg.nats_url).await?;
+    let mut shippers = Vec::new();
+    for h in &scenario.hosts {
+        let id = Identity {
+            tenant: cfg.tenant.clone(),
+            agent: AgentId::new(h.agent.clone())?,
+            host: h.name.clone(),
+        };
+        shippers.push(Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir)?);
+    }
+    let base = opts.base_time.unwrap_or_else(schemas::time::now_micros);
+    let started = Instant::now();
+    let mut last_hb = Instant::now();
+    for (i, ev) in scenario.events.iter().enumerate() {
+        if let Some(speed) = opts.speed {
+            let due = started + Duration::from_secs_f64(ev.at_ms as f64 / 1000.0 / speed.max(1e-6));
+            if due > Instant::now() {
+                for s in shippers.iter_mut() {
+                    s.seal()?;
+                    if let Err(e) = s.drain().await {
+                        tracing::warn!(error = %e, "publish failed; will retry");
+                    }
+                }
+                tokio::time::sleep_until(due).await;
+            }
+        }
+        shippers[ev.host].push(&scenario.materialise(i, base))?;
+        if last_hb.elapsed() >= cfg.heartbeat {
+            for s in &shippers {
+                s.heartbeat().await;
+            }
+            last_hb = Instant::now();
+        }
+    }
+    finish(cfg, client, shippers).await
+}
+
+async fn finish(
+    cfg: &AgentConfig,
+    client: async_nats::Client,
+    mut shippers: Vec<Shipper>,
+) -> Result<RunSummary, AgentError> {
+    let deadline = Instant::now() + cfg.drain_timeout;
+    for s in shippers.iter_mut() {
+        if let Err(e) = s.flush(deadline).await {
+            tracing::error!(agent = %s.identity().agent, error = %e, "could not ship everything; the rest stays spooled");
+        }
+        s.heartbeat().await;
+    }
+    let _ = client.flush().await;
+    Ok(RunSummary::of(&shippers))
+}
+
+/// How a fleet is simulated.
+#[derive(Clone, Debug)]
+pub struct SimulateOptions {
+    /// Hosts.
+    pub hosts: usize,
+    /// Events per second across the fleet.
+    pub rate: u64,
+    /// How long.
+    pub duration: Duration,
+    /// Seed.
+    pub seed: u64,
+    /// Stop early after this many events.
+    pub max_events: Option<u64>,
+}
+
+/// Simulates a fleet: `rate` events/s spread over `hosts` identities for `duration`.
+pub async fn simulate(cfg: &AgentConfig, opts: &SimulateOptions) -> Result<RunSummary, AgentError> {
+    let client = connect(&cfg.nats_url).await?;
+    let mut fleet = FleetGenerator::new(opts.seed, opts.hosts.max(1));
+    let mut shippers = Vec::new();
+    for h in fleet.hosts() {
+        let id = Identity {
+            tenant: cfg.tenant.clone(),
+            agent: AgentId::new(h.agent.clone())?,
+            host: h.name.clone(),
+        };
+        shippers.push(Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir)?);
+    }
+    let tick = Duration::from_millis(100);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    let mut last_seal = Instant::now();
+    let mut last_hb = Instant::now();
+    let mut next_tick = start + tick;
+    let limit = opts.max_events.unwrap_or(u64::MAX);
+    while start.elapsed() < opts.duration && sent < limit {
+        let due = ((start.elapsed().as_secs_f64() + tick.as_secs_f64()) * opts.rate as f64) as u64;
+        let now = schemas::time::now_micros();
+        while sent < due.min(limit) {
+            let (h, e) = fleet.next_event(now);
+            shippers[h].push(&e)?;
+            sent += 1;
+        }
+        let seal = last_seal.elapsed() >= Duration::from_secs(1);
+        for s in shippers.iter_mut() {
+            if seal {
+                s.seal()?;
+            }
+            if let Err(e) = s.drain().await {
+                tracing::warn!(agent = %s.identity().agent, error = %e, "publish failed; batches stay spooled");
+            }
+        }
+        if seal {
+            last_seal = Instant::now();
+        }
+        if last_hb.elapsed() >= cfg.heartbeat {
+            for s in &shippers {
+                s.heartbeat().await;
+            }
+            last_hb = Instant::now();
+        }
+        tokio::time::sleep_until(next_tick).await;
+        next_tick = (next_tick + tick).max(Instant::now());
+    }
+    finish(cfg, client, shippers).await
+}

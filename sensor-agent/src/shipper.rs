@@ -1,0 +1,250 @@
+//! One agent identity's path to JetStream: batch -> spool -> publish -> ack -> unspool.
+//!
+//! Batches get a `Nats-Msg-Id` of `<agent>:<boot>:<seq>` when they are made: `boot` is random per
+//! process start (so no other agent can predict and pre-empt it) and `seq` counts up, so a retry of
+//! the same batch is the same message to JetStream and to ingest.
+
+use crate::spool::{Spool, SpoolError, SpooledBatch};
+use async_nats::jetstream;
+use schemas::subject::{SubjectKind, Subjects};
+use schemas::wire::{self, Heartbeat};
+use schemas::{AgentId, TenantId};
+use std::collections::VecDeque;
+use std::path::Path;
+use std::time::Duration;
+
+/// Publishes in flight per shipper before acks are awaited (well under the client's limit).
+const WINDOW: usize = 64;
+
+/// Who a shipper speaks for.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Agent id.
+    pub agent: AgentId,
+    /// Host name (a hint carried in heartbeats).
+    pub host: String,
+}
+
+/// Shipper settings.
+#[derive(Clone, Debug)]
+pub struct ShipperConfig {
+    /// Events per message.
+    pub batch_size: usize,
+    /// zstd-compress bodies.
+    pub compress: bool,
+    /// Spool bound in bytes.
+    pub spool_max_bytes: u64,
+    /// fsync spool writes.
+    pub spool_fsync: bool,
+}
+
+impl Default for ShipperConfig {
+    fn default() -> Self {
+        Self { batch_size: 100, compress: true, spool_max_bytes: 256 * 1024 * 1024, spool_fsync: true }
+    }
+}
+
+/// Counters since this process started.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Counters {
+    /// Events handed to the shipper.
+    pub events_in: u64,
+    /// Events acknowledged by JetStream.
+    pub events_acked: u64,
+    /// Events dropped because the spool was full.
+    pub events_dropped: u64,
+    /// Batches acknowledged.
+    pub batches_acked: u64,
+    /// Acks JetStream marked as duplicates (a retry of a batch it already had).
+    pub duplicate_acks: u64,
+    /// Spool files found corrupt at start.
+    pub spool_corrupt: u64,
+}
+
+/// Shipping failures.
+#[derive(Debug, thiserror::Error)]
+pub enum ShipError {
+    /// The spool failed.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// JetStream did not take a batch (it stays spooled).
+    #[error("publish failed: {0}")]
+    Publish(String),
+}
+
+/// One identity's shipper.
+#[derive(Debug)]
+pub struct Shipper {
+    id: Identity,
+    subject: String,
+    hb_subject: String,
+    js: jetstream::Context,
+    client: async_nats::Client,
+    cfg: ShipperConfig,
+    spool: Spool,
+    pending: VecDeque<SpooledBatch>,
+    buffer: Vec<u8>,
+    buffered: u64,
+    boot: u64,
+    seq: u64,
+    /// Counters.
+    pub counters: Counters,
+}
+
+impl Shipper {
+    /// Opens the shipper, picking up what the spool in `spool_dir` still holds.
+    pub fn open(
+        client: async_nats::Client,
+        subjects: &Subjects,
+        id: Identity,
+        cfg: ShipperConfig,
+        spool_dir: &Path,
+    ) -> Result<Self, ShipError> {
+        let dir = spool_dir.join(format!("{}.{}", id.tenant, id.agent));
+        let (spool, left) = Spool::open(&dir, cfg.spool_max_bytes, cfg.spool_fsync)?;
+        let counters = Counters { spool_corrupt: spool.corrupt, ..Counters::default() };
+        let boot = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
+        Ok(Self {
+            subject: subjects.subject(&id.tenant, &id.agent, SubjectKind::Events),
+            hb_subject: subjects.subject(&id.tenant, &id.agent, SubjectKind::Heartbeat),
+            js: jetstream::new(client.clone()),
+            client,
+            id,
+            cfg,
+            spool,
+            pending: left.into(),
+            buffer: Vec::new(),
+            buffered: 0,
+            boot: boot >> 1,
+            seq: 0,
+            counters,
+        })
+    }
+
+    /// The identity.
+    pub fn identity(&self) -> &Identity {
+        &self.id
+    }
+
+    /// Events waiting in the spool (not yet acked), plus the open buffer.
+    pub fn backlog(&self) -> u64 {
+        self.pending.iter().map(|b| b.events).sum::<u64>() + self.buffered
+    }
+
+    /// Adds an event; a full buffer becomes a spooled batch.
+    pub fn push(&mut self, event: &serde_json::Value) -> Result<(), ShipError> {
+        self.counters.events_in += 1;
+        serde_json::to_writer(&mut self.buffer, event).expect("a Value serialises into memory");
+        self.buffer.push(b'\n');
+        self.buffered += 1;
+        if self.buffered as usize >= self.cfg.batch_size {
+            self.seal()?;
+        }
+        Ok(())
+    }
+
+    /// Turns the open buffer into a spooled batch.
+    pub fn seal(&mut self) -> Result<(), ShipError> {
+        if self.buffered == 0 {
+            return Ok(());
+        }
+        let raw = std::mem::take(&mut self.buffer);
+        let events = std::mem::take(&mut self.buffered);
+        let body = if self.cfg.compress { wire::compress(&raw) } else { raw };
+        self.seq += 1;
+        let msg_id =
+            wire::MsgKey { agent: self.id.agent.to_string(), boot: self.boot, seq: self.seq }.to_string();
+        match self.spool.write(&msg_id, events, self.cfg.compress, body)? {
+            Some(b) => self.pending.push_back(b),
+            None => {
+                self.counters.events_dropped += events;
+                tracing::warn!(agent = %self.id.agent, events, "spool full: batch dropped");
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes spooled batches until none is left or one fails (it then stays spooled).
+    pub async fn drain(&mut self) -> Result<(), ShipError> {
+        while !self.pending.is_empty() {
+            let n = self.pending.len().min(WINDOW);
+            let mut acks = Vec::with_capacity(n);
+            for b in self.pending.iter().take(n) {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", b.msg_id.as_str());
+                headers.insert(wire::HEADER_WIRE, wire::WIRE_VERSION);
+                if b.compressed {
+                    headers.insert(wire::HEADER_ENCODING, wire::ENCODING_ZSTD);
+                }
+                match self.js.publish_with_headers(self.subject.clone(), headers, b.body.clone().into()).await
+                {
+                    Ok(ack) => acks.push(ack),
+                    Err(e) => {
+                        acks.clear();
+                        return Err(ShipError::Publish(e.to_string()));
+                    }
+                }
+            }
+            let mut failure = None;
+            for ack in acks {
+                match ack.await {
+                    Ok(a) if failure.is_none() => {
+                        let b = self.pending.pop_front().expect("one pending batch per ack");
+                        self.spool.remove(&b)?;
+                        self.counters.events_acked += b.events;
+                        self.counters.batches_acked += 1;
+                        if a.duplicate {
+                            self.counters.duplicate_acks += 1;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        failure.get_or_insert(e.to_string());
+                    }
+                }
+            }
+            if let Some(e) = failure {
+                return Err(ShipError::Publish(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals and drains, retrying with backoff until everything is acked or `deadline` passes.
+    pub async fn flush(&mut self, deadline: tokio::time::Instant) -> Result<(), ShipError> {
+        self.seal()?;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.drain().await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() + backoff < deadline => {
+                    tracing::warn!(agent = %self.id.agent, error = %e, "publish failed; batches stay spooled, retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends a heartbeat with the counters (core NATS, best effort).
+    pub async fn heartbeat(&self) {
+        let hb = Heartbeat {
+            boot: self.boot,
+            next_seq: self.seq + 1,
+            events_in: self.counters.events_in,
+            events_acked: self.counters.events_acked,
+            events_spooled: self.backlog(),
+            events_dropped: self.counters.events_dropped,
+            spool_bytes: self.spool.bytes(),
+            host: self.id.host.clone(),
+            time: schemas::time::now_micros(),
+        };
+        let body = serde_json::to_vec(&hb).expect("a heartbeat serialises");
+        if let Err(e) = self.client.publish(self.hb_subject.clone(), body.into()).await {
+            tracing::debug!(error = %e, "heartbeat not sent");
+        }
+    }
+}

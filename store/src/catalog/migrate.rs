@@ -1,0 +1,42 @@
+//! A small migrator: numbered SQL files per backend, each applied once, in its own transaction.
+//! (sqlx's `migrate!` needs its macro crate, which compiles every driver a second time.)
+
+use super::{Backend, CatalogError, db};
+use sqlx::{AnyPool, Row};
+
+const SQLITE: &[(i64, &str)] = &[(1, include_str!("../../migrations/sqlite/0001_init.sql"))];
+const POSTGRES: &[(i64, &str)] = &[(1, include_str!("../../migrations/postgres/0001_init.sql"))];
+
+pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {
+    let steps = match backend {
+        Backend::Sqlite => SQLITE,
+        Backend::Postgres => POSTGRES,
+    };
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS cordon_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+    )
+    .execute(pool)
+    .await
+    .map_err(db("migrate"))?;
+    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM cordon_migrations")
+        .fetch_one(pool)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db("migrate"))?;
+    let known = steps.last().map_or(0, |s| s.0);
+    if current > known {
+        return Err(CatalogError::NewerSchema { found: current, known });
+    }
+    for (version, sql) in steps.iter().filter(|(v, _)| *v > current) {
+        let mut tx = pool.begin().await.map_err(db("migrate"))?;
+        sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db("migrate"))?;
+        sqlx::query("INSERT INTO cordon_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(schemas::time::now_micros())
+            .execute(&mut *tx)
+            .await
+            .map_err(db("migrate"))?;
+        tx.commit().await.map_err(db("migrate"))?;
+    }
+    Ok(())
+}

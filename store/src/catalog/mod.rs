@@ -1,0 +1,550 @@
+//! The metadata catalog: SQLite (embedded default) or PostgreSQL, chosen by URL.
+//!
+//! One implementation over `sqlx::Any`: the SQL here is the portable subset both speak (`$n`
+//! placeholders, `ON CONFLICT`, `CASE`), and the DDL that differs lives in one migrations directory
+//! per backend. SQLite runs with `journal_mode=WAL` and `synchronous=FULL`.
+
+mod migrate;
+
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Which database is behind the catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Catalog failures.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    /// The URL names no supported database.
+    #[error("metadata URL {0:?} is neither sqlite:// nor postgres://")]
+    Url(String),
+    /// The database failed.
+    #[error("metadata database error during {op}")]
+    Db {
+        /// What was being done.
+        op: &'static str,
+        /// The cause.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database holds a newer schema than this build knows.
+    #[error("metadata schema version {found} is newer than this build's {known}")]
+    NewerSchema {
+        /// Found version.
+        found: i64,
+        /// Newest known.
+        known: i64,
+    },
+}
+
+fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> CatalogError {
+    move |source| CatalogError::Db { op, source }
+}
+
+/// One committed lake file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileEntry {
+    /// Catalog id; also the high bits of the full-text index's row references.
+    pub id: i64,
+    /// Tenant.
+    pub tenant: String,
+    /// Partition date.
+    pub date: String,
+    /// Path relative to the lake root.
+    pub path: String,
+    /// Row count.
+    pub rows: i64,
+    /// Size in bytes.
+    pub bytes: i64,
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    /// Earliest event time.
+    pub min_time: i64,
+    /// Latest event time.
+    pub max_time: i64,
+    /// Lowest stream sequence among its rows.
+    pub min_seq: i64,
+    /// Highest stream sequence among its rows.
+    pub max_seq: i64,
+}
+
+/// One processed message.
+#[derive(Clone, Debug)]
+pub struct BatchEntry {
+    /// The batch key.
+    pub key: String,
+    /// Its stream sequence.
+    pub stream_seq: i64,
+    /// Events stored from it.
+    pub events: i64,
+    /// Lines rejected from it.
+    pub rejected: i64,
+}
+
+/// What one commit adds to a host's summary.
+#[derive(Clone, Debug)]
+pub struct HostDelta {
+    /// Tenant.
+    pub tenant: String,
+    /// Host name.
+    pub host: String,
+    /// The agent it came through.
+    pub agent_id: String,
+    /// Earliest event time in the commit.
+    pub first_seen: i64,
+    /// Latest.
+    pub last_seen: i64,
+    /// Events in the commit.
+    pub events: i64,
+}
+
+/// A host summary.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HostRow {
+    /// Host name.
+    pub host: String,
+    /// The agent it reports through.
+    pub agent_id: String,
+    /// Earliest event, microseconds.
+    pub first_seen: i64,
+    /// Latest event, microseconds.
+    pub last_seen: i64,
+    /// Events stored.
+    pub events: i64,
+}
+
+/// Everything one ingest commit records, applied in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct CommitRecord {
+    /// The consumer whose checkpoint advances.
+    pub consumer: String,
+    /// The new checkpoint (highest stream sequence in the commit).
+    pub checkpoint: i64,
+    /// Files written.
+    pub files: Vec<FileEntry>,
+    /// Messages processed.
+    pub batches: Vec<BatchEntry>,
+    /// Host summaries to fold in.
+    pub hosts: Vec<HostDelta>,
+}
+
+/// An API token's identity.
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    /// Token id (not the secret).
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// The tenant it may read.
+    pub tenant: String,
+}
+
+/// The catalog handle (cheap to clone).
+#[derive(Clone, Debug)]
+pub struct Catalog {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Catalog {
+    /// Connects (creating a SQLite file if needed) and applies migrations.
+    pub async fn connect(url: &str) -> Result<Self, CatalogError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(CatalogError::Url(url.to_owned()));
+        };
+        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        if backend == Backend::Sqlite {
+            opts = opts.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in
+                        ["PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=10000"]
+                    {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        } else {
+            opts = opts.max_connections(8);
+        }
+        let url = if backend == Backend::Sqlite && !url.contains("mode=") {
+            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
+        } else {
+            url.to_owned()
+        };
+        let pool = opts.connect(&url).await.map_err(db("connect"))?;
+        let cat = Self { pool, backend };
+        migrate::run(&cat.pool, backend).await?;
+        Ok(cat)
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Which of `keys` were committed already.
+    pub async fn committed_keys(&self, keys: &[String]) -> Result<HashSet<String>, CatalogError> {
+        let mut found = HashSet::new();
+        for chunk in keys.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT batch_key FROM ingest_batches WHERE batch_key IN ({})",
+                placeholders.join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(db("committed_keys"))? {
+                found.insert(row.try_get::<String, _>(0).map_err(db("committed_keys"))?);
+            }
+        }
+        Ok(found)
+    }
+
+    /// The id the next lake file gets.
+    pub async fn next_file_id(&self) -> Result<i64, CatalogError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 FROM lake_files")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("next_file_id"))?;
+        row.try_get::<i64, _>(0).map_err(db("next_file_id"))
+    }
+
+    /// Applies one commit atomically: files, batch keys, host summaries, checkpoint.
+    pub async fn commit(&self, c: &CommitRecord, now: i64) -> Result<(), CatalogError> {
+        let mut tx = self.pool.begin().await.map_err(db("commit"))?;
+        for f in &c.files {
+            sqlx::query(
+                "INSERT INTO lake_files (id, tenant, date, path, rows, bytes, sha256, min_time, max_time, \
+                 min_seq, max_seq, committed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+            )
+            .bind(f.id)
+            .bind(f.tenant.as_str())
+            .bind(f.date.as_str())
+            .bind(f.path.as_str())
+            .bind(f.rows)
+            .bind(f.bytes)
+            .bind(f.sha256.as_str())
+            .bind(f.min_time)
+            .bind(f.max_time)
+            .bind(f.min_seq)
+            .bind(f.max_seq)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("commit file"))?;
+        }
+        for b in &c.batches {
+            sqlx::query(
+                "INSERT INTO ingest_batches (batch_key, stream_seq, events, rejected, committed_at) \
+                 VALUES ($1,$2,$3,$4,$5)",
+            )
+            .bind(b.key.as_str())
+            .bind(b.stream_seq)
+            .bind(b.events)
+            .bind(b.rejected)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("commit batch"))?;
+        }
+        for h in &c.hosts {
+            sqlx::query(
+                "INSERT INTO hosts (tenant, host, agent_id, first_seen, last_seen, events) \
+                 VALUES ($1,$2,$3,$4,$5,$6) ON CONFLICT (tenant, host) DO UPDATE SET \
+                 agent_id = excluded.agent_id, \
+                 first_seen = CASE WHEN excluded.first_seen < hosts.first_seen \
+                     THEN excluded.first_seen ELSE hosts.first_seen END, \
+                 last_seen = CASE WHEN excluded.last_seen > hosts.last_seen \
+                     THEN excluded.last_seen ELSE hosts.last_seen END, \
+                 events = hosts.events + excluded.events",
+            )
+            .bind(h.tenant.as_str())
+            .bind(h.host.as_str())
+            .bind(h.agent_id.as_str())
+            .bind(h.first_seen)
+            .bind(h.last_seen)
+            .bind(h.events)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("commit host"))?;
+        }
+        sqlx::query(
+            "INSERT INTO checkpoints (consumer, stream_seq, updated_at) VALUES ($1,$2,$3) \
+             ON CONFLICT (consumer) DO UPDATE SET \
+             stream_seq = CASE WHEN excluded.stream_seq > checkpoints.stream_seq \
+                 THEN excluded.stream_seq ELSE checkpoints.stream_seq END, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(c.consumer.as_str())
+        .bind(c.checkpoint)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("commit checkpoint"))?;
+        tx.commit().await.map_err(db("commit"))
+    }
+
+    /// The consumer's checkpoint, if it has committed anything.
+    pub async fn checkpoint(&self, consumer: &str) -> Result<Option<i64>, CatalogError> {
+        let row = sqlx::query("SELECT stream_seq FROM checkpoints WHERE consumer = $1")
+            .bind(consumer)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("checkpoint"))?;
+        row.map(|r| r.try_get::<i64, _>(0)).transpose().map_err(db("checkpoint"))
+    }
+
+    /// Committed files with an id above `after`, in id order.
+    pub async fn files_after(&self, after: i64) -> Result<Vec<FileEntry>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant, date, path, rows, bytes, sha256, min_time, max_time, min_seq, max_seq \
+             FROM lake_files WHERE id > $1 ORDER BY id",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("files_after"))?;
+        rows.iter().map(file_entry).collect::<Result<_, _>>().map_err(db("files_after"))
+    }
+
+    /// The files with these ids.
+    pub async fn files_by_id(&self, ids: &[i64]) -> Result<Vec<FileEntry>, CatalogError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT id, tenant, date, path, rows, bytes, sha256, min_time, max_time, min_seq, max_seq \
+                 FROM lake_files WHERE id IN ({})",
+                placeholders.join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            for row in q.fetch_all(&self.pool).await.map_err(db("files_by_id"))? {
+                out.push(file_entry(&row).map_err(db("files_by_id"))?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Total rows and files committed (optionally for one tenant).
+    pub async fn totals(&self, tenant: Option<&str>) -> Result<(i64, i64), CatalogError> {
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(rows), 0) AS BIGINT), COUNT(*) FROM lake_files WHERE ($1 = '' OR tenant = $1)",
+        )
+        .bind(tenant.unwrap_or(""))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("totals"))?;
+        Ok((row.try_get::<i64, _>(0).map_err(db("totals"))?, row.try_get::<i64, _>(1).map_err(db("totals"))?))
+    }
+
+    /// A tenant's hosts, most recently seen first.
+    pub async fn hosts(&self, tenant: &str, limit: i64, offset: i64) -> Result<Vec<HostRow>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT host, agent_id, first_seen, last_seen, events FROM hosts WHERE tenant = $1 \
+             ORDER BY last_seen DESC, host LIMIT $2 OFFSET $3",
+        )
+        .bind(tenant)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("hosts"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(HostRow {
+                    host: r.try_get(0)?,
+                    agent_id: r.try_get(1)?,
+                    first_seen: r.try_get(2)?,
+                    last_seen: r.try_get(3)?,
+                    events: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("hosts"))
+    }
+
+    /// Records an agent heartbeat.
+    pub async fn heartbeat(
+        &self,
+        tenant: &str,
+        agent: &str,
+        hb: &schemas::wire::Heartbeat,
+        now: i64,
+    ) -> Result<(), CatalogError> {
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO agents (tenant, agent_id, host, boot, last_heartbeat, events_in, events_acked, \
+             events_dropped, spool_bytes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
+             ON CONFLICT (tenant, agent_id) DO UPDATE SET host = excluded.host, boot = excluded.boot, \
+             last_heartbeat = excluded.last_heartbeat, events_in = excluded.events_in, \
+             events_acked = excluded.events_acked, events_dropped = excluded.events_dropped, \
+             spool_bytes = excluded.spool_bytes",
+        )
+        .bind(tenant)
+        .bind(agent)
+        .bind(hb.host.as_str())
+        .bind(n(hb.boot))
+        .bind(now)
+        .bind(n(hb.events_in))
+        .bind(n(hb.events_acked))
+        .bind(n(hb.events_dropped))
+        .bind(n(hb.spool_bytes))
+        .execute(&self.pool)
+        .await
+        .map_err(db("heartbeat"))?;
+        Ok(())
+    }
+
+    /// Agents of a tenant with their last heartbeat: (agent, host, last heartbeat, dropped).
+    pub async fn agents(&self, tenant: &str) -> Result<Vec<(String, String, i64, i64)>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT agent_id, host, last_heartbeat, events_dropped FROM agents WHERE tenant = $1 \
+             ORDER BY agent_id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("agents"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("agents"))
+    }
+
+    /// Records a security event (an agent speaking for another, say).
+    pub async fn security_event(
+        &self,
+        tenant: &str,
+        agent: &str,
+        kind: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<(), CatalogError> {
+        sqlx::query(
+            "INSERT INTO security_events (time, tenant, agent_id, kind, detail) VALUES ($1,$2,$3,$4,$5)",
+        )
+        .bind(now)
+        .bind(tenant)
+        .bind(agent)
+        .bind(kind)
+        .bind(detail)
+        .execute(&self.pool)
+        .await
+        .map_err(db("security_event"))?;
+        Ok(())
+    }
+
+    /// Security events of a tenant: (time, agent, kind, detail), newest first.
+    pub async fn security_events(
+        &self,
+        tenant: &str,
+    ) -> Result<Vec<(i64, String, String, String)>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT time, agent_id, kind, detail FROM security_events WHERE tenant = $1 \
+             ORDER BY id DESC LIMIT 1000",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("security_events"))?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(db("security_events"))
+    }
+
+    /// Creates an API token; returns its id and the secret (shown once, stored only as a hash).
+    pub async fn create_token(
+        &self,
+        name: &str,
+        tenant: &str,
+        now: i64,
+    ) -> Result<(String, String), CatalogError> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let secret = format!("cdn_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        sqlx::query(
+            "INSERT INTO api_tokens (id, name, tenant, token_sha256, created_at) VALUES ($1,$2,$3,$4,$5)",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(tenant)
+        .bind(sha256_hex(secret.as_bytes()))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(db("create_token"))?;
+        Ok((id, secret))
+    }
+
+    /// The token behind a secret, if it exists and is not revoked.
+    pub async fn verify_token(&self, secret: &str) -> Result<Option<TokenInfo>, CatalogError> {
+        let row = sqlx::query(
+            "SELECT id, name, tenant FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
+        )
+        .bind(sha256_hex(secret.as_bytes()))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db("verify_token"))?;
+        row.map(|r| Ok(TokenInfo { id: r.try_get(0)?, name: r.try_get(1)?, tenant: r.try_get(2)? }))
+            .transpose()
+            .map_err(db("verify_token"))
+    }
+
+    /// Revokes a token by id; false if there was none.
+    pub async fn revoke_token(&self, id: &str, now: i64) -> Result<bool, CatalogError> {
+        let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+            .bind(now)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db("revoke_token"))?;
+        Ok(r.rows_affected() > 0)
+    }
+}
+
+fn file_entry(r: &AnyRow) -> Result<FileEntry, sqlx::Error> {
+    Ok(FileEntry {
+        id: r.try_get(0)?,
+        tenant: r.try_get(1)?,
+        date: r.try_get(2)?,
+        path: r.try_get(3)?,
+        rows: r.try_get(4)?,
+        bytes: r.try_get(5)?,
+        sha256: r.try_get(6)?,
+        min_time: r.try_get(7)?,
+        max_time: r.try_get(8)?,
+        min_seq: r.try_get(9)?,
+        max_seq: r.try_get(10)?,
+    })
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}

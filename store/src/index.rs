@@ -1,0 +1,457 @@
+//! The tantivy full-text index: lean, derived state.
+//!
+//! The lake is the document store; the index stores no documents, only the terms analysts hunt on
+//! (from the `search` role of each row of `schemas::FIELDS`), the event time as a fast field, and a
+//! row reference `file id << 24 | row` as a fast field. Each commit carries the highest lake file id it
+//! covers as its payload; on start the index catches up from the lake, so it may lag the catalog but
+//! never lead it.
+
+use schemas::{Cell, FIELDS, Record, Search};
+use std::collections::HashMap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
+use tantivy::tokenizer::{LowerCaser, RawTokenizer, SimpleTokenizer, TextAnalyzer, TokenStream};
+use tantivy::{
+    DocId, Index, IndexReader, IndexWriter, Order, ReloadPolicy, SegmentReader, TantivyDocument, Term,
+};
+
+/// Rows per file addressable by a reference.
+pub const ROW_BITS: u32 = 24;
+
+/// Index failures.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// tantivy failed.
+    #[error("full-text index error")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The query text does not parse.
+    #[error("invalid search query: {0}")]
+    BadQuery(String),
+    /// The index directory could not be created.
+    #[error("cannot create index directory")]
+    Io(#[source] std::io::Error),
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Fields {
+    tenant: Field,
+    host: Field,
+    kind: Field,
+    user: Field,
+    ip: Field,
+    hash: Field,
+    domain: Field,
+    technique: Field,
+    text: Field,
+    time: Field,
+    row_ref: Field,
+}
+
+/// One search hit: where its row lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hit {
+    /// Lake file id.
+    pub file_id: i64,
+    /// Row within the file.
+    pub row: usize,
+    /// Event time.
+    pub time: i64,
+}
+
+/// What a search asks for.
+#[derive(Clone, Debug, Default)]
+pub struct SearchQuery {
+    /// Query text.
+    pub q: String,
+    /// Treat `q` as a literal string (an IOC or a pasted log fragment), not query syntax.
+    pub literal: bool,
+    /// From this time (inclusive, microseconds).
+    pub from: Option<i64>,
+    /// Up to this time (exclusive).
+    pub to: Option<i64>,
+    /// Only this host.
+    pub host: Option<String>,
+    /// Page size.
+    pub limit: usize,
+    /// Hits to skip.
+    pub offset: usize,
+}
+
+/// Per-host aggregate of an IOC's matches.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HostMatches {
+    /// Host name.
+    pub host: String,
+    /// Matching events.
+    pub count: u64,
+    /// Earliest match, microseconds.
+    pub first_seen: i64,
+    /// Latest match.
+    pub last_seen: i64,
+}
+
+/// Which exact-match field an IOC is looked up in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IocField {
+    /// IP addresses.
+    Ip,
+    /// Hex digests.
+    Hash,
+    /// Domains.
+    Domain,
+    /// A phrase in the text (URLs, file names, anything else).
+    Text,
+}
+
+/// The index: one writer behind a lock, one reader reloaded after each commit.
+pub struct FullTextIndex {
+    index: Index,
+    fields: Fields,
+    writer: Mutex<IndexWriter>,
+    reader: IndexReader,
+}
+
+impl std::fmt::Debug for FullTextIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FullTextIndex").finish_non_exhaustive()
+    }
+}
+
+fn build_schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let kw_lower = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("kw_lower")
+            .set_index_option(IndexRecordOption::Basic)
+            .set_fieldnorms(false),
+    );
+    let text = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("text")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let fields = Fields {
+        tenant: b.add_text_field("tenant", STRING),
+        host: b.add_text_field("host", STRING | FAST),
+        kind: b.add_text_field("kind", STRING),
+        user: b.add_text_field("user", kw_lower.clone()),
+        ip: b.add_text_field("ip", STRING),
+        hash: b.add_text_field("hash", kw_lower.clone()),
+        domain: b.add_text_field("domain", kw_lower),
+        technique: b.add_text_field("technique", STRING),
+        text: b.add_text_field("text", text),
+        time: b.add_i64_field("time", FAST),
+        row_ref: b.add_u64_field("ref", FAST),
+    };
+    (b.build(), fields)
+}
+
+fn register_tokenizers(index: &Index) {
+    index
+        .tokenizers()
+        .register("kw_lower", TextAnalyzer::builder(RawTokenizer::default()).filter(LowerCaser).build());
+    index
+        .tokenizers()
+        .register("text", TextAnalyzer::builder(SimpleTokenizer::default()).filter(LowerCaser).build());
+}
+
+impl FullTextIndex {
+    /// Opens (or creates) the index in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, IndexError> {
+        std::fs::create_dir_all(dir).map_err(IndexError::Io)?;
+        let (schema, fields) = build_schema();
+        let mmap = tantivy::directory::MmapDirectory::open(dir).map_err(|e| IndexError::Tantivy(e.into()))?;
+        let index = Index::open_or_create(mmap, schema)?;
+        register_tokenizers(&index);
+        let writer = index.writer_with_num_threads(1, 64 * 1024 * 1024)?;
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Self { index, fields, writer: Mutex::new(writer), reader })
+    }
+
+    /// The highest lake file id the last commit covers (0 if none).
+    pub fn indexed_file_id(&self) -> Result<i64, IndexError> {
+        let payload = self.index.load_metas()?.payload;
+        Ok(payload
+            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
+            .and_then(|v| v["file_id"].as_i64())
+            .unwrap_or(0))
+    }
+
+    /// Adds the rows of file `file_id` (in their order within the file).
+    pub fn add_file(&self, file_id: i64, rows: &[Record]) -> Result<(), IndexError> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        for (row, rec) in rows.iter().enumerate() {
+            writer.add_document(self.document(file_id, row, rec))?;
+        }
+        Ok(())
+    }
+
+    /// Commits with `file_id` as the high-water mark and makes the result visible to searches.
+    pub fn commit(&self, file_id: i64) -> Result<(), IndexError> {
+        {
+            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let mut prepared = writer.prepare_commit()?;
+            prepared.set_payload(&serde_json::json!({ "file_id": file_id }).to_string());
+            prepared.commit()?;
+        }
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Drops uncommitted documents (after a failed commit elsewhere).
+    pub fn rollback(&self) -> Result<(), IndexError> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).rollback()?;
+        Ok(())
+    }
+
+    /// Deletes every document (for a full rebuild).
+    pub fn clear(&self) -> Result<(), IndexError> {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).delete_all_documents()?;
+        Ok(())
+    }
+
+    /// Documents visible to searches.
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    fn document(&self, file_id: i64, row: usize, rec: &Record) -> TantivyDocument {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::new();
+        doc.add_text(f.tenant, rec.tenant());
+        doc.add_i64(f.time, rec.time());
+        doc.add_u64(f.row_ref, ((file_id as u64) << ROW_BITS) | row as u64);
+        for (def, cell) in FIELDS.iter().zip(&rec.cells) {
+            let field = match def.search {
+                Search::None => continue,
+                Search::Host => f.host,
+                Search::User => f.user,
+                Search::Ip => f.ip,
+                Search::Hash => f.hash,
+                Search::Domain => f.domain,
+                Search::Kind => f.kind,
+                Search::Text => f.text,
+                Search::Technique => f.technique,
+            };
+            match cell {
+                Cell::Str(s) if !s.is_empty() => doc.add_text(field, s),
+                Cell::List(items) => items.iter().for_each(|s| doc.add_text(field, s)),
+                _ => {}
+            }
+        }
+        doc
+    }
+
+    fn tokens(&self, text: &str) -> Vec<String> {
+        let mut analyzer =
+            self.index.tokenizers().get("text").expect("the text tokenizer is registered at open");
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    fn text_query(&self, text: &str) -> Option<Box<dyn Query>> {
+        let terms: Vec<Term> =
+            self.tokens(text).iter().map(|t| Term::from_field_text(self.fields.text, t)).collect();
+        match terms.len() {
+            0 => None,
+            1 => Some(Box::new(TermQuery::new(terms[0].clone(), IndexRecordOption::Basic))),
+            _ => Some(Box::new(PhraseQuery::new(terms))),
+        }
+    }
+
+    fn user_query(&self, q: &SearchQuery) -> Result<Box<dyn Query>, IndexError> {
+        if q.literal {
+            let lower = q.q.trim().to_lowercase();
+            let mut should: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+            for field in [self.fields.ip, self.fields.host] {
+                should.push((
+                    Occur::Should,
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(field, q.q.trim()),
+                        IndexRecordOption::Basic,
+                    )),
+                ));
+            }
+            for field in [self.fields.hash, self.fields.domain, self.fields.user] {
+                should.push((
+                    Occur::Should,
+                    Box::new(TermQuery::new(Term::from_field_text(field, &lower), IndexRecordOption::Basic)),
+                ));
+            }
+            if let Some(t) = self.text_query(&q.q) {
+                should.push((Occur::Should, t));
+            }
+            return Ok(Box::new(BooleanQuery::new(should)));
+        }
+        let f = &self.fields;
+        let mut parser =
+            QueryParser::for_index(&self.index, vec![f.text, f.ip, f.hash, f.domain, f.host, f.user]);
+        parser.set_conjunction_by_default();
+        parser.parse_query(&q.q).map_err(|e| IndexError::BadQuery(e.to_string()))
+    }
+
+    fn scoped(&self, tenant: &str, inner: Box<dyn Query>, q: &SearchQuery) -> BooleanQuery {
+        let f = &self.fields;
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(Term::from_field_text(f.tenant, tenant), IndexRecordOption::Basic)),
+            ),
+            (Occur::Must, inner),
+        ];
+        if let Some(h) = &q.host {
+            must.push((
+                Occur::Must,
+                Box::new(TermQuery::new(Term::from_field_text(f.host, h), IndexRecordOption::Basic)),
+            ));
+        }
+        if q.from.is_some() || q.to.is_some() {
+            let lo = q.from.map_or(Bound::Unbounded, |t| Bound::Included(Term::from_field_i64(f.time, t)));
+            let hi = q.to.map_or(Bound::Unbounded, |t| Bound::Excluded(Term::from_field_i64(f.time, t)));
+            must.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
+        }
+        BooleanQuery::new(must)
+    }
+
+    /// Searches a tenant's events, newest first. Returns the page of hits and the total match count.
+    pub fn search(&self, tenant: &str, q: &SearchQuery) -> Result<(Vec<Hit>, usize), IndexError> {
+        let inner = self.user_query(q)?;
+        let query = self.scoped(tenant, inner, q);
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(q.limit.max(1))
+            .and_offset(q.offset)
+            .order_by_fast_field::<i64>("time", Order::Desc);
+        let (docs, total) = searcher.search(&query, &(top, Count))?;
+        let mut hits = Vec::with_capacity(docs.len());
+        for (time, addr) in docs {
+            let seg = searcher.segment_reader(addr.segment_ord);
+            let refs: Column<u64> = seg.fast_fields().u64("ref")?;
+            if let Some(r) = refs.first(addr.doc_id) {
+                hits.push(Hit {
+                    file_id: (r >> ROW_BITS) as i64,
+                    row: (r & ((1 << ROW_BITS) - 1)) as usize,
+                    time: time.unwrap_or(0),
+                });
+            }
+        }
+        Ok((hits, total))
+    }
+
+    /// The lowercased terms a query text would match, for reporting which fields matched.
+    pub fn match_terms(&self, q: &SearchQuery) -> Vec<String> {
+        if q.literal {
+            return vec![q.q.trim().to_lowercase()];
+        }
+        let Ok(query) = self.user_query(q) else { return Vec::new() };
+        let mut out = Vec::new();
+        query.query_terms(&mut |term, _| {
+            if let Some(s) = term.value().as_str() {
+                out.push(s.to_lowercase());
+            }
+        });
+        out
+    }
+
+    /// Looks up one IOC in a tenant: matches per host.
+    pub fn sweep(&self, tenant: &str, field: IocField, value: &str) -> Result<Vec<HostMatches>, IndexError> {
+        let f = &self.fields;
+        let inner: Box<dyn Query> = match field {
+            IocField::Ip => {
+                Box::new(TermQuery::new(Term::from_field_text(f.ip, value), IndexRecordOption::Basic))
+            }
+            IocField::Hash => Box::new(TermQuery::new(
+                Term::from_field_text(f.hash, &value.to_lowercase()),
+                IndexRecordOption::Basic,
+            )),
+            IocField::Domain => Box::new(TermQuery::new(
+                Term::from_field_text(f.domain, &value.to_lowercase()),
+                IndexRecordOption::Basic,
+            )),
+            IocField::Text => match self.text_query(value) {
+                Some(q) => q,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let query = self.scoped(tenant, inner, &SearchQuery::default());
+        let per_host = self.reader.searcher().search(&query, &HostAgg)?;
+        let mut out: Vec<HostMatches> = per_host
+            .into_iter()
+            .map(|(host, (count, first_seen, last_seen))| HostMatches { host, count, first_seen, last_seen })
+            .collect();
+        out.sort_by(|a, b| b.count.cmp(&a.count).then(a.host.cmp(&b.host)));
+        Ok(out)
+    }
+}
+
+type Agg = HashMap<String, (u64, i64, i64)>;
+
+/// Aggregates matches per host (count, first, last) from the fast fields.
+struct HostAgg;
+
+struct HostAggSegment {
+    host: Option<StrColumn>,
+    time: Column<i64>,
+    by_ord: HashMap<u64, (u64, i64, i64)>,
+}
+
+impl Collector for HostAgg {
+    type Fruit = Agg;
+    type Child = HostAggSegment;
+
+    fn for_segment(&self, _ord: u32, seg: &SegmentReader) -> tantivy::Result<HostAggSegment> {
+        Ok(HostAggSegment {
+            host: seg.fast_fields().str("host")?,
+            time: seg.fast_fields().i64("time")?,
+            by_ord: HashMap::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Agg>) -> tantivy::Result<Agg> {
+        let mut out = Agg::new();
+        for fruit in fruits {
+            for (h, (c, lo, hi)) in fruit {
+                let e = out.entry(h).or_insert((0, i64::MAX, i64::MIN));
+                *e = (e.0 + c, e.1.min(lo), e.2.max(hi));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl SegmentCollector for HostAggSegment {
+    type Fruit = Agg;
+
+    fn collect(&mut self, doc: DocId, _score: tantivy::Score) {
+        let t = self.time.first(doc).unwrap_or(0);
+        let ord = self.host.as_ref().and_then(|h| h.term_ords(doc).next()).unwrap_or(u64::MAX);
+        let e = self.by_ord.entry(ord).or_insert((0, i64::MAX, i64::MIN));
+        *e = (e.0 + 1, e.1.min(t), e.2.max(t));
+    }
+
+    fn harvest(self) -> Agg {
+        let mut out = Agg::new();
+        for (ord, v) in self.by_ord {
+            let mut name = String::new();
+            if let Some(h) = &self.host
+                && ord != u64::MAX
+            {
+                let _ = h.ord_to_str(ord, &mut name);
+            }
+            out.insert(name, v);
+        }
+        out
+    }
+}

@@ -1,0 +1,460 @@
+//! # store: the lake, the index, the catalog, and the query engine
+//!
+//! Ingest hands [`Store::commit`] a batch of decoded messages; the store runs the commit protocol of
+//! `RELIABILITY.md`:
+//!
+//! 1. refuse messages whose batch key the catalog already holds (redeliveries, late retries);
+//! 2. write one Parquet file per (tenant, date), fsync, rename, fsync the directory ([`lake`]);
+//! 3. in one catalog transaction, record the files, the batch keys, host summaries and the consumer
+//!    checkpoint ([`catalog`]) — **the commit point**;
+//! 4. index the rows in tantivy and commit with the highest file id as payload ([`index`]);
+//! 5. return, so that ingest acks.
+//!
+//! On open, files the catalog does not know are removed and the index catches up from the lake, so a
+//! crash at any step loses nothing and duplicates nothing. Failpoints (`after_parquet`,
+//! `after_catalog`, `after_index`) let tests kill the process at each step ([`failpoint`]).
+//!
+//! Reads: [`Store::search`] and [`Store::sweep`] (tantivy, rows fetched from Parquet by reference),
+//! [`Store::timeline`] and [`Store::sql`] (DataFusion over the tenant's lake directory). CPU work runs
+//! on a separate runtime ([`cpu`]). Depends on `schemas` only among Cordon's crates.
+
+pub mod catalog;
+pub mod convert;
+pub mod cpu;
+pub mod failpoint;
+pub mod index;
+pub mod lake;
+pub mod query;
+
+use catalog::{BatchEntry, Catalog, CatalogError, CommitRecord, FileEntry, HostDelta};
+use cpu::{CpuError, CpuRuntime};
+use index::{FullTextIndex, HostMatches, IndexError, IocField, SearchQuery};
+use lake::{Lake, LakeError};
+use query::{QueryEngine, QueryError, SqlLimits, SqlOutput, TimelineQuery};
+use schemas::{Cell, FIELDS, Record, Search};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Catalog.
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    /// Lake files.
+    #[error(transparent)]
+    Lake(#[from] LakeError),
+    /// Full-text index.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Query engine.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// CPU pool.
+    #[error(transparent)]
+    Cpu(#[from] CpuError),
+    /// Start-up I/O.
+    #[error("cannot prepare the data directory {path}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to open the store.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    /// Data directory: `lake/` and `index/` live here (and `meta.db` by default).
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`.
+    pub metadata_url: String,
+    /// fsync lake files (turn off only for benchmarks of the encoder).
+    pub fsync: bool,
+    /// Memory budget for all queries together, bytes.
+    pub query_memory_bytes: usize,
+    /// Threads in the CPU pool.
+    pub cpu_threads: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for a data directory: SQLite inside it, fsync on.
+    pub fn new(data_dir: PathBuf) -> Self {
+        let metadata_url = format!("sqlite://{}", data_dir.join("meta.db").display());
+        Self { data_dir, metadata_url, fsync: true, query_memory_bytes: 1 << 30, cpu_threads: 2 }
+    }
+}
+
+/// One message's worth of decoded events.
+#[derive(Clone, Debug)]
+pub struct MessageBatch {
+    /// The batch key: the `Nats-Msg-Id`, or `s<stream seq>` for senders without one.
+    pub key: String,
+    /// The JetStream stream sequence.
+    pub stream_seq: u64,
+    /// Decoded events.
+    pub records: Vec<Record>,
+    /// Lines rejected (already sent to the dead-letter stream).
+    pub rejected: usize,
+}
+
+/// The outcome of a commit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// Events stored.
+    pub stored: usize,
+    /// Messages refused as already committed.
+    pub duplicate_messages: usize,
+    /// Lake files written.
+    pub files: usize,
+}
+
+/// A search result event.
+#[derive(Clone, Debug)]
+pub struct SearchHit {
+    /// The event.
+    pub record: Record,
+    /// Lake columns that contain a query term.
+    pub matched: Vec<&'static str>,
+}
+
+/// What `verify` found.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct VerifyReport {
+    /// Files checked.
+    pub files: usize,
+    /// Rows in the catalog.
+    pub rows: i64,
+    /// Files whose checksum does not match, or that are missing.
+    pub bad_files: Vec<String>,
+    /// Files on disk the catalog does not know.
+    pub orphans: Vec<String>,
+    /// Documents in the index.
+    pub indexed_docs: u64,
+}
+
+/// The store.
+#[derive(Debug)]
+pub struct Store {
+    lake: Lake,
+    catalog: Catalog,
+    index: Arc<FullTextIndex>,
+    engine: QueryEngine,
+    cpu: CpuRuntime,
+    commit_lock: tokio::sync::Mutex<()>,
+}
+
+impl Store {
+    /// Opens the store and recovers: orphan files removed, index caught up with the lake.
+    pub async fn open(cfg: &StoreConfig) -> Result<Arc<Self>, StoreError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|source| StoreError::Io { path: cfg.data_dir.display().to_string(), source })?;
+        let catalog = Catalog::connect(&cfg.metadata_url).await?;
+        let lake = Lake::open(&cfg.data_dir.join("lake"), cfg.fsync)?;
+        let index = Arc::new(FullTextIndex::open(&cfg.data_dir.join("index"))?);
+        let engine = QueryEngine::new(cfg.data_dir.join("lake"), cfg.query_memory_bytes)?;
+        let cpu = CpuRuntime::new(cfg.cpu_threads)
+            .map_err(|source| StoreError::Io { path: "cpu runtime".to_owned(), source })?;
+        let store =
+            Arc::new(Self { lake, catalog, index, engine, cpu, commit_lock: tokio::sync::Mutex::new(()) });
+        store.recover().await?;
+        Ok(store)
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The lake.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    async fn recover(&self) -> Result<(), StoreError> {
+        let known: HashSet<String> = self.catalog.files_after(0).await?.into_iter().map(|f| f.path).collect();
+        for rel in self.lake.list_files()? {
+            if !known.contains(&rel) {
+                tracing::warn!(path = %rel, "removing lake file not in the catalog (interrupted commit)");
+                self.lake.remove(&rel)?;
+            }
+        }
+        self.catch_up_index().await
+    }
+
+    /// Brings the index up to the catalog (from the lake); a no-op when it is current.
+    pub async fn catch_up_index(&self) -> Result<(), StoreError> {
+        let hw = self.index.indexed_file_id()?;
+        let max_known = self.catalog.next_file_id().await? - 1;
+        if hw > max_known {
+            tracing::warn!(hw, max_known, "index is ahead of the catalog; rebuilding it");
+            return self.reindex().await;
+        }
+        let pending = self.catalog.files_after(hw).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(files = pending.len(), from = hw, "catching the index up with the lake");
+        let (lake, index) = (self.lake.clone(), Arc::clone(&self.index));
+        self.cpu
+            .run(move || -> Result<(), StoreError> {
+                let mut last = hw;
+                for f in &pending {
+                    let rows = lake.read_all(f)?;
+                    index.add_file(f.id, &rows)?;
+                    last = f.id;
+                }
+                index.commit(last)?;
+                Ok(())
+            })
+            .await?
+    }
+
+    /// Rebuilds the index from scratch from the lake.
+    pub async fn reindex(&self) -> Result<(), StoreError> {
+        let files = self.catalog.files_after(0).await?;
+        let (lake, index) = (self.lake.clone(), Arc::clone(&self.index));
+        self.cpu
+            .run(move || -> Result<(), StoreError> {
+                index.clear()?;
+                let mut last = 0;
+                for f in &files {
+                    index.add_file(f.id, &lake.read_all(f)?)?;
+                    last = f.id;
+                }
+                index.commit(last)?;
+                Ok(())
+            })
+            .await?
+    }
+
+    /// Commits a batch of messages (the protocol in the crate doc). Returns once the batch is durable
+    /// and searchable; only then may the caller ack the messages.
+    pub async fn commit(
+        &self,
+        consumer: &str,
+        messages: Vec<MessageBatch>,
+    ) -> Result<CommitOutcome, StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        let keys: Vec<String> = messages.iter().map(|m| m.key.clone()).collect();
+        let done = self.catalog.committed_keys(&keys).await?;
+        let checkpoint = messages.iter().map(|m| m.stream_seq).max().unwrap_or(0);
+        let mut seen = HashSet::new();
+        let mut outcome = CommitOutcome::default();
+        let mut batches = Vec::new();
+        let mut groups: BTreeMap<(String, String), Vec<Record>> = BTreeMap::new();
+        for m in messages {
+            if done.contains(&m.key) || !seen.insert(m.key.clone()) {
+                outcome.duplicate_messages += 1;
+                continue;
+            }
+            batches.push(BatchEntry {
+                key: m.key,
+                stream_seq: m.stream_seq as i64,
+                events: m.records.len() as i64,
+                rejected: m.rejected as i64,
+            });
+            for r in m.records {
+                let key = (r.tenant().to_owned(), schemas::time::date_of_micros(r.time()));
+                groups.entry(key).or_default().push(r);
+            }
+        }
+        let hosts = host_deltas(groups.values().flatten());
+        outcome.stored = groups.values().map(Vec::len).sum();
+
+        // Step 2: Parquet files, durable before the catalog hears of them.
+        let first_id = self.catalog.next_file_id().await?;
+        let lake = self.lake.clone();
+        let written = self
+            .cpu
+            .run(move || -> Result<Vec<(FileEntry, Vec<Record>)>, LakeError> {
+                let mut out = Vec::new();
+                for (i, ((tenant, date), mut recs)) in groups.into_iter().enumerate() {
+                    let entry = lake.write_file(first_id + i as i64, &tenant, &date, &mut recs)?;
+                    out.push((entry, recs));
+                }
+                Ok(out)
+            })
+            .await??;
+        failpoint::hit("after_parquet");
+
+        // Step 3: the commit point.
+        let record = CommitRecord {
+            consumer: consumer.to_owned(),
+            checkpoint: checkpoint as i64,
+            files: written.iter().map(|(f, _)| f.clone()).collect(),
+            batches,
+            hosts,
+        };
+        if let Err(e) = self.catalog.commit(&record, schemas::time::now_micros()).await {
+            for (f, _) in &written {
+                let _ = self.lake.remove(&f.path);
+            }
+            return Err(e.into());
+        }
+        failpoint::hit("after_catalog");
+        outcome.files = written.len();
+
+        // Step 4: the index follows the catalog.
+        if let Some(last) = written.last().map(|(f, _)| f.id) {
+            let index = Arc::clone(&self.index);
+            let indexed = self
+                .cpu
+                .run(move || -> Result<(), IndexError> {
+                    for (f, recs) in &written {
+                        index.add_file(f.id, recs)?;
+                    }
+                    index.commit(last)
+                })
+                .await?;
+            if let Err(e) = indexed {
+                // The lake has the rows; the index catches up on the next start or reindex.
+                tracing::error!(error = %e, "index commit failed; the index lags the lake");
+                let _ = self.index.rollback();
+            }
+        }
+        failpoint::hit("after_index");
+        Ok(outcome)
+    }
+
+    /// Full-text search in a tenant, newest first.
+    pub async fn search(&self, tenant: &str, q: SearchQuery) -> Result<(Vec<SearchHit>, usize), StoreError> {
+        let (index, tenant_owned) = (Arc::clone(&self.index), tenant.to_owned());
+        let (hits, total, terms) = self
+            .cpu
+            .run(move || -> Result<_, IndexError> {
+                let (hits, total) = index.search(&tenant_owned, &q)?;
+                Ok((hits, total, index.match_terms(&q)))
+            })
+            .await??;
+        let records = self.fetch(hits.iter().map(|h| (h.file_id, h.row)).collect()).await?;
+        let out = records
+            .into_iter()
+            .flatten()
+            .map(|record| {
+                let matched = matched_columns(&record, &terms);
+                SearchHit { record, matched }
+            })
+            .collect();
+        Ok((out, total))
+    }
+
+    /// Rows by (file id, row), in the order asked; `None` where a row cannot be found.
+    async fn fetch(&self, refs: Vec<(i64, usize)>) -> Result<Vec<Option<Record>>, StoreError> {
+        let mut ids: Vec<i64> = refs.iter().map(|r| r.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let files = self.catalog.files_by_id(&ids).await?;
+        let lake = self.lake.clone();
+        self.cpu
+            .run(move || -> Result<Vec<Option<Record>>, LakeError> {
+                let mut by_file: HashMap<i64, Vec<usize>> = HashMap::new();
+                for (f, r) in &refs {
+                    by_file.entry(*f).or_default().push(*r);
+                }
+                let mut rows: HashMap<(i64, usize), Record> = HashMap::new();
+                for f in &files {
+                    let want = &by_file[&f.id];
+                    for (r, rec) in want.iter().zip(lake.read_rows(f, want)?) {
+                        rows.insert((f.id, *r), rec);
+                    }
+                }
+                Ok(refs.iter().map(|k| rows.remove(k)).collect())
+            })
+            .await?
+            .map_err(Into::into)
+    }
+
+    /// Looks IOCs up in a tenant: per IOC, matches per host.
+    pub async fn sweep(
+        &self,
+        tenant: &str,
+        iocs: Vec<(IocField, String)>,
+    ) -> Result<Vec<Vec<HostMatches>>, StoreError> {
+        let (index, tenant) = (Arc::clone(&self.index), tenant.to_owned());
+        let r = self
+            .cpu
+            .run(move || iocs.iter().map(|(f, v)| index.sweep(&tenant, *f, v)).collect::<Result<Vec<_>, _>>())
+            .await??;
+        Ok(r)
+    }
+
+    /// A page of a host's timeline.
+    pub async fn timeline(&self, tenant: &str, q: TimelineQuery) -> Result<Vec<Record>, StoreError> {
+        let (engine, tenant) = (self.engine.clone(), tenant.to_owned());
+        Ok(self.cpu.run_async(async move { engine.timeline(&tenant, &q).await }).await??)
+    }
+
+    /// Read-only analyst SQL over a tenant's lake.
+    pub async fn sql(&self, tenant: &str, sql: &str, limits: SqlLimits) -> Result<SqlOutput, StoreError> {
+        let (engine, tenant, sql) = (self.engine.clone(), tenant.to_owned(), sql.to_owned());
+        Ok(self.cpu.run_async(async move { engine.sql(&tenant, &sql, &limits).await }).await??)
+    }
+
+    /// Documents in the index.
+    pub fn indexed_docs(&self) -> u64 {
+        self.index.num_docs()
+    }
+
+    /// Checks every file's checksum, looks for orphans, and counts.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let files = self.catalog.files_after(0).await?;
+        let known: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
+        let mut report = VerifyReport {
+            files: files.len(),
+            rows: files.iter().map(|f| f.rows).sum(),
+            indexed_docs: self.index.num_docs(),
+            ..VerifyReport::default()
+        };
+        report.orphans = self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
+        let lake = self.lake.clone();
+        report.bad_files = self
+            .cpu
+            .run(move || files.iter().filter(|f| lake.verify(f).is_err()).map(|f| f.path.clone()).collect())
+            .await?;
+        Ok(report)
+    }
+}
+
+fn host_deltas<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<HostDelta> {
+    let mut map: BTreeMap<(String, String), HostDelta> = BTreeMap::new();
+    for r in records {
+        let t = r.time();
+        let agent = r.cells[schemas::fields::col::AGENT_ID].as_str().unwrap_or("");
+        let d = map.entry((r.tenant().to_owned(), r.host().to_owned())).or_insert_with(|| HostDelta {
+            tenant: r.tenant().to_owned(),
+            host: r.host().to_owned(),
+            agent_id: agent.to_owned(),
+            first_seen: t,
+            last_seen: t,
+            events: 0,
+        });
+        d.first_seen = d.first_seen.min(t);
+        d.last_seen = d.last_seen.max(t);
+        d.events += 1;
+    }
+    map.into_values().collect()
+}
+
+fn matched_columns(rec: &Record, terms: &[String]) -> Vec<&'static str> {
+    FIELDS
+        .iter()
+        .zip(&rec.cells)
+        .filter(|(d, _)| d.search != Search::None)
+        .filter(|(_, c)| {
+            let hit = |s: &str| {
+                let s = s.to_lowercase();
+                terms.iter().any(|t| !t.is_empty() && s.contains(t.as_str()))
+            };
+            match c {
+                Cell::Str(s) => hit(s),
+                Cell::List(l) => l.iter().any(|s| hit(s)),
+                _ => false,
+            }
+        })
+        .map(|(d, _)| d.column)
+        .collect()
+}

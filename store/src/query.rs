@@ -1,0 +1,254 @@
+//! DataFusion over the lake: host timelines and read-only analyst SQL.
+//!
+//! Each request gets a session holding one table, `events`, over its own tenant's directory only, so
+//! no SQL can reach another tenant's rows. Analyst SQL runs through `sql_with_options` with DDL, DML and
+//! statements refused (no `COPY`, `CREATE EXTERNAL TABLE`, `INSERT`, `SET`), URL tables never enabled,
+//! a memory pool cap, no spilling to disk, a wall-clock cap and a row cap.
+
+use crate::convert::{batch_to_records, str_at};
+use datafusion::arrow::array::Array;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::error::DataFusionError;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{Expr, SQLOptions, SessionConfig, SessionContext, col, lit};
+use datafusion::scalar::ScalarValue;
+use futures::StreamExt;
+use schemas::Record;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Query failures, split by who is at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The query is wrong (parse error, unknown column, refused statement): the caller can fix it.
+    #[error("{0}")]
+    Invalid(String),
+    /// The query ran past its time budget.
+    #[error("query ran longer than {0:?}")]
+    Timeout(Duration),
+    /// The query needed more memory than its budget.
+    #[error("query exceeded its memory budget: {0}")]
+    ResourcesExhausted(String),
+    /// Anything else.
+    #[error("query engine error")]
+    Internal(#[source] DataFusionError),
+}
+
+fn classify(e: DataFusionError) -> QueryError {
+    match e.find_root() {
+        DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
+            QueryError::Invalid(e.strip_backtrace())
+        }
+        DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m.clone()),
+        DataFusionError::NotImplemented(m) => QueryError::Invalid(format!("not supported: {m}")),
+        _ => {
+            let msg = e.strip_backtrace();
+            // Refused statements and type errors surface as Plan or Execution errors.
+            if msg.contains("not supported") || msg.contains("Only ") || msg.contains("Error during planning")
+            {
+                QueryError::Invalid(msg)
+            } else {
+                QueryError::Internal(e)
+            }
+        }
+    }
+}
+
+/// Caps for analyst SQL.
+#[derive(Clone, Debug)]
+pub struct SqlLimits {
+    /// Rows returned at most.
+    pub max_rows: usize,
+    /// Wall-clock budget.
+    pub timeout: Duration,
+}
+
+impl Default for SqlLimits {
+    fn default() -> Self {
+        Self { max_rows: 10_000, timeout: Duration::from_secs(30) }
+    }
+}
+
+/// A SQL result as JSON-ready columns and rows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SqlOutput {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows, each a JSON array in column order.
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// True when the row cap cut the result.
+    pub truncated: bool,
+}
+
+/// A timeline request.
+#[derive(Clone, Debug, Default)]
+pub struct TimelineQuery {
+    /// Host name.
+    pub host: String,
+    /// From (inclusive, microseconds).
+    pub from: Option<i64>,
+    /// To (exclusive).
+    pub to: Option<i64>,
+    /// Only these event kinds.
+    pub kinds: Vec<String>,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+    /// Continue after this (time, event id).
+    pub after: Option<(i64, String)>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// The query engine: one runtime (memory pool, no disk) shared by all sessions.
+#[derive(Clone, Debug)]
+pub struct QueryEngine {
+    lake_root: PathBuf,
+    runtime: Arc<RuntimeEnv>,
+}
+
+fn ts(t: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(Some(t), Some("UTC".into())))
+}
+
+impl QueryEngine {
+    /// An engine over the lake at `lake_root` with a memory budget for all queries together.
+    pub fn new(lake_root: PathBuf, memory_bytes: usize) -> Result<Self, QueryError> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_bytes, 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            // Files are immutable (footer and statistics caches are safe) but the directory grows with
+            // every commit: never cache listings.
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .build_arc()
+            .map_err(QueryError::Internal)?;
+        Ok(Self { lake_root, runtime })
+    }
+
+    /// A session whose only table is `events`, the tenant's rows.
+    pub async fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
+        let config = SessionConfig::new()
+            .with_target_partitions(2)
+            .with_information_schema(false)
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.reorder_filters", true);
+        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
+        let dir = self.lake_root.join("events").join(format!("tenant={tenant}"));
+        std::fs::create_dir_all(&dir).map_err(|e| QueryError::Internal(DataFusionError::IoError(e)))?;
+        let url = ListingTableUrl::parse(format!("{}/", dir.display())).map_err(classify)?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+            .with_file_extension(".parquet")
+            .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
+        let config =
+            ListingTableConfig::new(url).with_listing_options(options).with_schema(schemas::lake_schema());
+        let table = ListingTable::try_new(config).map_err(classify)?;
+        ctx.register_table("events", Arc::new(table)).map_err(classify)?;
+        Ok(ctx)
+    }
+
+    /// A page of a host's timeline.
+    pub async fn timeline(&self, tenant: &str, q: &TimelineQuery) -> Result<Vec<Record>, QueryError> {
+        let ctx = self.session(tenant).await?;
+        let mut df = ctx
+            .table("events")
+            .await
+            .map_err(classify)?
+            .filter(col("host_name").eq(lit(q.host.as_str())))
+            .map_err(classify)?;
+        if let Some(from) = q.from {
+            df = df
+                .filter(
+                    col("time")
+                        .gt_eq(ts(from))
+                        .and(col("date").gt_eq(lit(schemas::time::date_of_micros(from)))),
+                )
+                .map_err(classify)?;
+        }
+        if let Some(to) = q.to {
+            df = df
+                .filter(col("time").lt(ts(to)).and(col("date").lt_eq(lit(schemas::time::date_of_micros(to)))))
+                .map_err(classify)?;
+        }
+        if !q.kinds.is_empty() {
+            let kinds = q.kinds.iter().map(|k| lit(k.as_str())).collect();
+            df = df.filter(col("event_kind").in_list(kinds, false)).map_err(classify)?;
+        }
+        if let Some((t, id)) = &q.after {
+            let cursor = if q.ascending {
+                col("time").gt(ts(*t)).or(col("time").eq(ts(*t)).and(col("event_id").gt(lit(id.as_str()))))
+            } else {
+                col("time").lt(ts(*t)).or(col("time").eq(ts(*t)).and(col("event_id").lt(lit(id.as_str()))))
+            };
+            df = df.filter(cursor).map_err(classify)?;
+        }
+        let asc = q.ascending;
+        df = df
+            .sort(vec![col("time").sort(asc, false), col("event_id").sort(asc, false)])
+            .map_err(classify)?
+            .limit(0, Some(q.limit))
+            .map_err(classify)?;
+        let batches = df.collect().await.map_err(classify)?;
+        Ok(batches.iter().flat_map(batch_to_records).collect())
+    }
+
+    /// Runs read-only SQL for a tenant under the limits.
+    pub async fn sql(&self, tenant: &str, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
+        let ctx = self.session(tenant).await?;
+        let options =
+            SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+        let run = async {
+            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+            let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+            let mut stream = df.execute_stream().await.map_err(classify)?;
+            let mut rows = Vec::new();
+            let mut truncated = false;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(classify)?;
+                for r in 0..batch.num_rows() {
+                    if rows.len() == limits.max_rows {
+                        truncated = true;
+                        break;
+                    }
+                    rows.push(batch.columns().iter().map(|c| json_value(c.as_ref(), r)).collect());
+                }
+                if truncated {
+                    break;
+                }
+            }
+            Ok(SqlOutput { columns, rows, truncated })
+        };
+        tokio::time::timeout(limits.timeout, run).await.map_err(|_| QueryError::Timeout(limits.timeout))?
+    }
+}
+
+fn json_value(a: &dyn Array, row: usize) -> serde_json::Value {
+    use serde_json::Value;
+    if a.is_null(row) {
+        return Value::Null;
+    }
+    match a.data_type() {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+            str_at(a, row).map_or(Value::Null, Value::String)
+        }
+        DataType::Boolean
+        | DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32
+        | DataType::UInt64
+        | DataType::Float32
+        | DataType::Float64 => {
+            let s = array_value_to_string(a, row).unwrap_or_default();
+            serde_json::from_str(&s).unwrap_or(Value::String(s))
+        }
+        _ => Value::String(array_value_to_string(a, row).unwrap_or_default()),
+    }
+}

@@ -1,0 +1,217 @@
+//! # tests: Cordon's end-to-end harness
+//!
+//! Real dependencies only: a throwaway `nats-server -js` on a free port with its own store directory
+//! ([`cordon::nats`]), the real server and agent code as separate processes (the `cordon-e2e` binary of
+//! this crate), a temporary data directory, and HTTP over loopback. Expected counts come from what the
+//! agents report as acked, never from the store under test.
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use cordon::nats::{NatsServer, start as start_nats, start_on as start_nats_on};
+
+/// A `cordon serve` process.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The API base URL.
+    pub api: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Options for starting a server.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// `CORDON_FAILPOINTS` for the process.
+    pub failpoints: Option<String>,
+    /// Metadata URL (default: SQLite in the data directory).
+    pub metadata_url: Option<String>,
+}
+
+impl Server {
+    /// Starts `cordon serve` on a free port and waits until `/healthz` answers.
+    pub fn start(bin: &Path, data_dir: &Path, nats_url: &str, opts: &ServerOptions) -> anyhow::Result<Self> {
+        let _ = std::fs::remove_file(data_dir.join("server.json"));
+        let mut cmd = Command::new(bin);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--nats-url", nats_url, "--data-dir"])
+            .arg(data_dir)
+            .env("CORDON_LOG", "warn")
+            .env_remove("CORDON_FAILPOINTS")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(fp) = &opts.failpoints {
+            cmd.env("CORDON_FAILPOINTS", fp);
+        }
+        if let Some(url) = &opts.metadata_url {
+            cmd.args(["--metadata-url", url]);
+        }
+        let mut child = cmd.spawn().context("starting cordon serve")?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(data_dir.join("server.json"))
+                && let Ok(v) = serde_json::from_str::<Value>(&text)
+                && v["pid"].as_u64() == Some(u64::from(child.id()))
+                && let Some(api) = v["api"].as_str()
+                && get(&format!("{api}/healthz"), None).map(|r| r.0 == 200).unwrap_or(false)
+            {
+                return Ok(Self { child, data_dir: data_dir.to_owned(), api: api.to_owned() });
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("cordon serve exited early with {status}");
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                bail!("cordon serve did not become healthy within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kills the process (SIGKILL).
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit (after a failpoint), up to `timeout`.
+    pub fn wait_exit(mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("server did not exit within {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Runs a `cordon-e2e` command to completion; returns (exit code, stdout).
+pub fn run(bin: &Path, args: &[&str]) -> anyhow::Result<(i32, String)> {
+    let out = Command::new(bin).args(args).env("CORDON_LOG", "warn").stderr(Stdio::inherit()).output()?;
+    Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+/// Creates an API token for the default tenant.
+pub fn token(bin: &Path, data_dir: &Path, metadata_url: Option<&str>) -> anyhow::Result<String> {
+    let dd = data_dir.display().to_string();
+    let mut args = vec!["token", "create", "--name", "e2e", "--data-dir", &dd];
+    if let Some(u) = metadata_url {
+        args.extend(["--metadata-url", u]);
+    }
+    let (code, out) = run(bin, &args)?;
+    if code != 0 {
+        bail!("token create failed ({code})");
+    }
+    let v: Value = serde_json::from_str(out.trim())?;
+    Ok(v["token"].as_str().context("no token in output")?.to_owned())
+}
+
+/// Starts an agent process (`cordon-e2e agent ...`) with a spool under `spool`.
+pub fn spawn_agent(bin: &Path, nats_url: &str, spool: &Path, args: &[&str]) -> anyhow::Result<Child> {
+    Command::new(bin)
+        .arg("agent")
+        .args(["--nats-url", nats_url, "--spool-dir"])
+        .arg(spool)
+        .args(args)
+        .env("CORDON_LOG", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the agent")
+}
+
+/// Waits for an agent and parses its summary line.
+pub fn agent_summary(child: Child) -> anyhow::Result<(i32, Value)> {
+    let out = child.wait_with_output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().last().context("agent printed no summary")?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        serde_json::from_str(line).with_context(|| format!("summary {line:?}"))?,
+    ))
+}
+
+/// Runs an agent to completion; returns its summary (fails unless everything was acked).
+pub fn agent(bin: &Path, nats_url: &str, spool: &Path, args: &[&str]) -> anyhow::Result<Value> {
+    let (code, summary) = agent_summary(spawn_agent(bin, nats_url, spool, args)?)?;
+    if code != 0 {
+        bail!("agent exited {code}: {summary}");
+    }
+    Ok(summary)
+}
+
+fn call(
+    req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, Value)> {
+    let req = match token {
+        Some(t) => req.header("Authorization", &format!("Bearer {t}")),
+        None => req,
+    };
+    let mut resp = req.config().http_status_as_error(false).build().call()?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// GET a URL; (status, JSON body or the text as a JSON string).
+pub fn get(url: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+    call(ureq::get(url), token)
+}
+
+/// POST JSON.
+pub fn post(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let mut req = ureq::post(url).header("Content-Type", "application/json");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.config().http_status_as_error(false).build().send(body.to_string())?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// SQL through the API; the rows.
+pub fn sql(api: &str, token: &str, q: &str) -> anyhow::Result<Vec<Vec<Value>>> {
+    let (status, body) = post(&format!("{api}/api/v1/sql"), Some(token), &serde_json::json!({ "sql": q }))?;
+    if status != 200 {
+        bail!("sql {q:?} -> {status} {body}");
+    }
+    Ok(serde_json::from_value(body["rows"].clone())?)
+}
+
+/// Polls until `f` returns Some, or fails after `timeout` with the last state.
+pub fn eventually<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) | Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Ok(None) => bail!("condition not met within {timeout:?}"),
+            Err(e) => return Err(e.context(format!("condition not met within {timeout:?}"))),
+        }
+    }
+}
+
+/// Stored events and distinct event ids, by SQL.
+pub fn counts(api: &str, token: &str) -> anyhow::Result<(u64, u64)> {
+    let rows = sql(api, token, "SELECT count(*), count(DISTINCT event_id) FROM events")?;
+    Ok((rows[0][0].as_u64().unwrap_or(0), rows[0][1].as_u64().unwrap_or(0)))
+}

@@ -1,0 +1,174 @@
+//! Both metadata backends pass the same tests: the catalog contract directly, and the whole pipeline
+//! with PostgreSQL as the metadata database.
+
+use super::{bin, nats};
+use std::time::Duration;
+use store::catalog::{BatchEntry, Catalog, CommitRecord, FileEntry, HostDelta};
+use tests::{Server, ServerOptions, agent, counts, eventually, token};
+
+fn postgres_base() -> String {
+    std::env::var("CORDON_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards.
+struct PgDb {
+    admin: String,
+    name: String,
+    url: String,
+}
+
+impl PgDb {
+    async fn create() -> anyhow::Result<Self> {
+        use sqlx::Connection;
+        let admin = postgres_base();
+        let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
+            anyhow::anyhow!("PostgreSQL is not reachable at {admin} ({e}); start it (pg_ctlcluster 15 main start) or set CORDON_TEST_POSTGRES")
+        })?;
+        let name = format!("cordon_test_{}_{}", std::process::id(), uuid_like());
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => anyhow::bail!("bad CORDON_TEST_POSTGRES"),
+        };
+        Ok(Self { admin, name, url })
+    }
+
+    async fn drop_db(self) -> anyhow::Result<()> {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    }
+}
+
+fn uuid_like() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+async fn catalog_contract(url: &str) -> anyhow::Result<()> {
+    let cat = Catalog::connect(url).await?;
+    // Migrations are idempotent.
+    let cat2 = Catalog::connect(url).await?;
+    assert_eq!(cat.next_file_id().await?, 1);
+    let file = |id: i64| FileEntry {
+        id,
+        tenant: "t".into(),
+        date: "2026-11-23".into(),
+        path: format!("events/f{id}.parquet"),
+        rows: 10,
+        bytes: 100,
+        sha256: "ab".into(),
+        min_time: 5,
+        max_time: 50,
+        min_seq: 1,
+        max_seq: 3,
+    };
+    let host = |first, last, events| HostDelta {
+        tenant: "t".into(),
+        host: "h1".into(),
+        agent_id: "a".into(),
+        first_seen: first,
+        last_seen: last,
+        events,
+    };
+    let c1 = CommitRecord {
+        consumer: "c".into(),
+        checkpoint: 3,
+        files: vec![file(1)],
+        batches: vec![BatchEntry { key: "t/a/a:1:1".into(), stream_seq: 3, events: 10, rejected: 1 }],
+        hosts: vec![host(5, 50, 10)],
+    };
+    cat.commit(&c1, 1).await?;
+    assert_eq!(cat2.committed_keys(&["t/a/a:1:1".into(), "t/a/a:1:2".into()]).await?.len(), 1);
+    assert_eq!(cat.checkpoint("c").await?, Some(3));
+    // A batch key can be committed once; the failed transaction leaves nothing behind.
+    let dup = CommitRecord { files: vec![file(2)], ..c1.clone() };
+    assert!(cat.commit(&dup, 2).await.is_err());
+    assert_eq!(cat.next_file_id().await?, 2);
+    assert_eq!(cat.totals(Some("t")).await?, (10, 1));
+    // Host summaries fold: min first, max last, summed counts; checkpoints never go back.
+    let c2 = CommitRecord {
+        consumer: "c".into(),
+        checkpoint: 2,
+        files: vec![file(2)],
+        batches: vec![BatchEntry { key: "t/a/a:1:2".into(), stream_seq: 2, events: 10, rejected: 0 }],
+        hosts: vec![host(1, 20, 10)],
+    };
+    cat.commit(&c2, 3).await?;
+    let hosts = cat.hosts("t", 10, 0).await?;
+    assert_eq!((hosts[0].first_seen, hosts[0].last_seen, hosts[0].events), (1, 50, 20));
+    assert_eq!(cat.checkpoint("c").await?, Some(3));
+    assert_eq!(cat.files_after(1).await?, vec![file(2)]);
+    assert_eq!(cat.files_by_id(&[2, 1]).await?.len(), 2);
+    // Tokens: stored as hashes, verified, revoked.
+    let (id, secret) = cat.create_token("n", "t", 1).await?;
+    assert_eq!(cat.verify_token(&secret).await?.map(|t| t.tenant), Some("t".into()));
+    assert!(cat.verify_token("cdn_nope").await?.is_none());
+    assert!(cat.revoke_token(&id, 2).await?);
+    assert!(cat.verify_token(&secret).await?.is_none());
+    // Heartbeats and security events.
+    let hb = schemas::wire::Heartbeat { boot: 7, events_dropped: 3, host: "h1".into(), ..Default::default() };
+    cat.heartbeat("t", "a", &hb, 9).await?;
+    cat.heartbeat("t", "a", &hb, 10).await?;
+    assert_eq!(cat.agents("t").await?, vec![("a".into(), "h1".into(), 10, 3)]);
+    cat.security_event("t", "a", "identity_mismatch", "d", 1).await?;
+    assert_eq!(cat.security_events("t").await?.len(), 1);
+    cat.close().await;
+    cat2.close().await;
+    Ok(())
+}
+
+#[test]
+fn catalog_contract_on_sqlite() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+    tokio::runtime::Runtime::new()?.block_on(catalog_contract(&url))
+}
+
+#[test]
+fn catalog_contract_on_postgres() -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let db = PgDb::create().await?;
+        let r = catalog_contract(&db.url).await;
+        db.drop_db().await?;
+        r
+    })
+}
+
+#[test]
+fn pipeline_with_postgres_metadata() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let db = rt.block_on(PgDb::create())?;
+    let result = (|| {
+        let dir = tempfile::tempdir()?;
+        let n = nats(dir.path());
+        let data = dir.path().join("data");
+        let opts = ServerOptions { metadata_url: Some(db.url.clone()), ..Default::default() };
+        let server = Server::start(&bin(), &data, &n.url, &opts)?;
+        let tok = token(&bin(), &data, Some(&db.url))?;
+        let sent = agent(
+            &bin(),
+            &n.url,
+            &dir.path().join("spool"),
+            &["replay", "builtin:log4j-conti", "--batch-size", "7"],
+        )?;
+        let acked = sent["events_acked"].as_u64().unwrap();
+        let got = eventually(Duration::from_secs(30), || {
+            Ok(Some(counts(&server.api, &tok)?).filter(|c| c.0 >= acked))
+        })?;
+        assert_eq!(got, (acked, acked));
+        // A restart against the same PostgreSQL catalog keeps everything and duplicates nothing.
+        server.kill();
+        let server = Server::start(&bin(), &data, &n.url, &opts)?;
+        assert_eq!(counts(&server.api, &tok)?, (acked, acked));
+        anyhow::Ok(())
+    })();
+    rt.block_on(db.drop_db())?;
+    result
+}

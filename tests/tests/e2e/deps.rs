@@ -1,0 +1,62 @@
+//! The dependency edges of ARCHITECTURE.md, checked from the manifests: `schemas` at the bottom, the
+//! analysis crates independent of each other, the server binary at the top.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+const CRATES: &[&str] = &[
+    "schemas",
+    "fixtures",
+    "sensor-agent",
+    "store",
+    "ingest",
+    "correlate",
+    "anomaly",
+    "api",
+    "cordon",
+    "tests",
+];
+
+fn allowed(krate: &str) -> &'static [&'static str] {
+    match krate {
+        "schemas" => &[],
+        "fixtures" => &["schemas"],
+        "sensor-agent" => &["schemas", "fixtures"],
+        "store" => &["schemas"],
+        "ingest" => &["schemas", "store"],
+        "correlate" => &["schemas"],
+        "anomaly" => &["schemas"],
+        "api" => &["schemas", "store", "ingest"],
+        "cordon" | "tests" => CRATES,
+        _ => &[],
+    }
+}
+
+#[test]
+fn dependency_edges_point_down() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let mut edges: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for krate in CRATES {
+        let text = std::fs::read_to_string(root.join(krate).join("Cargo.toml")).unwrap();
+        let manifest: toml::Value = toml::from_str(&text).unwrap();
+        let deps = manifest.get("dependencies").and_then(|d| d.as_table()).cloned().unwrap_or_default();
+        edges.insert(krate, deps.keys().filter(|d| CRATES.contains(&d.as_str())).cloned().collect());
+        assert_eq!(
+            manifest["lints"]["workspace"].as_bool(),
+            Some(true),
+            "{krate} must use the workspace lints"
+        );
+    }
+    for (krate, deps) in &edges {
+        for d in deps {
+            assert!(
+                allowed(krate).contains(&d.as_str()),
+                "{krate} must not depend on {d} (see ARCHITECTURE.md)"
+            );
+        }
+    }
+    // schemas stays free of I/O runtimes.
+    let schemas = std::fs::read_to_string(root.join("schemas/Cargo.toml")).unwrap();
+    for heavy in ["tokio", "async-nats", "datafusion", "tantivy", "sqlx", "axum"] {
+        assert!(!schemas.contains(&format!("{heavy} =")), "schemas must not depend on {heavy}");
+    }
+}

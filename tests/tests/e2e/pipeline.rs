@@ -1,0 +1,174 @@
+//! The backbone: scenario + fleet -> JetStream -> lake + index -> REST, exactly once.
+
+use super::{bin, nats, scenario_count};
+use serde_json::json;
+use std::time::Duration;
+use tests::{Server, ServerOptions, agent, counts, eventually, get, post, token};
+
+#[test]
+fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let n = nats(dir.path());
+    let data = dir.path().join("data");
+    let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
+    let tok = token(&bin(), &data, None)?;
+    let spool = dir.path().join("spool");
+
+    let scenario = agent(&bin(), &n.url, &spool, &["replay", "builtin:log4j-conti"])?;
+    let fleet = agent(
+        &bin(),
+        &n.url,
+        &spool,
+        &["simulate", "--hosts", "25", "--rate", "3000", "--duration", "3", "--seed", "11"],
+    )?;
+    let scenario_acked = scenario["events_acked"].as_u64().unwrap();
+    let acked = scenario_acked + fleet["events_acked"].as_u64().unwrap();
+    assert_eq!(scenario_acked as usize, scenario_count(|_, _| true), "the agent acked every scenario event");
+    assert!(fleet["events_acked"].as_u64().unwrap() > 5000, "{fleet}");
+
+    // Every acked event is in the lake exactly once, and in the index.
+    let (rows, distinct, indexed) = eventually(Duration::from_secs(60), || {
+        let c = counts(&server.api, &tok)?;
+        let indexed =
+            get(&format!("{}/healthz", server.api), None)?.1["indexed_events"].as_u64().unwrap_or(0);
+        Ok((c.0 >= acked && indexed >= acked).then_some((c.0, c.1, indexed)))
+    })?;
+    assert_eq!((rows, distinct, indexed), (acked, acked, acked));
+
+    // Hosts: every scenario and fleet host, with counts summing to what was sent.
+    let (status, hosts) = get(&format!("{}/api/v1/hosts?limit=1000", server.api), Some(&tok))?;
+    assert_eq!(status, 200);
+    let hosts = hosts["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 4 + 25);
+    assert_eq!(hosts.iter().map(|h| h["events"].as_u64().unwrap()).sum::<u64>(), acked);
+
+    // The workstation's timeline, oldest first, paged by cursor: exactly its scenario events.
+    let expected = scenario_count(|_, agent| agent == "win-dakeqi");
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{}/api/v1/hosts/WIN-DAKEQI/timeline?order=asc&limit=20", server.api);
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let (status, page) = get(&url, Some(&tok))?;
+        assert_eq!(status, 200, "{page}");
+        seen.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), expected);
+    let times: Vec<&str> = seen.iter().map(|e| e["@timestamp"].as_str().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "timeline is in time order");
+    assert_eq!(seen[0]["host"]["name"], "WIN-DAKEQI");
+    let kinds =
+        get(&format!("{}/api/v1/hosts/WIN-DAKEQI/timeline?kinds=process&limit=100", server.api), Some(&tok))?
+            .1;
+    let expected_proc = scenario_count(|e, a| a == "win-dakeqi" && e["event"]["category"] == "process");
+    assert_eq!(kinds["events"].as_array().unwrap().len(), expected_proc);
+
+    // Fleet-wide search for the JNDI string finds exactly the scenario events that carry it.
+    let expected_jndi = scenario_count(|e, _| e.to_string().contains("${jndi:ldap"));
+    let url = format!("{}/api/v1/search?q=%22%24%7Bjndi%3Aldap%22&limit=100", server.api);
+    let (status, found) = get(&url, Some(&tok))?;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"].as_u64(), Some(expected_jndi as u64), "{found}");
+    for hit in found["events"].as_array().unwrap() {
+        assert!(hit["event"].to_string().contains("${jndi:ldap"), "{hit}");
+        assert!(!hit["matched"].as_array().unwrap().is_empty());
+    }
+    let literal =
+        get(&format!("{}/api/v1/search?q=%24%7Bjndi%3Aldap&literal=true", server.api), Some(&tok))?.1;
+    assert_eq!(literal["total"].as_u64(), Some(expected_jndi as u64));
+    let (status, bad) = get(&format!("{}/api/v1/search?q=host%3A(", server.api), Some(&tok))?;
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(bad["error"]["code"], "bad_query");
+
+    // IOC sweep: the Conti hash, the C2 domain (defanged) and the C2 IP.
+    let s = fixtures::scenario::log4j_conti();
+    let conti = s
+        .events
+        .iter()
+        .find_map(|e| {
+            e.event
+                .get("file")
+                .and_then(|f| f["hash"]["sha256"].as_str())
+                .filter(|_| e.event["file"]["name"] == "update.exe")
+        })
+        .unwrap()
+        .to_owned();
+    let body = json!({"iocs": [conti.to_uppercase(), "cdn-update[.]example", "203.0.113.66", "hxxp://cdn-update[.]example/static/update.exe", "no-such-domain.example"]});
+    let (status, sweep) = post(&format!("{}/api/v1/iocs/sweep", server.api), Some(&tok), &body)?;
+    assert_eq!(status, 200, "{sweep}");
+    let r = sweep["results"].as_array().unwrap();
+    let hosts_of = |i: usize| {
+        r[i]["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["host"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(r[0]["type"], "sha256");
+    assert_eq!(hosts_of(0), vec!["Web服务器-北机房"]);
+    let expected_conti = scenario_count(|e, _| e.to_string().contains(&conti));
+    assert_eq!(r[0]["total"].as_u64(), Some(expected_conti as u64));
+    assert_eq!(r[1]["type"], "domain");
+    assert_eq!(hosts_of(1), vec!["Web服务器-北机房", "cdn-update-edge"], "{}", r[1]);
+    assert!(hosts_of(2).contains(&"Web服务器-北机房".to_owned()));
+    assert_eq!(r[3]["type"], "url");
+    assert!(r[3]["total"].as_u64().unwrap() >= 1);
+    assert_eq!(r[4]["total"], 0);
+    assert_eq!(sweep["matched"], 4);
+
+    // Metrics and the OpenAPI document.
+    let (status, metrics) = get(&format!("{}/metrics", server.api), Some(&tok))?;
+    assert_eq!(status, 200);
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(metrics.contains(&format!("cordon_ingest_stored_total {acked}")), "{metrics}");
+    let (status, doc) = get(&format!("{}/api/v1/openapi.json", server.api), Some(&tok))?;
+    assert_eq!(status, 200);
+    for p in ["/api/v1/hosts/{host}/timeline", "/api/v1/search", "/api/v1/iocs/sweep", "/api/v1/sql"] {
+        assert!(doc["paths"][p].is_object(), "{p} missing from openapi");
+    }
+    Ok(())
+}
+
+#[test]
+fn every_route_but_health_needs_a_valid_token() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let n = nats(dir.path());
+    let data = dir.path().join("data");
+    let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
+    let tok = token(&bin(), &data, None)?;
+    assert_eq!(get(&format!("{}/healthz", server.api), None)?.0, 200);
+    for r in api_routes() {
+        let url = format!("{}{}", server.api, r.1.replace("{host}", "x"));
+        for t in [None, Some("cdn_wrong")] {
+            let status = if r.0 == "GET" { get(&url, t)?.0 } else { post(&url, t, &json!({}))?.0 };
+            assert_eq!(status, 401, "{} {} with {t:?}", r.0, r.1);
+        }
+        let status = if r.0 == "GET" {
+            get(&url, Some(&tok))?.0
+        } else {
+            post(&url, Some(&tok), &json!({"sql": "SELECT 1", "iocs": []}))?.0
+        };
+        assert_ne!(status, 401, "{} {} with a valid token", r.0, r.1);
+    }
+    Ok(())
+}
+
+fn api_routes() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("GET", "/metrics"),
+        ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/hosts"),
+        ("GET", "/api/v1/agents"),
+        ("GET", "/api/v1/hosts/{host}/timeline"),
+        ("GET", "/api/v1/search?q=x"),
+        ("POST", "/api/v1/iocs/sweep"),
+        ("POST", "/api/v1/sql"),
+    ]
+}

@@ -1,0 +1,67 @@
+//! Analyst SQL is read-only: every statement that could write, read files or change settings is a 400.
+
+use super::{bin, nats};
+use serde_json::json;
+use std::time::Duration;
+use tests::{Server, ServerOptions, agent, eventually, post, sql, token};
+
+#[test]
+fn sql_refuses_everything_but_queries() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let n = nats(dir.path());
+    let data = dir.path().join("data");
+    let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
+    let tok = token(&bin(), &data, None)?;
+    let sent =
+        agent(&bin(), &n.url, &dir.path().join("spool"), &["replay", "builtin:log4j-conti"])?["events_acked"]
+            .as_u64()
+            .unwrap();
+    eventually(Duration::from_secs(30), || Ok((tests::counts(&server.api, &tok)?.0 == sent).then_some(())))?;
+
+    let secret = dir.path().join("secret.csv");
+    std::fs::write(&secret, "a,b\n1,2\n")?;
+    let refused = [
+        format!("COPY (SELECT * FROM events) TO '{}/out.parquet'", dir.path().display()),
+        format!("CREATE EXTERNAL TABLE s STORED AS CSV LOCATION '{}'", secret.display()),
+        "INSERT INTO events (event_id) VALUES ('x')".to_owned(),
+        "SET datafusion.execution.batch_size = 1".to_owned(),
+        format!("SELECT * FROM '{}'", secret.display()),
+        "DROP TABLE events".to_owned(),
+        "CREATE TABLE t AS SELECT 1".to_owned(),
+        "SELECT * FROM events; DELETE FROM events".to_owned(),
+        "SELEC 1".to_owned(),
+    ];
+    for q in &refused {
+        let (status, body) = post(&format!("{}/api/v1/sql", server.api), Some(&tok), &json!({ "sql": q }))?;
+        assert_eq!(status, 400, "{q} -> {status} {body}");
+        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    }
+    assert!(!dir.path().join("out.parquet").exists());
+    let (_, body) = post(
+        &format!("{}/api/v1/sql", server.api),
+        Some(&tok),
+        &json!({ "sql": "SELECT nope FROM events" }),
+    )?;
+    assert_eq!(body["error"]["code"], "bad_sql");
+    let (_, body) = post(&format!("{}/api/v1/sql", server.api), Some(&tok), &json!({ "sql": "SELEC 1" }))?;
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("Line: 1, Column"),
+        "parser position in {body}"
+    );
+
+    let rows = sql(
+        &server.api,
+        &tok,
+        "SELECT host_name, count(*) AS n FROM events GROUP BY host_name ORDER BY n DESC",
+    )?;
+    assert_eq!(rows.iter().map(|r| r[1].as_u64().unwrap()).sum::<u64>(), sent);
+    let (status, capped) = post(
+        &format!("{}/api/v1/sql", server.api),
+        Some(&tok),
+        &json!({"sql": "SELECT * FROM events", "max_rows": 5}),
+    )?;
+    assert_eq!(status, 200);
+    assert_eq!(capped["rows"].as_array().unwrap().len(), 5);
+    assert_eq!(capped["truncated"], true);
+    Ok(())
+}

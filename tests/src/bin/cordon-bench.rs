@@ -1,0 +1,303 @@
+//! `cordon-bench`: PERF.md's B1 (ingest to Parquet vs DuckDB), B2 (ingest + tantivy vs SQLite FTS5)
+//! and B3 (JetStream transport, 100 events per message vs 1), each run side by side with its peer in
+//! the same invocation, alternating, with medians, min/max, wall and CPU seconds and the ratio.
+//!
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3]
+//! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
+
+use mimalloc::MiMalloc;
+use schemas::decode::{Channel, Limits, decode_line};
+use schemas::{Cell, FIELDS, Record, Search};
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+/// Process CPU seconds (user + system), from /proc.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit(')').next().unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: f64,
+    cpu: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn report(name: &str, n: f64, samples: &[Sample]) -> f64 {
+    let mut walls: Vec<f64> = samples.iter().map(|s| s.wall).collect();
+    let mut cpus: Vec<f64> = samples.iter().map(|s| s.cpu).collect();
+    let (w, c) = (median(&mut walls), median(&mut cpus));
+    println!(
+        "  {name:<44} wall median {w:7.3}s (min {:.3} max {:.3})  CPU median {c:7.3}s  => {:>10.0} events/s  {:>10.0} events/CPU-s",
+        walls[0],
+        walls[walls.len() - 1],
+        n / w,
+        n / c
+    );
+    n / c
+}
+
+fn generate(n: usize, path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut fleet = fixtures::fleet::FleetGenerator::new(42, 2000);
+    let start = 1_790_000_000_000_000i64;
+    let mut out = Vec::with_capacity(n * 600);
+    for i in 0..n {
+        let (_, e) = fleet.next_event(start + (i as i64) * 3_600_000_000 / n as i64);
+        serde_json::to_writer(&mut out, &e)?;
+        out.push(b'\n');
+    }
+    std::fs::write(path, &out)?;
+    Ok(out)
+}
+
+fn decode_all(body: &[u8]) -> Vec<Record> {
+    let limits = Limits { max_skew_micros: i64::MAX, ..Limits::default() };
+    let ch = Channel { tenant: "default", agent: "bench", message_key: "1:1", stream_seq: 1, received: 0 };
+    schemas::wire::lines(body).filter_map(|(i, l)| decode_line(l, i, &ch, &limits).ok()).collect()
+}
+
+/// B1's Cordon side: parse -> typed records -> Arrow -> Parquet (zstd 1, sorted), one file per date.
+fn cordon_ingest(body: &[u8], dir: &Path, index: bool) -> anyhow::Result<(usize, Sample, f64)> {
+    let _ = std::fs::remove_dir_all(dir);
+    let lake = store::lake::Lake::open(&dir.join("lake"), true)?;
+    let idx = if index { Some(store::index::FullTextIndex::open(&dir.join("index"))?) } else { None };
+    let (w0, c0) = (Instant::now(), cpu_seconds());
+    let records = decode_all(body);
+    let n = records.len();
+    let mut groups: std::collections::BTreeMap<String, Vec<Record>> = Default::default();
+    for r in records {
+        groups.entry(schemas::time::date_of_micros(r.time())).or_default().push(r);
+    }
+    let mut index_cpu = 0.0;
+    for (i, (date, mut recs)) in groups.into_iter().enumerate() {
+        let entry = lake.write_file(i as i64 + 1, "default", &date, &mut recs)?;
+        if let Some(idx) = &idx {
+            let c = cpu_seconds();
+            idx.add_file(entry.id, &recs)?;
+            idx.commit(entry.id)?;
+            index_cpu += cpu_seconds() - c;
+        }
+    }
+    Ok((n, Sample { wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0 }, index_cpu))
+}
+
+fn python(script: &str, args: &[&Path]) -> anyhow::Result<serde_json::Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench").join(script);
+    let out = Command::new("python3").arg(root).args(args).output()?;
+    if !out.status.success() {
+        anyhow::bail!("{script} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(out.stdout.trim_ascii())?)
+}
+
+fn docs_tsv(body: &[u8], path: &Path) -> anyhow::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for r in decode_all(body) {
+        let mut cols: [Vec<String>; 7] = Default::default();
+        cols[0].push(r.host().to_owned());
+        for (d, c) in FIELDS.iter().zip(&r.cells) {
+            let slot = match d.search {
+                Search::Kind => 1,
+                Search::User => 2,
+                Search::Ip => 3,
+                Search::Hash => 4,
+                Search::Domain => 5,
+                Search::Text => 6,
+                _ => continue,
+            };
+            match c {
+                Cell::Str(s) => cols[slot].push(s.replace(['\t', '\n'], " ")),
+                Cell::List(l) => cols[slot].extend(l.iter().cloned()),
+                _ => {}
+            }
+        }
+        let line: Vec<String> = cols.iter().map(|c| c.join(" ")).collect();
+        writeln!(f, "{}", line.join("\t"))?;
+    }
+    Ok(())
+}
+
+fn b1_b2(events: usize, reps: usize, with_index: bool) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let ndjson = tmp.path().join("events.ndjson");
+    let body = generate(events, &ndjson)?;
+    println!(
+        "{} events, {:.1} MB NDJSON (seeded fleet, 2000 hosts, PERF.md mix)",
+        events,
+        body.len() as f64 / 1e6
+    );
+    let (mut ours, mut peer, mut ours_idx, mut peer_idx) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let tsv = tmp.path().join("docs.tsv");
+    if with_index {
+        docs_tsv(&body, &tsv)?;
+    }
+    let mut parquet_bytes = 0;
+    let mut duck_bytes = 0;
+    for _ in 0..reps {
+        let (n, s, idx_cpu) = cordon_ingest(&body, &tmp.path().join("cordon"), with_index)?;
+        assert_eq!(n, events);
+        if with_index {
+            ours_idx.push(Sample { wall: idx_cpu, cpu: idx_cpu });
+        }
+        parquet_bytes = dir_size(&tmp.path().join("cordon/lake"));
+        ours.push(s);
+        let d = python("duckdb_ingest.py", &[&ndjson, tmp.path()])?;
+        duck_bytes = d["bytes"].as_u64().unwrap_or(0);
+        peer.push(Sample { wall: d["wall"].as_f64().unwrap_or(0.0), cpu: d["cpu"].as_f64().unwrap_or(0.0) });
+        if with_index {
+            let f = python("sqlite_fts.py", &[&tsv, tmp.path()])?;
+            peer_idx.push(Sample {
+                wall: f["wall"].as_f64().unwrap_or(0.0),
+                cpu: f["cpu"].as_f64().unwrap_or(0.0),
+            });
+        }
+    }
+    let n = events as f64;
+    let label = if with_index {
+        "B2 cordon: NDJSON -> Parquet + tantivy"
+    } else {
+        "B1 cordon: NDJSON -> typed -> Arrow -> Parquet"
+    };
+    let a = report(label, n, &ours);
+    let b = report("DuckDB COPY read_json -> Parquet (sorted)", n, &peer);
+    println!(
+        "  ratio cordon/DuckDB per CPU-s: {:.2}x   Parquet {:.1} MB vs DuckDB {:.1} MB",
+        a / b,
+        parquet_bytes as f64 / 1e6,
+        duck_bytes as f64 / 1e6
+    );
+    if with_index {
+        let a = report("B2 tantivy indexing alone (CPU)", n, &ours_idx);
+        let b = report("SQLite FTS5 indexing alone", n, &peer_idx);
+        println!("  ratio tantivy/FTS5 per CPU-s: {:.2}x", a / b);
+    }
+    Ok(())
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .map(
+                |e| if e.path().is_dir() { dir_size(&e.path()) } else { e.metadata().map_or(0, |m| m.len()) },
+            )
+            .sum()
+    })
+}
+
+/// B3: publish `events` through JetStream (file storage) and consume them with a pull consumer.
+async fn transport(url: &str, events: usize, per_msg: usize, run: usize) -> anyhow::Result<Sample> {
+    use async_nats::jetstream;
+    use futures::StreamExt;
+    let client = async_nats::connect(url).await?;
+    let js = jetstream::new(client);
+    let name = format!("BENCH{run}_{per_msg}");
+    let subject = format!("bench{run}.{per_msg}");
+    let stream = js
+        .create_stream(jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        })
+        .await?;
+    let mut fleet = fixtures::fleet::FleetGenerator::new(7, 2000);
+    let mut bodies = Vec::new();
+    let mut batch = Vec::new();
+    for i in 0..events {
+        batch.push(fleet.next_event(i as i64).1);
+        if batch.len() == per_msg {
+            bodies.push(schemas::wire::encode_ndjson(&batch));
+            batch.clear();
+        }
+    }
+    let (w0, c0) = (Instant::now(), cpu_seconds());
+    for chunk in bodies.chunks(1000) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for b in chunk {
+            acks.push(js.publish(subject.clone(), b.clone().into()).await?);
+        }
+        for a in acks {
+            a.await?;
+        }
+    }
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("c".into()),
+            ..Default::default()
+        })
+        .await?;
+    let mut got = 0;
+    while got < bodies.len() {
+        let mut msgs = consumer.fetch().max_messages(1000).messages().await?;
+        while let Some(m) = msgs.next().await {
+            let m = m.map_err(|e| anyhow::anyhow!(e))?;
+            m.ack().await.map_err(|e| anyhow::anyhow!(e))?;
+            got += 1;
+        }
+    }
+    let s = Sample { wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0 };
+    js.delete_stream(&name).await?;
+    Ok(s)
+}
+
+fn b3(events: usize, reps: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let nats = cordon::nats::start(&tmp.path().join("nats"))?;
+    println!("nats-server {} (file storage, sync_interval always), {} events", nats.version, events);
+    let rt = tokio::runtime::Runtime::new()?;
+    let (mut batched, mut single) = (Vec::new(), Vec::new());
+    let single_events = (events / 10).max(1000);
+    for r in 0..reps {
+        batched.push(rt.block_on(transport(&nats.url, events, 100, r))?);
+        single.push(rt.block_on(transport(&nats.url, single_events, 1, r))?);
+    }
+    let a = report("B3 JetStream, 100 events/message (client CPU)", events as f64, &batched);
+    let b = report(
+        &format!("B3 JetStream, 1 event/message ({single_events} events)"),
+        single_events as f64,
+        &single,
+    );
+    println!(
+        "  ratio batched/single per client CPU-s: {:.1}x (server CPU not counted; wall includes it)",
+        a / b
+    );
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let events: usize = flag("--events").map_or(Ok(1_000_000), |v| v.parse())?;
+    let reps: usize = flag("--reps").map_or(Ok(5), |v| v.parse())?;
+    let only = flag("--only");
+    let profile = if cfg!(debug_assertions) { "debug build (dev profile)" } else { "release build" };
+    println!(
+        "cordon-bench, {profile}, {reps} repetitions alternating with the peer, {} cores",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    if only.as_deref().is_none_or(|o| o == "b1") {
+        println!("\nB1 ingest to Parquet");
+        b1_b2(events, reps, false)?;
+    }
+    if only.as_deref().is_none_or(|o| o == "b2") {
+        println!("\nB2 ingest, searchable");
+        b1_b2(events, reps, true)?;
+    }
+    if only.as_deref().is_none_or(|o| o == "b3") {
+        println!("\nB3 transport");
+        b3(events, reps)?;
+    }
+    Ok(())
+}

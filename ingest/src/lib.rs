@@ -311,10 +311,11 @@ impl Ingest {
         let reg = &self.metrics;
         reg.add("cordon_ingest_messages_total", "", HELP_RECEIVED, msgs.len() as u64);
         reg.add("cordon_ingest_events_total", "", HELP_RECEIVED, events_in);
+        dlq::publish(&self.js, &self.cfg.subjects, &dead).await?;
+        // Counted once the dead letters are durable, so a counted reject is always in the DLQ.
         for d in &dead {
             reg.add("cordon_ingest_rejected_total", &format!("reason=\"{}\"", d.reason), HELP_REJECTED, 1);
         }
-        dlq::publish(&self.js, &self.cfg.subjects, &dead).await?;
         let now = schemas::time::now_micros();
         for (t, a, detail) in &security {
             tracing::warn!(tenant = %t, agent = %a, %detail, "security: payload claims another identity");

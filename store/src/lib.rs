@@ -36,6 +36,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Rows per lake file at most (index references have room for 2^24).
+const MAX_FILE_ROWS: usize = 1 << 20;
+const _: () = assert!(MAX_FILE_ROWS < (1 << index::ROW_BITS));
+
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -272,9 +276,14 @@ impl Store {
             .cpu
             .run(move || -> Result<Vec<(FileEntry, Vec<Record>)>, LakeError> {
                 let mut out = Vec::new();
-                for (i, ((tenant, date), mut recs)) in groups.into_iter().enumerate() {
-                    let entry = lake.write_file(first_id + i as i64, &tenant, &date, &mut recs)?;
-                    out.push((entry, recs));
+                for ((tenant, date), mut recs) in groups {
+                    // Index references address at most 2^24 rows per file; files stay far below.
+                    while !recs.is_empty() {
+                        let rest = recs.split_off(recs.len().min(MAX_FILE_ROWS));
+                        let id = first_id + out.len() as i64;
+                        let entry = lake.write_file(id, &tenant, &date, &mut recs)?;
+                        out.push((entry, std::mem::replace(&mut recs, rest)));
+                    }
                 }
                 Ok(out)
             })

@@ -1,10 +1,10 @@
 //! Both metadata backends pass the same tests: the catalog contract directly, and the whole pipeline
 //! with PostgreSQL as the metadata database.
 
-use super::{bin, nats};
+use super::{Env, bin};
 use std::time::Duration;
 use store::catalog::{BatchEntry, Catalog, CommitRecord, FileEntry, HostDelta};
-use tests::{Server, ServerOptions, agent, counts, eventually, token};
+use tests::{Server, ServerOptions, agent, counts, eventually};
 
 fn postgres_base() -> String {
     std::env::var("CORDON_TEST_POSTGRES")
@@ -146,18 +146,11 @@ fn pipeline_with_postgres_metadata() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     let db = rt.block_on(PgDb::create())?;
     let result = (|| {
-        let dir = tempfile::tempdir()?;
-        let n = nats(dir.path());
-        let data = dir.path().join("data");
         let opts = ServerOptions { metadata_url: Some(db.url.clone()), ..Default::default() };
-        let server = Server::start(&bin(), &data, &n.url, &opts)?;
-        let tok = token(&bin(), &data, Some(&db.url))?;
-        let sent = agent(
-            &bin(),
-            &n.url,
-            &dir.path().join("spool"),
-            &["replay", "builtin:log4j-conti", "--batch-size", "7"],
-        )?;
+        let env = Env::start(&opts)?;
+        let spool = env.spool();
+        let Env { server, nats: n, data, token: tok, dir: _dir } = env;
+        let sent = agent(&bin(), &n.url, &spool, &["replay", "builtin:log4j-conti", "--batch-size", "7"])?;
         let acked = sent["events_acked"].as_u64().unwrap();
         let got = eventually(Duration::from_secs(30), || {
             Ok(Some(counts(&server.api, &tok)?).filter(|c| c.0 >= acked))

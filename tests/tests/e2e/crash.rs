@@ -1,9 +1,9 @@
 //! Crash safety: kill the server at each step of the commit protocol and at random moments, kill
 //! nats-server while agents publish; restart; nothing lost, nothing duplicated, in the lake or index.
 
-use super::{bin, nats};
+use super::{Env, bin};
 use std::time::Duration;
-use tests::{Server, ServerOptions, agent, agent_summary, counts, eventually, get, run, spawn_agent, token};
+use tests::{Server, ServerOptions, agent, agent_summary, counts, eventually, get, run, spawn_agent};
 
 fn assert_exactly_once(server: &Server, tok: &str, acked: u64) -> anyhow::Result<()> {
     let got = eventually(Duration::from_secs(60), || {
@@ -28,13 +28,10 @@ fn verify_clean(data: &std::path::Path) -> anyhow::Result<()> {
 #[test]
 fn kill_at_each_commit_failpoint_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     for fp in ["after_parquet", "after_catalog", "after_index", "after_ack"] {
-        let dir = tempfile::tempdir()?;
-        let n = nats(dir.path());
-        let data = dir.path().join("data");
         let opts = ServerOptions { failpoints: Some(format!("{fp}=2")), ..Default::default() };
-        let server = Server::start(&bin(), &data, &n.url, &opts)?;
-        let tok = token(&bin(), &data, None)?;
-        let spool = dir.path().join("spool");
+        let env = Env::start(&opts)?;
+        let spool = env.spool();
+        let Env { server, nats: n, data, token: tok, dir: _dir } = env;
         // Two agents so there are several commits; the server dies at the second pass of `fp`.
         let a = agent(&bin(), &n.url, &spool, &["replay", "builtin:log4j-conti", "--batch-size", "10"])?;
         let b = agent(
@@ -56,12 +53,9 @@ fn kill_at_each_commit_failpoint_loses_and_duplicates_nothing() -> anyhow::Resul
 
 #[test]
 fn kill_server_at_random_moments_while_events_flow() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let n = nats(dir.path());
-    let data = dir.path().join("data");
-    let mut server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
-    let tok = token(&bin(), &data, None)?;
-    let spool = dir.path().join("spool");
+    let env = Env::start(&ServerOptions::default())?;
+    let spool = env.spool();
+    let Env { mut server, nats: n, data, token: tok, dir: _dir } = env;
     let child = spawn_agent(
         &bin(),
         &n.url,
@@ -82,13 +76,10 @@ fn kill_server_at_random_moments_while_events_flow() -> anyhow::Result<()> {
 
 #[test]
 fn nats_restart_while_agents_publish_loses_and_duplicates_nothing() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut n = nats(dir.path());
+    let env = Env::start(&ServerOptions::default())?;
+    let spool = env.spool();
+    let Env { server, nats: mut n, data: _, token: tok, dir } = env;
     let port = n.port();
-    let data = dir.path().join("data");
-    let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
-    let tok = token(&bin(), &data, None)?;
-    let spool = dir.path().join("spool");
     let child = spawn_agent(
         &bin(),
         &n.url,

@@ -23,6 +23,37 @@ pub fn nats(dir: &std::path::Path) -> tests::NatsServer {
     tests::start_nats(&dir.join("nats")).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
+/// A running system: temp dir, nats-server, `cordon serve`, and a token. Fields drop server first.
+pub struct Env {
+    /// The server.
+    pub server: tests::Server,
+    /// nats-server.
+    pub nats: tests::NatsServer,
+    /// The data directory.
+    pub data: std::path::PathBuf,
+    /// An API token.
+    pub token: String,
+    /// The temp dir holding everything.
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    /// Starts nats-server and a server with these options, and creates a token.
+    pub fn start(opts: &tests::ServerOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let nats = nats(dir.path());
+        let data = dir.path().join("data");
+        let server = tests::Server::start(&bin(), &data, &nats.url, opts)?;
+        let token = tests::token(&bin(), &data, opts.metadata_url.as_deref())?;
+        Ok(Self { server, nats, data, token, dir })
+    }
+
+    /// An agent spool directory inside the temp dir.
+    pub fn spool(&self) -> std::path::PathBuf {
+        self.dir.path().join("spool")
+    }
+}
+
 /// The number of scenario events whose text contains `needle` (the oracle for searches).
 pub fn scenario_count(pred: impl Fn(&serde_json::Value, &str) -> bool) -> usize {
     let s = fixtures::scenario::log4j_conti();

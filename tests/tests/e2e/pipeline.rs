@@ -1,18 +1,14 @@
 //! The backbone: scenario + fleet -> JetStream -> lake + index -> REST, exactly once.
 
-use super::{bin, nats, scenario_count};
+use super::{Env, bin, scenario_count};
 use serde_json::json;
 use std::time::Duration;
-use tests::{Server, ServerOptions, agent, counts, eventually, get, post, token};
+use tests::{ServerOptions, agent, counts, eventually, get, post};
 
 #[test]
 fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let n = nats(dir.path());
-    let data = dir.path().join("data");
-    let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
-    let tok = token(&bin(), &data, None)?;
-    let spool = dir.path().join("spool");
+    let env = Env::start(&ServerOptions::default())?;
+    let (n, server, tok, spool) = (&env.nats, &env.server, env.token.as_str(), env.spool());
 
     let scenario = agent(&bin(), &n.url, &spool, &["replay", "builtin:log4j-conti"])?;
     let fleet = agent(
@@ -28,7 +24,7 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
 
     // Every acked event is in the lake exactly once, and in the index.
     let (rows, distinct, indexed) = eventually(Duration::from_secs(60), || {
-        let c = counts(&server.api, &tok)?;
+        let c = counts(&server.api, tok)?;
         let indexed =
             get(&format!("{}/healthz", server.api), None)?.1["indexed_events"].as_u64().unwrap_or(0);
         Ok((c.0 >= acked && indexed >= acked).then_some((c.0, c.1, indexed)))
@@ -36,7 +32,7 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
     assert_eq!((rows, distinct, indexed), (acked, acked, acked));
 
     // Hosts: every scenario and fleet host, with counts summing to what was sent.
-    let (status, hosts) = get(&format!("{}/api/v1/hosts?limit=1000", server.api), Some(&tok))?;
+    let (status, hosts) = get(&format!("{}/api/v1/hosts?limit=1000", server.api), Some(tok))?;
     assert_eq!(status, 200);
     let hosts = hosts["hosts"].as_array().unwrap();
     assert_eq!(hosts.len(), 4 + 25);
@@ -51,7 +47,7 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let (status, page) = get(&url, Some(&tok))?;
+        let (status, page) = get(&url, Some(tok))?;
         assert_eq!(status, 200, "{page}");
         seen.extend(page["events"].as_array().unwrap().iter().cloned());
         match page["next_cursor"].as_str() {
@@ -64,7 +60,7 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "timeline is in time order");
     assert_eq!(seen[0]["host"]["name"], "WIN-DAKEQI");
     let kinds =
-        get(&format!("{}/api/v1/hosts/WIN-DAKEQI/timeline?kinds=process&limit=100", server.api), Some(&tok))?
+        get(&format!("{}/api/v1/hosts/WIN-DAKEQI/timeline?kinds=process&limit=100", server.api), Some(tok))?
             .1;
     let expected_proc = scenario_count(|e, a| a == "win-dakeqi" && e["event"]["category"] == "process");
     assert_eq!(kinds["events"].as_array().unwrap().len(), expected_proc);
@@ -72,7 +68,7 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
     // Fleet-wide search for the JNDI string finds exactly the scenario events that carry it.
     let expected_jndi = scenario_count(|e, _| e.to_string().contains("${jndi:ldap"));
     let url = format!("{}/api/v1/search?q=%22%24%7Bjndi%3Aldap%22&limit=100", server.api);
-    let (status, found) = get(&url, Some(&tok))?;
+    let (status, found) = get(&url, Some(tok))?;
     assert_eq!(status, 200, "{found}");
     assert_eq!(found["total"].as_u64(), Some(expected_jndi as u64), "{found}");
     for hit in found["events"].as_array().unwrap() {
@@ -80,9 +76,9 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
         assert!(!hit["matched"].as_array().unwrap().is_empty());
     }
     let literal =
-        get(&format!("{}/api/v1/search?q=%24%7Bjndi%3Aldap&literal=true", server.api), Some(&tok))?.1;
+        get(&format!("{}/api/v1/search?q=%24%7Bjndi%3Aldap&literal=true", server.api), Some(tok))?.1;
     assert_eq!(literal["total"].as_u64(), Some(expected_jndi as u64));
-    let (status, bad) = get(&format!("{}/api/v1/search?q=host%3A(", server.api), Some(&tok))?;
+    let (status, bad) = get(&format!("{}/api/v1/search?q=host%3A(", server.api), Some(tok))?;
     assert_eq!(status, 400, "{bad}");
     assert_eq!(bad["error"]["code"], "bad_query");
 
@@ -100,7 +96,7 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
         .unwrap()
         .to_owned();
     let body = json!({"iocs": [conti.to_uppercase(), "cdn-update[.]example", "203.0.113.66", "hxxp://cdn-update[.]example/static/update.exe", "no-such-domain.example"]});
-    let (status, sweep) = post(&format!("{}/api/v1/iocs/sweep", server.api), Some(&tok), &body)?;
+    let (status, sweep) = post(&format!("{}/api/v1/iocs/sweep", server.api), Some(tok), &body)?;
     assert_eq!(status, 200, "{sweep}");
     let r = sweep["results"].as_array().unwrap();
     let hosts_of = |i: usize| {
@@ -124,11 +120,11 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
     assert_eq!(sweep["matched"], 4);
 
     // Metrics and the OpenAPI document.
-    let (status, metrics) = get(&format!("{}/metrics", server.api), Some(&tok))?;
+    let (status, metrics) = get(&format!("{}/metrics", server.api), Some(tok))?;
     assert_eq!(status, 200);
     let metrics = metrics.as_str().unwrap().to_owned();
     assert!(metrics.contains(&format!("cordon_ingest_stored_total {acked}")), "{metrics}");
-    let (status, doc) = get(&format!("{}/api/v1/openapi.json", server.api), Some(&tok))?;
+    let (status, doc) = get(&format!("{}/api/v1/openapi.json", server.api), Some(tok))?;
     assert_eq!(status, 200);
     for p in ["/api/v1/hosts/{host}/timeline", "/api/v1/search", "/api/v1/iocs/sweep", "/api/v1/sql"] {
         assert!(doc["paths"][p].is_object(), "{p} missing from openapi");
@@ -138,11 +134,8 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
 
 #[test]
 fn every_route_but_health_needs_a_valid_token() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let n = nats(dir.path());
-    let data = dir.path().join("data");
-    let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
-    let tok = token(&bin(), &data, None)?;
+    let env = Env::start(&ServerOptions::default())?;
+    let (server, tok) = (&env.server, env.token.as_str());
     assert_eq!(get(&format!("{}/healthz", server.api), None)?.0, 200);
     for r in api_routes() {
         let url = format!("{}{}", server.api, r.1.replace("{host}", "x"));
@@ -151,9 +144,9 @@ fn every_route_but_health_needs_a_valid_token() -> anyhow::Result<()> {
             assert_eq!(status, 401, "{} {} with {t:?}", r.0, r.1);
         }
         let status = if r.0 == "GET" {
-            get(&url, Some(&tok))?.0
+            get(&url, Some(tok))?.0
         } else {
-            post(&url, Some(&tok), &json!({"sql": "SELECT 1", "iocs": []}))?.0
+            post(&url, Some(tok), &json!({"sql": "SELECT 1", "iocs": []}))?.0
         };
         assert_ne!(status, 401, "{} {} with a valid token", r.0, r.1);
     }

@@ -1,22 +1,18 @@
 //! Analyst SQL is read-only: every statement that could write, read files or change settings is a 400.
 
-use super::{bin, nats};
+use super::{Env, bin};
 use serde_json::json;
 use std::time::Duration;
-use tests::{Server, ServerOptions, agent, eventually, post, sql, token};
+use tests::{ServerOptions, agent, eventually, post, sql};
 
 #[test]
 fn sql_refuses_everything_but_queries() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let n = nats(dir.path());
-    let data = dir.path().join("data");
-    let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
-    let tok = token(&bin(), &data, None)?;
-    let sent =
-        agent(&bin(), &n.url, &dir.path().join("spool"), &["replay", "builtin:log4j-conti"])?["events_acked"]
-            .as_u64()
-            .unwrap();
-    eventually(Duration::from_secs(30), || Ok((tests::counts(&server.api, &tok)?.0 == sent).then_some(())))?;
+    let env = Env::start(&ServerOptions::default())?;
+    let (n, server, tok, dir) = (&env.nats, &env.server, env.token.as_str(), &env.dir);
+    let sent = agent(&bin(), &n.url, &env.spool(), &["replay", "builtin:log4j-conti"])?["events_acked"]
+        .as_u64()
+        .unwrap();
+    eventually(Duration::from_secs(30), || Ok((tests::counts(&server.api, tok)?.0 == sent).then_some(())))?;
 
     let secret = dir.path().join("secret.csv");
     std::fs::write(&secret, "a,b\n1,2\n")?;
@@ -32,18 +28,15 @@ fn sql_refuses_everything_but_queries() -> anyhow::Result<()> {
         "SELEC 1".to_owned(),
     ];
     for q in &refused {
-        let (status, body) = post(&format!("{}/api/v1/sql", server.api), Some(&tok), &json!({ "sql": q }))?;
+        let (status, body) = post(&format!("{}/api/v1/sql", server.api), Some(tok), &json!({ "sql": q }))?;
         assert_eq!(status, 400, "{q} -> {status} {body}");
         assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     }
     assert!(!dir.path().join("out.parquet").exists());
-    let (_, body) = post(
-        &format!("{}/api/v1/sql", server.api),
-        Some(&tok),
-        &json!({ "sql": "SELECT nope FROM events" }),
-    )?;
+    let (_, body) =
+        post(&format!("{}/api/v1/sql", server.api), Some(tok), &json!({ "sql": "SELECT nope FROM events" }))?;
     assert_eq!(body["error"]["code"], "bad_sql");
-    let (_, body) = post(&format!("{}/api/v1/sql", server.api), Some(&tok), &json!({ "sql": "SELEC 1" }))?;
+    let (_, body) = post(&format!("{}/api/v1/sql", server.api), Some(tok), &json!({ "sql": "SELEC 1" }))?;
     assert!(
         body["error"]["message"].as_str().unwrap().contains("Line: 1, Column"),
         "parser position in {body}"
@@ -51,13 +44,13 @@ fn sql_refuses_everything_but_queries() -> anyhow::Result<()> {
 
     let rows = sql(
         &server.api,
-        &tok,
+        tok,
         "SELECT host_name, count(*) AS n FROM events GROUP BY host_name ORDER BY n DESC",
     )?;
     assert_eq!(rows.iter().map(|r| r[1].as_u64().unwrap()).sum::<u64>(), sent);
     let (status, capped) = post(
         &format!("{}/api/v1/sql", server.api),
-        Some(&tok),
+        Some(tok),
         &json!({"sql": "SELECT * FROM events", "max_rows": 5}),
     )?;
     assert_eq!(status, 200);

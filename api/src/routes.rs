@@ -81,12 +81,8 @@ async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    let mut text = s.metrics.render();
-    text.push_str(&format!(
-        "# HELP cordon_index_docs Documents in the full-text index.\n# TYPE cordon_index_docs gauge\ncordon_index_docs {}\n",
-        s.store.indexed_docs()
-    ));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    s.metrics.set_gauge("cordon_index_docs", "", "Documents in the full-text index.", s.store.indexed_docs());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 
 async fn hosts(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, Query(p): Params) -> Res {

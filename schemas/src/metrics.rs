@@ -14,17 +14,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The counter `name{labels}`, created at zero on first use.
-    pub fn counter(&self, name: &str, labels: &str, help: &'static str) -> Arc<AtomicU64> {
-        self.help
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(name.to_owned())
-            .or_insert((help, "counter"));
+    /// The series `name{labels}` of type `kind`, created at zero on first use.
+    fn series(&self, name: &str, labels: &str, help: &'static str, kind: &'static str) -> Arc<AtomicU64> {
+        self.help.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), (help, kind));
         let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         let c =
             map.entry((name.to_owned(), labels.to_owned())).or_insert_with(|| Arc::new(AtomicU64::new(0)));
         Arc::clone(c)
+    }
+
+    /// The counter `name{labels}`, created at zero on first use.
+    pub fn counter(&self, name: &str, labels: &str, help: &'static str) -> Arc<AtomicU64> {
+        self.series(name, labels, help, "counter")
     }
 
     /// Adds `n` to `name{labels}`.
@@ -34,9 +35,7 @@ impl Registry {
 
     /// Sets the gauge `name{labels}` to `v`.
     pub fn set_gauge(&self, name: &str, labels: &str, help: &'static str, v: u64) {
-        self.help.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), (help, "gauge"));
-        self.counter(name, labels, help).store(v, Ordering::Relaxed);
-        self.help.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_owned(), (help, "gauge"));
+        self.series(name, labels, help, "gauge").store(v, Ordering::Relaxed);
     }
 
     /// The current value of `name{labels}` (0 if never touched).
@@ -77,5 +76,7 @@ mod tests {
         let text = r.render();
         assert!(text.contains("# TYPE cordon_ingest_rejected_total counter"));
         assert!(text.contains("cordon_ingest_rejected_total{reason=\"invalid_json\"} 3"));
+        r.set_gauge("cordon_index_docs", "", "docs", 7);
+        assert!(r.render().contains("# TYPE cordon_index_docs gauge\ncordon_index_docs 7\n"));
     }
 }

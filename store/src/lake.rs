@@ -191,16 +191,7 @@ impl Lake {
     /// Reads every row of a committed file, after checking its checksum.
     pub fn read_all(&self, entry: &FileEntry) -> Result<Vec<Record>, LakeError> {
         let path = self.root.join(&entry.path);
-        let bytes = fs::read(&path).map_err(io(&path))?;
-        let found = sha256_hex(&bytes);
-        if found != entry.sha256 {
-            return Err(LakeError::Corrupt {
-                path: entry.path.clone(),
-                expected: entry.sha256.clone(),
-                found,
-            });
-        }
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(self.checked_bytes(entry)?))
             .map_err(pq(&path))?
             .build()
             .map_err(pq(&path))?;
@@ -213,14 +204,22 @@ impl Lake {
 
     /// Checks one file's checksum.
     pub fn verify(&self, entry: &FileEntry) -> Result<(), LakeError> {
+        self.checked_bytes(entry).map(drop)
+    }
+
+    /// A committed file's bytes, refused if they do not match the catalog's checksum.
+    fn checked_bytes(&self, entry: &FileEntry) -> Result<Vec<u8>, LakeError> {
         let path = self.root.join(&entry.path);
         let bytes = fs::read(&path).map_err(io(&path))?;
         let found = sha256_hex(&bytes);
-        if found == entry.sha256 {
-            Ok(())
-        } else {
-            Err(LakeError::Corrupt { path: entry.path.clone(), expected: entry.sha256.clone(), found })
+        if found != entry.sha256 {
+            return Err(LakeError::Corrupt {
+                path: entry.path.clone(),
+                expected: entry.sha256.clone(),
+                found,
+            });
         }
+        Ok(bytes)
     }
 
     /// Every `.parquet` and `.tmp` file under the events table, relative to the root.

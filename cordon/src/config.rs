@@ -7,6 +7,7 @@ use schemas::subject::Subjects;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Flags of `cordon serve` (and the server half of `cordon demo`).
 #[derive(Debug, Clone, Args, Default)]
@@ -35,6 +36,23 @@ pub struct ServeArgs {
     /// Query memory budget, MiB.
     #[arg(long, env = "CORDON_QUERY_MEMORY_MIB")]
     pub query_memory_mib: Option<usize>,
+    /// Full-text index commits at most this far apart, milliseconds (how long until an event is
+    /// searchable; default 1000).
+    #[arg(long, env = "CORDON_INDEX_COMMIT_MS")]
+    pub index_commit_ms: Option<u64>,
+    /// ... or after this many buffered documents (default 100000).
+    #[arg(long, env = "CORDON_INDEX_COMMIT_DOCS")]
+    pub index_commit_docs: Option<u64>,
+    /// How often the Delta log catches up with the catalog, seconds (default 10).
+    #[arg(long, env = "CORDON_DELTA_INTERVAL_SECS")]
+    pub delta_interval_secs: Option<u64>,
+    /// How often compaction and retention run, seconds; 0 turns the schedule off (default 3600).
+    #[arg(long, env = "CORDON_MAINTENANCE_INTERVAL_SECS")]
+    pub maintenance_interval_secs: Option<u64>,
+    /// Keep this many days of events; older date partitions are deleted by retention (default:
+    /// keep everything).
+    #[arg(long, env = "CORDON_RETENTION_DAYS")]
+    pub retention_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -46,6 +64,18 @@ struct FileConfig {
     nats: FileNats,
     #[serde(default)]
     ingest: FileIngest,
+    #[serde(default)]
+    store: FileStore,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileStore {
+    index_commit_ms: Option<u64>,
+    index_commit_docs: Option<u64>,
+    delta_interval_secs: Option<u64>,
+    maintenance_interval_secs: Option<u64>,
+    retention_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -87,6 +117,14 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Query memory, bytes.
     pub query_memory_bytes: usize,
+    /// When index commits happen.
+    pub index_commit: store::CommitPolicy,
+    /// How often the Delta log catches up.
+    pub delta_interval: Duration,
+    /// How often compaction and retention run (`None`: never on a schedule).
+    pub maintenance_interval: Option<Duration>,
+    /// Days of events kept (`None`: all).
+    pub retention_days: Option<u32>,
 }
 
 impl ServeArgs {
@@ -120,6 +158,24 @@ impl ServeArgs {
             bail!("--max-message-bytes must be from 1 KiB to 64 MiB");
         }
         let mib = self.query_memory_mib.or(file.server.query_memory_mib).unwrap_or(1024);
+        let st = file.store;
+        let commit_ms = self.index_commit_ms.or(st.index_commit_ms).unwrap_or(1000);
+        if !(10..=600_000).contains(&commit_ms) {
+            bail!("--index-commit-ms must be from 10 to 600000");
+        }
+        let commit_docs = self.index_commit_docs.or(st.index_commit_docs).unwrap_or(100_000);
+        if commit_docs == 0 {
+            bail!("--index-commit-docs must be at least 1");
+        }
+        let delta_secs = self.delta_interval_secs.or(st.delta_interval_secs).unwrap_or(10);
+        if delta_secs == 0 {
+            bail!("--delta-interval-secs must be at least 1");
+        }
+        let maintenance = self.maintenance_interval_secs.or(st.maintenance_interval_secs).unwrap_or(3600);
+        let retention_days = self.retention_days.or(st.retention_days);
+        if retention_days == Some(0) {
+            bail!("--retention-days must be at least 1 (leave it unset to keep everything)");
+        }
         Ok(ServerConfig {
             data_dir,
             metadata_url,
@@ -132,6 +188,13 @@ impl ServeArgs {
             listen,
             max_message_bytes,
             query_memory_bytes: mib * 1024 * 1024,
+            index_commit: store::CommitPolicy {
+                max_docs: commit_docs,
+                max_delay: Duration::from_millis(commit_ms),
+            },
+            delta_interval: Duration::from_secs(delta_secs),
+            maintenance_interval: (maintenance > 0).then(|| Duration::from_secs(maintenance)),
+            retention_days,
         })
     }
 }
@@ -158,6 +221,14 @@ mod tests {
         };
         let cfg = args.resolve().unwrap();
         assert_eq!(cfg.listen.port(), 9999);
+        assert_eq!(cfg.maintenance_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(cfg.retention_days, None);
+        std::fs::write(&path, "[store]\nretention_days = 30\nmaintenance_interval_secs = 0\n").unwrap();
+        let cfg = args.resolve().unwrap();
+        assert_eq!((cfg.retention_days, cfg.maintenance_interval), (Some(30), None));
+        std::fs::write(&path, "[store]\nretention_days = 0\n").unwrap();
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains("retention-days"), "{err}");
         assert_eq!(cfg.nats_url, "nats://flag:2", "flags win over the file");
         std::fs::write(&path, "[server]\nlisen = \"x\"\n").unwrap();
         let err = format!("{:#}", args.resolve().unwrap_err());

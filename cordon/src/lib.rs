@@ -43,6 +43,11 @@ pub enum Command {
     Verify(ServeArgs),
     /// Rebuild the full-text index from the lake (server stopped).
     Reindex(ServeArgs),
+    /// Merge small lake files into Z-ordered ones (Delta OPTIMIZE; server stopped).
+    Compact(ServeArgs),
+    /// Delete partitions past the retention period and unreferenced files (Delta VACUUM; server
+    /// stopped). `--retention-days` (or the configuration) sets the period.
+    Vacuum(ServeArgs),
 }
 
 /// Token actions.
@@ -93,10 +98,7 @@ impl Running {
 
 /// Opens the store and starts ingest and the API.
 pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
-    let mut scfg = StoreConfig::new(cfg.data_dir.clone());
-    scfg.metadata_url = cfg.metadata_url.clone();
-    scfg.query_memory_bytes = cfg.query_memory_bytes;
-    let store = Store::open(&scfg).await.context("opening the store")?;
+    let store = Store::open(&store_config(cfg)).await.context("opening the store")?;
     let metrics = Arc::new(Registry::default());
     let client = async_nats::ConnectOptions::new()
         .name("cordon-server")
@@ -117,6 +119,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let state = api::AppState::new(Arc::clone(&store), metrics);
     let app = api::router(state);
     let mut rx_api = rx.clone();
+    let rx_store = rx.clone();
     let api_task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -126,13 +129,67 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
             .context("api server failed")
     });
     let ingest_task = tokio::spawn(async move { ingest.run(rx).await.context("ingest failed") });
+    let store_task = tokio::spawn(housekeeping(Arc::clone(&store), cfg.clone(), rx_store));
     std::fs::write(
         cfg.data_dir.join("server.json"),
         serde_json::json!({"api": format!("http://{addr}"), "pid": std::process::id()}).to_string(),
     )
     .context("writing server.json")?;
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "cordon is serving");
-    Ok(Running { addr, store, shutdown: tx, tasks: vec![api_task, ingest_task] })
+    Ok(Running { addr, store, shutdown: tx, tasks: vec![api_task, ingest_task, store_task] })
+}
+
+fn store_config(cfg: &ServerConfig) -> StoreConfig {
+    let mut scfg = StoreConfig::new(cfg.data_dir.clone());
+    scfg.metadata_url = cfg.metadata_url.clone();
+    scfg.query_memory_bytes = cfg.query_memory_bytes;
+    scfg.index_commit = cfg.index_commit;
+    scfg.delta_interval = cfg.delta_interval;
+    scfg
+}
+
+/// The store's periodic work: batched index commits and Delta log syncs about once a second,
+/// compaction and retention on their schedule, and a final flush on shutdown. Failures are logged and
+/// retried on the next round: the lake and catalog stay correct, only the derived state lags.
+async fn housekeeping(
+    store: Arc<Store>,
+    cfg: ServerConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut tick =
+        tokio::time::interval(std::time::Duration::from_millis(250).min(cfg.index_commit.max_delay));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_maintenance = cfg.maintenance_interval.map(|d| tokio::time::Instant::now() + d);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|v| *v) => break,
+            _ = tick.tick() => {}
+        }
+        if let Err(e) = store.tick().await {
+            tracing::warn!(error = %e, "store tick failed; retrying");
+        }
+        if let (Some(at), Some(every)) = (next_maintenance, cfg.maintenance_interval)
+            && tokio::time::Instant::now() >= at
+        {
+            maintenance(&store, cfg.retention_days).await;
+            next_maintenance = Some(tokio::time::Instant::now() + every);
+        }
+    }
+    store.flush().await.context("flushing the index and the Delta log on shutdown")
+}
+
+async fn maintenance(store: &Store, retention_days: Option<u32>) {
+    match store.compact(&store::CompactOptions::default()).await {
+        Ok(r) if r.files_removed > 0 => tracing::info!(?r, "compaction"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "compaction failed"),
+    }
+    let opts = store::VacuumOptions { retain_days: retention_days, now: schemas::time::now_micros() };
+    match store.vacuum(&opts).await {
+        Ok(r) if r.files_expired > 0 || r.orphans_removed > 0 => tracing::info!(?r, "retention"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "retention failed"),
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -165,11 +222,12 @@ async fn token(action: TokenAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn open_store(args: &ServeArgs) -> anyhow::Result<Arc<Store>> {
+async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<Store>, ServerConfig)> {
     let cfg = args.resolve()?;
-    let mut scfg = StoreConfig::new(cfg.data_dir.clone());
-    scfg.metadata_url = cfg.metadata_url;
-    Store::open(&scfg).await.context("opening the store (is a server running on this data directory?)")
+    let store = Store::open(&store_config(&cfg))
+        .await
+        .context("opening the store (is a server running on this data directory?)")?;
+    Ok((store, cfg))
 }
 
 /// Parses and runs a command line; the process exit code.
@@ -205,7 +263,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             Command::Demo(a) => demo::run(a).await,
             Command::Token { action } => token(action).await,
             Command::Verify(a) => {
-                let report = open_store(&a).await?.verify().await?;
+                let report = open_store(&a).await?.0.verify().await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 if !report.bad_files.is_empty() || !report.orphans.is_empty() {
                     anyhow::bail!(
@@ -217,9 +275,27 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 Ok(())
             }
             Command::Reindex(a) => {
-                let store = open_store(&a).await?;
+                let store = open_store(&a).await?.0;
                 store.reindex().await?;
                 println!("reindexed: {} documents", store.indexed_docs());
+                Ok(())
+            }
+            Command::Compact(a) => {
+                let store = open_store(&a).await?.0;
+                let report = store.compact(&store::CompactOptions::default()).await?;
+                store.flush().await?;
+                println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            }
+            Command::Vacuum(a) => {
+                let (store, cfg) = open_store(&a).await?;
+                let opts = store::VacuumOptions {
+                    retain_days: cfg.retention_days,
+                    now: schemas::time::now_micros(),
+                };
+                let report = store.vacuum(&opts).await?;
+                store.flush().await?;
+                println!("{}", serde_json::to_string(&report)?);
                 Ok(())
             }
         }

@@ -114,6 +114,40 @@ pub struct FullTextIndex {
     fields: Fields,
     writer: Mutex<IndexWriter>,
     reader: IndexReader,
+    pending: Mutex<Pending>,
+}
+
+/// What the writer holds that no commit covers yet.
+#[derive(Debug)]
+struct Pending {
+    docs: u64,
+    deletes: u64,
+    /// The highest file id added since the last commit (0 if none).
+    file_id: i64,
+    /// Everything was deleted since the last commit: the high-water mark starts again from 0.
+    reset: bool,
+    since: std::time::Instant,
+}
+
+impl Pending {
+    fn new() -> Self {
+        Self { docs: 0, deletes: 0, file_id: 0, reset: false, since: std::time::Instant::now() }
+    }
+}
+
+/// When buffered documents are committed: whichever comes first.
+#[derive(Clone, Copy, Debug)]
+pub struct CommitPolicy {
+    /// Documents buffered.
+    pub max_docs: u64,
+    /// Time since the last commit.
+    pub max_delay: std::time::Duration,
+}
+
+impl Default for CommitPolicy {
+    fn default() -> Self {
+        Self { max_docs: 100_000, max_delay: std::time::Duration::from_secs(1) }
+    }
 }
 
 impl std::fmt::Debug for FullTextIndex {
@@ -170,7 +204,8 @@ impl FullTextIndex {
         register_tokenizers(&index);
         let writer = index.writer_with_num_threads(1, 64 * 1024 * 1024)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Self { index, fields, writer: Mutex::new(writer), reader })
+        let pending = Mutex::new(Pending::new());
+        Ok(Self { index, fields, writer: Mutex::new(writer), reader, pending })
     }
 
     /// The highest lake file id the last commit covers (0 if none).
@@ -182,36 +217,79 @@ impl FullTextIndex {
             .unwrap_or(0))
     }
 
-    /// Adds the rows of file `file_id` (in their order within the file).
-    pub fn add_file(&self, file_id: i64, rows: &[Record]) -> Result<(), IndexError> {
+    /// Adds the rows of file `file_id` (in their order within the file), starting at row `first_row`.
+    /// Files must be added in id order: the next commit's high-water mark is the last id added.
+    pub fn add_file(&self, file_id: i64, first_row: usize, rows: &[Record]) -> Result<(), IndexError> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         for (row, rec) in rows.iter().enumerate() {
-            writer.add_document(self.document(file_id, row, rec))?;
+            writer.add_document(self.document(file_id, first_row + row, rec))?;
         }
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.docs += rows.len() as u64;
+        p.file_id = p.file_id.max(file_id);
         Ok(())
     }
 
-    /// Commits with `file_id` as the high-water mark and makes the result visible to searches.
-    pub fn commit(&self, file_id: i64) -> Result<(), IndexError> {
-        {
-            let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-            let mut prepared = writer.prepare_commit()?;
-            prepared.set_payload(&serde_json::json!({ "file_id": file_id }).to_string());
-            prepared.commit()?;
+    /// Deletes the documents of these files (retired by compaction or retention) at the next commit.
+    pub fn delete_files(&self, ids: &[i64]) -> Result<(), IndexError> {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        for &id in ids {
+            let lo = Term::from_field_u64(self.fields.row_ref, (id as u64) << ROW_BITS);
+            let hi = Term::from_field_u64(self.fields.row_ref, (id as u64 + 1) << ROW_BITS);
+            writer.delete_query(Box::new(RangeQuery::new(Bound::Included(lo), Bound::Excluded(hi))))?;
         }
-        self.reader.reload()?;
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).deletes += ids.len() as u64;
         Ok(())
+    }
+
+    /// Commits when the policy says so (or `force`), with the highest file id added as the
+    /// high-water mark, and makes the result visible to searches. True if it committed.
+    pub fn commit_if_due(&self, policy: &CommitPolicy, force: bool) -> Result<bool, IndexError> {
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.docs == 0 && p.deletes == 0 {
+            p.since = std::time::Instant::now();
+            return Ok(false);
+        }
+        if !force && p.docs < policy.max_docs && p.since.elapsed() < policy.max_delay {
+            return Ok(false);
+        }
+        let hw = if p.reset { p.file_id } else { p.file_id.max(self.indexed_file_id()?) };
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::json!({ "file_id": hw }).to_string());
+        prepared.commit()?;
+        *p = Pending::new();
+        drop(p);
+        drop(writer);
+        self.reader.reload()?;
+        Ok(true)
+    }
+
+    /// Commits everything buffered now.
+    pub fn commit(&self) -> Result<(), IndexError> {
+        self.commit_if_due(&CommitPolicy::default(), true).map(drop)
     }
 
     /// Drops uncommitted documents (after a failed commit elsewhere).
     pub fn rollback(&self) -> Result<(), IndexError> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner()).rollback()?;
+        let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        writer.rollback()?;
+        *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Pending::new();
         Ok(())
+    }
+
+    /// Documents buffered and not yet committed.
+    pub fn pending_docs(&self) -> u64 {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).docs
     }
 
     /// Deletes every document (for a full rebuild).
     pub fn clear(&self) -> Result<(), IndexError> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner()).delete_all_documents()?;
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.deletes += 1;
+        p.reset = true;
+        p.file_id = 0;
         Ok(())
     }
 

@@ -7,8 +7,10 @@
 //! fsynced, renamed and its directory fsynced before the catalog learns of it.
 
 use crate::catalog::{FileEntry, sha256_hex};
-use crate::convert::{batch_to_records, records_to_batch};
+use crate::convert::{batch_to_records, records_to_batch, str_at};
+use datafusion::arrow::array::{Array, Int64Array, TimestampMicrosecondArray};
 use datafusion::arrow::error::ArrowError;
+use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::basic::{Compression, ZstdLevel};
@@ -120,46 +122,95 @@ impl Lake {
     ) -> Result<FileEntry, LakeError> {
         records.sort_by(|a, b| a.host().cmp(b.host()).then(a.time().cmp(&b.time())));
         let batch = records_to_batch(records).map_err(LakeError::Arrow)?;
-        let rel =
-            format!("events/tenant={tenant}/date={date}/{id:012}-{}.parquet", uuid::Uuid::new_v4().simple());
-        let path = self.root.join(&rel);
-        let dir = path.parent().expect("a lake file path has a parent");
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let tmp = path.with_extension("parquet.tmp");
+        let staged = self.stage(tenant, date, &batch, Order::HostTime)?;
+        self.publish(staged, id)
+    }
+
+    /// Encodes a batch (already in the wanted row order) to a temporary file in its partition,
+    /// fsynced, invisible to readers (no `.parquet` extension) until [`Lake::publish`].
+    pub fn stage(
+        &self,
+        tenant: &str,
+        date: &str,
+        batch: &RecordBatch,
+        order: Order,
+    ) -> Result<Staged, LakeError> {
+        let dir = self.root.join(format!("events/tenant={tenant}/date={date}"));
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let tmp = dir.join(format!("{}.parquet.tmp", uuid::Uuid::new_v4().simple()));
         let file = HashingWriter { file: File::create(&tmp).map_err(io(&tmp))?, hash: Sha256::new(), len: 0 };
         let mut writer =
-            ArrowWriter::try_new(file, batch.schema(), Some(writer_properties())).map_err(pq(&tmp))?;
-        writer.write(&batch).map_err(pq(&tmp))?;
+            ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(order))).map_err(pq(&tmp))?;
+        writer.write(batch).map_err(pq(&tmp))?;
         let out = writer.into_inner().map_err(pq(&tmp))?;
         if self.fsync {
             out.file.sync_all().map_err(io(&tmp))?;
         }
         let (len, digest) = (out.len, out.hash.finalize());
         drop(out.file);
-        fs::rename(&tmp, &path).map_err(io(&path))?;
+        let times = batch
+            .column(schemas::fields::col::TIME)
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()
+            .map(|a| (min(a), max(a)))
+            .unwrap_or((None, None));
+        let seqs = batch
+            .column(schemas::fields::col::STREAM_SEQ)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .map(|a| (min(a), max(a)))
+            .unwrap_or((None, None));
+        Ok(Staged {
+            tmp,
+            tenant: tenant.to_owned(),
+            date: date.to_owned(),
+            rows: batch.num_rows() as i64,
+            bytes: len as i64,
+            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
+            min_time: times.0.unwrap_or(i64::MAX),
+            max_time: times.1.unwrap_or(i64::MIN),
+            min_seq: seqs.0.unwrap_or(i64::MAX),
+            max_seq: seqs.1.unwrap_or(i64::MIN),
+        })
+    }
+
+    /// Gives a staged file its id and final name (rename, then fsync the directory).
+    pub fn publish(&self, staged: Staged, id: i64) -> Result<FileEntry, LakeError> {
+        let rel = format!(
+            "events/tenant={}/date={}/{id:012}-{}.parquet",
+            staged.tenant,
+            staged.date,
+            uuid::Uuid::new_v4().simple()
+        );
+        let path = self.root.join(&rel);
+        let dir = path.parent().expect("a lake file path has a parent");
+        fs::rename(&staged.tmp, &path).map_err(io(&path))?;
         if self.fsync {
             File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
         }
-        let seqs = records.iter().filter_map(|r| match r.cells[schemas::fields::col::STREAM_SEQ] {
-            schemas::Cell::Int(s) => Some(s),
-            _ => None,
-        });
-        let (min_seq, max_seq) = seqs.fold((i64::MAX, i64::MIN), |(lo, hi), s| (lo.min(s), hi.max(s)));
-        let (min_time, max_time) =
-            records.iter().fold((i64::MAX, i64::MIN), |(lo, hi), r| (lo.min(r.time()), hi.max(r.time())));
         Ok(FileEntry {
             id,
-            tenant: tenant.to_owned(),
-            date: date.to_owned(),
+            tenant: staged.tenant,
+            date: staged.date,
             path: rel,
-            rows: records.len() as i64,
-            bytes: len as i64,
-            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
-            min_time,
-            max_time,
-            min_seq,
-            max_seq,
+            rows: staged.rows,
+            bytes: staged.bytes,
+            sha256: staged.sha256,
+            min_time: staged.min_time,
+            max_time: staged.max_time,
+            min_seq: staged.min_seq,
+            max_seq: staged.max_seq,
         })
+    }
+
+    /// Every row of a committed file as Arrow batches, after checking its checksum.
+    pub fn read_batches(&self, entry: &FileEntry) -> Result<Vec<RecordBatch>, LakeError> {
+        let path = self.root.join(&entry.path);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(self.checked_bytes(entry)?))
+            .map_err(pq(&path))?
+            .build()
+            .map_err(pq(&path))?;
+        reader.collect::<Result<Vec<_>, _>>().map_err(LakeError::Arrow)
     }
 
     /// Reads chosen rows (by index within the file) of a committed file, in the order asked.
@@ -190,16 +241,7 @@ impl Lake {
 
     /// Reads every row of a committed file, after checking its checksum.
     pub fn read_all(&self, entry: &FileEntry) -> Result<Vec<Record>, LakeError> {
-        let path = self.root.join(&entry.path);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(self.checked_bytes(entry)?))
-            .map_err(pq(&path))?
-            .build()
-            .map_err(pq(&path))?;
-        let mut out = Vec::new();
-        for batch in reader {
-            out.extend(batch_to_records(&batch.map_err(LakeError::Arrow)?));
-        }
-        Ok(out)
+        Ok(self.read_batches(entry)?.iter().flat_map(batch_to_records).collect())
     }
 
     /// Checks one file's checksum.
@@ -222,7 +264,8 @@ impl Lake {
         Ok(bytes)
     }
 
-    /// Every `.parquet` and `.tmp` file under the events table, relative to the root.
+    /// Every data file (`.parquet` and `.tmp`) under the events table, relative to the root; the
+    /// table's `_delta_log` and other `_`-prefixed directories are not data.
     pub fn list_files(&self) -> Result<Vec<String>, LakeError> {
         let mut out = Vec::new();
         let mut stack = vec![self.root.join("events")];
@@ -230,7 +273,9 @@ impl Lake {
             for entry in fs::read_dir(&dir).map_err(io(&dir))? {
                 let p = entry.map_err(io(&dir))?.path();
                 if p.is_dir() {
-                    stack.push(p);
+                    if !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_')) {
+                        stack.push(p);
+                    }
                 } else if let Ok(rel) = p.strip_prefix(&self.root) {
                     out.push(rel.to_string_lossy().into_owned());
                 }
@@ -244,6 +289,31 @@ impl Lake {
     pub fn remove(&self, rel: &str) -> Result<(), LakeError> {
         let p = self.root.join(rel);
         fs::remove_file(&p).map_err(io(&p))
+    }
+
+    /// Removes files that left the table, then fsyncs their directories; files already gone are fine.
+    pub fn remove_all(&self, rels: &[String]) -> Result<(), LakeError> {
+        let mut dirs = std::collections::BTreeSet::new();
+        for rel in rels {
+            let p = self.root.join(rel);
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(LakeError::Io { path: p.display().to_string(), source }),
+            }
+            if let Some(d) = p.parent() {
+                dirs.insert(d.to_owned());
+            }
+        }
+        for d in dirs {
+            // A partition left empty goes too, so readers of the directory see no empty dates.
+            if fs::read_dir(&d).map(|mut it| it.next().is_none()).unwrap_or(false) {
+                let _ = fs::remove_dir(&d);
+            } else if self.fsync {
+                File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d))?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes raw bytes durably (used by tests that corrupt files, and by tools).
@@ -273,21 +343,156 @@ impl Write for HashingWriter {
     }
 }
 
-fn writer_properties() -> WriterProperties {
+/// A file encoded to a temporary name, not yet part of the lake.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: PathBuf,
+    tenant: String,
+    date: String,
+    rows: i64,
+    bytes: i64,
+    sha256: String,
+    min_time: i64,
+    max_time: i64,
+    min_seq: i64,
+    max_seq: i64,
+}
+
+impl Staged {
+    /// Deletes the temporary file (the operation that staged it gave up).
+    pub fn discard(self) {
+        let _ = fs::remove_file(&self.tmp);
+    }
+}
+
+/// The row order of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// Sorted by (host, time): what ingest writes; declared in the footer as sorting columns.
+    HostTime,
+    /// Z-order over (host, time): what compaction writes, so both host and time ranges prune.
+    ZOrder,
+}
+
+fn min<T: datafusion::arrow::datatypes::ArrowPrimitiveType<Native = i64>>(
+    a: &datafusion::arrow::array::PrimitiveArray<T>,
+) -> Option<i64> {
+    datafusion::arrow::compute::min(a)
+}
+
+fn max<T: datafusion::arrow::datatypes::ArrowPrimitiveType<Native = i64>>(
+    a: &datafusion::arrow::array::PrimitiveArray<T>,
+) -> Option<i64> {
+    datafusion::arrow::compute::max(a)
+}
+
+/// Row indices that put `batch` in Z-order over (host rank, time): the two keys scaled to 32 bits
+/// each and their bits interleaved, host bit first. Ties keep time order.
+pub fn zorder_indices(batch: &RecordBatch) -> Vec<u32> {
+    let n = batch.num_rows();
+    let hosts: Vec<Option<String>> =
+        (0..n).map(|i| str_at(batch.column(schemas::fields::col::HOST_NAME).as_ref(), i)).collect();
+    let times = batch
+        .column(schemas::fields::col::TIME)
+        .as_any()
+        .downcast_ref::<TimestampMicrosecondArray>()
+        .map(|a| (0..n).map(|i| if a.is_null(i) { 0 } else { a.value(i) }).collect::<Vec<_>>())
+        .unwrap_or_else(|| vec![0; n]);
+    let mut distinct: Vec<&Option<String>> = hosts.iter().collect();
+    distinct.sort();
+    distinct.dedup();
+    let scale = |v: u64, span: u64| -> u32 {
+        if span == 0 { 0 } else { ((u128::from(v) * u128::from(u32::MAX)) / u128::from(span)) as u32 }
+    };
+    let host_span = distinct.len().saturating_sub(1) as u64;
+    let (t_lo, t_hi) = times.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
+    let t_span = t_hi.abs_diff(t_lo);
+    let keys: Vec<u64> = (0..n)
+        .map(|i| {
+            let rank = distinct.binary_search(&&hosts[i]).unwrap_or(0) as u64;
+            interleave(scale(rank, host_span), scale(times[i].abs_diff(t_lo), t_span))
+        })
+        .collect();
+    let mut idx: Vec<u32> = (0..n as u32).collect();
+    idx.sort_by_key(|&i| (keys[i as usize], times[i as usize]));
+    idx
+}
+
+/// Interleaves the bits of `hi` and `lo`, `hi`'s bit above `lo`'s at every position.
+fn interleave(hi: u32, lo: u32) -> u64 {
+    fn spread(v: u32) -> u64 {
+        let mut x = u64::from(v);
+        x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
+        x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
+        x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
+        x = (x | (x << 2)) & 0x3333_3333_3333_3333;
+        x = (x | (x << 1)) & 0x5555_5555_5555_5555;
+        x
+    }
+    (spread(hi) << 1) | spread(lo)
+}
+
+fn writer_properties(order: Order) -> WriterProperties {
     let schema = schemas::lake_schema();
     let host = schema.index_of("host_name").expect("host_name is a lake column") as i32;
     let time = schema.index_of("time").expect("time is a lake column") as i32;
     let mut b = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("zstd level 1 is valid")))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_sorting_columns(Some(vec![
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS));
+    if order == Order::HostTime {
+        b = b.set_sorting_columns(Some(vec![
             SortingColumn { column_idx: host, descending: false, nulls_first: true },
             SortingColumn { column_idx: time, descending: false, nulls_first: true },
         ]));
+    }
     for c in BLOOM_COLUMNS {
         b = b
             .set_column_bloom_filter_enabled(ColumnPath::from(*c), true)
             .set_column_bloom_filter_fpp(ColumnPath::from(*c), 0.01);
     }
     b.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interleave_puts_host_bits_above_time_bits() {
+        assert_eq!(interleave(0, 0), 0);
+        assert_eq!(interleave(0, 1), 0b01);
+        assert_eq!(interleave(1, 0), 0b10);
+        assert_eq!(interleave(u32::MAX, 0), 0xAAAA_AAAA_AAAA_AAAA);
+        assert_eq!(interleave(0, u32::MAX), 0x5555_5555_5555_5555);
+        assert_eq!(interleave(0b11, 0b01), 0b1011);
+    }
+
+    #[test]
+    fn zorder_clusters_hosts_and_keeps_time_order_within_a_cell() {
+        use schemas::{Cell, FIELDS};
+        let mut recs = Vec::new();
+        for h in 0..4 {
+            for t in 0..64i64 {
+                let mut cells = vec![Cell::Null; FIELDS.len()];
+                cells[schemas::fields::col::EVENT_ID] = Cell::Str(format!("{h}-{t}"));
+                cells[schemas::fields::col::TENANT] = Cell::Str("t".into());
+                cells[schemas::fields::col::AGENT_ID] = Cell::Str("a".into());
+                cells[schemas::fields::col::HOST_NAME] = Cell::Str(format!("host-{h}"));
+                cells[schemas::fields::col::TIME] = Cell::Time(1_000_000 * (63 - t));
+                recs.push(Record { cells });
+            }
+        }
+        let batch = records_to_batch(&recs).unwrap();
+        let idx = zorder_indices(&batch);
+        assert_eq!(idx.len(), recs.len());
+        let mut seen = idx.clone();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..recs.len() as u32).collect::<Vec<_>>(), "a permutation");
+        // The first quarter of the output covers the earliest half of time for the first two hosts:
+        // Z-order alternates between the keys rather than sorting by one.
+        let first: Vec<&Record> = idx[..64].iter().map(|&i| &recs[i as usize]).collect();
+        assert!(first.iter().all(|r| r.host() == "host-0" || r.host() == "host-1"));
+        assert!(first.iter().any(|r| r.host() == "host-0") && first.iter().any(|r| r.host() == "host-1"));
+        assert!(first.iter().all(|r| r.time() < 32 * 1_000_000));
+    }
 }

@@ -21,13 +21,19 @@
 pub mod catalog;
 pub mod convert;
 pub mod cpu;
+pub mod delta;
 pub mod failpoint;
 pub mod index;
 pub mod lake;
+mod maintain;
 pub mod query;
+
+pub use index::CommitPolicy;
+pub use maintain::{CompactOptions, CompactReport, VacuumOptions, VacuumReport};
 
 use catalog::{BatchEntry, Catalog, CatalogError, CommitRecord, FileEntry, HostDelta};
 use cpu::{CpuError, CpuRuntime};
+use delta::{DeltaError, DeltaLog, Operation};
 use index::{FullTextIndex, HostMatches, IndexError, IocField, SearchQuery};
 use lake::{Lake, LakeError};
 use query::{QueryEngine, QueryError, SqlLimits, SqlOutput, TimelineQuery};
@@ -58,6 +64,9 @@ pub enum StoreError {
     /// CPU pool.
     #[error(transparent)]
     Cpu(#[from] CpuError),
+    /// Delta transaction log.
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
     /// Start-up I/O.
     #[error("cannot prepare the data directory {path}")]
     Io {
@@ -82,13 +91,25 @@ pub struct StoreConfig {
     pub query_memory_bytes: usize,
     /// Threads in the CPU pool.
     pub cpu_threads: usize,
+    /// When buffered index documents are committed.
+    pub index_commit: CommitPolicy,
+    /// How often [`Store::tick`] brings the Delta log up to the catalog.
+    pub delta_interval: std::time::Duration,
 }
 
 impl StoreConfig {
     /// Defaults for a data directory: SQLite inside it, fsync on.
     pub fn new(data_dir: PathBuf) -> Self {
         let metadata_url = format!("sqlite://{}", data_dir.join("meta.db").display());
-        Self { data_dir, metadata_url, fsync: true, query_memory_bytes: 1 << 30, cpu_threads: 2 }
+        Self {
+            data_dir,
+            metadata_url,
+            fsync: true,
+            query_memory_bytes: 1 << 30,
+            cpu_threads: 2,
+            index_commit: CommitPolicy::default(),
+            delta_interval: std::time::Duration::from_secs(10),
+        }
     }
 }
 
@@ -138,6 +159,10 @@ pub struct VerifyReport {
     pub orphans: Vec<String>,
     /// Documents in the index.
     pub indexed_docs: u64,
+    /// The Delta log's latest version.
+    pub delta_version: i64,
+    /// Files in the Delta log's latest snapshot.
+    pub delta_files: usize,
 }
 
 /// The store.
@@ -148,7 +173,17 @@ pub struct Store {
     index: Arc<FullTextIndex>,
     engine: QueryEngine,
     cpu: CpuRuntime,
+    /// Serialises everything that writes: ingest commits, index commits, Delta syncs, maintenance.
     commit_lock: tokio::sync::Mutex<()>,
+    /// Readers hold it shared; compaction and retention hold it exclusively while files swap, so a
+    /// query sees the lake either before or after, never both or neither.
+    swap: tokio::sync::RwLock<()>,
+    /// One maintenance run (compaction or retention) at a time.
+    maintenance: tokio::sync::Mutex<()>,
+    delta: std::sync::Mutex<DeltaLog>,
+    index_commit: CommitPolicy,
+    delta_interval: std::time::Duration,
+    last_delta_sync: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Store {
@@ -162,8 +197,21 @@ impl Store {
         let engine = QueryEngine::new(cfg.data_dir.join("lake"), cfg.query_memory_bytes)?;
         let cpu = CpuRuntime::new(cfg.cpu_threads)
             .map_err(|source| StoreError::Io { path: "cpu runtime".to_owned(), source })?;
-        let store =
-            Arc::new(Self { lake, catalog, index, engine, cpu, commit_lock: tokio::sync::Mutex::new(()) });
+        let delta = DeltaLog::open(&cfg.data_dir.join("lake").join("events"), cfg.fsync)?;
+        let store = Arc::new(Self {
+            lake,
+            catalog,
+            index,
+            engine,
+            cpu,
+            commit_lock: tokio::sync::Mutex::new(()),
+            swap: tokio::sync::RwLock::new(()),
+            maintenance: tokio::sync::Mutex::new(()),
+            delta: std::sync::Mutex::new(delta),
+            index_commit: cfg.index_commit,
+            delta_interval: cfg.delta_interval,
+            last_delta_sync: std::sync::Mutex::new(std::time::Instant::now()),
+        });
         store.recover().await?;
         Ok(store)
     }
@@ -179,14 +227,90 @@ impl Store {
     }
 
     async fn recover(&self) -> Result<(), StoreError> {
-        let known: HashSet<String> = self.catalog.files_after(0).await?.into_iter().map(|f| f.path).collect();
-        for rel in self.lake.list_files()? {
-            if !known.contains(&rel) {
-                tracing::warn!(path = %rel, "removing lake file not in the catalog (interrupted commit)");
-                self.lake.remove(&rel)?;
-            }
+        let _guard = self.commit_lock.lock().await;
+        let removed = self.remove_orphans().await?;
+        if !removed.is_empty() {
+            tracing::warn!(
+                files = removed.len(),
+                "removed lake files not in the catalog (interrupted commits)"
+            );
         }
-        self.catch_up_index().await
+        self.purge_retired().await?;
+        self.catch_up_index().await?;
+        self.sync_delta(Operation::Write).await?;
+        Ok(())
+    }
+
+    /// Removes data files the catalog does not know. Caller holds the commit lock.
+    async fn remove_orphans(&self) -> Result<Vec<String>, StoreError> {
+        let known: HashSet<String> = self.catalog.files_after(0).await?.into_iter().map(|f| f.path).collect();
+        let orphans: Vec<String> =
+            self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
+        self.lake.remove_all(&orphans)?;
+        Ok(orphans)
+    }
+
+    /// Deletes the index documents of retired files the index may still hold. Caller holds the
+    /// commit lock.
+    async fn purge_retired(&self) -> Result<(), StoreError> {
+        let ids = self.catalog.retired_unpurged().await?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (index, del) = (Arc::clone(&self.index), ids.clone());
+        self.cpu.run(move || index.delete_files(&del).and_then(|()| index.commit())).await??;
+        self.catalog.mark_purged(&ids).await?;
+        Ok(())
+    }
+
+    /// Brings the Delta log up to the catalog in one commit. Caller holds the commit lock.
+    async fn sync_delta(&self, op: Operation) -> Result<delta::SyncOutcome, StoreError> {
+        let live = self.catalog.files_after(0).await?;
+        let checkpoint = self.catalog.max_checkpoint().await?;
+        let out = self.delta.lock().unwrap_or_else(|e| e.into_inner()).sync(
+            &live,
+            checkpoint,
+            op,
+            schemas::time::now_micros() / 1000,
+        )?;
+        *self.last_delta_sync.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        Ok(out)
+    }
+
+    /// Periodic work: commits buffered index documents when the policy says so and brings the Delta
+    /// log up to date every `delta_interval`. The server calls it about once a second.
+    pub async fn tick(&self) -> Result<(), StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        let (index, policy) = (Arc::clone(&self.index), self.index_commit);
+        self.cpu.run(move || index.commit_if_due(&policy, false)).await??;
+        let due =
+            self.last_delta_sync.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= self.delta_interval;
+        if due {
+            self.sync_delta(Operation::Write).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the index and the Delta log now (shutdown, tests, `--exit-after-replay`).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        let index = Arc::clone(&self.index);
+        self.cpu.run(move || index.commit()).await??;
+        self.sync_delta(Operation::Write).await?;
+        Ok(())
+    }
+
+    /// After a failed index write: drops everything the writer buffered (other commits' documents
+    /// too) and re-adds every file past the last committed high-water mark from the lake, so no file
+    /// is skipped when a later commit moves the mark past it. Caller holds the commit lock. If that
+    /// fails as well, the index lags until the next start, which catches up the same way.
+    pub(crate) async fn reset_index_writer(&self) {
+        if let Err(e) = self.index.rollback() {
+            tracing::error!(error = %e, "index rollback failed");
+        }
+        if let Err(e) = self.catch_up_index().await {
+            tracing::error!(error = %e, "index catch-up failed; the index lags the lake until restart");
+        }
     }
 
     /// Brings the index up to the catalog (from the lake); a no-op when it is current.
@@ -205,13 +329,11 @@ impl Store {
         let (lake, index) = (self.lake.clone(), Arc::clone(&self.index));
         self.cpu
             .run(move || -> Result<(), StoreError> {
-                let mut last = hw;
                 for f in &pending {
                     let rows = lake.read_all(f)?;
-                    index.add_file(f.id, &rows)?;
-                    last = f.id;
+                    index.add_file(f.id, 0, &rows)?;
                 }
-                index.commit(last)?;
+                index.commit()?;
                 Ok(())
             })
             .await?
@@ -224,12 +346,10 @@ impl Store {
         self.cpu
             .run(move || -> Result<(), StoreError> {
                 index.clear()?;
-                let mut last = 0;
                 for f in &files {
-                    index.add_file(f.id, &lake.read_all(f)?)?;
-                    last = f.id;
+                    index.add_file(f.id, 0, &lake.read_all(f)?)?;
                 }
-                index.commit(last)?;
+                index.commit()?;
                 Ok(())
             })
             .await?
@@ -307,22 +427,23 @@ impl Store {
         failpoint::hit("after_catalog");
         outcome.files = written.len();
 
-        // Step 4: the index follows the catalog.
-        if let Some(last) = written.last().map(|(f, _)| f.id) {
-            let index = Arc::clone(&self.index);
+        // Step 4: the index follows the catalog; its commits are batched by count and time (a crash
+        // before one loses nothing: the index catches up from the lake on start).
+        if !written.is_empty() {
+            let (index, policy) = (Arc::clone(&self.index), self.index_commit);
             let indexed = self
                 .cpu
                 .run(move || -> Result<(), IndexError> {
                     for (f, recs) in &written {
-                        index.add_file(f.id, recs)?;
+                        index.add_file(f.id, 0, recs)?;
                     }
-                    index.commit(last)
+                    index.commit_if_due(&policy, false).map(drop)
                 })
                 .await?;
             if let Err(e) = indexed {
-                // The lake has the rows; the index catches up on the next start or reindex.
-                tracing::error!(error = %e, "index commit failed; the index lags the lake");
-                let _ = self.index.rollback();
+                // The lake has the rows: drop what the writer buffered and index again from the lake.
+                tracing::error!(error = %e, "indexing failed; catching up from the lake");
+                self.reset_index_writer().await;
             }
         }
         failpoint::hit("after_index");
@@ -331,6 +452,7 @@ impl Store {
 
     /// Full-text search in a tenant, newest first.
     pub async fn search(&self, tenant: &str, q: SearchQuery) -> Result<(Vec<SearchHit>, usize), StoreError> {
+        let _read = self.swap.read().await;
         let (index, tenant_owned) = (Arc::clone(&self.index), tenant.to_owned());
         let (hits, total, terms) = self
             .cpu
@@ -383,6 +505,7 @@ impl Store {
         tenant: &str,
         iocs: Vec<(IocField, String)>,
     ) -> Result<Vec<Vec<HostMatches>>, StoreError> {
+        let _read = self.swap.read().await;
         let (index, tenant) = (Arc::clone(&self.index), tenant.to_owned());
         let r = self
             .cpu
@@ -393,12 +516,14 @@ impl Store {
 
     /// A page of a host's timeline.
     pub async fn timeline(&self, tenant: &str, q: TimelineQuery) -> Result<Vec<Record>, StoreError> {
+        let _read = self.swap.read().await;
         let (engine, tenant) = (self.engine.clone(), tenant.to_owned());
         Ok(self.cpu.run_async(async move { engine.timeline(&tenant, &q).await }).await??)
     }
 
     /// Read-only analyst SQL over a tenant's lake.
     pub async fn sql(&self, tenant: &str, sql: &str, limits: SqlLimits) -> Result<SqlOutput, StoreError> {
+        let _read = self.swap.read().await;
         let (engine, tenant, sql) = (self.engine.clone(), tenant.to_owned(), sql.to_owned());
         Ok(self.cpu.run_async(async move { engine.sql(&tenant, &sql, &limits).await }).await??)
     }
@@ -410,6 +535,7 @@ impl Store {
 
     /// Checks every file's checksum, looks for orphans, and counts.
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let _read = self.swap.read().await;
         let files = self.catalog.files_after(0).await?;
         let known: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
         let mut report = VerifyReport {
@@ -418,6 +544,11 @@ impl Store {
             indexed_docs: self.index.num_docs(),
             ..VerifyReport::default()
         };
+        {
+            let delta = self.delta.lock().unwrap_or_else(|e| e.into_inner());
+            report.delta_version = delta.version();
+            report.delta_files = delta.file_count();
+        }
         report.orphans = self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
         let lake = self.lake.clone();
         report.bad_files = self

@@ -37,6 +37,8 @@ pub struct ServerOptions {
     pub failpoints: Option<String>,
     /// Metadata URL (default: SQLite in the data directory).
     pub metadata_url: Option<String>,
+    /// More `cordon serve` flags.
+    pub args: Vec<String>,
 }
 
 impl Server {
@@ -56,6 +58,7 @@ impl Server {
         if let Some(url) = &opts.metadata_url {
             cmd.args(["--metadata-url", url]);
         }
+        cmd.args(&opts.args);
         let mut child = cmd.spawn().context("starting cordon serve")?;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -214,4 +217,39 @@ pub fn eventually<T>(
 pub fn counts(api: &str, token: &str) -> anyhow::Result<(u64, u64)> {
     let rows = sql(api, token, "SELECT count(*), count(DISTINCT event_id) FROM events")?;
     Ok((rows[0][0].as_u64().unwrap_or(0), rows[0][1].as_u64().unwrap_or(0)))
+}
+
+/// What the Delta Lake reference reader (delta-rs through its Python package, `deltalake`) sees in
+/// the table at `table`: `version`, `files`, `rows`, `distinct_ids`, `ingest_txn` (the `cordon-ingest`
+/// application transaction version) and `operations` (newest first). Fails with the install command
+/// when the package is missing.
+pub fn delta_read(table: &Path) -> anyhow::Result<Value> {
+    const SCRIPT: &str = r#"
+import json, sys
+try:
+    from deltalake import DeltaTable, QueryBuilder
+except ImportError:
+    sys.exit("the deltalake Python package is missing: python3 -m pip install deltalake")
+dt = DeltaTable(sys.argv[1])
+res = QueryBuilder().register("t", dt).execute(
+    "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM t").read_all()
+rows = [{"n": res.column("n").to_pylist()[0], "d": res.column("d").to_pylist()[0]}]
+print(json.dumps({
+    "version": dt.version(),
+    "files": len(dt.file_uris()),
+    "rows": rows[0]["n"],
+    "distinct_ids": rows[0]["d"],
+    "ingest_txn": dt.transaction_version("cordon-ingest"),
+    "operations": [h.get("operation") for h in dt.history()],
+}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(table)
+        .output()
+        .context("running python3 (needed for the Delta reference reader)")?;
+    if !out.status.success() {
+        bail!("delta reader failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    serde_json::from_slice(&out.stdout).context("delta reader output")
 }

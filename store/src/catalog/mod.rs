@@ -43,6 +43,9 @@ pub enum CatalogError {
         /// Newest known.
         known: i64,
     },
+    /// Another writer changed what this operation was based on.
+    #[error("catalog conflict: {0}")]
+    Conflict(String),
 }
 
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> CatalogError {
@@ -221,12 +224,15 @@ impl Catalog {
         Ok(found)
     }
 
-    /// The id the next lake file gets.
+    /// The id the next lake file gets: above every live and retired id, so ids are never reused.
     pub async fn next_file_id(&self) -> Result<i64, CatalogError> {
-        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) + 1 FROM lake_files")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(db("next_file_id"))?;
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(MAX(id), 0) + 1 AS BIGINT) FROM \
+             (SELECT id FROM lake_files UNION ALL SELECT id FROM retired_files) ids",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db("next_file_id"))?;
         row.try_get::<i64, _>(0).map_err(db("next_file_id"))
     }
 
@@ -234,25 +240,7 @@ impl Catalog {
     pub async fn commit(&self, c: &CommitRecord, now: i64) -> Result<(), CatalogError> {
         let mut tx = self.pool.begin().await.map_err(db("commit"))?;
         for f in &c.files {
-            sqlx::query(
-                "INSERT INTO lake_files (id, tenant, date, path, rows, bytes, sha256, min_time, max_time, \
-                 min_seq, max_seq, committed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-            )
-            .bind(f.id)
-            .bind(f.tenant.as_str())
-            .bind(f.date.as_str())
-            .bind(f.path.as_str())
-            .bind(f.rows)
-            .bind(f.bytes)
-            .bind(f.sha256.as_str())
-            .bind(f.min_time)
-            .bind(f.max_time)
-            .bind(f.min_seq)
-            .bind(f.max_seq)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("commit file"))?;
+            insert_file(&mut tx, f, now).await.map_err(db("commit file"))?;
         }
         for b in &c.batches {
             sqlx::query(
@@ -305,6 +293,70 @@ impl Catalog {
         tx.commit().await.map_err(db("commit"))
     }
 
+    /// Replaces lake files in one transaction (the commit point of compaction and retention): `retire`
+    /// leave the table and are recorded as retired with `reason`; `add` join it.
+    pub async fn swap_files(
+        &self,
+        retire: &[FileEntry],
+        add: &[FileEntry],
+        reason: &str,
+        now: i64,
+    ) -> Result<(), CatalogError> {
+        let mut tx = self.pool.begin().await.map_err(db("swap_files"))?;
+        for f in retire {
+            let gone = sqlx::query("DELETE FROM lake_files WHERE id = $1")
+                .bind(f.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("swap_files retire"))?;
+            if gone.rows_affected() != 1 {
+                return Err(CatalogError::Conflict(format!("lake file {} is no longer live", f.id)));
+            }
+            sqlx::query(
+                "INSERT INTO retired_files (id, tenant, date, path, rows, reason, retired_at, index_purged) \
+                 VALUES ($1,$2,$3,$4,$5,$6,$7,0)",
+            )
+            .bind(f.id)
+            .bind(f.tenant.as_str())
+            .bind(f.date.as_str())
+            .bind(f.path.as_str())
+            .bind(f.rows)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("swap_files retire"))?;
+        }
+        for f in add {
+            insert_file(&mut tx, f, now).await.map_err(db("swap_files add"))?;
+        }
+        tx.commit().await.map_err(db("swap_files"))
+    }
+
+    /// Retired file ids whose index documents may still exist.
+    pub async fn retired_unpurged(&self) -> Result<Vec<i64>, CatalogError> {
+        let rows = sqlx::query("SELECT id FROM retired_files WHERE index_purged = 0 ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("retired_unpurged"))?;
+        rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>().map_err(db("retired_unpurged"))
+    }
+
+    /// Records that the index has committed the deletion of these retired files' documents.
+    pub async fn mark_purged(&self, ids: &[i64]) -> Result<(), CatalogError> {
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+            let sql =
+                format!("UPDATE retired_files SET index_purged = 1 WHERE id IN ({})", placeholders.join(","));
+            let mut q = sqlx::query(&sql);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&self.pool).await.map_err(db("mark_purged"))?;
+        }
+        Ok(())
+    }
+
     /// The consumer's checkpoint, if it has committed anything.
     pub async fn checkpoint(&self, consumer: &str) -> Result<Option<i64>, CatalogError> {
         let row = sqlx::query("SELECT stream_seq FROM checkpoints WHERE consumer = $1")
@@ -313,6 +365,15 @@ impl Catalog {
             .await
             .map_err(db("checkpoint"))?;
         row.map(|r| r.try_get::<i64, _>(0)).transpose().map_err(db("checkpoint"))
+    }
+
+    /// The highest checkpoint of any consumer (0 before the first commit).
+    pub async fn max_checkpoint(&self) -> Result<i64, CatalogError> {
+        let row = sqlx::query("SELECT CAST(COALESCE(MAX(stream_seq), 0) AS BIGINT) FROM checkpoints")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("max_checkpoint"))?;
+        row.try_get::<i64, _>(0).map_err(db("max_checkpoint"))
     }
 
     /// Committed files with an id above `after`, in id order.
@@ -524,6 +585,32 @@ impl Catalog {
             .map_err(db("revoke_token"))?;
         Ok(r.rows_affected() > 0)
     }
+}
+
+async fn insert_file(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    f: &FileEntry,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO lake_files (id, tenant, date, path, rows, bytes, sha256, min_time, max_time, \
+         min_seq, max_seq, committed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
+    )
+    .bind(f.id)
+    .bind(f.tenant.as_str())
+    .bind(f.date.as_str())
+    .bind(f.path.as_str())
+    .bind(f.rows)
+    .bind(f.bytes)
+    .bind(f.sha256.as_str())
+    .bind(f.min_time)
+    .bind(f.max_time)
+    .bind(f.min_seq)
+    .bind(f.max_seq)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(drop)
 }
 
 fn file_entry(r: &AnyRow) -> Result<FileEntry, sqlx::Error> {

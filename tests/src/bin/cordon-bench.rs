@@ -86,8 +86,8 @@ fn cordon_ingest(body: &[u8], dir: &Path, index: bool) -> anyhow::Result<(usize,
         let entry = lake.write_file(i as i64 + 1, "default", &date, &mut recs)?;
         if let Some(idx) = &idx {
             let c = cpu_seconds();
-            idx.add_file(entry.id, &recs)?;
-            idx.commit(entry.id)?;
+            idx.add_file(entry.id, 0, &recs)?;
+            idx.commit()?;
             index_cpu += cpu_seconds() - c;
         }
     }

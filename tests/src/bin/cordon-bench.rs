@@ -2,7 +2,13 @@
 //! and B3 (JetStream transport, 100 events per message vs 1), each run side by side with its peer in
 //! the same invocation, alternating, with medians, min/max, wall and CPU seconds and the ratio.
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3]
+//! `--only path` measures the whole path instead: agents (a separate process, spool fsync on) ->
+//! nats-server (file storage, `sync_interval: always`) -> `cordon serve` (in this process) -> lake +
+//! index, at an offered rate, reporting sustained events/s, CPU-seconds of every process, and how
+//! stale the newest searchable event is (publish-to-searchable) while it runs. Its reference is
+//! PERF.md's whole-system goal (>= 100k events/s on 2 cores, p99 <= 5 s).
+//!
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 use mimalloc::MiMalloc;
@@ -18,11 +24,16 @@ static GLOBAL: MiMalloc = MiMalloc;
 
 /// Process CPU seconds (user + system), from /proc.
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    proc_cpu("self").0
+}
+
+/// (own, reaped children's) CPU seconds of a process, from /proc/<pid>/stat.
+fn proc_cpu(pid: &str) -> (f64, f64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit(')').next().unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
+    ((ticks(11) + ticks(12)) / 100.0, (ticks(13) + ticks(14)) / 100.0)
 }
 
 #[derive(Clone, Copy)]
@@ -276,7 +287,136 @@ fn b3(events: usize, reps: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One whole-path run: what the agents acked, and the server's view while it ingested.
+struct PathRun {
+    acked: u64,
+    wall: f64,
+    server_cpu: f64,
+    nats_cpu: f64,
+    agent_cpu: f64,
+    staleness: Vec<f64>,
+}
+
+async fn path_run(
+    store: &store::Store,
+    nats: &cordon::nats::NatsServer,
+    spool: &Path,
+    rate: u64,
+    secs: u64,
+    seed: u64,
+) -> anyhow::Result<PathRun> {
+    let before = store.indexed_docs();
+    let nats_pid = nats.pid().to_string();
+    let (s0, n0, c0) = (cpu_seconds(), proc_cpu(&nats_pid).0, proc_cpu("self").1);
+    let w0 = Instant::now();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["agent", "--nats-url", &nats.url, "--spool-dir"])
+        .arg(spool)
+        .args(["simulate", "--hosts", "200", "--rate", &rate.to_string(), "--duration", &secs.to_string()])
+        .args(["--seed", &seed.to_string()])
+        .env("CORDON_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut stdout = child.stdout.take().expect("piped");
+    let summary = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).await.map(|_| text)
+    });
+    // Staleness: how old the newest searchable event is, sampled every 100 ms while events flow.
+    let mut staleness = Vec::new();
+    let newest = || async {
+        let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
+        store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
+    };
+    let acked = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Some(t) = newest().await
+            && w0.elapsed().as_secs_f64() > 1.0
+            && w0.elapsed().as_secs() < secs
+        {
+            staleness.push((schemas::time::now_micros() - t) as f64 / 1e6);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "agent exited with {status}");
+            let text = summary.await??;
+            let v: serde_json::Value = serde_json::from_str(text.trim())?;
+            break v["events_acked"].as_u64().unwrap_or(0);
+        }
+    };
+    while store.indexed_docs() < before + acked {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(PathRun {
+        acked,
+        wall: w0.elapsed().as_secs_f64(),
+        server_cpu: cpu_seconds() - s0,
+        nats_cpu: proc_cpu(&nats_pid).0 - n0,
+        agent_cpu: proc_cpu("self").1 - c0,
+        staleness,
+    })
+}
+
+fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let nats = cordon::nats::start(&tmp.path().join("nats"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let args = cordon::config::ServeArgs {
+        data_dir: Some(tmp.path().join("data")),
+        nats_url: Some(nats.url.clone()),
+        listen: Some("127.0.0.1:0".into()),
+        ..Default::default()
+    };
+    let cfg = args.resolve()?;
+    let running = rt.block_on(cordon::start(&cfg))?;
+    println!(
+        "nats-server {}; 200 simulated hosts offering {rate} events/s for {secs} s; agent spool fsync on",
+        nats.version
+    );
+    let mut runs = Vec::new();
+    for r in 0..reps {
+        let run =
+            rt.block_on(path_run(&running.store, &nats, &tmp.path().join("spool"), rate, secs, r as u64))?;
+        let cpu = run.server_cpu + run.nats_cpu + run.agent_cpu;
+        let mut st = run.staleness.clone();
+        st.sort_by(|a, b| a.total_cmp(b));
+        let pct =
+            |p: f64| st.get(((st.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+        println!(
+            "  run {r}: {} events acked, searchable after {:.2}s => {:>8.0} events/s; CPU s server {:.2} nats {:.2} agent {:.2} => {:>8.0} events/CPU-s (all), {:>8.0} (server); newest-searchable age p50 {:.2}s p99 {:.2}s max {:.2}s",
+            run.acked,
+            run.wall,
+            run.acked as f64 / run.wall,
+            run.server_cpu,
+            run.nats_cpu,
+            run.agent_cpu,
+            run.acked as f64 / cpu,
+            run.acked as f64 / run.server_cpu,
+            pct(0.5),
+            pct(0.99),
+            st.last().copied().unwrap_or(f64::NAN)
+        );
+        runs.push(run);
+    }
+    let mut eps: Vec<f64> = runs.iter().map(|r| r.acked as f64 / r.wall).collect();
+    let mut server: Vec<f64> = runs.iter().map(|r| r.acked as f64 / r.server_cpu).collect();
+    println!(
+        "  median {:.0} events/s sustained, {:.0} events per server CPU-s (PERF.md whole-system goal: >= 100k events/s on 2 cores)",
+        median(&mut eps),
+        median(&mut server)
+    );
+    rt.block_on(running.stop())?;
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    let mut raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if raw.get(1).is_some_and(|a| a == "agent") {
+        raw.remove(1);
+        raw[0] = "cordon-agent".into();
+        let code = sensor_agent::cli::main_with_args(raw);
+        return if code == std::process::ExitCode::SUCCESS { Ok(()) } else { anyhow::bail!("agent failed") };
+    }
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let events: usize = flag("--events").map_or(Ok(1_000_000), |v| v.parse())?;
@@ -298,6 +438,12 @@ fn main() -> anyhow::Result<()> {
     if only.as_deref().is_none_or(|o| o == "b3") {
         println!("\nB3 transport");
         b3(events, reps)?;
+    }
+    if only.as_deref().is_none_or(|o| o == "path") {
+        let rate: u64 = flag("--rate").map_or(Ok(50_000), |v| v.parse())?;
+        let secs: u64 = flag("--secs").map_or(Ok(20), |v| v.parse())?;
+        println!("\nWhole path: agents -> NATS JetStream -> lake + index");
+        whole_path(rate, secs, reps.min(3))?;
     }
     Ok(())
 }

@@ -46,6 +46,9 @@ pub struct ServeArgs {
     /// How often the Delta log catches up with the catalog, seconds (default 10).
     #[arg(long, env = "CORDON_DELTA_INTERVAL_SECS")]
     pub delta_interval_secs: Option<u64>,
+    /// Delta log versions between checkpoints (default 100).
+    #[arg(long, env = "CORDON_DELTA_CHECKPOINT_EVERY")]
+    pub delta_checkpoint_every: Option<i64>,
     /// How often compaction and retention run, seconds; 0 turns the schedule off (default 3600).
     #[arg(long, env = "CORDON_MAINTENANCE_INTERVAL_SECS")]
     pub maintenance_interval_secs: Option<u64>,
@@ -74,6 +77,7 @@ struct FileStore {
     index_commit_ms: Option<u64>,
     index_commit_docs: Option<u64>,
     delta_interval_secs: Option<u64>,
+    delta_checkpoint_every: Option<i64>,
     maintenance_interval_secs: Option<u64>,
     retention_days: Option<u32>,
 }
@@ -121,6 +125,8 @@ pub struct ServerConfig {
     pub index_commit: store::CommitPolicy,
     /// How often the Delta log catches up.
     pub delta_interval: Duration,
+    /// Delta versions between checkpoints.
+    pub delta_checkpoint_every: i64,
     /// How often compaction and retention run (`None`: never on a schedule).
     pub maintenance_interval: Option<Duration>,
     /// Days of events kept (`None`: all).
@@ -171,6 +177,10 @@ impl ServeArgs {
         if delta_secs == 0 {
             bail!("--delta-interval-secs must be at least 1");
         }
+        let checkpoint_every = self.delta_checkpoint_every.or(st.delta_checkpoint_every).unwrap_or(100);
+        if checkpoint_every < 1 {
+            bail!("--delta-checkpoint-every must be at least 1");
+        }
         let maintenance = self.maintenance_interval_secs.or(st.maintenance_interval_secs).unwrap_or(3600);
         let retention_days = self.retention_days.or(st.retention_days);
         if retention_days == Some(0) {
@@ -193,6 +203,7 @@ impl ServeArgs {
                 max_delay: Duration::from_millis(commit_ms),
             },
             delta_interval: Duration::from_secs(delta_secs),
+            delta_checkpoint_every: checkpoint_every,
             maintenance_interval: (maintenance > 0).then(|| Duration::from_secs(maintenance)),
             retention_days,
         })

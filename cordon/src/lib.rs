@@ -145,6 +145,7 @@ fn store_config(cfg: &ServerConfig) -> StoreConfig {
     scfg.query_memory_bytes = cfg.query_memory_bytes;
     scfg.index_commit = cfg.index_commit;
     scfg.delta_interval = cfg.delta_interval;
+    scfg.delta_checkpoint_every = cfg.delta_checkpoint_every;
     scfg
 }
 

@@ -95,6 +95,8 @@ pub struct StoreConfig {
     pub index_commit: CommitPolicy,
     /// How often [`Store::tick`] brings the Delta log up to the catalog.
     pub delta_interval: std::time::Duration,
+    /// Delta versions between checkpoints.
+    pub delta_checkpoint_every: i64,
 }
 
 impl StoreConfig {
@@ -109,6 +111,7 @@ impl StoreConfig {
             cpu_threads: 2,
             index_commit: CommitPolicy::default(),
             delta_interval: std::time::Duration::from_secs(10),
+            delta_checkpoint_every: delta::CHECKPOINT_EVERY,
         }
     }
 }
@@ -197,7 +200,8 @@ impl Store {
         let engine = QueryEngine::new(cfg.data_dir.join("lake"), cfg.query_memory_bytes)?;
         let cpu = CpuRuntime::new(cfg.cpu_threads)
             .map_err(|source| StoreError::Io { path: "cpu runtime".to_owned(), source })?;
-        let delta = DeltaLog::open(&cfg.data_dir.join("lake").join("events"), cfg.fsync)?;
+        let delta = DeltaLog::open(&cfg.data_dir.join("lake").join("events"), cfg.fsync)?
+            .with_checkpoint_every(cfg.delta_checkpoint_every);
         let store = Arc::new(Self {
             lake,
             catalog,

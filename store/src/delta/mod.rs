@@ -11,6 +11,13 @@
 //!
 //! A commit is written to a temporary file, fsynced, and linked to its version's name, which fails if
 //! the version exists, so two writers can never both commit a version (Delta's put-if-absent rule).
+//!
+//! Every `checkpoint_every` versions the whole snapshot is written as a Parquet checkpoint
+//! ([`checkpoint`]), and commits older than the previous checkpoint are deleted: readers start from
+//! the latest checkpoint, and the log stays small however long ingest runs. (Removed data files are
+//! deleted at once, so there is no time travel to keep history for.)
+
+mod checkpoint;
 
 use crate::catalog::FileEntry;
 use schemas::{FIELDS, Kind};
@@ -45,6 +52,9 @@ pub enum DeltaError {
         /// Why.
         reason: String,
     },
+    /// A checkpoint could not be encoded.
+    #[error("delta checkpoint error: {0}")]
+    Checkpoint(String),
     /// Another writer committed the version this one was about to write.
     #[error("delta log version {0} already exists: another writer is committing to this table")]
     Conflict(i64),
@@ -86,6 +96,25 @@ pub struct SyncOutcome {
     pub removed: usize,
 }
 
+/// What the log knows of a live file (its `add` action).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AddMeta {
+    size: i64,
+    date: String,
+    rows: i64,
+    mtime: i64,
+}
+
+/// The table's identity from its `metaData` action.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MetaInfo {
+    id: String,
+    created_time: i64,
+}
+
+/// Versions between checkpoints (Delta's own default is 10; Cordon commits more often).
+pub const CHECKPOINT_EVERY: i64 = 100;
+
 /// The log and the snapshot it describes.
 #[derive(Debug)]
 pub struct DeltaLog {
@@ -94,10 +123,14 @@ pub struct DeltaLog {
     fsync: bool,
     /// Latest version (-1 before the first commit).
     version: i64,
-    /// Live files: table-relative path -> (size, date).
-    files: BTreeMap<String, (i64, String)>,
+    /// Live files by table-relative path.
+    files: BTreeMap<String, AddMeta>,
     /// The last `txn` version of [`APP_ID`].
     txn_version: i64,
+    meta: Option<MetaInfo>,
+    checkpoint_every: i64,
+    /// The latest checkpoint's version (-1: none).
+    checkpoint: i64,
 }
 
 impl DeltaLog {
@@ -112,21 +145,38 @@ impl DeltaLog {
             version: -1,
             files: BTreeMap::new(),
             txn_version: -1,
+            meta: None,
+            checkpoint_every: CHECKPOINT_EVERY,
+            checkpoint: -1,
         };
         let mut versions: Vec<(i64, PathBuf)> = Vec::new();
+        let mut checkpoints: Vec<(i64, PathBuf)> = Vec::new();
         for entry in fs::read_dir(&log.log_dir).map_err(io(&log.log_dir))? {
             let p = entry.map_err(io(&log.log_dir))?.path();
             let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             if let Some(v) = name.strip_suffix(".json").and_then(|v| v.parse::<i64>().ok()) {
                 versions.push((v, p));
+            } else if let Some(v) =
+                name.strip_suffix(".checkpoint.parquet").and_then(|v| v.parse::<i64>().ok())
+            {
+                checkpoints.push((v, p));
             } else if name.starts_with(".tmp-") {
-                // An interrupted commit: never linked, so never part of the table.
+                // An interrupted commit or checkpoint: never linked, so never part of the table.
                 let _ = fs::remove_file(&p);
             }
         }
         versions.sort();
-        for (expect, (v, p)) in versions.iter().enumerate() {
-            if *v != expect as i64 {
+        checkpoints.sort();
+        // Start from the latest checkpoint (checkpoints are renamed into place whole), then replay.
+        if let Some((v, p)) = checkpoints.last() {
+            let snap = checkpoint::read(p)?;
+            (log.files, log.txn_version, log.meta) = (snap.files, snap.txn_version, snap.meta);
+            (log.version, log.checkpoint) = (*v, *v);
+        }
+        let start = log.version;
+        for (v, p) in versions.iter().filter(|(v, _)| *v > start) {
+            let expect = log.version + 1;
+            if *v != expect {
                 return Err(DeltaError::Corrupt {
                     path: p.display().to_string(),
                     line: 0,
@@ -137,6 +187,12 @@ impl DeltaLog {
             log.version = *v;
         }
         Ok(log)
+    }
+
+    /// Checkpoints every `n` versions instead of [`CHECKPOINT_EVERY`] (tests).
+    pub fn with_checkpoint_every(mut self, n: i64) -> Self {
+        self.checkpoint_every = n.max(1);
+        self
     }
 
     fn replay(&mut self, path: &Path) -> Result<(), DeltaError> {
@@ -155,7 +211,18 @@ impl DeltaLog {
             if let Some(add) = v.get("add") {
                 let p = add["path"].as_str().ok_or_else(|| corrupt("add without a path".into()))?;
                 let date = add["partitionValues"]["date"].as_str().unwrap_or_default().to_owned();
-                self.files.insert(unescape(p), (add["size"].as_i64().unwrap_or(0), date));
+                let rows = add["stats"]
+                    .as_str()
+                    .and_then(|s| serde_json::from_str::<Value>(s).ok())
+                    .and_then(|s| s["numRecords"].as_i64())
+                    .unwrap_or(0);
+                let meta = AddMeta {
+                    size: add["size"].as_i64().unwrap_or(0),
+                    date,
+                    rows,
+                    mtime: add["modificationTime"].as_i64().unwrap_or(0),
+                };
+                self.files.insert(unescape(p), meta);
             } else if let Some(rm) = v.get("remove") {
                 let p = rm["path"].as_str().ok_or_else(|| corrupt("remove without a path".into()))?;
                 self.files.remove(&unescape(p));
@@ -163,6 +230,12 @@ impl DeltaLog {
                 && txn["appId"].as_str() == Some(APP_ID)
             {
                 self.txn_version = txn["version"].as_i64().unwrap_or(self.txn_version);
+            } else if let Some(md) = v.get("metaData") {
+                let id = md["id"].as_str().ok_or_else(|| corrupt("metaData without an id".into()))?;
+                self.meta = Some(MetaInfo {
+                    id: id.to_owned(),
+                    created_time: md["createdTime"].as_i64().unwrap_or(0),
+                });
             }
         }
         Ok(())
@@ -201,7 +274,7 @@ impl DeltaLog {
             .files
             .iter()
             .filter(|(p, _)| !want.contains_key(*p))
-            .map(|(p, (size, date))| (p.clone(), *size, date.clone()))
+            .map(|(p, m)| (p.clone(), m.size, m.date.clone()))
             .collect();
         let checkpoint = checkpoint.max(self.txn_version);
         if adds.is_empty() && removes.is_empty() && checkpoint == self.txn_version && self.version >= 0 {
@@ -216,10 +289,12 @@ impl DeltaLog {
             "engineInfo": concat!("cordon/", env!("CARGO_PKG_VERSION")),
             "isBlindAppend": removes.is_empty(),
         }}));
+        let mut new_meta = None;
         if self.version < 0 {
+            let meta = MetaInfo { id: uuid::Uuid::new_v4().to_string(), created_time: now_ms };
             lines.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
             lines.push(json!({"metaData": {
-                "id": uuid::Uuid::new_v4().to_string(),
+                "id": meta.id,
                 "name": "events",
                 "description": "Cordon endpoint events",
                 "format": {"provider": "parquet", "options": {}},
@@ -228,6 +303,7 @@ impl DeltaLog {
                 "configuration": {},
                 "createdTime": now_ms,
             }}));
+            new_meta = Some(meta);
         }
         lines.push(json!({"txn": {"appId": APP_ID, "version": checkpoint, "lastUpdated": now_ms}}));
         for f in &adds {
@@ -253,14 +329,57 @@ impl DeltaLog {
         let version = self.version + 1;
         self.write_version(version, &lines)?;
         for f in &adds {
-            self.files.insert(table_path(&f.path).to_owned(), (f.bytes, f.date.clone()));
+            let meta = AddMeta { size: f.bytes, date: f.date.clone(), rows: f.rows, mtime: now_ms };
+            self.files.insert(table_path(&f.path).to_owned(), meta);
         }
         for (p, _, _) in &removes {
             self.files.remove(p);
         }
         self.version = version;
         self.txn_version = checkpoint;
+        if new_meta.is_some() {
+            self.meta = new_meta;
+        }
+        if version > 0 && version % self.checkpoint_every == 0 {
+            // The commit stands whether or not its checkpoint does: readers replay the JSON instead.
+            if let Err(e) = self.checkpoint_now() {
+                tracing::warn!(error = %e, version, "delta checkpoint failed; readers replay the log instead");
+            }
+        }
         Ok(SyncOutcome { version: Some(version), added: adds.len(), removed: removes.len() })
+    }
+
+    /// Writes a checkpoint of the current version, then deletes commits and checkpoints older than
+    /// the previous checkpoint (kept one interval back for readers in the middle of a listing).
+    fn checkpoint_now(&mut self) -> Result<(), DeltaError> {
+        let snap = checkpoint::Snapshot {
+            files: self.files.clone(),
+            txn_version: self.txn_version,
+            meta: self.meta.clone(),
+        };
+        checkpoint::write(&self.log_dir, self.version, &snap, self.fsync)?;
+        let keep_from = self.checkpoint;
+        self.checkpoint = self.version;
+        if keep_from < 0 {
+            return Ok(());
+        }
+        for entry in fs::read_dir(&self.log_dir).map_err(io(&self.log_dir))? {
+            let p = entry.map_err(io(&self.log_dir))?.path();
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let v = name
+                .strip_suffix(".json")
+                .or_else(|| name.strip_suffix(".checkpoint.parquet"))
+                .and_then(|v| v.parse::<i64>().ok());
+            if v.is_some_and(|v| v < keep_from) {
+                fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest checkpoint's version (-1: none yet).
+    pub fn checkpoint_version(&self) -> i64 {
+        self.checkpoint
     }
 
     fn write_version(&self, version: i64, lines: &[Value]) -> Result<(), DeltaError> {
@@ -424,6 +543,42 @@ mod tests {
         fs::remove_file(dir.path().join("_delta_log/00000000000000000000.json")).unwrap();
         let err = DeltaLog::open(dir.path(), false).unwrap_err();
         assert!(err.to_string().contains("a gap in the log"), "{err}");
+    }
+
+    #[test]
+    fn checkpoints_replace_the_old_log_and_replay_to_the_same_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = DeltaLog::open(dir.path(), false).unwrap().with_checkpoint_every(3);
+        let mut live = Vec::new();
+        for i in 1..=8 {
+            live.push(entry(i, if i % 2 == 0 { "2026-01-01" } else { "2026-01-02" }));
+            if i == 5 {
+                live.remove(0); // a removal before the second checkpoint
+            }
+            log.sync(&live, 100 + i, Operation::Write, i).unwrap();
+        }
+        assert_eq!((log.version(), log.checkpoint_version()), (7, 6));
+        let names: std::collections::BTreeSet<String> = fs::read_dir(dir.path().join("_delta_log"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        // Versions before the previous checkpoint (3) are gone; 3.. and both checkpoints stay.
+        assert!(!names.contains("00000000000000000002.json"), "{names:?}");
+        assert!(names.contains("00000000000000000003.json") && names.contains("00000000000000000007.json"));
+        assert!(names.contains("00000000000000000006.checkpoint.parquet"), "{names:?}");
+        let last = fs::read_to_string(dir.path().join("_delta_log/_last_checkpoint")).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&last).unwrap()["version"], 6);
+
+        let again = DeltaLog::open(dir.path(), false).unwrap();
+        assert_eq!(again.version(), 7);
+        assert_eq!(again.txn_version(), 108);
+        assert_eq!(again.files, log.files, "checkpoint + replay gives the same snapshot");
+        assert_eq!(again.meta, log.meta);
+        assert_eq!(again.file_count(), 7);
+        // Only the checkpoint: the snapshot at its version.
+        fs::remove_file(dir.path().join("_delta_log/00000000000000000007.json")).unwrap();
+        let at6 = DeltaLog::open(dir.path(), false).unwrap();
+        assert_eq!((at6.version(), at6.file_count(), at6.txn_version()), (6, 6, 107));
     }
 
     #[test]

@@ -1,0 +1,257 @@
+//! Delta checkpoints: the whole snapshot in one Parquet file, so readers (and Cordon on start) need
+//! not replay every JSON commit since version 0.
+//!
+//! A checkpoint at version `v` is `_delta_log/<v>.checkpoint.parquet` with one row per action —
+//! `protocol`, `metaData`, the `txn` of `cordon-ingest`, and an `add` per live file — each row with
+//! exactly one non-null struct column, in the layout of the Delta protocol's "Checkpoints" section.
+//! `_delta_log/_last_checkpoint` then points at it. Both are written to a temporary name and renamed,
+//! so a reader sees a whole checkpoint or none.
+
+use super::{APP_ID, AddMeta, DeltaError, MetaInfo, io};
+use datafusion::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, MapArray, MapBuilder, MapFieldNames,
+    StringArray, StringBuilder, StructArray,
+};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::{Field, Fields, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The table state a checkpoint holds.
+#[derive(Debug, Default)]
+pub(super) struct Snapshot {
+    pub files: BTreeMap<String, AddMeta>,
+    pub txn_version: i64,
+    pub meta: Option<MetaInfo>,
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> DeltaError {
+    DeltaError::Corrupt { path: path.display().to_string(), line: 0, reason: reason.into() }
+}
+
+fn map_names() -> MapFieldNames {
+    MapFieldNames { entry: "key_value".into(), key: "key".into(), value: "value".into() }
+}
+
+/// A map<string, string> column: `Some(pairs)` rows hold a map, `None` rows are null.
+fn string_map(rows: &[Option<Vec<(&str, &str)>>]) -> Result<MapArray, DeltaError> {
+    let mut b = MapBuilder::new(Some(map_names()), StringBuilder::new(), StringBuilder::new());
+    for row in rows {
+        match row {
+            Some(pairs) => {
+                for (k, v) in pairs {
+                    b.keys().append_value(k);
+                    b.values().append_value(v);
+                }
+                b.append(true)
+            }
+            None => b.append(false),
+        }
+        .map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
+    }
+    Ok(b.finish())
+}
+
+fn field(name: &str, array: &dyn Array) -> Field {
+    Field::new(name, array.data_type().clone(), true)
+}
+
+fn strukt(children: Vec<(&str, ArrayRef)>, valid: &[bool]) -> Result<StructArray, DeltaError> {
+    let fields: Fields = children.iter().map(|(n, a)| field(n, a.as_ref())).collect();
+    let arrays = children.into_iter().map(|(_, a)| a).collect();
+    StructArray::try_new(fields, arrays, Some(NullBuffer::from(valid.to_vec())))
+        .map_err(|e| DeltaError::Checkpoint(e.to_string()))
+}
+
+/// Writes the checkpoint of `snap` at `version` and points `_last_checkpoint` at it; the number of
+/// actions written.
+pub(super) fn write(log_dir: &Path, version: i64, snap: &Snapshot, fsync: bool) -> Result<usize, DeltaError> {
+    let meta = snap.meta.as_ref().ok_or_else(|| corrupt(log_dir, "no metaData to checkpoint"))?;
+    // Rows: 0 protocol, 1 metaData, 2 txn, 3.. add.
+    let n = 3 + snap.files.len();
+    let is = |row: usize| (0..n).map(move |i| i == row).collect::<Vec<bool>>();
+    let adds: Vec<(&String, &AddMeta)> = snap.files.iter().collect();
+    let add_valid: Vec<bool> = (0..n).map(|i| i >= 3).collect();
+    let at = |i: usize| if i >= 3 { Some(adds[i - 3]) } else { None };
+
+    let protocol = strukt(
+        vec![
+            ("minReaderVersion", Arc::new(Int32Array::from_iter((0..n).map(|i| (i == 0).then_some(1))))),
+            ("minWriterVersion", Arc::new(Int32Array::from_iter((0..n).map(|i| (i == 0).then_some(2))))),
+        ],
+        &is(0),
+    )?;
+    let only = |row: usize, v: &str| -> ArrayRef {
+        Arc::new(StringArray::from_iter((0..n).map(|i| (i == row).then(|| v.to_owned()))))
+    };
+    let format = strukt(
+        vec![
+            ("provider", only(1, "parquet")),
+            ("options", Arc::new(string_map(&(0..n).map(|i| (i == 1).then(Vec::new)).collect::<Vec<_>>())?)),
+        ],
+        &is(1),
+    )?;
+    let mut part_cols = ListBuilder::new(StringBuilder::new());
+    for i in 0..n {
+        if i == 1 {
+            part_cols.values().append_value("date");
+        }
+        part_cols.append(i == 1);
+    }
+    let metadata = strukt(
+        vec![
+            ("id", only(1, &meta.id)),
+            ("name", only(1, "events")),
+            ("description", only(1, "Cordon endpoint events")),
+            ("format", Arc::new(format)),
+            ("schemaString", only(1, &super::schema_string())),
+            ("partitionColumns", Arc::new(part_cols.finish())),
+            (
+                "configuration",
+                Arc::new(string_map(&(0..n).map(|i| (i == 1).then(Vec::new)).collect::<Vec<_>>())?),
+            ),
+            (
+                "createdTime",
+                Arc::new(Int64Array::from_iter((0..n).map(|i| (i == 1).then_some(meta.created_time)))),
+            ),
+        ],
+        &is(1),
+    )?;
+    let txn = strukt(
+        vec![
+            ("appId", only(2, APP_ID)),
+            (
+                "version",
+                Arc::new(Int64Array::from_iter((0..n).map(|i| (i == 2).then_some(snap.txn_version)))),
+            ),
+            (
+                "lastUpdated",
+                Arc::new(Int64Array::from_iter((0..n).map(|i| (i == 2).then_some(meta.created_time)))),
+            ),
+        ],
+        &is(2),
+    )?;
+    let stats: Vec<Option<String>> =
+        (0..n).map(|i| at(i).map(|(_, m)| serde_json::json!({"numRecords": m.rows}).to_string())).collect();
+    let partition_values: Vec<Option<Vec<(&str, &str)>>> =
+        (0..n).map(|i| at(i).map(|(_, m)| vec![("date", m.date.as_str())])).collect();
+    let add = strukt(
+        vec![
+            ("path", Arc::new(StringArray::from_iter((0..n).map(|i| at(i).map(|(p, _)| super::escape(p)))))),
+            ("partitionValues", Arc::new(string_map(&partition_values)?)),
+            ("size", Arc::new(Int64Array::from_iter((0..n).map(|i| at(i).map(|(_, m)| m.size))))),
+            (
+                "modificationTime",
+                Arc::new(Int64Array::from_iter((0..n).map(|i| at(i).map(|(_, m)| m.mtime)))),
+            ),
+            ("dataChange", Arc::new(BooleanArray::from_iter((0..n).map(|i| at(i).map(|_| false))))),
+            ("stats", Arc::new(StringArray::from(stats))),
+        ],
+        &add_valid,
+    )?;
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("protocol", Arc::new(protocol)),
+        ("metaData", Arc::new(metadata)),
+        ("txn", Arc::new(txn)),
+        ("add", Arc::new(add)),
+    ];
+    let schema = Arc::new(Schema::new(columns.iter().map(|(n, a)| field(n, a.as_ref())).collect::<Vec<_>>()));
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns.into_iter().map(|(_, a)| a).collect())
+        .map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
+
+    let target = log_dir.join(format!("{version:020}.checkpoint.parquet"));
+    let tmp = log_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    let file = File::create(&tmp).map_err(io(&tmp))?;
+    let mut w =
+        ArrowWriter::try_new(file, schema, None).map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
+    w.write(&batch).map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
+    let file = w.into_inner().map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
+    if fsync {
+        file.sync_all().map_err(io(&tmp))?;
+    }
+    drop(file);
+    fs::rename(&tmp, &target).map_err(io(&target))?;
+    let last = serde_json::json!({"version": version, "size": n}).to_string();
+    let tmp = log_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+    fs::write(&tmp, last).map_err(io(&tmp))?;
+    if fsync {
+        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
+    }
+    let pointer = log_dir.join("_last_checkpoint");
+    fs::rename(&tmp, &pointer).map_err(io(&pointer))?;
+    if fsync {
+        File::open(log_dir).and_then(|d| d.sync_all()).map_err(io(log_dir))?;
+    }
+    Ok(n)
+}
+
+fn child<'a, T: 'static>(s: &'a StructArray, name: &str, path: &Path) -> Result<&'a T, DeltaError> {
+    s.column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<T>())
+        .ok_or_else(|| corrupt(path, format!("checkpoint column {name} is missing or mistyped")))
+}
+
+/// Reads a checkpoint file back into a snapshot.
+pub(super) fn read(path: &Path) -> Result<Snapshot, DeltaError> {
+    let file = File::open(path).map_err(io(path))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| corrupt(path, e.to_string()))?;
+    let mut snap = Snapshot { txn_version: -1, ..Default::default() };
+    for batch in reader {
+        let batch = batch.map_err(|e| corrupt(path, e.to_string()))?;
+        let col = |name: &str| {
+            batch.column_by_name(name).and_then(|c| c.as_any().downcast_ref::<StructArray>().cloned())
+        };
+        if let Some(add) = col("add") {
+            let paths = child::<StringArray>(&add, "path", path)?;
+            let sizes = child::<Int64Array>(&add, "size", path)?;
+            let mtimes = child::<Int64Array>(&add, "modificationTime", path)?;
+            let stats = child::<StringArray>(&add, "stats", path)?;
+            let parts = child::<MapArray>(&add, "partitionValues", path)?;
+            for i in (0..add.len()).filter(|i| add.is_valid(*i)) {
+                let entries = parts.value(i);
+                let keys = entries.column(0).as_any().downcast_ref::<StringArray>();
+                let vals = entries.column(1).as_any().downcast_ref::<StringArray>();
+                let date = match (keys, vals) {
+                    (Some(k), Some(v)) => {
+                        (0..k.len()).find(|j| k.value(*j) == "date").map(|j| v.value(j).to_owned())
+                    }
+                    _ => None,
+                }
+                .unwrap_or_default();
+                let rows = serde_json::from_str::<serde_json::Value>(stats.value(i))
+                    .ok()
+                    .and_then(|v| v["numRecords"].as_i64())
+                    .unwrap_or(0);
+                snap.files.insert(
+                    super::unescape(paths.value(i)),
+                    AddMeta { size: sizes.value(i), date, rows, mtime: mtimes.value(i) },
+                );
+            }
+        }
+        if let Some(txn) = col("txn") {
+            let apps = child::<StringArray>(&txn, "appId", path)?;
+            let versions = child::<Int64Array>(&txn, "version", path)?;
+            for i in (0..txn.len()).filter(|i| txn.is_valid(*i) && apps.value(*i) == APP_ID) {
+                snap.txn_version = versions.value(i);
+            }
+        }
+        if let Some(md) = col("metaData") {
+            let ids = child::<StringArray>(&md, "id", path)?;
+            let created = child::<Int64Array>(&md, "createdTime", path)?;
+            if let Some(i) = (0..md.len()).find(|i| md.is_valid(*i)) {
+                snap.meta = Some(MetaInfo { id: ids.value(i).to_owned(), created_time: created.value(i) });
+            }
+        }
+    }
+    if snap.meta.is_none() {
+        return Err(corrupt(path, "checkpoint has no metaData action"));
+    }
+    Ok(snap)
+}

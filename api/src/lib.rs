@@ -104,8 +104,11 @@ pub static ROUTES: &[RouteSpec] = &[
         method: Method::GET,
         path: "/api/v1/agents",
         access: Access::Token,
-        summary: "Agents with their last heartbeat and drop counters.",
-        params: &[],
+        summary: "Agents with their status (active, silent: heartbeats but no new events, dead: no heartbeats), last heartbeat, last activity and counters.",
+        params: &[
+            q("dead_secs", "no heartbeat for this long means dead (default 60)"),
+            q("silent_secs", "no new events for this long means silent (default 900)"),
+        ],
         body: None,
     },
     RouteSpec {

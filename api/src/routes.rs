@@ -108,11 +108,49 @@ async fn hosts(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, 
     Ok(Json(json!({ "hosts": hosts })).into_response())
 }
 
-async fn agents(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+fn secs_param(p: &HashMap<String, String>, name: &'static str, default: i64) -> Result<i64, ApiError> {
+    match p.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<i64>().ok().filter(|n| (1..=30 * 86_400).contains(n)).ok_or_else(|| {
+            ApiError::invalid(
+                "bad_parameter",
+                format!("{name}={v:?} must be whole seconds from 1 to 2592000"),
+            )
+        }),
+    }
+}
+
+/// An agent's state from its heartbeats: `dead` when none came for `dead_secs` (default 60, twelve
+/// of the agent's 5 s intervals), `silent` when heartbeats come but none reported new events for
+/// `silent_secs` (default 900), else `active`.
+async fn agents(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, Query(p): Params) -> Res {
+    let dead = secs_param(&p, "dead_secs", 60)? * 1_000_000;
+    let silent = secs_param(&p, "silent_secs", 900)? * 1_000_000;
     let rows = s.store.catalog().agents(&c.token.tenant).await.map_err(store::StoreError::from)?;
+    let now = schemas::time::now_micros();
     let agents: Vec<Value> = rows
         .iter()
-        .map(|(a, h, t, d)| json!({"agent_id": a, "host": h, "last_heartbeat": schemas::time::format_micros(*t), "events_dropped": d}))
+        .map(|a| {
+            let status = if now - a.last_heartbeat > dead {
+                "dead"
+            } else if now - a.last_activity > silent {
+                "silent"
+            } else {
+                "active"
+            };
+            json!({
+                "agent_id": a.agent_id,
+                "host": a.host,
+                "status": status,
+                "boot": a.boot,
+                "last_heartbeat": schemas::time::format_micros(a.last_heartbeat),
+                "last_activity": schemas::time::format_micros(a.last_activity),
+                "events_in": a.events_in,
+                "events_acked": a.events_acked,
+                "events_dropped": a.events_dropped,
+                "spool_bytes": a.spool_bytes,
+            })
+        })
         .collect();
     Ok(Json(json!({ "agents": agents })).into_response())
 }

@@ -3,9 +3,9 @@
 //! The channel (the NATS subject) decides tenant and agent; a payload that claims another is rejected
 //! as a security event. Fields Cordon does not know are kept in the `extra` column, never dropped.
 
-use crate::fields::{FIELDS, Origin, col};
-use crate::record::{Cell, Record, cell_from_json};
-use serde_json::{Map, Value};
+use crate::fields::col;
+use crate::record::{Cell, Record};
+use serde_json::Value;
 
 /// Limits applied to every line.
 #[derive(Clone, Debug)]
@@ -110,41 +110,32 @@ impl Reject {
 }
 
 /// Decodes line number `line_no` (0-based) of a message.
+///
+/// One pass over the JSON: each key is resolved against the field table as it streams by (nested
+/// objects and flat dotted keys alike), known values go straight to their cells, and only what Cordon
+/// does not know is kept as JSON for the `extra` column. When a field occurs twice (nested and as a
+/// flat dotted key), the first wins and the other is kept in `extra`. Errors rank as before the single
+/// pass: invalid JSON, then nesting depth, then the field first in [`FIELDS`] order.
 pub fn decode_line(line: &[u8], line_no: usize, ch: &Channel<'_>, limits: &Limits) -> Result<Record, Reject> {
     if line.len() > limits.max_line_bytes {
         return Err(Reject::TooLarge { len: line.len(), max: limits.max_line_bytes });
     }
     let text = std::str::from_utf8(line).map_err(|e| Reject::InvalidUtf8 { offset: e.valid_up_to() })?;
-    let value: Value = serde_json::from_str(text).map_err(|e| Reject::InvalidJson(e.to_string()))?;
-    let Value::Object(mut map) = value else {
+    let mut state = stream::State::new(ch, limits.max_depth);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let top = serde::de::DeserializeSeed::deserialize(stream::Top(&mut state), &mut de)
+        .and_then(|top| de.end().map(|()| top))
+        .map_err(|e| Reject::InvalidJson(e.to_string()))?;
+    let Some(extra) = top else {
         return Err(Reject::NotAnObject);
     };
-    if depth(&map) > limits.max_depth {
+    if state.too_deep {
         return Err(Reject::TooDeep { max: limits.max_depth });
     }
-
-    let mut rec = Record::default();
-    for (i, def) in FIELDS.iter().enumerate() {
-        let Some(v) = take_path(&mut map, def.path) else { continue };
-        if def.origin == Origin::Ingest {
-            let actual = match i {
-                col::TENANT => ch.tenant,
-                col::AGENT_ID => ch.agent,
-                _ => continue, // bookkeeping fields are always overwritten
-            };
-            let claimed = match &v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            if !v.is_null() && claimed != actual {
-                return Err(Reject::IdentityMismatch { path: def.path, claimed, actual: actual.to_owned() });
-            }
-            continue;
-        }
-        rec.cells[i] =
-            cell_from_json(def.kind, v).map_err(|reason| Reject::BadField { path: def.path, reason })?;
+    if let Some((_, err)) = state.err {
+        return Err(err);
     }
-
+    let mut rec = state.rec;
     rec.cells[col::TENANT] = Cell::Str(ch.tenant.to_owned());
     rec.cells[col::AGENT_ID] = Cell::Str(ch.agent.to_owned());
     rec.cells[col::INGESTED] = Cell::Time(ch.received);
@@ -164,53 +155,406 @@ pub fn decode_line(line: &[u8], line_no: usize, ch: &Channel<'_>, limits: &Limit
         }
         _ => rec.cells[col::EVENT_ID] = Cell::Str(format!("{}:{}:{}", ch.agent, ch.message_key, line_no)),
     }
-    if !map.is_empty() {
-        rec.cells[col::EXTRA] = Cell::Str(Value::Object(map).to_string());
+    if !extra.is_empty() {
+        rec.cells[col::EXTRA] = Cell::Str(Value::Object(extra).to_string());
     }
     Ok(rec)
 }
 
-/// Removes the value at a dotted path, pruning objects the removal leaves empty.
-fn take_path(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
-    match path.split_once('.') {
-        None => map.remove(path),
-        Some((head, rest)) => {
-            // A flat dotted key (`"host.name": ...`, as some shippers send) counts too.
-            if let Some(v) = map.remove(path) {
+/// The single-pass walk of [`decode_line`].
+mod stream {
+    use super::{Channel, Reject};
+    use crate::fields::{FIELDS, Origin, col};
+    use crate::record::{Record, cell_from_json};
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+    use std::collections::{HashMap, HashSet};
+    use std::fmt;
+    use std::sync::OnceLock;
+
+    /// Field index by full dotted path, and every proper prefix of a path (an object to descend into).
+    fn table() -> &'static (HashMap<&'static str, usize>, HashSet<&'static str>) {
+        static TABLE: OnceLock<(HashMap<&'static str, usize>, HashSet<&'static str>)> = OnceLock::new();
+        TABLE.get_or_init(|| {
+            let mut by_path = HashMap::new();
+            let mut prefixes = HashSet::new();
+            for (i, def) in FIELDS.iter().enumerate() {
+                by_path.insert(def.path, i);
+                for (at, _) in def.path.match_indices('.') {
+                    prefixes.insert(&def.path[..at]);
+                }
+            }
+            (by_path, prefixes)
+        })
+    }
+
+    pub(super) struct State<'c> {
+        pub rec: Record,
+        /// The first field error in `FIELDS` order: (field index, error).
+        pub err: Option<(usize, Reject)>,
+        pub too_deep: bool,
+        ch: &'c Channel<'c>,
+        max_depth: usize,
+        path: String,
+        set: Vec<bool>,
+    }
+
+    impl<'c> State<'c> {
+        pub fn new(ch: &'c Channel<'c>, max_depth: usize) -> Self {
+            Self {
+                rec: Record::default(),
+                err: None,
+                too_deep: false,
+                ch,
+                max_depth,
+                path: String::new(),
+                set: vec![false; FIELDS.len()],
+            }
+        }
+
+        fn fail(&mut self, i: usize, e: Reject) {
+            if self.err.as_ref().is_none_or(|(j, _)| i < *j) {
+                self.err = Some((i, e));
+            }
+        }
+
+        fn check_depth(&mut self, level: usize, v: &Value) {
+            if level + depth(v) > self.max_depth {
+                self.too_deep = true;
+            }
+        }
+
+        /// A known field's value; handed back if the field was already set (the caller keeps it in
+        /// extra).
+        fn field(&mut self, i: usize, v: Value) -> Option<Value> {
+            if self.set[i] {
                 return Some(v);
             }
-            let Value::Object(child) = map.get_mut(head)? else { return None };
-            let v = take_path(child, rest);
-            if child.is_empty() {
-                map.remove(head);
+            self.set[i] = true;
+            let def = &FIELDS[i];
+            if def.origin == Origin::Ingest {
+                let actual = match i {
+                    col::TENANT => self.ch.tenant,
+                    col::AGENT_ID => self.ch.agent,
+                    _ => return None, // bookkeeping fields are always overwritten
+                };
+                let claimed = match &v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if !v.is_null() && claimed != actual {
+                    self.fail(
+                        i,
+                        Reject::IdentityMismatch { path: def.path, claimed, actual: actual.to_owned() },
+                    );
+                }
+                return None;
             }
-            v
+            match cell_from_json(def.kind, v) {
+                Ok(c) => self.rec.cells[i] = c,
+                Err(reason) => self.fail(i, Reject::BadField { path: def.path, reason }),
+            }
+            None
         }
     }
-}
 
-fn depth(map: &Map<String, Value>) -> usize {
-    let mut max = 1;
-    let mut stack: Vec<(&Value, usize)> = map.values().map(|v| (v, 2)).collect();
-    while let Some((v, d)) = stack.pop() {
+    /// Nesting depth of a value: 0 for a scalar, 1 + the deepest child for a container.
+    fn depth(v: &Value) -> usize {
         match v {
-            Value::Object(m) => {
-                max = max.max(d);
-                stack.extend(m.values().map(|c| (c, d + 1)));
-            }
-            Value::Array(a) => {
-                max = max.max(d);
-                stack.extend(a.iter().map(|c| (c, d + 1)));
-            }
-            _ => {}
+            Value::Object(m) => 1 + m.values().map(depth).max().unwrap_or(0),
+            Value::Array(a) => 1 + a.iter().map(depth).max().unwrap_or(0),
+            _ => 0,
         }
     }
-    max
+
+    /// The top of a line: `Some(what is left for extra)` for an object, `None` for any other JSON.
+    pub(super) struct Top<'s, 'c>(pub &'s mut State<'c>);
+
+    impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
+        type Value = Option<Map<String, Value>>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Top<'_, '_> {
+        type Value = Option<Map<String, Value>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Self::Value, A::Error> {
+            walk(self.0, m, 1).map(Some)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+            while s.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+
+    /// Walks one object at nesting `level` (the line itself is 1) under `state.path`; returns what
+    /// it holds that no field took.
+    fn walk<'de, A: MapAccess<'de>>(
+        st: &mut State<'_>,
+        mut m: A,
+        level: usize,
+    ) -> Result<Map<String, Value>, A::Error> {
+        let (by_path, prefixes) = table();
+        let mut left = Map::new();
+        while let Some(key) = m.next_key_seed(KeySeed)? {
+            let base = st.path.len();
+            if base > 0 {
+                st.path.push('.');
+            }
+            st.path.push_str(&key);
+            if let Some(&i) = by_path.get(st.path.as_str()) {
+                let v: Value = m.next_value()?;
+                st.check_depth(level, &v);
+                if let Some(v) = st.field(i, v) {
+                    left.insert(key.into_owned(), v);
+                }
+            } else if prefixes.contains(st.path.as_str()) {
+                if let Some(v) = m.next_value_seed(Nested { st: &mut *st, level: level + 1 })? {
+                    left.insert(key.into_owned(), v);
+                }
+            } else {
+                let v: Value = m.next_value()?;
+                st.check_depth(level, &v);
+                left.insert(key.into_owned(), v);
+            }
+            st.path.truncate(base);
+        }
+        Ok(left)
+    }
+
+    /// A key, borrowed from the line when it has no escapes.
+    struct KeySeed;
+
+    impl<'de> DeserializeSeed<'de> for KeySeed {
+        type Value = std::borrow::Cow<'de, str>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for KeySeed {
+        type Value = std::borrow::Cow<'de, str>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a key")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(std::borrow::Cow::Borrowed(v))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(std::borrow::Cow::Owned(v.to_owned()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(std::borrow::Cow::Owned(v))
+        }
+    }
+
+    /// The value under a key that is a prefix of known paths: descended into when it is an object
+    /// (returning what is left of it, or nothing when all of it was taken), kept whole otherwise.
+    struct Nested<'s, 'c> {
+        st: &'s mut State<'c>,
+        level: usize,
+    }
+
+    impl<'de> DeserializeSeed<'de> for Nested<'_, '_> {
+        type Value = Option<Value>;
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl Nested<'_, '_> {
+        fn keep(self, v: Value) -> Option<Value> {
+            self.st.check_depth(self.level - 1, &v);
+            Some(v)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Nested<'_, '_> {
+        type Value = Option<Value>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Self::Value, A::Error> {
+            if self.level > self.st.max_depth {
+                self.st.too_deep = true;
+            }
+            let left = walk(self.st, m, self.level)?;
+            Ok((!left.is_empty()).then_some(Value::Object(left)))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
+            let mut items = Vec::new();
+            while let Some(v) = s.next_element::<Value>()? {
+                items.push(v);
+            }
+            Ok(self.keep(Value::Array(items)))
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+            Ok(self.keep(Value::Bool(v)))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(self.keep(Value::from(v)))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(self.keep(Value::from(v)))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            let n =
+                serde_json::Number::from_f64(v).ok_or_else(|| E::custom("a number that is not finite"))?;
+            Ok(self.keep(Value::Number(n)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(self.keep(Value::String(v.to_owned())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(self.keep(Value::String(v)))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(self.keep(Value::Null))
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fields::{FIELDS, Origin};
+    use crate::record::cell_from_json;
+    use serde_json::Map;
+
+    /// The previous two-pass decoder (parse into a `Value`, then take each field's path): the
+    /// reference the single pass is checked against.
+    fn reference_decode(
+        line: &[u8],
+        line_no: usize,
+        ch: &Channel<'_>,
+        limits: &Limits,
+    ) -> Result<Record, Reject> {
+        if line.len() > limits.max_line_bytes {
+            return Err(Reject::TooLarge { len: line.len(), max: limits.max_line_bytes });
+        }
+        let text = std::str::from_utf8(line).map_err(|e| Reject::InvalidUtf8 { offset: e.valid_up_to() })?;
+        let value: Value = serde_json::from_str(text).map_err(|e| Reject::InvalidJson(e.to_string()))?;
+        let Value::Object(mut map) = value else {
+            return Err(Reject::NotAnObject);
+        };
+        if depth(&map) > limits.max_depth {
+            return Err(Reject::TooDeep { max: limits.max_depth });
+        }
+
+        let mut rec = Record::default();
+        for (i, def) in FIELDS.iter().enumerate() {
+            let Some(v) = take_path(&mut map, def.path) else { continue };
+            if def.origin == Origin::Ingest {
+                let actual = match i {
+                    col::TENANT => ch.tenant,
+                    col::AGENT_ID => ch.agent,
+                    _ => continue, // bookkeeping fields are always overwritten
+                };
+                let claimed = match &v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                if !v.is_null() && claimed != actual {
+                    return Err(Reject::IdentityMismatch {
+                        path: def.path,
+                        claimed,
+                        actual: actual.to_owned(),
+                    });
+                }
+                continue;
+            }
+            rec.cells[i] =
+                cell_from_json(def.kind, v).map_err(|reason| Reject::BadField { path: def.path, reason })?;
+        }
+
+        rec.cells[col::TENANT] = Cell::Str(ch.tenant.to_owned());
+        rec.cells[col::AGENT_ID] = Cell::Str(ch.agent.to_owned());
+        rec.cells[col::INGESTED] = Cell::Time(ch.received);
+        rec.cells[col::STREAM_SEQ] = Cell::Int(i64::try_from(ch.stream_seq).unwrap_or(i64::MAX));
+        let skewed = match rec.cells[col::TIME] {
+            Cell::Time(t) => (t - ch.received).abs() > limits.max_skew_micros,
+            _ => {
+                rec.cells[col::TIME] = Cell::Time(ch.received);
+                true
+            }
+        };
+        rec.cells[col::TIME_SKEWED] = Cell::Bool(skewed);
+        match &rec.cells[col::EVENT_ID] {
+            Cell::Str(id) if !id.is_empty() && id.len() <= 128 => {}
+            Cell::Str(id) if id.len() > 128 => {
+                return Err(Reject::BadField {
+                    path: "event.id",
+                    reason: "longer than 128 bytes".to_owned(),
+                });
+            }
+            _ => rec.cells[col::EVENT_ID] = Cell::Str(format!("{}:{}:{}", ch.agent, ch.message_key, line_no)),
+        }
+        if !map.is_empty() {
+            rec.cells[col::EXTRA] = Cell::Str(Value::Object(map).to_string());
+        }
+        Ok(rec)
+    }
+
+    /// Removes the value at a dotted path, pruning objects the removal leaves empty.
+    fn take_path(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
+        match path.split_once('.') {
+            None => map.remove(path),
+            Some((head, rest)) => {
+                // A flat dotted key (`"host.name": ...`, as some shippers send) counts too.
+                if let Some(v) = map.remove(path) {
+                    return Some(v);
+                }
+                let Value::Object(child) = map.get_mut(head)? else { return None };
+                let v = take_path(child, rest);
+                if child.is_empty() {
+                    map.remove(head);
+                }
+                v
+            }
+        }
+    }
+
+    fn depth(map: &Map<String, Value>) -> usize {
+        let mut max = 1;
+        let mut stack: Vec<(&Value, usize)> = map.values().map(|v| (v, 2)).collect();
+        while let Some((v, d)) = stack.pop() {
+            match v {
+                Value::Object(m) => {
+                    max = max.max(d);
+                    stack.extend(m.values().map(|c| (c, d + 1)));
+                }
+                Value::Array(a) => {
+                    max = max.max(d);
+                    stack.extend(a.iter().map(|c| (c, d + 1)));
+                }
+                _ => {}
+            }
+        }
+        max
+    }
+
     use serde_json::json;
 
     fn ch() -> Channel<'static> {
@@ -225,6 +569,111 @@ mod tests {
 
     fn decode(v: Value) -> Result<Record, Reject> {
         decode_line(v.to_string().as_bytes(), 3, &ch(), &Limits::default())
+    }
+
+    /// A tiny deterministic generator (no dependency for one test).
+    struct Lcg(u64);
+    impl Lcg {
+        fn next(&mut self, n: u64) -> u64 {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    fn random_value(r: &mut Lcg, kind: crate::fields::Kind) -> Value {
+        use crate::fields::Kind;
+        match (kind, r.next(8)) {
+            (_, 0) => Value::Null,
+            (_, 1) => json!({"nested": r.next(5)}),
+            (Kind::Int, 2) => json!(format!("{}", r.next(1000))),
+            (Kind::Int, 3) => json!("x1"),
+            (Kind::Int, _) => json!(r.next(100_000)),
+            (Kind::Time, 2) => json!(1_000_000_000_000u64 + r.next(1_000_000)),
+            (Kind::Time, 3) => json!("yesterday"),
+            (Kind::Time, _) => json!(format!("2001-09-09T01:4{}:40Z", r.next(10))),
+            (Kind::Bool, 2) => json!("true"),
+            (Kind::Bool, _) => json!(r.next(2) == 0),
+            (Kind::List, 2) => json!(format!("10.0.0.{}", r.next(255))),
+            (Kind::List, 3) => json!([1, {"a": 2}]),
+            (Kind::List, _) => json!(["a", format!("b{}", r.next(9)), 7]),
+            (Kind::Str, 2) => json!(r.next(1000)),
+            (Kind::Str, 3) => json!(2.5),
+            (Kind::Str, _) => json!(format!("v\"al\\ue {}", r.next(1000))),
+        }
+    }
+
+    /// Puts `v` at `path` nested, or flat at the top, or flat below the first segment.
+    fn place(doc: &mut Map<String, Value>, path: &str, v: Value, how: u64) {
+        let parts: Vec<&str> = path.split('.').collect();
+        if how == 0 || parts.len() == 1 {
+            doc.entry(path.to_owned()).or_insert(v);
+            return;
+        }
+        let split = if how == 1 { 1 } else { parts.len() - 1 };
+        let mut cur = doc;
+        for p in &parts[..split] {
+            let next = cur.entry((*p).to_owned()).or_insert_with(|| Value::Object(Map::new()));
+            let Value::Object(m) = next else { return };
+            cur = m;
+        }
+        cur.entry(parts[split..].join(".")).or_insert(v);
+    }
+
+    #[test]
+    fn single_pass_decodes_exactly_as_the_two_pass_reference() {
+        let mut r = Lcg(7);
+        let limits = Limits { max_depth: 6, ..Limits::default() };
+        let (mut ok, mut rejected) = (0, 0);
+        for _ in 0..4000 {
+            let mut doc = Map::new();
+            let mut used = std::collections::HashSet::new();
+            for _ in 0..r.next(14) {
+                let i = r.next(FIELDS.len() as u64) as usize;
+                let def = &FIELDS[i];
+                if !used.insert(def.path) {
+                    continue;
+                }
+                let v = match (i, def.origin) {
+                    (col::TENANT, _) => json!(if r.next(4) == 0 { "other" } else { "acme" }),
+                    (col::AGENT_ID, _) => json!(if r.next(4) == 0 { "evil" } else { "win-dakeqi" }),
+                    (_, Origin::Ingest) => json!(r.next(9)),
+                    _ => {
+                        // Mostly well-formed: objects where a scalar belongs are rarer.
+                        let v = random_value(&mut r, def.kind);
+                        if v.is_object() && r.next(3) != 0 { json!(null) } else { v }
+                    }
+                };
+                place(&mut doc, def.path, v, r.next(4));
+            }
+            // Unknown keys at the top and inside known objects, some deep.
+            for _ in 0..r.next(4) {
+                let deep = (0..r.next(8)).fold(json!(r.next(3)), |acc, _| json!({"d": acc}));
+                match r.next(3) {
+                    0 => place(&mut doc, &format!("custom{}", r.next(5)), deep, 0),
+                    1 => place(&mut doc, &format!("host.vendor{}", r.next(3)), deep, 3),
+                    _ => place(&mut doc, &format!("process.parent.x{}", r.next(3)), deep, 3),
+                }
+            }
+            let line = Value::Object(doc).to_string();
+            let n = r.next(5) as usize;
+            let got = decode_line(line.as_bytes(), n, &ch(), &limits);
+            let want = reference_decode(line.as_bytes(), n, &ch(), &limits);
+            match (&got, &want) {
+                (Ok(a), Ok(b)) => {
+                    assert_eq!(a.cells, b.cells, "{line}");
+                    ok += 1;
+                }
+                (Err(a), Err(b)) => {
+                    assert_eq!(a.reason(), b.reason(), "{line}: {a} vs {b}");
+                    rejected += 1;
+                }
+                _ => panic!("{line}: single pass {got:?} vs reference {want:?}"),
+            }
+        }
+        assert!(
+            ok > 500 && rejected > 500,
+            "the generator covers both outcomes: {ok} ok, {rejected} rejected"
+        );
     }
 
     #[test]

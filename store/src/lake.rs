@@ -213,6 +213,30 @@ impl Lake {
         reader.collect::<Result<Vec<_>, _>>().map_err(LakeError::Arrow)
     }
 
+    /// Events per host name in a committed file (only the host column is read).
+    pub fn host_counts(
+        &self,
+        entry: &FileEntry,
+    ) -> Result<std::collections::BTreeMap<String, i64>, LakeError> {
+        let path = self.root.join(&entry.path);
+        let file = File::open(&path).map_err(io(&path))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(&path))?;
+        let mask = parquet::arrow::ProjectionMask::roots(
+            builder.parquet_schema(),
+            [schemas::fields::col::HOST_NAME],
+        );
+        let reader = builder.with_projection(mask).build().map_err(pq(&path))?;
+        let mut counts = std::collections::BTreeMap::new();
+        for batch in reader {
+            let batch = batch.map_err(LakeError::Arrow)?;
+            let col = batch.column(0);
+            for row in 0..batch.num_rows() {
+                *counts.entry(str_at(col.as_ref(), row).unwrap_or_default().to_owned()).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Reads chosen rows (by index within the file) of a committed file, in the order asked.
     pub fn read_rows(&self, entry: &FileEntry, rows: &[usize]) -> Result<Vec<Record>, LakeError> {
         let path = self.root.join(&entry.path);

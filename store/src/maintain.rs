@@ -171,7 +171,9 @@ impl Store {
         };
         failpoint::hit("compact_after_publish");
         let now = schemas::time::now_micros();
-        if let Err(e) = self.catalog.swap_files(&bin, std::slice::from_ref(&entry), "compaction", now).await {
+        if let Err(e) =
+            self.catalog.swap_files(&bin, std::slice::from_ref(&entry), "compaction", now, &[]).await
+        {
             let _ = self.lake.remove(&entry.path);
             let _ = self.index.rollback();
             return Err(e.into());
@@ -213,8 +215,23 @@ impl Store {
                 self.catalog.files_after(0).await?.into_iter().filter(|f| f.date < cutoff).collect();
             report.cutoff_date = Some(cutoff);
             if !expired.is_empty() {
+                // What leaves each host's count, read before the files go (host column only).
+                let (lake, files) = (self.lake.clone(), expired.clone());
+                let per_host = self
+                    .cpu
+                    .run(move || -> Result<Vec<(String, String, i64)>, LakeError> {
+                        let mut sum: BTreeMap<(String, String), i64> = BTreeMap::new();
+                        for f in &files {
+                            for (host, n) in lake.host_counts(f)? {
+                                *sum.entry((f.tenant.clone(), host)).or_insert(0) += n;
+                            }
+                        }
+                        Ok(sum.into_iter().map(|((t, h), n)| (t, h, n)).collect())
+                    })
+                    .await??;
                 let swap = self.swap.write().await;
-                self.catalog.swap_files(&expired, &[], "retention", schemas::time::now_micros()).await?;
+                let now = schemas::time::now_micros();
+                self.catalog.swap_files(&expired, &[], "retention", now, &per_host).await?;
                 let ids: Vec<i64> = expired.iter().map(|f| f.id).collect();
                 let (index, del) = (Arc::clone(&self.index), ids.clone());
                 let committed =

@@ -109,6 +109,29 @@ pub struct HostDelta {
     pub events: i64,
 }
 
+/// An agent as its heartbeats describe it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AgentRow {
+    /// Agent id.
+    pub agent_id: String,
+    /// Host name it reports.
+    pub host: String,
+    /// Boot id of its current run.
+    pub boot: i64,
+    /// Last heartbeat, microseconds (server clock).
+    pub last_heartbeat: i64,
+    /// Last heartbeat that reported new events (or a new boot).
+    pub last_activity: i64,
+    /// Events the agent took in, this boot.
+    pub events_in: i64,
+    /// Events JetStream acked, this boot.
+    pub events_acked: i64,
+    /// Events dropped because the spool was full, this boot.
+    pub events_dropped: i64,
+    /// Bytes waiting in its spool.
+    pub spool_bytes: i64,
+}
+
 /// A host summary.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct HostRow {
@@ -294,15 +317,26 @@ impl Catalog {
     }
 
     /// Replaces lake files in one transaction (the commit point of compaction and retention): `retire`
-    /// leave the table and are recorded as retired with `reason`; `add` join it.
+    /// leave the table and are recorded as retired with `reason`; `add` join it; `expired` (tenant,
+    /// host, events) come off the hosts' event counts when rows leave the table for good.
     pub async fn swap_files(
         &self,
         retire: &[FileEntry],
         add: &[FileEntry],
         reason: &str,
         now: i64,
+        expired: &[(String, String, i64)],
     ) -> Result<(), CatalogError> {
         let mut tx = self.pool.begin().await.map_err(db("swap_files"))?;
+        for (tenant, host, events) in expired {
+            sqlx::query("UPDATE hosts SET events = CASE WHEN events > $3 THEN events - $3 ELSE 0 END WHERE tenant = $1 AND host = $2")
+                .bind(tenant.as_str())
+                .bind(host.as_str())
+                .bind(*events)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("swap_files hosts"))?;
+        }
         for f in retire {
             let gone = sqlx::query("DELETE FROM lake_files WHERE id = $1")
                 .bind(f.id)
@@ -459,8 +493,10 @@ impl Catalog {
         let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         sqlx::query(
             "INSERT INTO agents (tenant, agent_id, host, boot, last_heartbeat, events_in, events_acked, \
-             events_dropped, spool_bytes) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
+             events_dropped, spool_bytes, last_activity) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$5) \
              ON CONFLICT (tenant, agent_id) DO UPDATE SET host = excluded.host, boot = excluded.boot, \
+             last_activity = CASE WHEN excluded.boot <> agents.boot OR excluded.events_in <> agents.events_in \
+             THEN excluded.last_heartbeat ELSE agents.last_activity END, \
              last_heartbeat = excluded.last_heartbeat, events_in = excluded.events_in, \
              events_acked = excluded.events_acked, events_dropped = excluded.events_dropped, \
              spool_bytes = excluded.spool_bytes",
@@ -480,18 +516,30 @@ impl Catalog {
         Ok(())
     }
 
-    /// Agents of a tenant with their last heartbeat: (agent, host, last heartbeat, dropped).
-    pub async fn agents(&self, tenant: &str) -> Result<Vec<(String, String, i64, i64)>, CatalogError> {
+    /// Agents of a tenant as their last heartbeats describe them.
+    pub async fn agents(&self, tenant: &str) -> Result<Vec<AgentRow>, CatalogError> {
         let rows = sqlx::query(
-            "SELECT agent_id, host, last_heartbeat, events_dropped FROM agents WHERE tenant = $1 \
-             ORDER BY agent_id",
+            "SELECT agent_id, host, boot, last_heartbeat, last_activity, events_in, events_acked, \
+             events_dropped, spool_bytes FROM agents WHERE tenant = $1 ORDER BY agent_id",
         )
         .bind(tenant)
         .fetch_all(&self.pool)
         .await
         .map_err(db("agents"))?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .map(|r| {
+                Ok(AgentRow {
+                    agent_id: r.try_get(0)?,
+                    host: r.try_get(1)?,
+                    boot: r.try_get(2)?,
+                    last_heartbeat: r.try_get(3)?,
+                    last_activity: r.try_get(4)?,
+                    events_in: r.try_get(5)?,
+                    events_acked: r.try_get(6)?,
+                    events_dropped: r.try_get(7)?,
+                    spool_bytes: r.try_get(8)?,
+                })
+            })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("agents"))
     }

@@ -3,7 +3,7 @@
 
 use super::{Env, bin};
 use std::time::Duration;
-use store::catalog::{BatchEntry, Catalog, CommitRecord, FileEntry, HostDelta};
+use store::catalog::{BatchEntry, Catalog, CatalogError, CommitRecord, FileEntry, HostDelta};
 use tests::{Server, ServerOptions, agent, counts, eventually};
 
 fn postgres_base() -> String {
@@ -106,6 +106,22 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     assert_eq!(cat.checkpoint("c").await?, Some(3));
     assert_eq!(cat.files_after(1).await?, vec![file(2)]);
     assert_eq!(cat.files_by_id(&[2, 1]).await?.len(), 2);
+    // Maintenance: one transaction retires files and adds their replacement.
+    cat.swap_files(&[file(1), file(2)], &[file(3)], "compaction", 4, &[]).await?;
+    assert_eq!(cat.files_after(0).await?, vec![file(3)]);
+    assert_eq!(cat.retired_unpurged().await?, vec![1, 2]);
+    // Retiring a file that is no longer live is a conflict, and changes nothing.
+    let stale = cat.swap_files(&[file(1)], &[file(4)], "retention", 5, &[]).await;
+    assert!(matches!(stale, Err(CatalogError::Conflict(_))), "{stale:?}");
+    assert_eq!(cat.files_after(0).await?, vec![file(3)]);
+    cat.mark_purged(&[1, 2]).await?;
+    assert!(cat.retired_unpurged().await?.is_empty());
+    // Retention takes expired rows off the hosts' counts; retired ids are never handed out again.
+    cat.swap_files(&[file(3)], &[], "retention", 6, &[("t".into(), "h1".into(), 15)]).await?;
+    assert_eq!(cat.hosts("t", 10, 0).await?[0].events, 5);
+    assert!(cat.files_after(0).await?.is_empty());
+    assert_eq!(cat.next_file_id().await?, 4);
+    assert_eq!(cat.max_checkpoint().await?, 3);
     // Tokens: stored as hashes, verified, revoked.
     let (id, secret) = cat.create_token("n", "t", 1).await?;
     assert_eq!(cat.verify_token(&secret).await?.map(|t| t.tenant), Some("t".into()));
@@ -116,7 +132,13 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     let hb = schemas::wire::Heartbeat { boot: 7, events_dropped: 3, host: "h1".into(), ..Default::default() };
     cat.heartbeat("t", "a", &hb, 9).await?;
     cat.heartbeat("t", "a", &hb, 10).await?;
-    assert_eq!(cat.agents("t").await?, vec![("a".into(), "h1".into(), 10, 3)]);
+    let a = &cat.agents("t").await?[0];
+    assert_eq!((a.agent_id.as_str(), a.host.as_str(), a.boot, a.events_dropped), ("a", "h1", 7, 3));
+    // A heartbeat without new events leaves the last activity where it was; new events move it.
+    assert_eq!((a.last_heartbeat, a.last_activity), (10, 9));
+    cat.heartbeat("t", "a", &schemas::wire::Heartbeat { events_in: 5, ..hb.clone() }, 11).await?;
+    let a = &cat.agents("t").await?[0];
+    assert_eq!((a.last_heartbeat, a.last_activity, a.events_in), (11, 11, 5));
     cat.security_event("t", "a", "identity_mismatch", "d", 1).await?;
     assert_eq!(cat.security_events("t").await?.len(), 1);
     cat.close().await;

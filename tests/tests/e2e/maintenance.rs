@@ -211,6 +211,12 @@ fn scheduled_maintenance_expires_old_partitions_and_compacts_while_ingesting() -
     assert_eq!(delta["distinct_ids"].as_u64(), Some(kept), "{delta}");
     // (The history before the previous checkpoint is cleaned up, so the DELETE itself may be gone
     // from it; the rows above and the search below are what show retention ran.)
+    // Host counts follow: the archive host keeps its first/last seen but no stored events.
+    let (_, hosts) = get(&format!("{}/api/v1/hosts?limit=1000", server.api), Some(tok))?;
+    let hosts = hosts["hosts"].as_array().unwrap();
+    assert_eq!(hosts.iter().map(|h| h["events"].as_u64().unwrap()).sum::<u64>(), kept, "{hosts:?}");
+    let archive = hosts.iter().find(|h| h["host"] == "ARCHIVE-01").expect("the archive host is still listed");
+    assert_eq!(archive["events"], 0, "{archive}");
     // Checkpoints were written and the commits before the previous one deleted: the reader above
     // started from a checkpoint.
     let log = table(&env.data).join("_delta_log");

@@ -153,6 +153,46 @@ fn every_route_but_health_needs_a_valid_token() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[test]
+fn agents_show_as_active_then_silent_then_dead() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (n, server, tok, spool) = (&env.nats, &env.server, env.token.as_str(), env.spool());
+    let sent = agent(&bin(), &n.url, &spool, &["replay", "builtin:log4j-conti"])?;
+    let per_agent: std::collections::BTreeMap<String, u64> = sent["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["agent"].as_str().unwrap().to_owned(), a["events_acked"].as_u64().unwrap()))
+        .collect();
+    let url = |q: &str| format!("{}/api/v1/agents{q}", server.api);
+    // Each agent's final heartbeat carries its counters.
+    let agents = eventually(Duration::from_secs(30), || {
+        let (_, v) = get(&url(""), Some(tok))?;
+        let list = v["agents"].as_array().cloned().unwrap_or_default();
+        let acked: std::collections::BTreeMap<String, u64> = list
+            .iter()
+            .map(|a| {
+                (a["agent_id"].as_str().unwrap_or("").to_owned(), a["events_acked"].as_u64().unwrap_or(0))
+            })
+            .collect();
+        Ok((acked == per_agent).then_some(list))
+    })?;
+    assert!(agents.iter().all(|a| a["status"] == "active" && a["events_dropped"] == 0), "{agents:?}");
+    std::thread::sleep(Duration::from_millis(2100));
+    let status = |q: &str| -> anyhow::Result<Vec<String>> {
+        let (code, v) = get(&url(q), Some(tok))?;
+        anyhow::ensure!(code == 200, "{v}");
+        Ok(v["agents"].as_array().unwrap().iter().map(|a| a["status"].as_str().unwrap().to_owned()).collect())
+    };
+    // The replay is over: heartbeats stopped, and the last ones reported no new events since.
+    assert!(status("?silent_secs=1&dead_secs=3600")?.iter().all(|s| s == "silent"));
+    assert!(status("?dead_secs=1")?.iter().all(|s| s == "dead"));
+    assert!(status("")?.iter().all(|s| s == "active"), "within the default windows");
+    let (code, err) = get(&url("?dead_secs=soon"), Some(tok))?;
+    assert_eq!((code, err["error"]["code"].as_str()), (400, Some("bad_parameter")), "{err}");
+    Ok(())
+}
+
 fn api_routes() -> Vec<(&'static str, &'static str)> {
     vec![
         ("GET", "/metrics"),

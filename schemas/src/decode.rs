@@ -135,7 +135,17 @@ pub fn decode_line(line: &[u8], line_no: usize, ch: &Channel<'_>, limits: &Limit
     if let Some((_, err)) = state.err {
         return Err(err);
     }
-    let mut rec = state.rec;
+    finish(state.rec, extra, line_no, ch, limits)
+}
+
+/// The channel's identity and bookkeeping, the time check, the event id and the `extra` column.
+fn finish(
+    mut rec: Record,
+    extra: serde_json::Map<String, Value>,
+    line_no: usize,
+    ch: &Channel<'_>,
+    limits: &Limits,
+) -> Result<Record, Reject> {
     rec.cells[col::TENANT] = Cell::Str(ch.tenant.to_owned());
     rec.cells[col::AGENT_ID] = Cell::Str(ch.agent.to_owned());
     rec.cells[col::INGESTED] = Cell::Time(ch.received);
@@ -489,32 +499,7 @@ mod tests {
                 cell_from_json(def.kind, v).map_err(|reason| Reject::BadField { path: def.path, reason })?;
         }
 
-        rec.cells[col::TENANT] = Cell::Str(ch.tenant.to_owned());
-        rec.cells[col::AGENT_ID] = Cell::Str(ch.agent.to_owned());
-        rec.cells[col::INGESTED] = Cell::Time(ch.received);
-        rec.cells[col::STREAM_SEQ] = Cell::Int(i64::try_from(ch.stream_seq).unwrap_or(i64::MAX));
-        let skewed = match rec.cells[col::TIME] {
-            Cell::Time(t) => (t - ch.received).abs() > limits.max_skew_micros,
-            _ => {
-                rec.cells[col::TIME] = Cell::Time(ch.received);
-                true
-            }
-        };
-        rec.cells[col::TIME_SKEWED] = Cell::Bool(skewed);
-        match &rec.cells[col::EVENT_ID] {
-            Cell::Str(id) if !id.is_empty() && id.len() <= 128 => {}
-            Cell::Str(id) if id.len() > 128 => {
-                return Err(Reject::BadField {
-                    path: "event.id",
-                    reason: "longer than 128 bytes".to_owned(),
-                });
-            }
-            _ => rec.cells[col::EVENT_ID] = Cell::Str(format!("{}:{}:{}", ch.agent, ch.message_key, line_no)),
-        }
-        if !map.is_empty() {
-            rec.cells[col::EXTRA] = Cell::Str(Value::Object(map).to_string());
-        }
-        Ok(rec)
+        finish(rec, map, line_no, ch, limits)
     }
 
     /// Removes the value at a dotted path, pruning objects the removal leaves empty.

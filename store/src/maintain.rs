@@ -179,19 +179,7 @@ impl Store {
             return Err(e.into());
         }
         failpoint::hit("compact_after_swap");
-        let ids: Vec<i64> = bin.iter().map(|f| f.id).collect();
-        let (index, del) = (Arc::clone(&self.index), ids.clone());
-        let committed = self.cpu.run(move || index.delete_files(&del).and_then(|()| index.commit())).await?;
-        let old: Vec<String> = bin.iter().map(|f| f.path.clone()).collect();
-        self.lake.remove_all(&old)?;
-        drop(swap);
-        match committed {
-            // The catalog's retired list says what to delete; the next start does it.
-            Err(e) => {
-                tracing::error!(error = %e, "index commit after compaction failed; it catches up on restart")
-            }
-            Ok(()) => self.catalog.mark_purged(&ids).await?,
-        }
+        self.drop_retired(&bin, swap).await?;
         report.delta_version = self.sync_delta(Operation::Optimize).await?.version.or(report.delta_version);
         report.files_removed += bin.len();
         report.files_added += 1;
@@ -232,19 +220,7 @@ impl Store {
                 let swap = self.swap.write().await;
                 let now = schemas::time::now_micros();
                 self.catalog.swap_files(&expired, &[], "retention", now, &per_host).await?;
-                let ids: Vec<i64> = expired.iter().map(|f| f.id).collect();
-                let (index, del) = (Arc::clone(&self.index), ids.clone());
-                let committed =
-                    self.cpu.run(move || index.delete_files(&del).and_then(|()| index.commit())).await?;
-                let paths: Vec<String> = expired.iter().map(|f| f.path.clone()).collect();
-                self.lake.remove_all(&paths)?;
-                drop(swap);
-                match committed {
-                    Err(e) => {
-                        tracing::error!(error = %e, "index commit after retention failed; it catches up on restart")
-                    }
-                    Ok(()) => self.catalog.mark_purged(&ids).await?,
-                }
+                self.drop_retired(&expired, swap).await?;
                 report.files_expired = expired.len();
                 report.rows_expired = expired.iter().map(|f| f.rows).sum();
             }
@@ -252,6 +228,32 @@ impl Store {
         report.orphans_removed = self.remove_orphans().await?.len();
         report.delta_version = self.sync_delta(Operation::Delete).await?.version;
         Ok(report)
+    }
+}
+
+impl Store {
+    /// After the catalog retired `files` (the commit point): their documents leave the index and
+    /// their files the disk while readers are still held off by `swap`; then the catalog notes the
+    /// index is clean. If the index commit fails, the next start deletes the documents instead (the
+    /// catalog's retired list says which).
+    async fn drop_retired(
+        &self,
+        files: &[FileEntry],
+        swap: tokio::sync::RwLockWriteGuard<'_, ()>,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
+        let (index, del) = (Arc::clone(&self.index), ids.clone());
+        let committed = self.cpu.run(move || index.delete_files(&del).and_then(|()| index.commit())).await?;
+        let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
+        self.lake.remove_all(&paths)?;
+        drop(swap);
+        match committed {
+            Err(e) => {
+                tracing::error!(error = %e, "index commit after retiring files failed; it catches up on restart")
+            }
+            Ok(()) => self.catalog.mark_purged(&ids).await?,
+        }
+        Ok(())
     }
 }
 

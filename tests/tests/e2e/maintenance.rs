@@ -146,6 +146,37 @@ fn delta_reader_sees_every_acked_event_before_and_after_compaction() -> anyhow::
     for hit in found["events"].as_array().unwrap() {
         assert!(hit["event"].to_string().contains("${jndi:ldap"), "{hit}");
     }
+    // Timelines read Z-ordered files as well as (host, time)-sorted ones: every event, in order,
+    // across cursor pages, newest first and oldest first.
+    let expected = scenario_count(|_, agent| agent == "web-north");
+    for order in ["asc", "desc"] {
+        let (mut seen, mut cursor) = (Vec::new(), None::<String>);
+        loop {
+            let mut url = format!(
+                "{}/api/v1/hosts/Web%E6%9C%8D%E5%8A%A1%E5%99%A8-%E5%8C%97%E6%9C%BA%E6%88%BF/timeline?order={order}&limit=7",
+                server.api
+            );
+            if let Some(c) = &cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let (status, page) = get(&url, Some(&tok))?;
+            assert_eq!(status, 200, "{page}");
+            seen.extend(
+                page["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e["@timestamp"].as_str().unwrap().to_owned()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), expected, "{order}");
+        let sorted = seen.windows(2).all(|w| if order == "asc" { w[0] <= w[1] } else { w[0] >= w[1] });
+        assert!(sorted, "{order}: {seen:?}");
+    }
     Ok(())
 }
 

@@ -1,0 +1,277 @@
+//! Decoder tests, and the two-pass reference the single pass is checked against.
+
+use super::*;
+use crate::fields::{FIELDS, Origin};
+use crate::record::cell_from_json;
+use serde_json::Map;
+
+/// The previous two-pass decoder (parse into a `Value`, then take each field's path): the
+/// reference the single pass is checked against.
+fn reference_decode(
+    line: &[u8],
+    line_no: usize,
+    ch: &Channel<'_>,
+    limits: &Limits,
+) -> Result<Record, Reject> {
+    if line.len() > limits.max_line_bytes {
+        return Err(Reject::TooLarge { len: line.len(), max: limits.max_line_bytes });
+    }
+    let text = std::str::from_utf8(line).map_err(|e| Reject::InvalidUtf8 { offset: e.valid_up_to() })?;
+    let value: Value = serde_json::from_str(text).map_err(|e| Reject::InvalidJson(e.to_string()))?;
+    let Value::Object(mut map) = value else {
+        return Err(Reject::NotAnObject);
+    };
+    if depth(&map) > limits.max_depth {
+        return Err(Reject::TooDeep { max: limits.max_depth });
+    }
+
+    let mut rec = Record::default();
+    for (i, def) in FIELDS.iter().enumerate() {
+        let Some(v) = take_path(&mut map, def.path) else { continue };
+        if def.origin == Origin::Ingest {
+            let actual = match i {
+                col::TENANT => ch.tenant,
+                col::AGENT_ID => ch.agent,
+                _ => continue, // bookkeeping fields are always overwritten
+            };
+            let claimed = match &v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            if !v.is_null() && claimed != actual {
+                return Err(Reject::IdentityMismatch { path: def.path, claimed, actual: actual.to_owned() });
+            }
+            continue;
+        }
+        rec.cells[i] =
+            cell_from_json(def.kind, v).map_err(|reason| Reject::BadField { path: def.path, reason })?;
+    }
+
+    finish(rec, map, line_no, ch, limits)
+}
+
+/// Removes the value at a dotted path, pruning objects the removal leaves empty.
+fn take_path(map: &mut Map<String, Value>, path: &str) -> Option<Value> {
+    match path.split_once('.') {
+        None => map.remove(path),
+        Some((head, rest)) => {
+            // A flat dotted key (`"host.name": ...`, as some shippers send) counts too.
+            if let Some(v) = map.remove(path) {
+                return Some(v);
+            }
+            let Value::Object(child) = map.get_mut(head)? else { return None };
+            let v = take_path(child, rest);
+            if child.is_empty() {
+                map.remove(head);
+            }
+            v
+        }
+    }
+}
+
+fn depth(map: &Map<String, Value>) -> usize {
+    let mut max = 1;
+    let mut stack: Vec<(&Value, usize)> = map.values().map(|v| (v, 2)).collect();
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Object(m) => {
+                max = max.max(d);
+                stack.extend(m.values().map(|c| (c, d + 1)));
+            }
+            Value::Array(a) => {
+                max = max.max(d);
+                stack.extend(a.iter().map(|c| (c, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
+use serde_json::json;
+
+fn ch() -> Channel<'static> {
+    Channel {
+        tenant: "acme",
+        agent: "win-dakeqi",
+        message_key: "1:7",
+        stream_seq: 42,
+        received: 1_000_000_000_000_000,
+    }
+}
+
+fn decode(v: Value) -> Result<Record, Reject> {
+    decode_line(v.to_string().as_bytes(), 3, &ch(), &Limits::default())
+}
+
+/// A tiny deterministic generator (no dependency for one test).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn random_value(r: &mut Lcg, kind: crate::fields::Kind) -> Value {
+    use crate::fields::Kind;
+    match (kind, r.next(8)) {
+        (_, 0) => Value::Null,
+        (_, 1) => json!({"nested": r.next(5)}),
+        (Kind::Int, 2) => json!(format!("{}", r.next(1000))),
+        (Kind::Int, 3) => json!("x1"),
+        (Kind::Int, _) => json!(r.next(100_000)),
+        (Kind::Time, 2) => json!(1_000_000_000_000u64 + r.next(1_000_000)),
+        (Kind::Time, 3) => json!("yesterday"),
+        (Kind::Time, _) => json!(format!("2001-09-09T01:4{}:40Z", r.next(10))),
+        (Kind::Bool, 2) => json!("true"),
+        (Kind::Bool, _) => json!(r.next(2) == 0),
+        (Kind::List, 2) => json!(format!("10.0.0.{}", r.next(255))),
+        (Kind::List, 3) => json!([1, {"a": 2}]),
+        (Kind::List, _) => json!(["a", format!("b{}", r.next(9)), 7]),
+        (Kind::Str, 2) => json!(r.next(1000)),
+        (Kind::Str, 3) => json!(2.5),
+        (Kind::Str, _) => json!(format!("v\"al\\ue {}", r.next(1000))),
+    }
+}
+
+/// Puts `v` at `path` nested, or flat at the top, or flat below the first segment.
+fn place(doc: &mut Map<String, Value>, path: &str, v: Value, how: u64) {
+    let parts: Vec<&str> = path.split('.').collect();
+    if how == 0 || parts.len() == 1 {
+        doc.entry(path.to_owned()).or_insert(v);
+        return;
+    }
+    let split = if how == 1 { 1 } else { parts.len() - 1 };
+    let mut cur = doc;
+    for p in &parts[..split] {
+        let next = cur.entry((*p).to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        let Value::Object(m) = next else { return };
+        cur = m;
+    }
+    cur.entry(parts[split..].join(".")).or_insert(v);
+}
+
+#[test]
+fn single_pass_decodes_exactly_as_the_two_pass_reference() {
+    let mut r = Lcg(7);
+    let limits = Limits { max_depth: 6, ..Limits::default() };
+    let (mut ok, mut rejected) = (0, 0);
+    for _ in 0..4000 {
+        let mut doc = Map::new();
+        let mut used = std::collections::HashSet::new();
+        for _ in 0..r.next(14) {
+            let i = r.next(FIELDS.len() as u64) as usize;
+            let def = &FIELDS[i];
+            if !used.insert(def.path) {
+                continue;
+            }
+            let v = match (i, def.origin) {
+                (col::TENANT, _) => json!(if r.next(4) == 0 { "other" } else { "acme" }),
+                (col::AGENT_ID, _) => json!(if r.next(4) == 0 { "evil" } else { "win-dakeqi" }),
+                (_, Origin::Ingest) => json!(r.next(9)),
+                _ => {
+                    // Mostly well-formed: objects where a scalar belongs are rarer.
+                    let v = random_value(&mut r, def.kind);
+                    if v.is_object() && r.next(3) != 0 { json!(null) } else { v }
+                }
+            };
+            place(&mut doc, def.path, v, r.next(4));
+        }
+        // Unknown keys at the top and inside known objects, some deep.
+        for _ in 0..r.next(4) {
+            let deep = (0..r.next(8)).fold(json!(r.next(3)), |acc, _| json!({"d": acc}));
+            match r.next(3) {
+                0 => place(&mut doc, &format!("custom{}", r.next(5)), deep, 0),
+                1 => place(&mut doc, &format!("host.vendor{}", r.next(3)), deep, 3),
+                _ => place(&mut doc, &format!("process.parent.x{}", r.next(3)), deep, 3),
+            }
+        }
+        let line = Value::Object(doc).to_string();
+        let n = r.next(5) as usize;
+        let got = decode_line(line.as_bytes(), n, &ch(), &limits);
+        let want = reference_decode(line.as_bytes(), n, &ch(), &limits);
+        match (&got, &want) {
+            (Ok(a), Ok(b)) => {
+                assert_eq!(a.cells, b.cells, "{line}");
+                ok += 1;
+            }
+            (Err(a), Err(b)) => {
+                assert_eq!(a.reason(), b.reason(), "{line}: {a} vs {b}");
+                rejected += 1;
+            }
+            _ => panic!("{line}: single pass {got:?} vs reference {want:?}"),
+        }
+    }
+    assert!(ok > 500 && rejected > 500, "the generator covers both outcomes: {ok} ok, {rejected} rejected");
+}
+
+#[test]
+fn decodes_nested_and_flat_ecs() {
+    let rec = decode(json!({
+        "@timestamp": "2001-09-09T01:46:40Z",
+        "event": {"category": "process", "action": "start"},
+        "host": {"name": "WIN-DAKEQI", "ip": ["10.20.1.15"]},
+        "process.pid": "4242",
+        "process": {"command_line": "cmd.exe /c whoami", "parent": {"pid": 1}},
+    }))
+    .unwrap();
+    assert_eq!(rec.get("process_pid"), Some(&Cell::Int(4242)));
+    assert_eq!(rec.get("parent_pid"), Some(&Cell::Int(1)));
+    assert_eq!(rec.get("host_ip"), Some(&Cell::List(vec!["10.20.1.15".into()])));
+    assert_eq!(rec.get("event_id"), Some(&Cell::Str("win-dakeqi:1:7:3".into())));
+    assert_eq!(rec.get("tenant"), Some(&Cell::Str("acme".into())));
+    assert_eq!(rec.get("stream_seq"), Some(&Cell::Int(42)));
+    assert_eq!(rec.get("time_skewed"), Some(&Cell::Bool(false)));
+    assert_eq!(rec.get("extra"), Some(&Cell::Null));
+}
+
+#[test]
+fn unknown_fields_are_kept_and_round_trip() {
+    let input = json!({
+        "@timestamp": "2001-09-09T01:46:40Z",
+        "host": {"name": "h", "vendor_field": {"x": 1}},
+        "custom": "kept",
+    });
+    let rec = decode(input).unwrap();
+    let extra: Value = serde_json::from_str(rec.get("extra").unwrap().as_str().unwrap()).unwrap();
+    assert_eq!(extra, json!({"host": {"vendor_field": {"x": 1}}, "custom": "kept"}));
+    let out = rec.to_ecs_json();
+    assert_eq!(out["host"]["vendor_field"]["x"], 1);
+    assert_eq!(out["host"]["name"], "h");
+    assert_eq!(out["custom"], "kept");
+}
+
+#[test]
+fn identity_claims_must_match_the_channel() {
+    let err = decode(json!({"agent": {"id": "web-north"}, "@timestamp": 1})).unwrap_err();
+    assert!(err.is_security(), "{err}");
+    assert!(decode(json!({"agent": {"id": "win-dakeqi"}, "@timestamp": 1})).is_ok());
+    let err = decode(json!({"organization": {"id": "other"}})).unwrap_err();
+    assert_eq!(err.reason(), "identity_mismatch");
+}
+
+#[test]
+fn bad_lines_get_precise_reasons() {
+    let l = Limits::default();
+    let reason = |b: &[u8]| decode_line(b, 0, &ch(), &l).unwrap_err().reason();
+    assert_eq!(reason(b"{not json"), "invalid_json");
+    assert_eq!(reason(b"[1,2]"), "not_an_object");
+    assert_eq!(reason(b"{\"a\":\"\xff\"}"), "invalid_utf8");
+    assert_eq!(reason(&vec![b' '; l.max_line_bytes + 1]), "too_large");
+    let deep = format!("{}1{}", "{\"a\":".repeat(40), "}".repeat(40));
+    assert_eq!(reason(deep.as_bytes()), "too_deep");
+    assert_eq!(reason(br#"{"process":{"pid":"abc"}}"#), "bad_field");
+    assert_eq!(reason(br#"{"@timestamp":"tuesday"}"#), "bad_field");
+    assert_eq!(reason(br#"{"host":{"name":{"x":1}}}"#), "bad_field");
+}
+
+#[test]
+fn far_or_missing_times_are_flagged_and_kept() {
+    let rec = decode(json!({"@timestamp": "1999-01-01T00:00:00Z"})).unwrap();
+    assert_eq!(rec.get("time_skewed"), Some(&Cell::Bool(true)));
+    assert_eq!(rec.time(), crate::time::parse_rfc3339_micros("1999-01-01T00:00:00Z").unwrap());
+    let rec = decode(json!({"message": "no time"})).unwrap();
+    assert_eq!(rec.time(), ch().received);
+    assert_eq!(rec.get("time_skewed"), Some(&Cell::Bool(true)));
+}

@@ -81,12 +81,14 @@ fn decode_all(body: &[u8]) -> Vec<Record> {
 }
 
 /// B1's Cordon side: parse -> typed records -> Arrow -> Parquet (zstd 1, sorted), one file per date.
-fn cordon_ingest(body: &[u8], dir: &Path, index: bool) -> anyhow::Result<(usize, Sample, f64)> {
+/// Returns (events, whole sample, index CPU-s, decode CPU-s).
+fn cordon_ingest(body: &[u8], dir: &Path, index: bool) -> anyhow::Result<(usize, Sample, f64, f64)> {
     let _ = std::fs::remove_dir_all(dir);
     let lake = store::lake::Lake::open(&dir.join("lake"), true)?;
     let idx = if index { Some(store::index::FullTextIndex::open(&dir.join("index"))?) } else { None };
     let (w0, c0) = (Instant::now(), cpu_seconds());
     let records = decode_all(body);
+    let decode_cpu = cpu_seconds() - c0;
     let n = records.len();
     let mut groups: std::collections::BTreeMap<String, Vec<Record>> = Default::default();
     for r in records {
@@ -102,7 +104,7 @@ fn cordon_ingest(body: &[u8], dir: &Path, index: bool) -> anyhow::Result<(usize,
             index_cpu += cpu_seconds() - c;
         }
     }
-    Ok((n, Sample { wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0 }, index_cpu))
+    Ok((n, Sample { wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0 }, index_cpu, decode_cpu))
 }
 
 fn python(script: &str, args: &[&Path]) -> anyhow::Result<serde_json::Value> {
@@ -155,11 +157,13 @@ fn b1_b2(events: usize, reps: usize, with_index: bool) -> anyhow::Result<()> {
     if with_index {
         docs_tsv(&body, &tsv)?;
     }
+    let mut decode = Vec::new();
     let mut parquet_bytes = 0;
     let mut duck_bytes = 0;
     for _ in 0..reps {
-        let (n, s, idx_cpu) = cordon_ingest(&body, &tmp.path().join("cordon"), with_index)?;
+        let (n, s, idx_cpu, decode_cpu) = cordon_ingest(&body, &tmp.path().join("cordon"), with_index)?;
         assert_eq!(n, events);
+        decode.push(decode_cpu / s.cpu.max(1e-9));
         if with_index {
             ours_idx.push(Sample { wall: idx_cpu, cpu: idx_cpu });
         }
@@ -183,6 +187,10 @@ fn b1_b2(events: usize, reps: usize, with_index: bool) -> anyhow::Result<()> {
         "B1 cordon: NDJSON -> typed -> Arrow -> Parquet"
     };
     let a = report(label, n, &ours);
+    println!(
+        "    of which decoding NDJSON into records: {:.0}% of the CPU (median)",
+        100.0 * median(&mut decode)
+    );
     let b = report("DuckDB COPY read_json -> Parquet (sorted)", n, &peer);
     println!(
         "  ratio cordon/DuckDB per CPU-s: {:.2}x   Parquet {:.1} MB vs DuckDB {:.1} MB",

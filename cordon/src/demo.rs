@@ -139,7 +139,10 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
     println!(
         "  curl -s -H 'Authorization: Bearer {token}' -d '{{\"sql\": \"SELECT host_name, count(*) AS n FROM events GROUP BY host_name ORDER BY n DESC LIMIT 5\"}}' {api}/api/v1/sql"
     );
-    println!("Lake (Parquet, hive layout): {}", data_dir.join("lake/events").display());
+    println!(
+        "Lake (a Delta table of Parquet files; see the README for Spark, Trino, DuckDB, delta-rs): {}",
+        data_dir.join("lake/events").display()
+    );
     if a.exit_after_replay {
         return running.stop().await;
     }

@@ -1,4 +1,8 @@
-//! A decoded event: one [`Cell`] per row of [`FIELDS`](crate::fields::FIELDS).
+//! A decoded event: the [`Cell`]s it sets, by row of [`FIELDS`](crate::fields::FIELDS).
+//!
+//! Sparse: an endpoint event sets about 15 of the table's fields, so a record holds only those (in
+//! field order) instead of one cell per field — a dense record costs about 2 KB of fresh memory per
+//! event, which dominated the ingest profile.
 
 use crate::fields::{FIELDS, Kind, col};
 use serde_json::{Map, Value};
@@ -30,55 +34,77 @@ impl Cell {
     }
 }
 
-/// One normalised event, in [`FIELDS`] order.
-#[derive(Clone, Debug, PartialEq)]
+/// One normalised event: its non-null cells, ordered by field index.
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Record {
-    /// The values, `cells.len() == FIELDS.len()`.
-    pub cells: Vec<Cell>,
+    cells: Vec<(u16, Cell)>,
 }
 
-impl Default for Record {
-    fn default() -> Self {
-        Self { cells: vec![Cell::Null; FIELDS.len()] }
-    }
-}
+static NULL: Cell = Cell::Null;
 
 impl Record {
+    /// The cell of field `i` ([`Cell::Null`] when unset).
+    pub fn cell(&self, i: usize) -> &Cell {
+        match self.cells.binary_search_by_key(&i, |(j, _)| usize::from(*j)) {
+            Ok(at) => &self.cells[at].1,
+            Err(_) => &NULL,
+        }
+    }
+
+    /// Sets field `i` (a `Null` clears it).
+    pub fn set(&mut self, i: usize, cell: Cell) {
+        let key = u16::try_from(i).expect("field index fits u16");
+        match (self.cells.binary_search_by_key(&i, |(j, _)| usize::from(*j)), cell) {
+            (Ok(at), Cell::Null) => {
+                self.cells.remove(at);
+            }
+            (Ok(at), c) => self.cells[at].1 = c,
+            (Err(_), Cell::Null) => {}
+            (Err(at), c) => self.cells.insert(at, (key, c)),
+        }
+    }
+
+    /// The set cells with their field index, in field order.
+    pub fn iter(&self) -> impl Iterator<Item = (usize, &Cell)> {
+        self.cells.iter().map(|(i, c)| (usize::from(*i), c))
+    }
+
     /// The event time in microseconds (0 if unset, which decoded records never are).
     pub fn time(&self) -> i64 {
-        match self.cells[col::TIME] {
-            Cell::Time(t) => t,
+        match self.cell(col::TIME) {
+            Cell::Time(t) => *t,
             _ => 0,
         }
     }
 
     /// The host name ("" if unset).
     pub fn host(&self) -> &str {
-        self.cells[col::HOST_NAME].as_str().unwrap_or("")
+        self.cell(col::HOST_NAME).as_str().unwrap_or("")
     }
 
     /// The tenant ("" if unset).
     pub fn tenant(&self) -> &str {
-        self.cells[col::TENANT].as_str().unwrap_or("")
+        self.cell(col::TENANT).as_str().unwrap_or("")
     }
 
     /// The cell of a column by name.
     pub fn get(&self, column: &str) -> Option<&Cell> {
-        crate::fields::column_index(column).map(|i| &self.cells[i])
+        crate::fields::column_index(column).map(|i| self.cell(i))
     }
 
     /// The event as ECS JSON (nested objects, nulls left out), with the fields Cordon did not know
     /// (the `extra` column) back at their original paths.
     pub fn to_ecs_json(&self) -> Value {
         // Unknown fields go back where the sender put them; known fields are laid over them.
-        let mut root = match &self.cells[col::EXTRA] {
+        let mut root = match self.cell(col::EXTRA) {
             Cell::Str(extra) => match serde_json::from_str::<Value>(extra) {
                 Ok(Value::Object(m)) => m,
                 _ => Map::new(),
             },
             _ => Map::new(),
         };
-        for (def, cell) in FIELDS.iter().zip(&self.cells) {
+        for (i, cell) in self.iter() {
+            let def = &FIELDS[i];
             if def.column == "extra" {
                 continue;
             }

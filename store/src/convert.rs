@@ -11,12 +11,32 @@ use datafusion::arrow::record_batch::RecordBatch;
 use schemas::{Cell, FIELDS, Kind, Record, lake_schema};
 use std::sync::Arc;
 
+static NULL: Cell = Cell::Null;
+
 /// Builds a lake batch from records, in the given order.
 pub fn records_to_batch(records: &[Record]) -> Result<RecordBatch, ArrowError> {
+    // Records are sparse: one pass spreads their cells over the columns, rows ascending.
+    let mut per_column: Vec<Vec<(usize, &Cell)>> = vec![Vec::new(); FIELDS.len()];
+    for (row, r) in records.iter().enumerate() {
+        for (i, c) in r.iter() {
+            per_column[i].push((row, c));
+        }
+    }
+    let n = records.len();
     let columns: Vec<ArrayRef> = FIELDS
         .iter()
-        .enumerate()
-        .map(|(i, def)| column(def.kind, records.iter().map(|r| &r.cells[i])))
+        .zip(per_column)
+        .map(|(def, set)| {
+            let mut set = set.into_iter().peekable();
+            let dense = (0..n).map(move |row| {
+                if set.peek().is_some_and(|(r, _)| *r == row) {
+                    set.next().map_or(&NULL, |(_, c)| c)
+                } else {
+                    &NULL
+                }
+            });
+            column(def.kind, dense)
+        })
         .collect();
     RecordBatch::try_new(lake_schema(), columns)
 }
@@ -75,12 +95,14 @@ pub fn batch_to_records(batch: &RecordBatch) -> Vec<Record> {
     let cols: Vec<Option<&ArrayRef>> =
         FIELDS.iter().map(|d| batch.schema().index_of(d.column).ok().map(|i| batch.column(i))).collect();
     (0..batch.num_rows())
-        .map(|row| Record {
-            cells: cols
-                .iter()
-                .zip(FIELDS)
-                .map(|(c, d)| c.map_or(Cell::Null, |a| cell_at(a, d.kind, row)))
-                .collect(),
+        .map(|row| {
+            let mut rec = Record::default();
+            for (i, (c, d)) in cols.iter().zip(FIELDS).enumerate() {
+                if let Some(a) = c {
+                    rec.set(i, cell_at(a, d.kind, row));
+                }
+            }
+            rec
         })
         .collect()
 }

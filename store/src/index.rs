@@ -304,7 +304,7 @@ impl FullTextIndex {
         doc.add_text(f.tenant, rec.tenant());
         doc.add_i64(f.time, rec.time());
         doc.add_u64(f.row_ref, ((file_id as u64) << ROW_BITS) | row as u64);
-        for (def, cell) in FIELDS.iter().zip(&rec.cells) {
+        for (def, cell) in rec.iter().map(|(i, c)| (&FIELDS[i], c)) {
             let field = match def.search {
                 Search::None => continue,
                 Search::Host => f.host,

@@ -120,7 +120,17 @@ impl Lake {
         date: &str,
         records: &mut [Record],
     ) -> Result<FileEntry, LakeError> {
-        records.sort_by(|a, b| a.host().cmp(b.host()).then(a.time().cmp(&b.time())));
+        // Sort positions by keys taken once (a record's fields are looked up, not indexed), then
+        // move the records into that order.
+        let mut order: Vec<usize> = (0..records.len()).collect();
+        {
+            let keys: Vec<(&str, i64)> = records.iter().map(|r| (r.host(), r.time())).collect();
+            order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+        }
+        let mut taken: Vec<Record> = records.iter_mut().map(std::mem::take).collect();
+        for (slot, &i) in records.iter_mut().zip(&order) {
+            *slot = std::mem::take(&mut taken[i]);
+        }
         let batch = records_to_batch(records).map_err(LakeError::Arrow)?;
         let staged = self.stage(tenant, date, &batch, Order::HostTime)?;
         self.publish(staged, id)
@@ -493,17 +503,18 @@ mod tests {
 
     #[test]
     fn zorder_clusters_hosts_and_keeps_time_order_within_a_cell() {
-        use schemas::{Cell, FIELDS};
+        use schemas::Cell;
+        use schemas::fields::col;
         let mut recs = Vec::new();
         for h in 0..4 {
             for t in 0..64i64 {
-                let mut cells = vec![Cell::Null; FIELDS.len()];
-                cells[schemas::fields::col::EVENT_ID] = Cell::Str(format!("{h}-{t}"));
-                cells[schemas::fields::col::TENANT] = Cell::Str("t".into());
-                cells[schemas::fields::col::AGENT_ID] = Cell::Str("a".into());
-                cells[schemas::fields::col::HOST_NAME] = Cell::Str(format!("host-{h}"));
-                cells[schemas::fields::col::TIME] = Cell::Time(1_000_000 * (63 - t));
-                recs.push(Record { cells });
+                let mut rec = Record::default();
+                rec.set(col::EVENT_ID, Cell::Str(format!("{h}-{t}")));
+                rec.set(col::TENANT, Cell::Str("t".into()));
+                rec.set(col::AGENT_ID, Cell::Str("a".into()));
+                rec.set(col::HOST_NAME, Cell::Str(format!("host-{h}")));
+                rec.set(col::TIME, Cell::Time(1_000_000 * (63 - t)));
+                recs.push(rec);
             }
         }
         let batch = records_to_batch(&recs).unwrap();

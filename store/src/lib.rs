@@ -567,7 +567,7 @@ fn host_deltas<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<HostDelta> 
     let mut map: BTreeMap<(String, String), HostDelta> = BTreeMap::new();
     for r in records {
         let t = r.time();
-        let agent = r.cells[schemas::fields::col::AGENT_ID].as_str().unwrap_or("");
+        let agent = r.cell(schemas::fields::col::AGENT_ID).as_str().unwrap_or("");
         let d = map.entry((r.tenant().to_owned(), r.host().to_owned())).or_insert_with(|| HostDelta {
             tenant: r.tenant().to_owned(),
             host: r.host().to_owned(),
@@ -584,9 +584,8 @@ fn host_deltas<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<HostDelta> 
 }
 
 fn matched_columns(rec: &Record, terms: &[String]) -> Vec<&'static str> {
-    FIELDS
-        .iter()
-        .zip(&rec.cells)
+    rec.iter()
+        .map(|(i, c)| (&FIELDS[i], c))
         .filter(|(d, _)| d.search != Search::None)
         .filter(|(_, c)| {
             let hit = |s: &str| {

@@ -146,27 +146,27 @@ fn finish(
     ch: &Channel<'_>,
     limits: &Limits,
 ) -> Result<Record, Reject> {
-    rec.cells[col::TENANT] = Cell::Str(ch.tenant.to_owned());
-    rec.cells[col::AGENT_ID] = Cell::Str(ch.agent.to_owned());
-    rec.cells[col::INGESTED] = Cell::Time(ch.received);
-    rec.cells[col::STREAM_SEQ] = Cell::Int(i64::try_from(ch.stream_seq).unwrap_or(i64::MAX));
-    let skewed = match rec.cells[col::TIME] {
+    rec.set(col::TENANT, Cell::Str(ch.tenant.to_owned()));
+    rec.set(col::AGENT_ID, Cell::Str(ch.agent.to_owned()));
+    rec.set(col::INGESTED, Cell::Time(ch.received));
+    rec.set(col::STREAM_SEQ, Cell::Int(i64::try_from(ch.stream_seq).unwrap_or(i64::MAX)));
+    let skewed = match rec.cell(col::TIME) {
         Cell::Time(t) => (t - ch.received).abs() > limits.max_skew_micros,
         _ => {
-            rec.cells[col::TIME] = Cell::Time(ch.received);
+            rec.set(col::TIME, Cell::Time(ch.received));
             true
         }
     };
-    rec.cells[col::TIME_SKEWED] = Cell::Bool(skewed);
-    match &rec.cells[col::EVENT_ID] {
+    rec.set(col::TIME_SKEWED, Cell::Bool(skewed));
+    match rec.cell(col::EVENT_ID) {
         Cell::Str(id) if !id.is_empty() && id.len() <= 128 => {}
         Cell::Str(id) if id.len() > 128 => {
             return Err(Reject::BadField { path: "event.id", reason: "longer than 128 bytes".to_owned() });
         }
-        _ => rec.cells[col::EVENT_ID] = Cell::Str(format!("{}:{}:{}", ch.agent, ch.message_key, line_no)),
+        _ => rec.set(col::EVENT_ID, Cell::Str(format!("{}:{}:{}", ch.agent, ch.message_key, line_no))),
     }
     if !extra.is_empty() {
-        rec.cells[col::EXTRA] = Cell::Str(Value::Object(extra).to_string());
+        rec.set(col::EXTRA, Cell::Str(Value::Object(extra).to_string()));
     }
     Ok(rec)
 }

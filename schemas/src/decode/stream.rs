@@ -86,7 +86,7 @@ impl<'c> State<'c> {
             return None;
         }
         match cell_from_json(def.kind, v) {
-            Ok(c) => self.rec.cells[i] = c,
+            Ok(c) => self.rec.set(i, c),
             Err(reason) => self.fail(i, Reject::BadField { path: def.path, reason }),
         }
         None

@@ -121,7 +121,7 @@ fn docs_tsv(body: &[u8], path: &Path) -> anyhow::Result<()> {
     for r in decode_all(body) {
         let mut cols: [Vec<String>; 7] = Default::default();
         cols[0].push(r.host().to_owned());
-        for (d, c) in FIELDS.iter().zip(&r.cells) {
+        for (d, c) in r.iter().map(|(i, c)| (&FIELDS[i], c)) {
             let slot = match d.search {
                 Search::Kind => 1,
                 Search::User => 2,

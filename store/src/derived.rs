@@ -1,0 +1,140 @@
+//! Derived state: the full-text index and the Delta log follow the catalog, may lag it, and are
+//! brought back up to it on open, on [`Store::tick`], and after a failure.
+
+use crate::delta::{self, Operation};
+use crate::{Store, StoreError};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+impl Store {
+    /// Start-up recovery: orphan files removed, retired files purged from the index, the index and
+    /// the Delta log caught up with the catalog.
+    pub(crate) async fn recover(&self) -> Result<(), StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        let removed = self.remove_orphans().await?;
+        if !removed.is_empty() {
+            tracing::warn!(
+                files = removed.len(),
+                "removed lake files not in the catalog (interrupted commits)"
+            );
+        }
+        self.purge_retired().await?;
+        self.catch_up_index().await?;
+        self.sync_delta(Operation::Write).await?;
+        Ok(())
+    }
+
+    /// Removes data files the catalog does not know. Caller holds the commit lock.
+    pub(crate) async fn remove_orphans(&self) -> Result<Vec<String>, StoreError> {
+        let known: HashSet<String> = self.catalog.files_after(0).await?.into_iter().map(|f| f.path).collect();
+        let orphans: Vec<String> =
+            self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
+        self.lake.remove_all(&orphans)?;
+        Ok(orphans)
+    }
+
+    /// Deletes the index documents of retired files the index may still hold. Caller holds the
+    /// commit lock.
+    async fn purge_retired(&self) -> Result<(), StoreError> {
+        let ids = self.catalog.retired_unpurged().await?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (index, del) = (Arc::clone(&self.index), ids.clone());
+        self.cpu.run(move || index.delete_files(&del).and_then(|()| index.commit())).await??;
+        self.catalog.mark_purged(&ids).await?;
+        Ok(())
+    }
+
+    /// Brings the Delta log up to the catalog in one commit. Caller holds the commit lock.
+    pub(crate) async fn sync_delta(&self, op: Operation) -> Result<delta::SyncOutcome, StoreError> {
+        let live = self.catalog.files_after(0).await?;
+        let checkpoint = self.catalog.max_checkpoint().await?;
+        let out = self.delta.lock().unwrap_or_else(|e| e.into_inner()).sync(
+            &live,
+            checkpoint,
+            op,
+            schemas::time::now_micros() / 1000,
+        )?;
+        *self.last_delta_sync.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        Ok(out)
+    }
+
+    /// Periodic work: commits buffered index documents when the policy says so and brings the Delta
+    /// log up to date every `delta_interval`. The server calls it about once a second.
+    pub async fn tick(&self) -> Result<(), StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        let (index, policy) = (Arc::clone(&self.index), self.index_commit);
+        self.cpu.run(move || index.commit_if_due(&policy, false)).await??;
+        let due =
+            self.last_delta_sync.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= self.delta_interval;
+        if due {
+            self.sync_delta(Operation::Write).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the index and the Delta log now (shutdown, tests, `--exit-after-replay`).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        let index = Arc::clone(&self.index);
+        self.cpu.run(move || index.commit()).await??;
+        self.sync_delta(Operation::Write).await?;
+        Ok(())
+    }
+
+    /// After a failed index write: drops everything the writer buffered (other commits' documents
+    /// too) and re-adds every file past the last committed high-water mark from the lake, so no file
+    /// is skipped when a later commit moves the mark past it. Caller holds the commit lock. If that
+    /// fails as well, the index lags until the next start, which catches up the same way.
+    pub(crate) async fn reset_index_writer(&self) {
+        if let Err(e) = self.index.rollback() {
+            tracing::error!(error = %e, "index rollback failed");
+        }
+        if let Err(e) = self.catch_up_index().await {
+            tracing::error!(error = %e, "index catch-up failed; the index lags the lake until restart");
+        }
+    }
+
+    /// Brings the index up to the catalog (from the lake); a no-op when it is current.
+    pub async fn catch_up_index(&self) -> Result<(), StoreError> {
+        let hw = self.index.indexed_file_id()?;
+        let max_known = self.catalog.next_file_id().await? - 1;
+        if hw > max_known {
+            tracing::warn!(hw, max_known, "index is ahead of the catalog; rebuilding it");
+            return self.reindex().await;
+        }
+        let pending = self.catalog.files_after(hw).await?;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(files = pending.len(), from = hw, "catching the index up with the lake");
+        let (lake, index) = (self.lake.clone(), Arc::clone(&self.index));
+        self.cpu
+            .run(move || -> Result<(), StoreError> {
+                for f in &pending {
+                    let rows = lake.read_all(f)?;
+                    index.add_file(f.id, 0, &rows)?;
+                }
+                index.commit()?;
+                Ok(())
+            })
+            .await?
+    }
+
+    /// Rebuilds the index from scratch from the lake.
+    pub async fn reindex(&self) -> Result<(), StoreError> {
+        let files = self.catalog.files_after(0).await?;
+        let (lake, index) = (self.lake.clone(), Arc::clone(&self.index));
+        self.cpu
+            .run(move || -> Result<(), StoreError> {
+                index.clear()?;
+                for f in &files {
+                    index.add_file(f.id, 0, &lake.read_all(f)?)?;
+                }
+                index.commit()?;
+                Ok(())
+            })
+            .await?
+    }
+}

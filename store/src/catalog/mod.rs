@@ -4,7 +4,12 @@
 //! placeholders, `ON CONFLICT`, `CASE`), and the DDL that differs lives in one migrations directory
 //! per backend. SQLite runs with `journal_mode=WAL` and `synchronous=FULL`.
 
+mod agents;
 mod migrate;
+mod tokens;
+
+pub use agents::AgentRow;
+pub use tokens::TokenInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
@@ -109,29 +114,6 @@ pub struct HostDelta {
     pub events: i64,
 }
 
-/// An agent as its heartbeats describe it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct AgentRow {
-    /// Agent id.
-    pub agent_id: String,
-    /// Host name it reports.
-    pub host: String,
-    /// Boot id of its current run.
-    pub boot: i64,
-    /// Last heartbeat, microseconds (server clock).
-    pub last_heartbeat: i64,
-    /// Last heartbeat that reported new events (or a new boot).
-    pub last_activity: i64,
-    /// Events the agent took in, this boot.
-    pub events_in: i64,
-    /// Events JetStream acked, this boot.
-    pub events_acked: i64,
-    /// Events dropped because the spool was full, this boot.
-    pub events_dropped: i64,
-    /// Bytes waiting in its spool.
-    pub spool_bytes: i64,
-}
-
 /// A host summary.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct HostRow {
@@ -160,17 +142,6 @@ pub struct CommitRecord {
     pub batches: Vec<BatchEntry>,
     /// Host summaries to fold in.
     pub hosts: Vec<HostDelta>,
-}
-
-/// An API token's identity.
-#[derive(Clone, Debug)]
-pub struct TokenInfo {
-    /// Token id (not the secret).
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// The tenant it may read.
-    pub tenant: String,
 }
 
 /// The catalog handle (cheap to clone).
@@ -480,158 +451,6 @@ impl Catalog {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("hosts"))
-    }
-
-    /// Records an agent heartbeat.
-    pub async fn heartbeat(
-        &self,
-        tenant: &str,
-        agent: &str,
-        hb: &schemas::wire::Heartbeat,
-        now: i64,
-    ) -> Result<(), CatalogError> {
-        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO agents (tenant, agent_id, host, boot, last_heartbeat, events_in, events_acked, \
-             events_dropped, spool_bytes, last_activity) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$5) \
-             ON CONFLICT (tenant, agent_id) DO UPDATE SET host = excluded.host, boot = excluded.boot, \
-             last_activity = CASE WHEN excluded.boot <> agents.boot OR excluded.events_in <> agents.events_in \
-             THEN excluded.last_heartbeat ELSE agents.last_activity END, \
-             last_heartbeat = excluded.last_heartbeat, events_in = excluded.events_in, \
-             events_acked = excluded.events_acked, events_dropped = excluded.events_dropped, \
-             spool_bytes = excluded.spool_bytes",
-        )
-        .bind(tenant)
-        .bind(agent)
-        .bind(hb.host.as_str())
-        .bind(n(hb.boot))
-        .bind(now)
-        .bind(n(hb.events_in))
-        .bind(n(hb.events_acked))
-        .bind(n(hb.events_dropped))
-        .bind(n(hb.spool_bytes))
-        .execute(&self.pool)
-        .await
-        .map_err(db("heartbeat"))?;
-        Ok(())
-    }
-
-    /// Agents of a tenant as their last heartbeats describe them.
-    pub async fn agents(&self, tenant: &str) -> Result<Vec<AgentRow>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT agent_id, host, boot, last_heartbeat, last_activity, events_in, events_acked, \
-             events_dropped, spool_bytes FROM agents WHERE tenant = $1 ORDER BY agent_id",
-        )
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("agents"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(AgentRow {
-                    agent_id: r.try_get(0)?,
-                    host: r.try_get(1)?,
-                    boot: r.try_get(2)?,
-                    last_heartbeat: r.try_get(3)?,
-                    last_activity: r.try_get(4)?,
-                    events_in: r.try_get(5)?,
-                    events_acked: r.try_get(6)?,
-                    events_dropped: r.try_get(7)?,
-                    spool_bytes: r.try_get(8)?,
-                })
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db("agents"))
-    }
-
-    /// Records a security event (an agent speaking for another, say).
-    pub async fn security_event(
-        &self,
-        tenant: &str,
-        agent: &str,
-        kind: &str,
-        detail: &str,
-        now: i64,
-    ) -> Result<(), CatalogError> {
-        sqlx::query(
-            "INSERT INTO security_events (time, tenant, agent_id, kind, detail) VALUES ($1,$2,$3,$4,$5)",
-        )
-        .bind(now)
-        .bind(tenant)
-        .bind(agent)
-        .bind(kind)
-        .bind(detail)
-        .execute(&self.pool)
-        .await
-        .map_err(db("security_event"))?;
-        Ok(())
-    }
-
-    /// Security events of a tenant: (time, agent, kind, detail), newest first.
-    pub async fn security_events(
-        &self,
-        tenant: &str,
-    ) -> Result<Vec<(i64, String, String, String)>, CatalogError> {
-        let rows = sqlx::query(
-            "SELECT time, agent_id, kind, detail FROM security_events WHERE tenant = $1 \
-             ORDER BY id DESC LIMIT 1000",
-        )
-        .bind(tenant)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db("security_events"))?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(db("security_events"))
-    }
-
-    /// Creates an API token; returns its id and the secret (shown once, stored only as a hash).
-    pub async fn create_token(
-        &self,
-        name: &str,
-        tenant: &str,
-        now: i64,
-    ) -> Result<(String, String), CatalogError> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let secret = format!("cdn_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
-        sqlx::query(
-            "INSERT INTO api_tokens (id, name, tenant, token_sha256, created_at) VALUES ($1,$2,$3,$4,$5)",
-        )
-        .bind(id.as_str())
-        .bind(name)
-        .bind(tenant)
-        .bind(sha256_hex(secret.as_bytes()))
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(db("create_token"))?;
-        Ok((id, secret))
-    }
-
-    /// The token behind a secret, if it exists and is not revoked.
-    pub async fn verify_token(&self, secret: &str) -> Result<Option<TokenInfo>, CatalogError> {
-        let row = sqlx::query(
-            "SELECT id, name, tenant FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
-        )
-        .bind(sha256_hex(secret.as_bytes()))
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db("verify_token"))?;
-        row.map(|r| Ok(TokenInfo { id: r.try_get(0)?, name: r.try_get(1)?, tenant: r.try_get(2)? }))
-            .transpose()
-            .map_err(db("verify_token"))
-    }
-
-    /// Revokes a token by id; false if there was none.
-    pub async fn revoke_token(&self, id: &str, now: i64) -> Result<bool, CatalogError> {
-        let r = sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
-            .bind(now)
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(db("revoke_token"))?;
-        Ok(r.rows_affected() > 0)
     }
 }
 

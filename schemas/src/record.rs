@@ -40,7 +40,8 @@ pub struct Record {
     cells: Vec<(u16, Cell)>,
 }
 
-static NULL: Cell = Cell::Null;
+/// An unset cell, to hand out by reference.
+pub static NULL: Cell = Cell::Null;
 
 impl Record {
     /// The cell of field `i` ([`Cell::Null`] when unset).

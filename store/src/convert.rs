@@ -8,10 +8,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use schemas::record::NULL;
 use schemas::{Cell, FIELDS, Kind, Record, lake_schema};
 use std::sync::Arc;
-
-static NULL: Cell = Cell::Null;
 
 /// Builds a lake batch from records, in the given order.
 pub fn records_to_batch(records: &[Record]) -> Result<RecordBatch, ArrowError> {

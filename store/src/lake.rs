@@ -8,7 +8,8 @@
 
 use crate::catalog::{FileEntry, sha256_hex};
 use crate::convert::{batch_to_records, records_to_batch, str_at};
-use datafusion::arrow::array::{Array, Int64Array, TimestampMicrosecondArray};
+use datafusion::arrow::array::{Array, PrimitiveArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{ArrowPrimitiveType, Int64Type, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
@@ -158,18 +159,8 @@ impl Lake {
         }
         let (len, digest) = (out.len, out.hash.finalize());
         drop(out.file);
-        let times = batch
-            .column(schemas::fields::col::TIME)
-            .as_any()
-            .downcast_ref::<TimestampMicrosecondArray>()
-            .map(|a| (min(a), max(a)))
-            .unwrap_or((None, None));
-        let seqs = batch
-            .column(schemas::fields::col::STREAM_SEQ)
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .map(|a| (min(a), max(a)))
-            .unwrap_or((None, None));
+        let times = range::<TimestampMicrosecondType>(batch, schemas::fields::col::TIME);
+        let seqs = range::<Int64Type>(batch, schemas::fields::col::STREAM_SEQ);
         Ok(Staged {
             tmp,
             tenant: tenant.to_owned(),
@@ -408,16 +399,16 @@ pub enum Order {
     ZOrder,
 }
 
-fn min<T: datafusion::arrow::datatypes::ArrowPrimitiveType<Native = i64>>(
-    a: &datafusion::arrow::array::PrimitiveArray<T>,
-) -> Option<i64> {
-    datafusion::arrow::compute::min(a)
-}
-
-fn max<T: datafusion::arrow::datatypes::ArrowPrimitiveType<Native = i64>>(
-    a: &datafusion::arrow::array::PrimitiveArray<T>,
-) -> Option<i64> {
-    datafusion::arrow::compute::max(a)
+/// (min, max) of an i64-backed column, (None, None) when it is empty, all null or not of type `T`.
+fn range<T: ArrowPrimitiveType<Native = i64>>(
+    batch: &RecordBatch,
+    column: usize,
+) -> (Option<i64>, Option<i64>) {
+    batch
+        .column(column)
+        .as_any()
+        .downcast_ref::<PrimitiveArray<T>>()
+        .map_or((None, None), |a| (datafusion::arrow::compute::min(a), datafusion::arrow::compute::max(a)))
 }
 
 /// Row indices that put `batch` in Z-order over (host rank, time): the two keys scaled to 32 bits

@@ -27,6 +27,7 @@ use std::sync::Arc;
 pub(super) struct Snapshot {
     pub files: BTreeMap<String, AddMeta>,
     pub txn_version: i64,
+    pub txn_updated: i64,
     pub meta: Option<MetaInfo>,
 }
 
@@ -131,7 +132,7 @@ pub(super) fn write(log_dir: &Path, version: i64, snap: &Snapshot, fsync: bool) 
             ),
             (
                 "lastUpdated",
-                Arc::new(Int64Array::from_iter((0..n).map(|i| (i == 2).then_some(meta.created_time)))),
+                Arc::new(Int64Array::from_iter((0..n).map(|i| (i == 2).then_some(snap.txn_updated)))),
             ),
         ],
         &is(2),
@@ -238,8 +239,10 @@ pub(super) fn read(path: &Path) -> Result<Snapshot, DeltaError> {
         if let Some(txn) = col("txn") {
             let apps = child::<StringArray>(&txn, "appId", path)?;
             let versions = child::<Int64Array>(&txn, "version", path)?;
+            let updated = child::<Int64Array>(&txn, "lastUpdated", path)?;
             for i in (0..txn.len()).filter(|i| txn.is_valid(*i) && apps.value(*i) == APP_ID) {
                 snap.txn_version = versions.value(i);
+                snap.txn_updated = updated.value(i);
             }
         }
         if let Some(md) = col("metaData") {

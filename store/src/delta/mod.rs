@@ -127,6 +127,8 @@ pub struct DeltaLog {
     files: BTreeMap<String, AddMeta>,
     /// The last `txn` version of [`APP_ID`].
     txn_version: i64,
+    /// When that `txn` was written, milliseconds.
+    txn_updated: i64,
     meta: Option<MetaInfo>,
     checkpoint_every: i64,
     /// The latest checkpoint's version (-1: none).
@@ -145,6 +147,7 @@ impl DeltaLog {
             version: -1,
             files: BTreeMap::new(),
             txn_version: -1,
+            txn_updated: 0,
             meta: None,
             checkpoint_every: CHECKPOINT_EVERY,
             checkpoint: -1,
@@ -170,7 +173,8 @@ impl DeltaLog {
         // Start from the latest checkpoint (checkpoints are renamed into place whole), then replay.
         if let Some((v, p)) = checkpoints.last() {
             let snap = checkpoint::read(p)?;
-            (log.files, log.txn_version, log.meta) = (snap.files, snap.txn_version, snap.meta);
+            (log.files, log.txn_version, log.txn_updated, log.meta) =
+                (snap.files, snap.txn_version, snap.txn_updated, snap.meta);
             (log.version, log.checkpoint) = (*v, *v);
         }
         let start = log.version;
@@ -230,6 +234,7 @@ impl DeltaLog {
                 && txn["appId"].as_str() == Some(APP_ID)
             {
                 self.txn_version = txn["version"].as_i64().unwrap_or(self.txn_version);
+                self.txn_updated = txn["lastUpdated"].as_i64().unwrap_or(self.txn_updated);
             } else if let Some(md) = v.get("metaData") {
                 let id = md["id"].as_str().ok_or_else(|| corrupt("metaData without an id".into()))?;
                 self.meta = Some(MetaInfo {
@@ -337,6 +342,7 @@ impl DeltaLog {
         }
         self.version = version;
         self.txn_version = checkpoint;
+        self.txn_updated = now_ms;
         if new_meta.is_some() {
             self.meta = new_meta;
         }
@@ -355,6 +361,7 @@ impl DeltaLog {
         let snap = checkpoint::Snapshot {
             files: self.files.clone(),
             txn_version: self.txn_version,
+            txn_updated: self.txn_updated,
             meta: self.meta.clone(),
         };
         checkpoint::write(&self.log_dir, self.version, &snap, self.fsync)?;
@@ -574,11 +581,13 @@ mod tests {
         assert_eq!(again.txn_version(), 108);
         assert_eq!(again.files, log.files, "checkpoint + replay gives the same snapshot");
         assert_eq!(again.meta, log.meta);
+        assert_eq!(again.txn_updated, 8, "the last txn's time, from the commit after the checkpoint");
         assert_eq!(again.file_count(), 7);
         // Only the checkpoint: the snapshot at its version.
         fs::remove_file(dir.path().join("_delta_log/00000000000000000007.json")).unwrap();
         let at6 = DeltaLog::open(dir.path(), false).unwrap();
         assert_eq!((at6.version(), at6.file_count(), at6.txn_version()), (6, 6, 107));
+        assert_eq!(at6.txn_updated, 7, "the txn time read back from the checkpoint");
     }
 
     #[test]

@@ -21,6 +21,14 @@ pub struct ServeArgs {
     /// Metadata database: sqlite://PATH or postgres://...
     #[arg(long, env = "CORDON_METADATA_URL")]
     pub metadata_url: Option<String>,
+    /// Where the lake lives instead of DATA_DIR/lake: another directory, or an S3-compatible bucket
+    /// as s3://BUCKET/PREFIX (credentials and endpoint from the AWS_* environment or --lake-option).
+    #[arg(long, env = "CORDON_LAKE_URL")]
+    pub lake_url: Option<String>,
+    /// Object-store option KEY=VALUE for an s3:// lake (endpoint, region, access_key_id,
+    /// secret_access_key, allow_http...); repeatable; over the [store.lake_options] file table.
+    #[arg(long = "lake-option", value_name = "KEY=VALUE")]
+    pub lake_options: Vec<String>,
     /// NATS server URL.
     #[arg(long, env = "CORDON_NATS_URL")]
     pub nats_url: Option<String>,
@@ -74,6 +82,9 @@ struct FileConfig {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileStore {
+    lake_url: Option<String>,
+    #[serde(default)]
+    lake_options: std::collections::BTreeMap<String, String>,
     index_commit_ms: Option<u64>,
     index_commit_docs: Option<u64>,
     delta_interval_secs: Option<u64>,
@@ -111,6 +122,10 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Metadata URL.
     pub metadata_url: String,
+    /// The lake's location when not `<data_dir>/lake`.
+    pub lake_url: Option<String>,
+    /// Object-store options for `lake_url`.
+    pub lake_options: Vec<(String, String)>,
     /// NATS URL.
     pub nats_url: String,
     /// Subjects.
@@ -165,6 +180,17 @@ impl ServeArgs {
         }
         let mib = self.query_memory_mib.or(file.server.query_memory_mib).unwrap_or(1024);
         let st = file.store;
+        let lake_url = self.lake_url.clone().or(st.lake_url);
+        let mut lake_options = st.lake_options;
+        for opt in &self.lake_options {
+            let Some((k, v)) = opt.split_once('=') else {
+                bail!("--lake-option {opt:?} is not KEY=VALUE");
+            };
+            lake_options.insert(k.trim().to_owned(), v.to_owned());
+        }
+        if !lake_options.is_empty() && !lake_url.as_deref().is_some_and(|u| u.contains("://")) {
+            bail!("lake options are for an object-store lake; set --lake-url s3://BUCKET/PREFIX too");
+        }
         let commit_ms = self.index_commit_ms.or(st.index_commit_ms).unwrap_or(1000);
         if !(10..=600_000).contains(&commit_ms) {
             bail!("--index-commit-ms must be from 10 to 600000");
@@ -189,6 +215,8 @@ impl ServeArgs {
         Ok(ServerConfig {
             data_dir,
             metadata_url,
+            lake_url,
+            lake_options: lake_options.into_iter().collect(),
             nats_url: self
                 .nats_url
                 .clone()

@@ -142,6 +142,8 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
 fn store_config(cfg: &ServerConfig) -> StoreConfig {
     let mut scfg = StoreConfig::new(cfg.data_dir.clone());
     scfg.metadata_url = cfg.metadata_url.clone();
+    scfg.lake_url = cfg.lake_url.clone();
+    scfg.lake_options = cfg.lake_options.clone();
     scfg.query_memory_bytes = cfg.query_memory_bytes;
     scfg.index_commit = cfg.index_commit;
     scfg.delta_interval = cfg.delta_interval;

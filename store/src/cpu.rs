@@ -20,7 +20,8 @@ impl CpuRuntime {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("cordon-cpu")
-            .enable_time()
+            // I/O too: DataFusion reads a bucket-backed lake from this pool.
+            .enable_all()
             .build()?;
         Ok(Self { rt: Some(rt) })
     }

@@ -18,6 +18,7 @@ impl Store {
                 "removed lake files not in the catalog (interrupted commits)"
             );
         }
+        *self.removed_at_open.lock().unwrap_or_else(|e| e.into_inner()) = removed;
         self.purge_retired().await?;
         self.catch_up_index().await?;
         self.sync_delta(Operation::Write).await?;

@@ -1,22 +1,29 @@
-//! The Parquet lake on a local directory.
+//! The Parquet lake, in a local directory or an S3-compatible bucket ([`crate::objects`]).
 //!
 //! Layout: `<root>/events/tenant=<tenant>/date=<YYYY-MM-DD>/<file id>-<uuid>.parquet`, hive-style, so
 //! DuckDB, Spark, Trino or Polars read it as a partitioned table. Rows are sorted by (host, time) in
 //! every file (a host's timeline touches few row groups), compressed with zstd level 1, with bloom
-//! filters on the lookup columns (hashes, IPs, domains, users). A file is written to a `.tmp` name,
-//! fsynced, renamed and its directory fsynced before the catalog learns of it.
+//! filters on the lookup columns (hashes, IPs, domains, users). In a directory, a file is written to a
+//! `.tmp-` name, fsynced, renamed and its directory fsynced before the catalog learns of it; in a
+//! bucket, it is encoded in memory and uploaded whole under its final name (a `PUT` is atomic).
+//! Reads of a few rows fetch only the byte ranges they need, from either.
 
 use crate::catalog::{FileEntry, sha256_hex};
 use crate::convert::{batch_to_records, records_to_batch, str_at};
+use crate::objects::{Objects, ObjectsError};
 use datafusion::arrow::array::{Array, PrimitiveArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{ArrowPrimitiveType, Int64Type, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use parquet::arrow::ArrowWriter;
+use futures::TryStreamExt;
+use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use schemas::Record;
@@ -65,6 +72,9 @@ pub enum LakeError {
         #[source]
         source: ParquetError,
     },
+    /// Lake storage (directory or bucket).
+    #[error(transparent)]
+    Objects(#[from] ObjectsError),
     /// Arrow conversion.
     #[error("arrow conversion error")]
     Arrow(#[source] ArrowError),
@@ -88,28 +98,27 @@ fn pq(path: &Path) -> impl FnOnce(ParquetError) -> LakeError + '_ {
     move |source| LakeError::Parquet { path: path.display().to_string(), source }
 }
 
-/// The lake's root directory.
+/// The lake: its storage and whether local writes are fsynced.
 #[derive(Clone, Debug)]
 pub struct Lake {
-    root: PathBuf,
+    objects: Objects,
     fsync: bool,
 }
 
 impl Lake {
-    /// A lake under `root` (created if missing). `fsync` false is for benchmarks only.
+    /// A lake in the directory `root` (created if missing). `fsync` false is for benchmarks only.
     pub fn open(root: &Path, fsync: bool) -> Result<Self, LakeError> {
-        fs::create_dir_all(root.join("events")).map_err(io(root))?;
-        Ok(Self { root: root.to_owned(), fsync })
+        Ok(Self::new(Objects::local(root, fsync)?, fsync))
     }
 
-    /// The root.
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// A lake on `objects`.
+    pub fn new(objects: Objects, fsync: bool) -> Self {
+        Self { objects, fsync }
     }
 
-    /// The directory of a tenant's events table.
-    pub fn tenant_dir(&self, tenant: &str) -> PathBuf {
-        self.root.join("events").join(format!("tenant={tenant}"))
+    /// Its storage.
+    pub fn objects(&self) -> &Objects {
+        &self.objects
     }
 
     /// Writes one partition's records as file `id`: sorted by (host, time), durable on return.
@@ -146,23 +155,35 @@ impl Lake {
         batch: &RecordBatch,
         order: Order,
     ) -> Result<Staged, LakeError> {
-        let dir = self.root.join(format!("events/tenant={tenant}/date={date}"));
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
-        let tmp = dir.join(format!("{}.parquet.tmp", uuid::Uuid::new_v4().simple()));
-        let file = HashingWriter { file: File::create(&tmp).map_err(io(&tmp))?, hash: Sha256::new(), len: 0 };
-        let mut writer =
-            ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(order))).map_err(pq(&tmp))?;
-        writer.write(batch).map_err(pq(&tmp))?;
-        let out = writer.into_inner().map_err(pq(&tmp))?;
-        if self.fsync {
-            out.file.sync_all().map_err(io(&tmp))?;
-        }
-        let (len, digest) = (out.len, out.hash.finalize());
-        drop(out.file);
+        let (data, len, digest) = match self.objects.local_root() {
+            Some(root) => {
+                // Streamed to a temporary file in the partition, fsynced now (outside any lock).
+                let dir = root.join(format!("events/tenant={tenant}/date={date}"));
+                fs::create_dir_all(&dir).map_err(io(&dir))?;
+                let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+                let file = File::create(&tmp).map_err(io(&tmp))?;
+                let out =
+                    encode(HashingWriter { out: file, hash: Sha256::new(), len: 0 }, batch, order, &tmp)?;
+                if self.fsync {
+                    out.out.sync_all().map_err(io(&tmp))?;
+                }
+                (StagedData::Tmp(tmp), out.len, out.hash.finalize())
+            }
+            None => {
+                let name = Path::new("(memory)");
+                let out = encode(
+                    HashingWriter { out: Vec::new(), hash: Sha256::new(), len: 0 },
+                    batch,
+                    order,
+                    name,
+                )?;
+                (StagedData::Bytes(bytes::Bytes::from(out.out)), out.len, out.hash.finalize())
+            }
+        };
         let times = range::<TimestampMicrosecondType>(batch, schemas::fields::col::TIME);
         let seqs = range::<Int64Type>(batch, schemas::fields::col::STREAM_SEQ);
         Ok(Staged {
-            tmp,
+            data,
             tenant: tenant.to_owned(),
             date: date.to_owned(),
             rows: batch.num_rows() as i64,
@@ -175,7 +196,8 @@ impl Lake {
         })
     }
 
-    /// Gives a staged file its id and final name (rename, then fsync the directory).
+    /// Gives a staged file its id and final name: in a directory, rename and fsync the directory; in
+    /// a bucket, upload.
     pub fn publish(&self, staged: Staged, id: i64) -> Result<FileEntry, LakeError> {
         let rel = format!(
             "events/tenant={}/date={}/{id:012}-{}.parquet",
@@ -183,11 +205,20 @@ impl Lake {
             staged.date,
             uuid::Uuid::new_v4().simple()
         );
-        let path = self.root.join(&rel);
-        let dir = path.parent().expect("a lake file path has a parent");
-        fs::rename(&staged.tmp, &path).map_err(io(&path))?;
-        if self.fsync {
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        match (&staged.data, self.objects.local_root()) {
+            (StagedData::Tmp(tmp), Some(root)) => {
+                let path = root.join(&rel);
+                let dir = path.parent().expect("a lake file path has a parent");
+                fs::rename(tmp, &path).map_err(io(&path))?;
+                if self.fsync {
+                    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+                }
+            }
+            (StagedData::Bytes(b), _) => self.objects.put(&rel, b.clone())?,
+            (StagedData::Tmp(tmp), None) => {
+                let bytes = fs::read(tmp).map_err(io(tmp))?;
+                self.objects.put(&rel, bytes.into())?;
+            }
         }
         Ok(FileEntry {
             id,
@@ -206,11 +237,11 @@ impl Lake {
 
     /// Every row of a committed file as Arrow batches, after checking its checksum.
     pub fn read_batches(&self, entry: &FileEntry) -> Result<Vec<RecordBatch>, LakeError> {
-        let path = self.root.join(&entry.path);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(self.checked_bytes(entry)?))
-            .map_err(pq(&path))?
+        let path = Path::new(&entry.path);
+        let reader = ParquetRecordBatchReaderBuilder::try_new(self.checked_bytes(entry)?)
+            .map_err(pq(path))?
             .build()
-            .map_err(pq(&path))?;
+            .map_err(pq(path))?;
         reader.collect::<Result<Vec<_>, _>>().map_err(LakeError::Arrow)
     }
 
@@ -219,17 +250,8 @@ impl Lake {
         &self,
         entry: &FileEntry,
     ) -> Result<std::collections::BTreeMap<String, i64>, LakeError> {
-        let path = self.root.join(&entry.path);
-        let file = File::open(&path).map_err(io(&path))?;
-        let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(&path))?;
-        let mask = parquet::arrow::ProjectionMask::roots(
-            builder.parquet_schema(),
-            [schemas::fields::col::HOST_NAME],
-        );
-        let reader = builder.with_projection(mask).build().map_err(pq(&path))?;
         let mut counts = std::collections::BTreeMap::new();
-        for batch in reader {
-            let batch = batch.map_err(LakeError::Arrow)?;
+        for batch in self.read(entry, Some(&[schemas::fields::col::HOST_NAME]), None)? {
             let col = batch.column(0);
             for row in 0..batch.num_rows() {
                 *counts.entry(str_at(col.as_ref(), row).unwrap_or_default().to_owned()).or_insert(0) += 1;
@@ -240,28 +262,60 @@ impl Lake {
 
     /// Reads chosen rows (by index within the file) of a committed file, in the order asked.
     pub fn read_rows(&self, entry: &FileEntry, rows: &[usize]) -> Result<Vec<Record>, LakeError> {
-        let path = self.root.join(&entry.path);
-        let file = File::open(&path).map_err(io(&path))?;
         let mut sorted: Vec<usize> = rows.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
         let total = usize::try_from(entry.rows).unwrap_or(0);
         sorted.retain(|r| *r < total);
         let selection = RowSelection::from_consecutive_ranges(sorted.iter().map(|r| *r..*r + 1), total);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-            .map_err(pq(&path))?
-            .with_row_selection(selection)
-            .build()
-            .map_err(pq(&path))?;
         let mut got = Vec::with_capacity(sorted.len());
-        for batch in reader {
-            let batch = batch.map_err(LakeError::Arrow)?;
+        for batch in self.read(entry, None, Some(selection))? {
             got.extend(batch_to_records(&batch));
         }
         Ok(rows
             .iter()
             .filter_map(|r| sorted.binary_search(r).ok().and_then(|i| got.get(i).cloned()))
             .collect())
+    }
+
+    /// Reads some columns (all when `None`) of some rows (all when `None`) of a committed file,
+    /// fetching only the pages needed: from the file, or by ranged `GET`s from the bucket.
+    fn read(
+        &self,
+        entry: &FileEntry,
+        columns: Option<&[usize]>,
+        rows: Option<RowSelection>,
+    ) -> Result<Vec<RecordBatch>, LakeError> {
+        let path = Path::new(&entry.path);
+        let columns = columns.map(<[usize]>::to_vec);
+        if let Some(root) = self.objects.local_root() {
+            let full = root.join(&entry.path);
+            let file = File::open(&full).map_err(io(&full))?;
+            let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(path))?;
+            if let Some(cols) = columns {
+                let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
+                builder = builder.with_projection(mask);
+            }
+            if let Some(sel) = rows {
+                builder = builder.with_row_selection(sel);
+            }
+            let reader = builder.build().map_err(pq(path))?;
+            return reader.collect::<Result<Vec<_>, _>>().map_err(LakeError::Arrow);
+        }
+        let size = u64::try_from(entry.bytes).unwrap_or(0);
+        let fetched = self.objects.remote_read(&entry.path, move |store, location| async move {
+            let reader = ObjectFile { store, location, size };
+            let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+            if let Some(cols) = columns {
+                let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
+                builder = builder.with_projection(mask);
+            }
+            if let Some(sel) = rows {
+                builder = builder.with_row_selection(sel);
+            }
+            builder.build()?.try_collect::<Vec<_>>().await
+        });
+        fetched.expect("a lake that is not a directory is remote")?.map_err(pq(path))
     }
 
     /// Reads every row of a committed file, after checking its checksum.
@@ -275,9 +329,8 @@ impl Lake {
     }
 
     /// A committed file's bytes, refused if they do not match the catalog's checksum.
-    fn checked_bytes(&self, entry: &FileEntry) -> Result<Vec<u8>, LakeError> {
-        let path = self.root.join(&entry.path);
-        let bytes = fs::read(&path).map_err(io(&path))?;
+    fn checked_bytes(&self, entry: &FileEntry) -> Result<bytes::Bytes, LakeError> {
+        let bytes = self.objects.get(&entry.path)?;
         let found = sha256_hex(&bytes);
         if found != entry.sha256 {
             return Err(LakeError::Corrupt {
@@ -289,89 +342,113 @@ impl Lake {
         Ok(bytes)
     }
 
-    /// Every data file (`.parquet` and `.tmp`) under the events table, relative to the root; the
+    /// Every data file (`.parquet` and `.tmp-`) under the events table, relative to the root; the
     /// table's `_delta_log` and other `_`-prefixed directories are not data.
     pub fn list_files(&self) -> Result<Vec<String>, LakeError> {
-        let mut out = Vec::new();
-        let mut stack = vec![self.root.join("events")];
-        while let Some(dir) = stack.pop() {
-            for entry in fs::read_dir(&dir).map_err(io(&dir))? {
-                let p = entry.map_err(io(&dir))?.path();
-                if p.is_dir() {
-                    if !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('_')) {
-                        stack.push(p);
-                    }
-                } else if let Ok(rel) = p.strip_prefix(&self.root) {
-                    out.push(rel.to_string_lossy().into_owned());
-                }
-            }
-        }
-        out.sort();
-        Ok(out)
+        Ok(self
+            .objects
+            .list("events")?
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| !p.split('/').rev().skip(1).any(|dir| dir.starts_with('_')))
+            .collect())
     }
 
     /// Removes a file (relative path).
     pub fn remove(&self, rel: &str) -> Result<(), LakeError> {
-        let p = self.root.join(rel);
-        fs::remove_file(&p).map_err(io(&p))
+        Ok(self.objects.delete(&[rel.to_owned()])?)
     }
 
-    /// Removes files that left the table, then fsyncs their directories; files already gone are fine.
+    /// Removes files that left the table; files already gone are fine.
     pub fn remove_all(&self, rels: &[String]) -> Result<(), LakeError> {
-        let mut dirs = std::collections::BTreeSet::new();
-        for rel in rels {
-            let p = self.root.join(rel);
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(source) => return Err(LakeError::Io { path: p.display().to_string(), source }),
-            }
-            if let Some(d) = p.parent() {
-                dirs.insert(d.to_owned());
-            }
-        }
-        for d in dirs {
-            // A partition left empty goes too, so readers of the directory see no empty dates.
-            if fs::read_dir(&d).map(|mut it| it.next().is_none()).unwrap_or(false) {
-                let _ = fs::remove_dir(&d);
-            } else if self.fsync {
-                File::open(&d).and_then(|f| f.sync_all()).map_err(io(&d))?;
-            }
-        }
-        Ok(())
+        Ok(self.objects.delete(rels)?)
     }
 
     /// Writes raw bytes durably (used by tests that corrupt files, and by tools).
     pub fn overwrite(&self, rel: &str, bytes: &[u8]) -> Result<(), LakeError> {
-        let p = self.root.join(rel);
-        let mut f = File::create(&p).map_err(io(&p))?;
-        f.write_all(bytes).and_then(|_| f.sync_all()).map_err(io(&p))
+        Ok(self.objects.put(rel, bytes::Bytes::copy_from_slice(bytes))?)
+    }
+}
+
+/// Encodes `batch` as one Parquet file into `out`.
+fn encode<W: Write + Send>(out: W, batch: &RecordBatch, order: Order, name: &Path) -> Result<W, LakeError> {
+    let mut writer =
+        ArrowWriter::try_new(out, batch.schema(), Some(writer_properties(order))).map_err(pq(name))?;
+    writer.write(batch).map_err(pq(name))?;
+    writer.into_inner().map_err(pq(name))
+}
+
+/// A lake file in a bucket, read by ranged `GET`s (the footer first, then the pages a read needs).
+struct ObjectFile {
+    store: std::sync::Arc<dyn object_store::ObjectStore>,
+    location: object_store::path::Path,
+    size: u64,
+}
+
+impl AsyncFileReader for ObjectFile {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            object_store::ObjectStoreExt::get_range(self.store.as_ref(), &self.location, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        // Adjacent ranges are coalesced into one request by the store.
+        Box::pin(async move {
+            self.store
+                .get_ranges(&self.location, &ranges)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<'a, parquet::errors::Result<std::sync::Arc<ParquetMetaData>>> {
+        Box::pin(async move {
+            let size = self.size;
+            // One request usually gets the whole footer (Cordon's footers are a few KiB).
+            let meta = ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(std::sync::Arc::new(meta))
+        })
     }
 }
 
 /// A file writer that hashes what it writes, so the checksum costs no second read.
-struct HashingWriter {
-    file: File,
+struct HashingWriter<W> {
+    out: W,
     hash: Sha256,
     len: u64,
 }
 
-impl Write for HashingWriter {
+impl<W: Write> Write for HashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.out.write(buf)?;
         self.hash.update(&buf[..n]);
         self.len += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
+        self.out.flush()
     }
 }
 
 /// A file encoded to a temporary name, not yet part of the lake.
 #[derive(Debug)]
 pub struct Staged {
-    tmp: PathBuf,
+    data: StagedData,
     tenant: String,
     date: String,
     rows: i64,
@@ -383,10 +460,19 @@ pub struct Staged {
     max_seq: i64,
 }
 
+/// Where a staged file's bytes wait: a temporary file in the partition, or memory (for a bucket).
+#[derive(Debug)]
+enum StagedData {
+    Tmp(PathBuf),
+    Bytes(bytes::Bytes),
+}
+
 impl Staged {
     /// Deletes the temporary file (the operation that staged it gave up).
     pub fn discard(self) {
-        let _ = fs::remove_file(&self.tmp);
+        if let StagedData::Tmp(tmp) = &self.data {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 //! `RELIABILITY.md`:
 //!
 //! 1. refuse messages whose batch key the catalog already holds (redeliveries, late retries);
-//! 2. write one Parquet file per (tenant, date), fsync, rename, fsync the directory ([`lake`]);
+//! 2. write one Parquet file per (tenant, date), fsync, rename, fsync the directory ([`lake`]); or,
+//!    when the lake is in an S3-compatible bucket, upload it whole ([`objects`]);
 //! 3. in one catalog transaction, record the files, the batch keys, host summaries and the consumer
 //!    checkpoint ([`catalog`]) — **the commit point**;
 //! 4. add the rows to the tantivy writer ([`index`]), whose commits are batched by count and time and
@@ -30,6 +31,7 @@ pub mod failpoint;
 pub mod index;
 pub mod lake;
 mod maintain;
+pub mod objects;
 pub mod query;
 
 pub use index::CommitPolicy;
@@ -40,6 +42,7 @@ use cpu::{CpuError, CpuRuntime};
 use delta::{DeltaError, DeltaLog};
 use index::{FullTextIndex, HostMatches, IndexError, IocField, SearchQuery};
 use lake::{Lake, LakeError};
+use objects::Objects;
 use query::{QueryEngine, QueryError, SqlLimits, SqlOutput, TimelineQuery};
 use schemas::{Cell, FIELDS, Record, Search};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -85,8 +88,13 @@ pub enum StoreError {
 /// How to open the store.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
-    /// Data directory: `lake/` and `index/` live here (and `meta.db` by default).
+    /// Data directory: `index/` lives here, and `lake/` and `meta.db` by default.
     pub data_dir: PathBuf,
+    /// Where the lake is instead of `<data_dir>/lake`: another directory or `s3://bucket/prefix`.
+    pub lake_url: Option<String>,
+    /// Object-store options for `lake_url` (`endpoint`, `region`, `access_key_id`, `allow_http`...),
+    /// over the `AWS_*` environment.
+    pub lake_options: Vec<(String, String)>,
     /// `sqlite://...` or `postgres://...`.
     pub metadata_url: String,
     /// fsync lake files (turn off only for benchmarks of the encoder).
@@ -109,6 +117,8 @@ impl StoreConfig {
         let metadata_url = format!("sqlite://{}", data_dir.join("meta.db").display());
         Self {
             data_dir,
+            lake_url: None,
+            lake_options: Vec::new(),
             metadata_url,
             fsync: true,
             query_memory_bytes: 1 << 30,
@@ -162,8 +172,11 @@ pub struct VerifyReport {
     pub rows: i64,
     /// Files whose checksum does not match, or that are missing.
     pub bad_files: Vec<String>,
-    /// Files on disk the catalog does not know.
+    /// Files in the lake the catalog does not know, now.
     pub orphans: Vec<String>,
+    /// Files the catalog did not know that start-up recovery removed when this store was opened
+    /// (leftovers of interrupted commits or maintenance).
+    pub orphans_removed_at_open: Vec<String>,
     /// Documents in the index.
     pub indexed_docs: u64,
     /// The Delta log's latest version.
@@ -191,6 +204,8 @@ pub struct Store {
     index_commit: CommitPolicy,
     delta_interval: std::time::Duration,
     last_delta_sync: std::sync::Mutex<std::time::Instant>,
+    /// What recovery removed on open, for `verify`.
+    removed_at_open: std::sync::Mutex<Vec<String>>,
 }
 
 impl Store {
@@ -199,13 +214,15 @@ impl Store {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|source| StoreError::Io { path: cfg.data_dir.display().to_string(), source })?;
         let catalog = Catalog::connect(&cfg.metadata_url).await?;
-        let lake = Lake::open(&cfg.data_dir.join("lake"), cfg.fsync)?;
+        let location =
+            cfg.lake_url.clone().unwrap_or_else(|| cfg.data_dir.join("lake").display().to_string());
+        let objects = Objects::open(&location, &cfg.lake_options, cfg.fsync).map_err(LakeError::from)?;
+        let lake = Lake::new(objects.clone(), cfg.fsync);
         let index = Arc::new(FullTextIndex::open(&cfg.data_dir.join("index"))?);
-        let engine = QueryEngine::new(cfg.data_dir.join("lake"), cfg.query_memory_bytes)?;
+        let engine = QueryEngine::new(objects.clone(), cfg.query_memory_bytes)?;
         let cpu = CpuRuntime::new(cfg.cpu_threads)
             .map_err(|source| StoreError::Io { path: "cpu runtime".to_owned(), source })?;
-        let delta = DeltaLog::open(&cfg.data_dir.join("lake").join("events"), cfg.fsync)?
-            .with_checkpoint_every(cfg.delta_checkpoint_every);
+        let delta = DeltaLog::open(&objects, "events")?.with_checkpoint_every(cfg.delta_checkpoint_every);
         let store = Arc::new(Self {
             lake,
             catalog,
@@ -219,6 +236,7 @@ impl Store {
             index_commit: cfg.index_commit,
             delta_interval: cfg.delta_interval,
             last_delta_sync: std::sync::Mutex::new(std::time::Instant::now()),
+            removed_at_open: std::sync::Mutex::new(Vec::new()),
         });
         store.recover().await?;
         Ok(store)
@@ -429,6 +447,8 @@ impl Store {
             report.delta_version = delta.version();
             report.delta_files = delta.file_count();
         }
+        report.orphans_removed_at_open =
+            self.removed_at_open.lock().unwrap_or_else(|e| e.into_inner()).clone();
         report.orphans = self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
         let lake = self.lake.clone();
         report.bad_files = self

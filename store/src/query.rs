@@ -6,6 +6,7 @@
 //! a memory pool cap, no spilling to disk, a wall-clock cap and a row cap.
 
 use crate::convert::{batch_to_records, str_at};
+use crate::objects::Objects;
 use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
@@ -19,7 +20,6 @@ use datafusion::prelude::{Expr, SQLOptions, SessionConfig, SessionContext, col, 
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 use schemas::Record;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -108,7 +108,7 @@ pub struct TimelineQuery {
 /// The query engine: one runtime (memory pool, no disk) shared by all sessions.
 #[derive(Clone, Debug)]
 pub struct QueryEngine {
-    lake_root: PathBuf,
+    objects: Objects,
     runtime: Arc<RuntimeEnv>,
 }
 
@@ -117,8 +117,8 @@ fn ts(t: i64) -> Expr {
 }
 
 impl QueryEngine {
-    /// An engine over the lake at `lake_root` with a memory budget for all queries together.
-    pub fn new(lake_root: PathBuf, memory_bytes: usize) -> Result<Self, QueryError> {
+    /// An engine over the lake on `objects` with a memory budget for all queries together.
+    pub fn new(objects: Objects, memory_bytes: usize) -> Result<Self, QueryError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(memory_bytes, 1.0)
             .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
@@ -127,7 +127,10 @@ impl QueryEngine {
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
             .build_arc()
             .map_err(QueryError::Internal)?;
-        Ok(Self { lake_root, runtime })
+        if let Some((url, store)) = objects.object_store() {
+            runtime.register_object_store(&url, store);
+        }
+        Ok(Self { objects, runtime })
     }
 
     /// A session whose only table is `events`, the tenant's rows.
@@ -138,9 +141,13 @@ impl QueryEngine {
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
         let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
-        let dir = self.lake_root.join("events").join(format!("tenant={tenant}"));
-        std::fs::create_dir_all(&dir).map_err(|e| QueryError::Internal(DataFusionError::IoError(e)))?;
-        let url = ListingTableUrl::parse(format!("{}/", dir.display())).map_err(classify)?;
+        let rel = format!("events/tenant={tenant}");
+        if let Some(root) = self.objects.local_root() {
+            // A local listing of a missing directory fails; a bucket prefix is simply empty.
+            std::fs::create_dir_all(root.join(&rel))
+                .map_err(|e| QueryError::Internal(DataFusionError::IoError(e)))?;
+        }
+        let url = ListingTableUrl::parse(self.objects.dir_url(&rel)).map_err(classify)?;
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);

@@ -224,13 +224,18 @@ pub fn counts(api: &str, token: &str) -> anyhow::Result<(u64, u64)> {
 /// application transaction version) and `operations` (newest first). Fails with the install command
 /// when the package is missing.
 pub fn delta_read(table: &Path) -> anyhow::Result<Value> {
+    delta_read_uri(&table.display().to_string(), &serde_json::json!({}))
+}
+
+/// As [`delta_read`], for a table at a URI (`s3://...`) with delta-rs storage options.
+pub fn delta_read_uri(uri: &str, storage_options: &Value) -> anyhow::Result<Value> {
     const SCRIPT: &str = r#"
 import json, sys
 try:
     from deltalake import DeltaTable, QueryBuilder
 except ImportError:
     sys.exit("the deltalake Python package is missing: python3 -m pip install deltalake")
-dt = DeltaTable(sys.argv[1])
+dt = DeltaTable(sys.argv[1], storage_options=json.loads(sys.argv[2]) or None)
 res = QueryBuilder().register("t", dt).execute(
     "SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM t").read_all()
 rows = [{"n": res.column("n").to_pylist()[0], "d": res.column("d").to_pylist()[0]}]
@@ -245,11 +250,125 @@ print(json.dumps({
 "#;
     let out = Command::new("python3")
         .args(["-c", SCRIPT])
-        .arg(table)
+        .arg(uri)
+        .arg(storage_options.to_string())
         .output()
         .context("running python3 (needed for the Delta reference reader)")?;
     if !out.status.success() {
         bail!("delta reader failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     serde_json::from_slice(&out.stdout).context("delta reader output")
+}
+
+/// A throwaway S3-compatible server (moto's `moto_server`) on a free loopback port, with one bucket;
+/// killed on drop. Fails with the install command when `moto_server` is missing.
+#[derive(Debug)]
+pub struct S3Server {
+    child: Child,
+    /// Its endpoint, `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// The bucket it was started with.
+    pub bucket: String,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl S3Server {
+    /// Starts the server and creates `bucket`.
+    pub fn start(bucket: &str) -> anyhow::Result<Self> {
+        for _ in 0..5 {
+            // moto takes a port, not 0: pick a free one and retry if someone else takes it first.
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let child = match Command::new("moto_server")
+                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                    "moto_server (an S3-compatible test server) was not found on PATH. Install it with:\n    \
+                     python3 -m pip install 'moto[server]'"
+                ),
+                Err(e) => return Err(e).context("starting moto_server"),
+            };
+            let mut server =
+                Self { child, endpoint: format!("http://127.0.0.1:{port}"), bucket: bucket.to_owned() };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if server.child.try_wait()?.is_some() {
+                    break;
+                }
+                if ureq::put(&format!("{}/{bucket}", server.endpoint)).send_empty().is_ok() {
+                    return Ok(server);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = server.child.kill();
+        }
+        bail!("moto_server did not start")
+    }
+
+    /// `cordon serve` flags that put the lake in this bucket under `prefix`.
+    pub fn lake_args(&self, prefix: &str) -> Vec<String> {
+        let mut args = vec!["--lake-url".to_owned(), format!("s3://{}/{prefix}", self.bucket)];
+        for opt in [
+            format!("endpoint={}", self.endpoint),
+            "allow_http=true".to_owned(),
+            "region=us-east-1".to_owned(),
+            "access_key_id=test".to_owned(),
+            "secret_access_key=test".to_owned(),
+        ] {
+            args.push("--lake-option".to_owned());
+            args.push(opt);
+        }
+        args
+    }
+
+    /// delta-rs storage options for this server.
+    pub fn delta_options(&self) -> Value {
+        serde_json::json!({
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ALLOW_HTTP": "true",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+        })
+    }
+
+    /// Keys under `prefix` in the bucket, read through the S3 API itself (ListObjectsV2).
+    pub fn keys(&self, prefix: &str) -> anyhow::Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{}/{}?list-type=2&prefix={prefix}", self.endpoint, self.bucket);
+            if let Some(t) = &token {
+                url.push_str(&format!(
+                    "&continuation-token={}",
+                    t.replace('+', "%2B").replace('/', "%2F").replace('=', "%3D")
+                ));
+            }
+            let body = ureq::get(&url).call()?.body_mut().read_to_string()?;
+            for part in body.split("<Key>").skip(1) {
+                if let Some(k) = part.split("</Key>").next() {
+                    keys.push(k.to_owned());
+                }
+            }
+            token = body
+                .split("<NextContinuationToken>")
+                .nth(1)
+                .and_then(|p| p.split("</NextContinuationToken>").next())
+                .map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
 }

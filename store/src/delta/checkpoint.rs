@@ -7,7 +7,8 @@
 //! `_delta_log/_last_checkpoint` then points at it. Both are written to a temporary name and renamed,
 //! so a reader sees a whole checkpoint or none.
 
-use super::{APP_ID, AddMeta, DeltaError, MetaInfo, io};
+use super::{APP_ID, AddMeta, DeltaError, MetaInfo};
+use crate::objects::Objects;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, Int32Array, Int64Array, ListBuilder, MapArray, MapBuilder, MapFieldNames,
     StringArray, StringBuilder, StructArray,
@@ -18,8 +19,6 @@ use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::path::Path;
 use std::sync::Arc;
 
 /// The table state a checkpoint holds.
@@ -31,8 +30,8 @@ pub(super) struct Snapshot {
     pub meta: Option<MetaInfo>,
 }
 
-fn corrupt(path: &Path, reason: impl Into<String>) -> DeltaError {
-    DeltaError::Corrupt { path: path.display().to_string(), line: 0, reason: reason.into() }
+fn corrupt(path: &str, reason: impl Into<String>) -> DeltaError {
+    DeltaError::Corrupt { path: path.to_owned(), line: 0, reason: reason.into() }
 }
 
 fn map_names() -> MapFieldNames {
@@ -71,7 +70,12 @@ fn strukt(children: Vec<(&str, ArrayRef)>, valid: &[bool]) -> Result<StructArray
 
 /// Writes the checkpoint of `snap` at `version` and points `_last_checkpoint` at it; the number of
 /// actions written.
-pub(super) fn write(log_dir: &Path, version: i64, snap: &Snapshot, fsync: bool) -> Result<usize, DeltaError> {
+pub(super) fn write(
+    objects: &Objects,
+    log_dir: &str,
+    version: i64,
+    snap: &Snapshot,
+) -> Result<usize, DeltaError> {
     let meta = snap.meta.as_ref().ok_or_else(|| corrupt(log_dir, "no metaData to checkpoint"))?;
     // Rows: 0 protocol, 1 metaData, 2 txn, 3.. add.
     let n = 3 + snap.files.len();
@@ -165,41 +169,25 @@ pub(super) fn write(log_dir: &Path, version: i64, snap: &Snapshot, fsync: bool) 
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns.into_iter().map(|(_, a)| a).collect())
         .map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
 
-    let target = log_dir.join(format!("{version:020}.checkpoint.parquet"));
-    let tmp = log_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-    let file = File::create(&tmp).map_err(io(&tmp))?;
     let mut w =
-        ArrowWriter::try_new(file, schema, None).map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
+        ArrowWriter::try_new(Vec::new(), schema, None).map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
     w.write(&batch).map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
-    let file = w.into_inner().map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
-    if fsync {
-        file.sync_all().map_err(io(&tmp))?;
-    }
-    drop(file);
-    fs::rename(&tmp, &target).map_err(io(&target))?;
+    let bytes = w.into_inner().map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
+    objects.put(&format!("{log_dir}/{version:020}.checkpoint.parquet"), bytes.into())?;
     let last = serde_json::json!({"version": version, "size": n}).to_string();
-    let tmp = log_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-    fs::write(&tmp, last).map_err(io(&tmp))?;
-    if fsync {
-        File::open(&tmp).and_then(|f| f.sync_all()).map_err(io(&tmp))?;
-    }
-    let pointer = log_dir.join("_last_checkpoint");
-    fs::rename(&tmp, &pointer).map_err(io(&pointer))?;
-    if fsync {
-        File::open(log_dir).and_then(|d| d.sync_all()).map_err(io(log_dir))?;
-    }
+    objects.put(&format!("{log_dir}/_last_checkpoint"), last.into())?;
     Ok(n)
 }
 
-fn child<'a, T: 'static>(s: &'a StructArray, name: &str, path: &Path) -> Result<&'a T, DeltaError> {
+fn child<'a, T: 'static>(s: &'a StructArray, name: &str, path: &str) -> Result<&'a T, DeltaError> {
     s.column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<T>())
         .ok_or_else(|| corrupt(path, format!("checkpoint column {name} is missing or mistyped")))
 }
 
 /// Reads a checkpoint file back into a snapshot.
-pub(super) fn read(path: &Path) -> Result<Snapshot, DeltaError> {
-    let file = File::open(path).map_err(io(path))?;
+pub(super) fn read(path: &str, bytes: &bytes::Bytes) -> Result<Snapshot, DeltaError> {
+    let file = bytes.clone();
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .and_then(|b| b.build())
         .map_err(|e| corrupt(path, e.to_string()))?;

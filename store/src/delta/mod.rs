@@ -9,8 +9,9 @@
 //! of application `cordon-ingest`. A crash between the catalog commit and the log commit leaves the log
 //! behind, never ahead; the next sync (on start at the latest) catches it up.
 //!
-//! A commit is written to a temporary file, fsynced, and linked to its version's name, which fails if
-//! the version exists, so two writers can never both commit a version (Delta's put-if-absent rule).
+//! A commit is written put-if-absent ([`Objects::put_new`]: a temporary file, fsynced and hard-linked
+//! to its version's name in a directory; `If-None-Match: *` in a bucket), which fails if the version
+//! exists, so two writers can never both commit a version (Delta's put-if-absent rule).
 //!
 //! Every `checkpoint_every` versions the whole snapshot is written as a Parquet checkpoint
 //! ([`checkpoint`]), and commits older than the previous checkpoint are deleted: readers start from
@@ -20,12 +21,10 @@
 mod checkpoint;
 
 use crate::catalog::FileEntry;
+use crate::objects::{Objects, ObjectsError};
 use schemas::{FIELDS, Kind};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
 
 /// The `txn` application id whose version is the ingest checkpoint.
 pub const APP_ID: &str = "cordon-ingest";
@@ -33,15 +32,9 @@ pub const APP_ID: &str = "cordon-ingest";
 /// Delta log failures.
 #[derive(Debug, thiserror::Error)]
 pub enum DeltaError {
-    /// File system.
-    #[error("delta log I/O error at {path}")]
-    Io {
-        /// The path.
-        path: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    /// Storage (directory or bucket).
+    #[error("delta log storage error")]
+    Objects(#[from] ObjectsError),
     /// A log file does not parse.
     #[error("delta log file {path} line {line} is not a valid action: {reason}")]
     Corrupt {
@@ -58,10 +51,6 @@ pub enum DeltaError {
     /// Another writer committed the version this one was about to write.
     #[error("delta log version {0} already exists: another writer is committing to this table")]
     Conflict(i64),
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeltaError + '_ {
-    move |source| DeltaError::Io { path: path.display().to_string(), source }
 }
 
 /// Why a commit changes the table, recorded as its `commitInfo.operation`.
@@ -118,9 +107,9 @@ pub const CHECKPOINT_EVERY: i64 = 100;
 /// The log and the snapshot it describes.
 #[derive(Debug)]
 pub struct DeltaLog {
-    table: PathBuf,
-    log_dir: PathBuf,
-    fsync: bool,
+    objects: Objects,
+    /// `<table>/_delta_log`, relative to the storage root.
+    log_dir: String,
     /// Latest version (-1 before the first commit).
     version: i64,
     /// Live files by table-relative path.
@@ -136,14 +125,16 @@ pub struct DeltaLog {
 }
 
 impl DeltaLog {
-    /// Opens the log of the table at `table` (the lake's `events` directory), replaying it.
-    pub fn open(table: &Path, fsync: bool) -> Result<Self, DeltaError> {
-        let log_dir = table.join("_delta_log");
-        fs::create_dir_all(&log_dir).map_err(io(&log_dir))?;
+    /// Opens the log of the table at `table` (the lake's `events` directory, relative to the storage
+    /// root), replaying it.
+    pub fn open(objects: &Objects, table: &str) -> Result<Self, DeltaError> {
+        let log_dir = match table.trim_matches('/') {
+            "" => "_delta_log".to_owned(),
+            t => format!("{t}/_delta_log"),
+        };
         let mut log = Self {
-            table: table.to_owned(),
+            objects: objects.clone(),
             log_dir,
-            fsync,
             version: -1,
             files: BTreeMap::new(),
             txn_version: -1,
@@ -152,11 +143,11 @@ impl DeltaLog {
             checkpoint_every: CHECKPOINT_EVERY,
             checkpoint: -1,
         };
-        let mut versions: Vec<(i64, PathBuf)> = Vec::new();
-        let mut checkpoints: Vec<(i64, PathBuf)> = Vec::new();
-        for entry in fs::read_dir(&log.log_dir).map_err(io(&log.log_dir))? {
-            let p = entry.map_err(io(&log.log_dir))?.path();
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut versions: Vec<(i64, String)> = Vec::new();
+        let mut checkpoints: Vec<(i64, String)> = Vec::new();
+        let mut temps = Vec::new();
+        for (p, _) in log.objects.list(&log.log_dir)? {
+            let name = p.rsplit('/').next().unwrap_or_default().to_owned();
             if let Some(v) = name.strip_suffix(".json").and_then(|v| v.parse::<i64>().ok()) {
                 versions.push((v, p));
             } else if let Some(v) =
@@ -165,14 +156,15 @@ impl DeltaLog {
                 checkpoints.push((v, p));
             } else if name.starts_with(".tmp-") {
                 // An interrupted commit or checkpoint: never linked, so never part of the table.
-                let _ = fs::remove_file(&p);
+                temps.push(p);
             }
         }
+        log.objects.delete(&temps)?;
         versions.sort();
         checkpoints.sort();
         // Start from the latest checkpoint (checkpoints are renamed into place whole), then replay.
         if let Some((v, p)) = checkpoints.last() {
-            let snap = checkpoint::read(p)?;
+            let snap = checkpoint::read(p, &log.objects.get(p)?)?;
             (log.files, log.txn_version, log.txn_updated, log.meta) =
                 (snap.files, snap.txn_version, snap.txn_updated, snap.meta);
             (log.version, log.checkpoint) = (*v, *v);
@@ -182,7 +174,7 @@ impl DeltaLog {
             let expect = log.version + 1;
             if *v != expect {
                 return Err(DeltaError::Corrupt {
-                    path: p.display().to_string(),
+                    path: p.clone(),
                     line: 0,
                     reason: format!("version {v} found where {expect} was expected (a gap in the log)"),
                 });
@@ -199,19 +191,19 @@ impl DeltaLog {
         self
     }
 
-    fn replay(&mut self, path: &Path) -> Result<(), DeltaError> {
-        let f = File::open(path).map_err(io(path))?;
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(io(path))?;
+    fn replay(&mut self, path: &str) -> Result<(), DeltaError> {
+        let bytes = self.objects.get(path)?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| DeltaError::Corrupt {
+            path: path.to_owned(),
+            line: 0,
+            reason: format!("not UTF-8: {e}"),
+        })?;
+        for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let corrupt = |reason: String| DeltaError::Corrupt {
-                path: path.display().to_string(),
-                line: i + 1,
-                reason,
-            };
-            let v: Value = serde_json::from_str(&line).map_err(|e| corrupt(e.to_string()))?;
+            let corrupt = |reason: String| DeltaError::Corrupt { path: path.to_owned(), line: i + 1, reason };
+            let v: Value = serde_json::from_str(line).map_err(|e| corrupt(e.to_string()))?;
             if let Some(add) = v.get("add") {
                 let p = add["path"].as_str().ok_or_else(|| corrupt("add without a path".into()))?;
                 let date = add["partitionValues"]["date"].as_str().unwrap_or_default().to_owned();
@@ -364,23 +356,26 @@ impl DeltaLog {
             txn_updated: self.txn_updated,
             meta: self.meta.clone(),
         };
-        checkpoint::write(&self.log_dir, self.version, &snap, self.fsync)?;
+        checkpoint::write(&self.objects, &self.log_dir, self.version, &snap)?;
         let keep_from = self.checkpoint;
         self.checkpoint = self.version;
         if keep_from < 0 {
             return Ok(());
         }
-        for entry in fs::read_dir(&self.log_dir).map_err(io(&self.log_dir))? {
-            let p = entry.map_err(io(&self.log_dir))?.path();
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let v = name
-                .strip_suffix(".json")
-                .or_else(|| name.strip_suffix(".checkpoint.parquet"))
-                .and_then(|v| v.parse::<i64>().ok());
-            if v.is_some_and(|v| v < keep_from) {
-                fs::remove_file(&p).map_err(io(&p))?;
-            }
-        }
+        let old: Vec<String> = self
+            .objects
+            .list(&self.log_dir)?
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| {
+                let name = p.rsplit('/').next().unwrap_or_default();
+                name.strip_suffix(".json")
+                    .or_else(|| name.strip_suffix(".checkpoint.parquet"))
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .is_some_and(|v| v < keep_from)
+            })
+            .collect();
+        self.objects.delete(&old)?;
         Ok(())
     }
 
@@ -390,38 +385,16 @@ impl DeltaLog {
     }
 
     fn write_version(&self, version: i64, lines: &[Value]) -> Result<(), DeltaError> {
-        let tmp = self.log_dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-        let target = self.log_dir.join(format!("{version:020}.json"));
         let mut body = String::new();
         for l in lines {
             body.push_str(&l.to_string());
             body.push('\n');
         }
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(body.as_bytes()).map_err(io(&tmp))?;
-        if self.fsync {
-            f.sync_all().map_err(io(&tmp))?;
+        match self.objects.put_new(&format!("{}/{version:020}.json", self.log_dir), body.into()) {
+            Ok(()) => Ok(()),
+            Err(ObjectsError::AlreadyExists { .. }) => Err(DeltaError::Conflict(version)),
+            Err(e) => Err(e.into()),
         }
-        drop(f);
-        // Put-if-absent: a hard link fails when the version already exists.
-        let linked = fs::hard_link(&tmp, &target);
-        let _ = fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                return Err(DeltaError::Conflict(version));
-            }
-            Err(source) => return Err(DeltaError::Io { path: target.display().to_string(), source }),
-        }
-        if self.fsync {
-            File::open(&self.log_dir).and_then(|d| d.sync_all()).map_err(io(&self.log_dir))?;
-        }
-        Ok(())
-    }
-
-    /// The table's directory.
-    pub fn table(&self) -> &Path {
-        &self.table
     }
 }
 
@@ -488,6 +461,7 @@ pub fn schema_string() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn entry(id: i64, date: &str) -> FileEntry {
         FileEntry {
@@ -508,7 +482,7 @@ mod tests {
     #[test]
     fn sync_writes_the_difference_and_replays_to_the_same_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = DeltaLog::open(dir.path(), false).unwrap();
+        let mut log = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap();
         assert_eq!(log.version(), -1);
         let (a, b, c) = (entry(1, "2026-01-01"), entry(2, "2026-01-01"), entry(3, "2026-01-02"));
         let out = log.sync(&[a.clone(), b.clone()], 7, Operation::Write, 1).unwrap();
@@ -524,7 +498,7 @@ mod tests {
         let v0 = fs::read_to_string(dir.path().join("_delta_log/00000000000000000000.json")).unwrap();
         assert!(v0.contains("\"protocol\"") && v0.contains("\"partitionColumns\":[\"date\"]"));
 
-        let again = DeltaLog::open(dir.path(), false).unwrap();
+        let again = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap();
         assert_eq!(again.version(), 1);
         assert_eq!(again.file_count(), 1);
         assert_eq!(again.txn_version(), 9);
@@ -534,8 +508,8 @@ mod tests {
     #[test]
     fn an_existing_version_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
-        let mut first = DeltaLog::open(dir.path(), false).unwrap();
-        let mut second = DeltaLog::open(dir.path(), false).unwrap();
+        let mut first = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap();
+        let mut second = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap();
         first.sync(&[entry(1, "2026-01-01")], 1, Operation::Write, 1).unwrap();
         let err = second.sync(&[entry(2, "2026-01-01")], 2, Operation::Write, 2).unwrap_err();
         assert!(matches!(err, DeltaError::Conflict(0)), "{err}");
@@ -544,18 +518,19 @@ mod tests {
     #[test]
     fn a_gap_in_the_log_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = DeltaLog::open(dir.path(), false).unwrap();
+        let mut log = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap();
         log.sync(&[entry(1, "2026-01-01")], 1, Operation::Write, 1).unwrap();
         log.sync(&[entry(2, "2026-01-01")], 2, Operation::Write, 2).unwrap();
         fs::remove_file(dir.path().join("_delta_log/00000000000000000000.json")).unwrap();
-        let err = DeltaLog::open(dir.path(), false).unwrap_err();
+        let err = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap_err();
         assert!(err.to_string().contains("a gap in the log"), "{err}");
     }
 
     #[test]
     fn checkpoints_replace_the_old_log_and_replay_to_the_same_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = DeltaLog::open(dir.path(), false).unwrap().with_checkpoint_every(3);
+        let mut log =
+            DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap().with_checkpoint_every(3);
         let mut live = Vec::new();
         for i in 1..=8 {
             live.push(entry(i, if i % 2 == 0 { "2026-01-01" } else { "2026-01-02" }));
@@ -576,7 +551,7 @@ mod tests {
         let last = fs::read_to_string(dir.path().join("_delta_log/_last_checkpoint")).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&last).unwrap()["version"], 6);
 
-        let again = DeltaLog::open(dir.path(), false).unwrap();
+        let again = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap();
         assert_eq!(again.version(), 7);
         assert_eq!(again.txn_version(), 108);
         assert_eq!(again.files, log.files, "checkpoint + replay gives the same snapshot");
@@ -585,7 +560,7 @@ mod tests {
         assert_eq!(again.file_count(), 7);
         // Only the checkpoint: the snapshot at its version.
         fs::remove_file(dir.path().join("_delta_log/00000000000000000007.json")).unwrap();
-        let at6 = DeltaLog::open(dir.path(), false).unwrap();
+        let at6 = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap();
         assert_eq!((at6.version(), at6.file_count(), at6.txn_version()), (6, 6, 107));
         assert_eq!(at6.txn_updated, 7, "the txn time read back from the checkpoint");
     }

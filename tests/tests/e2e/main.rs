@@ -9,6 +9,7 @@ mod bad_input;
 mod crash;
 mod deps;
 mod maintenance;
+mod object_store;
 mod pipeline;
 mod sql;
 

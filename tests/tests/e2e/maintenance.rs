@@ -49,7 +49,7 @@ fn indexed(server: &Server) -> anyhow::Result<u64> {
 }
 
 /// Waits until the API shows exactly `expected` rows, distinct ids and index documents.
-fn wait_exact(server: &Server, tok: &str, expected: u64) -> anyhow::Result<()> {
+pub(crate) fn wait_exact(server: &Server, tok: &str, expected: u64) -> anyhow::Result<()> {
     let got = eventually(Duration::from_secs(60), || {
         let c = counts(&server.api, tok)?;
         let docs = indexed(server)?;
@@ -62,7 +62,7 @@ fn wait_exact(server: &Server, tok: &str, expected: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn cordon(args: &[&str]) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn cordon(args: &[&str]) -> anyhow::Result<serde_json::Value> {
     let (code, out) = run(&bin(), args)?;
     anyhow::ensure!(code == 0, "cordon {args:?} exited {code}: {out}");
     serde_json::from_str(out.trim()).map_err(|e| anyhow::anyhow!("cordon {args:?} printed {out:?}: {e}"))

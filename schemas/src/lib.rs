@@ -19,10 +19,12 @@
 //! assert_eq!(rec.host(), "ws-1");
 //! ```
 
+pub mod attack;
 pub mod decode;
 pub mod fields;
 pub mod ids;
 pub mod metrics;
+pub mod policy;
 pub mod record;
 pub mod subject;
 pub mod time;

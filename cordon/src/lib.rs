@@ -6,6 +6,7 @@
 
 pub mod config;
 mod demo;
+pub mod eval;
 pub mod nats;
 
 use anyhow::Context;
@@ -48,6 +49,30 @@ pub enum Command {
     /// Delete partitions past the retention period and unreferenced files (Delta VACUUM; server
     /// stopped). `--retention-days` (or the configuration) sets the period.
     Vacuum(ServeArgs),
+    /// Measurements on third-party data (SigmaHQ rules...).
+    Eval {
+        /// What to evaluate.
+        #[command(subcommand)]
+        what: EvalWhat,
+    },
+}
+
+/// Evaluations.
+#[derive(Debug, Subcommand)]
+pub enum EvalWhat {
+    /// Load a Sigma rule set (e.g. SigmaHQ's `rules/`) and report what loads and what is refused, by
+    /// reason.
+    Sigma {
+        /// Directory of Sigma rules (searched recursively for .yml files).
+        #[arg(long)]
+        rules: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with an error when fewer rules than this share load (percent).
+        #[arg(long, default_value_t = 0.0)]
+        min_loaded_percent: f64,
+    },
 }
 
 /// Token actions.
@@ -288,6 +313,17 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 let report = store.compact(&store::CompactOptions::default()).await?;
                 store.flush().await?;
                 println!("{}", serde_json::to_string(&report)?);
+                Ok(())
+            }
+            Command::Eval { what: EvalWhat::Sigma { rules, json, min_loaded_percent } } => {
+                let report = eval::load_rules(&rules)?;
+                eval::print_load(&report, json)?;
+                let pct =
+                    100.0 * report.loaded as f64 / (report.loaded + report.refused_total()).max(1) as f64;
+                anyhow::ensure!(
+                    pct >= min_loaded_percent,
+                    "only {pct:.1}% of the rules loaded; the floor is {min_loaded_percent}%"
+                );
                 Ok(())
             }
             Command::Vacuum(a) => {

@@ -73,6 +73,9 @@ pub enum Tag {
 pub fn parse_tag(tag: &str) -> Option<Tag> {
     let rest = tag.trim().strip_prefix("attack.")?;
     let upper = rest.to_ascii_uppercase();
+    if upper.strip_prefix("DS").is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit())) {
+        return Some(Tag::Other(upper)); // a data source (DS0005)
+    }
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let mut parts = upper.get(1..).unwrap_or_default().splitn(2, '.');
     let head = parts.next().unwrap_or_default();
@@ -208,6 +211,7 @@ mod tests {
         assert_eq!(parse_tag("attack.execution"), Some(Tag::Tactic("execution".into())));
         assert_eq!(parse_tag("attack.credential_access"), Some(Tag::Tactic("credential-access".into())));
         assert_eq!(parse_tag("attack.g0016"), Some(Tag::Other("G0016".into())));
+        assert_eq!(parse_tag("attack.ds0005"), Some(Tag::Other("DS0005".into())));
         assert_eq!(parse_tag("cve.2021-44228"), None);
         assert!(c.resolve(&parse_tag("attack.t1486").unwrap()));
         assert!(c.resolve(&parse_tag("attack.defense-evasion").unwrap()));

@@ -1,0 +1,24 @@
+//! Sigma detection: rules compiled once into matchers that run on Cordon's events (at the agent and
+//! at ingest) and on flat Sigma-named events (EVTX records, conformance tests).
+//!
+//! - [`rule`]: loading a rule (metadata, ATT&CK tags checked against the catalog, logsource,
+//!   selections, condition); anything the engine cannot run is refused with the reason and a class.
+//! - [`value`]: value matchers and the modifiers (`contains`, `startswith`, `endswith`, `all`, `re`
+//!   with `i`/`m`/`s`, `cidr`, `base64`, `base64offset`, `wide`/`utf16*`, `windash`, `exists`,
+//!   `fieldref`, `gt`/`gte`/`lt`/`lte`, `cased`); wildcards; case-insensitive by default.
+//! - [`condition`]: `and`/`or`/`not`, parentheses, `1 of`/`all of`/`N of` with patterns and `them`.
+//! - The field and logsource mapping to Cordon's ECS fields is data: `pipelines/cordon-ecs.yml`.
+//!
+//! Regexes are built by the `regex` crate (linear time) under a size cap; patterns it cannot build
+//! are refused at load time.
+
+mod condition;
+pub mod event;
+pub mod rule;
+mod value;
+
+pub use event::{Event, Field, FlatEvent, Val};
+pub use rule::{Level, Logsource, Matched, Pipeline, Rule, RuleError, load};
+
+#[cfg(test)]
+mod tests;

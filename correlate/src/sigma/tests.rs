@@ -1,0 +1,190 @@
+//! Sigma semantics, one behaviour per test, on rules and events written here.
+
+use super::*;
+use serde_json::json;
+
+fn rule(yaml: &str) -> Rule {
+    let mut rules = load(yaml, &Pipeline::cordon_ecs());
+    assert_eq!(rules.len(), 1);
+    rules.remove(0).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn refused(yaml: &str) -> RuleError {
+    load(yaml, &Pipeline::cordon_ecs()).remove(0).expect_err("the rule must be refused")
+}
+
+fn ev(v: serde_json::Value) -> FlatEvent {
+    FlatEvent(v.as_object().cloned().unwrap())
+}
+
+fn det(detection: &str) -> String {
+    format!("title: t\nid: r1\nlogsource: {{product: windows}}\ndetection:\n{detection}\nlevel: high\n")
+}
+
+#[test]
+fn plain_values_are_case_insensitive_equality_with_wildcards() {
+    let r = rule(&det("  sel:\n    Image: 'C:\\Windows\\System32\\cmd.exe'\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"Image": "c:\\windows\\system32\\CMD.EXE"}))));
+    assert!(!r.matches(&ev(json!({"Image": "c:\\windows\\system32\\cmd.exe.bak"}))));
+    assert!(!r.matches(&ev(json!({"CommandLine": "cmd.exe"}))), "a missing field never equals a value");
+    let r = rule(&det("  sel:\n    Image: '*\\\\powershell?.exe'\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"Image": "C:\\x\\powershell5.exe"}))));
+    assert!(!r.matches(&ev(json!({"Image": "C:\\x\\powershell.exe"}))));
+}
+
+#[test]
+fn contains_startswith_endswith_and_all() {
+    let r = rule(&det(
+        "  sel:\n    CommandLine|contains|all:\n      - '-nop'\n      - 'hidden'\n  condition: sel",
+    ));
+    assert!(r.matches(&ev(json!({"CommandLine": "powershell -NoP -w HIDDEN"}))));
+    assert!(!r.matches(&ev(json!({"CommandLine": "powershell -nop"}))), "all values must occur");
+    let r =
+        rule(&det("  sel:\n    CommandLine|contains:\n      - '-nop'\n      - 'hidden'\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"CommandLine": "powershell -nop"}))), "a list is an OR");
+    let r = rule(&det(
+        "  sel:\n    Image|endswith: '.docx.exe'\n    User|startswith: 'CORP\\'\n  condition: sel",
+    ));
+    assert!(r.matches(&ev(json!({"Image": "C:\\Users\\a\\Invoice.docx.exe", "User": "corp\\alice"}))));
+    assert!(!r.matches(&ev(json!({"Image": "C:\\Users\\a\\Invoice.docx.exe", "User": "other\\alice"}))));
+}
+
+#[test]
+fn regex_is_case_sensitive_unless_i() {
+    let r = rule(&det("  sel:\n    CommandLine|re: 'jndi:(ldap|rmi)://'\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"CommandLine": "${jndi:ldap://x}"}))));
+    assert!(!r.matches(&ev(json!({"CommandLine": "${JNDI:LDAP://x}"}))));
+    let r = rule(&det("  sel:\n    CommandLine|re|i: 'jndi:(ldap|rmi)://'\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"CommandLine": "${JNDI:LDAP://x}"}))));
+    let e = refused(&det("  sel:\n    CommandLine|re: '(unclosed'\n  condition: sel"));
+    assert_eq!(e.class, "regex", "{e}");
+    let e = refused(&det("  sel:\n    CommandLine|re: 'a{1000}{1000}'\n  condition: sel"));
+    assert_eq!(e.class, "regex", "an oversized regex is refused at load: {e}");
+}
+
+#[test]
+fn cidr_exists_null_numbers_and_fieldref() {
+    let r = rule(&det(
+        "  sel:\n    DestinationIp|cidr:\n      - '10.0.0.0/8'\n      - '192.168.0.0/16'\n  condition: sel",
+    ));
+    assert!(r.matches(&ev(json!({"DestinationIp": "10.2.3.4"}))));
+    assert!(!r.matches(&ev(json!({"DestinationIp": "8.8.8.8"}))));
+    let r = rule(&det("  sel:\n    ParentImage|exists: false\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"Image": "x"}))) && !r.matches(&ev(json!({"ParentImage": "y"}))));
+    let r = rule(&det("  sel:\n    OriginalFileName: null\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"Image": "x"}))) && r.matches(&ev(json!({"OriginalFileName": ""}))));
+    assert!(!r.matches(&ev(json!({"OriginalFileName": "a.exe"}))));
+    let r = rule(&det("  sel:\n    EventID: 4625\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"EventID": 4625}))) && r.matches(&ev(json!({"EventID": "4625"}))));
+    assert!(!r.matches(&ev(json!({"EventID": 4624}))));
+    let r = rule(&det("  sel:\n    DestinationPort|gte: 1024\n  condition: sel"));
+    assert!(
+        r.matches(&ev(json!({"DestinationPort": 8080}))) && !r.matches(&ev(json!({"DestinationPort": 443})))
+    );
+    let r = rule(&det("  sel:\n    User|fieldref: TargetUserName\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"User": "Bob", "TargetUserName": "bob"}))));
+    assert!(!r.matches(&ev(json!({"User": "bob", "TargetUserName": "eve"}))));
+}
+
+#[test]
+fn encodings_base64_wide_and_windash() {
+    // PowerShell -EncodedCommand carries UTF-16LE text in base64.
+    let payload = super::value::base64(&super::value::utf16("prefix IEX (New-Object Net.WebClient)", false));
+    let r = rule(&det("  sel:\n    CommandLine|wide|base64offset|contains: 'IEX ('\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"CommandLine": format!("powershell -enc {payload}")}))));
+    assert!(
+        !r.matches(&ev(json!({"CommandLine": format!("powershell -enc {}", payload.to_lowercase())}))),
+        "base64 is case-sensitive"
+    );
+    let r = rule(&det("  sel:\n    CommandLine|base64|contains: 'http://'\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"CommandLine": "x aHR0cDovLw== y"}))));
+    let r = rule(&det("  sel:\n    CommandLine|windash|contains: ' -enc '\n  condition: sel"));
+    for c in ["powershell -enc AAA", "powershell /enc AAA", "powershell \u{2013}enc AAA"] {
+        assert!(r.matches(&ev(json!({"CommandLine": c}))), "{c}");
+    }
+    assert!(!r.matches(&ev(json!({"CommandLine": "powershell enc AAA"}))));
+}
+
+#[test]
+fn keywords_search_every_string() {
+    let with_mods = rule(&det(
+        "  keywords:\n    '|contains|all':\n      - 'jndi'\n      - 'ldap'\n  condition: keywords",
+    ));
+    assert!(with_mods.matches(&ev(json!({"a": "${jndi:ldap://x}"}))));
+    assert!(!with_mods.matches(&ev(json!({"a": "${jndi:rmi://x}"}))), "all keywords must occur");
+    let r = rule(&det("  keywords:\n    - '${jndi:'\n    - 'Log4Shell'\n  condition: keywords"));
+    assert!(r.matches(&ev(json!({"UserAgent": "Mozilla ${JNDI:ldap://1.2.3.4/a}"}))));
+    assert!(!r.matches(&ev(json!({"UserAgent": "Mozilla"}))));
+}
+
+#[test]
+fn conditions_with_filters_lists_of_maps_and_patterns() {
+    let r = rule(&det(concat!(
+        "  selection_img:\n    - Image|endswith: '\\java.exe'\n    - OriginalFileName: 'java.exe'\n",
+        "  selection_child:\n    CommandLine|contains: ['cmd', 'powershell']\n",
+        "  filter_main:\n    CommandLine|contains: 'update-check'\n",
+        "  condition: all of selection_* and not 1 of filter_*"
+    )));
+    assert!(r.matches(&ev(json!({"Image": "C:\\jdk\\bin\\java.exe", "CommandLine": "cmd /c whoami"}))));
+    assert!(r.matches(&ev(json!({"OriginalFileName": "java.exe", "CommandLine": "powershell -c id"}))));
+    assert!(!r.matches(&ev(json!({"Image": "C:\\jdk\\bin\\java.exe", "CommandLine": "cmd update-check"}))));
+    assert!(!r.matches(&ev(json!({"Image": "C:\\jdk\\bin\\javaw.exe", "CommandLine": "cmd"}))));
+    let why = r.explain(&ev(json!({"Image": "C:\\jdk\\bin\\java.exe", "CommandLine": "cmd /c whoami"})));
+    assert!(why.iter().any(|m| m.field == "Image" && m.value.ends_with("java.exe")), "{why:?}");
+    assert!(why.iter().any(|m| m.selection == "selection_child" && m.field == "CommandLine"), "{why:?}");
+    assert!(why.iter().all(|m| m.selection != "filter_main"), "filters are not the why: {why:?}");
+}
+
+#[test]
+fn metadata_tags_and_unknown_techniques() {
+    let r = rule(
+        "title: Java spawns a shell\nid: 11111111-2222-3333-4444-555555555555\nstatus: test\nlevel: critical\n\
+         tags: [attack.execution, attack.t1059.001, attack.t1999, cve.2021-44228]\n\
+         logsource: {category: process_creation, product: windows}\n\
+         detection:\n  sel:\n    ParentImage|endswith: '\\java.exe'\n  condition: sel\n",
+    );
+    assert_eq!((r.level, r.level.number()), (Level::Critical, 5));
+    assert_eq!(r.techniques, vec!["T1059.001"]);
+    assert_eq!(r.tactics, vec!["execution"]);
+    assert_eq!(r.unknown_tags, vec!["attack.t1999"]);
+}
+
+#[test]
+fn rules_run_on_cordon_records_through_the_pipeline() {
+    let r = rule(
+        "title: t\nid: r\nlogsource: {category: process_creation, product: windows}\n\
+         detection:\n  sel:\n    Image|endswith: '.docx.exe'\n    ParentImage|endswith: '\\explorer.exe'\n  condition: sel\n",
+    );
+    assert_eq!(r.fields()[0].target, "process.executable");
+    let line = |category: &str| {
+        json!({
+            "@timestamp": "2026-11-23T10:00:00Z",
+            "event": {"category": category, "action": "start"},
+            "host": {"name": "WIN-DAKEQI"},
+            "process": {"executable": "C:\\Users\\a\\Invoice.docx.exe", "parent": {"executable": "C:\\Windows\\explorer.exe"}}
+        })
+        .to_string()
+    };
+    let ch = schemas::decode::Channel {
+        tenant: "acme",
+        agent: "win-dakeqi",
+        message_key: "1:1",
+        stream_seq: 1,
+        received: schemas::time::parse_rfc3339_micros("2026-11-23T10:00:00Z").unwrap(),
+    };
+    let decode = |l: &str| {
+        schemas::decode::decode_line(l.as_bytes(), 1, &ch, &schemas::decode::Limits::default()).unwrap()
+    };
+    assert!(r.matches(&decode(&line("process"))));
+    assert!(!r.matches(&decode(&line("file"))), "the logsource gate: only process starts");
+}
+
+#[test]
+fn unsupported_constructs_are_refused_with_their_class() {
+    assert_eq!(refused(&det("  sel:\n    Image|expand: '%x%'\n  condition: sel")).class, "placeholder");
+    assert_eq!(refused(&det("  sel:\n    Image|frobnicate: 'x'\n  condition: sel")).class, "modifier");
+    assert_eq!(refused(&det("  sel:\n    Image: x\n  condition: sel | count() > 5")).class, "condition");
+    assert_eq!(refused(&det("  sel:\n    Image: x\n  condition: nosuch")).class, "condition");
+    assert_eq!(refused("title: t\ncorrelation: {type: event_count}\n").class, "correlation");
+    assert_eq!(refused("title: t\ndetection: [\n").class, "yaml");
+}

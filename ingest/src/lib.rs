@@ -45,6 +45,9 @@ pub struct IngestConfig {
     pub limits: Limits,
     /// JetStream duplicate window for publisher retries.
     pub duplicate_window: Duration,
+    /// Sigma rules and the policy that tag events with ATT&CK techniques before they are stored
+    /// (`None`: store events as sent).
+    pub tagger: Option<Arc<correlate::sigma::Tagger>>,
 }
 
 impl Default for IngestConfig {
@@ -59,6 +62,10 @@ impl Default for IngestConfig {
             max_message_bytes: 8 * 1024 * 1024,
             limits: Limits::default(),
             duplicate_window: Duration::from_secs(120),
+            tagger: Some(Arc::new(
+                correlate::sigma::Tagger::cordon_pack(schemas::policy::Policy::cordon_default())
+                    .expect("Cordon's rule pack compiles (tested in correlate)"),
+            )),
         }
     }
 }
@@ -85,6 +92,8 @@ fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestErro
 
 const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
 const HELP_STORED: &str = "Events committed to the lake and index.";
+const HELP_DETECTIONS: &str =
+    "Sigma rule matches on ingested events, by policy tier (counted after the commit).";
 const HELP_REJECTED: &str = "Lines or messages rejected, by reason; each is in the dead-letter stream.";
 const HELP_DUP: &str = "Messages refused because their batch was already committed.";
 const HELP_SECURITY: &str = "Security events: a channel whose payload claimed another identity.";
@@ -223,6 +232,7 @@ impl Ingest {
         let mut batches = Vec::with_capacity(msgs.len());
         let mut dead = Vec::new();
         let mut security = Vec::new();
+        let mut detections: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
         let mut events_in = 0u64;
         for m in msgs {
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
@@ -296,7 +306,14 @@ impl Ingest {
             for (line_no, line) in wire::lines(&body) {
                 events_in += 1;
                 match decode_line(line, line_no, &ch, &self.cfg.limits) {
-                    Ok(r) => records.push(r),
+                    Ok(mut r) => {
+                        if let Some(t) = &self.cfg.tagger {
+                            for d in t.tag(&mut r) {
+                                *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
+                            }
+                        }
+                        records.push(r);
+                    }
                     Err(reject) => {
                         rejected += 1;
                         if reject.is_security() {
@@ -328,6 +345,9 @@ impl Ingest {
         }
         let outcome = self.store.commit(&self.cfg.consumer, batches).await?;
         reg.add("cordon_ingest_stored_total", "", HELP_STORED, outcome.stored as u64);
+        for (tier, n) in &detections {
+            reg.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
+        }
         reg.add("cordon_ingest_duplicate_messages_total", "", HELP_DUP, outcome.duplicate_messages as u64);
         tracing::debug!(
             stored = outcome.stored,

@@ -174,6 +174,16 @@ pub mod col {
     pub const EVENT_KIND: usize = 7;
     /// `host_name`
     pub const HOST_NAME: usize = 11;
+    /// `host_group`
+    pub const HOST_GROUP: usize = 14;
+    /// `threat_technique_id`
+    pub const THREAT_TECHNIQUE_ID: usize = 60;
+    /// `threat_tactic_name`
+    pub const THREAT_TACTIC_NAME: usize = 61;
+    /// `rule_name`
+    pub const RULE_NAME: usize = 62;
+    /// `policy_tier`
+    pub const POLICY_TIER: usize = 63;
     /// `extra`, the catch-all for fields Cordon does not know.
     pub const EXTRA: usize = 65;
 }
@@ -220,6 +230,11 @@ mod tests {
             (col::STREAM_SEQ, "stream_seq"),
             (col::EVENT_KIND, "event_kind"),
             (col::HOST_NAME, "host_name"),
+            (col::HOST_GROUP, "host_group"),
+            (col::THREAT_TECHNIQUE_ID, "threat_technique_id"),
+            (col::THREAT_TACTIC_NAME, "threat_tactic_name"),
+            (col::RULE_NAME, "rule_name"),
+            (col::POLICY_TIER, "policy_tier"),
             (col::EXTRA, "extra"),
         ];
         for (i, name) in expect {

@@ -15,10 +15,12 @@
 mod condition;
 pub mod event;
 pub mod rule;
+pub mod tagger;
 mod value;
 
 pub use event::{Event, Field, FlatEvent, Val};
 pub use rule::{Level, Logsource, Matched, Pipeline, Rule, RuleError, load};
+pub use tagger::{CORDON_RULES, Detection, Tagger};
 
 #[cfg(test)]
 mod tests;

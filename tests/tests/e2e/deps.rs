@@ -22,7 +22,7 @@ fn allowed(krate: &str) -> &'static [&'static str] {
         "fixtures" => &["schemas"],
         "sensor-agent" => &["schemas", "fixtures"],
         "store" => &["schemas"],
-        "ingest" => &["schemas", "store"],
+        "ingest" => &["schemas", "store", "correlate"],
         "correlate" => &["schemas"],
         "anomaly" => &["schemas"],
         "api" => &["schemas", "store", "ingest"],

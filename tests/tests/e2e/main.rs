@@ -8,6 +8,7 @@ mod backends;
 mod bad_input;
 mod crash;
 mod deps;
+mod detection;
 mod maintenance;
 mod object_store;
 mod pipeline;

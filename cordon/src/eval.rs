@@ -124,3 +124,244 @@ pub fn print_load(report: &LoadReport, json: bool) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// One Windows event log record as a flat Sigma event: `EventID`, `Channel`, `Computer`,
+/// `Provider_Name` from the System block, and every `EventData`/`UserData` value under its own name.
+pub fn flatten_evtx(record: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::Value;
+    let mut out = serde_json::Map::new();
+    let ev = &record["Event"];
+    let sys = &ev["System"];
+    let text = |v: &Value| -> Value {
+        match v {
+            Value::Object(o) if o.contains_key("#text") => o["#text"].clone(),
+            other => other.clone(),
+        }
+    };
+    out.insert("EventID".into(), text(&sys["EventID"]));
+    for (k, v) in [("Channel", &sys["Channel"]), ("Computer", &sys["Computer"])] {
+        out.insert(k.into(), text(v));
+    }
+    out.insert("Provider_Name".into(), sys["Provider"]["#attributes"]["Name"].clone());
+    out.insert("TimeCreated".into(), sys["TimeCreated"]["#attributes"]["SystemTime"].clone());
+    fn walk(v: &serde_json::Value, out: &mut serde_json::Map<String, serde_json::Value>) {
+        if let serde_json::Value::Object(o) = v {
+            for (k, v) in o {
+                if k == "#attributes" {
+                    continue;
+                }
+                match v {
+                    serde_json::Value::Object(inner) if inner.contains_key("#text") => {
+                        out.insert(k.clone(), inner["#text"].clone());
+                    }
+                    serde_json::Value::Object(_) => walk(v, out),
+                    other => {
+                        out.insert(k.clone(), other.clone());
+                    }
+                }
+            }
+        }
+    }
+    walk(&ev["EventData"], &mut out);
+    walk(&ev["UserData"], &mut out);
+    out
+}
+
+/// The records of an EVTX file as (record id, flat event).
+pub fn read_evtx(path: &Path) -> anyhow::Result<Vec<(u64, serde_json::Map<String, serde_json::Value>)>> {
+    let mut parser =
+        evtx::EvtxParser::from_path(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut out = Vec::new();
+    for r in parser.records_json_value() {
+        let r = r.with_context(|| format!("reading a record of {}", path.display()))?;
+        out.push((r.event_record_id, flatten_evtx(&r.data)));
+    }
+    Ok(out)
+}
+
+/// A record's identity for comparing records across EVTX readers (which differ in how they write
+/// GUIDs, numbers and binary fields): its computer, event id and creation time.
+fn comparable(e: serde_json::Map<String, serde_json::Value>) -> String {
+    let text = |k: &str| {
+        e.get(k).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned)).unwrap_or_default()
+    };
+    // Readers write the creation time with 6 or 7 fractional digits: compare microseconds.
+    let t = text("TimeCreated");
+    let t = match t.trim_end_matches('Z').split_once('.') {
+        Some((secs, frac)) => format!("{secs}.{:0<6.6}", frac),
+        None => t,
+    };
+    format!("{} {} {t}", text("Computer"), text("EventID"))
+}
+
+/// The SigmaHQ regression suite's verdicts.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct RegressionReport {
+    /// Tests run.
+    pub tests: usize,
+    /// Tests whose rule matched exactly the expected number of records.
+    pub passed: usize,
+    /// Failures: (test, reason).
+    pub failures: Vec<(String, String)>,
+}
+
+/// Runs `regression_dir` (folders of `info.yml` + `.evtx`): each test's rule (by id, from `rules_dir`,
+/// compiled with the flat Windows pipeline) must match `match_count` records of its EVTX file.
+pub fn regression(rules_dir: &Path, regression_dir: &Path) -> anyhow::Result<RegressionReport> {
+    let pipeline = Pipeline::windows_flat();
+    let mut rules: std::collections::HashMap<String, Result<sigma::Rule, String>> = Default::default();
+    for path in yaml_files(rules_dir)? {
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        // The id is needed for refusals too, to say why a test's rule is missing.
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("id:"))
+            .map(|s| s.trim().trim_matches(['\'', '"']).to_owned())
+            .unwrap_or_default();
+        for r in sigma::load(&text, &pipeline) {
+            match r {
+                Ok(rule) => {
+                    rules.insert(rule.id.clone(), Ok(rule));
+                }
+                Err(e) => {
+                    rules.entry(id.clone()).or_insert(Err(format!("rule refused: {}", e.reason)));
+                }
+            }
+        }
+    }
+    let mut report = RegressionReport::default();
+    let mut infos: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![regression_dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "info.yml") {
+                infos.push(p);
+            }
+        }
+    }
+    infos.sort();
+    for info in infos {
+        let dir = info.parent().unwrap_or(regression_dir);
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = std::fs::read_to_string(&info)?;
+        let docs = yaml_rust2::YamlLoader::load_from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", info.display()))?;
+        let doc = &docs[0];
+        let rule_ids: Vec<String> = doc["rule_metadata"]
+            .as_vec()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["id"].as_str().map(str::to_owned))
+            .collect();
+        for t in doc["regression_tests_info"].as_vec().into_iter().flatten() {
+            report.tests += 1;
+            let file = t["path"].as_str().and_then(|p| Path::new(p).file_name()).map(|f| dir.join(f));
+            // The expected matches: the records in the test's .json file (compared by content: the
+            // EVTX files were re-exported, so record ids differ), and `match_count` when stated.
+            let expected_ids: Option<Vec<String>> = file.as_ref().and_then(|f| {
+                let text = std::fs::read_to_string(f.with_extension("json")).ok()?;
+                let mut ids: Vec<String> = serde_json::Deserializer::from_str(&text)
+                    .into_iter::<serde_json::Value>()
+                    .filter_map(|v| Some(comparable(flatten_evtx(&v.ok()?))))
+                    .collect();
+                ids.sort();
+                Some(ids)
+            });
+            let want = t["match_count"]
+                .as_i64()
+                .map(|n| n as usize)
+                .or_else(|| expected_ids.as_ref().map(|s| s.len()))
+                .unwrap_or(1);
+            let verdict: Result<(), String> = (|| {
+                let file = file.ok_or("the test names no file")?;
+                let events = read_evtx(&file).map_err(|e| format!("evtx: {e:#}"))?;
+                let rule = rule_ids
+                    .iter()
+                    .find_map(|id| rules.get(id))
+                    .ok_or_else(|| format!("rule {:?} is not in the rule set", rule_ids))?
+                    .as_ref()
+                    .map_err(Clone::clone)?;
+                let mut got: Vec<String> = events
+                    .into_iter()
+                    .filter(|(_, e)| rule.matches(&sigma::FlatEvent(e.clone())))
+                    .map(|(_, e)| comparable(e))
+                    .collect();
+                got.sort();
+                if got.len() != want {
+                    let within = expected_ids.as_ref().is_some_and(|ids| got.iter().all(|g| ids.contains(g)));
+                    let n = expected_ids.as_ref().map_or(0, Vec::len);
+                    return Err(if within {
+                        format!(
+                            "{} records matched where match_count says {want}; all {} are among the {n} records of the test's own evidence file",
+                            got.len(),
+                            got.len()
+                        )
+                    } else {
+                        format!("{} records matched, {want} expected", got.len())
+                    });
+                }
+                match &expected_ids {
+                    Some(ids) if !ids.is_empty() && !got.iter().all(|g| ids.contains(g)) => {
+                        let first =
+                            got.first().map(|g| g.chars().take(300).collect::<String>()).unwrap_or_default();
+                        Err(format!("a different record matched than the test's: {first}"))
+                    }
+                    _ => Ok(()),
+                }
+            })();
+            match verdict {
+                Ok(()) => report.passed += 1,
+                Err(reason) => report.failures.push((name.clone(), reason)),
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Prints the regression report: failures with reasons, then one summary line.
+pub fn print_regression(r: &RegressionReport) {
+    for (name, reason) in &r.failures {
+        println!("  FAIL {name}: {reason}");
+    }
+    println!(
+        "sigma regression: {} of {} tests pass ({:.1}%), {} fail",
+        r.passed,
+        r.tests,
+        100.0 * r.passed as f64 / r.tests.max(1) as f64,
+        r.failures.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn evtx_records_flatten_to_sigma_names() {
+        let rec = json!({"Event": {
+            "System": {
+                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing"}},
+                "EventID": {"#text": 4625, "#attributes": {"Qualifiers": 0}},
+                "Channel": "Security",
+                "Computer": "DC01",
+                "TimeCreated": {"#attributes": {"SystemTime": "2025-10-24T23:34:34.6406701Z"}}
+            },
+            "EventData": {"TargetUserName": "admin", "LogonType": 3, "IpAddress": "10.0.0.7"},
+            "UserData": {"Extra": {"#attributes": {"x": 1}, "Inner": {"#text": "v"}}}
+        }});
+        let flat = flatten_evtx(&rec);
+        assert_eq!(flat["EventID"], 4625, "EventID with qualifiers is its text");
+        assert_eq!((flat["Channel"].as_str(), flat["Computer"].as_str()), (Some("Security"), Some("DC01")));
+        assert_eq!(flat["Provider_Name"], "Microsoft-Windows-Security-Auditing");
+        assert_eq!((flat["TargetUserName"].as_str(), flat["LogonType"].as_i64()), (Some("admin"), Some(3)));
+        assert_eq!(flat["Inner"], "v");
+        // 7 and 6 fractional digits name the same record.
+        let mut six = flat.clone();
+        six.insert("TimeCreated".into(), json!("2025-10-24T23:34:34.640670Z"));
+        assert_eq!(comparable(flat), comparable(six));
+    }
+}

@@ -72,6 +72,12 @@ pub enum EvalWhat {
         /// Exit with an error when fewer rules than this share load (percent).
         #[arg(long, default_value_t = 0.0)]
         min_loaded_percent: f64,
+        /// Also run SigmaHQ's regression suite in this directory (info.yml + .evtx per test).
+        #[arg(long)]
+        regression: Option<PathBuf>,
+        /// Exit with an error when fewer regression tests than this share pass (percent).
+        #[arg(long, default_value_t = 0.0)]
+        min_regression_percent: f64,
     },
 }
 
@@ -315,9 +321,20 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(())
             }
-            Command::Eval { what: EvalWhat::Sigma { rules, json, min_loaded_percent } } => {
+            Command::Eval {
+                what: EvalWhat::Sigma { rules, json, min_loaded_percent, regression, min_regression_percent },
+            } => {
                 let report = eval::load_rules(&rules)?;
                 eval::print_load(&report, json)?;
+                if let Some(dir) = regression {
+                    let r = eval::regression(&rules, &dir)?;
+                    eval::print_regression(&r);
+                    let pct = 100.0 * r.passed as f64 / r.tests.max(1) as f64;
+                    anyhow::ensure!(
+                        pct >= min_regression_percent,
+                        "only {pct:.1}% of the regression tests pass; the floor is {min_regression_percent}%"
+                    );
+                }
                 let pct =
                     100.0 * report.loaded as f64 / (report.loaded + report.refused_total()).max(1) as f64;
                 anyhow::ensure!(

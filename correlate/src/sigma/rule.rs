@@ -44,6 +44,8 @@ impl Level {
 }
 
 type Pairs = Vec<(String, String)>;
+/// Field -> any of these values.
+type Conditions = Vec<(String, Vec<String>)>;
 
 /// The field and logsource mapping from Sigma to Cordon's fields (`pipelines/cordon-ecs.yml`).
 #[derive(Clone, Debug)]
@@ -52,7 +54,7 @@ pub struct Pipeline {
     pub name: String,
     fields: HashMap<String, String>,
     /// (what a rule's logsource must say, the conditions on Cordon's fields it brings).
-    logsources: Vec<(Pairs, Pairs)>,
+    logsources: Vec<(Pairs, Conditions)>,
 }
 
 impl Pipeline {
@@ -82,9 +84,15 @@ impl Pipeline {
         };
         let logsources = doc["logsources"]
             .as_vec()
-            .map(|v| v.iter().map(|ls| (pairs(&ls["match"]), pairs(&ls["conditions"]))).collect())
+            .map(|v| v.iter().map(|ls| (pairs(&ls["match"]), alternatives(&ls["conditions"]))).collect())
             .unwrap_or_default();
         Ok(Self { name, fields, logsources })
+    }
+
+    /// The pipeline for flat Windows event log records (`EventID`, `Channel` and the `EventData`
+    /// names as Sigma uses them), for EVTX files and the Sigma conformance tests.
+    pub fn windows_flat() -> Self {
+        Self::parse(include_str!("../../pipelines/windows-flat.yml")).expect("the embedded pipeline parses")
     }
 
     fn target(&self, sigma: &str) -> String {
@@ -149,6 +157,23 @@ pub struct Matched {
     pub field: String,
     /// The event's value.
     pub value: String,
+}
+
+/// A map of field -> value or list of values (any of them).
+fn alternatives(y: &Yaml) -> Vec<(String, Vec<String>)> {
+    y.as_hash()
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, v)| {
+                    let vals = match v {
+                        Yaml::Array(a) => a.iter().filter_map(scalar).collect(),
+                        v => vec![scalar(v)?],
+                    };
+                    Some((scalar(k)?, vals))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn scalar(y: &Yaml) -> Option<String> {
@@ -264,7 +289,7 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Rule, RuleError> {
             gate.push((
                 i,
                 ValueTest::Text {
-                    groups: vec![vec![Pattern::Exact(want.to_lowercase())]],
+                    groups: vec![want.iter().map(|w| Pattern::Exact(w.to_lowercase())).collect()],
                     all: false,
                     cased: false,
                 },

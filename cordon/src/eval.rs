@@ -365,3 +365,146 @@ mod tests {
         assert_eq!(comparable(flat), comparable(six));
     }
 }
+
+/// What reading the corpus's EVTX files found.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct EvtxReport {
+    /// Files read.
+    pub files: usize,
+    /// Files read to the end without an error or a panic.
+    pub parsed: usize,
+    /// Records read.
+    pub records: u64,
+    /// Records `EVTX_INDEX.json` lists for the same files.
+    pub indexed_records: u64,
+    /// Files whose record count differs from the index, or that failed: (file, what).
+    pub problems: Vec<(String, String)>,
+    /// Technique tagging on `EVTX-to-MITRE-Attack` (label = folder): per label, (files, files where a
+    /// rule tagged the label technique or its parent/sub-technique).
+    pub technique_recall: BTreeMap<String, (usize, usize)>,
+    /// Tagged events in those files, and how many carried only techniques other than the label.
+    pub tagged_events: (u64, u64),
+}
+
+/// Reads every `.evtx` under `corpus` (compared with `corpus/EVTX_INDEX.json`) and, with `rules`,
+/// measures technique tagging on the technique-labelled folder.
+pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
+    let index: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(corpus.join("EVTX_INDEX.json")).context("reading EVTX_INDEX.json")?,
+    )?;
+    let compiled: Vec<sigma::Rule> = match rules {
+        Some(dir) => {
+            let pipeline = Pipeline::windows_flat();
+            let mut v = Vec::new();
+            for p in yaml_files(dir)? {
+                if let Ok(text) = std::fs::read_to_string(&p) {
+                    v.extend(sigma::load(&text, &pipeline).into_iter().filter_map(Result::ok));
+                }
+            }
+            v
+        }
+        None => Vec::new(),
+    };
+    let mut files = Vec::new();
+    let mut stack = vec![corpus.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("evtx")) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    let mut report = EvtxReport::default();
+    for f in files {
+        report.files += 1;
+        let rel = f.strip_prefix(corpus).unwrap_or(&f).to_string_lossy().replace('\\', "/");
+        let want = index[&rel]["records"].as_u64();
+        report.indexed_records += want.unwrap_or(0);
+        let path = f.clone();
+        let read = std::panic::catch_unwind(move || read_evtx(&path));
+        let events = match read {
+            Ok(Ok(ev)) => ev,
+            Ok(Err(e)) => {
+                report.problems.push((rel, format!("error: {e:#}")));
+                continue;
+            }
+            Err(_) => {
+                report.problems.push((rel, "the reader panicked".into()));
+                continue;
+            }
+        };
+        report.parsed += 1;
+        report.records += events.len() as u64;
+        match want {
+            Some(n) if n != events.len() as u64 => {
+                report
+                    .problems
+                    .push((rel.clone(), format!("{} records read, the index lists {n}", events.len())));
+            }
+            None => report.problems.push((rel.clone(), "not in EVTX_INDEX.json".into())),
+            _ => {}
+        }
+        // Technique-labelled files: `EVTX-to-MITRE-Attack/<TA..>/<Txxxx[.yyy]-name>/file.evtx`.
+        let label = rel
+            .strip_prefix("evtx/EVTX-to-MITRE-Attack/")
+            .and_then(|r| r.split('/').nth(1))
+            .and_then(|dir| dir.split('-').next())
+            .filter(|t| t.starts_with('T'))
+            .map(str::to_owned);
+        if let (Some(label), false) = (label, compiled.is_empty()) {
+            let related = |t: &str| {
+                t == label || t.starts_with(&format!("{label}.")) || label.starts_with(&format!("{t}."))
+            };
+            let mut hit = false;
+            for (_, e) in &events {
+                let ev = sigma::FlatEvent(e.clone());
+                let techs: Vec<&String> =
+                    compiled.iter().filter(|r| r.matches(&ev)).flat_map(|r| r.techniques.iter()).collect();
+                if techs.is_empty() {
+                    continue;
+                }
+                report.tagged_events.0 += 1;
+                if techs.iter().any(|t| related(t)) {
+                    hit = true;
+                } else {
+                    report.tagged_events.1 += 1;
+                }
+            }
+            let entry = report.technique_recall.entry(label).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(hit);
+        }
+    }
+    Ok(report)
+}
+
+/// Prints the EVTX report and one summary line.
+pub fn print_evtx(r: &EvtxReport) {
+    for (f, what) in &r.problems {
+        println!("  PROBLEM {f}: {what}");
+    }
+    if !r.technique_recall.is_empty() {
+        println!("technique tagging on EVTX-to-MITRE-Attack (label: files, detected):");
+        for (t, (n, hit)) in &r.technique_recall {
+            println!("  {t:<12} {hit}/{n}");
+        }
+    }
+    let (labels, files, hits) =
+        r.technique_recall.values().fold((0, 0, 0), |(l, f, h), (n, hit)| (l + 1, f + n, h + hit));
+    println!(
+        "evtx: {} files, {} parsed ({:.1}%), {} records read vs {} indexed, {} problems; technique tagging: {hits}/{files} labelled files detected ({:.1}%) over {labels} techniques, {} of {} tagged events carry only other techniques",
+        r.files,
+        r.parsed,
+        100.0 * r.parsed as f64 / r.files.max(1) as f64,
+        r.records,
+        r.indexed_records,
+        r.problems.len(),
+        100.0 * hits as f64 / files.max(1) as f64,
+        r.tagged_events.1,
+        r.tagged_events.0,
+    );
+}

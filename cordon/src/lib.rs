@@ -79,6 +79,19 @@ pub enum EvalWhat {
         #[arg(long, default_value_t = 0.0)]
         min_regression_percent: f64,
     },
+    /// Read every EVTX file of the corpus (record counts against its EVTX_INDEX.json) and measure
+    /// technique tagging on the technique-labelled folder.
+    Evtx {
+        /// The corpus directory (holding EVTX_INDEX.json).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Sigma rules to tag with (the SigmaHQ set).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Fail unless every file parses and every count matches the index.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 /// Token actions.
@@ -341,6 +354,12 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                     pct >= min_loaded_percent,
                     "only {pct:.1}% of the rules loaded; the floor is {min_loaded_percent}%"
                 );
+                Ok(())
+            }
+            Command::Eval { what: EvalWhat::Evtx { corpus, rules, strict } } => {
+                let r = eval::evtx(&corpus, rules.as_deref())?;
+                eval::print_evtx(&r);
+                anyhow::ensure!(!strict || r.problems.is_empty(), "{} EVTX problems", r.problems.len());
                 Ok(())
             }
             Command::Vacuum(a) => {

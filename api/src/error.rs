@@ -19,6 +19,8 @@ pub enum Kind {
     Forbidden,
     /// No such thing.
     NotFound,
+    /// The change was made against a state that has moved on.
+    Conflict,
     /// Over a budget (time, memory, size).
     TooExpensive,
     /// A dependency is down.
@@ -46,6 +48,10 @@ impl ApiError {
     /// A 404.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self { kind: Kind::NotFound, code: "not_found", message: message.into() }
+    }
+    /// A 409.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self { kind: Kind::Conflict, code: "conflict", message: message.into() }
     }
     /// A 401.
     pub fn unauthenticated(message: impl Into<String>) -> Self {
@@ -78,6 +84,7 @@ impl ApiError {
             Kind::Unauthenticated => StatusCode::UNAUTHORIZED,
             Kind::Forbidden => StatusCode::FORBIDDEN,
             Kind::NotFound => StatusCode::NOT_FOUND,
+            Kind::Conflict => StatusCode::CONFLICT,
             Kind::TooExpensive => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -111,6 +118,7 @@ impl From<StoreError> for ApiError {
                 code: "query_memory",
                 message: format!("the query needed more memory than its budget; narrow it: {m}"),
             },
+            StoreError::Catalog(store::catalog::CatalogError::Conflict(m)) => Self::conflict(m),
             StoreError::Catalog(c) => {
                 tracing::error!(error = %c, "metadata database error");
                 Self {

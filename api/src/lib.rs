@@ -167,6 +167,32 @@ pub static ROUTES: &[RouteSpec] = &[
         params: &[],
         body: Some("{\"sql\": \"SELECT ...\", \"max_rows\": 10000}"),
     },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/policy",
+        access: Access::Token,
+        summary: "The tenant's ATT&CK policy (block / alert / record / off per tactic, technique and host group) with its version, author and reason, and how many endpoint techniques each tier covers.",
+        params: &[],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::PUT,
+        path: "/api/v1/policy",
+        access: Access::Token,
+        summary: "Replace the tenant's policy: a new version, checked against the ATT&CK catalog, recorded with the caller and the reason; ingest applies it within a second.",
+        params: &[],
+        body: Some(
+            "{\"policy\": {\"default\": \"record\", \"tactics\": {...}, \"techniques\": {\"T1486\": \"block\"}, \"groups\": {\"servers\": {...}}}, \"reason\": \"why\", \"base_version\": N}",
+        ),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/policy/versions",
+        access: Access::Token,
+        summary: "Every version of the tenant's policy, newest first, with who changed it and why.",
+        params: &[],
+        body: None,
+    },
 ];
 
 /// Shared state of the handlers.

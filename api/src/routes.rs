@@ -9,7 +9,8 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{Method, header};
 use axum::response::IntoResponse;
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodRouter, get, post, put};
+use schemas::policy::Policy;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::GET, "/api/v1/search") => get(search),
         (Method::POST, "/api/v1/iocs/sweep") => post(sweep).layer(DefaultBodyLimit::max(4 * 1024 * 1024)),
         (Method::POST, "/api/v1/sql") => post(sql).layer(DefaultBodyLimit::max(64 * 1024)),
+        (Method::GET, "/api/v1/policy") => get(policy_get),
+        (Method::PUT, "/api/v1/policy") => put(policy_put).layer(DefaultBodyLimit::max(1024 * 1024)),
+        (Method::GET, "/api/v1/policy/versions") => get(policy_versions),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }
@@ -302,4 +306,83 @@ async fn sql(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, bo
     };
     let out = s.store.sql(&c.token.tenant, &req.sql, limits).await?;
     Ok(Json(out).into_response())
+}
+
+/// The tenant's current policy: (version, author, reason, created, policy); version 0 is the shipped
+/// default.
+async fn current_policy(s: &AppState, tenant: &str) -> Result<(i64, String, String, i64, Policy), ApiError> {
+    let hist = s.store.catalog().policy_history(tenant).await.map_err(store::StoreError::from)?;
+    match hist.into_iter().next() {
+        Some(p) => {
+            let policy: Policy = serde_json::from_str(&p.body).map_err(|e| ApiError::internal(&e))?;
+            Ok((p.version, p.author, p.reason, p.created_at, policy))
+        }
+        None => Ok((0, "cordon".into(), "the shipped default policy".into(), 0, Policy::cordon_default())),
+    }
+}
+
+async fn policy_get(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+    let (version, author, reason, created, policy) = current_policy(&s, &c.token.tenant).await?;
+    let summary: serde_json::Map<String, Value> = ["Windows", "Linux", "macOS"]
+        .iter()
+        .map(|p| ((*p).to_owned(), json!(policy.summary(p, None))))
+        .collect();
+    Ok(Json(json!({
+        "version": version,
+        "author": author,
+        "reason": reason,
+        "created": (created > 0).then(|| schemas::time::format_micros(created)),
+        "policy": policy,
+        "summary": summary,
+    }))
+    .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    policy: Policy,
+    reason: String,
+    base_version: i64,
+}
+
+async fn policy_put(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, body: Bytes) -> Res {
+    let req: PolicyBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::invalid("bad_body", "say why the policy changes: reason must not be empty"));
+    }
+    let policy = req.policy.validated().map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
+    let text = serde_json::to_string(&policy).map_err(|e| ApiError::internal(&e))?;
+    let version = s
+        .store
+        .catalog()
+        .put_policy(
+            &c.token.tenant,
+            req.base_version,
+            &text,
+            &c.token.name,
+            req.reason.trim(),
+            schemas::time::now_micros(),
+        )
+        .await
+        .map_err(store::StoreError::from)?;
+    Ok(Json(json!({ "version": version, "author": c.token.name, "policy": policy })).into_response())
+}
+
+async fn policy_versions(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+    let hist = s.store.catalog().policy_history(&c.token.tenant).await.map_err(store::StoreError::from)?;
+    let versions: Vec<Value> = hist
+        .iter()
+        .map(|p| {
+            json!({
+                "version": p.version,
+                "author": p.author,
+                "reason": p.reason,
+                "created": schemas::time::format_micros(p.created_at),
+                "policy": serde_json::from_str::<Value>(&p.body).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "versions": versions })).into_response())
 }

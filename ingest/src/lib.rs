@@ -45,9 +45,12 @@ pub struct IngestConfig {
     pub limits: Limits,
     /// JetStream duplicate window for publisher retries.
     pub duplicate_window: Duration,
-    /// Sigma rules and the policy that tag events with ATT&CK techniques before they are stored
-    /// (`None`: store events as sent).
+    /// Sigma rules and the shipped policy that tag events with ATT&CK techniques before they are
+    /// stored (`None`: store events as sent). A tenant's policy from the catalog replaces the shipped
+    /// one as soon as it is read.
     pub tagger: Option<Arc<correlate::sigma::Tagger>>,
+    /// How often tenants' policies are re-read from the catalog (checked before each batch).
+    pub policy_refresh: Duration,
 }
 
 impl Default for IngestConfig {
@@ -66,6 +69,7 @@ impl Default for IngestConfig {
                 correlate::sigma::Tagger::cordon_pack(schemas::policy::Policy::cordon_default())
                     .expect("Cordon's rule pack compiles (tested in correlate)"),
             )),
+            policy_refresh: Duration::from_secs(1),
         }
     }
 }
@@ -92,6 +96,7 @@ fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestErro
 
 const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
 const HELP_STORED: &str = "Events committed to the lake and index.";
+const HELP_POLICY: &str = "The policy version ingest applies, per tenant (absent: the shipped default).";
 const HELP_DETECTIONS: &str =
     "Sigma rule matches on ingested events, by policy tier (counted after the commit).";
 const HELP_REJECTED: &str = "Lines or messages rejected, by reason; each is in the dead-letter stream.";
@@ -148,6 +153,9 @@ pub struct Ingest {
     metrics: Arc<Registry>,
     client: async_nats::Client,
     js: jetstream::Context,
+    /// Per-tenant taggers built from the catalog's policies: (policy version, tagger).
+    taggers: std::sync::RwLock<std::collections::HashMap<String, (i64, Arc<correlate::sigma::Tagger>)>>,
+    last_policy_read: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Ingest {
@@ -160,7 +168,15 @@ impl Ingest {
     ) -> Result<Self, IngestError> {
         let js = jetstream::new(client.clone());
         ensure_streams(&js, &cfg).await?;
-        Ok(Self { cfg, store, metrics, client, js })
+        Ok(Self {
+            cfg,
+            store,
+            metrics,
+            client,
+            js,
+            taggers: Default::default(),
+            last_policy_read: Default::default(),
+        })
     }
 
     /// Runs until `shutdown` turns true: the consume loop, the heartbeat listener and the lag probe.
@@ -226,8 +242,58 @@ impl Ingest {
         Ok(())
     }
 
+    /// Re-reads tenants' policies when `policy_refresh` has passed, rebuilding the taggers of those
+    /// whose version changed. A policy that no longer parses keeps the previous tagger (and says so).
+    async fn refresh_policies(&self) -> Result<(), IngestError> {
+        let Some(base) = &self.cfg.tagger else { return Ok(()) };
+        {
+            let mut last = self.last_policy_read.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < self.cfg.policy_refresh) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let current = self.store.catalog().current_policies().await.map_err(store::StoreError::from)?;
+        for p in current {
+            let known = self.taggers.read().unwrap_or_else(|e| e.into_inner()).get(&p.tenant).map(|t| t.0);
+            if known == Some(p.version) {
+                continue;
+            }
+            let parsed = serde_json::from_str::<schemas::policy::Policy>(&p.body)
+                .map_err(|e| e.to_string())
+                .and_then(|pol| pol.validated().map_err(|e| e.to_string()));
+            match parsed {
+                Ok(policy) => {
+                    tracing::info!(tenant = %p.tenant, version = p.version, author = %p.author, "policy applied");
+                    self.metrics.set_gauge(
+                        "cordon_policy_version",
+                        &format!("tenant=\"{}\"", p.tenant),
+                        HELP_POLICY,
+                        p.version as u64,
+                    );
+                    let t = Arc::new(base.with_policy(policy));
+                    self.taggers
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(p.tenant.clone(), (p.version, t));
+                }
+                Err(e) => {
+                    tracing::error!(tenant = %p.tenant, version = p.version, error = %e, "stored policy is invalid; keeping the previous one")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn tagger_for(&self, tenant: &str) -> Option<Arc<correlate::sigma::Tagger>> {
+        let base = self.cfg.tagger.as_ref()?;
+        let by_tenant = self.taggers.read().unwrap_or_else(|e| e.into_inner());
+        Some(by_tenant.get(tenant).map_or_else(|| Arc::clone(base), |(_, t)| Arc::clone(t)))
+    }
+
     /// Decodes, dead-letters and commits one fetched batch. Returns once it is durable.
     async fn process(&self, msgs: &[Message]) -> Result<(), IngestError> {
+        self.refresh_policies().await?;
         let received = schemas::time::now_micros();
         let mut batches = Vec::with_capacity(msgs.len());
         let mut dead = Vec::new();
@@ -294,6 +360,7 @@ impl Ingest {
                     continue;
                 }
             };
+            let tagger = self.tagger_for(&tenant);
             let ch = Channel {
                 tenant: &tenant,
                 agent: &agent,
@@ -307,7 +374,7 @@ impl Ingest {
                 events_in += 1;
                 match decode_line(line, line_no, &ch, &self.cfg.limits) {
                     Ok(mut r) => {
-                        if let Some(t) = &self.cfg.tagger {
+                        if let Some(t) = &tagger {
                             for d in t.tag(&mut r) {
                                 *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
                             }

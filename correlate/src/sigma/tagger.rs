@@ -77,6 +77,16 @@ impl Tagger {
         Ok(Self { rules, policy })
     }
 
+    /// The same rules under another policy.
+    pub fn with_policy(&self, policy: Policy) -> Self {
+        Self { rules: self.rules.clone(), policy }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     /// The rules.
     pub fn rules(&self) -> &[Rule] {
         &self.rules

@@ -6,9 +6,11 @@
 
 mod agents;
 mod migrate;
+mod policies;
 mod tokens;
 
 pub use agents::AgentRow;
+pub use policies::PolicyVersion;
 pub use tokens::TokenInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -141,6 +141,22 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     assert_eq!((a.last_heartbeat, a.last_activity, a.events_in), (11, 11, 5));
     cat.security_event("t", "a", "identity_mismatch", "d", 1).await?;
     assert_eq!(cat.security_events("t").await?.len(), 1);
+    // Policies: versions count up per tenant, a change against a stale version is refused, the
+    // history keeps who and why, and the current version of each tenant is the newest.
+    assert!(cat.current_policies().await?.is_empty());
+    assert_eq!(cat.put_policy("t", 0, "{\"default\":\"record\"}", "alice", "initial", 1).await?, 1);
+    assert_eq!(cat.put_policy("t", 1, "{\"default\":\"alert\"}", "bob", "stricter", 2).await?, 2);
+    assert!(matches!(cat2.put_policy("t", 1, "{}", "eve", "stale", 3).await, Err(CatalogError::Conflict(_))));
+    assert_eq!(cat.put_policy("u", 0, "{\"default\":\"off\"}", "carol", "other tenant", 4).await?, 1);
+    let hist = cat.policy_history("t").await?;
+    assert_eq!(
+        hist.iter().map(|p| (p.version, p.author.as_str(), p.reason.as_str())).collect::<Vec<_>>(),
+        vec![(2, "bob", "stricter"), (1, "alice", "initial")]
+    );
+    let mut current: Vec<(String, i64)> =
+        cat.current_policies().await?.into_iter().map(|p| (p.tenant, p.version)).collect();
+    current.sort();
+    assert_eq!(current, vec![("t".to_owned(), 2), ("u".to_owned(), 1)]);
     cat.close().await;
     cat2.close().await;
     Ok(())

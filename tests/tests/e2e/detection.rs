@@ -3,6 +3,7 @@
 //! Expected counts come from the scenario's text, not from the engine.
 
 use super::{Env, bin, scenario_count};
+use serde_json::json;
 use std::time::Duration;
 use tests::{ServerOptions, agent, counts, eventually, get, sql};
 
@@ -67,5 +68,73 @@ fn scenario_events_carry_the_techniques_and_tiers_of_the_attack() -> anyhow::Res
     let (_, m) = get(&format!("{}/metrics", server.api), Some(tok))?;
     let m = m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string());
     assert!(m.contains(&format!("cordon_detections_total{{tier=\"block\"}} {}", renames + shadow)), "{m}");
+    Ok(())
+}
+
+#[test]
+fn a_policy_change_is_versioned_checked_and_applied_by_ingest() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (n, server, tok) = (&env.nats, &env.server, env.token.as_str());
+    let url = format!("{}/api/v1/policy", server.api);
+
+    // The shipped default, version 0.
+    let (status, cur) = get(&url, Some(tok))?;
+    assert_eq!(status, 200, "{cur}");
+    assert_eq!(
+        (cur["version"].as_i64(), cur["policy"]["techniques"]["T1486"].as_str()),
+        (Some(0), Some("block"))
+    );
+    let win = &cur["summary"]["Windows"];
+    assert!(
+        win["block"].as_u64().unwrap() > 0
+            && win["alert"].as_u64().unwrap() > 0
+            && win["record"].as_u64().unwrap() > 0,
+        "{cur}"
+    );
+
+    // Bad changes are refused with the reason; nothing is recorded.
+    let mut policy = cur["policy"].clone();
+    policy["techniques"]["T9999"] = json!("block");
+    let (status, err) =
+        tests::put(&url, Some(tok), &json!({"policy": policy, "reason": "x", "base_version": 0}))?;
+    assert_eq!((status, err["error"]["code"].as_str()), (400, Some("invalid_policy")), "{err}");
+    assert!(err["error"]["message"].as_str().unwrap().contains("T9999"), "{err}");
+    let mut policy = cur["policy"].clone();
+    let (status, _) =
+        tests::put(&url, Some(tok), &json!({"policy": policy, "reason": " ", "base_version": 0}))?;
+    assert_eq!(status, 400, "a change needs a reason");
+    let (status, _) =
+        tests::put(&url, Some(tok), &json!({"policy": policy, "reason": "x", "base_version": 3}))?;
+    assert_eq!(status, 409, "a change against a stale version conflicts");
+
+    // The web servers (host group Ops) only alert on encryption for now.
+    policy["groups"] = json!({"Ops": {"techniques": {"T1486": "alert"}}});
+    let why = "Ops: alert only during the file server migration";
+    let (status, put) =
+        tests::put(&url, Some(tok), &json!({"policy": policy, "reason": why, "base_version": 0}))?;
+    assert_eq!((status, put["version"].as_i64()), (200, Some(1)), "{put}");
+    let (_, versions) = get(&format!("{url}/versions"), Some(tok))?;
+    let v = &versions["versions"][0];
+    assert_eq!(
+        (v["version"].as_i64(), v["author"].as_str(), v["reason"].as_str()),
+        (Some(1), Some("e2e"), Some(why))
+    );
+
+    // Ingest re-reads policies at most a second apart: events after that get the new tiers.
+    std::thread::sleep(Duration::from_millis(1500));
+    let a = agent(&bin(), &n.url, &env.spool(), &["replay", "builtin:log4j-conti"])?;
+    let acked = a["events_acked"].as_u64().unwrap();
+    eventually(Duration::from_secs(60), || Ok((counts(&server.api, tok)?.0 == acked).then_some(())))?;
+    let renames = scenario_count(|e, _| e["event"]["action"] == "rename" && e.to_string().contains(".CONTI"));
+    let rows = sql(
+        &server.api,
+        tok,
+        "SELECT policy_tier, count(*) FROM events WHERE array_has(threat_technique_id, 'T1486') GROUP BY 1",
+    )?;
+    assert_eq!(rows, vec![vec![json!("alert"), json!(renames)]], "the Ops override applies");
+    let blocked = sql(&server.api, tok, "SELECT count(*) FROM events WHERE policy_tier = 'block'")?;
+    assert_eq!(blocked[0][0], 1, "shadow-copy deletion stays blocked: {blocked:?}");
+    let (_, m) = get(&format!("{}/metrics", server.api), Some(tok))?;
+    assert!(m.as_str().unwrap_or("").contains("cordon_policy_version{tenant=\"default\"} 1"), "{m}");
     Ok(())
 }

@@ -140,13 +140,17 @@ fn every_route_but_health_needs_a_valid_token() -> anyhow::Result<()> {
     for r in api_routes() {
         let url = format!("{}{}", server.api, r.1.replace("{host}", "x"));
         for t in [None, Some("cdn_wrong")] {
-            let status = if r.0 == "GET" { get(&url, t)?.0 } else { post(&url, t, &json!({}))?.0 };
+            let status = match r.0 {
+                "GET" => get(&url, t)?.0,
+                "PUT" => tests::put(&url, t, &json!({}))?.0,
+                _ => post(&url, t, &json!({}))?.0,
+            };
             assert_eq!(status, 401, "{} {} with {t:?}", r.0, r.1);
         }
-        let status = if r.0 == "GET" {
-            get(&url, Some(tok))?.0
-        } else {
-            post(&url, Some(tok), &json!({"sql": "SELECT 1", "iocs": []}))?.0
+        let status = match r.0 {
+            "GET" => get(&url, Some(tok))?.0,
+            "PUT" => tests::put(&url, Some(tok), &json!({}))?.0,
+            _ => post(&url, Some(tok), &json!({"sql": "SELECT 1", "iocs": []}))?.0,
         };
         assert_ne!(status, 401, "{} {} with a valid token", r.0, r.1);
     }
@@ -203,5 +207,8 @@ fn api_routes() -> Vec<(&'static str, &'static str)> {
         ("GET", "/api/v1/search?q=x"),
         ("POST", "/api/v1/iocs/sweep"),
         ("POST", "/api/v1/sql"),
+        ("GET", "/api/v1/policy"),
+        ("PUT", "/api/v1/policy"),
+        ("GET", "/api/v1/policy/versions"),
     ]
 }

@@ -187,6 +187,18 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: Method::GET,
+        path: "/api/v1/attack/coverage",
+        access: Access::Token,
+        summary: "The ATT&CK coverage matrix: per tactic and (sub-)technique, the rules that cover it, its policy tier, and the events tagged with it in the time range; plus the summary (covers X of Y endpoint techniques; A block, B alert, C record).",
+        params: &[
+            q("from", "start time, RFC 3339 or epoch milliseconds (default: 7 days ago)"),
+            q("to", "end time (default: none)"),
+            q("platform", "Windows (default), Linux or macOS: which techniques count as endpoint techniques"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
         path: "/api/v1/policy/versions",
         access: Access::Token,
         summary: "Every version of the tenant's policy, newest first, with who changed it and why.",
@@ -203,12 +215,23 @@ pub struct AppState {
     /// Metrics.
     pub metrics: Arc<Registry>,
     tokens: Mutex<HashMap<String, (TokenInfo, Instant)>>,
+    /// The detection rules ingest runs (for the coverage matrix).
+    pub rules: Vec<correlate::sigma::Rule>,
 }
 
 impl AppState {
     /// State over a store and a metrics registry.
     pub fn new(store: Arc<Store>, metrics: Arc<Registry>) -> Arc<Self> {
-        Arc::new(Self { store, metrics, tokens: Mutex::new(HashMap::new()) })
+        Self::with_rules(store, metrics, Vec::new())
+    }
+
+    /// State that also knows the detection rules ingest runs.
+    pub fn with_rules(
+        store: Arc<Store>,
+        metrics: Arc<Registry>,
+        rules: Vec<correlate::sigma::Rule>,
+    ) -> Arc<Self> {
+        Arc::new(Self { store, metrics, tokens: Mutex::new(HashMap::new()), rules })
     }
 
     async fn authenticate(&self, secret: &str) -> Result<TokenInfo, ApiError> {

@@ -36,6 +36,7 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::GET, "/api/v1/policy") => get(policy_get),
         (Method::PUT, "/api/v1/policy") => put(policy_put).layer(DefaultBodyLimit::max(1024 * 1024)),
         (Method::GET, "/api/v1/policy/versions") => get(policy_versions),
+        (Method::GET, "/api/v1/attack/coverage") => get(coverage),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }
@@ -385,4 +386,92 @@ async fn policy_versions(State(s): State<Arc<AppState>>, Extension(c): Extension
         })
         .collect();
     Ok(Json(json!({ "versions": versions })).into_response())
+}
+
+async fn coverage(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, Query(p): Params) -> Res {
+    let now = schemas::time::now_micros();
+    let from = time_param(&p, "from")?.unwrap_or(now - 7 * 86_400_000_000);
+    let to = time_param(&p, "to")?;
+    let platform = p.get("platform").map_or("Windows", String::as_str);
+    if !["Windows", "Linux", "macOS"].contains(&platform) {
+        return Err(ApiError::invalid(
+            "bad_parameter",
+            format!("platform={platform:?} must be Windows, Linux or macOS"),
+        ));
+    }
+    let (_, _, _, _, policy) = current_policy(&s, &c.token.tenant).await?;
+    // Events per technique in the range, from the lake.
+    let upper = to.map(|to| format!(" AND time < to_timestamp_micros({to})")).unwrap_or_default();
+    let q = format!(
+        "SELECT t, count(*) FROM (SELECT unnest(threat_technique_id) AS t FROM events \
+         WHERE time >= to_timestamp_micros({from}){upper}) GROUP BY t"
+    );
+    let out = s
+        .store
+        .sql(&c.token.tenant, &q, SqlLimits { max_rows: 100_000, timeout: Duration::from_secs(30) })
+        .await?;
+    let events: HashMap<String, u64> = out
+        .rows
+        .iter()
+        .filter_map(|r| Some((r.first()?.as_str()?.to_owned(), r.get(1)?.as_u64()?)))
+        .collect();
+    let catalog = schemas::attack::catalog();
+    let rules_for = |id: &str| -> Vec<Value> {
+        s.rules
+            .iter()
+            .filter(|r| r.techniques.iter().any(|t| t == id || t.starts_with(&format!("{id}."))))
+            .map(|r| json!({"id": r.id, "title": r.title, "level": r.level}))
+            .collect()
+    };
+    let parents: std::collections::HashSet<&str> =
+        catalog.techniques().iter().filter_map(|t| t.parent).collect();
+    let (mut total, mut covered) = (0usize, 0usize);
+    let tactics: Vec<Value> = catalog
+        .tactics()
+        .iter()
+        .map(|tac| {
+            let techniques: Vec<Value> = catalog
+                .techniques()
+                .iter()
+                .filter(|t| t.parent.is_none() && t.tactics.contains(&tac.shortname))
+                .map(|t| {
+                    let subs: Vec<Value> = catalog
+                        .techniques()
+                        .iter()
+                        .filter(|x| x.parent == Some(t.id))
+                        .map(|x| {
+                            let d = policy.decide(Some(x.id), &[tac.shortname], None);
+                            json!({"id": x.id, "name": x.name, "tier": d.tier, "because": d.because,
+                                   "rules": rules_for(x.id), "events": events.get(x.id).copied().unwrap_or(0)})
+                        })
+                        .collect();
+                    let d = policy.decide(Some(t.id), &[tac.shortname], None);
+                    json!({"id": t.id, "name": t.name, "tier": d.tier, "because": d.because,
+                           "rules": rules_for(t.id), "events": events.get(t.id).copied().unwrap_or(0),
+                           "subtechniques": subs})
+                })
+                .collect();
+            json!({"id": tac.id, "shortname": tac.shortname, "name": tac.name, "techniques": techniques})
+        })
+        .collect();
+    for t in catalog.techniques() {
+        if parents.contains(t.id) || !t.platforms.contains(&platform) {
+            continue;
+        }
+        total += 1;
+        let exact = s.rules.iter().any(|r| r.techniques.iter().any(|x| x == t.id));
+        let via_parent =
+            t.parent.is_some_and(|p| s.rules.iter().any(|r| r.techniques.iter().any(|x| x == p)));
+        covered += usize::from(exact || via_parent);
+    }
+    let tiers = policy.summary(platform, None);
+    let text = format!(
+        "covers {covered} of {total} {platform} endpoint (sub-)techniques with rules; policy: {} block, {} alert, {} record, {} off",
+        tiers.block, tiers.alert, tiers.record, tiers.off
+    );
+    Ok(Json(json!({
+        "summary": {"platform": platform, "techniques": total, "covered": covered, "tiers": tiers, "text": text},
+        "tactics": tactics,
+    }))
+    .into_response())
 }

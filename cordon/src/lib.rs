@@ -155,12 +155,13 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         max_message_bytes: cfg.max_message_bytes,
         ..ingest::IngestConfig::default()
     };
+    let rules = icfg.tagger.as_ref().map(|t| t.rules().to_vec()).unwrap_or_default();
     let ingest = Arc::new(ingest::Ingest::new(client, icfg, Arc::clone(&store), Arc::clone(&metrics)).await?);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let state = api::AppState::new(Arc::clone(&store), metrics);
+    let state = api::AppState::with_rules(Arc::clone(&store), metrics, rules);
     let app = api::router(state);
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();

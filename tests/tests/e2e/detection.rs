@@ -64,6 +64,39 @@ fn scenario_events_carry_the_techniques_and_tiers_of_the_attack() -> anyhow::Res
     )?;
     assert_eq!(rules[0][0], "File renamed to a ransomware extension");
 
+    // The coverage matrix: rules, tier and tagged events per technique, and the summary.
+    let (status, cov) = get(&format!("{}/api/v1/attack/coverage", server.api), Some(tok))?;
+    assert_eq!(status, 200, "{cov}");
+    let technique = |tactic: &str, id: &str| -> serde_json::Value {
+        let tac =
+            cov["tactics"].as_array().unwrap().iter().find(|t| t["shortname"] == tactic).unwrap().clone();
+        tac["techniques"].as_array().unwrap().iter().find(|t| t["id"] == id).unwrap().clone()
+    };
+    let t1486 = technique("impact", "T1486");
+    assert_eq!(
+        (t1486["tier"].as_str(), t1486["events"].as_u64()),
+        (Some("block"), Some(renames as u64)),
+        "{t1486}"
+    );
+    assert_eq!(t1486["rules"][0]["title"], "File renamed to a ransomware extension");
+    assert_eq!(
+        technique("initial-access", "T1190")["events"].as_u64(),
+        Some((exploit_access + java_children) as u64)
+    );
+    let discovery = technique("discovery", "T1083");
+    assert_eq!(
+        (discovery["tier"].as_str(), discovery["rules"].as_array().map(Vec::len)),
+        (Some("record"), Some(0))
+    );
+    let summary = &cov["summary"];
+    assert!(
+        summary["covered"].as_u64().unwrap() >= 9 && summary["techniques"].as_u64().unwrap() > 300,
+        "{summary}"
+    );
+    assert!(summary["text"].as_str().unwrap().starts_with("covers "), "{summary}");
+    let (status, _) = get(&format!("{}/api/v1/attack/coverage?platform=Amiga", server.api), Some(tok))?;
+    assert_eq!(status, 400);
+
     // And the metrics count what was committed.
     let (_, m) = get(&format!("{}/metrics", server.api), Some(tok))?;
     let m = m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string());

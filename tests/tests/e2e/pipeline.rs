@@ -210,5 +210,6 @@ fn api_routes() -> Vec<(&'static str, &'static str)> {
         ("GET", "/api/v1/policy"),
         ("PUT", "/api/v1/policy"),
         ("GET", "/api/v1/policy/versions"),
+        ("GET", "/api/v1/attack/coverage"),
     ]
 }

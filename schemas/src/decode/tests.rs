@@ -195,6 +195,15 @@ fn single_pass_decodes_exactly_as_the_two_pass_reference() {
         let want = reference_decode(line.as_bytes(), n, &ch(), &limits);
         match (&got, &want) {
             (Ok(a), Ok(b)) => {
+                // The catch-all object may list its keys in another order (serde_json's key order
+                // depends on a feature other crates may enable): compare it as JSON.
+                let extra = |r: &Record| -> Option<Value> {
+                    r.cell(crate::fields::col::EXTRA).as_str().map(|s| serde_json::from_str(s).unwrap())
+                };
+                assert_eq!(extra(a), extra(b), "{line}");
+                let (mut a, mut b) = (a.clone(), b.clone());
+                a.set(crate::fields::col::EXTRA, Cell::Null);
+                b.set(crate::fields::col::EXTRA, Cell::Null);
                 assert_eq!(a, b, "{line}");
                 ok += 1;
             }

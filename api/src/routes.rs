@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{Method, header};
 use axum::response::IntoResponse;
-use axum::routing::{MethodRouter, get, post, put};
+use axum::routing::{MethodRouter, get, patch, post, put};
 use schemas::policy::Policy;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -37,6 +37,9 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::PUT, "/api/v1/policy") => put(policy_put).layer(DefaultBodyLimit::max(1024 * 1024)),
         (Method::GET, "/api/v1/policy/versions") => get(policy_versions),
         (Method::GET, "/api/v1/attack/coverage") => get(coverage),
+        (Method::GET, "/api/v1/alerts") => get(alerts),
+        (Method::GET, "/api/v1/alerts/{id}") => get(alert_get),
+        (Method::PATCH, "/api/v1/alerts/{id}") => patch(alert_patch).layer(DefaultBodyLimit::max(64 * 1024)),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }
@@ -474,4 +477,106 @@ async fn coverage(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller
         "tactics": tactics,
     }))
     .into_response())
+}
+
+async fn alerts(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, Query(p): Params) -> Res {
+    let level = match p.get("level") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u8>()
+                .ok()
+                .filter(|l| (1..=5).contains(l))
+                .ok_or_else(|| ApiError::invalid("bad_parameter", format!("level={v:?} must be 1 to 5")))?,
+        ),
+    };
+    let one_of = |name: &'static str, allowed: &[&str]| -> Result<Option<String>, ApiError> {
+        match p.get(name) {
+            None => Ok(None),
+            Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
+            Some(v) => {
+                Err(ApiError::invalid("bad_parameter", format!("{name}={v:?} must be one of {allowed:?}")))
+            }
+        }
+    };
+    let f = store::catalog::AlertFilter {
+        min_level: level,
+        status: one_of("status", &["blocked", "alerted"])?,
+        handling: one_of("handling", &["unhandled", "handled", "false_positive"])?,
+        host: p.get("host").cloned(),
+        technique: p.get("technique").map(|t| t.to_ascii_uppercase()),
+        from: time_param(&p, "from")?,
+        to: time_param(&p, "to")?,
+        limit: limit_param(&p, 100)?,
+    };
+    let list = s.store.catalog().alerts(&c.token.tenant, &f).await.map_err(store::StoreError::from)?;
+    Ok(Json(json!({ "alerts": list })).into_response())
+}
+
+async fn alert_get(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Res {
+    let Some((alert, comments)) =
+        s.store.catalog().alert(&c.token.tenant, &id).await.map_err(store::StoreError::from)?
+    else {
+        return Err(ApiError::not_found(format!("no alert {id}")));
+    };
+    // The evidence events themselves, from the lake (ids are Cordon's own: hex, `-` and `:`).
+    let ids: Vec<&String> = alert
+        .evidence
+        .iter()
+        .filter(|e| {
+            !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '_'))
+        })
+        .collect();
+    let mut events = Vec::new();
+    if !ids.is_empty() {
+        let list = ids.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(",");
+        let q = format!("SELECT * FROM events WHERE event_id IN ({list}) ORDER BY time");
+        let out = s
+            .store
+            .sql(&c.token.tenant, &q, SqlLimits { max_rows: 200, timeout: Duration::from_secs(30) })
+            .await?;
+        for row in out.rows {
+            let obj: serde_json::Map<String, Value> =
+                out.columns.iter().cloned().zip(row).filter(|(_, v)| !v.is_null()).collect();
+            events.push(Value::Object(obj));
+        }
+    }
+    Ok(Json(json!({ "alert": alert, "events": events, "comments": comments })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertPatch {
+    handling: schemas::alert::Handling,
+    comment: String,
+}
+
+async fn alert_patch(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Res {
+    let req: AlertPatch =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    let found = s
+        .store
+        .catalog()
+        .handle_alert(
+            &c.token.tenant,
+            &id,
+            req.handling,
+            req.comment.trim(),
+            &c.token.name,
+            schemas::time::now_micros(),
+        )
+        .await
+        .map_err(store::StoreError::from)?;
+    if !found {
+        return Err(ApiError::not_found(format!("no alert {id}")));
+    }
+    Ok(Json(json!({ "id": id, "handling": req.handling })).into_response())
 }

@@ -51,6 +51,8 @@ pub struct IngestConfig {
     pub tagger: Option<Arc<correlate::sigma::Tagger>>,
     /// How often tenants' policies are re-read from the catalog (checked before each batch).
     pub policy_refresh: Duration,
+    /// Detections of the same rule on the same host and object this close together join one alert.
+    pub alert_window: Duration,
 }
 
 impl Default for IngestConfig {
@@ -70,6 +72,7 @@ impl Default for IngestConfig {
                     .expect("Cordon's rule pack compiles (tested in correlate)"),
             )),
             policy_refresh: Duration::from_secs(1),
+            alert_window: Duration::from_secs(3600),
         }
     }
 }
@@ -97,6 +100,7 @@ fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestErro
 const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
 const HELP_STORED: &str = "Events committed to the lake and index.";
 const HELP_POLICY: &str = "The policy version ingest applies, per tenant (absent: the shipped default).";
+const HELP_ALERTS: &str = "Alert evidence recorded (detections the policy alerts on or blocks).";
 const HELP_DETECTIONS: &str =
     "Sigma rule matches on ingested events, by policy tier (counted after the commit).";
 const HELP_REJECTED: &str = "Lines or messages rejected, by reason; each is in the dead-letter stream.";
@@ -299,6 +303,7 @@ impl Ingest {
         let mut dead = Vec::new();
         let mut security = Vec::new();
         let mut detections: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
+        let mut alerts = Vec::new();
         let mut events_in = 0u64;
         for m in msgs {
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
@@ -377,6 +382,7 @@ impl Ingest {
                         if let Some(t) = &tagger {
                             for d in t.tag(&mut r) {
                                 *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
+                                alerts.extend(correlate::sigma::tagger::alert_for(&r, &d));
                             }
                         }
                         records.push(r);
@@ -412,6 +418,17 @@ impl Ingest {
         }
         let outcome = self.store.commit(&self.cfg.consumer, batches).await?;
         reg.add("cordon_ingest_stored_total", "", HELP_STORED, outcome.stored as u64);
+        // Alerts follow the commit (their evidence is stored); recording is idempotent per evidence
+        // event, so a batch redelivered after a failure here does not count twice.
+        if !alerts.is_empty() {
+            let ids = self
+                .store
+                .catalog()
+                .record_alerts(&alerts, self.cfg.alert_window.as_micros() as i64, schemas::time::now_micros())
+                .await
+                .map_err(store::StoreError::from)?;
+            reg.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
+        }
         for (tier, n) in &detections {
             reg.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
         }

@@ -19,6 +19,7 @@
 //! assert_eq!(rec.host(), "ws-1");
 //! ```
 
+pub mod alert;
 pub mod attack;
 pub mod decode;
 pub mod fields;

@@ -200,6 +200,18 @@ pub fn put(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16,
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
 }
 
+/// PATCH JSON.
+pub fn patch(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
+    let mut req = ureq::patch(url).header("Content-Type", "application/json");
+    if let Some(t) = token {
+        req = req.header("Authorization", &format!("Bearer {t}"));
+    }
+    let mut resp = req.config().http_status_as_error(false).build().send(body.to_string())?;
+    let status = resp.status().as_u16();
+    let text = resp.body_mut().read_to_string()?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
 /// SQL through the API; the rows.
 pub fn sql(api: &str, token: &str, q: &str) -> anyhow::Result<Vec<Vec<Value>>> {
     let (status, body) = post(&format!("{api}/api/v1/sql"), Some(token), &serde_json::json!({ "sql": q }))?;

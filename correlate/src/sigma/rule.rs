@@ -132,6 +132,8 @@ pub struct Rule {
     pub level: Level,
     /// `status`.
     pub status: String,
+    /// `description`.
+    pub description: String,
     /// ATT&CK technique ids from the tags (`T1059.001`).
     pub techniques: Vec<String>,
     /// ATT&CK tactic shortnames from the tags.
@@ -301,6 +303,7 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Rule, RuleError> {
         title,
         level,
         status: doc["status"].as_str().unwrap_or("experimental").to_owned(),
+        description: doc["description"].as_str().unwrap_or_default().trim().to_owned(),
         techniques,
         tactics,
         unknown_tags,

@@ -45,6 +45,8 @@ pub struct Detection {
     pub rule_id: String,
     /// The rule's title.
     pub rule: String,
+    /// The rule's description.
+    pub description: String,
     /// Its level.
     pub level: Level,
     /// The tier the policy gave it.
@@ -139,6 +141,7 @@ impl Tagger {
             out.push(Detection {
                 rule_id: rule.id.clone(),
                 rule: rule.title.clone(),
+                description: rule.description.clone(),
                 level: rule.level,
                 tier: decision.tier,
                 because: decision.because,
@@ -180,6 +183,58 @@ fn tier_of(s: &str) -> Option<Tier> {
         "block" => Some(Tier::Block),
         _ => None,
     }
+}
+
+/// The uniform alert for a detection on `rec`, when the policy alerts or blocks (`None` for
+/// record and off).
+pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
+    use schemas::alert::{Alert, Handling, RuleRef, Status, TechniqueTag, endpoint_and_file};
+    let status = match d.tier {
+        Tier::Block => Status::Blocked,
+        Tier::Alert => Status::Alerted,
+        Tier::Record | Tier::Off => return None,
+    };
+    let catalog = schemas::attack::catalog();
+    let (endpoint, file, object) = endpoint_and_file(rec);
+    let time = schemas::time::format_micros(rec.time());
+    let event_id = rec.cell(col::EVENT_ID).as_str().unwrap_or_default().to_owned();
+    let mut tactics: Vec<String> = Vec::new();
+    for t in &d.techniques {
+        for tac in catalog.tactics_of(t) {
+            push_unique(&mut tactics, tac.name.to_owned());
+        }
+    }
+    Some(Alert {
+        id: String::new(),
+        tenant: rec.tenant().to_owned(),
+        level: d.level.number(),
+        first_seen: time.clone(),
+        last_seen: time,
+        count: 1,
+        object,
+        description: if d.description.is_empty() { d.rule.clone() } else { d.description.clone() },
+        source: "behaviour detection (Sigma)".to_owned(),
+        rule: RuleRef { id: d.rule_id.clone(), title: d.rule.clone() },
+        status,
+        handling: Handling::Unhandled,
+        endpoint,
+        file,
+        techniques: d
+            .techniques
+            .iter()
+            .map(|t| TechniqueTag {
+                id: t.clone(),
+                name: catalog.technique(t).map(|x| x.name.to_owned()).unwrap_or_default(),
+            })
+            .collect(),
+        tactics,
+        evidence: vec![event_id],
+        why: serde_json::json!({
+            "rule": {"id": d.rule_id, "title": d.rule, "level": d.level},
+            "matched": d.matched,
+            "policy": {"tier": d.tier, "because": d.because},
+        }),
+    })
 }
 
 #[cfg(test)]

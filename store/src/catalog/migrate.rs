@@ -9,12 +9,14 @@ const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../../migrations/sqlite/0002_maintenance.sql")),
     (3, include_str!("../../migrations/sqlite/0003_agent_activity.sql")),
     (4, include_str!("../../migrations/sqlite/0004_policies.sql")),
+    (5, include_str!("../../migrations/sqlite/0005_alerts.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
     (2, include_str!("../../migrations/postgres/0002_maintenance.sql")),
     (3, include_str!("../../migrations/postgres/0003_agent_activity.sql")),
     (4, include_str!("../../migrations/postgres/0004_policies.sql")),
+    (5, include_str!("../../migrations/postgres/0005_alerts.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

@@ -5,11 +5,13 @@
 //! per backend. SQLite runs with `journal_mode=WAL` and `synchronous=FULL`.
 
 mod agents;
+mod alerts;
 mod migrate;
 mod policies;
 mod tokens;
 
 pub use agents::AgentRow;
+pub use alerts::{AlertComment, AlertFilter};
 pub use policies::PolicyVersion;
 pub use tokens::TokenInfo;
 

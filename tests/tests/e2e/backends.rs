@@ -157,6 +157,58 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         cat.current_policies().await?.into_iter().map(|p| (p.tenant, p.version)).collect();
     current.sort();
     assert_eq!(current, vec![("t".to_owned(), 2), ("u".to_owned(), 1)]);
+    // Alerts: deduplicated by rule, host and object within the window, idempotent per evidence event,
+    // filtered, handled with comments; a handled alert is not reopened.
+    let alert = |ev: &str, t: &str| schemas::alert::Alert {
+        id: String::new(),
+        tenant: "t".into(),
+        level: 5,
+        first_seen: t.into(),
+        last_seen: t.into(),
+        count: 1,
+        object: "C:\\x\\update.exe".into(),
+        description: "d".into(),
+        source: "s".into(),
+        rule: schemas::alert::RuleRef { id: "r1".into(), title: "R".into() },
+        status: schemas::alert::Status::Blocked,
+        handling: schemas::alert::Handling::Unhandled,
+        endpoint: schemas::alert::Endpoint { name: "h1".into(), ..Default::default() },
+        file: Default::default(),
+        techniques: vec![schemas::alert::TechniqueTag { id: "T1486".into(), name: "x".into() }],
+        tactics: vec![],
+        evidence: vec![ev.into()],
+        why: serde_json::Value::Null,
+    };
+    let hour = 3_600_000_000;
+    let a = cat.record_alerts(&[alert("e1", "2026-01-01T00:00:00Z")], hour, 1).await?;
+    let b = cat
+        .record_alerts(&[alert("e1", "2026-01-01T00:00:00Z"), alert("e2", "2026-01-01T00:30:00Z")], hour, 2)
+        .await?;
+    assert_eq!((a[0].as_str(), b[0].as_str(), b[1].as_str()), (a[0].as_str(), a[0].as_str(), a[0].as_str()));
+    let all = cat.alerts("t", &store::catalog::AlertFilter { limit: 10, ..Default::default() }).await?;
+    assert_eq!((all.len(), all[0].count, all[0].evidence.len()), (1, 2, 2), "e1 twice counts once");
+    assert_eq!(all[0].last_seen, "2026-01-01T00:30:00Z");
+    let far = cat.record_alerts(&[alert("e3", "2026-01-01T05:00:00Z")], hour, 3).await?;
+    assert_ne!(far[0], a[0], "outside the window: a new alert");
+    let f =
+        |t: &str| store::catalog::AlertFilter { technique: Some(t.into()), limit: 10, ..Default::default() };
+    assert_eq!(cat.alerts("t", &f("T1486")).await?.len(), 2);
+    assert_eq!(cat.alerts("t", &f("T148")).await?.len(), 0, "technique ids match whole");
+    assert_eq!(cat.alerts("u", &f("T1486")).await?.len(), 0, "tenants are separate");
+    assert!(
+        cat.handle_alert("t", &a[0], schemas::alert::Handling::FalsePositive, "test box", "alice", 4).await?
+    );
+    assert!(
+        !cat.handle_alert("u", &a[0], schemas::alert::Handling::Handled, "", "eve", 5).await?,
+        "another tenant's alert"
+    );
+    let (one, comments) = cat.alert("t", &a[0]).await?.unwrap();
+    assert_eq!(
+        (one.handling, comments[0].author.as_str()),
+        (schemas::alert::Handling::FalsePositive, "alice")
+    );
+    let reopened = cat.record_alerts(&[alert("e4", "2026-01-01T00:40:00Z")], hour, 6).await?;
+    assert_ne!(reopened[0], a[0], "a handled alert is not reopened");
     cat.close().await;
     cat2.close().await;
     Ok(())

@@ -97,10 +97,128 @@ fn scenario_events_carry_the_techniques_and_tiers_of_the_attack() -> anyhow::Res
     let (status, _) = get(&format!("{}/api/v1/attack/coverage?platform=Amiga", server.api), Some(tok))?;
     assert_eq!(status, 400);
 
+    // Uniform alerts: the four the source describes, each with its evidence.
+    let (status, list) = get(&format!("{}/api/v1/alerts", server.api), Some(tok))?;
+    assert_eq!(status, 200, "{list}");
+    let alerts = list["alerts"].as_array().unwrap().clone();
+    let with = |t: &str| -> Vec<serde_json::Value> {
+        alerts
+            .iter()
+            .filter(|a| a["techniques"].as_array().unwrap().iter().any(|x| x["id"] == t))
+            .cloned()
+            .collect()
+    };
+    let scan = with("T1595.002");
+    assert_eq!(scan.len(), 1, "one scanning alert: {scan:?}");
+    assert_eq!(
+        (scan[0]["endpoint"]["name"].as_str(), scan[0]["status"].as_str()),
+        (Some("WIN-DAKEQI"), Some("alerted"))
+    );
+    assert_eq!(
+        scan[0]["count"].as_u64(),
+        Some(scans as u64),
+        "deduplicated into one alert with every request"
+    );
+    assert!(scan[0]["techniques"].as_array().unwrap().iter().any(|x| x["id"] == "T1046"));
+    let exploit = with("T1190");
+    assert!(
+        exploit
+            .iter()
+            .any(|a| a["endpoint"]["group"] == "Ops" && a["object"].as_str().unwrap().ends_with("java.exe")),
+        "{exploit:?}"
+    );
+    let download = with("T1105");
+    assert_eq!(download.len(), 1);
+    assert_eq!(download[0]["file"]["path"], "C:\\Users\\Public\\Downloads\\update.exe");
+    let ransom = with("T1486");
+    assert_eq!(ransom.len(), 1, "{ransom:?}");
+    let r = &ransom[0];
+    assert_eq!(
+        (r["status"].as_str(), r["level"].as_u64(), r["count"].as_u64()),
+        (Some("blocked"), Some(5), Some(renames as u64))
+    );
+    assert_eq!(
+        (r["handling"].as_str(), r["source"].as_str()),
+        (Some("unhandled"), Some("behaviour detection (Sigma)"))
+    );
+    assert!(r["object"].as_str().unwrap().ends_with("update.exe"), "the acting process: {r}");
+    assert_eq!(r["why"]["policy"]["tier"], "block");
+    assert!(r["why"]["matched"].as_array().unwrap().iter().any(|m| m["field"] == "TargetFilename"), "{r}");
+    let (_, blocked) = get(&format!("{}/api/v1/alerts?status=blocked", server.api), Some(tok))?;
+    assert_eq!(
+        blocked["alerts"].as_array().map(Vec::len),
+        Some(2),
+        "encryption and shadow-copy deletion: {blocked}"
+    );
+    let (_, by_t) = get(&format!("{}/api/v1/alerts?technique=T1059", server.api), Some(tok))?;
+    assert!(by_t["alerts"].as_array().unwrap().iter().all(|a| a["techniques"].to_string().contains("T1059")));
+    assert_eq!(get(&format!("{}/api/v1/alerts?level=9", server.api), Some(tok))?.0, 400);
+
+    // One alert: its evidence rows from the lake; handling it records who and why.
+    let id = r["id"].as_str().unwrap();
+    let (status, one) = get(&format!("{}/api/v1/alerts/{id}", server.api), Some(tok))?;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["events"].as_array().map(Vec::len), Some(renames), "{one}");
+    assert!(
+        one["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["file_path"].as_str().unwrap().ends_with(".CONTI"))
+    );
+    let url = format!("{}/api/v1/alerts/{id}", server.api);
+    let (status, _) = tests::patch(
+        &url,
+        Some(tok),
+        &json!({"handling": "handled", "comment": "host isolated, restored from backup"}),
+    )?;
+    assert_eq!(status, 200);
+    let (_, one) = get(&url, Some(tok))?;
+    assert_eq!(one["alert"]["handling"], "handled");
+    assert_eq!(
+        (one["comments"][0]["author"].as_str(), one["comments"][0]["comment"].as_str()),
+        (Some("e2e"), Some("host isolated, restored from backup"))
+    );
+    assert_eq!(tests::patch(&url, Some(tok), &json!({"handling": "ignored", "comment": ""}))?.0, 400);
+    assert_eq!(
+        tests::patch(
+            &format!("{}/api/v1/alerts/nope", server.api),
+            Some(tok),
+            &json!({"handling": "handled", "comment": ""})
+        )?
+        .0,
+        404
+    );
+
+    // The attack again: unhandled alerts take the new evidence; a handled one is not reopened.
+    let again = agent(&bin(), &n.url, &env.spool(), &["replay", "builtin:log4j-conti"])?;
+    let total = acked + again["events_acked"].as_u64().unwrap();
+    eventually(Duration::from_secs(60), || Ok((counts(&server.api, tok)?.0 == total).then_some(())))?;
+    let (_, list) = get(&format!("{}/api/v1/alerts?technique=T1595.002", server.api), Some(tok))?;
+    let scan_again = list["alerts"].as_array().unwrap();
+    assert_eq!(scan_again.len(), 1, "{list}");
+    assert_eq!(scan_again[0]["count"].as_u64(), Some(2 * scans as u64));
+    assert_eq!(scan_again[0]["evidence"].as_array().map(Vec::len), Some(2 * scans));
+    let (_, list) = get(&format!("{}/api/v1/alerts?technique=T1486", server.api), Some(tok))?;
+    let mut states: Vec<(String, u64)> = list["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["handling"].as_str().unwrap().to_owned(), a["count"].as_u64().unwrap()))
+        .collect();
+    states.sort();
+    assert_eq!(
+        states,
+        vec![("handled".to_owned(), renames as u64), ("unhandled".to_owned(), renames as u64)]
+    );
+
     // And the metrics count what was committed.
     let (_, m) = get(&format!("{}/metrics", server.api), Some(tok))?;
     let m = m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string());
-    assert!(m.contains(&format!("cordon_detections_total{{tier=\"block\"}} {}", renames + shadow)), "{m}");
+    assert!(
+        m.contains(&format!("cordon_detections_total{{tier=\"block\"}} {}", 2 * (renames + shadow))),
+        "{m}"
+    );
     Ok(())
 }
 

@@ -143,6 +143,7 @@ fn every_route_but_health_needs_a_valid_token() -> anyhow::Result<()> {
             let status = match r.0 {
                 "GET" => get(&url, t)?.0,
                 "PUT" => tests::put(&url, t, &json!({}))?.0,
+                "PATCH" => tests::patch(&url, t, &json!({}))?.0,
                 _ => post(&url, t, &json!({}))?.0,
             };
             assert_eq!(status, 401, "{} {} with {t:?}", r.0, r.1);
@@ -150,6 +151,7 @@ fn every_route_but_health_needs_a_valid_token() -> anyhow::Result<()> {
         let status = match r.0 {
             "GET" => get(&url, Some(tok))?.0,
             "PUT" => tests::put(&url, Some(tok), &json!({}))?.0,
+            "PATCH" => tests::patch(&url, Some(tok), &json!({}))?.0,
             _ => post(&url, Some(tok), &json!({"sql": "SELECT 1", "iocs": []}))?.0,
         };
         assert_ne!(status, 401, "{} {} with a valid token", r.0, r.1);
@@ -211,5 +213,8 @@ fn api_routes() -> Vec<(&'static str, &'static str)> {
         ("PUT", "/api/v1/policy"),
         ("GET", "/api/v1/policy/versions"),
         ("GET", "/api/v1/attack/coverage"),
+        ("GET", "/api/v1/alerts"),
+        ("GET", "/api/v1/alerts/{host}"),
+        ("PATCH", "/api/v1/alerts/{host}"),
     ]
 }

@@ -1,0 +1,285 @@
+//! Uniform alerts: recorded with deduplication (the same rule, host and object within a window add
+//! evidence to one alert instead of raising another), listed with filters, and handled with comments.
+//! Recording is idempotent per evidence event, so a redelivered batch does not count twice.
+
+use super::{Catalog, CatalogError, db};
+use schemas::alert::{Alert, Handling, Status};
+use sqlx::Row;
+
+/// Evidence event ids kept per alert (the count goes on).
+pub const MAX_EVIDENCE: usize = 100;
+
+/// Filters for listing alerts (all optional).
+#[derive(Clone, Debug, Default)]
+pub struct AlertFilter {
+    /// At least this level.
+    pub min_level: Option<u8>,
+    /// `blocked` or `alerted`.
+    pub status: Option<String>,
+    /// `unhandled`, `handled`, `false_positive`.
+    pub handling: Option<String>,
+    /// Host name.
+    pub host: Option<String>,
+    /// Technique id (a technique also finds its sub-techniques).
+    pub technique: Option<String>,
+    /// Last seen at or after, microseconds.
+    pub from: Option<i64>,
+    /// Last seen before.
+    pub to: Option<i64>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// An analyst's note on an alert.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct AlertComment {
+    /// Who (the token's name).
+    pub author: String,
+    /// The handling it set.
+    pub handling: String,
+    /// The note.
+    pub comment: String,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+fn micros(t: &str) -> i64 {
+    schemas::time::parse_rfc3339_micros(t).unwrap_or(0)
+}
+
+fn status_str(s: Status) -> &'static str {
+    match s {
+        Status::Blocked => "blocked",
+        Status::Alerted => "alerted",
+    }
+}
+
+fn parse(body: &str) -> Result<Alert, CatalogError> {
+    serde_json::from_str(body)
+        .map_err(|e| CatalogError::Conflict(format!("stored alert does not parse: {e}")))
+}
+
+impl Catalog {
+    /// Records alerts: each joins the open alert with its dedup key whose last evidence is within
+    /// `window` microseconds of its own, or starts a new one. Returns the ids, in order.
+    pub async fn record_alerts(
+        &self,
+        alerts: &[Alert],
+        window: i64,
+        now: i64,
+    ) -> Result<Vec<String>, CatalogError> {
+        let mut ids = Vec::with_capacity(alerts.len());
+        let mut tx = self.pool.begin().await.map_err(db("record_alerts"))?;
+        for a in alerts {
+            let key = a.dedup_key();
+            let (first, last) = (micros(&a.first_seen), micros(&a.last_seen));
+            let found = sqlx::query(
+                "SELECT id, body FROM alerts WHERE tenant = $1 AND dedup_key = $2 AND handling = 'unhandled' \
+                 AND last_seen >= $3 AND first_seen <= $4 ORDER BY last_seen DESC LIMIT 1",
+            )
+            .bind(a.tenant.as_str())
+            .bind(key.as_str())
+            .bind(first - window)
+            .bind(last + window)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("record_alerts"))?;
+            if let Some(row) = found {
+                let id: String = row.try_get(0).map_err(db("record_alerts"))?;
+                let body: String = row.try_get(1).map_err(db("record_alerts"))?;
+                let mut cur = parse(&body)?;
+                let new_evidence: Vec<&String> =
+                    a.evidence.iter().filter(|e| !cur.evidence.contains(e)).collect();
+                if new_evidence.is_empty() && cur.evidence.len() < MAX_EVIDENCE {
+                    ids.push(id); // this evidence was recorded before (a redelivery)
+                    continue;
+                }
+                cur.count += a.count;
+                for e in new_evidence {
+                    if cur.evidence.len() < MAX_EVIDENCE {
+                        cur.evidence.push(e.clone());
+                    }
+                }
+                if micros(&a.first_seen) < micros(&cur.first_seen) {
+                    cur.first_seen = a.first_seen.clone();
+                }
+                if micros(&a.last_seen) > micros(&cur.last_seen) {
+                    cur.last_seen = a.last_seen.clone();
+                }
+                cur.level = cur.level.max(a.level);
+                if a.status == Status::Blocked {
+                    cur.status = Status::Blocked;
+                }
+                sqlx::query(
+                    "UPDATE alerts SET level = $1, status = $2, first_seen = $3, last_seen = $4, count = $5, \
+                     body = $6, updated_at = $7 WHERE id = $8",
+                )
+                .bind(i64::from(cur.level))
+                .bind(status_str(cur.status))
+                .bind(micros(&cur.first_seen))
+                .bind(micros(&cur.last_seen))
+                .bind(i64::try_from(cur.count).unwrap_or(i64::MAX))
+                .bind(serde_json::to_string(&cur).unwrap_or_default())
+                .bind(now)
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db("record_alerts"))?;
+                ids.push(id);
+            } else {
+                let mut a = a.clone();
+                a.id = uuid::Uuid::new_v4().to_string();
+                let techniques =
+                    format!(",{},", a.techniques.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","));
+                sqlx::query(
+                    "INSERT INTO alerts (id, tenant, dedup_key, level, status, handling, host, rule_id, techniques, \
+                     first_seen, last_seen, count, body, updated_at) \
+                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+                )
+                .bind(a.id.as_str())
+                .bind(a.tenant.as_str())
+                .bind(key.as_str())
+                .bind(i64::from(a.level))
+                .bind(status_str(a.status))
+                .bind(a.handling.as_str())
+                .bind(a.endpoint.name.as_str())
+                .bind(a.rule.id.as_str())
+                .bind(techniques)
+                .bind(first)
+                .bind(last)
+                .bind(i64::try_from(a.count).unwrap_or(i64::MAX))
+                .bind(serde_json::to_string(&a).unwrap_or_default())
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(db("record_alerts"))?;
+                ids.push(a.id);
+            }
+        }
+        tx.commit().await.map_err(db("record_alerts"))?;
+        Ok(ids)
+    }
+
+    /// A tenant's alerts matching `f`, most recent first.
+    pub async fn alerts(&self, tenant: &str, f: &AlertFilter) -> Result<Vec<Alert>, CatalogError> {
+        enum Bind {
+            Int(i64),
+            Str(String),
+        }
+        let mut sql = String::from("SELECT body FROM alerts WHERE tenant = $1");
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut clause = |sql: &mut String, text: &str, b: Bind| {
+            binds.push(b);
+            sql.push_str(&text.replace('?', &format!("${}", binds.len() + 1)));
+        };
+        if let Some(l) = f.min_level {
+            clause(&mut sql, " AND level >= ?", Bind::Int(i64::from(l)));
+        }
+        if let Some(v) = &f.status {
+            clause(&mut sql, " AND status = ?", Bind::Str(v.clone()));
+        }
+        if let Some(v) = &f.handling {
+            clause(&mut sql, " AND handling = ?", Bind::Str(v.clone()));
+        }
+        if let Some(v) = &f.host {
+            clause(&mut sql, " AND host = ?", Bind::Str(v.clone()));
+        }
+        if let Some(t) = &f.technique {
+            // Stored as `,T1059.001,T1105,`: a technique also finds its sub-techniques.
+            clause(&mut sql, " AND (techniques LIKE ?", Bind::Str(format!("%,{t},%")));
+            clause(&mut sql, " OR techniques LIKE ?)", Bind::Str(format!("%,{t}.%")));
+        }
+        if let Some(v) = f.from {
+            clause(&mut sql, " AND last_seen >= ?", Bind::Int(v));
+        }
+        if let Some(v) = f.to {
+            clause(&mut sql, " AND last_seen < ?", Bind::Int(v));
+        }
+        sql.push_str(&format!(" ORDER BY last_seen DESC, id LIMIT {}", f.limit.clamp(1, 1000)));
+        let mut q = sqlx::query(&sql).bind(tenant);
+        for b in binds {
+            q = match b {
+                Bind::Int(i) => q.bind(i),
+                Bind::Str(s) => q.bind(s),
+            };
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(db("alerts"))?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db("alerts")).and_then(|b| parse(&b))).collect()
+    }
+
+    /// One alert of a tenant, with its comments (oldest first).
+    pub async fn alert(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<(Alert, Vec<AlertComment>)>, CatalogError> {
+        let row = sqlx::query("SELECT body FROM alerts WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("alert"))?;
+        let Some(row) = row else { return Ok(None) };
+        let alert = parse(&row.try_get::<String, _>(0).map_err(db("alert"))?)?;
+        let comments = sqlx::query(
+            "SELECT author, handling, comment, created_at FROM alert_comments WHERE alert_id = $1 ORDER BY created_at",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("alert"))?
+        .iter()
+        .map(|r| {
+            Ok(AlertComment {
+                author: r.try_get(0)?,
+                handling: r.try_get(1)?,
+                comment: r.try_get(2)?,
+                at: schemas::time::format_micros(r.try_get(3)?),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(db("alert"))?;
+        Ok(Some((alert, comments)))
+    }
+
+    /// Sets an alert's handling with a comment; `false` when the tenant has no such alert.
+    pub async fn handle_alert(
+        &self,
+        tenant: &str,
+        id: &str,
+        handling: Handling,
+        comment: &str,
+        author: &str,
+        now: i64,
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.pool.begin().await.map_err(db("handle_alert"))?;
+        let row = sqlx::query("SELECT body FROM alerts WHERE tenant = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db("handle_alert"))?;
+        let Some(row) = row else { return Ok(false) };
+        let mut alert = parse(&row.try_get::<String, _>(0).map_err(db("handle_alert"))?)?;
+        alert.handling = handling;
+        sqlx::query("UPDATE alerts SET handling = $1, body = $2, updated_at = $3 WHERE id = $4")
+            .bind(handling.as_str())
+            .bind(serde_json::to_string(&alert).unwrap_or_default())
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("handle_alert"))?;
+        sqlx::query("INSERT INTO alert_comments (alert_id, author, handling, comment, created_at) VALUES ($1,$2,$3,$4,$5)")
+            .bind(id)
+            .bind(author)
+            .bind(handling.as_str())
+            .bind(comment)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("handle_alert"))?;
+        tx.commit().await.map_err(db("handle_alert"))?;
+        Ok(true)
+    }
+}

@@ -125,60 +125,6 @@ pub fn print_load(report: &LoadReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One Windows event log record as a flat Sigma event: `EventID`, `Channel`, `Computer`,
-/// `Provider_Name` from the System block, and every `EventData`/`UserData` value under its own name.
-pub fn flatten_evtx(record: &serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
-    use serde_json::Value;
-    let mut out = serde_json::Map::new();
-    let ev = &record["Event"];
-    let sys = &ev["System"];
-    let text = |v: &Value| -> Value {
-        match v {
-            Value::Object(o) if o.contains_key("#text") => o["#text"].clone(),
-            other => other.clone(),
-        }
-    };
-    out.insert("EventID".into(), text(&sys["EventID"]));
-    for (k, v) in [("Channel", &sys["Channel"]), ("Computer", &sys["Computer"])] {
-        out.insert(k.into(), text(v));
-    }
-    out.insert("Provider_Name".into(), sys["Provider"]["#attributes"]["Name"].clone());
-    out.insert("TimeCreated".into(), sys["TimeCreated"]["#attributes"]["SystemTime"].clone());
-    fn walk(v: &serde_json::Value, out: &mut serde_json::Map<String, serde_json::Value>) {
-        if let serde_json::Value::Object(o) = v {
-            for (k, v) in o {
-                if k == "#attributes" {
-                    continue;
-                }
-                match v {
-                    serde_json::Value::Object(inner) if inner.contains_key("#text") => {
-                        out.insert(k.clone(), inner["#text"].clone());
-                    }
-                    serde_json::Value::Object(_) => walk(v, out),
-                    other => {
-                        out.insert(k.clone(), other.clone());
-                    }
-                }
-            }
-        }
-    }
-    walk(&ev["EventData"], &mut out);
-    walk(&ev["UserData"], &mut out);
-    out
-}
-
-/// The records of an EVTX file as (record id, flat event).
-pub fn read_evtx(path: &Path) -> anyhow::Result<Vec<(u64, serde_json::Map<String, serde_json::Value>)>> {
-    let mut parser =
-        evtx::EvtxParser::from_path(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut out = Vec::new();
-    for r in parser.records_json_value() {
-        let r = r.with_context(|| format!("reading a record of {}", path.display()))?;
-        out.push((r.event_record_id, flatten_evtx(&r.data)));
-    }
-    Ok(out)
-}
-
 /// A record's identity for comparing records across EVTX readers (which differ in how they write
 /// GUIDs, numbers and binary fields): its computer, event id and creation time.
 fn comparable(e: serde_json::Map<String, serde_json::Value>) -> String {
@@ -203,15 +149,26 @@ pub struct RegressionReport {
     pub passed: usize,
     /// Failures: (test, reason).
     pub failures: Vec<(String, String)>,
+    /// The same tests through the agent's path: each record normalised to Cordon's ECS event
+    /// (`sensor_agent::evtx::to_ecs`), decoded as ingest does, and matched by the rule compiled with
+    /// the ECS pipeline: (tests compared, tests where both paths match the same number of records).
+    pub ecs_path: (usize, usize),
+    /// Tests where the ECS path differs: (test, flat matches, ECS matches).
+    pub ecs_differences: Vec<(String, usize, usize)>,
 }
 
 /// Runs `regression_dir` (folders of `info.yml` + `.evtx`): each test's rule (by id, from `rules_dir`,
 /// compiled with the flat Windows pipeline) must match `match_count` records of its EVTX file.
 pub fn regression(rules_dir: &Path, regression_dir: &Path) -> anyhow::Result<RegressionReport> {
     let pipeline = Pipeline::windows_flat();
+    let ecs_pipeline = Pipeline::cordon_ecs();
     let mut rules: std::collections::HashMap<String, Result<sigma::Rule, String>> = Default::default();
+    let mut ecs_rules: std::collections::HashMap<String, sigma::Rule> = Default::default();
     for path in yaml_files(rules_dir)? {
         let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        for rule in sigma::load(&text, &ecs_pipeline).into_iter().flatten() {
+            ecs_rules.insert(rule.id.clone(), rule);
+        }
         // The id is needed for refusals too, to say why a test's rule is missing.
         let id = text
             .lines()
@@ -265,7 +222,7 @@ pub fn regression(rules_dir: &Path, regression_dir: &Path) -> anyhow::Result<Reg
                 let text = std::fs::read_to_string(f.with_extension("json")).ok()?;
                 let mut ids: Vec<String> = serde_json::Deserializer::from_str(&text)
                     .into_iter::<serde_json::Value>()
-                    .filter_map(|v| Some(comparable(flatten_evtx(&v.ok()?))))
+                    .filter_map(|v| Some(comparable(sensor_agent::evtx::flatten(&v.ok()?))))
                     .collect();
                 ids.sort();
                 Some(ids)
@@ -275,15 +232,22 @@ pub fn regression(rules_dir: &Path, regression_dir: &Path) -> anyhow::Result<Reg
                 .map(|n| n as usize)
                 .or_else(|| expected_ids.as_ref().map(|s| s.len()))
                 .unwrap_or(1);
+            let mut ecs: Option<(usize, usize)> = None;
             let verdict: Result<(), String> = (|| {
                 let file = file.ok_or("the test names no file")?;
-                let events = read_evtx(&file).map_err(|e| format!("evtx: {e:#}"))?;
+                let events = sensor_agent::evtx::read(&file).map_err(|e| format!("evtx: {e}"))?;
                 let rule = rule_ids
                     .iter()
                     .find_map(|id| rules.get(id))
                     .ok_or_else(|| format!("rule {:?} is not in the rule set", rule_ids))?
                     .as_ref()
                     .map_err(Clone::clone)?;
+                if let Some(ecs_rule) = rule_ids.iter().find_map(|id| ecs_rules.get(id)) {
+                    let flat_n =
+                        events.iter().filter(|(_, e)| rule.matches(&sigma::FlatEvent(e.clone()))).count();
+                    let ecs_n = events.iter().filter(|(_, e)| ecs_match(ecs_rule, e)).count();
+                    ecs = Some((flat_n, ecs_n));
+                }
                 let mut got: Vec<String> = events
                     .into_iter()
                     .filter(|(_, e)| rule.matches(&sigma::FlatEvent(e.clone())))
@@ -316,9 +280,32 @@ pub fn regression(rules_dir: &Path, regression_dir: &Path) -> anyhow::Result<Reg
                 Ok(()) => report.passed += 1,
                 Err(reason) => report.failures.push((name.clone(), reason)),
             }
+            if let Some((flat_n, ecs_n)) = ecs {
+                report.ecs_path.0 += 1;
+                if flat_n == ecs_n {
+                    report.ecs_path.1 += 1;
+                } else {
+                    report.ecs_differences.push((name.clone(), flat_n, ecs_n));
+                }
+            }
         }
     }
     Ok(report)
+}
+
+/// Whether `rule` (ECS pipeline) fires on the flat record after the agent's normalisation and
+/// ingest's decoding.
+fn ecs_match(rule: &sigma::Rule, flat: &serde_json::Map<String, serde_json::Value>) -> bool {
+    let line = sensor_agent::evtx::to_ecs(flat).to_string();
+    let ch = schemas::decode::Channel {
+        tenant: "eval",
+        agent: "eval",
+        message_key: "1:1",
+        stream_seq: 1,
+        received: 0,
+    };
+    let limits = schemas::decode::Limits { max_skew_micros: i64::MAX, ..Default::default() };
+    schemas::decode::decode_line(line.as_bytes(), 1, &ch, &limits).is_ok_and(|rec| rule.matches(&rec))
 }
 
 /// Prints the regression report: failures with reasons, then one summary line.
@@ -326,44 +313,18 @@ pub fn print_regression(r: &RegressionReport) {
     for (name, reason) in &r.failures {
         println!("  FAIL {name}: {reason}");
     }
+    for (name, flat, ecs) in &r.ecs_differences {
+        println!("  ECS PATH DIFFERS {name}: {flat} flat matches, {ecs} through the agent's ECS events");
+    }
     println!(
-        "sigma regression: {} of {} tests pass ({:.1}%), {} fail",
+        "sigma regression: {} of {} tests pass ({:.1}%), {} fail; through the agent's ECS path {} of {} agree",
         r.passed,
         r.tests,
         100.0 * r.passed as f64 / r.tests.max(1) as f64,
-        r.failures.len()
+        r.failures.len(),
+        r.ecs_path.1,
+        r.ecs_path.0
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn evtx_records_flatten_to_sigma_names() {
-        let rec = json!({"Event": {
-            "System": {
-                "Provider": {"#attributes": {"Name": "Microsoft-Windows-Security-Auditing"}},
-                "EventID": {"#text": 4625, "#attributes": {"Qualifiers": 0}},
-                "Channel": "Security",
-                "Computer": "DC01",
-                "TimeCreated": {"#attributes": {"SystemTime": "2025-10-24T23:34:34.6406701Z"}}
-            },
-            "EventData": {"TargetUserName": "admin", "LogonType": 3, "IpAddress": "10.0.0.7"},
-            "UserData": {"Extra": {"#attributes": {"x": 1}, "Inner": {"#text": "v"}}}
-        }});
-        let flat = flatten_evtx(&rec);
-        assert_eq!(flat["EventID"], 4625, "EventID with qualifiers is its text");
-        assert_eq!((flat["Channel"].as_str(), flat["Computer"].as_str()), (Some("Security"), Some("DC01")));
-        assert_eq!(flat["Provider_Name"], "Microsoft-Windows-Security-Auditing");
-        assert_eq!((flat["TargetUserName"].as_str(), flat["LogonType"].as_i64()), (Some("admin"), Some(3)));
-        assert_eq!(flat["Inner"], "v");
-        // 7 and 6 fractional digits name the same record.
-        let mut six = flat.clone();
-        six.insert("TimeCreated".into(), json!("2025-10-24T23:34:34.640670Z"));
-        assert_eq!(comparable(flat), comparable(six));
-    }
 }
 
 /// What reading the corpus's EVTX files found.
@@ -425,11 +386,11 @@ pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
         let want = index[&rel]["records"].as_u64();
         report.indexed_records += want.unwrap_or(0);
         let path = f.clone();
-        let read = std::panic::catch_unwind(move || read_evtx(&path));
+        let read = std::panic::catch_unwind(move || sensor_agent::evtx::read(&path));
         let events = match read {
             Ok(Ok(ev)) => ev,
             Ok(Err(e)) => {
-                report.problems.push((rel, format!("error: {e:#}")));
+                report.problems.push((rel, format!("error: {e}")));
                 continue;
             }
             Err(_) => {
@@ -507,4 +468,30 @@ pub fn print_evtx(r: &EvtxReport) {
         r.tagged_events.1,
         r.tagged_events.0,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn records_compare_by_computer_id_and_time_at_microseconds() {
+        let rec = |t: &str| {
+            let mut m = serde_json::Map::new();
+            m.insert("Computer".into(), json!("DC01"));
+            m.insert("EventID".into(), json!(4625));
+            m.insert("TimeCreated".into(), json!(t));
+            m
+        };
+        // 7 and 6 fractional digits name the same record.
+        assert_eq!(
+            comparable(rec("2025-10-24T23:34:34.6406701Z")),
+            comparable(rec("2025-10-24T23:34:34.640670Z"))
+        );
+        assert_ne!(
+            comparable(rec("2025-10-24T23:34:34.640671Z")),
+            comparable(rec("2025-10-24T23:34:34.640670Z"))
+        );
+    }
 }

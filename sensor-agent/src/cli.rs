@@ -64,6 +64,13 @@ pub enum Command {
         #[arg(long, default_value_t = 0.0)]
         speed: f64,
     },
+    /// Ship Windows event log files (EVTX: Security, Sysmon...), normalised to ECS, one agent identity
+    /// per Computer.
+    Evtx {
+        /// EVTX files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+    },
     /// Simulate a fleet (deterministic by seed).
     Simulate {
         /// Hosts.
@@ -143,6 +150,7 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
             let opts = ReplayOptions { speed: (speed > 0.0).then_some(speed), base_time: None };
             Ok(crate::replay(&cfg, &s, &opts).await?)
         }
+        Command::Evtx { files } => Ok(crate::evtx_files(&cfg, &files).await?),
         Command::Simulate { hosts, rate, duration, seed, max_events } => {
             let opts =
                 SimulateOptions { hosts, rate, duration: Duration::from_secs(duration), seed, max_events };

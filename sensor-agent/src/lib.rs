@@ -9,6 +9,7 @@
 //! Depends on `schemas` and `fixtures`; never on the server's crates.
 
 pub mod cli;
+pub mod evtx;
 pub mod shipper;
 pub mod spool;
 
@@ -57,6 +58,9 @@ pub enum AgentError {
     /// Shipping failed.
     #[error(transparent)]
     Ship(#[from] ShipError),
+    /// An event log file could not be read.
+    #[error(transparent)]
+    Evtx(#[from] evtx::EvtxError),
 }
 
 /// What one identity did.
@@ -182,6 +186,34 @@ async fn finish(
     }
     let _ = client.flush().await;
     Ok(RunSummary::of(&shippers))
+}
+
+/// Ships the records of Windows event log files, normalised to ECS, one agent identity per
+/// `Computer` (its sanitised, lower-cased name), as fast as possible, with the records' own times.
+pub async fn evtx_files(cfg: &AgentConfig, paths: &[std::path::PathBuf]) -> Result<RunSummary, AgentError> {
+    let mut by_host: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
+    for p in paths {
+        for (_, flat) in evtx::read(p)? {
+            let e = evtx::to_ecs(&flat);
+            let host = e["host"]["name"].as_str().unwrap_or("unknown").to_owned();
+            by_host.entry(host).or_default().push(e);
+        }
+    }
+    let client = connect(&cfg.nats_url).await?;
+    let mut shippers = Vec::new();
+    for (host, events) in &by_host {
+        let id = Identity {
+            tenant: cfg.tenant.clone(),
+            agent: AgentId::new(schemas::sanitize_token(&host.to_lowercase()))?,
+            host: host.clone(),
+        };
+        let mut s = Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir)?;
+        for e in events {
+            s.push(e)?;
+        }
+        shippers.push(s);
+    }
+    finish(cfg, client, shippers).await
 }
 
 /// How a fleet is simulated.

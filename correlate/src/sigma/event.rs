@@ -84,7 +84,12 @@ impl Event for Record {
         // Fields Cordon has no column for are kept in the catch-all `extra` object.
         let Some(extra) = self.cell(schemas::fields::col::EXTRA).as_str() else { return Val::Missing };
         let Ok(v) = serde_json::from_str::<Value>(extra) else { return Val::Missing };
-        let found = v.get(&field.target).or_else(|| field.target.split('.').try_fold(&v, |v, k| v.get(k)));
+        // The target as a key or a dotted path; then the Windows event data the agent keeps under
+        // `winlog.event_data` with Sigma's own names.
+        let found = v
+            .get(&field.target)
+            .or_else(|| field.target.split('.').try_fold(&v, |v, k| v.get(k)))
+            .or_else(|| v.get("winlog").and_then(|w| w.get("event_data")).and_then(|d| d.get(&field.sigma)));
         match found {
             None | Some(Value::Null) => Val::Missing,
             Some(Value::String(s)) => Val::Owned(s.clone()),

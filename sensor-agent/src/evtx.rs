@@ -1,0 +1,300 @@
+//! The Windows event log source: EVTX files (the `evtx` crate) read into flat Sigma-named records, then
+//! normalised to Cordon's ECS events — Sysmon (process start, network connection, image load, file
+//! create, registry, DNS) and Security (4624/4625 logons, 4648, 4771, 4688 process start). Every
+//! EventData value also stays under `winlog.event_data`, so Sigma rules find fields Cordon has no
+//! column for. One host per `Computer`.
+
+use serde_json::{Map, Value, json};
+use std::path::Path;
+
+/// Reading an EVTX file failed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {path}: {message}")]
+pub struct EvtxError {
+    /// The file.
+    pub path: String,
+    /// Why.
+    pub message: String,
+}
+
+/// One Windows event log record as a flat Sigma event: `EventID`, `Channel`, `Computer`,
+/// `Provider_Name`, `TimeCreated` from the System block, and every `EventData`/`UserData` value under
+/// its own name.
+pub fn flatten(record: &Value) -> Map<String, Value> {
+    let mut out = Map::new();
+    let ev = &record["Event"];
+    let sys = &ev["System"];
+    let text = |v: &Value| -> Value {
+        match v {
+            Value::Object(o) if o.contains_key("#text") => o["#text"].clone(),
+            other => other.clone(),
+        }
+    };
+    out.insert("EventID".into(), text(&sys["EventID"]));
+    out.insert("Channel".into(), text(&sys["Channel"]));
+    out.insert("Computer".into(), text(&sys["Computer"]));
+    out.insert("Provider_Name".into(), sys["Provider"]["#attributes"]["Name"].clone());
+    out.insert("TimeCreated".into(), sys["TimeCreated"]["#attributes"]["SystemTime"].clone());
+    fn walk(v: &Value, out: &mut Map<String, Value>) {
+        if let Value::Object(o) = v {
+            for (k, v) in o {
+                if k == "#attributes" {
+                    continue;
+                }
+                match v {
+                    Value::Object(inner) if inner.contains_key("#text") => {
+                        out.insert(k.clone(), inner["#text"].clone());
+                    }
+                    Value::Object(_) => walk(v, out),
+                    other => {
+                        out.insert(k.clone(), other.clone());
+                    }
+                }
+            }
+        }
+    }
+    walk(&ev["EventData"], &mut out);
+    walk(&ev["UserData"], &mut out);
+    out
+}
+
+/// A record id and its flat event.
+pub type FlatRecord = (u64, Map<String, Value>);
+
+/// The records of an EVTX file as (record id, flat event).
+pub fn read(path: &Path) -> Result<Vec<FlatRecord>, EvtxError> {
+    let err = |m: String| EvtxError { path: path.display().to_string(), message: m };
+    let mut parser = evtx::EvtxParser::from_path(path).map_err(|e| err(e.to_string()))?;
+    let mut out = Vec::new();
+    for r in parser.records_json_value() {
+        let r = r.map_err(|e| err(e.to_string()))?;
+        out.push((r.event_record_id, flatten(&r.data)));
+    }
+    Ok(out)
+}
+
+fn s<'a>(flat: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    flat.get(k).and_then(Value::as_str).filter(|v| !v.is_empty() && *v != "-")
+}
+
+fn num(flat: &Map<String, Value>, k: &str) -> Option<i64> {
+    match flat.get(k)? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(t) => {
+            t.trim().parse().ok().or_else(|| i64::from_str_radix(t.trim().trim_start_matches("0x"), 16).ok())
+        }
+        _ => None,
+    }
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit(['\\', '/']).next().unwrap_or(p)
+}
+
+/// Sets `path` (dotted) in `doc` when `v` is present.
+fn put(doc: &mut Map<String, Value>, path: &str, v: Option<Value>) {
+    let Some(v) = v else { return };
+    let mut parts = path.split('.').peekable();
+    let mut cur = doc;
+    while let Some(p) = parts.next() {
+        if parts.peek().is_none() {
+            cur.insert(p.to_owned(), v);
+            return;
+        }
+        let next = cur.entry(p.to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        if !next.is_object() {
+            *next = Value::Object(Map::new());
+        }
+        cur = next.as_object_mut().expect("just made an object");
+    }
+}
+
+/// Cordon's ECS event for a flat record.
+pub fn to_ecs(flat: &Map<String, Value>) -> Value {
+    let mut doc = Map::new();
+    let channel = s(flat, "Channel").unwrap_or_default();
+    let id = num(flat, "EventID").unwrap_or(0);
+    let sysmon = channel == "Microsoft-Windows-Sysmon/Operational";
+    let security = channel == "Security";
+    let time = s(flat, "TimeCreated").map(|t| json!(t));
+    put(&mut doc, "@timestamp", time);
+    put(&mut doc, "host.name", s(flat, "Computer").map(|v| json!(v)));
+    put(&mut doc, "host.os.family", Some(json!("windows")));
+    put(&mut doc, "event.code", Some(json!(id.to_string())));
+    put(&mut doc, "winlog.channel", Some(json!(channel)));
+    put(&mut doc, "winlog.provider_name", flat.get("Provider_Name").cloned());
+    let str_of = |k: &str| s(flat, k).map(|v| json!(v));
+    let int_of = |k: &str| num(flat, k).map(|v| json!(v));
+    let user = |doc: &mut Map<String, Value>, k: &str| {
+        if let Some(u) = s(flat, k) {
+            match u.split_once('\\') {
+                Some((d, n)) => {
+                    put(doc, "user.domain", Some(json!(d)));
+                    put(doc, "user.name", Some(json!(n)));
+                }
+                None => put(doc, "user.name", Some(json!(u))),
+            }
+        }
+    };
+    let process = |doc: &mut Map<String, Value>, image: &str| {
+        if let Some(img) = s(flat, image) {
+            put(doc, "process.executable", Some(json!(img)));
+            put(doc, "process.name", Some(json!(basename(img))));
+        }
+        put(doc, "process.pid", int_of("ProcessId"));
+        put(doc, "process.entity_id", str_of("ProcessGuid"));
+    };
+    let (category, action): (&str, &str) = match (sysmon, security, id) {
+        (true, _, 1) => {
+            process(&mut doc, "Image");
+            put(&mut doc, "process.command_line", str_of("CommandLine"));
+            put(&mut doc, "process.parent.executable", str_of("ParentImage"));
+            put(&mut doc, "process.parent.name", s(flat, "ParentImage").map(|p| json!(basename(p))));
+            put(&mut doc, "process.parent.command_line", str_of("ParentCommandLine"));
+            put(&mut doc, "process.parent.pid", int_of("ParentProcessId"));
+            put(&mut doc, "process.parent.entity_id", str_of("ParentProcessGuid"));
+            user(&mut doc, "User");
+            if let Some(h) = s(flat, "Hashes") {
+                for pair in h.split(',') {
+                    if let Some((k, v)) = pair.split_once('=') {
+                        let field = match k.trim().to_ascii_uppercase().as_str() {
+                            "MD5" => "process.hash.md5",
+                            "SHA1" => "process.hash.sha1",
+                            "SHA256" => "process.hash.sha256",
+                            _ => continue,
+                        };
+                        put(&mut doc, field, Some(json!(v.trim().to_ascii_lowercase())));
+                    }
+                }
+            }
+            ("process", "start")
+        }
+        (true, _, 3) => {
+            process(&mut doc, "Image");
+            user(&mut doc, "User");
+            put(&mut doc, "source.ip", str_of("SourceIp"));
+            put(&mut doc, "source.port", int_of("SourcePort"));
+            put(&mut doc, "destination.ip", str_of("DestinationIp"));
+            put(&mut doc, "destination.port", int_of("DestinationPort"));
+            put(&mut doc, "destination.domain", str_of("DestinationHostname"));
+            put(&mut doc, "network.transport", str_of("Protocol"));
+            let outbound = matches!(flat.get("Initiated"), Some(Value::Bool(true)))
+                || s(flat, "Initiated") == Some("true");
+            put(&mut doc, "network.direction", Some(json!(if outbound { "outbound" } else { "inbound" })));
+            ("network", "connect")
+        }
+        (true, _, 7) => {
+            process(&mut doc, "Image");
+            put(&mut doc, "dll.path", str_of("ImageLoaded"));
+            ("library", "load")
+        }
+        (true, _, 11) => {
+            process(&mut doc, "Image");
+            put(&mut doc, "file.path", str_of("TargetFilename"));
+            put(&mut doc, "file.name", s(flat, "TargetFilename").map(|p| json!(basename(p))));
+            ("file", "create")
+        }
+        (true, _, 12..=14) => {
+            process(&mut doc, "Image");
+            put(&mut doc, "registry.path", str_of("TargetObject"));
+            put(&mut doc, "registry.data.strings", str_of("Details"));
+            ("registry", "modify")
+        }
+        (true, _, 22) => {
+            process(&mut doc, "Image");
+            put(&mut doc, "dns.question.name", str_of("QueryName"));
+            ("network", "dns-query")
+        }
+        (_, true, 4624 | 4625 | 4648 | 4771) => {
+            put(&mut doc, "user.name", str_of("TargetUserName"));
+            put(&mut doc, "user.domain", str_of("TargetDomainName"));
+            put(
+                &mut doc,
+                "winlog.logon.type",
+                flat.get("LogonType").map(|v| json!(v.to_string().trim_matches('"'))),
+            );
+            put(&mut doc, "source.ip", str_of("IpAddress"));
+            let failed = id == 4625 || (id == 4771 && s(flat, "Status").is_some_and(|st| st != "0x0"));
+            put(&mut doc, "event.outcome", Some(json!(if failed { "failure" } else { "success" })));
+            ("authentication", "logon")
+        }
+        (_, true, 4688) => {
+            if let Some(img) = s(flat, "NewProcessName") {
+                put(&mut doc, "process.executable", Some(json!(img)));
+                put(&mut doc, "process.name", Some(json!(basename(img))));
+            }
+            put(&mut doc, "process.command_line", str_of("CommandLine"));
+            put(&mut doc, "process.parent.executable", str_of("ParentProcessName"));
+            put(&mut doc, "user.name", str_of("SubjectUserName"));
+            ("process", "start")
+        }
+        _ => ("eventlog", "record"),
+    };
+    put(&mut doc, "event.category", Some(json!(category)));
+    put(&mut doc, "event.action", Some(json!(action)));
+    // Everything the record said, under its own names, for rules on fields Cordon has no column for.
+    let data: Map<String, Value> = flat
+        .iter()
+        .filter(|(k, _)| {
+            !matches!(k.as_str(), "EventID" | "Channel" | "Computer" | "Provider_Name" | "TimeCreated")
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    put(&mut doc, "winlog.event_data", Some(Value::Object(data)));
+    Value::Object(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sysmon1() -> Value {
+        json!({"Event": {
+            "System": {"Provider": {"#attributes": {"Name": "Microsoft-Windows-Sysmon"}}, "EventID": 1,
+                       "Channel": "Microsoft-Windows-Sysmon/Operational", "Computer": "WS-7",
+                       "TimeCreated": {"#attributes": {"SystemTime": "2025-10-22T20:30:29.3190000Z"}}},
+            "EventData": {"Image": "C:\\Windows\\System32\\cmd.exe", "CommandLine": "cmd /c whoami",
+                          "ProcessId": 480, "ProcessGuid": "{5AB40FD1-3EE5-68F9-3A31-000000003B02}",
+                          "ParentImage": "C:\\jdk\\bin\\java.exe", "User": "CORP\\svc",
+                          "Hashes": "SHA1=AB,MD5=CD,SHA256=EF,IMPHASH=00", "OriginalFileName": "Cmd.Exe"}
+        }})
+    }
+
+    #[test]
+    fn sysmon_process_start_becomes_an_ecs_process_event() {
+        let e = to_ecs(&flatten(&sysmon1()));
+        assert_eq!(
+            (e["event"]["category"].as_str(), e["event"]["action"].as_str()),
+            (Some("process"), Some("start"))
+        );
+        assert_eq!(e["host"]["name"], "WS-7");
+        assert_eq!(e["process"]["name"], "cmd.exe");
+        assert_eq!(e["process"]["parent"]["executable"], "C:\\jdk\\bin\\java.exe");
+        assert_eq!((e["user"]["domain"].as_str(), e["user"]["name"].as_str()), (Some("CORP"), Some("svc")));
+        assert_eq!(
+            (e["process"]["hash"]["md5"].as_str(), e["process"]["hash"]["sha256"].as_str()),
+            (Some("cd"), Some("ef"))
+        );
+        assert_eq!(e["event"]["code"], "1");
+        assert_eq!(e["winlog"]["event_data"]["OriginalFileName"], "Cmd.Exe", "every field stays");
+    }
+
+    #[test]
+    fn security_logon_failures_are_authentication_failures() {
+        let rec = json!({"Event": {
+            "System": {"EventID": {"#text": 4625, "#attributes": {"Qualifiers": 0}}, "Channel": "Security", "Computer": "DC1",
+                       "TimeCreated": {"#attributes": {"SystemTime": "2025-10-22T20:30:29Z"}}},
+            "EventData": {"TargetUserName": "admin", "TargetDomainName": "CORP", "LogonType": 3, "IpAddress": "10.0.0.7"}
+        }});
+        let e = to_ecs(&flatten(&rec));
+        assert_eq!(
+            (e["event"]["category"].as_str(), e["event"]["outcome"].as_str()),
+            (Some("authentication"), Some("failure"))
+        );
+        assert_eq!(
+            (e["user"]["name"].as_str(), e["source"]["ip"].as_str()),
+            (Some("admin"), Some("10.0.0.7"))
+        );
+        assert_eq!(e["winlog"]["logon"]["type"], "3");
+    }
+}

@@ -231,6 +231,14 @@ pub static ROUTES: &[RouteSpec] = &[
         body: None,
     },
     RouteSpec {
+        method: Method::POST,
+        path: "/api/v1/policy/preview",
+        access: Access::Token,
+        summary: "What a policy would have done over the last N days: the stored events replayed through the rules under the current and the proposed policy, with alert and block counts per technique and per host.",
+        params: &[],
+        body: Some("{\"policy\": {...}, \"days\": 7}"),
+    },
+    RouteSpec {
         method: Method::GET,
         path: "/api/v1/policy/versions",
         access: Access::Token,

@@ -36,6 +36,9 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::GET, "/api/v1/policy") => get(policy_get),
         (Method::PUT, "/api/v1/policy") => put(policy_put).layer(DefaultBodyLimit::max(1024 * 1024)),
         (Method::GET, "/api/v1/policy/versions") => get(policy_versions),
+        (Method::POST, "/api/v1/policy/preview") => {
+            post(policy_preview).layer(DefaultBodyLimit::max(1024 * 1024))
+        }
         (Method::GET, "/api/v1/attack/coverage") => get(coverage),
         (Method::GET, "/api/v1/alerts") => get(alerts),
         (Method::GET, "/api/v1/alerts/{id}") => get(alert_get),
@@ -579,4 +582,71 @@ async fn alert_patch(
         return Err(ApiError::not_found(format!("no alert {id}")));
     }
     Ok(Json(json!({ "id": id, "handling": req.handling })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewBody {
+    policy: Policy,
+    #[serde(default = "seven")]
+    days: u32,
+}
+
+fn seven() -> u32 {
+    7
+}
+
+/// (technique or host) -> [current alerts, current blocks, proposed alerts, proposed blocks].
+type Tally = std::collections::BTreeMap<String, [u64; 4]>;
+
+async fn policy_preview(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, body: Bytes) -> Res {
+    let req: PreviewBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    if !(1..=90).contains(&req.days) {
+        return Err(ApiError::invalid("bad_body", format!("days={} must be from 1 to 90", req.days)));
+    }
+    let proposed = req.policy.validated().map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
+    let (_, _, _, _, current) = current_policy(&s, &c.token.tenant).await?;
+    let now = schemas::time::now_micros();
+    let from = now - i64::from(req.days) * 86_400_000_000;
+    let taggers = [
+        correlate::sigma::Tagger::new(s.rules.clone(), current),
+        correlate::sigma::Tagger::new(s.rules.clone(), proposed),
+    ];
+    let (events, by_technique, by_host) = s
+        .store
+        .scan(&c.token.tenant, from, i64::MAX, (0u64, Tally::new(), Tally::new()), move |acc, rec| {
+            acc.0 += 1;
+            for (k, t) in taggers.iter().enumerate() {
+                for d in t.tag(&mut rec.clone()) {
+                    let slot = match d.tier {
+                        schemas::policy::Tier::Alert => 2 * k,
+                        schemas::policy::Tier::Block => 2 * k + 1,
+                        _ => continue,
+                    };
+                    for tech in &d.techniques {
+                        acc.1.entry(tech.clone()).or_default()[slot] += 1;
+                    }
+                    acc.2.entry(rec.host().to_owned()).or_default()[slot] += 1;
+                }
+            }
+        })
+        .await?;
+    let rows = |t: &Tally, key: &str| -> Vec<Value> {
+        t.iter()
+            .map(|(k, v)| {
+                json!({key: k, "current": {"alerts": v[0], "blocks": v[1]}, "proposed": {"alerts": v[2], "blocks": v[3]}})
+            })
+            .collect()
+    };
+    let total = |i: usize| by_host.values().map(|v| v[i]).sum::<u64>();
+    Ok(Json(json!({
+        "days": req.days,
+        "events_scanned": events,
+        "current": {"alerts": total(0), "blocks": total(1)},
+        "proposed": {"alerts": total(2), "blocks": total(3)},
+        "by_technique": rows(&by_technique, "technique"),
+        "by_host": rows(&by_host, "host"),
+    }))
+    .into_response())
 }

@@ -426,6 +426,41 @@ impl Store {
         Ok(self.cpu.run_async(async move { engine.sql(&tenant, &sql, &limits).await }).await??)
     }
 
+    /// Folds every event of `tenant` with a time in `[from, to)` into `acc`, file by file on the CPU
+    /// pool (files are chosen by their time range; rows outside it are skipped). For whole-history
+    /// work such as policy previews.
+    pub async fn scan<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        from: i64,
+        to: i64,
+        acc: T,
+        f: impl Fn(&mut T, Record) + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let _read = self.swap.read().await;
+        let files: Vec<FileEntry> = self
+            .catalog
+            .files_after(0)
+            .await?
+            .into_iter()
+            .filter(|e| e.tenant == tenant && e.max_time >= from && e.min_time < to)
+            .collect();
+        let lake = self.lake.clone();
+        self.cpu
+            .run(move || -> Result<T, StoreError> {
+                let mut acc = acc;
+                for file in &files {
+                    for rec in lake.read_all(file)? {
+                        if (from..to).contains(&rec.time()) {
+                            f(&mut acc, rec);
+                        }
+                    }
+                }
+                Ok(acc)
+            })
+            .await?
+    }
+
     /// Documents in the index.
     pub fn indexed_docs(&self) -> u64 {
         self.index.num_docs()

@@ -67,6 +67,11 @@ pub struct Tagger {
 }
 
 impl Tagger {
+    /// These rules under `policy`.
+    pub fn new(rules: Vec<Rule>, policy: Policy) -> Self {
+        Self { rules, policy }
+    }
+
     /// Cordon's rule pack under `policy`. The pack is tested to compile whole.
     pub fn cordon_pack(policy: Policy) -> Result<Self, RuleError> {
         let pipeline = Pipeline::cordon_ecs();

@@ -287,5 +287,24 @@ fn a_policy_change_is_versioned_checked_and_applied_by_ingest() -> anyhow::Resul
     assert_eq!(blocked[0][0], 1, "shadow-copy deletion stays blocked: {blocked:?}");
     let (_, m) = get(&format!("{}/metrics", server.api), Some(tok))?;
     assert!(m.as_str().unwrap_or("").contains("cordon_policy_version{tenant=\"default\"} 1"), "{m}");
+
+    // Preview: what blocking encryption on the web servers again would have done to these events.
+    let mut back = policy.clone();
+    back["groups"] = json!({});
+    let (status, pv) =
+        tests::post(&format!("{url}/preview"), Some(tok), &json!({"policy": back, "days": 2}))?;
+    assert_eq!(status, 200, "{pv}");
+    assert_eq!(pv["events_scanned"].as_u64(), Some(acked));
+    let t1486 = pv["by_technique"].as_array().unwrap().iter().find(|r| r["technique"] == "T1486").unwrap();
+    assert_eq!(t1486["current"], json!({"alerts": renames, "blocks": 0}), "{pv}");
+    assert_eq!(t1486["proposed"], json!({"alerts": 0, "blocks": renames}), "{pv}");
+    assert_eq!(
+        pv["proposed"]["blocks"].as_u64(),
+        Some(renames as u64 + 1),
+        "plus the shadow-copy deletion: {pv}"
+    );
+    assert_eq!(pv["current"]["blocks"].as_u64(), Some(1), "{pv}");
+    let (status, _) = tests::post(&format!("{url}/preview"), Some(tok), &json!({"policy": back, "days": 0}))?;
+    assert_eq!(status, 400);
     Ok(())
 }

@@ -212,6 +212,7 @@ fn api_routes() -> Vec<(&'static str, &'static str)> {
         ("GET", "/api/v1/policy"),
         ("PUT", "/api/v1/policy"),
         ("GET", "/api/v1/policy/versions"),
+        ("POST", "/api/v1/policy/preview"),
         ("GET", "/api/v1/attack/coverage"),
         ("GET", "/api/v1/alerts"),
         ("GET", "/api/v1/alerts/{host}"),

@@ -100,6 +100,7 @@ fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestErro
 const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
 const HELP_STORED: &str = "Events committed to the lake and index.";
 const HELP_POLICY: &str = "The policy version ingest applies, per tenant (absent: the shipped default).";
+const HELP_BLOCKS: &str = "Terminate commands sent to agents for process starts the policy blocks.";
 const HELP_ALERTS: &str = "Alert evidence recorded (detections the policy alerts on or blocks).";
 const HELP_DETECTIONS: &str =
     "Sigma rule matches on ingested events, by policy tier (counted after the commit).";
@@ -304,6 +305,7 @@ impl Ingest {
         let mut security = Vec::new();
         let mut detections: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
         let mut alerts = Vec::new();
+        let mut commands: Vec<(String, String, schemas::wire::Command)> = Vec::new();
         let mut events_in = 0u64;
         for m in msgs {
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
@@ -383,6 +385,9 @@ impl Ingest {
                             for d in t.tag(&mut r) {
                                 *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
                                 alerts.extend(correlate::sigma::tagger::alert_for(&r, &d));
+                                if let Some(cmd) = block_command(&r, &d, received) {
+                                    commands.push((tenant.clone(), agent.clone(), cmd));
+                                }
                             }
                         }
                         records.push(r);
@@ -428,6 +433,23 @@ impl Ingest {
                 .await
                 .map_err(store::StoreError::from)?;
             reg.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
+        }
+        // Blocks: the agent that reported the process start is told to terminate it (core NATS: an
+        // agent that is offline misses it; durable delivery belongs to the response layer).
+        for (tenant, agent, cmd) in &commands {
+            let (Ok(t), Ok(a)) =
+                (schemas::TenantId::new(tenant.clone()), schemas::AgentId::new(agent.clone()))
+            else {
+                continue;
+            };
+            let subject = self.cfg.subjects.subject(&t, &a, SubjectKind::Command);
+            match serde_json::to_vec(cmd) {
+                Ok(body) => match self.client.publish(subject, body.into()).await {
+                    Ok(()) => reg.add("cordon_block_commands_total", "", HELP_BLOCKS, 1),
+                    Err(e) => tracing::warn!(error = %e, %agent, "could not send a block command"),
+                },
+                Err(e) => tracing::warn!(error = %e, "could not encode a block command"),
+            }
         }
         for (tier, n) in &detections {
             reg.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
@@ -497,4 +519,36 @@ impl Ingest {
             }
         }
     }
+}
+
+/// The terminate command for a blocked process start (`None` for other detections and events).
+fn block_command(
+    rec: &schemas::Record,
+    d: &correlate::sigma::Detection,
+    now: i64,
+) -> Option<schemas::wire::Command> {
+    let col = |c: &str| schemas::fields::column_index(c).map(|i| rec.cell(i));
+    if d.tier != schemas::policy::Tier::Block
+        || rec.cell(schemas::fields::col::EVENT_KIND).as_str() != Some("process")
+        || col("event_action").and_then(|c| c.as_str()) != Some("start")
+    {
+        return None;
+    }
+    let Some(schemas::Cell::Int(pid)) = col("process_pid") else { return None };
+    let executable = col("process_executable").and_then(|c| c.as_str())?.to_owned();
+    Some(schemas::wire::Command {
+        id: uuid_like(now, *pid),
+        kind: "terminate".to_owned(),
+        pid: *pid,
+        executable,
+        entity_id: col("process_entity_id").and_then(|c| c.as_str()).map(str::to_owned),
+        event_id: rec.cell(schemas::fields::col::EVENT_ID).as_str().unwrap_or_default().to_owned(),
+        reason: format!("{} ({})", d.rule, d.because),
+        issued_at: now,
+        expires_at: now + 15 * 60 * 1_000_000,
+    })
+}
+
+fn uuid_like(now: i64, pid: i64) -> String {
+    format!("{now:x}-{pid:x}")
 }

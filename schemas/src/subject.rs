@@ -12,6 +12,8 @@ pub enum SubjectKind {
     Events,
     /// An agent heartbeat (one JSON object).
     Heartbeat,
+    /// A command to the agent (one JSON object, [`crate::wire::Command`]).
+    Command,
 }
 
 impl SubjectKind {
@@ -19,6 +21,7 @@ impl SubjectKind {
         match self {
             SubjectKind::Events => "events",
             SubjectKind::Heartbeat => "hb",
+            SubjectKind::Command => "cmd",
         }
     }
 }
@@ -99,6 +102,7 @@ impl Subjects {
         let kind = match k {
             "events" => SubjectKind::Events,
             "hb" => SubjectKind::Heartbeat,
+            "cmd" => SubjectKind::Command,
             _ => return Err(shape()),
         };
         let id_err = |source| SubjectError::Id { subject: subject.to_owned(), source };

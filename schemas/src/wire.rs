@@ -146,6 +146,32 @@ pub struct Heartbeat {
     pub time: i64,
 }
 
+/// A command from the server to an agent: today, terminating a process the policy blocks. The
+/// target is bound to its identity (pid and executable, and the entity id of the event), so a reused
+/// pid is not killed, and the command expires.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    /// Command id.
+    pub id: String,
+    /// `terminate`.
+    pub kind: String,
+    /// The process id.
+    pub pid: i64,
+    /// Its executable, as the event reported it.
+    pub executable: String,
+    /// The process entity id from the event.
+    pub entity_id: Option<String>,
+    /// The event that made the decision.
+    pub event_id: String,
+    /// The rule and the policy setting behind it.
+    pub reason: String,
+    /// Issued, microseconds.
+    pub issued_at: i64,
+    /// Not to be carried out after this, microseconds.
+    pub expires_at: i64,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

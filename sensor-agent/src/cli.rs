@@ -51,6 +51,10 @@ pub struct Common {
     /// Seconds to keep retrying at the end before exiting (what is left stays spooled).
     #[arg(long, env = "CORDON_AGENT_DRAIN_SECS", default_value_t = 60, global = true)]
     pub drain_secs: u64,
+    /// Listen this many seconds for the server's commands (terminating processes the policy blocks)
+    /// and carry them out; 0 (the default) does not listen.
+    #[arg(long, env = "CORDON_AGENT_ENFORCE_SECS", default_value_t = 0, global = true)]
+    pub enforce_secs: u64,
 }
 
 /// Sources.
@@ -140,7 +144,33 @@ impl Common {
 /// Runs a parsed command line; returns the run summary.
 pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
     let cfg = cli.common.resolve()?;
-    match cli.command {
+    // Subscribed before anything is shipped, so no command about these events can be missed.
+    let listener = if cli.common.enforce_secs > 0 {
+        let client = crate::connect(&cfg.nats_url).await?;
+        let subject = format!("{}.{}.*.cmd", cfg.subjects.prefix(), cfg.tenant);
+        let sub = client
+            .subscribe(subject)
+            .await
+            .map_err(|e| AgentError::Connect { url: cfg.nats_url.clone(), message: e.to_string() })?;
+        client
+            .flush()
+            .await
+            .map_err(|e| AgentError::Connect { url: cfg.nats_url.clone(), message: e.to_string() })?;
+        Some((client, sub))
+    } else {
+        None
+    };
+    let secs = cli.common.enforce_secs;
+    let mut summary = run_source(&cfg, cli.command).await?;
+    if let Some((_client, sub)) = listener {
+        summary.enforcement = crate::enforce::listen(sub, secs).await;
+    }
+    Ok(summary)
+}
+
+async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, CliError> {
+    let cfg = cfg.clone();
+    match command {
         Command::Replay { scenario, speed } => {
             let s = if scenario == "builtin:log4j-conti" {
                 fixtures::scenario::log4j_conti()

@@ -9,6 +9,7 @@
 //! Depends on `schemas` and `fixtures`; never on the server's crates.
 
 pub mod cli;
+pub mod enforce;
 pub mod evtx;
 pub mod shipper;
 pub mod spool;
@@ -88,6 +89,9 @@ pub struct RunSummary {
     pub events_dropped: u64,
     /// Sum of `unacked`.
     pub unacked: u64,
+    /// Commands from the server and what became of them (with `--enforce-secs`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub enforcement: Vec<enforce::Outcome>,
 }
 
 impl RunSummary {
@@ -106,11 +110,12 @@ impl RunSummary {
             events_dropped: agents.iter().map(|a| a.counters.events_dropped).sum(),
             unacked: agents.iter().map(|a| a.unacked).sum(),
             agents,
+            enforcement: Vec::new(),
         }
     }
 }
 
-async fn connect(url: &str) -> Result<async_nats::Client, AgentError> {
+pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, AgentError> {
     async_nats::ConnectOptions::new()
         .name("cordon-agent")
         .retry_on_initial_connect()

@@ -36,6 +36,7 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
         "cordon_ransomware_extension_rename.yml",
         include_str!("../../rules/cordon_ransomware_extension_rename.yml"),
     ),
+    ("cordon_linux_exec_from_temp.yml", include_str!("../../rules/cordon_linux_exec_from_temp.yml")),
 ];
 
 /// One rule firing on one event.

@@ -308,3 +308,66 @@ fn a_policy_change_is_versioned_checked_and_applied_by_ingest() -> anyhow::Resul
     assert_eq!(status, 400);
     Ok(())
 }
+
+#[test]
+fn a_blocked_process_start_is_terminated_by_the_agent() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (n, server, tok) = (&env.nats, &env.server, env.token.as_str());
+    // The lab group blocks user execution of dropped files (the shipped policy only alerts on it).
+    let mut policy = get(&format!("{}/api/v1/policy", server.api), Some(tok))?.1["policy"].clone();
+    policy["groups"] = json!({"lab": {"techniques": {"T1204.002": "block"}}});
+    let (status, put) = tests::put(
+        &format!("{}/api/v1/policy", server.api),
+        Some(tok),
+        &json!({"policy": policy, "reason": "lab: block payloads run from temp", "base_version": 0}),
+    )?;
+    assert_eq!(status, 200, "{put}");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // A real process running from a temporary directory, and a bystander with the same image.
+    let dir = env.dir.path().join("dropper");
+    std::fs::create_dir_all(&dir)?;
+    let exe = dir.join("updater");
+    let sleep =
+        ["/usr/bin/sleep", "/bin/sleep"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap();
+    std::fs::copy(sleep, &exe)?;
+    let mut target = std::process::Command::new(&exe).arg("300").spawn()?;
+    let mut bystander = std::process::Command::new(sleep).arg("300").spawn()?;
+    let exe_s = exe.display().to_string();
+    assert!(exe_s.starts_with("/tmp/"), "the rule looks for /tmp: {exe_s}");
+    let event = |pid: u32, image: &str| {
+        json!({"at_ms": 0, "agent": "lab-1", "event": {
+            "event": {"category": "process", "action": "start"},
+            "process": {"pid": pid, "executable": image, "name": "updater", "command_line": format!("{image} 300")}}})
+    };
+    let scenario = env.dir.path().join("lab.ndjson");
+    std::fs::write(
+        &scenario,
+        format!(
+            "{}\n{}\n{}\n",
+            json!({"scenario": "lab", "hosts": [{"agent": "lab-1", "name": "LAB-1", "os": "linux", "group": "lab"}]}),
+            event(target.id(), &exe_s),
+            // The bystander's pid with the dropper's name: the agent must refuse (pid reuse guard).
+            event(bystander.id(), &exe_s),
+        ),
+    )?;
+    let s = scenario.display().to_string();
+    let summary = agent(&bin(), &n.url, &env.spool(), &["replay", &s, "--enforce-secs", "6"])?;
+
+    let outcomes = summary["enforcement"].as_array().cloned().unwrap_or_default();
+    let result = |pid: u32| {
+        outcomes.iter().find(|o| o["pid"] == pid).map(|o| o["result"].as_str().unwrap_or("").to_owned())
+    };
+    assert_eq!(result(target.id()).as_deref(), Some("terminated"), "{summary}");
+    assert!(result(bystander.id()).is_some_and(|r| r.starts_with("refused: pid")), "{summary}");
+    let status = target.wait()?;
+    assert!(!status.success(), "the blocked process was killed: {status}");
+    assert!(bystander.try_wait()?.is_none(), "the bystander still runs");
+    let _ = bystander.kill();
+
+    // And the alert says blocked.
+    let (_, alerts) =
+        get(&format!("{}/api/v1/alerts?technique=T1204.002&status=blocked", server.api), Some(tok))?;
+    assert_eq!(alerts["alerts"].as_array().map(Vec::len), Some(1), "{alerts}");
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The enforcement hook: terminate commands from the server for process starts the policy blocks.
+//!
+//! A command is carried out only if it has not expired and its pid still runs the executable the event
+//! reported (the file name of `/proc/<pid>/exe` equals the event's, case-insensitively), so a pid
+//! reused by another program is never killed. Every command gets an outcome in the run summary.
+
+use futures::StreamExt;
+use schemas::wire::Command;
+use std::time::Duration;
+
+/// What happened to one command.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Outcome {
+    /// Command id.
+    pub command: String,
+    /// The process id.
+    pub pid: i64,
+    /// `terminated`, or `refused: <why>`.
+    pub result: String,
+}
+
+fn file_name(p: &str) -> String {
+    p.rsplit(['\\', '/']).next().unwrap_or(p).to_ascii_lowercase()
+}
+
+/// Carries out one command on this machine.
+pub fn execute(cmd: &Command, now_micros: i64) -> Outcome {
+    let out = |result: String| Outcome { command: cmd.id.clone(), pid: cmd.pid, result };
+    if cmd.kind != "terminate" {
+        return out(format!("refused: unknown command kind {:?}", cmd.kind));
+    }
+    if now_micros > cmd.expires_at {
+        return out("refused: expired".to_owned());
+    }
+    if cmd.pid <= 1 {
+        return out("refused: not a killable pid".to_owned());
+    }
+    let running = match std::fs::read_link(format!("/proc/{}/exe", cmd.pid)) {
+        Ok(p) => p.to_string_lossy().into_owned(),
+        Err(e) => return out(format!("refused: process {} not found ({e})", cmd.pid)),
+    };
+    let running = running.trim_end_matches(" (deleted)");
+    if file_name(running) != file_name(&cmd.executable) {
+        return out(format!(
+            "refused: pid {} runs {running}, not {} (the pid was reused)",
+            cmd.pid, cmd.executable
+        ));
+    }
+    match std::process::Command::new("kill").args(["-KILL", &cmd.pid.to_string()]).status() {
+        Ok(s) if s.success() => out("terminated".to_owned()),
+        Ok(s) => out(format!("refused: kill exited {s}")),
+        Err(e) => out(format!("refused: cannot run kill ({e})")),
+    }
+}
+
+/// Listens on `subject` (a tenant's command subjects) for `for_secs`, carrying out what arrives.
+pub async fn listen(mut sub: async_nats::Subscriber, for_secs: u64) -> Vec<Outcome> {
+    let mut outcomes = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(for_secs);
+    loop {
+        let msg = tokio::select! {
+            m = sub.next() => m,
+            _ = tokio::time::sleep_until(deadline) => None,
+        };
+        let Some(msg) = msg else { break };
+        match serde_json::from_slice::<Command>(&msg.payload) {
+            Ok(cmd) => {
+                let o = execute(&cmd, schemas::time::now_micros());
+                tracing::warn!(pid = o.pid, result = %o.result, "enforcement");
+                outcomes.push(o);
+            }
+            Err(e) => outcomes.push(Outcome {
+                command: String::new(),
+                pid: 0,
+                result: format!("refused: malformed command ({e})"),
+            }),
+        }
+    }
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cmd(pid: i64, exe: &str, expires_at: i64) -> Command {
+        Command {
+            id: "c1".into(),
+            kind: "terminate".into(),
+            pid,
+            executable: exe.into(),
+            entity_id: None,
+            event_id: "e".into(),
+            reason: "r".into(),
+            issued_at: 0,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn terminates_only_the_process_the_event_named() {
+        let mut child = std::process::Command::new("sleep").arg("300").spawn().unwrap();
+        let pid = i64::from(child.id());
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap().to_string_lossy().into_owned();
+        // Another program's name: refused, the process lives.
+        let o = execute(&cmd(pid, "C:\\Windows\\System32\\vssadmin.exe", i64::MAX), 0);
+        assert!(o.result.starts_with("refused: pid"), "{o:?}");
+        assert!(child.try_wait().unwrap().is_none());
+        // Expired: refused.
+        assert_eq!(execute(&cmd(pid, &exe, 5), 10).result, "refused: expired");
+        // The right one: killed.
+        assert_eq!(execute(&cmd(pid, &exe, i64::MAX), 0).result, "terminated");
+        let status = child.wait().unwrap();
+        assert!(!status.success());
+        assert!(execute(&cmd(pid, &exe, i64::MAX), 0).result.starts_with("refused: process"));
+    }
+}

@@ -125,6 +125,8 @@ mod tests {
         assert_eq!((t2, a2, k), (t, a, SubjectKind::Events));
         assert!(s.parse("cordon.acme.a.b.events").is_err());
         assert!(s.parse("other.acme.a.events").is_err());
-        assert!(s.parse("cordon.acme.a.cmd").is_err());
+        assert_eq!(s.parse("cordon.acme.a.cmd").unwrap().2, SubjectKind::Command);
+        assert_eq!(s.subject(&t, &a, SubjectKind::Command), "cordon.acme.win-dakeqi.cmd");
+        assert!(s.parse("cordon.acme.a.exec").is_err());
     }
 }

@@ -19,7 +19,7 @@ pub mod tagger;
 mod value;
 
 pub use event::{Event, Field, FlatEvent, Val};
-pub use rule::{Level, Logsource, Matched, Pipeline, Rule, RuleError, load};
+pub use rule::{Level, Logsource, Matched, Pipeline, Rule, RuleError, RuleSet, load};
 pub use tagger::{CORDON_RULES, Detection, Tagger};
 
 #[cfg(test)]

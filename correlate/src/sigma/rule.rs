@@ -585,10 +585,34 @@ fn patterns(s: &str, mods: &[&str]) -> Result<Vec<Pattern>, CompileError> {
 impl Rule {
     /// Whether the rule fires on `event`.
     pub fn matches(&self, event: &dyn Event) -> bool {
-        if !self.gate.iter().all(|(f, t)| self.test(event, *f, t)) {
-            return false;
-        }
-        let mut cache: Vec<Option<bool>> = vec![None; self.selections.len()];
+        self.gate_holds(event) && self.detection_holds(event)
+    }
+
+    /// Whether the event is of the rule's logsource (the pipeline's conditions).
+    pub fn gate_holds(&self, event: &dyn Event) -> bool {
+        self.gate.iter().all(|(f, t)| self.test(event, *f, t))
+    }
+
+    /// The logsource conditions, as text: rules with the same key share one gate test per event.
+    pub fn gate_key(&self) -> String {
+        self.gate
+            .iter()
+            .map(|(f, t)| format!("{}={t:?}", self.fields[*f].target))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// Whether the detection (selections and condition) holds, the logsource aside.
+    pub fn detection_holds(&self, event: &dyn Event) -> bool {
+        // Each selection is evaluated at most once per event (the condition may name it twice).
+        let mut small = [None; 16];
+        let mut large;
+        let cache: &mut [Option<bool>] = if self.selections.len() <= small.len() {
+            &mut small[..self.selections.len()]
+        } else {
+            large = vec![None; self.selections.len()];
+            &mut large
+        };
         self.condition
             .eval(&mut |i| *cache[i].get_or_insert_with(|| self.selection(event, &self.selections[i])))
     }
@@ -674,5 +698,46 @@ impl Rule {
     /// The fields the rule reads, resolved (for coverage and debugging).
     pub fn fields(&self) -> &[Field] {
         &self.fields
+    }
+}
+
+/// Rules grouped by logsource, so an event is tested once per distinct logsource and only the rules of
+/// the logsources it belongs to run their detection.
+#[derive(Clone, Debug, Default)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    /// (gate key, indices of the rules with that gate).
+    groups: Vec<(String, Vec<usize>)>,
+}
+
+impl RuleSet {
+    /// Groups `rules` by their logsource conditions.
+    pub fn new(rules: Vec<Rule>) -> Self {
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let key = r.gate_key();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        Self { rules, groups }
+    }
+
+    /// The rules.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rules that fire on `event`, in rule order within each logsource group.
+    pub fn matching<'a>(&'a self, event: &dyn Event) -> Vec<&'a Rule> {
+        let mut out = Vec::new();
+        for (_, members) in &self.groups {
+            if !self.rules[members[0]].gate_holds(event) {
+                continue;
+            }
+            out.extend(members.iter().map(|&i| &self.rules[i]).filter(|r| r.detection_holds(event)));
+        }
+        out
     }
 }

@@ -6,7 +6,7 @@
 //! the strictest tier the policy gives any of them on the event's host group. Tags an agent already
 //! set are kept.
 
-use super::rule::{Level, Matched, Pipeline, Rule, RuleError, load};
+use super::rule::{Level, Matched, Pipeline, Rule, RuleError, RuleSet, load};
 use schemas::fields::col;
 use schemas::policy::{Policy, Tier};
 use schemas::{Cell, Record};
@@ -63,14 +63,14 @@ pub struct Detection {
 /// A compiled rule set and the policy.
 #[derive(Clone, Debug)]
 pub struct Tagger {
-    rules: Vec<Rule>,
+    rules: RuleSet,
     policy: Policy,
 }
 
 impl Tagger {
     /// These rules under `policy`.
     pub fn new(rules: Vec<Rule>, policy: Policy) -> Self {
-        Self { rules, policy }
+        Self { rules: RuleSet::new(rules), policy }
     }
 
     /// Cordon's rule pack under `policy`. The pack is tested to compile whole.
@@ -82,7 +82,7 @@ impl Tagger {
                 rules.push(r?);
             }
         }
-        Ok(Self { rules, policy })
+        Ok(Self::new(rules, policy))
     }
 
     /// The same rules under another policy.
@@ -97,12 +97,12 @@ impl Tagger {
 
     /// The rules.
     pub fn rules(&self) -> &[Rule] {
-        &self.rules
+        self.rules.rules()
     }
 
     /// Evaluates every rule on `rec`, tags it, and returns what fired.
     pub fn tag(&self, rec: &mut Record) -> Vec<Detection> {
-        let hits: Vec<&Rule> = self.rules.iter().filter(|r| r.matches(rec)).collect();
+        let hits: Vec<&Rule> = self.rules.matching(rec);
         if hits.is_empty() {
             return Vec::new();
         }

@@ -25,7 +25,35 @@ pub(crate) enum Pattern {
     Regex(Regex),
 }
 
+/// `hay` contains `needle` (lower-case ASCII), ignoring ASCII case.
+fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if hay.len() < needle.len() {
+        return false;
+    }
+    let first = needle[0];
+    (0..=hay.len() - needle.len()).any(|i| {
+        hay[i].to_ascii_lowercase() == first && hay[i..i + needle.len()].eq_ignore_ascii_case(needle)
+    })
+}
+
 impl Pattern {
+    /// Matches an ASCII `s` as if it were lower-cased (`None`: this pattern needs the folded text).
+    fn is_match_ascii_folded(&self, s: &str) -> Option<bool> {
+        let h = s.as_bytes();
+        Some(match self {
+            Pattern::Exact(p) => h.eq_ignore_ascii_case(p.as_bytes()),
+            Pattern::Prefix(p) => h.len() >= p.len() && h[..p.len()].eq_ignore_ascii_case(p.as_bytes()),
+            Pattern::Suffix(p) => {
+                h.len() >= p.len() && h[h.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
+            }
+            Pattern::Contains(p) => contains_ignore_ascii_case(h, p.as_bytes()),
+            Pattern::Glob(_) | Pattern::Regex(_) => return None,
+        })
+    }
+
     fn is_match(&self, s: &str) -> bool {
         match self {
             Pattern::Exact(p) => s == p,
@@ -113,15 +141,24 @@ impl ValueTest {
             ValueTest::Exists(want) => v.is_present() == *want,
             ValueTest::Null => !v.is_present() || v.as_text().is_some_and(|t| t.is_empty()),
             ValueTest::Text { groups, all, cased } => v.any_text(&mut |s| {
-                let folded;
-                let s = if *cased {
-                    s
-                } else {
-                    folded = s.to_lowercase();
-                    folded.as_str()
+                // Case-insensitive matching folds the text once, lazily, and not at all for ASCII
+                // text against literal patterns.
+                let mut folded: Option<String> = None;
+                let ascii = !*cased && s.is_ascii();
+                let mut one = |p: &Pattern| {
+                    if *cased {
+                        return p.is_match(s);
+                    }
+                    if ascii && let Some(m) = p.is_match_ascii_folded(s) {
+                        return m;
+                    }
+                    p.is_match(folded.get_or_insert_with(|| s.to_lowercase()))
                 };
-                let group = |g: &Vec<Pattern>| g.iter().any(|p| p.is_match(s));
-                if *all { groups.iter().all(group) } else { groups.iter().any(group) }
+                if *all {
+                    groups.iter().all(|g| g.iter().any(&mut one))
+                } else {
+                    groups.iter().any(|g| g.iter().any(&mut one))
+                }
             }),
             ValueTest::Int(n) => match v {
                 Val::Int(i) => i == n,

@@ -8,7 +8,12 @@
 //! stale the newest searchable event is (publish-to-searchable) while it runs. Its reference is
 //! PERF.md's whole-system goal (>= 100k events/s on 2 cores, p99 <= 5 s).
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path] [--rate EPS] [--secs S]
+//! `--only b6 --sigma-rules DIR --evtx-dir DIR` runs B6's Cordon half: ~1,000 SigmaHQ Windows and
+//! Linux rules (the first that load, by path) over the corpus's EVTX records cycled to `--events`,
+//! reporting events per CPU-second and nanoseconds per rule per event. (B6's peer, rsigma-eval, is not
+//! wired yet.)
+//!
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 use mimalloc::MiMalloc;
@@ -417,6 +422,74 @@ fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn b6(rules_dir: &Path, evtx_dir: &Path, events: usize, reps: usize) -> anyhow::Result<()> {
+    use correlate::sigma::{FlatEvent, Pipeline, RuleSet, load};
+    let pipeline = Pipeline::windows_flat();
+    let mut paths = Vec::new();
+    let mut stack = vec![rules_dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "yml") {
+                let s = p.to_string_lossy();
+                if s.contains("/windows/") || s.contains("/linux/") {
+                    paths.push(p);
+                }
+            }
+        }
+    }
+    paths.sort();
+    let mut rules = Vec::new();
+    for p in &paths {
+        if rules.len() >= 1000 {
+            break;
+        }
+        rules.extend(load(&std::fs::read_to_string(p)?, &pipeline).into_iter().flatten());
+    }
+    let mut records = Vec::new();
+    let mut stack = vec![evtx_dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("evtx")) {
+                records.extend(sensor_agent::evtx::read(&p)?.into_iter().map(|(_, m)| FlatEvent(m)));
+            }
+        }
+    }
+    anyhow::ensure!(!records.is_empty(), "no EVTX records under {}", evtx_dir.display());
+    println!("  {} rules, {} distinct EVTX records cycled to {events} events", rules.len(), records.len());
+    let n_rules = rules.len();
+    let set = RuleSet::new(rules);
+    let mut rates = Vec::new();
+    for rep in 0..reps {
+        let (c0, t0) = (cpu_seconds(), Instant::now());
+        let mut matches = 0u64;
+        for i in 0..events {
+            let ev = &records[i % records.len()];
+            matches += set.matching(ev).len() as u64;
+        }
+        let cpu = cpu_seconds() - c0;
+        let rate = events as f64 / cpu.max(1e-9);
+        println!(
+            "  rep {rep}: {:.1}k events/CPU-s, {:.1} ns per rule-event, {matches} matches, {:.2} s wall",
+            rate / 1000.0,
+            cpu * 1e9 / (events as f64 * n_rules as f64),
+            t0.elapsed().as_secs_f64()
+        );
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    println!(
+        "  median {:.1}k events/CPU-s (PERF.md goal: >= 100k at 1,000 rules, >= 2x rsigma-eval; the peer is not run yet)",
+        rates[rates.len() / 2] / 1000.0
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let mut raw: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if raw.get(1).is_some_and(|a| a == "agent") {
@@ -446,6 +519,13 @@ fn main() -> anyhow::Result<()> {
     if only.as_deref().is_none_or(|o| o == "b3") {
         println!("\nB3 transport");
         b3(events, reps)?;
+    }
+    if only.as_deref() == Some("b6") {
+        let rules = flag("--sigma-rules").ok_or_else(|| anyhow::anyhow!("b6 needs --sigma-rules DIR"))?;
+        let evtx = flag("--evtx-dir").ok_or_else(|| anyhow::anyhow!("b6 needs --evtx-dir DIR"))?;
+        println!("\nB6 Sigma detection (Cordon's engine)");
+        b6(Path::new(&rules), Path::new(&evtx), flag("--events").map_or(Ok(200_000), |v| v.parse())?, reps)?;
+        return Ok(());
     }
     if only.as_deref().is_none_or(|o| o == "path") {
         let rate: u64 = flag("--rate").map_or(Ok(50_000), |v| v.parse())?;

@@ -122,7 +122,7 @@ mod tests {
         let subj = s.subject(&t, &a, SubjectKind::Events);
         assert_eq!(subj, "cordon.acme.win-dakeqi.events");
         let (t2, a2, k) = s.parse(&subj).unwrap();
-        assert_eq!((t2, a2, k), (t, a, SubjectKind::Events));
+        assert_eq!((t2, a2, k), (t.clone(), a.clone(), SubjectKind::Events));
         assert!(s.parse("cordon.acme.a.b.events").is_err());
         assert!(s.parse("other.acme.a.events").is_err());
         assert_eq!(s.parse("cordon.acme.a.cmd").unwrap().2, SubjectKind::Command);

@@ -32,7 +32,8 @@ impl LoadReport {
     }
 }
 
-fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Every file under `dir` (recursively) that `keep` accepts, sorted.
+pub fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_owned()];
     while let Some(d) = stack.pop() {
@@ -40,13 +41,23 @@ fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             let p = e?.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yml" || x == "yaml") {
+            } else if keep(&p) {
                 out.push(p);
             }
         }
     }
     out.sort();
     Ok(out)
+}
+
+/// YAML files under `dir`.
+pub fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    files_under(dir, |p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+}
+
+/// EVTX files under `dir`.
+pub fn evtx_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    files_under(dir, |p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("evtx")))
 }
 
 /// Loads every rule under `dir`.
@@ -187,19 +198,7 @@ pub fn regression(rules_dir: &Path, regression_dir: &Path) -> anyhow::Result<Reg
         }
     }
     let mut report = RegressionReport::default();
-    let mut infos: Vec<PathBuf> = Vec::new();
-    let mut stack = vec![regression_dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n == "info.yml") {
-                infos.push(p);
-            }
-        }
-    }
-    infos.sort();
+    let infos = files_under(regression_dir, |p| p.file_name().is_some_and(|n| n == "info.yml"))?;
     for info in infos {
         let dir = info.parent().unwrap_or(regression_dir);
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -366,19 +365,7 @@ pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
         }
         None => Vec::new(),
     };
-    let mut files = Vec::new();
-    let mut stack = vec![corpus.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("evtx")) {
-                files.push(p);
-            }
-        }
-    }
-    files.sort();
+    let files = evtx_files(corpus)?;
     let mut report = EvtxReport::default();
     for f in files {
         report.files += 1;

@@ -176,9 +176,13 @@ pub fn get(url: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
     call(ureq::get(url), token)
 }
 
-/// POST JSON.
-pub fn post(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    let mut req = ureq::post(url).header("Content-Type", "application/json");
+/// Sends a JSON body with `req`'s method; (status, JSON body or the text as a JSON string).
+fn send(
+    req: ureq::RequestBuilder<ureq::typestate::WithBody>,
+    token: Option<&str>,
+    body: &Value,
+) -> anyhow::Result<(u16, Value)> {
+    let mut req = req.header("Content-Type", "application/json");
     if let Some(t) = token {
         req = req.header("Authorization", &format!("Bearer {t}"));
     }
@@ -186,30 +190,21 @@ pub fn post(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string()?;
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
+/// POST JSON.
+pub fn post(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
+    send(ureq::post(url), token, body)
 }
 
 /// PUT JSON.
 pub fn put(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    let mut req = ureq::put(url).header("Content-Type", "application/json");
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut resp = req.config().http_status_as_error(false).build().send(body.to_string())?;
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    send(ureq::put(url), token, body)
 }
 
 /// PATCH JSON.
 pub fn patch(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    let mut req = ureq::patch(url).header("Content-Type", "application/json");
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut resp = req.config().http_status_as_error(false).build().send(body.to_string())?;
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+    send(ureq::patch(url), token, body)
 }
 
 /// SQL through the API; the rows.

@@ -246,23 +246,9 @@ pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::{Value, json};
+    use serde_json::Value;
 
-    fn decode(event: &Value) -> Record {
-        let mut e = event.clone();
-        let obj = e.as_object_mut().unwrap();
-        obj.entry("@timestamp").or_insert(json!("2026-11-23T10:00:00Z"));
-        obj.entry("host").or_insert(json!({"name": "HOST-1"}));
-        let ch = schemas::decode::Channel {
-            tenant: "default",
-            agent: "a",
-            message_key: "1:1",
-            stream_seq: 1,
-            received: schemas::time::parse_rfc3339_micros("2026-11-23T10:00:00Z").unwrap(),
-        };
-        schemas::decode::decode_line(e.to_string().as_bytes(), 1, &ch, &schemas::decode::Limits::default())
-            .unwrap_or_else(|r| panic!("{r:?}: {e}"))
-    }
+    use crate::sigma::tests::decode;
 
     fn tagger() -> Tagger {
         Tagger::cordon_pack(Policy::cordon_default().validated().unwrap()).unwrap()

@@ -165,18 +165,26 @@ fn rules_run_on_cordon_records_through_the_pipeline() {
         })
         .to_string()
     };
+    let parse = |l: String| decode(&serde_json::from_str(&l).unwrap());
+    assert!(r.matches(&parse(line("process"))));
+    assert!(!r.matches(&parse(line("file"))), "the logsource gate: only process starts");
+}
+
+/// An ECS event decoded as ingest decodes it (time and host filled in when missing).
+pub(crate) fn decode(event: &serde_json::Value) -> schemas::Record {
+    let mut e = event.clone();
+    let obj = e.as_object_mut().unwrap();
+    obj.entry("@timestamp").or_insert(json!("2026-11-23T10:00:00Z"));
+    obj.entry("host").or_insert(json!({"name": "HOST-1"}));
     let ch = schemas::decode::Channel {
-        tenant: "acme",
-        agent: "win-dakeqi",
+        tenant: "default",
+        agent: "a",
         message_key: "1:1",
         stream_seq: 1,
         received: schemas::time::parse_rfc3339_micros("2026-11-23T10:00:00Z").unwrap(),
     };
-    let decode = |l: &str| {
-        schemas::decode::decode_line(l.as_bytes(), 1, &ch, &schemas::decode::Limits::default()).unwrap()
-    };
-    assert!(r.matches(&decode(&line("process"))));
-    assert!(!r.matches(&decode(&line("file"))), "the logsource gate: only process starts");
+    schemas::decode::decode_line(e.to_string().as_bytes(), 1, &ch, &schemas::decode::Limits::default())
+        .unwrap_or_else(|r| panic!("{r:?}: {e}"))
 }
 
 #[test]

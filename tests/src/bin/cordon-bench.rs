@@ -425,22 +425,10 @@ fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
 fn b6(rules_dir: &Path, evtx_dir: &Path, events: usize, reps: usize) -> anyhow::Result<()> {
     use correlate::sigma::{FlatEvent, Pipeline, RuleSet, load};
     let pipeline = Pipeline::windows_flat();
-    let mut paths = Vec::new();
-    let mut stack = vec![rules_dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "yml") {
-                let s = p.to_string_lossy();
-                if s.contains("/windows/") || s.contains("/linux/") {
-                    paths.push(p);
-                }
-            }
-        }
-    }
-    paths.sort();
+    let paths: Vec<_> = cordon::eval::yaml_files(rules_dir)?
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("/windows/") || p.to_string_lossy().contains("/linux/"))
+        .collect();
     let mut rules = Vec::new();
     for p in &paths {
         if rules.len() >= 1000 {
@@ -449,16 +437,8 @@ fn b6(rules_dir: &Path, evtx_dir: &Path, events: usize, reps: usize) -> anyhow::
         rules.extend(load(&std::fs::read_to_string(p)?, &pipeline).into_iter().flatten());
     }
     let mut records = Vec::new();
-    let mut stack = vec![evtx_dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d)? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x.eq_ignore_ascii_case("evtx")) {
-                records.extend(sensor_agent::evtx::read(&p)?.into_iter().map(|(_, m)| FlatEvent(m)));
-            }
-        }
+    for p in cordon::eval::evtx_files(evtx_dir)? {
+        records.extend(sensor_agent::evtx::read(&p)?.into_iter().map(|(_, m)| FlatEvent(m)));
     }
     anyhow::ensure!(!records.is_empty(), "no EVTX records under {}", evtx_dir.display());
     println!("  {} rules, {} distinct EVTX records cycled to {events} events", rules.len(), records.len());

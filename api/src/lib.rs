@@ -7,6 +7,7 @@
 //!
 //! Depends on `schemas` and `store` (reads) and on the metrics registry; never on ingest internals.
 
+mod detection;
 pub mod error;
 pub mod ioc;
 mod routes;

@@ -304,7 +304,8 @@ fn ecs_match(rule: &sigma::Rule, flat: &serde_json::Map<String, serde_json::Valu
         received: 0,
     };
     let limits = schemas::decode::Limits { max_skew_micros: i64::MAX, ..Default::default() };
-    schemas::decode::decode_line(line.as_bytes(), 1, &ch, &limits).is_ok_and(|rec| rule.matches(&rec))
+    schemas::decode::decode_line(line.as_bytes(), 1, &ch, &limits)
+        .is_ok_and(|rec| rule.matches(&sigma::RecordEvent::new(&rec)))
 }
 
 /// Prints the regression report: failures with reasons, then one summary line.

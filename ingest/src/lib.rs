@@ -537,7 +537,7 @@ fn block_command(
     let Some(schemas::Cell::Int(pid)) = col("process_pid") else { return None };
     let executable = col("process_executable").and_then(|c| c.as_str())?.to_owned();
     Some(schemas::wire::Command {
-        id: uuid_like(now, *pid),
+        id: format!("{now:x}-{pid:x}"),
         kind: "terminate".to_owned(),
         pid: *pid,
         executable,
@@ -547,8 +547,4 @@ fn block_command(
         issued_at: now,
         expires_at: now + 15 * 60 * 1_000_000,
     })
-}
-
-fn uuid_like(now: i64, pid: i64) -> String {
-    format!("{now:x}-{pid:x}")
 }

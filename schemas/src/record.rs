@@ -123,7 +123,8 @@ impl Record {
     }
 }
 
-fn insert_path(root: &mut Map<String, Value>, path: &str, v: Value) {
+/// Sets the dotted `path` (`process.parent.name`) in a JSON object, creating the objects on the way.
+pub fn insert_path(root: &mut Map<String, Value>, path: &str, v: Value) {
     let mut cur = root;
     let mut parts = path.split('.').peekable();
     while let Some(p) = parts.next() {

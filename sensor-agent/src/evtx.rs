@@ -93,19 +93,8 @@ fn basename(p: &str) -> &str {
 
 /// Sets `path` (dotted) in `doc` when `v` is present.
 fn put(doc: &mut Map<String, Value>, path: &str, v: Option<Value>) {
-    let Some(v) = v else { return };
-    let mut parts = path.split('.').peekable();
-    let mut cur = doc;
-    while let Some(p) = parts.next() {
-        if parts.peek().is_none() {
-            cur.insert(p.to_owned(), v);
-            return;
-        }
-        let next = cur.entry(p.to_owned()).or_insert_with(|| Value::Object(Map::new()));
-        if !next.is_object() {
-            *next = Value::Object(Map::new());
-        }
-        cur = next.as_object_mut().expect("just made an object");
+    if let Some(v) = v {
+        schemas::record::insert_path(doc, path, v);
     }
 }
 

@@ -16,14 +16,11 @@ use datafusion::arrow::datatypes::{ArrowPrimitiveType, Int64Type, TimestampMicro
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
-use parquet::arrow::async_reader::AsyncFileReader;
 use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::SortingColumn;
-use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use schemas::Record;
@@ -205,20 +202,17 @@ impl Lake {
             staged.date,
             uuid::Uuid::new_v4().simple()
         );
-        match (&staged.data, self.objects.local_root()) {
-            (StagedData::Tmp(tmp), Some(root)) => {
-                let path = root.join(&rel);
-                let dir = path.parent().expect("a lake file path has a parent");
+        match &staged.data {
+            // Staged in its partition directory: a rename gives it its final name.
+            StagedData::Tmp(tmp) => {
+                let path = tmp.with_file_name(rel.rsplit('/').next().expect("a lake path has a file name"));
                 fs::rename(tmp, &path).map_err(io(&path))?;
                 if self.fsync {
+                    let dir = path.parent().expect("a lake file path has a parent");
                     File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
                 }
             }
-            (StagedData::Bytes(b), _) => self.objects.put(&rel, b.clone())?,
-            (StagedData::Tmp(tmp), None) => {
-                let bytes = fs::read(tmp).map_err(io(tmp))?;
-                self.objects.put(&rel, bytes.into())?;
-            }
+            StagedData::Bytes(b) => self.objects.put(&rel, b.clone())?,
         }
         Ok(FileEntry {
             id,
@@ -304,7 +298,7 @@ impl Lake {
         }
         let size = u64::try_from(entry.bytes).unwrap_or(0);
         let fetched = self.objects.remote_read(&entry.path, move |store, location| async move {
-            let reader = ObjectFile { store, location, size };
+            let reader = crate::objects::ObjectFile { store, location, size };
             let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
             if let Some(cols) = columns {
                 let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
@@ -376,54 +370,6 @@ fn encode<W: Write + Send>(out: W, batch: &RecordBatch, order: Order, name: &Pat
         ArrowWriter::try_new(out, batch.schema(), Some(writer_properties(order))).map_err(pq(name))?;
     writer.write(batch).map_err(pq(name))?;
     writer.into_inner().map_err(pq(name))
-}
-
-/// A lake file in a bucket, read by ranged `GET`s (the footer first, then the pages a read needs).
-struct ObjectFile {
-    store: std::sync::Arc<dyn object_store::ObjectStore>,
-    location: object_store::path::Path,
-    size: u64,
-}
-
-impl AsyncFileReader for ObjectFile {
-    fn get_bytes(
-        &mut self,
-        range: std::ops::Range<u64>,
-    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        Box::pin(async move {
-            object_store::ObjectStoreExt::get_range(self.store.as_ref(), &self.location, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        })
-    }
-
-    fn get_byte_ranges(
-        &mut self,
-        ranges: Vec<std::ops::Range<u64>>,
-    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
-        // Adjacent ranges are coalesced into one request by the store.
-        Box::pin(async move {
-            self.store
-                .get_ranges(&self.location, &ranges)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        })
-    }
-
-    fn get_metadata<'a>(
-        &'a mut self,
-        _options: Option<&'a ArrowReaderOptions>,
-    ) -> futures::future::BoxFuture<'a, parquet::errors::Result<std::sync::Arc<ParquetMetaData>>> {
-        Box::pin(async move {
-            let size = self.size;
-            // One request usually gets the whole footer (Cordon's footers are a few KiB).
-            let meta = ParquetMetaDataReader::new()
-                .with_prefetch_hint(Some(64 * 1024))
-                .load_and_finish(self, size)
-                .await?;
-            Ok(std::sync::Arc::new(meta))
-        })
-    }
 }
 
 /// A file writer that hashes what it writes, so the checksum costs no second read.

@@ -391,6 +391,57 @@ impl Remote {
     }
 }
 
+/// A lake file in a bucket, read by ranged `GET`s (the footer first, then the pages a read needs).
+pub(crate) struct ObjectFile {
+    pub(crate) store: std::sync::Arc<dyn object_store::ObjectStore>,
+    pub(crate) location: object_store::path::Path,
+    pub(crate) size: u64,
+}
+
+impl parquet::arrow::async_reader::AsyncFileReader for ObjectFile {
+    fn get_bytes(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            object_store::ObjectStoreExt::get_range(self.store.as_ref(), &self.location, range)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        // Adjacent ranges are coalesced into one request by the store.
+        Box::pin(async move {
+            self.store
+                .get_ranges(&self.location, &ranges)
+                .await
+                .map_err(|e| parquet::errors::ParquetError::External(Box::new(e)))
+        })
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        _options: Option<&'a parquet::arrow::arrow_reader::ArrowReaderOptions>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        parquet::errors::Result<std::sync::Arc<parquet::file::metadata::ParquetMetaData>>,
+    > {
+        Box::pin(async move {
+            let size = self.size;
+            // One request usually gets the whole footer (Cordon's footers are a few KiB).
+            let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+                .with_prefetch_hint(Some(64 * 1024))
+                .load_and_finish(self, size)
+                .await?;
+            Ok(std::sync::Arc::new(meta))
+        })
+    }
+}
+
 fn store_err(rel: &str, e: object_store::Error) -> ObjectsError {
     match e {
         object_store::Error::NotFound { .. } => ObjectsError::NotFound { path: rel.to_owned() },

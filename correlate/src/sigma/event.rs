@@ -69,42 +69,97 @@ pub trait Event {
     fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool;
 }
 
-impl Event for Record {
+/// A record as rules read it, with its catch-all `extra` object parsed at most once however many
+/// rules look into it.
+#[derive(Debug)]
+pub struct RecordEvent<'a> {
+    rec: &'a Record,
+    extra: std::cell::OnceCell<Option<Value>>,
+}
+
+impl<'a> RecordEvent<'a> {
+    /// A view of `rec`.
+    pub fn new(rec: &'a Record) -> Self {
+        Self { rec, extra: std::cell::OnceCell::new() }
+    }
+}
+
+/// A lake column's cell as a value.
+fn column_val(rec: &Record, i: usize) -> Val<'_> {
+    match rec.cell(i) {
+        Cell::Null => Val::Missing,
+        Cell::Str(s) => Val::Str(s),
+        Cell::Int(n) => Val::Int(*n),
+        Cell::Time(t) => Val::Owned(schemas::time::format_micros(*t)),
+        Cell::Bool(b) => Val::Bool(*b),
+        Cell::List(l) => Val::List(l),
+    }
+}
+
+/// A field from the parsed catch-all object: the target as a key or a dotted path, then the Windows
+/// event data the agent keeps under `winlog.event_data` with Sigma's own names.
+fn extra_val<'v>(v: &'v Value, field: &Field) -> Val<'v> {
+    let found = v
+        .get(&field.target)
+        .or_else(|| field.target.split('.').try_fold(v, |v, k| v.get(k)))
+        .or_else(|| v.get("winlog").and_then(|w| w.get("event_data")).and_then(|d| d.get(&field.sigma)));
+    match found {
+        None | Some(Value::Null) => Val::Missing,
+        Some(Value::String(s)) => Val::Str(s),
+        Some(Value::Number(n)) => n.as_i64().map_or_else(|| Val::Owned(n.to_string()), Val::Int),
+        Some(Value::Bool(b)) => Val::Bool(*b),
+        Some(other) => Val::Owned(other.to_string()),
+    }
+}
+
+fn parse_extra(rec: &Record) -> Option<Value> {
+    rec.cell(schemas::fields::col::EXTRA).as_str().and_then(|s| serde_json::from_str(s).ok())
+}
+
+fn strings(rec: &Record, f: &mut dyn FnMut(&str) -> bool) -> bool {
+    rec.iter().any(|(_, c)| match c {
+        Cell::Str(s) => f(s),
+        Cell::List(l) => l.iter().any(|s| f(s)),
+        _ => false,
+    })
+}
+
+impl Event for RecordEvent<'_> {
     fn get(&self, field: &Field) -> Val<'_> {
-        if let Some(i) = field.column {
-            return match self.cell(i) {
-                Cell::Null => Val::Missing,
-                Cell::Str(s) => Val::Str(s),
-                Cell::Int(n) => Val::Int(*n),
-                Cell::Time(t) => Val::Owned(schemas::time::format_micros(*t)),
-                Cell::Bool(b) => Val::Bool(*b),
-                Cell::List(l) => Val::List(l),
-            };
-        }
-        // Fields Cordon has no column for are kept in the catch-all `extra` object.
-        let Some(extra) = self.cell(schemas::fields::col::EXTRA).as_str() else { return Val::Missing };
-        let Ok(v) = serde_json::from_str::<Value>(extra) else { return Val::Missing };
-        // The target as a key or a dotted path; then the Windows event data the agent keeps under
-        // `winlog.event_data` with Sigma's own names.
-        let found = v
-            .get(&field.target)
-            .or_else(|| field.target.split('.').try_fold(&v, |v, k| v.get(k)))
-            .or_else(|| v.get("winlog").and_then(|w| w.get("event_data")).and_then(|d| d.get(&field.sigma)));
-        match found {
-            None | Some(Value::Null) => Val::Missing,
-            Some(Value::String(s)) => Val::Owned(s.clone()),
-            Some(Value::Number(n)) => n.as_i64().map_or_else(|| Val::Owned(n.to_string()), Val::Int),
-            Some(Value::Bool(b)) => Val::Bool(*b),
-            Some(other) => Val::Owned(other.to_string()),
+        match field.column {
+            Some(i) => column_val(self.rec, i),
+            None => self
+                .extra
+                .get_or_init(|| parse_extra(self.rec))
+                .as_ref()
+                .map_or(Val::Missing, |v| extra_val(v, field)),
         }
     }
 
     fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
-        self.iter().any(|(_, c)| match c {
-            Cell::Str(s) => f(s),
-            Cell::List(l) => l.iter().any(|s| f(s)),
-            _ => false,
-        })
+        strings(self.rec, f)
+    }
+}
+
+/// A bare record parses its catch-all object on every lookup outside the columns; wrap it in a
+/// [`RecordEvent`] to run many rules on one record.
+impl Event for Record {
+    fn get(&self, field: &Field) -> Val<'_> {
+        match field.column {
+            Some(i) => column_val(self, i),
+            None => parse_extra(self).map_or(Val::Missing, |v| match extra_val(&v, field) {
+                Val::Str(s) => Val::Owned(s.to_owned()),
+                Val::Missing => Val::Missing,
+                Val::Owned(s) => Val::Owned(s),
+                Val::Int(n) => Val::Int(n),
+                Val::Bool(b) => Val::Bool(b),
+                Val::List(_) => Val::Missing, // extra_val never yields a list
+            }),
+        }
+    }
+
+    fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+        strings(self, f)
     }
 }
 

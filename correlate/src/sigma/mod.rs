@@ -14,12 +14,17 @@
 
 mod condition;
 pub mod event;
+pub mod pipeline;
 pub mod rule;
+pub mod ruleset;
+mod selection;
 pub mod tagger;
 mod value;
 
-pub use event::{Event, Field, FlatEvent, Val};
-pub use rule::{Level, Logsource, Matched, Pipeline, Rule, RuleError, RuleSet, load};
+pub use event::{Event, Field, FlatEvent, RecordEvent, Val};
+pub use pipeline::Pipeline;
+pub use rule::{Level, Logsource, Matched, Rule, RuleError, load};
+pub use ruleset::RuleSet;
 pub use tagger::{CORDON_RULES, Detection, Tagger};
 
 #[cfg(test)]

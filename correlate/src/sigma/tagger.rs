@@ -6,7 +6,10 @@
 //! the strictest tier the policy gives any of them on the event's host group. Tags an agent already
 //! set are kept.
 
-use super::rule::{Level, Matched, Pipeline, Rule, RuleError, RuleSet, load};
+use super::event::RecordEvent;
+use super::pipeline::Pipeline;
+use super::rule::{Level, Matched, Rule, RuleError, load};
+use super::ruleset::RuleSet;
 use schemas::fields::col;
 use schemas::policy::{Policy, Tier};
 use schemas::{Cell, Record};
@@ -102,7 +105,8 @@ impl Tagger {
 
     /// Evaluates every rule on `rec`, tags it, and returns what fired.
     pub fn tag(&self, rec: &mut Record) -> Vec<Detection> {
-        let hits: Vec<&Rule> = self.rules.matching(rec);
+        let view = RecordEvent::new(rec);
+        let hits: Vec<&Rule> = self.rules.matching(&view);
         if hits.is_empty() {
             return Vec::new();
         }
@@ -152,9 +156,10 @@ impl Tagger {
                 tier: decision.tier,
                 because: decision.because,
                 techniques: rule.techniques.clone(),
-                matched: rule.explain(rec),
+                matched: rule.explain(&view),
             });
         }
+        drop(view);
         if !out.is_empty() {
             rec.set(col::THREAT_TECHNIQUE_ID, Cell::List(techniques));
             rec.set(col::THREAT_TACTIC_NAME, Cell::List(tactics));

@@ -1,0 +1,368 @@
+//! Detection routes: the policy (get, replace, versions, preview), the ATT&CK coverage matrix, and
+//! alerts (list, get with evidence, handle).
+
+use crate::error::ApiError;
+use crate::routes::{Params, Res, limit_param, time_param};
+use crate::{AppState, Caller};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::IntoResponse;
+use schemas::policy::Policy;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use store::query::SqlLimits;
+
+/// The tenant's current policy: (version, author, reason, created, policy); version 0 is the shipped
+/// default.
+async fn current_policy(s: &AppState, tenant: &str) -> Result<(i64, String, String, i64, Policy), ApiError> {
+    let hist = s.store.catalog().policy_history(tenant).await.map_err(store::StoreError::from)?;
+    match hist.into_iter().next() {
+        Some(p) => {
+            let policy: Policy = serde_json::from_str(&p.body).map_err(|e| ApiError::internal(&e))?;
+            Ok((p.version, p.author, p.reason, p.created_at, policy))
+        }
+        None => Ok((0, "cordon".into(), "the shipped default policy".into(), 0, Policy::cordon_default())),
+    }
+}
+
+pub(crate) async fn policy_get(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+    let (version, author, reason, created, policy) = current_policy(&s, &c.token.tenant).await?;
+    let summary: serde_json::Map<String, Value> = ["Windows", "Linux", "macOS"]
+        .iter()
+        .map(|p| ((*p).to_owned(), json!(policy.summary(p, None))))
+        .collect();
+    Ok(Json(json!({
+        "version": version,
+        "author": author,
+        "reason": reason,
+        "created": (created > 0).then(|| schemas::time::format_micros(created)),
+        "policy": policy,
+        "summary": summary,
+    }))
+    .into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyBody {
+    policy: Policy,
+    reason: String,
+    base_version: i64,
+}
+
+pub(crate) async fn policy_put(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    body: Bytes,
+) -> Res {
+    let req: PolicyBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    if req.reason.trim().is_empty() {
+        return Err(ApiError::invalid("bad_body", "say why the policy changes: reason must not be empty"));
+    }
+    let policy = req.policy.validated().map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
+    let text = serde_json::to_string(&policy).map_err(|e| ApiError::internal(&e))?;
+    let version = s
+        .store
+        .catalog()
+        .put_policy(
+            &c.token.tenant,
+            req.base_version,
+            &text,
+            &c.token.name,
+            req.reason.trim(),
+            schemas::time::now_micros(),
+        )
+        .await
+        .map_err(store::StoreError::from)?;
+    Ok(Json(json!({ "version": version, "author": c.token.name, "policy": policy })).into_response())
+}
+
+pub(crate) async fn policy_versions(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+    let hist = s.store.catalog().policy_history(&c.token.tenant).await.map_err(store::StoreError::from)?;
+    let versions: Vec<Value> = hist
+        .iter()
+        .map(|p| {
+            json!({
+                "version": p.version,
+                "author": p.author,
+                "reason": p.reason,
+                "created": schemas::time::format_micros(p.created_at),
+                "policy": serde_json::from_str::<Value>(&p.body).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "versions": versions })).into_response())
+}
+
+pub(crate) async fn coverage(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Query(p): Params,
+) -> Res {
+    let now = schemas::time::now_micros();
+    let from = time_param(&p, "from")?.unwrap_or(now - 7 * 86_400_000_000);
+    let to = time_param(&p, "to")?;
+    let platform = p.get("platform").map_or("Windows", String::as_str);
+    if !["Windows", "Linux", "macOS"].contains(&platform) {
+        return Err(ApiError::invalid(
+            "bad_parameter",
+            format!("platform={platform:?} must be Windows, Linux or macOS"),
+        ));
+    }
+    let (_, _, _, _, policy) = current_policy(&s, &c.token.tenant).await?;
+    // Events per technique in the range, from the lake.
+    let upper = to.map(|to| format!(" AND time < to_timestamp_micros({to})")).unwrap_or_default();
+    let q = format!(
+        "SELECT t, count(*) FROM (SELECT unnest(threat_technique_id) AS t FROM events \
+         WHERE time >= to_timestamp_micros({from}){upper}) GROUP BY t"
+    );
+    let out = s
+        .store
+        .sql(&c.token.tenant, &q, SqlLimits { max_rows: 100_000, timeout: Duration::from_secs(30) })
+        .await?;
+    let events: HashMap<String, u64> = out
+        .rows
+        .iter()
+        .filter_map(|r| Some((r.first()?.as_str()?.to_owned(), r.get(1)?.as_u64()?)))
+        .collect();
+    let catalog = schemas::attack::catalog();
+    let rules_for = |id: &str| -> Vec<Value> {
+        s.rules
+            .iter()
+            .filter(|r| r.techniques.iter().any(|t| t == id || t.starts_with(&format!("{id}."))))
+            .map(|r| json!({"id": r.id, "title": r.title, "level": r.level}))
+            .collect()
+    };
+    let parents: std::collections::HashSet<&str> =
+        catalog.techniques().iter().filter_map(|t| t.parent).collect();
+    let (mut total, mut covered) = (0usize, 0usize);
+    let tactics: Vec<Value> = catalog
+        .tactics()
+        .iter()
+        .map(|tac| {
+            let techniques: Vec<Value> = catalog
+                .techniques()
+                .iter()
+                .filter(|t| t.parent.is_none() && t.tactics.contains(&tac.shortname))
+                .map(|t| {
+                    let subs: Vec<Value> = catalog
+                        .techniques()
+                        .iter()
+                        .filter(|x| x.parent == Some(t.id))
+                        .map(|x| {
+                            let d = policy.decide(Some(x.id), &[tac.shortname], None);
+                            json!({"id": x.id, "name": x.name, "tier": d.tier, "because": d.because,
+                                   "rules": rules_for(x.id), "events": events.get(x.id).copied().unwrap_or(0)})
+                        })
+                        .collect();
+                    let d = policy.decide(Some(t.id), &[tac.shortname], None);
+                    json!({"id": t.id, "name": t.name, "tier": d.tier, "because": d.because,
+                           "rules": rules_for(t.id), "events": events.get(t.id).copied().unwrap_or(0),
+                           "subtechniques": subs})
+                })
+                .collect();
+            json!({"id": tac.id, "shortname": tac.shortname, "name": tac.name, "techniques": techniques})
+        })
+        .collect();
+    for t in catalog.techniques() {
+        if parents.contains(t.id) || !t.platforms.contains(&platform) {
+            continue;
+        }
+        total += 1;
+        let exact = s.rules.iter().any(|r| r.techniques.iter().any(|x| x == t.id));
+        let via_parent =
+            t.parent.is_some_and(|p| s.rules.iter().any(|r| r.techniques.iter().any(|x| x == p)));
+        covered += usize::from(exact || via_parent);
+    }
+    let tiers = policy.summary(platform, None);
+    let text = format!(
+        "covers {covered} of {total} {platform} endpoint (sub-)techniques with rules; policy: {} block, {} alert, {} record, {} off",
+        tiers.block, tiers.alert, tiers.record, tiers.off
+    );
+    Ok(Json(json!({
+        "summary": {"platform": platform, "techniques": total, "covered": covered, "tiers": tiers, "text": text},
+        "tactics": tactics,
+    }))
+    .into_response())
+}
+
+pub(crate) async fn alerts(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Query(p): Params,
+) -> Res {
+    let level = match p.get("level") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<u8>()
+                .ok()
+                .filter(|l| (1..=5).contains(l))
+                .ok_or_else(|| ApiError::invalid("bad_parameter", format!("level={v:?} must be 1 to 5")))?,
+        ),
+    };
+    let one_of = |name: &'static str, allowed: &[&str]| -> Result<Option<String>, ApiError> {
+        match p.get(name) {
+            None => Ok(None),
+            Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
+            Some(v) => {
+                Err(ApiError::invalid("bad_parameter", format!("{name}={v:?} must be one of {allowed:?}")))
+            }
+        }
+    };
+    let f = store::catalog::AlertFilter {
+        min_level: level,
+        status: one_of("status", &["blocked", "alerted"])?,
+        handling: one_of("handling", &["unhandled", "handled", "false_positive"])?,
+        host: p.get("host").cloned(),
+        technique: p.get("technique").map(|t| t.to_ascii_uppercase()),
+        from: time_param(&p, "from")?,
+        to: time_param(&p, "to")?,
+        limit: limit_param(&p, 100)?,
+    };
+    let list = s.store.catalog().alerts(&c.token.tenant, &f).await.map_err(store::StoreError::from)?;
+    Ok(Json(json!({ "alerts": list })).into_response())
+}
+
+pub(crate) async fn alert_get(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Res {
+    let Some((alert, comments)) =
+        s.store.catalog().alert(&c.token.tenant, &id).await.map_err(store::StoreError::from)?
+    else {
+        return Err(ApiError::not_found(format!("no alert {id}")));
+    };
+    // The evidence events themselves, from the lake (ids are Cordon's own: hex, `-` and `:`).
+    let ids: Vec<&String> = alert
+        .evidence
+        .iter()
+        .filter(|e| {
+            !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '_'))
+        })
+        .collect();
+    let mut events = Vec::new();
+    if !ids.is_empty() {
+        let list = ids.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(",");
+        let q = format!("SELECT * FROM events WHERE event_id IN ({list}) ORDER BY time");
+        let out = s
+            .store
+            .sql(&c.token.tenant, &q, SqlLimits { max_rows: 200, timeout: Duration::from_secs(30) })
+            .await?;
+        for row in out.rows {
+            let obj: serde_json::Map<String, Value> =
+                out.columns.iter().cloned().zip(row).filter(|(_, v)| !v.is_null()).collect();
+            events.push(Value::Object(obj));
+        }
+    }
+    Ok(Json(json!({ "alert": alert, "events": events, "comments": comments })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertPatch {
+    handling: schemas::alert::Handling,
+    comment: String,
+}
+
+pub(crate) async fn alert_patch(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Res {
+    let req: AlertPatch =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    let found = s
+        .store
+        .catalog()
+        .handle_alert(
+            &c.token.tenant,
+            &id,
+            req.handling,
+            req.comment.trim(),
+            &c.token.name,
+            schemas::time::now_micros(),
+        )
+        .await
+        .map_err(store::StoreError::from)?;
+    if !found {
+        return Err(ApiError::not_found(format!("no alert {id}")));
+    }
+    Ok(Json(json!({ "id": id, "handling": req.handling })).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewBody {
+    policy: Policy,
+    #[serde(default = "seven")]
+    days: u32,
+}
+
+fn seven() -> u32 {
+    7
+}
+
+/// (technique or host) -> [current alerts, current blocks, proposed alerts, proposed blocks].
+type Tally = std::collections::BTreeMap<String, [u64; 4]>;
+
+pub(crate) async fn policy_preview(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    body: Bytes,
+) -> Res {
+    let req: PreviewBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    if !(1..=90).contains(&req.days) {
+        return Err(ApiError::invalid("bad_body", format!("days={} must be from 1 to 90", req.days)));
+    }
+    let proposed = req.policy.validated().map_err(|e| ApiError::invalid("invalid_policy", e.to_string()))?;
+    let (_, _, _, _, current) = current_policy(&s, &c.token.tenant).await?;
+    let now = schemas::time::now_micros();
+    let from = now - i64::from(req.days) * 86_400_000_000;
+    let taggers = [
+        correlate::sigma::Tagger::new(s.rules.clone(), current),
+        correlate::sigma::Tagger::new(s.rules.clone(), proposed),
+    ];
+    let (events, by_technique, by_host) = s
+        .store
+        .scan(&c.token.tenant, from, i64::MAX, (0u64, Tally::new(), Tally::new()), move |acc, rec| {
+            acc.0 += 1;
+            for (k, t) in taggers.iter().enumerate() {
+                for d in t.tag(&mut rec.clone()) {
+                    let slot = match d.tier {
+                        schemas::policy::Tier::Alert => 2 * k,
+                        schemas::policy::Tier::Block => 2 * k + 1,
+                        _ => continue,
+                    };
+                    for tech in &d.techniques {
+                        acc.1.entry(tech.clone()).or_default()[slot] += 1;
+                    }
+                    acc.2.entry(rec.host().to_owned()).or_default()[slot] += 1;
+                }
+            }
+        })
+        .await?;
+    let rows = |t: &Tally, key: &str| -> Vec<Value> {
+        t.iter()
+            .map(|(k, v)| {
+                json!({key: k, "current": {"alerts": v[0], "blocks": v[1]}, "proposed": {"alerts": v[2], "blocks": v[3]}})
+            })
+            .collect()
+    };
+    let total = |i: usize| by_host.values().map(|v| v[i]).sum::<u64>();
+    Ok(Json(json!({
+        "days": req.days,
+        "events_scanned": events,
+        "current": {"alerts": total(0), "blocks": total(1)},
+        "proposed": {"alerts": total(2), "blocks": total(3)},
+        "by_technique": rows(&by_technique, "technique"),
+        "by_host": rows(&by_host, "host"),
+    }))
+    .into_response())
+}

@@ -130,11 +130,12 @@ pub(crate) async fn coverage(
         .filter_map(|r| Some((r.first()?.as_str()?.to_owned(), r.get(1)?.as_u64()?)))
         .collect();
     let catalog = schemas::attack::catalog();
+    let rules = s.rule_techniques();
     let rules_for = |id: &str| -> Vec<Value> {
-        s.rules
+        rules
             .iter()
-            .filter(|r| r.techniques.iter().any(|t| t == id || t.starts_with(&format!("{id}."))))
-            .map(|r| json!({"id": r.id, "title": r.title, "level": r.level}))
+            .filter(|r| r.3.iter().any(|t| t == id || t.starts_with(&format!("{id}."))))
+            .map(|r| json!({"id": r.1, "title": r.0, "level": r.2}))
             .collect()
     };
     let parents: std::collections::HashSet<&str> =
@@ -173,9 +174,8 @@ pub(crate) async fn coverage(
             continue;
         }
         total += 1;
-        let exact = s.rules.iter().any(|r| r.techniques.iter().any(|x| x == t.id));
-        let via_parent =
-            t.parent.is_some_and(|p| s.rules.iter().any(|r| r.techniques.iter().any(|x| x == p)));
+        let exact = rules.iter().any(|r| r.3.iter().any(|x| x == t.id));
+        let via_parent = t.parent.is_some_and(|p| rules.iter().any(|r| r.3.iter().any(|x| x == p)));
         covered += usize::from(exact || via_parent);
     }
     let tiers = policy.summary(platform, None);
@@ -311,6 +311,27 @@ fn seven() -> u32 {
 /// (technique or host) -> [current alerts, current blocks, proposed alerts, proposed blocks].
 type Tally = std::collections::BTreeMap<String, [u64; 4]>;
 
+/// Counts detections under policy `k` (0 current, 1 proposed).
+fn tally(
+    by_technique: &mut Tally,
+    by_host: &mut Tally,
+    k: usize,
+    host: &str,
+    found: &[correlate::sigma::Detection],
+) {
+    for d in found {
+        let slot = match d.tier {
+            schemas::policy::Tier::Alert => 2 * k,
+            schemas::policy::Tier::Block => 2 * k + 1,
+            _ => continue,
+        };
+        for tech in &d.techniques {
+            by_technique.entry(tech.clone()).or_default()[slot] += 1;
+        }
+        by_host.entry(host.to_owned()).or_default()[slot] += 1;
+    }
+}
+
 pub(crate) async fn policy_preview(
     State(s): State<Arc<AppState>>,
     Extension(c): Extension<Caller>,
@@ -325,29 +346,44 @@ pub(crate) async fn policy_preview(
     let (_, _, _, _, current) = current_policy(&s, &c.token.tenant).await?;
     let now = schemas::time::now_micros();
     let from = now - i64::from(req.days) * 86_400_000_000;
-    let taggers = [
-        correlate::sigma::Tagger::new(s.rules.clone(), current),
-        correlate::sigma::Tagger::new(s.rules.clone(), proposed),
-    ];
-    let (events, by_technique, by_host) = s
+    let Some(base) = s.detection.clone() else {
+        return Err(ApiError::invalid("no_rules", "this server runs no detection rules"));
+    };
+    let taggers = [Arc::new(base.with_policy(current)), Arc::new(base.with_policy(proposed))];
+    let scanners = taggers.clone();
+    // Single-event rules are decided during the scan; the events correlations need are kept and
+    // replayed in time order afterwards.
+    let (events, mut by_technique, mut by_host, mut pending) = s
         .store
-        .scan(&c.token.tenant, from, i64::MAX, (0u64, Tally::new(), Tally::new()), move |acc, rec| {
-            acc.0 += 1;
-            for (k, t) in taggers.iter().enumerate() {
-                for d in t.tag(&mut rec.clone()) {
-                    let slot = match d.tier {
-                        schemas::policy::Tier::Alert => 2 * k,
-                        schemas::policy::Tier::Block => 2 * k + 1,
-                        _ => continue,
-                    };
-                    for tech in &d.techniques {
-                        acc.1.entry(tech.clone()).or_default()[slot] += 1;
+        .scan(
+            &c.token.tenant,
+            from,
+            i64::MAX,
+            (0u64, Tally::new(), Tally::new(), Vec::new()),
+            move |acc, rec| {
+                acc.0 += 1;
+                let mut feeds = None;
+                for (k, t) in scanners.iter().enumerate() {
+                    let (found, hits) = t.tag_and_hits(&mut rec.clone());
+                    tally(&mut acc.1, &mut acc.2, k, rec.host(), &found);
+                    if !hits.is_empty() {
+                        feeds = Some(hits);
                     }
-                    acc.2.entry(rec.host().to_owned()).or_default()[slot] += 1;
                 }
-            }
-        })
+                if let Some(hits) = feeds {
+                    acc.3.push((rec, hits));
+                }
+            },
+        )
         .await?;
+    pending.sort_by_key(|p: &(schemas::Record, Vec<usize>)| p.0.time());
+    for (k, t) in taggers.iter().enumerate() {
+        let mut state = t.correlator();
+        for (rec, hits) in &pending {
+            let fired = t.correlate(&mut state, rec, hits);
+            tally(&mut by_technique, &mut by_host, k, rec.host(), &fired);
+        }
+    }
     let rows = |t: &Tally, key: &str| -> Vec<Value> {
         t.iter()
             .map(|(k, v)| {

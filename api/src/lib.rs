@@ -257,23 +257,39 @@ pub struct AppState {
     /// Metrics.
     pub metrics: Arc<Registry>,
     tokens: Mutex<HashMap<String, (TokenInfo, Instant)>>,
-    /// The detection rules ingest runs (for the coverage matrix).
-    pub rules: Vec<correlate::sigma::Rule>,
+    /// The detection and correlation rules ingest runs (coverage matrix, policy preview).
+    pub detection: Option<Arc<correlate::sigma::Tagger>>,
 }
 
 impl AppState {
     /// State over a store and a metrics registry.
     pub fn new(store: Arc<Store>, metrics: Arc<Registry>) -> Arc<Self> {
-        Self::with_rules(store, metrics, Vec::new())
+        Self::with_detection(store, metrics, None)
     }
 
-    /// State that also knows the detection rules ingest runs.
-    pub fn with_rules(
+    /// State that also knows the rules ingest runs.
+    pub fn with_detection(
         store: Arc<Store>,
         metrics: Arc<Registry>,
-        rules: Vec<correlate::sigma::Rule>,
+        detection: Option<Arc<correlate::sigma::Tagger>>,
     ) -> Arc<Self> {
-        Arc::new(Self { store, metrics, tokens: Mutex::new(HashMap::new()), rules })
+        Arc::new(Self { store, metrics, tokens: Mutex::new(HashMap::new()), detection })
+    }
+
+    /// (title, id, level, techniques) of every rule ingest runs that carries techniques: detection
+    /// rules and correlations.
+    pub(crate) fn rule_techniques(&self) -> Vec<(String, String, correlate::sigma::Level, Vec<String>)> {
+        let Some(t) = &self.detection else { return Vec::new() };
+        let rules = t.rules().iter().map(|r| (r.title.clone(), r.id.clone(), r.level, r.techniques.clone()));
+        let corrs = t.correlations().map(|c| {
+            (
+                c.title.clone(),
+                c.id.clone(),
+                c.level.unwrap_or(correlate::sigma::Level::Medium),
+                c.techniques.clone(),
+            )
+        });
+        rules.chain(corrs).filter(|r| !r.3.is_empty()).collect()
     }
 
     async fn authenticate(&self, secret: &str) -> Result<TokenInfo, ApiError> {

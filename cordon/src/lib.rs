@@ -7,6 +7,7 @@
 pub mod config;
 mod demo;
 pub mod eval;
+pub mod eval_logs;
 pub mod nats;
 
 use anyhow::Context;
@@ -92,6 +93,16 @@ pub enum EvalWhat {
         #[arg(long)]
         strict: bool,
     },
+    /// Read the corpus's real syslog (loghub Linux) with the agent's log reader, check the failures it
+    /// finds against loghub's own parse, and run Cordon's log and brute-force rules over them.
+    Logs {
+        /// The corpus directory (holding auth/loghub/Linux).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Fail unless every failure line loghub names is parsed and no other line is.
+        #[arg(long)]
+        strict: bool,
+    },
 }
 
 /// Token actions.
@@ -155,13 +166,13 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         max_message_bytes: cfg.max_message_bytes,
         ..ingest::IngestConfig::default()
     };
-    let rules = icfg.tagger.as_ref().map(|t| t.rules().to_vec()).unwrap_or_default();
+    let detection = icfg.tagger.clone();
     let ingest = Arc::new(ingest::Ingest::new(client, icfg, Arc::clone(&store), Arc::clone(&metrics)).await?);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let state = api::AppState::with_rules(Arc::clone(&store), metrics, rules);
+    let state = api::AppState::with_detection(Arc::clone(&store), metrics, detection);
     let app = api::router(state);
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();
@@ -354,6 +365,17 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 anyhow::ensure!(
                     pct >= min_loaded_percent,
                     "only {pct:.1}% of the rules loaded; the floor is {min_loaded_percent}%"
+                );
+                Ok(())
+            }
+            Command::Eval { what: EvalWhat::Logs { corpus, strict } } => {
+                let r = eval_logs::logs(&corpus)?;
+                eval_logs::print_logs(&r);
+                anyhow::ensure!(
+                    !strict || (r.missed.is_empty() && r.extra.is_empty()),
+                    "{} failure lines missed, {} extra",
+                    r.missed.len(),
+                    r.extra.len()
                 );
                 Ok(())
             }

@@ -12,6 +12,7 @@
 //!
 //! Depends on `schemas` and `store`; nothing depends on it but the server binary.
 
+mod correlation;
 mod dlq;
 
 use async_nats::jetstream::{self, Message, consumer::pull, stream};
@@ -161,6 +162,8 @@ pub struct Ingest {
     /// Per-tenant taggers built from the catalog's policies: (policy version, tagger).
     taggers: std::sync::RwLock<std::collections::HashMap<String, (i64, Arc<correlate::sigma::Tagger>)>>,
     last_policy_read: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Per-tenant correlation state (see [`correlation`]).
+    correlators: std::sync::Mutex<std::collections::HashMap<String, correlate::sigma::Correlator>>,
 }
 
 impl Ingest {
@@ -181,6 +184,7 @@ impl Ingest {
             js,
             taggers: Default::default(),
             last_policy_read: Default::default(),
+            correlators: Default::default(),
         })
     }
 
@@ -190,6 +194,8 @@ impl Ingest {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
         let consumer = ensure_streams(&self.js, &self.cfg).await?;
+        self.refresh_policies().await?;
+        self.restore_correlations().await?;
         let hb = tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone()));
         let lag = tokio::spawn(Arc::clone(&self).lag_probe(consumer.clone(), shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
@@ -306,6 +312,7 @@ impl Ingest {
         let mut detections: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
         let mut alerts = Vec::new();
         let mut commands: Vec<(String, String, schemas::wire::Command)> = Vec::new();
+        let mut to_correlate: Vec<correlation::Pending> = Vec::new();
         let mut events_in = 0u64;
         for m in msgs {
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
@@ -382,12 +389,16 @@ impl Ingest {
                 match decode_line(line, line_no, &ch, &self.cfg.limits) {
                     Ok(mut r) => {
                         if let Some(t) = &tagger {
-                            for d in t.tag(&mut r) {
+                            let (found, hits) = t.tag_and_hits(&mut r);
+                            for d in found {
                                 *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
                                 alerts.extend(correlate::sigma::tagger::alert_for(&r, &d));
                                 if let Some(cmd) = block_command(&r, &d, received) {
                                     commands.push((tenant.clone(), agent.clone(), cmd));
                                 }
+                            }
+                            if !hits.is_empty() {
+                                to_correlate.push(correlation::Pending { record: r.clone(), hits });
                             }
                         }
                         records.push(r);
@@ -423,6 +434,12 @@ impl Ingest {
         }
         let outcome = self.store.commit(&self.cfg.consumer, batches).await?;
         reg.add("cordon_ingest_stored_total", "", HELP_STORED, outcome.stored as u64);
+        // Correlations see events once they are durable: a failed commit is redelivered, and the
+        // state rebuilt after a restart (from the lake) then matches what was counted.
+        for d in self.correlate(to_correlate) {
+            *detections.entry(d.1.tier.as_str()).or_insert(0u64) += 1;
+            alerts.extend(correlate::sigma::tagger::alert_for(&d.0, &d.1));
+        }
         // Alerts follow the commit (their evidence is stored); recording is idempotent per evidence
         // event, so a batch redelivered after a failure here does not count twice.
         if !alerts.is_empty() {

@@ -131,6 +131,25 @@ pub struct Alert {
     pub evidence: Vec<String>,
     /// Why: the rule and the field values that matched, and the policy setting that decided the tier.
     pub why: serde_json::Value,
+    /// For alerts raised on log lines (logon failures, sshd, databases): the log's own details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogDetails>,
+}
+
+/// What a log alert carries besides the uniform fields: the rule group, the log type, the log's
+/// reason and the raw line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDetails {
+    /// The rule's id.
+    pub rule_id: String,
+    /// The rule group (`authentication_failed`).
+    pub rule_group: Option<String>,
+    /// The kind of log (`linux.auth`, `windows.security`, `postgresql.log`).
+    pub log_type: Option<String>,
+    /// The log's reason (`invalid user`, `password authentication failed`, `unknown user or bad password`).
+    pub reason: Option<String>,
+    /// The raw log line (or the rendered record).
+    pub raw: Option<String>,
 }
 
 impl Alert {

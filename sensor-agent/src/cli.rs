@@ -75,6 +75,19 @@ pub enum Command {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+    /// Ship authentication logs (syslog auth.log/secure with sshd and PAM, PostgreSQL, MySQL) as
+    /// authentication events with the raw line, one agent identity per host.
+    Logs {
+        /// Log files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// The year of syslog timestamps (they carry none); default: this year.
+        #[arg(long)]
+        year: Option<i32>,
+        /// The host for lines that name none (database logs); default: this machine's name.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Simulate a fleet (deterministic by seed).
     Simulate {
         /// Hosts.
@@ -181,6 +194,7 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
             Ok(crate::replay(&cfg, &s, &opts).await?)
         }
         Command::Evtx { files } => Ok(crate::evtx_files(&cfg, &files).await?),
+        Command::Logs { files, year, host } => Ok(crate::log_files(&cfg, &files, year, host).await?),
         Command::Simulate { hosts, rate, duration, seed, max_events } => {
             let opts =
                 SimulateOptions { hosts, rate, duration: Duration::from_secs(duration), seed, max_events };

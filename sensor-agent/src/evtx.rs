@@ -202,9 +202,19 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
                 "winlog.logon.type",
                 flat.get("LogonType").map(|v| json!(v.to_string().trim_matches('"'))),
             );
-            put(&mut doc, "source.ip", str_of("IpAddress"));
+            // Windows writes "-" (or "::1"/127.0.0.1 for local logons) where there is no remote address.
+            put(
+                &mut doc,
+                "source.ip",
+                str_of("IpAddress")
+                    .filter(|v| v.as_str().is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_ok())),
+            );
             let failed = id == 4625 || (id == 4771 && s(flat, "Status").is_some_and(|st| st != "0x0"));
             put(&mut doc, "event.outcome", Some(json!(if failed { "failure" } else { "success" })));
+            if failed {
+                let code = s(flat, "SubStatus").filter(|c| *c != "0x0").or_else(|| s(flat, "Status"));
+                put(&mut doc, "event.reason", Some(json!(logon_failure_reason(code.unwrap_or_default()))));
+            }
             ("authentication", "logon")
         }
         (_, true, 4688) => {
@@ -231,6 +241,25 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
         .collect();
     put(&mut doc, "winlog.event_data", Some(Value::Object(data)));
     Value::Object(doc)
+}
+
+/// The words for a logon failure's NTSTATUS code (4625 `SubStatus`/`Status`, 4771 `Status`).
+fn logon_failure_reason(code: &str) -> &'static str {
+    match code.to_ascii_lowercase().as_str() {
+        "0xc0000064" | "0x6" => "unknown user name",
+        "0xc000006a" | "0x18" => "bad password",
+        "0xc000006d" => "unknown user name or bad password",
+        "0xc0000234" | "0x12" => "account locked out",
+        "0xc0000072" => "account disabled",
+        "0xc000006f" => "outside logon hours",
+        "0xc0000070" => "workstation restriction",
+        "0xc0000071" | "0x17" => "password expired",
+        "0xc0000193" => "account expired",
+        "0xc0000133" | "0x25" => "clock skew",
+        "0xc000015b" => "logon type not granted",
+        "0xc0000224" => "password must change",
+        _ => "unknown user name or bad password",
+    }
 }
 
 #[cfg(test)]

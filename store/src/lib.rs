@@ -426,6 +426,11 @@ impl Store {
         Ok(self.cpu.run_async(async move { engine.sql(&tenant, &sql, &limits).await }).await??)
     }
 
+    /// The tenants with events in the lake.
+    pub async fn tenants(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.catalog.tenants().await?)
+    }
+
     /// Folds every event of `tenant` with a time in `[from, to)` into `acc`, file by file on the CPU
     /// pool (files are chosen by their time range; rows outside it are skipped). For whole-history
     /// work such as policy previews.

@@ -6,6 +6,8 @@
 //! - [`value`]: value matchers and the modifiers (`contains`, `startswith`, `endswith`, `all`, `re`
 //!   with `i`/`m`/`s`, `cidr`, `base64`, `base64offset`, `wide`/`utf16*`, `windash`, `exists`,
 //!   `fieldref`, `gt`/`gte`/`lt`/`lte`, `cased`); wildcards; case-insensitive by default.
+//! - [`correlation`] and [`stream`]: correlation rules (`event_count`, `value_count`, `temporal`,
+//!   `temporal_ordered`) evaluated over the stream of matched events.
 //! - [`condition`]: `and`/`or`/`not`, parentheses, `1 of`/`all of`/`N of` with patterns and `them`.
 //! - The field and logsource mapping to Cordon's ECS fields is data: `pipelines/cordon-ecs.yml`.
 //!
@@ -13,19 +15,25 @@
 //! are refused at load time.
 
 mod condition;
+pub mod correlation;
 pub mod event;
 pub mod pipeline;
 pub mod rule;
 pub mod ruleset;
 mod selection;
+pub mod stream;
 pub mod tagger;
 mod value;
 
+pub use correlation::Correlation;
 pub use event::{Event, Field, FlatEvent, RecordEvent, Val};
 pub use pipeline::Pipeline;
-pub use rule::{Level, Logsource, Matched, Rule, RuleError, load};
+pub use rule::{Level, Loaded, Logsource, Matched, Rule, RuleError, load, load_any};
 pub use ruleset::RuleSet;
+pub use stream::{Correlator, Fire};
 pub use tagger::{CORDON_RULES, Detection, Tagger};
 
+#[cfg(test)]
+mod stream_tests;
 #[cfg(test)]
 mod tests;

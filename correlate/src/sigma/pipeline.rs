@@ -59,6 +59,13 @@ impl Pipeline {
     pub(super) fn target(&self, sigma: &str) -> String {
         self.fields.get(sigma).cloned().unwrap_or_else(|| sigma.to_owned())
     }
+
+    /// A field as a rule names it, resolved through the mapping to Cordon's column when it has one.
+    pub fn field(&self, sigma: &str) -> super::event::Field {
+        let target = self.target(sigma);
+        let column = schemas::FIELDS.iter().position(|d| d.path == target);
+        super::event::Field { sigma: sigma.to_owned(), target, column }
+    }
 }
 
 /// A map of field -> value or list of values (any of them).

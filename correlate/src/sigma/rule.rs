@@ -2,6 +2,7 @@
 //! modifiers, and the condition. Anything the engine cannot run is refused with the reason.
 
 use super::condition::{self, Cond};
+use super::correlation::Correlation;
 use super::event::{Event, Field, Val};
 use super::pipeline::{Pipeline, scalar};
 use super::selection::Compiler;
@@ -70,6 +71,10 @@ pub(super) enum Selection {
 pub struct Rule {
     /// `id` (a UUID in SigmaHQ rules).
     pub id: String,
+    /// `name` (how correlation rules may refer to it).
+    pub name: Option<String>,
+    /// `group`: a rule group for log alerts (`authentication_failed`), a Cordon custom attribute.
+    pub group: Option<String>,
     /// `title`.
     pub title: String,
     /// `level`.
@@ -106,8 +111,34 @@ pub struct Matched {
 }
 
 /// Every rule in a YAML text (several documents are several rules; Sigma's multi-document
-/// `action: global` collections are refused).
+/// `action: global` collections are refused). Correlation rules are refused here: they need the
+/// rules they reference, which [`load_any`] and [`super::Tagger::build`] resolve.
 pub fn load(text: &str, pipeline: &Pipeline) -> Vec<Result<Rule, RuleError>> {
+    load_any(text, pipeline)
+        .into_iter()
+        .map(|r| match r {
+            Ok(Loaded::Rule(r)) => Ok(r),
+            Ok(Loaded::Correlation(c)) => Err(RuleError {
+                rule: c.id.clone(),
+                reason: "a correlation rule (load it with the rules it references)".into(),
+                class: "correlation",
+            }),
+            Err(e) => Err(e),
+        })
+        .collect()
+}
+
+/// A loaded document: a detection rule or a correlation rule.
+#[derive(Clone, Debug)]
+pub enum Loaded {
+    /// A detection rule.
+    Rule(Rule),
+    /// A correlation rule (its references unresolved).
+    Correlation(Correlation),
+}
+
+/// Every rule and correlation rule in a YAML text.
+pub fn load_any(text: &str, pipeline: &Pipeline) -> Vec<Result<Loaded, RuleError>> {
     match YamlLoader::load_from_str(text) {
         Ok(docs) => docs.iter().map(|d| compile(d, pipeline)).collect(),
         Err(e) => {
@@ -116,32 +147,51 @@ pub fn load(text: &str, pipeline: &Pipeline) -> Vec<Result<Rule, RuleError>> {
     }
 }
 
-fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Rule, RuleError> {
+/// What detection rules and correlation rules share: identity, level and ATT&CK tags.
+pub(super) struct Meta {
+    pub(super) id: String,
+    pub(super) name: Option<String>,
+    pub(super) title: String,
+    pub(super) level: Option<Level>,
+    pub(super) description: String,
+    pub(super) techniques: Vec<String>,
+    pub(super) tactics: Vec<String>,
+    pub(super) unknown_tags: Vec<String>,
+}
+
+impl Meta {
+    /// The id, else the name, else the title: how refusals name the rule.
+    pub(super) fn label(&self) -> String {
+        [&self.id, self.name.as_deref().unwrap_or(""), &self.title]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .map_or_else(|| "rule".to_owned(), |s| (*s).to_owned())
+    }
+}
+
+pub(super) fn meta(doc: &Yaml) -> Result<Meta, RuleError> {
     let id = doc["id"].as_str().unwrap_or_default().to_owned();
     let title = doc["title"].as_str().unwrap_or_default().to_owned();
-    let name = if !id.is_empty() {
-        id.clone()
-    } else if !title.is_empty() {
-        title.clone()
-    } else {
-        "rule".into()
-    };
-    let err = |class: &'static str, reason: String| RuleError { rule: name.clone(), reason, class };
-    if !doc["correlation"].is_badvalue() {
-        return Err(err("correlation", "a correlation rule (handled by the correlation engine)".into()));
-    }
-    if doc["action"].as_str().is_some() {
-        return Err(err("collection", "rule collections (`action: global/repeat`) are not supported".into()));
-    }
-    let detection =
-        doc["detection"].as_hash().ok_or_else(|| err("structure", "no `detection` map".into()))?;
-    let level = match doc["level"].as_str().unwrap_or("medium") {
-        "informational" => Level::Informational,
-        "low" => Level::Low,
-        "medium" => Level::Medium,
-        "high" => Level::High,
-        "critical" => Level::Critical,
-        other => return Err(err("structure", format!("unknown level {other:?}"))),
+    let name = doc["name"].as_str().map(str::to_owned);
+    let label = [id.as_str(), name.as_deref().unwrap_or(""), title.as_str()]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .unwrap_or("rule")
+        .to_owned();
+    let level = match doc["level"].as_str() {
+        None => None,
+        Some("informational") => Some(Level::Informational),
+        Some("low") => Some(Level::Low),
+        Some("medium") => Some(Level::Medium),
+        Some("high") => Some(Level::High),
+        Some("critical") => Some(Level::Critical),
+        Some(other) => {
+            return Err(RuleError {
+                rule: label,
+                reason: format!("unknown level {other:?}"),
+                class: "structure",
+            });
+        }
     };
     let (mut techniques, mut tactics, mut unknown_tags) = (Vec::new(), Vec::new(), Vec::new());
     let catalog = attack::catalog();
@@ -155,6 +205,30 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Rule, RuleError> {
             _ => {}
         }
     }
+    Ok(Meta {
+        id,
+        name,
+        title,
+        level,
+        description: doc["description"].as_str().unwrap_or_default().trim().to_owned(),
+        techniques,
+        tactics,
+        unknown_tags,
+    })
+}
+
+fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Loaded, RuleError> {
+    let m = meta(doc)?;
+    if !doc["correlation"].is_badvalue() {
+        return super::correlation::parse(doc, m).map(Loaded::Correlation);
+    }
+    let name = m.label();
+    let err = |class: &'static str, reason: String| RuleError { rule: name.clone(), reason, class };
+    if doc["action"].as_str().is_some() {
+        return Err(err("collection", "rule collections (`action: global/repeat`) are not supported".into()));
+    }
+    let detection =
+        doc["detection"].as_hash().ok_or_else(|| err("structure", "no `detection` map".into()))?;
     let ls = &doc["logsource"];
     let logsource = Logsource {
         category: ls["category"].as_str().map(str::to_owned),
@@ -216,22 +290,24 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Rule, RuleError> {
             ));
         }
     }
-    Ok(Rule {
-        id,
-        title,
-        level,
+    Ok(Loaded::Rule(Rule {
+        id: m.id,
+        name: m.name,
+        group: doc["group"].as_str().map(str::to_owned),
+        title: m.title,
+        level: m.level.unwrap_or(Level::Medium),
         status: doc["status"].as_str().unwrap_or("experimental").to_owned(),
-        description: doc["description"].as_str().unwrap_or_default().trim().to_owned(),
-        techniques,
-        tactics,
-        unknown_tags,
+        description: m.description,
+        techniques: m.techniques,
+        tactics: m.tactics,
+        unknown_tags: m.unknown_tags,
         logsource,
         fields: c.fields,
         names,
         selections,
         condition,
         gate,
-    })
+    }))
 }
 
 impl Rule {

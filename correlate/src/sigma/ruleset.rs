@@ -33,12 +33,17 @@ impl RuleSet {
 
     /// The rules that fire on `event`, in rule order within each logsource group.
     pub fn matching<'a>(&'a self, event: &dyn Event) -> Vec<&'a Rule> {
+        self.matching_indices(event).into_iter().map(|i| &self.rules[i]).collect()
+    }
+
+    /// The indices of the rules that fire on `event`.
+    pub fn matching_indices(&self, event: &dyn Event) -> Vec<usize> {
         let mut out = Vec::new();
         for (_, members) in &self.groups {
             if !self.rules[members[0]].gate_holds(event) {
                 continue;
             }
-            out.extend(members.iter().map(|&i| &self.rules[i]).filter(|r| r.detection_holds(event)));
+            out.extend(members.iter().copied().filter(|&i| self.rules[i].detection_holds(event)));
         }
         out
     }

@@ -19,9 +19,7 @@ impl Compiler<'_> {
         if let Some(i) = self.fields.iter().position(|f| f.sigma == sigma) {
             return i;
         }
-        let target = self.pipeline.target(sigma);
-        let column = schemas::FIELDS.iter().position(|d| d.path == target);
-        self.fields.push(Field { sigma: sigma.to_owned(), target, column });
+        self.fields.push(self.pipeline.field(sigma));
         self.fields.len() - 1
     }
 

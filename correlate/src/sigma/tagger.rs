@@ -6,13 +6,16 @@
 //! the strictest tier the policy gives any of them on the event's host group. Tags an agent already
 //! set are kept.
 
+use super::correlation::{Correlation, resolve};
 use super::event::RecordEvent;
 use super::pipeline::Pipeline;
-use super::rule::{Level, Matched, Rule, RuleError, load};
+use super::rule::{Level, Loaded, Matched, Rule, RuleError, load_any};
 use super::ruleset::RuleSet;
+use super::stream::{Correlator, Fire, Resolved, Routes};
 use schemas::fields::col;
 use schemas::policy::{Policy, Tier};
 use schemas::{Cell, Record};
+use std::sync::Arc;
 
 /// Cordon's own rule pack (`correlate/rules/`), embedded.
 pub const CORDON_RULES: &[(&str, &str)] = &[
@@ -40,6 +43,15 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
         include_str!("../../rules/cordon_ransomware_extension_rename.yml"),
     ),
     ("cordon_linux_exec_from_temp.yml", include_str!("../../rules/cordon_linux_exec_from_temp.yml")),
+    (
+        "cordon_log_windows_logon_failure.yml",
+        include_str!("../../rules/cordon_log_windows_logon_failure.yml"),
+    ),
+    ("cordon_log_ssh_auth_failure.yml", include_str!("../../rules/cordon_log_ssh_auth_failure.yml")),
+    ("cordon_log_db_auth_failure.yml", include_str!("../../rules/cordon_log_db_auth_failure.yml")),
+    ("mr_cordon_internal_scanning.yml", include_str!("../../rules/mr_cordon_internal_scanning.yml")),
+    ("mr_cordon_brute_force.yml", include_str!("../../rules/mr_cordon_brute_force.yml")),
+    ("mr_cordon_mass_rename.yml", include_str!("../../rules/mr_cordon_mass_rename.yml")),
 ];
 
 /// One rule firing on one event.
@@ -61,6 +73,37 @@ pub struct Detection {
     pub techniques: Vec<String>,
     /// The field values that matched.
     pub matched: Vec<Matched>,
+    /// For a correlation: what held (group, count, window, the rules in it) and the evidence.
+    pub correlation: Option<CorrelationHit>,
+    /// The rule's group (log alert rules).
+    pub group: Option<String>,
+}
+
+/// What a correlation rule saw when it fired.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CorrelationHit {
+    /// `event_count`, `value_count`, `temporal`, `temporal_ordered`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The condition.
+    pub condition: super::correlation::Condition,
+    /// The timespan in seconds.
+    pub timespan_secs: i64,
+    /// The fields counted (value_count).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// The window and its events.
+    #[serde(flatten)]
+    pub fire: Fire,
+}
+
+/// Correlation rules resolved against a rule set.
+#[derive(Debug, Default)]
+struct Correlations {
+    resolved: Vec<Resolved>,
+    routes: Routes,
+    /// Detection rules that only feed correlations (`generate: false`): they neither tag nor alert.
+    silent: Vec<bool>,
 }
 
 /// A compiled rule set and the policy.
@@ -68,29 +111,135 @@ pub struct Detection {
 pub struct Tagger {
     rules: RuleSet,
     policy: Policy,
+    correlations: Arc<Correlations>,
 }
 
 impl Tagger {
     /// These rules under `policy`.
     pub fn new(rules: Vec<Rule>, policy: Policy) -> Self {
-        Self { rules: RuleSet::new(rules), policy }
+        Self { rules: RuleSet::new(rules), policy, correlations: Arc::default() }
+    }
+
+    /// Detection and correlation rules under `policy`; the correlations' references are resolved
+    /// (with `pipeline` for their field names) and anything unresolvable is refused.
+    pub fn build(loaded: Vec<Loaded>, pipeline: &Pipeline, policy: Policy) -> Result<Self, RuleError> {
+        let mut rules = Vec::new();
+        let mut corrs: Vec<Correlation> = Vec::new();
+        for l in loaded {
+            match l {
+                Loaded::Rule(r) => rules.push(r),
+                Loaded::Correlation(c) => corrs.push(c),
+            }
+        }
+        let (resolved, routes) = resolve(&rules, corrs, pipeline)?;
+        let mut silent = vec![false; rules.len()];
+        for c in &resolved {
+            if !c.rule.generate {
+                for s in &c.steps {
+                    if let super::stream::Source::Rule(i) = s.source {
+                        silent[i] = true;
+                    }
+                }
+            }
+        }
+        Ok(Self {
+            rules: RuleSet::new(rules),
+            policy,
+            correlations: Arc::new(Correlations { resolved, routes, silent }),
+        })
     }
 
     /// Cordon's rule pack under `policy`. The pack is tested to compile whole.
     pub fn cordon_pack(policy: Policy) -> Result<Self, RuleError> {
         let pipeline = Pipeline::cordon_ecs();
-        let mut rules = Vec::new();
+        let mut loaded = Vec::new();
         for (_, text) in CORDON_RULES {
-            for r in load(text, &pipeline) {
-                rules.push(r?);
+            for r in load_any(text, &pipeline) {
+                loaded.push(r?);
             }
         }
-        Ok(Self::new(rules, policy))
+        Self::build(loaded, &pipeline, policy)
     }
 
     /// The same rules under another policy.
     pub fn with_policy(&self, policy: Policy) -> Self {
-        Self { rules: self.rules.clone(), policy }
+        Self { rules: self.rules.clone(), policy, correlations: Arc::clone(&self.correlations) }
+    }
+
+    /// The correlation rules.
+    pub fn correlations(&self) -> impl Iterator<Item = &Correlation> {
+        self.correlations.resolved.iter().map(|r| &r.rule)
+    }
+
+    /// The longest correlation timespan (µs; 0 without correlations): how much recent history
+    /// rebuilds the correlation state after a restart.
+    pub fn correlation_horizon(&self) -> i64 {
+        self.correlations.resolved.iter().map(|r| r.rule.timespan).max().unwrap_or(0)
+    }
+
+    /// Empty correlation state for this rule set.
+    pub fn correlator(&self) -> Correlator {
+        Correlator::new(self.correlations.resolved.len())
+    }
+
+    /// Feeds an event and the detection rules it matched (from [`Tagger::tag_and_hits`]) to the
+    /// correlations; returns the correlations that fired, decided by the policy (tier off dropped).
+    pub fn correlate(&self, state: &mut Correlator, rec: &Record, hits: &[usize]) -> Vec<Detection> {
+        if hits.is_empty() {
+            return Vec::new();
+        }
+        let c = &*self.correlations;
+        let view = RecordEvent::new(rec);
+        let event_id = rec.cell(col::EVENT_ID).as_str().unwrap_or_default();
+        let fires = state.observe(&c.resolved, &c.routes, &view, rec.time(), event_id, hits);
+        let group = rec.cell(col::HOST_GROUP).as_str();
+        let mut out = Vec::new();
+        for fire in fires {
+            let r = &c.resolved[fire.correlation];
+            let Some((tier, because)) = self.decide(&r.rule.techniques, &r.rule.tactics, group) else {
+                continue;
+            };
+            out.push(Detection {
+                rule_id: r.rule.id.clone(),
+                rule: r.rule.title.clone(),
+                description: r.rule.description.clone(),
+                level: r.level,
+                tier,
+                because,
+                techniques: r.rule.techniques.clone(),
+                matched: Vec::new(),
+                group: None,
+                correlation: Some(CorrelationHit {
+                    kind: r.rule.kind.as_str(),
+                    condition: r.rule.condition,
+                    timespan_secs: r.rule.timespan / 1_000_000,
+                    fields: match &r.rule.kind {
+                        super::correlation::Kind::ValueCount { fields } => fields.clone(),
+                        _ => Vec::new(),
+                    },
+                    fire,
+                }),
+            });
+        }
+        out
+    }
+
+    /// The strictest tier the policy gives these techniques (or the tactics alone when there are
+    /// none) on a host group, and why; `None` when it is off.
+    fn decide(
+        &self,
+        techniques: &[String],
+        tactics: &[String],
+        group: Option<&str>,
+    ) -> Option<(Tier, String)> {
+        let tactic_refs: Vec<&str> = tactics.iter().map(String::as_str).collect();
+        let decisions: Vec<_> = if techniques.is_empty() {
+            vec![self.policy.decide(None, &tactic_refs, group)]
+        } else {
+            techniques.iter().map(|t| self.policy.decide(Some(t), &tactic_refs, group)).collect()
+        };
+        let d = decisions.into_iter().max_by_key(|d| d.tier)?;
+        (d.tier != Tier::Off).then_some((d.tier, d.because))
     }
 
     /// The policy.
@@ -105,10 +254,26 @@ impl Tagger {
 
     /// Evaluates every rule on `rec`, tags it, and returns what fired.
     pub fn tag(&self, rec: &mut Record) -> Vec<Detection> {
+        self.tag_and_hits(rec).0
+    }
+
+    /// [`Tagger::tag`], plus the indices of the matched rules that feed correlations (for
+    /// [`Tagger::correlate`]).
+    pub fn tag_and_hits(&self, rec: &mut Record) -> (Vec<Detection>, Vec<usize>) {
         let view = RecordEvent::new(rec);
-        let hits: Vec<&Rule> = self.rules.matching(&view);
+        let matched = self.rules.matching_indices(&view);
+        if matched.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let c = &*self.correlations;
+        let feeds: Vec<usize> = matched.iter().copied().filter(|&i| c.routes.feeds(i)).collect();
+        let hits: Vec<&Rule> = matched
+            .iter()
+            .filter(|&&i| !c.silent.get(i).copied().unwrap_or(false))
+            .map(|&i| &self.rules.rules()[i])
+            .collect();
         if hits.is_empty() {
-            return Vec::new();
+            return (Vec::new(), feeds);
         }
         let group = rec.cell(col::HOST_GROUP).as_str().map(str::to_owned);
         let catalog = schemas::attack::catalog();
@@ -119,20 +284,9 @@ impl Tagger {
         let mut strictest: Option<Tier> = rec.cell(col::POLICY_TIER).as_str().and_then(tier_of);
         let mut out = Vec::new();
         for rule in hits {
-            let tactic_refs: Vec<&str> = rule.tactics.iter().map(String::as_str).collect();
-            // The strictest tier over the rule's techniques (or its tactics alone when it has none).
-            let decisions: Vec<_> = if rule.techniques.is_empty() {
-                vec![self.policy.decide(None, &tactic_refs, group.as_deref())]
-            } else {
-                rule.techniques
-                    .iter()
-                    .map(|t| self.policy.decide(Some(t), &tactic_refs, group.as_deref()))
-                    .collect()
-            };
-            let Some(decision) = decisions.into_iter().max_by_key(|d| d.tier) else { continue };
-            if decision.tier == Tier::Off {
+            let Some((tier, because)) = self.decide(&rule.techniques, &rule.tactics, group.as_deref()) else {
                 continue;
-            }
+            };
             for t in &rule.techniques {
                 push_unique(&mut techniques, t.clone());
             }
@@ -147,16 +301,18 @@ impl Tagger {
                 push_unique(&mut tactics, name);
             }
             push_unique(&mut names, rule.title.clone());
-            strictest = strictest.max(Some(decision.tier));
+            strictest = strictest.max(Some(tier));
             out.push(Detection {
                 rule_id: rule.id.clone(),
                 rule: rule.title.clone(),
                 description: rule.description.clone(),
                 level: rule.level,
-                tier: decision.tier,
-                because: decision.because,
+                tier,
+                because,
                 techniques: rule.techniques.clone(),
                 matched: rule.explain(&view),
+                correlation: None,
+                group: rule.group.clone(),
             });
         }
         drop(view);
@@ -168,7 +324,7 @@ impl Tagger {
                 rec.set(col::POLICY_TIER, Cell::Str(t.as_str().to_owned()));
             }
         }
-        out
+        (out, feeds)
     }
 }
 
@@ -206,25 +362,70 @@ pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
         Tier::Record | Tier::Off => return None,
     };
     let catalog = schemas::attack::catalog();
-    let (endpoint, file, object) = endpoint_and_file(rec);
-    let time = schemas::time::format_micros(rec.time());
+    let (endpoint, mut file, mut object) = endpoint_and_file(rec);
     let event_id = rec.cell(col::EVENT_ID).as_str().unwrap_or_default().to_owned();
+    let (mut first, mut last, mut evidence) = (rec.time(), rec.time(), vec![event_id]);
+    let mut source = "behaviour detection (Sigma)";
+    if let Some(c) = &d.correlation {
+        // A correlation's object is its group: the same group within the window is one alert.
+        object = c.fire.group.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+        file = Default::default();
+        first = c.fire.first;
+        last = c.fire.last;
+        evidence = c.fire.evidence.clone();
+        source = "correlation (Sigma)";
+    }
     let mut tactics: Vec<String> = Vec::new();
     for t in &d.techniques {
         for tac in catalog.tactics_of(t) {
             push_unique(&mut tactics, tac.name.to_owned());
         }
     }
+    if d.techniques.is_empty() {
+        tactics = list(rec.cell(col::THREAT_TACTIC_NAME)); // a tactic-only rule tagged the event
+    }
+    let mut why = serde_json::json!({
+        "rule": {"id": d.rule_id, "title": d.rule, "level": d.level},
+        "matched": d.matched,
+        "policy": {"tier": d.tier, "because": d.because},
+    });
+    if let Some(c) = &d.correlation {
+        why["correlation"] = serde_json::to_value(c).unwrap_or_default();
+    }
+    // Log alerts: rules with a group, or events that carry their raw line.
+    let text = |path: &str| -> Option<String> {
+        let field = super::event::Field { sigma: path.to_owned(), target: path.to_owned(), column: None };
+        let view = RecordEvent::new(rec);
+        let mut out = None;
+        super::event::Event::get(&view, &field).any_text(&mut |t| {
+            out = Some(t.to_owned());
+            true
+        });
+        out
+    };
+    let raw = text("event.original");
+    let log = (d.correlation.is_none() && (d.group.is_some() || raw.is_some())).then(|| {
+        schemas::alert::LogDetails {
+            rule_id: d.rule_id.clone(),
+            rule_group: d.group.clone(),
+            log_type: text("event.dataset"),
+            reason: text("event.reason"),
+            raw,
+        }
+    });
+    if log.is_some() {
+        source = "log analysis (Sigma)";
+    }
     Some(Alert {
         id: String::new(),
         tenant: rec.tenant().to_owned(),
         level: d.level.number(),
-        first_seen: time.clone(),
-        last_seen: time,
+        first_seen: schemas::time::format_micros(first),
+        last_seen: schemas::time::format_micros(last),
         count: 1,
         object,
         description: if d.description.is_empty() { d.rule.clone() } else { d.description.clone() },
-        source: "behaviour detection (Sigma)".to_owned(),
+        source: source.to_owned(),
         rule: RuleRef { id: d.rule_id.clone(), title: d.rule.clone() },
         status,
         handling: Handling::Unhandled,
@@ -239,148 +440,12 @@ pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
             })
             .collect(),
         tactics,
-        evidence: vec![event_id],
-        why: serde_json::json!({
-            "rule": {"id": d.rule_id, "title": d.rule, "level": d.level},
-            "matched": d.matched,
-            "policy": {"tier": d.tier, "because": d.because},
-        }),
+        evidence,
+        why,
+        log,
     })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::Value;
-
-    use crate::sigma::tests::decode;
-
-    fn tagger() -> Tagger {
-        Tagger::cordon_pack(Policy::cordon_default().validated().unwrap()).unwrap()
-    }
-
-    #[test]
-    fn the_pack_compiles_and_its_tags_resolve() {
-        let t = tagger();
-        assert_eq!(t.rules().len(), CORDON_RULES.len());
-        for r in t.rules() {
-            assert!(r.unknown_tags.is_empty(), "{}: {:?}", r.title, r.unknown_tags);
-            assert!(!r.techniques.is_empty(), "{} has no technique", r.title);
-        }
-    }
-
-    #[test]
-    fn every_rule_fires_on_its_positive_events_and_not_on_its_negative_ones() {
-        let t = tagger();
-        let titles: std::collections::HashMap<&str, String> = CORDON_RULES
-            .iter()
-            .map(|(file, text)| (*file, load(text, &Pipeline::cordon_ecs()).remove(0).unwrap().title))
-            .collect();
-        let cases: Vec<Value> = include_str!("../../rules/tests.ndjson")
-            .lines()
-            .skip(1)
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        let mut covered = std::collections::HashSet::new();
-        for c in &cases {
-            let file = c["rule"].as_str().unwrap();
-            let title = titles.get(file).unwrap_or_else(|| panic!("no rule {file}"));
-            let mut rec = decode(&c["event"]);
-            let fired = t.tag(&mut rec).iter().any(|d| &d.rule == title);
-            assert_eq!(fired, c["fires"].as_bool().unwrap(), "{file} on {}", c["event"]);
-            covered.insert((file, fired));
-        }
-        for (file, _) in CORDON_RULES {
-            assert!(
-                covered.contains(&(*file, true)) && covered.contains(&(*file, false)),
-                "{file} needs both kinds of test event"
-            );
-        }
-    }
-
-    #[test]
-    fn the_log4j_conti_scenario_is_tagged_as_the_source_describes() {
-        let t = tagger();
-        let s = fixtures::scenario::log4j_conti();
-        let mut tagged: Vec<(String, Value, Vec<String>, String)> = Vec::new();
-        for i in 0..s.events.len() {
-            let e = s.materialise(i, 1_700_000_000_000_000);
-            let mut rec = decode(&e);
-            t.tag(&mut rec);
-            let techniques = match rec.cell(col::THREAT_TECHNIQUE_ID) {
-                Cell::List(l) => l.clone(),
-                _ => Vec::new(),
-            };
-            let tier = rec.cell(col::POLICY_TIER).as_str().unwrap_or("").to_owned();
-            tagged.push((s.hosts[s.events[i].host].agent.clone(), e, techniques, tier));
-        }
-        let with =
-            |host: &str, t: &str| tagged.iter().filter(|x| x.0 == host && x.2.iter().any(|y| y == t)).count();
-        let text = |x: &(String, Value, Vec<String>, String), needle: &str| x.1.to_string().contains(needle);
-        // The oracle is the scenario's own text, not the engine.
-        let scans = tagged
-            .iter()
-            .filter(|x| x.0 == "win-dakeqi" && text(x, "http-request") && text(x, "${jndi:"))
-            .count();
-        assert!(scans > 0);
-        assert_eq!(with("win-dakeqi", "T1595.002"), scans, "scanning on the workstation");
-        assert_eq!(with("win-dakeqi", "T1046"), scans);
-        let exploit = tagged
-            .iter()
-            .filter(|x| x.0 == "web-north" && text(x, "http-access") && text(x, "${jndi:"))
-            .count();
-        assert!(exploit > 0);
-        assert_eq!(
-            with("web-north", "T1190") - with_parent_java(&tagged),
-            exploit,
-            "exploitation on the web server"
-        );
-        assert_eq!(with("web-north", "T1105"), 1, "java.exe writes update.exe");
-        let renames = tagged.iter().filter(|x| text(x, "rename") && text(x, ".CONTI")).count();
-        assert!(renames >= 10);
-        assert_eq!(with("web-north", "T1486"), renames);
-        assert!(
-            tagged.iter().filter(|x| x.2.contains(&"T1486".to_owned())).all(|x| x.3 == "block"),
-            "ransomware is blocked"
-        );
-        assert_eq!(with("web-north", "T1490"), 1, "vssadmin delete shadows");
-        assert_eq!(with("win-dakeqi", "T1204.002"), 1, "the attachment runs");
-        assert_eq!(with("win-dakeqi", "T1566.001"), 1, "the attachment is saved");
-        // Nothing else in the scenario is tagged: the background traffic is clean.
-        let expected = scans + exploit + with_parent_java(&tagged) + 1 + renames + 1 + 1 + 1;
-        let south =
-            tagged.iter().filter(|x| x.0 != "web-north" && x.0 != "win-dakeqi" && !x.2.is_empty()).count();
-        assert_eq!(tagged.iter().filter(|x| !x.2.is_empty()).count(), expected + south);
-        assert!(
-            tagged
-                .iter()
-                .filter(|x| !x.2.is_empty() && x.0 != "web-north" && x.0 != "win-dakeqi")
-                .all(|x| x.2 == vec!["T1190"]),
-            "other web servers only see the exploitation attempt"
-        );
-    }
-
-    /// Process starts under java.exe (T1190 + T1059).
-    fn with_parent_java(tagged: &[(String, Value, Vec<String>, String)]) -> usize {
-        tagged
-            .iter()
-            .filter(|x| {
-                x.1["process"]["parent"]["executable"]
-                    .as_str()
-                    .is_some_and(|p| p.to_lowercase().ends_with("\\java.exe"))
-            })
-            .count()
-    }
-
-    #[test]
-    fn a_simulated_fleet_raises_nothing() {
-        let t = tagger();
-        let mut fleet = fixtures::fleet::FleetGenerator::new(7, 50);
-        let mut fired = 0;
-        for i in 0..20_000 {
-            let (_, e) = fleet.next_event(1_700_000_000_000_000 + i * 1000);
-            fired += usize::from(!t.tag(&mut decode(&e)).is_empty());
-        }
-        assert_eq!(fired, 0, "background activity must not match the attack rules");
-    }
-}
+#[path = "tagger_tests.rs"]
+mod tests;

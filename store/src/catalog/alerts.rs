@@ -129,6 +129,7 @@ impl Catalog {
             } else {
                 let mut a = a.clone();
                 a.id = uuid::Uuid::new_v4().to_string();
+                a.evidence.truncate(MAX_EVIDENCE);
                 let techniques =
                     format!(",{},", a.techniques.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","));
                 sqlx::query(

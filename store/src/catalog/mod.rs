@@ -385,6 +385,15 @@ impl Catalog {
         row.try_get::<i64, _>(0).map_err(db("max_checkpoint"))
     }
 
+    /// The tenants with events in the lake.
+    pub async fn tenants(&self) -> Result<Vec<String>, CatalogError> {
+        let rows = sqlx::query("SELECT DISTINCT tenant FROM lake_files ORDER BY tenant")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("tenants"))?;
+        rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db("tenants"))).collect()
+    }
+
     /// Committed files with an id above `after`, in id order.
     pub async fn files_after(&self, after: i64) -> Result<Vec<FileEntry>, CatalogError> {
         let rows = sqlx::query(

@@ -178,6 +178,7 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         tactics: vec![],
         evidence: vec![ev.into()],
         why: serde_json::Value::Null,
+        log: None,
     };
     let hour = 3_600_000_000;
     let a = cat.record_alerts(&[alert("e1", "2026-01-01T00:00:00Z")], hour, 1).await?;

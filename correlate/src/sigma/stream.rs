@@ -1,0 +1,372 @@
+//! Streaming evaluation of Sigma correlation rules.
+//!
+//! Every event a referenced rule matches becomes an entry in its group (the `group-by` values; an
+//! event that lacks one of them is left out, as a SQL `GROUP BY` over it would not count it in any
+//! group but its own). A group keeps its entries in event-time order. After an entry goes in, every
+//! window of `timespan` (both ends inclusive) that ends at it or at a later entry and holds it is
+//! tested, so events that arrive late, out of order or in another batch count the same as events in
+//! order. When a window satisfies the rule the correlation fires with every event in the window as
+//! evidence, and those entries are consumed: the next firing needs a fresh set of events.
+//!
+//! - `event_count`: distinct events in the window.
+//! - `value_count`: distinct values (tuples, for several fields) in the window.
+//! - `temporal`: distinct referenced rules matched in the window (all of them by default).
+//! - `temporal_ordered`: the rules matched in the listed order within the window; every step is
+//!   checked, and ties in time keep arrival order.
+//!
+//! Group-by applies to every type (the pitfall where temporal rules ignore it). A correlation that
+//! fires feeds the correlations that reference it (chains), with its own group values.
+//!
+//! State is bounded: a group drops entries older than its newest minus the timespan (an event that
+//! old is counted as late and left out), groups with nothing recent are pruned, and a group holds
+//! at most [`MAX_ENTRIES`]. The engine is deterministic for a given order of events, and an event
+//! seen twice (a redelivery, a replay after restart) is counted once.
+
+use super::correlation::{Correlation, Kind};
+use super::event::{Event, Field};
+use super::rule::Level;
+use std::collections::HashMap;
+
+/// The most entries one group keeps (the oldest go first, counted as dropped).
+pub const MAX_ENTRIES: usize = 100_000;
+
+/// Where a step of a correlation reads from.
+#[derive(Clone, Debug)]
+pub(super) enum Source {
+    /// A detection rule (index in the rule set).
+    Rule(usize),
+    /// Another correlation (index in the correlation list).
+    Correlation(usize),
+}
+
+/// How one group-by or value field is read for one step.
+#[derive(Clone, Debug)]
+pub(super) enum Pick {
+    /// From the matched event.
+    Field(Field),
+    /// From the inner correlation's group values (index).
+    Inner(usize),
+}
+
+/// A referenced rule with the fields read from its events.
+#[derive(Clone, Debug)]
+pub(super) struct Step {
+    pub(super) source: Source,
+    pub(super) group: Vec<Pick>,
+    pub(super) values: Vec<Pick>,
+}
+
+/// A correlation with its references resolved.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The rule as written.
+    pub rule: Correlation,
+    /// Its level (the rule's, else the highest of the rules it references).
+    pub level: Level,
+    pub(super) steps: Vec<Step>,
+}
+
+/// A correlation that held.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Fire {
+    /// Index of the correlation.
+    #[serde(skip)]
+    pub correlation: usize,
+    /// The group: (`group-by` name, value).
+    pub group: Vec<(String, String)>,
+    /// Events (or distinct values, or distinct rules) counted.
+    pub count: u64,
+    /// Earliest event time in the window (µs).
+    pub first: i64,
+    /// Latest event time in the window (µs).
+    pub last: i64,
+    /// The ids of the events in the window.
+    pub evidence: Vec<String>,
+    /// Titles of the rules that matched in the window.
+    pub rules: Vec<String>,
+}
+
+/// Counters for what the engine left out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Matched events without one of the `group-by` (or `value_count`) fields.
+    pub ungrouped: u64,
+    /// Events older than their group's window.
+    pub late: u64,
+    /// Events already counted (redeliveries, replays).
+    pub duplicates: u64,
+    /// Entries dropped to keep a group under [`MAX_ENTRIES`].
+    pub dropped: u64,
+    /// Times a correlation fired.
+    pub fired: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    time: i64,
+    step: usize,
+    value: Option<String>,
+    evidence: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Group {
+    entries: Vec<Entry>,
+    /// Keys of the events counted (with their time, to forget them with the window).
+    seen: HashMap<String, i64>,
+    newest: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct State {
+    groups: HashMap<Vec<String>, Group>,
+    newest: i64,
+    inserts: u64,
+}
+
+/// The state of every correlation of one rule set over one stream of events (one tenant).
+#[derive(Clone, Debug, Default)]
+pub struct Correlator {
+    states: Vec<State>,
+    stats: Stats,
+}
+
+/// What a matched event or an inner firing brings to one correlation.
+struct Input<'a> {
+    time: i64,
+    key: String,
+    evidence: &'a [String],
+    read: &'a dyn Fn(&Pick) -> Option<String>,
+}
+
+impl Correlator {
+    /// Empty state for `n` correlations.
+    pub fn new(n: usize) -> Self {
+        Self { states: vec![State::default(); n], stats: Stats::default() }
+    }
+
+    /// What was left out so far.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Entries held over all groups (for the memory gauge).
+    pub fn entries(&self) -> usize {
+        self.states.iter().flat_map(|s| s.groups.values()).map(|g| g.entries.len()).sum()
+    }
+
+    /// Feeds one event that the detection rules `hits` (indices) matched; returns what fired.
+    pub fn observe(
+        &mut self,
+        set: &[Resolved],
+        routes: &Routes,
+        event: &dyn Event,
+        time: i64,
+        event_id: &str,
+        hits: &[usize],
+    ) -> Vec<Fire> {
+        if self.states.len() != set.len() {
+            self.states.resize(set.len(), State::default());
+        }
+        let mut out = Vec::new();
+        let evidence = [event_id.to_owned()];
+        for &rule in hits {
+            for &(c, step) in routes.by_rule.get(&rule).map(Vec::as_slice).unwrap_or_default() {
+                let read = |p: &Pick| match p {
+                    Pick::Field(f) => {
+                        let mut s = None;
+                        event.get(f).any_text(&mut |t| {
+                            s = Some(t.to_owned());
+                            true
+                        });
+                        s.filter(|s| !s.is_empty())
+                    }
+                    Pick::Inner(_) => None,
+                };
+                let input = Input { time, key: event_id.to_owned(), evidence: &evidence, read: &read };
+                self.feed(set, routes, c, step, &input, &mut out);
+            }
+        }
+        out
+    }
+
+    fn feed(
+        &mut self,
+        set: &[Resolved],
+        routes: &Routes,
+        c: usize,
+        step: usize,
+        input: &Input,
+        out: &mut Vec<Fire>,
+    ) {
+        let corr = &set[c];
+        let s = &corr.steps[step];
+        let Some(group) = s.group.iter().map(|p| (input.read)(p)).collect::<Option<Vec<String>>>() else {
+            self.stats.ungrouped += 1;
+            return;
+        };
+        let value = match &corr.rule.kind {
+            Kind::ValueCount { .. } => {
+                match s.values.iter().map(|p| (input.read)(p)).collect::<Option<Vec<_>>>() {
+                    Some(v) => Some(v.join("\u{1f}")),
+                    None => {
+                        self.stats.ungrouped += 1;
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let span = corr.rule.timespan;
+        let state = &mut self.states[c];
+        state.newest = state.newest.max(input.time);
+        state.inserts += 1;
+        if state.inserts.is_multiple_of(4096) {
+            let horizon = state.newest.saturating_sub(span);
+            state.groups.retain(|_, g| g.newest >= horizon);
+        }
+        let g = state.groups.entry(group.clone()).or_default();
+        // Counting types count an event once whichever of the rules matched it; temporal types
+        // count it once per rule.
+        let key = match corr.rule.kind {
+            Kind::Temporal | Kind::TemporalOrdered => format!("{step}\u{1f}{}", input.key),
+            _ => input.key.clone(),
+        };
+        if g.seen.contains_key(&key) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if input.time < g.newest.saturating_sub(span) {
+            self.stats.late += 1;
+            return;
+        }
+        g.seen.insert(key, input.time);
+        g.newest = g.newest.max(input.time);
+        let at = g.entries.partition_point(|e| e.time <= input.time);
+        g.entries.insert(at, Entry { time: input.time, step, value, evidence: input.evidence.to_vec() });
+        let mut at = Some(at);
+        if g.entries.len() > MAX_ENTRIES {
+            let excess = g.entries.len() - MAX_ENTRIES;
+            g.entries.drain(..excess);
+            self.stats.dropped += excess as u64;
+            at = at.and_then(|a| a.checked_sub(excess));
+        }
+        let fired = at.and_then(|at| evaluate(corr, g, at));
+        // Forget what can no longer share a window with a new event.
+        let horizon = g.newest.saturating_sub(span);
+        let cut = g.entries.partition_point(|e| e.time < horizon);
+        g.entries.drain(..cut);
+        g.seen.retain(|_, t| *t >= horizon);
+        let Some((count, window)) = fired else { return };
+        self.stats.fired += 1;
+        let mut evidence = Vec::new();
+        let mut rules = Vec::new();
+        for e in &window {
+            for id in &e.evidence {
+                if !evidence.contains(id) {
+                    evidence.push(id.clone());
+                }
+            }
+            let title = routes.titles[c][e.step].clone();
+            if !rules.contains(&title) {
+                rules.push(title);
+            }
+        }
+        let fire = Fire {
+            correlation: c,
+            group: corr.rule.group_by.iter().cloned().zip(group.iter().cloned()).collect(),
+            count,
+            first: window.first().map_or(input.time, |e| e.time),
+            last: window.last().map_or(input.time, |e| e.time),
+            evidence,
+            rules,
+        };
+        // Chains: the correlations that reference this one.
+        for &(outer, step) in routes.by_correlation.get(c).map(Vec::as_slice).unwrap_or_default() {
+            let read = |p: &Pick| match p {
+                Pick::Inner(i) => group.get(*i).cloned(),
+                Pick::Field(_) => None,
+            };
+            let inner = Input {
+                time: fire.last,
+                key: format!("{c}\u{1f}{}", fire.evidence.join(",")),
+                evidence: &fire.evidence,
+                read: &read,
+            };
+            self.feed(set, routes, outer, step, &inner, out);
+        }
+        out.push(fire);
+    }
+}
+
+/// Tests the windows that hold entry `at`; on success removes the window's entries and returns the
+/// count and the entries.
+fn evaluate(corr: &Resolved, g: &mut Group, at: usize) -> Option<(u64, Vec<Entry>)> {
+    let span = corr.rule.timespan;
+    let t = g.entries[at].time;
+    let mut q = at;
+    while q < g.entries.len() && g.entries[q].time <= t.saturating_add(span) {
+        let end = g.entries[q].time;
+        let lo = g.entries.partition_point(|e| e.time < end.saturating_sub(span));
+        if lo <= at {
+            let (n, start) = measure(corr, &g.entries[lo..=q]);
+            if corr.rule.condition.holds(n) {
+                let taken: Vec<Entry> = g.entries.drain(lo + start..=q).collect();
+                return Some((n, taken));
+            }
+        }
+        q += 1;
+    }
+    None
+}
+
+/// What the condition is tested on, for one window, and where the evidence starts in it (an
+/// ordered chain starts at its first step; earlier entries are not part of it).
+fn measure(corr: &Resolved, window: &[Entry]) -> (u64, usize) {
+    match &corr.rule.kind {
+        Kind::EventCount => (window.len() as u64, 0),
+        Kind::ValueCount { .. } => {
+            let mut v: Vec<&str> = window.iter().filter_map(|e| e.value.as_deref()).collect();
+            v.sort_unstable();
+            v.dedup();
+            (v.len() as u64, 0)
+        }
+        Kind::Temporal => {
+            let mut steps: Vec<usize> = window.iter().map(|e| e.step).collect();
+            steps.sort_unstable();
+            steps.dedup();
+            (steps.len() as u64, 0)
+        }
+        Kind::TemporalOrdered => {
+            // Steps in the listed order, each after the previous one (greedy earliest match).
+            let (mut next, mut start) = (0, 0);
+            for (i, e) in window.iter().enumerate() {
+                if next < corr.steps.len() && e.step == next {
+                    if next == 0 {
+                        start = i;
+                    }
+                    next += 1;
+                }
+            }
+            (next as u64, start)
+        }
+    }
+}
+
+/// Which correlation steps each detection rule and each correlation feeds.
+#[derive(Clone, Debug, Default)]
+pub struct Routes {
+    /// Detection rule index -> (correlation, step).
+    pub(super) by_rule: HashMap<usize, Vec<(usize, usize)>>,
+    /// Correlation index -> (outer correlation, step).
+    pub(super) by_correlation: Vec<Vec<(usize, usize)>>,
+    /// Per correlation, per step: the title of the referenced rule.
+    pub(super) titles: Vec<Vec<String>>,
+}
+
+impl Routes {
+    /// Whether detection rule `i` feeds any correlation.
+    pub fn feeds(&self, i: usize) -> bool {
+        self.by_rule.contains_key(&i)
+    }
+}

@@ -293,6 +293,10 @@ pub(crate) async fn alert_patch(
     if !found {
         return Err(ApiError::not_found(format!("no alert {id}")));
     }
+    // The lake's alerts table follows the catalog (derived: a failure is logged, not returned).
+    if let Err(e) = s.store.export_alerts(&c.token.tenant).await {
+        tracing::error!(error = %e, "could not export the alerts table to the lake");
+    }
     Ok(Json(json!({ "id": id, "handling": req.handling })).into_response())
 }
 

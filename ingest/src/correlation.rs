@@ -62,6 +62,27 @@ impl Ingest {
         out
     }
 
+    /// Rewrites the lake's `alerts` table of these tenants. The catalog holds the alerts; the table
+    /// is derived, so a failure is logged and counted and the next change rewrites it.
+    pub(crate) async fn export_alerts<'a>(&self, tenants: impl Iterator<Item = &'a str>) {
+        let mut done: Vec<&str> = Vec::new();
+        for t in tenants {
+            if done.contains(&t) {
+                continue;
+            }
+            done.push(t);
+            if let Err(e) = self.store.export_alerts(t).await {
+                tracing::error!(tenant = %t, error = %e, "could not export the alerts table to the lake");
+                self.metrics.add(
+                    "cordon_alert_export_failures_total",
+                    "",
+                    "Failed rewrites of the lake's alerts table (the catalog keeps the alerts).",
+                    1,
+                );
+            }
+        }
+    }
+
     /// Rebuilds every tenant's correlation state from the lake's recent events, and records what
     /// fires on the way (idempotent: alerts recorded before the restart are not counted again).
     pub(crate) async fn restore_correlations(&self) -> Result<(), IngestError> {
@@ -106,6 +127,7 @@ impl Ingest {
                 .await
                 .map_err(store::StoreError::from)?;
             self.metrics.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
+            self.export_alerts(alerts.iter().map(|a| a.tenant.as_str())).await;
         }
         tracing::info!(
             events = replayed,

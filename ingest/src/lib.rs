@@ -450,6 +450,7 @@ impl Ingest {
                 .await
                 .map_err(store::StoreError::from)?;
             reg.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
+            self.export_alerts(alerts.iter().map(|a| a.tenant.as_str())).await;
         }
         // Blocks: the agent that reported the process start is told to terminate it (core NATS: an
         // agent that is offline misses it; durable delivery belongs to the response layer).

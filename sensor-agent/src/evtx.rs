@@ -177,6 +177,22 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
             put(&mut doc, "dll.path", str_of("ImageLoaded"));
             ("library", "load")
         }
+        (true, _, 8 | 10) => {
+            // CreateRemoteThread / ProcessAccess: the acting process is the source; the target
+            // stays in the event data (TargetImage, GrantedAccess...) for rules.
+            if let Some(img) = s(flat, "SourceImage") {
+                put(&mut doc, "process.executable", Some(json!(img)));
+                put(&mut doc, "process.name", Some(json!(basename(img))));
+            }
+            put(&mut doc, "process.pid", int_of("SourceProcessId"));
+            put(
+                &mut doc,
+                "process.entity_id",
+                str_of("SourceProcessGuid").or_else(|| str_of("SourceProcessGUID")),
+            );
+            user(&mut doc, "SourceUser");
+            ("process", if id == 8 { "remote-thread" } else { "access" })
+        }
         (true, _, 11) => {
             process(&mut doc, "Image");
             put(&mut doc, "file.path", str_of("TargetFilename"));

@@ -22,6 +22,7 @@
 //! [`Store::timeline`] and [`Store::sql`] (DataFusion over the tenant's lake directory). CPU work runs
 //! on a separate runtime ([`cpu`]). Depends on `schemas` only among Cordon's crates.
 
+pub mod alerts_table;
 pub mod catalog;
 pub mod convert;
 pub mod cpu;

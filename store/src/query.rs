@@ -1,7 +1,7 @@
 //! DataFusion over the lake: host timelines and read-only analyst SQL.
 //!
-//! Each request gets a session holding one table, `events`, over its own tenant's directory only, so
-//! no SQL can reach another tenant's rows. Analyst SQL runs through `sql_with_options` with DDL, DML and
+//! Each request gets a session holding two tables, `events` and `alerts`, over its own tenant's
+//! directories only, so no SQL can reach another tenant's rows. Analyst SQL runs through `sql_with_options` with DDL, DML and
 //! statements refused (no `COPY`, `CREATE EXTERNAL TABLE`, `INSERT`, `SET`), URL tables never enabled,
 //! a memory pool cap, no spilling to disk, a wall-clock cap and a row cap.
 
@@ -155,6 +155,19 @@ impl QueryEngine {
             ListingTableConfig::new(url).with_listing_options(options).with_schema(schemas::lake_schema());
         let table = ListingTable::try_new(config).map_err(classify)?;
         ctx.register_table("events", Arc::new(table)).map_err(classify)?;
+        // The tenant's alerts, exported by `Store::export_alerts`.
+        let rel = crate::alerts_table::alerts_dir(tenant);
+        if let Some(root) = self.objects.local_root() {
+            std::fs::create_dir_all(root.join(&rel))
+                .map_err(|e| QueryError::Internal(DataFusionError::IoError(e)))?;
+        }
+        let url = ListingTableUrl::parse(self.objects.dir_url(&rel)).map_err(classify)?;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(crate::alerts_table::alerts_schema());
+        let table = ListingTable::try_new(config).map_err(classify)?;
+        ctx.register_table("alerts", Arc::new(table)).map_err(classify)?;
         Ok(ctx)
     }
 

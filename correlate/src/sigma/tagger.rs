@@ -44,6 +44,24 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
     ),
     ("cordon_linux_exec_from_temp.yml", include_str!("../../rules/cordon_linux_exec_from_temp.yml")),
     (
+        "cordon_injection_remote_thread_system_process.yml",
+        include_str!("../../rules/cordon_injection_remote_thread_system_process.yml"),
+    ),
+    ("cordon_lsass_memory_access.yml", include_str!("../../rules/cordon_lsass_memory_access.yml")),
+    ("cordon_persistence_run_key.yml", include_str!("../../rules/cordon_persistence_run_key.yml")),
+    (
+        "cordon_persistence_service_install.yml",
+        include_str!("../../rules/cordon_persistence_service_install.yml"),
+    ),
+    (
+        "cordon_persistence_scheduled_task.yml",
+        include_str!("../../rules/cordon_persistence_scheduled_task.yml"),
+    ),
+    (
+        "cordon_persistence_file_association_appinit.yml",
+        include_str!("../../rules/cordon_persistence_file_association_appinit.yml"),
+    ),
+    (
         "cordon_log_windows_logon_failure.yml",
         include_str!("../../rules/cordon_log_windows_logon_failure.yml"),
     ),

@@ -54,6 +54,38 @@ fn the_intranet_sweep_is_one_scanning_alert_with_its_connections_as_evidence() -
     assert_eq!(events.len(), evidence, "every evidence id is a stored event");
     assert!(events.iter().all(|e| e["host_name"] == "WIN-DAKEQI" && e["event_kind"] == "network"), "{one}");
 
+    // The lake's alerts table: the same alert in SQL, joined to its evidence events.
+    let rows = eventually(Duration::from_secs(10), || {
+        let rows = tests::sql(
+            &server.api,
+            tok,
+            "SELECT alert_id, host_name, status, count, cardinality(evidence) FROM alerts \
+             WHERE source = 'correlation (Sigma)' AND array_has(techniques, 'T1046')",
+        )?;
+        Ok((!rows.is_empty()).then_some(rows))
+    })?;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0], s["id"]);
+    assert_eq!((rows[0][1].as_str(), rows[0][2].as_str()), (Some("WIN-DAKEQI"), Some("alerted")));
+    assert_eq!(rows[0][4].as_u64(), Some(evidence as u64));
+    let joined = tests::sql(
+        &server.api,
+        tok,
+        &format!(
+            "SELECT count(*) FROM events WHERE event_id IN \
+             (SELECT unnest(evidence) FROM alerts WHERE alert_id = '{}')",
+            s["id"].as_str().unwrap()
+        ),
+    )?;
+    assert_eq!(joined[0][0].as_u64(), Some(evidence as u64), "{joined:?}");
+    let (_, all) = get(&format!("{}/api/v1/alerts?limit=1000", server.api), Some(tok))?;
+    let in_sql = tests::sql(&server.api, tok, "SELECT count(*) FROM alerts")?;
+    assert_eq!(
+        in_sql[0][0].as_u64(),
+        all["alerts"].as_array().map(|a| a.len() as u64),
+        "every alert is in the table"
+    );
+
     // The coverage matrix lists the correlation under T1046.
     let (_, cov) = get(&format!("{}/api/v1/attack/coverage", server.api), Some(tok))?;
     let rules = cov["tactics"]

@@ -162,6 +162,8 @@ pub struct Ingest {
     /// Per-tenant taggers built from the catalog's policies: (policy version, tagger).
     taggers: std::sync::RwLock<std::collections::HashMap<String, (i64, Arc<correlate::sigma::Tagger>)>>,
     last_policy_read: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Where tenants' policies are published to agents ([`schemas::policy::POLICY_BUCKET`]).
+    policy_kv: jetstream::kv::Store,
     /// Per-tenant correlation state (see [`correlation`]).
     correlators: std::sync::Mutex<std::collections::HashMap<String, correlate::sigma::Correlator>>,
 }
@@ -176,7 +178,21 @@ impl Ingest {
     ) -> Result<Self, IngestError> {
         let js = jetstream::new(client.clone());
         ensure_streams(&js, &cfg).await?;
+        let policy_kv = match js.get_key_value(schemas::policy::POLICY_BUCKET).await {
+            Ok(kv) => kv,
+            Err(_) => js
+                .create_key_value(jetstream::kv::Config {
+                    bucket: schemas::policy::POLICY_BUCKET.to_owned(),
+                    description: "Each tenant's current detection policy, for agents".to_owned(),
+                    history: 5,
+                    storage: stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| js_err("create policy bucket")(&e))?,
+        };
         Ok(Self {
+            policy_kv,
             cfg,
             store,
             metrics,
@@ -200,6 +216,10 @@ impl Ingest {
         let lag = tokio::spawn(Arc::clone(&self).lag_probe(consumer.clone(), shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
         while !*shutdown.borrow() {
+            // Policies are re-read (and published to agents) even when no events arrive.
+            if let Err(e) = self.refresh_policies().await {
+                tracing::warn!(error = %e, "cannot read policies; keeping the current ones");
+            }
             let fetched = consumer
                 .fetch()
                 .max_messages(self.cfg.fetch_messages)
@@ -282,6 +302,19 @@ impl Ingest {
                         HELP_POLICY,
                         p.version as u64,
                     );
+                    // Agents watch this key and tag (and block) at the edge with the same policy.
+                    let published = schemas::policy::Published {
+                        tenant: p.tenant.clone(),
+                        version: p.version,
+                        author: p.author.clone(),
+                        rules_digest: correlate::sigma::tagger::pack_digest(),
+                        policy: policy.clone(),
+                    };
+                    if let Ok(body) = serde_json::to_vec(&published)
+                        && let Err(e) = self.policy_kv.put(&p.tenant, body.into()).await
+                    {
+                        tracing::warn!(tenant = %p.tenant, error = %e, "could not publish the policy to agents");
+                    }
                     let t = Arc::new(base.with_policy(policy));
                     self.taggers
                         .write()

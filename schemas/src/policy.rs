@@ -53,6 +53,25 @@ pub struct Settings {
     pub techniques: BTreeMap<String, Tier>,
 }
 
+/// The JetStream key-value bucket through which ingest publishes each tenant's current policy to
+/// agents (key: the tenant id; value: [`Published`] as JSON).
+pub const POLICY_BUCKET: &str = "CORDON_POLICY";
+
+/// A tenant's current policy as published to agents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// The tenant.
+    pub tenant: String,
+    /// The policy version (0: the shipped default).
+    pub version: i64,
+    /// Who made that version.
+    pub author: String,
+    /// The digest of the rule pack the server runs (agents report a mismatch with theirs).
+    pub rules_digest: String,
+    /// The policy.
+    pub policy: Policy,
+}
+
 /// The whole policy: base settings and per-host-group overrides.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -55,6 +55,9 @@ pub struct Common {
     /// and carry them out; 0 (the default) does not listen.
     #[arg(long, env = "CORDON_AGENT_ENFORCE_SECS", default_value_t = 0, global = true)]
     pub enforce_secs: u64,
+    /// Do not run the rule pack at the edge (events leave untagged; ingest still tags them).
+    #[arg(long, env = "CORDON_AGENT_NO_EDGE_RULES", global = true)]
+    pub no_edge_rules: bool,
 }
 
 /// Sources.
@@ -147,6 +150,7 @@ impl Common {
                 compress: !self.no_compress,
                 spool_max_bytes: self.spool_mib * 1024 * 1024,
                 spool_fsync: !self.no_fsync,
+                edge: None,
             },
             heartbeat: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(self.drain_secs),
@@ -156,7 +160,17 @@ impl Common {
 
 /// Runs a parsed command line; returns the run summary.
 pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
-    let cfg = cli.common.resolve()?;
+    let mut cfg = cli.common.resolve()?;
+    // Detection at the edge, under the tenant's policy from the server (read now, then watched).
+    let edge = if cli.common.no_edge_rules {
+        None
+    } else {
+        let edge = crate::edge::Edge::new(cli.common.enforce_secs > 0);
+        let client = crate::connect(&cfg.nats_url).await?;
+        edge.follow(&client, cfg.tenant.as_str(), Duration::from_secs(2)).await;
+        cfg.shipper.edge = Some(std::sync::Arc::clone(&edge));
+        Some((edge, client))
+    };
     // Subscribed before anything is shipped, so no command about these events can be missed.
     let listener = if cli.common.enforce_secs > 0 {
         let client = crate::connect(&cfg.nats_url).await?;
@@ -177,6 +191,12 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
     let mut summary = run_source(&cfg, cli.command).await?;
     if let Some((_client, sub)) = listener {
         summary.enforcement = crate::enforce::listen(sub, secs).await;
+    }
+    if let Some((edge, _client)) = edge {
+        let mut outcomes = edge.outcomes();
+        outcomes.append(&mut summary.enforcement);
+        summary.enforcement = outcomes;
+        summary.edge = Some(edge.summary());
     }
     Ok(summary)
 }

@@ -6,9 +6,14 @@
 //! JetStream, and removes it only after the ack. Heartbeats carry the counters, so the server can tell
 //! a silent agent from a dead one, and a drop is always counted.
 //!
-//! Depends on `schemas` and `fixtures`; never on the server's crates.
+//! Events are tagged at the edge ([`edge`]) with Cordon's rule pack under the tenant's policy, which
+//! the server publishes in a JetStream key-value bucket.
+//!
+//! Depends on `schemas`, `fixtures` and `correlate` (the rule engine); never on the server's
+//! storage, ingest or API crates.
 
 pub mod cli;
+pub mod edge;
 pub mod enforce;
 pub mod evtx;
 pub mod logs;
@@ -102,6 +107,9 @@ pub struct RunSummary {
     /// Commands from the server and what became of them (with `--enforce-secs`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub enforcement: Vec<enforce::Outcome>,
+    /// Detection at the edge (absent with `--no-edge-rules`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<edge::EdgeSummary>,
     /// Log lines read but not shipped (not about authentication), for `logs`.
     #[serde(skip_serializing_if = "is_zero")]
     pub lines_skipped: u64,
@@ -128,6 +136,7 @@ impl RunSummary {
             unacked: agents.iter().map(|a| a.unacked).sum(),
             agents,
             enforcement: Vec::new(),
+            edge: None,
             lines_skipped: 0,
         }
     }
@@ -331,8 +340,16 @@ pub async fn simulate(cfg: &AgentConfig, opts: &SimulateOptions) -> Result<RunSu
             if seal {
                 s.seal()?;
             }
-            if let Err(e) = s.drain().await {
-                tracing::warn!(agent = %s.identity().agent, error = %e, "publish failed; batches stay spooled");
+            // Generation does not wait on a server that is down: a drain cut short leaves its
+            // batches spooled for the next one (the server deduplicates by message id).
+            match tokio::time::timeout(tick, s.drain()).await {
+                Ok(Err(e)) => {
+                    tracing::warn!(agent = %s.identity().agent, error = %e, "publish failed; batches stay spooled")
+                }
+                Ok(Ok(())) => {}
+                Err(_) => {
+                    tracing::debug!(agent = %s.identity().agent, "drain cut short; batches stay spooled")
+                }
             }
         }
         if seal {

@@ -38,11 +38,20 @@ pub struct ShipperConfig {
     pub spool_max_bytes: u64,
     /// fsync spool writes.
     pub spool_fsync: bool,
+    /// Detection at the edge: events are tagged (and blocked process starts terminated) before they
+    /// are spooled.
+    pub edge: Option<std::sync::Arc<crate::edge::Edge>>,
 }
 
 impl Default for ShipperConfig {
     fn default() -> Self {
-        Self { batch_size: 100, compress: true, spool_max_bytes: 256 * 1024 * 1024, spool_fsync: true }
+        Self {
+            batch_size: 100,
+            compress: true,
+            spool_max_bytes: 256 * 1024 * 1024,
+            spool_fsync: true,
+            edge: None,
+        }
     }
 }
 
@@ -109,7 +118,13 @@ impl Shipper {
         Ok(Self {
             subject: subjects.subject(&id.tenant, &id.agent, SubjectKind::Events),
             hb_subject: subjects.subject(&id.tenant, &id.agent, SubjectKind::Heartbeat),
-            js: jetstream::new(client.clone()),
+            js: {
+                // An ack slower than this counts as a failure: the batch stays spooled and is sent
+                // again (the server deduplicates by message id), and the source keeps producing.
+                let mut js = jetstream::new(client.clone());
+                js.set_timeout(std::time::Duration::from_secs(2));
+                js
+            },
             client,
             id,
             cfg,
@@ -136,7 +151,14 @@ impl Shipper {
     /// Adds an event; a full buffer becomes a spooled batch.
     pub fn push(&mut self, event: &serde_json::Value) -> Result<(), ShipError> {
         self.counters.events_in += 1;
-        serde_json::to_writer(&mut self.buffer, event).expect("a Value serialises into memory");
+        match &self.cfg.edge {
+            Some(edge) => {
+                let mut tagged = event.clone();
+                edge.tag(&self.id, &mut tagged);
+                serde_json::to_writer(&mut self.buffer, &tagged).expect("a Value serialises into memory");
+            }
+            None => serde_json::to_writer(&mut self.buffer, event).expect("a Value serialises into memory"),
+        }
         self.buffer.push(b'\n');
         self.buffered += 1;
         if self.buffered as usize >= self.cfg.batch_size {

@@ -72,6 +72,19 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
     ("mr_cordon_mass_rename.yml", include_str!("../../rules/mr_cordon_mass_rename.yml")),
 ];
 
+/// A digest of Cordon's rule pack (FNV-1a over the file names and texts): agents and the server
+/// compare theirs.
+pub fn pack_digest() -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, text) in CORDON_RULES {
+        for b in name.bytes().chain([0]).chain(text.bytes()).chain([0]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// One rule firing on one event.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Detection {
@@ -297,8 +310,12 @@ impl Tagger {
         let catalog = schemas::attack::catalog();
         let mut techniques = list(rec.cell(col::THREAT_TECHNIQUE_ID));
         let mut tactics = list(rec.cell(col::THREAT_TACTIC_NAME));
-        let mut names: Vec<String> =
-            rec.cell(col::RULE_NAME).as_str().map(|s| vec![s.to_owned()]).unwrap_or_default();
+        // Rules that fired before (at the agent) are kept, each once.
+        let mut names: Vec<String> = rec
+            .cell(col::RULE_NAME)
+            .as_str()
+            .map(|s| s.split("; ").filter(|n| !n.is_empty()).map(str::to_owned).collect())
+            .unwrap_or_default();
         let mut strictest: Option<Tier> = rec.cell(col::POLICY_TIER).as_str().and_then(tier_of);
         let mut out = Vec::new();
         for rule in hits {

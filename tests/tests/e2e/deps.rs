@@ -20,7 +20,7 @@ fn allowed(krate: &str) -> &'static [&'static str] {
     match krate {
         "schemas" => &[],
         "fixtures" => &["schemas"],
-        "sensor-agent" => &["schemas", "fixtures"],
+        "sensor-agent" => &["schemas", "fixtures", "correlate"],
         "store" => &["schemas"],
         "ingest" => &["schemas", "store", "correlate"],
         "correlate" => &["schemas"],

@@ -354,20 +354,51 @@ fn a_blocked_process_start_is_terminated_by_the_agent() -> anyhow::Result<()> {
     let s = scenario.display().to_string();
     let summary = agent(&bin(), &n.url, &env.spool(), &["replay", &s, "--enforce-secs", "6"])?;
 
+    // The agent had the tenant's policy from the server (version 1) and blocked at the edge.
+    let edge = &summary["edge"];
+    assert_eq!(
+        (edge["policy_version"].as_i64(), edge["rules_match"].as_bool(), edge["blocked"].as_u64()),
+        (Some(1), Some(true), Some(2)),
+        "{summary}"
+    );
     let outcomes = summary["enforcement"].as_array().cloned().unwrap_or_default();
-    let result = |pid: u32| {
-        outcomes.iter().find(|o| o["pid"] == pid).map(|o| o["result"].as_str().unwrap_or("").to_owned())
-    };
-    assert_eq!(result(target.id()).as_deref(), Some("terminated"), "{summary}");
-    assert!(result(bystander.id()).is_some_and(|r| r.starts_with("refused: pid")), "{summary}");
+    let first = |pid: u32| outcomes.iter().find(|o| o["pid"] == pid).cloned().unwrap_or_default();
+    assert_eq!(first(target.id())["result"], "terminated", "{summary}");
+    assert!(
+        first(target.id())["command"].as_str().unwrap().starts_with("edge-"),
+        "killed at the edge: {summary}"
+    );
+    assert!(first(bystander.id())["result"].as_str().unwrap().starts_with("refused: pid"), "{summary}");
     let status = target.wait()?;
     assert!(!status.success(), "the blocked process was killed: {status}");
     assert!(bystander.try_wait()?.is_none(), "the bystander still runs");
+
+    // Without the edge rules, the server's command does it.
+    let mut target2 = std::process::Command::new(&exe).arg("300").spawn()?;
+    let scenario2 = env.dir.path().join("lab2.ndjson");
+    std::fs::write(
+        &scenario2,
+        format!(
+            "{}\n{}\n",
+            json!({"scenario": "lab", "hosts": [{"agent": "lab-1", "name": "LAB-1", "os": "linux", "group": "lab"}]}),
+            event(target2.id(), &exe_s),
+        ),
+    )?;
+    let s2 = scenario2.display().to_string();
+    let summary =
+        agent(&bin(), &n.url, &env.spool(), &["replay", &s2, "--enforce-secs", "6", "--no-edge-rules"])?;
+    assert!(summary["edge"].is_null(), "{summary}");
+    let outcomes = summary["enforcement"].as_array().cloned().unwrap_or_default();
+    let o = outcomes.iter().find(|o| o["pid"] == target2.id()).cloned().unwrap_or_default();
+    assert_eq!(o["result"], "terminated", "{summary}");
+    assert!(!o["command"].as_str().unwrap().starts_with("edge-"), "by the server's command: {summary}");
+    assert!(!target2.wait()?.success());
     let _ = bystander.kill();
 
     // And the alert says blocked.
     let (_, alerts) =
         get(&format!("{}/api/v1/alerts?technique=T1204.002&status=blocked", server.api), Some(tok))?;
     assert_eq!(alerts["alerts"].as_array().map(Vec::len), Some(1), "{alerts}");
+    assert_eq!(alerts["alerts"][0]["count"].as_u64(), Some(3), "both runs' dropper events: {alerts}");
     Ok(())
 }

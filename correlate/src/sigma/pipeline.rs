@@ -60,6 +60,22 @@ impl Pipeline {
         self.fields.get(sigma).cloned().unwrap_or_else(|| sigma.to_owned())
     }
 
+    /// The logsources (each as its `match` pairs) whose conditions an event meets, by exact
+    /// (case-insensitive) values; `get` reads one of the event's fields as text. Entries without
+    /// conditions never match here. For peers that route by logsource (the B6 comparison).
+    pub fn logsources_of(&self, get: &dyn Fn(&str) -> Option<String>) -> Vec<Vec<(String, String)>> {
+        self.logsources
+            .iter()
+            .filter(|(_, conds)| {
+                !conds.is_empty()
+                    && conds.iter().all(|(f, alts)| {
+                        get(f).is_some_and(|v| alts.iter().any(|a| a.eq_ignore_ascii_case(&v)))
+                    })
+            })
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+
     /// A field as a rule names it, resolved through the mapping to Cordon's column when it has one.
     pub fn field(&self, sigma: &str) -> super::event::Field {
         let target = self.target(sigma);

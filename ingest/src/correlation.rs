@@ -62,6 +62,23 @@ impl Ingest {
         out
     }
 
+    /// Records alerts in the catalog (deduplicated, idempotent per evidence event) and rewrites the
+    /// lake's alerts table of the tenants they belong to.
+    pub(crate) async fn record_alerts(&self, alerts: &[schemas::alert::Alert]) -> Result<(), IngestError> {
+        if alerts.is_empty() {
+            return Ok(());
+        }
+        let ids = self
+            .store
+            .catalog()
+            .record_alerts(alerts, self.cfg.alert_window.as_micros() as i64, schemas::time::now_micros())
+            .await
+            .map_err(store::StoreError::from)?;
+        self.metrics.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
+        self.export_alerts(alerts.iter().map(|a| a.tenant.as_str())).await;
+        Ok(())
+    }
+
     /// Rewrites the lake's `alerts` table of these tenants. The catalog holds the alerts; the table
     /// is derived, so a failure is logged and counted and the next change rewrites it.
     pub(crate) async fn export_alerts<'a>(&self, tenants: impl Iterator<Item = &'a str>) {
@@ -119,16 +136,7 @@ impl Ingest {
                 );
             }
         }
-        if !alerts.is_empty() {
-            let ids = self
-                .store
-                .catalog()
-                .record_alerts(&alerts, self.cfg.alert_window.as_micros() as i64, schemas::time::now_micros())
-                .await
-                .map_err(store::StoreError::from)?;
-            self.metrics.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
-            self.export_alerts(alerts.iter().map(|a| a.tenant.as_str())).await;
-        }
+        self.record_alerts(&alerts).await?;
         tracing::info!(
             events = replayed,
             fired = alerts.len(),

@@ -414,16 +414,7 @@ impl Ingest {
         }
         // Alerts follow the commit (their evidence is stored); recording is idempotent per evidence
         // event, so a batch redelivered after a failure here does not count twice.
-        if !alerts.is_empty() {
-            let ids = self
-                .store
-                .catalog()
-                .record_alerts(&alerts, self.cfg.alert_window.as_micros() as i64, schemas::time::now_micros())
-                .await
-                .map_err(store::StoreError::from)?;
-            reg.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
-            self.export_alerts(alerts.iter().map(|a| a.tenant.as_str())).await;
-        }
+        self.record_alerts(&alerts).await?;
         // Blocks: the agent that reported the process start is told to terminate it (core NATS: an
         // agent that is offline misses it; durable delivery belongs to the response layer).
         for (tenant, agent, cmd) in &commands {

@@ -60,22 +60,26 @@ fn failed(host: &str, ip: &str, user: &str) -> serde_json::Value {
            "host": {"name": host}, "source": {"ip": ip}, "user": {"name": user}})
 }
 
+/// The detection rule the counting correlations below reference.
+const FAIL: &str = "title: failure\nname: fail\nlogsource: {category: authentication}\n\
+                    detection: {selection: {event.outcome: failure}, condition: selection}\n";
+
+/// A correlation document followed by [`FAIL`].
+fn with_fail(correlation: &str) -> String {
+    format!("{correlation}\n---\n{FAIL}")
+}
+
 const COUNT: &str = r#"
 title: many failures
 id: c1
 correlation: {type: event_count, rules: [fail], group-by: [host.name, IpAddress], timespan: 1m, condition: {gte: 3}}
 tags: [attack.t1110.001]
 level: high
----
-title: failure
-name: fail
-logsource: {category: authentication}
-detection: {selection: {event.outcome: failure}, condition: selection}
 "#;
 
 #[test]
 fn event_count_fires_at_the_threshold_with_every_event_as_evidence() {
-    let mut r = Run::new(COUNT);
+    let mut r = Run::new(&with_fail(COUNT));
     assert!(r.event(0, failed("H", "10.0.0.9", "a")).is_empty());
     assert!(r.event(1000, failed("H", "10.0.0.9", "b")).is_empty());
     let d = r.event(2000, failed("H", "10.0.0.9", "c"));
@@ -93,20 +97,20 @@ fn event_count_fires_at_the_threshold_with_every_event_as_evidence() {
 
 #[test]
 fn the_detection_rules_a_correlation_uses_do_not_tag_or_alert_on_their_own() {
-    let t = tagger(COUNT);
+    let t = tagger(&with_fail(COUNT));
     let mut rec = decode(&failed("H", "10.0.0.9", "a"));
     let (detections, hits) = t.tag_and_hits(&mut rec);
     assert!(detections.is_empty());
     assert_eq!(hits.len(), 1);
     assert!(rec.cell(schemas::fields::col::THREAT_TECHNIQUE_ID).as_str().is_none());
-    let generating = COUNT.replace("level: high", "level: high\ngenerate: true");
+    let generating = with_fail(COUNT).replace("level: high", "level: high\ngenerate: true");
     let t = tagger(&generating);
     assert_eq!(t.tag(&mut decode(&failed("H", "10.0.0.9", "a"))).len(), 1, "generate: true keeps them");
 }
 
 #[test]
 fn group_by_isolates_groups() {
-    let mut r = Run::new(COUNT);
+    let mut r = Run::new(&with_fail(COUNT));
     for i in 0..2 {
         assert!(r.event(i * 10, failed("H", "10.0.0.1", "a")).is_empty());
         assert!(r.event(i * 10 + 1, failed("H", "10.0.0.2", "a")).is_empty());
@@ -122,11 +126,11 @@ fn group_by_isolates_groups() {
 
 #[test]
 fn the_window_includes_both_ends_and_nothing_beyond() {
-    let mut r = Run::new(COUNT);
+    let mut r = Run::new(&with_fail(COUNT));
     r.event(0, failed("H", "1.1.1.1", "a"));
     r.event(30_000, failed("H", "1.1.1.1", "a"));
     assert_eq!(r.event(60_000, failed("H", "1.1.1.1", "a")).len(), 1, "exactly one timespan apart");
-    let mut r = Run::new(COUNT);
+    let mut r = Run::new(&with_fail(COUNT));
     r.event(0, failed("H", "1.1.1.1", "a"));
     r.event(30_000, failed("H", "1.1.1.1", "a"));
     assert!(r.event(60_001, failed("H", "1.1.1.1", "a")).is_empty(), "one millisecond too late");
@@ -135,7 +139,7 @@ fn the_window_includes_both_ends_and_nothing_beyond() {
 
 #[test]
 fn late_and_out_of_order_events_count_as_if_in_order() {
-    let mut r = Run::new(COUNT);
+    let mut r = Run::new(&with_fail(COUNT));
     assert!(r.event(50_000, failed("H", "1.1.1.1", "a")).is_empty());
     assert!(r.event(10_000, failed("H", "1.1.1.1", "a")).is_empty());
     let d = r.event(30_000, failed("H", "1.1.1.1", "a"));
@@ -144,7 +148,7 @@ fn late_and_out_of_order_events_count_as_if_in_order() {
     assert_eq!((c.first, c.last), (T0 + 10_000_000, T0 + 50_000_000));
     assert_eq!(c.evidence, vec!["e2", "e3", "e1"], "evidence in event-time order");
     // Older than the group's newest minus the timespan: late, left out and counted.
-    let mut r = Run::new(COUNT);
+    let mut r = Run::new(&with_fail(COUNT));
     r.event(200_000, failed("H", "1.1.1.1", "a"));
     assert!(r.event(100_000, failed("H", "1.1.1.1", "a")).is_empty());
     assert_eq!(r.state.stats().late, 1);
@@ -152,7 +156,7 @@ fn late_and_out_of_order_events_count_as_if_in_order() {
 
 #[test]
 fn an_event_seen_twice_counts_once() {
-    let mut r = Run::new(COUNT);
+    let mut r = Run::new(&with_fail(COUNT));
     let mut e = failed("H", "1.1.1.1", "a");
     assert!(r.with_id(0, "same", &mut e).is_empty());
     assert!(r.with_id(0, "same", &mut e).is_empty());
@@ -171,16 +175,11 @@ correlation:
   group-by: [IpAddress]
   timespan: 10m
   condition: {field: TargetUserName, gte: 3}
----
-title: failure
-name: fail
-logsource: {category: authentication}
-detection: {selection: {event.outcome: failure}, condition: selection}
 "#;
 
 #[test]
 fn value_count_counts_distinct_values_per_group() {
-    let mut r = Run::new(VALUES);
+    let mut r = Run::new(&with_fail(VALUES));
     for _ in 0..5 {
         assert!(r.event(0, failed("H", "1.1.1.1", "alice")).is_empty(), "the same account again");
     }
@@ -192,7 +191,7 @@ fn value_count_counts_distinct_values_per_group() {
     assert_eq!(c.fire.count, 3);
     assert_eq!(c.fire.evidence.len(), 7, "every event in the window is evidence");
     // No account field: not counted.
-    let mut r = Run::new(VALUES);
+    let mut r = Run::new(&with_fail(VALUES));
     let mut e = failed("H", "1.1.1.1", "x");
     e["user"] = json!({});
     r.event(0, e);
@@ -307,8 +306,7 @@ fn chained_correlations_feed_each_other_by_group() {
 
 #[test]
 fn what_cannot_run_is_refused_with_the_reason() {
-    let base = "\n---\ntitle: f\nname: fail\nlogsource: {category: authentication}\ndetection: {selection: {event.outcome: failure}, condition: selection}\n";
-    let with = |corr: &str| refusal(&format!("title: x\nid: x\ncorrelation: {corr}{base}"));
+    let with = |corr: &str| refusal(&with_fail(&format!("title: x\nid: x\ncorrelation: {corr}")));
     assert_eq!(
         with("{type: event_count, rules: [fail], group-by: [User], timespan: 1h, condition: {lt: 5}}"),
         "correlation: the condition has no lower bound (only gt/gte/eq can be decided while events stream in)"
@@ -343,7 +341,7 @@ fn what_cannot_run_is_refused_with_the_reason() {
         refusal(&ungrouped),
         "correlation: group-by \"host.name\": the correlation \"many_failed\" does not group by \"host.name\""
     );
-    assert_eq!(refusal(COUNT), "loaded");
+    assert_eq!(refusal(&with_fail(COUNT)), "loaded");
 }
 
 #[test]

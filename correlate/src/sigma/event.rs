@@ -31,6 +31,9 @@ pub enum Val<'a> {
     Bool(bool),
     /// Several texts (a list field): a test matches when any element does.
     List(&'a [String]),
+    /// Several owned texts (a JSON array of scalars, such as Windows' `Data` list): a test matches
+    /// when any element does, as for [`Val::List`]; the array is never matched as JSON text.
+    Many(Vec<String>),
 }
 
 impl Val<'_> {
@@ -57,6 +60,7 @@ impl Val<'_> {
             Val::Int(i) => f(&i.to_string()),
             Val::Bool(b) => f(if *b { "true" } else { "false" }),
             Val::List(l) => l.iter().any(|s| f(s)),
+            Val::Many(l) => l.iter().any(|s| f(s)),
         }
     }
 }
@@ -103,12 +107,27 @@ fn extra_val<'v>(v: &'v Value, field: &Field) -> Val<'v> {
         .get(&field.target)
         .or_else(|| field.target.split('.').try_fold(v, |v, k| v.get(k)))
         .or_else(|| v.get("winlog").and_then(|w| w.get("event_data")).and_then(|d| d.get(&field.sigma)));
-    match found {
-        None | Some(Value::Null) => Val::Missing,
-        Some(Value::String(s)) => Val::Str(s),
-        Some(Value::Number(n)) => n.as_i64().map_or_else(|| Val::Owned(n.to_string()), Val::Int),
-        Some(Value::Bool(b)) => Val::Bool(*b),
-        Some(other) => Val::Owned(other.to_string()),
+    found.map_or(Val::Missing, json_val)
+}
+
+/// A JSON value as a rule reads it: scalars as themselves, arrays of scalars element by element,
+/// anything else as its JSON text.
+fn json_val(v: &Value) -> Val<'_> {
+    match v {
+        Value::Null => Val::Missing,
+        Value::String(s) => Val::Str(s),
+        Value::Number(n) => n.as_i64().map_or_else(|| Val::Owned(n.to_string()), Val::Int),
+        Value::Bool(b) => Val::Bool(*b),
+        Value::Array(a) if a.iter().all(|x| !x.is_array() && !x.is_object()) => Val::Many(
+            a.iter()
+                .filter(|x| !x.is_null())
+                .map(|x| match x {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+        ),
+        other => Val::Owned(other.to_string()),
     }
 }
 
@@ -153,7 +172,8 @@ impl Event for Record {
                 Val::Owned(s) => Val::Owned(s),
                 Val::Int(n) => Val::Int(n),
                 Val::Bool(b) => Val::Bool(b),
-                Val::List(_) => Val::Missing, // extra_val never yields a list
+                Val::List(_) => Val::Missing, // extra_val never yields a borrowed list
+                Val::Many(l) => Val::Many(l),
             }),
         }
     }
@@ -169,13 +189,7 @@ pub struct FlatEvent(pub serde_json::Map<String, Value>);
 
 impl Event for FlatEvent {
     fn get(&self, field: &Field) -> Val<'_> {
-        match self.0.get(&field.sigma).or_else(|| self.0.get(&field.target)) {
-            None | Some(Value::Null) => Val::Missing,
-            Some(Value::String(s)) => Val::Str(s),
-            Some(Value::Number(n)) => n.as_i64().map_or_else(|| Val::Owned(n.to_string()), Val::Int),
-            Some(Value::Bool(b)) => Val::Bool(*b),
-            Some(other) => Val::Owned(other.to_string()),
-        }
+        self.0.get(&field.sigma).or_else(|| self.0.get(&field.target)).map_or(Val::Missing, json_val)
     }
 
     fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {

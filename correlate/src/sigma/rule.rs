@@ -267,7 +267,8 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Loaded, RuleError> {
     }
     let condition = if conds.len() == 1 { conds.remove(0) } else { Cond::Or(conds) };
 
-    // The pipeline's conditions for this logsource (the first entry whose `match` keys all agree).
+    // The pipeline's conditions for this logsource: those of every entry whose `match` keys all
+    // agree with it (a category's and a product's or service's conditions all hold).
     let mut gate = Vec::new();
     let get = |k: &str| match k {
         "category" => logsource.category.as_deref(),
@@ -275,8 +276,8 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Loaded, RuleError> {
         "service" => logsource.service.as_deref(),
         _ => None,
     };
-    if let Some((_, conds)) =
-        pipeline.logsources.iter().find(|(m, _)| m.iter().all(|(k, v)| get(k) == Some(v.as_str())))
+    for (_, conds) in
+        pipeline.logsources.iter().filter(|(m, _)| m.iter().all(|(k, v)| get(k) == Some(v.as_str())))
     {
         for (field, want) in conds {
             let i = c.field_target(field);

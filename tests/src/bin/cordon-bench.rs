@@ -545,16 +545,25 @@ fn b6(
         only_ours.len(),
         only_theirs.len()
     );
-    let mut by_rule: std::collections::BTreeMap<(&str, &str), usize> = std::collections::BTreeMap::new();
-    for (_, id) in &only_ours {
-        *by_rule.entry(("only Cordon", id.as_str())).or_default() += 1;
+    // Per differing rule: how many records, and what Cordon matched on the first one.
+    let mut by_rule: std::collections::BTreeMap<(&str, &str), (usize, usize)> =
+        std::collections::BTreeMap::new();
+    for (i, id) in &only_ours {
+        by_rule.entry(("only Cordon", id.as_str())).or_insert((0, *i)).0 += 1;
     }
-    for (_, id) in &only_theirs {
-        *by_rule.entry(("only rsigma", id.as_str())).or_default() += 1;
+    for (i, id) in &only_theirs {
+        by_rule.entry(("only rsigma", id.as_str())).or_insert((0, *i)).0 += 1;
     }
-    for ((side, id), n) in by_rule.iter().take(30) {
-        let title = set.rules().iter().find(|r| r.id == *id).map_or("", |r| r.title.as_str());
-        println!("    {side}: {id} {title} ({n})");
+    for ((side, id), (n, first)) in by_rule.iter().take(30) {
+        let rule = set.rules().iter().find(|r| r.id == *id);
+        let title = rule.map_or("", |r| r.title.as_str());
+        let why: Vec<String> = rule
+            .map(|r| r.explain(&records[*first]))
+            .unwrap_or_default()
+            .iter()
+            .map(|m| format!("{}={:.80}", m.field, m.value))
+            .collect();
+        println!("    {side}: {id} {title} ({n}); first record {first}: {}", why.join(", "));
     }
     Ok(())
 }

@@ -106,6 +106,32 @@ fn encodings_base64_wide_and_windash() {
 }
 
 #[test]
+fn arrays_match_element_by_element_never_as_json_text() {
+    // Windows' Application log keeps its event data as a `Data` list.
+    let r = rule(&det("  sel:\n    Data|contains: '\\\\\\\\'\n  condition: sel"));
+    let local = ev(json!({"Data": ["C:\\Program Files\\Google\\Update\\helper.msi", "2128"]}));
+    assert!(!r.matches(&local), "one backslash per separator: the JSON text's escapes must not count");
+    assert!(r.matches(&ev(json!({"Data": ["x", "\\\\fileserver\\share\\a.msi"]}))), "a UNC path");
+    let r = rule(&det("  sel:\n    Data: '2128'\n  condition: sel"));
+    assert!(r.matches(&local), "any element equals");
+}
+
+#[test]
+fn rules_for_another_product_never_run_on_windows_event_logs() {
+    let yaml = "title: t\nid: l1\nlogsource: {product: linux}\ndetection:\n  keywords: ['AAAA']\n  condition: keywords\n";
+    let r = load(yaml, &Pipeline::windows_flat()).remove(0).unwrap();
+    let record = ev(
+        json!({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 1, "CommandLine": "echo AAAAAAAA"}),
+    );
+    assert!(!r.matches(&record));
+    // The category's and the service's conditions both hold for a rule that names both.
+    let yaml = "title: t\nid: s1\nlogsource: {category: process_creation, product: windows, service: security}\n\
+                detection:\n  sel: {CommandLine|contains: AAAA}\n  condition: sel\n";
+    let r = load(yaml, &Pipeline::windows_flat()).remove(0).unwrap();
+    assert!(!r.matches(&record), "a Sysmon record is not from the Security channel");
+}
+
+#[test]
 fn keywords_search_every_string() {
     let with_mods = rule(&det(
         "  keywords:\n    '|contains|all':\n      - 'jndi'\n      - 'ldap'\n  condition: keywords",

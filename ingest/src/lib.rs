@@ -365,7 +365,9 @@ impl Ingest {
                             for d in found {
                                 *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
                                 alerts.extend(correlate::sigma::tagger::alert_for(&r, &d));
-                                if let Some(cmd) = block_command(&r, &d, received) {
+                                if let Some(cmd) =
+                                    correlate::sigma::tagger::terminate_command(&r, &d, received)
+                                {
                                     commands.push((tenant.clone(), agent.clone(), cmd));
                                 }
                             }
@@ -500,32 +502,4 @@ impl Ingest {
             }
         }
     }
-}
-
-/// The terminate command for a blocked process start (`None` for other detections and events).
-fn block_command(
-    rec: &schemas::Record,
-    d: &correlate::sigma::Detection,
-    now: i64,
-) -> Option<schemas::wire::Command> {
-    let col = |c: &str| schemas::fields::column_index(c).map(|i| rec.cell(i));
-    if d.tier != schemas::policy::Tier::Block
-        || rec.cell(schemas::fields::col::EVENT_KIND).as_str() != Some("process")
-        || col("event_action").and_then(|c| c.as_str()) != Some("start")
-    {
-        return None;
-    }
-    let Some(schemas::Cell::Int(pid)) = col("process_pid") else { return None };
-    let executable = col("process_executable").and_then(|c| c.as_str())?.to_owned();
-    Some(schemas::wire::Command {
-        id: format!("{now:x}-{pid:x}"),
-        kind: "terminate".to_owned(),
-        pid: *pid,
-        executable,
-        entity_id: col("process_entity_id").and_then(|c| c.as_str()).map(str::to_owned),
-        event_id: rec.cell(schemas::fields::col::EVENT_ID).as_str().unwrap_or_default().to_owned(),
-        reason: format!("{} ({})", d.rule, d.because),
-        issued_at: now,
-        expires_at: now + 15 * 60 * 1_000_000,
-    })
 }

@@ -15,7 +15,7 @@ use crate::shipper::Identity;
 use correlate::sigma::Tagger;
 use correlate::sigma::tagger::pack_digest;
 use schemas::fields::col;
-use schemas::policy::{Policy, Published, Tier};
+use schemas::policy::{Policy, Published};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -147,32 +147,17 @@ impl Edge {
         }
         let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
         s.tagged += 1;
-        let Some(block) = found.iter().find(|d| d.tier == Tier::Block) else { return };
-        let col = |name: &str| schemas::fields::column_index(name).map(|i| rec.cell(i));
-        let is_start = rec.cell(col::EVENT_KIND).as_str() == Some("process")
-            && col("event_action").and_then(|c| c.as_str()) == Some("start");
-        let (Some(schemas::Cell::Int(pid)), Some(exe)) =
-            (col("process_pid"), col("process_executable").and_then(|c| c.as_str()))
+        // The same command ingest would send, carried out here without the round trip.
+        let Some(mut cmd) =
+            found.iter().find_map(|d| correlate::sigma::tagger::terminate_command(&rec, d, now))
         else {
             return;
         };
-        if !is_start {
-            return;
-        }
         s.blocked += 1;
         drop(s);
         if self.enforce {
-            let cmd = schemas::wire::Command {
-                id: format!("edge-{now:x}-{pid:x}"),
-                kind: "terminate".to_owned(),
-                pid: *pid,
-                executable: exe.to_owned(),
-                entity_id: None,
-                event_id: String::new(),
-                reason: format!("{} ({}, at the edge)", block.rule, block.because),
-                issued_at: now,
-                expires_at: now + 60_000_000,
-            };
+            cmd.id = format!("edge-{}", cmd.id);
+            cmd.reason.push_str(", at the edge");
             let o = enforce::execute(&cmd, now);
             tracing::warn!(pid = o.pid, result = %o.result, "enforcement at the edge");
             self.outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);

@@ -387,6 +387,32 @@ fn tier_of(s: &str) -> Option<Tier> {
     }
 }
 
+/// The terminate command for a process start the policy blocks (`None` for other tiers and
+/// events): the pid, the executable it must still run, the rule and the setting that decided, valid
+/// for 15 minutes. Ingest sends it to the agent; the agent builds the same one at the edge.
+pub fn terminate_command(rec: &Record, d: &Detection, now: i64) -> Option<schemas::wire::Command> {
+    let col = |c: &str| schemas::fields::column_index(c).map(|i| rec.cell(i));
+    if d.tier != Tier::Block
+        || rec.cell(col::EVENT_KIND).as_str() != Some("process")
+        || col("event_action").and_then(|c| c.as_str()) != Some("start")
+    {
+        return None;
+    }
+    let Some(Cell::Int(pid)) = col("process_pid") else { return None };
+    let executable = col("process_executable").and_then(|c| c.as_str())?.to_owned();
+    Some(schemas::wire::Command {
+        id: format!("{now:x}-{pid:x}"),
+        kind: "terminate".to_owned(),
+        pid: *pid,
+        executable,
+        entity_id: col("process_entity_id").and_then(|c| c.as_str()).map(str::to_owned),
+        event_id: rec.cell(col::EVENT_ID).as_str().unwrap_or_default().to_owned(),
+        reason: format!("{} ({})", d.rule, d.because),
+        issued_at: now,
+        expires_at: now + 15 * 60 * 1_000_000,
+    })
+}
+
 /// The uniform alert for a detection on `rec`, when the policy alerts or blocks (`None` for
 /// record and off).
 pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
@@ -428,9 +454,9 @@ pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
         why["correlation"] = serde_json::to_value(c).unwrap_or_default();
     }
     // Log alerts: rules with a group, or events that carry their raw line.
+    let view = RecordEvent::new(rec); // parses the catch-all object once for the three lookups
     let text = |path: &str| -> Option<String> {
         let field = super::event::Field { sigma: path.to_owned(), target: path.to_owned(), column: None };
-        let view = RecordEvent::new(rec);
         let mut out = None;
         super::event::Event::get(&view, &field).any_text(&mut |t| {
             out = Some(t.to_owned());

@@ -64,16 +64,27 @@ impl Ingest {
 
     /// Records alerts in the catalog (deduplicated, idempotent per evidence event) and rewrites the
     /// lake's alerts table of the tenants they belong to.
+    /// Alerts that could not be recorded are kept and retried first next time (recording is
+    /// idempotent per evidence event, so a retry never counts twice).
     pub(crate) async fn record_alerts(&self, alerts: &[schemas::alert::Alert]) -> Result<(), IngestError> {
-        if alerts.is_empty() {
+        let mut all = std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()));
+        all.extend_from_slice(alerts);
+        if all.is_empty() {
             return Ok(());
         }
-        let ids = self
+        let recorded = self
             .store
             .catalog()
-            .record_alerts(alerts, self.cfg.alert_window.as_micros() as i64, schemas::time::now_micros())
-            .await
-            .map_err(store::StoreError::from)?;
+            .record_alerts(&all, self.cfg.alert_window.as_micros() as i64, schemas::time::now_micros())
+            .await;
+        let ids = match recorded {
+            Ok(ids) => ids,
+            Err(e) => {
+                *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()) = all;
+                return Err(store::StoreError::from(e).into());
+            }
+        };
+        let alerts = &all;
         self.metrics.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
         self.export_alerts(alerts.iter().map(|a| a.tenant.as_str())).await;
         Ok(())

@@ -167,6 +167,9 @@ pub struct Ingest {
     policy_kv: jetstream::kv::Store,
     /// Per-tenant correlation state (see [`correlation`]).
     correlators: std::sync::Mutex<std::collections::HashMap<String, correlate::sigma::Correlator>>,
+    /// Alerts whose recording failed, retried with the next batch: a correlation that fired has
+    /// consumed its events, so a redelivery alone would not raise it again.
+    unrecorded: std::sync::Mutex<Vec<schemas::alert::Alert>>,
 }
 
 impl Ingest {
@@ -202,6 +205,7 @@ impl Ingest {
             taggers: Default::default(),
             last_policy_read: Default::default(),
             correlators: Default::default(),
+            unrecorded: Default::default(),
         })
     }
 

@@ -9,6 +9,7 @@
 
 mod detection;
 pub mod error;
+mod investigate;
 pub mod ioc;
 mod routes;
 
@@ -221,6 +222,92 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: Method::GET,
+        path: "/api/v1/incidents",
+        access: Access::Token,
+        summary: "Incidents (alerts the entity graph connects), most recent first; merged ones only with status=merged.",
+        params: &[
+            q("status", "open, investigating, contained, resolved, false_positive or merged"),
+            q("severity", "at least this level (1-5)"),
+            q("host", "involves this host"),
+            q("technique", "has this technique or one of its sub-techniques"),
+            q("from", "last evidence at or after (RFC 3339 or epoch ms)"),
+            q("to", "last evidence before"),
+            q("limit", "at most this many (1-1000, default 100)"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/incidents/{id}",
+        access: Access::Token,
+        summary: "One incident: alerts in kill-chain order, root, attack path, why each alert joined, and the cross-host timeline of every evidence event.",
+        params: &[Param { name: "id", location: "path", doc: "incident id" }],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/incidents/{id}/graph",
+        access: Access::Token,
+        summary: "An incident's graph: nodes (alerts, processes, hosts, files, domains, addresses) and edges with their times and evidence, ready to draw.",
+        params: &[Param { name: "id", location: "path", doc: "incident id" }],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::PATCH,
+        path: "/api/v1/incidents/{id}",
+        access: Access::Token,
+        summary: "Set an incident's status and/or owner, with a comment.",
+        params: &[Param { name: "id", location: "path", doc: "incident id" }],
+        body: Some(
+            "{\"status\": \"investigating|contained|resolved|false_positive|open\", \"owner\": \"...\", \"comment\": \"...\"}",
+        ),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/hosts/{host}/process-tree",
+        access: Access::Token,
+        summary: "A host's process tree around a time or an event (processes nested by what started them).",
+        params: &[
+            Param { name: "host", location: "path", doc: "host name" },
+            q("at", "the time to centre on (RFC 3339 or epoch ms)"),
+            q("event", "or an event id to centre on (its process is returned as focus)"),
+            q("window", "minutes either side (default 60)"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/graph/paths",
+        access: Access::Token,
+        summary: "A time-respecting path between entities (each hop no earlier than the one before), with each hop's evidence.",
+        params: &[
+            q(
+                "from",
+                "start node: kind:key (process:<entity id>, host:<name>, ip:..., domain:..., file:<path>@<host>) or a host name",
+            ),
+            q("to", "target node, or external (default): the first external destination reached"),
+            q("since", "paths start no earlier than this"),
+            q("until", "and take no hop at or after this"),
+            q("max_hops", "1-64 (default 16)"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/graph/neighbors",
+        access: Access::Token,
+        summary: "What an entity touched within N hops (either direction), by edges active in a time range.",
+        params: &[
+            q("node", "kind:key or a host name"),
+            q("hops", "1-4 (default 1)"),
+            q("from", "edges active at or after"),
+            q("to", "edges active before"),
+            q("limit", "at most this many nodes (default 500)"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
         path: "/api/v1/attack/coverage",
         access: Access::Token,
         summary: "The ATT&CK coverage matrix: per tactic and (sub-)technique, the rules that cover it, its policy tier, and the events tagged with it in the time range; plus the summary (covers X of Y endpoint techniques; A block, B alert, C record).",
@@ -259,6 +346,8 @@ pub struct AppState {
     tokens: Mutex<HashMap<String, (TokenInfo, Instant)>>,
     /// The detection and correlation rules ingest runs (coverage matrix, policy preview).
     pub detection: Option<Arc<correlate::sigma::Tagger>>,
+    /// Every tenant's entity graph, as ingest keeps it.
+    pub graphs: Arc<correlate::graph::Graphs>,
 }
 
 impl AppState {
@@ -273,7 +362,17 @@ impl AppState {
         metrics: Arc<Registry>,
         detection: Option<Arc<correlate::sigma::Tagger>>,
     ) -> Arc<Self> {
-        Arc::new(Self { store, metrics, tokens: Mutex::new(HashMap::new()), detection })
+        Self::with_correlation(store, metrics, detection, Arc::new(correlate::graph::Graphs::default()))
+    }
+
+    /// State that also reads the entity graphs ingest keeps.
+    pub fn with_correlation(
+        store: Arc<Store>,
+        metrics: Arc<Registry>,
+        detection: Option<Arc<correlate::sigma::Tagger>>,
+        graphs: Arc<correlate::graph::Graphs>,
+    ) -> Arc<Self> {
+        Arc::new(Self { store, metrics, tokens: Mutex::new(HashMap::new()), detection, graphs })
     }
 
     /// (title, id, level, techniques) of every rule ingest runs that carries techniques: detection

@@ -3,6 +3,7 @@
 
 use crate::detection;
 use crate::error::ApiError;
+use crate::investigate;
 use crate::ioc::classify;
 use crate::{AppState, Caller, RouteSpec};
 use axum::Json;
@@ -47,6 +48,15 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::PATCH, "/api/v1/alerts/{id}") => {
             patch(detection::alert_patch).layer(DefaultBodyLimit::max(64 * 1024))
         }
+        (Method::GET, "/api/v1/incidents") => get(investigate::incidents),
+        (Method::GET, "/api/v1/incidents/{id}") => get(investigate::incident_get),
+        (Method::GET, "/api/v1/incidents/{id}/graph") => get(investigate::incident_graph),
+        (Method::PATCH, "/api/v1/incidents/{id}") => {
+            patch(investigate::incident_patch).layer(DefaultBodyLimit::max(64 * 1024))
+        }
+        (Method::GET, "/api/v1/hosts/{host}/process-tree") => get(investigate::process_tree),
+        (Method::GET, "/api/v1/graph/paths") => get(investigate::graph_paths),
+        (Method::GET, "/api/v1/graph/neighbors") => get(investigate::graph_neighbors),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }

@@ -167,12 +167,13 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         ..ingest::IngestConfig::default()
     };
     let detection = icfg.tagger.clone();
+    let graphs = Arc::clone(&icfg.graphs);
     let ingest = Arc::new(ingest::Ingest::new(client, icfg, Arc::clone(&store), Arc::clone(&metrics)).await?);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let state = api::AppState::with_detection(Arc::clone(&store), metrics, detection);
+    let state = api::AppState::with_correlation(Arc::clone(&store), metrics, detection, graphs);
     let app = api::router(state);
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();

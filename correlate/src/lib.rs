@@ -8,6 +8,8 @@
 //! network flows and process chains, and stitch alerts into incidents. It depends only on `schemas`;
 //! `store` and `api` call into it, never the other way round. The graph itself is not built yet.
 
+pub mod graph;
+pub mod incident;
 pub mod sigma;
 
 /// The ECS event kinds that carry cross-host links (network flows and logons), the correlator's input.

@@ -66,16 +66,21 @@ impl Ingest {
     /// lake's alerts table of the tenants they belong to.
     /// Alerts that could not be recorded are kept and retried first next time (recording is
     /// idempotent per evidence event, so a retry never counts twice).
-    pub(crate) async fn record_alerts(&self, alerts: &[schemas::alert::Alert]) -> Result<(), IngestError> {
+    /// Each alert comes with the process key of the event it was raised on (its incident anchor).
+    pub(crate) async fn record_alerts(
+        &self,
+        alerts: &[(schemas::alert::Alert, Option<String>)],
+    ) -> Result<(), IngestError> {
         let mut all = std::mem::take(&mut *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()));
         all.extend_from_slice(alerts);
         if all.is_empty() {
             return Ok(());
         }
+        let plain: Vec<schemas::alert::Alert> = all.iter().map(|(a, _)| a.clone()).collect();
         let recorded = self
             .store
             .catalog()
-            .record_alerts(&all, self.cfg.alert_window.as_micros() as i64, schemas::time::now_micros())
+            .record_alerts(&plain, self.cfg.alert_window.as_micros() as i64, schemas::time::now_micros())
             .await;
         let ids = match recorded {
             Ok(ids) => ids,
@@ -84,9 +89,12 @@ impl Ingest {
                 return Err(store::StoreError::from(e).into());
             }
         };
-        let alerts = &all;
         self.metrics.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
-        self.export_alerts(alerts.iter().map(|a| a.tenant.as_str())).await;
+        self.export_alerts(plain.iter().map(|a| a.tenant.as_str())).await;
+        let anchors = ids.iter().zip(&all).map(|(id, (a, entity))| {
+            (a.tenant.clone(), correlate::incident::anchor_for(id, a, entity.clone()))
+        });
+        self.add_anchors(anchors).await;
         Ok(())
     }
 
@@ -138,7 +146,9 @@ impl Ingest {
             pending.sort_by_key(|p| p.record.time());
             replayed += pending.len();
             for (rec, d) in self.correlate(pending) {
-                alerts.extend(correlate::sigma::tagger::alert_for(&rec, &d));
+                if let Some(a) = correlate::sigma::tagger::alert_for(&rec, &d) {
+                    alerts.push((a, correlate::graph::Graph::process_key(&rec)));
+                }
                 self.metrics.add(
                     "cordon_detections_total",
                     &format!("tier=\"{}\"", d.tier.as_str()),

@@ -14,6 +14,7 @@
 
 mod correlation;
 mod dlq;
+mod incidents;
 mod policy;
 
 use async_nats::jetstream::{self, Message, consumer::pull, stream};
@@ -55,6 +56,10 @@ pub struct IngestConfig {
     pub policy_refresh: Duration,
     /// Detections of the same rule on the same host and object this close together join one alert.
     pub alert_window: Duration,
+    /// Every tenant's entity graph, fed with each batch (shared with the API, which reads it).
+    pub graphs: Arc<correlate::graph::Graphs>,
+    /// How alerts are joined into incidents.
+    pub incident: correlate::incident::IncidentConfig,
 }
 
 impl Default for IngestConfig {
@@ -75,6 +80,8 @@ impl Default for IngestConfig {
             )),
             policy_refresh: Duration::from_secs(1),
             alert_window: Duration::from_secs(3600),
+            graphs: Arc::new(correlate::graph::Graphs::default()),
+            incident: correlate::incident::IncidentConfig::default(),
         }
     }
 }
@@ -169,7 +176,9 @@ pub struct Ingest {
     correlators: std::sync::Mutex<std::collections::HashMap<String, correlate::sigma::Correlator>>,
     /// Alerts whose recording failed, retried with the next batch: a correlation that fired has
     /// consumed its events, so a redelivery alone would not raise it again.
-    unrecorded: std::sync::Mutex<Vec<schemas::alert::Alert>>,
+    unrecorded: std::sync::Mutex<Vec<(schemas::alert::Alert, Option<String>)>>,
+    /// Per-tenant incident state (see [`incidents`]).
+    incidents: tokio::sync::Mutex<incidents::State>,
 }
 
 impl Ingest {
@@ -206,6 +215,7 @@ impl Ingest {
             last_policy_read: Default::default(),
             correlators: Default::default(),
             unrecorded: Default::default(),
+            incidents: Default::default(),
         })
     }
 
@@ -216,7 +226,9 @@ impl Ingest {
     ) -> Result<(), IngestError> {
         let consumer = ensure_streams(&self.js, &self.cfg).await?;
         self.refresh_policies().await?;
+        self.restore_graphs().await?;
         self.restore_correlations().await?;
+        self.update_incidents(&Default::default()).await;
         let hb = tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone()));
         let lag = tokio::spawn(Arc::clone(&self).lag_probe(consumer.clone(), shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
@@ -251,6 +263,8 @@ impl Ingest {
                 }
             }
             if msgs.is_empty() {
+                // Quiet: joins that waited for the recheck interval are worked out now.
+                self.update_incidents(&self.incident_tenants().await).await;
                 continue;
             }
             match self.process(&msgs).await {
@@ -290,6 +304,7 @@ impl Ingest {
         let mut commands: Vec<(String, String, schemas::wire::Command)> = Vec::new();
         let mut to_correlate: Vec<correlation::Pending> = Vec::new();
         let mut events_in = 0u64;
+        let mut touched: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         for m in msgs {
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
             let msg_id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
@@ -368,7 +383,9 @@ impl Ingest {
                             let (found, hits) = t.tag_and_hits(&mut r);
                             for d in found {
                                 *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
-                                alerts.extend(correlate::sigma::tagger::alert_for(&r, &d));
+                                if let Some(a) = correlate::sigma::tagger::alert_for(&r, &d) {
+                                    alerts.push((a, correlate::graph::Graph::process_key(&r)));
+                                }
                                 if let Some(cmd) =
                                     correlate::sigma::tagger::terminate_command(&r, &d, received)
                                 {
@@ -389,6 +406,16 @@ impl Ingest {
                         dead.push(dlq::DeadLetter::line(&tenant, &agent, seq, &key, line_no, &reject, line));
                     }
                 }
+            }
+            // The graph sees the batch before its commit: a failed commit is redelivered, and the
+            // graph ignores events it has seen (by id), so it never counts one twice.
+            if !records.is_empty() {
+                self.cfg.graphs.write(&tenant, |g| {
+                    for r in &records {
+                        g.add(r);
+                    }
+                });
+                touched.insert(tenant.clone());
             }
             batches.push(MessageBatch { key, stream_seq: seq, records, rejected });
         }
@@ -416,11 +443,15 @@ impl Ingest {
         // state rebuilt after a restart (from the lake) then matches what was counted.
         for d in self.correlate(to_correlate) {
             *detections.entry(d.1.tier.as_str()).or_insert(0u64) += 1;
-            alerts.extend(correlate::sigma::tagger::alert_for(&d.0, &d.1));
+            if let Some(a) = correlate::sigma::tagger::alert_for(&d.0, &d.1) {
+                alerts.push((a, correlate::graph::Graph::process_key(&d.0)));
+            }
         }
         // Alerts follow the commit (their evidence is stored); recording is idempotent per evidence
         // event, so a batch redelivered after a failure here does not count twice.
         self.record_alerts(&alerts).await?;
+        // Incidents: the batch's alerts join what the graph connects them to.
+        self.update_incidents(&touched).await;
         // Blocks: the agent that reported the process start is told to terminate it (core NATS: an
         // agent that is offline misses it; durable delivery belongs to the response layer).
         for (tenant, agent, cmd) in &commands {

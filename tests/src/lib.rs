@@ -391,3 +391,13 @@ impl S3Server {
         Ok(keys)
     }
 }
+
+/// Percent-encodes a path segment or query value (everything but unreserved characters).
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

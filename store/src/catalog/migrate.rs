@@ -10,6 +10,7 @@ const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/sqlite/0003_agent_activity.sql")),
     (4, include_str!("../../migrations/sqlite/0004_policies.sql")),
     (5, include_str!("../../migrations/sqlite/0005_alerts.sql")),
+    (6, include_str!("../../migrations/sqlite/0006_incidents.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -17,6 +18,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../../migrations/postgres/0003_agent_activity.sql")),
     (4, include_str!("../../migrations/postgres/0004_policies.sql")),
     (5, include_str!("../../migrations/postgres/0005_alerts.sql")),
+    (6, include_str!("../../migrations/postgres/0006_incidents.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

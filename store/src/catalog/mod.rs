@@ -6,12 +6,16 @@
 
 mod agents;
 mod alerts;
+mod incidents;
 mod migrate;
 mod policies;
 mod tokens;
 
 pub use agents::AgentRow;
 pub use alerts::{AlertComment, AlertFilter};
+pub use incidents::{
+    INCIDENT_STATUSES, IncidentChange, IncidentComment, IncidentFilter, IncidentRow, IncidentWrite,
+};
 pub use policies::PolicyVersion;
 pub use tokens::TokenInfo;
 

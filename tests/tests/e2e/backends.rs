@@ -210,6 +210,59 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     );
     let reopened = cat.record_alerts(&[alert("e4", "2026-01-01T00:40:00Z")], hour, 6).await?;
     assert_ne!(reopened[0], a[0], "a handled alert is not reopened");
+
+    // Incidents: ingest's body and the analysts' status/owner never overwrite each other, and a
+    // merge marks the absorbed one.
+    use store::catalog::{IncidentChange, IncidentFilter, IncidentWrite};
+    let inc = |id: &str, hosts: &[&str], last: i64, merged: Option<&str>| IncidentWrite {
+        id: id.to_owned(),
+        tenant: "t".to_owned(),
+        severity: 4,
+        hosts: hosts.iter().map(|h| h.to_string()).collect(),
+        techniques: vec!["T1486".to_owned(), "T1059.001".to_owned()],
+        first: 1,
+        last,
+        merged_into: merged.map(str::to_owned),
+        body: format!("{{\"id\": \"{id}\", \"hosts\": {}}}", hosts.len()),
+    };
+    cat.upsert_incidents(&[inc("i1", &["pc", "web"], 10, None), inc("i2", &["db"], 20, None)], 7).await?;
+    let change = |status: &str| IncidentChange {
+        status: Some(status.to_owned()),
+        owner: Some("bob".to_owned()),
+        comment: "looking".to_owned(),
+        author: "alice".to_owned(),
+    };
+    assert!(cat.update_incident("t", "i1", &change("investigating"), 8).await?);
+    assert!(!cat.update_incident("u", "i1", &change("resolved"), 8).await?, "another tenant's incident");
+    cat.upsert_incidents(&[inc("i1", &["pc", "web", "dc"], 30, None)], 9).await?;
+    let (one, comments) = cat.incident("t", "i1").await?.unwrap();
+    assert_eq!(
+        (one.status.as_str(), one.owner.as_str()),
+        ("investigating", "bob"),
+        "ingest kept the analyst's fields"
+    );
+    assert_eq!(one.body["hosts"], 3, "and wrote its body");
+    assert_eq!((comments.len(), comments[0].author.as_str()), (1, "alice"));
+    let f = |host: Option<&str>, technique: Option<&str>| IncidentFilter {
+        host: host.map(str::to_owned),
+        technique: technique.map(str::to_owned),
+        limit: 10,
+        ..Default::default()
+    };
+    assert_eq!(cat.incidents("t", &f(Some("web"), None)).await?.len(), 1);
+    assert_eq!(
+        cat.incidents("t", &f(None, Some("T1059"))).await?.len(),
+        2,
+        "a technique finds its sub-techniques"
+    );
+    assert_eq!(cat.incidents("t", &f(Some("we"), None)).await?.len(), 0, "hosts match whole names");
+    cat.upsert_incidents(&[inc("i2", &["db"], 20, Some("i1"))], 10).await?;
+    let listed = cat.incidents("t", &f(None, None)).await?;
+    assert_eq!(listed.len(), 1, "merged incidents are left out of the default list");
+    let merged = IncidentFilter { status: Some("merged".to_owned()), limit: 10, ..Default::default() };
+    let m = cat.incidents("t", &merged).await?;
+    assert_eq!((m.len(), m[0].merged_into.as_deref()), (1, Some("i1")));
+    assert_eq!(cat.recent_incident_bodies(15).await?.len(), 1, "merged bodies are not carried on");
     cat.close().await;
     cat2.close().await;
     Ok(())

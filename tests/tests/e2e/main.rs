@@ -10,6 +10,7 @@ mod correlation;
 mod crash;
 mod deps;
 mod detection;
+mod incidents;
 mod maintenance;
 mod object_store;
 mod pipeline;

@@ -1,0 +1,507 @@
+//! Investigation: incidents (list, one with its cross-host timeline, its graph, status/owner/comments),
+//! a host's process tree, time-respecting path queries and neighbourhoods over the entity graph.
+//!
+//! Graph queries read the live graph ingest keeps (the hot window); a query that reaches further
+//! back than the hot window gets a graph rebuilt from the lake for its time range instead.
+
+use crate::error::ApiError;
+use crate::routes::{Params, Res, limit_param, time_param};
+use crate::{AppState, Caller};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, State};
+use axum::response::IntoResponse;
+use correlate::graph::{Graph, PathQuery, SearchLimits};
+use correlate::incident::Incident;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use store::query::SqlLimits;
+
+/// The longest range a graph is rebuilt from the lake for (microseconds).
+const MAX_LAKE_RANGE: i64 = 7 * 24 * 3_600_000_000;
+/// Evidence events listed in one incident timeline.
+const MAX_TIMELINE: usize = 2_000;
+
+fn safe_id(e: &str) -> bool {
+    !e.is_empty()
+        && e.len() <= 200
+        && e.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '_'))
+}
+
+/// Events by id from the lake, ordered by time.
+async fn events_by_id(s: &AppState, tenant: &str, ids: &[String]) -> Result<Vec<Value>, ApiError> {
+    let ids: Vec<&String> = ids.iter().filter(|e| safe_id(e)).collect();
+    let mut out = Vec::new();
+    for chunk in ids.chunks(500) {
+        let list = chunk.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(",");
+        let q = format!("SELECT * FROM events WHERE event_id IN ({list}) ORDER BY time");
+        let res = s
+            .store
+            .sql(tenant, &q, SqlLimits { max_rows: MAX_TIMELINE, timeout: Duration::from_secs(30) })
+            .await?;
+        for row in res.rows {
+            let obj: serde_json::Map<String, Value> =
+                res.columns.iter().cloned().zip(row).filter(|(_, v)| !v.is_null()).collect();
+            out.push(Value::Object(obj));
+        }
+    }
+    out.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+    Ok(out)
+}
+
+/// Runs `f` on the live graph when `from` lies inside its hot window, else on a graph rebuilt from
+/// the lake for `[from, to)`.
+async fn with_graph<T: Send + 'static>(
+    s: &AppState,
+    tenant: &str,
+    from: i64,
+    to: i64,
+    f: impl FnOnce(&Graph) -> T + Send + 'static,
+) -> Result<(T, &'static str), ApiError> {
+    let hot = s.graphs.config().hot_window;
+    let live_from = s.graphs.read(tenant, |g| g.latest() - hot);
+    if let Some(start) = live_from
+        && from >= start
+    {
+        // Holding the read lock for one query; writers wait for at most that long.
+        let mut f = Some(f);
+        if let Some(v) = s.graphs.read(tenant, |g| (f.take().expect("called once"))(g)) {
+            return Ok((v, "live"));
+        }
+        return Err(ApiError::internal(&std::io::Error::other("the tenant's graph went away")));
+    }
+    let to = to.min(from.saturating_add(MAX_LAKE_RANGE));
+    let mut recs =
+        s.store.scan(tenant, from, to, Vec::new(), |acc: &mut Vec<schemas::Record>, r| acc.push(r)).await?;
+    recs.sort_by_key(schemas::Record::time);
+    let cfg = s.graphs.config().clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut g = Graph::new(cfg);
+        for r in &recs {
+            g.add(r);
+        }
+        f(&g)
+    })
+    .await
+    .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
+    Ok((out, "lake"))
+}
+
+fn incident_json(row: &store::catalog::IncidentRow) -> Value {
+    let mut v = row.body.clone();
+    if let Value::Object(o) = &mut v {
+        o.insert("status".into(), json!(row.status));
+        o.insert("owner".into(), json!(row.owner));
+        o.insert("merged_into".into(), json!(row.merged_into));
+        o.insert("created".into(), json!(row.created));
+        o.insert("updated".into(), json!(row.updated));
+        for k in ["first", "last"] {
+            if let Some(t) = o.get(k).and_then(Value::as_i64) {
+                o.insert(format!("{k}_seen"), json!(schemas::time::format_micros(t)));
+            }
+        }
+    }
+    v
+}
+
+pub(crate) async fn incidents(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Query(p): Params,
+) -> Res {
+    let severity =
+        match p.get("severity") {
+            None => None,
+            Some(v) => Some(v.parse::<u8>().ok().filter(|l| (1..=5).contains(l)).ok_or_else(|| {
+                ApiError::invalid("bad_parameter", format!("severity={v:?} must be 1 to 5"))
+            })?),
+        };
+    let status = match p.get("status") {
+        None => None,
+        Some(v) if v == "merged" || store::catalog::INCIDENT_STATUSES.contains(&v.as_str()) => {
+            Some(v.clone())
+        }
+        Some(v) => {
+            return Err(ApiError::invalid(
+                "bad_parameter",
+                format!("status={v:?} must be one of {:?} or \"merged\"", store::catalog::INCIDENT_STATUSES),
+            ));
+        }
+    };
+    let f = store::catalog::IncidentFilter {
+        status,
+        min_severity: severity,
+        host: p.get("host").cloned(),
+        technique: p.get("technique").map(|t| t.to_ascii_uppercase()),
+        from: time_param(&p, "from")?,
+        to: time_param(&p, "to")?,
+        limit: limit_param(&p, 100)?,
+    };
+    let rows = s.store.catalog().incidents(&c.token.tenant, &f).await.map_err(store::StoreError::from)?;
+    let list: Vec<Value> = rows.iter().map(incident_json).collect();
+    Ok(Json(json!({ "incidents": list })).into_response())
+}
+
+async fn load(
+    s: &AppState,
+    tenant: &str,
+    id: &str,
+) -> Result<(store::catalog::IncidentRow, Vec<store::catalog::IncidentComment>, Incident), ApiError> {
+    let Some((row, comments)) =
+        s.store.catalog().incident(tenant, id).await.map_err(store::StoreError::from)?
+    else {
+        return Err(ApiError::not_found(format!("no incident {id}")));
+    };
+    let inc: Incident = serde_json::from_value(row.body.clone()).map_err(|e| {
+        ApiError::internal(&std::io::Error::other(format!("stored incident does not parse: {e}")))
+    })?;
+    Ok((row, comments, inc))
+}
+
+pub(crate) async fn incident_get(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Res {
+    let tenant = c.token.tenant.as_str();
+    let (row, comments, inc) = load(&s, tenant, &id).await?;
+    // The cross-host timeline: every evidence event of every alert, and the events that prove each
+    // join, as one list in time order; each says what it is evidence of.
+    let mut role: BTreeMap<String, (BTreeSet<String>, bool)> = BTreeMap::new();
+    let mut alerts = Vec::new();
+    let mut seen_alerts = BTreeSet::new();
+    for a in &inc.alerts {
+        if !seen_alerts.insert(a.alert.clone()) {
+            continue;
+        }
+        if let Some((alert, _)) =
+            s.store.catalog().alert(tenant, &a.alert).await.map_err(store::StoreError::from)?
+        {
+            for e in &alert.evidence {
+                role.entry(e.clone()).or_default().0.insert(a.alert.clone());
+            }
+            alerts.push(json!({"anchor": a, "alert": alert}));
+        }
+    }
+    for j in &inc.joins {
+        for h in &j.hops {
+            for e in &h.events {
+                role.entry(e.clone()).or_default().1 = true;
+            }
+        }
+    }
+    for cn in &inc.contacts {
+        for e in &cn.events {
+            role.entry(e.clone()).or_default().1 = true;
+        }
+    }
+    let ids: Vec<String> = role.keys().take(MAX_TIMELINE).cloned().collect();
+    let events = events_by_id(&s, tenant, &ids).await?;
+    let timeline: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            let id = e["event_id"].as_str().unwrap_or_default().to_owned();
+            let (of, link) = role.get(&id).cloned().unwrap_or_default();
+            json!({"event": e, "evidence_of": of, "link": link})
+        })
+        .collect();
+    Ok(Json(json!({
+        "incident": incident_json(&row),
+        "alerts": alerts,
+        "timeline": timeline,
+        "timeline_truncated": role.len() > MAX_TIMELINE,
+        "comments": comments,
+    }))
+    .into_response())
+}
+
+pub(crate) async fn incident_graph(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Res {
+    let tenant = c.token.tenant.clone();
+    let (_, _, inc) = load(&s, &tenant, &id).await?;
+    // From the incident itself: anchors, hops, contacts; from the graph (live, or rebuilt for the
+    // incident's time): the process ancestry of each anchor and the nodes' attributes.
+    let from = inc.first - 3_600_000_000;
+    let to = inc.last + 3_600_000_000;
+    let inc2 = inc.clone();
+    let (v, source) = with_graph(&s, &tenant, from, to, move |g| incident_graph_json(g, &inc2)).await?;
+    Ok(Json(json!({"incident": id, "source": source, "nodes": v.0, "edges": v.1})).into_response())
+}
+
+fn incident_graph_json(g: &Graph, inc: &Incident) -> (Vec<Value>, Vec<Value>) {
+    let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
+    let mut edges: Vec<Value> = Vec::new();
+    fn node(nodes: &mut BTreeMap<String, Value>, id: &str, label: &str, g: &Graph) {
+        if nodes.contains_key(id) {
+            return;
+        }
+        let v = match g.find_id(id) {
+            Some(n) => serde_json::to_value(g.node(n)).unwrap_or_default(),
+            None => {
+                let (kind, key) = id.split_once(':').unwrap_or(("host", id));
+                json!({"kind": kind, "key": key, "label": label})
+            }
+        };
+        let mut v = v;
+        v["id"] = json!(id);
+        nodes.insert(id.to_owned(), v);
+    }
+    for a in &inc.alerts {
+        let anchor = match &a.entity {
+            Some(e) if g.find(correlate::graph::NodeKind::Process, e).is_some() => format!("process:{e}"),
+            _ => format!("host:{}", a.host),
+        };
+        node(&mut nodes, &anchor, &a.host, g);
+        let alert_id = format!("alert:{}", a.alert);
+        nodes.entry(alert_id.clone()).or_insert_with(|| {
+            json!({"id": alert_id, "kind": "alert", "key": a.alert, "label": a.title, "host": a.host,
+                   "level": a.level, "techniques": a.techniques, "first": a.time, "last": a.last})
+        });
+        edges.push(
+            json!({"from": alert_id, "to": anchor, "kind": "raised_on", "first": a.time, "last": a.last}),
+        );
+        // The process chain above the anchor.
+        let mut cur = g.actor_of(&a.host, a.entity.as_deref());
+        for _ in 0..8 {
+            let Some(n) = cur else { break };
+            let Some((e, p, edge)) =
+                g.in_edges(n).find(|(_, _, e)| e.kind == correlate::graph::EdgeKind::Spawned)
+            else {
+                break;
+            };
+            let _ = e;
+            let (pid, cid) = (g.node(p).id(), g.node(n).id());
+            node(&mut nodes, &pid, "", g);
+            node(&mut nodes, &cid, "", g);
+            let mut ev = serde_json::to_value(edge).unwrap_or_default();
+            ev["from"] = json!(pid);
+            ev["to"] = json!(cid);
+            edges.push(ev);
+            cur = Some(p);
+        }
+    }
+    for j in &inc.joins {
+        for h in &j.hops {
+            node(&mut nodes, &h.from, &h.from_label, g);
+            node(&mut nodes, &h.to, &h.to_label, g);
+            edges.push(json!({"from": h.from, "to": h.to, "kind": h.kind, "first": h.at, "last": h.at,
+                              "cross_host": h.cross_host, "events": h.events, "join": [j.from_alert, j.to_alert]}));
+        }
+    }
+    for cn in &inc.contacts {
+        node(&mut nodes, &cn.process, "", g);
+        node(&mut nodes, &cn.destination, &cn.label, g);
+        edges.push(json!({"from": cn.process, "to": cn.destination, "kind": "connected_to", "first": cn.at,
+                          "last": cn.at, "external": true, "events": cn.events}));
+    }
+    // One edge per (from, to, kind).
+    let mut seen = BTreeSet::new();
+    edges.retain(|e| seen.insert((e["from"].to_string(), e["to"].to_string(), e["kind"].to_string())));
+    (nodes.into_values().collect(), edges)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncidentPatch {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    owner: Option<String>,
+    comment: String,
+}
+
+pub(crate) async fn incident_patch(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Res {
+    let req: IncidentPatch =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    if let Some(st) = &req.status
+        && !store::catalog::INCIDENT_STATUSES.contains(&st.as_str())
+    {
+        return Err(ApiError::invalid(
+            "bad_body",
+            format!("status {st:?} must be one of {:?}", store::catalog::INCIDENT_STATUSES),
+        ));
+    }
+    if req.status.is_none() && req.owner.is_none() && req.comment.trim().is_empty() {
+        return Err(ApiError::invalid("bad_body", "nothing to change: give status, owner or a comment"));
+    }
+    if req.owner.as_ref().is_some_and(|o| o.len() > 200) {
+        return Err(ApiError::invalid("bad_body", "owner is longer than 200 characters"));
+    }
+    let found = s
+        .store
+        .catalog()
+        .update_incident(
+            &c.token.tenant,
+            &id,
+            &store::catalog::IncidentChange {
+                status: req.status.clone(),
+                owner: req.owner.clone(),
+                comment: req.comment.trim().to_owned(),
+                author: c.token.name.clone(),
+            },
+            schemas::time::now_micros(),
+        )
+        .await
+        .map_err(store::StoreError::from)?;
+    if !found {
+        return Err(ApiError::not_found(format!("no incident {id}")));
+    }
+    let (row, comments, _) = load(&s, &c.token.tenant, &id).await?;
+    Ok(Json(json!({"incident": incident_json(&row), "comments": comments})).into_response())
+}
+
+fn window_param(
+    p: &std::collections::HashMap<String, String>,
+    name: &'static str,
+    default: i64,
+    max: i64,
+) -> Result<i64, ApiError> {
+    match p.get(name) {
+        None => Ok(default),
+        Some(v) => match v.parse::<i64>() {
+            Ok(m) if m >= 1 && m <= max => Ok(m * 60_000_000),
+            _ => Err(ApiError::invalid(
+                "bad_parameter",
+                format!("{name}={v:?} must be minutes from 1 to {max}"),
+            )),
+        },
+    }
+}
+
+pub(crate) async fn process_tree(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(host): Path<String>,
+    Query(p): Params,
+) -> Res {
+    let tenant = c.token.tenant.clone();
+    let half = window_param(&p, "window", 60, 7 * 24 * 60)?;
+    let (at, focus) = match (p.get("event"), time_param(&p, "at")?) {
+        (Some(ev), _) => {
+            if !safe_id(ev) {
+                return Err(ApiError::invalid("bad_parameter", format!("event={ev:?} is not an event id")));
+            }
+            let found = events_by_id(&s, &tenant, std::slice::from_ref(ev)).await?;
+            let Some(e) = found.first() else {
+                return Err(ApiError::not_found(format!("no event {ev}")));
+            };
+            if e["host_name"].as_str() != Some(host.as_str()) {
+                return Err(ApiError::invalid(
+                    "bad_parameter",
+                    format!("event {ev} is on host {}, not {host}", e["host_name"]),
+                ));
+            }
+            let t = e["time"].as_str().and_then(schemas::time::parse_rfc3339_micros).unwrap_or(0);
+            let key = e["process_entity_id"]
+                .as_str()
+                .map(str::to_owned)
+                .or_else(|| e["process_pid"].as_i64().map(|pid| format!("{host}|pid:{pid}")));
+            (t, key.map(|k| format!("process:{k}")))
+        }
+        (None, Some(t)) => (t, None),
+        (None, None) => {
+            return Err(ApiError::invalid("bad_parameter", "give at=<time> or event=<event id>"));
+        }
+    };
+    let (from, to) = (at - half, at + half);
+    let h = host.clone();
+    let (tree, source) = with_graph(&s, &tenant, from, to, move |g| g.process_tree(&h, from, to)).await?;
+    Ok(Json(json!({
+        "host": host, "from": schemas::time::format_micros(from), "to": schemas::time::format_micros(to),
+        "focus": focus, "source": source, "processes": tree,
+    }))
+    .into_response())
+}
+
+pub(crate) async fn graph_paths(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Query(p): Params,
+) -> Res {
+    let tenant = c.token.tenant.clone();
+    let from_id = p.get("from").cloned().ok_or_else(|| {
+        ApiError::invalid("bad_parameter", "from=<node id> is required (kind:key, or a host name)")
+    })?;
+    let to_id = p.get("to").cloned().unwrap_or_else(|| "external".to_owned());
+    let since = time_param(&p, "since")?.unwrap_or(0);
+    let until = time_param(&p, "until")?.unwrap_or(i64::MAX);
+    let max_hops =
+        match p.get("max_hops") {
+            None => 16,
+            Some(v) => v.parse::<usize>().ok().filter(|n| (1..=64).contains(n)).ok_or_else(|| {
+                ApiError::invalid("bad_parameter", format!("max_hops={v:?} must be 1 to 64"))
+            })?,
+        };
+    let lake_from =
+        if since == 0 { schemas::time::now_micros() - s.graphs.config().hot_window } else { since };
+    let (out, source) = with_graph(&s, &tenant, lake_from, until, move |g| {
+        let Some(start) = g.find_id(&from_id) else { return Err(format!("no node {from_id} in the graph")) };
+        let to = match to_id.as_str() {
+            "external" | "" => None,
+            id => Some(g.find_id(id).ok_or_else(|| format!("no node {id} in the graph"))?),
+        };
+        let q = PathQuery {
+            from: start,
+            to,
+            since,
+            limits: SearchLimits { until, max_hops, ..SearchLimits::default() },
+        };
+        Ok(g.path(&q))
+    })
+    .await?;
+    let (path, truncated) = out.map_err(ApiError::not_found)?;
+    Ok(Json(json!({
+        "found": path.is_some(), "hops": path.unwrap_or_default(), "truncated": truncated, "source": source,
+    }))
+    .into_response())
+}
+
+pub(crate) async fn graph_neighbors(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Query(p): Params,
+) -> Res {
+    let tenant = c.token.tenant.clone();
+    let id = p.get("node").cloned().ok_or_else(|| {
+        ApiError::invalid("bad_parameter", "node=<node id> is required (kind:key, or a host name)")
+    })?;
+    let hops = match p.get("hops") {
+        None => 1,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=4).contains(n))
+            .ok_or_else(|| ApiError::invalid("bad_parameter", format!("hops={v:?} must be 1 to 4")))?,
+    };
+    let from = time_param(&p, "from")?.unwrap_or(0);
+    let to = time_param(&p, "to")?.unwrap_or(i64::MAX);
+    let limit = limit_param(&p, 500)?;
+    let lake_from = if from == 0 { schemas::time::now_micros() - s.graphs.config().hot_window } else { from };
+    let (out, source) = with_graph(&s, &tenant, lake_from, to, move |g| {
+        let start = g.find_id(&id).ok_or_else(|| format!("no node {id} in the graph"))?;
+        Ok::<_, String>(g.neighbors(start, hops, from, to, limit))
+    })
+    .await?;
+    let sub = out.map_err(ApiError::not_found)?;
+    let mut v = serde_json::to_value(&sub).unwrap_or_default();
+    if let Value::Object(o) = &mut v {
+        if let Some(Value::Array(ns)) = o.get_mut("nodes") {
+            for n in ns.iter_mut() {
+                let id = format!("{}:{}", n["kind"].as_str().unwrap_or(""), n["key"].as_str().unwrap_or(""));
+                n["id"] = json!(id);
+            }
+        }
+        o.insert("source".into(), json!(source));
+    }
+    Ok(Json(v).into_response())
+}

@@ -1,0 +1,464 @@
+//! Building the graph from committed records: which nodes an event names, which edges it proves,
+//! and how the two ends of a cross-host connection find each other.
+
+use super::{Edge, EdgeKind, Graph, Node, NodeKind, is_internal_ip};
+use petgraph::stable_graph::{EdgeIndex, NodeIndex};
+use schemas::Record;
+use schemas::record::Cell;
+use std::collections::{BTreeMap, HashMap};
+
+/// One end of a connection, waiting for the other host's report.
+#[derive(Clone, Debug)]
+pub(super) struct FlowEnd {
+    node: NodeIndex,
+    host: String,
+    pub(super) t: i64,
+    event: String,
+    src_port: Option<u16>,
+}
+
+/// Resolved column positions of the fields the graph reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Cols {
+    event_id: usize,
+    kind: usize,
+    action: usize,
+    outcome: usize,
+    host_ip: usize,
+    user: usize,
+    user_domain: usize,
+    pid: usize,
+    entity: usize,
+    pname: usize,
+    exe: usize,
+    cmd: usize,
+    sha256: usize,
+    ppid: usize,
+    pentity: usize,
+    pname_parent: usize,
+    pexe: usize,
+    src_ip: usize,
+    src_port: usize,
+    dst_ip: usize,
+    dst_port: usize,
+    dst_domain: usize,
+    direction: usize,
+    dns_name: usize,
+    dns_ips: usize,
+    url: usize,
+    url_domain: usize,
+    file_path: usize,
+    file_sha256: usize,
+    service: usize,
+}
+
+impl Cols {
+    pub(super) fn resolve() -> Self {
+        let c =
+            |n: &str| schemas::fields::column_index(n).unwrap_or_else(|| panic!("schemas has column {n}"));
+        Self {
+            event_id: c("event_id"),
+            kind: c("event_kind"),
+            action: c("event_action"),
+            outcome: c("event_outcome"),
+            host_ip: c("host_ip"),
+            user: c("user_name"),
+            user_domain: c("user_domain"),
+            pid: c("process_pid"),
+            entity: c("process_entity_id"),
+            pname: c("process_name"),
+            exe: c("process_executable"),
+            cmd: c("process_command_line"),
+            sha256: c("process_hash_sha256"),
+            ppid: c("parent_pid"),
+            pentity: c("parent_entity_id"),
+            pname_parent: c("parent_name"),
+            pexe: c("parent_executable"),
+            src_ip: c("source_ip"),
+            src_port: c("source_port"),
+            dst_ip: c("destination_ip"),
+            dst_port: c("destination_port"),
+            dst_domain: c("destination_domain"),
+            direction: c("network_direction"),
+            dns_name: c("dns_question_name"),
+            dns_ips: c("dns_resolved_ip"),
+            url: c("url_full"),
+            url_domain: c("url_domain"),
+            file_path: c("file_path"),
+            file_sha256: c("file_hash_sha256"),
+            service: c("service_name"),
+        }
+    }
+}
+
+fn text(r: &Record, i: usize) -> &str {
+    r.cell(i).as_str().unwrap_or("")
+}
+
+fn int(r: &Record, i: usize) -> Option<i64> {
+    match r.cell(i) {
+        Cell::Int(v) => Some(*v),
+        _ => None,
+    }
+}
+
+fn list(r: &Record, i: usize) -> &[String] {
+    match r.cell(i) {
+        Cell::List(v) => v,
+        _ => &[],
+    }
+}
+
+impl Graph {
+    /// The process key an event's acting process gets: its entity id, else `host|pid`.
+    pub fn process_key(rec: &Record) -> Option<String> {
+        static COLS: std::sync::OnceLock<Cols> = std::sync::OnceLock::new();
+        Self::process_key_with(COLS.get_or_init(Cols::resolve), rec)
+    }
+
+    fn process_key_with(c: &Cols, rec: &Record) -> Option<String> {
+        let entity = text(rec, c.entity);
+        if !entity.is_empty() {
+            return Some(entity.to_owned());
+        }
+        int(rec, c.pid).map(|pid| format!("{}|pid:{pid}", rec.host()))
+    }
+
+    fn node_at(&mut self, kind: NodeKind, key: &str, label: &str, host: Option<&str>, t: i64) -> NodeIndex {
+        if let Some(&i) = self.nodes.get(&(kind, key.to_owned())) {
+            let n = &mut self.g[i];
+            n.first = n.first.min(t);
+            n.last = n.last.max(t);
+            if n.label.is_empty() && !label.is_empty() {
+                n.label = label.to_owned();
+            }
+            return i;
+        }
+        let i = self.g.add_node(Node {
+            kind,
+            key: key.to_owned(),
+            label: if label.is_empty() { key.to_owned() } else { label.to_owned() },
+            host: host.map(str::to_owned),
+            first: t,
+            last: t,
+            attrs: BTreeMap::new(),
+        });
+        self.nodes.insert((kind, key.to_owned()), i);
+        i
+    }
+
+    fn link(&mut self, a: NodeIndex, b: NodeIndex, kind: EdgeKind, t: i64, event: &str) -> EdgeIndex {
+        let e = match self.edges.get(&(a, b, kind)) {
+            Some(&e) => e,
+            None => {
+                let e = self.g.add_edge(a, b, Edge::new(kind, t));
+                self.edges.insert((a, b, kind), e);
+                if !matches!(kind, EdgeKind::Resolved) {
+                    self.version += 1;
+                }
+                e
+            }
+        };
+        self.g[e].touch(t, event);
+        e
+    }
+
+    /// Adds one committed event. Events seen before (by id) are ignored.
+    pub fn add(&mut self, rec: &Record) {
+        let c = self.cols;
+        let t = rec.time();
+        let host = rec.host();
+        let event = text(rec, c.event_id);
+        if host.is_empty() {
+            return;
+        }
+        if !event.is_empty() {
+            if self.seen.contains_key(event) {
+                self.stats.duplicates += 1;
+                return;
+            }
+            self.seen.insert(event.to_owned(), t);
+        }
+        self.stats.events += 1;
+        self.latest = self.latest.max(t);
+        let h = self.node_at(NodeKind::Host, host, host, None, t);
+        let own_ips = list(rec, c.host_ip);
+        for ip in own_ips {
+            self.leases.note(ip, host, t);
+        }
+        let kind = text(rec, c.kind);
+        let action = text(rec, c.action);
+
+        // The acting process (and its parent, when the event names one).
+        let actor = Self::process_key_with(&c, rec).map(|key| {
+            let name = text(rec, c.pname);
+            let p = self.node_at(NodeKind::Process, &key, name, Some(host), t);
+            let n = &mut self.g[p];
+            if let Some(pid) = int(rec, c.pid) {
+                n.attr("pid", &pid.to_string());
+            }
+            n.attr("executable", text(rec, c.exe));
+            n.attr("command_line", text(rec, c.cmd));
+            n.attr("sha256", text(rec, c.sha256));
+            let user = text(rec, c.user);
+            if !user.is_empty() {
+                let dom = text(rec, c.user_domain);
+                n.attr("user", &if dom.is_empty() { user.to_owned() } else { format!("{dom}\\{user}") });
+            }
+            p
+        });
+        let parent_key = {
+            let pe = text(rec, c.pentity);
+            if !pe.is_empty() {
+                Some(pe.to_owned())
+            } else {
+                int(rec, c.ppid).map(|pid| format!("{host}|pid:{pid}"))
+            }
+        };
+        if kind == "process"
+            && action == "start"
+            && let (Some(p), Some(pk)) = (actor, parent_key)
+        {
+            let pname = text(rec, c.pname_parent);
+            let pp = self.node_at(NodeKind::Process, &pk, pname, Some(host), t);
+            self.g[pp].attr("executable", text(rec, c.pexe));
+            self.link(pp, p, EdgeKind::Spawned, t, event);
+            // Started from a file written earlier on this host (a download, an attachment saved).
+            let exe = text(rec, c.exe);
+            if !exe.is_empty()
+                && let Some(f) = self.find(NodeKind::File, &file_key(host, exe))
+            {
+                self.link(f, p, EdgeKind::Executed, t, event);
+            }
+        }
+        let from = actor.unwrap_or(h);
+
+        match kind {
+            "network" | "web" => self.add_flow(rec, &c, from, host, own_ips, t, event),
+            "authentication" => {
+                let ok = text(rec, c.outcome);
+                if ok == "success" || (ok.is_empty() && action.contains("logon") && !action.contains("fail"))
+                {
+                    self.add_logon(rec, &c, h, host, own_ips, t, event);
+                }
+            }
+            "file" => {
+                let path = text(rec, c.file_path);
+                if !path.is_empty() && action != "delete" {
+                    let f = self.node_at(NodeKind::File, &file_key(host, path), path, Some(host), t);
+                    self.g[f].attr("sha256", text(rec, c.file_sha256));
+                    self.link(from, f, EdgeKind::Wrote, t, event);
+                    let url = text(rec, c.url);
+                    if !url.is_empty() {
+                        let u = self.node_at(NodeKind::Url, url, url, None, t);
+                        self.link(u, f, EdgeKind::Downloaded, t, event);
+                        let d = text(rec, c.url_domain);
+                        if !d.is_empty() {
+                            let dn = self.node_at(NodeKind::Domain, &d.to_ascii_lowercase(), d, None, t);
+                            self.link(from, dn, EdgeKind::ConnectedTo, t, event);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        // A service installed (Windows 7045/4697): the binary it runs.
+        let service = text(rec, c.service);
+        if !service.is_empty() && (action.contains("install") || action.contains("service-created")) {
+            let path = text(rec, c.file_path);
+            let key =
+                if path.is_empty() { format!("{host}|service:{service}") } else { file_key(host, path) };
+            let f = self.node_at(
+                NodeKind::File,
+                &key,
+                if path.is_empty() { service } else { path },
+                Some(host),
+                t,
+            );
+            self.g[f].attr("service", service);
+            self.link(from, f, EdgeKind::InstalledService, t, event);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_flow(
+        &mut self,
+        rec: &Record,
+        c: &Cols,
+        from: NodeIndex,
+        host: &str,
+        own: &[String],
+        t: i64,
+        event: &str,
+    ) {
+        let dns = text(rec, c.dns_name);
+        if !dns.is_empty() {
+            let d = self.node_at(NodeKind::Domain, &dns.to_ascii_lowercase(), dns, None, t);
+            for ip in list(rec, c.dns_ips) {
+                self.names.insert(ip.clone(), dns.to_ascii_lowercase());
+                let i = self.node_at(NodeKind::Ip, ip, ip, None, t);
+                self.link(d, i, EdgeKind::Resolved, t, event);
+            }
+            return;
+        }
+        let (src, dst) = (text(rec, c.src_ip), text(rec, c.dst_ip));
+        let dport = int(rec, c.dst_port).and_then(|p| u16::try_from(p).ok());
+        let sport = int(rec, c.src_port).and_then(|p| u16::try_from(p).ok());
+        let dir = text(rec, c.direction);
+        let action = text(rec, c.action);
+        let inbound = dir == "inbound"
+            || action == "accept"
+            || action == "http-access"
+            || (!dst.is_empty() && own.iter().any(|i| i == dst) && dir != "outbound");
+        if inbound {
+            if src.is_empty() || dst.is_empty() {
+                return;
+            }
+            let key = (src.to_owned(), dst.to_owned(), dport.unwrap_or(0));
+            let end =
+                FlowEnd { node: from, host: host.to_owned(), t, event: event.to_owned(), src_port: sport };
+            let tol = self.cfg.join_tolerance;
+            let matched = take_match(self.outbound.get_mut(&key), &end, tol);
+            match matched {
+                Some(out) if out.host != host => {
+                    self.confirm(out.node, from, t.min(out.t), &out.event, event, dport)
+                }
+                _ => push_end(&mut self.inbound, key, end),
+            }
+            // A connection from outside the fleet (an address nobody holds): the peer is an IP node.
+            if self.leases.owner(src, t, self.cfg.lease_slack).is_none() && !is_internal_ip(src) {
+                let i = self.node_at(NodeKind::Ip, src, src, None, t);
+                let e = self.link(i, from, EdgeKind::ConnectedTo, t, event);
+                self.g[e].port(dport);
+            }
+            return;
+        }
+        if dst.is_empty() {
+            return;
+        }
+        // Outbound: to another fleet host (by the address it held then), or outside.
+        let owner = self.leases.owner(dst, t, self.cfg.lease_slack).map(str::to_owned);
+        let url = text(rec, c.url);
+        if !url.is_empty() {
+            let u = self.node_at(NodeKind::Url, url, url, None, t);
+            self.link(from, u, EdgeKind::Requested, t, event);
+        }
+        if owner.as_deref() == Some(host) {
+            return; // its own address
+        }
+        if is_internal_ip(dst) {
+            // Inside the network: wait for the other end's report, whoever turns out to hold the
+            // address (its events may not have arrived yet).
+            let src = if src.is_empty() { own.first().map_or("", String::as_str) } else { src };
+            let key = (src.to_owned(), dst.to_owned(), dport.unwrap_or(0));
+            let end =
+                FlowEnd { node: from, host: host.to_owned(), t, event: event.to_owned(), src_port: sport };
+            let tol = self.cfg.join_tolerance;
+            match take_match(self.inbound.get_mut(&key), &end, tol) {
+                Some(inb) if inb.host != host => {
+                    self.confirm(from, inb.node, t.min(inb.t), event, &inb.event, dport);
+                }
+                _ => {
+                    let target = match &owner {
+                        Some(b) => self.node_at(NodeKind::Host, b, b, None, t),
+                        None => self.node_at(NodeKind::Ip, dst, dst, None, t),
+                    };
+                    let e = self.link(from, target, EdgeKind::ConnectedTo, t, event);
+                    let edge = &mut self.g[e];
+                    edge.cross_host = owner.is_some();
+                    edge.port(dport);
+                    push_end(&mut self.outbound, key, end);
+                }
+            }
+            return;
+        }
+        let domain = text(rec, c.dst_domain);
+        let named =
+            if domain.is_empty() { self.names.get(dst).cloned() } else { Some(domain.to_ascii_lowercase()) };
+        let target = match named {
+            Some(d) => {
+                let dn = self.node_at(NodeKind::Domain, &d, &d, None, t);
+                let i = self.node_at(NodeKind::Ip, dst, dst, None, t);
+                self.link(dn, i, EdgeKind::Resolved, t, event);
+                dn
+            }
+            None => self.node_at(NodeKind::Ip, dst, dst, None, t),
+        };
+        let e = self.link(from, target, EdgeKind::ConnectedTo, t, event);
+        self.g[e].port(dport);
+    }
+
+    /// Both ends of a cross-host connection reported: process -> process, proved by both events.
+    fn confirm(&mut self, a: NodeIndex, b: NodeIndex, t: i64, ev_a: &str, ev_b: &str, port: Option<u16>) {
+        let e = self.link(a, b, EdgeKind::ConnectedTo, t, ev_a);
+        let edge = &mut self.g[e];
+        edge.touch(t, ev_b);
+        edge.count = edge.count.saturating_sub(1).max(1); // two reports of one connection
+        edge.cross_host = true;
+        edge.confirmed = true;
+        edge.port(port);
+        self.stats.confirmed_links += 1;
+        self.version += 1;
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_logon(
+        &mut self,
+        rec: &Record,
+        c: &Cols,
+        h: NodeIndex,
+        host: &str,
+        own: &[String],
+        t: i64,
+        event: &str,
+    ) {
+        let user = text(rec, c.user);
+        if !user.is_empty() {
+            let dom = text(rec, c.user_domain);
+            let key = if dom.is_empty() { user.to_owned() } else { format!("{dom}\\{user}") };
+            let u = self.node_at(NodeKind::User, &key.to_ascii_lowercase(), &key, None, t);
+            self.link(u, h, EdgeKind::LoggedOnTo, t, event);
+        }
+        let src = text(rec, c.src_ip);
+        if src.is_empty() || src == "-" || own.iter().any(|i| i == src) || src == "127.0.0.1" || src == "::1"
+        {
+            return;
+        }
+        let from = match self.leases.owner(src, t, self.cfg.lease_slack).map(str::to_owned) {
+            Some(a) if a != host => self.node_at(NodeKind::Host, &a, &a, None, t),
+            Some(_) => return,
+            None => self.node_at(NodeKind::Ip, src, src, None, t),
+        };
+        let e = self.link(from, h, EdgeKind::LoggedOnTo, t, event);
+        self.g[e].cross_host = self.g[from].kind == NodeKind::Host;
+    }
+}
+
+fn file_key(host: &str, path: &str) -> String {
+    format!("{}@{host}", path.to_ascii_lowercase())
+}
+
+fn push_end(m: &mut HashMap<(String, String, u16), Vec<FlowEnd>>, key: (String, String, u16), end: FlowEnd) {
+    let v = m.entry(key).or_default();
+    if v.len() >= 64 {
+        v.remove(0);
+    }
+    v.push(end);
+}
+
+/// The waiting end that matches `end` (source ports equal when both are known) nearest in time,
+/// within the tolerance; removed from the list.
+fn take_match(v: Option<&mut Vec<FlowEnd>>, end: &FlowEnd, tol: i64) -> Option<FlowEnd> {
+    let v = v?;
+    let at = v
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| (o.t - end.t).abs() <= tol)
+        .filter(|(_, o)| match (o.src_port, end.src_port) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        })
+        .min_by_key(|(_, o)| (o.t - end.t).abs())
+        .map(|(i, _)| i)?;
+    Some(v.remove(at))
+}

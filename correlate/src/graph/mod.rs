@@ -1,0 +1,483 @@
+//! The entity graph: hosts, processes, users, addresses, domains, URLs and files, linked by what
+//! committed events say happened between them, each edge with its time range and the events that
+//! prove it.
+//!
+//! It is built incrementally ([`Graph::add`]) from committed records, in any order. Two things make
+//! it more than a per-host process tree:
+//!
+//! - **Cross-host links.** Every event carries its host's addresses, so the graph keeps which host
+//!   held which address when ([`Leases`]). An outbound connection from a process on host A to an
+//!   address host B held at that time is joined to B's own record of the inbound connection (same
+//!   addresses and ports, within [`GraphConfig::join_tolerance`]), and the two processes get a
+//!   *confirmed* `connected_to` edge, proved by both events. Until B's side arrives (or if it never
+//!   does) the edge goes to B's host node, unconfirmed. A successful logon on B from an address A
+//!   held is a `logged_on_to` edge from A to B. No field needs to be shared between the two hosts'
+//!   events: this is how the workstation -> web server hop is found.
+//! - **External destinations.** Addresses outside the private ranges become IP nodes, or domain
+//!   nodes when the event or an earlier DNS answer names them: the web server -> C2 hop.
+//!
+//! Memory is bounded by [`GraphConfig::hot_window`]: [`Graph::evict`] drops edges whose last
+//! occurrence is older than the window (by event time) and the nodes left without edges. Older
+//! history is rebuilt on demand by replaying the lake into a fresh graph; after a restart the
+//! caller replays the window the same way, so no state is persisted beside the lake.
+
+mod build;
+use build::{Cols, FlowEnd};
+mod search;
+mod shared;
+
+pub use search::{Hop, PathQuery, Reach, SearchLimits, SubEdge, Subgraph, TreeNode};
+pub use shared::Graphs;
+
+use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
+use petgraph::visit::EdgeRef;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+
+/// Event ids kept on one edge (its count goes on).
+pub const MAX_EDGE_EVENTS: usize = 8;
+/// Distinct ports kept on one edge.
+const MAX_EDGE_PORTS: usize = 16;
+
+/// What a node stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// An endpoint, by host name.
+    Host,
+    /// A process, by its stable entity id (not its pid).
+    Process,
+    /// An account, `DOMAIN\name`.
+    User,
+    /// An address no fleet host holds (or an external one).
+    Ip,
+    /// A domain name.
+    Domain,
+    /// A URL.
+    Url,
+    /// A file on a host, by path (hashes as attributes).
+    File,
+}
+
+impl NodeKind {
+    /// The name used in ids and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Host => "host",
+            NodeKind::Process => "process",
+            NodeKind::User => "user",
+            NodeKind::Ip => "ip",
+            NodeKind::Domain => "domain",
+            NodeKind::Url => "url",
+            NodeKind::File => "file",
+        }
+    }
+
+    /// Parses [`NodeKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "host" => NodeKind::Host,
+            "process" => NodeKind::Process,
+            "user" => NodeKind::User,
+            "ip" => NodeKind::Ip,
+            "domain" => NodeKind::Domain,
+            "url" => NodeKind::Url,
+            "file" => NodeKind::File,
+            _ => return None,
+        })
+    }
+}
+
+/// What an edge says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// Parent process -> child process.
+    Spawned,
+    /// File -> the process started from it (a file written earlier, then run).
+    Executed,
+    /// Process -> process (confirmed by both hosts), host, IP or domain.
+    ConnectedTo,
+    /// Domain -> IP (a DNS answer).
+    Resolved,
+    /// URL -> file (a file written with its origin URL).
+    Downloaded,
+    /// Process -> file.
+    Wrote,
+    /// Host -> host, IP -> host, or user -> host (successful logons).
+    LoggedOnTo,
+    /// Process -> file (the service's binary), or host -> file.
+    InstalledService,
+    /// Process -> URL (an HTTP request).
+    Requested,
+}
+
+impl EdgeKind {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeKind::Spawned => "spawned",
+            EdgeKind::Executed => "executed",
+            EdgeKind::ConnectedTo => "connected_to",
+            EdgeKind::Resolved => "resolved",
+            EdgeKind::Downloaded => "downloaded",
+            EdgeKind::Wrote => "wrote",
+            EdgeKind::LoggedOnTo => "logged_on_to",
+            EdgeKind::InstalledService => "installed_service",
+            EdgeKind::Requested => "requested",
+        }
+    }
+}
+
+/// An entity.
+#[derive(Clone, Debug, Serialize)]
+pub struct Node {
+    /// What it is.
+    pub kind: NodeKind,
+    /// Its identity within the kind (host name, entity id, address, path@host...).
+    pub key: String,
+    /// What to show.
+    pub label: String,
+    /// The host it lives on (processes and files).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// First and last time an event mentioned it (microseconds).
+    pub first: i64,
+    /// See `first`.
+    pub last: i64,
+    /// Processes: pid, command line, user, executable; files: hashes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
+}
+
+impl Node {
+    /// `kind:key`, the id the API uses.
+    pub fn id(&self) -> String {
+        format!("{}:{}", self.kind.as_str(), self.key)
+    }
+
+    fn attr(&mut self, k: &str, v: &str) {
+        if v.is_empty() {
+            return;
+        }
+        if self.attrs.get(k).is_none_or(|old| old != v) {
+            self.attrs.insert(k.to_owned(), v.to_owned());
+        }
+    }
+}
+
+/// A relation, with its time range and proof.
+#[derive(Clone, Debug, Serialize)]
+pub struct Edge {
+    /// What happened.
+    pub kind: EdgeKind,
+    /// First occurrence (microseconds).
+    pub first: i64,
+    /// Last occurrence.
+    pub last: i64,
+    /// Occurrences.
+    pub count: u64,
+    /// Ids of the events that prove it (the first [`MAX_EDGE_EVENTS`]).
+    pub events: Vec<String>,
+    /// Destination ports seen (connections).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+    /// Between two hosts of the fleet.
+    pub cross_host: bool,
+    /// Cross-host connections: both ends reported it (otherwise only by address).
+    pub confirmed: bool,
+}
+
+impl Edge {
+    fn new(kind: EdgeKind, t: i64) -> Self {
+        Self {
+            kind,
+            first: t,
+            last: t,
+            count: 0,
+            events: Vec::new(),
+            ports: Vec::new(),
+            cross_host: false,
+            confirmed: false,
+        }
+    }
+
+    fn touch(&mut self, t: i64, event: &str) {
+        self.first = self.first.min(t);
+        self.last = self.last.max(t);
+        if !event.is_empty() && !self.events.iter().any(|e| e == event) {
+            self.count += 1;
+            if self.events.len() < MAX_EDGE_EVENTS {
+                self.events.push(event.to_owned());
+            }
+        }
+    }
+
+    fn port(&mut self, p: Option<u16>) {
+        if let Some(p) = p
+            && !self.ports.contains(&p)
+            && self.ports.len() < MAX_EDGE_PORTS
+        {
+            self.ports.push(p);
+            self.ports.sort_unstable();
+        }
+    }
+}
+
+/// Graph settings.
+#[derive(Clone, Debug)]
+pub struct GraphConfig {
+    /// How far back (event time, microseconds) the graph is kept in memory.
+    pub hot_window: i64,
+    /// How far apart the two ends of a cross-host connection may be reported, microseconds.
+    pub join_tolerance: i64,
+    /// How long an address is taken to stay with the host that last reported it, microseconds.
+    pub lease_slack: i64,
+}
+
+impl Default for GraphConfig {
+    fn default() -> Self {
+        Self { hot_window: 48 * 3_600_000_000, join_tolerance: 120_000_000, lease_slack: 6 * 3_600_000_000 }
+    }
+}
+
+/// Which host held which address, when.
+#[derive(Debug, Default)]
+pub struct Leases {
+    by_ip: HashMap<String, Vec<Lease>>,
+}
+
+#[derive(Clone, Debug)]
+struct Lease {
+    host: String,
+    first: i64,
+    last: i64,
+}
+
+impl Leases {
+    fn note(&mut self, ip: &str, host: &str, t: i64) {
+        let v = self.by_ip.entry(ip.to_owned()).or_default();
+        match v.iter_mut().find(|l| l.host == host) {
+            Some(l) => {
+                l.first = l.first.min(t);
+                l.last = l.last.max(t);
+            }
+            None => v.push(Lease { host: host.to_owned(), first: t, last: t }),
+        }
+    }
+
+    /// The host that held `ip` at `t`: among hosts that reported it within `slack` of `t`, the one
+    /// whose reports come nearest.
+    pub fn owner(&self, ip: &str, t: i64, slack: i64) -> Option<&str> {
+        let v = self.by_ip.get(ip)?;
+        v.iter()
+            .filter(|l| t >= l.first - slack && t <= l.last + slack)
+            .min_by_key(|l| if t < l.first { l.first - t } else { (t - l.last).max(0) })
+            .map(|l| l.host.as_str())
+    }
+
+    fn evict(&mut self, before: i64) {
+        self.by_ip.retain(|_, v| {
+            v.retain(|l| l.last >= before);
+            !v.is_empty()
+        });
+    }
+}
+
+/// Counters for what the graph could not use.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct GraphStats {
+    /// Events added.
+    pub events: u64,
+    /// Events seen before (by id), not counted twice.
+    pub duplicates: u64,
+    /// Cross-host connections confirmed by both ends.
+    pub confirmed_links: u64,
+    /// Edges dropped by eviction.
+    pub evicted_edges: u64,
+}
+
+/// Private, loopback, link-local, CGNAT and unique-local addresses: never "external".
+pub fn is_internal_ip(ip: &str) -> bool {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(v)) => {
+            let o = v.octets();
+            v.is_private()
+                || v.is_loopback()
+                || v.is_link_local()
+                || v.is_unspecified()
+                || (o[0] == 100 && (64..128).contains(&o[1]))
+        }
+        Ok(std::net::IpAddr::V6(v)) => {
+            v.is_loopback()
+                || v.is_unspecified()
+                || (v.segments()[0] & 0xfe00) == 0xfc00
+                || (v.segments()[0] & 0xffc0) == 0xfe80
+        }
+        Err(_) => false,
+    }
+}
+
+/// One tenant's entity graph.
+#[derive(Debug)]
+pub struct Graph {
+    cfg: GraphConfig,
+    cols: Cols,
+    g: StableDiGraph<Node, Edge>,
+    nodes: HashMap<(NodeKind, String), NodeIndex>,
+    edges: HashMap<(NodeIndex, NodeIndex, EdgeKind), EdgeIndex>,
+    leases: Leases,
+    /// Outbound ends by (source ip, destination ip, destination port), awaiting the inbound end.
+    outbound: HashMap<(String, String, u16), Vec<FlowEnd>>,
+    /// Inbound ends, awaiting the outbound end.
+    inbound: HashMap<(String, String, u16), Vec<FlowEnd>>,
+    /// Names DNS answers gave an address.
+    names: HashMap<String, String>,
+    /// Event ids already added (with their time, for eviction).
+    seen: HashMap<String, i64>,
+    latest: i64,
+    stats: GraphStats,
+    /// Bumped whenever an edge that can link alerts appears (for callers that cache searches).
+    version: u64,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new(cfg: GraphConfig) -> Self {
+        Self {
+            cfg,
+            cols: Cols::resolve(),
+            g: StableDiGraph::new(),
+            nodes: HashMap::new(),
+            edges: HashMap::new(),
+            leases: Leases::default(),
+            outbound: HashMap::new(),
+            inbound: HashMap::new(),
+            names: HashMap::new(),
+            seen: HashMap::new(),
+            latest: i64::MIN,
+            stats: GraphStats::default(),
+            version: 0,
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &GraphConfig {
+        &self.cfg
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> GraphStats {
+        self.stats
+    }
+
+    /// Nodes and edges held.
+    pub fn size(&self) -> (usize, usize) {
+        (self.g.node_count(), self.g.edge_count())
+    }
+
+    /// The newest event time added.
+    pub fn latest(&self) -> i64 {
+        self.latest
+    }
+
+    /// Changes whenever a linking edge is added.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The address table.
+    pub fn leases(&self) -> &Leases {
+        &self.leases
+    }
+
+    /// Outside the fleet: a domain, or an address outside the private ranges. Where a path may end
+    /// as "any external destination".
+    pub fn is_external(&self, n: NodeIndex) -> bool {
+        let x = &self.g[n];
+        match x.kind {
+            NodeKind::Domain => true,
+            NodeKind::Ip => !is_internal_ip(&x.key),
+            _ => false,
+        }
+    }
+
+    /// The node with this kind and key.
+    pub fn find(&self, kind: NodeKind, key: &str) -> Option<NodeIndex> {
+        self.nodes.get(&(kind, key.to_owned())).copied()
+    }
+
+    /// Looks a node up by its API id (`kind:key`), or a bare host name.
+    pub fn find_id(&self, id: &str) -> Option<NodeIndex> {
+        match id.split_once(':') {
+            Some((k, key)) if NodeKind::parse(k).is_some() => self.find(NodeKind::parse(k)?, key),
+            _ => self.find(NodeKind::Host, id),
+        }
+    }
+
+    /// A node.
+    pub fn node(&self, i: NodeIndex) -> &Node {
+        &self.g[i]
+    }
+
+    /// An edge with its ends.
+    pub fn edge(&self, e: EdgeIndex) -> (NodeIndex, NodeIndex, &Edge) {
+        let (a, b) = self.g.edge_endpoints(e).expect("edge index from this graph");
+        (a, b, &self.g[e])
+    }
+
+    /// Edges leaving `n`.
+    pub fn out_edges(&self, n: NodeIndex) -> impl Iterator<Item = (EdgeIndex, NodeIndex, &Edge)> {
+        self.g.edges(n).map(|e| (e.id(), e.target(), e.weight()))
+    }
+
+    /// Edges entering `n`.
+    pub fn in_edges(&self, n: NodeIndex) -> impl Iterator<Item = (EdgeIndex, NodeIndex, &Edge)> {
+        self.g.edges_directed(n, petgraph::Direction::Incoming).map(|e| (e.id(), e.source(), e.weight()))
+    }
+
+    /// The process node of an entity id, or the host node when the event named no process.
+    pub fn actor_of(&self, host: &str, entity: Option<&str>) -> Option<NodeIndex> {
+        entity.and_then(|e| self.find(NodeKind::Process, e)).or_else(|| self.find(NodeKind::Host, host))
+    }
+
+    /// Drops what is older than the hot window (by event time): edges last seen before it, then
+    /// nodes left without edges, pending connection ends, DNS names and seen ids.
+    pub fn evict(&mut self) {
+        if self.latest == i64::MIN {
+            return;
+        }
+        let cutoff = self.latest - self.cfg.hot_window;
+        let old: Vec<EdgeIndex> = self.g.edge_indices().filter(|&e| self.g[e].last < cutoff).collect();
+        for e in old {
+            if let Some((a, b)) = self.g.edge_endpoints(e) {
+                let k = self.g[e].kind;
+                self.edges.remove(&(a, b, k));
+                self.g.remove_edge(e);
+                self.stats.evicted_edges += 1;
+            }
+        }
+        let lonely: Vec<NodeIndex> = self
+            .g
+            .node_indices()
+            .filter(|&n| self.g[n].last < cutoff && self.g.neighbors_undirected(n).next().is_none())
+            .collect();
+        for n in lonely {
+            if let Some(node) = self.g.remove_node(n) {
+                self.nodes.remove(&(node.kind, node.key));
+            }
+        }
+        let tol = self.cfg.join_tolerance;
+        for m in [&mut self.outbound, &mut self.inbound] {
+            m.retain(|_, v| {
+                v.retain(|e| e.t >= cutoff - tol);
+                !v.is_empty()
+            });
+        }
+        self.seen.retain(|_, t| *t >= cutoff);
+        self.leases.evict(cutoff - self.cfg.lease_slack);
+    }
+}
+
+#[cfg(test)]
+mod tests;

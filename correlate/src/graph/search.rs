@@ -1,0 +1,340 @@
+//! Searches over the entity graph: time-respecting reachability and paths (an edge may only follow
+//! an edge that was already under way), neighbourhoods, and process trees.
+
+use super::{EdgeKind, Graph, NodeKind};
+use petgraph::stable_graph::{EdgeIndex, NodeIndex};
+use serde::Serialize;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+
+/// Bounds on a search.
+#[derive(Clone, Debug)]
+pub struct SearchLimits {
+    /// Nothing at or after this time (microseconds) is followed.
+    pub until: i64,
+    /// At most this many nodes are reached; a search that hits it says so ([`Reach::truncated`]).
+    pub max_nodes: usize,
+    /// At most this many hops from the start.
+    pub max_hops: usize,
+    /// After a hop between hosts, the next hop must start within this long (microseconds): a
+    /// server process that accepted a connection at ten o'clock did not act on it at four.
+    pub cross_host_follow: i64,
+}
+
+impl Default for SearchLimits {
+    fn default() -> Self {
+        Self { until: i64::MAX, max_nodes: 50_000, max_hops: 32, cross_host_follow: 30 * 60_000_000 }
+    }
+}
+
+/// One step of a path, with its proof.
+#[derive(Clone, Debug, Serialize)]
+pub struct Hop {
+    /// `kind:key` of the node it leaves.
+    pub from: String,
+    /// Its label.
+    pub from_label: String,
+    /// `kind:key` of the node it reaches.
+    pub to: String,
+    /// Its label.
+    pub to_label: String,
+    /// What happened.
+    pub kind: EdgeKind,
+    /// When the path takes this hop (microseconds): no earlier than the hop before it.
+    pub at: i64,
+    /// The edge's first and last occurrence.
+    pub first: i64,
+    /// See `first`.
+    pub last: i64,
+    /// The hosts it joins, when it is a cross-host hop.
+    pub cross_host: bool,
+    /// Both hosts reported it.
+    pub confirmed: bool,
+    /// Ids of the events that prove it.
+    pub events: Vec<String>,
+}
+
+/// What a forward search reached: each node's earliest arrival and how.
+#[derive(Debug, Default)]
+pub struct Reach {
+    /// Node -> earliest arrival time.
+    pub arrival: HashMap<NodeIndex, i64>,
+    pred: HashMap<NodeIndex, (NodeIndex, EdgeIndex)>,
+    hops: HashMap<NodeIndex, usize>,
+    /// The node budget ran out before the search finished.
+    pub truncated: bool,
+}
+
+impl Reach {
+    /// The hops from the start to `n` (empty for the start itself or an unreached node).
+    pub fn path_to(&self, g: &Graph, n: NodeIndex) -> Vec<Hop> {
+        let mut out = Vec::new();
+        let mut cur = n;
+        while let Some(&(p, e)) = self.pred.get(&cur) {
+            let (_, _, edge) = g.edge(e);
+            let (a, b) = (g.node(p), g.node(cur));
+            out.push(Hop {
+                from: a.id(),
+                from_label: a.label.clone(),
+                to: b.id(),
+                to_label: b.label.clone(),
+                kind: edge.kind,
+                at: self.arrival.get(&cur).copied().unwrap_or(edge.first),
+                first: edge.first,
+                last: edge.last,
+                cross_host: edge.cross_host,
+                confirmed: edge.confirmed,
+                events: edge.events.clone(),
+            });
+            cur = p;
+            if out.len() > 10_000 {
+                break; // never loops (arrivals only grow), but stay safe
+            }
+        }
+        out.reverse();
+        out
+    }
+}
+
+/// Whether a search may leave `kind` through `edge`: users, addresses, domains and URLs are shared
+/// by too many unrelated things to carry a path through them; hosts pass only logons on.
+fn may_leave(kind: NodeKind, edge: EdgeKind) -> bool {
+    match kind {
+        NodeKind::User | NodeKind::Ip | NodeKind::Domain | NodeKind::Url => false,
+        NodeKind::Host => edge == EdgeKind::LoggedOnTo,
+        NodeKind::Process | NodeKind::File => true,
+    }
+}
+
+/// A path query between entities.
+#[derive(Clone, Debug)]
+pub struct PathQuery {
+    /// Start node.
+    pub from: NodeIndex,
+    /// Target node, or `None` for any external destination.
+    pub to: Option<NodeIndex>,
+    /// Paths start no earlier than this.
+    pub since: i64,
+    /// Bounds.
+    pub limits: SearchLimits,
+}
+
+impl Graph {
+    /// Every node reachable from `start` by edges taken in time order, starting at `since`: an edge
+    /// can be taken at `max(arrival, first)` if it last occurred at or after the arrival.
+    pub fn reach(&self, start: NodeIndex, since: i64, lim: &SearchLimits) -> Reach {
+        let mut r = Reach::default();
+        if !self.g.contains_node(start) {
+            return r;
+        }
+        let mut heap = BinaryHeap::new();
+        r.arrival.insert(start, since);
+        r.hops.insert(start, 0);
+        heap.push(Reverse((since, start)));
+        let mut done: HashSet<NodeIndex> = HashSet::new();
+        while let Some(Reverse((at, u))) = heap.pop() {
+            if !done.insert(u) {
+                continue;
+            }
+            let hops = r.hops.get(&u).copied().unwrap_or(0);
+            if hops >= lim.max_hops {
+                continue;
+            }
+            let kind_u = self.g[u].kind;
+            // Arrived over a cross-host hop: the next one must follow soon.
+            let deadline = match r.pred.get(&u) {
+                Some(&(_, e)) if self.g[e].cross_host => at.saturating_add(lim.cross_host_follow),
+                _ => i64::MAX,
+            };
+            for (e, v, edge) in self.out_edges(u) {
+                if !may_leave(kind_u, edge.kind) || edge.last < at || edge.first > deadline {
+                    continue;
+                }
+                let take = at.max(edge.first);
+                if take >= lim.until {
+                    continue;
+                }
+                if r.arrival.get(&v).is_some_and(|&old| old <= take) {
+                    continue;
+                }
+                if !r.arrival.contains_key(&v) && r.arrival.len() >= lim.max_nodes {
+                    r.truncated = true;
+                    continue;
+                }
+                r.arrival.insert(v, take);
+                r.pred.insert(v, (u, e));
+                r.hops.insert(v, hops + 1);
+                heap.push(Reverse((take, v)));
+            }
+        }
+        r
+    }
+
+    /// The earliest-arriving time-respecting path for `q` (to its target, or to the first external
+    /// destination reached), or `None`.
+    pub fn path(&self, q: &PathQuery) -> (Option<Vec<Hop>>, bool) {
+        let r = self.reach(q.from, q.since, &q.limits);
+        let target = match q.to {
+            Some(t) => r.arrival.contains_key(&t).then_some(t),
+            None => r
+                .arrival
+                .iter()
+                .filter(|(n, _)| self.is_external(**n))
+                .min_by_key(|(n, at)| (**at, self.g[**n].id()))
+                .map(|(n, _)| *n),
+        };
+        (target.map(|t| r.path_to(self, t)), r.truncated)
+    }
+
+    /// What `start` touched within `hops` hops (either direction) by edges active in `[from, to]`.
+    pub fn neighbors(&self, start: NodeIndex, hops: usize, from: i64, to: i64, max_nodes: usize) -> Subgraph {
+        let mut seen: HashMap<NodeIndex, usize> = HashMap::new();
+        let mut edges: Vec<EdgeIndex> = Vec::new();
+        let mut truncated = false;
+        if !self.g.contains_node(start) {
+            return Subgraph::default();
+        }
+        seen.insert(start, 0);
+        let mut q = VecDeque::from([start]);
+        while let Some(u) = q.pop_front() {
+            let d = seen[&u];
+            if d >= hops {
+                continue;
+            }
+            let all = self.out_edges(u).chain(self.in_edges(u));
+            for (e, v, edge) in all {
+                if edge.last < from || edge.first > to {
+                    continue;
+                }
+                if !seen.contains_key(&v) {
+                    if seen.len() >= max_nodes {
+                        truncated = true;
+                        continue;
+                    }
+                    seen.insert(v, d + 1);
+                    q.push_back(v);
+                }
+                edges.push(e);
+            }
+        }
+        edges.sort();
+        edges.dedup();
+        let mut nodes: Vec<NodeIndex> = seen.into_keys().collect();
+        nodes.sort();
+        self.subgraph(&nodes, &edges, truncated)
+    }
+
+    /// These nodes and edges, as JSON-ready lists (edges whose ends are both listed).
+    pub fn subgraph(&self, nodes: &[NodeIndex], edges: &[EdgeIndex], truncated: bool) -> Subgraph {
+        let set: HashSet<NodeIndex> = nodes.iter().copied().collect();
+        Subgraph {
+            nodes: nodes.iter().filter(|n| self.g.contains_node(**n)).map(|&n| self.g[n].clone()).collect(),
+            edges: edges
+                .iter()
+                .filter_map(|&e| {
+                    let (a, b) = self.g.edge_endpoints(e)?;
+                    (set.contains(&a) && set.contains(&b)).then(|| SubEdge {
+                        from: self.g[a].id(),
+                        to: self.g[b].id(),
+                        edge: self.g[e].clone(),
+                    })
+                })
+                .collect(),
+            truncated,
+        }
+    }
+
+    /// The process tree of `host` around `[from, to]`: its processes active then, nested by
+    /// `spawned` edges; roots are processes whose parent is unknown or outside the range.
+    pub fn process_tree(&self, host: &str, from: i64, to: i64) -> Vec<TreeNode> {
+        let procs: Vec<NodeIndex> = self
+            .g
+            .node_indices()
+            .filter(|&n| {
+                let x = &self.g[n];
+                x.kind == NodeKind::Process
+                    && x.host.as_deref() == Some(host)
+                    && x.last >= from
+                    && x.first <= to
+            })
+            .collect();
+        let inside: HashSet<NodeIndex> = procs.iter().copied().collect();
+        let parent_of = |n: NodeIndex| {
+            self.in_edges(n)
+                .find(|(_, p, e)| e.kind == EdgeKind::Spawned && inside.contains(p))
+                .map(|(_, p, _)| p)
+        };
+        let mut children: HashMap<NodeIndex, Vec<NodeIndex>> = HashMap::new();
+        let mut roots = Vec::new();
+        for &n in &procs {
+            match parent_of(n) {
+                Some(p) if p != n => children.entry(p).or_default().push(n),
+                _ => roots.push(n),
+            }
+        }
+        fn build(
+            g: &Graph,
+            n: NodeIndex,
+            kids: &HashMap<NodeIndex, Vec<NodeIndex>>,
+            depth: usize,
+        ) -> TreeNode {
+            let x = g.node(n);
+            let mut c: Vec<NodeIndex> = kids.get(&n).cloned().unwrap_or_default();
+            c.sort_by_key(|k| (g.node(*k).first, g.node(*k).key.clone()));
+            TreeNode {
+                id: x.id(),
+                name: x.label.clone(),
+                first: x.first,
+                last: x.last,
+                attrs: x.attrs.clone(),
+                children: if depth > 64 {
+                    Vec::new()
+                } else {
+                    c.into_iter().map(|k| build(g, k, kids, depth + 1)).collect()
+                },
+            }
+        }
+        roots.sort_by_key(|k| (self.g[*k].first, self.g[*k].key.clone()));
+        roots.into_iter().map(|r| build(self, r, &children, 0)).collect()
+    }
+}
+
+/// Nodes and edges, ready to draw.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Subgraph {
+    /// The nodes.
+    pub nodes: Vec<super::Node>,
+    /// The edges between them.
+    pub edges: Vec<SubEdge>,
+    /// A bound was hit; there is more.
+    pub truncated: bool,
+}
+
+/// An edge with its ends' ids.
+#[derive(Clone, Debug, Serialize)]
+pub struct SubEdge {
+    /// `kind:key` of its source.
+    pub from: String,
+    /// `kind:key` of its target.
+    pub to: String,
+    /// The edge.
+    #[serde(flatten)]
+    pub edge: super::Edge,
+}
+
+/// A process and what it started.
+#[derive(Clone, Debug, Serialize)]
+pub struct TreeNode {
+    /// `process:<entity id>`.
+    pub id: String,
+    /// Process name.
+    pub name: String,
+    /// First and last time an event mentioned it.
+    pub first: i64,
+    /// See `first`.
+    pub last: i64,
+    /// pid, command line, user, executable, hash.
+    pub attrs: std::collections::BTreeMap<String, String>,
+    /// Its children, oldest first.
+    pub children: Vec<TreeNode>,
+}

@@ -1,0 +1,573 @@
+//! Incidents: alerts that the entity graph connects become one incident.
+//!
+//! Each alert is anchored at the entity it is about (the acting process of its evidence, else its
+//! host) and the time of its first evidence. Alert B joins alert A when a time-respecting search
+//! from A's anchor ([`Graph::reach`]) reaches B's anchor within the incident window (default 24 h)
+//! no later than B's evidence: the process chain, the files written then run, the connections both
+//! hosts reported, the logons from one host's address onto another. Every join keeps its hops and
+//! their evidence, so an incident can say why each alert is in it.
+//!
+//! Components of joined alerts are incidents. A new alert joins the incident it connects to; when a
+//! new edge connects two incidents they merge into the older one, and the other is marked merged.
+//! Incident ids are derived from their first alert's id, so replaying the same alerts after a
+//! restart gives the same incidents.
+
+use crate::graph::{Graph, Hop, NodeKind, SearchLimits, is_internal_ip};
+use petgraph::stable_graph::NodeIndex;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Where an alert sits in the graph.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Anchor {
+    /// The alert's id.
+    pub alert: String,
+    /// Its host.
+    pub host: String,
+    /// The acting process's key (its entity id), when the evidence names one.
+    pub entity: Option<String>,
+    /// First evidence time (microseconds).
+    pub time: i64,
+    /// Last evidence time.
+    pub last: i64,
+    /// Alert level (1-5).
+    pub level: u8,
+    /// Rule title.
+    pub title: String,
+    /// ATT&CK technique ids.
+    pub techniques: Vec<String>,
+    /// ATT&CK tactic names.
+    pub tactics: Vec<String>,
+}
+
+impl Anchor {
+    /// Its position in the kill chain: the earliest tactic it carries (unknown: after all).
+    pub fn stage(&self) -> usize {
+        let cat = schemas::attack::catalog();
+        self.tactics.iter().filter_map(|t| cat.tactic(t).map(|x| x.order)).min().unwrap_or(usize::MAX)
+    }
+}
+
+/// Why one alert is in the incident: the hops from another alert's anchor to its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Join {
+    /// The alert the path starts from.
+    pub from_alert: String,
+    /// The alert it reaches.
+    pub to_alert: String,
+    /// The hops, in time order, each with the events that prove it.
+    pub hops: Vec<JoinHop>,
+}
+
+/// A stored hop (see [`Hop`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JoinHop {
+    /// `kind:key` it leaves.
+    pub from: String,
+    /// Its label.
+    pub from_label: String,
+    /// `kind:key` it reaches.
+    pub to: String,
+    /// Its label.
+    pub to_label: String,
+    /// Edge kind.
+    pub kind: String,
+    /// When the path takes it.
+    pub at: i64,
+    /// Between two hosts.
+    pub cross_host: bool,
+    /// Proof.
+    pub events: Vec<String>,
+    /// Host it leaves (for cross-host hops: processes carry their host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_host: Option<String>,
+    /// Host it reaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_host: Option<String>,
+}
+
+/// An external destination a process of the incident contacted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    /// The host of the process.
+    pub host: String,
+    /// The process (`process:<key>`).
+    pub process: String,
+    /// The destination (`domain:...` or `ip:...`).
+    pub destination: String,
+    /// Its label.
+    pub label: String,
+    /// First contact.
+    pub at: i64,
+    /// Proof.
+    pub events: Vec<String>,
+}
+
+/// One step of an incident's attack path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PathStep {
+    /// `host`, `domain` or `ip`.
+    pub kind: String,
+    /// Host name, domain or address.
+    pub name: String,
+    /// When the path reached it (microseconds).
+    pub at: i64,
+    /// The events that prove the hop into it (empty for the root).
+    pub events: Vec<String>,
+}
+
+/// An incident as stored: its alerts (by anchor), joins, contacts, and what is derived from them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `inc-<first alert id>`.
+    pub id: String,
+    /// Tenant.
+    pub tenant: String,
+    /// A title for the queue.
+    pub title: String,
+    /// Alerts in kill-chain order (stage, then time).
+    pub alerts: Vec<Anchor>,
+    /// Why each alert after the first is here.
+    pub joins: Vec<Join>,
+    /// External destinations its processes contacted.
+    pub contacts: Vec<Contact>,
+    /// Hosts, root first.
+    pub hosts: Vec<String>,
+    /// Patient zero: the host of the earliest alert.
+    pub root: String,
+    /// Root -> ... -> external destination.
+    pub path: Vec<PathStep>,
+    /// The highest alert level (1-5).
+    pub severity: u8,
+    /// Technique ids of its alerts.
+    pub techniques: Vec<String>,
+    /// First evidence.
+    pub first: i64,
+    /// Last evidence.
+    pub last: i64,
+    /// Incidents merged into this one.
+    pub merged_from: Vec<String>,
+}
+
+impl Incident {
+    /// Recomputes the order, hosts, root, path, severity and times from alerts, joins and contacts.
+    pub fn derive(&mut self) {
+        self.alerts.sort_by(|a, b| (a.stage(), a.time, &a.alert).cmp(&(b.stage(), b.time, &b.alert)));
+        self.alerts.dedup_by(|a, b| a.alert == b.alert && a.entity == b.entity);
+        self.severity = self.alerts.iter().map(|a| a.level).max().unwrap_or(0);
+        self.first = self.alerts.iter().map(|a| a.time).min().unwrap_or(0);
+        self.last = self.alerts.iter().map(|a| a.last).max().unwrap_or(0);
+        let mut tech: BTreeSet<String> = BTreeSet::new();
+        for a in &self.alerts {
+            tech.extend(a.techniques.iter().cloned());
+        }
+        self.techniques = tech.into_iter().collect();
+        let earliest = self.alerts.iter().min_by_key(|a| (a.time, a.alert.clone()));
+        self.root = earliest.map(|a| a.host.clone()).unwrap_or_default();
+        // Host-level hops from the joins: (from host, to host) -> (earliest time, events).
+        let mut hops: BTreeMap<(String, String), (i64, Vec<String>)> = BTreeMap::new();
+        for j in &self.joins {
+            for h in &j.hops {
+                if let (true, Some(a), Some(b)) = (h.cross_host, &h.from_host, &h.to_host)
+                    && a != b
+                {
+                    let e = hops.entry((a.clone(), b.clone())).or_insert((h.at, h.events.clone()));
+                    if h.at < e.0 {
+                        *e = (h.at, h.events.clone());
+                    }
+                }
+            }
+        }
+        // The best simple chain of hosts from the root, in time order: the one reaching the latest
+        // kill-chain stage, then the most alerts.
+        let stage_of = |host: &str| {
+            self.alerts
+                .iter()
+                .filter(|a| a.host == host)
+                .map(|a| a.stage())
+                .filter(|s| *s != usize::MAX)
+                .max()
+        };
+        let alerts_on = |host: &str| self.alerts.iter().filter(|a| a.host == host).count();
+        let mut best: Vec<PathStep> = Vec::new();
+        let mut best_score = (None, 0usize, 0usize);
+        let root = PathStep { kind: "host".into(), name: self.root.clone(), at: self.first, events: vec![] };
+        let mut stack = vec![vec![root]];
+        let mut explored = 0;
+        while let Some(chain) = stack.pop() {
+            explored += 1;
+            if explored > 10_000 {
+                break;
+            }
+            let score = (
+                chain.iter().filter_map(|s| stage_of(&s.name)).max(),
+                chain.iter().map(|s| alerts_on(&s.name)).sum::<usize>(),
+                chain.len(),
+            );
+            if score > best_score || best.is_empty() {
+                best_score = score;
+                best = chain.clone();
+            }
+            let last = chain.last().expect("chains are never empty");
+            for ((a, b), (at, ev)) in &hops {
+                if a == &last.name && *at >= last.at && !chain.iter().any(|s| &s.name == b) {
+                    let mut next = chain.clone();
+                    next.push(PathStep { kind: "host".into(), name: b.clone(), at: *at, events: ev.clone() });
+                    stack.push(next);
+                }
+            }
+        }
+        // Then out: the first external destination a process of the last host contacted after
+        // the path got there.
+        if let Some(last) = best.last().cloned()
+            && let Some(c) = self
+                .contacts
+                .iter()
+                .filter(|c| c.host == last.name && c.at >= last.at)
+                .min_by_key(|c| (c.at, c.destination.clone()))
+        {
+            let (kind, name) = c.destination.split_once(':').unwrap_or(("ip", &c.destination));
+            best.push(PathStep {
+                kind: kind.to_owned(),
+                name: name.to_owned(),
+                at: c.at,
+                events: c.events.clone(),
+            });
+        }
+        self.path = best;
+        let mut hosts: Vec<String> =
+            self.path.iter().filter(|s| s.kind == "host").map(|s| s.name.clone()).collect();
+        for a in &self.alerts {
+            if !hosts.contains(&a.host) {
+                hosts.push(a.host.clone());
+            }
+        }
+        self.hosts = hosts;
+        self.title = match (self.alerts.iter().max_by_key(|a| (a.level, a.stage())), self.hosts.len()) {
+            (Some(a), 1) => format!("{} on {}", a.title, self.root),
+            (Some(a), n) => format!("{} across {n} hosts from {}", a.title, self.root),
+            (None, _) => String::new(),
+        };
+    }
+}
+
+/// Incident settings.
+#[derive(Clone, Debug)]
+pub struct IncidentConfig {
+    /// Alerts further apart than this (microseconds) never join.
+    pub window: i64,
+    /// Search bounds.
+    pub limits: SearchLimits,
+}
+
+impl Default for IncidentConfig {
+    fn default() -> Self {
+        Self { window: 24 * 3_600_000_000, limits: SearchLimits::default() }
+    }
+}
+
+/// One tenant's incident state: the live anchors (within the window of the newest) and the
+/// incidents they belong to.
+#[derive(Debug)]
+pub struct Incidents {
+    cfg: IncidentConfig,
+    anchors: Vec<Anchor>,
+    owner: HashMap<String, String>,
+    incidents: HashMap<String, Incident>,
+    seen_version: Option<u64>,
+    dirty: bool,
+}
+
+impl Incidents {
+    /// Empty state.
+    pub fn new(cfg: IncidentConfig) -> Self {
+        Self {
+            cfg,
+            anchors: Vec::new(),
+            owner: HashMap::new(),
+            incidents: HashMap::new(),
+            seen_version: None,
+            dirty: false,
+        }
+    }
+
+    /// Restores incidents read back from storage (their anchors become live again).
+    pub fn restore(&mut self, incidents: Vec<Incident>) {
+        for inc in incidents {
+            for a in &inc.alerts {
+                self.owner.insert(a.alert.clone(), inc.id.clone());
+                self.anchors.push(a.clone());
+            }
+            self.incidents.insert(inc.id.clone(), inc);
+        }
+        self.dirty = true;
+    }
+
+    /// The incident an alert belongs to.
+    pub fn incident_of(&self, alert: &str) -> Option<&Incident> {
+        self.owner.get(alert).and_then(|i| self.incidents.get(i))
+    }
+
+    /// Incidents held.
+    pub fn len(&self) -> usize {
+        self.incidents.len()
+    }
+
+    /// No incidents held.
+    pub fn is_empty(&self) -> bool {
+        self.incidents.is_empty()
+    }
+
+    /// Adds alerts' anchors (an anchor seen before is ignored).
+    pub fn add(&mut self, anchors: impl IntoIterator<Item = Anchor>) {
+        for a in anchors {
+            if self.anchors.iter().any(|b| b.alert == a.alert && b.entity == a.entity) {
+                continue;
+            }
+            self.anchors.push(a);
+            self.dirty = true;
+        }
+    }
+
+    fn node_of(g: &Graph, a: &Anchor) -> Option<NodeIndex> {
+        g.actor_of(&a.host, a.entity.as_deref())
+    }
+
+    /// Joins what the graph connects; returns the incidents that changed (new, grown, merged into
+    /// another: those carry `merged_into`).
+    pub fn update(&mut self, tenant: &str, g: &Graph) -> Vec<(Incident, Option<String>)> {
+        if !self.dirty && self.seen_version == Some(g.version()) {
+            return Vec::new();
+        }
+        self.dirty = false;
+        self.seen_version = Some(g.version());
+        let newest = self.anchors.iter().map(|a| a.last).max().unwrap_or(0).max(g.latest());
+        // Anchors older than the window no longer join anything; their incidents keep them.
+        self.anchors.retain(|a| a.last >= newest - 2 * self.cfg.window);
+        let n = self.anchors.len();
+        let mut uf: Vec<usize> = (0..n).collect();
+        fn find(uf: &mut [usize], mut i: usize) -> usize {
+            while uf[i] != i {
+                uf[i] = uf[uf[i]];
+                i = uf[i];
+            }
+            i
+        }
+        // Alerts already in one incident stay together.
+        let mut first_of: HashMap<String, usize> = HashMap::new();
+        for i in 0..n {
+            if let Some(inc) = self.owner.get(&self.anchors[i].alert) {
+                match first_of.get(inc) {
+                    Some(&j) => {
+                        let (a, b) = (find(&mut uf, i), find(&mut uf, j));
+                        uf[a] = b;
+                    }
+                    None => {
+                        first_of.insert(inc.clone(), i);
+                    }
+                }
+            }
+        }
+        let nodes: Vec<Option<NodeIndex>> = self.anchors.iter().map(|a| Self::node_of(g, a)).collect();
+        let mut by_node: HashMap<NodeIndex, Vec<usize>> = HashMap::new();
+        for (i, nd) in nodes.iter().enumerate() {
+            if let Some(nd) = nd {
+                by_node.entry(*nd).or_default().push(i);
+            }
+        }
+        let mut joins: Vec<(usize, usize, Vec<Hop>)> = Vec::new();
+        for (i, start) in nodes.iter().enumerate() {
+            let Some(start) = *start else { continue };
+            let a = &self.anchors[i];
+            let lim = SearchLimits { until: a.time + self.cfg.window, ..self.cfg.limits.clone() };
+            let r = g.reach(start, a.time, &lim);
+            for (node, at) in &r.arrival {
+                let Some(list) = by_node.get(node) else { continue };
+                for &j in list {
+                    let b = &self.anchors[j];
+                    if j == i || b.alert == a.alert || *at > b.last || b.time > a.time + self.cfg.window {
+                        continue;
+                    }
+                    // An alert on a host (not a process) joins only shortly after the path reaches it.
+                    if g.node(*node).kind == NodeKind::Host
+                        && b.time - *at > self.cfg.limits.cross_host_follow
+                    {
+                        continue;
+                    }
+                    let (ra, rb) = (find(&mut uf, i), find(&mut uf, j));
+                    let path = r.path_to(g, *node);
+                    if ra != rb {
+                        uf[ra] = rb;
+                    }
+                    joins.push((i, j, path));
+                }
+            }
+        }
+        // Components -> incidents.
+        let mut comps: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..n {
+            let r = find(&mut uf, i);
+            comps.entry(r).or_default().push(i);
+        }
+        let mut changed: Vec<(Incident, Option<String>)> = Vec::new();
+        for (_, members) in comps {
+            let mut ids: Vec<String> =
+                members.iter().filter_map(|&i| self.owner.get(&self.anchors[i].alert).cloned()).collect();
+            ids.sort();
+            ids.dedup();
+            // The oldest incident absorbs the others.
+            ids.sort_by_key(|id| self.incidents.get(id).map_or(i64::MAX, |x| x.first));
+            let earliest = members
+                .iter()
+                .map(|&i| &self.anchors[i])
+                .min_by_key(|a| (a.time, a.alert.clone()))
+                .expect("components are never empty");
+            let keep = ids.first().cloned().unwrap_or_else(|| format!("inc-{}", earliest.alert));
+            let mut inc = self.incidents.remove(&keep).unwrap_or_else(|| Incident {
+                id: keep.clone(),
+                tenant: tenant.to_owned(),
+                ..Default::default()
+            });
+            let before = inc.clone();
+            for other in ids.iter().skip(1) {
+                if let Some(o) = self.incidents.remove(other) {
+                    inc.alerts.extend(o.alerts.iter().cloned());
+                    inc.joins.extend(o.joins.iter().cloned());
+                    inc.contacts.extend(o.contacts.iter().cloned());
+                    inc.merged_from.push(o.id.clone());
+                    inc.merged_from.extend(o.merged_from.iter().cloned());
+                    changed.push((o, Some(keep.clone())));
+                }
+            }
+            for &i in &members {
+                let a = &self.anchors[i];
+                if !inc.alerts.iter().any(|x| x.alert == a.alert && x.entity == a.entity) {
+                    inc.alerts.push(a.clone());
+                }
+                self.owner.insert(a.alert.clone(), keep.clone());
+            }
+            for (i, j, hops) in joins.iter().filter(|(i, _, _)| members.contains(i)) {
+                let (from, to) = (&self.anchors[*i].alert, &self.anchors[*j].alert);
+                if from == to || inc.joins.iter().any(|x| &x.from_alert == from && &x.to_alert == to) {
+                    continue;
+                }
+                // One reason per alert is enough: the first path found that reaches it.
+                if inc.joins.iter().any(|x| &x.to_alert == to) {
+                    continue;
+                }
+                inc.joins.push(Join {
+                    from_alert: from.clone(),
+                    to_alert: to.clone(),
+                    hops: hops.iter().map(|h| stored_hop(g, h)).collect(),
+                });
+            }
+            for c in contacts(
+                g,
+                &members.iter().map(|&i| (&self.anchors[i], nodes[i])).collect::<Vec<_>>(),
+                self.cfg.window,
+            ) {
+                if !inc.contacts.iter().any(|x| x.process == c.process && x.destination == c.destination) {
+                    inc.contacts.push(c);
+                }
+            }
+            inc.derive();
+            if inc != before {
+                changed.push((inc.clone(), None));
+            }
+            self.incidents.insert(keep, inc);
+        }
+        // Forget incidents none of whose alerts is live any more (the caller has stored them).
+        let live: BTreeSet<String> =
+            self.anchors.iter().filter_map(|a| self.owner.get(&a.alert).cloned()).collect();
+        self.incidents.retain(|id, _| live.contains(id));
+        let incidents = &self.incidents;
+        self.owner.retain(|_, inc| incidents.contains_key(inc));
+        changed
+    }
+}
+
+fn stored_hop(g: &Graph, h: &Hop) -> JoinHop {
+    let host_of = |id: &str| -> Option<String> {
+        let n = g.find_id(id)?;
+        let node = g.node(n);
+        match node.kind {
+            NodeKind::Host => Some(node.key.clone()),
+            _ => node.host.clone(),
+        }
+    };
+    JoinHop {
+        from: h.from.clone(),
+        from_label: h.from_label.clone(),
+        to: h.to.clone(),
+        to_label: h.to_label.clone(),
+        kind: h.kind.as_str().to_owned(),
+        at: h.at,
+        cross_host: h.cross_host,
+        events: h.events.clone(),
+        from_host: host_of(&h.from),
+        to_host: host_of(&h.to),
+    }
+}
+
+/// External destinations contacted by the anchors' processes and their ancestors, within the
+/// window around each anchor.
+fn contacts(g: &Graph, anchors: &[(&Anchor, Option<NodeIndex>)], window: i64) -> Vec<Contact> {
+    let mut out: Vec<Contact> = Vec::new();
+    for (a, node) in anchors {
+        let Some(mut cur) = *node else { continue };
+        for _ in 0..16 {
+            let n = g.node(cur);
+            if n.kind != NodeKind::Process {
+                break;
+            }
+            for (_, dst, e) in g.out_edges(cur) {
+                let d = g.node(dst);
+                let external = match d.kind {
+                    NodeKind::Domain => true,
+                    NodeKind::Ip => !is_internal_ip(&d.key),
+                    _ => false,
+                };
+                if e.kind != crate::graph::EdgeKind::ConnectedTo
+                    || !external
+                    || e.last < a.time - window
+                    || e.first > a.last + window
+                {
+                    continue;
+                }
+                let c = Contact {
+                    host: n.host.clone().unwrap_or_default(),
+                    process: n.id(),
+                    destination: d.id(),
+                    label: d.label.clone(),
+                    at: e.first,
+                    events: e.events.clone(),
+                };
+                if !out.iter().any(|x| x.process == c.process && x.destination == c.destination) {
+                    out.push(c);
+                }
+            }
+            match g.in_edges(cur).find(|(_, _, e)| e.kind == crate::graph::EdgeKind::Spawned) {
+                Some((_, p, _)) if p != cur => cur = p,
+                _ => break,
+            }
+        }
+    }
+    out
+}
+
+/// The anchor of alert `id`, raised on an event (for a correlation, the event that completed it);
+/// `entity` is the process key of that event ([`Graph::process_key`]).
+pub fn anchor_for(id: &str, a: &schemas::alert::Alert, entity: Option<String>) -> Anchor {
+    let t = |s: &str| schemas::time::parse_rfc3339_micros(s).unwrap_or(0);
+    Anchor {
+        alert: id.to_owned(),
+        host: a.endpoint.name.clone(),
+        entity,
+        time: t(&a.first_seen),
+        last: t(&a.last_seen),
+        level: a.level,
+        title: a.rule.title.clone(),
+        techniques: a.techniques.iter().map(|x| x.id.clone()).collect(),
+        tactics: a.tactics.clone(),
+    }
+}

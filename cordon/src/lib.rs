@@ -7,6 +7,7 @@
 pub mod config;
 mod demo;
 pub mod eval;
+pub mod eval_lateral;
 pub mod eval_logs;
 pub mod nats;
 
@@ -61,6 +62,19 @@ pub enum Command {
 /// Evaluations.
 #[derive(Debug, Subcommand)]
 pub enum EvalWhat {
+    /// The entity graph on Mordor's lateral-movement datasets: per dataset, whether the source ->
+    /// target edge onto the host the dataset's metadata names is found; ends with one summary line.
+    Lateral {
+        /// The corpus directory (holding `mordor/`).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Also print the per-dataset results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with an error when fewer datasets than this produce the edge.
+        #[arg(long, default_value_t = 0)]
+        min_found: usize,
+    },
     /// Load a Sigma rule set (e.g. SigmaHQ's `rules/`) and report what loads and what is refused, by
     /// reason.
     Sigma {
@@ -377,6 +391,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                     "{} failure lines missed, {} extra",
                     r.missed.len(),
                     r.extra.len()
+                );
+                Ok(())
+            }
+            Command::Eval { what: EvalWhat::Lateral { corpus, json, min_found } } => {
+                let r = eval_lateral::lateral(&corpus)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                }
+                eval_lateral::print_lateral(&r);
+                let found = r.iter().filter(|d| d.found == Some(true)).count();
+                anyhow::ensure!(
+                    found >= min_found,
+                    "only {found} datasets produce the source -> target edge (at least {min_found} expected)"
                 );
                 Ok(())
             }

@@ -104,7 +104,8 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
     let channel = s(flat, "Channel").unwrap_or_default();
     let id = num(flat, "EventID").unwrap_or(0);
     let sysmon = channel == "Microsoft-Windows-Sysmon/Operational";
-    let security = channel == "Security";
+    let security = channel.eq_ignore_ascii_case("Security");
+    let system = channel.eq_ignore_ascii_case("System");
     let time = s(flat, "TimeCreated").map(|t| json!(t));
     put(&mut doc, "@timestamp", time);
     put(&mut doc, "host.name", s(flat, "Computer").map(|v| json!(v)));
@@ -232,6 +233,37 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
                 put(&mut doc, "event.reason", Some(json!(logon_failure_reason(code.unwrap_or_default()))));
             }
             ("authentication", "logon")
+        }
+        (_, true, 4697) | (false, false, 7045) if security || system => {
+            // A service installed (4697 Security, 7045 Service Control Manager): its name and what it runs.
+            put(&mut doc, "service.name", str_of("ServiceName"));
+            put(&mut doc, "file.path", str_of("ServiceFileName").or_else(|| str_of("ImagePath")));
+            user(&mut doc, "SubjectUserName");
+            if s(flat, "SubjectUserName").is_none()
+                && let Some(a) = s(flat, "AccountName")
+            {
+                put(&mut doc, "user.name", Some(json!(a)));
+            }
+            ("configuration", "service-install")
+        }
+        (_, true, 5156) => {
+            // Windows Filtering Platform: a connection allowed. Source and destination are the
+            // connection's initiator and responder whichever way it went.
+            put(&mut doc, "source.ip", str_of("SourceAddress"));
+            put(&mut doc, "source.port", int_of("SourcePort"));
+            put(&mut doc, "destination.ip", str_of("DestAddress"));
+            put(&mut doc, "destination.port", int_of("DestPort"));
+            if let Some(app) = s(flat, "Application") {
+                put(&mut doc, "process.executable", Some(json!(app)));
+                put(&mut doc, "process.name", Some(json!(basename(app))));
+            }
+            put(&mut doc, "process.pid", int_of("ProcessID").or_else(|| int_of("ProcessId")));
+            let dir = match s(flat, "Direction") {
+                Some("%%14592") | Some("Inbound") => "inbound",
+                _ => "outbound",
+            };
+            put(&mut doc, "network.direction", Some(json!(dir)));
+            ("network", "connect")
         }
         (_, true, 4688) => {
             if let Some(img) = s(flat, "NewProcessName") {

@@ -310,6 +310,12 @@ impl Graph {
             || action == "accept"
             || action == "http-access"
             || (!dst.is_empty() && own.iter().any(|i| i == dst) && dir != "outbound");
+        // A host's own reports teach its addresses (Windows events carry no host.ip): the
+        // destination of what it accepted, the source of what it opened.
+        let own_side = if inbound { dst } else { src };
+        if is_assignable(own_side) {
+            self.leases.note(own_side, host, t);
+        }
         if inbound {
             if src.is_empty() || dst.is_empty() {
                 return;
@@ -431,6 +437,14 @@ impl Graph {
         };
         let e = self.link(from, h, EdgeKind::LoggedOnTo, t, event);
         self.g[e].cross_host = self.g[from].kind == NodeKind::Host;
+    }
+}
+
+/// An address one host can hold (not loopback, unspecified or a placeholder).
+fn is_assignable(ip: &str) -> bool {
+    match ip.parse::<std::net::IpAddr>() {
+        Ok(a) => !a.is_loopback() && !a.is_unspecified() && !a.is_multicast(),
+        Err(_) => false,
     }
 }
 

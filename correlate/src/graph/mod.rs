@@ -26,10 +26,11 @@ use build::{Cols, FlowEnd};
 mod search;
 mod shared;
 
+pub use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 pub use search::{Hop, PathQuery, Reach, SearchLimits, SubEdge, Subgraph, TreeNode};
 pub use shared::Graphs;
 
-use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
+use petgraph::stable_graph::StableDiGraph;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -389,6 +390,11 @@ impl Graph {
     /// The address table.
     pub fn leases(&self) -> &Leases {
         &self.leases
+    }
+
+    /// Every node.
+    pub fn node_indices(&self) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.g.node_indices()
     }
 
     /// Outside the fleet: a domain, or an address outside the private ranges. Where a path may end

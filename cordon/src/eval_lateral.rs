@@ -1,0 +1,304 @@
+//! `cordon eval lateral --corpus DIR`: the entity graph on OTRF's Mordor lateral-movement datasets.
+//!
+//! Each dataset (`mordor/atomic/windows/lateral_movement/host/*.zip`, JSON lines of a whole lab's
+//! Windows logs during one technique) goes through the agent's Windows normaliser
+//! (`sensor_agent::evtx::to_ecs`) and the ingest decoder into a fresh [`Graph`]. The question per
+//! dataset: does the graph hold a cross-host edge (a connection both hosts reported, or a logon
+//! from one host's address) from another host onto the target named in the dataset's own metadata
+//! (`_metadata/*.yaml`: the `ComputerName`/`computername=`/`/target:` the operator typed)? Nothing
+//! shared between the two hosts' events names the other: addresses are learned from each host's own
+//! connection reports.
+
+use anyhow::Context;
+use correlate::graph::{EdgeKind, Graph, GraphConfig, NodeKind};
+use serde_json::{Map, Value};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+
+/// One dataset's result.
+#[derive(Debug, serde::Serialize)]
+pub struct LateralDataset {
+    /// Zip file name.
+    pub dataset: String,
+    /// Events read.
+    pub events: u64,
+    /// Lines that were not JSON objects.
+    pub bad_lines: u64,
+    /// Hosts seen.
+    pub hosts: Vec<String>,
+    /// The target from the metadata (short host name, upper case), if it names one.
+    pub expected_target: Option<String>,
+    /// Cross-host edges between hosts: (source, target, kind, confirmed, events).
+    pub edges: Vec<(String, String, String, bool, u64)>,
+    /// Whether an edge from another host onto the expected target was found.
+    pub found: Option<bool>,
+}
+
+/// The short, upper-case host name (`WORKSTATION6.theshire.local` -> `WORKSTATION6`).
+fn short(host: &str) -> String {
+    host.split('.').next().unwrap_or(host).to_ascii_uppercase()
+}
+
+/// The target a dataset's metadata names, by the zip's file name.
+fn targets(meta_dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir(meta_dir) else { return out };
+    let patterns = [
+        regex::Regex::new(r"(?i)set ComputerName\s+([A-Za-z0-9_.-]+)").expect("valid"),
+        regex::Regex::new(r"(?i)computername[=:]\s*\\?\x22?([A-Za-z0-9_.-]+)").expect("valid"),
+        regex::Regex::new(r"(?i)/target:([A-Za-z0-9_.-]+)").expect("valid"),
+        regex::Regex::new(r"(?i)ComputerName\s+True\s+([A-Za-z0-9_.-]+)").expect("valid"),
+        regex::Regex::new(r"(?i)/node:\x22?([A-Za-z0-9_.-]+)").expect("valid"),
+        regex::Regex::new(r"(?i)\s/s\s+([A-Za-z0-9_.-]+)").expect("valid"),
+        regex::Regex::new(r"(?i)GetTypeFromProgID\('[^']+',\s*'([0-9.]+)'").expect("valid"),
+        regex::Regex::new(r"(?i)MoveExcel\w*\.exe\s+([0-9.]+)").expect("valid"),
+        // A UNC path the operator used (`\\WORKSTATION6\C$`), not a drive path (`C:\\dir`).
+        regex::Regex::new(r#"(?:^|[\s"'(`])\\\\([A-Za-z][A-Za-z0-9_-]+)[\\\s]"#).expect("valid"),
+    ];
+    let zip = regex::Regex::new(r"lateral_movement/host/([A-Za-z0-9_.-]+\.zip)").expect("valid");
+    for e in dir.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
+        let Some(z) = zip.captures(&text).map(|c| c[1].to_owned()) else { continue };
+        // What the operator typed (the description may name example hosts).
+        let view = text.split_once("adversary_view:").map_or(text.as_str(), |x| x.1);
+        let name = |t: &str| if t.parse::<std::net::IpAddr>().is_ok() { t.to_owned() } else { short(t) };
+        if let Some(t) = patterns.iter().find_map(|p| p.captures(view).map(|c| name(&c[1]))) {
+            out.insert(z, t);
+        }
+    }
+    out
+}
+
+/// A Mordor line as the flat record the Windows normaliser takes (`Computer`, `TimeCreated`).
+fn flat_of(v: Map<String, Value>) -> Map<String, Value> {
+    let mut flat = v;
+    if let Some(h) = flat.get("Hostname").and_then(Value::as_str).map(short) {
+        flat.insert("Computer".into(), Value::String(h));
+    }
+    if let Some(t) = flat.get("@timestamp").cloned() {
+        flat.insert("TimeCreated".into(), t);
+    }
+    flat
+}
+
+/// Runs one dataset's events into a graph.
+fn dataset(path: &Path, expected: Option<&String>) -> anyhow::Result<LateralDataset> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i)?;
+        if f.name().ends_with(".json") {
+            f.read_to_string(&mut text)?;
+            text.push('\n');
+        }
+    }
+    let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(dataset_text(&name, &text, expected))
+}
+
+/// One dataset's JSON lines into a graph, and what it shows.
+fn dataset_text(name: &str, text: &str, expected: Option<&String>) -> LateralDataset {
+    let mut records = Vec::new();
+    let (mut events, mut bad) = (0u64, 0u64);
+    let limits = schemas::decode::Limits::default();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line) else {
+            bad += 1;
+            continue;
+        };
+        events += 1;
+        let ecs = sensor_agent::evtx::to_ecs(&flat_of(obj));
+        let host = ecs["host"]["name"].as_str().unwrap_or("unknown").to_owned();
+        let ch = schemas::decode::Channel {
+            tenant: "eval",
+            agent: &host.to_ascii_lowercase(),
+            message_key: "1:1",
+            stream_seq: 1,
+            received: schemas::time::now_micros(),
+        };
+        match schemas::decode::decode_line(ecs.to_string().as_bytes(), n + 1, &ch, &limits) {
+            Ok(r) => records.push(r),
+            Err(_) => bad += 1,
+        }
+    }
+    records.sort_by_key(schemas::Record::time);
+    let mut g = Graph::new(GraphConfig { hot_window: i64::MAX / 4, ..GraphConfig::default() });
+    for r in &records {
+        g.add(r);
+    }
+    let hosts: BTreeSet<String> = records.iter().map(|r| r.host().to_owned()).collect();
+    // Cross-host edges, lifted to hosts: process -> process (confirmed), process -> host, host -> host.
+    let mut edges: BTreeMap<(String, String, String), (bool, u64)> = BTreeMap::new();
+    for n in g.node_indices() {
+        for (_, to, e) in g.out_edges(n) {
+            if !e.cross_host {
+                continue;
+            }
+            let host_of = |x| {
+                let node = g.node(x);
+                match node.kind {
+                    NodeKind::Host => Some(node.key.clone()),
+                    _ => node.host.clone(),
+                }
+            };
+            let (Some(a), Some(b)) = (host_of(n), host_of(to)) else { continue };
+            if a == b {
+                continue;
+            }
+            let kind = match e.kind {
+                EdgeKind::LoggedOnTo => "logon",
+                _ => "connection",
+            };
+            let slot = edges.entry((a, b, kind.to_owned())).or_insert((false, 0));
+            slot.0 |= e.confirmed || e.kind == EdgeKind::LoggedOnTo;
+            slot.1 += e.count;
+        }
+    }
+    // A target given as an address is the host that held it.
+    let expected = expected.map(|t| match t.parse::<std::net::IpAddr>() {
+        Ok(_) => g
+            .leases()
+            .owner(t, records.last().map_or(0, schemas::Record::time), i64::MAX / 4)
+            .map(short)
+            .unwrap_or_else(|| t.clone()),
+        Err(_) => t.clone(),
+    });
+    let expected = expected.as_ref();
+    let found = expected.map(|t| {
+        edges.iter().any(|((a, b, _), (confirmed, _))| short(b) == *t && short(a) != *t && *confirmed)
+    });
+    LateralDataset {
+        dataset: name.to_owned(),
+        events,
+        bad_lines: bad,
+        hosts: hosts.into_iter().collect(),
+        expected_target: expected.cloned(),
+        edges: edges.into_iter().map(|((a, b, k), (c, n))| (a, b, k, c, n)).collect(),
+        found,
+    }
+}
+
+/// Runs every lateral-movement host dataset under `corpus/mordor`.
+pub fn lateral(corpus: &Path) -> anyhow::Result<Vec<LateralDataset>> {
+    let dir = corpus.join("mordor/atomic/windows/lateral_movement/host");
+    let expected = targets(&corpus.join("mordor/atomic/_metadata"));
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "zip"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let name = f.file_name().map(|x| x.to_string_lossy().into_owned()).unwrap_or_default();
+        out.push(dataset(&f, expected.get(&name))?);
+    }
+    Ok(out)
+}
+
+/// Prints one line per dataset, then the summary line.
+pub fn print_lateral(r: &[LateralDataset]) {
+    for d in r {
+        let edges: Vec<String> =
+            d.edges.iter().filter(|e| e.3).map(|(a, b, k, _, n)| format!("{a} -> {b} ({k}, {n})")).collect();
+        let verdict = match d.found {
+            Some(true) => "edge found",
+            Some(false) => "EDGE MISSING",
+            None => "no target in metadata",
+        };
+        println!(
+            "{:<70} {:>6} events, hosts {}, target {}: {verdict}; {}",
+            d.dataset,
+            d.events,
+            d.hosts.len(),
+            d.expected_target.as_deref().unwrap_or("?"),
+            if edges.is_empty() { "no cross-host edge".to_owned() } else { edges.join(", ") }
+        );
+    }
+    let with_truth = r.iter().filter(|d| d.found.is_some()).count();
+    let found = r.iter().filter(|d| d.found == Some(true)).count();
+    let any = r.iter().filter(|d| d.edges.iter().any(|e| e.3)).count();
+    let events: u64 = r.iter().map(|d| d.events).sum();
+    println!(
+        "lateral: {} datasets, {events} events; {found} of {with_truth} with a target in their metadata produce the source -> target edge; {any} of {} have a confirmed cross-host edge",
+        r.len(),
+        r.len()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A lab of two hosts written here in Mordor's shape: the workstation's Sysmon sees its
+    /// PowerShell connect out; the target's sees services.exe accept; the target's Security log
+    /// has the network logon from the workstation's address; nothing names the other host.
+    fn lab() -> String {
+        let t = |s: u32| format!("2020-09-20T16:16:{s:02}.000Z");
+        [
+            json!({"Hostname": "WS5.lab.local", "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 3,
+                   "@timestamp": t(1), "Image": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                   "ProcessGuid": "{p-5}", "ProcessId": "5904", "SourceIp": "172.18.39.5", "SourcePort": "50001",
+                   "DestinationIp": "172.18.39.6", "DestinationPort": "135", "Initiated": "true"}),
+            json!({"Hostname": "WS6.lab.local", "Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 3,
+                   "@timestamp": t(2), "Image": "C:\\Windows\\System32\\services.exe", "ProcessGuid": "{p-6}",
+                   "ProcessId": "704", "SourceIp": "172.18.39.5", "SourcePort": "50001", "DestinationIp": "172.18.39.6",
+                   "DestinationPort": "135", "Initiated": "false"}),
+            json!({"Hostname": "WS6.lab.local", "Channel": "security", "EventID": 4624, "@timestamp": t(3),
+                   "LogonType": 3, "IpAddress": "172.18.39.5", "TargetUserName": "pgustavo", "TargetDomainName": "LAB"}),
+            json!({"Hostname": "WS6.lab.local", "Channel": "System", "EventID": 7045, "@timestamp": t(4),
+                   "ServiceName": "Updater", "ImagePath": "%COMSPEC% /C powershell -enc AAAA", "AccountName": "pgustavo"}),
+        ]
+        .iter()
+        .map(|v| v.to_string())
+        .chain(["not json".to_owned()])
+        .collect::<Vec<_>>()
+        .join("\n")
+    }
+
+    #[test]
+    fn a_lateral_movement_becomes_a_confirmed_connection_and_a_logon_onto_the_target() {
+        let d = dataset_text("lab", &lab(), Some(&"WS6".to_owned()));
+        assert_eq!((d.events, d.bad_lines), (4, 1));
+        assert_eq!(d.found, Some(true));
+        let kinds: Vec<(&str, &str, &str, bool)> =
+            d.edges.iter().map(|(a, b, k, c, _)| (a.as_str(), b.as_str(), k.as_str(), *c)).collect();
+        assert_eq!(kinds, vec![("WS5", "WS6", "connection", true), ("WS5", "WS6", "logon", true)]);
+        // The wrong target is not found.
+        assert_eq!(dataset_text("lab", &lab(), Some(&"WS5".to_owned())).found, Some(false));
+    }
+
+    #[test]
+    fn targets_come_from_what_the_operator_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = |n: &str, zip: &str, view: &str| {
+            std::fs::write(
+                dir.path().join(n),
+                format!("title: x\ndescription: a UNC path such as \\\\SERVER\\FILES\\.\nfiles:\n- link: https://x/lateral_movement/host/{zip}\nsimulation:\n  adversary_view: |-\n    {view}\n"),
+            )
+            .unwrap();
+        };
+        meta("a.yaml", "a.zip", "(Empire: invoke_psexec) > set ComputerName WORKSTATION6.theshire.local");
+        meta("b.yaml", "b.zip", "SharpWMI /command:\"action=exec computername=WORKSTATION6 command=x\"");
+        meta(
+            "c.yaml",
+            "c.zip",
+            "ShellCmd /shellcommand:\"C:\\Users\\p\\MoveExcelXLL.exe 172.18.39.6 C:\\\\programdata\\calc.xll\"",
+        );
+        meta("d.yaml", "d.zip", "Copy /destination:\"\\\\WORKSTATION6\\C$\\ProgramData\\x.exe\"");
+        meta("e.yaml", "e.zip", "nothing here");
+        let t = targets(dir.path());
+        assert_eq!(t.get("a.zip").map(String::as_str), Some("WORKSTATION6"));
+        assert_eq!(t.get("b.zip").map(String::as_str), Some("WORKSTATION6"));
+        assert_eq!(t.get("c.zip").map(String::as_str), Some("172.18.39.6"));
+        assert_eq!(t.get("d.zip").map(String::as_str), Some("WORKSTATION6"));
+        assert_eq!(t.get("e.zip"), None, "the description's example host is not a target");
+    }
+}

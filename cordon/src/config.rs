@@ -64,6 +64,13 @@ pub struct ServeArgs {
     /// keep everything).
     #[arg(long, env = "CORDON_RETENTION_DAYS")]
     pub retention_days: Option<u32>,
+    /// Alerts the entity graph connects within this many hours join one incident (default 24).
+    #[arg(long, env = "CORDON_INCIDENT_WINDOW_HOURS")]
+    pub incident_window_hours: Option<u32>,
+    /// Hours of events the entity graph keeps in memory; older ones are rebuilt from the lake when a
+    /// query asks for them (default 48, at least the incident window).
+    #[arg(long, env = "CORDON_GRAPH_HOT_HOURS")]
+    pub graph_hot_hours: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +84,15 @@ struct FileConfig {
     ingest: FileIngest,
     #[serde(default)]
     store: FileStore,
+    #[serde(default)]
+    correlate: FileCorrelate,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCorrelate {
+    incident_window_hours: Option<u32>,
+    graph_hot_hours: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +162,10 @@ pub struct ServerConfig {
     pub maintenance_interval: Option<Duration>,
     /// Days of events kept (`None`: all).
     pub retention_days: Option<u32>,
+    /// Incident window, hours.
+    pub incident_window_hours: u32,
+    /// Entity graph hot window, hours.
+    pub graph_hot_hours: u32,
 }
 
 impl ServeArgs {
@@ -212,7 +232,23 @@ impl ServeArgs {
         if retention_days == Some(0) {
             bail!("--retention-days must be at least 1 (leave it unset to keep everything)");
         }
+        let incident_window_hours =
+            self.incident_window_hours.or(file.correlate.incident_window_hours).unwrap_or(24);
+        if !(1..=24 * 30).contains(&incident_window_hours) {
+            bail!("--incident-window-hours must be from 1 to 720");
+        }
+        let graph_hot_hours = self
+            .graph_hot_hours
+            .or(file.correlate.graph_hot_hours)
+            .unwrap_or((2 * incident_window_hours).max(48));
+        if graph_hot_hours < incident_window_hours || graph_hot_hours > 24 * 60 {
+            bail!(
+                "--graph-hot-hours must be at least the incident window ({incident_window_hours}) and at most 1440"
+            );
+        }
         Ok(ServerConfig {
+            incident_window_hours,
+            graph_hot_hours,
             data_dir,
             metadata_url,
             lake_url,
@@ -272,6 +308,25 @@ mod tests {
         std::fs::write(&path, "[server]\nlisen = \"x\"\n").unwrap();
         let err = format!("{:#}", args.resolve().unwrap_err());
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn incident_and_graph_windows() {
+        let dir = tempfile_dir();
+        let path = dir.join("w.toml");
+        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        std::fs::write(&path, "").unwrap();
+        let cfg = args.resolve().unwrap();
+        assert_eq!((cfg.incident_window_hours, cfg.graph_hot_hours), (24, 48));
+        std::fs::write(&path, "[correlate]\nincident_window_hours = 36\n").unwrap();
+        let cfg = args.resolve().unwrap();
+        assert_eq!((cfg.incident_window_hours, cfg.graph_hot_hours), (36, 72), "the hot window follows");
+        std::fs::write(&path, "[correlate]\nincident_window_hours = 24\ngraph_hot_hours = 12\n").unwrap();
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains("graph-hot-hours"), "{err}");
+        std::fs::write(&path, "[correlate]\nincident_window_hours = 0\n").unwrap();
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains("incident-window-hours"), "{err}");
     }
 
     fn tempfile_dir() -> PathBuf {

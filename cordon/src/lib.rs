@@ -175,9 +175,18 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         .connect(&cfg.nats_url)
         .await
         .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
+    let hour = 3_600_000_000i64;
     let icfg = ingest::IngestConfig {
         subjects: cfg.subjects.clone(),
         max_message_bytes: cfg.max_message_bytes,
+        graphs: Arc::new(correlate::graph::Graphs::new(correlate::graph::GraphConfig {
+            hot_window: i64::from(cfg.graph_hot_hours) * hour,
+            ..Default::default()
+        })),
+        incident: correlate::incident::IncidentConfig {
+            window: i64::from(cfg.incident_window_hours) * hour,
+            ..Default::default()
+        },
         ..ingest::IngestConfig::default()
     };
     let detection = icfg.tagger.clone();

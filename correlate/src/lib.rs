@@ -1,16 +1,14 @@
 //! # correlate: detection and correlation
 //!
-//! [`sigma`]: Sigma detection rules compiled into matchers over Cordon's events (issue 3), used by the
-//! agent and by ingest.
+//! - [`sigma`]: Sigma detection and correlation rules compiled into matchers over Cordon's events
+//!   (issue 3), used by the agent and by ingest.
+//! - [`graph`]: the entity graph (hosts, processes, users, addresses, domains, URLs, files) built from
+//!   committed events, with cross-host links, time-respecting paths, neighbourhoods and process trees.
+//! - [`incident`]: alerts the graph connects, stitched into incidents.
 //!
-//! Its place in the data flow is fixed now: it reads committed events (`schemas::Record`) and will
-//! keep the entity graph (hosts, processes, users, addresses, domains, files) that links hosts through
-//! network flows and process chains, and stitch alerts into incidents. It depends only on `schemas`;
-//! `store` and `api` call into it, never the other way round. The graph itself is not built yet.
+//! It reads committed events (`schemas::Record`) and depends only on `schemas`; ingest and the API call
+//! into it, never the other way round.
 
 pub mod graph;
 pub mod incident;
 pub mod sigma;
-
-/// The ECS event kinds that carry cross-host links (network flows and logons), the correlator's input.
-pub const LINKING_KINDS: &[&str] = &["network", "web", "authentication"];

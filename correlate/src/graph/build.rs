@@ -5,7 +5,7 @@ use super::{Edge, EdgeKind, Graph, Node, NodeKind, is_internal_ip};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use schemas::Record;
 use schemas::record::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// One end of a connection, waiting for the other host's report.
 #[derive(Clone, Debug)]
@@ -125,7 +125,7 @@ impl Graph {
     }
 
     fn node_at(&mut self, kind: NodeKind, key: &str, label: &str, host: Option<&str>, t: i64) -> NodeIndex {
-        if let Some(&i) = self.nodes.get(&(kind, key.to_owned())) {
+        if let Some(&i) = self.nodes[kind as usize].get(key) {
             let n = &mut self.g[i];
             n.first = n.first.min(t);
             n.last = n.last.max(t);
@@ -141,9 +141,9 @@ impl Graph {
             host: host.map(str::to_owned),
             first: t,
             last: t,
-            attrs: BTreeMap::new(),
+            attrs: Default::default(),
         });
-        self.nodes.insert((kind, key.to_owned()), i);
+        self.nodes[kind as usize].insert(key.into(), i);
         i
     }
 
@@ -173,11 +173,15 @@ impl Graph {
             return;
         }
         if !event.is_empty() {
-            if self.seen.contains_key(event) {
-                self.stats.duplicates += 1;
-                return;
+            match self.seen.entry(super::digest(event)) {
+                std::collections::hash_map::Entry::Occupied(_) => {
+                    self.stats.duplicates += 1;
+                    return;
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(t);
+                }
             }
-            self.seen.insert(event.to_owned(), t);
         }
         self.stats.events += 1;
         self.latest = self.latest.max(t);
@@ -194,7 +198,9 @@ impl Graph {
             let name = text(rec, c.pname);
             let p = self.node_at(NodeKind::Process, &key, name, Some(host), t);
             let n = &mut self.g[p];
-            if let Some(pid) = int(rec, c.pid) {
+            if let Some(pid) = int(rec, c.pid)
+                && n.attrs.get("pid").is_none()
+            {
                 n.attr("pid", &pid.to_string());
             }
             n.attr("executable", text(rec, c.exe));

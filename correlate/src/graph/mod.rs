@@ -33,7 +33,7 @@ pub use shared::Graphs;
 use petgraph::stable_graph::StableDiGraph;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 /// Event ids kept on one edge (its count goes on).
 pub const MAX_EDGE_EVENTS: usize = 8;
@@ -147,8 +147,8 @@ pub struct Node {
     /// See `first`.
     pub last: i64,
     /// Processes: pid, command line, user, executable; files: hashes.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub attrs: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Attrs::is_empty")]
+    pub attrs: Attrs,
 }
 
 impl Node {
@@ -157,14 +157,99 @@ impl Node {
         format!("{}:{}", self.kind.as_str(), self.key)
     }
 
-    fn attr(&mut self, k: &str, v: &str) {
+    fn attr(&mut self, k: &'static str, v: &str) {
         if v.is_empty() {
             return;
         }
-        if self.attrs.get(k).is_none_or(|old| old != v) {
-            self.attrs.insert(k.to_owned(), v.to_owned());
+        match self.attrs.0.iter_mut().find(|(a, _)| *a == k) {
+            Some((_, old)) if old.as_str() != v => *old = v.to_owned(),
+            Some(_) => {}
+            None => self.attrs.0.push((k, v.to_owned())),
         }
     }
+}
+
+/// A node's attributes (a few per node: a vector, serialised as a map).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attrs(Vec<(&'static str, String)>);
+
+impl Attrs {
+    /// The value of `k`.
+    pub fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(a, _)| *a == k).map(|(_, v)| v.as_str())
+    }
+
+    /// No attributes.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl Serialize for Attrs {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut sorted: Vec<&(&'static str, String)> = self.0.iter().collect();
+        sorted.sort_by_key(|(k, _)| *k);
+        let mut m = s.serialize_map(Some(sorted.len()))?;
+        for (k, v) in sorted {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// A fast, non-cryptographic hasher for the graph's maps (keys are ours or event ids hashed with
+/// SipHash first, so flooding is not a concern): multiply-rotate over 8-byte words.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// A 64-bit digest of an event id (SipHash with fixed keys): the graph remembers the events it
+/// has added by digest, 16 bytes each instead of the id's text. Two ids collide with probability
+/// about n^2 / 2^65 (3e-6 at ten million events), and a collision only drops one event.
+fn digest(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// A relation, with its time range and proof.
@@ -325,8 +410,9 @@ pub struct Graph {
     cfg: GraphConfig,
     cols: Cols,
     g: StableDiGraph<Node, Edge>,
-    nodes: HashMap<(NodeKind, String), NodeIndex>,
-    edges: HashMap<(NodeIndex, NodeIndex, EdgeKind), EdgeIndex>,
+    /// Per kind (by `NodeKind as usize`): key -> node.
+    nodes: [FastMap<Box<str>, NodeIndex>; 7],
+    edges: FastMap<(NodeIndex, NodeIndex, EdgeKind), EdgeIndex>,
     leases: Leases,
     /// Outbound ends by (source ip, destination ip, destination port), awaiting the inbound end.
     outbound: HashMap<(String, String, u16), Vec<FlowEnd>>,
@@ -335,7 +421,7 @@ pub struct Graph {
     /// Names DNS answers gave an address.
     names: HashMap<String, String>,
     /// Event ids already added (with their time, for eviction).
-    seen: HashMap<String, i64>,
+    seen: FastMap<u64, i64>,
     latest: i64,
     stats: GraphStats,
     /// Bumped whenever an edge that can link alerts appears (for callers that cache searches).
@@ -349,13 +435,13 @@ impl Graph {
             cfg,
             cols: Cols::resolve(),
             g: StableDiGraph::new(),
-            nodes: HashMap::new(),
-            edges: HashMap::new(),
+            nodes: Default::default(),
+            edges: FastMap::default(),
             leases: Leases::default(),
             outbound: HashMap::new(),
             inbound: HashMap::new(),
             names: HashMap::new(),
-            seen: HashMap::new(),
+            seen: FastMap::default(),
             latest: i64::MIN,
             stats: GraphStats::default(),
             version: 0,
@@ -410,7 +496,7 @@ impl Graph {
 
     /// The node with this kind and key.
     pub fn find(&self, kind: NodeKind, key: &str) -> Option<NodeIndex> {
-        self.nodes.get(&(kind, key.to_owned())).copied()
+        self.nodes[kind as usize].get(key).copied()
     }
 
     /// Looks a node up by its API id (`kind:key`), or a bare host name.
@@ -470,7 +556,7 @@ impl Graph {
             .collect();
         for n in lonely {
             if let Some(node) = self.g.remove_node(n) {
-                self.nodes.remove(&(node.kind, node.key));
+                self.nodes[node.kind as usize].remove(node.key.as_str());
             }
         }
         let tol = self.cfg.join_tolerance;

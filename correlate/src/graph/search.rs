@@ -186,6 +186,28 @@ impl Graph {
         (target.map(|t| r.path_to(self, t)), r.truncated)
     }
 
+    /// How many distinct nodes `start` reaches within `hops` directed hops, ignoring time (the
+    /// plain k-hop neighbourhood PERF.md's B8 compares with other engines).
+    pub fn hops_out(&self, start: NodeIndex, hops: usize) -> usize {
+        if !self.g.contains_node(start) {
+            return 0;
+        }
+        let mut seen: HashSet<NodeIndex> = HashSet::from([start]);
+        let mut frontier = vec![start];
+        for _ in 0..hops {
+            let mut next = Vec::new();
+            for u in frontier {
+                for v in self.g.neighbors(u) {
+                    if seen.insert(v) {
+                        next.push(v);
+                    }
+                }
+            }
+            frontier = next;
+        }
+        seen.len() - 1
+    }
+
     /// What `start` touched within `hops` hops (either direction) by edges active in `[from, to]`.
     pub fn neighbors(&self, start: NodeIndex, hops: usize, from: i64, to: i64, max_nodes: usize) -> Subgraph {
         let mut seen: HashMap<NodeIndex, usize> = HashMap::new();
@@ -334,7 +356,7 @@ pub struct TreeNode {
     /// See `first`.
     pub last: i64,
     /// pid, command line, user, executable, hash.
-    pub attrs: std::collections::BTreeMap<String, String>,
+    pub attrs: super::Attrs,
     /// Its children, oldest first.
     pub children: Vec<TreeNode>,
 }

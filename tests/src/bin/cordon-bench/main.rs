@@ -13,12 +13,17 @@
 //! reporting events per CPU-second and nanoseconds per rule per event. (B6's peer, rsigma-eval, is not
 //! wired yet.)
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6] [--rate EPS] [--secs S]
+//! `--only b8 [--peers python3]` runs B8: the entity graph built from fleet events, 1,000 two-hop
+//! queries beside networkx and a DuckDB recursive CTE, and the Log4j path query.
+//!
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b8] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b6;
+mod b8;
 
 use b6::b6;
+use b8::b8;
 use mimalloc::MiMalloc;
 use schemas::decode::{Channel, Limits, decode_line};
 use schemas::{Cell, FIELDS, Record, Search};
@@ -467,6 +472,12 @@ fn main() -> anyhow::Result<()> {
             reps,
             peer.as_deref().map(Path::new),
         )?;
+        return Ok(());
+    }
+    if only.as_deref() == Some("b8") {
+        println!("\nB8 entity graph (Cordon; peers with --peers PYTHON)");
+        let peers = flag("--peers");
+        b8(flag("--events").map_or(Ok(10_000_000), |v| v.parse())?, reps.min(3), peers.as_deref())?;
         return Ok(());
     }
     if only.as_deref().is_none_or(|o| o == "path") {

@@ -89,6 +89,25 @@ async fn with_graph<T: Send + 'static>(
     Ok((out, "lake"))
 }
 
+/// An optional integer parameter within `lo..=hi`.
+fn int_param(
+    p: &std::collections::HashMap<String, String>,
+    name: &str,
+    lo: i64,
+    hi: i64,
+) -> Result<Option<i64>, ApiError> {
+    match p.get(name) {
+        None => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(n) if (lo..=hi).contains(&n) => Ok(Some(n)),
+            _ => Err(ApiError::invalid(
+                "bad_parameter",
+                format!("{name}={v:?} must be an integer from {lo} to {hi}"),
+            )),
+        },
+    }
+}
+
 fn incident_json(row: &store::catalog::IncidentRow) -> Value {
     let mut v = row.body.clone();
     if let Value::Object(o) = &mut v {
@@ -111,13 +130,7 @@ pub(crate) async fn incidents(
     Extension(c): Extension<Caller>,
     Query(p): Params,
 ) -> Res {
-    let severity =
-        match p.get("severity") {
-            None => None,
-            Some(v) => Some(v.parse::<u8>().ok().filter(|l| (1..=5).contains(l)).ok_or_else(|| {
-                ApiError::invalid("bad_parameter", format!("severity={v:?} must be 1 to 5"))
-            })?),
-        };
+    let severity = int_param(&p, "severity", 1, 5)?.map(|v| v as u8);
     let status = match p.get("status") {
         None => None,
         Some(v) if v == "merged" || store::catalog::INCIDENT_STATUSES.contains(&v.as_str()) => {
@@ -360,24 +373,6 @@ pub(crate) async fn incident_patch(
     Ok(Json(json!({"incident": incident_json(&row), "comments": comments})).into_response())
 }
 
-fn window_param(
-    p: &std::collections::HashMap<String, String>,
-    name: &'static str,
-    default: i64,
-    max: i64,
-) -> Result<i64, ApiError> {
-    match p.get(name) {
-        None => Ok(default),
-        Some(v) => match v.parse::<i64>() {
-            Ok(m) if m >= 1 && m <= max => Ok(m * 60_000_000),
-            _ => Err(ApiError::invalid(
-                "bad_parameter",
-                format!("{name}={v:?} must be minutes from 1 to {max}"),
-            )),
-        },
-    }
-}
-
 pub(crate) async fn process_tree(
     State(s): State<Arc<AppState>>,
     Extension(c): Extension<Caller>,
@@ -385,7 +380,7 @@ pub(crate) async fn process_tree(
     Query(p): Params,
 ) -> Res {
     let tenant = c.token.tenant.clone();
-    let half = window_param(&p, "window", 60, 7 * 24 * 60)?;
+    let half = int_param(&p, "window", 1, 7 * 24 * 60)?.unwrap_or(60) * 60_000_000; // minutes
     let (at, focus) = match (p.get("event"), time_param(&p, "at")?) {
         (Some(ev), _) => {
             if !safe_id(ev) {
@@ -435,13 +430,7 @@ pub(crate) async fn graph_paths(
     let to_id = p.get("to").cloned().unwrap_or_else(|| "external".to_owned());
     let since = time_param(&p, "since")?.unwrap_or(0);
     let until = time_param(&p, "until")?.unwrap_or(i64::MAX);
-    let max_hops =
-        match p.get("max_hops") {
-            None => 16,
-            Some(v) => v.parse::<usize>().ok().filter(|n| (1..=64).contains(n)).ok_or_else(|| {
-                ApiError::invalid("bad_parameter", format!("max_hops={v:?} must be 1 to 64"))
-            })?,
-        };
+    let max_hops = int_param(&p, "max_hops", 1, 64)?.unwrap_or(16) as usize;
     let lake_from =
         if since == 0 { schemas::time::now_micros() - s.graphs.config().hot_window } else { since };
     let (out, source) = with_graph(&s, &tenant, lake_from, until, move |g| {
@@ -475,14 +464,7 @@ pub(crate) async fn graph_neighbors(
     let id = p.get("node").cloned().ok_or_else(|| {
         ApiError::invalid("bad_parameter", "node=<node id> is required (kind:key, or a host name)")
     })?;
-    let hops = match p.get("hops") {
-        None => 1,
-        Some(v) => v
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=4).contains(n))
-            .ok_or_else(|| ApiError::invalid("bad_parameter", format!("hops={v:?} must be 1 to 4")))?,
-    };
+    let hops = int_param(&p, "hops", 1, 4)?.unwrap_or(1) as usize;
     let from = time_param(&p, "from")?.unwrap_or(0);
     let to = time_param(&p, "to")?.unwrap_or(i64::MAX);
     let limit = limit_param(&p, 500)?;

@@ -59,9 +59,12 @@ impl Ingest {
         for tenant in todo {
             st.last.insert(tenant.clone(), Instant::now());
             let inc = self.incidents_for(&mut st, &tenant);
-            let changed = self.cfg.graphs.write(&tenant, |g| {
-                g.evict();
-                inc.update(&tenant, g)
+            // Searches over the graph are CPU work: off the runtime's worker while they run.
+            let changed = super::cpu(|| {
+                self.cfg.graphs.write(&tenant, |g| {
+                    g.evict();
+                    inc.update(&tenant, g)
+                })
             });
             for (i, merged_into) in changed {
                 writes.push(write_of(&i, merged_into));

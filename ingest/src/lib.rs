@@ -102,6 +102,17 @@ pub enum IngestError {
     Store(#[from] store::StoreError),
 }
 
+/// Runs CPU-bound work (graph updates and searches) without stalling the runtime's other tasks: on
+/// a multi-threaded runtime the worker hands its queue to another first.
+pub(crate) fn cpu<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestError {
     move |e| IngestError::JetStream { op, message: e.to_string() }
 }
@@ -410,10 +421,12 @@ impl Ingest {
             // The graph sees the batch before its commit: a failed commit is redelivered, and the
             // graph ignores events it has seen (by id), so it never counts one twice.
             if !records.is_empty() {
-                self.cfg.graphs.write(&tenant, |g| {
-                    for r in &records {
-                        g.add(r);
-                    }
+                cpu(|| {
+                    self.cfg.graphs.write(&tenant, |g| {
+                        for r in &records {
+                            g.add(r);
+                        }
+                    })
                 });
                 touched.insert(tenant.clone());
             }

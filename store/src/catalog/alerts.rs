@@ -163,48 +163,29 @@ impl Catalog {
 
     /// A tenant's alerts matching `f`, most recent first.
     pub async fn alerts(&self, tenant: &str, f: &AlertFilter) -> Result<Vec<Alert>, CatalogError> {
-        enum Bind {
-            Int(i64),
-            Str(String),
-        }
-        let mut sql = String::from("SELECT body FROM alerts WHERE tenant = $1");
-        let mut binds: Vec<Bind> = Vec::new();
-        let mut clause = |sql: &mut String, text: &str, b: Bind| {
-            binds.push(b);
-            sql.push_str(&text.replace('?', &format!("${}", binds.len() + 1)));
-        };
-        if let Some(l) = f.min_level {
-            clause(&mut sql, " AND level >= ?", Bind::Int(i64::from(l)));
+        let mut l = super::filter::Listing::new("body", "alerts");
+        if let Some(v) = f.min_level {
+            l.int(" AND level >= ?", i64::from(v));
         }
         if let Some(v) = &f.status {
-            clause(&mut sql, " AND status = ?", Bind::Str(v.clone()));
+            l.text(" AND status = ?", v.clone());
         }
         if let Some(v) = &f.handling {
-            clause(&mut sql, " AND handling = ?", Bind::Str(v.clone()));
+            l.text(" AND handling = ?", v.clone());
         }
         if let Some(v) = &f.host {
-            clause(&mut sql, " AND host = ?", Bind::Str(v.clone()));
+            l.text(" AND host = ?", v.clone());
         }
         if let Some(t) = &f.technique {
-            // Stored as `,T1059.001,T1105,`: a technique also finds its sub-techniques.
-            clause(&mut sql, " AND (techniques LIKE ?", Bind::Str(format!("%,{t},%")));
-            clause(&mut sql, " OR techniques LIKE ?)", Bind::Str(format!("%,{t}.%")));
+            l.technique(t);
         }
         if let Some(v) = f.from {
-            clause(&mut sql, " AND last_seen >= ?", Bind::Int(v));
+            l.int(" AND last_seen >= ?", v);
         }
         if let Some(v) = f.to {
-            clause(&mut sql, " AND last_seen < ?", Bind::Int(v));
+            l.int(" AND last_seen < ?", v);
         }
-        sql.push_str(&format!(" ORDER BY last_seen DESC, id LIMIT {}", f.limit.clamp(1, 1000)));
-        let mut q = sqlx::query(&sql).bind(tenant);
-        for b in binds {
-            q = match b {
-                Bind::Int(i) => q.bind(i),
-                Bind::Str(s) => q.bind(s),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(db("alerts"))?;
+        let rows = l.fetch(&self.pool, tenant, f.limit, "alerts").await?;
         rows.iter().map(|r| r.try_get::<String, _>(0).map_err(db("alerts")).and_then(|b| parse(&b))).collect()
     }
 

@@ -156,45 +156,27 @@ impl Catalog {
         tenant: &str,
         f: &IncidentFilter,
     ) -> Result<Vec<IncidentRow>, CatalogError> {
-        enum Bind {
-            Int(i64),
-            Str(String),
-        }
-        let mut sql = format!("SELECT {COLS} FROM incidents WHERE tenant = $1");
-        let mut binds: Vec<Bind> = Vec::new();
-        let mut clause = |sql: &mut String, text: &str, b: Bind| {
-            binds.push(b);
-            sql.push_str(&text.replace('?', &format!("${}", binds.len() + 1)));
-        };
+        let mut l = super::filter::Listing::new(COLS, "incidents");
         match &f.status {
-            Some(v) => clause(&mut sql, " AND status = ?", Bind::Str(v.clone())),
-            None => sql.push_str(" AND status <> 'merged'"),
-        }
+            Some(v) => l.text(" AND status = ?", v.clone()),
+            None => l.raw(" AND status <> 'merged'"),
+        };
         if let Some(v) = f.min_severity {
-            clause(&mut sql, " AND severity >= ?", Bind::Int(i64::from(v)));
+            l.int(" AND severity >= ?", i64::from(v));
         }
         if let Some(v) = &f.host {
-            clause(&mut sql, " AND hosts LIKE ?", Bind::Str(format!("%,{v},%")));
+            l.text(" AND hosts LIKE ?", format!("%,{v},%"));
         }
         if let Some(t) = &f.technique {
-            clause(&mut sql, " AND (techniques LIKE ?", Bind::Str(format!("%,{t},%")));
-            clause(&mut sql, " OR techniques LIKE ?)", Bind::Str(format!("%,{t}.%")));
+            l.technique(t);
         }
         if let Some(v) = f.from {
-            clause(&mut sql, " AND last_seen >= ?", Bind::Int(v));
+            l.int(" AND last_seen >= ?", v);
         }
         if let Some(v) = f.to {
-            clause(&mut sql, " AND last_seen < ?", Bind::Int(v));
+            l.int(" AND last_seen < ?", v);
         }
-        sql.push_str(&format!(" ORDER BY last_seen DESC, id LIMIT {}", f.limit.clamp(1, 1000)));
-        let mut q = sqlx::query(&sql).bind(tenant);
-        for b in binds {
-            q = match b {
-                Bind::Int(i) => q.bind(i),
-                Bind::Str(s) => q.bind(s),
-            };
-        }
-        let rows = q.fetch_all(&self.pool).await.map_err(db("incidents"))?;
+        let rows = l.fetch(&self.pool, tenant, f.limit, "incidents").await?;
         rows.iter().map(row_of).collect::<Result<_, _>>().map_err(db("incidents"))
     }
 

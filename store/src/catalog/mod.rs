@@ -6,6 +6,7 @@
 
 mod agents;
 mod alerts;
+mod filter;
 mod incidents;
 mod migrate;
 mod policies;

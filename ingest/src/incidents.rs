@@ -24,6 +24,9 @@ pub(crate) struct State {
     tenants: HashMap<String, Incidents>,
     pending: BTreeSet<String>,
     last: HashMap<String, Instant>,
+    /// Incident writes that failed, written first next time (the state has moved on, so the
+    /// pass that produced them will not produce them again).
+    unwritten: Vec<store::catalog::IncidentWrite>,
 }
 
 impl Ingest {
@@ -55,7 +58,7 @@ impl Ingest {
                 todo.insert(t.clone());
             }
         }
-        let mut writes = Vec::new();
+        let mut writes = std::mem::take(&mut st.unwritten);
         for tenant in todo {
             st.last.insert(tenant.clone(), Instant::now());
             let inc = self.incidents_for(&mut st, &tenant);
@@ -78,11 +81,13 @@ impl Ingest {
         match self.store.catalog().upsert_incidents(&writes, schemas::time::now_micros()).await {
             Ok(()) => self.metrics.add("cordon_incident_changes_total", "", HELP_INCIDENTS, n),
             Err(e) => {
-                tracing::error!(error = %e, "could not write incidents; they are written again on the next change");
+                tracing::error!(error = %e, incidents = n, "could not write incidents; retrying with the next pass");
                 let mut st = self.incidents.lock().await;
                 for w in &writes {
                     st.pending.insert(w.tenant.clone());
                 }
+                writes.append(&mut st.unwritten);
+                st.unwritten = writes;
             }
         }
         let (nodes, edges) = self.cfg.graphs.size();

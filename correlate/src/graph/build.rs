@@ -5,7 +5,6 @@ use super::{Edge, EdgeKind, Graph, Node, NodeKind, is_internal_ip};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use schemas::Record;
 use schemas::record::Cell;
-use std::collections::HashMap;
 
 /// One end of a connection, waiting for the other host's report.
 #[derive(Clone, Debug)]
@@ -326,7 +325,7 @@ impl Graph {
             if src.is_empty() || dst.is_empty() {
                 return;
             }
-            let key = (src.to_owned(), dst.to_owned(), dport.unwrap_or(0));
+            let key = flow_key(src, dst, dport);
             let end =
                 FlowEnd { node: from, host: host.to_owned(), t, event: event.to_owned(), src_port: sport };
             let tol = self.cfg.join_tolerance;
@@ -362,7 +361,7 @@ impl Graph {
             // Inside the network: wait for the other end's report, whoever turns out to hold the
             // address (its events may not have arrived yet).
             let src = if src.is_empty() { own.first().map_or("", String::as_str) } else { src };
-            let key = (src.to_owned(), dst.to_owned(), dport.unwrap_or(0));
+            let key = flow_key(src, dst, dport);
             let end =
                 FlowEnd { node: from, host: host.to_owned(), t, event: event.to_owned(), src_port: sport };
             let tol = self.cfg.join_tolerance;
@@ -458,7 +457,16 @@ fn file_key(host: &str, path: &str) -> String {
     format!("{}@{host}", path.to_ascii_lowercase())
 }
 
-fn push_end(m: &mut HashMap<(String, String, u16), Vec<FlowEnd>>, key: (String, String, u16), end: FlowEnd) {
+/// A connection's (source, destination, destination port) as a 64-bit digest (SipHash): the ends
+/// waiting for each other are found by it, and the ends' hosts must differ before they join.
+fn flow_key(src: &str, dst: &str, dport: Option<u16>) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (src, dst, dport.unwrap_or(0)).hash(&mut h);
+    h.finish()
+}
+
+fn push_end(m: &mut super::FastMap<u64, Vec<FlowEnd>>, key: u64, end: FlowEnd) {
     let v = m.entry(key).or_default();
     if v.len() >= 64 {
         v.remove(0);

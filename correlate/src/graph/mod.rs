@@ -330,7 +330,7 @@ impl Default for GraphConfig {
 /// Which host held which address, when.
 #[derive(Debug, Default)]
 pub struct Leases {
-    by_ip: HashMap<String, Vec<Lease>>,
+    by_ip: FastMap<Box<str>, Vec<Lease>>,
 }
 
 #[derive(Clone, Debug)]
@@ -342,7 +342,10 @@ struct Lease {
 
 impl Leases {
     fn note(&mut self, ip: &str, host: &str, t: i64) {
-        let v = self.by_ip.entry(ip.to_owned()).or_default();
+        if !self.by_ip.contains_key(ip) {
+            self.by_ip.insert(ip.into(), Vec::new());
+        }
+        let v = self.by_ip.get_mut(ip).expect("inserted above");
         match v.iter_mut().find(|l| l.host == host) {
             Some(l) => {
                 l.first = l.first.min(t);
@@ -414,12 +417,12 @@ pub struct Graph {
     nodes: [FastMap<Box<str>, NodeIndex>; 7],
     edges: FastMap<(NodeIndex, NodeIndex, EdgeKind), EdgeIndex>,
     leases: Leases,
-    /// Outbound ends by (source ip, destination ip, destination port), awaiting the inbound end.
-    outbound: HashMap<(String, String, u16), Vec<FlowEnd>>,
+    /// Outbound ends by (source ip, destination ip, destination port) digest, awaiting the inbound end.
+    outbound: FastMap<u64, Vec<FlowEnd>>,
     /// Inbound ends, awaiting the outbound end.
-    inbound: HashMap<(String, String, u16), Vec<FlowEnd>>,
+    inbound: FastMap<u64, Vec<FlowEnd>>,
     /// Names DNS answers gave an address.
-    names: HashMap<String, String>,
+    names: FastMap<String, String>,
     /// Event ids already added (with their time, for eviction).
     seen: FastMap<u64, i64>,
     latest: i64,
@@ -438,9 +441,9 @@ impl Graph {
             nodes: Default::default(),
             edges: FastMap::default(),
             leases: Leases::default(),
-            outbound: HashMap::new(),
-            inbound: HashMap::new(),
-            names: HashMap::new(),
+            outbound: FastMap::default(),
+            inbound: FastMap::default(),
+            names: FastMap::default(),
             seen: FastMap::default(),
             latest: i64::MIN,
             stats: GraphStats::default(),

@@ -426,6 +426,9 @@ pub struct Graph {
     /// Event ids already added (with their time, for eviction).
     seen: FastMap<u64, i64>,
     latest: i64,
+    /// The cutoff of the last eviction (eviction scans every edge, so it runs only once the window
+    /// has moved on by a thousandth of itself, at least a minute of event time).
+    evicted_to: i64,
     stats: GraphStats,
     /// Bumped whenever an edge that can link alerts appears (for callers that cache searches).
     version: u64,
@@ -446,6 +449,7 @@ impl Graph {
             names: FastMap::default(),
             seen: FastMap::default(),
             latest: i64::MIN,
+            evicted_to: i64::MIN,
             stats: GraphStats::default(),
             version: 0,
         }
@@ -536,13 +540,19 @@ impl Graph {
         entity.and_then(|e| self.find(NodeKind::Process, e)).or_else(|| self.find(NodeKind::Host, host))
     }
 
-    /// Drops what is older than the hot window (by event time): edges last seen before it, then
+    /// Drops what is older than the hot window (by event time; at most once per thousandth of the
+    /// window, since it scans every edge): edges last seen before it, then
     /// nodes left without edges, pending connection ends, DNS names and seen ids.
     pub fn evict(&mut self) {
         if self.latest == i64::MIN {
             return;
         }
         let cutoff = self.latest - self.cfg.hot_window;
+        let step = (self.cfg.hot_window / 1000).max(60_000_000);
+        if self.evicted_to != i64::MIN && cutoff - self.evicted_to < step {
+            return;
+        }
+        self.evicted_to = cutoff;
         let old: Vec<EdgeIndex> = self.g.edge_indices().filter(|&e| self.g[e].last < cutoff).collect();
         for e in old {
             if let Some((a, b)) = self.g.edge_endpoints(e) {

@@ -1,8 +1,11 @@
 //! # anomaly: login-frequency baselines (issue 5)
 //!
-//! Its place in the data flow is fixed now: it reads hourly login counts per host from the lake and
-//! will fit per-host forecasts (augurs) and fleet bands, flagging hours that leave both. It depends
-//! only on `schemas`; the server schedules it. The models are not built yet.
+//! [`series`]: hourly login series per host (successes, failures, successes by logon type), built from
+//! the lake's counts (`store::Store::login_counts`, DataFusion) with every hour present. Per-host
+//! forecasts (augurs), fleet bands and the two-condition rule build on them (not yet). It depends only
+//! on `schemas`; the API and the server call it.
+
+pub mod series;
 
 /// The event kind whose counts the baselines model.
 pub const LOGIN_KIND: &str = "authentication";

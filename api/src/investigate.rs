@@ -487,3 +487,35 @@ pub(crate) async fn graph_neighbors(
     }
     Ok(Json(v).into_response())
 }
+
+pub(crate) async fn host_logins(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(host): Path<String>,
+    Query(p): Params,
+) -> Res {
+    // Default: the last seven days, to the end of the current hour.
+    let now = schemas::time::now_micros();
+    let to = time_param(&p, "to")?.unwrap_or(anomaly::series::hour_floor(now) + 3_600_000_000);
+    let from = time_param(&p, "from")?.unwrap_or(to - 7 * 24 * 3_600_000_000);
+    if from >= to {
+        return Err(ApiError::invalid("bad_parameter", "from must be before to"));
+    }
+    if to - from > 400 * 24 * 3_600_000_000 {
+        return Err(ApiError::invalid("bad_parameter", "at most 400 days of hourly series at once"));
+    }
+    let counts = s.store.login_counts(&c.token.tenant, Some(&host), from, to).await?;
+    let series = anomaly::series::LoginSeries::from_counts(&counts, from, to)
+        .pop()
+        .unwrap_or_else(|| anomaly::series::LoginSeries::empty(&host, from, to));
+    Ok(Json(json!({
+        "host": host,
+        "from": schemas::time::format_micros(series.start),
+        "hours": series.len(),
+        "series": series,
+        "forecast": null,
+        "fleet_band": null,
+        "note": "forecast and fleet band: not computed yet (issue 5)",
+    }))
+    .into_response())
+}

@@ -277,6 +277,18 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: Method::GET,
+        path: "/api/v1/hosts/{host}/logins",
+        access: Access::Token,
+        summary: "A host's hourly login series from the lake: successes, failures, successes by logon type; every hour present (forecast and fleet bands to come).",
+        params: &[
+            Param { name: "host", location: "path", doc: "host name" },
+            q("from", "first hour (default: seven days before to)"),
+            q("to", "end, exclusive (default: the end of the current hour)"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
         path: "/api/v1/graph/paths",
         access: Access::Token,
         summary: "A time-respecting path between entities (each hop no earlier than the one before), with each hop's evidence.",

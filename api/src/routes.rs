@@ -55,6 +55,7 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
             patch(investigate::incident_patch).layer(DefaultBodyLimit::max(64 * 1024))
         }
         (Method::GET, "/api/v1/hosts/{host}/process-tree") => get(investigate::process_tree),
+        (Method::GET, "/api/v1/hosts/{host}/logins") => get(investigate::host_logins),
         (Method::GET, "/api/v1/graph/paths") => get(investigate::graph_paths),
         (Method::GET, "/api/v1/graph/neighbors") => get(investigate::graph_neighbors),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),

@@ -420,6 +420,23 @@ impl Store {
         Ok(self.cpu.run_async(async move { engine.timeline(&tenant, &q).await }).await??)
     }
 
+    /// Authentication events per (host, hour, outcome, logon type) in `[from, to)` (see
+    /// [`query::QueryEngine::login_counts`]).
+    pub async fn login_counts(
+        &self,
+        tenant: &str,
+        host: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, i64, String, String, u64)>, StoreError> {
+        let _read = self.swap.read().await;
+        let (engine, tenant, host) = (self.engine.clone(), tenant.to_owned(), host.map(str::to_owned));
+        Ok(self
+            .cpu
+            .run_async(async move { engine.login_counts(&tenant, host.as_deref(), from, to).await })
+            .await??)
+    }
+
     /// Read-only analyst SQL over a tenant's lake.
     pub async fn sql(&self, tenant: &str, sql: &str, limits: SqlLimits) -> Result<SqlOutput, StoreError> {
         let _read = self.swap.read().await;

@@ -216,6 +216,64 @@ impl QueryEngine {
         Ok(batches.iter().flat_map(batch_to_records).collect())
     }
 
+    /// Authentication events counted per (host, hour, outcome, logon type) in `[from, to)`, for one
+    /// host or all: `(host, hour start in microseconds, outcome, logon type, count)`.
+    pub async fn login_counts(
+        &self,
+        tenant: &str,
+        host: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, i64, String, String, u64)>, QueryError> {
+        use datafusion::functions::expr_fn::date_trunc;
+        use datafusion::functions_aggregate::expr_fn::count;
+        use datafusion::logical_expr::cast;
+        let ctx = self.session(tenant).await?;
+        let mut df = ctx
+            .table("events")
+            .await
+            .map_err(classify)?
+            .filter(
+                col("event_kind")
+                    .eq(lit("authentication"))
+                    .and(col("time").gt_eq(ts(from)))
+                    .and(col("time").lt(ts(to)))
+                    .and(col("date").gt_eq(lit(schemas::time::date_of_micros(from))))
+                    .and(col("date").lt_eq(lit(schemas::time::date_of_micros(to)))),
+            )
+            .map_err(classify)?;
+        if let Some(h) = host {
+            df = df.filter(col("host_name").eq(lit(h))).map_err(classify)?;
+        }
+        let hour = cast(date_trunc(lit("hour"), col("time")), DataType::Int64).alias("hour");
+        let outcome =
+            datafusion::functions::expr_fn::coalesce(vec![col("event_outcome"), lit("")]).alias("outcome");
+        let kind =
+            datafusion::functions::expr_fn::coalesce(vec![col("logon_type"), lit("")]).alias("logon_type");
+        let batches = df
+            .aggregate(vec![col("host_name"), hour, outcome, kind], vec![count(lit(1)).alias("n")])
+            .map_err(classify)?
+            .collect()
+            .await
+            .map_err(classify)?;
+        let mut out = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let v: Vec<serde_json::Value> =
+                    b.columns().iter().map(|c| json_value(c.as_ref(), r)).collect();
+                out.push((
+                    v[0].as_str().unwrap_or_default().to_owned(),
+                    v[1].as_i64().unwrap_or(0),
+                    v[2].as_str().unwrap_or_default().to_owned(),
+                    v[3].as_str().unwrap_or_default().to_owned(),
+                    v[4].as_u64().unwrap_or(0),
+                ));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Runs read-only SQL for a tenant under the limits.
     pub async fn sql(&self, tenant: &str, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
         let ctx = self.session(tenant).await?;

@@ -25,7 +25,7 @@ fn allowed(krate: &str) -> &'static [&'static str] {
         "ingest" => &["schemas", "store", "correlate"],
         "correlate" => &["schemas"],
         "anomaly" => &["schemas"],
-        "api" => &["schemas", "store", "ingest", "correlate"],
+        "api" => &["schemas", "store", "ingest", "correlate", "anomaly"],
         "cordon" | "tests" => CRATES,
         _ => &[],
     }

@@ -11,6 +11,7 @@ mod crash;
 mod deps;
 mod detection;
 mod incidents;
+mod logins;
 mod maintenance;
 mod object_store;
 mod pipeline;

@@ -2,7 +2,8 @@
 //! matched are fed, in batch order, to the tenant's [`Correlator`]; what fires becomes an alert.
 //!
 //! The state lives in memory and is rebuilt when ingest starts by replaying the lake's events of
-//! the longest correlation timespan (twice over, for late events) through the rules: the lake is
+//! the longest correlation timespan (twice over, for late events; read in the same pass as the
+//! entity graph's) through the rules: the lake is
 //! the source of truth, so nothing is lost in a restart and nothing extra is persisted. Events seen
 //! again (the replay, then a redelivery of a batch that was committed but not acked) count once,
 //! and alerts are recorded idempotently per evidence event.
@@ -119,31 +120,36 @@ impl Ingest {
         }
     }
 
-    /// Rebuilds every tenant's correlation state from the lake's recent events, and records what
-    /// fires on the way (idempotent: alerts recorded before the restart are not counted again).
-    pub(crate) async fn restore_correlations(&self) -> Result<(), IngestError> {
-        let Some(base) = &self.cfg.tagger else { return Ok(()) };
-        let horizon = base.correlation_horizon();
-        if horizon == 0 {
+    /// How far back (microseconds before now) correlation state is rebuilt from: two of the longest
+    /// correlation timespans, for late events; `None` without correlation rules.
+    pub(crate) fn correlation_replay_from(&self) -> Option<i64> {
+        let horizon = self.cfg.tagger.as_ref()?.correlation_horizon();
+        (horizon > 0).then(|| schemas::time::now_micros() - 2 * horizon)
+    }
+
+    /// Rebuilds every tenant's correlation state from the lake's recent events (`recent`: each
+    /// tenant's events since [`Ingest::correlation_replay_from`], in time order, read once at start
+    /// with the graph's), and records what fires on the way (idempotent: alerts recorded before the
+    /// restart are not counted again).
+    pub(crate) async fn restore_correlations(
+        &self,
+        recent: Vec<(String, Vec<Record>)>,
+    ) -> Result<(), IngestError> {
+        if self.correlation_replay_from().is_none() {
             return Ok(());
         }
         let started = std::time::Instant::now();
-        let from = schemas::time::now_micros() - 2 * horizon;
         let mut replayed = 0usize;
         let mut alerts = Vec::new();
-        for tenant in self.store.tenants().await? {
+        for (tenant, records) in recent {
             let Some(tagger) = self.tagger_for(&tenant) else { continue };
-            let t = std::sync::Arc::clone(&tagger);
-            let mut pending = self
-                .store
-                .scan(&tenant, from, i64::MAX, Vec::new(), move |acc: &mut Vec<Pending>, mut rec| {
-                    let (_, hits) = t.tag_and_hits(&mut rec);
-                    if !hits.is_empty() {
-                        acc.push(Pending { record: rec, hits });
-                    }
-                })
-                .await?;
-            pending.sort_by_key(|p| p.record.time());
+            let mut pending = Vec::new();
+            for mut rec in records {
+                let (_, hits) = tagger.tag_and_hits(&mut rec);
+                if !hits.is_empty() {
+                    pending.push(Pending { record: rec, hits });
+                }
+            }
             replayed += pending.len();
             for (rec, d) in self.correlate(pending) {
                 if let Some(a) = correlate::sigma::tagger::alert_for(&rec, &d) {

@@ -95,12 +95,19 @@ impl Ingest {
         self.metrics.set_gauge("cordon_graph_edges", "", "Entity graph edges held in memory.", edges as u64);
     }
 
-    /// Rebuilds every tenant's graph from the lake's hot window and reads back recent incidents.
-    pub(crate) async fn restore_graphs(&self) -> Result<(), IngestError> {
+    /// Rebuilds every tenant's graph from the lake's hot window and reads back recent incidents. The
+    /// lake is read once: the events the correlations replay (since `correlations_from`) are
+    /// returned per tenant, in time order, for [`Ingest::restore_correlations`].
+    pub(crate) async fn restore_graphs(
+        &self,
+        correlations_from: Option<i64>,
+    ) -> Result<Vec<(String, Vec<schemas::Record>)>, IngestError> {
         let started = Instant::now();
-        let hot = self.cfg.graphs.config().hot_window;
-        let from = schemas::time::now_micros() - hot;
+        let graph_from = schemas::time::now_micros() - self.cfg.graphs.config().hot_window;
+        let corr_from = correlations_from.unwrap_or(i64::MAX);
+        let from = graph_from.min(corr_from);
         let mut replayed = 0usize;
+        let mut recent = Vec::new();
         for tenant in self.store.tenants().await? {
             let mut recs = self
                 .store
@@ -110,11 +117,15 @@ impl Ingest {
                 .await?;
             recs.sort_by_key(schemas::Record::time);
             replayed += recs.len();
-            self.cfg.graphs.write(&tenant, |g| {
-                for r in &recs {
-                    g.add(r);
-                }
+            super::cpu(|| {
+                self.cfg.graphs.write(&tenant, |g| {
+                    for r in recs.iter().filter(|r| r.time() >= graph_from) {
+                        g.add(r);
+                    }
+                })
             });
+            let at = recs.partition_point(|r| r.time() < corr_from);
+            recent.push((tenant, recs.split_off(at)));
         }
         let since = schemas::time::now_micros() - 2 * self.cfg.incident.window;
         let bodies =
@@ -139,7 +150,7 @@ impl Ingest {
             ms = started.elapsed().as_millis() as u64,
             "entity graph rebuilt from the lake"
         );
-        Ok(())
+        Ok(recent)
     }
 }
 

@@ -237,8 +237,8 @@ impl Ingest {
     ) -> Result<(), IngestError> {
         let consumer = ensure_streams(&self.js, &self.cfg).await?;
         self.refresh_policies().await?;
-        self.restore_graphs().await?;
-        self.restore_correlations().await?;
+        let recent = self.restore_graphs(self.correlation_replay_from()).await?;
+        self.restore_correlations(recent).await?;
         self.update_incidents(&Default::default()).await;
         let hb = tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone()));
         let lag = tokio::spawn(Arc::clone(&self).lag_probe(consumer.clone(), shutdown.clone()));

@@ -428,7 +428,7 @@ impl Store {
         host: Option<&str>,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(String, i64, String, String, u64)>, StoreError> {
+    ) -> Result<Vec<query::LoginCount>, StoreError> {
         let _read = self.swap.read().await;
         let (engine, tenant, host) = (self.engine.clone(), tenant.to_owned(), host.map(str::to_owned));
         Ok(self

@@ -86,6 +86,10 @@ pub struct SqlOutput {
     pub truncated: bool,
 }
 
+/// One row of [`QueryEngine::login_counts`]: (host, hour start in microseconds, outcome, logon type,
+/// count).
+pub type LoginCount = (String, i64, String, String, u64);
+
 /// A timeline request.
 #[derive(Clone, Debug, Default)]
 pub struct TimelineQuery {
@@ -224,7 +228,7 @@ impl QueryEngine {
         host: Option<&str>,
         from: i64,
         to: i64,
-    ) -> Result<Vec<(String, i64, String, String, u64)>, QueryError> {
+    ) -> Result<Vec<LoginCount>, QueryError> {
         use datafusion::functions::expr_fn::date_trunc;
         use datafusion::functions_aggregate::expr_fn::count;
         use datafusion::logical_expr::cast;

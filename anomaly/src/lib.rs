@@ -3,10 +3,20 @@
 //! [`series`]: hourly login series per host (successes, failures, successes by logon type), built from
 //! the lake's counts (`store::Store::login_counts`, DataFusion) with every hour present.
 //! [`bands`]: fleet bands per hour of the week, robust to the outliers they are meant to find.
-//! Per-host forecasts (augurs) and the two-condition rule build on them (not yet). It depends only
-//! on `schemas`; the API and the server call it.
+//! [`forecast`]: per-host forecasts (augurs MSTL with daily and weekly periods and an ETS trend) with
+//! prediction intervals, fitted on a bounded pool ([`pool`]).
+//! [`detect`]: the two-condition rule (outside the host's own interval *and* the fleet band) and
+//! silence.
+//! [`live`]: the fitted models per tenant and each host's running counts, checked as events arrive.
+//! It depends only on `schemas`; ingest, the API and the server call it.
 
+pub mod alert;
 pub mod bands;
+pub mod cron;
+pub mod detect;
+pub mod forecast;
+pub mod live;
+pub mod pool;
 pub mod series;
 
 /// The event kind whose counts the baselines model.

@@ -195,6 +195,47 @@ pub(crate) async fn alerts(
     Extension(c): Extension<Caller>,
     Query(p): Params,
 ) -> Res {
+    let f = alert_filter(&p)?;
+    let list = s.store.catalog().alerts(&c.token.tenant, &f).await.map_err(store::StoreError::from)?;
+    Ok(Json(json!({ "alerts": list })).into_response())
+}
+
+/// The login anomalies: alerts of the baselines' rules.
+pub(crate) async fn anomalies(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Query(p): Params,
+) -> Res {
+    let mut f = alert_filter(&p)?;
+    f.rule_prefix = Some("cordon-anomaly-".to_owned());
+    let list = s.store.catalog().alerts(&c.token.tenant, &f).await.map_err(store::StoreError::from)?;
+    let anomalies: Vec<Value> = list
+        .into_iter()
+        .map(|a| {
+            json!({
+                "id": a.id,
+                "host": a.endpoint.name,
+                "group": a.endpoint.group,
+                "level": a.level,
+                "rule": a.rule.id,
+                "first_seen": a.first_seen,
+                "last_seen": a.last_seen,
+                "explanation": a.why["explanation"],
+                "measure": a.why["measure"],
+                "direction": a.why["direction"],
+                "observed": a.why["observed"],
+                "expected": a.why["expected"],
+                "series": a.why["series"],
+                "evidence": a.evidence,
+                "handling": a.handling,
+                "techniques": a.techniques,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "anomalies": anomalies })).into_response())
+}
+
+fn alert_filter(p: &HashMap<String, String>) -> Result<store::catalog::AlertFilter, ApiError> {
     let level = match p.get("level") {
         None => None,
         Some(v) => Some(
@@ -219,12 +260,12 @@ pub(crate) async fn alerts(
         handling: one_of("handling", &["unhandled", "handled", "false_positive"])?,
         host: p.get("host").cloned(),
         technique: p.get("technique").map(|t| t.to_ascii_uppercase()),
-        from: time_param(&p, "from")?,
-        to: time_param(&p, "to")?,
-        limit: limit_param(&p, 100)?,
+        from: time_param(p, "from")?,
+        to: time_param(p, "to")?,
+        limit: limit_param(p, 100)?,
+        rule_prefix: None,
     };
-    let list = s.store.catalog().alerts(&c.token.tenant, &f).await.map_err(store::StoreError::from)?;
-    Ok(Json(json!({ "alerts": list })).into_response())
+    Ok(f)
 }
 
 pub(crate) async fn alert_get(

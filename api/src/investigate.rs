@@ -508,14 +508,73 @@ pub(crate) async fn host_logins(
     let series = anomaly::series::LoginSeries::from_counts(&counts, from, to)
         .pop()
         .unwrap_or_else(|| anomaly::series::LoginSeries::empty(&host, from, to));
+    let (forecast, fleet_band) = match s.baselines.models(&c.token.tenant) {
+        Some(m) => baseline_json(&m, &host, series.start, series.len()),
+        None => (
+            json!({"note": "no baselines fitted yet for this tenant: they are fitted at start, nightly, and on POST /api/v1/baselines/refit"}),
+            Value::Null,
+        ),
+    };
     Ok(Json(json!({
         "host": host,
         "from": schemas::time::format_micros(series.start),
         "hours": series.len(),
         "series": series,
-        "forecast": null,
-        "fleet_band": null,
-        "note": "forecast and fleet band: not computed yet (issue 5)",
+        "forecast": forecast,
+        "fleet_band": fleet_band,
     }))
     .into_response())
+}
+
+/// A host's forecast per measure (hours from the models' start) and its group's fleet band over
+/// the `len` hours from `start`.
+fn baseline_json(m: &anomaly::live::TenantModels, host: &str, start: i64, len: usize) -> (Value, Value) {
+    use anomaly::detect::Measure;
+    const HOUR: i64 = 3_600_000_000;
+    let model = m.hosts.get(host);
+    let mut forecast = serde_json::Map::new();
+    forecast.insert("start".into(), json!(schemas::time::format_micros(m.start)));
+    forecast.insert("fitted_at".into(), json!(schemas::time::format_micros(m.fitted_at)));
+    forecast.insert("history_hours".into(), json!(model.map_or(0, |x| x.history_hours)));
+    let group = model.map(|x| x.group.clone());
+    let mut bands = serde_json::Map::new();
+    for measure in Measure::ALL {
+        let f = match model.and_then(|x| x.forecasts.get(&measure)) {
+            Some(Ok(v)) => json!({"basis": "forecast", "hours": v}),
+            Some(Err(why)) => json!({"basis": "fleet_band", "reason": why}),
+            None => json!({"basis": "fleet_band", "reason": "no history in the fitted window"}),
+        };
+        forecast.insert(measure.as_str().into(), f);
+        if let Some(band) = group.as_ref().and_then(|g| m.bands.get(&(g.clone(), measure))) {
+            let hours: Vec<Value> = (0..len as i64)
+                .map(|k| {
+                    let b = band.at(anomaly::live::hour_of_week(start + k * HOUR));
+                    json!([b.median, b.upper])
+                })
+                .collect();
+            bands.insert(measure.as_str().into(), json!(hours));
+        }
+    }
+    let fleet = match group {
+        Some(g) => {
+            json!({"group": g, "columns": ["median", "upper"], "quantile": m.bands.get(&(g.clone(), Measure::Logins)).map(|b| b.quantile), "measures": bands})
+        }
+        None => Value::Null,
+    };
+    (Value::Object(forecast), fleet)
+}
+
+/// Refits the caller's tenant's baselines now.
+pub(crate) async fn refit(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+    let report = ingest::baselines::refit(
+        &s.store,
+        &s.baselines,
+        &c.token.tenant,
+        &s.forecast,
+        anomaly::pool::default_threads(),
+        schemas::time::now_micros(),
+    )
+    .await
+    .map_err(|e| ApiError::internal(&e))?;
+    Ok(Json(json!({ "refit": report })).into_response())
 }

@@ -189,6 +189,29 @@ pub static ROUTES: &[RouteSpec] = &[
     },
     RouteSpec {
         method: Method::GET,
+        path: "/api/v1/anomalies",
+        access: Access::Token,
+        summary: "Login anomalies (alerts raised by the baselines: counts outside both the host's forecast interval and its group's fleet band, and silences), most recent first, each with its explanation and the series around it.",
+        params: &[
+            q("level", "at least this level, 1-5"),
+            q("handling", "unhandled, handled or false_positive"),
+            q("host", "host name"),
+            q("from", "last seen at or after (RFC 3339)"),
+            q("to", "last seen before"),
+            q("limit", "at most this many (default 100, at most 1000)"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/api/v1/baselines/refit",
+        access: Access::Token,
+        summary: "Refit the tenant's login baselines now from the lake's last four weeks (the server also refits on its schedule, nightly by default); returns what was fitted.",
+        params: &[],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
         path: "/api/v1/alerts",
         access: Access::Token,
         summary: "Alerts in the uniform format, most recent first (deduplicated: the same rule, host and object within an hour count as one).",
@@ -279,7 +302,7 @@ pub static ROUTES: &[RouteSpec] = &[
         method: Method::GET,
         path: "/api/v1/hosts/{host}/logins",
         access: Access::Token,
-        summary: "A host's hourly login series from the lake: successes, failures, successes by logon type; every hour present (forecast and fleet bands to come).",
+        summary: "A host's hourly login series from the lake (successes, failures, successes by logon type; every hour present), its forecast with prediction intervals per measure (or why it has none and is judged on the fleet band), and its group's fleet band per hour.",
         params: &[
             Param { name: "host", location: "path", doc: "host name" },
             q("from", "first hour (default: seven days before to)"),
@@ -360,6 +383,10 @@ pub struct AppState {
     pub detection: Option<Arc<correlate::sigma::Tagger>>,
     /// Every tenant's entity graph, as ingest keeps it.
     pub graphs: Arc<correlate::graph::Graphs>,
+    /// The login baselines ingest checks against, and how a refit fits them.
+    pub baselines: Arc<anomaly::live::Live>,
+    /// Forecast settings for refits asked for over the API.
+    pub forecast: anomaly::forecast::ForecastConfig,
 }
 
 impl AppState {
@@ -384,7 +411,34 @@ impl AppState {
         detection: Option<Arc<correlate::sigma::Tagger>>,
         graphs: Arc<correlate::graph::Graphs>,
     ) -> Arc<Self> {
-        Arc::new(Self { store, metrics, tokens: Mutex::new(HashMap::new()), detection, graphs })
+        Self::with_baselines(
+            store,
+            metrics,
+            detection,
+            graphs,
+            Arc::new(anomaly::live::Live::new()),
+            anomaly::forecast::ForecastConfig::default(),
+        )
+    }
+
+    /// State that also reads the login baselines ingest keeps.
+    pub fn with_baselines(
+        store: Arc<Store>,
+        metrics: Arc<Registry>,
+        detection: Option<Arc<correlate::sigma::Tagger>>,
+        graphs: Arc<correlate::graph::Graphs>,
+        baselines: Arc<anomaly::live::Live>,
+        forecast: anomaly::forecast::ForecastConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            metrics,
+            tokens: Mutex::new(HashMap::new()),
+            detection,
+            graphs,
+            baselines,
+            forecast,
+        })
     }
 
     /// (title, id, level, techniques) of every rule ingest runs that carries techniques: detection

@@ -56,6 +56,8 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         }
         (Method::GET, "/api/v1/hosts/{host}/process-tree") => get(investigate::process_tree),
         (Method::GET, "/api/v1/hosts/{host}/logins") => get(investigate::host_logins),
+        (Method::GET, "/api/v1/anomalies") => get(detection::anomalies),
+        (Method::POST, "/api/v1/baselines/refit") => post(investigate::refit),
         (Method::GET, "/api/v1/graph/paths") => get(investigate::graph_paths),
         (Method::GET, "/api/v1/graph/neighbors") => get(investigate::graph_neighbors),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),

@@ -71,6 +71,13 @@ pub struct ServeArgs {
     /// query asks for them (default 48, at least the incident window).
     #[arg(long, env = "CORDON_GRAPH_HOT_HOURS")]
     pub graph_hot_hours: Option<u32>,
+    /// When the login baselines are refitted from the lake, in cron syntax, UTC (default
+    /// `0 2 * * *`: nightly at 02:00). They are also fitted at start.
+    #[arg(long, env = "CORDON_BASELINE_REFIT")]
+    pub baseline_refit: Option<String>,
+    /// Threads a refit may use (default: all cores but one).
+    #[arg(long, env = "CORDON_BASELINE_THREADS")]
+    pub baseline_threads: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +93,20 @@ struct FileConfig {
     store: FileStore,
     #[serde(default)]
     correlate: FileCorrelate,
+    #[serde(default)]
+    anomaly: FileAnomaly,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAnomaly {
+    refit: Option<String>,
+    threads: Option<usize>,
+    history_hours: Option<usize>,
+    min_history_hours: Option<usize>,
+    horizon_hours: Option<usize>,
+    level: Option<f64>,
+    fleet_quantile: Option<f64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +187,12 @@ pub struct ServerConfig {
     pub incident_window_hours: u32,
     /// Entity graph hot window, hours.
     pub graph_hot_hours: u32,
+    /// When the login baselines are refitted.
+    pub baseline_refit: anomaly::cron::Cron,
+    /// Threads a refit uses.
+    pub baseline_threads: usize,
+    /// How the forecasts are fitted.
+    pub forecast: anomaly::forecast::ForecastConfig,
 }
 
 impl ServeArgs {
@@ -246,7 +273,42 @@ impl ServeArgs {
                 "--graph-hot-hours must be at least the incident window ({incident_window_hours}) and at most 1440"
             );
         }
+        let fa = file.anomaly;
+        let refit_text = self.baseline_refit.clone().or(fa.refit).unwrap_or_else(|| "0 2 * * *".to_owned());
+        let baseline_refit =
+            anomaly::cron::Cron::parse(&refit_text).map_err(|e| anyhow::anyhow!("--baseline-refit: {e}"))?;
+        let baseline_threads =
+            self.baseline_threads.or(fa.threads).unwrap_or_else(anomaly::pool::default_threads);
+        if !(1..=256).contains(&baseline_threads) {
+            bail!("--baseline-threads must be from 1 to 256");
+        }
+        let d = anomaly::forecast::ForecastConfig::default();
+        let forecast = anomaly::forecast::ForecastConfig {
+            history_hours: fa.history_hours.unwrap_or(d.history_hours),
+            min_history_hours: fa.min_history_hours.unwrap_or(d.min_history_hours),
+            horizon_hours: fa.horizon_hours.unwrap_or(d.horizon_hours),
+            level: fa.level.unwrap_or(d.level),
+            fleet_quantile: fa.fleet_quantile.unwrap_or(d.fleet_quantile),
+        };
+        if !(336..=24 * 400).contains(&forecast.history_hours) {
+            bail!("[anomaly] history_hours must be from 336 (two weeks) to 9600");
+        }
+        if forecast.min_history_hours < 336 || forecast.min_history_hours > forecast.history_hours {
+            bail!("[anomaly] min_history_hours must be from 336 to history_hours");
+        }
+        if !(24..=24 * 14).contains(&forecast.horizon_hours) {
+            bail!("[anomaly] horizon_hours must be from 24 to 336");
+        }
+        if !(0.5..1.0).contains(&forecast.level) {
+            bail!("[anomaly] level must be at least 0.5 and below 1 (e.g. 0.999)");
+        }
+        if !(0.5..1.0).contains(&forecast.fleet_quantile) {
+            bail!("[anomaly] fleet_quantile must be at least 0.5 and below 1 (e.g. 0.999)");
+        }
         Ok(ServerConfig {
+            baseline_refit,
+            baseline_threads,
+            forecast,
             incident_window_hours,
             graph_hot_hours,
             data_dir,
@@ -327,6 +389,27 @@ mod tests {
         std::fs::write(&path, "[correlate]\nincident_window_hours = 0\n").unwrap();
         let err = format!("{:#}", args.resolve().unwrap_err());
         assert!(err.contains("incident-window-hours"), "{err}");
+    }
+
+    #[test]
+    fn baseline_schedule_and_forecast_settings() {
+        let dir = tempfile_dir();
+        let path = dir.join("a.toml");
+        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        std::fs::write(&path, "").unwrap();
+        let cfg = args.resolve().unwrap();
+        assert_eq!((cfg.baseline_refit.as_str(), cfg.forecast.horizon_hours), ("0 2 * * *", 48));
+        std::fs::write(&path, "[anomaly]\nrefit = \"30 3 * * 1-5\"\nlevel = 0.95\nhistory_hours = 1344\n")
+            .unwrap();
+        let cfg = args.resolve().unwrap();
+        assert_eq!(cfg.baseline_refit.as_str(), "30 3 * * 1-5");
+        assert_eq!((cfg.forecast.level, cfg.forecast.history_hours), (0.95, 1344));
+        std::fs::write(&path, "[anomaly]\nrefit = \"0 25 * * *\"\n").unwrap();
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains("hour: \"25\" is outside 0-23"), "{err}");
+        std::fs::write(&path, "[anomaly]\nlevel = 1.5\n").unwrap();
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains("level"), "{err}");
     }
 
     fn tempfile_dir() -> PathBuf {

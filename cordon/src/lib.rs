@@ -7,6 +7,7 @@
 pub mod config;
 mod demo;
 pub mod eval;
+pub mod eval_anomaly;
 pub mod eval_lateral;
 pub mod eval_logs;
 pub mod nats;
@@ -74,6 +75,48 @@ pub enum EvalWhat {
         /// Exit with an error when fewer datasets than this produce the edge.
         #[arg(long, default_value_t = 0)]
         min_found: usize,
+    },
+    /// The login baselines on the fleet simulator's labelled data: precision, recall and F1 of the
+    /// two-condition rule next to a static threshold, a z-score, the fleet band alone and the
+    /// forecast alone; ends with one summary line.
+    Anomaly {
+        /// Simulated hosts.
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Simulated days.
+        #[arg(long, default_value_t = 90)]
+        days: usize,
+        /// Anomalies injected per kind.
+        #[arg(long, default_value_t = 20)]
+        per_kind: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Hours between refits (24: nightly, as the server does).
+        #[arg(long, default_value_t = 24)]
+        refit_hours: usize,
+        /// Threads for the fits (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The forecast interval's level (the server's `[anomaly] level`).
+        #[arg(long, default_value_t = anomaly::forecast::ForecastConfig::default().level)]
+        level: f64,
+        /// The fleet band's upper quantile (the server's `[anomaly] fleet_quantile`).
+        #[arg(long, default_value_t = anomaly::forecast::ForecastConfig::default().fleet_quantile)]
+        fleet_quantile: f64,
+        /// Also print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with an error when the two-condition rule's F1 is below this.
+        #[arg(long, default_value_t = 0.0)]
+        min_f1: f64,
+        /// Also run a real authentication log (e.g. the corpus's loghub `Linux_2k.log`) through the
+        /// agent's parser and the baselines, and list what is flagged.
+        #[arg(long)]
+        real: Option<PathBuf>,
+        /// The year of the real log's syslog timestamps (they carry none).
+        #[arg(long, default_value_t = 2005)]
+        real_year: i32,
     },
     /// Load a Sigma rule set (e.g. SigmaHQ's `rules/`) and report what loads and what is refused, by
     /// reason.
@@ -191,15 +234,24 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     };
     let detection = icfg.tagger.clone();
     let graphs = Arc::clone(&icfg.graphs);
+    let baselines = Arc::clone(&icfg.baselines);
     let ingest = Arc::new(ingest::Ingest::new(client, icfg, Arc::clone(&store), Arc::clone(&metrics)).await?);
     let (tx, rx) = tokio::sync::watch::channel(false);
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let state = api::AppState::with_correlation(Arc::clone(&store), metrics, detection, graphs);
+    let state = api::AppState::with_baselines(
+        Arc::clone(&store),
+        metrics,
+        detection,
+        graphs,
+        Arc::clone(&baselines),
+        cfg.forecast.clone(),
+    );
     let app = api::router(state);
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();
+    let rx_base = rx.clone();
     let api_task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -209,6 +261,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
             .context("api server failed")
     });
     let ingest_task = tokio::spawn(async move { ingest.run(rx).await.context("ingest failed") });
+    let baseline_task = tokio::spawn(refit_baselines(Arc::clone(&store), baselines, cfg.clone(), rx_base));
     let store_task = tokio::spawn(housekeeping(Arc::clone(&store), cfg.clone(), rx_store));
     std::fs::write(
         cfg.data_dir.join("server.json"),
@@ -216,7 +269,43 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     )
     .context("writing server.json")?;
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "cordon is serving");
-    Ok(Running { addr, store, shutdown: tx, tasks: vec![api_task, ingest_task, store_task] })
+    Ok(Running { addr, store, shutdown: tx, tasks: vec![api_task, ingest_task, store_task, baseline_task] })
+}
+
+/// The login baselines: fitted for every tenant at start, for a tenant first seen since within a
+/// minute, and for all on the configured schedule (nightly by default). A failed fit is logged and
+/// the tenant keeps its previous models.
+async fn refit_baselines(
+    store: Arc<Store>,
+    live: Arc<anomaly::live::Live>,
+    cfg: ServerConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let mut next = cfg.baseline_refit.next_after(schemas::time::now_micros());
+    let mut first = true;
+    loop {
+        let now = schemas::time::now_micros();
+        let due = next.is_some_and(|t| now >= t);
+        let tenants = store.tenants().await.unwrap_or_default();
+        for t in &tenants {
+            if first || due || live.models(t).is_none() {
+                match ingest::baselines::refit(&store, &live, t, &cfg.forecast, cfg.baseline_threads, now)
+                    .await
+                {
+                    Ok(r) => tracing::info!(?r, "login baselines fitted"),
+                    Err(e) => tracing::error!(tenant = %t, error = %e, "login baseline refit failed"),
+                }
+            }
+        }
+        first = false;
+        if due {
+            next = cfg.baseline_refit.next_after(now);
+        }
+        tokio::select! {
+            _ = stop.wait_for(|v| *v) => return Ok(()),
+            _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
+        }
+    }
 }
 
 fn store_config(cfg: &ServerConfig) -> StoreConfig {
@@ -401,6 +490,50 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                     r.missed.len(),
                     r.extra.len()
                 );
+                Ok(())
+            }
+            Command::Eval {
+                what:
+                    EvalWhat::Anomaly {
+                        hosts,
+                        days,
+                        per_kind,
+                        seed,
+                        refit_hours,
+                        threads,
+                        level,
+                        fleet_quantile,
+                        json,
+                        min_f1,
+                        real,
+                        real_year,
+                    },
+            } => {
+                if let Some(path) = &real {
+                    let r = eval_anomaly::real(path, real_year)?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&r)?);
+                    }
+                    eval_anomaly::print_real(&r);
+                }
+                let threads =
+                    threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+                let r = eval_anomaly::anomaly(&eval_anomaly::AnomalyEvalConfig {
+                    hosts,
+                    days,
+                    seed,
+                    per_kind,
+                    refit_hours,
+                    threads,
+                    level,
+                    fleet_quantile,
+                });
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r)?);
+                }
+                eval_anomaly::print_anomaly(&r);
+                let f1 = r.rules[0].f1;
+                anyhow::ensure!(f1 >= min_f1, "two-condition F1 {f1:.3} is below the floor {min_f1}");
                 Ok(())
             }
             Command::Eval { what: EvalWhat::Lateral { corpus, json, min_found } } => {

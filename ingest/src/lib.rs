@@ -12,6 +12,7 @@
 //!
 //! Depends on `schemas` and `store`; nothing depends on it but the server binary.
 
+pub mod baselines;
 mod correlation;
 mod dlq;
 mod incidents;
@@ -60,6 +61,8 @@ pub struct IngestConfig {
     pub graphs: Arc<correlate::graph::Graphs>,
     /// How alerts are joined into incidents.
     pub incident: correlate::incident::IncidentConfig,
+    /// Login baselines: fitted models and running counts (shared with the API and the refit task).
+    pub baselines: Arc<anomaly::live::Live>,
 }
 
 impl Default for IngestConfig {
@@ -82,6 +85,7 @@ impl Default for IngestConfig {
             alert_window: Duration::from_secs(3600),
             graphs: Arc::new(correlate::graph::Graphs::default()),
             incident: correlate::incident::IncidentConfig::default(),
+            baselines: Arc::new(anomaly::live::Live::new()),
         }
     }
 }
@@ -100,6 +104,9 @@ pub enum IngestError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// A baseline fit failed to run.
+    #[error("baseline fit: {0}")]
+    Baseline(String),
 }
 
 /// Runs CPU-bound work (graph updates and searches) without stalling the runtime's other tasks: on
@@ -190,6 +197,8 @@ pub struct Ingest {
     unrecorded: std::sync::Mutex<Vec<(schemas::alert::Alert, Option<String>)>>,
     /// Per-tenant incident state (see [`incidents`]).
     incidents: tokio::sync::Mutex<incidents::State>,
+    /// The hour (since the epoch) silences were last looked for.
+    last_silence_check: std::sync::Mutex<i64>,
 }
 
 impl Ingest {
@@ -227,6 +236,7 @@ impl Ingest {
             correlators: Default::default(),
             unrecorded: Default::default(),
             incidents: Default::default(),
+            last_silence_check: Default::default(),
         })
     }
 
@@ -274,7 +284,12 @@ impl Ingest {
                 }
             }
             if msgs.is_empty() {
-                // Quiet: joins that waited for the recheck interval are worked out now.
+                // Quiet: silences are looked for at each new hour, and joins that waited for the
+                // recheck interval are worked out now.
+                let silent = self.silences(schemas::time::now_micros());
+                if let Err(e) = self.record_alerts(&silent).await {
+                    tracing::warn!(error = %e, "cannot record silence alerts; retried with the next batch");
+                }
                 self.update_incidents(&self.incident_tenants().await).await;
                 continue;
             }
@@ -316,6 +331,7 @@ impl Ingest {
         let mut to_correlate: Vec<correlation::Pending> = Vec::new();
         let mut events_in = 0u64;
         let mut touched: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut logins = Vec::new();
         for m in msgs {
             let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
             let msg_id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
@@ -407,6 +423,9 @@ impl Ingest {
                                 to_correlate.push(correlation::Pending { record: r.clone(), hits });
                             }
                         }
+                        if let Some(l) = baselines::login(&r) {
+                            logins.push(l);
+                        }
                         records.push(r);
                     }
                     Err(reject) => {
@@ -460,6 +479,12 @@ impl Ingest {
                 alerts.push((a, correlate::graph::Graph::process_key(&d.0)));
             }
         }
+        // Logins are counted once stored (the counts ignore an event id they have seen, so a
+        // redelivered batch does not count twice); counts past both bounds are anomalies.
+        if !logins.is_empty() {
+            alerts.extend(cpu(|| self.count_logins(&logins)));
+        }
+        alerts.extend(self.silences(now));
         // Alerts follow the commit (their evidence is stored); recording is idempotent per evidence
         // event, so a batch redelivered after a failure here does not count twice.
         self.record_alerts(&alerts).await?;

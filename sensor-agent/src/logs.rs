@@ -1,5 +1,6 @@
-//! Authentication logs as Cordon events: Linux syslog (`/var/log/auth.log`, `secure`: sshd and
-//! pam_unix), PostgreSQL and MySQL server logs. Each authentication line becomes an ECS event with
+//! Authentication logs as Cordon events: Linux syslog (`/var/log/auth.log`, `secure`: sshd,
+//! pam_unix, sudo and su), the same messages from the systemd journal (`journalctl -o json`, one
+//! JSON object a line), PostgreSQL and MySQL server logs. Each authentication line becomes an ECS event with
 //! `event.category: authentication`, the outcome, the account, the source, `event.reason` (the log's
 //! own words) and the raw line in `event.original`, so the log-alert rules and the brute-force
 //! correlations run on it like on any other event. Lines that are not about authentication are
@@ -33,7 +34,34 @@ pub fn parse(text: &str, year: i32) -> Parsed {
 /// One line as an authentication event, when it is one.
 pub fn parse_line(line: &str, year: i32) -> Option<Value> {
     let line = line.trim_end_matches(['\r', '\n']);
+    if line.starts_with('{') {
+        return journal(line);
+    }
     syslog(line, year).or_else(|| postgres(line)).or_else(|| mysql(line))
+}
+
+/// A `journalctl -o json` record: `__REALTIME_TIMESTAMP` (microseconds), `_HOSTNAME`,
+/// `SYSLOG_IDENTIFIER` (else `_COMM`), `_PID` and `MESSAGE` (a string, or an array of bytes when
+/// it is not valid UTF-8).
+fn journal(line: &str) -> Option<Value> {
+    let r: serde_json::Map<String, Value> = serde_json::from_str(line).ok()?;
+    let text = |k: &str| r.get(k).and_then(Value::as_str);
+    let msg: String = match r.get("MESSAGE")? {
+        Value::String(s) => s.clone(),
+        Value::Array(bytes) => {
+            let b: Vec<u8> =
+                bytes.iter().filter_map(|v| v.as_u64().and_then(|x| u8::try_from(x).ok())).collect();
+            String::from_utf8_lossy(&b).into_owned()
+        }
+        _ => return None,
+    };
+    let micros: i64 = text("__REALTIME_TIMESTAMP")?.parse().ok()?;
+    let program = text("SYSLOG_IDENTIFIER").or_else(|| text("_COMM"))?;
+    let pid = text("_PID").or_else(|| text("SYSLOG_PID")).and_then(|p| p.parse().ok());
+    let time = schemas::time::format_micros(micros);
+    let original =
+        format!("{time} {} {program}[{}]: {msg}", text("_HOSTNAME").unwrap_or("-"), pid.unwrap_or(0));
+    auth_event(&time, text("_HOSTNAME"), program, pid, &msg, &original, "journald")
 }
 
 const MONTHS: [&str; 12] =
@@ -54,16 +82,38 @@ fn syslog(line: &str, year: i32) -> Option<Value> {
     };
     let time = format!("{year:04}-{month:02}-{day:02}T{clock}Z");
     schemas::time::parse_rfc3339_micros(&time)?;
+    auth_event(&time, Some(host), program, pid, msg, line, "syslog")
+}
+
+/// The event for an authentication message of `program` (`sshd`, `sshd(pam_unix)`, `sudo`, `su`...).
+fn auth_event(
+    time: &str,
+    host: Option<&str>,
+    program: &str,
+    pid: Option<i64>,
+    msg: &str,
+    original: &str,
+    source: &str,
+) -> Option<Value> {
     let daemon = program.split('(').next().unwrap_or(program);
-    let (outcome, reason, user, from) = sshd_message(msg)?;
+    let (outcome, reason, user, from) = match daemon {
+        "sudo" | "su" => elevation_message(daemon, msg).or_else(|| sshd_message(msg))?,
+        _ => sshd_message(msg)?,
+    };
+    let action = match daemon {
+        "sudo" | "su" => daemon.to_owned(),
+        _ => format!("{daemon}-login"),
+    };
     let mut e = json!({
         "@timestamp": time,
-        "event": {"category": "authentication", "action": format!("{daemon}-login"), "outcome": outcome,
-                  "reason": reason, "dataset": "linux.auth", "original": line},
-        "host": {"name": host},
+        "event": {"category": "authentication", "action": action, "outcome": outcome,
+                  "reason": reason, "dataset": "linux.auth", "original": original},
         "process": {"name": daemon},
-        "log": {"syslog": {"appname": program}},
+        "log": {"syslog": {"appname": program}, "source": source},
     });
+    if let Some(h) = host {
+        e["host"] = json!({"name": h});
+    }
     if let Some(pid) = pid {
         e["process"]["pid"] = json!(pid);
     }
@@ -81,6 +131,44 @@ fn syslog(line: &str, year: i32) -> Option<Value> {
 }
 
 type Auth<'a> = (&'static str, String, Option<&'a str>, Option<&'a str>);
+
+/// sudo's and su's own messages: a command run as another user (success), too many wrong
+/// passwords (failure), a switch of user (success or `FAILED SU`). The account is the one that
+/// asked; the target user goes in the reason.
+fn elevation_message<'a>(daemon: &str, msg: &'a str) -> Option<Auth<'a>> {
+    let msg = msg.trim_start();
+    if daemon == "sudo" {
+        // `alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/ls`
+        // `alice : 3 incorrect password attempts ; TTY=pts/0 ; ... ; USER=root ; COMMAND=...`
+        let (user, rest) = msg.split_once(" : ")?;
+        let user = user.trim();
+        if user.contains(' ') || user.is_empty() {
+            return None;
+        }
+        let target = rest.split(" ; ").find_map(|f| f.trim().strip_prefix("USER=")).unwrap_or("root");
+        if rest.contains("incorrect password attempt") {
+            return Some(("failure", format!("sudo to {target}: incorrect password"), Some(user), None));
+        }
+        if rest.contains("COMMAND=") {
+            return Some(("success", format!("sudo to {target}"), Some(user), None));
+        }
+        return None;
+    }
+    // su: `FAILED SU (to root) alice on pts/0`, `(to root) alice on pts/0`, `Successful su for root by alice`
+    if let Some(rest) = msg.strip_prefix("FAILED SU (to ") {
+        let (target, rest) = rest.split_once(") ")?;
+        return Some(("failure", format!("su to {target} failed"), rest.split_whitespace().next(), None));
+    }
+    if let Some(rest) = msg.strip_prefix("(to ") {
+        let (target, rest) = rest.split_once(") ")?;
+        return Some(("success", format!("su to {target}"), rest.split_whitespace().next(), None));
+    }
+    if let Some(rest) = msg.strip_prefix("Successful su for ") {
+        let (target, by) = rest.split_once(" by ")?;
+        return Some(("success", format!("su to {target}"), by.split_whitespace().next(), None));
+    }
+    None
+}
 
 /// sshd, pam_unix and other PAM services' authentication messages.
 fn sshd_message(msg: &str) -> Option<Auth<'_>> {
@@ -213,6 +301,89 @@ mod tests {
                 .is_none()
         );
         assert!(parse_line("garbage", 2026).is_none());
+    }
+
+    #[test]
+    fn sudo_and_su_lines() {
+        let e = parse_line(
+            "Nov 23 10:00:04 web-1 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id",
+            2026,
+        )
+        .unwrap();
+        assert_eq!(
+            (e["event"]["action"].as_str(), e["event"]["outcome"].as_str(), e["user"]["name"].as_str()),
+            (Some("sudo"), Some("success"), Some("alice"))
+        );
+        assert_eq!(e["event"]["reason"], "sudo to root");
+        let e = parse_line(
+            "Nov 23 10:00:05 web-1 sudo:      bob : 3 incorrect password attempts ; TTY=pts/1 ; PWD=/tmp ; USER=root ; COMMAND=/bin/sh",
+            2026,
+        )
+        .unwrap();
+        assert_eq!(
+            (e["event"]["outcome"].as_str(), e["user"]["name"].as_str()),
+            (Some("failure"), Some("bob"))
+        );
+        // sudo's PAM failure line is PAM's.
+        let e = parse_line(
+            "Nov 23 10:00:06 web-1 sudo: pam_unix(sudo:auth): authentication failure; logname=bob uid=1001 euid=0 tty=/dev/pts/1 ruser=bob rhost=  user=bob",
+            2026,
+        )
+        .unwrap();
+        assert_eq!(
+            (e["event"]["outcome"].as_str(), e["user"]["name"].as_str()),
+            (Some("failure"), Some("bob"))
+        );
+        let e =
+            parse_line("Nov 23 10:00:07 web-1 su[901]: FAILED SU (to root) carol on pts/2", 2026).unwrap();
+        assert_eq!(
+            (e["event"]["outcome"].as_str(), e["user"]["name"].as_str(), e["event"]["reason"].as_str()),
+            (Some("failure"), Some("carol"), Some("su to root failed"))
+        );
+        let e = parse_line("Nov 23 10:00:08 web-1 su[902]: (to root) carol on pts/2", 2026).unwrap();
+        assert_eq!(e["event"]["outcome"], "success");
+        assert!(
+            parse_line(
+                "Nov 23 10:00:09 web-1 sudo: pam_unix(sudo:session): session closed for user root",
+                2026
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn journal_json_records() {
+        let rec = json!({
+            "__REALTIME_TIMESTAMP": "1763892001000000",
+            "_HOSTNAME": "web-2",
+            "SYSLOG_IDENTIFIER": "sshd",
+            "_PID": "4242",
+            "MESSAGE": "Failed password for invalid user oracle from 198.51.100.7 port 40022 ssh2",
+        });
+        let e = parse_line(&rec.to_string(), 1999).unwrap();
+        assert_eq!(
+            e["@timestamp"], "2025-11-23T10:00:01.000000Z",
+            "the journal's own clock, not the year given"
+        );
+        assert_eq!(
+            (e["host"]["name"].as_str(), e["user"]["name"].as_str(), e["source"]["ip"].as_str()),
+            (Some("web-2"), Some("oracle"), Some("198.51.100.7"))
+        );
+        assert_eq!(
+            (e["process"]["pid"].as_i64(), e["log"]["source"].as_str()),
+            (Some(4242), Some("journald"))
+        );
+        // A message logged as bytes (not UTF-8 clean) and a sudo record.
+        let bytes: Vec<u8> = b"Accepted publickey for deploy from 10.0.0.4 port 1 ssh2".to_vec();
+        let rec = json!({"__REALTIME_TIMESTAMP": "1763892002000000", "_HOSTNAME": "web-2", "_COMM": "sshd", "MESSAGE": bytes});
+        assert_eq!(parse_line(&rec.to_string(), 2026).unwrap()["event"]["outcome"], "success");
+        let rec = json!({"__REALTIME_TIMESTAMP": "1763892003000000", "SYSLOG_IDENTIFIER": "sudo",
+                         "MESSAGE": "alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/true"});
+        assert_eq!(parse_line(&rec.to_string(), 2026).unwrap()["user"]["name"], "alice");
+        // Not about authentication, and not a journal record at all.
+        let rec = json!({"__REALTIME_TIMESTAMP": "1", "SYSLOG_IDENTIFIER": "systemd", "MESSAGE": "Started Session 5."});
+        assert!(parse_line(&rec.to_string(), 2026).is_none());
+        assert!(parse_line("{not json", 2026).is_none());
     }
 
     #[test]

@@ -437,6 +437,18 @@ impl Store {
             .await??)
     }
 
+    /// Each host's group among a tenant's events in `[from, to)`.
+    pub async fn host_groups(
+        &self,
+        tenant: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let _read = self.swap.read().await;
+        let (engine, tenant) = (self.engine.clone(), tenant.to_owned());
+        Ok(self.cpu.run_async(async move { engine.host_groups(&tenant, from, to).await }).await??)
+    }
+
     /// Read-only analyst SQL over a tenant's lake.
     pub async fn sql(&self, tenant: &str, sql: &str, limits: SqlLimits) -> Result<SqlOutput, StoreError> {
         let _read = self.swap.read().await;

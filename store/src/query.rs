@@ -278,6 +278,48 @@ impl QueryEngine {
         Ok(out)
     }
 
+    /// Each host's group (the latest named, by name order when several) among events in
+    /// `[from, to)`: `(host, group)`.
+    pub async fn host_groups(
+        &self,
+        tenant: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(String, String)>, QueryError> {
+        use datafusion::functions_aggregate::expr_fn::max;
+        let ctx = self.session(tenant).await?;
+        let batches = ctx
+            .table("events")
+            .await
+            .map_err(classify)?
+            .filter(
+                col("host_group")
+                    .is_not_null()
+                    .and(col("time").gt_eq(ts(from)))
+                    .and(col("time").lt(ts(to)))
+                    .and(col("date").gt_eq(lit(schemas::time::date_of_micros(from))))
+                    .and(col("date").lt_eq(lit(schemas::time::date_of_micros(to)))),
+            )
+            .map_err(classify)?
+            .aggregate(vec![col("host_name")], vec![max(col("host_group")).alias("g")])
+            .map_err(classify)?
+            .collect()
+            .await
+            .map_err(classify)?;
+        let mut out = Vec::new();
+        for b in &batches {
+            for r in 0..b.num_rows() {
+                let v: Vec<serde_json::Value> =
+                    b.columns().iter().map(|c| json_value(c.as_ref(), r)).collect();
+                if let (Some(h), Some(g)) = (v[0].as_str(), v[1].as_str()) {
+                    out.push((h.to_owned(), g.to_owned()));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// Runs read-only SQL for a tenant under the limits.
     pub async fn sql(&self, tenant: &str, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
         let ctx = self.session(tenant).await?;

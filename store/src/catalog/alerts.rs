@@ -22,6 +22,8 @@ pub struct AlertFilter {
     pub host: Option<String>,
     /// Technique id (a technique also finds its sub-techniques).
     pub technique: Option<String>,
+    /// Rule ids starting with this (`cordon-anomaly-`: the login anomalies).
+    pub rule_prefix: Option<String>,
     /// Last seen at or after, microseconds.
     pub from: Option<i64>,
     /// Last seen before.
@@ -106,6 +108,16 @@ impl Catalog {
                 if micros(&a.last_seen) > micros(&cur.last_seen) {
                     cur.last_seen = a.last_seen.clone();
                 }
+                // A later view of the same evidence (an anomaly whose count kept growing: its
+                // evidence holds all the earlier raise's), or a raise at a higher level, explains
+                // the alert better: its description and why replace the earlier ones.
+                let superset = cur.evidence.iter().all(|e| a.evidence.contains(e));
+                if a.level > cur.level
+                    || (a.level == cur.level && superset && a.evidence.len() > cur.evidence.len())
+                {
+                    cur.description = a.description.clone();
+                    cur.why = a.why.clone();
+                }
                 cur.level = cur.level.max(a.level);
                 if a.status == Status::Blocked {
                     cur.status = Status::Blocked;
@@ -178,6 +190,10 @@ impl Catalog {
         }
         if let Some(t) = &f.technique {
             l.technique(t);
+        }
+        if let Some(p) = &f.rule_prefix {
+            let escaped = p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            l.text(" AND rule_id LIKE ? ESCAPE '\\'", format!("{escaped}%"));
         }
         if let Some(v) = f.from {
             l.int(" AND last_seen >= ?", v);

@@ -22,7 +22,7 @@ fn allowed(krate: &str) -> &'static [&'static str] {
         "fixtures" => &["schemas"],
         "sensor-agent" => &["schemas", "fixtures", "correlate"],
         "store" => &["schemas"],
-        "ingest" => &["schemas", "store", "correlate"],
+        "ingest" => &["schemas", "store", "correlate", "anomaly"],
         "correlate" => &["schemas"],
         "anomaly" => &["schemas"],
         "api" => &["schemas", "store", "ingest", "correlate", "anomaly"],

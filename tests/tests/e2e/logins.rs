@@ -81,3 +81,124 @@ fn simulated_logins_come_back_as_hourly_series() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Issue 5 end to end: two weeks of a simulated fleet shipped through agents, baselines fitted from
+/// the lake, then a brute-force burst in the current hour becomes an anomaly alert at once, with
+/// its explanation, its evidence (the events sent) and an incident; the host's forecast and fleet
+/// band are served next to its series.
+#[test]
+fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let tok = env.token.as_str();
+    let api = env.server.api.clone();
+    let hour = 3_600_000_000i64;
+    let days = 16;
+    let now_hour = anomaly::series::hour_floor(schemas::time::now_micros());
+    let base = now_hour - days as i64 * 24 * hour;
+    // The simulation's weekdays are the real ones (1970-01-01 was a Thursday).
+    let first_weekday = ((base / hour / 24 + 3) % 7) as usize;
+    let fleet = LoginFleet::generate(&LoginSimConfig {
+        hosts: 12,
+        days,
+        seed: 21,
+        first_weekday,
+        anomalies_per_kind: 0,
+    });
+    let agents: Vec<String> = (0..fleet.hosts.len()).map(|h| format!("a{h}")).collect();
+    let hosts: Vec<_> =
+        (0..fleet.hosts.len()).map(|h| json!({"agent": agents[h], "name": fleet.hosts[h].name})).collect();
+    let mut lines = vec![json!({"scenario": "logins", "hosts": hosts}).to_string()];
+    for (h, agent_id) in agents.iter().enumerate() {
+        for t in 0..fleet.hours {
+            for e in fleet.events_in_hour(h, t, base) {
+                lines.push(json!({"at_ms": 0, "agent": agent_id, "event": e}).to_string());
+            }
+        }
+    }
+    let path = env.dir.path().join("history.ndjson");
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    let sent = agent(&bin(), &env.nats.url, &env.spool(), &["replay", path.to_str().unwrap()])?;
+    let acked = sent["events_acked"].as_u64().unwrap();
+    assert_eq!(acked as usize, lines.len() - 1);
+    eventually(Duration::from_secs(120), || Ok((counts(&api, tok)?.0 == acked).then_some(())))?;
+
+    let (status, v) = tests::post(&format!("{api}/api/v1/baselines/refit"), Some(tok), &json!({}))?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["refit"]["hosts"], fleet.hosts.len(), "{v}");
+    assert!(v["refit"]["forecasts"].as_u64().unwrap() >= 2 * fleet.hosts.len() as u64, "{v}");
+
+    let ws = fleet.hosts.iter().position(|h| h.role == Role::Workstation).unwrap();
+    let name = fleet.hosts[ws].name.clone();
+    let (status, v) = get(&format!("{api}/api/v1/hosts/{}/logins", tests::urlencode(&name)), Some(tok))?;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["forecast"]["logins"]["basis"], "forecast", "{}", v["forecast"]);
+    assert_eq!(v["forecast"]["failures"]["hours"].as_array().map(Vec::len), Some(48));
+    assert_eq!(v["fleet_band"]["group"], "workstations");
+    assert_eq!(
+        v["fleet_band"]["measures"]["logins"].as_array().map(Vec::len),
+        v["hours"].as_u64().map(|n| n as usize)
+    );
+
+    // 60 failures in the current hour, from one address, within a minute.
+    let now = schemas::time::now_micros();
+    let first = (now - 60_000_000).max(anomaly::series::hour_floor(now));
+    let step = (now - first) / 60;
+    let burst: Vec<String> = (0..60)
+        .map(|k| {
+            let at = first + k * step;
+            json!({"at_ms": 0, "agent": agents[ws], "event": {
+                "@timestamp": schemas::time::format_micros(at),
+                "host": {"name": name},
+                "cordon": {"host_group": "workstations"},
+                "event": {"category": "authentication", "action": "logon", "outcome": "failure",
+                          "reason": "unknown user name or bad password"},
+                "user": {"name": format!("admin{k}"), "domain": "CORP"},
+                "winlog": {"logon": {"type": "3"}},
+                "source": {"ip": "203.0.113.9"},
+            }})
+            .to_string()
+        })
+        .collect();
+    let header = json!({"scenario": "burst", "hosts": [{"agent": agents[ws], "name": name}]}).to_string();
+    let path = env.dir.path().join("burst.ndjson");
+    std::fs::write(&path, [header].iter().chain(&burst).cloned().collect::<Vec<_>>().join("\n") + "\n")?;
+    let sent = agent(&bin(), &env.nats.url, &env.spool(), &["replay", path.to_str().unwrap()])?;
+    assert_eq!(sent["events_acked"], 60);
+    let anomalies = eventually(Duration::from_secs(60), || {
+        let (_, v) = get(&format!("{api}/api/v1/anomalies"), Some(tok))?;
+        let list = v["anomalies"].as_array().cloned().unwrap_or_default();
+        Ok((!list.is_empty()).then_some(list))
+    })?;
+    let a = anomalies.iter().find(|a| a["host"] == name.as_str()).expect("an anomaly on the burst's host");
+    assert_eq!(a["measure"], "failures");
+    assert_eq!(a["direction"], "above");
+    assert_eq!(a["techniques"][0]["id"], "T1110");
+    let why = a["explanation"].as_str().unwrap();
+    assert!(
+        why.starts_with("expected ") && why.contains("fleet p99") && why.contains("failed logins"),
+        "{why}"
+    );
+    // Raised as soon as the count crossed both bounds, then raised again as its level grew: the
+    // alert holds the events behind the count, all of them by the last raise.
+    let alert_id = a["id"].as_str().unwrap().to_owned();
+    let full = eventually(Duration::from_secs(30), || {
+        let (_, v) = get(&format!("{api}/api/v1/alerts/{alert_id}"), Some(tok))?;
+        Ok((v["alert"]["level"].as_u64() >= Some(4)).then_some(v))
+    })?;
+    assert!(full["alert"]["evidence"].as_array().unwrap().len() >= 20, "{}", full["alert"]);
+    // Other hosts, and the history, raised nothing of this kind.
+    assert!(
+        anomalies.iter().all(|x| x["host"] == name.as_str() || x["measure"] != "failures"),
+        "{anomalies:?}"
+    );
+    // It takes part in correlation like any alert: it is in an incident.
+    let incident = eventually(Duration::from_secs(30), || {
+        let (_, v) = get(&format!("{api}/api/v1/incidents"), Some(tok))?;
+        let list = v["incidents"].as_array().cloned().unwrap_or_default();
+        Ok(list
+            .into_iter()
+            .find(|i| i["hosts"].as_array().is_some_and(|h| h.iter().any(|x| x == name.as_str()))))
+    })?;
+    assert!(incident["id"].as_str().unwrap().starts_with("inc-"), "{incident}");
+    Ok(())
+}

@@ -13,16 +13,21 @@
 //! reporting events per CPU-second and nanoseconds per rule per event. (B6's peer, rsigma-eval, is not
 //! wired yet.)
 //!
+//! `--only b7 [--hosts N] [--peers python3]` runs B7: every host's login forecast refitted (2,000
+//! hosts x 672 hours, two threads) beside statsforecast's MSTL(AutoETS), and one hour's scoring.
+//!
 //! `--only b8 [--peers python3]` runs B8: the entity graph built from fleet events, 1,000 two-hop
 //! queries beside networkx and a DuckDB recursive CTE, and the Log4j path query.
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b8] [--rate EPS] [--secs S]
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b7|b8] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b6;
+mod b7;
 mod b8;
 
 use b6::b6;
+use b7::b7;
 use b8::b8;
 use mimalloc::MiMalloc;
 use schemas::decode::{Channel, Limits, decode_line};
@@ -472,6 +477,12 @@ fn main() -> anyhow::Result<()> {
             reps,
             peer.as_deref().map(Path::new),
         )?;
+        return Ok(());
+    }
+    if only.as_deref() == Some("b7") {
+        println!("\nB7 login baselines (Cordon; statsforecast with --peers PYTHON)");
+        let peers = flag("--peers");
+        b7(flag("--hosts").map_or(Ok(2000), |v| v.parse())?, reps, peers.as_deref())?;
         return Ok(());
     }
     if only.as_deref() == Some("b8") {

@@ -1,0 +1,591 @@
+//! The baselines at work: fitted models per tenant (refitted on a schedule from the lake), and each
+//! host's running counts as events arrive, checked against them.
+//!
+//! - [`fit_tenant`] turns a tenant's hourly series (from the lake) into [`TenantModels`]: per host and
+//!   measure a forecast of the next hours (or the fleet band's fallback, with the reason), per host
+//!   group and measure a fleet band. It is CPU work for a bounded pool.
+//! - [`Live::observe`] counts one authentication event into its host's hour and returns a finding the
+//!   first time the hour's count leaves both bounds (and again each time its level rises).
+//! - [`Live::silences`] looks, at the end of each hour, for hosts whose expected logins have not come
+//!   for [`crate::detect::SILENT_HOURS`] hours while their group was active.
+//!
+//! The running counts keep the last two days of hours per host, which is also what the API adds to
+//! the lake's series for the hour in progress.
+
+use crate::bands::{FleetBand, WEEK};
+use crate::detect::{Basis, Direction, Expected, Finding, Measure, above, silent};
+use crate::forecast::{ForecastConfig, HourForecast};
+use crate::series::{LoginSeries, hour_floor};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, RwLock};
+
+const HOUR: i64 = 3_600_000_000;
+/// Hours of running counts kept per host.
+const KEEP_HOURS: usize = 48;
+/// Event ids kept per host-hour-measure as the finding's evidence.
+const EVIDENCE: usize = 100;
+
+/// The hour of the week (0 = Monday 00:00 UTC) of the hour starting at `t` (microseconds).
+pub fn hour_of_week(t: i64) -> usize {
+    // 1970-01-01 was a Thursday: three days after a Monday.
+    (t.div_euclid(HOUR) + 72).rem_euclid(WEEK as i64) as usize
+}
+
+/// The logon types counted as interactive: console, remote interactive (RDP), cached interactive and
+/// cached remote interactive.
+pub fn is_interactive(logon_type: &str) -> bool {
+    matches!(logon_type, "2" | "10" | "11" | "12")
+}
+
+/// One host's models.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct HostModel {
+    /// Its host group (`""` when the events named none).
+    pub group: String,
+    /// Hours of history it had.
+    pub history_hours: usize,
+    /// Per measure: the forecast from `TenantModels::start`, or why there is none.
+    pub forecasts: BTreeMap<Measure, Result<Vec<HourForecast>, String>>,
+}
+
+/// A tenant's fitted models.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct TenantModels {
+    /// Start of the first forecast hour (the refit's hour).
+    pub start: i64,
+    /// When they were fitted (microseconds).
+    pub fitted_at: i64,
+    /// Per host.
+    pub hosts: HashMap<String, HostModel>,
+    /// Per (host group, measure).
+    pub bands: HashMap<(String, Measure), FleetBand>,
+    /// Wall milliseconds the fit took.
+    pub fit_millis: u64,
+}
+
+impl TenantModels {
+    /// What `host` (in `group`) is expected to do in the hour starting at `hour`, for `measure`.
+    /// `None` when the tenant has no band for the group.
+    pub fn expected(&self, host: &str, group: &str, hour: i64, measure: Measure) -> Option<Expected> {
+        let model = self.hosts.get(host);
+        let group = model.map_or(group, |m| m.group.as_str());
+        let fleet = self.bands.get(&(group.to_owned(), measure))?.at(hour_of_week(hour));
+        let own = model.and_then(|m| m.forecasts.get(&measure)).and_then(|f| f.as_ref().ok()).and_then(|v| {
+            let k = usize::try_from((hour_floor(hour) - self.start) / HOUR).ok()?;
+            v.get(k).copied()
+        });
+        Some(match own {
+            Some(own) => Expected { own, fleet, basis: Basis::Forecast },
+            None => Expected::from_band(fleet),
+        })
+    }
+}
+
+/// A measure's hourly series from a [`LoginSeries`].
+pub fn measure_series(s: &LoginSeries, m: Measure) -> Vec<u32> {
+    match m {
+        Measure::Logins => s.success.clone(),
+        Measure::Failures => s.failure.clone(),
+        Measure::Interactive => {
+            let mut v = vec![0u32; s.len()];
+            for (k, counts) in &s.by_type {
+                if is_interactive(k) {
+                    for (a, b) in v.iter_mut().zip(counts) {
+                        *a += b;
+                    }
+                }
+            }
+            v
+        }
+    }
+}
+
+/// Fits a tenant's models from its hosts' series (all over the same hours, ending where the
+/// forecasts start) and their groups, on at most `threads` threads. A host's history starts at its
+/// first login in the range: a host that appeared yesterday has a day of history, not weeks of zeros.
+pub fn fit_tenant(
+    series: &[LoginSeries],
+    groups: &HashMap<String, String>,
+    cfg: &ForecastConfig,
+    threads: usize,
+    now: i64,
+) -> TenantModels {
+    let clock = std::time::Instant::now();
+    let Some(first) = series.first() else {
+        return TenantModels { fitted_at: now, ..Default::default() };
+    };
+    let start = first.start + first.len() as i64 * HOUR;
+    let group_of = |h: &LoginSeries| groups.get(&h.host).cloned().unwrap_or_default();
+    let born: Vec<usize> = series
+        .iter()
+        .map(|s| (0..s.len()).find(|&t| s.success[t] + s.failure[t] > 0).unwrap_or(s.len()))
+        .collect();
+    let mut jobs: Vec<(usize, Measure, Vec<u32>)> = Vec::new();
+    let mut bands = HashMap::new();
+    for m in Measure::ALL {
+        let data: Vec<Vec<u32>> = series.iter().map(|s| measure_series(s, m)).collect();
+        let mut by_group: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, s) in series.iter().enumerate() {
+            by_group.entry(group_of(s)).or_default().push(i);
+        }
+        for (g, members) in by_group {
+            // Hours before a host appeared are not zeros of its own: leave them out of the band.
+            let band = FleetBand::compute_from(
+                members
+                    .iter()
+                    .map(|&i| (&data[i][born[i]..], hour_of_week(first.start + born[i] as i64 * HOUR))),
+                cfg.fleet_quantile,
+            );
+            bands.insert((g, m), band);
+        }
+        for (i, d) in data.into_iter().enumerate() {
+            jobs.push((i, m, d[born[i]..].to_vec()));
+        }
+    }
+    let fits = crate::pool::map_bounded(jobs.len(), threads, |k| crate::forecast::forecast(&jobs[k].2, cfg));
+    let mut hosts: HashMap<String, HostModel> = HashMap::new();
+    for ((i, m, hist), fit) in jobs.iter().zip(fits) {
+        let s = &series[*i];
+        let model = hosts.entry(s.host.clone()).or_insert_with(|| HostModel {
+            group: group_of(s),
+            history_hours: hist.len(),
+            forecasts: BTreeMap::new(),
+        });
+        model.forecasts.insert(*m, fit.map_err(|e| e.to_string()));
+    }
+    TenantModels { start, fitted_at: now, hosts, bands, fit_millis: clock.elapsed().as_millis() as u64 }
+}
+
+/// One hour of a host's running counts.
+#[derive(Clone, Debug, Default)]
+struct HourCounts {
+    hour: i64,
+    counts: [u32; 3],
+    /// The level last raised per measure (0: none).
+    raised: [u8; 3],
+    /// The count at the last raise per measure (the hour-close update is sent if it grew since).
+    raised_at: [u32; 3],
+    evidence: [Vec<String>; 3],
+    /// Event ids counted (hashed): a redelivered event is not counted twice.
+    seen: HashSet<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Running {
+    group: String,
+    hours: VecDeque<HourCounts>,
+    /// The last hour a silence was reported up to.
+    silent_reported: i64,
+}
+
+/// Hours of series an alert carries: the day up to the finding's hour.
+const AROUND_HOURS: i64 = 24;
+
+/// The day of hours up to and including `hour`, every hour present: (hour, observed, expected).
+fn around(
+    r: &Running,
+    models: &TenantModels,
+    host: &str,
+    hour: i64,
+    m: Measure,
+) -> Vec<(i64, u32, Option<Expected>)> {
+    let i = index(m);
+    (0..AROUND_HOURS)
+        .map(|k| hour - (AROUND_HOURS - 1 - k) * HOUR)
+        .map(|h| {
+            let n = r.hours.iter().find(|x| x.hour == h).map_or(0, |x| x.counts[i]);
+            (h, n, models.expected(host, &r.group, h, m))
+        })
+        .collect()
+}
+
+/// A finding with what the alert needs.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct LiveFinding {
+    /// Tenant.
+    pub tenant: String,
+    /// Host.
+    pub host: String,
+    /// Host group.
+    pub group: String,
+    /// Start of the (first) hour.
+    pub hour: i64,
+    /// The finding.
+    pub finding: Finding,
+    /// The events behind the count.
+    pub evidence: Vec<String>,
+    /// The series around it: (hour, observed, expected) for the hours kept, oldest first.
+    pub around: Vec<(i64, u32, Option<Expected>)>,
+}
+
+/// The live state: models per tenant and running counts per host.
+#[derive(Debug, Default)]
+pub struct Live {
+    models: RwLock<HashMap<String, Arc<TenantModels>>>,
+    running: Mutex<HashMap<(String, String), Running>>,
+}
+
+fn index(m: Measure) -> usize {
+    match m {
+        Measure::Logins => 0,
+        Measure::Failures => 1,
+        Measure::Interactive => 2,
+    }
+}
+
+impl Live {
+    /// Empty.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Installs a tenant's freshly fitted models.
+    pub fn install(&self, tenant: &str, models: TenantModels) {
+        self.models.write().expect("models lock").insert(tenant.to_owned(), Arc::new(models));
+    }
+
+    /// Tenants with models.
+    pub fn tenants(&self) -> Vec<String> {
+        self.models.read().expect("models lock").keys().cloned().collect()
+    }
+
+    /// A tenant's models, if fitted.
+    pub fn models(&self, tenant: &str) -> Option<Arc<TenantModels>> {
+        self.models.read().expect("models lock").get(tenant).cloned()
+    }
+
+    /// The running counts of a host's kept hours: (hour, [logins, failures, interactive]).
+    pub fn recent(&self, tenant: &str, host: &str) -> Vec<(i64, [u32; 3])> {
+        let running = self.running.lock().expect("running lock");
+        running
+            .get(&(tenant.to_owned(), host.to_owned()))
+            .map(|r| r.hours.iter().map(|h| (h.hour, h.counts)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Counts one authentication event (`outcome` `success` or `failure`) and returns the findings it
+    /// raises: at most one per measure, the first time the hour's count leaves both bounds and each
+    /// time its level rises.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &self,
+        tenant: &str,
+        host: &str,
+        group: Option<&str>,
+        time: i64,
+        outcome: &str,
+        logon_type: &str,
+        event_id: &str,
+    ) -> Vec<LiveFinding> {
+        let measures: &[Measure] = match outcome {
+            "success" if is_interactive(logon_type) => &[Measure::Logins, Measure::Interactive],
+            "success" => &[Measure::Logins],
+            "failure" => &[Measure::Failures],
+            _ => return Vec::new(),
+        };
+        let hour = hour_floor(time);
+        let models = self.models(tenant);
+        let mut running = self.running.lock().expect("running lock");
+        let r = running.entry((tenant.to_owned(), host.to_owned())).or_default();
+        if let Some(g) = group
+            && r.group != g
+        {
+            r.group = g.to_owned();
+        }
+        let pos = match r.hours.iter().position(|h| h.hour == hour) {
+            Some(p) => p,
+            None => {
+                if r.hours.back().is_some_and(|h| h.hour > hour + KEEP_HOURS as i64 * HOUR) {
+                    return Vec::new(); // older than what is kept: the nightly report covers it
+                }
+                let at = r.hours.iter().position(|h| h.hour > hour).unwrap_or(r.hours.len());
+                r.hours.insert(at, HourCounts { hour, ..Default::default() });
+                while r.hours.len() > KEEP_HOURS {
+                    r.hours.pop_front();
+                }
+                match r.hours.iter().position(|h| h.hour == hour) {
+                    Some(p) => p,
+                    None => return Vec::new(),
+                }
+            }
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        event_id.hash(&mut hasher);
+        if !r.hours[pos].seen.insert(hasher.finish()) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for &m in measures {
+            let i = index(m);
+            let slot = &mut r.hours[pos];
+            slot.counts[i] += 1;
+            if slot.evidence[i].len() < EVIDENCE {
+                slot.evidence[i].push(event_id.to_owned());
+            }
+            let Some(models) = &models else { continue };
+            let Some(e) = models.expected(host, &r.group, hour, m) else { continue };
+            let Some(f) = above(m, slot.counts[i], &e) else { continue };
+            // Raised when the count first leaves both bounds, again when its level rises or the
+            // count doubles (the alert keeps up with the count without one raise per event).
+            if f.level <= slot.raised[i] && slot.counts[i] < 2 * slot.raised_at[i] {
+                continue;
+            }
+            slot.raised[i] = slot.raised[i].max(f.level);
+            slot.raised_at[i] = slot.counts[i];
+            let evidence = slot.evidence[i].clone();
+            let around = around(r, models, host, hour, m);
+            out.push(LiveFinding {
+                tenant: tenant.to_owned(),
+                host: host.to_owned(),
+                group: r.group.clone(),
+                hour,
+                finding: f,
+                evidence,
+                around,
+            });
+        }
+        out
+    }
+
+    /// For every host-hour of `tenant` before the hour of `now` that raised a finding and counted
+    /// more since: the finding again with the hour's final count, so the alert ends with the whole
+    /// hour's explanation and evidence.
+    pub fn closed_hours(&self, tenant: &str, now: i64) -> Vec<LiveFinding> {
+        let Some(models) = self.models(tenant) else { return Vec::new() };
+        let end = hour_floor(now);
+        let mut out = Vec::new();
+        let mut running = self.running.lock().expect("running lock");
+        for ((t, host), r) in running.iter_mut() {
+            if t != tenant {
+                continue;
+            }
+            for pos in 0..r.hours.len() {
+                let hour = r.hours[pos].hour;
+                if hour >= end {
+                    continue;
+                }
+                for m in Measure::ALL {
+                    let i = index(m);
+                    let slot = &r.hours[pos];
+                    if slot.raised[i] == 0 || slot.counts[i] == slot.raised_at[i] {
+                        continue;
+                    }
+                    let Some(e) = models.expected(host, &r.group, hour, m) else { continue };
+                    let Some(f) = above(m, slot.counts[i], &e) else { continue };
+                    let evidence = slot.evidence[i].clone();
+                    let around = around(r, &models, host, hour, m);
+                    let slot = &mut r.hours[pos];
+                    slot.raised[i] = slot.raised[i].max(f.level);
+                    slot.raised_at[i] = slot.counts[i];
+                    out.push(LiveFinding {
+                        tenant: tenant.to_owned(),
+                        host: host.clone(),
+                        group: r.group.clone(),
+                        hour,
+                        finding: f,
+                        evidence,
+                        around,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Hosts of `tenant` silent for the last whole hours before `now` while expected to log in and
+    /// while their group was active (its hosts' logins at least half the band's median, summed over
+    /// the run). Each silent run is reported once.
+    pub fn silences(&self, tenant: &str, now: i64) -> Vec<LiveFinding> {
+        let Some(models) = self.models(tenant) else { return Vec::new() };
+        let end = hour_floor(now);
+        let mut running = self.running.lock().expect("running lock");
+        // The group's observed logins per hour (hosts with models only), and the band's medians.
+        let mut seen: HashMap<(String, i64), Vec<u32>> = HashMap::new();
+        for (name, m) in &models.hosts {
+            let r = running.get(&(tenant.to_owned(), name.clone()));
+            for k in 1..=KEEP_HOURS as i64 {
+                let hour = end - k * HOUR;
+                let n = r
+                    .and_then(|r| r.hours.iter().find(|h| h.hour == hour))
+                    .map_or(0, |h| h.counts[0] + h.counts[1]);
+                seen.entry((m.group.clone(), hour)).or_default().push(n);
+            }
+        }
+        let median = |v: &mut Vec<u32>| {
+            v.sort_unstable();
+            v.get(v.len() / 2).map_or(0.0, |x| f64::from(*x))
+        };
+        let medians: HashMap<(String, i64), f64> =
+            seen.into_iter().map(|(k, mut v)| (k, median(&mut v))).collect();
+        let mut out = Vec::new();
+        for (name, m) in &models.hosts {
+            let r = running.entry((tenant.to_owned(), name.clone())).or_default();
+            if r.group.is_empty() {
+                r.group = m.group.clone();
+            }
+            // The whole hours since the host's last login or failure (within what is kept).
+            let last_active = r.hours.iter().rev().find(|h| h.hour < end && h.counts[0] + h.counts[1] > 0);
+            let from =
+                last_active.map_or(end - KEEP_HOURS as i64 * HOUR, |h| h.hour + HOUR).max(models.start);
+            let from = from.max(r.silent_reported);
+            let hours: Vec<i64> = (0..).map(|k| from + k * HOUR).take_while(|h| *h < end).collect();
+            let run: Vec<Expected> =
+                hours.iter().filter_map(|h| models.expected(name, &m.group, *h, Measure::Logins)).collect();
+            if run.len() != hours.len() {
+                continue;
+            }
+            let band: f64 = run.iter().map(|e| e.fleet.median).sum();
+            let observed: f64 =
+                hours.iter().map(|h| medians.get(&(m.group.clone(), *h)).copied().unwrap_or(0.0)).sum();
+            let active = band >= 1.0 && observed >= 0.5 * band;
+            let Some(f) = silent(&run, active) else { continue };
+            r.silent_reported = end;
+            let last = hours.last().copied().unwrap_or(from);
+            let around = around(r, &models, name, last, Measure::Logins);
+            out.push(LiveFinding {
+                tenant: tenant.to_owned(),
+                host: name.clone(),
+                group: m.group.clone(),
+                hour: from,
+                finding: Finding { direction: Direction::Below, ..f },
+                evidence: Vec::new(),
+                around,
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixtures::logins::{LoginFleet, LoginSimConfig, Role};
+
+    /// A Monday, 00:00 UTC.
+    const MONDAY: i64 = 1_763_337_600_000_000;
+
+    fn fleet_models() -> (LoginFleet, TenantModels) {
+        let f = LoginFleet::generate(&LoginSimConfig {
+            hosts: 40,
+            days: 21,
+            seed: 4,
+            first_weekday: 0,
+            anomalies_per_kind: 0,
+        });
+        let series: Vec<LoginSeries> = (0..f.hosts.len())
+            .map(|h| {
+                let other: Vec<u32> =
+                    f.success[h].iter().zip(&f.interactive[h]).map(|(s, i)| s - i.min(s)).collect();
+                LoginSeries {
+                    host: f.hosts[h].name.clone(),
+                    start: MONDAY,
+                    success: f.success[h].clone(),
+                    failure: f.failure[h].clone(),
+                    by_type: [("2".to_owned(), f.interactive[h].clone()), ("3".to_owned(), other)].into(),
+                }
+            })
+            .collect();
+        let groups = f.hosts.iter().map(|h| (h.name.clone(), h.role.group().to_owned())).collect();
+        let end = MONDAY + f.hours as i64 * HOUR;
+        let m = fit_tenant(&series, &groups, &ForecastConfig::default(), 2, end);
+        (f, m)
+    }
+
+    #[test]
+    fn hours_of_the_week_start_on_monday() {
+        assert_eq!(hour_of_week(MONDAY), 0);
+        assert_eq!(hour_of_week(MONDAY + 30 * HOUR + 5), 30);
+        assert_eq!(hour_of_week(MONDAY - HOUR), 167);
+    }
+
+    #[test]
+    fn a_burst_raises_one_finding_per_level_and_a_new_host_is_judged_on_the_band() {
+        let (f, models) = fleet_models();
+        assert_eq!(models.start, MONDAY + 21 * 24 * HOUR);
+        assert_eq!(models.hosts.len(), 40);
+        assert!(models.bands.contains_key(&("servers".to_owned(), Measure::Failures)));
+        let ws = f.hosts.iter().position(|h| h.role == Role::Workstation).unwrap();
+        let name = f.hosts[ws].name.clone();
+        let live = Live::new();
+        live.install("t", models);
+        let at = MONDAY + 21 * 24 * HOUR + 10 * HOUR;
+        let mut levels = Vec::new();
+        for k in 0..60 {
+            for lf in live.observe("t", &name, Some("workstations"), at + k, "failure", "3", &format!("e{k}"))
+            {
+                assert_eq!(lf.finding.measure, Measure::Failures);
+                assert!(lf.finding.explanation.starts_with("expected "), "{}", lf.finding.explanation);
+                assert_eq!(lf.evidence.len(), k as usize + 1);
+                levels.push(lf.finding.level);
+            }
+        }
+        assert!(!levels.is_empty() && levels.len() <= 8, "{levels:?}");
+        assert!(levels.windows(2).all(|w| w[0] <= w[1]), "{levels:?}");
+        // The hour closes: one more raise with the whole hour's count and the series of the day.
+        let closed = live.closed_hours("t", at + HOUR);
+        assert_eq!(closed.len(), 1, "{closed:?}");
+        assert_eq!((closed[0].finding.observed, closed[0].evidence.len()), (60, 60));
+        assert!(closed[0].finding.explanation.ends_with("observed 60 failed logins"));
+        assert_eq!(closed[0].around.len(), 24);
+        assert_eq!(closed[0].around[23], (at, 60, closed[0].around[23].2));
+        assert!(live.closed_hours("t", at + HOUR).is_empty(), "sent once");
+        assert_eq!(live.recent("t", &name), vec![(at, [0, 60, 0])]);
+        // Redelivered events are not counted again.
+        assert!(live.observe("t", &name, None, at + 1, "failure", "3", "e1").is_empty());
+        assert_eq!(live.recent("t", &name), vec![(at, [0, 60, 0])]);
+        // A host never seen before: its group's band.
+        let mut got = Vec::new();
+        for k in 0..40 {
+            got.extend(live.observe(
+                "t",
+                "ws-new",
+                Some("workstations"),
+                at + k,
+                "failure",
+                "3",
+                &format!("n{k}"),
+            ));
+        }
+        assert_eq!(got[0].finding.expected.basis, Basis::FleetBand);
+        assert!(got[0].finding.explanation.starts_with("no baseline of its own yet"));
+        // Successes at a normal rate raise nothing.
+        assert!(live.observe("t", &name, None, at + 100, "success", "2", "ok").is_empty());
+    }
+
+    #[test]
+    fn a_host_that_goes_quiet_while_its_group_works_is_reported_once() {
+        let (f, models) = fleet_models();
+        let start = models.start;
+        // The busiest workstation goes quiet on Monday morning; the others log in as simulated on
+        // the Monday three weeks earlier.
+        let ws: Vec<usize> = (0..f.hosts.len()).filter(|&h| f.hosts[h].role == Role::Workstation).collect();
+        let quiet = *ws.iter().max_by(|a, b| f.hosts[**a].peak.total_cmp(&f.hosts[**b].peak)).unwrap();
+        let live = Live::new();
+        live.install("t", models);
+        for &h in &ws {
+            for t in 0..12 {
+                if h == quiet && t >= 8 {
+                    continue;
+                }
+                for k in 0..f.success[h][t] {
+                    let id = format!("{h}-{t}-{k}");
+                    let at = start + t as i64 * HOUR + i64::from(k);
+                    live.observe("t", &f.hosts[h].name, None, at, "success", "2", &id);
+                }
+            }
+        }
+        let found = live.silences("t", start + 12 * HOUR);
+        let names: Vec<&str> = found.iter().map(|x| x.host.as_str()).collect();
+        assert!(names.contains(&f.hosts[quiet].name.as_str()), "{names:?}");
+        let mine = found.iter().find(|x| x.host == f.hosts[quiet].name).unwrap();
+        assert_eq!(mine.finding.direction, Direction::Below);
+        assert_eq!(mine.hour, start + 8 * HOUR);
+        // Reported once.
+        assert!(live.silences("t", start + 12 * HOUR).iter().all(|x| x.host != f.hosts[quiet].name));
+        // The whole fleet quiet (a holiday): nothing.
+        let holiday = Live::new();
+        holiday.install("t", fleet_models().1);
+        assert!(holiday.silences("t", start + 12 * HOUR).is_empty());
+    }
+}

@@ -8,6 +8,7 @@
 //! [`detect`]: the two-condition rule (outside the host's own interval *and* the fleet band) and
 //! silence.
 //! [`live`]: the fitted models per tenant and each host's running counts, checked as events arrive.
+//! [`report`]: anomaly reports (ranking, SVG charts, fleet summary, changes; JSON, HTML, CSV).
 //! It depends only on `schemas`; ingest, the API and the server call it.
 
 pub mod alert;
@@ -17,6 +18,7 @@ pub mod detect;
 pub mod forecast;
 pub mod live;
 pub mod pool;
+pub mod report;
 pub mod series;
 
 /// The event kind whose counts the baselines model.

@@ -11,6 +11,7 @@ mod detection;
 pub mod error;
 mod investigate;
 pub mod ioc;
+pub mod reports;
 mod routes;
 
 use axum::Router;
@@ -201,6 +202,35 @@ pub static ROUTES: &[RouteSpec] = &[
             q("limit", "at most this many (default 100, at most 1000)"),
         ],
         body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/reports",
+        access: Access::Token,
+        summary: "Anomaly reports (scheduled and on demand), newest first: id, schedule name, period, anomaly count.",
+        params: &[q("limit", "at most this many (default 50)")],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/reports/{id}",
+        access: Access::Token,
+        summary: "One report: the period's anomalies ranked by severity, per host a chart of actual vs forecast band (SVG), the fleet summary and what changed since the previous report of its schedule.",
+        params: &[
+            Param { name: "id", location: "path", doc: "report id" },
+            q("format", "json (default), html (a page with the charts inline) or csv (the ranked anomalies)"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/api/v1/reports/run",
+        access: Access::Token,
+        summary: "Make (and store) a report now for any past period; answers with it in the format asked.",
+        params: &[],
+        body: Some(
+            "{\"from\": \"RFC 3339\", \"to\": \"RFC 3339\", \"format\": \"json|html|csv\"} (default: the last 24 hours to the start of this hour)",
+        ),
     },
     RouteSpec {
         method: Method::POST,

@@ -58,6 +58,11 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::GET, "/api/v1/hosts/{host}/logins") => get(investigate::host_logins),
         (Method::GET, "/api/v1/anomalies") => get(detection::anomalies),
         (Method::POST, "/api/v1/baselines/refit") => post(investigate::refit),
+        (Method::GET, "/api/v1/reports") => get(crate::reports::reports),
+        (Method::GET, "/api/v1/reports/{id}") => get(crate::reports::report_get),
+        (Method::POST, "/api/v1/reports/run") => {
+            post(crate::reports::report_run).layer(DefaultBodyLimit::max(16 * 1024))
+        }
         (Method::GET, "/api/v1/graph/paths") => get(investigate::graph_paths),
         (Method::GET, "/api/v1/graph/neighbors") => get(investigate::graph_neighbors),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),

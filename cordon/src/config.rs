@@ -95,6 +95,30 @@ struct FileConfig {
     correlate: FileCorrelate,
     #[serde(default)]
     anomaly: FileAnomaly,
+    #[serde(default)]
+    reports: Vec<FileReport>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileReport {
+    name: String,
+    schedule: String,
+    period_hours: Option<u32>,
+    webhook: Option<String>,
+}
+
+/// A scheduled anomaly report.
+#[derive(Debug, Clone)]
+pub struct ReportSchedule {
+    /// Its name (reports of the same name compare themselves with the previous one).
+    pub name: String,
+    /// When it runs.
+    pub schedule: anomaly::cron::Cron,
+    /// The period it covers, ending at the run time.
+    pub period_hours: u32,
+    /// Where it is POSTed as JSON, if anywhere.
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -193,6 +217,8 @@ pub struct ServerConfig {
     pub baseline_threads: usize,
     /// How the forecasts are fitted.
     pub forecast: anomaly::forecast::ForecastConfig,
+    /// Scheduled anomaly reports.
+    pub reports: Vec<ReportSchedule>,
 }
 
 impl ServeArgs {
@@ -305,7 +331,35 @@ impl ServeArgs {
         if !(0.5..1.0).contains(&forecast.fleet_quantile) {
             bail!("[anomaly] fleet_quantile must be at least 0.5 and below 1 (e.g. 0.999)");
         }
+        let mut reports: Vec<ReportSchedule> = Vec::new();
+        for r in file.reports {
+            let ok_name = !r.name.is_empty()
+                && r.name.len() <= 64
+                && r.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok_name || r.name == "on-demand" {
+                bail!(
+                    "[[reports]] name {:?} must be 1-64 letters, digits, - or _ (and not on-demand)",
+                    r.name
+                );
+            }
+            if reports.iter().any(|x| x.name == r.name) {
+                bail!("[[reports]] name {:?} is used twice", r.name);
+            }
+            let schedule = anomaly::cron::Cron::parse(&r.schedule)
+                .map_err(|e| anyhow::anyhow!("[[reports]] {}: {e}", r.name))?;
+            let period_hours = r.period_hours.unwrap_or(24);
+            if !(1..=24 * 400).contains(&period_hours) {
+                bail!("[[reports]] {}: period_hours must be from 1 to 9600", r.name);
+            }
+            if let Some(w) = &r.webhook
+                && !(w.starts_with("http://") || w.starts_with("https://"))
+            {
+                bail!("[[reports]] {}: webhook {w:?} must be an http:// or https:// URL", r.name);
+            }
+            reports.push(ReportSchedule { name: r.name, schedule, period_hours, webhook: r.webhook });
+        }
         Ok(ServerConfig {
+            reports,
             baseline_refit,
             baseline_threads,
             forecast,
@@ -410,6 +464,26 @@ mod tests {
         std::fs::write(&path, "[anomaly]\nlevel = 1.5\n").unwrap();
         let err = format!("{:#}", args.resolve().unwrap_err());
         assert!(err.contains("level"), "{err}");
+        std::fs::write(
+            &path,
+            "[[reports]]\nname = \"daily\"\nschedule = \"0 7 * * *\"\nwebhook = \"https://soc.example/hook\"\n\
+             [[reports]]\nname = \"weekly\"\nschedule = \"0 7 * * 1\"\nperiod_hours = 168\n",
+        )
+        .unwrap();
+        let cfg = args.resolve().unwrap();
+        assert_eq!(cfg.reports.len(), 2);
+        assert_eq!((cfg.reports[0].period_hours, cfg.reports[1].period_hours), (24, 168));
+        assert_eq!(cfg.reports[0].webhook.as_deref(), Some("https://soc.example/hook"));
+        for (bad, why) in [
+            ("[[reports]]\nname = \"d\"\nschedule = \"daily\"\n", "five are needed"),
+            ("[[reports]]\nname = \"a b\"\nschedule = \"@daily\"\n", "letters, digits"),
+            ("[[reports]]\nname = \"d\"\nschedule = \"@daily\"\nwebhook = \"ftp://x\"\n", "http://"),
+            ("[[reports]]\nname = \"d\"\nschedule = \"@daily\"\ncolour = 1\n", "unknown field"),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let err = format!("{:#}", args.resolve().unwrap_err());
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     fn tempfile_dir() -> PathBuf {

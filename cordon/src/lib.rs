@@ -11,6 +11,7 @@ pub mod eval_anomaly;
 pub mod eval_lateral;
 pub mod eval_logs;
 pub mod nats;
+pub mod reports;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -252,6 +253,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();
     let rx_base = rx.clone();
+    let rx_reports = rx.clone();
     let api_task = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -261,6 +263,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
             .context("api server failed")
     });
     let ingest_task = tokio::spawn(async move { ingest.run(rx).await.context("ingest failed") });
+    let report_task = tokio::spawn(reports::run_schedules(Arc::clone(&store), cfg.clone(), rx_reports));
     let baseline_task = tokio::spawn(refit_baselines(Arc::clone(&store), baselines, cfg.clone(), rx_base));
     let store_task = tokio::spawn(housekeeping(Arc::clone(&store), cfg.clone(), rx_store));
     std::fs::write(
@@ -269,7 +272,12 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     )
     .context("writing server.json")?;
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "cordon is serving");
-    Ok(Running { addr, store, shutdown: tx, tasks: vec![api_task, ingest_task, store_task, baseline_task] })
+    Ok(Running {
+        addr,
+        store,
+        shutdown: tx,
+        tasks: vec![api_task, ingest_task, store_task, baseline_task, report_task],
+    })
 }
 
 /// The login baselines: fitted for every tenant at start, for a tenant first seen since within a
@@ -432,7 +440,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
     let result = rt.block_on(async move {
         match cli.command {
             Command::Serve(a) => serve(a).await,
-            Command::Demo(a) => demo::run(a).await,
+            Command::Demo(a) => Box::pin(demo::run(a)).await,
             Command::Token { action } => token(action).await,
             Command::Verify(a) => {
                 let report = open_store(&a).await?.0.verify().await?;

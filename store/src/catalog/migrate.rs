@@ -11,6 +11,7 @@ const SQLITE: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/sqlite/0004_policies.sql")),
     (5, include_str!("../../migrations/sqlite/0005_alerts.sql")),
     (6, include_str!("../../migrations/sqlite/0006_incidents.sql")),
+    (7, include_str!("../../migrations/sqlite/0007_reports.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -19,6 +20,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (4, include_str!("../../migrations/postgres/0004_policies.sql")),
     (5, include_str!("../../migrations/postgres/0005_alerts.sql")),
     (6, include_str!("../../migrations/postgres/0006_incidents.sql")),
+    (7, include_str!("../../migrations/postgres/0007_reports.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

@@ -10,6 +10,7 @@ mod filter;
 mod incidents;
 mod migrate;
 mod policies;
+mod reports;
 mod tokens;
 
 pub use agents::AgentRow;
@@ -18,6 +19,7 @@ pub use incidents::{
     INCIDENT_STATUSES, IncidentChange, IncidentComment, IncidentFilter, IncidentRow, IncidentWrite,
 };
 pub use policies::PolicyVersion;
+pub use reports::ReportRow;
 pub use tokens::TokenInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -263,6 +263,29 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     let m = cat.incidents("t", &merged).await?;
     assert_eq!((m.len(), m[0].merged_into.as_deref()), (1, Some("i1")));
     assert_eq!(cat.recent_incident_bodies(15).await?.len(), 1, "merged bodies are not carried on");
+    // Reports: stored once, listed newest first without bodies, the previous of a schedule found.
+    let rep = |id: &str, name: &str, to: i64, created: i64| store::catalog::ReportRow {
+        id: id.into(),
+        tenant: "t".into(),
+        name: name.into(),
+        period_from: to - 100,
+        period_to: to,
+        anomalies: 3,
+        created_at: created,
+        body: format!("{{\"id\":\"{id}\"}}"),
+    };
+    cat.insert_report(&rep("r1", "daily", 1000, 1)).await?;
+    cat.insert_report(&rep("r2", "daily", 2000, 2)).await?;
+    cat.insert_report(&rep("r3", "on-demand", 2000, 3)).await?;
+    assert!(cat.insert_report(&rep("r3", "x", 1, 4)).await.is_err(), "ids are unique");
+    let list = cat.reports("t", 10).await?;
+    assert_eq!(list.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r3", "r2", "r1"]);
+    assert!(list[0].body.is_empty());
+    assert_eq!(cat.report("t", "r2").await?.unwrap().body, "{\"id\":\"r2\"}");
+    assert!(cat.report("other", "r2").await?.is_none(), "tenants are apart");
+    assert_eq!(cat.previous_report("t", "daily", 2000).await?.unwrap().id, "r2");
+    assert_eq!(cat.previous_report("t", "daily", 1999).await?.unwrap().id, "r1");
+    assert!(cat.previous_report("t", "weekly", 5000).await?.is_none());
     cat.close().await;
     cat2.close().await;
     Ok(())

@@ -200,5 +200,37 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
             .find(|i| i["hosts"].as_array().is_some_and(|h| h.iter().any(|x| x == name.as_str()))))
     })?;
     assert!(incident["id"].as_str().unwrap().starts_with("inc-"), "{incident}");
+
+    // A report on demand for the day up to the end of this hour: the burst's host ranks first, with
+    // its chart; the fleet summary counts the hosts that logged in; stored and served three ways.
+    let to = anomaly::series::hour_floor(schemas::time::now_micros()) + hour;
+    let period =
+        json!({"from": schemas::time::format_micros(to - 24 * hour), "to": schemas::time::format_micros(to)});
+    let (status, v) = tests::post(&format!("{api}/api/v1/reports/run"), Some(tok), &period)?;
+    assert_eq!(status, 200, "{v}");
+    let r = &v["report"];
+    assert_eq!(r["anomalies"][0]["host"], name.as_str(), "{}", r["anomalies"]);
+    assert!(r["anomalies"][0]["level"].as_u64() >= Some(4));
+    assert_eq!(r["hosts"][0]["host"], name.as_str());
+    assert!(r["hosts"][0]["svg"].as_str().unwrap().starts_with("<svg"));
+    assert_eq!(r["fleet"]["hosts"], fleet.hosts.len(), "{}", r["fleet"]);
+    assert_eq!(r["changes"]["previous"], serde_json::Value::Null);
+    let id = r["id"].as_str().unwrap().to_owned();
+    let (_, list) = get(&format!("{api}/api/v1/reports"), Some(tok))?;
+    assert_eq!(list["reports"][0]["id"], id.as_str(), "{list}");
+    let (status, html) = get(&format!("{api}/api/v1/reports/{id}?format=html"), Some(tok))?;
+    let html = html.as_str().unwrap_or_default().to_owned();
+    assert!(status == 200 && html.contains("<svg") && html.contains(&name), "{status} {html:.300}");
+    let (_, csv) = get(&format!("{api}/api/v1/reports/{id}?format=csv"), Some(tok))?;
+    let csv = csv.as_str().unwrap_or_default().to_owned();
+    assert!(csv.lines().nth(1).is_some_and(|l| l.starts_with("1,") && l.contains(&name)), "{csv}");
+    assert_eq!(get(&format!("{api}/api/v1/reports/{id}?format=pdf"), Some(tok))?.0, 400);
+    assert_eq!(get(&format!("{api}/api/v1/reports/nope"), Some(tok))?.0, 404);
+    let bad = json!({"from": "yesterday"});
+    assert_eq!(tests::post(&format!("{api}/api/v1/reports/run"), Some(tok), &bad)?.0, 400);
+    // The next report of the same schedule compares itself with this one.
+    let (_, v) = tests::post(&format!("{api}/api/v1/reports/run"), Some(tok), &period)?;
+    assert_eq!(v["report"]["changes"]["previous"], id.as_str());
+    assert_eq!(v["report"]["changes"]["still_anomalous"][0], name.as_str());
     Ok(())
 }

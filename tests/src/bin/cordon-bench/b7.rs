@@ -1,6 +1,6 @@
 //! B7: login baselines. 2,000 simulated hosts x 672 hourly login counts (four weeks, the fleet
 //! simulator's daily and weekly shape): every host's MSTL(24, 168) + AutoETS fit and 24-hour forecast
-//! with a 99% interval on two threads (the server's bounded pool), then the time to score every host
+//! with its interval (99.9%) on two threads (the server's bounded pool), then the time to score every host
 //! for one hour (its expectation looked up and the two-condition rule applied). The same series go to
 //! statsforecast's MSTL(season_length=[24, 168], trend_forecaster=AutoETS(model="ZZN")) with
 //! n_jobs=2 (`tests/bench/b7_statsforecast.py`), after a warm-up fit that compiles its numba code.

@@ -96,6 +96,15 @@ impl Catalog {
                     ids.push(id); // this evidence was recorded before (a redelivery)
                     continue;
                 }
+                // A later view of the same evidence (an anomaly whose count kept growing: its
+                // evidence holds all the earlier raise's, and more), or a raise at a higher level,
+                // explains the alert better: its description and why replace the earlier ones.
+                let later_view = a.evidence.len() > cur.evidence.len()
+                    && cur.evidence.iter().all(|e| a.evidence.contains(e));
+                if a.level > cur.level || (a.level == cur.level && later_view) {
+                    cur.description = a.description.clone();
+                    cur.why = a.why.clone();
+                }
                 cur.count += a.count;
                 for e in new_evidence {
                     if cur.evidence.len() < MAX_EVIDENCE {
@@ -107,16 +116,6 @@ impl Catalog {
                 }
                 if micros(&a.last_seen) > micros(&cur.last_seen) {
                     cur.last_seen = a.last_seen.clone();
-                }
-                // A later view of the same evidence (an anomaly whose count kept growing: its
-                // evidence holds all the earlier raise's), or a raise at a higher level, explains
-                // the alert better: its description and why replace the earlier ones.
-                let superset = cur.evidence.iter().all(|e| a.evidence.contains(e));
-                if a.level > cur.level
-                    || (a.level == cur.level && superset && a.evidence.len() > cur.evidence.len())
-                {
-                    cur.description = a.description.clone();
-                    cur.why = a.why.clone();
                 }
                 cur.level = cur.level.max(a.level);
                 if a.status == Status::Blocked {

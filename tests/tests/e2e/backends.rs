@@ -189,6 +189,16 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     let all = cat.alerts("t", &store::catalog::AlertFilter { limit: 10, ..Default::default() }).await?;
     assert_eq!((all.len(), all[0].count, all[0].evidence.len()), (1, 2, 2), "e1 twice counts once");
     assert_eq!(all[0].last_seen, "2026-01-01T00:30:00Z");
+    assert_eq!(all[0].description, "d", "a raise with other evidence keeps the first explanation");
+    // A later view of the same evidence (a growing count) replaces the explanation.
+    let mut grown = alert("e1", "2026-01-01T00:40:00Z");
+    grown.evidence = vec!["e1".into(), "e2".into(), "e9".into()];
+    grown.description = "observed 3".into();
+    grown.why = serde_json::json!({"observed": 3});
+    cat.record_alerts(&[grown], hour, 2).await?;
+    let all = cat.alerts("t", &store::catalog::AlertFilter { limit: 10, ..Default::default() }).await?;
+    assert_eq!((all[0].description.as_str(), all[0].why["observed"].as_u64()), ("observed 3", Some(3)));
+    assert_eq!(all[0].evidence.len(), 3);
     let far = cat.record_alerts(&[alert("e3", "2026-01-01T05:00:00Z")], hour, 3).await?;
     assert_ne!(far[0], a[0], "outside the window: a new alert");
     let f =

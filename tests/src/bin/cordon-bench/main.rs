@@ -16,15 +16,19 @@
 //! `--only b7 [--hosts N] [--peers python3]` runs B7: every host's login forecast refitted (2,000
 //! hosts x 672 hours, two threads) beside statsforecast's MSTL(AutoETS), and one hour's scoring.
 //!
+//! `--only report [--hosts 1000] [--days 90] [--out DIR]` makes issue 5's anomaly report for a
+//! simulated fleet end to end and times it (`report.rs`).
+//!
 //! `--only b8 [--peers python3]` runs B8: the entity graph built from fleet events, 1,000 two-hop
 //! queries beside networkx and a DuckDB recursive CTE, and the Log4j path query.
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b7|b8] [--rate EPS] [--secs S]
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b7|b8|report] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b6;
 mod b7;
 mod b8;
+mod report;
 
 use b6::b6;
 use b7::b7;
@@ -476,6 +480,16 @@ fn main() -> anyhow::Result<()> {
             flag("--events").map_or(Ok(200_000), |v| v.parse())?,
             reps,
             peer.as_deref().map(Path::new),
+        )?;
+        return Ok(());
+    }
+    if only.as_deref() == Some("report") {
+        println!("\nIssue 5's report for a simulated fleet (lake, weekly refits, live counts, the report)");
+        let out = flag("--out").map(std::path::PathBuf::from);
+        report::report(
+            flag("--hosts").map_or(Ok(1000), |v| v.parse())?,
+            flag("--days").map_or(Ok(90), |v| v.parse())?,
+            out.as_deref(),
         )?;
         return Ok(());
     }

@@ -171,13 +171,13 @@ pub fn above(measure: Measure, observed: u32, e: &Expected) -> Option<Finding> {
 /// The fewest silent hours that make a finding.
 pub const SILENT_HOURS: usize = 3;
 
-/// The least total a silent run's forecasts must add up to: `P(0 | Poisson(6))` is 0.25%.
-pub const SILENT_EXPECTED: f64 = 6.0;
+/// The least total a silent run's forecasts must add up to: `P(0 | Poisson(10))` is 0.005%.
+pub const SILENT_EXPECTED: f64 = 10.0;
 
 /// Checks a run of whole hours with no logins at all against what was expected over them: the
-/// host's own forecasts must add up to at least [`SILENT_EXPECTED`] with every hour's lower bound
-/// above zero somewhere in the run, and the fleet must have been active (`fleet_active`: the group's
-/// hosts logged in as usual those hours; not a holiday).
+/// host's own forecasts (none of them the fleet band's fallback) must add up to at least
+/// [`SILENT_EXPECTED`], and the fleet must have been active (`fleet_active`: the group's hosts logged
+/// in as usual those hours; not a holiday).
 pub fn silent(run: &[Expected], fleet_active: bool) -> Option<Finding> {
     if run.len() < SILENT_HOURS || !fleet_active {
         return None;

@@ -47,7 +47,13 @@ pub struct HostModel {
     pub history_hours: usize,
     /// Per measure: the forecast from `TenantModels::start`, or why there is none.
     pub forecasts: BTreeMap<Measure, Result<Vec<HourForecast>, String>>,
+    /// The share of its successful logins that were interactive. Where nearly all are (a user's
+    /// workstation), interactive logins are its logins, and only the logins measure raises.
+    pub interactive_share: f64,
 }
+
+/// At or above this share of interactive logins, a host's interactive measure does not raise.
+pub const INTERACTIVE_IS_LOGINS: f64 = 0.9;
 
 /// A tenant's fitted models.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -147,10 +153,16 @@ pub fn fit_tenant(
     let mut hosts: HashMap<String, HostModel> = HashMap::new();
     for ((i, m, hist), fit) in jobs.iter().zip(fits) {
         let s = &series[*i];
-        let model = hosts.entry(s.host.clone()).or_insert_with(|| HostModel {
-            group: group_of(s),
-            history_hours: hist.len(),
-            forecasts: BTreeMap::new(),
+        let model = hosts.entry(s.host.clone()).or_insert_with(|| {
+            let logins: u64 = s.success.iter().map(|v| u64::from(*v)).sum();
+            let interactive: u64 =
+                measure_series(s, Measure::Interactive).iter().map(|v| u64::from(*v)).sum();
+            HostModel {
+                group: group_of(s),
+                history_hours: hist.len(),
+                forecasts: BTreeMap::new(),
+                interactive_share: if logins == 0 { 0.0 } else { interactive as f64 / logins as f64 },
+            }
         });
         model.forecasts.insert(*m, fit.map_err(|e| e.to_string()));
     }
@@ -324,6 +336,11 @@ impl Live {
                 slot.evidence[i].push(event_id.to_owned());
             }
             let Some(models) = &models else { continue };
+            if m == Measure::Interactive
+                && models.hosts.get(host).is_some_and(|h| h.interactive_share >= INTERACTIVE_IS_LOGINS)
+            {
+                continue; // its logins measure speaks for it
+            }
             let Some(e) = models.expected(host, &r.group, hour, m) else { continue };
             let Some(f) = above(m, slot.counts[i], &e) else { continue };
             // Raised when the count first leaves both bounds, again when its level rises or the
@@ -549,8 +566,15 @@ mod tests {
         }
         assert_eq!(got[0].finding.expected.basis, Basis::FleetBand);
         assert!(got[0].finding.explanation.starts_with("no baseline of its own yet"));
-        // Successes at a normal rate raise nothing.
+        // Successes at a normal rate raise nothing; a burst of interactive logins on a workstation
+        // (all its logins are interactive) raises as logins, once, not twice.
         assert!(live.observe("t", &name, None, at + 100, "success", "2", "ok").is_empty());
+        let mut raised = Vec::new();
+        for k in 0..40 {
+            raised.extend(live.observe("t", &name, None, at + 200 + k, "success", "2", &format!("s{k}")));
+        }
+        assert!(!raised.is_empty());
+        assert!(raised.iter().all(|f| f.finding.measure == Measure::Logins), "{raised:?}");
     }
 
     #[test]

@@ -205,7 +205,12 @@ pub fn anomaly(cfg: &AnomalyEvalConfig) -> AnomalyEval {
                     }
                     let x = data[h][t];
                     let xf = f64::from(x);
-                    flags[0][h][t] |= above(m, x, &e).is_some();
+                    if let Some(fi) = above(m, x, &e) {
+                        flags[0][h][t] = true;
+                        if std::env::var_os("CORDON_EVAL_DEBUG").is_some() && f.label_at(h, t).is_none() {
+                            eprintln!("FP {m:?} {:?} t{t} how{} {}", f.hosts[h].role, how(t), fi.explanation);
+                        }
+                    }
                     // The alternatives get the same margin past their bound as the rule.
                     flags[1][h][t] |= xf >= e.own.upper.max(1.0) + MIN_EXCESS;
                     flags[2][h][t] |= xf >= b.upper.max(1.0) + MIN_EXCESS;

@@ -212,6 +212,34 @@ fn around(
         .collect()
 }
 
+/// Records a raise of `f` for the hour at `pos` and returns the finding with its evidence and the
+/// day's series.
+fn raise(
+    tenant: &str,
+    host: &str,
+    r: &mut Running,
+    pos: usize,
+    models: &TenantModels,
+    f: Finding,
+) -> LiveFinding {
+    let i = index(f.measure);
+    let hour = r.hours[pos].hour;
+    let slot = &mut r.hours[pos];
+    slot.raised[i] = slot.raised[i].max(f.level);
+    slot.raised_at[i] = slot.counts[i];
+    let evidence = slot.evidence[i].clone();
+    let around = around(r, models, host, hour, f.measure);
+    LiveFinding {
+        tenant: tenant.to_owned(),
+        host: host.to_owned(),
+        group: r.group.clone(),
+        hour,
+        finding: f,
+        evidence,
+        around,
+    }
+}
+
 /// A finding with what the alert needs.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct LiveFinding {
@@ -348,19 +376,7 @@ impl Live {
             if f.level <= slot.raised[i] && slot.counts[i] < 2 * slot.raised_at[i] {
                 continue;
             }
-            slot.raised[i] = slot.raised[i].max(f.level);
-            slot.raised_at[i] = slot.counts[i];
-            let evidence = slot.evidence[i].clone();
-            let around = around(r, models, host, hour, m);
-            out.push(LiveFinding {
-                tenant: tenant.to_owned(),
-                host: host.to_owned(),
-                group: r.group.clone(),
-                hour,
-                finding: f,
-                evidence,
-                around,
-            });
+            out.push(raise(tenant, host, r, pos, models, f));
         }
         out
     }
@@ -390,20 +406,7 @@ impl Live {
                     }
                     let Some(e) = models.expected(host, &r.group, hour, m) else { continue };
                     let Some(f) = above(m, slot.counts[i], &e) else { continue };
-                    let evidence = slot.evidence[i].clone();
-                    let around = around(r, &models, host, hour, m);
-                    let slot = &mut r.hours[pos];
-                    slot.raised[i] = slot.raised[i].max(f.level);
-                    slot.raised_at[i] = slot.counts[i];
-                    out.push(LiveFinding {
-                        tenant: tenant.to_owned(),
-                        host: host.clone(),
-                        group: r.group.clone(),
-                        hour,
-                        finding: f,
-                        evidence,
-                        around,
-                    });
+                    out.push(raise(tenant, host, r, pos, &models, f));
                 }
             }
         }

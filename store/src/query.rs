@@ -260,20 +260,17 @@ impl QueryEngine {
             .collect()
             .await
             .map_err(classify)?;
-        let mut out = Vec::new();
-        for b in &batches {
-            for r in 0..b.num_rows() {
-                let v: Vec<serde_json::Value> =
-                    b.columns().iter().map(|c| json_value(c.as_ref(), r)).collect();
-                out.push((
+        let mut out: Vec<LoginCount> = json_rows(&batches)
+            .map(|v| {
+                (
                     v[0].as_str().unwrap_or_default().to_owned(),
                     v[1].as_i64().unwrap_or(0),
                     v[2].as_str().unwrap_or_default().to_owned(),
                     v[3].as_str().unwrap_or_default().to_owned(),
                     v[4].as_u64().unwrap_or(0),
-                ));
-            }
-        }
+                )
+            })
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -306,16 +303,9 @@ impl QueryEngine {
             .collect()
             .await
             .map_err(classify)?;
-        let mut out = Vec::new();
-        for b in &batches {
-            for r in 0..b.num_rows() {
-                let v: Vec<serde_json::Value> =
-                    b.columns().iter().map(|c| json_value(c.as_ref(), r)).collect();
-                if let (Some(h), Some(g)) = (v[0].as_str(), v[1].as_str()) {
-                    out.push((h.to_owned(), g.to_owned()));
-                }
-            }
-        }
+        let mut out: Vec<(String, String)> = json_rows(&batches)
+            .filter_map(|v| Some((v[0].as_str()?.to_owned(), v[1].as_str()?.to_owned())))
+            .collect();
         out.sort();
         Ok(out)
     }
@@ -375,4 +365,13 @@ fn json_value(a: &dyn Array, row: usize) -> serde_json::Value {
         }
         _ => Value::String(array_value_to_string(a, row).unwrap_or_default()),
     }
+}
+
+/// Every row of `batches` as JSON values, column by column.
+fn json_rows(
+    batches: &[datafusion::arrow::record_batch::RecordBatch],
+) -> impl Iterator<Item = Vec<serde_json::Value>> + '_ {
+    batches.iter().flat_map(|b| {
+        (0..b.num_rows()).map(move |r| b.columns().iter().map(|c| json_value(c.as_ref(), r)).collect())
+    })
 }

@@ -1,0 +1,137 @@
+//! The live counts against fitted models.
+
+use super::*;
+use fixtures::logins::{LoginFleet, LoginSimConfig, Role};
+
+/// A Monday, 00:00 UTC.
+const MONDAY: i64 = 1_763_337_600_000_000;
+
+fn fleet_models() -> (LoginFleet, TenantModels) {
+    let f = LoginFleet::generate(&LoginSimConfig {
+        hosts: 40,
+        days: 21,
+        seed: 4,
+        first_weekday: 0,
+        anomalies_per_kind: 0,
+    });
+    let series: Vec<LoginSeries> = (0..f.hosts.len())
+        .map(|h| {
+            let other: Vec<u32> =
+                f.success[h].iter().zip(&f.interactive[h]).map(|(s, i)| s - i.min(s)).collect();
+            LoginSeries {
+                host: f.hosts[h].name.clone(),
+                start: MONDAY,
+                success: f.success[h].clone(),
+                failure: f.failure[h].clone(),
+                by_type: [("2".to_owned(), f.interactive[h].clone()), ("3".to_owned(), other)].into(),
+            }
+        })
+        .collect();
+    let groups = f.hosts.iter().map(|h| (h.name.clone(), h.role.group().to_owned())).collect();
+    let end = MONDAY + f.hours as i64 * HOUR;
+    let m = fit_tenant(&series, &groups, &ForecastConfig::default(), 2, end);
+    (f, m)
+}
+
+#[test]
+fn hours_of_the_week_start_on_monday() {
+    assert_eq!(hour_of_week(MONDAY), 0);
+    assert_eq!(hour_of_week(MONDAY + 30 * HOUR + 5), 30);
+    assert_eq!(hour_of_week(MONDAY - HOUR), 167);
+}
+
+#[test]
+fn a_burst_raises_one_finding_per_level_and_a_new_host_is_judged_on_the_band() {
+    let (f, models) = fleet_models();
+    assert_eq!(models.start, MONDAY + 21 * 24 * HOUR);
+    assert_eq!(models.hosts.len(), 40);
+    assert!(models.bands.contains_key(&("servers".to_owned(), Measure::Failures)));
+    let ws = f.hosts.iter().position(|h| h.role == Role::Workstation).unwrap();
+    let name = f.hosts[ws].name.clone();
+    let live = Live::new();
+    live.install("t", models);
+    let at = MONDAY + 21 * 24 * HOUR + 10 * HOUR;
+    let mut levels = Vec::new();
+    for k in 0..60 {
+        for lf in live.observe("t", &name, Some("workstations"), at + k, "failure", "3", &format!("e{k}")) {
+            assert_eq!(lf.finding.measure, Measure::Failures);
+            assert!(lf.finding.explanation.starts_with("expected "), "{}", lf.finding.explanation);
+            assert_eq!(lf.evidence.len(), k as usize + 1);
+            levels.push(lf.finding.level);
+        }
+    }
+    assert!(!levels.is_empty() && levels.len() <= 8, "{levels:?}");
+    assert!(levels.windows(2).all(|w| w[0] <= w[1]), "{levels:?}");
+    // The hour closes: one more raise with the whole hour's count and the series of the day.
+    let closed = live.closed_hours("t", at + HOUR);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!((closed[0].finding.observed, closed[0].evidence.len()), (60, 60));
+    assert!(closed[0].finding.explanation.ends_with("observed 60 failed logins"));
+    assert_eq!(closed[0].around.len(), 24);
+    assert_eq!(closed[0].around[23], (at, 60, closed[0].around[23].2));
+    assert!(live.closed_hours("t", at + HOUR).is_empty(), "sent once");
+    assert_eq!(live.recent("t", &name), vec![(at, [0, 60, 0])]);
+    // Redelivered events are not counted again.
+    assert!(live.observe("t", &name, None, at + 1, "failure", "3", "e1").is_empty());
+    assert_eq!(live.recent("t", &name), vec![(at, [0, 60, 0])]);
+    // A host never seen before: its group's band.
+    let mut got = Vec::new();
+    for k in 0..40 {
+        got.extend(live.observe(
+            "t",
+            "ws-new",
+            Some("workstations"),
+            at + k,
+            "failure",
+            "3",
+            &format!("n{k}"),
+        ));
+    }
+    assert_eq!(got[0].finding.expected.basis, Basis::FleetBand);
+    assert!(got[0].finding.explanation.starts_with("no baseline of its own yet"));
+    // Successes at a normal rate raise nothing; a burst of interactive logins on a workstation
+    // (all its logins are interactive) raises as logins, once, not twice.
+    assert!(live.observe("t", &name, None, at + 100, "success", "2", "ok").is_empty());
+    let mut raised = Vec::new();
+    for k in 0..40 {
+        raised.extend(live.observe("t", &name, None, at + 200 + k, "success", "2", &format!("s{k}")));
+    }
+    assert!(!raised.is_empty());
+    assert!(raised.iter().all(|f| f.finding.measure == Measure::Logins), "{raised:?}");
+}
+
+#[test]
+fn a_host_that_goes_quiet_while_its_group_works_is_reported_once() {
+    let (f, models) = fleet_models();
+    let start = models.start;
+    // The busiest workstation goes quiet on Monday morning; the others log in as simulated on
+    // the Monday three weeks earlier.
+    let ws: Vec<usize> = (0..f.hosts.len()).filter(|&h| f.hosts[h].role == Role::Workstation).collect();
+    let quiet = *ws.iter().max_by(|a, b| f.hosts[**a].peak.total_cmp(&f.hosts[**b].peak)).unwrap();
+    let live = Live::new();
+    live.install("t", models);
+    for &h in &ws {
+        for t in 0..12 {
+            if h == quiet && t >= 8 {
+                continue;
+            }
+            for k in 0..f.success[h][t] {
+                let id = format!("{h}-{t}-{k}");
+                let at = start + t as i64 * HOUR + i64::from(k);
+                live.observe("t", &f.hosts[h].name, None, at, "success", "2", &id);
+            }
+        }
+    }
+    let found = live.silences("t", start + 12 * HOUR);
+    let names: Vec<&str> = found.iter().map(|x| x.host.as_str()).collect();
+    assert!(names.contains(&f.hosts[quiet].name.as_str()), "{names:?}");
+    let mine = found.iter().find(|x| x.host == f.hosts[quiet].name).unwrap();
+    assert_eq!(mine.finding.direction, Direction::Below);
+    assert_eq!(mine.hour, start + 8 * HOUR);
+    // Reported once.
+    assert!(live.silences("t", start + 12 * HOUR).iter().all(|x| x.host != f.hosts[quiet].name));
+    // The whole fleet quiet (a holiday): nothing.
+    let holiday = Live::new();
+    holiday.install("t", fleet_models().1);
+    assert!(holiday.silences("t", start + 12 * HOUR).is_empty());
+}

@@ -515,6 +515,15 @@ pub(crate) async fn host_logins(
             Value::Null,
         ),
     };
+    // Ingest's running counts (the last two days of hours with logins): what the rule compares.
+    let running: Vec<Value> = s
+        .baselines
+        .recent(&c.token.tenant, &host)
+        .into_iter()
+        .map(|(h, n)| {
+            json!({"hour": schemas::time::format_micros(h), "logins": n[0], "failures": n[1], "interactive": n[2]})
+        })
+        .collect();
     Ok(Json(json!({
         "host": host,
         "from": schemas::time::format_micros(series.start),
@@ -522,6 +531,7 @@ pub(crate) async fn host_logins(
         "series": series,
         "forecast": forecast,
         "fleet_band": fleet_band,
+        "running": running,
     }))
     .into_response())
 }

@@ -69,6 +69,21 @@ impl Ingest {
         out
     }
 
+    /// Counts logins already stored (at start) without raising anything.
+    pub(crate) fn recount_logins(&self, logins: &[Login]) {
+        for l in logins {
+            let _already_raised = self.cfg.baselines.observe(
+                &l.tenant,
+                &l.host,
+                l.group.as_deref(),
+                l.time,
+                &l.outcome,
+                &l.logon_type,
+                &l.event_id,
+            );
+        }
+    }
+
     /// Once per hour: hosts silent while their group is active, as alerts, and the final counts of
     /// the hours that raised anomalies.
     pub(crate) fn silences(&self, now: i64) -> Vec<(schemas::alert::Alert, Option<String>)> {

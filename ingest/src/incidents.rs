@@ -124,6 +124,13 @@ impl Ingest {
                     }
                 })
             });
+            // The login baselines' running counts: the hours they keep, so the hour in progress is
+            // judged on all of its logins, not just those after the restart (what these events
+            // raised before is already recorded: anything raised now is dropped).
+            let counts_from = schemas::time::now_micros() - anomaly::live::KEEP_HOURS as i64 * 3_600_000_000;
+            let logins: Vec<super::baselines::Login> =
+                recs.iter().filter(|r| r.time() >= counts_from).filter_map(super::baselines::login).collect();
+            super::cpu(|| self.recount_logins(&logins));
             let at = recs.partition_point(|r| r.time() < corr_from);
             recent.push((tenant, recs.split_off(at)));
         }

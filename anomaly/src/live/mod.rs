@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 const HOUR: i64 = 3_600_000_000;
 /// Hours of running counts kept per host.
-const KEEP_HOURS: usize = 48;
+pub const KEEP_HOURS: usize = 48;
 /// Event ids kept per host-hour-measure as the finding's evidence.
 const EVIDENCE: usize = 100;
 

@@ -89,7 +89,8 @@ fn simulated_logins_come_back_as_hourly_series() -> anyhow::Result<()> {
 #[test]
 fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<()> {
     let env = Env::start(&ServerOptions::default())?;
-    let tok = env.token.as_str();
+    let token = env.token.clone();
+    let tok = token.as_str();
     let api = env.server.api.clone();
     let hour = 3_600_000_000i64;
     let days = 16;
@@ -232,5 +233,39 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
     let (_, v) = tests::post(&format!("{api}/api/v1/reports/run"), Some(tok), &period)?;
     assert_eq!(v["report"]["changes"]["previous"], id.as_str());
     assert_eq!(v["report"]["changes"]["still_anomalous"][0], name.as_str());
+
+    // A restart: the running counts of the hours kept come back from the lake, so the hour in
+    // progress is judged on all of its logins.
+    let running = |api: &str| -> anyhow::Result<serde_json::Value> {
+        let (_, v) = get(&format!("{api}/api/v1/hosts/{}/logins", tests::urlencode(&name)), Some(tok))?;
+        Ok(v["running"].clone())
+    };
+    let before = running(&api)?;
+    let burst_hour = schemas::time::format_micros(anomaly::series::hour_floor(first));
+    assert!(
+        before.as_array().unwrap().iter().any(|h| h["hour"] == burst_hour.as_str() && h["failures"] == 60),
+        "{before}"
+    );
+    let Env { server, nats, data, dir, .. } = env;
+    server.kill();
+    let server = tests::Server::start(&bin(), &data, &nats.url, &ServerOptions::default())?;
+    let after = eventually(Duration::from_secs(60), || {
+        let r = running(&server.api)?;
+        Ok((!r.as_array().is_none_or(Vec::is_empty)).then_some(r))
+    })?;
+    // Every whole hour of the last two days is as it was (the oldest, cut by the window, may be partial).
+    let since =
+        schemas::time::format_micros(anomaly::series::hour_floor(schemas::time::now_micros()) - 46 * hour);
+    let recent = |v: &serde_json::Value| -> Vec<serde_json::Value> {
+        v.as_array().unwrap().iter().filter(|h| h["hour"].as_str() >= Some(since.as_str())).cloned().collect()
+    };
+    assert_eq!(recent(&after), recent(&before), "the running counts after the restart");
+    assert!(
+        recent(&after).iter().any(|h| h["hour"] == burst_hour.as_str() && h["failures"] == 60),
+        "{after}"
+    );
+    drop(server);
+    drop(nats);
+    drop(dir);
     Ok(())
 }

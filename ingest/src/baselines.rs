@@ -47,40 +47,37 @@ pub(crate) fn login(rec: &Record) -> Option<Login> {
     })
 }
 
+impl Login {
+    /// Counts it into the live baselines; the findings it raises.
+    fn observe(&self, live: &Live) -> Vec<anomaly::live::LiveFinding> {
+        live.observe(
+            &self.tenant,
+            &self.host,
+            self.group.as_deref(),
+            self.time,
+            &self.outcome,
+            &self.logon_type,
+            &self.event_id,
+        )
+    }
+}
+
 impl Ingest {
     /// Counts stored logins; returns the anomaly alerts they raise.
     pub(crate) fn count_logins(&self, logins: &[Login]) -> Vec<(schemas::alert::Alert, Option<String>)> {
-        let live = &self.cfg.baselines;
         let mut out = Vec::new();
-        for l in logins {
-            for f in live.observe(
-                &l.tenant,
-                &l.host,
-                l.group.as_deref(),
-                l.time,
-                &l.outcome,
-                &l.logon_type,
-                &l.event_id,
-            ) {
-                self.metrics.add("cordon_anomalies_total", "direction=\"above\"", HELP_ANOMALIES, 1);
-                out.push((anomaly::alert::alert(&f), None));
-            }
+        for f in logins.iter().flat_map(|l| l.observe(&self.cfg.baselines)) {
+            self.metrics.add("cordon_anomalies_total", "direction=\"above\"", HELP_ANOMALIES, 1);
+            out.push((anomaly::alert::alert(&f), None));
         }
         out
     }
 
-    /// Counts logins already stored (at start) without raising anything.
+    /// Counts logins already stored (at start) without raising anything: what they raised before
+    /// is recorded already.
     pub(crate) fn recount_logins(&self, logins: &[Login]) {
         for l in logins {
-            let _already_raised = self.cfg.baselines.observe(
-                &l.tenant,
-                &l.host,
-                l.group.as_deref(),
-                l.time,
-                &l.outcome,
-                &l.logon_type,
-                &l.event_id,
-            );
+            let _already_raised = l.observe(&self.cfg.baselines);
         }
     }
 

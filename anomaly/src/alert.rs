@@ -50,8 +50,7 @@ pub fn alert(lf: &LiveFinding) -> Alert {
             }
         }
     }
-    let hour = 3_600_000_000i64;
-    let last = lf.hour + i64::from(f.hours) * hour - 1;
+    let last = lf.hour + i64::from(f.hours) * crate::series::HOUR - 1;
     let around: Vec<serde_json::Value> = lf
         .around
         .iter()

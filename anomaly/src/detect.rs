@@ -174,6 +174,13 @@ pub const SILENT_HOURS: usize = 3;
 /// The least total a silent run's forecasts must add up to: `P(0 | Poisson(10))` is 0.005%.
 pub const SILENT_EXPECTED: f64 = 10.0;
 
+/// Whether a host group was working over a run of hours: its hosts' observed median logins, summed
+/// over the run, are at least half of what its bands' medians expected (and those expected at least
+/// one). On a holiday the whole group is quiet and a quiet host is no news.
+pub fn fleet_active(band_medians: f64, observed_medians: f64) -> bool {
+    band_medians >= 1.0 && observed_medians >= 0.5 * band_medians
+}
+
 /// Checks a run of whole hours with no logins at all against what was expected over them: the
 /// host's own forecasts (none of them the fleet band's fallback) must add up to at least
 /// [`SILENT_EXPECTED`], and the fleet must have been active (`fleet_active`: the group's hosts logged

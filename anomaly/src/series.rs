@@ -4,7 +4,8 @@
 
 use std::collections::BTreeMap;
 
-const HOUR: i64 = 3_600_000_000;
+/// An hour in microseconds, the series' step.
+pub const HOUR: i64 = 3_600_000_000;
 
 /// One host's hourly login counts over `[start, start + len hours)`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
@@ -66,18 +67,15 @@ impl LoginSeries {
 
     /// An empty series (a host with no logins in the range).
     pub fn empty(host: &str, from: i64, to: i64) -> LoginSeries {
-        let mut v = LoginSeries::from_counts(
-            &[(host.to_owned(), hour_floor(from), String::new(), String::new(), 0)],
-            from,
-            to,
-        );
-        v.pop().unwrap_or(LoginSeries {
+        let start = hour_floor(from);
+        let len = usize::try_from((hour_floor(to.saturating_sub(1)) - start) / HOUR + 1).unwrap_or(0);
+        LoginSeries {
             host: host.to_owned(),
-            start: hour_floor(from),
-            success: vec![],
-            failure: vec![],
+            start,
+            success: vec![0; len],
+            failure: vec![0; len],
             by_type: BTreeMap::new(),
-        })
+        }
     }
 
     /// Hours in the series.

@@ -7,6 +7,7 @@
 use crate::error::ApiError;
 use crate::routes::{Params, Res, limit_param, time_param};
 use crate::{AppState, Caller};
+use anomaly::series::HOUR;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
@@ -496,12 +497,12 @@ pub(crate) async fn host_logins(
 ) -> Res {
     // Default: the last seven days, to the end of the current hour.
     let now = schemas::time::now_micros();
-    let to = time_param(&p, "to")?.unwrap_or(anomaly::series::hour_floor(now) + 3_600_000_000);
-    let from = time_param(&p, "from")?.unwrap_or(to - 7 * 24 * 3_600_000_000);
+    let to = time_param(&p, "to")?.unwrap_or(anomaly::series::hour_floor(now) + HOUR);
+    let from = time_param(&p, "from")?.unwrap_or(to - 7 * 24 * HOUR);
     if from >= to {
         return Err(ApiError::invalid("bad_parameter", "from must be before to"));
     }
-    if to - from > 400 * 24 * 3_600_000_000 {
+    if to - from > 400 * 24 * HOUR {
         return Err(ApiError::invalid("bad_parameter", "at most 400 days of hourly series at once"));
     }
     let counts = s.store.login_counts(&c.token.tenant, Some(&host), from, to).await?;
@@ -540,7 +541,6 @@ pub(crate) async fn host_logins(
 /// the `len` hours from `start`.
 fn baseline_json(m: &anomaly::live::TenantModels, host: &str, start: i64, len: usize) -> (Value, Value) {
     use anomaly::detect::Measure;
-    const HOUR: i64 = 3_600_000_000;
     let model = m.hosts.get(host);
     let mut forecast = serde_json::Map::new();
     forecast.insert("start".into(), json!(schemas::time::format_micros(m.start)));

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use store::Store;
 
-const HOUR: i64 = 3_600_000_000;
+use anomaly::series::HOUR;
 /// The longest period a report covers.
 pub const MAX_PERIOD_DAYS: i64 = 400;
 

@@ -24,6 +24,7 @@
 use anomaly::bands::{FleetBand, WEEK};
 use anomaly::detect::{Basis, Expected, MIN_EXCESS, Measure, above, silent};
 use anomaly::forecast::{ForecastConfig, HourForecast};
+use anomaly::series::HOUR;
 use fixtures::logins::{AnomalyKind, LoginFleet, LoginSimConfig, Role};
 use std::collections::{BTreeMap, HashMap};
 
@@ -278,7 +279,7 @@ fn silence(
             let run: Vec<Expected> = exp[h][s..t].iter().flatten().copied().collect();
             let band_sum: f64 = run.iter().map(|e| e.fleet.median).sum();
             let seen_sum: f64 = (s..t).map(|k| observed_median[group_of[h]][k]).sum();
-            let active = band_sum >= 1.0 && seen_sum >= 0.5 * band_sum;
+            let active = anomaly::detect::fleet_active(band_sum, seen_sum);
             let expected: f64 = run.iter().map(|e| e.own.point).sum();
             let long = run.len() >= anomaly::detect::SILENT_HOURS;
             let marks = [
@@ -428,7 +429,7 @@ pub fn real(path: &std::path::Path, year: i32) -> anyhow::Result<RealResult> {
     let rows: Vec<(String, i64, String, String, u64)> =
         counts.into_iter().map(|((h, t, o), n)| (h, t, o, String::new(), n)).collect();
     let from = rows.iter().map(|r| r.1).min().unwrap_or(0);
-    let to = rows.iter().map(|r| r.1).max().unwrap_or(0) + 3_600_000_000;
+    let to = rows.iter().map(|r| r.1).max().unwrap_or(0) + HOUR;
     let series = anomaly::series::LoginSeries::from_counts(&rows, from, to);
     let fcfg = ForecastConfig::default();
     let mut flagged = Vec::new();
@@ -438,7 +439,7 @@ pub fn real(path: &std::path::Path, year: i32) -> anyhow::Result<RealResult> {
     for s in &series {
         for (t, v) in s.failure.iter().enumerate() {
             if *v > peak.1 {
-                peak = (schemas::time::format_micros(s.start + t as i64 * 3_600_000_000), *v);
+                peak = (schemas::time::format_micros(s.start + t as i64 * HOUR), *v);
             }
         }
         for m in [Measure::Logins, Measure::Failures] {
@@ -447,11 +448,11 @@ pub fn real(path: &std::path::Path, year: i32) -> anyhow::Result<RealResult> {
             while r < data.len() {
                 let end = (r + 24).min(data.len());
                 let lo = r.saturating_sub(FOUR_WEEKS);
-                let how0 = anomaly::live::hour_of_week(s.start + lo as i64 * 3_600_000_000);
+                let how0 = anomaly::live::hour_of_week(s.start + lo as i64 * HOUR);
                 let band = FleetBand::compute_from([(&data[lo..r], how0)], fcfg.fleet_quantile);
                 let own = anomaly::forecast::forecast(&data[..r], &fcfg).ok();
                 for t in r..end {
-                    let at = s.start + t as i64 * 3_600_000_000;
+                    let at = s.start + t as i64 * HOUR;
                     let b = band.at(anomaly::live::hour_of_week(at));
                     let e = match &own {
                         Some(v) => Expected { own: v[t - r], fleet: b, basis: Basis::Forecast },

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use store::Store;
 
-const HOUR: i64 = 3_600_000_000;
+use anomaly::series::HOUR;
 
 /// Runs the schedules until `stop`.
 pub async fn run_schedules(

@@ -14,7 +14,7 @@ use schemas::Record;
 use schemas::fields::col;
 use std::collections::HashMap;
 
-const HOUR: i64 = 3_600_000_000;
+use anomaly::series::HOUR;
 const HELP_ANOMALIES: &str = "Login anomalies raised, by direction.";
 
 /// An authentication event's part in the counts.
@@ -83,7 +83,7 @@ impl Ingest {
 
     /// Once per hour: hosts silent while their group is active, as alerts, and the final counts of
     /// the hours that raised anomalies.
-    pub(crate) fn silences(&self, now: i64) -> Vec<(schemas::alert::Alert, Option<String>)> {
+    pub(crate) fn new_hour_findings(&self, now: i64) -> Vec<(schemas::alert::Alert, Option<String>)> {
         let hour = now.div_euclid(HOUR);
         {
             let mut last = self.last_silence_check.lock().unwrap_or_else(|e| e.into_inner());

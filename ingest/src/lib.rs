@@ -286,7 +286,7 @@ impl Ingest {
             if msgs.is_empty() {
                 // Quiet: silences are looked for at each new hour, and joins that waited for the
                 // recheck interval are worked out now.
-                let silent = self.silences(schemas::time::now_micros());
+                let silent = self.new_hour_findings(schemas::time::now_micros());
                 if let Err(e) = self.record_alerts(&silent).await {
                     tracing::warn!(error = %e, "cannot record silence alerts; retried with the next batch");
                 }
@@ -484,7 +484,7 @@ impl Ingest {
         if !logins.is_empty() {
             alerts.extend(cpu(|| self.count_logins(&logins)));
         }
-        alerts.extend(self.silences(now));
+        alerts.extend(self.new_hour_findings(now));
         // Alerts follow the commit (their evidence is stored); recording is idempotent per evidence
         // event, so a batch redelivered after a failure here does not count twice.
         self.record_alerts(&alerts).await?;

@@ -13,14 +13,13 @@
 //! the lake's series for the hour in progress.
 
 use crate::bands::{FleetBand, WEEK};
-use crate::detect::{Basis, Direction, Expected, Finding, Measure, above, silent};
+use crate::detect::{Basis, Expected, Finding, Measure, above, fleet_active, silent};
 use crate::forecast::{ForecastConfig, HourForecast};
-use crate::series::{LoginSeries, hour_floor};
+use crate::series::{HOUR, LoginSeries, hour_floor};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
-const HOUR: i64 = 3_600_000_000;
 /// Hours of running counts kept per host.
 pub const KEEP_HOURS: usize = 48;
 /// Event ids kept per host-hour-measure as the finding's evidence.
@@ -458,7 +457,7 @@ impl Live {
             let band: f64 = run.iter().map(|e| e.fleet.median).sum();
             let observed: f64 =
                 hours.iter().map(|h| medians.get(&(m.group.clone(), *h)).copied().unwrap_or(0.0)).sum();
-            let active = band >= 1.0 && observed >= 0.5 * band;
+            let active = fleet_active(band, observed);
             let Some(f) = silent(&run, active) else { continue };
             r.silent_reported = end;
             let last = hours.last().copied().unwrap_or(from);
@@ -468,7 +467,7 @@ impl Live {
                 host: name.clone(),
                 group: m.group.clone(),
                 hour: from,
-                finding: Finding { direction: Direction::Below, ..f },
+                finding: f,
                 evidence: Vec::new(),
                 around,
             });

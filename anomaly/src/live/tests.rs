@@ -1,6 +1,7 @@
 //! The live counts against fitted models.
 
 use super::*;
+use crate::detect::Direction;
 use fixtures::logins::{LoginFleet, LoginSimConfig, Role};
 
 /// A Monday, 00:00 UTC.

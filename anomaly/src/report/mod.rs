@@ -7,7 +7,7 @@
 use schemas::alert::Alert;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-const HOUR: i64 = 3_600_000_000;
+use crate::series::HOUR;
 /// Hosts with a chart (the highest ranked).
 pub const MAX_CHARTS: usize = 25;
 

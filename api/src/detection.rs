@@ -98,6 +98,41 @@ pub(crate) async fn policy_versions(State(s): State<Arc<AppState>>, Extension(c)
     Ok(Json(json!({ "versions": versions })).into_response())
 }
 
+pub(crate) async fn rules(State(s): State<Arc<AppState>>, Query(p): Params) -> Res {
+    let with_refused = match p.get("refused").map(String::as_str) {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(v) => {
+            return Err(ApiError::invalid("bad_parameter", format!("refused={v:?} must be true or false")));
+        }
+    };
+    let Some(t) = s.detection.get() else {
+        return Ok(Json(json!({"enabled": false, "rules": 0})).into_response());
+    };
+    let src = t.sources();
+    let mut by_class: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for r in &src.refused {
+        *by_class.entry(r.class).or_default() += 1;
+    }
+    let mut body = json!({
+        "enabled": true,
+        "digest": src.digest,
+        "rules": t.rules().len(),
+        "correlations": t.correlations().count(),
+        "pack": {"files": correlate::sigma::CORDON_RULES.len()},
+        "operator": {
+            "files": src.files.len(),
+            "loaded": src.loaded,
+            "refused": src.refused.len(),
+            "refused_by_class": by_class,
+        },
+    });
+    if with_refused {
+        body["refused"] = json!(src.refused);
+    }
+    Ok(Json(body).into_response())
+}
+
 pub(crate) async fn coverage(
     State(s): State<Arc<AppState>>,
     Extension(c): Extension<Caller>,
@@ -391,7 +426,7 @@ pub(crate) async fn policy_preview(
     let (_, _, _, _, current) = current_policy(&s, &c.token.tenant).await?;
     let now = schemas::time::now_micros();
     let from = now - i64::from(req.days) * 86_400_000_000;
-    let Some(base) = s.detection.clone() else {
+    let Some(base) = s.detection.get() else {
         return Err(ApiError::invalid("no_rules", "this server runs no detection rules"));
     };
     let taggers = [Arc::new(base.with_policy(current)), Arc::new(base.with_policy(proposed))];

@@ -384,6 +384,14 @@ pub static ROUTES: &[RouteSpec] = &[
         body: None,
     },
     RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/rules",
+        access: Access::Token,
+        summary: "The detection rules ingest runs and agents are sent: the digest, Cordon's pack, the operator's rule files (`--rules`), how many of their rules loaded, and every refused rule with its file, class and reason.",
+        params: &[q("refused", "`false` leaves the list of refused rules out (counts only)")],
+        body: None,
+    },
+    RouteSpec {
         method: Method::POST,
         path: "/api/v1/policy/preview",
         access: Access::Token,
@@ -409,8 +417,9 @@ pub struct AppState {
     /// Metrics.
     pub metrics: Arc<Registry>,
     tokens: Mutex<HashMap<String, (TokenInfo, Instant)>>,
-    /// The detection and correlation rules ingest runs (coverage matrix, policy preview).
-    pub detection: Option<Arc<correlate::sigma::Tagger>>,
+    /// The detection and correlation rules ingest runs (coverage matrix, policy preview, rules):
+    /// the same cell as ingest's, so a reload shows at once.
+    pub detection: Arc<correlate::sigma::CurrentRules>,
     /// Every tenant's entity graph, as ingest keeps it.
     pub graphs: Arc<correlate::graph::Graphs>,
     /// The login baselines ingest checks against, and how a refit fits them.
@@ -431,14 +440,19 @@ impl AppState {
         metrics: Arc<Registry>,
         detection: Option<Arc<correlate::sigma::Tagger>>,
     ) -> Arc<Self> {
-        Self::with_correlation(store, metrics, detection, Arc::new(correlate::graph::Graphs::default()))
+        Self::with_correlation(
+            store,
+            metrics,
+            Arc::new(correlate::sigma::CurrentRules::new(detection)),
+            Arc::new(correlate::graph::Graphs::default()),
+        )
     }
 
     /// State that also reads the entity graphs ingest keeps.
     pub fn with_correlation(
         store: Arc<Store>,
         metrics: Arc<Registry>,
-        detection: Option<Arc<correlate::sigma::Tagger>>,
+        detection: Arc<correlate::sigma::CurrentRules>,
         graphs: Arc<correlate::graph::Graphs>,
     ) -> Arc<Self> {
         Self::with_baselines(
@@ -455,7 +469,7 @@ impl AppState {
     pub fn with_baselines(
         store: Arc<Store>,
         metrics: Arc<Registry>,
-        detection: Option<Arc<correlate::sigma::Tagger>>,
+        detection: Arc<correlate::sigma::CurrentRules>,
         graphs: Arc<correlate::graph::Graphs>,
         baselines: Arc<anomaly::live::Live>,
         forecast: anomaly::forecast::ForecastConfig,
@@ -474,7 +488,7 @@ impl AppState {
     /// (title, id, level, techniques) of every rule ingest runs that carries techniques: detection
     /// rules and correlations.
     pub(crate) fn rule_techniques(&self) -> Vec<(String, String, correlate::sigma::Level, Vec<String>)> {
-        let Some(t) = &self.detection else { return Vec::new() };
+        let Some(t) = self.detection.get() else { return Vec::new() };
         let rules = t.rules().iter().map(|r| (r.title.clone(), r.id.clone(), r.level, r.techniques.clone()));
         let corrs = t.correlations().map(|c| {
             (

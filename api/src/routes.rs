@@ -43,6 +43,7 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
             post(detection::policy_preview).layer(DefaultBodyLimit::max(1024 * 1024))
         }
         (Method::GET, "/api/v1/attack/coverage") => get(detection::coverage),
+        (Method::GET, "/api/v1/rules") => get(detection::rules),
         (Method::GET, "/api/v1/alerts") => get(detection::alerts),
         (Method::GET, "/api/v1/alerts/{id}") => get(detection::alert_get),
         (Method::PATCH, "/api/v1/alerts/{id}") => {

@@ -78,6 +78,11 @@ pub struct ServeArgs {
     /// Threads a refit may use (default: all cores but one).
     #[arg(long, env = "CORDON_BASELINE_THREADS")]
     pub baseline_threads: Option<usize>,
+    /// Sigma rule files or directories (SigmaHQ's, the team's own) run at ingest beside Cordon's
+    /// pack and sent to agents; repeatable. Rules the engine cannot run are refused with the reason
+    /// (`GET /api/v1/rules`).
+    #[arg(long = "rules", value_name = "PATH", env = "CORDON_RULES", value_delimiter = ',')]
+    pub rules: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +102,15 @@ struct FileConfig {
     anomaly: FileAnomaly,
     #[serde(default)]
     reports: Vec<FileReport>,
+    #[serde(default)]
+    detection: FileDetection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDetection {
+    #[serde(default)]
+    rules: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +233,8 @@ pub struct ServerConfig {
     pub forecast: anomaly::forecast::ForecastConfig,
     /// Scheduled anomaly reports.
     pub reports: Vec<ReportSchedule>,
+    /// The operator's Sigma rule files and directories.
+    pub rules: Vec<PathBuf>,
 }
 
 impl ServeArgs {
@@ -358,7 +374,13 @@ impl ServeArgs {
             }
             reports.push(ReportSchedule { name: r.name, schedule, period_hours, webhook: r.webhook });
         }
+        // Rule paths from the flags replace the file's; each must exist.
+        let rules = if self.rules.is_empty() { file.detection.rules } else { self.rules.clone() };
+        if let Some(missing) = rules.iter().find(|p| !p.exists()) {
+            bail!("rules: {} does not exist", missing.display());
+        }
         Ok(ServerConfig {
+            rules,
             reports,
             baseline_refit,
             baseline_threads,
@@ -443,6 +465,24 @@ mod tests {
         std::fs::write(&path, "[correlate]\nincident_window_hours = 0\n").unwrap();
         let err = format!("{:#}", args.resolve().unwrap_err());
         assert!(err.contains("incident-window-hours"), "{err}");
+    }
+
+    #[test]
+    fn rule_paths_from_flags_or_the_file_must_exist() {
+        let dir = tempfile_dir();
+        let rules = dir.join("team-rules");
+        std::fs::create_dir_all(&rules).unwrap();
+        let path = dir.join("r.toml");
+        std::fs::write(&path, format!("[detection]\nrules = [{:?}]\n", rules.display().to_string())).unwrap();
+        let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+        assert_eq!(args.resolve().unwrap().rules, vec![rules.clone()]);
+        let other = dir.join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        let flags = ServeArgs { rules: vec![other.clone()], ..args };
+        assert_eq!(flags.resolve().unwrap().rules, vec![other], "flags replace the file's list");
+        let missing = ServeArgs { rules: vec![dir.join("nope")], config: None, ..Default::default() };
+        let err = format!("{:#}", missing.resolve().unwrap_err());
+        assert!(err.contains("nope") && err.contains("does not exist"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct LoadReport {
     pub refused: BTreeMap<String, (usize, Vec<String>)>,
     /// Loaded rules with at least one ATT&CK technique tag.
     pub with_techniques: usize,
+    /// Loaded rules for products none of Cordon's sources produce (`cisco`, `zeek`, `aws`...), by
+    /// product: they never run on Cordon's events.
+    pub other_products: BTreeMap<String, usize>,
     /// Tags naming techniques or tactics the catalog does not know, with their rule.
     pub unknown_attack_tags: Vec<String>,
 }
@@ -60,6 +63,22 @@ pub fn evtx_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     files_under(dir, |p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("evtx")))
 }
 
+/// The JSON lines of every `.json` member of a zip (Mordor's datasets).
+pub fn zip_json_lines(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("reading {}", path.display()))?;
+    let mut text = String::new();
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i)?;
+        if f.name().ends_with(".json") {
+            f.read_to_string(&mut text)?;
+            text.push('\n');
+        }
+    }
+    Ok(text)
+}
+
 /// Loads every rule under `dir`.
 pub fn load_rules(dir: &Path) -> anyhow::Result<LoadReport> {
     let pipeline = Pipeline::cordon_ecs();
@@ -79,6 +98,10 @@ pub fn load_rules(dir: &Path) -> anyhow::Result<LoadReport> {
             match r {
                 Ok(rule) => {
                     report.loaded += 1;
+                    if rule.inapplicable.is_some() {
+                        let p = rule.logsource.product.clone().unwrap_or_default();
+                        *report.other_products.entry(p).or_default() += 1;
+                    }
                     if !rule.techniques.is_empty() {
                         report.with_techniques += 1;
                     }
@@ -122,8 +145,13 @@ pub fn print_load(report: &LoadReport, json: bool) -> anyhow::Result<()> {
     }
     let correlation = report.refused.get("correlation").map_or(0, |(n, _)| *n);
     let rules = report.loaded + report.refused_total();
+    let other: usize = report.other_products.values().sum();
+    if !json && other > 0 {
+        let by: Vec<String> = report.other_products.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        println!("loaded for products Cordon's sources do not produce (never run): {}", by.join(", "));
+    }
     println!(
-        "sigma load: {} files, {} rules, {} loaded ({:.1}%), {} refused ({} of them correlation rules), {} with ATT&CK techniques, {} unknown ATT&CK tags",
+        "sigma load: {} files, {} rules, {} loaded ({:.1}%; {other} of them for products Cordon's sources do not produce), {} refused ({} of them correlation rules), {} with ATT&CK techniques, {} unknown ATT&CK tags",
         report.files,
         rules,
         report.loaded,
@@ -295,6 +323,11 @@ pub fn regression(rules_dir: &Path, regression_dir: &Path) -> anyhow::Result<Reg
 /// Whether `rule` (ECS pipeline) fires on the flat record after the agent's normalisation and
 /// ingest's decoding.
 fn ecs_match(rule: &sigma::Rule, flat: &serde_json::Map<String, serde_json::Value>) -> bool {
+    ecs_record(flat).is_some_and(|rec| rule.matches(&sigma::RecordEvent::new(&rec)))
+}
+
+/// A flat EVTX record as ingest stores it after the agent's normaliser.
+fn ecs_record(flat: &serde_json::Map<String, serde_json::Value>) -> Option<schemas::Record> {
     let line = sensor_agent::evtx::to_ecs(flat).to_string();
     let ch = schemas::decode::Channel {
         tenant: "eval",
@@ -304,8 +337,7 @@ fn ecs_match(rule: &sigma::Rule, flat: &serde_json::Map<String, serde_json::Valu
         received: 0,
     };
     let limits = schemas::decode::Limits { max_skew_micros: i64::MAX, ..Default::default() };
-    schemas::decode::decode_line(line.as_bytes(), 1, &ch, &limits)
-        .is_ok_and(|rec| rule.matches(&sigma::RecordEvent::new(&rec)))
+    schemas::decode::decode_line(line.as_bytes(), 1, &ch, &limits).ok()
 }
 
 /// Prints the regression report: failures with reasons, then one summary line.
@@ -345,6 +377,13 @@ pub struct EvtxReport {
     pub technique_recall: BTreeMap<String, (usize, usize)>,
     /// Tagged events in those files, and how many carried only techniques other than the label.
     pub tagged_events: (u64, u64),
+    /// The same tagging through the agent's path (EVTX -> ECS events -> ingest's decoder -> Cordon's
+    /// ECS pipeline), which is what production runs: labelled files detected.
+    pub technique_hits_ecs: usize,
+    /// Events matched both through the rule set's literal prefilter and by evaluating every rule.
+    pub prefilter_checked: u64,
+    /// Of those, events where the two answers differ (must be 0).
+    pub prefilter_disagreements: u64,
 }
 
 /// Reads every `.evtx` under `corpus` (compared with `corpus/EVTX_INDEX.json`) and, with `rules`,
@@ -353,19 +392,17 @@ pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
     let index: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(corpus.join("EVTX_INDEX.json")).context("reading EVTX_INDEX.json")?,
     )?;
-    let compiled: Vec<sigma::Rule> = match rules {
-        Some(dir) => {
-            let pipeline = Pipeline::windows_flat();
-            let mut v = Vec::new();
-            for p in yaml_files(dir)? {
-                if let Ok(text) = std::fs::read_to_string(&p) {
-                    v.extend(sigma::load(&text, &pipeline).into_iter().filter_map(Result::ok));
-                }
-            }
-            v
-        }
+    let texts: Vec<String> = match rules {
+        Some(dir) => yaml_files(dir)?.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect(),
         None => Vec::new(),
     };
+    let set = |pipeline: Pipeline| {
+        sigma::RuleSet::new(
+            texts.iter().flat_map(|t| sigma::load(t, &pipeline).into_iter().filter_map(Result::ok)).collect(),
+        )
+    };
+    let compiled = set(Pipeline::windows_flat());
+    let ecs = set(Pipeline::cordon_ecs());
     let files = evtx_files(corpus)?;
     let mut report = EvtxReport::default();
     for f in files {
@@ -404,15 +441,29 @@ pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
             .and_then(|dir| dir.split('-').next())
             .filter(|t| t.starts_with('T'))
             .map(str::to_owned);
-        if let (Some(label), false) = (label, compiled.is_empty()) {
+        if let (Some(label), false) = (label, compiled.rules().is_empty()) {
             let related = |t: &str| {
                 t == label || t.starts_with(&format!("{label}.")) || label.starts_with(&format!("{t}."))
             };
             let mut hit = false;
+            let mut hit_ecs = false;
             for (_, e) in &events {
+                if !hit_ecs && let Some(rec) = ecs_record(e) {
+                    let view = sigma::RecordEvent::new(&rec);
+                    hit_ecs = ecs
+                        .matching_indices(&view)
+                        .iter()
+                        .any(|&i| ecs.rules()[i].techniques.iter().any(|t| related(t)));
+                }
                 let ev = sigma::FlatEvent(e.clone());
+                let matched = compiled.matching_indices(&ev);
+                // The prefilter must never change an answer: every rule is evaluated too.
+                report.prefilter_checked += 1;
+                if matched != compiled.matching_indices_unfiltered(&ev) {
+                    report.prefilter_disagreements += 1;
+                }
                 let techs: Vec<&String> =
-                    compiled.iter().filter(|r| r.matches(&ev)).flat_map(|r| r.techniques.iter()).collect();
+                    matched.iter().flat_map(|&i| compiled.rules()[i].techniques.iter()).collect();
                 if techs.is_empty() {
                     continue;
                 }
@@ -426,6 +477,7 @@ pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
             let entry = report.technique_recall.entry(label).or_default();
             entry.0 += 1;
             entry.1 += usize::from(hit);
+            report.technique_hits_ecs += usize::from(hit_ecs);
         }
     }
     Ok(report)
@@ -445,7 +497,7 @@ pub fn print_evtx(r: &EvtxReport) {
     let (labels, files, hits) =
         r.technique_recall.values().fold((0, 0, 0), |(l, f, h), (n, hit)| (l + 1, f + n, h + hit));
     println!(
-        "evtx: {} files, {} parsed ({:.1}%), {} records read vs {} indexed, {} problems; technique tagging: {hits}/{files} labelled files detected ({:.1}%) over {labels} techniques, {} of {} tagged events carry only other techniques",
+        "evtx: {} files, {} parsed ({:.1}%), {} records read vs {} indexed, {} problems; technique tagging: {hits}/{files} labelled files detected ({:.1}%) over {labels} techniques ({} through the agent's ECS path), {} of {} tagged events carry only other techniques; prefilter: {} of {} events differ from evaluating every rule",
         r.files,
         r.parsed,
         100.0 * r.parsed as f64 / r.files.max(1) as f64,
@@ -453,8 +505,11 @@ pub fn print_evtx(r: &EvtxReport) {
         r.indexed_records,
         r.problems.len(),
         100.0 * hits as f64 / files.max(1) as f64,
+        r.technique_hits_ecs,
         r.tagged_events.1,
         r.tagged_events.0,
+        r.prefilter_disagreements,
+        r.prefilter_checked,
     );
 }
 

@@ -13,7 +13,6 @@ use anyhow::Context;
 use correlate::graph::{EdgeKind, Graph, GraphConfig, NodeKind};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::Path;
 
 /// One dataset's result.
@@ -84,16 +83,7 @@ fn flat_of(v: Map<String, Value>) -> Map<String, Value> {
 
 /// Runs one dataset's events into a graph.
 fn dataset(path: &Path, expected: Option<&String>) -> anyhow::Result<LateralDataset> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("reading {}", path.display()))?;
-    let mut text = String::new();
-    for i in 0..zip.len() {
-        let mut f = zip.by_index(i)?;
-        if f.name().ends_with(".json") {
-            f.read_to_string(&mut text)?;
-            text.push('\n');
-        }
-    }
+    let text = crate::eval::zip_json_lines(path)?;
     let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(dataset_text(&name, &text, expected))
 }

@@ -4,189 +4,27 @@
 //! and `api` (axum) started side by side. `cordon demo` also starts a throwaway `nats-server` and the
 //! agents of `sensor-agent` replaying the Log4j/Conti scenario beside a simulated fleet.
 
+mod cli;
 pub mod config;
 mod demo;
 pub mod eval;
 pub mod eval_anomaly;
 pub mod eval_lateral;
 pub mod eval_logs;
+pub mod eval_mordor;
 pub mod nats;
 pub mod reports;
 
+pub use cli::{Cli, Command, EvalWhat, TokenAction};
+
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use config::{ServeArgs, ServerConfig};
 use schemas::metrics::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use store::{Store, StoreConfig};
-
-/// Cordon: SOC analytics backend and correlation engine.
-#[derive(Debug, Parser)]
-#[command(name = "cordon", version)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-/// Subcommands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run ingest and the API.
-    Serve(ServeArgs),
-    /// Start nats-server, the server and agents replaying the Log4j/Conti scenario plus a fleet.
-    Demo(demo::DemoArgs),
-    /// API tokens.
-    Token {
-        /// Token action.
-        #[command(subcommand)]
-        action: TokenAction,
-    },
-    /// Check every lake file's checksum, look for orphans, compare counts (server stopped).
-    Verify(ServeArgs),
-    /// Rebuild the full-text index from the lake (server stopped).
-    Reindex(ServeArgs),
-    /// Merge small lake files into Z-ordered ones (Delta OPTIMIZE; server stopped).
-    Compact(ServeArgs),
-    /// Delete partitions past the retention period and unreferenced files (Delta VACUUM; server
-    /// stopped). `--retention-days` (or the configuration) sets the period.
-    Vacuum(ServeArgs),
-    /// Measurements on third-party data (SigmaHQ rules...).
-    Eval {
-        /// What to evaluate.
-        #[command(subcommand)]
-        what: EvalWhat,
-    },
-}
-
-/// Evaluations.
-#[derive(Debug, Subcommand)]
-pub enum EvalWhat {
-    /// The entity graph on Mordor's lateral-movement datasets: per dataset, whether the source ->
-    /// target edge onto the host the dataset's metadata names is found; ends with one summary line.
-    Lateral {
-        /// The corpus directory (holding `mordor/`).
-        #[arg(long)]
-        corpus: PathBuf,
-        /// Also print the per-dataset results as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Exit with an error when fewer datasets than this produce the edge.
-        #[arg(long, default_value_t = 0)]
-        min_found: usize,
-    },
-    /// The login baselines on the fleet simulator's labelled data: precision, recall and F1 of the
-    /// two-condition rule next to a static threshold, a z-score, the fleet band alone and the
-    /// forecast alone; ends with one summary line.
-    Anomaly {
-        /// Simulated hosts.
-        #[arg(long, default_value_t = 1000)]
-        hosts: usize,
-        /// Simulated days.
-        #[arg(long, default_value_t = 90)]
-        days: usize,
-        /// Anomalies injected per kind.
-        #[arg(long, default_value_t = 20)]
-        per_kind: usize,
-        /// Seed.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Hours between refits (24: nightly, as the server does).
-        #[arg(long, default_value_t = 24)]
-        refit_hours: usize,
-        /// Threads for the fits (default: every core).
-        #[arg(long)]
-        threads: Option<usize>,
-        /// The forecast interval's level (the server's `[anomaly] level`).
-        #[arg(long, default_value_t = anomaly::forecast::ForecastConfig::default().level)]
-        level: f64,
-        /// The fleet band's upper quantile (the server's `[anomaly] fleet_quantile`).
-        #[arg(long, default_value_t = anomaly::forecast::ForecastConfig::default().fleet_quantile)]
-        fleet_quantile: f64,
-        /// Also print the result as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Exit with an error when the two-condition rule's F1 is below this.
-        #[arg(long, default_value_t = 0.0)]
-        min_f1: f64,
-        /// Also run a real authentication log (e.g. the corpus's loghub `Linux_2k.log`) through the
-        /// agent's parser and the baselines, and list what is flagged.
-        #[arg(long)]
-        real: Option<PathBuf>,
-        /// The year of the real log's syslog timestamps (they carry none).
-        #[arg(long, default_value_t = 2005)]
-        real_year: i32,
-    },
-    /// Load a Sigma rule set (e.g. SigmaHQ's `rules/`) and report what loads and what is refused, by
-    /// reason.
-    Sigma {
-        /// Directory of Sigma rules (searched recursively for .yml files).
-        #[arg(long)]
-        rules: PathBuf,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Exit with an error when fewer rules than this share load (percent).
-        #[arg(long, default_value_t = 0.0)]
-        min_loaded_percent: f64,
-        /// Also run SigmaHQ's regression suite in this directory (info.yml + .evtx per test).
-        #[arg(long)]
-        regression: Option<PathBuf>,
-        /// Exit with an error when fewer regression tests than this share pass (percent).
-        #[arg(long, default_value_t = 0.0)]
-        min_regression_percent: f64,
-    },
-    /// Read every EVTX file of the corpus (record counts against its EVTX_INDEX.json) and measure
-    /// technique tagging on the technique-labelled folder.
-    Evtx {
-        /// The corpus directory (holding EVTX_INDEX.json).
-        #[arg(long)]
-        corpus: PathBuf,
-        /// Sigma rules to tag with (the SigmaHQ set).
-        #[arg(long)]
-        rules: Option<PathBuf>,
-        /// Fail unless every file parses and every count matches the index.
-        #[arg(long)]
-        strict: bool,
-    },
-    /// Read the corpus's real syslog (loghub Linux) with the agent's log reader, check the failures it
-    /// finds against loghub's own parse, and run Cordon's log and brute-force rules over them.
-    Logs {
-        /// The corpus directory (holding auth/loghub/Linux).
-        #[arg(long)]
-        corpus: PathBuf,
-        /// Fail unless every failure line loghub names is parsed and no other line is.
-        #[arg(long)]
-        strict: bool,
-    },
-}
-
-/// Token actions.
-#[derive(Debug, Subcommand)]
-pub enum TokenAction {
-    /// Create a token and print it (it is shown once).
-    Create {
-        /// Server settings (for the metadata database).
-        #[command(flatten)]
-        serve: ServeArgs,
-        /// A name for the token.
-        #[arg(long)]
-        name: String,
-        /// The tenant it reads.
-        #[arg(long, default_value = "default")]
-        tenant: String,
-    },
-    /// Revoke a token by id.
-    Revoke {
-        /// Server settings.
-        #[command(flatten)]
-        serve: ServeArgs,
-        /// Token id.
-        id: String,
-    },
-}
 
 /// A running server.
 pub struct Running {
@@ -209,6 +47,30 @@ impl Running {
     }
 }
 
+/// Cordon's pack plus the operator's rule files, with what was refused logged by class.
+fn detection_rules(paths: &[std::path::PathBuf]) -> anyhow::Result<correlate::sigma::Tagger> {
+    let files = correlate::sigma::read_rule_files(paths).context("reading rule files")?;
+    let tagger = correlate::sigma::Tagger::with_rule_files(files, schemas::policy::Policy::cordon_default())
+        .context("Cordon's rule pack")?;
+    let s = tagger.sources();
+    if !s.files.is_empty() {
+        let mut by_class: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+        for r in &s.refused {
+            *by_class.entry(r.class).or_default() += 1;
+            tracing::debug!(file = %r.file, rule = %r.rule, reason = %r.reason, "rule refused");
+        }
+        tracing::info!(
+            files = s.files.len(),
+            loaded = s.loaded,
+            refused = s.refused.len(),
+            by_class = ?by_class,
+            digest = %s.digest,
+            "operator rules loaded (GET /api/v1/rules lists the refusals)"
+        );
+    }
+    Ok(tagger)
+}
+
 /// Opens the store and starts ingest and the API.
 pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let store = Store::open(&store_config(cfg)).await.context("opening the store")?;
@@ -220,7 +82,9 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
     let hour = 3_600_000_000i64;
+    let tagger = detection_rules(&cfg.rules)?;
     let icfg = ingest::IngestConfig {
+        tagger: Some(Arc::new(tagger)),
         subjects: cfg.subjects.clone(),
         max_message_bytes: cfg.max_message_bytes,
         graphs: Arc::new(correlate::graph::Graphs::new(correlate::graph::GraphConfig {
@@ -233,10 +97,10 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         },
         ..ingest::IngestConfig::default()
     };
-    let detection = icfg.tagger.clone();
     let graphs = Arc::clone(&icfg.graphs);
     let baselines = Arc::clone(&icfg.baselines);
     let ingest = Arc::new(ingest::Ingest::new(client, icfg, Arc::clone(&store), Arc::clone(&metrics)).await?);
+    let detection = ingest.rules();
     let (tx, rx) = tokio::sync::watch::channel(false);
     let listener =
         tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
@@ -262,6 +126,8 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
             .await
             .context("api server failed")
     });
+    let reload_task =
+        tokio::spawn(reload_rules_on_hangup(Arc::clone(&ingest), cfg.rules.clone(), rx.clone()));
     let ingest_task = tokio::spawn(async move { ingest.run(rx).await.context("ingest failed") });
     let report_task = tokio::spawn(reports::run_schedules(Arc::clone(&store), cfg.clone(), rx_reports));
     let baseline_task = tokio::spawn(refit_baselines(Arc::clone(&store), baselines, cfg.clone(), rx_base));
@@ -276,8 +142,42 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         addr,
         store,
         shutdown: tx,
-        tasks: vec![api_task, ingest_task, store_task, baseline_task, report_task],
+        tasks: vec![api_task, ingest_task, store_task, baseline_task, report_task, reload_task],
     })
+}
+
+/// On SIGHUP the operator's rule files are read again and, if they load, replace the rules in use
+/// at ingest, in the API and (through the object store) at the agents. A pack that does not compile
+/// or an unreadable file keeps the rules in use (and says why).
+async fn reload_rules_on_hangup(
+    ingest: Arc<ingest::Ingest>,
+    paths: Vec<PathBuf>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = signal(SignalKind::hangup()).context("listening for SIGHUP")?;
+    loop {
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return Ok(());
+                }
+            }
+            got = hangup.recv() => {
+                if got.is_none() {
+                    return Ok(());
+                }
+                match detection_rules(&paths) {
+                    Ok(t) => {
+                        if let Err(e) = ingest.reload_rules(t).await {
+                            tracing::error!(error = %e, "rules reloaded at ingest, but not published to agents");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %format!("{e:#}"), "rules not reloaded; the rules in use stay"),
+                }
+            }
+        }
+    }
 }
 
 /// The login baselines: fitted for every tenant at start, for a tenant first seen since within a
@@ -544,6 +444,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 anyhow::ensure!(f1 >= min_f1, "two-condition F1 {f1:.3} is below the floor {min_f1}");
                 Ok(())
             }
+            Command::Eval { what: EvalWhat::Mordor { corpus, rules, json, min_detected } } => {
+                let r = eval_mordor::techniques(&corpus, &rules)?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&r.datasets)?);
+                }
+                eval_mordor::print(&r);
+                let detected: usize = r.per_technique().values().map(|(_, hit)| hit).sum();
+                anyhow::ensure!(
+                    detected >= min_detected,
+                    "only {detected} (dataset, technique) pairs detected (at least {min_detected} expected)"
+                );
+                Ok(())
+            }
             Command::Eval { what: EvalWhat::Lateral { corpus, json, min_found } } => {
                 let r = eval_lateral::lateral(&corpus)?;
                 if json {
@@ -561,6 +474,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 let r = eval::evtx(&corpus, rules.as_deref())?;
                 eval::print_evtx(&r);
                 anyhow::ensure!(!strict || r.problems.is_empty(), "{} EVTX problems", r.problems.len());
+                anyhow::ensure!(
+                    r.prefilter_disagreements == 0,
+                    "the rule set's prefilter changed the answer on {} events",
+                    r.prefilter_disagreements
+                );
                 Ok(())
             }
             Command::Vacuum(a) => {

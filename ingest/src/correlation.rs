@@ -19,7 +19,9 @@ const HELP_STATE: &str = "Events held in correlation windows, over all tenants."
 /// A committed event some correlation's detection rules matched.
 pub(crate) struct Pending {
     pub(crate) record: Record,
+    /// The matched rules, numbered in the rule set with this digest.
     pub(crate) hits: Vec<usize>,
+    pub(crate) rules: String,
 }
 
 impl Ingest {
@@ -34,6 +36,10 @@ impl Ingest {
         for p in pending {
             let tenant = p.record.tenant().to_owned();
             let Some(tagger) = self.tagger_for(&tenant) else { continue };
+            if tagger.sources().digest != p.rules {
+                // Matched by the rules in use before a reload: their numbering is not this set's.
+                continue;
+            }
             let state = states.entry(tenant).or_insert_with(|| tagger.correlator());
             let before = state.stats();
             let fired = tagger.correlate(state, &p.record, &p.hits);
@@ -77,6 +83,22 @@ impl Ingest {
         if all.is_empty() {
             return Ok(());
         }
+        let dropped = bound_backlog(&mut all, MAX_UNRECORDED);
+        if dropped > 0 {
+            // Detection alerts come back when their batch is redelivered; correlation alerts do not
+            // (their windows were consumed), so this is logged as an error.
+            tracing::error!(
+                dropped,
+                kept = all.len(),
+                "alerts waiting for the catalog over the cap; the oldest dropped"
+            );
+            self.metrics.add(
+                "cordon_alerts_unrecorded_dropped_total",
+                "",
+                HELP_UNRECORDED_DROPPED,
+                dropped as u64,
+            );
+        }
         let plain: Vec<schemas::alert::Alert> = all.iter().map(|(a, _)| a.clone()).collect();
         let recorded = self
             .store
@@ -86,10 +108,12 @@ impl Ingest {
         let ids = match recorded {
             Ok(ids) => ids,
             Err(e) => {
+                self.metrics.set_gauge("cordon_alerts_unrecorded", "", HELP_UNRECORDED, all.len() as u64);
                 *self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()) = all;
                 return Err(store::StoreError::from(e).into());
             }
         };
+        self.metrics.set_gauge("cordon_alerts_unrecorded", "", HELP_UNRECORDED, 0);
         self.metrics.add("cordon_alert_evidence_total", "", HELP_ALERTS, ids.len() as u64);
         self.export_alerts(plain.iter().map(|a| a.tenant.as_str())).await;
         let anchors = ids.iter().zip(&all).map(|(id, (a, entity))| {
@@ -123,7 +147,7 @@ impl Ingest {
     /// How far back (microseconds before now) correlation state is rebuilt from: two of the longest
     /// correlation timespans, for late events; `None` without correlation rules.
     pub(crate) fn correlation_replay_from(&self) -> Option<i64> {
-        let horizon = self.cfg.tagger.as_ref()?.correlation_horizon();
+        let horizon = self.rules.get()?.correlation_horizon();
         (horizon > 0).then(|| schemas::time::now_micros() - 2 * horizon)
     }
 
@@ -147,7 +171,7 @@ impl Ingest {
             for mut rec in records {
                 let (_, hits) = tagger.tag_and_hits(&mut rec);
                 if !hits.is_empty() {
-                    pending.push(Pending { record: rec, hits });
+                    pending.push(Pending { record: rec, hits, rules: tagger.sources().digest.clone() });
                 }
             }
             replayed += pending.len();
@@ -171,5 +195,29 @@ impl Ingest {
             "correlation state rebuilt from the lake"
         );
         Ok(())
+    }
+}
+
+/// Alerts kept for the catalog while it cannot record them; past this, the oldest are dropped.
+const MAX_UNRECORDED: usize = 10_000;
+const HELP_UNRECORDED: &str = "Alerts waiting to be recorded because the catalog refused them.";
+const HELP_UNRECORDED_DROPPED: &str =
+    "Alerts dropped while the catalog could not record them (over the cap).";
+
+/// Keeps the newest `max` items of a backlog; returns how many were dropped.
+fn bound_backlog<T>(backlog: &mut Vec<T>, max: usize) -> usize {
+    let excess = backlog.len().saturating_sub(max);
+    backlog.drain(..excess);
+    excess
+}
+
+#[cfg(test)]
+mod backlog_tests {
+    #[test]
+    fn the_backlog_keeps_the_newest() {
+        let mut v: Vec<u32> = (0..10).collect();
+        assert_eq!(super::bound_backlog(&mut v, 4), 6);
+        assert_eq!(v, [6, 7, 8, 9]);
+        assert_eq!(super::bound_backlog(&mut v, 4), 0);
     }
 }

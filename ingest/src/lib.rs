@@ -185,6 +185,9 @@ pub struct Ingest {
     metrics: Arc<Registry>,
     client: async_nats::Client,
     js: jetstream::Context,
+    /// The rules in use (from `cfg.tagger`; replaced by [`Ingest::reload_rules`]), shared with the
+    /// API.
+    rules: Arc<correlate::sigma::CurrentRules>,
     /// Per-tenant taggers built from the catalog's policies: (policy version, tagger).
     taggers: std::sync::RwLock<std::collections::HashMap<String, (i64, Arc<correlate::sigma::Tagger>)>>,
     last_policy_read: std::sync::Mutex<Option<std::time::Instant>>,
@@ -226,6 +229,7 @@ impl Ingest {
         };
         Ok(Self {
             policy_kv,
+            rules: Arc::new(correlate::sigma::CurrentRules::new(cfg.tagger.clone())),
             cfg,
             store,
             metrics,
@@ -246,6 +250,7 @@ impl Ingest {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
         let consumer = ensure_streams(&self.js, &self.cfg).await?;
+        self.publish_rules().await?;
         self.refresh_policies().await?;
         let recent = self.restore_graphs(self.correlation_replay_from()).await?;
         self.restore_correlations(recent).await?;
@@ -420,7 +425,9 @@ impl Ingest {
                                 }
                             }
                             if !hits.is_empty() {
-                                to_correlate.push(correlation::Pending { record: r.clone(), hits });
+                                let rules =
+                                    tagger.as_ref().map(|t| t.sources().digest.clone()).unwrap_or_default();
+                                to_correlate.push(correlation::Pending { record: r.clone(), hits, rules });
                             }
                         }
                         if let Some(l) = baselines::login(&r) {

@@ -9,7 +9,7 @@ impl Ingest {
     /// Re-reads tenants' policies when `policy_refresh` has passed, rebuilding the taggers of those
     /// whose version changed. A policy that no longer parses keeps the previous tagger (and says so).
     pub(crate) async fn refresh_policies(&self) -> Result<(), IngestError> {
-        let Some(base) = &self.cfg.tagger else { return Ok(()) };
+        let Some(base) = self.rules.get() else { return Ok(()) };
         {
             let mut last = self.last_policy_read.lock().unwrap_or_else(|e| e.into_inner());
             if last.is_some_and(|t| t.elapsed() < self.cfg.policy_refresh) {
@@ -40,7 +40,7 @@ impl Ingest {
                         tenant: p.tenant.clone(),
                         version: p.version,
                         author: p.author.clone(),
-                        rules_digest: correlate::sigma::tagger::pack_digest(),
+                        rules_digest: base.sources().digest.clone(),
                         policy: policy.clone(),
                     };
                     if let Ok(body) = serde_json::to_vec(&published)
@@ -62,9 +62,80 @@ impl Ingest {
         Ok(())
     }
 
+    /// Publishes the operator's rule files (with the digest of the whole rule set) to
+    /// [`schemas::policy::RULES_BUCKET`], where agents fetch them, unless the current object
+    /// already holds this digest. Without operator rules the bundle is empty: agents run the pack.
+    pub(crate) async fn publish_rules(&self) -> Result<(), IngestError> {
+        use async_nats::jetstream::object_store;
+        use schemas::policy::{RULES_BUCKET, RULES_OBJECT, RuleBundle};
+        let Some(base) = self.rules.get() else { return Ok(()) };
+        let sources = base.sources();
+        let bucket = match self.js.get_object_store(RULES_BUCKET).await {
+            Ok(b) => b,
+            Err(_) => self
+                .js
+                .create_object_store(object_store::Config {
+                    bucket: RULES_BUCKET.to_owned(),
+                    description: Some(
+                        "The rule files the server runs beside Cordon's pack, for agents".into(),
+                    ),
+                    storage: async_nats::jetstream::stream::StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| super::js_err("create rules bucket")(&e))?,
+        };
+        if let Ok(info) = bucket.info(RULES_OBJECT).await
+            && info.metadata.get("digest") == Some(&sources.digest)
+        {
+            return Ok(());
+        }
+        let bundle = RuleBundle {
+            digest: sources.digest.clone(),
+            files: sources.files.iter().map(|f| (f.name.clone(), f.text.clone())).collect(),
+        };
+        let body = serde_json::to_vec(&bundle)
+            .map_err(|e| IngestError::JetStream { op: "encode rule bundle", message: e.to_string() })?;
+        let meta = object_store::ObjectMetadata {
+            name: RULES_OBJECT.to_owned(),
+            description: Some(format!("{} rule files", bundle.files.len())),
+            metadata: [("digest".to_owned(), sources.digest.clone())].into(),
+            ..Default::default()
+        };
+        bucket.put(meta, &mut body.as_slice()).await.map_err(|e| super::js_err("publish rule bundle")(&e))?;
+        tracing::info!(digest = %sources.digest, files = bundle.files.len(), bytes = body.len(), "rule files published to agents");
+        Ok(())
+    }
+
     pub(crate) fn tagger_for(&self, tenant: &str) -> Option<Arc<correlate::sigma::Tagger>> {
-        let base = self.cfg.tagger.as_ref()?;
+        let base = self.rules.get()?;
         let by_tenant = self.taggers.read().unwrap_or_else(|e| e.into_inner());
-        Some(by_tenant.get(tenant).map_or_else(|| Arc::clone(base), |(_, t)| Arc::clone(t)))
+        Some(by_tenant.get(tenant).map_or(base, |(_, t)| Arc::clone(t)))
+    }
+
+    /// The rules in use, shared (the API reads the same cell).
+    pub fn rules(&self) -> Arc<correlate::sigma::CurrentRules> {
+        Arc::clone(&self.rules)
+    }
+
+    /// Replaces the rules (the operator's files were reloaded): tenants' taggers are rebuilt under
+    /// their policies at once, agents are sent the new files, and correlation state starts afresh
+    /// (its rules' numbering changed; windows under way are lost, which is logged).
+    pub async fn reload_rules(&self, tagger: correlate::sigma::Tagger) -> Result<(), IngestError> {
+        let digest = tagger.sources().digest.clone();
+        self.rules.set(Arc::new(tagger));
+        self.taggers.write().unwrap_or_else(|e| e.into_inner()).clear();
+        let windows = std::mem::take(&mut *self.correlators.lock().unwrap_or_else(|e| e.into_inner()));
+        if !windows.is_empty() {
+            tracing::warn!(
+                tenants = windows.len(),
+                "rules reloaded: correlation windows under way start afresh"
+            );
+        }
+        *self.last_policy_read.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.publish_rules().await?;
+        self.refresh_policies().await?;
+        tracing::info!(%digest, "rules reloaded");
+        Ok(())
     }
 }

@@ -57,6 +57,22 @@ pub struct Settings {
 /// agents (key: the tenant id; value: [`Published`] as JSON).
 pub const POLICY_BUCKET: &str = "CORDON_POLICY";
 
+/// The JetStream object store where the server publishes the operator's rule files for agents
+/// (object [`RULES_OBJECT`]: a [`RuleBundle`] as JSON; too large for a key-value entry).
+pub const RULES_BUCKET: &str = "CORDON_RULES";
+
+/// The object holding the current [`RuleBundle`].
+pub const RULES_OBJECT: &str = "current";
+
+/// The rule files the server runs beside Cordon's pack, as sent to agents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleBundle {
+    /// The digest of the pack and these files (as in [`Published::rules_digest`]).
+    pub digest: String,
+    /// (name, Sigma YAML text).
+    pub files: Vec<(String, String)>,
+}
+
 /// A tenant's current policy as published to agents.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Published {

@@ -6,16 +6,19 @@
 //! The policy comes from the server: ingest publishes each tenant's current version to the JetStream
 //! key-value bucket [`schemas::policy::POLICY_BUCKET`]; the agent reads its tenant's key at start and
 //! watches it, so a change applies while the agent runs. Until a policy arrives (or without a
-//! server-side one) it uses the shipped default. The published entry carries the digest of the
-//! server's rule pack; the agent reports whether its own matches. Ingest re-evaluates every event with
+//! server-side one) it uses the shipped default.
+//!
+//! The rules follow the server's too: the operator's rule files (SigmaHQ's, the team's own) are
+//! published in the object store [`schemas::policy::RULES_BUCKET`]; the agent fetches them at start
+//! and whenever their digest changes, checks the digest, and runs them beside the pack. The summary
+//! says which rule set it ran and whether it is the server's. Ingest re-evaluates every event with
 //! the central rules either way, keeping the agent's tags.
 
 use crate::enforce::{self, Outcome};
 use crate::shipper::Identity;
-use correlate::sigma::Tagger;
-use correlate::sigma::tagger::pack_digest;
+use correlate::sigma::{RuleFile, Tagger};
 use schemas::fields::col;
-use schemas::policy::{Policy, Published};
+use schemas::policy::{Policy, Published, RuleBundle};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -24,8 +27,14 @@ use std::sync::{Arc, Mutex, RwLock};
 pub struct EdgeSummary {
     /// The policy version applied last (0: the shipped default).
     pub policy_version: i64,
-    /// Whether the server's rule pack is this agent's (`None`: no policy from the server yet).
+    /// Whether the server's rule set is this agent's (`None`: no policy from the server yet).
     pub rules_match: Option<bool>,
+    /// The digest of the rule set the agent runs (Cordon's pack plus the server's rule files).
+    pub rules_digest: String,
+    /// The server's rule files the agent runs beside the pack.
+    pub rule_files: usize,
+    /// Rules in those files this agent's engine refused.
+    pub rules_refused: usize,
     /// Events tagged by a rule.
     pub tagged: u64,
     /// Process starts the policy blocked (terminated here when enforcement is on).
@@ -35,7 +44,10 @@ pub struct EdgeSummary {
 /// The edge tagger shared by an agent's shippers.
 #[derive(Debug)]
 pub struct Edge {
-    base: Tagger,
+    /// The rules under the shipped default policy.
+    base: RwLock<Tagger>,
+    /// The policy applied last.
+    policy: RwLock<Option<Published>>,
     current: RwLock<Arc<Tagger>>,
     summary: Mutex<EdgeSummary>,
     enforce: bool,
@@ -47,10 +59,12 @@ impl Edge {
     pub fn new(enforce: bool) -> Arc<Self> {
         let base = Tagger::cordon_pack(Policy::cordon_default())
             .expect("Cordon's rule pack compiles (tested in correlate)");
+        let summary = EdgeSummary { rules_digest: base.sources().digest.clone(), ..EdgeSummary::default() };
         Arc::new(Self {
             current: RwLock::new(Arc::new(base.clone())),
-            base,
-            summary: Mutex::new(EdgeSummary::default()),
+            base: RwLock::new(base),
+            policy: RwLock::new(None),
+            summary: Mutex::new(summary),
             enforce,
             outcomes: Mutex::new(Vec::new()),
         })
@@ -60,11 +74,12 @@ impl Edge {
     pub fn apply(&self, p: &Published) {
         match p.policy.clone().validated() {
             Ok(policy) => {
-                *self.current.write().unwrap_or_else(|e| e.into_inner()) =
-                    Arc::new(self.base.with_policy(policy));
+                let base = self.base.read().unwrap_or_else(|e| e.into_inner());
+                *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(base.with_policy(policy));
                 let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
                 s.policy_version = p.version;
-                s.rules_match = Some(p.rules_digest == pack_digest());
+                s.rules_match = Some(p.rules_digest == base.sources().digest);
+                *self.policy.write().unwrap_or_else(|e| e.into_inner()) = Some(p.clone());
                 tracing::info!(version = p.version, author = %p.author, "policy applied at the edge");
             }
             Err(e) => {
@@ -73,8 +88,41 @@ impl Edge {
         }
     }
 
-    /// Reads the tenant's published policy now, then re-reads it every `every` in a background
-    /// task (a poll rather than a watch: it survives server restarts and never spins).
+    /// The matcher for the server's rule files (a [`RuleBundle`]) beside the pack: `None` (logged,
+    /// and the rules in use stay) when the bundle's digest does not match its files or it does not
+    /// build. Compiling thousands of rules takes a while: it runs on a blocking thread.
+    fn build_rules(bundle: RuleBundle) -> Option<Tagger> {
+        let files: Vec<RuleFile> =
+            bundle.files.into_iter().map(|(name, text)| RuleFile { name, text }).collect();
+        let digest = correlate::sigma::rules_digest(&files);
+        if digest != bundle.digest {
+            tracing::error!(claimed = %bundle.digest, actual = %digest, "rule bundle does not match its digest; ignored");
+            return None;
+        }
+        Tagger::with_rule_files(files, Policy::cordon_default())
+            .map_err(|e| tracing::error!(error = %e, "rule bundle does not build; keeping the rules in use"))
+            .ok()
+    }
+
+    /// Makes `built` the rules in use, under the policy applied last.
+    fn install_rules(&self, built: Tagger) {
+        let sources = built.sources().clone();
+        *self.base.write().unwrap_or_else(|e| e.into_inner()) = built.clone();
+        let published = self.policy.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match &published {
+            Some(p) => self.apply(p),
+            None => *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(built),
+        }
+        let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
+        s.rules_digest = sources.digest.clone();
+        s.rule_files = sources.files.len();
+        s.rules_refused = sources.refused.len();
+        tracing::info!(digest = %sources.digest, files = sources.files.len(), loaded = sources.loaded, refused = sources.refused.len(), "server's rules applied at the edge");
+    }
+
+    /// Reads the server's rule files and the tenant's published policy now, then re-reads them
+    /// every `every` in a background task (a poll rather than a watch: it survives server restarts
+    /// and never spins).
     pub async fn follow(
         self: &Arc<Self>,
         client: &async_nats::Client,
@@ -82,18 +130,54 @@ impl Edge {
         every: std::time::Duration,
     ) {
         let js = async_nats::jetstream::new(client.clone());
-        let Ok(kv) = js.get_key_value(schemas::policy::POLICY_BUCKET).await else {
-            tracing::info!("no policy published by the server yet; using the shipped default");
+        let rules = js.get_object_store(schemas::policy::RULES_BUCKET).await.ok();
+        if let Some(bucket) = &rules {
+            self.poll_rules(bucket).await;
+        }
+        let kv = js.get_key_value(schemas::policy::POLICY_BUCKET).await.ok();
+        let mut seen = 0;
+        match &kv {
+            Some(kv) => seen = self.poll(kv, tenant, 0).await,
+            None => tracing::info!("no policy published by the server yet; using the shipped default"),
+        }
+        if rules.is_none() && kv.is_none() {
             return;
-        };
-        let mut seen = self.poll(&kv, tenant, 0).await;
+        }
         let (me, tenant) = (Arc::clone(self), tenant.to_owned());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                seen = me.poll(&kv, &tenant, seen).await;
+                if let Some(bucket) = &rules {
+                    me.poll_rules(bucket).await;
+                }
+                if let Some(kv) = &kv {
+                    seen = me.poll(kv, &tenant, seen).await;
+                }
             }
         });
+    }
+
+    /// Fetches the server's rule bundle when its digest differs from the rules in use.
+    async fn poll_rules(&self, bucket: &async_nats::jetstream::object_store::ObjectStore) {
+        use tokio::io::AsyncReadExt;
+        let Ok(info) = bucket.info(schemas::policy::RULES_OBJECT).await else { return };
+        let mine = self.base.read().unwrap_or_else(|e| e.into_inner()).sources().digest.clone();
+        if info.metadata.get("digest") == Some(&mine) {
+            return;
+        }
+        let mut body = Vec::new();
+        let read = match bucket.get(schemas::policy::RULES_OBJECT).await {
+            Ok(mut object) => object.read_to_end(&mut body).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match read.and_then(|_| serde_json::from_slice::<RuleBundle>(&body).map_err(|e| e.to_string())) {
+            Ok(bundle) => match tokio::task::spawn_blocking(move || Self::build_rules(bundle)).await {
+                Ok(Some(built)) => self.install_rules(built),
+                Ok(None) => {}
+                Err(e) => tracing::error!(error = %e, "building the server's rules failed"),
+            },
+            Err(e) => tracing::warn!(error = %e, "cannot read the server's rule files now; trying again"),
+        }
     }
 
     /// Applies the tenant's entry when its revision is newer than `seen`; returns the newest seen.

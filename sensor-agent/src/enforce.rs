@@ -3,6 +3,10 @@
 //! A command is carried out only if it has not expired and its pid still runs the executable the event
 //! reported (the file name of `/proc/<pid>/exe` equals the event's, case-insensitively), so a pid
 //! reused by another program is never killed. Every command gets an outcome in the run summary.
+//!
+//! Whatever the server sends (its rules and policy included), the agent never terminates itself or
+//! the programs in [`PROTECTED`]: a compromised server must not be able to take the fleet's hosts
+//! down or cut off their management (RELIABILITY.md's agent-side deny-list).
 
 use futures::StreamExt;
 use schemas::wire::Command;
@@ -18,6 +22,27 @@ pub struct Outcome {
     /// `terminated`, or `refused: <why>`.
     pub result: String,
 }
+
+/// Programs an agent never terminates (by file name, case-insensitively): init and the services a
+/// host cannot lose, and the agent itself.
+pub const PROTECTED: &[&str] = &[
+    "init",
+    "systemd",
+    "systemd-journald",
+    "systemd-logind",
+    "systemd-udevd",
+    "dbus-daemon",
+    "sshd",
+    "cordon-agent",
+    // Windows' critical processes, for when the hook runs there.
+    "system",
+    "smss.exe",
+    "csrss.exe",
+    "wininit.exe",
+    "winlogon.exe",
+    "services.exe",
+    "lsass.exe",
+];
 
 fn file_name(p: &str) -> String {
     p.rsplit(['\\', '/']).next().unwrap_or(p).to_ascii_lowercase()
@@ -35,11 +60,17 @@ pub fn execute(cmd: &Command, now_micros: i64) -> Outcome {
     if cmd.pid <= 1 {
         return out("refused: not a killable pid".to_owned());
     }
+    if cmd.pid == i64::from(std::process::id()) {
+        return out("refused: the agent itself".to_owned());
+    }
     let running = match std::fs::read_link(format!("/proc/{}/exe", cmd.pid)) {
         Ok(p) => p.to_string_lossy().into_owned(),
         Err(e) => return out(format!("refused: process {} not found ({e})", cmd.pid)),
     };
     let running = running.trim_end_matches(" (deleted)");
+    if PROTECTED.contains(&file_name(running).as_str()) {
+        return out(format!("refused: {running} is protected"));
+    }
     if file_name(running) != file_name(&cmd.executable) {
         return out(format!(
             "refused: pid {} runs {running}, not {} (the pid was reused)",
@@ -113,5 +144,35 @@ mod tests {
         let status = child.wait().unwrap();
         assert!(!status.success());
         assert!(execute(&cmd(pid, &exe, i64::MAX), 0).result.starts_with("refused: process"));
+    }
+
+    #[test]
+    fn never_terminates_itself_or_a_protected_program() {
+        let me = i64::from(std::process::id());
+        let exe = std::fs::read_link("/proc/self/exe").unwrap().to_string_lossy().into_owned();
+        assert_eq!(execute(&cmd(me, &exe, i64::MAX), 0).result, "refused: the agent itself");
+        // A process whose program is named like a protected one: refused, and it lives.
+        let dir = tempfile::tempdir().unwrap();
+        let sshd = dir.path().join("sshd");
+        let sleep =
+            ["/usr/bin/sleep", "/bin/sleep"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap();
+        std::fs::copy(sleep, &sshd).unwrap();
+        // Another test forking while the copy's write handle was open makes exec fail with
+        // "text file busy" until that child execs too: try again briefly.
+        let mut child = (0..100)
+            .find_map(|_| match std::process::Command::new(&sshd).arg("300").spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                    None
+                }
+                other => Some(other.unwrap()),
+            })
+            .expect("the copied program starts");
+        let pid = i64::from(child.id());
+        let o = execute(&cmd(pid, "/usr/sbin/sshd", i64::MAX), 0);
+        assert!(o.result.starts_with("refused:") && o.result.ends_with("is protected"), "{o:?}");
+        assert!(child.try_wait().unwrap().is_none(), "the protected process still runs");
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }

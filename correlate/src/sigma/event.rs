@@ -71,6 +71,11 @@ pub trait Event {
     fn get(&self, field: &Field) -> Val<'_>;
     /// Calls `f` on every string value (keyword searches) until it returns true.
     fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool;
+    /// Calls `f` with every top-level field's name and value, when the event can list them cheaply
+    /// (a flat object); returns false when it cannot, and callers look fields up by name instead.
+    fn each_field(&self, _f: &mut dyn FnMut(&str, Val<'_>)) -> bool {
+        false
+    }
 }
 
 /// A record as rules read it, with its catch-all `extra` object parsed at most once however many
@@ -189,7 +194,10 @@ pub struct FlatEvent(pub serde_json::Map<String, Value>);
 
 impl Event for FlatEvent {
     fn get(&self, field: &Field) -> Val<'_> {
-        self.0.get(&field.sigma).or_else(|| self.0.get(&field.target)).map_or(Val::Missing, json_val)
+        self.0
+            .get(&field.sigma)
+            .or_else(|| if field.target == field.sigma { None } else { self.0.get(&field.target) })
+            .map_or(Val::Missing, json_val)
     }
 
     fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
@@ -198,5 +206,12 @@ impl Event for FlatEvent {
             Value::Array(a) => a.iter().any(|x| x.as_str().is_some_and(&mut *f)),
             _ => false,
         })
+    }
+
+    fn each_field(&self, f: &mut dyn FnMut(&str, Val<'_>)) -> bool {
+        for (k, v) in &self.0 {
+            f(k, json_val(v));
+        }
+        true
     }
 }

@@ -9,6 +9,8 @@
 //! - [`correlation`] and [`stream`]: correlation rules (`event_count`, `value_count`, `temporal`,
 //!   `temporal_ordered`) evaluated over the stream of matched events.
 //! - [`condition`]: `and`/`or`/`not`, parentheses, `1 of`/`all of`/`N of` with patterns and `them`.
+//! - [`ruleset`] and [`prefilter`]: many rules per event, grouped by logsource, with only the rules
+//!   whose necessary literals occur in the event (one Aho-Corasick scan per field) evaluated.
 //! - The field and logsource mapping to Cordon's ECS fields is data: `pipelines/cordon-ecs.yml`.
 //!
 //! Regexes are built by the `regex` crate (linear time) under a size cap; patterns it cannot build
@@ -18,9 +20,11 @@ mod condition;
 pub mod correlation;
 pub mod event;
 pub mod pipeline;
+mod prefilter;
 pub mod rule;
 pub mod ruleset;
 mod selection;
+pub mod sources;
 pub mod stream;
 pub mod tagger;
 mod value;
@@ -29,7 +33,8 @@ pub use correlation::Correlation;
 pub use event::{Event, Field, FlatEvent, RecordEvent, Val};
 pub use pipeline::Pipeline;
 pub use rule::{Level, Loaded, Logsource, Matched, Rule, RuleError, load, load_any};
-pub use ruleset::RuleSet;
+pub use ruleset::{PrefilterStats, RuleSet};
+pub use sources::{CurrentRules, Refusal, RuleFile, Sources, read_rule_files, rules_digest};
 pub use stream::{Correlator, Fire};
 pub use tagger::{CORDON_RULES, Detection, Tagger};
 

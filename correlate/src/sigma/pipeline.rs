@@ -5,8 +5,9 @@ use std::collections::HashMap;
 use yaml_rust2::{Yaml, YamlLoader};
 
 type Pairs = Vec<(String, String)>;
-/// Field -> any of these values.
-type Conditions = Vec<(String, Vec<String>)>;
+/// Field -> any of these values, and whether an event without the field also qualifies (`~` among
+/// the values).
+type Conditions = Vec<(String, Vec<String>, bool)>;
 
 /// The field and logsource mapping from Sigma to Cordon's fields (`pipelines/cordon-ecs.yml`).
 #[derive(Clone, Debug)]
@@ -16,6 +17,12 @@ pub struct Pipeline {
     fields: HashMap<String, String>,
     /// (what a rule's logsource must say, the conditions on Cordon's fields it brings).
     pub(super) logsources: Vec<(Pairs, Conditions)>,
+    /// The logsource products this pipeline's events can come from (empty: any). A rule for
+    /// another product (`cisco`, `zeek`, `aws`...) loads but never runs on them.
+    pub products: Vec<String>,
+    /// `unmapped: never`: a rule whose category or service has no `logsources` entry never runs
+    /// (the pipeline knows every source of its events); otherwise it runs without conditions.
+    pub strict: bool,
 }
 
 impl Pipeline {
@@ -47,13 +54,48 @@ impl Pipeline {
             .as_vec()
             .map(|v| v.iter().map(|ls| (pairs(&ls["match"]), alternatives(&ls["conditions"]))).collect())
             .unwrap_or_default();
-        Ok(Self { name, fields, logsources })
+        let products = doc["products"]
+            .as_vec()
+            .map(|v| v.iter().filter_map(scalar).map(|p| p.to_ascii_lowercase()).collect())
+            .unwrap_or_default();
+        let strict = match doc["unmapped"].as_str() {
+            None | Some("any") => false,
+            Some("never") => true,
+            Some(other) => return Err(format!("pipeline: unmapped: {other:?} must be `any` or `never`")),
+        };
+        Ok(Self { name, fields, logsources, products, strict })
     }
 
     /// The pipeline for flat Windows event log records (`EventID`, `Channel` and the `EventData`
     /// names as Sigma uses them), for EVTX files and the Sigma conformance tests.
     pub fn windows_flat() -> Self {
         Self::parse(include_str!("../../pipelines/windows-flat.yml")).expect("the embedded pipeline parses")
+    }
+
+    /// Why a rule of logsource `ls` never runs on this pipeline's events (`None`: it can): its
+    /// product is not one of the pipeline's, or (strict pipelines) its category or service has no
+    /// mapping.
+    pub fn excludes(&self, ls: &super::rule::Logsource) -> Option<String> {
+        if let Some(p) = ls.product.as_deref().map(str::to_ascii_lowercase)
+            && !self.products.is_empty()
+            && !self.products.contains(&p)
+        {
+            return Some(format!(
+                "logsource product {p:?}: {} events come from {}",
+                self.name,
+                self.products.join(", ")
+            ));
+        }
+        if !self.strict {
+            return None;
+        }
+        [("category", ls.category.as_deref()), ("service", ls.service.as_deref())].into_iter().find_map(
+            |(k, v)| {
+                let v = v?;
+                let mapped = self.logsources.iter().any(|(m, _)| m.iter().any(|(mk, mv)| mk == k && mv == v));
+                (!mapped).then(|| format!("logsource {k} {v:?}: no {} events carry it", self.name))
+            },
+        )
     }
 
     pub(super) fn target(&self, sigma: &str) -> String {
@@ -68,8 +110,9 @@ impl Pipeline {
             .iter()
             .filter(|(_, conds)| {
                 !conds.is_empty()
-                    && conds.iter().all(|(f, alts)| {
-                        get(f).is_some_and(|v| alts.iter().any(|a| a.eq_ignore_ascii_case(&v)))
+                    && conds.iter().all(|(f, alts, absent_ok)| match get(f) {
+                        Some(v) => alts.iter().any(|a| a.eq_ignore_ascii_case(&v)),
+                        None => *absent_ok,
                     })
             })
             .map(|(m, _)| m.clone())
@@ -84,17 +127,19 @@ impl Pipeline {
     }
 }
 
-/// A map of field -> value or list of values (any of them).
-fn alternatives(y: &Yaml) -> Vec<(String, Vec<String>)> {
+/// A map of field -> value or list of values (any of them; `~` in a list: or the field is absent).
+fn alternatives(y: &Yaml) -> Conditions {
     y.as_hash()
         .map(|h| {
             h.iter()
                 .filter_map(|(k, v)| {
-                    let vals = match v {
-                        Yaml::Array(a) => a.iter().filter_map(scalar).collect(),
-                        v => vec![scalar(v)?],
+                    let (vals, absent_ok) = match v {
+                        Yaml::Array(a) => {
+                            (a.iter().filter_map(scalar).collect(), a.iter().any(|x| matches!(x, Yaml::Null)))
+                        }
+                        v => (vec![scalar(v)?], false),
                     };
-                    Some((scalar(k)?, vals))
+                    Some((scalar(k)?, vals, absent_ok))
                 })
                 .collect()
         })

@@ -91,12 +91,15 @@ pub struct Rule {
     pub unknown_tags: Vec<String>,
     /// `logsource`.
     pub logsource: Logsource,
-    fields: Vec<Field>,
+    /// Why the rule never runs on the pipeline's events (its product is not one of the pipeline's),
+    /// or `None`: a rule set leaves such rules out of matching.
+    pub inapplicable: Option<String>,
+    pub(super) fields: Vec<Field>,
     names: Vec<String>,
-    selections: Vec<Selection>,
-    condition: Cond,
+    pub(super) selections: Vec<Selection>,
+    pub(super) condition: Cond,
     /// Logsource conditions from the pipeline, tested before the detection.
-    gate: Vec<(usize, ValueTest)>,
+    pub(super) gate: Vec<(usize, ValueTest)>,
 }
 
 /// A matched field and the value that matched, for an alert's "why".
@@ -279,16 +282,16 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Loaded, RuleError> {
     for (_, conds) in
         pipeline.logsources.iter().filter(|(m, _)| m.iter().all(|(k, v)| get(k) == Some(v.as_str())))
     {
-        for (field, want) in conds {
+        for (field, want, absent_ok) in conds {
             let i = c.field_target(field);
-            gate.push((
-                i,
-                ValueTest::Text {
-                    groups: vec![want.iter().map(|w| Pattern::Exact(w.to_lowercase())).collect()],
-                    all: false,
-                    cased: false,
-                },
-            ));
+            let one_of = ValueTest::Text {
+                groups: vec![want.iter().map(|w| Pattern::Exact(w.to_lowercase())).collect()],
+                all: false,
+                cased: false,
+                // Gates are a few exact values; their text is also the group key.
+                fast: None,
+            };
+            gate.push((i, if *absent_ok { ValueTest::AbsentOr(Box::new(one_of)) } else { one_of }));
         }
     }
     Ok(Loaded::Rule(Rule {
@@ -302,6 +305,7 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Loaded, RuleError> {
         techniques: m.techniques,
         tactics: m.tactics,
         unknown_tags: m.unknown_tags,
+        inapplicable: pipeline.excludes(&logsource),
         logsource,
         fields: c.fields,
         names,
@@ -317,9 +321,10 @@ impl Rule {
         self.gate_holds(event) && self.detection_holds(event)
     }
 
-    /// Whether the event is of the rule's logsource (the pipeline's conditions).
+    /// Whether the event is of the rule's logsource (the pipeline's conditions; never for a rule
+    /// whose product the pipeline's events do not come from).
     pub fn gate_holds(&self, event: &dyn Event) -> bool {
-        self.gate.iter().all(|(f, t)| self.test(event, *f, t))
+        self.inapplicable.is_none() && self.gate.iter().all(|(f, t)| self.test(event, *f, t))
     }
 
     /// The logsource conditions, as text: rules with the same key share one gate test per event.

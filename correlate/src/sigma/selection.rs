@@ -60,13 +60,11 @@ impl Compiler<'_> {
                     let s = scalar(i).ok_or(("structure", "keywords must be strings".to_owned()))?;
                     groups.push(vec![keyword(&s)?]);
                 }
-                Ok(Selection::Keywords(ValueTest::Text { groups, all: false, cased: false }))
+                Ok(Selection::Keywords(ValueTest::text(groups, false, false)))
             }
-            Yaml::String(s) => Ok(Selection::Keywords(ValueTest::Text {
-                groups: vec![vec![keyword(s)?]],
-                all: false,
-                cased: false,
-            })),
+            Yaml::String(s) => {
+                Ok(Selection::Keywords(ValueTest::text(vec![vec![keyword(s)?]], false, false)))
+            }
             _ => Err(("structure", "a selection must be a map, a list or a keyword".into())),
         }
     }
@@ -89,7 +87,7 @@ impl Compiler<'_> {
         }
         let cased = mods.contains(&"cased") || mods.contains(&"re");
         let all = mods.contains(&"all");
-        Ok(Selection::Keywords(ValueTest::Text { groups, all, cased }))
+        Ok(Selection::Keywords(ValueTest::text(groups, all, cased)))
     }
 
     fn field_test(&mut self, key: &str, v: &Yaml) -> Result<(usize, ValueTest), CompileError> {
@@ -188,7 +186,7 @@ impl Compiler<'_> {
                     ],
                 });
             }
-            return Ok((field, ValueTest::Text { groups, all: false, cased: false }));
+            return Ok((field, ValueTest::text(groups, false, false)));
         }
         let cased = has("cased") || has("re") || has("base64") || has("base64offset");
         let mut groups = Vec::new();
@@ -196,7 +194,7 @@ impl Compiler<'_> {
             let s = scalar(y).ok_or(("structure", "a value must be a scalar".to_owned()))?;
             groups.push(patterns(&s, &mods)?);
         }
-        Ok((field, ValueTest::Text { groups, all: has("all"), cased }))
+        Ok((field, ValueTest::text(groups, has("all"), cased)))
     }
 }
 

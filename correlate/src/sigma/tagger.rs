@@ -9,8 +9,9 @@
 use super::correlation::{Correlation, resolve};
 use super::event::RecordEvent;
 use super::pipeline::Pipeline;
-use super::rule::{Level, Loaded, Matched, Rule, RuleError, load_any};
+use super::rule::{Level, Loaded, Matched, Rule, RuleError};
 use super::ruleset::RuleSet;
+use super::sources::{Sources, rules_digest};
 use super::stream::{Correlator, Fire, Resolved, Routes};
 use schemas::fields::col;
 use schemas::policy::{Policy, Tier};
@@ -72,17 +73,9 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
     ("mr_cordon_mass_rename.yml", include_str!("../../rules/mr_cordon_mass_rename.yml")),
 ];
 
-/// A digest of Cordon's rule pack (FNV-1a over the file names and texts): agents and the server
-/// compare theirs.
+/// A digest of Cordon's rule pack alone: see [`rules_digest`].
 pub fn pack_digest() -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for (name, text) in CORDON_RULES {
-        for b in name.bytes().chain([0]).chain(text.bytes()).chain([0]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    format!("{h:016x}")
+    rules_digest(&[])
 }
 
 /// One rule firing on one event.
@@ -143,12 +136,13 @@ pub struct Tagger {
     rules: RuleSet,
     policy: Policy,
     correlations: Arc<Correlations>,
+    pub(super) sources: Arc<Sources>,
 }
 
 impl Tagger {
     /// These rules under `policy`.
     pub fn new(rules: Vec<Rule>, policy: Policy) -> Self {
-        Self { rules: RuleSet::new(rules), policy, correlations: Arc::default() }
+        Self { rules: RuleSet::new(rules), policy, correlations: Arc::default(), sources: Arc::default() }
     }
 
     /// Detection and correlation rules under `policy`; the correlations' references are resolved
@@ -177,24 +171,29 @@ impl Tagger {
             rules: RuleSet::new(rules),
             policy,
             correlations: Arc::new(Correlations { resolved, routes, silent }),
+            sources: Arc::new(Sources { digest: pack_digest(), ..Sources::default() }),
         })
     }
 
     /// Cordon's rule pack under `policy`. The pack is tested to compile whole.
     pub fn cordon_pack(policy: Policy) -> Result<Self, RuleError> {
-        let pipeline = Pipeline::cordon_ecs();
-        let mut loaded = Vec::new();
-        for (_, text) in CORDON_RULES {
-            for r in load_any(text, &pipeline) {
-                loaded.push(r?);
-            }
-        }
-        Self::build(loaded, &pipeline, policy)
+        Self::with_rule_files(Vec::new(), policy)
+    }
+
+    /// Where the rules came from: the digest agents compare, the operator's files, and what was
+    /// refused.
+    pub fn sources(&self) -> &Sources {
+        &self.sources
     }
 
     /// The same rules under another policy.
     pub fn with_policy(&self, policy: Policy) -> Self {
-        Self { rules: self.rules.clone(), policy, correlations: Arc::clone(&self.correlations) }
+        Self {
+            rules: self.rules.clone(),
+            policy,
+            correlations: Arc::clone(&self.correlations),
+            sources: Arc::clone(&self.sources),
+        }
     }
 
     /// The correlation rules.

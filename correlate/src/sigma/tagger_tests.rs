@@ -261,3 +261,52 @@ fn brute_force_and_mass_renames_from_the_pack() {
         vec!["Mass file renaming by one process (ransomware behaviour)"]
     );
 }
+
+#[test]
+fn operator_rule_files_load_beside_the_pack_and_refusals_say_why() {
+    use crate::sigma::RuleFile;
+    let file = |name: &str, text: &str| RuleFile { name: name.to_owned(), text: text.to_owned() };
+    let good = "title: Evil tool started\nid: 7d3c1f0e-0000-4000-8000-000000000001\ntags: [attack.execution, attack.t1204.002]\nlogsource: {category: process_creation, product: linux}\ndetection:\n  sel:\n    Image|endswith: '/evil-tool'\n  condition: sel\nlevel: high\n";
+    let bad = "title: Bad modifier\nid: bad-1\nlogsource: {category: process_creation, product: linux}\ndetection:\n  sel:\n    Image|sorcery: x\n  condition: sel\n";
+    let orphan = "title: Orphan correlation\nid: corr-1\ncorrelation:\n  type: event_count\n  rules: [no-such-rule]\n  group-by: [host.name]\n  timespan: 5m\n  condition: {gte: 3}\n";
+    let files =
+        vec![file("custom/good.yml", good), file("custom/bad.yml", bad), file("custom/orphan.yml", orphan)];
+    let t = Tagger::with_rule_files(files.clone(), Policy::cordon_default()).unwrap();
+    let pack = Tagger::cordon_pack(Policy::cordon_default()).unwrap();
+    assert_eq!(t.rules().len(), pack.rules().len() + 1, "the good rule joins the pack");
+    let s = t.sources();
+    assert_eq!(s.loaded, 1);
+    let refused: Vec<(&str, &str)> = s.refused.iter().map(|r| (r.file.as_str(), r.class)).collect();
+    assert_eq!(refused, vec![("custom/bad.yml", "modifier"), ("custom/orphan.yml", "correlation")]);
+    assert!(s.refused[1].reason.contains("no-such-rule"), "{:?}", s.refused);
+    assert_eq!(s.digest, rules_digest(&files));
+    assert_ne!(s.digest, pack.sources().digest, "agents can tell the two rule sets apart");
+    assert_eq!(pack.sources().digest, pack_digest());
+
+    // The operator's rule tags events like the pack's.
+    let mut rec = decode(&serde_json::json!({
+        "@timestamp": "2026-01-01T00:00:00Z",
+        "event": {"category": "process", "action": "start"},
+        "host": {"name": "h1", "os": {"type": "linux"}},
+        "process": {"executable": "/opt/x/evil-tool", "pid": 7}
+    }));
+    let found = t.tag(&mut rec);
+    assert!(
+        found.iter().any(|d| d.rule == "Evil tool started" && d.techniques == ["T1204.002"]),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn rule_files_are_read_from_directories_sorted_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("team");
+    std::fs::create_dir_all(rules.join("windows")).unwrap();
+    std::fs::write(rules.join("windows/b.yml"), "title: b").unwrap();
+    std::fs::write(rules.join("a.yaml"), "title: a").unwrap();
+    std::fs::write(rules.join("notes.txt"), "not a rule").unwrap();
+    let files = crate::sigma::read_rule_files(&[rules]).unwrap();
+    let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["team/a.yaml", "team/windows/b.yml"]);
+    assert!(crate::sigma::read_rule_files(&[dir.path().join("missing")]).is_err());
+}

@@ -222,3 +222,47 @@ fn unsupported_constructs_are_refused_with_their_class() {
     assert_eq!(refused("title: t\ncorrelation: {type: event_count}\n").class, "correlation");
     assert_eq!(refused("title: t\ndetection: [\n").class, "yaml");
 }
+
+#[test]
+fn a_rule_for_one_os_runs_on_that_os_and_on_events_that_do_not_say() {
+    let r = rule(
+        "title: t\nid: r1\nlogsource: {product: windows, category: process_creation}\ndetection:\n  sel:\n    CommandLine|contains: 'whoami'\n  condition: sel\n",
+    );
+    let on = |os: Option<&str>| {
+        let mut host = json!({"name": "h"});
+        if let Some(os) = os {
+            host["os"] = json!({"family": os});
+        }
+        r.matches(&decode(&json!({"event": {"category": "process", "action": "start"},
+            "host": host, "process": {"command_line": "whoami /all"}})))
+    };
+    assert!(on(Some("windows")) && on(None));
+    assert!(!on(Some("linux")), "a Windows rule never runs on a Linux host's events");
+    // A rule for a product no Cordon source produces loads but never runs.
+    let zeek = rule(
+        "title: z\nid: z1\nlogsource: {product: zeek, service: http}\ndetection:\n  keywords: ['whoami']\n  condition: keywords\n",
+    );
+    assert!(zeek.inapplicable.is_some());
+    assert!(!zeek.matches(&ev(json!({"CommandLine": "whoami"}))));
+}
+
+#[test]
+fn a_strict_pipeline_never_runs_a_rule_whose_logsource_it_does_not_map() {
+    let load_flat = |ls: &str| {
+        let text = format!(
+            "title: t\nid: r1\nlogsource: {ls}\ndetection:\n  sel:\n    EventID: 4663\n  condition: sel\n"
+        );
+        load(&text, &Pipeline::windows_flat()).remove(0).unwrap()
+    };
+    let unmapped = load_flat("{product: windows, category: file_access}");
+    assert!(
+        unmapped.inapplicable.as_deref().unwrap_or("").contains("file_access"),
+        "{:?}",
+        unmapped.inapplicable
+    );
+    assert!(!unmapped.matches(&ev(json!({"Channel": "Security", "EventID": 4663}))));
+    let mapped = load_flat("{product: windows, service: security}");
+    assert!(mapped.inapplicable.is_none());
+    assert!(mapped.matches(&ev(json!({"Channel": "Security", "EventID": 4663}))));
+    assert!(!mapped.matches(&ev(json!({"Channel": "System", "EventID": 4663}))), "another channel");
+}

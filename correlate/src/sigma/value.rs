@@ -6,6 +6,7 @@
 //! into the literal alternatives it can appear as, at compile time.
 
 use super::event::Val;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::{Regex, RegexBuilder};
 
 /// Compiled regexes are capped so that no rule can make matching huge (the `regex` crate is linear
@@ -20,8 +21,9 @@ pub(crate) enum Pattern {
     Prefix(String),
     Suffix(String),
     Contains(String),
-    /// A glob with inner wildcards, as an anchored regex.
-    Glob(Regex),
+    /// A glob with inner wildcards, as an anchored regex, and its longest literal run (which any
+    /// matching text contains; empty when it has none).
+    Glob(Regex, String),
     Regex(Regex),
 }
 
@@ -40,6 +42,17 @@ fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 impl Pattern {
+    /// A literal every text this pattern matches contains, when it has one: the prefilter's key.
+    /// Regexes give none (they are always tested).
+    pub(crate) fn literal(&self) -> Option<&str> {
+        let l = match self {
+            Pattern::Exact(l) | Pattern::Prefix(l) | Pattern::Suffix(l) | Pattern::Contains(l) => l,
+            Pattern::Glob(_, l) => l,
+            Pattern::Regex(_) => return None,
+        };
+        (!l.is_empty()).then_some(l.as_str())
+    }
+
     /// Matches an ASCII `s` as if it were lower-cased (`None`: this pattern needs the folded text).
     fn is_match_ascii_folded(&self, s: &str) -> Option<bool> {
         let h = s.as_bytes();
@@ -50,7 +63,7 @@ impl Pattern {
                 h.len() >= p.len() && h[h.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
             }
             Pattern::Contains(p) => contains_ignore_ascii_case(h, p.as_bytes()),
-            Pattern::Glob(_) | Pattern::Regex(_) => return None,
+            Pattern::Glob(..) | Pattern::Regex(_) => return None,
         })
     }
 
@@ -60,8 +73,82 @@ impl Pattern {
             Pattern::Prefix(p) => s.starts_with(p.as_str()),
             Pattern::Suffix(p) => s.ends_with(p.as_str()),
             Pattern::Contains(p) => s.contains(p.as_str()),
-            Pattern::Glob(r) | Pattern::Regex(r) => r.is_match(s),
+            Pattern::Glob(r, _) | Pattern::Regex(r) => r.is_match(s),
         }
+    }
+}
+
+/// Where a literal must sit in the text for its pattern to match (flags, as one literal can stand
+/// for several patterns).
+const WHOLE: u8 = 1;
+const START: u8 = 2;
+const END: u8 = 4;
+const ANYWHERE: u8 = 8;
+
+/// The literal patterns of one any-of test in one Aho-Corasick automaton, so a value list of a
+/// hundred paths costs one pass over the text instead of a hundred comparisons.
+#[derive(Clone, Debug)]
+pub(crate) struct Literals {
+    automaton: AhoCorasick,
+    /// Per literal (pattern id): where it must sit ([`WHOLE`], [`START`], [`END`], [`ANYWHERE`]).
+    anchors: Vec<u8>,
+    /// The test's other patterns (globs, regexes, empty values), tried one by one.
+    rest: Vec<Pattern>,
+}
+
+impl Literals {
+    /// Below this many literals, comparing one by one is as fast.
+    const MIN: usize = 4;
+
+    fn build(groups: &[Vec<Pattern>], cased: bool) -> Option<Box<Self>> {
+        let mut lits: Vec<&str> = Vec::new();
+        let mut anchors: Vec<u8> = Vec::new();
+        let mut rest = Vec::new();
+        for p in groups.iter().flatten() {
+            let (l, anchor) = match p {
+                Pattern::Exact(l) => (l, WHOLE),
+                Pattern::Prefix(l) => (l, START),
+                Pattern::Suffix(l) => (l, END),
+                Pattern::Contains(l) => (l, ANYWHERE),
+                Pattern::Glob(..) | Pattern::Regex(_) => {
+                    rest.push(p.clone());
+                    continue;
+                }
+            };
+            if l.is_empty() {
+                rest.push(p.clone());
+                continue;
+            }
+            match lits.iter().position(|x| *x == l.as_str()) {
+                Some(i) => anchors[i] |= anchor,
+                None => {
+                    lits.push(l);
+                    anchors.push(anchor);
+                }
+            }
+        }
+        if lits.len() < Self::MIN {
+            return None;
+        }
+        let automaton = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(!cased)
+            .match_kind(MatchKind::Standard)
+            .build(&lits)
+            .ok()?;
+        Some(Box::new(Self { automaton, anchors, rest }))
+    }
+
+    /// Whether a literal sits where its pattern wants it in `s` (already lower-cased when the test
+    /// is case-insensitive and `s` is not ASCII).
+    fn is_match(&self, s: &str) -> bool {
+        self.automaton.find_overlapping_iter(s).any(|m| {
+            let a = self.anchors[m.pattern().as_usize()];
+            let (start, end) = (m.start() == 0, m.end() == s.len());
+            a & ANYWHERE != 0
+                || (a & START != 0 && start)
+                || (a & END != 0 && end)
+                || (a & WHOLE != 0 && start && end)
+        })
     }
 }
 
@@ -69,8 +156,9 @@ impl Pattern {
 #[derive(Clone, Debug)]
 pub(crate) enum ValueTest {
     /// Any (or, with `all`, every) group matches the field's text; a group matches when any of its
-    /// patterns does (one Sigma value and the alternatives its modifiers expand it to).
-    Text { groups: Vec<Vec<Pattern>>, all: bool, cased: bool },
+    /// patterns does (one Sigma value and the alternatives its modifiers expand it to). Built by
+    /// [`ValueTest::text`], which puts many literal patterns into one automaton (`fast`).
+    Text { groups: Vec<Vec<Pattern>>, all: bool, cased: bool, fast: Option<Box<Literals>> },
     /// The field's number compares with `n`.
     Num { op: NumOp, n: f64 },
     /// An integer value: equal as a number, or as text.
@@ -85,6 +173,9 @@ pub(crate) enum ValueTest {
     Cidr(Vec<Cidr>),
     /// `|fieldref`: equal to another field of the same event (index into the rule's field table).
     FieldRef(usize),
+    /// The field is absent, or the test holds (pipeline conditions such as "the host's OS is
+    /// Windows, when the event says").
+    AbsentOr(Box<ValueTest>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,16 +226,33 @@ impl Cidr {
 }
 
 impl ValueTest {
+    /// A text test; an any-of test with enough literal patterns gets its automaton.
+    pub(crate) fn text(groups: Vec<Vec<Pattern>>, all: bool, cased: bool) -> Self {
+        let fast = if all { None } else { Literals::build(&groups, cased) };
+        ValueTest::Text { groups, all, cased, fast }
+    }
+
     /// Tests one field value; `other` resolves `fieldref` targets.
     pub(crate) fn test(&self, v: &Val<'_>, other: &dyn Fn(usize) -> Option<String>) -> bool {
         match self {
             ValueTest::Exists(want) => v.is_present() == *want,
+            ValueTest::AbsentOr(t) => !v.is_present() || t.test(v, other),
             ValueTest::Null => !v.is_present() || v.as_text().is_some_and(|t| t.is_empty()),
-            ValueTest::Text { groups, all, cased } => v.any_text(&mut |s| {
+            ValueTest::Text { groups, all, cased, fast } => v.any_text(&mut |s| {
                 // Case-insensitive matching folds the text once, lazily, and not at all for ASCII
                 // text against literal patterns.
                 let mut folded: Option<String> = None;
                 let ascii = !*cased && s.is_ascii();
+                if let Some(f) = fast {
+                    let hit = if *cased || ascii {
+                        f.is_match(s)
+                    } else {
+                        f.is_match(folded.get_or_insert_with(|| s.to_lowercase()))
+                    };
+                    if hit {
+                        return true;
+                    }
+                }
                 let mut one = |p: &Pattern| {
                     if *cased {
                         return p.is_match(s);
@@ -154,7 +262,9 @@ impl ValueTest {
                     }
                     p.is_match(folded.get_or_insert_with(|| s.to_lowercase()))
                 };
-                if *all {
+                if let Some(f) = fast {
+                    f.rest.iter().any(&mut one)
+                } else if *all {
                     groups.iter().all(|g| g.iter().any(&mut one))
                 } else {
                     groups.iter().any(|g| g.iter().any(&mut one))
@@ -237,7 +347,7 @@ pub(crate) fn glob_wrapped(s: &str, star_before: bool, star_after: bool) -> Resu
     Ok(match toks.as_slice() {
         [] => Pattern::Exact(String::new()),
         [Tok::Lit(l)] => Pattern::Exact(l.clone()),
-        [Tok::Star] => Pattern::Glob(build_regex("(?s)^.*$", false)?),
+        [Tok::Star] => Pattern::Glob(build_regex("(?s)^.*$", false)?, String::new()),
         [Tok::Star, Tok::Lit(l)] => Pattern::Suffix(l.clone()),
         [Tok::Lit(l), Tok::Star] => Pattern::Prefix(l.clone()),
         [Tok::Star, Tok::Lit(l), Tok::Star] => Pattern::Contains(l.clone()),
@@ -251,7 +361,15 @@ pub(crate) fn glob_wrapped(s: &str, star_before: bool, star_after: bool) -> Resu
                 }
             }
             re.push('$');
-            Pattern::Glob(build_regex(&re, false)?)
+            let longest = toks
+                .iter()
+                .filter_map(|t| match t {
+                    Tok::Lit(l) => Some(l.as_str()),
+                    _ => None,
+                })
+                .max_by_key(|l| l.len())
+                .unwrap_or_default();
+            Pattern::Glob(build_regex(&re, false)?, longest.to_owned())
         }
     })
 }
@@ -352,6 +470,8 @@ mod tests {
         assert!(matches!(glob("*abc").unwrap(), Pattern::Suffix(_)));
         assert!(matches!(glob("abc*").unwrap(), Pattern::Prefix(_)));
         assert!(matches!(glob("*abc*").unwrap(), Pattern::Contains(_)));
+        let inner = glob(r"*\temp\\*.ps1").unwrap();
+        assert_eq!(inner.literal(), Some(r"\temp\"), "the longest literal run is the prefilter key");
         // `\*` escapes the wildcard; `\\*` is a backslash and then a wildcard (Sigma's escaping).
         let p = glob(r"c:\windows\\*\cmd?.exe").unwrap();
         assert!(p.is_match(r"c:\windows\system32\cmd1.exe"));
@@ -360,6 +480,33 @@ mod tests {
         assert!(esc.is_match("what*") && !esc.is_match("whatever"));
         let trailing = glob_wrapped(r"corp\", false, true).unwrap();
         assert!(trailing.is_match(r"corp\alice"), "a trailing backslash is literal before an added wildcard");
+    }
+
+    #[test]
+    fn many_literals_share_one_automaton_and_keep_their_anchors() {
+        let pats = |v: &[&str]| v.iter().map(|p| vec![glob(p).unwrap()]).collect::<Vec<_>>();
+        let t = ValueTest::text(
+            pats(&["cmd.exe", "*\\rundll32.exe", r"c:\temp\\*", "*evil*", "a*b"]),
+            false,
+            false,
+        );
+        assert!(matches!(&t, ValueTest::Text { fast: Some(_), .. }));
+        let hit = |s: &str| t.test(&Val::Str(s), &|_| None);
+        assert!(hit("CMD.EXE"), "exact, case-insensitive");
+        assert!(!hit("x cmd.exe"), "exact means the whole value");
+        assert!(hit("C:\\Windows\\RUNDLL32.exe") && !hit("rundll32.exe.bak"), "suffix");
+        assert!(hit("c:\\TEMP\\x") && !hit("d:\\c:\\temp\\"), "prefix");
+        assert!(hit("so EVIL here"), "contains");
+        assert!(hit("aXXb"), "globs are still tried one by one");
+        assert!(hit("ÜBER EVIL"), "non-ASCII text is folded first");
+        assert!(!hit("nothing"));
+        let cased = ValueTest::text(pats(&["Aa", "Bb", "Cc", "Dd"]), false, true);
+        assert!(cased.test(&Val::Str("Bb"), &|_| None) && !cased.test(&Val::Str("bb"), &|_| None));
+        // `all` keeps the per-value path (every value must hold).
+        assert!(matches!(
+            ValueTest::text(pats(&["a", "b", "c", "d"]), true, false),
+            ValueTest::Text { fast: None, .. }
+        ));
     }
 
     #[test]

@@ -402,3 +402,135 @@ fn a_blocked_process_start_is_terminated_by_the_agent() -> anyhow::Result<()> {
     assert_eq!(alerts["alerts"][0]["count"].as_u64(), Some(3), "both runs' dropper events: {alerts}");
     Ok(())
 }
+
+/// An agent replays process starts (pid, executable, command line) on a Linux web server; its
+/// summary.
+fn web_server_starts(
+    env: &Env,
+    name: &str,
+    starts: &[(u32, &str, &str)],
+) -> anyhow::Result<serde_json::Value> {
+    let mut lines = vec![
+        json!({"scenario": name, "hosts": [{"agent": "web-1", "name": "WEB-1", "os": "linux", "group": "servers"}]}),
+    ];
+    for (i, (pid, exe, cmd)) in starts.iter().enumerate() {
+        let file = exe.rsplit('/').next().unwrap_or(exe);
+        lines.push(json!({"at_ms": i * 10, "agent": "web-1", "event": {"event": {"category": "process", "action": "start"},
+            "process": {"pid": pid, "executable": exe, "name": file, "command_line": cmd}}}));
+    }
+    let scenario = env.dir.path().join(format!("{name}.ndjson"));
+    std::fs::write(&scenario, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
+    agent(&bin(), &env.nats.url, &env.spool(), &["replay", &scenario.display().to_string()])
+}
+
+#[test]
+fn operator_rules_run_at_ingest_and_reach_the_agent() -> anyhow::Result<()> {
+    // The team's own rules beside the pack: one the engine runs, one it must refuse.
+    let rules = tempfile::tempdir()?;
+    let team = rules.path().join("team");
+    std::fs::create_dir_all(&team)?;
+    std::fs::write(
+        team.join("miner.yml"),
+        "title: Cryptominer started\nid: 5b0e8f4e-1111-4c1e-9d2b-000000000001\nstatus: test\n\
+         tags: [attack.impact, attack.t1496]\nlogsource: {category: process_creation, product: linux}\n\
+         detection:\n  sel:\n    Image|endswith: '/xmrig'\n  condition: sel\nlevel: high\n",
+    )?;
+    std::fs::write(
+        team.join("broken.yml"),
+        "title: Broken\nid: broken-1\nlogsource: {category: process_creation, product: linux}\n\
+         detection:\n  sel:\n    Image|sorcery: x\n  condition: sel\n",
+    )?;
+    let opts =
+        ServerOptions { args: vec!["--rules".into(), team.display().to_string()], ..Default::default() };
+    let env = Env::start(&opts)?;
+    let (server, tok) = (&env.server, env.token.as_str());
+
+    let (status, r) = get(&format!("{}/api/v1/rules", server.api), Some(tok))?;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        (
+            r["operator"]["files"].as_u64(),
+            r["operator"]["loaded"].as_u64(),
+            r["operator"]["refused"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(r["refused"][0]["file"], "team/broken.yml", "{r}");
+    assert_eq!(r["refused"][0]["class"], "modifier", "{r}");
+    assert!(r["refused"][0]["reason"].as_str().unwrap_or("").contains("sorcery"), "{r}");
+    let digest = r["digest"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(digest.len(), 16, "{r}");
+
+    // The tenant blocks resource hijacking: a policy the agent gets with the digest of these rules.
+    let mut policy = get(&format!("{}/api/v1/policy", server.api), Some(tok))?.1["policy"].clone();
+    policy["techniques"]["T1496"] = json!("block");
+    let (status, put) = tests::put(
+        &format!("{}/api/v1/policy", server.api),
+        Some(tok),
+        &json!({"policy": policy, "reason": "no miners", "base_version": 0}),
+    )?;
+    assert_eq!(status, 200, "{put}");
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let summary = web_server_starts(
+        &env,
+        "miner",
+        &[(4_000_001, "/opt/m/xmrig", "/opt/m/xmrig -o pool"), (4_000_002, "/usr/bin/ls", "ls")],
+    )?;
+    let edge = &summary["edge"];
+    // The agent fetched the server's rule files and ran the miner rule under the tenant's policy.
+    assert_eq!(edge["rules_digest"], json!(digest), "{summary}");
+    assert_eq!(
+        (edge["rules_match"].as_bool(), edge["rule_files"].as_u64(), edge["rules_refused"].as_u64()),
+        (Some(true), Some(2), Some(1)),
+        "{summary}"
+    );
+    assert_eq!((edge["tagged"].as_u64(), edge["blocked"].as_u64()), (Some(1), Some(1)), "{summary}");
+
+    // Ingest ran it too: one blocked alert in the uniform format, on the miner only.
+    let alerts = eventually(Duration::from_secs(20), || {
+        let (_, a) = get(&format!("{}/api/v1/alerts?technique=T1496", server.api), Some(tok))?;
+        Ok((a["alerts"].as_array().map_or(0, Vec::len) == 1).then_some(a))
+    })?;
+    let a = &alerts["alerts"][0];
+    assert_eq!(
+        (a["rule"]["title"].as_str(), a["status"].as_str()),
+        (Some("Cryptominer started"), Some("blocked")),
+        "{a}"
+    );
+    assert_eq!(a["count"].as_u64(), Some(1), "{a}");
+
+    // The team adds a rule and the operator sends SIGHUP: ingest, the API and the agents take it up.
+    std::fs::write(
+        team.join("netcat.yml"),
+        "title: Netcat listener started\nid: 5b0e8f4e-1111-4c1e-9d2b-000000000002\nstatus: test\n\
+         tags: [attack.command-and-control, attack.t1095]\nlogsource: {category: process_creation, product: linux}\n\
+         detection:\n  sel:\n    Image|endswith: '/nc'\n    CommandLine|contains: ' -l'\n  condition: sel\nlevel: high\n",
+    )?;
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.data.join("server.json"))?)?;
+    let pid = info["pid"].as_u64().expect("server.json has the pid").to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status()?.success());
+    let r = eventually(Duration::from_secs(20), || {
+        let (_, r) = get(&format!("{}/api/v1/rules", server.api), Some(tok))?;
+        Ok((r["operator"]["loaded"].as_u64() == Some(2)).then_some(r))
+    })?;
+    let reloaded = r["digest"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(reloaded, digest, "{r}");
+    assert_eq!(r["operator"]["files"].as_u64(), Some(3), "{r}");
+    let summary = web_server_starts(&env, "nc", &[(4_000_003, "/usr/bin/nc", "nc -lvp 4444")])?;
+    let edge = &summary["edge"];
+    assert_eq!(edge["rules_digest"], json!(reloaded), "the agent fetched the reloaded files: {summary}");
+    assert_eq!((edge["rule_files"].as_u64(), edge["tagged"].as_u64()), (Some(3), Some(1)), "{summary}");
+    let tagged = eventually(Duration::from_secs(20), || {
+        let rows = sql(
+            &server.api,
+            tok,
+            "SELECT count(*) FROM events WHERE array_has(threat_technique_id, 'T1095')",
+        )?;
+        Ok((rows[0][0].as_u64() == Some(1)).then_some(()))
+    });
+    assert!(tagged.is_ok(), "ingest tagged the netcat start with the reloaded rule");
+    Ok(())
+}

@@ -1,0 +1,187 @@
+//! The command line: `cordon serve`, `demo`, `token`, the maintenance commands and `eval`.
+
+use crate::config::ServeArgs;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// Cordon: SOC analytics backend and correlation engine.
+#[derive(Debug, Parser)]
+#[command(name = "cordon", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run ingest and the API.
+    Serve(ServeArgs),
+    /// Start nats-server, the server and agents replaying the Log4j/Conti scenario plus a fleet.
+    Demo(crate::demo::DemoArgs),
+    /// API tokens.
+    Token {
+        /// Token action.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Check every lake file's checksum, look for orphans, compare counts (server stopped).
+    Verify(ServeArgs),
+    /// Rebuild the full-text index from the lake (server stopped).
+    Reindex(ServeArgs),
+    /// Merge small lake files into Z-ordered ones (Delta OPTIMIZE; server stopped).
+    Compact(ServeArgs),
+    /// Delete partitions past the retention period and unreferenced files (Delta VACUUM; server
+    /// stopped). `--retention-days` (or the configuration) sets the period.
+    Vacuum(ServeArgs),
+    /// Measurements on third-party data (SigmaHQ rules...).
+    Eval {
+        /// What to evaluate.
+        #[command(subcommand)]
+        what: EvalWhat,
+    },
+}
+
+/// Evaluations.
+#[derive(Debug, Subcommand)]
+pub enum EvalWhat {
+    /// The entity graph on Mordor's lateral-movement datasets: per dataset, whether the source ->
+    /// target edge onto the host the dataset's metadata names is found; ends with one summary line.
+    Lateral {
+        /// The corpus directory (holding `mordor/`).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Also print the per-dataset results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with an error when fewer datasets than this produce the edge.
+        #[arg(long, default_value_t = 0)]
+        min_found: usize,
+    },
+    /// Technique tagging on Mordor's Windows datasets: per label technique of their metadata, how
+    /// many datasets a Sigma rule set tags with it; ends with one summary line.
+    Mordor {
+        /// The corpus directory (holding `mordor/`).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Directory of Sigma rules (SigmaHQ's `rules/`), searched recursively.
+        #[arg(long)]
+        rules: PathBuf,
+        /// Also print the per-dataset results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with an error when fewer (dataset, label technique) pairs than this are detected.
+        #[arg(long, default_value_t = 0)]
+        min_detected: usize,
+    },
+    /// The login baselines on the fleet simulator's labelled data: precision, recall and F1 of the
+    /// two-condition rule next to a static threshold, a z-score, the fleet band alone and the
+    /// forecast alone; ends with one summary line.
+    Anomaly {
+        /// Simulated hosts.
+        #[arg(long, default_value_t = 1000)]
+        hosts: usize,
+        /// Simulated days.
+        #[arg(long, default_value_t = 90)]
+        days: usize,
+        /// Anomalies injected per kind.
+        #[arg(long, default_value_t = 20)]
+        per_kind: usize,
+        /// Seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Hours between refits (24: nightly, as the server does).
+        #[arg(long, default_value_t = 24)]
+        refit_hours: usize,
+        /// Threads for the fits (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// The forecast interval's level (the server's `[anomaly] level`).
+        #[arg(long, default_value_t = anomaly::forecast::ForecastConfig::default().level)]
+        level: f64,
+        /// The fleet band's upper quantile (the server's `[anomaly] fleet_quantile`).
+        #[arg(long, default_value_t = anomaly::forecast::ForecastConfig::default().fleet_quantile)]
+        fleet_quantile: f64,
+        /// Also print the result as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with an error when the two-condition rule's F1 is below this.
+        #[arg(long, default_value_t = 0.0)]
+        min_f1: f64,
+        /// Also run a real authentication log (e.g. the corpus's loghub `Linux_2k.log`) through the
+        /// agent's parser and the baselines, and list what is flagged.
+        #[arg(long)]
+        real: Option<PathBuf>,
+        /// The year of the real log's syslog timestamps (they carry none).
+        #[arg(long, default_value_t = 2005)]
+        real_year: i32,
+    },
+    /// Load a Sigma rule set (e.g. SigmaHQ's `rules/`) and report what loads and what is refused, by
+    /// reason.
+    Sigma {
+        /// Directory of Sigma rules (searched recursively for .yml files).
+        #[arg(long)]
+        rules: PathBuf,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Exit with an error when fewer rules than this share load (percent).
+        #[arg(long, default_value_t = 0.0)]
+        min_loaded_percent: f64,
+        /// Also run SigmaHQ's regression suite in this directory (info.yml + .evtx per test).
+        #[arg(long)]
+        regression: Option<PathBuf>,
+        /// Exit with an error when fewer regression tests than this share pass (percent).
+        #[arg(long, default_value_t = 0.0)]
+        min_regression_percent: f64,
+    },
+    /// Read every EVTX file of the corpus (record counts against its EVTX_INDEX.json) and measure
+    /// technique tagging on the technique-labelled folder.
+    Evtx {
+        /// The corpus directory (holding EVTX_INDEX.json).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Sigma rules to tag with (the SigmaHQ set).
+        #[arg(long)]
+        rules: Option<PathBuf>,
+        /// Fail unless every file parses and every count matches the index.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Read the corpus's real syslog (loghub Linux) with the agent's log reader, check the failures it
+    /// finds against loghub's own parse, and run Cordon's log and brute-force rules over them.
+    Logs {
+        /// The corpus directory (holding auth/loghub/Linux).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Fail unless every failure line loghub names is parsed and no other line is.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+/// Token actions.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (it is shown once).
+    Create {
+        /// Server settings (for the metadata database).
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// A name for the token.
+        #[arg(long)]
+        name: String,
+        /// The tenant it reads.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Revoke a token by id.
+    Revoke {
+        /// Server settings.
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Token id.
+        id: String,
+    },
+}

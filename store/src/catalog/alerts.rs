@@ -71,7 +71,24 @@ impl Catalog {
         now: i64,
     ) -> Result<Vec<String>, CatalogError> {
         let mut ids = Vec::with_capacity(alerts.len());
-        let mut tx = self.pool.begin().await.map_err(db("record_alerts"))?;
+        let mut tx = self.write_tx("record_alerts").await?;
+        if self.backend() == super::Backend::Postgres {
+            // PostgreSQL runs concurrent writers side by side: two of them reading the same open
+            // alert would each add to the count they read, and one update would be lost (or two
+            // would each insert the alert). A lock per dedup key, taken in key order so two writers
+            // never wait on each other, serialises just those.
+            let mut keys: Vec<String> =
+                alerts.iter().map(|a| format!("{}\u{1f}{}", a.tenant, a.dedup_key())).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for k in &keys {
+                sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) l")
+                    .bind(k.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db("record_alerts"))?;
+            }
+        }
         for a in alerts {
             let key = a.dedup_key();
             let (first, last) = (micros(&a.first_seen), micros(&a.last_seen));
@@ -249,7 +266,7 @@ impl Catalog {
         author: &str,
         now: i64,
     ) -> Result<bool, CatalogError> {
-        let mut tx = self.pool.begin().await.map_err(db("handle_alert"))?;
+        let mut tx = self.write_tx("handle_alert").await?;
         let row = sqlx::query("SELECT body FROM alerts WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)

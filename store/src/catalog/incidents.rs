@@ -121,7 +121,7 @@ impl Catalog {
         if items.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(db("upsert_incidents"))?;
+        let mut tx = self.write_tx("upsert_incidents").await?;
         for i in items {
             sqlx::query(
                 "INSERT INTO incidents (id, tenant, status, owner, severity, hosts, techniques, first_seen, last_seen, \
@@ -243,7 +243,7 @@ impl Catalog {
     ) -> Result<bool, CatalogError> {
         let (status, owner) = (change.status.as_deref(), change.owner.as_deref());
         let (comment, author) = (change.comment.as_str(), change.author.as_str());
-        let mut tx = self.pool.begin().await.map_err(db("update_incident"))?;
+        let mut tx = self.write_tx("update_incident").await?;
         let row = sqlx::query("SELECT status, owner FROM incidents WHERE tenant = $1 AND id = $2")
             .bind(tenant)
             .bind(id)

@@ -43,7 +43,7 @@ pub enum CatalogError {
     #[error("metadata URL {0:?} is neither sqlite:// nor postgres://")]
     Url(String),
     /// The database failed.
-    #[error("metadata database error during {op}")]
+    #[error("metadata database error during {op}: {source}")]
     Db {
         /// What was being done.
         op: &'static str,
@@ -199,6 +199,21 @@ impl Catalog {
         Ok(cat)
     }
 
+    /// Begins a transaction that writes. SQLite's default (deferred) transaction starts as a reader
+    /// and must upgrade to a writer at its first write; in WAL mode that upgrade fails at once
+    /// (`SQLITE_BUSY`, which the busy timeout does not cover) when another connection wrote since the
+    /// transaction's first read. `BEGIN IMMEDIATE` takes the write lock up front, so concurrent
+    /// writers wait on the busy timeout instead. PostgreSQL's `BEGIN` already allows that.
+    pub(crate) async fn write_tx(
+        &self,
+        op: &'static str,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, CatalogError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db(op)),
+            Backend::Postgres => self.pool.begin().await.map_err(db(op)),
+        }
+    }
+
     /// The backend.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -243,7 +258,7 @@ impl Catalog {
 
     /// Applies one commit atomically: files, batch keys, host summaries, checkpoint.
     pub async fn commit(&self, c: &CommitRecord, now: i64) -> Result<(), CatalogError> {
-        let mut tx = self.pool.begin().await.map_err(db("commit"))?;
+        let mut tx = self.write_tx("commit").await?;
         for f in &c.files {
             insert_file(&mut tx, f, now).await.map_err(db("commit file"))?;
         }
@@ -309,7 +324,7 @@ impl Catalog {
         now: i64,
         expired: &[(String, String, i64)],
     ) -> Result<(), CatalogError> {
-        let mut tx = self.pool.begin().await.map_err(db("swap_files"))?;
+        let mut tx = self.write_tx("swap_files").await?;
         for (tenant, host, events) in expired {
             sqlx::query("UPDATE hosts SET events = CASE WHEN events > $3 THEN events - $3 ELSE 0 END WHERE tenant = $1 AND host = $2")
                 .bind(tenant.as_str())

@@ -46,7 +46,7 @@ impl Catalog {
         reason: &str,
         now: i64,
     ) -> Result<i64, CatalogError> {
-        let mut tx = self.pool.begin().await.map_err(db("put_policy"))?;
+        let mut tx = self.write_tx("put_policy").await?;
         let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM policies WHERE tenant = $1")
             .bind(tenant)
             .fetch_one(&mut *tx)

@@ -296,6 +296,35 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     assert_eq!(cat.previous_report("t", "daily", 2000).await?.unwrap().id, "r2");
     assert_eq!(cat.previous_report("t", "daily", 1999).await?.unwrap().id, "r1");
     assert!(cat.previous_report("t", "weekly", 5000).await?.is_none());
+
+    // Concurrent writers (ingest's alerts through one pool, analysts' handling through another): every
+    // write lands, and the raises of one dedup key add up in one alert, none lost or split.
+    let writers = 8;
+    let per_writer = 5;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let c = if w % 2 == 0 { cat.clone() } else { cat2.clone() };
+        let mk = alert.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_writer {
+                let mut a = mk(&format!("c{w}-{i}"), "2026-02-01T00:00:00Z");
+                a.tenant = "concurrent".into();
+                c.record_alerts(&[a], hour, 10).await?;
+                c.handle_alert("t", "no-such-alert", schemas::alert::Handling::Handled, "", "bob", 11)
+                    .await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let all =
+        cat.alerts("concurrent", &store::catalog::AlertFilter { limit: 10, ..Default::default() }).await?;
+    assert_eq!(
+        all.iter().map(|a| (a.count, a.evidence.len())).collect::<Vec<_>>(),
+        [((writers * per_writer) as u64, writers * per_writer)]
+    );
     cat.close().await;
     cat2.close().await;
     Ok(())

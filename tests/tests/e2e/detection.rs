@@ -98,8 +98,17 @@ fn scenario_events_carry_the_techniques_and_tiers_of_the_attack() -> anyhow::Res
     assert_eq!(status, 400);
 
     // Uniform alerts: the four the source describes, each with its evidence.
-    let (status, list) = get(&format!("{}/api/v1/alerts", server.api), Some(tok))?;
-    assert_eq!(status, 200, "{list}");
+    // They are recorded just after the events' commit: wait until the last of them is there.
+    let list = eventually(Duration::from_secs(30), || {
+        let (status, list) = get(&format!("{}/api/v1/alerts", server.api), Some(tok))?;
+        anyhow::ensure!(status == 200, "{list}");
+        let count = |t: &str| -> u64 {
+            let alerts = list["alerts"].as_array().into_iter().flatten();
+            let with_t = alerts.filter(|a| a["techniques"].to_string().contains(&format!("\"{t}\"")));
+            with_t.map(|a| a["count"].as_u64().unwrap_or(0)).sum()
+        };
+        Ok((count("T1595.002") >= scans as u64 && count("T1486") >= renames as u64).then_some(list))
+    })?;
     let alerts = list["alerts"].as_array().unwrap().clone();
     let with = |t: &str| -> Vec<serde_json::Value> {
         alerts
@@ -194,12 +203,23 @@ fn scenario_events_carry_the_techniques_and_tiers_of_the_attack() -> anyhow::Res
     let again = agent(&bin(), &n.url, &env.spool(), &["replay", "builtin:log4j-conti"])?;
     let total = acked + again["events_acked"].as_u64().unwrap();
     eventually(Duration::from_secs(60), || Ok((counts(&server.api, tok)?.0 == total).then_some(())))?;
-    let (_, list) = get(&format!("{}/api/v1/alerts?technique=T1595.002", server.api), Some(tok))?;
+    // Alerts are recorded just after the events' commit: wait for the scan alert to take the
+    // second run's evidence (whatever it holds then is checked below).
+    let list = eventually(Duration::from_secs(30), || {
+        let (_, list) = get(&format!("{}/api/v1/alerts?technique=T1595.002", server.api), Some(tok))?;
+        let grown = list["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|a| a["count"].as_u64() > Some(scans as u64)));
+        Ok(grown.then_some(list))
+    })?;
     let scan_again = list["alerts"].as_array().unwrap();
     assert_eq!(scan_again.len(), 1, "{list}");
     assert_eq!(scan_again[0]["count"].as_u64(), Some(2 * scans as u64));
     assert_eq!(scan_again[0]["evidence"].as_array().map(Vec::len), Some(2 * scans));
-    let (_, list) = get(&format!("{}/api/v1/alerts?technique=T1486", server.api), Some(tok))?;
+    let list = eventually(Duration::from_secs(30), || {
+        let (_, list) = get(&format!("{}/api/v1/alerts?technique=T1486", server.api), Some(tok))?;
+        Ok((list["alerts"].as_array().map(Vec::len) >= Some(2)).then_some(list))
+    })?;
     let mut states: Vec<(String, u64)> = list["alerts"]
         .as_array()
         .unwrap()

@@ -14,6 +14,16 @@ pub struct Field {
     pub target: String,
     /// The lake column of `target`, when it is one of Cordon's fields.
     pub column: Option<usize>,
+    /// The slots of `sigma` and `target` in the rule set that holds the rule: set when a
+    /// [`super::RuleSet`] is built, for events it has listed by slot.
+    pub(crate) slots: Option<(u32, u32)>,
+}
+
+impl Field {
+    /// A field read by `sigma`, mapped to `target` (lake column `column`).
+    pub fn new(sigma: String, target: String, column: Option<usize>) -> Self {
+        Self { sigma, target, column, slots: None }
+    }
 }
 
 /// One field's value in an event.
@@ -73,7 +83,9 @@ pub trait Event {
     fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool;
     /// Calls `f` with every top-level field's name and value, when the event can list them cheaply
     /// (a flat object); returns false when it cannot, and callers look fields up by name instead.
-    fn each_field(&self, _f: &mut dyn FnMut(&str, Val<'_>)) -> bool {
+    /// An event that lists its fields must list what [`Event::get`] reads: the value of a field
+    /// named by its `sigma` name if listed, else by its `target` name.
+    fn each_field<'s>(&'s self, _f: &mut dyn FnMut(&str, Val<'s>)) -> bool {
         false
     }
 }
@@ -208,7 +220,7 @@ impl Event for FlatEvent {
         })
     }
 
-    fn each_field(&self, f: &mut dyn FnMut(&str, Val<'_>)) -> bool {
+    fn each_field<'s>(&'s self, f: &mut dyn FnMut(&str, Val<'s>)) -> bool {
         for (k, v) in &self.0 {
             f(k, json_val(v));
         }

@@ -123,7 +123,7 @@ impl Pipeline {
     pub fn field(&self, sigma: &str) -> super::event::Field {
         let target = self.target(sigma);
         let column = schemas::FIELDS.iter().position(|d| d.path == target);
-        super::event::Field { sigma: sigma.to_owned(), target, column }
+        super::event::Field::new(sigma.to_owned(), target, column)
     }
 }
 

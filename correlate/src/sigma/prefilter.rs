@@ -22,8 +22,33 @@ pub(super) enum Place {
     Anywhere,
 }
 
-/// At least one of these literals occurs in its place whenever the rule fires.
-pub(super) type Needs = Vec<(Place, String)>;
+/// Where in a text a needed literal must sit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) enum Anchor {
+    /// The whole text (an exact value).
+    Whole,
+    /// At its start.
+    Start,
+    /// At its end.
+    End,
+    /// Anywhere.
+    Anywhere,
+}
+
+impl Anchor {
+    /// Whether a literal found at `start..end` of a text `len` bytes long sits where it must.
+    pub(super) fn holds(self, start: usize, end: usize, len: usize) -> bool {
+        match self {
+            Anchor::Whole => start == 0 && end == len,
+            Anchor::Start => start == 0,
+            Anchor::End => end == len,
+            Anchor::Anywhere => true,
+        }
+    }
+}
+
+/// At least one of these literals occurs in its place, anchored as given, whenever the rule fires.
+pub(super) type Needs = Vec<(Place, String, Anchor)>;
 
 /// The rule's needs, or `None` when it can fire without any literal being present.
 pub(super) fn needs(rule: &Rule) -> Option<Needs> {
@@ -54,20 +79,21 @@ fn test(place: Place, t: &ValueTest) -> Option<Needs> {
         ValueTest::Text { groups, all, .. } => (groups, all),
         // A text equal to a non-negative integer as a number holds its decimal digits (leading
         // zeros, a sign and spaces aside); `-05` equals -5 without holding "-5".
-        ValueTest::Int(n) if *n >= 0 => return Some(vec![(place, n.to_string())]),
-        ValueTest::Bool(b) => return Some(vec![(place, b.to_string())]),
+        ValueTest::Int(n) if *n >= 0 => return Some(vec![(place, n.to_string(), Anchor::Anywhere)]),
+        ValueTest::Bool(b) => return Some(vec![(place, b.to_string(), Anchor::Anywhere)]),
         _ => return None,
     };
     // One group (a Sigma value) matches when any of its patterns does: the union of their literals.
     let group = |g: &Vec<super::value::Pattern>| {
-        g.iter().map(|p| p.literal().map(|l| vec![(place, l.to_owned())])).collect::<Option<Vec<_>>>().map(
-            |v| {
+        g.iter()
+            .map(|p| p.literal().map(|(l, a)| vec![(place, l.to_owned(), a)]))
+            .collect::<Option<Vec<_>>>()
+            .map(|v| {
                 let mut v: Needs = v.into_iter().flatten().collect();
                 v.sort_unstable();
                 v.dedup();
                 v
-            },
-        )
+            })
     };
     if *all { best(groups.iter().map(group)) } else { union(groups.iter().map(group)) }
 }
@@ -90,7 +116,7 @@ fn union(parts: impl Iterator<Item = Option<Needs>>) -> Option<Needs> {
 /// characters, past which any literal is rare), then the fewest alternatives.
 fn best(parts: impl Iterator<Item = Option<Needs>>) -> Option<Needs> {
     let score = |n: &Needs| {
-        let shortest = n.iter().map(|(_, l)| l.len()).min().unwrap_or(0).min(8);
+        let shortest = n.iter().map(|(_, l, _)| l.len()).min().unwrap_or(0).min(8);
         (shortest, std::cmp::Reverse(n.len()))
     };
     parts.flatten().filter(|n| !n.is_empty()).max_by_key(score)
@@ -109,7 +135,7 @@ mod tests {
     }
 
     fn lits(r: &Rule) -> Option<Vec<String>> {
-        needs(r).map(|n| n.into_iter().map(|(_, l)| l).collect())
+        needs(r).map(|n| n.into_iter().map(|(_, l, _)| l).collect())
     }
 
     #[test]
@@ -156,7 +182,7 @@ mod tests {
     fn keywords_and_all_values() {
         let r = rule("  keywords:\n    - 'jndi:ldap'\n    - 'jndi:rmi'\n  condition: keywords\n");
         let n = needs(&r).unwrap();
-        assert!(n.iter().all(|(p, _)| *p == Place::Anywhere) && n.len() == 2);
+        assert!(n.iter().all(|(p, _, a)| *p == Place::Anywhere && *a == Anchor::Anywhere) && n.len() == 2);
         let r = rule("  s:\n    CommandLine|contains|all: ['-nop', 'hidden']\n  condition: s\n");
         assert_eq!(lits(&r), Some(vec!["hidden".to_owned()]), "`all`: any one value is necessary");
     }

@@ -7,9 +7,9 @@
 //!   literals occurred, plus those that have none, run their detection.
 
 use super::event::{Event, Field, Val};
-use super::prefilter::{self, Place};
+use super::prefilter::{self, Anchor, Place};
 use super::rule::Rule;
-use super::value::ValueTest;
+use super::value::{Pattern, ValueTest};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 
 /// Rules grouped by logsource, with the literal prefilter.
@@ -18,28 +18,84 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     /// The fields the logsource conditions read, each read once per event for every group.
     gate_fields: Vec<Field>,
+    /// The distinct logsource conditions: (index into `gate_fields`, test), each tested at most
+    /// once per event however many groups share it.
+    gate_tests: Vec<(usize, ValueTest)>,
+    /// Per gate field: its lower-cased value -> the gate tests that value meets, for the tests
+    /// that are one exact ASCII text (a channel, an event id); `exact[t]` marks those tests,
+    /// decided by one lookup per event instead of a comparison each.
+    gate_index: Vec<NameMap<Vec<usize>>>,
+    exact: Vec<bool>,
     groups: Vec<Group>,
+    /// Every field name a rule reads (its own and the pipeline's target) -> its slot: an event
+    /// that lists its fields is read once into slots, and rules read the slots.
+    slots: NameMap<u32>,
 }
 
 /// The rules of one logsource.
 #[derive(Clone, Debug)]
 struct Group {
-    /// The logsource's conditions: (index into `gate_fields`, test).
-    gate: Vec<(usize, ValueTest)>,
+    /// The logsource's conditions (indices into `gate_tests`).
+    gate: Vec<usize>,
     /// Every rule of the group, in rule order.
     members: Vec<usize>,
     /// Rules with no necessary literal: always evaluated.
     always: Vec<usize>,
     /// One automaton per field (or over every string, for keywords).
     scans: Vec<Scan>,
-    /// The field scans by the names an event may carry them under (the rule's name and the
-    /// pipeline's target), for events that list their fields ([`Event::each_field`]).
-    by_name: NameMap,
 }
 
-/// Field name -> scan indices, hashed with FNV-1a (field names are short; SipHash costs more than
-/// the lookup saves).
-type NameMap = std::collections::HashMap<String, Vec<usize>, std::hash::BuildHasherDefault<Fnv>>;
+/// Field name -> value, hashed with FNV-1a (field names are short; SipHash costs more than the
+/// lookup saves).
+type NameMap<V> = std::collections::HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
+
+/// An event's fields by slot: each field a rule reads, looked up once per event (for events that
+/// list their fields, [`Event::each_field`]); other reads go to the event.
+struct Listed<'e> {
+    event: &'e dyn Event,
+    /// Slot -> 1 + index into `vals` (0: not in the event).
+    at: Vec<u32>,
+    vals: Vec<Val<'e>>,
+}
+
+impl<'e> Listed<'e> {
+    fn new(slots: &NameMap<u32>, event: &'e dyn Event) -> Option<Self> {
+        let (mut at, mut vals) = (Vec::new(), Vec::new());
+        let listed = event.each_field(&mut |name, value| {
+            if let Some(&slot) = slots.get(name) {
+                if at.is_empty() {
+                    at = vec![0u32; slots.len()];
+                }
+                vals.push(value);
+                at[slot as usize] = vals.len() as u32;
+            }
+        });
+        if at.is_empty() {
+            at = vec![0u32; slots.len()];
+        }
+        listed.then_some(Self { event, at, vals })
+    }
+}
+
+impl Event for Listed<'_> {
+    fn get(&self, field: &Field) -> Val<'_> {
+        let Some((own, target)) = field.slots else {
+            return self.event.get(field);
+        };
+        // As the event itself reads: the rule's name first, then the target.
+        match self.at[own as usize] {
+            0 => match self.at[target as usize] {
+                0 => Val::Missing,
+                i => self.vals[i as usize - 1].clone(),
+            },
+            i => self.vals[i as usize - 1].clone(),
+        }
+    }
+
+    fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.event.any_string(f)
+    }
+}
 
 /// FNV-1a, for short keys.
 #[derive(Default)]
@@ -60,14 +116,22 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
+thread_local! {
+    /// A scan's text, lower-cased.
+    static LOWER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// The literals needed in one place by the rules of a group.
 #[derive(Clone, Debug)]
 struct Scan {
     /// The field (`None`: every string of the event).
     field: Option<Field>,
     automaton: AhoCorasick,
-    /// Per literal (pattern id): the rules that need it.
-    owners: Vec<Vec<usize>>,
+    /// A packed (Teddy) searcher for the same literals, when there are few enough of them: it finds
+    /// whether any occurs several times faster than the automaton, which must find all of them.
+    quick: Option<aho_corasick::packed::Searcher>,
+    /// Per literal (pattern id): the rules that need it, and where in the text.
+    owners: Vec<Vec<(Anchor, usize)>>,
 }
 
 impl Scan {
@@ -78,16 +142,35 @@ impl Scan {
 
     /// Adds the rules whose literals occur in `s` to `out`; returns false (to visit every text).
     fn scan(&self, s: &str, out: &mut Vec<usize>) -> bool {
-        for m in self.automaton.find_overlapping_iter(s) {
-            out.extend_from_slice(&self.owners[m.pattern().as_usize()]);
-        }
+        // The automaton holds the literals ASCII-lower-cased and matches exactly (which lets it use
+        // its SIMD prefilters, which a case-insensitive automaton cannot); the text is lower-cased
+        // the same way into a reused buffer.
+        LOWER.with_borrow_mut(|buf| {
+            buf.clear();
+            buf.extend(s.bytes().map(|b| b.to_ascii_lowercase()));
+            // Most texts hold none of the literals: a SIMD search for any of them rules those
+            // out before the byte-at-a-time automaton runs.
+            if self.quick.as_ref().is_some_and(|q| q.find(buf.as_slice()).is_none()) {
+                return;
+            }
+            self.found(buf.as_slice(), out);
+        });
         // Case-insensitive tests compare non-ASCII text in its lower-cased form.
         if !s.is_ascii() {
-            for m in self.automaton.find_overlapping_iter(&s.to_lowercase()) {
-                out.extend_from_slice(&self.owners[m.pattern().as_usize()]);
-            }
+            self.found(s.to_lowercase().as_bytes(), out);
         }
         false
+    }
+
+    /// Adds the rules whose literals occur in `text`, where they must sit, to `out`.
+    fn found(&self, text: &[u8], out: &mut Vec<usize>) {
+        for m in self.automaton.find_overlapping_iter(text) {
+            for &(anchor, rule) in &self.owners[m.pattern().as_usize()] {
+                if anchor.holds(m.start(), m.end(), text.len()) {
+                    out.push(rule);
+                }
+            }
+        }
     }
 
     /// Adds the rules whose literals occur in this place of `event` to `out`.
@@ -116,7 +199,17 @@ pub struct PrefilterStats {
 
 impl RuleSet {
     /// Groups `rules` by their logsource conditions and builds the prefilter.
-    pub fn new(rules: Vec<Rule>) -> Self {
+    pub fn new(mut rules: Vec<Rule>) -> Self {
+        let mut slots = NameMap::<u32>::default();
+        for r in rules.iter_mut().filter(|r| r.inapplicable.is_none()) {
+            for f in &mut r.fields {
+                let mut slot = |name: &str| {
+                    let next = slots.len() as u32;
+                    *slots.entry(name.to_owned()).or_insert(next)
+                };
+                f.slots = Some((slot(&f.sigma), slot(&f.target)));
+            }
+        }
         let mut keyed: Vec<(String, Vec<usize>)> = Vec::new();
         // Rules for products the pipeline's events never come from join no group.
         for (i, r) in rules.iter().enumerate().filter(|(_, r)| r.inapplicable.is_none()) {
@@ -127,6 +220,8 @@ impl RuleSet {
             }
         }
         let mut gate_fields: Vec<Field> = Vec::new();
+        let mut gate_tests: Vec<(usize, ValueTest)> = Vec::new();
+        let mut gate_keys: Vec<String> = Vec::new();
         let groups = keyed
             .into_iter()
             .map(|(_, members)| {
@@ -140,13 +235,38 @@ impl RuleSet {
                             gate_fields.push(field.clone());
                             gate_fields.len() - 1
                         });
-                        (slot, t.clone())
+                        let key = format!("{slot} {t:?}");
+                        gate_keys.iter().position(|k| *k == key).unwrap_or_else(|| {
+                            gate_keys.push(key);
+                            gate_tests.push((slot, t.clone()));
+                            gate_tests.len() - 1
+                        })
                     })
                     .collect();
                 Group::build(&rules, members, gate)
             })
             .collect();
-        Self { rules, gate_fields, groups }
+        let mut gate_index = vec![NameMap::<Vec<usize>>::default(); gate_fields.len()];
+        let mut exact = vec![false; gate_tests.len()];
+        for (t, (slot, test)) in gate_tests.iter().enumerate() {
+            if let ValueTest::Text { groups, all: false, cased: false, fast: None } = test {
+                let texts: Option<Vec<&String>> = groups
+                    .iter()
+                    .flatten()
+                    .map(|p| match p {
+                        Pattern::Exact(x) if x.is_ascii() => Some(x),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(texts) = texts {
+                    exact[t] = true;
+                    for x in texts {
+                        gate_index[*slot].entry(x.to_ascii_lowercase()).or_default().push(t);
+                    }
+                }
+            }
+        }
+        Self { rules, gate_fields, gate_tests, gate_index, exact, groups, slots }
     }
 
     /// The rules.
@@ -176,40 +296,57 @@ impl RuleSet {
     /// The indices of the rules that fire on `event`.
     pub fn matching_indices(&self, event: &dyn Event) -> Vec<usize> {
         let mut out = Vec::new();
+        self.each_candidate(event, &mut |i, event| {
+            if self.rules[i].detection_holds(event) {
+                out.push(i);
+            }
+        });
+        out
+    }
+
+    /// The indices of the rules the prefilter lets through on `event` (a superset of those that
+    /// fire): how selective the prefilter is.
+    pub fn candidate_indices(&self, event: &dyn Event) -> Vec<usize> {
+        let mut out = Vec::new();
+        self.each_candidate(event, &mut |i, _| out.push(i));
+        out
+    }
+
+    /// Calls `f` with each rule the prefilter lets through, in rule order within each group, and
+    /// the event as rules should read it.
+    fn each_candidate(&self, event: &dyn Event, f: &mut dyn FnMut(usize, &dyn Event)) {
+        let listed = Listed::new(&self.slots, event);
+        let event: &dyn Event = match &listed {
+            Some(l) => l,
+            None => event,
+        };
         let mut candidates = Vec::new();
-        let gate_values = self.gate_values(event);
+        let mut gate = self.gate(event);
         for g in &self.groups {
-            if !g.gate_holds(&gate_values) {
+            if !g.gate.iter().all(|&t| gate(t)) {
                 continue;
             }
             candidates.clear();
             candidates.extend_from_slice(&g.always);
-            // Flat events list their fields: each present field goes to its scans, and absent
-            // fields cost nothing. Others are looked up scan by scan.
-            let listed = event.each_field(&mut |name, value| {
-                for &i in g.by_name.get(name).map_or(&[][..], Vec::as_slice) {
-                    g.scans[i].hits_in(&value, &mut candidates);
-                }
-            });
             for s in &g.scans {
-                if !listed || s.field.is_none() {
-                    s.hits(event, &mut candidates);
-                }
+                s.hits(event, &mut candidates);
             }
             candidates.sort_unstable();
             candidates.dedup();
-            out.extend(candidates.iter().copied().filter(|&i| self.rules[i].detection_holds(event)));
+            for &i in &candidates {
+                f(i, event);
+            }
         }
-        out
     }
 
-    /// The same answer as [`Self::matching_indices`] without the prefilter: every rule of every
-    /// logsource the event belongs to is evaluated. For checking the prefilter.
+    /// The same answer as [`Self::matching_indices`] without the prefilter, and reading the event
+    /// field by field: every rule of every logsource the event belongs to is evaluated. For
+    /// checking the prefilter and the slots.
     pub fn matching_indices_unfiltered(&self, event: &dyn Event) -> Vec<usize> {
         let mut out = Vec::new();
-        let gate_values = self.gate_values(event);
+        let mut gate = self.gate(event);
         for g in &self.groups {
-            if g.gate_holds(&gate_values) {
+            if g.gate.iter().all(|&t| gate(t)) {
                 out.extend(g.members.iter().copied().filter(|&i| self.rules[i].detection_holds(event)));
             }
         }
@@ -218,34 +355,56 @@ impl RuleSet {
 }
 
 impl RuleSet {
-    fn gate_values<'e>(&self, event: &'e dyn Event) -> Vec<Val<'e>> {
-        self.gate_fields.iter().map(|f| event.get(f)).collect()
+    /// The event's logsource conditions, each tested once when first asked.
+    fn gate<'s>(&'s self, event: &'s dyn Event) -> impl FnMut(usize) -> bool + 's {
+        let values: Vec<Val<'_>> = self.gate_fields.iter().map(|f| event.get(f)).collect();
+        // Exact tests: false unless the field's value is one they name; non-ASCII text is left
+        // to the tests themselves.
+        let mut known: Vec<Option<bool>> = self.exact.iter().map(|&e| e.then_some(false)).collect();
+        for (slot, v) in values.iter().enumerate() {
+            v.any_text(&mut |text| {
+                if !text.is_ascii() {
+                    for (t, (s, _)) in self.gate_tests.iter().enumerate() {
+                        if *s == slot && self.exact[t] {
+                            known[t] = None;
+                        }
+                    }
+                } else if let Some(ts) = self.gate_index[slot].get(text.to_ascii_lowercase().as_str()) {
+                    for &t in ts {
+                        known[t] = Some(true);
+                    }
+                }
+                false
+            });
+        }
+        move |t| {
+            *known[t].get_or_insert_with(|| {
+                let (slot, test) = &self.gate_tests[t];
+                test.test(&values[*slot], &|_| None)
+            })
+        }
     }
 }
 
 impl Group {
-    fn gate_holds(&self, values: &[Val<'_>]) -> bool {
-        self.gate.iter().all(|(slot, t)| t.test(&values[*slot], &|_| None))
-    }
-
-    fn build(rules: &[Rule], members: Vec<usize>, gate: Vec<(usize, ValueTest)>) -> Self {
+    fn build(rules: &[Rule], members: Vec<usize>, gate: Vec<usize>) -> Self {
         let mut always = Vec::new();
-        // (place, literal, rule), place as the field itself so rules share a scan.
-        let mut keys: Vec<(Option<&Field>, String, usize)> = Vec::new();
+        // (place, literal, anchor, rule), place as the field itself so rules share a scan.
+        let mut keys: Vec<(Option<&Field>, String, Anchor, usize)> = Vec::new();
         for &i in &members {
             match prefilter::needs(&rules[i]) {
                 None => always.push(i),
-                Some(needs) => keys.extend(needs.into_iter().map(|(place, lit)| {
+                Some(needs) => keys.extend(needs.into_iter().map(|(place, lit, anchor)| {
                     let field = match place {
                         Place::Field(f) => Some(&rules[i].fields[f]),
                         Place::Anywhere => None,
                     };
-                    (field, lit.to_ascii_lowercase(), i)
+                    (field, lit.to_ascii_lowercase(), anchor, i)
                 })),
             }
         }
         let mut places: Vec<Option<&Field>> = Vec::new();
-        for (f, _, _) in &keys {
+        for (f, _, _, _) in &keys {
             if !places.contains(f) {
                 places.push(*f);
             }
@@ -253,15 +412,15 @@ impl Group {
         let mut scans = Vec::new();
         for place in places {
             let mut lits: Vec<String> = Vec::new();
-            let mut owners: Vec<Vec<usize>> = Vec::new();
+            let mut owners: Vec<Vec<(Anchor, usize)>> = Vec::new();
             let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-            for (_, lit, rule) in keys.iter().filter(|(f, _, _)| *f == place) {
+            for (_, lit, anchor, rule) in keys.iter().filter(|(f, _, _, _)| *f == place) {
                 let p = *index.entry(lit.as_str()).or_insert_with(|| {
                     lits.push(lit.clone());
                     owners.push(Vec::new());
                     lits.len() - 1
                 });
-                owners[p].push(*rule);
+                owners[p].push((*anchor, *rule));
             }
             for o in &mut owners {
                 o.sort_unstable();
@@ -269,28 +428,21 @@ impl Group {
             }
             // A DFA: the fastest scan, and a group's literals are few enough for its memory.
             match AhoCorasickBuilder::new()
-                .ascii_case_insensitive(true)
                 .match_kind(MatchKind::Standard)
                 .kind(Some(AhoCorasickKind::DFA))
                 .build(&lits)
             {
-                Ok(automaton) => scans.push(Scan { field: place.cloned(), automaton, owners }),
+                Ok(automaton) => {
+                    let quick = aho_corasick::packed::Config::new().builder().extend(&lits).build();
+                    scans.push(Scan { field: place.cloned(), automaton, quick, owners })
+                }
                 // Too large to build: those rules are evaluated on every event instead.
-                Err(_) => always.extend(owners.into_iter().flatten()),
+                Err(_) => always.extend(owners.into_iter().flatten().map(|(_, rule)| rule)),
             }
         }
         always.sort_unstable();
         always.dedup();
-        let mut by_name = NameMap::default();
-        for (i, scan) in scans.iter().enumerate() {
-            if let Some(f) = &scan.field {
-                by_name.entry(f.sigma.clone()).or_default().push(i);
-                if f.target != f.sigma {
-                    by_name.entry(f.target.clone()).or_default().push(i);
-                }
-            }
-        }
-        Self { gate, members, always, scans, by_name }
+        Self { gate, members, always, scans }
     }
 }
 
@@ -385,5 +537,62 @@ mod tests {
                 .clone(),
         );
         assert!(set.matching_indices(&other).is_empty());
+    }
+
+    /// The set's shortcuts (event ids and channels looked up, literals anchored, fields read once
+    /// into slots) answer as each rule alone does.
+    #[test]
+    fn the_set_answers_as_each_rule_alone() {
+        let docs = [
+            (
+                "cleared",
+                "security",
+                "  a:\n    EventID: 517\n    Provider_Name: Security\n  b:\n    EventID: 1102\n    Provider_Name: Microsoft-Windows-Eventlog\n  condition: 1 of a or b",
+            ),
+            (
+                "svc",
+                "system",
+                "  s:\n    EventID: 7045\n    ImagePath|startswith: 'C:\\Temp'\n  condition: s",
+            ),
+            ("exact", "security", "  s:\n    TargetUserName: 'admin'\n  condition: s"),
+            ("tail", "security", "  s:\n    ProcessName|endswith: '\\net.exe'\n  condition: s"),
+            ("uni", "security", "  s:\n    TargetUserName: 'ÄDMIN'\n  condition: s"),
+        ];
+        let pipeline = Pipeline::windows_flat();
+        let rules: Vec<Rule> = docs
+            .iter()
+            .flat_map(|(id, service, d)| {
+                load(
+                    &format!("title: {id}\nid: {id}\nlogsource: {{product: windows, service: {service}}}\ndetection:\n{d}\n"),
+                    &pipeline,
+                )
+            })
+            .map(Result::unwrap)
+            .collect();
+        let set = RuleSet::new(rules.clone());
+        let events = [
+            json!({"Channel": "Security", "EventID": 517, "Provider_Name": "Security"}),
+            json!({"Channel": "SECURITY", "EventID": "517", "Provider_Name": "security"}),
+            json!({"Channel": "Security", "EventID": 517, "Provider_Name": "Microsoft-Windows-Security-Auditing"}),
+            json!({"Channel": "Security", "EventID": 1102, "Provider_Name": "Microsoft-Windows-Eventlog"}),
+            json!({"Channel": "System", "EventID": 7045, "ImagePath": "c:\\temp\\x.exe"}),
+            json!({"Channel": "System", "EventID": 7045, "ImagePath": "D:\\C:\\Temp\\x.exe"}),
+            json!({"Channel": "Security", "EventID": 4625, "TargetUserName": "ADMIN"}),
+            json!({"Channel": "Security", "EventID": 4625, "TargetUserName": "admins"}),
+            json!({"Channel": "Security", "EventID": 4625, "TargetUserName": "ädmin"}),
+            json!({"Channel": "Security", "EventID": 4688, "ProcessName": "C:\\Windows\\NET.EXE"}),
+            json!({"Channel": "Security", "EventID": 4688, "ProcessName": "C:\\net.exe.bak"}),
+            json!({"Channel": ["Application", "Security"], "EventID": 4688, "ProcessName": "C:\\net.exe"}),
+            json!({"Channel": "Sécurité", "EventID": 4688, "ProcessName": "C:\\net.exe"}),
+            json!({"EventID": 4688, "ProcessName": "C:\\net.exe"}),
+        ];
+        let mut fired = 0;
+        for e in events {
+            let flat = FlatEvent(e.as_object().unwrap().clone());
+            let alone: Vec<usize> = (0..rules.len()).filter(|&i| rules[i].matches(&flat)).collect();
+            assert_eq!(set.matching_indices(&flat), alone, "{e}");
+            fired += alone.len();
+        }
+        assert_eq!(fired, 8, "the cases exercise matches as well as misses");
     }
 }

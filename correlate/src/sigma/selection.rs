@@ -26,7 +26,7 @@ impl Compiler<'_> {
     /// A field named by its target (the pipeline's logsource conditions).
     pub(super) fn field_target(&mut self, target: &str) -> usize {
         let column = schemas::FIELDS.iter().position(|d| d.path == target);
-        self.fields.push(Field { sigma: target.to_owned(), target: target.to_owned(), column });
+        self.fields.push(Field::new(target.to_owned(), target.to_owned(), column));
         self.fields.len() - 1
     }
 

@@ -455,7 +455,7 @@ pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
     // Log alerts: rules with a group, or events that carry their raw line.
     let view = RecordEvent::new(rec); // parses the catch-all object once for the three lookups
     let text = |path: &str| -> Option<String> {
-        let field = super::event::Field { sigma: path.to_owned(), target: path.to_owned(), column: None };
+        let field = super::event::Field::new(path.to_owned(), path.to_owned(), None);
         let mut out = None;
         super::event::Event::get(&view, &field).any_text(&mut |t| {
             out = Some(t.to_owned());

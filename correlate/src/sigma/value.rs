@@ -44,13 +44,16 @@ fn contains_ignore_ascii_case(hay: &[u8], needle: &[u8]) -> bool {
 impl Pattern {
     /// A literal every text this pattern matches contains, when it has one: the prefilter's key.
     /// Regexes give none (they are always tested).
-    pub(crate) fn literal(&self) -> Option<&str> {
-        let l = match self {
-            Pattern::Exact(l) | Pattern::Prefix(l) | Pattern::Suffix(l) | Pattern::Contains(l) => l,
-            Pattern::Glob(_, l) => l,
+    pub(crate) fn literal(&self) -> Option<(&str, super::prefilter::Anchor)> {
+        use super::prefilter::Anchor;
+        let (l, a) = match self {
+            Pattern::Exact(l) => (l, Anchor::Whole),
+            Pattern::Prefix(l) => (l, Anchor::Start),
+            Pattern::Suffix(l) => (l, Anchor::End),
+            Pattern::Contains(l) | Pattern::Glob(_, l) => (l, Anchor::Anywhere),
             Pattern::Regex(_) => return None,
         };
-        (!l.is_empty()).then_some(l.as_str())
+        (!l.is_empty()).then_some((l.as_str(), a))
     }
 
     /// Matches an ASCII `s` as if it were lower-cased (`None`: this pattern needs the folded text).
@@ -471,7 +474,11 @@ mod tests {
         assert!(matches!(glob("abc*").unwrap(), Pattern::Prefix(_)));
         assert!(matches!(glob("*abc*").unwrap(), Pattern::Contains(_)));
         let inner = glob(r"*\temp\\*.ps1").unwrap();
-        assert_eq!(inner.literal(), Some(r"\temp\"), "the longest literal run is the prefilter key");
+        assert_eq!(
+            inner.literal().map(|(l, _)| l),
+            Some(r"\temp\"),
+            "the longest literal run is the prefilter key"
+        );
         // `\*` escapes the wildcard; `\\*` is a backslash and then a wildcard (Sigma's escaping).
         let p = glob(r"c:\windows\\*\cmd?.exe").unwrap();
         assert!(p.is_match(r"c:\windows\system32\cmd1.exe"));

@@ -304,7 +304,7 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for w in 0..writers {
         let c = if w % 2 == 0 { cat.clone() } else { cat2.clone() };
-        let mk = alert.clone();
+        let mk = alert;
         tasks.push(tokio::spawn(async move {
             for i in 0..per_writer {
                 let mut a = mk(&format!("c{w}-{i}"), "2026-02-01T00:00:00Z");

@@ -44,6 +44,28 @@ pub(crate) fn b6(
     let differ =
         records.iter().filter(|e| set.matching_indices(*e) != set.matching_indices_unfiltered(*e)).count();
     println!("  prefilter vs every rule evaluated: {differ} of {} distinct records differ", records.len());
+    // How selective the prefilter is: rules evaluated per record, and the rules most often
+    // evaluated in vain.
+    let mut vain = vec![0usize; n_rules];
+    let (mut evaluated, mut fired) = (0usize, 0usize);
+    for e in &records {
+        let (cands, hits) = (set.candidate_indices(e), set.matching_indices(e));
+        evaluated += cands.len();
+        fired += hits.len();
+        for i in cands.into_iter().filter(|i| !hits.contains(i)) {
+            vain[i] += 1;
+        }
+    }
+    println!(
+        "  rules evaluated per record: {:.2} (of which {:.2} fire)",
+        evaluated as f64 / records.len() as f64,
+        fired as f64 / records.len() as f64
+    );
+    let mut worst: Vec<(usize, usize)> = vain.iter().copied().enumerate().filter(|(_, n)| *n > 0).collect();
+    worst.sort_by_key(|(i, n)| (std::cmp::Reverse(*n), *i));
+    for (i, n) in worst.iter().take(if std::env::var_os("B6_VAIN").is_some() { 15 } else { 0 }) {
+        println!("    evaluated in vain on {n} records: {}", set.rules()[*i].title);
+    }
     anyhow::ensure!(differ == 0, "the prefilter changed the matches on {differ} records");
     {
         let (c0, t0) = (cpu_seconds(), Instant::now());

@@ -130,6 +130,8 @@ struct Scan {
     /// A packed (Teddy) searcher for the same literals, when there are few enough of them: it finds
     /// whether any occurs several times faster than the automaton, which must find all of them.
     quick: Option<aho_corasick::packed::Searcher>,
+    /// The shortest literal's length, in bytes.
+    shortest: usize,
     /// Per literal (pattern id): the rules that need it, and where in the text.
     owners: Vec<Vec<(Anchor, usize)>>,
 }
@@ -142,6 +144,10 @@ impl Scan {
 
     /// Adds the rules whose literals occur in `s` to `out`; returns false (to visit every text).
     fn scan(&self, s: &str, out: &mut Vec<usize>) -> bool {
+        // A text shorter than every literal holds none (lower-casing keeps an ASCII text's length).
+        if s.len() < self.shortest && s.is_ascii() {
+            return false;
+        }
         // The automaton holds the literals ASCII-lower-cased and matches exactly (which lets it use
         // its SIMD prefilters, which a case-insensitive automaton cannot); the text is lower-cased
         // the same way into a reused buffer.
@@ -434,7 +440,8 @@ impl Group {
             {
                 Ok(automaton) => {
                     let quick = aho_corasick::packed::Config::new().builder().extend(&lits).build();
-                    scans.push(Scan { field: place.cloned(), automaton, quick, owners })
+                    let shortest = lits.iter().map(String::len).min().unwrap_or(0);
+                    scans.push(Scan { field: place.cloned(), automaton, quick, shortest, owners })
                 }
                 // Too large to build: those rules are evaluated on every event instead.
                 Err(_) => always.extend(owners.into_iter().flatten().map(|(_, rule)| rule)),

@@ -472,6 +472,11 @@ pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
                     hit = true;
                 } else {
                     report.tagged_events.1 += 1;
+                    if std::env::var_os("CORDON_EVAL_DEBUG").is_some() {
+                        for &i in &matched {
+                            println!("  off-label {label}: {}", compiled.rules()[i].title);
+                        }
+                    }
                 }
             }
             let entry = report.technique_recall.entry(label).or_default();

@@ -106,7 +106,9 @@ fn dataset(
         MordorDataset { id, file, events: 0, detected: Vec::new(), labels, tagged_events: 0, other_only: 0 };
     let mut detected = BTreeSet::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line) else { continue };
+        let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(line) else { continue };
+        // As the agent's EVTX reader does.
+        sensor_agent::evtx::name_access_rights(&mut obj);
         d.events += 1;
         let ev = FlatEvent(obj);
         let matched = set.matching_indices(&ev);
@@ -179,6 +181,15 @@ pub fn print(r: &MordorReport) {
     println!("technique tagging on Mordor (label: datasets, detected):");
     for (t, (n, hit)) in &per {
         println!("  {t:<12} {hit}/{n}");
+    }
+    // CORDON_EVAL_DEBUG=1: every dataset whose labels were not all detected.
+    if std::env::var_os("CORDON_EVAL_DEBUG").is_some() {
+        for d in r.datasets.iter().filter(|d| d.detected.len() < d.labels.len()) {
+            println!(
+                "  missed {} ({}): labels {:?}, detected {:?}, {} events, {} tagged",
+                d.id, d.file, d.labels, d.detected, d.events, d.tagged_events
+            );
+        }
     }
     let mut noisy: Vec<(&String, &u64)> = r.by_rule.iter().collect();
     noisy.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));

@@ -55,7 +55,53 @@ pub fn flatten(record: &Value) -> Map<String, Value> {
     }
     walk(&ev["EventData"], &mut out);
     walk(&ev["UserData"], &mut out);
+    name_access_rights(&mut out);
     out
+}
+
+/// The access rights Windows writes as message-table codes in object access events' `AccessList`
+/// (4656, 4663, 5145...), with the names Event Viewer shows for them (msobjs.dll).
+const ACCESS_RIGHTS: [(&str, &str); 15] = [
+    ("%%1537", "DELETE"),
+    ("%%1538", "READ_CONTROL"),
+    ("%%1539", "WRITE_DAC"),
+    ("%%1540", "WRITE_OWNER"),
+    ("%%1541", "SYNCHRONIZE"),
+    ("%%1542", "ACCESS_SYS_SEC"),
+    ("%%4416", "ReadData (or ListDirectory)"),
+    ("%%4417", "WriteData (or AddFile)"),
+    ("%%4418", "AppendData (or AddSubdirectory or CreatePipeInstance)"),
+    ("%%4419", "ReadEA"),
+    ("%%4420", "WriteEA"),
+    ("%%4421", "Execute/Traverse"),
+    ("%%4422", "DeleteChild"),
+    ("%%4423", "ReadAttributes"),
+    ("%%4424", "WriteAttributes"),
+];
+
+/// Names the access rights of an `AccessList` beside their codes (`%%4417` becomes
+/// `%%4417 WriteData (or AddFile)`): Sigma rules test either form (`contains: '%%4417'`, `contains:
+/// 'WriteData'`), and the record as read holds only the codes. Other codes are left as they are.
+pub fn name_access_rights(flat: &mut Map<String, Value>) {
+    let Some(Value::String(list)) = flat.get_mut("AccessList") else { return };
+    if !list.contains("%%") {
+        return;
+    }
+    let mut named = String::with_capacity(list.len() * 2);
+    let mut rest = list.as_str();
+    while let Some(i) = rest.find("%%") {
+        named.push_str(&rest[..i]);
+        let code_len = 2 + rest[i + 2..].bytes().take_while(u8::is_ascii_digit).count();
+        let code = &rest[i..i + code_len];
+        named.push_str(code);
+        if let Some((_, name)) = ACCESS_RIGHTS.iter().find(|(c, _)| *c == code) {
+            named.push(' ');
+            named.push_str(name);
+        }
+        rest = &rest[i + code_len..];
+    }
+    named.push_str(rest);
+    *list = named;
 }
 
 /// A record id and its flat event.
@@ -312,6 +358,21 @@ fn logon_failure_reason(code: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn access_rights_are_named_beside_their_codes() {
+        let mut flat = serde_json::Map::new();
+        flat.insert("AccessList".into(), serde_json::json!("%%1538\r\n\t\t\t\t%%4417\r\n\t\t\t\t%%9999 %%"));
+        super::name_access_rights(&mut flat);
+        assert_eq!(
+            flat["AccessList"],
+            "%%1538 READ_CONTROL\r\n\t\t\t\t%%4417 WriteData (or AddFile)\r\n\t\t\t\t%%9999 %%"
+        );
+        let mut other = serde_json::Map::new();
+        other.insert("AccessList".into(), serde_json::json!(["%%4417"]));
+        super::name_access_rights(&mut other);
+        assert_eq!(other["AccessList"], serde_json::json!(["%%4417"]), "only text is named");
+    }
+
     use super::*;
 
     fn sysmon1() -> Value {

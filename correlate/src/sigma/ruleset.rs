@@ -60,6 +60,7 @@ struct Listed<'e> {
 
 impl<'e> Listed<'e> {
     fn new(slots: &NameMap<u32>, event: &'e dyn Event) -> Option<Self> {
+        // Allocated at the first field, so an event that cannot list its fields costs nothing.
         let (mut at, mut vals) = (Vec::new(), Vec::new());
         let listed = event.each_field(&mut |name, value| {
             if let Some(&slot) = slots.get(name) {
@@ -70,10 +71,13 @@ impl<'e> Listed<'e> {
                 at[slot as usize] = vals.len() as u32;
             }
         });
+        if !listed {
+            return None;
+        }
         if at.is_empty() {
             at = vec![0u32; slots.len()];
         }
-        listed.then_some(Self { event, at, vals })
+        Some(Self { event, at, vals })
     }
 }
 

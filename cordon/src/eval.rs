@@ -389,6 +389,8 @@ pub struct EvtxReport {
 /// Reads every `.evtx` under `corpus` (compared with `corpus/EVTX_INDEX.json`) and, with `rules`,
 /// measures technique tagging on the technique-labelled folder.
 pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
+    // CORDON_EVAL_DEBUG=1: each off-label tag, with the rule that set it.
+    let debug = std::env::var_os("CORDON_EVAL_DEBUG").is_some();
     let index: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(corpus.join("EVTX_INDEX.json")).context("reading EVTX_INDEX.json")?,
     )?;
@@ -472,7 +474,7 @@ pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
                     hit = true;
                 } else {
                     report.tagged_events.1 += 1;
-                    if std::env::var_os("CORDON_EVAL_DEBUG").is_some() {
+                    if debug {
                         for &i in &matched {
                             println!("  off-label {label}: {}", compiled.rules()[i].title);
                         }

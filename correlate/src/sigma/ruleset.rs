@@ -1,10 +1,15 @@
 //! Rule sets: many rules matched against each event, cheaply.
 //!
 //! - Rules are grouped by logsource (their pipeline conditions), so an event is tested once per
-//!   distinct logsource and only the groups it belongs to go further.
+//!   distinct logsource and only the groups it belongs to go further. Conditions that are one exact
+//!   text (a channel, an event id) are decided by one lookup per field and event.
 //! - Within a group, each rule's necessary literals ([`super::prefilter`]) are compiled into one
-//!   Aho-Corasick automaton per field. An event's fields are scanned once, and only the rules whose
-//!   literals occurred, plus those that have none, run their detection.
+//!   Aho-Corasick automaton per field, matched exactly on the ASCII-lower-cased text after a SIMD
+//!   (Teddy) search has said whether any literal occurs at all. A literal from an exact value,
+//!   prefix or suffix counts only where its pattern needs it. Only the rules whose literals
+//!   occurred, plus those that have none, run their detection.
+//! - An event that lists its fields is read once into slots (one per field name any rule reads),
+//!   and rules read the slots instead of looking names up.
 
 use super::event::{Event, Field, Val};
 use super::prefilter::{self, Anchor, Place};

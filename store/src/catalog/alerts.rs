@@ -75,8 +75,8 @@ impl Catalog {
         if self.backend() == super::Backend::Postgres {
             // PostgreSQL runs concurrent writers side by side: two of them reading the same open
             // alert would each add to the count they read, and one update would be lost (or two
-            // would each insert the alert). A lock per dedup key, taken in key order so two writers
-            // never wait on each other, serialises just those.
+            // would each insert the alert). A lock per dedup key serialises just those writers; the
+            // locks are taken in key order, so two writers cannot deadlock.
             let mut keys: Vec<String> =
                 alerts.iter().map(|a| format!("{}\u{1f}{}", a.tenant, a.dedup_key())).collect();
             keys.sort_unstable();

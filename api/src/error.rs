@@ -25,6 +25,10 @@ pub enum Kind {
     TooExpensive,
     /// A dependency is down.
     Unavailable,
+    /// Too many failed attempts from this client: wait (429).
+    Throttled,
+    /// The request body is over its limit (413).
+    TooLarge,
     /// Our fault.
     Internal,
 }
@@ -61,6 +65,14 @@ impl ApiError {
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self { kind: Kind::Forbidden, code: "forbidden", message: message.into() }
     }
+    /// A 429: too many failed attempts from this client.
+    pub fn throttled(message: impl Into<String>) -> Self {
+        Self { kind: Kind::Throttled, code: "too_many_failures", message: message.into() }
+    }
+    /// A 413.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self { kind: Kind::TooLarge, code: "too_large", message: message.into() }
+    }
     /// A 500 (the cause is logged, not returned).
     pub fn internal(cause: &dyn std::error::Error) -> Self {
         let mut chain = cause.to_string();
@@ -87,6 +99,8 @@ impl ApiError {
             Kind::Conflict => StatusCode::CONFLICT,
             Kind::TooExpensive => StatusCode::UNPROCESSABLE_ENTITY,
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Throttled => StatusCode::TOO_MANY_REQUESTS,
+            Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

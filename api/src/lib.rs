@@ -1,25 +1,27 @@
 //! # api: the REST API (axum), versioned under `/api/v1`
 //!
-//! Every route is a row of [`ROUTES`]: method, path, who may call it, and its documentation. The router
-//! and the OpenAPI document are both built from that table, so a route cannot exist without an access
-//! rule (deny by default) or without documentation. Callers authenticate with a bearer token (created
-//! with `cordon token create`); a token belongs to one tenant and every read is scoped to it.
+//! Every route is a row of [`ROUTES`]: method, path, the permission it needs, its audit action, and its
+//! documentation. The router and the OpenAPI document are both built from that table, so a route cannot
+//! exist without an access rule (deny by default) or without documentation. Callers authenticate with a
+//! bearer token (created with `cordon token create --role`); a token belongs to one tenant, every read
+//! is scoped to it, and its role ([`schemas::access::Role`]) decides which permissions it has
+//! ([`access`]). Writes and exports are written to the audit chain with their outcome.
 //!
 //! Depends on `schemas` and `store` (reads) and on the metrics registry; never on ingest internals.
 
+pub mod access;
 mod detection;
 pub mod error;
 mod investigate;
 pub mod ioc;
 pub mod reports;
 mod routes;
+mod trust;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
-use axum::middleware::Next;
-use axum::response::Response;
 use error::ApiError;
+use schemas::access::Permission;
 use schemas::metrics::Registry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,8 +35,8 @@ use store::catalog::TokenInfo;
 pub enum Access {
     /// Anyone (health only).
     Public,
-    /// Any valid token, scoped to its tenant.
-    Token,
+    /// A valid token of the tenant whose role grants this permission.
+    Needs(Permission),
 }
 
 /// A query or path parameter, for the OpenAPI document.
@@ -57,6 +59,8 @@ pub struct RouteSpec {
     pub path: &'static str,
     /// Access rule.
     pub access: Access,
+    /// The audit chain's action for a call (every write and every export has one), or none.
+    pub audit: Option<&'static str>,
     /// One-line summary.
     pub summary: &'static str,
     /// Parameters.
@@ -75,6 +79,7 @@ pub static ROUTES: &[RouteSpec] = &[
         method: Method::GET,
         path: "/healthz",
         access: Access::Public,
+        audit: None,
         summary: "Liveness and readiness.",
         params: &[],
         body: None,
@@ -82,7 +87,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/metrics",
-        access: Access::Token,
+        access: Access::Needs(Permission::Metrics),
+        audit: None,
         summary: "Prometheus metrics (text format).",
         params: &[],
         body: None,
@@ -90,7 +96,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/openapi.json",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "This document.",
         params: &[],
         body: None,
@@ -98,7 +105,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/hosts",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "Hosts with first/last seen and event counts, most recently seen first.",
         params: &[q("limit", "page size, 1-1000 (default 100)"), q("offset", "rows to skip")],
         body: None,
@@ -106,7 +114,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/agents",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "Agents with their status (active, silent: heartbeats but no new events, dead: no heartbeats), last heartbeat, last activity and counters.",
         params: &[
             q("dead_secs", "no heartbeat for this long means dead (default 60)"),
@@ -117,7 +126,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/hosts/{host}/timeline",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "A host's investigation timeline.",
         params: &[
             Param { name: "host", location: "path", doc: "host name" },
@@ -136,7 +146,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/search",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "Fleet-wide full-text search, newest first.",
         params: &[
             q(
@@ -155,7 +166,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::POST,
         path: "/api/v1/iocs/sweep",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: Some("ioc.sweep"),
         summary: "Bulk IOC sweep: per indicator, the hosts that saw it, first/last seen and counts.",
         params: &[],
         body: Some(
@@ -165,7 +177,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::POST,
         path: "/api/v1/sql",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: Some("sql.query"),
         summary: "Read-only SQL over the events table (SELECT only; row, time and memory caps).",
         params: &[],
         body: Some("{\"sql\": \"SELECT ...\", \"max_rows\": 10000}"),
@@ -173,7 +186,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/policy",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "The tenant's ATT&CK policy (block / alert / record / off per tactic, technique and host group) with its version, author and reason, and how many endpoint techniques each tier covers.",
         params: &[],
         body: None,
@@ -181,7 +195,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::PUT,
         path: "/api/v1/policy",
-        access: Access::Token,
+        access: Access::Needs(Permission::Author),
+        audit: Some("policy.change"),
         summary: "Replace the tenant's policy: a new version, checked against the ATT&CK catalog, recorded with the caller and the reason; ingest applies it within a second.",
         params: &[],
         body: Some(
@@ -191,7 +206,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/anomalies",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "Login anomalies (alerts raised by the baselines: counts outside both the host's forecast interval and its group's fleet band, and silences), most recent first, each with its explanation and the series around it.",
         params: &[
             q("level", "at least this level, 1-5"),
@@ -206,7 +222,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/reports",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "Anomaly reports (scheduled and on demand), newest first: id, schedule name, period, anomaly count.",
         params: &[q("limit", "at most this many (default 50)")],
         body: None,
@@ -214,7 +231,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/reports/{id}",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: Some("report.export"),
         summary: "One report: the period's anomalies ranked by severity, per host a chart of actual vs forecast band (SVG), the fleet summary and what changed since the previous report of its schedule.",
         params: &[
             Param { name: "id", location: "path", doc: "report id" },
@@ -225,7 +243,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::POST,
         path: "/api/v1/reports/run",
-        access: Access::Token,
+        access: Access::Needs(Permission::Handle),
+        audit: Some("report.run"),
         summary: "Make (and store) a report now for any past period; answers with it in the format asked.",
         params: &[],
         body: Some(
@@ -235,7 +254,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::POST,
         path: "/api/v1/baselines/refit",
-        access: Access::Token,
+        access: Access::Needs(Permission::Handle),
+        audit: Some("baselines.refit"),
         summary: "Refit the tenant's login baselines now from the lake's last four weeks (the server also refits on its schedule, nightly by default); returns what was fitted.",
         params: &[],
         body: None,
@@ -243,7 +263,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/alerts",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "Alerts in the uniform format, most recent first (deduplicated: the same rule, host and object within an hour count as one).",
         params: &[
             q("level", "at least this level, 1-5"),
@@ -260,7 +281,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/alerts/{id}",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "One alert with its evidence events (from the lake), why it fired, and the analysts' comments.",
         params: &[Param { name: "id", location: "path", doc: "alert id" }],
         body: None,
@@ -268,7 +290,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::PATCH,
         path: "/api/v1/alerts/{id}",
-        access: Access::Token,
+        access: Access::Needs(Permission::Handle),
+        audit: Some("alert.handle"),
         summary: "Set an alert's handling (unhandled, handled, false_positive) with a comment.",
         params: &[Param { name: "id", location: "path", doc: "alert id" }],
         body: Some("{\"handling\": \"handled|false_positive|unhandled\", \"comment\": \"...\"}"),
@@ -276,7 +299,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/incidents",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "Incidents (alerts the entity graph connects), most recent first; merged ones only with status=merged.",
         params: &[
             q("status", "open, investigating, contained, resolved, false_positive or merged"),
@@ -292,7 +316,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/incidents/{id}",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "One incident: alerts in kill-chain order, root, attack path, why each alert joined, and the cross-host timeline of every evidence event.",
         params: &[Param { name: "id", location: "path", doc: "incident id" }],
         body: None,
@@ -300,7 +325,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/incidents/{id}/graph",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "An incident's graph: nodes (alerts, processes, hosts, files, domains, addresses) and edges with their times and evidence, ready to draw.",
         params: &[Param { name: "id", location: "path", doc: "incident id" }],
         body: None,
@@ -308,7 +334,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::PATCH,
         path: "/api/v1/incidents/{id}",
-        access: Access::Token,
+        access: Access::Needs(Permission::Handle),
+        audit: Some("incident.handle"),
         summary: "Set an incident's status and/or owner, with a comment.",
         params: &[Param { name: "id", location: "path", doc: "incident id" }],
         body: Some(
@@ -318,7 +345,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/hosts/{host}/process-tree",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "A host's process tree around a time or an event (processes nested by what started them).",
         params: &[
             Param { name: "host", location: "path", doc: "host name" },
@@ -331,7 +359,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/hosts/{host}/logins",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "A host's hourly login series from the lake (successes, failures, successes by logon type; every hour present), its forecast with prediction intervals per measure (or why it has none and is judged on the fleet band), and its group's fleet band per hour.",
         params: &[
             Param { name: "host", location: "path", doc: "host name" },
@@ -343,7 +372,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/graph/paths",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "A time-respecting path between entities (each hop no earlier than the one before), with each hop's evidence.",
         params: &[
             q(
@@ -360,7 +390,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/graph/neighbors",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "What an entity touched within N hops (either direction), by edges active in a time range.",
         params: &[
             q("node", "kind:key or a host name"),
@@ -374,7 +405,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/attack/coverage",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "The ATT&CK coverage matrix: per tactic and (sub-)technique, the rules that cover it, its policy tier, and the events tagged with it in the time range; plus the summary (covers X of Y endpoint techniques; A block, B alert, C record).",
         params: &[
             q("from", "start time, RFC 3339 or epoch milliseconds (default: 7 days ago)"),
@@ -386,7 +418,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/rules",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "The detection rules ingest runs and agents are sent: the digest, Cordon's pack, the operator's rule files (`--rules`), how many of their rules loaded, and every refused rule with its file, class and reason.",
         params: &[q("refused", "`false` leaves the list of refused rules out (counts only)")],
         body: None,
@@ -394,7 +427,8 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::POST,
         path: "/api/v1/policy/preview",
-        access: Access::Token,
+        access: Access::Needs(Permission::Author),
+        audit: Some("policy.preview"),
         summary: "What a policy would have done over the last N days: the stored events replayed through the rules under the current and the proposed policy, with alert and block counts per technique and per host.",
         params: &[],
         body: Some("{\"policy\": {...}, \"days\": 7}"),
@@ -402,9 +436,39 @@ pub static ROUTES: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/api/v1/policy/versions",
-        access: Access::Token,
+        access: Access::Needs(Permission::Read),
+        audit: None,
         summary: "Every version of the tenant's policy, newest first, with who changed it and why.",
         params: &[],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/audit",
+        access: Access::Needs(Permission::Admin),
+        audit: None,
+        summary: "The tenant's rows of the audit chain, oldest first: who changed or exported what, when, and the outcome (each row hash-chained to the one before; `cordon audit verify` checks the whole chain).",
+        params: &[
+            q("after", "rows after this seq (the previous page's next_after)"),
+            q("limit", "at most this many (default 100, at most 1000)"),
+        ],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/dead-letters",
+        access: Access::Needs(Permission::Author),
+        audit: None,
+        summary: "Refused lines and messages, newest first, with their reason, the agent that sent them and the raw bytes (cut at 16 KiB): why a shipper's events are not arriving.",
+        params: &[
+            q("agent", "only this agent"),
+            q(
+                "reason",
+                "only this reason code (bad_json, unknown_field, line_too_large, identity_mismatch, ...)",
+            ),
+            q("limit", "at most this many (default 100, at most 1000)"),
+            q("cursor", "next_cursor of the previous page"),
+        ],
         body: None,
     },
 ];
@@ -417,6 +481,8 @@ pub struct AppState {
     /// Metrics.
     pub metrics: Arc<Registry>,
     tokens: Mutex<HashMap<String, (TokenInfo, Instant)>>,
+    /// Failed token attempts per client address.
+    pub limiter: access::FailureLimiter,
     /// The detection and correlation rules ingest runs (coverage matrix, policy preview, rules):
     /// the same cell as ingest's, so a reload shows at once.
     pub detection: Arc<correlate::sigma::CurrentRules>,
@@ -478,6 +544,7 @@ impl AppState {
             store,
             metrics,
             tokens: Mutex::new(HashMap::new()),
+            limiter: access::FailureLimiter::default(),
             detection,
             graphs,
             baselines,
@@ -501,13 +568,15 @@ impl AppState {
         rules.chain(corrs).filter(|r| !r.3.is_empty()).collect()
     }
 
-    async fn authenticate(&self, secret: &str) -> Result<TokenInfo, ApiError> {
+    /// A token seen within the last 30 s (a revocation takes effect within that).
+    pub(crate) fn cached_token(&self, secret: &str) -> Option<TokenInfo> {
         const TTL: Duration = Duration::from_secs(30);
-        if let Some((info, at)) = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).get(secret)
-            && at.elapsed() < TTL
-        {
-            return Ok(info.clone());
-        }
+        let cache = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(secret).filter(|(_, at)| at.elapsed() < TTL).map(|(info, _)| info.clone())
+    }
+
+    /// The token behind a secret from the catalog (None: unknown or revoked), cached when found.
+    pub(crate) async fn lookup_token(&self, secret: &str) -> Result<Option<TokenInfo>, ApiError> {
         match self.store.catalog().verify_token(secret).await {
             Ok(Some(info)) => {
                 let mut cache = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
@@ -515,9 +584,9 @@ impl AppState {
                     cache.clear();
                 }
                 cache.insert(secret.to_owned(), (info.clone(), Instant::now()));
-                Ok(info)
+                Ok(Some(info))
             }
-            Ok(None) => Err(ApiError::unauthenticated("unknown or revoked token")),
+            Ok(None) => Ok(None),
             Err(e) => Err(store::StoreError::from(e).into()),
         }
     }
@@ -530,34 +599,13 @@ pub struct Caller {
     pub token: TokenInfo,
 }
 
-async fn auth(
-    State(state): State<Arc<AppState>>,
-    mut req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
-    let access = ROUTES.iter().find(|r| r.path == path && r.method == req.method()).map(|r| r.access);
-    match access {
-        Some(Access::Public) => return Ok(next.run(req).await),
-        Some(Access::Token) => {}
-        None => return Err(ApiError::forbidden("no access rule for this route")),
-    }
-    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let Some(secret) = header.strip_prefix("Bearer ").map(str::trim).filter(|s| !s.is_empty()) else {
-        return Err(ApiError::unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'"));
-    };
-    let token = state.authenticate(secret).await?;
-    req.extensions_mut().insert(Caller { token });
-    Ok(next.run(req).await)
-}
-
 /// The router, every route behind the auth layer.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new();
     for spec in ROUTES {
         r = r.route(spec.path, routes::handler(spec));
     }
-    r.route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), auth)).with_state(state)
+    r.route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::layer)).with_state(state)
 }
 
 /// The OpenAPI 3.1 document, built from [`ROUTES`].
@@ -578,8 +626,16 @@ pub fn openapi() -> serde_json::Value {
             "responses": {"200": {"description": "OK"}, "400": {"description": "Invalid request ({\"error\": {\"code\", \"message\"}})"},
                           "401": {"description": "Missing or bad token"}},
         });
-        if r.access == Access::Token {
+        if let Access::Needs(p) = r.access {
             op["security"] = serde_json::json!([{"bearer": []}]);
+            op["x-cordon-permission"] = serde_json::json!(p.as_str());
+            op["responses"]["403"] =
+                serde_json::json!({"description": "The token's role lacks this permission"});
+            op["responses"]["429"] =
+                serde_json::json!({"description": "Too many bad tokens from this address"});
+        }
+        if let Some(a) = r.audit {
+            op["x-cordon-audit"] = serde_json::json!(a);
         }
         if let Some(b) = r.body {
             op["requestBody"] = serde_json::json!({"required": true, "description": b,

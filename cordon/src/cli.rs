@@ -26,6 +26,12 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// The audit chain.
+    Audit {
+        /// Audit action.
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Check every lake file's checksum, look for orphans, compare counts (server stopped).
     Verify(ServeArgs),
     /// Rebuild the full-text index from the lake (server stopped).
@@ -175,6 +181,10 @@ pub enum TokenAction {
         /// The tenant it reads.
         #[arg(long, default_value = "default")]
         tenant: String,
+        /// What it may do there: viewer, analyst, responder, rule_author, admin, or metrics (a
+        /// Prometheus scraper: `/metrics` only).
+        #[arg(long, default_value = "viewer", value_parser = parse_role)]
+        role: schemas::access::Role,
     },
     /// Revoke a token by id.
     Revoke {
@@ -184,4 +194,15 @@ pub enum TokenAction {
         /// Token id.
         id: String,
     },
+}
+
+fn parse_role(s: &str) -> Result<schemas::access::Role, String> {
+    schemas::access::Role::parse(s).map_err(|e| e.to_string())
+}
+
+/// Audit actions.
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Walk the whole chain: exit 1 and name every break if a row was edited, deleted or reordered.
+    Verify(ServeArgs),
 }

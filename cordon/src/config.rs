@@ -44,6 +44,14 @@ pub struct ServeArgs {
     /// Query memory budget, MiB.
     #[arg(long, env = "CORDON_QUERY_MEMORY_MIB")]
     pub query_memory_mib: Option<usize>,
+    /// Unknown or revoked API tokens one client address may send per minute before it is held off
+    /// with 429 for the rest of the minute (default 20).
+    #[arg(long, env = "CORDON_AUTH_FAILURE_LIMIT")]
+    pub auth_failure_limit: Option<u32>,
+    /// Let report webhooks reach loopback, private, link-local and other internal addresses (refused
+    /// by default, so a webhook URL cannot be turned against internal services).
+    #[arg(long, env = "CORDON_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
     /// Full-text index commits at most this far apart, milliseconds (how long until an event is
     /// searchable; default 1000).
     #[arg(long, env = "CORDON_INDEX_COMMIT_MS")]
@@ -175,6 +183,8 @@ struct FileServer {
     metadata_url: Option<String>,
     listen: Option<String>,
     query_memory_mib: Option<usize>,
+    auth_failure_limit: Option<u32>,
+    allow_private_webhooks: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -211,6 +221,10 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Query memory, bytes.
     pub query_memory_bytes: usize,
+    /// Bad API tokens per client address per minute before it is held off.
+    pub auth_failure_limit: u32,
+    /// Whether report webhooks may reach internal addresses.
+    pub allow_private_webhooks: bool,
     /// When index commits happen.
     pub index_commit: store::CommitPolicy,
     /// How often the Delta log catches up.
@@ -268,6 +282,12 @@ impl ServeArgs {
             bail!("--max-message-bytes must be from 1 KiB to 64 MiB");
         }
         let mib = self.query_memory_mib.or(file.server.query_memory_mib).unwrap_or(1024);
+        let auth_failure_limit = self.auth_failure_limit.or(file.server.auth_failure_limit).unwrap_or(20);
+        if auth_failure_limit == 0 {
+            bail!("--auth-failure-limit must be at least 1");
+        }
+        let allow_private_webhooks =
+            self.allow_private_webhooks || file.server.allow_private_webhooks.unwrap_or(false);
         let st = file.store;
         let lake_url = self.lake_url.clone().or(st.lake_url);
         let mut lake_options = st.lake_options;
@@ -400,6 +420,8 @@ impl ServeArgs {
             listen,
             max_message_bytes,
             query_memory_bytes: mib * 1024 * 1024,
+            auth_failure_limit,
+            allow_private_webhooks,
             index_commit: store::CommitPolicy {
                 max_docs: commit_docs,
                 max_delay: Duration::from_millis(commit_ms),

@@ -71,8 +71,11 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         }
         Err(e) => return Err(e),
     };
-    let (_, token) =
-        running.store.catalog().create_token("demo", "default", schemas::time::now_micros()).await?;
+    let (_, token) = running
+        .store
+        .catalog()
+        .create_token("demo", "default", schemas::access::Role::Admin, schemas::time::now_micros())
+        .await?;
     let agent_cfg = AgentConfig {
         nats_url: nats_url.clone(),
         tenant: schemas::TenantId::default_tenant(),

@@ -4,6 +4,7 @@
 //! and `api` (axum) started side by side. `cordon demo` also starts a throwaway `nats-server` and the
 //! agents of `sensor-agent` replaying the Log4j/Conti scenario beside a simulated fleet.
 
+mod admin;
 mod cli;
 pub mod config;
 mod demo;
@@ -13,9 +14,10 @@ pub mod eval_lateral;
 pub mod eval_logs;
 pub mod eval_mordor;
 pub mod nats;
+pub mod outbound;
 pub mod reports;
 
-pub use cli::{Cli, Command, EvalWhat, TokenAction};
+pub use cli::{AuditAction, Cli, Command, EvalWhat, TokenAction};
 
 use anyhow::Context;
 use clap::Parser;
@@ -113,21 +115,26 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         Arc::clone(&baselines),
         cfg.forecast.clone(),
     );
+    state.limiter.set_limit(cfg.auth_failure_limit);
     let app = api::router(state);
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();
     let rx_base = rx.clone();
     let rx_reports = rx.clone();
     let api_task = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 let _ = rx_api.wait_for(|v| *v).await;
             })
             .await
             .context("api server failed")
     });
-    let reload_task =
-        tokio::spawn(reload_rules_on_hangup(Arc::clone(&ingest), cfg.rules.clone(), rx.clone()));
+    let reload_task = tokio::spawn(reload_rules_on_hangup(
+        Arc::clone(&store),
+        Arc::clone(&ingest),
+        cfg.rules.clone(),
+        rx.clone(),
+    ));
     let ingest_task = tokio::spawn(async move { ingest.run(rx).await.context("ingest failed") });
     let report_task = tokio::spawn(reports::run_schedules(Arc::clone(&store), cfg.clone(), rx_reports));
     let baseline_task = tokio::spawn(refit_baselines(Arc::clone(&store), baselines, cfg.clone(), rx_base));
@@ -150,6 +157,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
 /// at ingest, in the API and (through the object store) at the agents. A pack that does not compile
 /// or an unreadable file keeps the rules in use (and says why).
 async fn reload_rules_on_hangup(
+    store: Arc<Store>,
     ingest: Arc<ingest::Ingest>,
     paths: Vec<PathBuf>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
@@ -167,13 +175,31 @@ async fn reload_rules_on_hangup(
                 if got.is_none() {
                     return Ok(());
                 }
-                match detection_rules(&paths) {
+                let outcome = match detection_rules(&paths) {
                     Ok(t) => {
+                        let s = t.sources();
+                        let mut d = serde_json::json!({"digest": s.digest, "files": s.files.len(),
+                            "loaded": s.loaded, "refused": s.refused.len()});
                         if let Err(e) = ingest.reload_rules(t).await {
                             tracing::error!(error = %e, "rules reloaded at ingest, but not published to agents");
+                            d["published"] = serde_json::json!(false);
                         }
+                        d
                     }
-                    Err(e) => tracing::error!(error = %format!("{e:#}"), "rules not reloaded; the rules in use stay"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "rules not reloaded; the rules in use stay");
+                        serde_json::json!({"error": format!("{e:#}")})
+                    }
+                };
+                let rec = store::catalog::AuditRecord {
+                    tenant: String::new(),
+                    actor: "server:sighup".into(),
+                    action: "rules.reload".into(),
+                    target: "rules".into(),
+                    detail: outcome,
+                };
+                if let Err(e) = store.catalog().audit(&rec, schemas::time::now_micros()).await {
+                    tracing::error!(error = %e, "could not write the rule reload to the audit chain");
                 }
             }
         }
@@ -280,28 +306,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     running.stop().await
 }
 
-async fn token(action: TokenAction) -> anyhow::Result<()> {
-    match action {
-        TokenAction::Create { serve, name, tenant } => {
-            let cfg = serve.resolve()?;
-            schemas::TenantId::new(tenant.clone()).context("--tenant")?;
-            std::fs::create_dir_all(&cfg.data_dir)?;
-            let cat = store::catalog::Catalog::connect(&cfg.metadata_url).await?;
-            let (id, secret) = cat.create_token(&name, &tenant, schemas::time::now_micros()).await?;
-            println!("{}", serde_json::json!({"id": id, "name": name, "tenant": tenant, "token": secret}));
-        }
-        TokenAction::Revoke { serve, id } => {
-            let cfg = serve.resolve()?;
-            let cat = store::catalog::Catalog::connect(&cfg.metadata_url).await?;
-            if !cat.revoke_token(&id, schemas::time::now_micros()).await? {
-                anyhow::bail!("no active token with id {id}");
-            }
-            println!("revoked {id}");
-        }
-    }
-    Ok(())
-}
-
 async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<Store>, ServerConfig)> {
     let cfg = args.resolve()?;
     let store = Store::open(&store_config(&cfg))
@@ -341,7 +345,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
         match cli.command {
             Command::Serve(a) => serve(a).await,
             Command::Demo(a) => Box::pin(demo::run(a)).await,
-            Command::Token { action } => token(action).await,
+            Command::Token { action } => admin::token(action).await,
+            Command::Audit { action } => admin::audit(action).await,
             Command::Verify(a) => {
                 let report = open_store(&a).await?.0.verify().await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);

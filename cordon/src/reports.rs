@@ -29,7 +29,7 @@ pub async fn run_schedules(
             }
             next[i] = sched.schedule.next_after(now);
             for tenant in store.tenants().await.unwrap_or_default() {
-                run_one(&store, sched, &tenant, at, now).await;
+                run_one(&store, sched, &tenant, at, now, cfg.allow_private_webhooks).await;
             }
         }
         let wait =
@@ -41,43 +41,66 @@ pub async fn run_schedules(
     }
 }
 
-/// One schedule's report for one tenant, for the period ending at `at`.
-pub async fn run_one(store: &Store, sched: &ReportSchedule, tenant: &str, at: i64, now: i64) {
+/// One schedule's report for one tenant, for the period ending at `at`; written to the audit chain
+/// with where it was delivered.
+pub async fn run_one(
+    store: &Store,
+    sched: &ReportSchedule,
+    tenant: &str,
+    at: i64,
+    now: i64,
+    allow_internal: bool,
+) {
     let from = at - i64::from(sched.period_hours) * HOUR;
-    match api::reports::generate(store, tenant, &sched.name, from, at, now).await {
-        Ok(report) => {
-            tracing::info!(tenant, name = %sched.name, id = %report.id, anomalies = report.anomalies.len(), "report made");
-            if let Some(url) = sched.webhook.clone() {
-                let body = serde_json::json!({ "report": report }).to_string();
-                let (id, url2) = (report.id.clone(), url.clone());
-                let sent = tokio::task::spawn_blocking(move || deliver(&url2, &body, 3)).await;
-                match sent {
-                    Ok(Ok(status)) => tracing::info!(%id, %url, status, "report delivered"),
-                    Ok(Err(e)) => {
-                        tracing::error!(%id, %url, error = %e, "report delivery failed; it stays stored")
-                    }
-                    Err(e) => tracing::error!(%id, error = %e, "report delivery task failed"),
-                }
+    let report = match api::reports::generate(store, tenant, &sched.name, from, at, now).await {
+        Ok(r) => r,
+        Err(e) => return tracing::error!(tenant, name = %sched.name, error = %e, "report failed"),
+    };
+    tracing::info!(tenant, name = %sched.name, id = %report.id, anomalies = report.anomalies.len(), "report made");
+    let mut delivery = serde_json::Value::Null;
+    if let Some(url) = sched.webhook.clone() {
+        let body = serde_json::json!({ "report": report }).to_string();
+        let (id, url2) = (report.id.clone(), url.clone());
+        let sent = tokio::task::spawn_blocking(move || deliver(&url2, &body, 3, allow_internal)).await;
+        delivery = match sent {
+            Ok(Ok(status)) => {
+                tracing::info!(%id, %url, status, "report delivered");
+                serde_json::json!({"webhook": url, "status": status})
             }
-        }
-        Err(e) => tracing::error!(tenant, name = %sched.name, error = %e, "report failed"),
+            Ok(Err(e)) => {
+                tracing::error!(%id, %url, error = %e, "report delivery failed; it stays stored");
+                serde_json::json!({"webhook": url, "error": e.to_string()})
+            }
+            Err(e) => {
+                tracing::error!(%id, error = %e, "report delivery task failed");
+                serde_json::json!({"webhook": url, "error": e.to_string()})
+            }
+        };
+    }
+    let rec = store::catalog::AuditRecord {
+        tenant: tenant.to_owned(),
+        actor: "scheduler".into(),
+        action: "report.run".into(),
+        target: format!("report:{}", report.id),
+        detail: serde_json::json!({"schedule": sched.name, "from": from, "to": at,
+            "anomalies": report.anomalies.len(), "delivery": delivery}),
+    };
+    if let Err(e) = store.catalog().audit(&rec, schemas::time::now_micros()).await {
+        tracing::error!(error = %e, "could not write the report run to the audit chain");
     }
 }
 
 /// POSTs `body` (JSON) to `url`, up to `tries` times (1 s, 2 s apart) until a 2xx; the status.
-pub fn deliver(url: &str, body: &str, tries: u32) -> anyhow::Result<u16> {
+/// Internal addresses are refused unless `allow_internal` ([`crate::outbound`]); redirects are not
+/// followed.
+pub fn deliver(url: &str, body: &str, tries: u32, allow_internal: bool) -> anyhow::Result<u16> {
     let mut last = anyhow::anyhow!("no attempt");
+    let agent = crate::outbound::agent(allow_internal);
     for k in 0..tries.max(1) {
         if k > 0 {
             std::thread::sleep(Duration::from_secs(1 << (k - 1)));
         }
-        let resp = ureq::post(url)
-            .header("Content-Type", "application/json")
-            .config()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(30)))
-            .build()
-            .send(body);
+        let resp = agent.post(url).header("Content-Type", "application/json").send(body);
         match resp {
             Ok(r) if r.status().is_success() => return Ok(r.status().as_u16()),
             Ok(r) => last = anyhow::anyhow!("the webhook answered {}", r.status()),
@@ -128,7 +151,7 @@ mod tests {
             }
             bodies
         });
-        let status = deliver(&url, r#"{"report":{"id":"rep-1"}}"#, 3).unwrap();
+        let status = deliver(&url, r#"{"report":{"id":"rep-1"}}"#, 3, true).unwrap();
         assert_eq!(status, 204);
         let bodies = server.join().unwrap();
         assert_eq!(bodies.len(), 2);
@@ -137,6 +160,6 @@ mod tests {
         let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", dead.local_addr().unwrap());
         drop(dead);
-        assert!(deliver(&url, "{}", 1).is_err());
+        assert!(deliver(&url, "{}", 1, true).is_err());
     }
 }

@@ -76,6 +76,24 @@ impl DeadLetter {
     }
 }
 
+/// The catalog's copy of dead letters (what `GET /api/v1/dead-letters` shows).
+pub(crate) fn rows(dead: &[DeadLetter], now: i64) -> Vec<store::catalog::DeadLetterRow> {
+    dead.iter()
+        .map(|d| store::catalog::DeadLetterRow {
+            id: d.id.clone(),
+            tenant: d.tenant.clone(),
+            agent_id: d.agent.clone(),
+            time: now,
+            stream_seq: d.stream_seq as i64,
+            line: d.line.map(|l| l as i64),
+            reason: d.reason.to_owned(),
+            detail: d.detail.clone(),
+            raw: d.raw.clone(),
+            raw_bytes: d.raw_bytes as i64,
+        })
+        .collect()
+}
+
 /// Publishes dead letters and waits until JetStream has them all.
 pub(crate) async fn publish(
     js: &jetstream::Context,

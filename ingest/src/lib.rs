@@ -126,7 +126,7 @@ fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestErro
 
 const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
 const HELP_STORED: &str = "Events committed to the lake and index.";
-const HELP_POLICY: &str = "The policy version ingest applies, per tenant (absent: the shipped default).";
+const HELP_POLICY: &str = "Stored policy versions ingest has applied (any tenant).";
 const HELP_BLOCKS: &str = "Terminate commands sent to agents for process starts the policy blocks.";
 const HELP_ALERTS: &str = "Alert evidence recorded (detections the policy alerts on or blocks).";
 const HELP_DETECTIONS: &str =
@@ -462,11 +462,17 @@ impl Ingest {
         reg.add("cordon_ingest_messages_total", "", HELP_RECEIVED, msgs.len() as u64);
         reg.add("cordon_ingest_events_total", "", HELP_RECEIVED, events_in);
         dlq::publish(&self.js, &self.cfg.subjects, &dead).await?;
+        let now = schemas::time::now_micros();
+        // The newest per tenant also go to the catalog, for operators (GET /api/v1/dead-letters).
+        self.store
+            .catalog()
+            .record_dead_letters(&dlq::rows(&dead, now))
+            .await
+            .map_err(store::StoreError::from)?;
         // Counted once the dead letters are durable, so a counted reject is always in the DLQ.
         for d in &dead {
             reg.add("cordon_ingest_rejected_total", &format!("reason=\"{}\"", d.reason), HELP_REJECTED, 1);
         }
-        let now = schemas::time::now_micros();
         for (t, a, detail) in &security {
             tracing::warn!(tenant = %t, agent = %a, %detail, "security: payload claims another identity");
             reg.add("cordon_security_events_total", "kind=\"identity_mismatch\"", HELP_SECURITY, 1);

@@ -29,12 +29,8 @@ impl Ingest {
             match parsed {
                 Ok(policy) => {
                     tracing::info!(tenant = %p.tenant, version = p.version, author = %p.author, "policy applied");
-                    self.metrics.set_gauge(
-                        "cordon_policy_version",
-                        &format!("tenant=\"{}\"", p.tenant),
-                        HELP_POLICY,
-                        p.version as u64,
-                    );
+                    // No tenant label: /metrics is scraped across tenants and names none of them.
+                    self.metrics.add("cordon_policy_applied_total", "", HELP_POLICY, 1);
                     // Agents watch this key and tag (and block) at the edge with the same policy.
                     let published = schemas::policy::Published {
                         tenant: p.tenant.clone(),

@@ -11,6 +11,7 @@
 //! - [`subject::Subjects`]: the NATS subject layout `<prefix>.<tenant>.<agent>.<kind>`; identity comes
 //!   from the subject, never from the payload.
 //! - [`ids`]: identifier newtypes.
+//! - [`access`]: API roles and the permissions they grant.
 //!
 //! ```
 //! use schemas::decode::{decode_line, Channel, Limits};
@@ -19,6 +20,7 @@
 //! assert_eq!(rec.host(), "ws-1");
 //! ```
 
+pub mod access;
 pub mod alert;
 pub mod attack;
 pub mod decode;

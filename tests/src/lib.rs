@@ -108,10 +108,23 @@ pub fn run(bin: &Path, args: &[&str]) -> anyhow::Result<(i32, String)> {
     Ok((out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned()))
 }
 
-/// Creates an API token for the default tenant.
+/// Creates an admin API token for the default tenant.
 pub fn token(bin: &Path, data_dir: &Path, metadata_url: Option<&str>) -> anyhow::Result<String> {
+    Ok(token_as(bin, data_dir, metadata_url, "default", "admin")?.1)
+}
+
+/// Creates an API token of `tenant` with `role` through `cordon token create`; (id, secret).
+pub fn token_as(
+    bin: &Path,
+    data_dir: &Path,
+    metadata_url: Option<&str>,
+    tenant: &str,
+    role: &str,
+) -> anyhow::Result<(String, String)> {
     let dd = data_dir.display().to_string();
-    let mut args = vec!["token", "create", "--name", "e2e", "--data-dir", &dd];
+    let name = format!("e2e-{role}");
+    let mut args =
+        vec!["token", "create", "--name", &name, "--tenant", tenant, "--role", role, "--data-dir", &dd];
     if let Some(u) = metadata_url {
         args.extend(["--metadata-url", u]);
     }
@@ -120,7 +133,8 @@ pub fn token(bin: &Path, data_dir: &Path, metadata_url: Option<&str>) -> anyhow:
         bail!("token create failed ({code})");
     }
     let v: Value = serde_json::from_str(out.trim())?;
-    Ok(v["token"].as_str().context("no token in output")?.to_owned())
+    let field = |k: &str| v[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {v}"));
+    Ok((field("id")?, field("token")?))
 }
 
 /// Starts an agent process (`cordon-e2e agent ...`) with a spool under `spool`.

@@ -116,7 +116,7 @@ pub struct Changes {
 }
 
 /// A report.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     /// Report id.
     pub id: String,
@@ -413,5 +413,28 @@ mod tests {
         assert!(csv.contains("\"expected 1 (0-4), fleet p99.9 6, observed 80 failed logins\""));
         let back: Report = serde_json::from_str(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    /// A host named like a formula opens as text in a spreadsheet, whatever else the cell holds.
+    #[test]
+    fn csv_cells_that_look_like_formulas_are_neutralised() {
+        let anomaly = |host: &str, group: Option<&str>| ReportAnomaly {
+            host: host.into(),
+            group: group.map(str::to_owned),
+            ..Default::default()
+        };
+        let r = Report {
+            anomalies: vec![
+                anomaly("=HYPERLINK(\"http://x\",\"y\")", Some("+cmd|' /C calc'!A0")),
+                anomaly("@SUM(1)", Some("-2+3")),
+            ],
+            ..Default::default()
+        };
+        let csv = to_csv(&r);
+        let body: Vec<&str> = csv.lines().skip(1).collect();
+        assert!(body[0].contains(",\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\","), "{csv}");
+        assert!(body[0].contains(",'+cmd|' /C calc'!A0,"), "{csv}");
+        assert!(body[1].contains(",'@SUM(1),'-2+3,"), "{csv}");
+        assert!(!csv.lines().any(|l| l.split(',').any(|c| c.starts_with(['=', '+', '@']))), "{csv}");
     }
 }

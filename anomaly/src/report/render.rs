@@ -182,8 +182,12 @@ fn list(v: &[String]) -> String {
     if v.is_empty() { "none".to_owned() } else { v.join(", ") }
 }
 
+/// One CSV cell. Text a spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return: host names and explanations come from event data) gets a leading `'`, so it
+/// opens as text (OWASP's CSV injection advice).
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{s}") } else { s.to_owned() };
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s }
 }
 
 /// The report's anomalies as CSV, most severe first.

@@ -12,6 +12,7 @@ const SQLITE: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/sqlite/0005_alerts.sql")),
     (6, include_str!("../../migrations/sqlite/0006_incidents.sql")),
     (7, include_str!("../../migrations/sqlite/0007_reports.sql")),
+    (8, include_str!("../../migrations/sqlite/0008_trust.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -21,6 +22,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (5, include_str!("../../migrations/postgres/0005_alerts.sql")),
     (6, include_str!("../../migrations/postgres/0006_incidents.sql")),
     (7, include_str!("../../migrations/postgres/0007_reports.sql")),
+    (8, include_str!("../../migrations/postgres/0008_trust.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

@@ -6,6 +6,8 @@
 
 mod agents;
 mod alerts;
+mod audit;
+mod dead_letters;
 mod filter;
 mod incidents;
 mod migrate;
@@ -15,6 +17,8 @@ mod tokens;
 
 pub use agents::AgentRow;
 pub use alerts::{AlertComment, AlertFilter};
+pub use audit::{AuditEntry, AuditRecord, AuditVerdict, GENESIS};
+pub use dead_letters::{DeadLetterRow, KEEP_PER_TENANT};
 pub use incidents::{
     INCIDENT_STATUSES, IncidentChange, IncidentComment, IncidentFilter, IncidentRow, IncidentWrite,
 };

@@ -12,14 +12,14 @@ fn postgres_base() -> String {
 }
 
 /// A fresh PostgreSQL database for one test, dropped afterwards.
-struct PgDb {
+pub(crate) struct PgDb {
     admin: String,
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PgDb {
-    async fn create() -> anyhow::Result<Self> {
+    pub(crate) async fn create() -> anyhow::Result<Self> {
         use sqlx::Connection;
         let admin = postgres_base();
         let mut conn = sqlx::PgConnection::connect(&admin).await.map_err(|e| {
@@ -34,7 +34,7 @@ impl PgDb {
         Ok(Self { admin, name, url })
     }
 
-    async fn drop_db(self) -> anyhow::Result<()> {
+    pub(crate) async fn drop_db(self) -> anyhow::Result<()> {
         use sqlx::Connection;
         let mut conn = sqlx::PgConnection::connect(&self.admin).await?;
         sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
@@ -122,9 +122,10 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     assert!(cat.files_after(0).await?.is_empty());
     assert_eq!(cat.next_file_id().await?, 4);
     assert_eq!(cat.max_checkpoint().await?, 3);
-    // Tokens: stored as hashes, verified, revoked.
-    let (id, secret) = cat.create_token("n", "t", 1).await?;
-    assert_eq!(cat.verify_token(&secret).await?.map(|t| t.tenant), Some("t".into()));
+    // Tokens: stored as hashes with their role, verified, revoked.
+    let (id, secret) = cat.create_token("n", "t", schemas::access::Role::RuleAuthor, 1).await?;
+    let found = cat.verify_token(&secret).await?.expect("the token verifies");
+    assert_eq!((found.tenant.as_str(), found.role), ("t", schemas::access::Role::RuleAuthor));
     assert!(cat.verify_token("cdn_nope").await?.is_none());
     assert!(cat.revoke_token(&id, 2).await?);
     assert!(cat.verify_token(&secret).await?.is_none());

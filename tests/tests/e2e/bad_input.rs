@@ -142,5 +142,26 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
     let mut got = reasons.clone();
     got.sort();
     assert_eq!(got, expected);
+
+    // Operators see the same dead letters over the API (rule authors and admins, not viewers), with
+    // the agent that sent each and the raw line, so a misconfigured shipper shows why.
+    let (_, author) = tests::token_as(&super::bin(), &env.data, None, "default", "rule_author")?;
+    let (_, viewer) = tests::token_as(&super::bin(), &env.data, None, "default", "viewer")?;
+    let url = format!("{}/api/v1/dead-letters?limit=100", server.api);
+    let (status, page) = get(&url, Some(&author))?;
+    assert_eq!(status, 200, "{page}");
+    let items = page["dead_letters"].as_array().unwrap();
+    let mut api_reasons: Vec<String> =
+        items.iter().map(|d| d["reason"].as_str().unwrap().to_owned()).collect();
+    api_reasons.sort();
+    assert_eq!(api_reasons, expected, "the API lists every dead letter once");
+    assert!(items.iter().all(|d| d["agent_id"] == "lab-agent"), "{page}");
+    let json_bad = items.iter().find(|d| d["reason"] == "invalid_json").unwrap();
+    assert_eq!(json_bad["raw"], "{this is not json");
+    assert_eq!(json_bad["line"], 1);
+    let (status, only) = get(&format!("{url}&reason=identity_mismatch"), Some(&author))?;
+    assert_eq!((status, only["dead_letters"].as_array().unwrap().len()), (200, 2));
+    let (status, _) = get(&url, Some(&viewer))?;
+    assert_eq!(status, 403, "viewers do not read dead letters");
     Ok(())
 }

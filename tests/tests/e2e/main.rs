@@ -16,6 +16,7 @@ mod maintenance;
 mod object_store;
 mod pipeline;
 mod sql;
+mod trust;
 
 use std::path::PathBuf;
 

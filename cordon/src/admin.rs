@@ -70,3 +70,30 @@ pub(crate) async fn audit(action: AuditAction) -> anyhow::Result<()> {
         }
     }
 }
+
+/// The server's signing key at `path`, made there (mode 0600) on first start.
+pub(crate) fn signing_key(path: &std::path::Path) -> anyhow::Result<schemas::signed::SigningKey> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(bytes) => schemas::signed::SigningKey::from_pkcs8(&bytes)
+            .with_context(|| format!("{} is not an Ed25519 PKCS#8 key", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let (key, pkcs8) = schemas::signed::SigningKey::generate()?;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .with_context(|| format!("creating the signing key {}", path.display()))?;
+            f.write_all(&pkcs8)?;
+            f.sync_all()?;
+            tracing::info!(path = %path.display(), public = %key.public(), "made the server's signing key");
+            Ok(key)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading the signing key {}", path.display())),
+    }
+}

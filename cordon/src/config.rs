@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// with 429 for the rest of the minute (default 20).
     #[arg(long, env = "CORDON_AUTH_FAILURE_LIMIT")]
     pub auth_failure_limit: Option<u32>,
+    /// The server's Ed25519 signing key (PKCS#8), made on first start: it signs the policies and rule
+    /// files agents are sent (agents verify with its public key, `cordon-agent --server-key`).
+    /// Default: `<data-dir>/signing.pk8`.
+    #[arg(long, env = "CORDON_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
     /// Let report webhooks reach loopback, private, link-local and other internal addresses (refused
     /// by default, so a webhook URL cannot be turned against internal services).
     #[arg(long, env = "CORDON_ALLOW_PRIVATE_WEBHOOKS")]
@@ -185,6 +190,7 @@ struct FileServer {
     query_memory_mib: Option<usize>,
     auth_failure_limit: Option<u32>,
     allow_private_webhooks: Option<bool>,
+    signing_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,6 +231,8 @@ pub struct ServerConfig {
     pub auth_failure_limit: u32,
     /// Whether report webhooks may reach internal addresses.
     pub allow_private_webhooks: bool,
+    /// Where the signing key is (made there if missing).
+    pub signing_key: PathBuf,
     /// When index commits happen.
     pub index_commit: store::CommitPolicy,
     /// How often the Delta log catches up.
@@ -399,6 +407,11 @@ impl ServeArgs {
         if let Some(missing) = rules.iter().find(|p| !p.exists()) {
             bail!("rules: {} does not exist", missing.display());
         }
+        let signing_key = self
+            .signing_key
+            .clone()
+            .or(file.server.signing_key.clone())
+            .unwrap_or_else(|| data_dir.join("signing.pk8"));
         Ok(ServerConfig {
             rules,
             reports,
@@ -422,6 +435,7 @@ impl ServeArgs {
             query_memory_bytes: mib * 1024 * 1024,
             auth_failure_limit,
             allow_private_webhooks,
+            signing_key,
             index_commit: store::CommitPolicy {
                 max_docs: commit_docs,
                 max_delay: Duration::from_millis(commit_ms),

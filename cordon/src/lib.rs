@@ -34,6 +34,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// The store.
     pub store: Arc<Store>,
+    /// The public key agents verify the server's policies and rules with (`--server-key`).
+    pub signing_key: String,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -85,6 +87,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
     let hour = 3_600_000_000i64;
     let tagger = detection_rules(&cfg.rules)?;
+    let signing = Arc::new(admin::signing_key(&cfg.signing_key)?);
     let icfg = ingest::IngestConfig {
         tagger: Some(Arc::new(tagger)),
         subjects: cfg.subjects.clone(),
@@ -97,6 +100,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
             window: i64::from(cfg.incident_window_hours) * hour,
             ..Default::default()
         },
+        signing: Arc::clone(&signing),
         ..ingest::IngestConfig::default()
     };
     let graphs = Arc::clone(&icfg.graphs);
@@ -141,12 +145,15 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let store_task = tokio::spawn(housekeeping(Arc::clone(&store), cfg.clone(), rx_store));
     std::fs::write(
         cfg.data_dir.join("server.json"),
-        serde_json::json!({"api": format!("http://{addr}"), "pid": std::process::id()}).to_string(),
+        serde_json::json!({"api": format!("http://{addr}"), "pid": std::process::id(),
+            "signing_key": signing.public()})
+        .to_string(),
     )
     .context("writing server.json")?;
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "cordon is serving");
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), signing_key = %signing.public(), "cordon is serving");
     Ok(Running {
         addr,
+        signing_key: signing.public(),
         store,
         shutdown: tx,
         tasks: vec![api_task, ingest_task, store_task, baseline_task, report_task, reload_task],
@@ -301,7 +308,12 @@ async fn maintenance(store: &Store, retention_days: Option<u32>) {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let cfg = args.resolve()?;
     let running = start(&cfg).await?;
-    println!("cordon listening on http://{} (data in {})", running.addr, cfg.data_dir.display());
+    println!(
+        "cordon listening on http://{} (data in {}; agents: --server-key {})",
+        running.addr,
+        cfg.data_dir.display(),
+        running.signing_key
+    );
     tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
     running.stop().await
 }

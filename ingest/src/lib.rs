@@ -63,6 +63,8 @@ pub struct IngestConfig {
     pub incident: correlate::incident::IncidentConfig,
     /// Login baselines: fitted models and running counts (shared with the API and the refit task).
     pub baselines: Arc<anomaly::live::Live>,
+    /// Signs what agents are sent (policies, rule bundles); agents verify with its public key.
+    pub signing: Arc<schemas::signed::SigningKey>,
 }
 
 impl Default for IngestConfig {
@@ -86,6 +88,7 @@ impl Default for IngestConfig {
             graphs: Arc::new(correlate::graph::Graphs::default()),
             incident: correlate::incident::IncidentConfig::default(),
             baselines: Arc::new(anomaly::live::Live::new()),
+            signing: Arc::new(schemas::signed::SigningKey::generate().expect("the system has randomness").0),
         }
     }
 }
@@ -132,15 +135,27 @@ const HELP_ALERTS: &str = "Alert evidence recorded (detections the policy alerts
 const HELP_DETECTIONS: &str =
     "Sigma rule matches on ingested events, by policy tier (counted after the commit).";
 const HELP_REJECTED: &str = "Lines or messages rejected, by reason; each is in the dead-letter stream.";
+const HELP_FAILURES: &str =
+    "Batches whose commit failed since the last one that succeeded (they are redelivered).";
+const HELP_UP: &str = "1 when ingest's durable consumer exists, 0 when it is gone (it is recreated).";
+const HELP_RECREATED: &str = "Streams and consumers ingest recreated because they were missing.";
 const HELP_DUP: &str = "Messages refused because their batch was already committed.";
-const HELP_SECURITY: &str = "Security events: a channel whose payload claimed another identity.";
-const HELP_LAG: &str = "Messages in the stream not yet delivered to ingest.";
+const HELP_SECURITY: &str =
+    "Security events, by kind (identity_mismatch, msg_id_mismatch, stream_deleted, token_guessing).";
+const HELP_LAG: &str =
+    "Messages in the stream not yet committed by ingest (pending delivery, or delivered and not acked).";
 
 /// The pull consumer type ingest uses.
 pub type Consumer = jetstream::consumer::Consumer<pull::Config>;
 
-/// Creates (or checks) the streams and the durable consumer.
-pub async fn ensure_streams(js: &jetstream::Context, cfg: &IngestConfig) -> Result<Consumer, IngestError> {
+/// Creates (or checks) the streams and the durable consumer. A missing events stream is created to
+/// continue after `checkpoint` (the highest stream sequence the catalog has committed), so the
+/// sequence-keyed batches of shippers without message ids (`s<seq>`) never repeat a committed key.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    cfg: &IngestConfig,
+    checkpoint: u64,
+) -> Result<Consumer, IngestError> {
     let events = js
         .get_or_create_stream(stream::Config {
             name: cfg.stream.clone(),
@@ -148,6 +163,7 @@ pub async fn ensure_streams(js: &jetstream::Context, cfg: &IngestConfig) -> Resu
             storage: stream::StorageType::File,
             duplicate_window: cfg.duplicate_window,
             max_message_size: i32::try_from(cfg.max_message_bytes).unwrap_or(i32::MAX),
+            first_sequence: (checkpoint > 0).then_some(checkpoint + 1),
             ..Default::default()
         })
         .await
@@ -213,7 +229,8 @@ impl Ingest {
         metrics: Arc<Registry>,
     ) -> Result<Self, IngestError> {
         let js = jetstream::new(client.clone());
-        ensure_streams(&js, &cfg).await?;
+        let checkpoint = store.catalog().max_checkpoint().await.map_err(store::StoreError::from)?;
+        ensure_streams(&js, &cfg, checkpoint.max(0) as u64).await?;
         let policy_kv = match js.get_key_value(schemas::policy::POLICY_BUCKET).await {
             Ok(kv) => kv,
             Err(_) => js
@@ -249,15 +266,16 @@ impl Ingest {
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
-        let consumer = ensure_streams(&self.js, &self.cfg).await?;
+        let mut consumer = self.recover().await?;
         self.publish_rules().await?;
         self.refresh_policies().await?;
         let recent = self.restore_graphs(self.correlation_replay_from()).await?;
         self.restore_correlations(recent).await?;
         self.update_incidents(&Default::default()).await;
         let hb = tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone()));
-        let lag = tokio::spawn(Arc::clone(&self).lag_probe(consumer.clone(), shutdown.clone()));
+        let lag = tokio::spawn(Arc::clone(&self).lag_probe(shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
+        let mut last_check = std::time::Instant::now();
         while !*shutdown.borrow() {
             // Policies are re-read (and published to agents) even when no events arrive.
             if let Err(e) = self.refresh_policies().await {
@@ -278,18 +296,36 @@ impl Ingest {
                         _ = shutdown.changed() => {}
                     }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    consumer = self.recover().await.unwrap_or(consumer);
                     continue;
                 }
             };
             let mut msgs = Vec::new();
+            let mut fetch_failed = false;
             while let Some(m) = batch.next().await {
                 match m {
                     Ok(m) => msgs.push(m),
-                    Err(e) => tracing::warn!(error = %e, "message error in fetch"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "message error in fetch");
+                        fetch_failed = true;
+                    }
                 }
             }
+            if fetch_failed && msgs.is_empty() {
+                // A consumer or stream that was deleted answers fetches with errors: bring it back.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                consumer = self.recover().await.unwrap_or(consumer);
+                continue;
+            }
             if msgs.is_empty() {
-                // Quiet: silences are looked for at each new hour, and joins that waited for the
+                // Quiet: check now and then that the streams and the consumer are still there (a
+                // deleted consumer can look like a quiet one).
+                if last_check.elapsed() > Duration::from_secs(5) {
+                    consumer = self.recover().await.unwrap_or(consumer);
+                    last_check = std::time::Instant::now();
+                }
+                // Silences are looked for at each new hour, and joins that waited for the
                 // recheck interval are worked out now.
                 let silent = self.new_hour_findings(schemas::time::now_micros());
                 if let Err(e) = self.record_alerts(&silent).await {
@@ -301,6 +337,7 @@ impl Ingest {
             match self.process(&msgs).await {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
+                    self.metrics.set_gauge("cordon_ingest_commit_failures", "", HELP_FAILURES, 0);
                     for m in &msgs {
                         if let Err(e) = m.ack().await {
                             tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
@@ -310,11 +347,14 @@ impl Ingest {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, messages = msgs.len(), "commit failed; messages will be redelivered");
+                    self.metrics.add("cordon_ingest_commit_failures", "", HELP_FAILURES, 1);
                     for m in &msgs {
                         let _ = m.ack_with(jetstream::AckKind::Nak(Some(backoff))).await;
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // A deleted dead-letter stream fails every batch with a reject: bring it back.
+                    consumer = self.recover().await.unwrap_or(consumer);
                 }
             }
         }
@@ -360,6 +400,34 @@ impl Ingest {
                     continue;
                 }
             };
+            // A message id in the agent form must name the agent of the subject: an id that claims
+            // another agent is an attempt to pre-empt that agent's next message in JetStream's
+            // duplicate window (the victim's agent re-sends under a new id when that happens).
+            if let Some(claimed) =
+                msg_id.as_deref().and_then(wire::MsgKey::parse).filter(|k| k.agent != agent)
+            {
+                let detail = format!(
+                    "message id {} claims agent {} on {agent}'s subject",
+                    msg_id.as_deref().unwrap_or(""),
+                    claimed.agent
+                );
+                security.push((tenant.clone(), agent.clone(), "msg_id_mismatch", detail.clone()));
+                dead.push(dlq::DeadLetter::message(
+                    &tenant,
+                    &agent,
+                    seq,
+                    "msg_id_mismatch",
+                    detail,
+                    &m.payload,
+                ));
+                batches.push(MessageBatch {
+                    key: format!("{tenant}/{agent}/s{seq}"),
+                    stream_seq: seq,
+                    records: Vec::new(),
+                    rejected: 1,
+                });
+                continue;
+            }
             // The key is scoped by the channel, so an agent cannot pre-empt another's batch ids.
             let key = match &msg_id {
                 Some(id) => format!("{tenant}/{agent}/{id}"),
@@ -438,7 +506,12 @@ impl Ingest {
                     Err(reject) => {
                         rejected += 1;
                         if reject.is_security() {
-                            security.push((tenant.clone(), agent.clone(), reject.to_string()));
+                            security.push((
+                                tenant.clone(),
+                                agent.clone(),
+                                "identity_mismatch",
+                                reject.to_string(),
+                            ));
                         }
                         dead.push(dlq::DeadLetter::line(&tenant, &agent, seq, &key, line_no, &reject, line));
                     }
@@ -473,12 +546,12 @@ impl Ingest {
         for d in &dead {
             reg.add("cordon_ingest_rejected_total", &format!("reason=\"{}\"", d.reason), HELP_REJECTED, 1);
         }
-        for (t, a, detail) in &security {
-            tracing::warn!(tenant = %t, agent = %a, %detail, "security: payload claims another identity");
-            reg.add("cordon_security_events_total", "kind=\"identity_mismatch\"", HELP_SECURITY, 1);
+        for (t, a, kind, detail) in &security {
+            tracing::warn!(tenant = %t, agent = %a, kind, %detail, "security: a message claims another identity");
+            reg.add("cordon_security_events_total", &format!("kind=\"{kind}\""), HELP_SECURITY, 1);
             self.store
                 .catalog()
-                .security_event(t, a, "identity_mismatch", detail, now)
+                .security_event(t, a, kind, detail, now)
                 .await
                 .map_err(store::StoreError::from)?;
         }
@@ -573,19 +646,68 @@ impl Ingest {
         }
     }
 
-    async fn lag_probe(
-        self: Arc<Self>,
-        mut consumer: Consumer,
-        mut shutdown: tokio::sync::watch::Receiver<bool>,
-    ) {
+    /// Every 2 s: the messages not yet committed (pending delivery plus delivered and not acked, so
+    /// a stalled ingest shows as growing lag, not 0), and whether the consumer is there at all.
+    async fn lag_probe(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         loop {
-            if let Ok(info) = consumer.info().await {
-                self.metrics.set_gauge("cordon_ingest_lag_messages", "", HELP_LAG, info.num_pending);
+            let info = match self.js.get_stream(&self.cfg.stream).await {
+                Ok(s) => match s.get_consumer::<pull::Config>(&self.cfg.consumer).await {
+                    Ok(mut c) => c.info().await.cloned().ok(),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            match info {
+                Some(i) => {
+                    let lag = i.num_pending + i.num_ack_pending as u64;
+                    self.metrics.set_gauge("cordon_ingest_lag_messages", "", HELP_LAG, lag);
+                    self.metrics.set_gauge("cordon_ingest_consumer_up", "", HELP_UP, 1);
+                }
+                None => self.metrics.set_gauge("cordon_ingest_consumer_up", "", HELP_UP, 0),
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                 _ = shutdown.changed() => return,
             }
         }
+    }
+
+    /// Brings back whatever of the streams and the consumer is missing (deleted by someone, or a NATS
+    /// store lost), continuing the events stream after the catalog's checkpoint; a loss is a security
+    /// event, since only the server's credential may manage streams.
+    async fn recover(&self) -> Result<Consumer, IngestError> {
+        let mut missing = Vec::new();
+        match self.js.get_stream(&self.cfg.stream).await {
+            Ok(s) => {
+                if s.get_consumer::<pull::Config>(&self.cfg.consumer).await.is_err() {
+                    missing.push("consumer");
+                }
+            }
+            Err(_) => missing.push("events stream"),
+        }
+        if self.js.get_stream(&self.cfg.dlq_stream).await.is_err() {
+            missing.push("dead-letter stream");
+        }
+        let checkpoint = self.store.catalog().max_checkpoint().await.map_err(store::StoreError::from)?;
+        let consumer = ensure_streams(&self.js, &self.cfg, checkpoint.max(0) as u64).await?;
+        if !missing.is_empty() {
+            let detail =
+                format!("recreated: {} (continuing after stream sequence {checkpoint})", missing.join(", "));
+            tracing::warn!(%detail, "security: JetStream objects Cordon needs were gone");
+            self.metrics.add(
+                "cordon_ingest_streams_recreated_total",
+                "",
+                HELP_RECREATED,
+                missing.len() as u64,
+            );
+            self.metrics.add("cordon_security_events_total", "kind=\"stream_deleted\"", HELP_SECURITY, 1);
+            let now = schemas::time::now_micros();
+            if let Err(e) =
+                self.store.catalog().security_event("", "ingest", "stream_deleted", &detail, now).await
+            {
+                tracing::error!(error = %e, "cannot record the stream_deleted security event");
+            }
+        }
+        Ok(consumer)
     }
 }

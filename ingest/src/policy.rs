@@ -39,7 +39,10 @@ impl Ingest {
                         rules_digest: base.sources().digest.clone(),
                         policy: policy.clone(),
                     };
-                    if let Ok(body) = serde_json::to_vec(&published)
+                    // Signed: agents refuse a policy the server's key did not sign, whoever wrote it.
+                    let signed = serde_json::to_string(&published)
+                        .map(|text| self.cfg.signing.sign(schemas::signed::POLICY_DOMAIN, text));
+                    if let Ok(body) = signed.and_then(|s| serde_json::to_vec(&s))
                         && let Err(e) = self.policy_kv.put(&p.tenant, body.into()).await
                     {
                         tracing::warn!(tenant = %p.tenant, error = %e, "could not publish the policy to agents");
@@ -81,8 +84,10 @@ impl Ingest {
                 .await
                 .map_err(|e| super::js_err("create rules bucket")(&e))?,
         };
+        let signer = self.cfg.signing.public();
         if let Ok(info) = bucket.info(RULES_OBJECT).await
             && info.metadata.get("digest") == Some(&sources.digest)
+            && info.metadata.get("signed_by") == Some(&signer)
         {
             return Ok(());
         }
@@ -90,12 +95,18 @@ impl Ingest {
             digest: sources.digest.clone(),
             files: sources.files.iter().map(|f| (f.name.clone(), f.text.clone())).collect(),
         };
-        let body = serde_json::to_vec(&bundle)
-            .map_err(|e| IngestError::JetStream { op: "encode rule bundle", message: e.to_string() })?;
+        let encode = |e: serde_json::Error| IngestError::JetStream {
+            op: "encode rule bundle",
+            message: e.to_string(),
+        };
+        let text = serde_json::to_string(&bundle).map_err(encode)?;
+        let signed = self.cfg.signing.sign(schemas::signed::RULES_DOMAIN, text);
+        let body = serde_json::to_vec(&signed).map_err(encode)?;
         let meta = object_store::ObjectMetadata {
             name: RULES_OBJECT.to_owned(),
             description: Some(format!("{} rule files", bundle.files.len())),
-            metadata: [("digest".to_owned(), sources.digest.clone())].into(),
+            metadata: [("digest".to_owned(), sources.digest.clone()), ("signed_by".to_owned(), signer)]
+                .into(),
             ..Default::default()
         };
         bucket.put(meta, &mut body.as_slice()).await.map_err(|e| super::js_err("publish rule bundle")(&e))?;

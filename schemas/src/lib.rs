@@ -12,6 +12,7 @@
 //!   from the subject, never from the payload.
 //! - [`ids`]: identifier newtypes.
 //! - [`access`]: API roles and the permissions they grant.
+//! - [`signed`]: what the server signs for agents (policies, rule bundles), and how agents verify it.
 //!
 //! ```
 //! use schemas::decode::{decode_line, Channel, Limits};
@@ -29,6 +30,7 @@ pub mod ids;
 pub mod metrics;
 pub mod policy;
 pub mod record;
+pub mod signed;
 pub mod subject;
 pub mod time;
 pub mod wire;

@@ -58,6 +58,14 @@ pub struct Common {
     /// Do not run the rule pack at the edge (events leave untagged; ingest still tags them).
     #[arg(long, env = "CORDON_AGENT_NO_EDGE_RULES", global = true)]
     pub no_edge_rules: bool,
+    /// The server's public key (printed by `cordon serve`, `signing_key` in its server.json): only
+    /// policies and rule files it signed are applied at the edge. Without it, none are.
+    #[arg(long, env = "CORDON_SERVER_KEY", global = true, value_parser = parse_server_key)]
+    pub server_key: Option<String>,
+}
+
+fn parse_server_key(s: &str) -> Result<String, String> {
+    schemas::signed::check_public_key(s).map(|()| s.to_ascii_lowercase()).map_err(|e| e.to_string())
 }
 
 /// Sources.
@@ -151,6 +159,7 @@ impl Common {
                 spool_max_bytes: self.spool_mib * 1024 * 1024,
                 spool_fsync: !self.no_fsync,
                 edge: None,
+                commands: None,
             },
             heartbeat: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(self.drain_secs),
@@ -167,30 +176,24 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
     } else {
         let edge = crate::edge::Edge::new(cli.common.enforce_secs > 0);
         let client = crate::connect(&cfg.nats_url).await?;
-        edge.follow(&client, cfg.tenant.as_str(), Duration::from_secs(2)).await;
+        edge.follow(&client, cfg.tenant.as_str(), Duration::from_secs(2), cli.common.server_key.clone())
+            .await;
         cfg.shipper.edge = Some(std::sync::Arc::clone(&edge));
         Some((edge, client))
     };
-    // Subscribed before anything is shipped, so no command about these events can be missed.
-    let listener = if cli.common.enforce_secs > 0 {
-        let client = crate::connect(&cfg.nats_url).await?;
-        let subject = format!("{}.{}.*.cmd", cfg.subjects.prefix(), cfg.tenant);
-        let sub = client
-            .subscribe(subject)
-            .await
-            .map_err(|e| AgentError::Connect { url: cfg.nats_url.clone(), message: e.to_string() })?;
-        client
-            .flush()
-            .await
-            .map_err(|e| AgentError::Connect { url: cfg.nats_url.clone(), message: e.to_string() })?;
-        Some((client, sub))
+    // Each identity subscribes to its own command subject when its shipper opens (before it ships),
+    // so no command about these events can be missed and no other agent's is read.
+    let inbox = if cli.common.enforce_secs > 0 {
+        let inbox = crate::enforce::Inbox::new(crate::connect(&cfg.nats_url).await?);
+        cfg.shipper.commands = Some(std::sync::Arc::clone(&inbox));
+        Some(inbox)
     } else {
         None
     };
     let secs = cli.common.enforce_secs;
     let mut summary = run_source(&cfg, cli.command).await?;
-    if let Some((_client, sub)) = listener {
-        summary.enforcement = crate::enforce::listen(sub, secs).await;
+    if let Some(inbox) = inbox {
+        summary.enforcement = crate::enforce::listen(&inbox, secs).await;
     }
     if let Some((edge, _client)) = edge {
         let mut outcomes = edge.outcomes();

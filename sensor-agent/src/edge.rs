@@ -13,6 +13,11 @@
 //! and whenever their digest changes, checks the digest, and runs them beside the pack. The summary
 //! says which rule set it ran and whether it is the server's. Ingest re-evaluates every event with
 //! the central rules either way, keeping the agent's tags.
+//!
+//! Both arrive signed by the server ([`schemas::signed`]): the agent applies only what verifies
+//! against the server key it was given (`--server-key`), for its own tenant, and never a policy
+//! version older than the one it applied; anything else is refused, logged and counted (`refused`).
+//! Without a server key it trusts nothing from the bus and runs the pack under the shipped default.
 
 use crate::enforce::{self, Outcome};
 use crate::shipper::Identity;
@@ -39,6 +44,11 @@ pub struct EdgeSummary {
     pub tagged: u64,
     /// Process starts the policy blocked (terminated here when enforcement is on).
     pub blocked: u64,
+    /// The server key policies and rules must be signed with (none: nothing from the server is used).
+    pub server_key: Option<String>,
+    /// Policies and rule bundles refused: unsigned, signed by another key, for another tenant, or
+    /// older than the version in use.
+    pub refused: u64,
 }
 
 /// The edge tagger shared by an agent's shippers.
@@ -122,13 +132,21 @@ impl Edge {
 
     /// Reads the server's rule files and the tenant's published policy now, then re-reads them
     /// every `every` in a background task (a poll rather than a watch: it survives server restarts
-    /// and never spins).
+    /// and never spins). Only what `server_key` signed is applied; without one, nothing is read.
     pub async fn follow(
         self: &Arc<Self>,
         client: &async_nats::Client,
         tenant: &str,
         every: std::time::Duration,
+        server_key: Option<String>,
     ) {
+        let Some(key) = server_key else {
+            tracing::warn!(
+                "no --server-key: the server's policy and rules are not trusted; running the pack under the shipped default"
+            );
+            return;
+        };
+        self.summary.lock().unwrap_or_else(|e| e.into_inner()).server_key = Some(key);
         let js = async_nats::jetstream::new(client.clone());
         let rules = js.get_object_store(schemas::policy::RULES_BUCKET).await.ok();
         if let Some(bucket) = &rules {
@@ -170,21 +188,54 @@ impl Edge {
             Ok(mut object) => object.read_to_end(&mut body).await.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
-        match read.and_then(|_| serde_json::from_slice::<RuleBundle>(&body).map_err(|e| e.to_string())) {
+        let bundle = read.and_then(|_| {
+            self.verified(&body, schemas::signed::RULES_DOMAIN)
+                .and_then(|text| serde_json::from_str::<RuleBundle>(&text).map_err(|e| e.to_string()))
+        });
+        match bundle {
             Ok(bundle) => match tokio::task::spawn_blocking(move || Self::build_rules(bundle)).await {
                 Ok(Some(built)) => self.install_rules(built),
                 Ok(None) => {}
                 Err(e) => tracing::error!(error = %e, "building the server's rules failed"),
             },
-            Err(e) => tracing::warn!(error = %e, "cannot read the server's rule files now; trying again"),
+            Err(e) => tracing::warn!(error = %e, "cannot use the server's rule files now; trying again"),
         }
+    }
+
+    /// The payload of a signed object from the bus, if the server key signed it for `domain`;
+    /// otherwise refused, counted and logged.
+    fn verified(&self, body: &[u8], domain: &'static str) -> Result<String, String> {
+        let key =
+            self.summary.lock().unwrap_or_else(|e| e.into_inner()).server_key.clone().unwrap_or_default();
+        let checked = serde_json::from_slice::<schemas::signed::Signed>(body)
+            .map_err(|e| format!("not a signed object ({e})"))
+            .and_then(|s| s.verify(domain, &key).map(str::to_owned).map_err(|e| e.to_string()));
+        if let Err(e) = &checked {
+            self.refuse(&format!("{domain}: {e}"));
+        }
+        checked
+    }
+
+    fn refuse(&self, why: &str) {
+        tracing::warn!(why, "security: refused what the bus offered as the server's");
+        self.summary.lock().unwrap_or_else(|e| e.into_inner()).refused += 1;
     }
 
     /// Applies the tenant's entry when its revision is newer than `seen`; returns the newest seen.
     async fn poll(&self, kv: &async_nats::jetstream::kv::Store, tenant: &str, seen: u64) -> u64 {
         match kv.entry(tenant).await {
             Ok(Some(e)) if e.revision > seen => {
-                match serde_json::from_slice::<Published>(&e.value) {
+                let Ok(text) = self.verified(&e.value, schemas::signed::POLICY_DOMAIN) else {
+                    return e.revision;
+                };
+                let applied = self.summary.lock().unwrap_or_else(|e| e.into_inner()).policy_version;
+                match serde_json::from_str::<Published>(&text) {
+                    Ok(p) if p.tenant != tenant => {
+                        self.refuse(&format!("a policy of tenant {:?} under {tenant:?}", p.tenant))
+                    }
+                    Ok(p) if p.version < applied => {
+                        self.refuse(&format!("policy version {} is older than {applied}, in use", p.version))
+                    }
                     Ok(p) => self.apply(&p),
                     Err(err) => tracing::warn!(error = %err, "published policy does not parse"),
                 }

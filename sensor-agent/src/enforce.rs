@@ -84,8 +84,47 @@ pub fn execute(cmd: &Command, now_micros: i64) -> Outcome {
     }
 }
 
-/// Listens on `subject` (a tenant's command subjects) for `for_secs`, carrying out what arrives.
-pub async fn listen(mut sub: async_nats::Subscriber, for_secs: u64) -> Vec<Outcome> {
+/// The command subscriptions of one agent process: each identity it ships for subscribes to its
+/// own command subject (`<prefix>.<tenant>.<agent>.cmd`) when its shipper opens, before it ships
+/// anything, so no command about its events is missed and no other agent's command is read.
+#[derive(Debug)]
+pub struct Inbox {
+    client: async_nats::Client,
+    subs: std::sync::Mutex<Vec<async_nats::Subscriber>>,
+}
+
+impl Inbox {
+    /// An inbox whose subscriptions go through `client`.
+    pub fn new(client: async_nats::Client) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { client, subs: std::sync::Mutex::new(Vec::new()) })
+    }
+
+    /// Subscribes to one identity's command subject, and waits until the server has the interest.
+    pub async fn subscribe(&self, subject: String) -> Result<(), String> {
+        let sub = self.client.subscribe(subject).await.map_err(|e| e.to_string())?;
+        self.client.flush().await.map_err(|e| e.to_string())?;
+        self.subs.lock().unwrap_or_else(|e| e.into_inner()).push(sub);
+        Ok(())
+    }
+
+    /// The subjects subscribed so far, in order.
+    pub fn len(&self) -> usize {
+        self.subs.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when no identity has subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn take(&self) -> Vec<async_nats::Subscriber> {
+        std::mem::take(&mut *self.subs.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Listens on the inbox's subscriptions for `for_secs`, carrying out what arrives.
+pub async fn listen(inbox: &Inbox, for_secs: u64) -> Vec<Outcome> {
+    let mut sub = futures::stream::select_all(inbox.take());
     let mut outcomes = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(for_secs);
     loop {

@@ -175,7 +175,9 @@ pub async fn replay(
             agent: AgentId::new(h.agent.clone())?,
             host: h.name.clone(),
         };
-        shippers.push(Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir)?);
+        shippers.push(
+            Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?,
+        );
     }
     let base = opts.base_time.unwrap_or_else(schemas::time::now_micros);
     let started = Instant::now();
@@ -283,7 +285,8 @@ async fn ship_by_host(
             agent: AgentId::new(schemas::sanitize_token(&host.to_lowercase()))?,
             host: host.clone(),
         };
-        let mut s = Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir)?;
+        let mut s =
+            Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?;
         for e in events {
             s.push(e)?;
         }
@@ -318,7 +321,9 @@ pub async fn simulate(cfg: &AgentConfig, opts: &SimulateOptions) -> Result<RunSu
             agent: AgentId::new(h.agent.clone())?,
             host: h.name.clone(),
         };
-        shippers.push(Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir)?);
+        shippers.push(
+            Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?,
+        );
     }
     let tick = Duration::from_millis(100);
     let start = Instant::now();

@@ -1,8 +1,12 @@
 //! One agent identity's path to JetStream: batch -> spool -> publish -> ack -> unspool.
 //!
 //! Batches get a `Nats-Msg-Id` of `<agent>:<boot>:<seq>` when they are made: `boot` is random per
-//! process start (so no other agent can predict and pre-empt it) and `seq` counts up, so a retry of
-//! the same batch is the same message to JetStream and to ingest.
+//! process start and `seq` counts up, so a retry of the same batch is the same message to JetStream
+//! and to ingest. JetStream's duplicate window is stream-wide, so another publisher that learns the
+//! next ids (heartbeats carry them) could send them first and have this agent's batches acked as
+//! duplicates and never stored. A duplicate ack for a batch this process had never sent is therefore
+//! not a delivery: the batch is re-sent under a fresh id and counted in `preempted_ids` (ingest refuses
+//! the impostor, whose id names an agent its subject does not).
 
 use crate::spool::{Spool, SpoolError, SpooledBatch};
 use async_nats::jetstream;
@@ -41,6 +45,8 @@ pub struct ShipperConfig {
     /// Detection at the edge: events are tagged (and blocked process starts terminated) before they
     /// are spooled.
     pub edge: Option<std::sync::Arc<crate::edge::Edge>>,
+    /// Where each identity subscribes to its own command subject (with enforcement on).
+    pub commands: Option<std::sync::Arc<crate::enforce::Inbox>>,
 }
 
 impl Default for ShipperConfig {
@@ -51,6 +57,7 @@ impl Default for ShipperConfig {
             spool_max_bytes: 256 * 1024 * 1024,
             spool_fsync: true,
             edge: None,
+            commands: None,
         }
     }
 }
@@ -68,6 +75,9 @@ pub struct Counters {
     pub batches_acked: u64,
     /// Acks JetStream marked as duplicates (a retry of a batch it already had).
     pub duplicate_acks: u64,
+    /// Batches whose first send was acked as a duplicate (someone else had sent their id): re-sent
+    /// under a new id.
+    pub preempted_ids: u64,
     /// Spool files found corrupt at start.
     pub spool_corrupt: u64,
 }
@@ -98,24 +108,34 @@ pub struct Shipper {
     buffered: u64,
     boot: u64,
     seq: u64,
+    /// Local ids of batches sent at least once by this process, or found in the spool at start
+    /// (those may have been sent before a crash, so a duplicate ack for them is a delivery).
+    sent: std::collections::HashSet<u64>,
     /// Counters.
     pub counters: Counters,
 }
 
 impl Shipper {
-    /// Opens the shipper, picking up what the spool in `spool_dir` still holds.
-    pub fn open(
+    /// Opens the shipper, picking up what the spool in `spool_dir` still holds; with enforcement on,
+    /// subscribes to the identity's command subject first.
+    pub async fn open(
         client: async_nats::Client,
         subjects: &Subjects,
         id: Identity,
         cfg: ShipperConfig,
         spool_dir: &Path,
     ) -> Result<Self, ShipError> {
+        if let Some(inbox) = &cfg.commands {
+            let subject = subjects.subject(&id.tenant, &id.agent, SubjectKind::Command);
+            inbox.subscribe(subject).await.map_err(ShipError::Publish)?;
+        }
         let dir = spool_dir.join(format!("{}.{}", id.tenant, id.agent));
         let (spool, left) = Spool::open(&dir, cfg.spool_max_bytes, cfg.spool_fsync)?;
         let counters = Counters { spool_corrupt: spool.corrupt, ..Counters::default() };
         let boot = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().expect("8 bytes"));
+        let sent = left.iter().map(|b| b.local).collect();
         Ok(Self {
+            sent,
             subject: subjects.subject(&id.tenant, &id.agent, SubjectKind::Events),
             hb_subject: subjects.subject(&id.tenant, &id.agent, SubjectKind::Heartbeat),
             js: {
@@ -167,6 +187,11 @@ impl Shipper {
         Ok(())
     }
 
+    /// The message ids of the batches waiting to be sent, oldest first.
+    pub fn pending_ids(&self) -> Vec<String> {
+        self.pending.iter().map(|b| b.msg_id.clone()).collect()
+    }
+
     /// Turns the open buffer into a spooled batch.
     pub fn seal(&mut self) -> Result<(), ShipError> {
         if self.buffered == 0 {
@@ -193,7 +218,9 @@ impl Shipper {
         while !self.pending.is_empty() {
             let n = self.pending.len().min(WINDOW);
             let mut acks = Vec::with_capacity(n);
+            let mut first = Vec::with_capacity(n);
             for b in self.pending.iter().take(n) {
+                first.push(self.sent.insert(b.local));
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Nats-Msg-Id", b.msg_id.as_str());
                 headers.insert(wire::HEADER_WIRE, wire::WIRE_VERSION);
@@ -210,8 +237,12 @@ impl Shipper {
                 }
             }
             let mut failure = None;
-            for ack in acks {
+            for (ack, first) in acks.into_iter().zip(first) {
                 match ack.await {
+                    Ok(a) if failure.is_none() && a.duplicate && first => {
+                        let b = self.pending.pop_front().expect("one pending batch per ack");
+                        self.resend_under_new_id(b)?;
+                    }
                     Ok(a) if failure.is_none() => {
                         let b = self.pending.pop_front().expect("one pending batch per ack");
                         self.spool.remove(&b)?;
@@ -230,6 +261,29 @@ impl Shipper {
             if let Some(e) = failure {
                 return Err(ShipError::Publish(e));
             }
+        }
+        Ok(())
+    }
+
+    /// A batch whose id someone else sent first: spooled again under the next id, to go out with
+    /// the next window.
+    fn resend_under_new_id(&mut self, b: SpooledBatch) -> Result<(), ShipError> {
+        self.seq += 1;
+        let msg_id =
+            wire::MsgKey { agent: self.id.agent.to_string(), boot: self.boot, seq: self.seq }.to_string();
+        tracing::warn!(agent = %self.id.agent, taken = %b.msg_id, new = %msg_id, "security: a batch's message id was sent first by someone else; re-sending under a new id");
+        self.counters.preempted_ids += 1;
+        // Written under the new id before the old file goes, so a crash in between loses nothing
+        // (the old id is then re-sent after the restart, and a duplicate ack for it counts as sent).
+        let (events, compressed) = (b.events, b.compressed);
+        let mut written = self.spool.write(&msg_id, events, compressed, b.body.clone())?;
+        self.spool.remove(&b)?;
+        if written.is_none() {
+            written = self.spool.write(&msg_id, events, compressed, b.body)?;
+        }
+        match written {
+            Some(nb) => self.pending.push_back(nb),
+            None => self.counters.events_dropped += events,
         }
         Ok(())
     }

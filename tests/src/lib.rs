@@ -68,6 +68,9 @@ impl Server {
                 && let Some(api) = v["api"].as_str()
                 && get(&format!("{api}/healthz"), None).map(|r| r.0 == 200).unwrap_or(false)
             {
+                if let Some(key) = v["signing_key"].as_str() {
+                    server_keys().insert(nats_url.to_owned(), key.to_owned());
+                }
                 return Ok(Self { child, data_dir: data_dir.to_owned(), api: api.to_owned() });
             }
             if let Some(status) = child.try_wait()? {
@@ -110,7 +113,7 @@ pub fn run(bin: &Path, args: &[&str]) -> anyhow::Result<(i32, String)> {
 
 /// Creates an admin API token for the default tenant.
 pub fn token(bin: &Path, data_dir: &Path, metadata_url: Option<&str>) -> anyhow::Result<String> {
-    Ok(token_as(bin, data_dir, metadata_url, "default", "admin")?.1)
+    Ok(create_token(bin, data_dir, metadata_url, "e2e", "default", "admin")?.1)
 }
 
 /// Creates an API token of `tenant` with `role` through `cordon token create`; (id, secret).
@@ -121,10 +124,20 @@ pub fn token_as(
     tenant: &str,
     role: &str,
 ) -> anyhow::Result<(String, String)> {
+    create_token(bin, data_dir, metadata_url, &format!("e2e-{role}"), tenant, role)
+}
+
+fn create_token(
+    bin: &Path,
+    data_dir: &Path,
+    metadata_url: Option<&str>,
+    name: &str,
+    tenant: &str,
+    role: &str,
+) -> anyhow::Result<(String, String)> {
     let dd = data_dir.display().to_string();
-    let name = format!("e2e-{role}");
     let mut args =
-        vec!["token", "create", "--name", &name, "--tenant", tenant, "--role", role, "--data-dir", &dd];
+        vec!["token", "create", "--name", name, "--tenant", tenant, "--role", role, "--data-dir", &dd];
     if let Some(u) = metadata_url {
         args.extend(["--metadata-url", u]);
     }
@@ -137,10 +150,27 @@ pub fn token_as(
     Ok((field("id")?, field("token")?))
 }
 
-/// Starts an agent process (`cordon-e2e agent ...`) with a spool under `spool`.
+/// The signing key of the server last started on each NATS URL: agents started on that URL are
+/// given it (`CORDON_SERVER_KEY`), as an operator gives it to the fleet.
+fn server_keys() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, String>> {
+    static KEYS: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, String>>> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The signing key of the server running on `nats_url`, if one was started.
+pub fn server_key(nats_url: &str) -> Option<String> {
+    server_keys().get(nats_url).cloned()
+}
+
+/// Starts an agent process (`cordon-e2e agent ...`) with a spool under `spool`, trusting the
+/// server started on the same NATS URL.
 pub fn spawn_agent(bin: &Path, nats_url: &str, spool: &Path, args: &[&str]) -> anyhow::Result<Child> {
-    Command::new(bin)
-        .arg("agent")
+    let mut cmd = Command::new(bin);
+    if let Some(key) = server_key(nats_url) {
+        cmd.env("CORDON_SERVER_KEY", key);
+    }
+    cmd.arg("agent")
         .args(["--nats-url", nats_url, "--spool-dir"])
         .arg(spool)
         .args(args)

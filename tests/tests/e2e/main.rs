@@ -6,6 +6,7 @@
 
 mod backends;
 mod bad_input;
+mod bus;
 mod correlation;
 mod crash;
 mod deps;

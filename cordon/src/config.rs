@@ -48,6 +48,13 @@ pub struct ServeArgs {
     /// with 429 for the rest of the minute (default 20).
     #[arg(long, env = "CORDON_AUTH_FAILURE_LIMIT")]
     pub auth_failure_limit: Option<u32>,
+    /// Events per second one agent may send; more is refused whole per message, dead-lettered as
+    /// `over_quota` and counted, and raises a flooding alert (default 20000; bursts of 10 s).
+    #[arg(long, env = "CORDON_AGENT_EVENTS_PER_SEC")]
+    pub agent_events_per_sec: Option<u64>,
+    /// Bytes (as published) per second one agent may send (default 33554432; bursts of 10 s).
+    #[arg(long, env = "CORDON_AGENT_BYTES_PER_SEC")]
+    pub agent_bytes_per_sec: Option<u64>,
     /// The server's Ed25519 signing key (PKCS#8), made on first start: it signs the policies and rule
     /// files agents are sent (agents verify with its public key, `cordon-agent --server-key`).
     /// Default: `<data-dir>/signing.pk8`.
@@ -204,6 +211,8 @@ struct FileNats {
 #[serde(deny_unknown_fields)]
 struct FileIngest {
     max_message_bytes: Option<usize>,
+    agent_events_per_sec: Option<u64>,
+    agent_bytes_per_sec: Option<u64>,
 }
 
 /// Validated server settings.
@@ -233,6 +242,8 @@ pub struct ServerConfig {
     pub allow_private_webhooks: bool,
     /// Where the signing key is (made there if missing).
     pub signing_key: PathBuf,
+    /// What each agent may send.
+    pub quota: ingest::QuotaConfig,
     /// When index commits happen.
     pub index_commit: store::CommitPolicy,
     /// How often the Delta log catches up.
@@ -407,6 +418,17 @@ impl ServeArgs {
         if let Some(missing) = rules.iter().find(|p| !p.exists()) {
             bail!("rules: {} does not exist", missing.display());
         }
+        let events_per_sec = self.agent_events_per_sec.or(file.ingest.agent_events_per_sec).unwrap_or(20_000);
+        let bytes_per_sec =
+            self.agent_bytes_per_sec.or(file.ingest.agent_bytes_per_sec).unwrap_or(32 * 1024 * 1024);
+        if events_per_sec == 0 || bytes_per_sec == 0 {
+            bail!("--agent-events-per-sec and --agent-bytes-per-sec must be positive");
+        }
+        let quota = ingest::QuotaConfig {
+            events_per_sec: events_per_sec as f64,
+            bytes_per_sec: bytes_per_sec as f64,
+            ..Default::default()
+        };
         let signing_key = self
             .signing_key
             .clone()
@@ -436,6 +458,7 @@ impl ServeArgs {
             auth_failure_limit,
             allow_private_webhooks,
             signing_key,
+            quota,
             index_commit: store::CommitPolicy {
                 max_docs: commit_docs,
                 max_delay: Duration::from_millis(commit_ms),

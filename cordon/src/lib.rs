@@ -101,6 +101,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
             ..Default::default()
         },
         signing: Arc::clone(&signing),
+        quota: cfg.quota,
         ..ingest::IngestConfig::default()
     };
     let graphs = Arc::clone(&icfg.graphs);

@@ -17,6 +17,7 @@ mod correlation;
 mod dlq;
 mod incidents;
 mod policy;
+mod quota;
 
 use async_nats::jetstream::{self, Message, consumer::pull, stream};
 use futures::StreamExt;
@@ -27,6 +28,8 @@ use schemas::wire::{self, Heartbeat};
 use std::sync::Arc;
 use std::time::Duration;
 use store::{MessageBatch, Store};
+
+pub use quota::QuotaConfig;
 
 /// Ingest settings.
 #[derive(Clone, Debug)]
@@ -65,6 +68,8 @@ pub struct IngestConfig {
     pub baselines: Arc<anomaly::live::Live>,
     /// Signs what agents are sent (policies, rule bundles); agents verify with its public key.
     pub signing: Arc<schemas::signed::SigningKey>,
+    /// What each agent may send (see [`quota`]).
+    pub quota: QuotaConfig,
 }
 
 impl Default for IngestConfig {
@@ -89,6 +94,7 @@ impl Default for IngestConfig {
             incident: correlate::incident::IncidentConfig::default(),
             baselines: Arc::new(anomaly::live::Live::new()),
             signing: Arc::new(schemas::signed::SigningKey::generate().expect("the system has randomness").0),
+            quota: QuotaConfig::default(),
         }
     }
 }
@@ -139,6 +145,7 @@ const HELP_FAILURES: &str =
     "Batches whose commit failed since the last one that succeeded (they are redelivered).";
 const HELP_UP: &str = "1 when ingest's durable consumer exists, 0 when it is gone (it is recreated).";
 const HELP_RECREATED: &str = "Streams and consumers ingest recreated because they were missing.";
+const HELP_QUOTA: &str = "Events refused because their agent was over its quota (each message is in the dead-letter stream as over_quota).";
 const HELP_DUP: &str = "Messages refused because their batch was already committed.";
 const HELP_SECURITY: &str =
     "Security events, by kind (identity_mismatch, msg_id_mismatch, stream_deleted, token_guessing).";
@@ -218,6 +225,8 @@ pub struct Ingest {
     incidents: tokio::sync::Mutex<incidents::State>,
     /// The hour (since the epoch) silences were last looked for.
     last_silence_check: std::sync::Mutex<i64>,
+    /// Each agent's quota buckets.
+    quotas: quota::Quotas,
 }
 
 impl Ingest {
@@ -244,6 +253,7 @@ impl Ingest {
                 .await
                 .map_err(|e| js_err("create policy bucket")(&e))?,
         };
+        let cfg_quota = cfg.quota;
         Ok(Self {
             policy_kv,
             rules: Arc::new(correlate::sigma::CurrentRules::new(cfg.tagger.clone())),
@@ -258,6 +268,7 @@ impl Ingest {
             unrecorded: Default::default(),
             incidents: Default::default(),
             last_silence_check: Default::default(),
+            quotas: quota::Quotas::new(cfg_quota),
         })
     }
 
@@ -372,6 +383,7 @@ impl Ingest {
         let mut security = Vec::new();
         let mut detections: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
         let mut alerts = Vec::new();
+        let mut quota_drops: std::collections::HashMap<(String, String), u64> = Default::default();
         let mut commands: Vec<(String, String, schemas::wire::Command)> = Vec::new();
         let mut to_correlate: Vec<correlation::Pending> = Vec::new();
         let mut events_in = 0u64;
@@ -465,6 +477,20 @@ impl Ingest {
                     continue;
                 }
             };
+            let lines = wire::lines(&body).count() as u64;
+            if let Err(over) =
+                self.quotas.admit(&tenant, &agent, lines, m.payload.len() as u64, std::time::Instant::now())
+            {
+                dead.push(dlq::DeadLetter::message(&tenant, &agent, seq, "over_quota", over.0, &m.payload));
+                *quota_drops.entry((tenant.clone(), agent.clone())).or_insert(0) += lines;
+                batches.push(MessageBatch {
+                    key,
+                    stream_seq: seq,
+                    records: Vec::new(),
+                    rejected: lines as usize,
+                });
+                continue;
+            }
             let tagger = self.tagger_for(&tenant);
             let ch = Channel {
                 tenant: &tenant,
@@ -557,6 +583,15 @@ impl Ingest {
         }
         let outcome = self.store.commit(&self.cfg.consumer, batches).await?;
         reg.add("cordon_ingest_stored_total", "", HELP_STORED, outcome.stored as u64);
+        // Drops over a quota count once committed (a redelivered batch is refused by key then).
+        let dropped: u64 = quota_drops.values().sum();
+        if dropped > 0 {
+            reg.add("cordon_ingest_quota_dropped_events_total", "", HELP_QUOTA, dropped);
+            for (t, a, total) in self.quotas.dropped(&quota_drops, std::time::Instant::now()) {
+                tracing::warn!(tenant = %t, agent = %a, dropped = total, "agent over its ingest quota");
+                alerts.push((self.quotas.alert(&t, &a, total, now), None));
+            }
+        }
         // Correlations see events once they are durable: a failed commit is redelivered, and the
         // state rebuilt after a restart (from the lake) then matches what was counted.
         for d in self.correlate(to_correlate) {

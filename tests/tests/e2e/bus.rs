@@ -263,3 +263,89 @@ fn deleted_streams_come_back_and_ingest_resumes_for_every_tenant() -> anyhow::Re
     })?;
     Ok(())
 }
+
+/// T8 at test scale: one agent sends 5,000 events at once against a quota of 100 events/s (bursts of
+/// 10 s) while ten others send well under theirs; the flooder is held to its quota, every refused
+/// event is counted, it raises a flooding alert, and every other agent's events are stored.
+#[test]
+fn a_flooding_agent_is_held_to_its_quota_and_the_others_are_not() -> anyhow::Result<()> {
+    let opts =
+        ServerOptions { args: vec!["--agent-events-per-sec".into(), "100".into()], ..Default::default() };
+    let env = Env::start(&opts)?;
+    let (api, tok) = (env.server.api.clone(), env.token.clone());
+    let mut lines = vec![
+        json!({"scenario": "flood", "hosts": [{"agent": "flooder", "name": "FLOOD-1", "os": "linux"}]})
+            .to_string(),
+    ];
+    for i in 0..5_000 {
+        lines.push(json!({"at_ms": 0, "agent": "flooder", "event": event(i, "flood")}).to_string());
+    }
+    let path = env.dir.path().join("flood.ndjson");
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    let started = std::time::Instant::now();
+    let normal = tests::spawn_agent(
+        &bin(),
+        &env.nats.url,
+        &env.dir.path().join("normal-spool"),
+        &["--no-edge-rules", "simulate", "--hosts", "10", "--rate", "200", "--duration", "4"],
+    )?;
+    let flood = agent(
+        &bin(),
+        &env.nats.url,
+        &env.dir.path().join("flood-spool"),
+        &["--no-edge-rules", "replay", path.to_str().unwrap()],
+    )?;
+    let (code, normal) = tests::agent_summary(normal)?;
+    assert_eq!(code, 0, "{normal}");
+    let flood_acked = flood["events_acked"].as_u64().unwrap();
+    let normal_acked = normal["events_acked"].as_u64().unwrap();
+    assert_eq!(flood_acked, 5_000);
+    let dropped = |m: &str| {
+        m.lines()
+            .find_map(|l| {
+                l.strip_prefix("cordon_ingest_quota_dropped_events_total ")
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .unwrap_or(0)
+    };
+    // Everything acked is either stored or refused, exactly.
+    let (stored, refused) = eventually(Duration::from_secs(60), || {
+        let stored = sql(&api, &tok, "SELECT count(*) FROM events WHERE agent_id = 'flooder'")?[0][0]
+            .as_u64()
+            .unwrap_or(0);
+        let (_, m) = get(&format!("{api}/metrics"), Some(&tok))?;
+        let refused = dropped(m.as_str().unwrap_or(""));
+        Ok((stored + refused == flood_acked).then_some((stored, refused)))
+    })?;
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(stored >= 1_000, "the burst is admitted: {stored}");
+    assert!(
+        (stored as f64) <= 1_000.0 + 100.0 * elapsed + 100.0,
+        "held to 100/s after the burst: {stored} in {elapsed:.1} s"
+    );
+    assert!(refused > 0);
+    // The others are unaffected.
+    eventually(Duration::from_secs(60), || {
+        let n = sql(&api, &tok, "SELECT count(*) FROM events WHERE agent_id <> 'flooder'")?[0][0]
+            .as_u64()
+            .unwrap_or(0);
+        Ok((n == normal_acked).then_some(()))
+    })?;
+    // The flooding alert, and the refused messages in the dead letters.
+    let (_, alerts) = get(&format!("{api}/api/v1/alerts"), Some(&tok))?;
+    let flooding: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["rule"]["id"] == "cordon_agent_flooding")
+        .collect();
+    assert_eq!(flooding.len(), 1, "{alerts}");
+    assert_eq!(flooding[0]["endpoint"]["name"], "flooder");
+    let (_, dl) = get(&format!("{api}/api/v1/dead-letters?reason=over_quota&limit=1000"), Some(&tok))?;
+    let dl = dl["dead_letters"].as_array().unwrap();
+    assert!(!dl.is_empty() && dl.iter().all(|d| d["agent_id"] == "flooder"));
+    eprintln!(
+        "T8 (test scale): flooder acked {flood_acked}, stored {stored}, refused {refused} in {elapsed:.1} s; 10 others: {normal_acked} acked, all stored"
+    );
+    Ok(())
+}

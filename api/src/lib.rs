@@ -11,6 +11,7 @@
 
 pub mod access;
 mod detection;
+mod enroll;
 pub mod error;
 mod investigate;
 pub mod ioc;
@@ -443,6 +444,26 @@ pub static ROUTES: &[RouteSpec] = &[
         body: None,
     },
     RouteSpec {
+        method: Method::POST,
+        path: "/api/v1/enroll",
+        access: Access::Public,
+        audit: Some("agent.enroll"),
+        summary: "Enroll an agent: the enrollment token (cordon enroll-token create), the agent's own Ed25519 public key and its signature over both; returns the agent id (derived from the key), tenant, group and the server's signing key. Failed attempts are limited per address like bad tokens; every attempt is audited.",
+        params: &[],
+        body: Some(
+            "{\"token\": \"cet_...\", \"public_key\": \"<64 hex>\", \"proof\": \"<128 hex>\", \"host\": \"name\"}",
+        ),
+    },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/agents/enrolled",
+        access: Access::Needs(Permission::Read),
+        audit: None,
+        summary: "The tenant's enrolled agents: id, host, group, public key, when enrolled and revoked.",
+        params: &[],
+        body: None,
+    },
+    RouteSpec {
         method: Method::GET,
         path: "/api/v1/audit",
         access: Access::Needs(Permission::Admin),
@@ -483,6 +504,10 @@ pub struct AppState {
     tokens: Mutex<HashMap<String, (TokenInfo, Instant)>>,
     /// Failed token attempts per client address.
     pub limiter: access::FailureLimiter,
+    /// Failed enrollments per client address.
+    pub enroll_limiter: access::FailureLimiter,
+    /// The server's public signing key, given to agents at enrollment.
+    pub server_key: std::sync::OnceLock<String>,
     /// The detection and correlation rules ingest runs (coverage matrix, policy preview, rules):
     /// the same cell as ingest's, so a reload shows at once.
     pub detection: Arc<correlate::sigma::CurrentRules>,
@@ -545,6 +570,8 @@ impl AppState {
             metrics,
             tokens: Mutex::new(HashMap::new()),
             limiter: access::FailureLimiter::default(),
+            enroll_limiter: access::FailureLimiter::default(),
+            server_key: std::sync::OnceLock::new(),
             detection,
             graphs,
             baselines,

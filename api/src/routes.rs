@@ -67,6 +67,8 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::GET, "/api/v1/graph/paths") => get(investigate::graph_paths),
         (Method::GET, "/api/v1/graph/neighbors") => get(investigate::graph_neighbors),
         (Method::GET, "/api/v1/audit") => get(crate::trust::audit),
+        (Method::POST, "/api/v1/enroll") => post(crate::enroll::enroll),
+        (Method::GET, "/api/v1/agents/enrolled") => get(crate::enroll::enrolled),
         (Method::GET, "/api/v1/dead-letters") => get(crate::trust::dead_letters),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }

@@ -1,7 +1,8 @@
 //! Admin commands on the metadata database: API tokens and the audit chain. Every token change is
 //! itself written to the audit chain, with the operating-system user who ran the command.
 
-use crate::{AuditAction, TokenAction};
+use crate::config::ServeArgs;
+use crate::{AgentAction, AuditAction, EnrollTokenAction, TokenAction};
 use anyhow::Context;
 use store::catalog::{AuditRecord, Catalog};
 
@@ -96,4 +97,83 @@ pub(crate) fn signing_key(path: &std::path::Path) -> anyhow::Result<schemas::sig
         }
         Err(e) => Err(e).with_context(|| format!("reading the signing key {}", path.display())),
     }
+}
+
+async fn audited(
+    cat: &Catalog,
+    tenant: &str,
+    action: &str,
+    target: String,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let rec =
+        AuditRecord { tenant: tenant.to_owned(), actor: cli_actor(), action: action.into(), target, detail };
+    cat.audit(&rec, schemas::time::now_micros()).await?;
+    Ok(())
+}
+
+async fn catalog(serve: &ServeArgs) -> anyhow::Result<Catalog> {
+    let cfg = serve.resolve()?;
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    Ok(Catalog::connect(&cfg.metadata_url).await?)
+}
+
+/// `cordon enroll-token create|revoke`.
+pub(crate) async fn enroll_token(action: EnrollTokenAction) -> anyhow::Result<()> {
+    match action {
+        EnrollTokenAction::Create { serve, tenant, uses, ttl, group } => {
+            schemas::TenantId::new(tenant.clone()).context("--tenant")?;
+            anyhow::ensure!(uses > 0, "--uses must be at least 1");
+            let cat = catalog(&serve).await?;
+            let now = schemas::time::now_micros();
+            let expires = now + ttl.as_micros() as i64;
+            let (id, secret) =
+                cat.create_enroll_token(&tenant, group.as_deref(), i64::from(uses), expires, now).await?;
+            let detail = serde_json::json!({"uses": uses, "expires_at": expires, "group": group});
+            audited(&cat, &tenant, "enroll_token.create", format!("enroll_token:{id}"), detail.clone())
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({"id": id, "tenant": tenant, "uses": uses, "group": group,
+                    "expires_at": schemas::time::format_micros(expires), "token": secret})
+            );
+        }
+        EnrollTokenAction::Revoke { serve, id } => {
+            let cat = catalog(&serve).await?;
+            anyhow::ensure!(
+                cat.revoke_enroll_token(&id, schemas::time::now_micros()).await?,
+                "no active enrollment token with id {id}"
+            );
+            audited(&cat, "", "enroll_token.revoke", format!("enroll_token:{id}"), serde_json::json!({}))
+                .await?;
+            println!("revoked enrollment token {id}");
+        }
+    }
+    Ok(())
+}
+
+/// `cordon enrollment open|close`.
+pub(crate) async fn enrollment(state: &str, serve: ServeArgs) -> anyhow::Result<()> {
+    let cat = catalog(&serve).await?;
+    let closed = state == "close";
+    cat.set_enrollment_closed(closed).await?;
+    audited(&cat, "", "enrollment.switch", "enrollment".into(), serde_json::json!({"closed": closed}))
+        .await?;
+    println!("enrollment is {}", if closed { "closed" } else { "open" });
+    Ok(())
+}
+
+/// `cordon agent revoke`.
+pub(crate) async fn agent(action: AgentAction) -> anyhow::Result<()> {
+    match action {
+        AgentAction::Revoke { serve, id } => {
+            let cat = catalog(&serve).await?;
+            let Some(tenant) = cat.revoke_agent(&id, schemas::time::now_micros()).await? else {
+                anyhow::bail!("no active enrolled agent with id {id}");
+            };
+            audited(&cat, &tenant, "agent.revoke", format!("agent:{id}"), serde_json::json!({})).await?;
+            println!("revoked agent {id}");
+        }
+    }
+    Ok(())
 }

@@ -26,6 +26,27 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Enrollment tokens for agents.
+    EnrollToken {
+        /// Enrollment token action.
+        #[command(subcommand)]
+        action: EnrollTokenAction,
+    },
+    /// Open or close enrollment for every tenant.
+    Enrollment {
+        /// `open` or `close`.
+        #[arg(value_parser = ["open", "close"])]
+        state: String,
+        /// Server settings.
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Enrolled agents.
+    Agent {
+        /// Agent action.
+        #[command(subcommand)]
+        action: AgentAction,
+    },
     /// The audit chain.
     Audit {
         /// Audit action.
@@ -205,4 +226,64 @@ fn parse_role(s: &str) -> Result<schemas::access::Role, String> {
 pub enum AuditAction {
     /// Walk the whole chain: exit 1 and name every break if a row was edited, deleted or reordered.
     Verify(ServeArgs),
+}
+
+fn parse_ttl(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n.parse().map_err(|_| format!("{s:?}: a number then s, m, h or d (24h)"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86400,
+        _ => return Err(format!("{s:?}: the unit is s, m, h or d")),
+    };
+    if secs == 0 {
+        return Err("the ttl must be positive".into());
+    }
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+/// Enrollment token actions.
+#[derive(Debug, Subcommand)]
+pub enum EnrollTokenAction {
+    /// Create an enrollment token and print it (shown once; stored as a hash).
+    Create {
+        /// Server settings.
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// The tenant the agents join.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// How many agents may enroll with it.
+        #[arg(long, default_value_t = 1)]
+        uses: u32,
+        /// How long it is valid (30m, 24h, 7d).
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: std::time::Duration,
+        /// The host group the agents join.
+        #[arg(long)]
+        group: Option<String>,
+    },
+    /// Revoke an enrollment token by id.
+    Revoke {
+        /// Server settings.
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Token id.
+        id: String,
+    },
+}
+
+/// Agent actions.
+#[derive(Debug, Subcommand)]
+pub enum AgentAction {
+    /// Revoke an enrolled agent (its key can never enroll again).
+    Revoke {
+        /// Server settings.
+        #[command(flatten)]
+        serve: ServeArgs,
+        /// Agent id.
+        id: String,
+    },
 }

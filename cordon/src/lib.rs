@@ -17,7 +17,7 @@ pub mod nats;
 pub mod outbound;
 pub mod reports;
 
-pub use cli::{AuditAction, Cli, Command, EvalWhat, TokenAction};
+pub use cli::{AgentAction, AuditAction, Cli, Command, EnrollTokenAction, EvalWhat, TokenAction};
 
 use anyhow::Context;
 use clap::Parser;
@@ -121,6 +121,8 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         cfg.forecast.clone(),
     );
     state.limiter.set_limit(cfg.auth_failure_limit);
+    state.enroll_limiter.set_limit(cfg.auth_failure_limit);
+    let _ = state.server_key.set(signing.public());
     let app = api::router(state);
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();
@@ -360,6 +362,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             Command::Demo(a) => Box::pin(demo::run(a)).await,
             Command::Token { action } => admin::token(action).await,
             Command::Audit { action } => admin::audit(action).await,
+            Command::EnrollToken { action } => admin::enroll_token(action).await,
+            Command::Enrollment { state, serve } => admin::enrollment(&state, serve).await,
+            Command::Agent { action } => admin::agent(action).await,
             Command::Verify(a) => {
                 let report = open_store(&a).await?.0.verify().await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);

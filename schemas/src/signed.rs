@@ -165,3 +165,93 @@ mod tests {
         assert!(check_public_key("abc").is_err());
     }
 }
+
+/// The domain of an agent's enrollment proof.
+pub const ENROLL_DOMAIN: &str = "cordon.enroll.v1";
+
+/// An agent's own key (Ed25519), made at enrollment and kept on the endpoint: its public half is the
+/// agent's identity ([`agent_id`]), and it proves possession by signing the enrollment request.
+pub struct AgentKey {
+    seed: [u8; 32],
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for AgentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AgentKey({})", self.public())
+    }
+}
+
+impl AgentKey {
+    /// A new key from the system's randomness.
+    pub fn generate() -> Result<Self, SignError> {
+        use ring::rand::SecureRandom;
+        let mut seed = [0u8; 32];
+        SystemRandom::new().fill(&mut seed).map_err(|_| SignError::BadKey("no randomness".into()))?;
+        Self::from_seed(seed)
+    }
+
+    /// The key of a 32-byte seed (as kept on disk).
+    pub fn from_seed(seed: [u8; 32]) -> Result<Self, SignError> {
+        let pair =
+            Ed25519KeyPair::from_seed_unchecked(&seed).map_err(|e| SignError::BadKey(e.to_string()))?;
+        Ok(Self { seed, pair })
+    }
+
+    /// The seed, to keep (secret).
+    pub fn seed(&self) -> [u8; 32] {
+        self.seed
+    }
+
+    /// The public key, hex.
+    pub fn public(&self) -> String {
+        hex(self.pair.public_key().as_ref())
+    }
+
+    /// The proof of possession for enrolling with `token` (hex signature).
+    pub fn enroll_proof(&self, token: &str) -> String {
+        hex(self.pair.sign(&enroll_message(token, &self.public())).as_ref())
+    }
+}
+
+fn enroll_message(token: &str, public_key: &str) -> Vec<u8> {
+    message(ENROLL_DOMAIN, &format!("{token}\n{}", public_key.to_ascii_lowercase()))
+}
+
+/// Checks an enrollment proof: `proof` is `public_key`'s signature over the token and the key.
+pub fn verify_enroll_proof(token: &str, public_key: &str, proof: &str) -> Result<(), SignError> {
+    check_public_key(public_key)?;
+    let key = unhex(public_key).ok_or_else(|| SignError::BadKey(public_key.to_owned()))?;
+    let sig = unhex(proof).ok_or(SignError::Signature)?;
+    UnparsedPublicKey::new(&ED25519, key)
+        .verify(&enroll_message(token, public_key), &sig)
+        .map_err(|_| SignError::Signature)
+}
+
+/// The agent id a public key gives: `a` and the first 20 hex digits (80 bits) of its SHA-256, so an
+/// agent cannot choose its id, and two keys do not share one.
+pub fn agent_id(public_key: &str) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, public_key.to_ascii_lowercase().as_bytes());
+    format!("a{}", &hex(d.as_ref())[..20])
+}
+
+#[cfg(test)]
+mod enroll_tests {
+    use super::*;
+
+    #[test]
+    fn an_enrollment_proof_binds_the_token_to_the_key_that_signed_it() {
+        let k = AgentKey::generate().unwrap();
+        let again = AgentKey::from_seed(k.seed()).unwrap();
+        assert_eq!(again.public(), k.public());
+        let proof = k.enroll_proof("cet_abc");
+        assert!(verify_enroll_proof("cet_abc", &k.public(), &proof).is_ok());
+        assert_eq!(verify_enroll_proof("cet_other", &k.public(), &proof), Err(SignError::Signature));
+        let other = AgentKey::generate().unwrap();
+        assert_eq!(verify_enroll_proof("cet_abc", &other.public(), &proof), Err(SignError::Signature));
+        let id = agent_id(&k.public());
+        assert_eq!(id.len(), 21);
+        assert!(crate::AgentId::new(id.clone()).is_ok(), "usable in subjects");
+        assert_ne!(id, agent_id(&other.public()));
+    }
+}

@@ -71,6 +71,22 @@ fn parse_server_key(s: &str) -> Result<String, String> {
 /// Sources.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Enroll this agent with the server: make its key (kept in --state-dir), prove it holds it, and
+    /// write the answer (agent id, tenant, the server's key) to <state-dir>/enrollment.json.
+    Enroll {
+        /// The server's API URL.
+        #[arg(long)]
+        server: String,
+        /// The enrollment token (`cordon enroll-token create`).
+        #[arg(long, env = "CORDON_ENROLL_TOKEN")]
+        token: String,
+        /// Where the agent keeps its key and enrollment.
+        #[arg(long, env = "CORDON_AGENT_STATE", default_value = "./cordon-agent-state")]
+        state_dir: PathBuf,
+        /// The host name to enroll as (default: the agent id).
+        #[arg(long, default_value = "")]
+        host: String,
+    },
     /// Replay a scenario file (NDJSON of events with relative times).
     Replay {
         /// Scenario file; `builtin:log4j-conti` for the shipped one.
@@ -207,6 +223,7 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
 async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, CliError> {
     let cfg = cfg.clone();
     match command {
+        Command::Enroll { .. } => Ok(RunSummary::default()),
         Command::Replay { scenario, speed } => {
             let s = if scenario == "builtin:log4j-conti" {
                 fixtures::scenario::log4j_conti()
@@ -249,6 +266,18 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             return std::process::ExitCode::from(2);
         }
     };
+    if let Command::Enroll { server, token, state_dir, host } = &cli.command {
+        return match crate::enroll::enroll(server, token, state_dir, host) {
+            Ok(answer) => {
+                println!("{answer}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     match rt.block_on(run(cli)) {
         Ok(summary) => {
             println!("{}", serde_json::to_string(&summary).expect("a summary serialises"));

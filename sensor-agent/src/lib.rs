@@ -15,6 +15,7 @@
 pub mod cli;
 pub mod edge;
 pub mod enforce;
+pub mod enroll;
 pub mod evtx;
 pub mod logs;
 pub mod shipper;
@@ -77,6 +78,9 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
+    /// Enrollment failed.
+    #[error("enrollment: {0}")]
+    Enroll(String),
 }
 
 /// What one identity did.

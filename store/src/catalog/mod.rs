@@ -8,6 +8,7 @@ mod agents;
 mod alerts;
 mod audit;
 mod dead_letters;
+mod enroll;
 mod filter;
 mod incidents;
 mod migrate;
@@ -19,6 +20,7 @@ pub use agents::AgentRow;
 pub use alerts::{AlertComment, AlertFilter};
 pub use audit::{AuditEntry, AuditRecord, AuditVerdict, GENESIS};
 pub use dead_letters::{DeadLetterRow, KEEP_PER_TENANT};
+pub use enroll::{EnrollRefusal, EnrolledAgent};
 pub use incidents::{
     INCIDENT_STATUSES, IncidentChange, IncidentComment, IncidentFilter, IncidentRow, IncidentWrite,
 };

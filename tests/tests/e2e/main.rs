@@ -11,6 +11,7 @@ mod correlation;
 mod crash;
 mod deps;
 mod detection;
+mod enroll;
 mod incidents;
 mod logins;
 mod maintenance;

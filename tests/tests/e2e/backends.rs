@@ -338,14 +338,23 @@ fn catalog_contract_on_sqlite() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(catalog_contract(&url))
 }
 
-#[test]
-fn catalog_contract_on_postgres() -> anyhow::Result<()> {
+/// Runs `test` against a fresh PostgreSQL database (its URL), dropped afterwards whatever happened.
+pub(crate) fn on_postgres<F, Fut>(test: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
     tokio::runtime::Runtime::new()?.block_on(async {
         let db = PgDb::create().await?;
-        let r = catalog_contract(&db.url).await;
+        let r = test(db.url.clone()).await;
         db.drop_db().await?;
         r
     })
+}
+
+#[test]
+fn catalog_contract_on_postgres() -> anyhow::Result<()> {
+    on_postgres(|url| async move { catalog_contract(&url).await })
 }
 
 #[test]

@@ -167,10 +167,5 @@ fn a_token_enrolls_no_more_than_its_uses_under_a_race_on_sqlite() -> anyhow::Res
 
 #[test]
 fn a_token_enrolls_no_more_than_its_uses_under_a_race_on_postgres() -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let db = super::backends::PgDb::create().await?;
-        let r = enrollment_race(&db.url).await;
-        db.drop_db().await?;
-        r
-    })
+    super::backends::on_postgres(|url| async move { enrollment_race(&url).await })
 }

@@ -6,7 +6,7 @@
 //! - writes and exports land in the audit chain, and any edit, deletion or reordering of its rows
 //!   makes `cordon audit verify` fail, on SQLite and PostgreSQL.
 
-use super::backends::PgDb;
+use super::backends::on_postgres;
 use super::{Env, bin};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -440,10 +440,7 @@ fn audit_chain_detects_tampering_on_sqlite() -> anyhow::Result<()> {
 
 #[test]
 fn audit_chain_detects_tampering_on_postgres() -> anyhow::Result<()> {
-    tokio::runtime::Runtime::new()?.block_on(async {
-        let db = PgDb::create().await?;
-        let r = audit_chain(&db.url, &["DROP TRIGGER audit_log_append_only ON audit_log"]).await;
-        db.drop_db().await?;
-        r
-    })
+    on_postgres(
+        |url| async move { audit_chain(&url, &["DROP TRIGGER audit_log_append_only ON audit_log"]).await },
+    )
 }

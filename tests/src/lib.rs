@@ -309,6 +309,7 @@ print(json.dumps({
     "distinct_ids": rows[0]["d"],
     "ingest_txn": dt.transaction_version("cordon-ingest"),
     "operations": [h.get("operation") for h in dt.history()],
+    "partition_columns": dt.metadata().partition_columns,
 }))
 "#;
     let out = Command::new("python3")
@@ -321,6 +322,29 @@ print(json.dumps({
         bail!("delta reader failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     serde_json::from_slice(&out.stdout).context("delta reader output")
+}
+
+/// Rows per tenant as Polars' `scan_delta` reads the local table at `table` (it refuses a table whose
+/// hive folders are not its partition columns). Fails with the install command when Polars is missing.
+pub fn polars_read(table: &Path) -> anyhow::Result<Value> {
+    const SCRIPT: &str = r#"
+import json, sys
+try:
+    import polars as pl
+except ImportError:
+    sys.exit("the polars Python package is missing: python3 -m pip install polars")
+df = pl.scan_delta(sys.argv[1]).group_by("tenant").agg(pl.len().alias("n")).collect()
+print(json.dumps({r["tenant"]: r["n"] for r in df.to_dicts()}))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(table)
+        .output()
+        .context("running python3 (needed for the Polars reader)")?;
+    if !out.status.success() {
+        bail!("polars reader failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    serde_json::from_slice(&out.stdout).context("polars reader output")
 }
 
 /// A throwaway S3-compatible server (moto's `moto_server`) on a free loopback port, with one bucket;

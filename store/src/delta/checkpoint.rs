@@ -104,7 +104,9 @@ pub(super) fn write(
     let mut part_cols = ListBuilder::new(StringBuilder::new());
     for i in 0..n {
         if i == 1 {
-            part_cols.values().append_value("date");
+            for c in super::PARTITION_COLUMNS {
+                part_cols.values().append_value(c);
+            }
         }
         part_cols.append(i == 1);
     }
@@ -143,8 +145,9 @@ pub(super) fn write(
     )?;
     let stats: Vec<Option<String>> =
         (0..n).map(|i| at(i).map(|(_, m)| serde_json::json!({"numRecords": m.rows}).to_string())).collect();
-    let partition_values: Vec<Option<Vec<(&str, &str)>>> =
-        (0..n).map(|i| at(i).map(|(_, m)| vec![("date", m.date.as_str())])).collect();
+    let partition_values: Vec<Option<Vec<(&str, &str)>>> = (0..n)
+        .map(|i| at(i).map(|(p, m)| vec![("tenant", super::tenant_of(p)), ("date", m.date.as_str())]))
+        .collect();
     let add = strukt(
         vec![
             ("path", Arc::new(StringArray::from_iter((0..n).map(|i| at(i).map(|(p, _)| super::escape(p)))))),
@@ -237,7 +240,14 @@ pub(super) fn read(path: &str, bytes: &bytes::Bytes) -> Result<Snapshot, DeltaEr
             let ids = child::<StringArray>(&md, "id", path)?;
             let created = child::<Int64Array>(&md, "createdTime", path)?;
             if let Some(i) = (0..md.len()).find(|i| md.is_valid(*i)) {
-                snap.meta = Some(MetaInfo { id: ids.value(i).to_owned(), created_time: created.value(i) });
+                let cols = child::<datafusion::arrow::array::ListArray>(&md, "partitionColumns", path)?;
+                let by_tenant = cols
+                    .value(i)
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .is_some_and(|c| (0..c.len()).any(|j| c.value(j) == "tenant"));
+                snap.meta =
+                    Some(MetaInfo { id: ids.value(i).to_owned(), created_time: created.value(i), by_tenant });
             }
         }
     }

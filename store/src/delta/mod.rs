@@ -99,6 +99,34 @@ pub(crate) struct AddMeta {
 pub(crate) struct MetaInfo {
     id: String,
     created_time: i64,
+    /// The table is partitioned by tenant and date (tables made before were by date alone; the next
+    /// commit moves them over).
+    by_tenant: bool,
+}
+
+/// The partition columns: the lake's hive layout, `tenant=<t>/date=<d>/`.
+pub const PARTITION_COLUMNS: [&str; 2] = ["tenant", "date"];
+
+/// The tenant of a table-relative path (`tenant=<t>/date=<d>/<file>`).
+fn tenant_of(path: &str) -> &str {
+    path.split('/').next().and_then(|p| p.strip_prefix("tenant=")).unwrap_or_default()
+}
+
+fn partition_values(path: &str, date: &str) -> Value {
+    json!({"tenant": tenant_of(path), "date": date})
+}
+
+fn metadata_action(meta: &MetaInfo) -> Value {
+    json!({"metaData": {
+        "id": meta.id,
+        "name": "events",
+        "description": "Cordon endpoint events",
+        "format": {"provider": "parquet", "options": {}},
+        "schemaString": schema_string(),
+        "partitionColumns": PARTITION_COLUMNS,
+        "configuration": {},
+        "createdTime": meta.created_time,
+    }})
 }
 
 /// Versions between checkpoints (Delta's own default is 10; Cordon commits more often).
@@ -229,9 +257,12 @@ impl DeltaLog {
                 self.txn_updated = txn["lastUpdated"].as_i64().unwrap_or(self.txn_updated);
             } else if let Some(md) = v.get("metaData") {
                 let id = md["id"].as_str().ok_or_else(|| corrupt("metaData without an id".into()))?;
+                let by_tenant =
+                    md["partitionColumns"].as_array().is_some_and(|c| c.iter().any(|c| c == "tenant"));
                 self.meta = Some(MetaInfo {
                     id: id.to_owned(),
                     created_time: md["createdTime"].as_i64().unwrap_or(0),
+                    by_tenant,
                 });
             }
         }
@@ -274,7 +305,13 @@ impl DeltaLog {
             .map(|(p, m)| (p.clone(), m.size, m.date.clone()))
             .collect();
         let checkpoint = checkpoint.max(self.txn_version);
-        if adds.is_empty() && removes.is_empty() && checkpoint == self.txn_version && self.version >= 0 {
+        let repartition = self.meta.as_ref().is_some_and(|m| !m.by_tenant);
+        if adds.is_empty()
+            && removes.is_empty()
+            && checkpoint == self.txn_version
+            && self.version >= 0
+            && !repartition
+        {
             return Ok(SyncOutcome::default());
         }
         let data_change = op != Operation::Optimize;
@@ -288,25 +325,34 @@ impl DeltaLog {
         }}));
         let mut new_meta = None;
         if self.version < 0 {
-            let meta = MetaInfo { id: uuid::Uuid::new_v4().to_string(), created_time: now_ms };
+            let meta =
+                MetaInfo { id: uuid::Uuid::new_v4().to_string(), created_time: now_ms, by_tenant: true };
             lines.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
-            lines.push(json!({"metaData": {
-                "id": meta.id,
-                "name": "events",
-                "description": "Cordon endpoint events",
-                "format": {"provider": "parquet", "options": {}},
-                "schemaString": schema_string(),
-                "partitionColumns": ["date"],
-                "configuration": {},
-                "createdTime": now_ms,
-            }}));
+            lines.push(metadata_action(&meta));
+            new_meta = Some(meta);
+        } else if let Some(old) = self.meta.as_ref().filter(|m| !m.by_tenant) {
+            // A table partitioned by date alone: the same table, now by tenant and date, its staying
+            // files added again with their tenant (no data changes; the latest add of a path wins).
+            let meta = MetaInfo { by_tenant: true, ..old.clone() };
+            lines.push(metadata_action(&meta));
+            let gone: std::collections::BTreeSet<&str> = removes.iter().map(|r| r.0.as_str()).collect();
+            for (p, m) in self.files.iter().filter(|(p, _)| !gone.contains(p.as_str())) {
+                lines.push(json!({"add": {
+                    "path": escape(p),
+                    "partitionValues": partition_values(p, &m.date),
+                    "size": m.size,
+                    "modificationTime": m.mtime,
+                    "dataChange": false,
+                    "stats": json!({"numRecords": m.rows}).to_string(),
+                }}));
+            }
             new_meta = Some(meta);
         }
         lines.push(json!({"txn": {"appId": APP_ID, "version": checkpoint, "lastUpdated": now_ms}}));
         for f in &adds {
             lines.push(json!({"add": {
                 "path": escape(table_path(&f.path)),
-                "partitionValues": {"date": f.date},
+                "partitionValues": partition_values(table_path(&f.path), &f.date),
                 "size": f.bytes,
                 "modificationTime": now_ms,
                 "dataChange": data_change,
@@ -319,7 +365,7 @@ impl DeltaLog {
                 "deletionTimestamp": now_ms,
                 "dataChange": data_change,
                 "extendedFileMetadata": true,
-                "partitionValues": {"date": date},
+                "partitionValues": partition_values(p, date),
                 "size": size,
             }}));
         }
@@ -496,13 +542,53 @@ mod tests {
         assert!(v1.contains("\"dataChange\":false"), "compaction is not a data change: {v1}");
         assert!(v1.contains("x%20y.parquet"), "paths are URI-escaped: {v1}");
         let v0 = fs::read_to_string(dir.path().join("_delta_log/00000000000000000000.json")).unwrap();
-        assert!(v0.contains("\"protocol\"") && v0.contains("\"partitionColumns\":[\"date\"]"));
+        assert!(v0.contains("\"protocol\"") && v0.contains("\"partitionColumns\":[\"tenant\",\"date\"]"));
 
         let again = DeltaLog::open(&Objects::local(dir.path(), false).unwrap(), "").unwrap();
         assert_eq!(again.version(), 1);
         assert_eq!(again.file_count(), 1);
         assert_eq!(again.txn_version(), 9);
         assert_eq!(again.files.keys().next().map(String::as_str), Some(table_path(&c.path)));
+    }
+
+    /// A table written before the tenant became a partition column: its next commit moves it over,
+    /// and a checkpoint carries the new layout.
+    #[test]
+    fn a_table_partitioned_by_date_alone_is_moved_to_tenant_and_date() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = Objects::local(dir.path(), false).unwrap();
+        let mut log = DeltaLog::open(&objects, "").unwrap();
+        let (a, b) = (entry(1, "2026-01-01"), entry(2, "2026-01-02"));
+        log.sync(&[a.clone(), b.clone()], 7, Operation::Write, 1).unwrap();
+        // Rewrite version 0 as the old writer made it.
+        let v0 = dir.path().join("_delta_log/00000000000000000000.json");
+        let old = fs::read_to_string(&v0)
+            .unwrap()
+            .replace("\"partitionColumns\":[\"tenant\",\"date\"]", "\"partitionColumns\":[\"date\"]")
+            .replace("\"tenant\":\"acme\",", "");
+        fs::write(&v0, old).unwrap();
+        let mut log = DeltaLog::open(&objects, "").unwrap();
+        assert!(!log.meta.as_ref().unwrap().by_tenant);
+        // Nothing else changed, and still a commit: the move itself, b removed meanwhile.
+        let out = log.sync(std::slice::from_ref(&a), 7, Operation::Write, 2).unwrap();
+        assert_eq!(out, SyncOutcome { version: Some(1), added: 0, removed: 1 });
+        let v1 = fs::read_to_string(dir.path().join("_delta_log/00000000000000000001.json")).unwrap();
+        assert!(v1.contains("\"partitionColumns\":[\"tenant\",\"date\"]"), "{v1}");
+        assert!(v1.contains("\"partitionValues\":{\"date\":\"2026-01-01\",\"tenant\":\"acme\"}"), "{v1}");
+        assert_eq!(v1.matches("\"add\"").count(), 1, "only the staying file is added again: {v1}");
+        assert_eq!(log.sync(std::slice::from_ref(&a), 7, Operation::Write, 3).unwrap().version, None, "once");
+        let again = DeltaLog::open(&objects, "").unwrap();
+        assert!(again.meta.as_ref().unwrap().by_tenant);
+        assert_eq!(again.file_count(), 1);
+        // A checkpoint keeps the layout.
+        let mut log = again;
+        log.checkpoint_now().unwrap();
+        let snap = checkpoint::read(
+            "cp",
+            &objects.get(&format!("_delta_log/{:020}.checkpoint.parquet", log.version)).unwrap(),
+        )
+        .unwrap();
+        assert!(snap.meta.unwrap().by_tenant);
     }
 
     #[test]

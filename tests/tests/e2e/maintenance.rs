@@ -109,6 +109,16 @@ fn delta_reader_sees_every_acked_event_before_and_after_compaction() -> anyhow::
     assert_eq!(before["files"], before_verify["files"], "the Delta snapshot holds the catalog's files");
     assert!(before["files"].as_u64().unwrap() > 4, "small batches made many files: {before}");
     assert!(before["ingest_txn"].as_i64().unwrap() > 0, "the JetStream checkpoint is the txn version");
+    assert_eq!(
+        before["partition_columns"],
+        serde_json::json!(["tenant", "date"]),
+        "the hive layout is the schema's"
+    );
+    assert_eq!(
+        tests::polars_read(&table(&data))?,
+        serde_json::json!({"default": acked}),
+        "Polars reads the lake"
+    );
 
     let report = cordon(&["compact", "--data-dir", &dd])?;
     let removed = report["files_removed"].as_u64().unwrap();
@@ -124,6 +134,7 @@ fn delta_reader_sees_every_acked_event_before_and_after_compaction() -> anyhow::
     assert_eq!(after["files"].as_u64(), Some(expected_files), "{report} {after}");
     assert!(after["files"].as_u64() < before["files"].as_u64());
     assert_eq!(after["operations"][0], "OPTIMIZE", "{after}");
+    assert_eq!(tests::polars_read(&table(&data))?, serde_json::json!({"default": acked}));
     assert_eq!(after["ingest_txn"], before["ingest_txn"], "compaction is no ingest transaction");
 
     // Compacting again finds nothing to merge; vacuum without retention deletes nothing.

@@ -29,6 +29,7 @@ mod b6;
 mod b7;
 mod b8;
 mod report;
+mod t8;
 
 use b6::b6;
 use b7::b7;
@@ -327,6 +328,8 @@ struct PathRun {
     staleness: Vec<f64>,
 }
 
+/// One run of the whole path; with `flood`, a second agent process sends that many events/s as one
+/// agent of the tenant `flood` beside the fleet (T8).
 async fn path_run(
     store: &store::Store,
     nats: &cordon::nats::NatsServer,
@@ -334,8 +337,13 @@ async fn path_run(
     rate: u64,
     secs: u64,
     seed: u64,
+    flood: Option<u64>,
 ) -> anyhow::Result<PathRun> {
-    let before = store.indexed_docs();
+    let searchable = || async {
+        let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
+        store.search("default", q).await.map(|(_, total)| total).unwrap_or(0)
+    };
+    let before = searchable().await;
     let nats_pid = nats.pid().to_string();
     let (s0, n0, c0) = (cpu_seconds(), proc_cpu(&nats_pid).0, proc_cpu("self").1);
     let w0 = Instant::now();
@@ -347,6 +355,26 @@ async fn path_run(
         .env("CORDON_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()?;
+    let mut flooder = match flood {
+        Some(r) => Some(
+            tokio::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "agent",
+                    "--nats-url",
+                    &nats.url,
+                    "--tenant",
+                    "flood",
+                    "--no-edge-rules",
+                    "--spool-dir",
+                ])
+                .arg(spool.join("flood"))
+                .args(["simulate", "--hosts", "1", "--rate", &r.to_string(), "--duration", &secs.to_string()])
+                .env("CORDON_LOG", "error")
+                .stdout(std::process::Stdio::null())
+                .spawn()?,
+        ),
+        None => None,
+    };
     let mut stdout = child.stdout.take().expect("piped");
     let summary = tokio::spawn(async move {
         use tokio::io::AsyncReadExt;
@@ -374,7 +402,10 @@ async fn path_run(
             break v["events_acked"].as_u64().unwrap_or(0);
         }
     };
-    while store.indexed_docs() < before + acked {
+    if let Some(f) = flooder.as_mut() {
+        f.wait().await?;
+    }
+    while searchable().await < before + acked as usize {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     Ok(PathRun {
@@ -385,6 +416,11 @@ async fn path_run(
         agent_cpu: proc_cpu("self").1 - c0,
         staleness,
     })
+}
+
+/// The `p` quantile of sorted values (NaN when empty).
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
 fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
@@ -405,13 +441,19 @@ fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
     );
     let mut runs = Vec::new();
     for r in 0..reps {
-        let run =
-            rt.block_on(path_run(&running.store, &nats, &tmp.path().join("spool"), rate, secs, r as u64))?;
+        let run = rt.block_on(path_run(
+            &running.store,
+            &nats,
+            &tmp.path().join("spool"),
+            rate,
+            secs,
+            r as u64,
+            None,
+        ))?;
         let cpu = run.server_cpu + run.nats_cpu + run.agent_cpu;
         let mut st = run.staleness.clone();
         st.sort_by(|a, b| a.total_cmp(b));
-        let pct =
-            |p: f64| st.get(((st.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+        let pct = |p: f64| percentile(&st, p);
         println!(
             "  run {r}: {} events acked, searchable after {:.2}s => {:>8.0} events/s; CPU s server {:.2} nats {:.2} agent {:.2} => {:>8.0} events/CPU-s (all), {:>8.0} (server); newest-searchable age p50 {:.2}s p99 {:.2}s max {:.2}s",
             run.acked,
@@ -503,6 +545,14 @@ fn main() -> anyhow::Result<()> {
         println!("\nB8 entity graph (Cordon; peers with --peers PYTHON)");
         let peers = flag("--peers");
         b8(flag("--events").map_or(Ok(10_000_000), |v| v.parse())?, reps.min(3), peers.as_deref())?;
+        return Ok(());
+    }
+    if only.as_deref() == Some("t8") {
+        let rate: u64 = flag("--rate").map_or(Ok(2_000), |v| v.parse())?;
+        let secs: u64 = flag("--secs").map_or(Ok(20), |v| v.parse())?;
+        let quota: u64 = flag("--quota").map_or(Ok(100), |v| v.parse())?;
+        println!("\nT8: one agent at 100x its quota beside a fleet of 200");
+        t8::run(rate, secs, quota, reps.min(3))?;
         return Ok(());
     }
     if only.as_deref().is_none_or(|o| o == "path") {

@@ -15,21 +15,24 @@
 pub mod baselines;
 mod correlation;
 mod dlq;
+mod heartbeats;
 mod incidents;
 mod policy;
 mod quota;
+mod streams;
 
 use async_nats::jetstream::{self, Message, consumer::pull, stream};
 use futures::StreamExt;
 use schemas::decode::{Channel, Limits, decode_line};
 use schemas::metrics::Registry;
 use schemas::subject::{SubjectKind, Subjects};
-use schemas::wire::{self, Heartbeat};
+use schemas::wire;
 use std::sync::Arc;
 use std::time::Duration;
 use store::{MessageBatch, Store};
 
 pub use quota::QuotaConfig;
+pub use streams::ensure_streams;
 
 /// Ingest settings.
 #[derive(Clone, Debug)]
@@ -143,62 +146,13 @@ const HELP_DETECTIONS: &str =
 const HELP_REJECTED: &str = "Lines or messages rejected, by reason; each is in the dead-letter stream.";
 const HELP_FAILURES: &str =
     "Batches whose commit failed since the last one that succeeded (they are redelivered).";
-const HELP_UP: &str = "1 when ingest's durable consumer exists, 0 when it is gone (it is recreated).";
-const HELP_RECREATED: &str = "Streams and consumers ingest recreated because they were missing.";
 const HELP_QUOTA: &str = "Events refused because their agent was over its quota (each message is in the dead-letter stream as over_quota).";
 const HELP_DUP: &str = "Messages refused because their batch was already committed.";
 const HELP_SECURITY: &str =
     "Security events, by kind (identity_mismatch, msg_id_mismatch, stream_deleted, token_guessing).";
-const HELP_LAG: &str =
-    "Messages in the stream not yet committed by ingest (pending delivery, or delivered and not acked).";
 
 /// The pull consumer type ingest uses.
 pub type Consumer = jetstream::consumer::Consumer<pull::Config>;
-
-/// Creates (or checks) the streams and the durable consumer. A missing events stream is created to
-/// continue after `checkpoint` (the highest stream sequence the catalog has committed), so the
-/// sequence-keyed batches of shippers without message ids (`s<seq>`) never repeat a committed key.
-pub async fn ensure_streams(
-    js: &jetstream::Context,
-    cfg: &IngestConfig,
-    checkpoint: u64,
-) -> Result<Consumer, IngestError> {
-    let events = js
-        .get_or_create_stream(stream::Config {
-            name: cfg.stream.clone(),
-            subjects: vec![cfg.subjects.filter(SubjectKind::Events)],
-            storage: stream::StorageType::File,
-            duplicate_window: cfg.duplicate_window,
-            max_message_size: i32::try_from(cfg.max_message_bytes).unwrap_or(i32::MAX),
-            first_sequence: (checkpoint > 0).then_some(checkpoint + 1),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| js_err("create events stream")(&e))?;
-    js.get_or_create_stream(stream::Config {
-        name: cfg.dlq_stream.clone(),
-        subjects: vec![cfg.subjects.dead_letter_filter()],
-        storage: stream::StorageType::File,
-        max_age: Duration::from_secs(30 * 24 * 3600),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| js_err("create dead-letter stream")(&e))?;
-    events
-        .get_or_create_consumer(
-            &cfg.consumer,
-            pull::Config {
-                durable_name: Some(cfg.consumer.clone()),
-                ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
-                max_ack_pending: 100_000,
-                filter_subject: cfg.subjects.filter(SubjectKind::Events),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| js_err("create consumer")(&e))
-}
 
 /// The ingest pipeline.
 #[derive(Debug)]
@@ -639,110 +593,5 @@ impl Ingest {
             "batch committed"
         );
         Ok(())
-    }
-
-    async fn heartbeats(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut sub = match self.client.subscribe(self.cfg.subjects.filter(SubjectKind::Heartbeat)).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot subscribe to heartbeats");
-                return;
-            }
-        };
-        loop {
-            let msg = tokio::select! {
-                m = sub.next() => match m { Some(m) => m, None => return },
-                _ = shutdown.changed() => return,
-            };
-            let Ok((tenant, agent, SubjectKind::Heartbeat)) = self.cfg.subjects.parse(msg.subject.as_str())
-            else {
-                continue;
-            };
-            match serde_json::from_slice::<Heartbeat>(&msg.payload) {
-                Ok(hb) => {
-                    let now = schemas::time::now_micros();
-                    if let Err(e) =
-                        self.store.catalog().heartbeat(tenant.as_str(), agent.as_str(), &hb, now).await
-                    {
-                        tracing::warn!(error = %e, "cannot record heartbeat");
-                    }
-                    self.metrics.add("cordon_heartbeats_total", "", "Agent heartbeats received.", 1);
-                }
-                Err(e) => {
-                    tracing::warn!(%agent, error = %e, "malformed heartbeat");
-                    self.metrics.add(
-                        "cordon_ingest_rejected_total",
-                        "reason=\"bad_heartbeat\"",
-                        HELP_REJECTED,
-                        1,
-                    );
-                }
-            }
-        }
-    }
-
-    /// Every 2 s: the messages not yet committed (pending delivery plus delivered and not acked, so
-    /// a stalled ingest shows as growing lag, not 0), and whether the consumer is there at all.
-    async fn lag_probe(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let info = match self.js.get_stream(&self.cfg.stream).await {
-                Ok(s) => match s.get_consumer::<pull::Config>(&self.cfg.consumer).await {
-                    Ok(mut c) => c.info().await.cloned().ok(),
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            };
-            match info {
-                Some(i) => {
-                    let lag = i.num_pending + i.num_ack_pending as u64;
-                    self.metrics.set_gauge("cordon_ingest_lag_messages", "", HELP_LAG, lag);
-                    self.metrics.set_gauge("cordon_ingest_consumer_up", "", HELP_UP, 1);
-                }
-                None => self.metrics.set_gauge("cordon_ingest_consumer_up", "", HELP_UP, 0),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
-    }
-
-    /// Brings back whatever of the streams and the consumer is missing (deleted by someone, or a NATS
-    /// store lost), continuing the events stream after the catalog's checkpoint; a loss is a security
-    /// event, since only the server's credential may manage streams.
-    async fn recover(&self) -> Result<Consumer, IngestError> {
-        let mut missing = Vec::new();
-        match self.js.get_stream(&self.cfg.stream).await {
-            Ok(s) => {
-                if s.get_consumer::<pull::Config>(&self.cfg.consumer).await.is_err() {
-                    missing.push("consumer");
-                }
-            }
-            Err(_) => missing.push("events stream"),
-        }
-        if self.js.get_stream(&self.cfg.dlq_stream).await.is_err() {
-            missing.push("dead-letter stream");
-        }
-        let checkpoint = self.store.catalog().max_checkpoint().await.map_err(store::StoreError::from)?;
-        let consumer = ensure_streams(&self.js, &self.cfg, checkpoint.max(0) as u64).await?;
-        if !missing.is_empty() {
-            let detail =
-                format!("recreated: {} (continuing after stream sequence {checkpoint})", missing.join(", "));
-            tracing::warn!(%detail, "security: JetStream objects Cordon needs were gone");
-            self.metrics.add(
-                "cordon_ingest_streams_recreated_total",
-                "",
-                HELP_RECREATED,
-                missing.len() as u64,
-            );
-            self.metrics.add("cordon_security_events_total", "kind=\"stream_deleted\"", HELP_SECURITY, 1);
-            let now = schemas::time::now_micros();
-            if let Err(e) =
-                self.store.catalog().security_event("", "ingest", "stream_deleted", &detail, now).await
-            {
-                tracing::error!(error = %e, "cannot record the stream_deleted security event");
-            }
-        }
-        Ok(consumer)
     }
 }

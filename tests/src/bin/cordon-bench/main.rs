@@ -423,18 +423,28 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted.get(((sorted.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN)
 }
 
-fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
-    let tmp = tempfile::tempdir()?;
-    let nats = cordon::nats::start(&tmp.path().join("nats"))?;
+/// A throwaway nats-server and `cordon serve` (in this process) under `tmp`, with `quota` events/s per
+/// agent when given.
+fn path_server(
+    tmp: &Path,
+    quota: Option<u64>,
+) -> anyhow::Result<(cordon::nats::NatsServer, tokio::runtime::Runtime, cordon::Running)> {
+    let nats = cordon::nats::start(&tmp.join("nats"))?;
     let rt = tokio::runtime::Runtime::new()?;
     let args = cordon::config::ServeArgs {
-        data_dir: Some(tmp.path().join("data")),
+        data_dir: Some(tmp.join("data")),
         nats_url: Some(nats.url.clone()),
         listen: Some("127.0.0.1:0".into()),
+        agent_events_per_sec: quota,
         ..Default::default()
     };
-    let cfg = args.resolve()?;
-    let running = rt.block_on(cordon::start(&cfg))?;
+    let running = rt.block_on(cordon::start(&args.resolve()?))?;
+    Ok((nats, rt, running))
+}
+
+fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (nats, rt, running) = path_server(tmp.path(), None)?;
     println!(
         "nats-server {}; 200 simulated hosts offering {rate} events/s for {secs} s; agent spool fsync on",
         nats.version

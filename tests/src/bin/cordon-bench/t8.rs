@@ -3,22 +3,13 @@
 //! the figure is the age of the fleet's newest searchable event (p50, p99) in each, and their ratio,
 //! against the bar of at most +20%.
 
-use crate::{path_run, percentile};
+use crate::{path_run, path_server, percentile};
 
 /// Runs the comparison: the fleet offers `rate` events/s over 200 agents for `secs`; the flooder
 /// sends 100x `quota` events/s as one agent while every agent's quota is `quota`.
 pub fn run(rate: u64, secs: u64, quota: u64, reps: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
-    let nats = cordon::nats::start(&tmp.path().join("nats"))?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let args = cordon::config::ServeArgs {
-        data_dir: Some(tmp.path().join("data")),
-        nats_url: Some(nats.url.clone()),
-        listen: Some("127.0.0.1:0".into()),
-        agent_events_per_sec: Some(quota),
-        ..Default::default()
-    };
-    let running = rt.block_on(cordon::start(&args.resolve()?))?;
+    let (nats, rt, running) = path_server(tmp.path(), Some(quota))?;
     println!(
         "nats-server {}; 200 agents offering {rate} events/s in all for {secs} s; quota {quota} events/s per agent; flooder {} events/s",
         nats.version,

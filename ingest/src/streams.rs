@@ -1,0 +1,125 @@
+//! What ingest needs on the bus, and keeping it there: the events stream, the dead-letter stream and
+//! the durable consumer (created, and recreated when someone deleted them), and the lag they show.
+
+use super::{Consumer, HELP_SECURITY, Ingest, IngestConfig, IngestError, js_err};
+use async_nats::jetstream::{self, consumer::pull, stream};
+use schemas::subject::SubjectKind;
+use std::sync::Arc;
+use std::time::Duration;
+
+const HELP_LAG: &str =
+    "Messages in the stream not yet committed by ingest (pending delivery, or delivered and not acked).";
+const HELP_UP: &str = "1 when ingest's durable consumer exists, 0 when it is gone (it is recreated).";
+const HELP_RECREATED: &str = "Streams and consumers ingest recreated because they were missing.";
+
+/// Creates (or checks) the streams and the durable consumer. A missing events stream is created to
+/// continue after `checkpoint` (the highest stream sequence the catalog has committed), so the
+/// sequence-keyed batches of shippers without message ids (`s<seq>`) never repeat a committed key.
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    cfg: &IngestConfig,
+    checkpoint: u64,
+) -> Result<Consumer, IngestError> {
+    let events = js
+        .get_or_create_stream(stream::Config {
+            name: cfg.stream.clone(),
+            subjects: vec![cfg.subjects.filter(SubjectKind::Events)],
+            storage: stream::StorageType::File,
+            duplicate_window: cfg.duplicate_window,
+            max_message_size: i32::try_from(cfg.max_message_bytes).unwrap_or(i32::MAX),
+            first_sequence: (checkpoint > 0).then_some(checkpoint + 1),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| js_err("create events stream")(&e))?;
+    js.get_or_create_stream(stream::Config {
+        name: cfg.dlq_stream.clone(),
+        subjects: vec![cfg.subjects.dead_letter_filter()],
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err("create dead-letter stream")(&e))?;
+    events
+        .get_or_create_consumer(
+            &cfg.consumer,
+            pull::Config {
+                durable_name: Some(cfg.consumer.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 100_000,
+                filter_subject: cfg.subjects.filter(SubjectKind::Events),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| js_err("create consumer")(&e))
+}
+
+impl Ingest {
+    /// Every 2 s: the messages not yet committed (pending delivery plus delivered and not acked, so
+    /// a stalled ingest shows as growing lag, not 0), and whether the consumer is there at all.
+    pub(crate) async fn lag_probe(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let info = match self.js.get_stream(&self.cfg.stream).await {
+                Ok(s) => match s.get_consumer::<pull::Config>(&self.cfg.consumer).await {
+                    Ok(mut c) => c.info().await.cloned().ok(),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            };
+            match info {
+                Some(i) => {
+                    let lag = i.num_pending + i.num_ack_pending as u64;
+                    self.metrics.set_gauge("cordon_ingest_lag_messages", "", HELP_LAG, lag);
+                    self.metrics.set_gauge("cordon_ingest_consumer_up", "", HELP_UP, 1);
+                }
+                None => self.metrics.set_gauge("cordon_ingest_consumer_up", "", HELP_UP, 0),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Brings back whatever of the streams and the consumer is missing (deleted by someone, or a NATS
+    /// store lost), continuing the events stream after the catalog's checkpoint; a loss is a security
+    /// event, since only the server's credential may manage streams.
+    pub(crate) async fn recover(&self) -> Result<Consumer, IngestError> {
+        let mut missing = Vec::new();
+        match self.js.get_stream(&self.cfg.stream).await {
+            Ok(s) => {
+                if s.get_consumer::<pull::Config>(&self.cfg.consumer).await.is_err() {
+                    missing.push("consumer");
+                }
+            }
+            Err(_) => missing.push("events stream"),
+        }
+        if self.js.get_stream(&self.cfg.dlq_stream).await.is_err() {
+            missing.push("dead-letter stream");
+        }
+        let checkpoint = self.store.catalog().max_checkpoint().await.map_err(store::StoreError::from)?;
+        let consumer = ensure_streams(&self.js, &self.cfg, checkpoint.max(0) as u64).await?;
+        if !missing.is_empty() {
+            let detail =
+                format!("recreated: {} (continuing after stream sequence {checkpoint})", missing.join(", "));
+            tracing::warn!(%detail, "security: JetStream objects Cordon needs were gone");
+            self.metrics.add(
+                "cordon_ingest_streams_recreated_total",
+                "",
+                HELP_RECREATED,
+                missing.len() as u64,
+            );
+            self.metrics.add("cordon_security_events_total", "kind=\"stream_deleted\"", HELP_SECURITY, 1);
+            let now = schemas::time::now_micros();
+            if let Err(e) =
+                self.store.catalog().security_event("", "ingest", "stream_deleted", &detail, now).await
+            {
+                tracing::error!(error = %e, "cannot record the stream_deleted security event");
+            }
+        }
+        Ok(consumer)
+    }
+}

@@ -62,6 +62,13 @@ pub enum Command {
     /// Delete partitions past the retention period and unreferenced files (Delta VACUUM; server
     /// stopped). `--retention-days` (or the configuration) sets the period.
     Vacuum(ServeArgs),
+    /// Make (or reuse) the NATS keys in DIR and print the nats-server configuration that turns
+    /// authentication on with Cordon's auth callout, and the `cordon serve` flags that go with it.
+    NatsConfig {
+        /// Where the keys are kept (mode 0600).
+        #[arg(long, default_value = "./cordon-nats")]
+        dir: std::path::PathBuf,
+    },
     /// Measurements on third-party data (SigmaHQ rules...).
     Eval {
         /// What to evaluate.

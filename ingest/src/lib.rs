@@ -13,7 +13,9 @@
 //! Depends on `schemas` and `store`; nothing depends on it but the server binary.
 
 pub mod baselines;
+pub mod callout;
 mod correlation;
+mod distribute;
 mod dlq;
 mod heartbeats;
 mod incidents;
@@ -148,8 +150,7 @@ const HELP_FAILURES: &str =
     "Batches whose commit failed since the last one that succeeded (they are redelivered).";
 const HELP_QUOTA: &str = "Events refused because their agent was over its quota (each message is in the dead-letter stream as over_quota).";
 const HELP_DUP: &str = "Messages refused because their batch was already committed.";
-const HELP_SECURITY: &str =
-    "Security events, by kind (identity_mismatch, msg_id_mismatch, stream_deleted, token_guessing).";
+pub(crate) const HELP_SECURITY: &str = "Security events, by kind (identity_mismatch, msg_id_mismatch, reply_injection, stream_deleted, token_guessing, revoked_connect, credential_clone).";
 
 /// The pull consumer type ingest uses.
 pub type Consumer = jetstream::consumer::Consumer<pull::Config>;
@@ -239,6 +240,7 @@ impl Ingest {
         self.update_incidents(&Default::default()).await;
         let hb = tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone()));
         let lag = tokio::spawn(Arc::clone(&self).lag_probe(shutdown.clone()));
+        let dist = tokio::spawn(Arc::clone(&self).distribute(shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
         let mut last_check = std::time::Instant::now();
         while !*shutdown.borrow() {
@@ -325,6 +327,7 @@ impl Ingest {
         }
         hb.abort();
         lag.abort();
+        dist.abort();
         Ok(())
     }
 
@@ -366,26 +369,10 @@ impl Ingest {
                     continue;
                 }
             };
-            // A message id in the agent form must name the agent of the subject: an id that claims
-            // another agent is an attempt to pre-empt that agent's next message in JetStream's
-            // duplicate window (the victim's agent re-sends under a new id when that happens).
-            if let Some(claimed) =
-                msg_id.as_deref().and_then(wire::MsgKey::parse).filter(|k| k.agent != agent)
-            {
-                let detail = format!(
-                    "message id {} claims agent {} on {agent}'s subject",
-                    msg_id.as_deref().unwrap_or(""),
-                    claimed.agent
-                );
-                security.push((tenant.clone(), agent.clone(), "msg_id_mismatch", detail.clone()));
-                dead.push(dlq::DeadLetter::message(
-                    &tenant,
-                    &agent,
-                    seq,
-                    "msg_id_mismatch",
-                    detail,
-                    &m.payload,
-                ));
+            // A message that cannot be the subject's agent's (see [`dlq::not_from_agent`]).
+            if let Some((kind, detail)) = dlq::not_from_agent(msg_id.as_deref(), &agent, &m.payload) {
+                security.push((tenant.clone(), agent.clone(), kind, detail.clone()));
+                dead.push(dlq::DeadLetter::message(&tenant, &agent, seq, kind, detail, &m.payload));
                 batches.push(MessageBatch {
                     key: format!("{tenant}/{agent}/s{seq}"),
                     stream_seq: seq,

@@ -14,6 +14,11 @@ pub enum SubjectKind {
     Heartbeat,
     /// A command to the agent (one JSON object, [`crate::wire::Command`]).
     Command,
+    /// The agent asks for its tenant's signed policy (request/reply; the server answers).
+    Policy,
+    /// The agent asks for the server's signed rule bundle (request/reply; the body is the digest
+    /// it has, and an empty answer means it is current).
+    Rules,
 }
 
 impl SubjectKind {
@@ -22,6 +27,8 @@ impl SubjectKind {
             SubjectKind::Events => "events",
             SubjectKind::Heartbeat => "hb",
             SubjectKind::Command => "cmd",
+            SubjectKind::Policy => "policy",
+            SubjectKind::Rules => "rules",
         }
     }
 }
@@ -103,6 +110,8 @@ impl Subjects {
             "events" => SubjectKind::Events,
             "hb" => SubjectKind::Heartbeat,
             "cmd" => SubjectKind::Command,
+            "policy" => SubjectKind::Policy,
+            "rules" => SubjectKind::Rules,
             _ => return Err(shape()),
         };
         let id_err = |source| SubjectError::Id { subject: subject.to_owned(), source };

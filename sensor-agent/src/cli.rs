@@ -62,6 +62,16 @@ pub struct Common {
     /// policies and rule files it signed are applied at the edge. Without it, none are.
     #[arg(long, env = "CORDON_SERVER_KEY", global = true, value_parser = parse_server_key)]
     pub server_key: Option<String>,
+    /// Where this agent keeps its enrolled keys: each identity connects with its own (the bus's
+    /// authentication). Without it, identities connect without credentials (a bus with auth off).
+    #[arg(long, env = "CORDON_AGENT_STATE", global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// The server's API URL, to enroll with.
+    #[arg(long, env = "CORDON_SERVER", global = true)]
+    pub server: Option<String>,
+    /// An enrollment token (`cordon enroll-token create`), for identities not enrolled yet.
+    #[arg(long = "enroll-token", alias = "token", env = "CORDON_ENROLL_TOKEN", global = true)]
+    pub enroll_token: Option<String>,
 }
 
 fn parse_server_key(s: &str) -> Result<String, String> {
@@ -73,19 +83,11 @@ fn parse_server_key(s: &str) -> Result<String, String> {
 pub enum Command {
     /// Enroll this agent with the server: make its key (kept in --state-dir), prove it holds it, and
     /// write the answer (agent id, tenant, the server's key) to <state-dir>/enrollment.json.
+    /// (--server and --enroll-token are required; --state-dir defaults to ./cordon-agent-state.)
     Enroll {
-        /// The server's API URL.
+        /// The host name to enroll as (default: this machine's name).
         #[arg(long)]
-        server: String,
-        /// The enrollment token (`cordon enroll-token create`).
-        #[arg(long, env = "CORDON_ENROLL_TOKEN")]
-        token: String,
-        /// Where the agent keeps its key and enrollment.
-        #[arg(long, env = "CORDON_AGENT_STATE", default_value = "./cordon-agent-state")]
-        state_dir: PathBuf,
-        /// The host name to enroll as (default: the agent id).
-        #[arg(long, default_value = "")]
-        host: String,
+        host: Option<String>,
     },
     /// Replay a scenario file (NDJSON of events with relative times).
     Replay {
@@ -179,8 +181,24 @@ impl Common {
             },
             heartbeat: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(self.drain_secs),
+            credentials: match &self.state_dir {
+                Some(dir) => crate::identity::Credentials::Enrolled {
+                    state_dir: dir.clone(),
+                    enroll: self.server.clone().zip(self.enroll_token.clone()),
+                },
+                None => crate::identity::Credentials::Open,
+            },
         })
     }
+}
+
+/// This machine's name.
+pub fn this_host() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// Runs a parsed command line; returns the run summary.
@@ -191,16 +209,16 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
         None
     } else {
         let edge = crate::edge::Edge::new(cli.common.enforce_secs > 0);
-        let client = crate::connect(&cfg.nats_url).await?;
-        edge.follow(&client, cfg.tenant.as_str(), Duration::from_secs(2), cli.common.server_key.clone())
-            .await;
+        // The process's own identity asks for the policy and rules.
+        let (me, client) = cfg.credentials.connect(&cfg.nats_url, &cfg.tenant, None, &this_host()).await?;
+        edge.follow(client, &cfg.subjects, &me, Duration::from_secs(2), cli.common.server_key.clone()).await;
         cfg.shipper.edge = Some(std::sync::Arc::clone(&edge));
-        Some((edge, client))
+        Some(edge)
     };
     // Each identity subscribes to its own command subject when its shipper opens (before it ships),
     // so no command about these events can be missed and no other agent's is read.
     let inbox = if cli.common.enforce_secs > 0 {
-        let inbox = crate::enforce::Inbox::new(crate::connect(&cfg.nats_url).await?);
+        let inbox = crate::enforce::Inbox::new();
         cfg.shipper.commands = Some(std::sync::Arc::clone(&inbox));
         Some(inbox)
     } else {
@@ -211,7 +229,7 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
     if let Some(inbox) = inbox {
         summary.enforcement = crate::enforce::listen(&inbox, secs).await;
     }
-    if let Some((edge, _client)) = edge {
+    if let Some(edge) = edge {
         let mut outcomes = edge.outcomes();
         outcomes.append(&mut summary.enforcement);
         summary.enforcement = outcomes;
@@ -266,8 +284,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             return std::process::ExitCode::from(2);
         }
     };
-    if let Command::Enroll { server, token, state_dir, host } = &cli.command {
-        return match crate::enroll::enroll(server, token, state_dir, host) {
+    if let Command::Enroll { host } = &cli.command {
+        let c = &cli.common;
+        let (Some(server), Some(token)) = (&c.server, &c.enroll_token) else {
+            eprintln!("error: enroll needs --server and --enroll-token");
+            return std::process::ExitCode::from(2);
+        };
+        let dir = c.state_dir.clone().unwrap_or_else(|| PathBuf::from("./cordon-agent-state"));
+        return match crate::enroll::enroll(server, token, &dir, &host.clone().unwrap_or_else(this_host)) {
             Ok(answer) => {
                 println!("{answer}");
                 std::process::ExitCode::SUCCESS

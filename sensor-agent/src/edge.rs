@@ -3,14 +3,14 @@
 //! `threat.tactic.name`, `rule.name`, `cordon.policy_tier`), and a process start the policy blocks is
 //! terminated on the spot instead of after a round trip to the server.
 //!
-//! The policy comes from the server: ingest publishes each tenant's current version to the JetStream
-//! key-value bucket [`schemas::policy::POLICY_BUCKET`]; the agent reads its tenant's key at start and
-//! watches it, so a change applies while the agent runs. Until a policy arrives (or without a
-//! server-side one) it uses the shipped default.
+//! The policy comes from the server: the agent asks for its tenant's current version on its own
+//! `<prefix>.<tenant>.<agent>.policy` subject at start and every few seconds after, so a change
+//! applies while the agent runs. Until a policy arrives (or without a server-side one) it uses the
+//! shipped default.
 //!
 //! The rules follow the server's too: the operator's rule files (SigmaHQ's, the team's own) are
-//! published in the object store [`schemas::policy::RULES_BUCKET`]; the agent fetches them at start
-//! and whenever their digest changes, checks the digest, and runs them beside the pack. The summary
+//! asked for on `.rules` with the digest the agent has; the server answers with the bundle when it
+//! differs, and the agent runs them beside the pack. The summary
 //! says which rule set it ran and whether it is the server's. Ingest re-evaluates every event with
 //! the central rules either way, keeping the agent's tags.
 //!
@@ -24,8 +24,29 @@ use crate::shipper::Identity;
 use correlate::sigma::{RuleFile, Tagger};
 use schemas::fields::col;
 use schemas::policy::{Policy, Published, RuleBundle};
+use schemas::subject::{SubjectKind, Subjects};
 use serde_json::Value;
 use std::sync::{Arc, Mutex, RwLock};
+
+/// Where the edge asks for the server's policy and rules: the process identity's own subjects.
+struct Asks {
+    client: async_nats::Client,
+    policy: String,
+    rules: String,
+    tenant: String,
+}
+
+impl Asks {
+    /// The server's answer on `subject` (empty: nothing, or nothing new).
+    async fn get(&self, subject: &str, body: String) -> Result<bytes::Bytes, String> {
+        let ask = self.client.request(subject.to_owned(), body.into());
+        match tokio::time::timeout(std::time::Duration::from_secs(5), ask).await {
+            Ok(Ok(m)) => Ok(m.payload),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no answer within 5 s".to_owned()),
+        }
+    }
+}
 
 /// What the edge did, for the run summary.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -62,6 +83,9 @@ pub struct Edge {
     summary: Mutex<EdgeSummary>,
     enforce: bool,
     outcomes: Mutex<Vec<Outcome>>,
+    /// Hashes of the last policy and rule answers looked at: an answer is judged once, however
+    /// often it is asked for again.
+    seen: Mutex<[u64; 2]>,
 }
 
 impl Edge {
@@ -77,6 +101,7 @@ impl Edge {
             summary: Mutex::new(summary),
             enforce,
             outcomes: Mutex::new(Vec::new()),
+            seen: Mutex::new([0; 2]),
         })
     }
 
@@ -132,11 +157,14 @@ impl Edge {
 
     /// Reads the server's rule files and the tenant's published policy now, then re-reads them
     /// every `every` in a background task (a poll rather than a watch: it survives server restarts
-    /// and never spins). Only what `server_key` signed is applied; without one, nothing is read.
+    /// and never spins). Both are asked for on `id`'s own subjects (request and reply: an agent has
+    /// no JetStream API access). Only what `server_key` signed is applied; without one, nothing is
+    /// read.
     pub async fn follow(
         self: &Arc<Self>,
-        client: &async_nats::Client,
-        tenant: &str,
+        client: async_nats::Client,
+        subjects: &Subjects,
+        id: &Identity,
         every: std::time::Duration,
         server_key: Option<String>,
     ) {
@@ -147,51 +175,39 @@ impl Edge {
             return;
         };
         self.summary.lock().unwrap_or_else(|e| e.into_inner()).server_key = Some(key);
-        let js = async_nats::jetstream::new(client.clone());
-        let rules = js.get_object_store(schemas::policy::RULES_BUCKET).await.ok();
-        if let Some(bucket) = &rules {
-            self.poll_rules(bucket).await;
-        }
-        let kv = js.get_key_value(schemas::policy::POLICY_BUCKET).await.ok();
-        let mut seen = 0;
-        match &kv {
-            Some(kv) => seen = self.poll(kv, tenant, 0).await,
-            None => tracing::info!("no policy published by the server yet; using the shipped default"),
-        }
-        if rules.is_none() && kv.is_none() {
-            return;
-        }
-        let (me, tenant) = (Arc::clone(self), tenant.to_owned());
+        let ask = Asks {
+            client,
+            policy: subjects.subject(&id.tenant, &id.agent, SubjectKind::Policy),
+            rules: subjects.subject(&id.tenant, &id.agent, SubjectKind::Rules),
+            tenant: id.tenant.to_string(),
+        };
+        self.poll_rules(&ask).await;
+        self.poll(&ask).await;
+        let me = Arc::clone(self);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
-                if let Some(bucket) = &rules {
-                    me.poll_rules(bucket).await;
-                }
-                if let Some(kv) = &kv {
-                    seen = me.poll(kv, &tenant, seen).await;
-                }
+                me.poll_rules(&ask).await;
+                me.poll(&ask).await;
             }
         });
     }
 
-    /// Fetches the server's rule bundle when its digest differs from the rules in use.
-    async fn poll_rules(&self, bucket: &async_nats::jetstream::object_store::ObjectStore) {
-        use tokio::io::AsyncReadExt;
-        let Ok(info) = bucket.info(schemas::policy::RULES_OBJECT).await else { return };
+    /// Fetches the server's rule bundle when its digest differs from the rules in use (the server
+    /// answers nothing when they are the same).
+    async fn poll_rules(&self, ask: &Asks) {
         let mine = self.base.read().unwrap_or_else(|e| e.into_inner()).sources().digest.clone();
-        if info.metadata.get("digest") == Some(&mine) {
-            return;
-        }
-        let mut body = Vec::new();
-        let read = match bucket.get(schemas::policy::RULES_OBJECT).await {
-            Ok(mut object) => object.read_to_end(&mut body).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let body = match ask.get(&ask.rules, mine).await {
+            Ok(b) if b.is_empty() || !self.first_look(1, &b) => return,
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot ask for the server's rule files now; trying again");
+                return;
+            }
         };
-        let bundle = read.and_then(|_| {
-            self.verified(&body, schemas::signed::RULES_DOMAIN)
-                .and_then(|text| serde_json::from_str::<RuleBundle>(&text).map_err(|e| e.to_string()))
-        });
+        let bundle = self
+            .verified(&body, schemas::signed::RULES_DOMAIN)
+            .and_then(|text| serde_json::from_str::<RuleBundle>(&text).map_err(|e| e.to_string()));
         match bundle {
             Ok(bundle) => match tokio::task::spawn_blocking(move || Self::build_rules(bundle)).await {
                 Ok(Some(built)) => self.install_rules(built),
@@ -221,31 +237,39 @@ impl Edge {
         self.summary.lock().unwrap_or_else(|e| e.into_inner()).refused += 1;
     }
 
-    /// Applies the tenant's entry when its revision is newer than `seen`; returns the newest seen.
-    async fn poll(&self, kv: &async_nats::jetstream::kv::Store, tenant: &str, seen: u64) -> u64 {
-        match kv.entry(tenant).await {
-            Ok(Some(e)) if e.revision > seen => {
-                let Ok(text) = self.verified(&e.value, schemas::signed::POLICY_DOMAIN) else {
-                    return e.revision;
-                };
-                let applied = self.summary.lock().unwrap_or_else(|e| e.into_inner()).policy_version;
-                match serde_json::from_str::<Published>(&text) {
-                    Ok(p) if p.tenant != tenant => {
-                        self.refuse(&format!("a policy of tenant {:?} under {tenant:?}", p.tenant))
-                    }
-                    Ok(p) if p.version < applied => {
-                        self.refuse(&format!("policy version {} is older than {applied}, in use", p.version))
-                    }
-                    Ok(p) => self.apply(&p),
-                    Err(err) => tracing::warn!(error = %err, "published policy does not parse"),
-                }
-                e.revision
-            }
-            Ok(_) => seen,
+    /// Whether `body` differs from the last answer of this kind (0 policy, 1 rules); remembers it.
+    fn first_look(&self, kind: usize, body: &[u8]) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        body.hash(&mut h);
+        let hash = h.finish();
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut seen[kind], hash) != hash
+    }
+
+    /// Applies the tenant's published policy when it is newer than the one in use.
+    async fn poll(&self, ask: &Asks) {
+        let body = match ask.get(&ask.policy, String::new()).await {
+            Ok(b) if b.is_empty() || !self.first_look(0, &b) => return,
+            Ok(b) => b,
             Err(e) => {
-                tracing::debug!(error = %e, "cannot read the policy now; trying again");
-                seen
+                tracing::debug!(error = %e, "cannot ask for the policy now; trying again");
+                return;
             }
+        };
+        let Ok(text) = self.verified(&body, schemas::signed::POLICY_DOMAIN) else { return };
+        let applied = self.summary.lock().unwrap_or_else(|e| e.into_inner()).policy_version;
+        let fresh = self.policy.read().unwrap_or_else(|e| e.into_inner()).is_none();
+        match serde_json::from_str::<Published>(&text) {
+            Ok(p) if p.tenant != ask.tenant => {
+                self.refuse(&format!("a policy of tenant {:?} under {:?}", p.tenant, ask.tenant))
+            }
+            Ok(p) if p.version < applied => {
+                self.refuse(&format!("policy version {} is older than {applied}, in use", p.version))
+            }
+            Ok(p) if p.version == applied && !fresh => {}
+            Ok(p) => self.apply(&p),
+            Err(err) => tracing::warn!(error = %err, "published policy does not parse"),
         }
     }
 

@@ -89,20 +89,20 @@ pub fn execute(cmd: &Command, now_micros: i64) -> Outcome {
 /// anything, so no command about its events is missed and no other agent's command is read.
 #[derive(Debug)]
 pub struct Inbox {
-    client: async_nats::Client,
     subs: std::sync::Mutex<Vec<async_nats::Subscriber>>,
 }
 
 impl Inbox {
-    /// An inbox whose subscriptions go through `client`.
-    pub fn new(client: async_nats::Client) -> std::sync::Arc<Self> {
-        std::sync::Arc::new(Self { client, subs: std::sync::Mutex::new(Vec::new()) })
+    /// An empty inbox.
+    pub fn new() -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self { subs: std::sync::Mutex::new(Vec::new()) })
     }
 
-    /// Subscribes to one identity's command subject, and waits until the server has the interest.
-    pub async fn subscribe(&self, subject: String) -> Result<(), String> {
-        let sub = self.client.subscribe(subject).await.map_err(|e| e.to_string())?;
-        self.client.flush().await.map_err(|e| e.to_string())?;
+    /// Subscribes to one identity's command subject through that identity's own connection, and
+    /// waits until the server has the interest.
+    pub async fn subscribe(&self, client: &async_nats::Client, subject: String) -> Result<(), String> {
+        let sub = client.subscribe(subject).await.map_err(|e| e.to_string())?;
+        client.flush().await.map_err(|e| e.to_string())?;
         self.subs.lock().unwrap_or_else(|e| e.into_inner()).push(sub);
         Ok(())
     }

@@ -17,15 +17,16 @@ pub mod edge;
 pub mod enforce;
 pub mod enroll;
 pub mod evtx;
+pub mod identity;
 pub mod logs;
 pub mod shipper;
 pub mod spool;
 
 use fixtures::fleet::FleetGenerator;
 use fixtures::scenario::Scenario;
+use schemas::TenantId;
 use schemas::subject::Subjects;
-use schemas::{AgentId, TenantId};
-use shipper::{Counters, Identity, ShipError, Shipper, ShipperConfig};
+use shipper::{Counters, ShipError, Shipper, ShipperConfig};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -47,6 +48,8 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// How long to keep retrying at the end before giving up (what is left stays spooled).
     pub drain_timeout: Duration,
+    /// How each identity authenticates on the bus.
+    pub credentials: identity::Credentials,
 }
 
 /// Agent failures.
@@ -146,14 +149,10 @@ impl RunSummary {
     }
 }
 
-pub(crate) async fn connect(url: &str) -> Result<async_nats::Client, AgentError> {
-    async_nats::ConnectOptions::new()
-        .name("cordon-agent")
-        .retry_on_initial_connect()
-        .connection_timeout(Duration::from_secs(5))
-        .connect(url)
-        .await
-        .map_err(|e| AgentError::Connect { url: url.to_owned(), message: e.to_string() })
+/// Opens the shipper of the identity `name` (a host) with its own connection.
+async fn open_identity(cfg: &AgentConfig, name: &str, host: &str) -> Result<Shipper, AgentError> {
+    let (id, client) = cfg.credentials.connect(&cfg.nats_url, &cfg.tenant, Some(name), host).await?;
+    Ok(Shipper::open(client, &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?)
 }
 
 /// How a scenario is replayed.
@@ -171,17 +170,9 @@ pub async fn replay(
     scenario: &Scenario,
     opts: &ReplayOptions,
 ) -> Result<RunSummary, AgentError> {
-    let client = connect(&cfg.nats_url).await?;
     let mut shippers = Vec::new();
     for h in &scenario.hosts {
-        let id = Identity {
-            tenant: cfg.tenant.clone(),
-            agent: AgentId::new(h.agent.clone())?,
-            host: h.name.clone(),
-        };
-        shippers.push(
-            Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?,
-        );
+        shippers.push(open_identity(cfg, &h.agent, &h.name).await?);
     }
     let base = opts.base_time.unwrap_or_else(schemas::time::now_micros);
     let started = Instant::now();
@@ -207,22 +198,18 @@ pub async fn replay(
             last_hb = Instant::now();
         }
     }
-    finish(cfg, client, shippers).await
+    finish(cfg, shippers).await
 }
 
-async fn finish(
-    cfg: &AgentConfig,
-    client: async_nats::Client,
-    mut shippers: Vec<Shipper>,
-) -> Result<RunSummary, AgentError> {
+async fn finish(cfg: &AgentConfig, mut shippers: Vec<Shipper>) -> Result<RunSummary, AgentError> {
     let deadline = Instant::now() + cfg.drain_timeout;
     for s in shippers.iter_mut() {
         if let Err(e) = s.flush(deadline).await {
             tracing::error!(agent = %s.identity().agent, error = %e, "could not ship everything; the rest stays spooled");
         }
         s.heartbeat().await;
+        s.flush_connection().await;
     }
-    let _ = client.flush().await;
     Ok(RunSummary::of(&shippers))
 }
 
@@ -281,22 +268,15 @@ async fn ship_by_host(
     cfg: &AgentConfig,
     by_host: std::collections::BTreeMap<String, Vec<serde_json::Value>>,
 ) -> Result<RunSummary, AgentError> {
-    let client = connect(&cfg.nats_url).await?;
     let mut shippers = Vec::new();
     for (host, events) in &by_host {
-        let id = Identity {
-            tenant: cfg.tenant.clone(),
-            agent: AgentId::new(schemas::sanitize_token(&host.to_lowercase()))?,
-            host: host.clone(),
-        };
-        let mut s =
-            Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?;
+        let mut s = open_identity(cfg, host, host).await?;
         for e in events {
             s.push(e)?;
         }
         shippers.push(s);
     }
-    finish(cfg, client, shippers).await
+    finish(cfg, shippers).await
 }
 
 /// How a fleet is simulated.
@@ -316,18 +296,10 @@ pub struct SimulateOptions {
 
 /// Simulates a fleet: `rate` events/s spread over `hosts` identities for `duration`.
 pub async fn simulate(cfg: &AgentConfig, opts: &SimulateOptions) -> Result<RunSummary, AgentError> {
-    let client = connect(&cfg.nats_url).await?;
     let mut fleet = FleetGenerator::new(opts.seed, opts.hosts.max(1));
     let mut shippers = Vec::new();
     for h in fleet.hosts() {
-        let id = Identity {
-            tenant: cfg.tenant.clone(),
-            agent: AgentId::new(h.agent.clone())?,
-            host: h.name.clone(),
-        };
-        shippers.push(
-            Shipper::open(client.clone(), &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?,
-        );
+        shippers.push(open_identity(cfg, &h.agent, &h.name).await?);
     }
     let tick = Duration::from_millis(100);
     let start = Instant::now();
@@ -373,5 +345,5 @@ pub async fn simulate(cfg: &AgentConfig, opts: &SimulateOptions) -> Result<RunSu
         tokio::time::sleep_until(next_tick).await;
         next_tick = (next_tick + tick).max(Instant::now());
     }
-    finish(cfg, client, shippers).await
+    finish(cfg, shippers).await
 }

@@ -127,7 +127,7 @@ impl Shipper {
     ) -> Result<Self, ShipError> {
         if let Some(inbox) = &cfg.commands {
             let subject = subjects.subject(&id.tenant, &id.agent, SubjectKind::Command);
-            inbox.subscribe(subject).await.map_err(ShipError::Publish)?;
+            inbox.subscribe(&client, subject).await.map_err(ShipError::Publish)?;
         }
         let dir = spool_dir.join(format!("{}.{}", id.tenant, id.agent));
         let (spool, left) = Spool::open(&dir, cfg.spool_max_bytes, cfg.spool_fsync)?;
@@ -156,6 +156,11 @@ impl Shipper {
             seq: 0,
             counters,
         })
+    }
+
+    /// Waits until everything published on this identity's connection has reached the server.
+    pub async fn flush_connection(&self) {
+        let _ = self.client.flush().await;
     }
 
     /// The identity.

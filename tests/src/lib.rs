@@ -13,6 +13,56 @@ use std::time::{Duration, Instant};
 
 pub use cordon::nats::{NatsServer, start as start_nats, start_on as start_nats_on};
 
+/// A fresh nats-server with authentication on (Cordon's user, its auth callout); servers started on
+/// its URL answer the callout, and agents started on it enroll (see [`spawn_agent`]).
+pub fn start_nats_secure(dir: &Path) -> anyhow::Result<NatsServer> {
+    let n = cordon::nats::start_secure(dir)?;
+    if let Some(k) = &n.keys {
+        bus_keys().insert(n.url.clone(), k.clone());
+    }
+    Ok(n)
+}
+
+/// The keys of each authenticated nats-server started here, by URL.
+fn bus_keys() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, cordon::nats_auth::NatsKeys>>
+{
+    static KEYS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, cordon::nats_auth::NatsKeys>>,
+    > = std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The keys of the authenticated nats-server on `nats_url`, if it is one.
+pub fn bus_auth(nats_url: &str) -> Option<cordon::nats_auth::NatsKeys> {
+    bus_keys().get(nats_url).cloned()
+}
+
+/// Where agents on an authenticated bus enroll: (API URL, enrollment token), by NATS URL.
+fn enrollments() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, (String, String)>> {
+    static E: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>> =
+        std::sync::OnceLock::new();
+    E.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Creates an enrollment token of `tenant` through `cordon enroll-token create`; (id, secret).
+pub fn enroll_token(
+    bin: &Path,
+    data_dir: &Path,
+    tenant: &str,
+    uses: u32,
+) -> anyhow::Result<(String, String)> {
+    let dd = data_dir.display().to_string();
+    let uses = uses.to_string();
+    let (code, out) = run(
+        bin,
+        &["enroll-token", "create", "--tenant", tenant, "--uses", &uses, "--ttl", "24h", "--data-dir", &dd],
+    )?;
+    anyhow::ensure!(code == 0, "enroll-token create failed ({code})");
+    let v: Value = serde_json::from_str(out.trim())?;
+    let field = |k: &str| v[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {v}"));
+    Ok((field("id")?, field("token")?))
+}
+
 /// A `cordon serve` process.
 #[derive(Debug)]
 pub struct Server {
@@ -58,6 +108,10 @@ impl Server {
         if let Some(url) = &opts.metadata_url {
             cmd.args(["--metadata-url", url]);
         }
+        let keys = bus_auth(nats_url);
+        if let Some(k) = &keys {
+            cmd.args(k.serve_args());
+        }
         cmd.args(&opts.args);
         let mut child = cmd.spawn().context("starting cordon serve")?;
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -70,6 +124,10 @@ impl Server {
             {
                 if let Some(key) = v["signing_key"].as_str() {
                     server_keys().insert(nats_url.to_owned(), key.to_owned());
+                }
+                if keys.is_some() {
+                    let (_, token) = enroll_token(bin, data_dir, "default", 100_000)?;
+                    enrollments().insert(nats_url.to_owned(), (api.to_owned(), token));
                 }
                 return Ok(Self { child, data_dir: data_dir.to_owned(), api: api.to_owned() });
             }
@@ -164,11 +222,17 @@ pub fn server_key(nats_url: &str) -> Option<String> {
 }
 
 /// Starts an agent process (`cordon-e2e agent ...`) with a spool under `spool`, trusting the
-/// server started on the same NATS URL.
+/// server started on the same NATS URL; on an authenticated bus its identities enroll with that
+/// server (keys under `<spool>/state`).
 pub fn spawn_agent(bin: &Path, nats_url: &str, spool: &Path, args: &[&str]) -> anyhow::Result<Child> {
     let mut cmd = Command::new(bin);
     if let Some(key) = server_key(nats_url) {
         cmd.env("CORDON_SERVER_KEY", key);
+    }
+    if let Some((api, token)) = enrollments().get(nats_url).cloned() {
+        cmd.env("CORDON_AGENT_STATE", spool.join("state"))
+            .env("CORDON_SERVER", api)
+            .env("CORDON_ENROLL_TOKEN", token);
     }
     cmd.arg("agent")
         .args(["--nats-url", nats_url, "--spool-dir"])

@@ -205,6 +205,16 @@ impl Catalog {
         row.map(|r| enrolled(&r)).transpose().map_err(db("enroll"))
     }
 
+    /// The enrolled agent holding `public_key` (hex), revoked or not.
+    pub async fn enrolled_agent(&self, public_key: &str) -> Result<Option<EnrolledAgent>, CatalogError> {
+        let row = sqlx::query(&format!("SELECT {AGENT_COLUMNS} FROM enrolled_agents WHERE public_key = $1"))
+            .bind(public_key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db("enrolled_agent"))?;
+        row.map(|r| enrolled(&r)).transpose().map_err(db("enrolled_agent"))
+    }
+
     /// A tenant's enrolled agents, newest first.
     pub async fn enrolled_agents(&self, tenant: &str) -> Result<Vec<EnrolledAgent>, CatalogError> {
         let rows = sqlx::query(&format!(

@@ -106,11 +106,18 @@ fn agents_apply_only_what_the_servers_key_signed() -> anyhow::Result<()> {
         let genuine_v1 = genuine[0].clone();
         let kv = js.get_key_value(schemas::policy::POLICY_BUCKET).await?;
 
+        // The agent asks the server on its own subject; the server answers with what the bucket holds.
+        let me = sensor_agent::shipper::Identity {
+            tenant: schemas::TenantId::new("default")?,
+            agent: schemas::AgentId::new("edge-1")?,
+            host: "EDGE-1".into(),
+        };
+        let subjects = schemas::subject::Subjects::default();
         let edge = sensor_agent::edge::Edge::new(false);
-        edge.follow(&client, "default", Duration::from_millis(100), Some(key.clone())).await;
+        edge.follow(client.clone(), &subjects, &me, Duration::from_millis(100), Some(key.clone())).await;
         assert_eq!(edge.summary().policy_version, 2, "the genuine policy applies");
         let blind = sensor_agent::edge::Edge::new(false);
-        blind.follow(&client, "default", Duration::from_millis(100), None).await;
+        blind.follow(client.clone(), &subjects, &me, Duration::from_millis(100), None).await;
         assert_eq!(blind.summary().policy_version, 0, "without a server key nothing from the bus applies");
 
         // What an attacker with write access to the bucket can send.

@@ -15,6 +15,7 @@ mod enroll;
 mod incidents;
 mod logins;
 mod maintenance;
+mod nats_auth;
 mod object_store;
 mod pipeline;
 mod sql;

@@ -1,0 +1,121 @@
+//! Who each identity of this process is on the bus, and its connection.
+//!
+//! With authentication on (the normal case), every identity holds its own enrolled key and opens its
+//! own connection with it as an nkey: the server's auth callout (ADR 0007) gives that connection
+//! exactly its own subjects, and the agent id is the one derived from the key at enrollment. A tool
+//! that speaks for many hosts (replay, EVTX per Computer, logs per host, the simulator) keeps one key
+//! per host under `<state-dir>/ids/`, enrolling a missing one with the enrollment token it was given.
+//! Without authentication (a development nats-server with auth off), identities are named after
+//! their hosts and share nothing but the URL.
+
+use crate::AgentError;
+use crate::shipper::Identity;
+use schemas::{AgentId, TenantId};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How this process's identities authenticate.
+#[derive(Clone, Debug, Default)]
+pub enum Credentials {
+    /// The bus has no authentication: agent ids are host names.
+    #[default]
+    Open,
+    /// Enrolled keys under `state_dir`; a missing one is enrolled with `enroll` (API URL, token).
+    Enrolled {
+        /// Where the keys and enrollments are kept.
+        state_dir: PathBuf,
+        /// The server and enrollment token for identities not enrolled yet.
+        enroll: Option<(String, String)>,
+    },
+}
+
+/// A process-wide boot id: in every connection's name, so the server can tell two processes using
+/// one key (a cloned credential) from one process reconnecting.
+pub fn boot_id() -> &'static str {
+    static BOOT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+/// Where the key of the identity `name` lives (`None`: the process's own, `<state-dir>` itself).
+fn key_dir(state_dir: &Path, name: Option<&str>) -> PathBuf {
+    match name {
+        None => state_dir.to_owned(),
+        Some(n) => state_dir.join("ids").join(schemas::sanitize_token(&n.to_lowercase())),
+    }
+}
+
+impl Credentials {
+    /// The identity `name` (a host; `None`: this process itself) of `tenant`, connected to `url`.
+    pub async fn connect(
+        &self,
+        url: &str,
+        tenant: &TenantId,
+        name: Option<&str>,
+        host: &str,
+    ) -> Result<(Identity, async_nats::Client), AgentError> {
+        match self {
+            Credentials::Open => {
+                let agent = AgentId::new(schemas::sanitize_token(&name.unwrap_or(host).to_lowercase()))?;
+                let id = Identity { tenant: tenant.clone(), agent, host: host.to_owned() };
+                Ok((id, open(url, None).await?))
+            }
+            Credentials::Enrolled { state_dir, enroll } => {
+                let dir = key_dir(state_dir, name);
+                let (d, e, h) = (dir.clone(), enroll.clone(), host.to_owned());
+                let record = tokio::task::spawn_blocking(move || enrolled(&d, e.as_ref(), &h))
+                    .await
+                    .map_err(|e| AgentError::Enroll(e.to_string()))??;
+                let text = |k: &str| record[k].as_str().map(str::to_owned);
+                let (Some(agent), Some(enrolled_tenant)) = (text("agent_id"), text("tenant")) else {
+                    return Err(AgentError::Enroll(format!("{} has no agent id or tenant", dir.display())));
+                };
+                let id = Identity {
+                    tenant: TenantId::new(enrolled_tenant)?,
+                    agent: AgentId::new(agent)?,
+                    host: host.to_owned(),
+                };
+                let key = crate::enroll::agent_key(&dir)?;
+                let nkey = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
+                    .and_then(|k| k.seed())
+                    .map_err(|e| AgentError::Enroll(e.to_string()))?;
+                Ok((id.clone(), open(url, Some((nkey, id.agent.as_str()))).await?))
+            }
+        }
+    }
+}
+
+/// The enrollment in `dir`, enrolling first when there is none and a token was given.
+fn enrolled(
+    dir: &Path,
+    enroll: Option<&(String, String)>,
+    host: &str,
+) -> Result<serde_json::Value, AgentError> {
+    let path = dir.join("enrollment.json");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        return serde_json::from_str(&text)
+            .map_err(|e| AgentError::Enroll(format!("{}: {e}", path.display())));
+    }
+    let Some((server, token)) = enroll else {
+        return Err(AgentError::Enroll(format!(
+            "{} is not enrolled: run `cordon-agent enroll`, or give --server and --enroll-token",
+            dir.display()
+        )));
+    };
+    crate::enroll::enroll(server, token, dir, host)
+}
+
+/// A connection: with `auth`, as the nkey (seed) of that agent, its inbox under its own prefix.
+async fn open(url: &str, auth: Option<(String, &str)>) -> Result<async_nats::Client, AgentError> {
+    let opts = match auth {
+        Some((seed, agent)) => {
+            async_nats::ConnectOptions::with_nkey(seed).custom_inbox_prefix(format!("_INBOX_{agent}"))
+        }
+        None => async_nats::ConnectOptions::new(),
+    };
+    opts.name(format!("cordon-agent {}", boot_id()))
+        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(5))
+        .connect(url)
+        .await
+        .map_err(|e| AgentError::Connect { url: url.to_owned(), message: e.to_string() })
+}

@@ -93,6 +93,7 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         Some(_) => sensor_agent::identity::Credentials::Enrolled {
             state_dir: data_dir.join("agent-state"),
             enroll: Some((api.clone(), enroll_token)),
+            patience: Duration::from_secs(60),
         },
         None => sensor_agent::identity::Credentials::Open,
     };

@@ -185,6 +185,7 @@ impl Common {
                 Some(dir) => crate::identity::Credentials::Enrolled {
                     state_dir: dir.clone(),
                     enroll: self.server.clone().zip(self.enroll_token.clone()),
+                    patience: Duration::from_secs(self.drain_secs),
                 },
                 None => crate::identity::Credentials::Open,
             },

@@ -52,7 +52,7 @@ pub fn enroll(server: &str, token: &str, dir: &Path, host: &str) -> Result<serde
         .timeout_global(Some(std::time::Duration::from_secs(30)))
         .build()
         .send_json(&body)
-        .map_err(|e| failed(format!("{url}: {e}")))?;
+        .map_err(|e| AgentError::ServerUnreachable(format!("{url}: {e}")))?;
     let status = resp.status().as_u16();
     let answer: serde_json::Value =
         resp.into_body().read_json().map_err(|e| failed(format!("{url}: {e}")))?;

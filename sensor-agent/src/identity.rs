@@ -26,6 +26,8 @@ pub enum Credentials {
         state_dir: PathBuf,
         /// The server and enrollment token for identities not enrolled yet.
         enroll: Option<(String, String)>,
+        /// How long to keep trying to reach a server that is down (restarting) to enroll.
+        patience: Duration,
     },
 }
 
@@ -59,12 +61,9 @@ impl Credentials {
                 let id = Identity { tenant: tenant.clone(), agent, host: host.to_owned() };
                 Ok((id, open(url, None).await?))
             }
-            Credentials::Enrolled { state_dir, enroll } => {
+            Credentials::Enrolled { state_dir, enroll, patience } => {
                 let dir = key_dir(state_dir, name);
-                let (d, e, h) = (dir.clone(), enroll.clone(), host.to_owned());
-                let record = tokio::task::spawn_blocking(move || enrolled(&d, e.as_ref(), &h))
-                    .await
-                    .map_err(|e| AgentError::Enroll(e.to_string()))??;
+                let record = enrolled_patiently(&dir, enroll, host, *patience).await?;
                 let text = |k: &str| record[k].as_str().map(str::to_owned);
                 let (Some(agent), Some(enrolled_tenant)) = (text("agent_id"), text("tenant")) else {
                     return Err(AgentError::Enroll(format!("{} has no agent id or tenant", dir.display())));
@@ -80,6 +79,31 @@ impl Credentials {
                     .map_err(|e| AgentError::Enroll(e.to_string()))?;
                 Ok((id.clone(), open(url, Some((nkey, id.agent.as_str()))).await?))
             }
+        }
+    }
+}
+
+/// As [`enrolled`], retrying for up to `patience` while the server cannot be reached.
+async fn enrolled_patiently(
+    dir: &Path,
+    enroll: &Option<(String, String)>,
+    host: &str,
+    patience: Duration,
+) -> Result<serde_json::Value, AgentError> {
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let (d, e, h) = (dir.to_owned(), enroll.clone(), host.to_owned());
+        match tokio::task::spawn_blocking(move || enrolled(&d, e.as_ref(), &h)).await {
+            Ok(Err(AgentError::ServerUnreachable(why)))
+                if tokio::time::Instant::now() + backoff < deadline =>
+            {
+                tracing::warn!(%why, "cannot reach the server to enroll; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Ok(answer) => return answer,
+            Err(e) => return Err(AgentError::Enroll(e.to_string())),
         }
     }
 }

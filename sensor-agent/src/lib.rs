@@ -84,6 +84,9 @@ pub enum AgentError {
     /// Enrollment failed.
     #[error("enrollment: {0}")]
     Enroll(String),
+    /// The server could not be reached to enroll (it may be restarting).
+    #[error("enrollment: the server is unreachable: {0}")]
+    ServerUnreachable(String),
 }
 
 /// What one identity did.

@@ -11,16 +11,64 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use cordon::nats::{NatsServer, start as start_nats, start_on as start_nats_on};
+pub use cordon::nats::NatsServer;
 
-/// A fresh nats-server with authentication on (Cordon's user, its auth callout); servers started on
-/// its URL answer the callout, and agents started on it enroll (see [`spawn_agent`]).
-pub fn start_nats_secure(dir: &Path) -> anyhow::Result<NatsServer> {
-    let n = cordon::nats::start_secure(dir)?;
+/// A fresh nats-server with authentication on (Cordon's user, its auth callout), as every test
+/// runs: servers started on its URL answer the callout, and agents started on it enroll (see
+/// [`spawn_agent`]).
+pub fn start_nats(dir: &Path) -> anyhow::Result<NatsServer> {
+    start_nats_on(dir, None)
+}
+
+/// As [`start_nats`], on a given port (a restart where the clients expect it; the keys in `dir`
+/// are kept).
+pub fn start_nats_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
+    let n = cordon::nats::start_with(dir, port, true)?;
     if let Some(k) = &n.keys {
         bus_keys().insert(n.url.clone(), k.clone());
     }
     Ok(n)
+}
+
+/// Connects to the bus as Cordon's own user (what an operator inspecting the streams uses), or
+/// without credentials on a bus with authentication off.
+pub async fn connect_operator(nats_url: &str) -> anyhow::Result<async_nats::Client> {
+    let opts = match bus_auth(nats_url) {
+        Some(k) => {
+            async_nats::ConnectOptions::with_nkey(std::fs::read_to_string(&k.user_file)?.trim().to_owned())
+        }
+        None => async_nats::ConnectOptions::new(),
+    };
+    Ok(opts.connect(nats_url).await?)
+}
+
+/// Enrolls a fresh agent key of the default tenant with the server on `nats_url` and connects with
+/// it, as an agent would; (client, agent id).
+pub async fn connect_agent(nats_url: &str) -> anyhow::Result<(async_nats::Client, String)> {
+    connect_agent_of(nats_url, "default").await
+}
+
+/// As [`connect_agent`], for an agent of `tenant`.
+pub async fn connect_agent_of(nats_url: &str, tenant: &str) -> anyhow::Result<(async_nats::Client, String)> {
+    let (url, t) = (nats_url.to_owned(), tenant.to_owned());
+    let (api, token) = tokio::task::spawn_blocking(move || enrollment(&url, &t))
+        .await??
+        .context("no server with enrollment on this bus")?;
+    let key = schemas::signed::AgentKey::generate()?;
+    let body = serde_json::json!({"token": token, "public_key": key.public(), "proof": key.enroll_proof(&token), "host": "test"});
+    let (status, answer) =
+        tokio::task::spawn_blocking(move || post(&format!("{api}/api/v1/enroll"), None, &body)).await??;
+    anyhow::ensure!(status == 200, "enroll: {answer}");
+    let agent = answer["agent_id"].as_str().context("no agent id")?.to_owned();
+    let seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
+        .and_then(|k| k.seed())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = async_nats::ConnectOptions::with_nkey(seed)
+        .custom_inbox_prefix(format!("_INBOX_{agent}"))
+        .name(format!("cordon-agent test-{agent}"))
+        .connect(nats_url)
+        .await?;
+    Ok((client, agent))
 }
 
 /// The keys of each authenticated nats-server started here, by URL.
@@ -37,11 +85,34 @@ pub fn bus_auth(nats_url: &str) -> Option<cordon::nats_auth::NatsKeys> {
     bus_keys().get(nats_url).cloned()
 }
 
-/// Where agents on an authenticated bus enroll: (API URL, enrollment token), by NATS URL.
-fn enrollments() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, (String, String)>> {
-    static E: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, (String, String)>>> =
+/// Where agents on an authenticated bus enroll: the server last started on it.
+#[derive(Clone, Debug)]
+struct Enroller {
+    api: String,
+    bin: PathBuf,
+    data_dir: PathBuf,
+    metadata_url: Option<String>,
+    /// A many-use enrollment token per tenant, made when first asked for.
+    tokens: std::collections::HashMap<String, String>,
+}
+
+/// The enrollers, by NATS URL.
+fn enrollments() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, Enroller>> {
+    static E: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Enroller>>> =
         std::sync::OnceLock::new();
     E.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where an agent of `tenant` on `nats_url` enrolls: (API URL, enrollment token), if a server on
+/// that bus has enrollment.
+fn enrollment(nats_url: &str, tenant: &str) -> anyhow::Result<Option<(String, String)>> {
+    let mut all = enrollments();
+    let Some(e) = all.get_mut(nats_url) else { return Ok(None) };
+    if !e.tokens.contains_key(tenant) {
+        let (_, token) = enroll_token_in(&e.bin, &e.data_dir, e.metadata_url.as_deref(), tenant, 100_000)?;
+        e.tokens.insert(tenant.to_owned(), token);
+    }
+    Ok(Some((e.api.clone(), e.tokens[tenant].clone())))
 }
 
 /// Creates an enrollment token of `tenant` through `cordon enroll-token create`; (id, secret).
@@ -51,12 +122,34 @@ pub fn enroll_token(
     tenant: &str,
     uses: u32,
 ) -> anyhow::Result<(String, String)> {
+    enroll_token_in(bin, data_dir, None, tenant, uses)
+}
+
+fn enroll_token_in(
+    bin: &Path,
+    data_dir: &Path,
+    metadata_url: Option<&str>,
+    tenant: &str,
+    uses: u32,
+) -> anyhow::Result<(String, String)> {
     let dd = data_dir.display().to_string();
     let uses = uses.to_string();
-    let (code, out) = run(
-        bin,
-        &["enroll-token", "create", "--tenant", tenant, "--uses", &uses, "--ttl", "24h", "--data-dir", &dd],
-    )?;
+    let mut args = vec![
+        "enroll-token",
+        "create",
+        "--tenant",
+        tenant,
+        "--uses",
+        &uses,
+        "--ttl",
+        "24h",
+        "--data-dir",
+        &dd,
+    ];
+    if let Some(u) = metadata_url {
+        args.extend(["--metadata-url", u]);
+    }
+    let (code, out) = run(bin, &args)?;
     anyhow::ensure!(code == 0, "enroll-token create failed ({code})");
     let v: Value = serde_json::from_str(out.trim())?;
     let field = |k: &str| v[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {v}"));
@@ -89,6 +182,8 @@ pub struct ServerOptions {
     pub metadata_url: Option<String>,
     /// More `cordon serve` flags.
     pub args: Vec<String>,
+    /// The API address (default: a free loopback port).
+    pub listen: Option<String>,
 }
 
 impl Server {
@@ -96,7 +191,8 @@ impl Server {
     pub fn start(bin: &Path, data_dir: &Path, nats_url: &str, opts: &ServerOptions) -> anyhow::Result<Self> {
         let _ = std::fs::remove_file(data_dir.join("server.json"));
         let mut cmd = Command::new(bin);
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--nats-url", nats_url, "--data-dir"])
+        let listen = opts.listen.clone().unwrap_or_else(|| "127.0.0.1:0".to_owned());
+        cmd.args(["serve", "--listen", &listen, "--nats-url", nats_url, "--data-dir"])
             .arg(data_dir)
             .env("CORDON_LOG", "warn")
             .env_remove("CORDON_FAILPOINTS")
@@ -126,8 +222,14 @@ impl Server {
                     server_keys().insert(nats_url.to_owned(), key.to_owned());
                 }
                 if keys.is_some() {
-                    let (_, token) = enroll_token(bin, data_dir, "default", 100_000)?;
-                    enrollments().insert(nats_url.to_owned(), (api.to_owned(), token));
+                    let e = Enroller {
+                        api: api.to_owned(),
+                        bin: bin.to_owned(),
+                        data_dir: data_dir.to_owned(),
+                        metadata_url: opts.metadata_url.clone(),
+                        tokens: Default::default(),
+                    };
+                    enrollments().insert(nats_url.to_owned(), e);
                 }
                 return Ok(Self { child, data_dir: data_dir.to_owned(), api: api.to_owned() });
             }
@@ -229,7 +331,8 @@ pub fn spawn_agent(bin: &Path, nats_url: &str, spool: &Path, args: &[&str]) -> a
     if let Some(key) = server_key(nats_url) {
         cmd.env("CORDON_SERVER_KEY", key);
     }
-    if let Some((api, token)) = enrollments().get(nats_url).cloned() {
+    let tenant = args.windows(2).find(|w| w[0] == "--tenant").map_or("default", |w| w[1]);
+    if let Some((api, token)) = enrollment(nats_url, tenant)? {
         cmd.env("CORDON_AGENT_STATE", spool.join("state"))
             .env("CORDON_SERVER", api)
             .env("CORDON_ENROLL_TOKEN", token);

@@ -56,15 +56,17 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
     ];
 
     let rt = tokio::runtime::Runtime::new()?;
-    rt.block_on(async {
-        let client = async_nats::connect(&n.url).await?;
+    let agent = rt.block_on(async {
+        // An enrolled agent's own connection: it may publish only on its own subject.
+        let (client, agent) = tests::connect_agent(&n.url).await?;
+        let subject = format!("cordon.default.{agent}.events");
         let js = jetstream::new(client);
         let mut h = async_nats::HeaderMap::new();
-        h.insert("Nats-Msg-Id", "lab-agent:1:1");
-        js.publish_with_headers("cordon.default.lab-agent.events", h, body.into()).await?.await?;
+        h.insert("Nats-Msg-Id", format!("{agent}:1:1").as_str());
+        js.publish_with_headers(subject.clone(), h, body.into()).await?.await?;
         // A whole message over the size cap (8 MiB by default) is refused by JetStream itself.
         let huge = vec![b'{'; 9 * 1024 * 1024];
-        let refused = js.publish("cordon.default.lab-agent.events", huge.into()).await;
+        let refused = js.publish(subject.clone(), huge.into()).await;
         let refused = match refused {
             Ok(ack) => ack.await.is_err(),
             Err(_) => true,
@@ -74,8 +76,8 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
         let bomb = zstd::bulk::compress(&vec![b' '; 20 * 1024 * 1024], 3)?;
         let mut h = async_nats::HeaderMap::new();
         h.insert("Content-Encoding", "zstd");
-        js.publish_with_headers("cordon.default.lab-agent.events", h, bomb.into()).await?.await?;
-        anyhow::Ok(())
+        js.publish_with_headers(subject, h, bomb.into()).await?.await?;
+        anyhow::Ok(agent)
     })?;
 
     let stored = eventually(Duration::from_secs(30), || {
@@ -93,7 +95,7 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
     let extra: Value = serde_json::from_str(rows[0][0].as_str().unwrap())?;
     assert_eq!(extra, json!({"vendor": {"sensor_build": "7.1", "tags": ["a", "b"]}}));
     assert_eq!(rows[0][1], json!(true));
-    assert_eq!(rows[0][2], "lab-agent", "agent comes from the subject");
+    assert_eq!(rows[0][2], agent.as_str(), "agent comes from the subject");
     assert_eq!(rows[0][3], "default", "tenant comes from the subject");
     assert!(rows[0][4].as_str().unwrap().starts_with("=HYPERLINK"));
     let (_, found) = get(&format!("{}/api/v1/search?q=sensor_build", server.api), Some(tok))?;
@@ -121,7 +123,7 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
 
     // ...and kept in the dead-letter stream with its reason.
     let reasons = rt.block_on(async {
-        let client = async_nats::connect(&n.url).await?;
+        let client = tests::connect_operator(&n.url).await?;
         let js = jetstream::new(client);
         let stream = js.get_stream("CORDON_DLQ").await?;
         let consumer: jetstream::consumer::PullConsumer = stream
@@ -155,7 +157,7 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
         items.iter().map(|d| d["reason"].as_str().unwrap().to_owned()).collect();
     api_reasons.sort();
     assert_eq!(api_reasons, expected, "the API lists every dead letter once");
-    assert!(items.iter().all(|d| d["agent_id"] == "lab-agent"), "{page}");
+    assert!(items.iter().all(|d| d["agent_id"] == agent.as_str()), "{page}");
     let json_bad = items.iter().find(|d| d["reason"] == "invalid_json").unwrap();
     assert_eq!(json_bad["raw"], "{this is not json");
     assert_eq!(json_bad["line"], 1);

@@ -22,11 +22,13 @@ fn a_victims_preempted_message_ids_lose_none_of_its_events() -> anyhow::Result<(
     let env = Env::start(&ServerOptions::default())?;
     let (api, tok) = (env.server.api.clone(), env.token.clone());
     let rt = tokio::runtime::Runtime::new()?;
-    let (acked, preempted) = rt.block_on(async {
-        let client = async_nats::connect(&env.nats.url).await?;
+    let (acked, preempted, victim_id, attacker_id) = rt.block_on(async {
+        // Two enrolled agents, each on its own connection with its own credential.
+        let (client, victim_id) = tests::connect_agent(&env.nats.url).await?;
+        let (attacker, attacker_id) = tests::connect_agent(&env.nats.url).await?;
         let id = sensor_agent::shipper::Identity {
             tenant: schemas::TenantId::default_tenant(),
-            agent: schemas::AgentId::new("victim")?,
+            agent: schemas::AgentId::new(victim_id.clone())?,
             host: "victim-pc".into(),
         };
         let cfg = sensor_agent::shipper::ShipperConfig { batch_size: 10, ..Default::default() };
@@ -45,21 +47,21 @@ fn a_victims_preempted_message_ids_lose_none_of_its_events() -> anyhow::Result<(
         assert_eq!(ids.len(), 3);
         // The attacker learned the ids (heartbeats carry the next sequence) and sends them first,
         // from its own subject.
-        let js = jetstream::new(client.clone());
+        let js = jetstream::new(attacker);
         for (k, msg_id) in ids.iter().enumerate() {
             let mut h = async_nats::HeaderMap::new();
             h.insert("Nats-Msg-Id", msg_id.as_str());
             let body = format!("{}\n", event(k, "attacker"));
-            let ack =
-                js.publish_with_headers("cordon.default.attacker.events", h, body.into()).await?.await?;
+            let subject = format!("cordon.default.{attacker_id}.events");
+            let ack = js.publish_with_headers(subject, h, body.into()).await?.await?;
             assert!(!ack.duplicate, "the attacker's copy is the first");
         }
         victim.flush(tokio::time::Instant::now() + Duration::from_secs(30)).await?;
-        anyhow::Ok((victim.counters.events_acked, victim.counters.preempted_ids))
+        anyhow::Ok((victim.counters.events_acked, victim.counters.preempted_ids, victim_id, attacker_id))
     })?;
     assert_eq!((acked, preempted), (30, 3), "every batch was re-sent under a new id and acked");
     let stored = eventually(Duration::from_secs(30), || {
-        let rows = sql(&api, &tok, "SELECT count(*) FROM events WHERE agent_id = 'victim'")?;
+        let rows = sql(&api, &tok, &format!("SELECT count(*) FROM events WHERE agent_id = '{victim_id}'"))?;
         Ok((rows[0][0].as_u64() == Some(acked)).then_some(acked))
     })?;
     assert_eq!(stored, 30, "the victim lost none of what it was acked for");
@@ -67,8 +69,9 @@ fn a_victims_preempted_message_ids_lose_none_of_its_events() -> anyhow::Result<(
     let (_, dl) = get(&format!("{api}/api/v1/dead-letters?reason=msg_id_mismatch"), Some(&tok))?;
     let dl = dl["dead_letters"].as_array().unwrap();
     assert_eq!(dl.len(), 3, "{dl:?}");
-    assert!(dl.iter().all(|d| d["agent_id"] == "attacker"));
-    assert_eq!(sql(&api, &tok, "SELECT count(*) FROM events WHERE agent_id = 'attacker'")?[0][0], 0);
+    assert!(dl.iter().all(|d| d["agent_id"] == attacker_id.as_str()));
+    let query = format!("SELECT count(*) FROM events WHERE agent_id = '{attacker_id}'");
+    assert_eq!(sql(&api, &tok, &query)?[0][0], 0);
     let (_, m) = get(&format!("{api}/metrics"), Some(&tok))?;
     assert!(m.as_str().unwrap().contains("cordon_security_events_total{kind=\"msg_id_mismatch\"} 3"), "{m}");
     Ok(())
@@ -81,8 +84,11 @@ fn agents_apply_only_what_the_servers_key_signed() -> anyhow::Result<()> {
     let key = tests::server_key(&env.nats.url).expect("the server wrote its signing key");
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async {
-        let client = async_nats::connect(&env.nats.url).await?;
-        let js = jetstream::new(client.clone());
+        // The operator's connection reads and (as an attacker with write access to the bucket would)
+        // writes the bucket; the agent asks on its own connection.
+        let operator = tests::connect_operator(&env.nats.url).await?;
+        let (client, agent_id) = tests::connect_agent(&env.nats.url).await?;
+        let js = jetstream::new(operator);
         // Two genuine versions, each waited for in the bucket (signed by the server).
         let (_, current) = get(&format!("{api}/api/v1/policy"), Some(&tok))?;
         let mut policy = current["policy"].clone();
@@ -109,7 +115,7 @@ fn agents_apply_only_what_the_servers_key_signed() -> anyhow::Result<()> {
         // The agent asks the server on its own subject; the server answers with what the bucket holds.
         let me = sensor_agent::shipper::Identity {
             tenant: schemas::TenantId::new("default")?,
-            agent: schemas::AgentId::new("edge-1")?,
+            agent: schemas::AgentId::new(agent_id)?,
             host: "EDGE-1".into(),
         };
         let subjects = schemas::subject::Subjects::default();
@@ -220,7 +226,8 @@ fn deleted_streams_come_back_and_ingest_resumes_for_every_tenant() -> anyhow::Re
     let (_, t2) = token_as(&bin(), &env.data, None, "t2", "admin")?;
     let (_, t3) = token_as(&bin(), &env.data, None, "t3", "admin")?;
     let rt = tokio::runtime::Runtime::new()?;
-    let client = rt.block_on(async_nats::connect(&env.nats.url))?;
+    let client = rt.block_on(tests::connect_operator(&env.nats.url))?;
+    let (t2_agent, t2_id) = rt.block_on(tests::connect_agent_of(&env.nats.url, "t2"))?;
     let _in_runtime = rt.enter();
     let js = jetstream::new(client);
 
@@ -228,8 +235,11 @@ fn deleted_streams_come_back_and_ingest_resumes_for_every_tenant() -> anyhow::Re
     rt.block_on(js.delete_stream("CORDON_DLQ"))?;
     let body = format!("{}\n{{not json\n", event(1, "t2"));
     let mut h = async_nats::HeaderMap::new();
-    h.insert("Nats-Msg-Id", "t2-agent:1:1");
-    rt.block_on(async { js.publish_with_headers("cordon.t2.t2-agent.events", h, body.into()).await?.await })?;
+    h.insert("Nats-Msg-Id", format!("{t2_id}:1:1").as_str());
+    let subject = format!("cordon.t2.{t2_id}.events");
+    rt.block_on(async {
+        jetstream::new(t2_agent).publish_with_headers(subject, h, body.into()).await?.await
+    })?;
     eventually(Duration::from_secs(60), || {
         Ok((sql(&api, &t2, "SELECT count(*) FROM events")?[0][0] == 1).then_some(()))
     })?;
@@ -307,6 +317,8 @@ fn a_flooding_agent_is_held_to_its_quota_and_the_others_are_not() -> anyhow::Res
     let flood_acked = flood["events_acked"].as_u64().unwrap();
     let normal_acked = normal["events_acked"].as_u64().unwrap();
     assert_eq!(flood_acked, 5_000);
+    // Its agent id is the one derived from the key it enrolled, as it reports.
+    let flooder = flood["agents"][0]["agent"].as_str().unwrap().to_owned();
     let dropped = |m: &str| {
         m.lines()
             .find_map(|l| {
@@ -317,7 +329,8 @@ fn a_flooding_agent_is_held_to_its_quota_and_the_others_are_not() -> anyhow::Res
     };
     // Everything acked is either stored or refused, exactly.
     let (stored, refused) = eventually(Duration::from_secs(60), || {
-        let stored = sql(&api, &tok, "SELECT count(*) FROM events WHERE agent_id = 'flooder'")?[0][0]
+        let stored = sql(&api, &tok, &format!("SELECT count(*) FROM events WHERE agent_id = '{flooder}'"))?
+            [0][0]
             .as_u64()
             .unwrap_or(0);
         let (_, m) = get(&format!("{api}/metrics"), Some(&tok))?;
@@ -333,7 +346,7 @@ fn a_flooding_agent_is_held_to_its_quota_and_the_others_are_not() -> anyhow::Res
     assert!(refused > 0);
     // The others are unaffected.
     eventually(Duration::from_secs(60), || {
-        let n = sql(&api, &tok, "SELECT count(*) FROM events WHERE agent_id <> 'flooder'")?[0][0]
+        let n = sql(&api, &tok, &format!("SELECT count(*) FROM events WHERE agent_id <> '{flooder}'"))?[0][0]
             .as_u64()
             .unwrap_or(0);
         Ok((n == normal_acked).then_some(()))
@@ -347,10 +360,10 @@ fn a_flooding_agent_is_held_to_its_quota_and_the_others_are_not() -> anyhow::Res
         .filter(|a| a["rule"]["id"] == "cordon_agent_flooding")
         .collect();
     assert_eq!(flooding.len(), 1, "{alerts}");
-    assert_eq!(flooding[0]["endpoint"]["name"], "flooder");
+    assert_eq!(flooding[0]["endpoint"]["name"], flooder.as_str());
     let (_, dl) = get(&format!("{api}/api/v1/dead-letters?reason=over_quota&limit=1000"), Some(&tok))?;
     let dl = dl["dead_letters"].as_array().unwrap();
-    assert!(!dl.is_empty() && dl.iter().all(|d| d["agent_id"] == "flooder"));
+    assert!(!dl.is_empty() && dl.iter().all(|d| d["agent_id"] == flooder.as_str()));
     eprintln!(
         "T8 (test scale): flooder acked {flood_acked}, stored {stored}, refused {refused} in {elapsed:.1} s; 10 others: {normal_acked} acked, all stored"
     );

@@ -32,18 +32,39 @@ fn kill_at_each_commit_failpoint_loses_and_duplicates_nothing() -> anyhow::Resul
         let env = Env::start(&opts)?;
         let spool = env.spool();
         let Env { server, nats: n, data, token: tok, dir: _dir } = env;
-        // Two agents so there are several commits; the server dies at the second pass of `fp`.
+        // The server dies at the second pass of `fp` while it ingests the first agent's events.
         let a = agent(&bin(), &n.url, &spool, &["replay", "builtin:log4j-conti", "--batch-size", "10"])?;
-        let b = agent(
+        let listen = server.api.trim_start_matches("http://").to_owned();
+        let status = server.wait_exit(Duration::from_secs(60))?;
+        assert!(!status.success(), "{fp}: the server must have died at the failpoint");
+        // A second agent starts while the server is down: it can neither enroll nor pass the bus's
+        // authentication (the server answers both), so it waits and spools, and ships once the
+        // server is back.
+        let b = spawn_agent(
             &bin(),
             &n.url,
             &spool,
-            &["simulate", "--hosts", "5", "--rate", "2000", "--duration", "2", "--seed", "3"],
+            &[
+                "--drain-secs",
+                "120",
+                "simulate",
+                "--hosts",
+                "5",
+                "--rate",
+                "2000",
+                "--duration",
+                "2",
+                "--seed",
+                "3",
+            ],
         )?;
+        std::thread::sleep(Duration::from_secs(2));
+        // Back where the agents expect it.
+        let opts = ServerOptions { listen: Some(listen), ..Default::default() };
+        let server = Server::start(&bin(), &data, &n.url, &opts)?;
+        let (code, b) = tests::agent_summary(b)?;
+        assert_eq!(code, 0, "{fp}: the second agent shipped everything once the server was back: {b}");
         let acked = a["events_acked"].as_u64().unwrap() + b["events_acked"].as_u64().unwrap();
-        let status = server.wait_exit(Duration::from_secs(60))?;
-        assert!(!status.success(), "{fp}: the server must have died at the failpoint");
-        let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
         assert_exactly_once(&server, &tok, acked).map_err(|e| e.context(fp))?;
         server.kill();
         verify_clean(&data)?;

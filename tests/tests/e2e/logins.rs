@@ -249,16 +249,25 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
     let Env { server, nats, data, dir, .. } = env;
     server.kill();
     let server = tests::Server::start(&bin(), &data, &nats.url, &ServerOptions::default())?;
-    let after = eventually(Duration::from_secs(60), || {
-        let r = running(&server.api)?;
-        Ok((!r.as_array().is_none_or(Vec::is_empty)).then_some(r))
-    })?;
-    // Every whole hour of the last two days is as it was (the oldest, cut by the window, may be partial).
+    // Every whole hour of the last two days comes back as it was (the oldest, cut by the window, may
+    // be partial); the lake is read in the background after a restart, so this waits for it.
     let since =
         schemas::time::format_micros(anomaly::series::hour_floor(schemas::time::now_micros()) - 46 * hour);
     let recent = |v: &serde_json::Value| -> Vec<serde_json::Value> {
-        v.as_array().unwrap().iter().filter(|h| h["hour"].as_str() >= Some(since.as_str())).cloned().collect()
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["hour"].as_str() >= Some(since.as_str()))
+            .cloned()
+            .collect()
     };
+    let mut last = serde_json::Value::Null;
+    let waited = eventually(Duration::from_secs(60), || {
+        last = running(&server.api)?;
+        Ok((recent(&last) == recent(&before)).then_some(()))
+    });
+    let after = last;
+    waited.map_err(|e| e.context(format!("before {before}\nafter {after}")))?;
     assert_eq!(recent(&after), recent(&before), "the running counts after the restart");
     assert!(
         recent(&after).iter().any(|h| h["hour"] == burst_hour.as_str() && h["failures"] == 60),

@@ -21,7 +21,7 @@ struct Secure {
 impl Secure {
     fn start(opts: &ServerOptions) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let nats = tests::start_nats_secure(&dir.path().join("nats")).unwrap_or_else(|e| panic!("{e:#}"));
+        let nats = tests::start_nats(&dir.path().join("nats")).unwrap_or_else(|e| panic!("{e:#}"));
         let data = dir.path().join("data");
         let server = tests::Server::start(&bin(), &data, &nats.url, opts)?;
         let token = tests::token(&bin(), &data, None)?;

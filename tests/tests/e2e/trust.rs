@@ -1,5 +1,6 @@
 //! The API's trust boundary (RELIABILITY.md T13) and the audit chain:
-//! - every route x {anonymous, bad token, revoked token, each role, another tenant's admin} answers as
+//! - every route x {anonymous, bad token, revoked token, an agent's credentials, each role, another
+//!   tenant's admin} answers as
 //!   this file's own copy of the permission table says, and the table covers every route;
 //! - another tenant's token sees none of the tenant's objects, by id or by listing;
 //! - token guessing is held off exactly at the limit under a parallel burst, and recorded;
@@ -194,6 +195,20 @@ fn every_route_answers_every_caller_as_the_table_says() -> anyhow::Result<()> {
     let (code, _) = tests::run(&bin(), &["token", "revoke", &revoked_id, "--data-dir", &dd])?;
     assert_eq!(code, 0);
     let bad = format!("cdn_{}", "0".repeat(64));
+    // An enrolled agent's credentials: its key (as the nkey seed it connects to NATS with) and the
+    // enrollment token it used. Neither opens the API.
+    let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 1)?;
+    let agent_key = schemas::signed::AgentKey::generate()?;
+    let enrolled = tests::post(
+        &format!("{api}/api/v1/enroll"),
+        None,
+        &json!({"token": enroll_token, "public_key": agent_key.public(),
+                "proof": agent_key.enroll_proof(&enroll_token), "host": "agent-1"}),
+    )?;
+    assert_eq!(enrolled.0, 200, "{enrolled:?}");
+    let agent_seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, agent_key.seed())
+        .and_then(|k| k.seed())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     let mut unexpected = Vec::new();
     let mut calls = 0;
@@ -211,6 +226,8 @@ fn every_route_answers_every_caller_as_the_table_says() -> anyhow::Result<()> {
             ("anonymous", None),
             ("bad token", Some(bad.as_str())),
             ("revoked token", Some(revoked.as_str())),
+            ("agent credential (its key)", Some(agent_seed.as_str())),
+            ("agent credential (its enrollment token)", Some(enroll_token.as_str())),
         ] {
             let (s, _) = send(method, &url, tok, body.as_ref())?;
             // Public routes answer without a token (enrollment refuses the empty body with 400).

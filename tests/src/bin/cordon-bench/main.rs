@@ -352,6 +352,7 @@ async fn path_run(
         .arg(spool)
         .args(["simulate", "--hosts", "200", "--rate", &rate.to_string(), "--duration", &secs.to_string()])
         .args(["--seed", &seed.to_string()])
+        .envs(agent_env("default", spool))
         .env("CORDON_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .spawn()?;
@@ -369,6 +370,7 @@ async fn path_run(
                 ])
                 .arg(spool.join("flood"))
                 .args(["simulate", "--hosts", "1", "--rate", &r.to_string(), "--duration", &secs.to_string()])
+                .envs(agent_env("flood", &spool.join("flood")))
                 .env("CORDON_LOG", "error")
                 .stdout(std::process::Stdio::null())
                 .spawn()?,
@@ -429,17 +431,48 @@ fn path_server(
     tmp: &Path,
     quota: Option<u64>,
 ) -> anyhow::Result<(cordon::nats::NatsServer, tokio::runtime::Runtime, cordon::Running)> {
-    let nats = cordon::nats::start(&tmp.join("nats"))?;
+    let nats = cordon::nats::start_secure(&tmp.join("nats"))?;
     let rt = tokio::runtime::Runtime::new()?;
-    let args = cordon::config::ServeArgs {
+    let mut args = cordon::config::ServeArgs {
         data_dir: Some(tmp.join("data")),
         nats_url: Some(nats.url.clone()),
         listen: Some("127.0.0.1:0".into()),
         agent_events_per_sec: quota,
         ..Default::default()
     };
+    let keys = nats.keys.clone().expect("authentication is on");
+    args.nats_auth.nats_nkey_file = Some(keys.user_file);
+    args.nats_auth.nats_auth_issuer_file = Some(keys.issuer_file);
     let running = rt.block_on(cordon::start(&args.resolve()?))?;
+    // Agents enroll (one key per simulated host) with a token of their tenant, as a fleet would.
+    let mut env = std::collections::HashMap::new();
+    for tenant in ["default", "flood"] {
+        let now = schemas::time::now_micros();
+        let (_, token) = rt.block_on(running.store.catalog().create_enroll_token(
+            tenant,
+            None,
+            100_000,
+            now + 86_400_000_000,
+            now,
+        ))?;
+        env.insert(tenant, token);
+    }
+    let _ = AGENT_ENV.set((format!("http://{}", running.addr), env));
     Ok((nats, rt, running))
+}
+
+/// The API and each tenant's enrollment token for the bench's agents.
+static AGENT_ENV: std::sync::OnceLock<(String, std::collections::HashMap<&'static str, String>)> =
+    std::sync::OnceLock::new();
+
+/// The environment an agent of `tenant` enrolls with (state kept under `spool`).
+fn agent_env(tenant: &str, spool: &Path) -> Vec<(String, String)> {
+    let Some((api, tokens)) = AGENT_ENV.get() else { return Vec::new() };
+    vec![
+        ("CORDON_AGENT_STATE".into(), spool.join("state").display().to_string()),
+        ("CORDON_SERVER".into(), api.clone()),
+        ("CORDON_ENROLL_TOKEN".into(), tokens.get(tenant).cloned().unwrap_or_default()),
+    ]
 }
 
 fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {

@@ -28,6 +28,7 @@
 mod b6;
 mod b7;
 mod b8;
+mod callout;
 mod report;
 mod t8;
 
@@ -588,6 +589,12 @@ fn main() -> anyhow::Result<()> {
         println!("\nB8 entity graph (Cordon; peers with --peers PYTHON)");
         let peers = flag("--peers");
         b8(flag("--events").map_or(Ok(10_000_000), |v| v.parse())?, reps.min(3), peers.as_deref())?;
+        return Ok(());
+    }
+    if only.as_deref() == Some("callout") {
+        let agents: usize = flag("--agents").map_or(Ok(1_000), |v| v.parse())?;
+        println!("\nAgent authentication: Cordon's NATS auth callout beside no authentication");
+        callout::run(agents, 200, reps.min(3))?;
         return Ok(());
     }
     if only.as_deref() == Some("t8") {

@@ -35,6 +35,9 @@ pub struct ServeArgs {
     /// NATS authentication.
     #[command(flatten)]
     pub nats_auth: crate::nats_auth::NatsAuthArgs,
+    /// TLS for the API and the NATS connection.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
     /// Subject prefix agents publish under.
     #[arg(long, env = "CORDON_SUBJECT_PREFIX")]
     pub subject_prefix: Option<String>,
@@ -233,6 +236,8 @@ pub struct ServerConfig {
     pub nats_url: String,
     /// NATS authentication.
     pub nats_auth: crate::nats_auth::NatsAuthArgs,
+    /// TLS.
+    pub tls: crate::tls::TlsArgs,
     /// Subjects.
     pub subjects: Subjects,
     /// API address.
@@ -457,6 +462,7 @@ impl ServeArgs {
                 .or(file.nats.url)
                 .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned()),
             nats_auth: self.nats_auth.clone(),
+            tls: self.tls.clone(),
             subjects,
             listen,
             max_message_bytes,

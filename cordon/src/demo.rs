@@ -106,6 +106,7 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         heartbeat: Duration::from_secs(5),
         drain_timeout: Duration::from_secs(60),
         credentials,
+        ca: None,
     };
     let scenario = fixtures::scenario::log4j_conti();
     println!(

@@ -17,6 +17,7 @@ pub mod nats;
 pub mod nats_auth;
 pub mod outbound;
 pub mod reports;
+pub mod tls;
 
 pub use cli::{AgentAction, AuditAction, Cli, Command, EnrollTokenAction, EvalWhat, TokenAction};
 
@@ -84,7 +85,7 @@ fn detection_rules(paths: &[std::path::PathBuf]) -> anyhow::Result<correlate::si
 pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let store = Store::open(&store_config(cfg)).await.context("opening the store")?;
     let metrics = Arc::new(Registry::default());
-    let client = nats_auth::connect(&cfg.nats_url, &cfg.nats_auth).await?;
+    let client = nats_auth::connect(&cfg.nats_url, &cfg.nats_auth, cfg.tls.nats_ca.as_deref()).await?;
     // Agents can connect once the callout answers (before ingest: spooled agents reconnect at once).
     let callout = nats_auth::serve_callout(
         &client,
@@ -138,14 +139,14 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let rx_store = rx.clone();
     let rx_base = rx.clone();
     let rx_reports = rx.clone();
-    let api_task = tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = rx_api.wait_for(|v| *v).await;
-            })
-            .await
-            .context("api server failed")
-    });
+    let tls = match (&cfg.tls.tls_cert, &cfg.tls.tls_key) {
+        (Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let api_task = tokio::spawn(serve_api(listener, tls, app, async move {
+        let _ = rx_api.wait_for(|v| *v).await;
+    }));
     let reload_task = tokio::spawn(reload_rules_on_hangup(
         Arc::clone(&store),
         Arc::clone(&ingest),
@@ -158,7 +159,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let store_task = tokio::spawn(housekeeping(Arc::clone(&store), cfg.clone(), rx_store));
     std::fs::write(
         cfg.data_dir.join("server.json"),
-        serde_json::json!({"api": format!("http://{addr}"), "pid": std::process::id(),
+        serde_json::json!({"api": format!("{scheme}://{addr}"), "pid": std::process::id(),
             "signing_key": signing.public()})
         .to_string(),
     )
@@ -172,6 +173,25 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         callout,
         tasks: vec![api_task, ingest_task, store_task, baseline_task, report_task, reload_task],
     })
+}
+
+/// Serves the API on `listener`, over TLS with `tls`, until `shutdown` completes.
+async fn serve_api(
+    listener: tokio::net::TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    use axum::serve::ListenerExt;
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    match tls {
+        Some(cfg) => {
+            let listener = tls::TlsListener::new(listener, cfg)?.tap_io(|_| {});
+            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await,
+    }
+    .context("api server failed")
 }
 
 /// On SIGHUP the operator's rule files are read again and, if they load, replace the rules in use

@@ -58,17 +58,29 @@ pub fn start(dir: &Path) -> anyhow::Result<NatsServer> {
 
 /// As [`start`], on a given port (to restart a server where its clients expect it).
 pub fn start_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
-    start_with(dir, port, false)
+    start_with(dir, &NatsOptions { port, ..Default::default() })
 }
 
 /// As [`start`], with authentication on: Cordon's user and the auth callout issuer (keys made in
 /// `dir` on first start, kept after), every other connect sent to Cordon's callout.
 pub fn start_secure(dir: &Path) -> anyhow::Result<NatsServer> {
-    start_with(dir, None, true)
+    start_with(dir, &NatsOptions { auth: true, ..Default::default() })
 }
 
-/// Starts nats-server under `dir` on `port` (default: a free one), with authentication when `auth`.
-pub fn start_with(dir: &Path, port: Option<u16>, auth: bool) -> anyhow::Result<NatsServer> {
+/// How a nats-server is started.
+#[derive(Clone, Debug, Default)]
+pub struct NatsOptions {
+    /// The port (default: a free one).
+    pub port: Option<u16>,
+    /// Authentication through Cordon's auth callout.
+    pub auth: bool,
+    /// TLS only, with this certificate chain and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Starts nats-server under `dir` as `opts` say.
+pub fn start_with(dir: &Path, opts: &NatsOptions) -> anyhow::Result<NatsServer> {
+    let (port, auth) = (opts.port, opts.auth);
     let bin = PathBuf::from(std::env::var("CORDON_NATS_SERVER").unwrap_or_else(|_| "nats-server".to_owned()));
     let Some((version, (major, minor))) = version_of(&bin) else {
         bail!(
@@ -94,10 +106,15 @@ pub fn start_with(dir: &Path, port: Option<u16>, auth: bool) -> anyhow::Result<N
     std::fs::write(
         &conf,
         format!(
-            "host: 127.0.0.1\nport: {port}\nmax_payload: 8388608\nports_file_dir: \"{d}\"\njetstream {{\n  store_dir: \"{d}/js\"\n  {sync}\n}}\n{auth}",
+            "host: 127.0.0.1\nport: {port}\nmax_payload: 8388608\nports_file_dir: \"{d}\"\njetstream {{\n  store_dir: \"{d}/js\"\n  {sync}\n}}\n{auth}{tls}",
             d = dir.display(),
             port = port.map_or(-1, i32::from),
             auth = keys.as_ref().map(|k| k.server_config()).unwrap_or_default(),
+            tls = opts.tls.as_ref().map_or(String::new(), |(cert, key)| format!(
+                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 5\n}}\n",
+                cert.display(),
+                key.display()
+            )),
         ),
     )?;
     let log = std::fs::File::create(dir.join("nats.log"))?;

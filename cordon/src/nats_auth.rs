@@ -125,15 +125,22 @@ impl NatsKeys {
     }
 }
 
-/// Cordon's connection to NATS, as its user when it has a key.
-pub async fn connect(url: &str, auth: &NatsAuthArgs) -> anyhow::Result<async_nats::Client> {
-    let opts = match &auth.nats_nkey_file {
+/// Cordon's connection to NATS, as its user when it has a key, over TLS when it has a CA.
+pub async fn connect(
+    url: &str,
+    auth: &NatsAuthArgs,
+    ca: Option<&Path>,
+) -> anyhow::Result<async_nats::Client> {
+    let mut opts = match &auth.nats_nkey_file {
         Some(path) => {
             let seed = read_seed(path)?.seed().map_err(|e| anyhow::anyhow!("{e}"))?;
             async_nats::ConnectOptions::with_nkey(seed)
         }
         None => async_nats::ConnectOptions::new(),
     };
+    if let Some(ca) = ca {
+        opts = opts.add_root_certificates(ca.to_owned()).require_tls(true);
+    }
     opts.name("cordon-server")
         .retry_on_initial_connect()
         .connect(url)

@@ -72,6 +72,10 @@ pub struct Common {
     /// An enrollment token (`cordon enroll-token create`), for identities not enrolled yet.
     #[arg(long = "enroll-token", alias = "token", env = "CORDON_ENROLL_TOKEN", global = true)]
     pub enroll_token: Option<String>,
+    /// CA certificates (PEM) the NATS server's and the API's certificates must chain to: with it,
+    /// the agent speaks TLS only, to both.
+    #[arg(long, env = "CORDON_AGENT_CA", global = true)]
+    pub ca: Option<PathBuf>,
 }
 
 fn parse_server_key(s: &str) -> Result<String, String> {
@@ -189,6 +193,7 @@ impl Common {
                 },
                 None => crate::identity::Credentials::Open,
             },
+            ca: self.ca.clone(),
         })
     }
 }
@@ -211,7 +216,10 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
     } else {
         let edge = crate::edge::Edge::new(cli.common.enforce_secs > 0);
         // The process's own identity asks for the policy and rules.
-        let (me, client) = cfg.credentials.connect(&cfg.nats_url, &cfg.tenant, None, &this_host()).await?;
+        let (me, client) = cfg
+            .credentials
+            .connect(&cfg.nats_url, cfg.ca.as_deref(), &cfg.tenant, None, &this_host())
+            .await?;
         edge.follow(client, &cfg.subjects, &me, Duration::from_secs(2), cli.common.server_key.clone()).await;
         cfg.shipper.edge = Some(std::sync::Arc::clone(&edge));
         Some(edge)
@@ -292,7 +300,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             return std::process::ExitCode::from(2);
         };
         let dir = c.state_dir.clone().unwrap_or_else(|| PathBuf::from("./cordon-agent-state"));
-        return match crate::enroll::enroll(server, token, &dir, &host.clone().unwrap_or_else(this_host)) {
+        let host = host.clone().unwrap_or_else(this_host);
+        return match crate::enroll::enroll(server, token, &dir, &host, c.ca.as_deref()) {
             Ok(answer) => {
                 println!("{answer}");
                 std::process::ExitCode::SUCCESS

@@ -38,21 +38,70 @@ pub fn agent_key(dir: &Path) -> Result<schemas::signed::AgentKey, AgentError> {
     }
 }
 
+/// An HTTP client that trusts the CA certificates in `ca` (PEM) for HTTPS, or the bundled web PKI
+/// roots without one.
+pub fn http_agent(ca: Option<&Path>) -> Result<ureq::Agent, AgentError> {
+    let mut cfg = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(std::time::Duration::from_secs(30)));
+    if let Some(ca) = ca {
+        let pem = std::fs::read(ca).map_err(|e| failed(format!("{}: {e}", ca.display())))?;
+        let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if roots.is_empty() {
+            return Err(failed(format!("{} holds no PEM certificate", ca.display())));
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+            .build();
+        cfg = cfg.tls_config(tls);
+    }
+    Ok(cfg.build().into())
+}
+
+/// Whether a request failed because the server could not be reached (worth retrying: it may be
+/// restarting), rather than because of what it answered or presented (a certificate from the wrong
+/// CA is a configuration error, retried in vain).
+fn unreachable(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            K::ConnectionRefused
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::NotConnected
+                | K::TimedOut
+                | K::UnexpectedEof
+                | K::BrokenPipe
+        ),
+        ureq::Error::Timeout(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => true,
+        _ => false,
+    }
+}
+
 /// Enrolls with `server` (the API's base URL) using `token`; the server's answer, also written to
 /// `<dir>/enrollment.json`.
-pub fn enroll(server: &str, token: &str, dir: &Path, host: &str) -> Result<serde_json::Value, AgentError> {
+pub fn enroll(
+    server: &str,
+    token: &str,
+    dir: &Path,
+    host: &str,
+    ca: Option<&Path>,
+) -> Result<serde_json::Value, AgentError> {
     let key = agent_key(dir)?;
     let body = serde_json::json!({
         "token": token, "public_key": key.public(), "proof": key.enroll_proof(token), "host": host,
     });
     let url = format!("{}/api/v1/enroll", server.trim_end_matches('/'));
-    let resp = ureq::post(&url)
-        .config()
-        .http_status_as_error(false)
-        .timeout_global(Some(std::time::Duration::from_secs(30)))
-        .build()
-        .send_json(&body)
-        .map_err(|e| AgentError::ServerUnreachable(format!("{url}: {e}")))?;
+    let resp = http_agent(ca)?.post(&url).send_json(&body).map_err(|e| match unreachable(&e) {
+        true => AgentError::ServerUnreachable(format!("{url}: {e}")),
+        false => failed(format!("{url}: {e}")),
+    })?;
     let status = resp.status().as_u16();
     let answer: serde_json::Value =
         resp.into_body().read_json().map_err(|e| failed(format!("{url}: {e}")))?;

@@ -47,10 +47,12 @@ fn key_dir(state_dir: &Path, name: Option<&str>) -> PathBuf {
 }
 
 impl Credentials {
-    /// The identity `name` (a host; `None`: this process itself) of `tenant`, connected to `url`.
+    /// The identity `name` (a host; `None`: this process itself) of `tenant`, connected to `url`
+    /// (over TLS to a server whose certificate chains to `ca`, when given).
     pub async fn connect(
         &self,
         url: &str,
+        ca: Option<&Path>,
         tenant: &TenantId,
         name: Option<&str>,
         host: &str,
@@ -59,11 +61,11 @@ impl Credentials {
             Credentials::Open => {
                 let agent = AgentId::new(schemas::sanitize_token(&name.unwrap_or(host).to_lowercase()))?;
                 let id = Identity { tenant: tenant.clone(), agent, host: host.to_owned() };
-                Ok((id, open(url, None).await?))
+                Ok((id, open(url, ca, None).await?))
             }
             Credentials::Enrolled { state_dir, enroll, patience } => {
                 let dir = key_dir(state_dir, name);
-                let record = enrolled_patiently(&dir, enroll, host, *patience).await?;
+                let record = enrolled_patiently(&dir, enroll, host, ca, *patience).await?;
                 let text = |k: &str| record[k].as_str().map(str::to_owned);
                 let (Some(agent), Some(enrolled_tenant)) = (text("agent_id"), text("tenant")) else {
                     return Err(AgentError::Enroll(format!("{} has no agent id or tenant", dir.display())));
@@ -77,7 +79,7 @@ impl Credentials {
                 let nkey = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
                     .and_then(|k| k.seed())
                     .map_err(|e| AgentError::Enroll(e.to_string()))?;
-                Ok((id.clone(), open(url, Some((nkey, id.agent.as_str()))).await?))
+                Ok((id.clone(), open(url, ca, Some((nkey, id.agent.as_str()))).await?))
             }
         }
     }
@@ -88,13 +90,14 @@ async fn enrolled_patiently(
     dir: &Path,
     enroll: &Option<(String, String)>,
     host: &str,
+    ca: Option<&Path>,
     patience: Duration,
 ) -> Result<serde_json::Value, AgentError> {
     let deadline = tokio::time::Instant::now() + patience;
     let mut backoff = Duration::from_millis(200);
     loop {
-        let (d, e, h) = (dir.to_owned(), enroll.clone(), host.to_owned());
-        match tokio::task::spawn_blocking(move || enrolled(&d, e.as_ref(), &h)).await {
+        let (d, e, h, c) = (dir.to_owned(), enroll.clone(), host.to_owned(), ca.map(Path::to_owned));
+        match tokio::task::spawn_blocking(move || enrolled(&d, e.as_ref(), &h, c.as_deref())).await {
             Ok(Err(AgentError::ServerUnreachable(why)))
                 if tokio::time::Instant::now() + backoff < deadline =>
             {
@@ -113,6 +116,7 @@ fn enrolled(
     dir: &Path,
     enroll: Option<&(String, String)>,
     host: &str,
+    ca: Option<&Path>,
 ) -> Result<serde_json::Value, AgentError> {
     let path = dir.join("enrollment.json");
     if let Ok(text) = std::fs::read_to_string(&path) {
@@ -125,17 +129,25 @@ fn enrolled(
             dir.display()
         )));
     };
-    crate::enroll::enroll(server, token, dir, host)
+    crate::enroll::enroll(server, token, dir, host, ca)
 }
 
-/// A connection: with `auth`, as the nkey (seed) of that agent, its inbox under its own prefix.
-async fn open(url: &str, auth: Option<(String, &str)>) -> Result<async_nats::Client, AgentError> {
-    let opts = match auth {
+/// A connection: with `auth`, as the nkey (seed) of that agent, its inbox under its own prefix; with
+/// `ca`, over TLS only.
+async fn open(
+    url: &str,
+    ca: Option<&Path>,
+    auth: Option<(String, &str)>,
+) -> Result<async_nats::Client, AgentError> {
+    let mut opts = match auth {
         Some((seed, agent)) => {
             async_nats::ConnectOptions::with_nkey(seed).custom_inbox_prefix(format!("_INBOX_{agent}"))
         }
         None => async_nats::ConnectOptions::new(),
     };
+    if let Some(ca) = ca {
+        opts = opts.add_root_certificates(ca.to_owned()).require_tls(true);
+    }
     opts.name(format!("cordon-agent {}", boot_id()))
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))

@@ -50,6 +50,8 @@ pub struct AgentConfig {
     pub drain_timeout: Duration,
     /// How each identity authenticates on the bus.
     pub credentials: identity::Credentials,
+    /// The CA certificates (PEM) NATS's and the API's certificates chain to (TLS only, with it).
+    pub ca: Option<PathBuf>,
 }
 
 /// Agent failures.
@@ -154,7 +156,8 @@ impl RunSummary {
 
 /// Opens the shipper of the identity `name` (a host) with its own connection.
 async fn open_identity(cfg: &AgentConfig, name: &str, host: &str) -> Result<Shipper, AgentError> {
-    let (id, client) = cfg.credentials.connect(&cfg.nats_url, &cfg.tenant, Some(name), host).await?;
+    let (id, client) =
+        cfg.credentials.connect(&cfg.nats_url, cfg.ca.as_deref(), &cfg.tenant, Some(name), host).await?;
     Ok(Shipper::open(client, &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?)
 }
 

@@ -23,7 +23,12 @@ pub fn start_nats(dir: &Path) -> anyhow::Result<NatsServer> {
 /// As [`start_nats`], on a given port (a restart where the clients expect it; the keys in `dir`
 /// are kept).
 pub fn start_nats_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
-    let n = cordon::nats::start_with(dir, port, true)?;
+    start_nats_with(dir, &cordon::nats::NatsOptions { port, auth: true, tls: None })
+}
+
+/// As [`start_nats`], with `opts` (authentication is on whatever they say).
+pub fn start_nats_with(dir: &Path, opts: &cordon::nats::NatsOptions) -> anyhow::Result<NatsServer> {
+    let n = cordon::nats::start_with(dir, &cordon::nats::NatsOptions { auth: true, ..opts.clone() })?;
     if let Some(k) = &n.keys {
         bus_keys().insert(n.url.clone(), k.clone());
     }
@@ -382,9 +387,38 @@ fn call(
     Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
 }
 
+/// The CA certificate (PEM) HTTPS servers in these tests chain to ([`trust_ca`]).
+fn test_ca() -> std::sync::MutexGuard<'static, Option<Vec<u8>>> {
+    static CA: std::sync::OnceLock<std::sync::Mutex<Option<Vec<u8>>>> = std::sync::OnceLock::new();
+    CA.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes the harness's HTTPS calls trust the CA certificate in `pem` (a test's own CA; plain HTTP
+/// calls are unaffected).
+pub fn trust_ca(pem: &Path) -> anyhow::Result<()> {
+    *test_ca() = Some(std::fs::read(pem)?);
+    Ok(())
+}
+
+/// The harness's HTTP client for `url`: for HTTPS, one that trusts only the test CA, if one was given.
+fn http(url: &str) -> ureq::Agent {
+    let ca = if url.starts_with("https://") { test_ca().clone() } else { None };
+    let Some(pem) = ca else { return ureq::Agent::new_with_defaults() };
+    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+        .build();
+    ureq::Agent::config_builder().tls_config(tls).build().into()
+}
+
 /// GET a URL; (status, JSON body or the text as a JSON string).
 pub fn get(url: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
-    call(ureq::get(url), token)
+    call(http(url).get(url), token)
 }
 
 /// Sends a JSON body with `req`'s method; (status, JSON body or the text as a JSON string).
@@ -405,17 +439,17 @@ fn send(
 
 /// POST JSON.
 pub fn post(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    send(ureq::post(url), token, body)
+    send(http(url).post(url), token, body)
 }
 
 /// PUT JSON.
 pub fn put(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    send(ureq::put(url), token, body)
+    send(http(url).put(url), token, body)
 }
 
 /// PATCH JSON.
 pub fn patch(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    send(ureq::patch(url), token, body)
+    send(http(url).patch(url), token, body)
 }
 
 /// SQL through the API; the rows.

@@ -19,6 +19,7 @@ mod nats_auth;
 mod object_store;
 mod pipeline;
 mod sql;
+mod tls;
 mod trust;
 
 use std::path::PathBuf;

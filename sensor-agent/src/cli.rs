@@ -93,6 +93,10 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Print the enrolled key in --state-dir as a NATS credential for another shipper (Vector's `nats`
+    /// sink with `auth.strategy = "nkey"`): its nkey and seed, and the subject it may publish events
+    /// on. Keep the output as secret as `agent.key`.
+    Credential,
     /// Replay a scenario file (NDJSON of events with relative times).
     Replay {
         /// Scenario file; `builtin:log4j-conti` for the shipped one.
@@ -250,7 +254,7 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
 async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, CliError> {
     let cfg = cfg.clone();
     match command {
-        Command::Enroll { .. } => Ok(RunSummary::default()),
+        Command::Enroll { .. } | Command::Credential => Ok(RunSummary::default()),
         Command::Replay { scenario, speed } => {
             let s = if scenario == "builtin:log4j-conti" {
                 fixtures::scenario::log4j_conti()
@@ -293,6 +297,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             return std::process::ExitCode::from(2);
         }
     };
+    if let Command::Credential = &cli.command {
+        let dir = cli.common.state_dir.clone().unwrap_or_else(|| PathBuf::from("./cordon-agent-state"));
+        return match crate::identity::credential(&dir, &cli.common.subject_prefix) {
+            Ok(c) => {
+                println!("{c}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Enroll { host } = &cli.command {
         let c = &cli.common;
         let (Some(server), Some(token)) = (&c.server, &c.enroll_token) else {

@@ -85,6 +85,26 @@ impl Credentials {
     }
 }
 
+/// The enrolled identity in `dir` as a NATS credential for another shipper: agent id, tenant, the
+/// subject its events go to, its nkey (public) and seed, and the inbox prefix it must use for
+/// replies.
+pub fn credential(dir: &Path, prefix: &str) -> Result<serde_json::Value, AgentError> {
+    let record = enrolled(dir, None, "", None)?;
+    let key = crate::enroll::agent_key(dir)?;
+    let pair = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
+        .map_err(|e| AgentError::Enroll(e.to_string()))?;
+    let (agent, tenant) =
+        (record["agent_id"].as_str().unwrap_or(""), record["tenant"].as_str().unwrap_or(""));
+    Ok(serde_json::json!({
+        "agent_id": agent,
+        "tenant": tenant,
+        "subject": format!("{prefix}.{tenant}.{agent}.events"),
+        "nkey": pair.public_key(),
+        "seed": pair.seed().map_err(|e| AgentError::Enroll(e.to_string()))?,
+        "inbox_prefix": format!("_INBOX_{agent}"),
+    }))
+}
+
 /// As [`enrolled`], retrying for up to `patience` while the server cannot be reached.
 async fn enrolled_patiently(
     dir: &Path,

@@ -266,3 +266,47 @@ fn a_revoked_agent_is_cut_off_and_a_cloned_key_is_alerted() -> anyhow::Result<()
     assert!(text.contains("cordon_nats_auth_total{outcome=\"revoked\"}"), "{text}");
     Ok(())
 }
+
+/// A shipper that is not Cordon's agent (Vector's `nats` sink, say) uses an enrolled key as its
+/// credential: plain publishes, no headers, no replies, on the one subject the key allows.
+#[test]
+fn another_shipper_publishes_with_an_enrolled_key() -> anyhow::Result<()> {
+    let sys = Secure::start(&ServerOptions::default())?;
+    let state = sys.dir.path().join("vector-state");
+    let st = state.display().to_string();
+    let (_, token) = tests::enroll_token(&bin(), &sys.data, "default", 1)?;
+    let args = ["agent", "enroll", "--server", &sys.server.api, "--enroll-token", &token, "--state-dir", &st];
+    let (code, out) = tests::run(&bin(), &args)?;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = tests::run(&bin(), &["agent", "credential", "--state-dir", &st])?;
+    assert_eq!(code, 0, "{out}");
+    let cred: Value = serde_json::from_str(out.trim())?;
+    let agent = cred["agent_id"].as_str().unwrap().to_owned();
+    assert_eq!(cred["subject"], format!("cordon.default.{agent}.events"));
+    let rt = tokio::runtime::Runtime::new()?;
+    let sent = rt.block_on(async {
+        let client = async_nats::ConnectOptions::with_nkey(cred["seed"].as_str().unwrap().to_owned())
+            .connect(&sys.nats.url)
+            .await?;
+        let lines: Vec<String> = (0..20)
+            .map(|i| {
+                json!({"@timestamp": schemas::time::format_micros(schemas::time::now_micros()),
+                       "event": {"id": format!("vec-{i}"), "category": "process", "action": "start"},
+                       "host": {"name": "web-9"}, "process": {"pid": i}})
+                .to_string()
+            })
+            .collect();
+        for pair in lines.chunks(2) {
+            client
+                .publish(cred["subject"].as_str().unwrap().to_owned(), (pair.join("\n") + "\n").into())
+                .await?;
+        }
+        client.flush().await?;
+        anyhow::Ok(lines.len() as i64)
+    })?;
+    eventually(Duration::from_secs(30), || {
+        Ok((sys.count(&format!("SELECT count(*) FROM events WHERE agent_id = '{agent}'"))? == sent)
+            .then_some(()))
+    })?;
+    Ok(())
+}

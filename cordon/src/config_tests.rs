@@ -1,0 +1,113 @@
+//! Tests of [`crate::config`]: flags over the file over defaults, and what is refused.
+
+use super::*;
+
+#[test]
+fn file_then_defaults_and_unknown_keys_refused() {
+    let dir = tempfile_dir();
+    let path = dir.join("c.toml");
+    std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:9999\"\n[nats]\nurl = \"nats://x:1\"\n").unwrap();
+    let args = ServeArgs {
+        config: Some(path.clone()),
+        nats_url: Some("nats://flag:2".into()),
+        ..Default::default()
+    };
+    let cfg = args.resolve().unwrap();
+    assert_eq!(cfg.listen.port(), 9999);
+    assert_eq!(cfg.maintenance_interval, Some(Duration::from_secs(3600)));
+    assert_eq!(cfg.retention_days, None);
+    std::fs::write(&path, "[store]\nretention_days = 30\nmaintenance_interval_secs = 0\n").unwrap();
+    let cfg = args.resolve().unwrap();
+    assert_eq!((cfg.retention_days, cfg.maintenance_interval), (Some(30), None));
+    std::fs::write(&path, "[store]\nretention_days = 0\n").unwrap();
+    let err = format!("{:#}", args.resolve().unwrap_err());
+    assert!(err.contains("retention-days"), "{err}");
+    assert_eq!(cfg.nats_url, "nats://flag:2", "flags win over the file");
+    std::fs::write(&path, "[server]\nlisen = \"x\"\n").unwrap();
+    let err = format!("{:#}", args.resolve().unwrap_err());
+    assert!(err.contains("unknown field"), "{err}");
+}
+
+#[test]
+fn incident_and_graph_windows() {
+    let dir = tempfile_dir();
+    let path = dir.join("w.toml");
+    let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+    std::fs::write(&path, "").unwrap();
+    let cfg = args.resolve().unwrap();
+    assert_eq!((cfg.incident_window_hours, cfg.graph_hot_hours), (24, 48));
+    std::fs::write(&path, "[correlate]\nincident_window_hours = 36\n").unwrap();
+    let cfg = args.resolve().unwrap();
+    assert_eq!((cfg.incident_window_hours, cfg.graph_hot_hours), (36, 72), "the hot window follows");
+    std::fs::write(&path, "[correlate]\nincident_window_hours = 24\ngraph_hot_hours = 12\n").unwrap();
+    let err = format!("{:#}", args.resolve().unwrap_err());
+    assert!(err.contains("graph-hot-hours"), "{err}");
+    std::fs::write(&path, "[correlate]\nincident_window_hours = 0\n").unwrap();
+    let err = format!("{:#}", args.resolve().unwrap_err());
+    assert!(err.contains("incident-window-hours"), "{err}");
+}
+
+#[test]
+fn rule_paths_from_flags_or_the_file_must_exist() {
+    let dir = tempfile_dir();
+    let rules = dir.join("team-rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    let path = dir.join("r.toml");
+    std::fs::write(&path, format!("[detection]\nrules = [{:?}]\n", rules.display().to_string())).unwrap();
+    let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+    assert_eq!(args.resolve().unwrap().rules, vec![rules.clone()]);
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let flags = ServeArgs { rules: vec![other.clone()], ..args };
+    assert_eq!(flags.resolve().unwrap().rules, vec![other], "flags replace the file's list");
+    let missing = ServeArgs { rules: vec![dir.join("nope")], config: None, ..Default::default() };
+    let err = format!("{:#}", missing.resolve().unwrap_err());
+    assert!(err.contains("nope") && err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn baseline_schedule_and_forecast_settings() {
+    let dir = tempfile_dir();
+    let path = dir.join("a.toml");
+    let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+    std::fs::write(&path, "").unwrap();
+    let cfg = args.resolve().unwrap();
+    assert_eq!((cfg.baseline_refit.as_str(), cfg.forecast.horizon_hours), ("0 2 * * *", 48));
+    std::fs::write(&path, "[anomaly]\nrefit = \"30 3 * * 1-5\"\nlevel = 0.95\nhistory_hours = 1344\n")
+        .unwrap();
+    let cfg = args.resolve().unwrap();
+    assert_eq!(cfg.baseline_refit.as_str(), "30 3 * * 1-5");
+    assert_eq!((cfg.forecast.level, cfg.forecast.history_hours), (0.95, 1344));
+    std::fs::write(&path, "[anomaly]\nrefit = \"0 25 * * *\"\n").unwrap();
+    let err = format!("{:#}", args.resolve().unwrap_err());
+    assert!(err.contains("hour: \"25\" is outside 0-23"), "{err}");
+    std::fs::write(&path, "[anomaly]\nlevel = 1.5\n").unwrap();
+    let err = format!("{:#}", args.resolve().unwrap_err());
+    assert!(err.contains("level"), "{err}");
+    std::fs::write(
+        &path,
+        "[[reports]]\nname = \"daily\"\nschedule = \"0 7 * * *\"\nwebhook = \"https://soc.example/hook\"\n\
+         [[reports]]\nname = \"weekly\"\nschedule = \"0 7 * * 1\"\nperiod_hours = 168\n",
+    )
+    .unwrap();
+    let cfg = args.resolve().unwrap();
+    assert_eq!(cfg.reports.len(), 2);
+    assert_eq!((cfg.reports[0].period_hours, cfg.reports[1].period_hours), (24, 168));
+    assert_eq!(cfg.reports[0].webhook.as_deref(), Some("https://soc.example/hook"));
+    for (bad, why) in [
+        ("[[reports]]\nname = \"d\"\nschedule = \"daily\"\n", "five are needed"),
+        ("[[reports]]\nname = \"a b\"\nschedule = \"@daily\"\n", "letters, digits"),
+        ("[[reports]]\nname = \"d\"\nschedule = \"@daily\"\nwebhook = \"ftp://x\"\n", "http://"),
+        ("[[reports]]\nname = \"d\"\nschedule = \"@daily\"\ncolour = 1\n", "unknown field"),
+    ] {
+        std::fs::write(&path, bad).unwrap();
+        let err = format!("{:#}", args.resolve().unwrap_err());
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
+fn tempfile_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cordon-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

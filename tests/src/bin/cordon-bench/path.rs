@@ -1,0 +1,207 @@
+//! The whole path (agents -> NATS JetStream -> lake + index) on a throwaway, authenticated
+//! nats-server and an in-process server: the runs `whole_path` and T8 are made of.
+
+use crate::{cpu_seconds, median, percentile, proc_cpu};
+use std::path::Path;
+use std::time::Instant;
+
+/// One whole-path run: what the agents acked, and the server's view while it ingested.
+pub(crate) struct PathRun {
+    pub(crate) acked: u64,
+    pub(crate) wall: f64,
+    pub(crate) server_cpu: f64,
+    pub(crate) nats_cpu: f64,
+    pub(crate) agent_cpu: f64,
+    pub(crate) staleness: Vec<f64>,
+}
+
+/// One run of the whole path; with `flood`, a second agent process sends that many events/s as one
+/// agent of the tenant `flood` beside the fleet (T8).
+pub(crate) async fn path_run(
+    store: &store::Store,
+    nats: &cordon::nats::NatsServer,
+    spool: &Path,
+    rate: u64,
+    secs: u64,
+    seed: u64,
+    flood: Option<u64>,
+) -> anyhow::Result<PathRun> {
+    let searchable = || async {
+        let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
+        store.search("default", q).await.map(|(_, total)| total).unwrap_or(0)
+    };
+    let before = searchable().await;
+    let nats_pid = nats.pid().to_string();
+    let (s0, n0, c0) = (cpu_seconds(), proc_cpu(&nats_pid).0, proc_cpu("self").1);
+    let w0 = Instant::now();
+    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["agent", "--nats-url", &nats.url, "--spool-dir"])
+        .arg(spool)
+        .args(["simulate", "--hosts", "200", "--rate", &rate.to_string(), "--duration", &secs.to_string()])
+        .args(["--seed", &seed.to_string()])
+        .envs(agent_env("default", spool))
+        .env("CORDON_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    let mut flooder = match flood {
+        Some(r) => Some(
+            tokio::process::Command::new(std::env::current_exe()?)
+                .args([
+                    "agent",
+                    "--nats-url",
+                    &nats.url,
+                    "--tenant",
+                    "flood",
+                    "--no-edge-rules",
+                    "--spool-dir",
+                ])
+                .arg(spool.join("flood"))
+                .args(["simulate", "--hosts", "1", "--rate", &r.to_string(), "--duration", &secs.to_string()])
+                .envs(agent_env("flood", &spool.join("flood")))
+                .env("CORDON_LOG", "error")
+                .stdout(std::process::Stdio::null())
+                .spawn()?,
+        ),
+        None => None,
+    };
+    let mut stdout = child.stdout.take().expect("piped");
+    let summary = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).await.map(|_| text)
+    });
+    // Staleness: how old the newest searchable event is, sampled every 100 ms while events flow.
+    let mut staleness = Vec::new();
+    let newest = || async {
+        let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
+        store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
+    };
+    let acked = loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Some(t) = newest().await
+            && w0.elapsed().as_secs_f64() > 1.0
+            && w0.elapsed().as_secs() < secs
+        {
+            staleness.push((schemas::time::now_micros() - t) as f64 / 1e6);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "agent exited with {status}");
+            let text = summary.await??;
+            let v: serde_json::Value = serde_json::from_str(text.trim())?;
+            break v["events_acked"].as_u64().unwrap_or(0);
+        }
+    };
+    if let Some(f) = flooder.as_mut() {
+        f.wait().await?;
+    }
+    while searchable().await < before + acked as usize {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Ok(PathRun {
+        acked,
+        wall: w0.elapsed().as_secs_f64(),
+        server_cpu: cpu_seconds() - s0,
+        nats_cpu: proc_cpu(&nats_pid).0 - n0,
+        agent_cpu: proc_cpu("self").1 - c0,
+        staleness,
+    })
+}
+
+/// A throwaway nats-server and `cordon serve` (in this process) under `tmp`, with `quota` events/s per
+/// agent when given.
+pub(crate) fn path_server(
+    tmp: &Path,
+    quota: Option<u64>,
+) -> anyhow::Result<(cordon::nats::NatsServer, tokio::runtime::Runtime, cordon::Running)> {
+    let nats = cordon::nats::start_secure(&tmp.join("nats"))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let mut args = cordon::config::ServeArgs {
+        data_dir: Some(tmp.join("data")),
+        nats_url: Some(nats.url.clone()),
+        listen: Some("127.0.0.1:0".into()),
+        agent_events_per_sec: quota,
+        ..Default::default()
+    };
+    let keys = nats.keys.clone().expect("authentication is on");
+    args.nats_auth.nats_nkey_file = Some(keys.user_file);
+    args.nats_auth.nats_auth_issuer_file = Some(keys.issuer_file);
+    let running = rt.block_on(cordon::start(&args.resolve()?))?;
+    // Agents enroll (one key per simulated host) with a token of their tenant, as a fleet would.
+    let mut env = std::collections::HashMap::new();
+    for tenant in ["default", "flood"] {
+        let now = schemas::time::now_micros();
+        let (_, token) = rt.block_on(running.store.catalog().create_enroll_token(
+            tenant,
+            None,
+            100_000,
+            now + 86_400_000_000,
+            now,
+        ))?;
+        env.insert(tenant, token);
+    }
+    let _ = AGENT_ENV.set((format!("http://{}", running.addr), env));
+    Ok((nats, rt, running))
+}
+
+/// The API and each tenant's enrollment token for the bench's agents.
+static AGENT_ENV: std::sync::OnceLock<(String, std::collections::HashMap<&'static str, String>)> =
+    std::sync::OnceLock::new();
+
+/// The environment an agent of `tenant` enrolls with (state kept under `spool`).
+fn agent_env(tenant: &str, spool: &Path) -> Vec<(String, String)> {
+    let Some((api, tokens)) = AGENT_ENV.get() else { return Vec::new() };
+    vec![
+        ("CORDON_AGENT_STATE".into(), spool.join("state").display().to_string()),
+        ("CORDON_SERVER".into(), api.clone()),
+        ("CORDON_ENROLL_TOKEN".into(), tokens.get(tenant).cloned().unwrap_or_default()),
+    ]
+}
+
+pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (nats, rt, running) = path_server(tmp.path(), None)?;
+    println!(
+        "nats-server {}; 200 simulated hosts offering {rate} events/s for {secs} s; agent spool fsync on",
+        nats.version
+    );
+    let mut runs = Vec::new();
+    for r in 0..reps {
+        let run = rt.block_on(path_run(
+            &running.store,
+            &nats,
+            &tmp.path().join("spool"),
+            rate,
+            secs,
+            r as u64,
+            None,
+        ))?;
+        let cpu = run.server_cpu + run.nats_cpu + run.agent_cpu;
+        let mut st = run.staleness.clone();
+        st.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| percentile(&st, p);
+        println!(
+            "  run {r}: {} events acked, searchable after {:.2}s => {:>8.0} events/s; CPU s server {:.2} nats {:.2} agent {:.2} => {:>8.0} events/CPU-s (all), {:>8.0} (server); newest-searchable age p50 {:.2}s p99 {:.2}s max {:.2}s",
+            run.acked,
+            run.wall,
+            run.acked as f64 / run.wall,
+            run.server_cpu,
+            run.nats_cpu,
+            run.agent_cpu,
+            run.acked as f64 / cpu,
+            run.acked as f64 / run.server_cpu,
+            pct(0.5),
+            pct(0.99),
+            st.last().copied().unwrap_or(f64::NAN)
+        );
+        runs.push(run);
+    }
+    let mut eps: Vec<f64> = runs.iter().map(|r| r.acked as f64 / r.wall).collect();
+    let mut server: Vec<f64> = runs.iter().map(|r| r.acked as f64 / r.server_cpu).collect();
+    println!(
+        "  median {:.0} events/s sustained, {:.0} events per server CPU-s (PERF.md whole-system goal: >= 100k events/s on 2 cores)",
+        median(&mut eps),
+        median(&mut server)
+    );
+    rt.block_on(running.stop())?;
+    Ok(())
+}

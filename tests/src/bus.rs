@@ -1,0 +1,157 @@
+//! The bus in tests: nats-server with Cordon's authentication, the keys of each one started here,
+//! and agents' enrollment with the server last started on it.
+
+use crate::{post, run};
+use anyhow::Context;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+pub use cordon::nats::NatsServer;
+
+/// A fresh nats-server with authentication on (Cordon's user, its auth callout), as every test
+/// runs: servers started on its URL answer the callout, and agents started on it enroll (see
+/// [`spawn_agent`]).
+pub fn start_nats(dir: &Path) -> anyhow::Result<NatsServer> {
+    start_nats_on(dir, None)
+}
+
+/// As [`start_nats`], on a given port (a restart where the clients expect it; the keys in `dir`
+/// are kept).
+pub fn start_nats_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
+    start_nats_with(dir, &cordon::nats::NatsOptions { port, auth: true, tls: None })
+}
+
+/// As [`start_nats`], with `opts` (authentication is on whatever they say).
+pub fn start_nats_with(dir: &Path, opts: &cordon::nats::NatsOptions) -> anyhow::Result<NatsServer> {
+    let n = cordon::nats::start_with(dir, &cordon::nats::NatsOptions { auth: true, ..opts.clone() })?;
+    if let Some(k) = &n.keys {
+        bus_keys().insert(n.url.clone(), k.clone());
+    }
+    Ok(n)
+}
+
+/// Connects to the bus as Cordon's own user (what an operator inspecting the streams uses), or
+/// without credentials on a bus with authentication off.
+pub async fn connect_operator(nats_url: &str) -> anyhow::Result<async_nats::Client> {
+    let opts = match bus_auth(nats_url) {
+        Some(k) => {
+            async_nats::ConnectOptions::with_nkey(std::fs::read_to_string(&k.user_file)?.trim().to_owned())
+        }
+        None => async_nats::ConnectOptions::new(),
+    };
+    Ok(opts.connect(nats_url).await?)
+}
+
+/// Enrolls a fresh agent key of the default tenant with the server on `nats_url` and connects with
+/// it, as an agent would; (client, agent id).
+pub async fn connect_agent(nats_url: &str) -> anyhow::Result<(async_nats::Client, String)> {
+    connect_agent_of(nats_url, "default").await
+}
+
+/// As [`connect_agent`], for an agent of `tenant`.
+pub async fn connect_agent_of(nats_url: &str, tenant: &str) -> anyhow::Result<(async_nats::Client, String)> {
+    let (url, t) = (nats_url.to_owned(), tenant.to_owned());
+    let (api, token) = tokio::task::spawn_blocking(move || enrollment(&url, &t))
+        .await??
+        .context("no server with enrollment on this bus")?;
+    let key = schemas::signed::AgentKey::generate()?;
+    let body = serde_json::json!({"token": token, "public_key": key.public(), "proof": key.enroll_proof(&token), "host": "test"});
+    let (status, answer) =
+        tokio::task::spawn_blocking(move || post(&format!("{api}/api/v1/enroll"), None, &body)).await??;
+    anyhow::ensure!(status == 200, "enroll: {answer}");
+    let agent = answer["agent_id"].as_str().context("no agent id")?.to_owned();
+    let seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
+        .and_then(|k| k.seed())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = async_nats::ConnectOptions::with_nkey(seed)
+        .custom_inbox_prefix(format!("_INBOX_{agent}"))
+        .name(format!("cordon-agent test-{agent}"))
+        .connect(nats_url)
+        .await?;
+    Ok((client, agent))
+}
+
+/// The keys of each authenticated nats-server started here, by URL.
+fn bus_keys() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, cordon::nats_auth::NatsKeys>>
+{
+    static KEYS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, cordon::nats_auth::NatsKeys>>,
+    > = std::sync::OnceLock::new();
+    KEYS.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The keys of the authenticated nats-server on `nats_url`, if it is one.
+pub fn bus_auth(nats_url: &str) -> Option<cordon::nats_auth::NatsKeys> {
+    bus_keys().get(nats_url).cloned()
+}
+
+/// Where agents on an authenticated bus enroll: the server last started on it.
+#[derive(Clone, Debug)]
+pub(crate) struct Enroller {
+    pub(crate) api: String,
+    pub(crate) bin: PathBuf,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) metadata_url: Option<String>,
+    /// A many-use enrollment token per tenant, made when first asked for.
+    pub(crate) tokens: std::collections::HashMap<String, String>,
+}
+
+/// The enrollers, by NATS URL.
+pub(crate) fn enrollments() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, Enroller>> {
+    static E: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, Enroller>>> =
+        std::sync::OnceLock::new();
+    E.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where an agent of `tenant` on `nats_url` enrolls: (API URL, enrollment token), if a server on
+/// that bus has enrollment.
+pub(crate) fn enrollment(nats_url: &str, tenant: &str) -> anyhow::Result<Option<(String, String)>> {
+    let mut all = enrollments();
+    let Some(e) = all.get_mut(nats_url) else { return Ok(None) };
+    if !e.tokens.contains_key(tenant) {
+        let (_, token) = enroll_token_in(&e.bin, &e.data_dir, e.metadata_url.as_deref(), tenant, 100_000)?;
+        e.tokens.insert(tenant.to_owned(), token);
+    }
+    Ok(Some((e.api.clone(), e.tokens[tenant].clone())))
+}
+
+/// Creates an enrollment token of `tenant` through `cordon enroll-token create`; (id, secret).
+pub fn enroll_token(
+    bin: &Path,
+    data_dir: &Path,
+    tenant: &str,
+    uses: u32,
+) -> anyhow::Result<(String, String)> {
+    enroll_token_in(bin, data_dir, None, tenant, uses)
+}
+
+fn enroll_token_in(
+    bin: &Path,
+    data_dir: &Path,
+    metadata_url: Option<&str>,
+    tenant: &str,
+    uses: u32,
+) -> anyhow::Result<(String, String)> {
+    let dd = data_dir.display().to_string();
+    let uses = uses.to_string();
+    let mut args = vec![
+        "enroll-token",
+        "create",
+        "--tenant",
+        tenant,
+        "--uses",
+        &uses,
+        "--ttl",
+        "24h",
+        "--data-dir",
+        &dd,
+    ];
+    if let Some(u) = metadata_url {
+        args.extend(["--metadata-url", u]);
+    }
+    let (code, out) = run(bin, &args)?;
+    anyhow::ensure!(code == 0, "enroll-token create failed ({code})");
+    let v: Value = serde_json::from_str(out.trim())?;
+    let field = |k: &str| v[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {v}"));
+    Ok((field("id")?, field("token")?))
+}

@@ -226,7 +226,28 @@ fn a_revoked_agent_is_cut_off_and_a_cloned_key_is_alerted() -> anyhow::Result<()
             .any(|a: &Value| a["object"] == format!("agent {restarted}"));
         anyhow::ensure!(!wrongly, "a restart was taken for a clone: {page}");
 
-        // Revocation: the live connection is cut and reconnection refused within one session.
+        // Revocation under load: the agent keeps publishing, a fleet of 20 ships beside it; its live
+        // connection is cut and reconnection refused within one session.
+        let fleet = tests::spawn_agent(
+            &bin(),
+            &url,
+            &sys.dir.path().join("fleet-spool"),
+            &["--no-edge-rules", "simulate", "--hosts", "20", "--rate", "2000", "--duration", "15"],
+        )?;
+        let subject = format!("cordon.default.{agent}.events");
+        let publisher = {
+            let (client, subject) = (original.clone(), subject.clone());
+            tokio::spawn(async move {
+                for i in 0u64.. {
+                    let line = json!({"@timestamp": schemas::time::format_micros(schemas::time::now_micros()),
+                        "event": {"id": format!("revoked-{i}"), "category": "process", "action": "start"},
+                        "host": {"name": "revoked-pc"}});
+                    let _ = client.publish(subject.clone(), format!("{line}\n").into()).await;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let (code, _) = tests::run(&bin(), &["agent", "revoke", &agent, "--data-dir", &dd])?;
         anyhow::ensure!(code == 0, "agent revoke failed");
         let revoked = Instant::now();
@@ -251,6 +272,23 @@ fn a_revoked_agent_is_cut_off_and_a_cloned_key_is_alerted() -> anyhow::Result<()
             connect_as(&url, Some(&key), &agent, "boot-c").await.is_err(),
             "a revoked key connected"
         );
+        // Nothing it publishes after the cut is stored, and the fleet is unaffected.
+        let stored = |who: &str| sys.count(&format!("SELECT count(*) FROM events WHERE agent_id = '{who}'"));
+        tokio::time::sleep(Duration::from_secs(3)).await; // what it sent before the cut is ingested
+        let settled = stored(&agent)?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        publisher.abort();
+        anyhow::ensure!(
+            settled > 0 && stored(&agent)? == settled,
+            "the revoked agent's events kept arriving"
+        );
+        let (code, summary) = tests::agent_summary(fleet)?;
+        anyhow::ensure!(code == 0, "the fleet beside it: {summary}");
+        let acked = summary["events_acked"].as_i64().unwrap_or(-1);
+        eventually(Duration::from_secs(60), || {
+            Ok((sys.count(&format!("SELECT count(*) FROM events WHERE agent_id <> '{agent}'"))? == acked)
+                .then_some(()))
+        })?;
         anyhow::Ok((clone_after, cut_after))
     })?;
     eprintln!(

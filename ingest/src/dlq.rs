@@ -10,6 +10,10 @@ use schemas::subject::Subjects;
 
 /// Raw bytes kept with a dead letter, at most.
 const RAW_CAP: usize = 16 * 1024;
+/// Raw bytes kept with a message refused over its agent's quota: a flood is refused message after
+/// message, and its bodies are not what an operator needs to see (its count is), so each keeps a
+/// sample only; this keeps the cost of refusing a flood off the other agents.
+const QUOTA_RAW_CAP: usize = 512;
 
 /// One rejected line or message.
 #[derive(Debug, serde::Serialize)]
@@ -27,8 +31,8 @@ pub(crate) struct DeadLetter {
     pub id: String,
 }
 
-fn raw(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(&bytes[..bytes.len().min(RAW_CAP)]).into_owned()
+fn raw(bytes: &[u8], cap: usize) -> String {
+    String::from_utf8_lossy(&bytes[..bytes.len().min(cap)]).into_owned()
 }
 
 impl DeadLetter {
@@ -47,7 +51,7 @@ impl DeadLetter {
             reason,
             detail,
             line: None,
-            raw: raw(body),
+            raw: raw(body, if reason == "over_quota" { QUOTA_RAW_CAP } else { RAW_CAP }),
             raw_bytes: body.len(),
             id: format!("dlq:s{seq}"),
         }
@@ -69,7 +73,7 @@ impl DeadLetter {
             reason: reject.reason(),
             detail: reject.to_string(),
             line: Some(line),
-            raw: raw(bytes),
+            raw: raw(bytes, RAW_CAP),
             raw_bytes: bytes.len(),
             id: format!("dlq:{key}:{line}"),
         }

@@ -374,6 +374,7 @@ impl FullTextIndex {
         let mut parser =
             QueryParser::for_index(&self.index, vec![f.text, f.ip, f.hash, f.domain, f.host, f.user]);
         parser.set_conjunction_by_default();
+        query_shape(&q.q)?;
         parser.parse_query(&q.q).map_err(|e| IndexError::BadQuery(e.to_string()))
     }
 
@@ -532,4 +533,40 @@ impl SegmentCollector for HostAggSegment {
         }
         out
     }
+}
+
+/// Query syntax nested deeper than this is refused before parsing (the parser recurses per level).
+pub const MAX_QUERY_DEPTH: usize = 32;
+/// Query syntax longer than this is refused before parsing.
+pub const MAX_QUERY_BYTES: usize = 16 * 1024;
+
+/// Refuses query syntax the parser could not take safely: nesting (parentheses outside quoted
+/// phrases) deeper than [`MAX_QUERY_DEPTH`], or text longer than [`MAX_QUERY_BYTES`].
+fn query_shape(q: &str) -> Result<(), IndexError> {
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(IndexError::BadQuery(format!(
+            "the query is {} bytes; the limit is {MAX_QUERY_BYTES}",
+            q.len()
+        )));
+    }
+    let (mut depth, mut deepest, mut quoted, mut escaped) = (0usize, 0usize, false, false);
+    for c in q.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            '(' | '[' | '{' if !quoted => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' if !quoted => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_QUERY_DEPTH {
+        return Err(IndexError::BadQuery(format!(
+            "the query nests {deepest} levels deep; the limit is {MAX_QUERY_DEPTH}"
+        )));
+    }
+    Ok(())
 }

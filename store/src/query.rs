@@ -40,6 +40,19 @@ pub enum QueryError {
     Internal(#[source] DataFusionError),
 }
 
+fn caller_arrow_error(e: &datafusion::arrow::error::ArrowError) -> bool {
+    use datafusion::arrow::error::ArrowError as A;
+    matches!(
+        e,
+        A::ComputeError(_)
+            | A::InvalidArgumentError(_)
+            | A::CastError(_)
+            | A::ParseError(_)
+            | A::DivideByZero
+            | A::ArithmeticOverflow(_)
+    )
+}
+
 fn classify(e: DataFusionError) -> QueryError {
     match e.find_root() {
         DataFusionError::SQL(..) | DataFusionError::Plan(..) | DataFusionError::SchemaError(..) => {
@@ -47,10 +60,19 @@ fn classify(e: DataFusionError) -> QueryError {
         }
         DataFusionError::ResourcesExhausted(m) => QueryError::ResourcesExhausted(m.clone()),
         DataFusionError::NotImplemented(m) => QueryError::Invalid(format!("not supported: {m}")),
+        // What the query's own values did: a regex too big to compile, a bad cast, a division by
+        // zero, an overflow. The caller can fix these.
+        DataFusionError::ArrowError(a, _) if caller_arrow_error(a) => {
+            QueryError::Invalid(e.strip_backtrace())
+        }
         _ => {
             let msg = e.strip_backtrace();
             // Refused statements and type errors surface as Plan or Execution errors.
-            if msg.contains("not supported") || msg.contains("Only ") || msg.contains("Error during planning")
+            if msg.contains("not supported")
+                || msg.contains("Only ")
+                || msg.contains("Error during planning")
+                || msg.contains("egular expression")
+                || msg.contains("regex")
             {
                 QueryError::Invalid(msg)
             } else {

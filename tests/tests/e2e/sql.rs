@@ -58,3 +58,45 @@ fn sql_refuses_everything_but_queries() -> anyhow::Result<()> {
     assert_eq!(capped["truncated"], true);
     Ok(())
 }
+
+/// Issue 16 item 1, in part: query text that used to take the server down or answer 500 is a 400
+/// naming the limit, and the server answers the next request.
+#[test]
+fn deep_searches_and_bad_regexes_are_refused_and_the_server_goes_on() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (api, tok) = (env.server.api.clone(), env.token.as_str());
+    let search = |q: &str| tests::get(&format!("{api}/api/v1/search?q={}", tests::urlencode(q)), Some(tok));
+    // Parentheses need no escaping in a query string, so 2,000 of them (the depth that used to
+    // overflow the parser's stack and abort the server) fit in a URL.
+    let nested = |depth: usize| {
+        tests::get(
+            &format!("{api}/api/v1/search?q={}host{}", "(".repeat(depth), ")".repeat(depth)),
+            Some(tok),
+        )
+    };
+    for depth in [33, 2_000, 4_000] {
+        let (status, body) = nested(depth)?;
+        assert_eq!(status, 400, "{depth} deep: {body}");
+        assert!(body["error"]["message"].as_str().unwrap_or("").contains("the limit is 32"), "{body}");
+    }
+    let (status, body) = nested(32)?;
+    assert_eq!(status, 200, "32 deep is within the limit: {body}");
+    let (status, body) = search(&"a ".repeat(10_000))?;
+    assert_eq!(status, 400, "{body}");
+    // Parentheses inside a quoted phrase are text, not nesting.
+    let (status, _) = search(&format!("\"{}\"", "(".repeat(100)))?;
+    assert_eq!(status, 200);
+    let sql_url = format!("{api}/api/v1/sql");
+    for q in [
+        "SELECT regexp_like('a', '(a{1000}){1000}')",
+        "SELECT regexp_like('a', '(')",
+        "SELECT 1 / 0",
+        "SELECT CAST('x' AS INT)",
+    ] {
+        let (status, body) = post(&sql_url, Some(tok), &json!({ "sql": q }))?;
+        assert_eq!(status, 400, "{q} -> {status} {body}");
+        assert_eq!(body["error"]["code"], "bad_sql", "{q}: {body}");
+    }
+    assert_eq!(tests::get(&format!("{api}/healthz"), None)?.0, 200, "the server goes on");
+    Ok(())
+}

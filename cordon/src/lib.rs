@@ -399,13 +399,12 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             Command::Verify(a) => {
                 let report = open_store(&a).await?.0.verify().await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
-                if !report.bad_files.is_empty() || !report.orphans.is_empty() {
-                    anyhow::bail!(
-                        "{} corrupt or missing files, {} orphans",
-                        report.bad_files.len(),
-                        report.orphans.len()
-                    );
-                }
+                let problems = report.problems();
+                anyhow::ensure!(
+                    problems.is_empty(),
+                    "the store disagrees with itself: {}",
+                    problems.join("; ")
+                );
                 Ok(())
             }
             Command::Reindex(a) => {

@@ -34,6 +34,8 @@ pub mod lake;
 mod maintain;
 pub mod objects;
 pub mod query;
+mod verify_report;
+pub use verify_report::VerifyReport;
 
 pub use index::CommitPolicy;
 pub use maintain::{CompactOptions, CompactReport, VacuumOptions, VacuumReport};
@@ -162,28 +164,6 @@ pub struct SearchHit {
     pub record: Record,
     /// Lake columns that contain a query term.
     pub matched: Vec<&'static str>,
-}
-
-/// What `verify` found.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct VerifyReport {
-    /// Files checked.
-    pub files: usize,
-    /// Rows in the catalog.
-    pub rows: i64,
-    /// Files whose checksum does not match, or that are missing.
-    pub bad_files: Vec<String>,
-    /// Files in the lake the catalog does not know, now.
-    pub orphans: Vec<String>,
-    /// Files the catalog did not know that start-up recovery removed when this store was opened
-    /// (leftovers of interrupted commits or maintenance).
-    pub orphans_removed_at_open: Vec<String>,
-    /// Documents in the index.
-    pub indexed_docs: u64,
-    /// The Delta log's latest version.
-    pub delta_version: i64,
-    /// Files in the Delta log's latest snapshot.
-    pub delta_files: usize,
 }
 
 /// The store.

@@ -362,31 +362,17 @@ impl Callout {
 }
 
 fn clone_alert(tenant: &str, agent: &str, detail: &str, now: i64) -> schemas::alert::Alert {
-    use schemas::alert::{Alert, Endpoint, Handling, RuleRef, Status};
-    let minute = now / 60_000_000;
+    use schemas::alert::{Alert, RuleRef};
+    let rule = RuleRef {
+        id: "cordon_agent_credential_clone".to_owned(),
+        title: "One agent credential used by two processes".to_owned(),
+    };
     Alert {
-        id: String::new(),
-        tenant: tenant.to_owned(),
         level: 4,
-        first_seen: schemas::time::format_micros(now),
-        last_seen: schemas::time::format_micros(now),
-        count: 1,
-        object: format!("agent {agent}"),
         description: detail.to_owned(),
         source: "nats auth".to_owned(),
-        rule: RuleRef {
-            id: "cordon_agent_credential_clone".to_owned(),
-            title: "One agent credential used by two processes".to_owned(),
-        },
-        status: Status::Alerted,
-        handling: Handling::Unhandled,
-        endpoint: Endpoint { name: agent.to_owned(), ..Default::default() },
-        file: Default::default(),
-        techniques: Vec::new(),
-        tactics: Vec::new(),
-        evidence: vec![format!("clone:{tenant}:{agent}:{minute}")],
         why: json!({"explanation": detail}),
-        log: None,
+        ..Alert::about_agent(tenant, agent, "clone", rule, now)
     }
 }
 

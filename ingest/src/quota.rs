@@ -8,7 +8,7 @@
 //! The quota protects what comes after the stream (decoding, detection, the lake, the index). The
 //! stream itself takes what the agent publishes until per-agent limits exist at the NATS layer.
 
-use schemas::alert::{Alert, Endpoint, Handling, RuleRef, Status};
+use schemas::alert::{Alert, RuleRef};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -111,32 +111,17 @@ impl Quotas {
     /// The flooding alert for an agent that has dropped `dropped` events so far.
     pub(crate) fn alert(&self, tenant: &str, agent: &str, dropped: u64, now_micros: i64) -> Alert {
         let c = self.cfg;
-        let minute = now_micros / 60_000_000;
         let description = format!(
             "agent {agent} sent more than its quota ({} events/s, {} bytes/s); {dropped} events refused so far",
             c.events_per_sec, c.bytes_per_sec
         );
+        let rule = RuleRef {
+            id: "cordon_agent_flooding".to_owned(),
+            title: "Agent over its ingest quota".to_owned(),
+        };
         Alert {
-            id: String::new(),
-            tenant: tenant.to_owned(),
             level: 3,
-            first_seen: schemas::time::format_micros(now_micros),
-            last_seen: schemas::time::format_micros(now_micros),
-            count: 1,
-            object: format!("agent {agent}"),
-            description: description.clone(),
             source: "ingest quota".to_owned(),
-            rule: RuleRef {
-                id: "cordon_agent_flooding".to_owned(),
-                title: "Agent over its ingest quota".to_owned(),
-            },
-            status: Status::Alerted,
-            handling: Handling::Unhandled,
-            endpoint: Endpoint { name: agent.to_owned(), ..Default::default() },
-            file: Default::default(),
-            techniques: Vec::new(),
-            tactics: Vec::new(),
-            evidence: vec![format!("quota:{tenant}:{agent}:{minute}")],
             why: serde_json::json!({
                 "explanation": description,
                 "events_per_sec": c.events_per_sec,
@@ -144,7 +129,8 @@ impl Quotas {
                 "burst_secs": c.burst_secs,
                 "dropped_events": dropped,
             }),
-            log: None,
+            description,
+            ..Alert::about_agent(tenant, agent, "quota", rule, now_micros)
         }
     }
 }

@@ -153,6 +153,34 @@ pub struct LogDetails {
 }
 
 impl Alert {
+    /// A new alert about an agent itself (not an event it sent) under `rule`, seen once at
+    /// `now_micros`, with its evidence key of that minute (`<kind>:<tenant>:<agent>:<minute>`, so it
+    /// is raised once a minute at most); the caller sets level, description, source and `why`.
+    pub fn about_agent(tenant: &str, agent: &str, kind: &str, rule: RuleRef, now_micros: i64) -> Self {
+        let at = crate::time::format_micros(now_micros);
+        Self {
+            id: String::new(),
+            tenant: tenant.to_owned(),
+            level: 0,
+            first_seen: at.clone(),
+            last_seen: at,
+            count: 1,
+            object: format!("agent {agent}"),
+            description: String::new(),
+            source: String::new(),
+            rule,
+            status: Status::Alerted,
+            handling: Handling::Unhandled,
+            endpoint: Endpoint { name: agent.to_owned(), ..Default::default() },
+            file: Default::default(),
+            techniques: Vec::new(),
+            tactics: Vec::new(),
+            evidence: vec![format!("{kind}:{tenant}:{agent}:{}", now_micros / 60_000_000)],
+            why: serde_json::Value::Null,
+            log: None,
+        }
+    }
+
     /// What identifies "the same alert" for deduplication: tenant, rule, host and object.
     pub fn dedup_key(&self) -> String {
         format!(

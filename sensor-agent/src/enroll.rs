@@ -38,6 +38,19 @@ pub fn agent_key(dir: &Path) -> Result<schemas::signed::AgentKey, AgentError> {
     }
 }
 
+/// A TLS configuration that trusts only the CA certificates in `pem`.
+pub fn trusting(pem: &[u8]) -> ureq::tls::TlsConfig {
+    let roots: Vec<_> = ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
+        .build()
+}
+
 /// An HTTP client that trusts the CA certificates in `ca` (PEM) for HTTPS, or the bundled web PKI
 /// roots without one.
 pub fn http_agent(ca: Option<&Path>) -> Result<ureq::Agent, AgentError> {
@@ -46,19 +59,11 @@ pub fn http_agent(ca: Option<&Path>) -> Result<ureq::Agent, AgentError> {
         .timeout_global(Some(std::time::Duration::from_secs(30)));
     if let Some(ca) = ca {
         let pem = std::fs::read(ca).map_err(|e| failed(format!("{}: {e}", ca.display())))?;
-        let roots: Vec<_> = ureq::tls::parse_pem(&pem)
-            .filter_map(|item| match item {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if roots.is_empty() {
+        let roots = trusting(&pem);
+        if matches!(roots.root_certs(), ureq::tls::RootCerts::Specific(r) if r.is_empty()) {
             return Err(failed(format!("{} holds no PEM certificate", ca.display())));
         }
-        let tls = ureq::tls::TlsConfig::builder()
-            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
-            .build();
-        cfg = cfg.tls_config(tls);
+        cfg = cfg.tls_config(roots);
     }
     Ok(cfg.build().into())
 }

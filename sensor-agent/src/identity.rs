@@ -31,6 +31,17 @@ pub enum Credentials {
     },
 }
 
+/// The enrolled key as a NATS user nkey: the same Ed25519 key, in nkey form.
+pub fn nkey(key: &schemas::signed::AgentKey) -> Result<nkeys::KeyPair, AgentError> {
+    nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
+        .map_err(|e| AgentError::Enroll(e.to_string()))
+}
+
+/// The enrolled key's nkey seed (`SU...`), what a NATS client connects with.
+pub fn nkey_seed(key: &schemas::signed::AgentKey) -> Result<String, AgentError> {
+    nkey(key)?.seed().map_err(|e| AgentError::Enroll(e.to_string()))
+}
+
 /// A process-wide boot id: in every connection's name, so the server can tell two processes using
 /// one key (a cloned credential) from one process reconnecting.
 pub fn boot_id() -> &'static str {
@@ -76,10 +87,7 @@ impl Credentials {
                     host: host.to_owned(),
                 };
                 let key = crate::enroll::agent_key(&dir)?;
-                let nkey = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
-                    .and_then(|k| k.seed())
-                    .map_err(|e| AgentError::Enroll(e.to_string()))?;
-                Ok((id.clone(), open(url, ca, Some((nkey, id.agent.as_str()))).await?))
+                Ok((id.clone(), open(url, ca, Some((nkey_seed(&key)?, id.agent.as_str()))).await?))
             }
         }
     }
@@ -91,8 +99,7 @@ impl Credentials {
 pub fn credential(dir: &Path, prefix: &str) -> Result<serde_json::Value, AgentError> {
     let record = enrolled(dir, None, "", None)?;
     let key = crate::enroll::agent_key(dir)?;
-    let pair = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
-        .map_err(|e| AgentError::Enroll(e.to_string()))?;
+    let pair = nkey(&key)?;
     let (agent, tenant) =
         (record["agent_id"].as_str().unwrap_or(""), record["tenant"].as_str().unwrap_or(""));
     Ok(serde_json::json!({

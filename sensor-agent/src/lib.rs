@@ -244,11 +244,7 @@ pub async fn log_files(
     let year = year.unwrap_or_else(|| {
         schemas::time::format_micros(schemas::time::now_micros())[..4].parse().unwrap_or(2026)
     });
-    let default_host = host.unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".into())
-    });
+    let default_host = host.unwrap_or_else(cli::this_host);
     let mut by_host: std::collections::BTreeMap<String, Vec<serde_json::Value>> = Default::default();
     let mut skipped = 0;
     for p in paths {

@@ -60,9 +60,7 @@ pub async fn connect_agent_of(nats_url: &str, tenant: &str) -> anyhow::Result<(a
         tokio::task::spawn_blocking(move || post(&format!("{api}/api/v1/enroll"), None, &body)).await??;
     anyhow::ensure!(status == 200, "enroll: {answer}");
     let agent = answer["agent_id"].as_str().context("no agent id")?.to_owned();
-    let seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
-        .and_then(|k| k.seed())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let seed = sensor_agent::identity::nkey_seed(&key)?;
     let client = async_nats::ConnectOptions::with_nkey(seed)
         .custom_inbox_prefix(format!("_INBOX_{agent}"))
         .name(format!("cordon-agent test-{agent}"))

@@ -261,16 +261,7 @@ pub fn trust_ca(pem: &Path) -> anyhow::Result<()> {
 fn http(url: &str) -> ureq::Agent {
     let ca = if url.starts_with("https://") { test_ca().clone() } else { None };
     let Some(pem) = ca else { return ureq::Agent::new_with_defaults() };
-    let roots: Vec<_> = ureq::tls::parse_pem(&pem)
-        .filter_map(|item| match item {
-            Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-            _ => None,
-        })
-        .collect();
-    let tls = ureq::tls::TlsConfig::builder()
-        .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(roots)))
-        .build();
-    ureq::Agent::config_builder().tls_config(tls).build().into()
+    ureq::Agent::config_builder().tls_config(sensor_agent::enroll::trusting(&pem)).build().into()
 }
 
 /// GET a URL; (status, JSON body or the text as a JSON string).

@@ -57,7 +57,7 @@ async fn connect_as(
     let seen = Arc::clone(&errors);
     let opts = match key {
         Some(k) => async_nats::ConnectOptions::with_nkey(
-            nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, k.seed()).unwrap().seed().unwrap(),
+            sensor_agent::identity::nkey_seed(k).expect("an agent key is an nkey"),
         ),
         None => async_nats::ConnectOptions::new(),
     };

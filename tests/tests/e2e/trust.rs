@@ -206,9 +206,7 @@ fn every_route_answers_every_caller_as_the_table_says() -> anyhow::Result<()> {
                 "proof": agent_key.enroll_proof(&enroll_token), "host": "agent-1"}),
     )?;
     assert_eq!(enrolled.0, 200, "{enrolled:?}");
-    let agent_seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, agent_key.seed())
-        .and_then(|k| k.seed())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let agent_seed = sensor_agent::identity::nkey_seed(&agent_key)?;
 
     let mut unexpected = Vec::new();
     let mut calls = 0;

@@ -63,9 +63,7 @@ fn enroll(api: &str, token: &str, n: usize) -> anyhow::Result<Vec<(String, Strin
         let answer: serde_json::Value =
             ureq::post(&format!("{api}/api/v1/enroll")).send_json(&body)?.body_mut().read_json()?;
         let id = answer["agent_id"].as_str().unwrap_or_default().to_owned();
-        let seed = nkeys::KeyPair::new_from_raw(nkeys::KeyPairType::User, key.seed())
-            .and_then(|k| k.seed())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let seed = sensor_agent::identity::nkey_seed(&key)?;
         keys.push((id, seed));
     }
     Ok(keys)

@@ -29,6 +29,8 @@ pub enum Kind {
     Throttled,
     /// The request body is over its limit (413).
     TooLarge,
+    /// The request's URI (path and query) is over its limit (414).
+    UriTooLong,
     /// Our fault.
     Internal,
 }
@@ -75,13 +77,7 @@ impl ApiError {
     }
     /// A 500 (the cause is logged, not returned).
     pub fn internal(cause: &dyn std::error::Error) -> Self {
-        let mut chain = cause.to_string();
-        let mut src = cause.source();
-        while let Some(s) = src {
-            chain.push_str(": ");
-            chain.push_str(&s.to_string());
-            src = s.source();
-        }
+        let chain = schemas::error_chain(cause);
         tracing::error!(error = %chain, "internal error");
         Self {
             kind: Kind::Internal,
@@ -101,6 +97,7 @@ impl ApiError {
             Kind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Kind::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Kind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Kind::UriTooLong => StatusCode::URI_TOO_LONG,
             Kind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -14,6 +14,7 @@ mod detection;
 mod enroll;
 pub mod error;
 mod investigate;
+pub mod limits;
 pub mod ioc;
 pub mod reports;
 mod routes;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub enroll_limiter: access::FailureLimiter,
     /// The server's public signing key, given to agents at enrollment.
     pub server_key: std::sync::OnceLock<String>,
+    /// The time budget of analyst SQL (default 30 s).
+    pub sql_timeout: std::sync::OnceLock<std::time::Duration>,
     /// The detection and correlation rules ingest runs (coverage matrix, policy preview, rules):
     /// the same cell as ingest's, so a reload shows at once.
     pub detection: Arc<correlate::sigma::CurrentRules>,
@@ -109,6 +112,7 @@ impl AppState {
             limiter: access::FailureLimiter::default(),
             enroll_limiter: access::FailureLimiter::default(),
             server_key: std::sync::OnceLock::new(),
+            sql_timeout: std::sync::OnceLock::new(),
             detection,
             graphs,
             baselines,
@@ -169,7 +173,11 @@ pub fn router(state: Arc<AppState>) -> Router {
     for spec in ROUTES {
         r = r.route(spec.path, routes::handler(spec));
     }
-    r.route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::layer)).with_state(state)
+    // Route layers run outermost last-added: authentication, then the parameter limits.
+    r.route_layer(axum::middleware::from_fn(limits::params_layer))
+        .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::layer))
+        .layer(axum::middleware::from_fn(limits::uri_layer))
+        .with_state(state)
 }
 
 /// The OpenAPI 3.1 document, built from [`ROUTES`].

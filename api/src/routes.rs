@@ -336,8 +336,8 @@ async fn sql(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, bo
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
     let limits = SqlLimits {
         max_rows: req.max_rows.unwrap_or(10_000).clamp(1, 100_000),
-        timeout: Duration::from_secs(30),
+        timeout: s.sql_timeout.get().copied().unwrap_or(Duration::from_secs(30)),
     };
-    let out = s.store.sql(&c.token.tenant, &req.sql, limits).await?;
+    let out = s.store.analyst_sql(&c.token.tenant, &req.sql, limits).await?;
     Ok(Json(out).into_response())
 }

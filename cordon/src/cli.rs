@@ -69,6 +69,9 @@ pub enum Command {
         #[arg(long, default_value = "./cordon-nats")]
         dir: std::path::PathBuf,
     },
+    /// Serve analyst SQL over stdin and stdout for a server (started by `cordon serve`).
+    #[command(hide = true)]
+    SqlWorker,
     /// Measurements on third-party data (SigmaHQ rules...).
     Eval {
         /// What to evaluate.

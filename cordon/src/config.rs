@@ -50,6 +50,13 @@ pub struct ServeArgs {
     /// Query memory budget, MiB.
     #[arg(long, env = "CORDON_QUERY_MEMORY_MIB")]
     pub query_memory_mib: Option<usize>,
+    /// Analyst SQL queries at once, each in a worker process with an equal share of the query
+    /// memory (default 2); 0 runs them inside the server (no protection from runaway queries).
+    #[arg(long, env = "CORDON_SQL_WORKERS")]
+    pub sql_workers: Option<usize>,
+    /// Analyst SQL's time budget, seconds (default 30): the query's worker is stopped at it.
+    #[arg(long, env = "CORDON_SQL_TIMEOUT_SECS")]
+    pub sql_timeout_secs: Option<u64>,
     /// Unknown or revoked API tokens one client address may send per minute before it is held off
     /// with 429 for the rest of the minute (default 20).
     #[arg(long, env = "CORDON_AUTH_FAILURE_LIMIT")]
@@ -201,6 +208,8 @@ struct FileServer {
     metadata_url: Option<String>,
     listen: Option<String>,
     query_memory_mib: Option<usize>,
+    sql_workers: Option<usize>,
+    sql_timeout_secs: Option<u64>,
     auth_failure_limit: Option<u32>,
     allow_private_webhooks: Option<bool>,
     signing_key: Option<PathBuf>,
@@ -246,6 +255,10 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// Query memory, bytes.
     pub query_memory_bytes: usize,
+    /// Analyst SQL worker processes (0: in the server).
+    pub sql_workers: usize,
+    /// Analyst SQL's time budget.
+    pub sql_timeout: Duration,
     /// Bad API tokens per client address per minute before it is held off.
     pub auth_failure_limit: u32,
     /// Whether report webhooks may reach internal addresses.
@@ -311,6 +324,14 @@ impl ServeArgs {
             bail!("--max-message-bytes must be from 1 KiB to 64 MiB");
         }
         let mib = self.query_memory_mib.or(file.server.query_memory_mib).unwrap_or(1024);
+        let sql_workers = self.sql_workers.or(file.server.sql_workers).unwrap_or(2);
+        if sql_workers > 64 {
+            bail!("--sql-workers must be at most 64");
+        }
+        let sql_timeout_secs = self.sql_timeout_secs.or(file.server.sql_timeout_secs).unwrap_or(30);
+        if !(1..=3600).contains(&sql_timeout_secs) {
+            bail!("--sql-timeout-secs must be from 1 to 3600");
+        }
         let auth_failure_limit = self.auth_failure_limit.or(file.server.auth_failure_limit).unwrap_or(20);
         if auth_failure_limit == 0 {
             bail!("--auth-failure-limit must be at least 1");
@@ -467,6 +488,8 @@ impl ServeArgs {
             listen,
             max_message_bytes,
             query_memory_bytes: mib * 1024 * 1024,
+            sql_workers,
+            sql_timeout: Duration::from_secs(sql_timeout_secs),
             auth_failure_limit,
             allow_private_webhooks,
             signing_key,
@@ -480,6 +503,34 @@ impl ServeArgs {
             maintenance_interval: (maintenance > 0).then(|| Duration::from_secs(maintenance)),
             retention_days,
         })
+    }
+}
+
+/// The store's settings from the server's.
+pub fn store_config(cfg: &ServerConfig) -> store::StoreConfig {
+    let mut scfg = store::StoreConfig::new(cfg.data_dir.clone());
+    scfg.metadata_url = cfg.metadata_url.clone();
+    scfg.lake_url = cfg.lake_url.clone();
+    scfg.lake_options = cfg.lake_options.clone();
+    scfg.query_memory_bytes = cfg.query_memory_bytes;
+    scfg.sql_workers = sql_workers(cfg.sql_workers);
+    scfg.index_commit = cfg.index_commit;
+    scfg.delta_interval = cfg.delta_interval;
+    scfg.delta_checkpoint_every = cfg.delta_checkpoint_every;
+    scfg
+}
+
+/// Analyst SQL runs in this binary's hidden `sql-worker` subcommand.
+fn sql_workers(slots: usize) -> Option<store::sql_pool::WorkerCommand> {
+    if slots == 0 {
+        return None;
+    }
+    match std::env::current_exe() {
+        Ok(program) => Some(store::sql_pool::WorkerCommand { program, args: vec!["sql-worker".to_owned()], slots }),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot find this binary; analyst SQL runs in the server");
+            None
+        }
     }
 }
 

@@ -28,7 +28,8 @@ use schemas::metrics::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use store::{Store, StoreConfig};
+use config::store_config;
+use store::Store;
 
 /// A running server.
 pub struct Running {
@@ -134,6 +135,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     state.limiter.set_limit(cfg.auth_failure_limit);
     state.enroll_limiter.set_limit(cfg.auth_failure_limit);
     let _ = state.server_key.set(signing.public());
+    let _ = state.sql_timeout.set(cfg.sql_timeout);
     let app = api::router(state);
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();
@@ -283,18 +285,6 @@ async fn refit_baselines(
     }
 }
 
-fn store_config(cfg: &ServerConfig) -> StoreConfig {
-    let mut scfg = StoreConfig::new(cfg.data_dir.clone());
-    scfg.metadata_url = cfg.metadata_url.clone();
-    scfg.lake_url = cfg.lake_url.clone();
-    scfg.lake_options = cfg.lake_options.clone();
-    scfg.query_memory_bytes = cfg.query_memory_bytes;
-    scfg.index_commit = cfg.index_commit;
-    scfg.delta_interval = cfg.delta_interval;
-    scfg.delta_checkpoint_every = cfg.delta_checkpoint_every;
-    scfg
-}
-
 /// The store's periodic work: batched index commits and Delta log syncs about once a second,
 /// compaction and retention on their schedule, and a final flush on shutdown. Failures are logged and
 /// retried on the next round: the lake and catalog stay correct, only the derived state lags.
@@ -307,13 +297,25 @@ async fn housekeeping(
         tokio::time::interval(std::time::Duration::from_millis(250).min(cfg.index_commit.max_delay));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut next_maintenance = cfg.maintenance_interval.map(|d| tokio::time::Instant::now() + d);
+    let mut last_tick_log: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = stop.wait_for(|v| *v) => break,
             _ = tick.tick() => {}
         }
-        if let Err(e) = store.tick().await {
-            tracing::warn!(error = %e, "store tick failed; retrying");
+        match store.tick().await {
+            // Logged when a failure streak starts and every 30 s while it lasts (a full disk fails
+            // every tick).
+            Err(e) if last_tick_log.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30)) => {
+                tracing::warn!(error = %schemas::error_chain(&e), "store tick failed; retrying");
+                last_tick_log = Some(std::time::Instant::now());
+            }
+            Err(_) => {}
+            Ok(()) => {
+                if last_tick_log.take().is_some() {
+                    tracing::info!("store tick succeeded again");
+                }
+            }
         }
         if let (Some(at), Some(every)) = (next_maintenance, cfg.maintenance_interval)
             && tokio::time::Instant::now() >= at
@@ -380,6 +382,15 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
         )
         .with_writer(std::io::stderr)
         .try_init();
+    if let Command::SqlWorker = cli.command {
+        return match store::sql_worker::serve(std::io::stdin().lock(), std::io::stdout().lock()) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -552,6 +563,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(())
             }
+            Command::SqlWorker => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

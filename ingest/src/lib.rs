@@ -313,7 +313,7 @@ impl Ingest {
                     store::failpoint::hit("after_ack");
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, messages = msgs.len(), "commit failed; messages will be redelivered");
+                    tracing::error!(error = %schemas::error_chain(&e), messages = msgs.len(), "commit failed; messages will be redelivered");
                     self.metrics.add("cordon_ingest_commit_failures", "", HELP_FAILURES, 1);
                     for m in &msgs {
                         let _ = m.ack_with(jetstream::AckKind::Nak(Some(backoff))).await;

@@ -40,3 +40,20 @@ pub use fields::{FIELDS, FieldDef, Kind, Search, lake_schema};
 pub use ids::{AgentId, TenantId, sanitize_token};
 pub use record::{Cell, Record};
 pub use subject::{SubjectKind, Subjects};
+
+/// An error and its causes, outermost first, joined by `: ` (for log lines, where a bare
+/// `Display` would say "parquet error in FILE" and hide the full disk beneath it).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let text = s.to_string();
+        // Some errors already print their cause: say it once.
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        src = s.source();
+    }
+    out
+}

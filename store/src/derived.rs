@@ -65,8 +65,15 @@ impl Store {
     /// log up to date every `delta_interval`. The server calls it about once a second.
     pub async fn tick(&self) -> Result<(), StoreError> {
         let _guard = self.commit_lock.lock().await;
-        let (index, policy) = (Arc::clone(&self.index), self.index_commit);
-        self.cpu.run(move || index.commit_if_due(&policy, false)).await??;
+        if self.index_is_behind() {
+            self.reset_index_writer().await;
+        } else {
+            let (index, policy) = (Arc::clone(&self.index), self.index_commit);
+            if let Err(e) = self.cpu.run(move || index.commit_if_due(&policy, false)).await? {
+                tracing::error!(error = %schemas::error_chain(&e), "index commit failed; catching up from the lake");
+                self.reset_index_writer().await;
+            }
+        }
         let due =
             self.last_delta_sync.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= self.delta_interval;
         if due {
@@ -78,22 +85,45 @@ impl Store {
     /// Commits the index and the Delta log now (shutdown, tests, `--exit-after-replay`).
     pub async fn flush(&self) -> Result<(), StoreError> {
         let _guard = self.commit_lock.lock().await;
-        let index = Arc::clone(&self.index);
-        self.cpu.run(move || index.commit()).await??;
+        if self.index_is_behind() {
+            self.reset_index_writer().await;
+        } else {
+            let index = Arc::clone(&self.index);
+            if let Err(e) = self.cpu.run(move || index.commit()).await? {
+                self.reset_index_writer().await;
+                return Err(e.into());
+            }
+        }
         self.sync_delta(Operation::Write).await?;
         Ok(())
+    }
+
+    /// Whether the index failed a write and has not caught up with the lake since.
+    pub fn index_is_behind(&self) -> bool {
+        self.index_behind.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// After a failed index write: drops everything the writer buffered (other commits' documents
     /// too) and re-adds every file past the last committed high-water mark from the lake, so no file
     /// is skipped when a later commit moves the mark past it. Caller holds the commit lock. If that
-    /// fails as well, the index lags until the next start, which catches up the same way.
+    /// fails as well (the disk is still full), the index is marked behind: commits stop adding to it
+    /// and every [`Store::tick`] tries again, so it catches up within a tick of space returning.
     pub(crate) async fn reset_index_writer(&self) {
+        use std::sync::atomic::Ordering;
         if let Err(e) = self.index.rollback() {
-            tracing::error!(error = %e, "index rollback failed");
+            tracing::error!(error = %schemas::error_chain(&e), "index rollback failed");
         }
-        if let Err(e) = self.catch_up_index().await {
-            tracing::error!(error = %e, "index catch-up failed; the index lags the lake until restart");
+        match self.catch_up_index().await {
+            Ok(()) => {
+                if self.index_behind.swap(false, Ordering::AcqRel) {
+                    tracing::info!("the index has caught up with the lake");
+                }
+            }
+            Err(e) => {
+                if !self.index_behind.swap(true, Ordering::AcqRel) {
+                    tracing::error!(error = %schemas::error_chain(&e), "index catch-up failed; retrying every tick");
+                }
+            }
         }
     }
 

@@ -158,13 +158,13 @@ impl Lake {
                 let dir = root.join(format!("events/tenant={tenant}/date={date}"));
                 fs::create_dir_all(&dir).map_err(io(&dir))?;
                 let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-                let file = File::create(&tmp).map_err(io(&tmp))?;
-                let out =
-                    encode(HashingWriter { out: file, hash: Sha256::new(), len: 0 }, batch, order, &tmp)?;
-                if self.fsync {
-                    out.out.sync_all().map_err(io(&tmp))?;
+                let written = write_tmp(&tmp, batch, order, self.fsync);
+                if written.is_err() {
+                    // A full disk fails the write part way: no partial file outlives it.
+                    let _ = fs::remove_file(&tmp);
                 }
-                (StagedData::Tmp(tmp), out.len, out.hash.finalize())
+                let (len, digest) = written?;
+                (StagedData::Tmp(tmp), len, digest)
             }
             None => {
                 let name = Path::new("(memory)");
@@ -206,10 +206,17 @@ impl Lake {
             // Staged in its partition directory: a rename gives it its final name.
             StagedData::Tmp(tmp) => {
                 let path = tmp.with_file_name(rel.rsplit('/').next().expect("a lake path has a file name"));
-                fs::rename(tmp, &path).map_err(io(&path))?;
+                if let Err(e) = fs::rename(tmp, &path) {
+                    let _ = fs::remove_file(tmp);
+                    return Err(io(&path)(e));
+                }
                 if self.fsync {
                     let dir = path.parent().expect("a lake file path has a parent");
-                    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+                    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+                        // Not known durable, so not handed to the catalog: no orphan is left behind.
+                        let _ = fs::remove_file(&path);
+                        return Err(io(dir)(e));
+                    }
                 }
             }
             StagedData::Bytes(b) => self.objects.put(&rel, b.clone())?,
@@ -404,6 +411,21 @@ pub struct Staged {
     max_time: i64,
     min_seq: i64,
     max_seq: i64,
+}
+
+/// Encodes `batch` into a new file at `tmp`, fsynced when asked: (length, SHA-256).
+fn write_tmp(
+    tmp: &Path,
+    batch: &RecordBatch,
+    order: Order,
+    fsync: bool,
+) -> Result<(u64, sha2::digest::Output<Sha256>), LakeError> {
+    let file = File::create(tmp).map_err(io(tmp))?;
+    let out = encode(HashingWriter { out: file, hash: Sha256::new(), len: 0 }, batch, order, tmp)?;
+    if fsync {
+        out.out.sync_all().map_err(io(tmp))?;
+    }
+    Ok((out.len, out.hash.finalize()))
 }
 
 /// Where a staged file's bytes wait: a temporary file in the partition, or memory (for a bucket).

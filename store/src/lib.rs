@@ -34,6 +34,8 @@ pub mod lake;
 mod maintain;
 pub mod objects;
 pub mod query;
+pub mod sql_pool;
+pub mod sql_worker;
 mod verify_report;
 pub use verify_report::VerifyReport;
 
@@ -77,6 +79,9 @@ pub enum StoreError {
     /// Delta transaction log.
     #[error(transparent)]
     Delta(#[from] DeltaError),
+    /// The index failed a write and has not caught up with the lake yet; the operation waits.
+    #[error("the full-text index is behind the lake (a write failed); retried once it has caught up")]
+    IndexBehind,
     /// Start-up I/O.
     #[error("cannot prepare the data directory {path}")]
     Io {
@@ -104,6 +109,9 @@ pub struct StoreConfig {
     pub fsync: bool,
     /// Memory budget for all queries together, bytes.
     pub query_memory_bytes: usize,
+    /// Where analyst SQL runs: worker processes started with this command, each given
+    /// `query_memory_bytes / slots` (see [`sql_pool`]); `None` runs it in this process.
+    pub sql_workers: Option<sql_pool::WorkerCommand>,
     /// Threads in the CPU pool.
     pub cpu_threads: usize,
     /// When buffered index documents are committed.
@@ -125,12 +133,23 @@ impl StoreConfig {
             metadata_url,
             fsync: true,
             query_memory_bytes: 1 << 30,
+            sql_workers: None,
             cpu_threads: 2,
             index_commit: CommitPolicy::default(),
             delta_interval: std::time::Duration::from_secs(10),
             delta_checkpoint_every: delta::CHECKPOINT_EVERY,
         }
     }
+}
+
+/// The worker pool for analyst SQL, when configured and the lake is reachable from another process.
+fn sql_pool(cfg: &StoreConfig, location: &str, objects: &Objects) -> Option<sql_pool::SqlPool> {
+    let command = cfg.sql_workers.clone()?;
+    if objects.object_store().is_some() && location.starts_with("memory://") {
+        return None;
+    }
+    let budget = (cfg.query_memory_bytes / command.slots.max(1)) as u64;
+    Some(sql_pool::SqlPool::new(command, location.to_owned(), cfg.lake_options.clone(), budget))
 }
 
 /// One message's worth of decoded events.
@@ -173,6 +192,8 @@ pub struct Store {
     catalog: Catalog,
     index: Arc<FullTextIndex>,
     engine: QueryEngine,
+    /// Analyst SQL's worker processes, when configured.
+    sql_pool: Option<sql_pool::SqlPool>,
     cpu: CpuRuntime,
     /// Serialises everything that writes: ingest commits, index commits, Delta syncs, maintenance.
     commit_lock: tokio::sync::Mutex<()>,
@@ -187,6 +208,9 @@ pub struct Store {
     last_delta_sync: std::sync::Mutex<std::time::Instant>,
     /// What recovery removed on open, for `verify`.
     removed_at_open: std::sync::Mutex<Vec<String>>,
+    /// The index failed a write (a full disk) and has not caught up with the lake since: commits add
+    /// nothing to it until [`Store::tick`] has brought it back from the lake, so no file is skipped.
+    index_behind: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -201,6 +225,7 @@ impl Store {
         let lake = Lake::new(objects.clone(), cfg.fsync);
         let index = Arc::new(FullTextIndex::open(&cfg.data_dir.join("index"))?);
         let engine = QueryEngine::new(objects.clone(), cfg.query_memory_bytes)?;
+        let sql_pool = sql_pool(cfg, &location, &objects);
         let cpu = CpuRuntime::new(cfg.cpu_threads)
             .map_err(|source| StoreError::Io { path: "cpu runtime".to_owned(), source })?;
         let delta = DeltaLog::open(&objects, "events")?.with_checkpoint_every(cfg.delta_checkpoint_every);
@@ -209,6 +234,7 @@ impl Store {
             catalog,
             index,
             engine,
+            sql_pool,
             cpu,
             commit_lock: tokio::sync::Mutex::new(()),
             swap: tokio::sync::RwLock::new(()),
@@ -218,6 +244,7 @@ impl Store {
             delta_interval: cfg.delta_interval,
             last_delta_sync: std::sync::Mutex::new(std::time::Instant::now()),
             removed_at_open: std::sync::Mutex::new(Vec::new()),
+            index_behind: std::sync::atomic::AtomicBool::new(false),
         });
         store.recover().await?;
         Ok(store)
@@ -274,14 +301,22 @@ impl Store {
         let written = self
             .cpu
             .run(move || -> Result<Vec<(FileEntry, Vec<Record>)>, LakeError> {
-                let mut out = Vec::new();
+                let mut out: Vec<(FileEntry, Vec<Record>)> = Vec::new();
                 for ((tenant, date), mut recs) in groups {
                     // Index references address at most 2^24 rows per file; files stay far below.
                     while !recs.is_empty() {
                         let rest = recs.split_off(recs.len().min(MAX_FILE_ROWS));
                         let id = first_id + out.len() as i64;
-                        let entry = lake.write_file(id, &tenant, &date, &mut recs)?;
-                        out.push((entry, std::mem::replace(&mut recs, rest)));
+                        match lake.write_file(id, &tenant, &date, &mut recs) {
+                            Ok(entry) => out.push((entry, std::mem::replace(&mut recs, rest))),
+                            Err(e) => {
+                                // The commit fails as a whole: its earlier files go too.
+                                for (f, _) in &out {
+                                    let _ = lake.remove(&f.path);
+                                }
+                                return Err(e);
+                            }
+                        }
                     }
                 }
                 Ok(out)
@@ -308,7 +343,7 @@ impl Store {
 
         // Step 4: the index follows the catalog; its commits are batched by count and time (a crash
         // before one loses nothing: the index catches up from the lake on start).
-        if !written.is_empty() {
+        if !written.is_empty() && !self.index_is_behind() {
             let (index, policy) = (Arc::clone(&self.index), self.index_commit);
             let indexed = self
                 .cpu
@@ -321,7 +356,7 @@ impl Store {
                 .await?;
             if let Err(e) = indexed {
                 // The lake has the rows: drop what the writer buffered and index again from the lake.
-                tracing::error!(error = %e, "indexing failed; catching up from the lake");
+                tracing::error!(error = %schemas::error_chain(&e), "indexing failed; catching up from the lake");
                 self.reset_index_writer().await;
             }
         }
@@ -434,6 +469,19 @@ impl Store {
         let _read = self.swap.read().await;
         let (engine, tenant, sql) = (self.engine.clone(), tenant.to_owned(), sql.to_owned());
         Ok(self.cpu.run_async(async move { engine.sql(&tenant, &sql, &limits).await }).await??)
+    }
+
+    /// Analyst SQL (the caller wrote it): in a worker process when the store has them, so a runaway
+    /// query costs that worker and never this process.
+    pub async fn analyst_sql(
+        &self,
+        tenant: &str,
+        sql: &str,
+        limits: SqlLimits,
+    ) -> Result<SqlOutput, StoreError> {
+        let Some(pool) = &self.sql_pool else { return self.sql(tenant, sql, limits).await };
+        let _read = self.swap.read().await;
+        Ok(pool.sql(tenant, sql, &limits).await?)
     }
 
     /// The tenants with events in the lake.

@@ -134,6 +134,10 @@ impl Store {
             .await??;
 
         let _guard = self.commit_lock.lock().await;
+        if self.index_is_behind() {
+            staged.discard();
+            return Err(StoreError::IndexBehind);
+        }
         // Ingest's files so far go into the Delta log as a WRITE, so this bin's commit only rewrites;
         // ingest's buffered documents are committed, so a rollback below drops only this bin's.
         self.sync_delta(Operation::Write).await?;

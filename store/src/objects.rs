@@ -195,7 +195,10 @@ impl Objects {
             Inner::Local { root, fsync } => {
                 let target = root.join(rel);
                 let tmp = write_temp(&target, &bytes, *fsync)?;
-                fs::rename(&tmp, &target).map_err(io(&target))?;
+                if let Err(e) = fs::rename(&tmp, &target) {
+                    let _ = fs::remove_file(&tmp);
+                    return Err(io(&target)(e));
+                }
                 sync_parent(&target, *fsync)
             }
             Inner::Remote(r) => {
@@ -455,10 +458,14 @@ fn write_temp(target: &Path, bytes: &[u8], fsync: bool) -> Result<PathBuf, Objec
     let dir = target.parent().expect("a lake path has a parent");
     fs::create_dir_all(dir).map_err(io(dir))?;
     let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    if fsync {
-        f.sync_all().map_err(io(&tmp))?;
+    let written = File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        if fsync { f.sync_all() } else { Ok(()) }
+    });
+    if let Err(e) = written {
+        // A full disk fails the write part way: no partial file outlives it.
+        let _ = fs::remove_file(&tmp);
+        return Err(io(&tmp)(e));
     }
     Ok(tmp)
 }

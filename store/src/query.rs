@@ -67,6 +67,11 @@ fn classify(e: DataFusionError) -> QueryError {
         }
         _ => {
             let msg = e.strip_backtrace();
+            // Functions that reserve before they build (`range`) report a refused allocation (the
+            // worker's data limit) as an error of their own.
+            if msg.contains("memory allocation failed") || msg.contains("too large to materialize") {
+                return QueryError::ResourcesExhausted(msg);
+            }
             // Refused statements and type errors surface as Plan or Execution errors.
             if msg.contains("not supported")
                 || msg.contains("Only ")
@@ -98,7 +103,7 @@ impl Default for SqlLimits {
 }
 
 /// A SQL result as JSON-ready columns and rows.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct SqlOutput {
     /// Column names.
     pub columns: Vec<String>,

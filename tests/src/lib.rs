@@ -46,13 +46,23 @@ pub struct ServerOptions {
     pub args: Vec<String>,
     /// The API address (default: a free loopback port).
     pub listen: Option<String>,
+    /// Run the server under this `RLIMIT_DATA` (bytes), through `prlimit`: an allocation past it
+    /// aborts the process, as the kernel's OOM killer would end it.
+    pub data_limit: Option<u64>,
 }
 
 impl Server {
     /// Starts `cordon serve` on a free port and waits until `/healthz` answers.
     pub fn start(bin: &Path, data_dir: &Path, nats_url: &str, opts: &ServerOptions) -> anyhow::Result<Self> {
         let _ = std::fs::remove_file(data_dir.join("server.json"));
-        let mut cmd = Command::new(bin);
+        let mut cmd = match opts.data_limit {
+            Some(bytes) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--data={bytes}:{bytes}")).arg("--").arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         let listen = opts.listen.clone().unwrap_or_else(|| "127.0.0.1:0".to_owned());
         cmd.args(["serve", "--listen", &listen, "--nats-url", nats_url, "--data-dir"])
             .arg(data_dir)
@@ -104,6 +114,16 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How the process ended, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Kills the process (SIGKILL).
@@ -298,6 +318,23 @@ pub fn put(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16,
 /// PATCH JSON.
 pub fn patch(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
     send(http(url).patch(url), token, body)
+}
+
+/// Any method with a raw body (sent as JSON); (status, body text). A connection the server closes
+/// before answering is an error.
+pub fn raw(method: &str, url: &str, token: Option<&str>, body: Option<&[u8]>) -> anyhow::Result<(u16, String)> {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("Authorization", format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header("Content-Type", "application/json");
+    }
+    let req = req.body(body.unwrap_or_default().to_vec())?;
+    let agent = http(url);
+    let req = agent.configure_request(req).http_status_as_error(false).build();
+    let mut resp = agent.run(req)?;
+    Ok((resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default()))
 }
 
 /// SQL through the API; the rows.

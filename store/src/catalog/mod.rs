@@ -179,7 +179,20 @@ impl Catalog {
         } else {
             return Err(CatalogError::Url(url.to_owned()));
         };
-        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30));
+        // A connection whose transaction could not be ended (a COMMIT refused for a full disk, after
+        // which SQLite rolled back by itself and sqlx's ROLLBACK failed) still counts as inside it;
+        // back in the pool it would refuse every later BEGIN. Such a connection is closed instead.
+        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30)).after_release(|conn, _| {
+            Box::pin(async move {
+                use sqlx::Connection;
+                conn.ping().await?;
+                if conn.is_in_transaction() {
+                    tracing::warn!("closing a metadata connection left inside a transaction");
+                    return Ok(false);
+                }
+                Ok(true)
+            })
+        });
         if backend == Backend::Sqlite {
             opts = opts.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Largest accepted message, bytes.
     #[arg(long, env = "CORDON_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<usize>,
+    /// The events stream's size cap, MiB (default: none beyond nats-server's `max_file_store`). At
+    /// the cap JetStream refuses new events and agents keep them spooled until ingest catches up.
+    #[arg(long, env = "CORDON_STREAM_MAX_MIB")]
+    pub stream_max_mib: Option<u64>,
     /// Query memory budget, MiB.
     #[arg(long, env = "CORDON_QUERY_MEMORY_MIB")]
     pub query_memory_mib: Option<usize>,
@@ -226,6 +230,7 @@ struct FileNats {
 #[serde(deny_unknown_fields)]
 struct FileIngest {
     max_message_bytes: Option<usize>,
+    stream_max_mib: Option<u64>,
     agent_events_per_sec: Option<u64>,
     agent_bytes_per_sec: Option<u64>,
 }
@@ -253,6 +258,8 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Message size cap.
     pub max_message_bytes: usize,
+    /// The events stream's size cap, bytes.
+    pub stream_max_bytes: Option<i64>,
     /// Query memory, bytes.
     pub query_memory_bytes: usize,
     /// Analyst SQL worker processes (0: in the server).
@@ -324,6 +331,11 @@ impl ServeArgs {
             bail!("--max-message-bytes must be from 1 KiB to 64 MiB");
         }
         let mib = self.query_memory_mib.or(file.server.query_memory_mib).unwrap_or(1024);
+        let stream_max_bytes = match self.stream_max_mib.or(file.ingest.stream_max_mib) {
+            Some(0) => bail!("--stream-max-mib must be at least 1"),
+            Some(mib) => Some(i64::try_from(mib.saturating_mul(1 << 20)).unwrap_or(i64::MAX)),
+            None => None,
+        };
         let sql_workers = self.sql_workers.or(file.server.sql_workers).unwrap_or(2);
         if sql_workers > 64 {
             bail!("--sql-workers must be at most 64");
@@ -487,6 +499,7 @@ impl ServeArgs {
             subjects,
             listen,
             max_message_bytes,
+            stream_max_bytes,
             query_memory_bytes: mib * 1024 * 1024,
             sql_workers,
             sql_timeout: Duration::from_secs(sql_timeout_secs),

@@ -57,6 +57,9 @@ pub struct IngestConfig {
     pub limits: Limits,
     /// JetStream duplicate window for publisher retries.
     pub duplicate_window: Duration,
+    /// The events stream's size cap, bytes (`None`: only nats-server's own `max_file_store`). Past
+    /// it JetStream refuses new messages and agents keep them spooled until ingest has caught up.
+    pub stream_max_bytes: Option<i64>,
     /// Sigma rules and the shipped policy that tag events with ATT&CK techniques before they are
     /// stored (`None`: store events as sent). A tenant's policy from the catalog replaces the shipped
     /// one as soon as it is read.
@@ -89,6 +92,7 @@ impl Default for IngestConfig {
             max_message_bytes: 8 * 1024 * 1024,
             limits: Limits::default(),
             duplicate_window: Duration::from_secs(120),
+            stream_max_bytes: None,
             tagger: Some(Arc::new(
                 correlate::sigma::Tagger::cordon_pack(schemas::policy::Policy::cordon_default())
                     .expect("Cordon's rule pack compiles (tested in correlate)"),

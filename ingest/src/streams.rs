@@ -25,6 +25,13 @@ pub async fn ensure_streams(
             name: cfg.stream.clone(),
             subjects: vec![cfg.subjects.filter(SubjectKind::Events)],
             storage: stream::StorageType::File,
+            // Work-queue retention: a message leaves the stream when ingest acks it (after the lake
+            // has it), so the stream holds only what is not yet stored and cannot grow without end.
+            // At its cap the stream refuses new messages (discard new): agents keep them spooled
+            // and send them again; nothing already accepted is ever discarded.
+            retention: stream::RetentionPolicy::WorkQueue,
+            discard: stream::DiscardPolicy::New,
+            max_bytes: cfg.stream_max_bytes.unwrap_or(-1),
             duplicate_window: cfg.duplicate_window,
             max_message_size: i32::try_from(cfg.max_message_bytes).unwrap_or(i32::MAX),
             first_sequence: (checkpoint > 0).then_some(checkpoint + 1),
@@ -32,6 +39,16 @@ pub async fn ensure_streams(
         })
         .await
         .map_err(|e| js_err("create events stream")(&e))?;
+    let mut events = events;
+    if let Ok(info) = events.info().await
+        && info.config.retention != stream::RetentionPolicy::WorkQueue
+    {
+        tracing::warn!(
+            stream = %cfg.stream,
+            "the events stream keeps every message (it was made before work-queue retention); \
+             it grows until nats-server's store is full: recreate it when ingest has caught up"
+        );
+    }
     js.get_or_create_stream(stream::Config {
         name: cfg.dlq_stream.clone(),
         subjects: vec![cfg.subjects.dead_letter_filter()],

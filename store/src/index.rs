@@ -37,6 +37,16 @@ pub enum IndexError {
     Io(#[source] std::io::Error),
 }
 
+/// A search that parsed but cannot run as asked (`text:*` needs a fast field the index does not
+/// keep) is the caller's to fix: a bad query, not an index failure.
+fn query_error(e: tantivy::TantivyError) -> IndexError {
+    use tantivy::TantivyError as T;
+    match e {
+        T::InvalidArgument(m) | T::SchemaError(m) | T::FieldNotFound(m) => IndexError::BadQuery(m),
+        other => IndexError::Tantivy(other),
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Fields {
     tenant: Field,
@@ -409,7 +419,7 @@ impl FullTextIndex {
         let top = TopDocs::with_limit(q.limit.max(1))
             .and_offset(q.offset)
             .order_by_fast_field::<i64>("time", Order::Desc);
-        let (docs, total) = searcher.search(&query, &(top, Count))?;
+        let (docs, total) = searcher.search(&query, &(top, Count)).map_err(query_error)?;
         let mut hits = Vec::with_capacity(docs.len());
         for (time, addr) in docs {
             let seg = searcher.segment_reader(addr.segment_ord);

@@ -163,3 +163,65 @@ fn a_full_disk_is_a_pause_for_the_lake_the_catalog_and_the_index() -> anyhow::Re
     drop((index, lake, root));
     Ok(())
 }
+
+/// T7 for the bus: the events stream has a size cap (`--stream-max-mib`) and work-queue retention.
+/// With the lake's disk full, ingest cannot ack, so the stream fills to its cap and JetStream
+/// refuses new events; the agents keep them spooled and send them again. Once space returns, ingest
+/// drains the stream (acked messages leave it), the agents get through, and everything they were
+/// acked for is stored exactly once, without restarting anything. (A JetStream store whose own disk
+/// fills under it needs nats-server restarted: nats-server stops writing a stream after a write
+/// error, by design; `max_file_store` below the disk's size keeps it from getting there.)
+#[test]
+fn a_full_events_stream_is_a_pause() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let n = nats(dir.path());
+    let data = dir.path().join("data");
+    let lake = Mount::tmpfs(&data.join("lake"), 32)?;
+    let opts = ServerOptions { args: vec!["--stream-max-mib".into(), "1".into()], ..Default::default() };
+    let server = Server::start(&bin(), &data, &n.url, &opts)?;
+    let tok = tests::token(&bin(), &data, None)?;
+    let spool = dir.path().join("spool");
+    let sim = |seed: &str, secs: &str| {
+        let secs = secs.to_owned();
+        spawn_agent(
+            &bin(),
+            &n.url,
+            &spool,
+            &["--drain-secs", "180", "simulate", "--hosts", "8", "--rate", "6000", "--duration", &secs, "--seed", seed],
+        )
+    };
+    let (code, a) = agent_summary(sim("1", "1")?)?;
+    assert_eq!(code, 0, "{a}");
+    let mut acked = a["events_acked"].as_u64().unwrap();
+    level(&server, &tok, acked)?;
+    lake.fill()?;
+    // Several times what fits in the cap, compressed.
+    let b = sim("2", "8")?;
+    std::thread::sleep(Duration::from_secs(12));
+    let held = stored(&server, &tok)?.0;
+    assert_eq!(held, acked, "nothing was stored with the lake full");
+    let info = stream_bytes(&n.url)?;
+    assert!(info <= 1 << 20, "the stream stayed within its 1 MiB cap: {info} bytes");
+    assert!(info > 3 << 18, "the stream filled up to its cap: {info} bytes");
+    eprintln!("T7 stream: {info} bytes held at the cap while the lake was full");
+    lake.free()?;
+    let (code, b) = agent_summary(b)?;
+    assert_eq!(code, 0, "the agent sent everything once the stream had room: {b}");
+    assert_eq!(b["events_dropped"].as_u64().unwrap_or(0), 0, "{b}");
+    acked += b["events_acked"].as_u64().unwrap();
+    level(&server, &tok, acked)?;
+    assert_eq!(counts(&server.api, &tok)?, (acked, acked), "every event once");
+    eventually(Duration::from_secs(30), || Ok((stream_bytes(&n.url)? == 0).then_some(())))
+        .map_err(|e| e.context("acked messages leave the work-queue stream"))?;
+    Ok(())
+}
+
+/// Bytes the events stream holds.
+fn stream_bytes(nats_url: &str) -> anyhow::Result<u64> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let c = tests::connect_operator(nats_url).await?;
+        let mut s = async_nats::jetstream::new(c).get_stream("CORDON_EVENTS").await?;
+        Ok(s.info().await?.state.bytes)
+    })
+}

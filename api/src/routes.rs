@@ -119,7 +119,26 @@ async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    s.metrics.set_gauge("cordon_index_docs", "", "Documents in the full-text index.", s.store.indexed_docs());
+    let docs = s.store.indexed_docs();
+    s.metrics.set_gauge("cordon_index_docs", "", "Documents in the full-text index.", docs);
+    s.metrics.set_gauge(
+        "cordon_index_behind",
+        "",
+        "1 while the index has failed a write and not yet caught up with the lake (a full disk).",
+        u64::from(s.store.index_is_behind()),
+    );
+    // The catalog's count is the truth the others are measured against; a metadata database that is
+    // down leaves these two out rather than failing the scrape.
+    if let Ok(rows) = s.store.catalog().live_rows().await {
+        let rows = u64::try_from(rows).unwrap_or(0);
+        s.metrics.set_gauge("cordon_lake_rows", "", "Events the lake holds (from the catalog).", rows);
+        s.metrics.set_gauge(
+            "cordon_index_lag_events",
+            "",
+            "Events in the lake not yet searchable (lake rows minus index documents).",
+            rows.saturating_sub(docs),
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 

@@ -539,7 +539,9 @@ fn sql_workers(slots: usize) -> Option<store::sql_pool::WorkerCommand> {
         return None;
     }
     match std::env::current_exe() {
-        Ok(program) => Some(store::sql_pool::WorkerCommand { program, args: vec!["sql-worker".to_owned()], slots }),
+        Ok(program) => {
+            Some(store::sql_pool::WorkerCommand { program, args: vec!["sql-worker".to_owned()], slots })
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot find this binary; analyst SQL runs in the server");
             None

@@ -23,12 +23,12 @@ pub use cli::{AgentAction, AuditAction, Cli, Command, EnrollTokenAction, EvalWha
 
 use anyhow::Context;
 use clap::Parser;
+use config::store_config;
 use config::{ServeArgs, ServerConfig};
 use schemas::metrics::Registry;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use config::store_config;
 use store::Store;
 
 /// A running server.

@@ -143,7 +143,7 @@ fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestErro
 }
 
 const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
-const HELP_STORED: &str = "Events committed to the lake and index.";
+const HELP_STORED: &str = "Events committed to the lake (those it held at start included).";
 const HELP_POLICY: &str = "Stored policy versions ingest has applied (any tenant).";
 const HELP_BLOCKS: &str = "Terminate commands sent to agents for process starts the policy blocks.";
 const HELP_ALERTS: &str = "Alert evidence recorded (detections the policy alerts on or blocks).";
@@ -212,6 +212,10 @@ impl Ingest {
                 .await
                 .map_err(|e| js_err("create policy bucket")(&e))?,
         };
+        // The stored count starts from what the lake already holds, so it matches the catalog
+        // across restarts instead of counting from zero.
+        let rows = store.catalog().live_rows().await.map_err(store::StoreError::from)?;
+        metrics.add("cordon_ingest_stored_total", "", HELP_STORED, u64::try_from(rows).unwrap_or(0));
         let cfg_quota = cfg.quota;
         Ok(Self {
             policy_kv,

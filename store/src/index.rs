@@ -303,7 +303,15 @@ impl FullTextIndex {
         Ok(())
     }
 
-    /// Documents visible to searches.
+    /// Segment files whose checksum does not match their content (bit rot, a torn write).
+    pub fn corrupt_files(&self) -> Result<Vec<String>, IndexError> {
+        let mut bad: Vec<String> =
+            self.index.validate_checksum()?.into_iter().map(|p| p.display().to_string()).collect();
+        bad.sort();
+        Ok(bad)
+    }
+
+    /// Committed documents (what searches see).
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
     }

@@ -528,33 +528,6 @@ impl Store {
     pub fn indexed_docs(&self) -> u64 {
         self.index.num_docs()
     }
-
-    /// Checks every file's checksum, looks for orphans, and counts.
-    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
-        let _read = self.swap.read().await;
-        let files = self.catalog.files_after(0).await?;
-        let known: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
-        let mut report = VerifyReport {
-            files: files.len(),
-            rows: files.iter().map(|f| f.rows).sum(),
-            indexed_docs: self.index.num_docs(),
-            ..VerifyReport::default()
-        };
-        {
-            let delta = self.delta.lock().unwrap_or_else(|e| e.into_inner());
-            report.delta_version = delta.version();
-            report.delta_files = delta.file_count();
-        }
-        report.orphans_removed_at_open =
-            self.removed_at_open.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        report.orphans = self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
-        let lake = self.lake.clone();
-        report.bad_files = self
-            .cpu
-            .run(move || files.iter().filter(|f| lake.verify(f).is_err()).map(|f| f.path.clone()).collect())
-            .await?;
-        Ok(report)
-    }
 }
 
 fn host_deltas<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<HostDelta> {

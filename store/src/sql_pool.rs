@@ -65,7 +65,12 @@ enum Stopped {
 
 impl SqlPool {
     /// A pool whose workers each get `budget` bytes (resident), `3/4` of it for DataFusion's pool.
-    pub fn new(command: WorkerCommand, location: String, options: Vec<(String, String)>, budget: u64) -> Self {
+    pub fn new(
+        command: WorkerCommand,
+        location: String,
+        options: Vec<(String, String)>,
+        budget: u64,
+    ) -> Self {
         let config = WorkerConfig {
             location,
             options,
@@ -130,7 +135,9 @@ impl SqlPool {
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| internal(format!("cannot start a SQL worker ({}): {e}", self.command.program.display())))?;
+            .map_err(|e| {
+                internal(format!("cannot start a SQL worker ({}): {e}", self.command.program.display()))
+            })?;
         let mut stdin = child.stdin.take().ok_or_else(|| internal("worker stdin".to_owned()))?;
         let stdout = BufReader::new(child.stdout.take().ok_or_else(|| internal("worker stdout".to_owned()))?);
         let mut line = serde_json::to_vec(&self.config).map_err(|e| internal(e.to_string()))?;

@@ -94,11 +94,13 @@ pub enum WorkerError {
 pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), WorkerError> {
     let mut lines = input.lines();
     let first = lines.next().ok_or_else(|| WorkerError::Config("no configuration line".to_owned()))??;
-    let config: WorkerConfig = serde_json::from_str(&first).map_err(|e| WorkerError::Config(e.to_string()))?;
+    let config: WorkerConfig =
+        serde_json::from_str(&first).map_err(|e| WorkerError::Config(e.to_string()))?;
     limit_data(config.data_limit_bytes)?;
     let objects = Objects::open(&config.location, &config.options, false)
         .map_err(|e| WorkerError::Config(e.to_string()))?;
-    let engine = QueryEngine::new(objects, config.pool_bytes).map_err(|e| WorkerError::Config(e.to_string()))?;
+    let engine =
+        QueryEngine::new(objects, config.pool_bytes).map_err(|e| WorkerError::Config(e.to_string()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("cordon-sql-worker")

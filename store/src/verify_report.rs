@@ -1,5 +1,47 @@
 //! What `cordon verify` finds: the lake's files against the catalog, the index and the Delta log.
 
+use crate::{Store, StoreError, delta};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+impl Store {
+    /// Checks every lake file's checksum, looks for orphans, compares the Delta log and the index with
+    /// the catalog, checks the index's segment checksums and the metadata database's integrity.
+    pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
+        let _read = self.swap.read().await;
+        let files = self.catalog.files_after(0).await?;
+        let known: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
+        let mut report = VerifyReport {
+            files: files.len(),
+            rows: files.iter().map(|f| f.rows).sum(),
+            indexed_docs: self.index.num_docs(),
+            ..VerifyReport::default()
+        };
+        {
+            let delta = self.delta.lock().unwrap_or_else(|e| e.into_inner());
+            report.delta_version = delta.version();
+            report.delta_files = delta.file_count();
+            let logged: HashSet<&str> = delta.paths().collect();
+            let catalog: HashSet<&str> = files.iter().map(|f| delta::table_path(&f.path)).collect();
+            report.delta_mismatch = catalog.difference(&logged).map(|p| format!("+{p}")).collect();
+            report.delta_mismatch.extend(logged.difference(&catalog).map(|p| format!("-{p}")));
+            report.delta_mismatch.sort();
+        }
+        report.catalog_problems = self.catalog.integrity_problems().await?;
+        let index = Arc::clone(&self.index);
+        report.index_corrupt = self.cpu.run(move || index.corrupt_files()).await??;
+        report.orphans_removed_at_open =
+            self.removed_at_open.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        report.orphans = self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
+        let lake = self.lake.clone();
+        report.bad_files = self
+            .cpu
+            .run(move || files.iter().filter(|f| lake.verify(f).is_err()).map(|f| f.path.clone()).collect())
+            .await?;
+        Ok(report)
+    }
+}
+
 /// What `verify` found.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct VerifyReport {
@@ -20,6 +62,13 @@ pub struct VerifyReport {
     pub delta_version: i64,
     /// Files in the Delta log's latest snapshot.
     pub delta_files: usize,
+    /// Files the Delta log's snapshot and the catalog disagree on (`+` only in the catalog, `-` only
+    /// in the log).
+    pub delta_mismatch: Vec<String>,
+    /// Index segment files whose checksum does not match their content.
+    pub index_corrupt: Vec<String>,
+    /// What the metadata database's own consistency check found.
+    pub catalog_problems: Vec<String>,
 }
 
 impl VerifyReport {
@@ -32,6 +81,21 @@ impl VerifyReport {
         }
         if !self.orphans.is_empty() {
             out.push(format!("{} orphan files", self.orphans.len()));
+        }
+        if !self.delta_mismatch.is_empty() {
+            out.push(format!(
+                "the Delta log and the catalog disagree on {} files",
+                self.delta_mismatch.len()
+            ));
+        }
+        if !self.index_corrupt.is_empty() {
+            out.push(format!(
+                "{} corrupt index files (`cordon reindex` rebuilds the index)",
+                self.index_corrupt.len()
+            ));
+        }
+        if !self.catalog_problems.is_empty() {
+            out.push(format!("the metadata database is damaged: {}", self.catalog_problems.join("; ")));
         }
         if i64::try_from(self.indexed_docs).ok() != Some(self.rows) {
             out.push(format!(
@@ -57,6 +121,7 @@ mod tests {
             indexed_docs: 10,
             delta_version: 3,
             delta_files: 2,
+            ..VerifyReport::default()
         }
     }
 
@@ -67,5 +132,12 @@ mod tests {
         assert!(short_index.problems()[0].contains("9 documents for 10 rows"));
         let bad = VerifyReport { bad_files: vec!["f".into()], orphans: vec!["o".into()], ..whole() };
         assert_eq!(bad.problems().len(), 2);
+        let derived = VerifyReport {
+            delta_mismatch: vec!["+f".into()],
+            index_corrupt: vec!["x.idx".into()],
+            catalog_problems: vec!["row 3 missing from index".into()],
+            ..whole()
+        };
+        assert_eq!(derived.problems().len(), 3, "{:?}", derived.problems());
     }
 }

@@ -322,7 +322,12 @@ pub fn patch(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u1
 
 /// Any method with a raw body (sent as JSON); (status, body text). A connection the server closes
 /// before answering is an error.
-pub fn raw(method: &str, url: &str, token: Option<&str>, body: Option<&[u8]>) -> anyhow::Result<(u16, String)> {
+pub fn raw(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+) -> anyhow::Result<(u16, String)> {
     let mut req = ureq::http::Request::builder().method(method).uri(url);
     if let Some(t) = token {
         req = req.header("Authorization", format!("Bearer {t}"));

@@ -22,10 +22,55 @@ enum Mutation {
 
 /// Tokens that push parsers into their corners.
 const TOKENS: &[&str] = &[
-    "{", "}", "[", "]", "(", ")", "\"", "\\", "\\u0000", "\\ud800", ":", ",", "null", "1e999", "-0", "NaN",
-    "\u{0}", "\u{feff}", "\u{10ffff}", "\r\n", "\n", "\t", "'", "*", "?", "AND", "OR", "NOT", "~", "^", "host:",
-    "\"\"", "- ", "  ", "|contains", "|re", "|base64offset", "|all", "1 of ", "all of them", "condition: ",
-    "&a", "*a", "!!binary", "%", "\u{1b}[31m", "0x", "99999999999999999999", "\u{ff}",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    "\"",
+    "\\",
+    "\\u0000",
+    "\\ud800",
+    ":",
+    ",",
+    "null",
+    "1e999",
+    "-0",
+    "NaN",
+    "\u{0}",
+    "\u{feff}",
+    "\u{10ffff}",
+    "\r\n",
+    "\n",
+    "\t",
+    "'",
+    "*",
+    "?",
+    "AND",
+    "OR",
+    "NOT",
+    "~",
+    "^",
+    "host:",
+    "\"\"",
+    "- ",
+    "  ",
+    "|contains",
+    "|re",
+    "|base64offset",
+    "|all",
+    "1 of ",
+    "all of them",
+    "condition: ",
+    "&a",
+    "*a",
+    "!!binary",
+    "%",
+    "\u{1b}[31m",
+    "0x",
+    "99999999999999999999",
+    "\u{ff}",
 ];
 
 fn mutation() -> impl Strategy<Value = Mutation> {
@@ -35,7 +80,11 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         any::<usize>().prop_map(|at| Mutation::Truncate { at }),
         (any::<usize>(), 0..TOKENS.len(), prop_oneof![9 => 1usize..4, 1 => 100usize..3000])
             .prop_map(|(at, token, times)| Mutation::Insert { at, token, times }),
-        (any::<usize>(), any::<usize>(), 1usize..256).prop_map(|(at, from, len)| Mutation::Splice { at, from, len }),
+        (any::<usize>(), any::<usize>(), 1usize..256).prop_map(|(at, from, len)| Mutation::Splice {
+            at,
+            from,
+            len
+        }),
     ]
 }
 
@@ -88,7 +137,8 @@ fn cases() -> u32 {
 
 /// Runs `target` on `cases()` inputs; each must finish within `budget`. Prints the rate.
 fn fuzz(name: &str, seeds: &'static [&'static str], budget: Duration, target: impl Fn(&[u8])) {
-    let mut runner = TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
+    let mut runner =
+        TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
     let started = Instant::now();
     let result = runner.run(&inputs(seeds), |input| {
         let t = Instant::now();

@@ -168,6 +168,15 @@ pub struct Catalog {
     backend: Backend,
 }
 
+/// Opens one connection and reads the schema, so that a damaged database file fails with SQLite's
+/// own words at once (a pool would retry it until its acquire timeout and report only that).
+async fn probe_sqlite(url: &str) -> Result<(), CatalogError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::AnyConnection::connect(url).await.map_err(db("open"))?;
+    sqlx::query("SELECT count(*) FROM sqlite_master").fetch_one(&mut conn).await.map_err(db("open"))?;
+    conn.close().await.map_err(db("open"))
+}
+
 impl Catalog {
     /// Connects (creating a SQLite file if needed) and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, CatalogError> {
@@ -182,17 +191,18 @@ impl Catalog {
         // A connection whose transaction could not be ended (a COMMIT refused for a full disk, after
         // which SQLite rolled back by itself and sqlx's ROLLBACK failed) still counts as inside it;
         // back in the pool it would refuse every later BEGIN. Such a connection is closed instead.
-        let mut opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30)).after_release(|conn, _| {
-            Box::pin(async move {
-                use sqlx::Connection;
-                conn.ping().await?;
-                if conn.is_in_transaction() {
-                    tracing::warn!("closing a metadata connection left inside a transaction");
-                    return Ok(false);
-                }
-                Ok(true)
-            })
-        });
+        let mut opts =
+            AnyPoolOptions::new().acquire_timeout(Duration::from_secs(30)).after_release(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Connection;
+                    conn.ping().await?;
+                    if conn.is_in_transaction() {
+                        tracing::warn!("closing a metadata connection left inside a transaction");
+                        return Ok(false);
+                    }
+                    Ok(true)
+                })
+            });
         if backend == Backend::Sqlite {
             opts = opts.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
@@ -212,6 +222,9 @@ impl Catalog {
         } else {
             url.to_owned()
         };
+        if backend == Backend::Sqlite {
+            probe_sqlite(&url).await?;
+        }
         let pool = opts.connect(&url).await.map_err(db("connect"))?;
         let cat = Self { pool, backend };
         migrate::run(&cat.pool, backend).await?;
@@ -231,6 +244,19 @@ impl Catalog {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db(op)),
             Backend::Postgres => self.pool.begin().await.map_err(db(op)),
         }
+    }
+
+    /// What the database's own consistency check finds (SQLite's `PRAGMA integrity_check`; PostgreSQL
+    /// checks its pages itself and reports nothing here). Empty when it is whole.
+    pub async fn integrity_problems(&self) -> Result<Vec<String>, CatalogError> {
+        if self.backend != Backend::Sqlite {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("integrity_check"))?;
+        Ok(rows.into_iter().map(|(r,)| r).filter(|r| r != "ok").collect())
     }
 
     /// The backend.
@@ -424,6 +450,15 @@ impl Catalog {
             .await
             .map_err(db("max_checkpoint"))?;
         row.try_get::<i64, _>(0).map_err(db("max_checkpoint"))
+    }
+
+    /// Rows in the live files, all tenants: the events the lake holds.
+    pub async fn live_rows(&self) -> Result<i64, CatalogError> {
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(rows), 0) AS BIGINT) FROM lake_files")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("live_rows"))?;
+        row.try_get::<i64, _>(0).map_err(db("live_rows"))
     }
 
     /// The tenants with events in the lake.

@@ -279,6 +279,11 @@ impl DeltaLog {
         self.files.len()
     }
 
+    /// The latest snapshot's files, table-relative.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.files.keys().map(String::as_str)
+    }
+
     /// The ingest checkpoint the latest snapshot covers.
     pub fn txn_version(&self) -> i64 {
         self.txn_version
@@ -445,7 +450,7 @@ impl DeltaLog {
 }
 
 /// A lake-relative path (`events/tenant=t/...`) as a table-relative one (`tenant=t/...`).
-fn table_path(lake_rel: &str) -> &str {
+pub(crate) fn table_path(lake_rel: &str) -> &str {
     lake_rel.strip_prefix("events/").unwrap_or(lake_rel)
 }
 

@@ -109,7 +109,19 @@ fn a_full_disk_is_a_pause_for_the_lake_the_catalog_and_the_index() -> anyhow::Re
             &bin(),
             &n.url,
             &spool,
-            &["--drain-secs", "120", "simulate", "--hosts", "4", "--rate", "1600", "--duration", &secs, "--seed", &seed.to_string()],
+            &[
+                "--drain-secs",
+                "120",
+                "simulate",
+                "--hosts",
+                "4",
+                "--rate",
+                "1600",
+                "--duration",
+                &secs,
+                "--seed",
+                &seed.to_string(),
+            ],
         )
     };
     let (code, a) = agent_summary(ship(800)?)?;
@@ -141,8 +153,15 @@ fn a_full_disk_is_a_pause_for_the_lake_the_catalog_and_the_index() -> anyhow::Re
         }
         let (_, m) = get(&format!("{}/metrics", server.api), Some(&tok))?;
         let m = m.as_str().unwrap_or_default().to_owned();
-        if what != "index" {
-            assert!(metric(&m, "cordon_ingest_commit_failures") > 0.0, "{what}: commit failures are visible: {m}");
+        if what == "index" {
+            // A stalled stage is visible as a stall: the index is behind and lags the lake.
+            assert_eq!(metric(&m, "cordon_index_behind"), 1.0, "the index is marked behind: {m}");
+            assert!(metric(&m, "cordon_index_lag_events") > 0.0, "the index's lag is visible: {m}");
+        } else {
+            assert!(
+                metric(&m, "cordon_ingest_commit_failures") > 0.0,
+                "{what}: commit failures are visible: {m}"
+            );
         }
         // Space returns: everything is taken, without a restart, within seconds.
         mount.free()?;
@@ -154,12 +173,27 @@ fn a_full_disk_is_a_pause_for_the_lake_the_catalog_and_the_index() -> anyhow::Re
         assert!(left.is_empty(), "{what}: temporary files are left: {left:?}");
         let (_, m) = get(&format!("{}/metrics", server.api), Some(&tok))?;
         let m = m.as_str().unwrap_or_default().to_owned();
-        assert_eq!(metric(&m, "cordon_ingest_stored_total") as u64, acked, "{what}: the stored metric tells the truth");
+        assert_eq!(
+            metric(&m, "cordon_ingest_stored_total") as u64,
+            acked,
+            "{what}: the stored metric tells the truth"
+        );
+        assert_eq!(metric(&m, "cordon_lake_rows") as u64, acked, "{what}: {m}");
+        assert_eq!(
+            (metric(&m, "cordon_index_lag_events"), metric(&m, "cordon_index_behind")),
+            (0.0, 0.0),
+            "{what}: {m}"
+        );
     }
     assert_eq!(counts(&server.api, &tok)?, (acked, acked), "every event once");
     server.kill();
     let (code, out) = run(&bin(), &["verify", "--data-dir", &data.display().to_string()])?;
     assert_eq!(code, 0, "verify after the disk-full rounds: {out}");
+    // After a restart the stored count still matches the catalog (it used to start from zero).
+    let server = Server::start(&bin(), &data, &n.url, &ServerOptions::default())?;
+    let (_, m) = get(&format!("{}/metrics", server.api), Some(&tok))?;
+    assert_eq!(metric(m.as_str().unwrap_or_default(), "cordon_ingest_stored_total") as u64, acked);
+    server.kill();
     drop((index, lake, root));
     Ok(())
 }
@@ -187,7 +221,19 @@ fn a_full_events_stream_is_a_pause() -> anyhow::Result<()> {
             &bin(),
             &n.url,
             &spool,
-            &["--drain-secs", "180", "simulate", "--hosts", "8", "--rate", "6000", "--duration", &secs, "--seed", seed],
+            &[
+                "--drain-secs",
+                "180",
+                "simulate",
+                "--hosts",
+                "8",
+                "--rate",
+                "6000",
+                "--duration",
+                &secs,
+                "--seed",
+                seed,
+            ],
         )
     };
     let (code, a) = agent_summary(sim("1", "1")?)?;

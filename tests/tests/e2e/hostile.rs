@@ -78,12 +78,18 @@ fn runaway_sql_costs_a_worker_never_the_server() -> anyhow::Result<()> {
         "SELECT count(*) FROM generate_series(1, 1000000000000)",
         "SELECT count(*) FROM generate_series(1, 1000000) a, generate_series(1, 1000000) b",
     ];
-    for (q, code) in memory.iter().map(|q| (q, "query_memory")).chain(slow.iter().map(|q| (q, "query_timeout"))) {
+    for (q, code) in
+        memory.iter().map(|q| (q, "query_memory")).chain(slow.iter().map(|q| (q, "query_timeout")))
+    {
         let t = Instant::now();
         let (status, body) = tests::post(&url, Some(&env.token), &json!({ "sql": q }))?;
         let took = t.elapsed();
         assert_eq!((status, body["error"]["code"].as_str()), (422, Some(code)), "{q}: {body}");
-        let budget = if code == "query_timeout" { SQL_TIMEOUT + Duration::from_secs(4) } else { Duration::from_secs(30) };
+        let budget = if code == "query_timeout" {
+            SQL_TIMEOUT + Duration::from_secs(4)
+        } else {
+            Duration::from_secs(30)
+        };
         assert!(took < budget, "{q} took {took:?}, over {budget:?}");
         if code == "query_timeout" {
             // The timeout stopped the work, not just the wait: nothing under the server burns CPU.
@@ -91,7 +97,10 @@ fn runaway_sql_costs_a_worker_never_the_server() -> anyhow::Result<()> {
             let before = descendants_cpu(env.server.pid());
             std::thread::sleep(Duration::from_secs(1));
             let used = descendants_cpu(env.server.pid()) - before;
-            assert!(used < 0.3, "{q}: the server's workers used {used:.2} CPU-s in the second after its timeout");
+            assert!(
+                used < 0.3,
+                "{q}: the server's workers used {used:.2} CPU-s in the second after its timeout"
+            );
         }
         answers_next(&mut env, q)?;
     }
@@ -120,7 +129,8 @@ fn hostile_inputs() -> Vec<(&'static str, String)> {
 /// Bodies for routes that take one.
 fn hostile_bodies() -> Vec<(&'static str, Vec<u8>)> {
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes();
-    let deep_in_field = |n: usize| format!("{{\"sql\": \"SELECT 1\", \"x\": {}{}}}", "{\"a\":".repeat(n), "}".repeat(n));
+    let deep_in_field =
+        |n: usize| format!("{{\"sql\": \"SELECT 1\", \"x\": {}{}}}", "{\"a\":".repeat(n), "}".repeat(n));
     vec![
         ("deep array", deep(100_000)),
         ("deep object in a field", deep_in_field(100_000).into_bytes()),

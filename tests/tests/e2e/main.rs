@@ -8,6 +8,7 @@ mod backends;
 mod bad_input;
 mod bus;
 mod correlation;
+mod corruption;
 mod crash;
 mod deps;
 mod detection;

@@ -1,0 +1,148 @@
+//! Issue 16 item 3, the corruption matrix: single-byte damage and truncation of each kind of file
+//! the store keeps (Parquet, index segments, the catalog, the Delta log), each on its own copy of one
+//! data directory; `cordon verify` must exit non-zero and name what it found, every time.
+
+use super::{Env, bin};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+use tests::{ServerOptions, agent, counts, eventually, get};
+
+/// Every file under `dir` (recursively) whose name satisfies `keep`, largest first.
+fn files(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if keep(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
+    out
+}
+
+fn ext(p: &Path) -> &str {
+    p.extension().and_then(|e| e.to_str()).unwrap_or_default()
+}
+
+/// Inverts one byte at `at` (clamped into the file).
+fn flip(path: &Path, at: u64) -> anyhow::Result<()> {
+    let mut bytes = std::fs::read(path)?;
+    let i = (at as usize).min(bytes.len() - 1);
+    bytes[i] = !bytes[i];
+    Ok(std::fs::write(path, bytes)?)
+}
+
+fn truncate(path: &Path) -> anyhow::Result<()> {
+    let len = std::fs::metadata(path)?.len();
+    Ok(std::fs::OpenOptions::new().write(true).open(path)?.set_len(len / 2)?)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let ok = Command::new("cp").arg("-a").arg(from).arg(to).status()?.success();
+    anyhow::ensure!(ok, "cp -a {} {}", from.display(), to.display());
+    Ok(())
+}
+
+/// `cordon verify` on `data`: (exit code, stdout and stderr together).
+fn verify(data: &Path) -> anyhow::Result<(i32, String)> {
+    let out =
+        Command::new(bin()).args(["verify", "--data-dir"]).arg(data).env("CORDON_LOG", "error").output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
+/// SQLite's write-ahead log folded into the database file, so damage to the file is damage to the
+/// data (Python's sqlite3; the server is stopped).
+fn checkpoint_sqlite(db: &Path) -> anyhow::Result<()> {
+    let script = "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA wal_checkpoint(TRUNCATE)').fetchall(); c.close()";
+    let ok = Command::new("python3").args(["-c", script]).arg(db).status()?.success();
+    anyhow::ensure!(ok, "checkpointing {}", db.display());
+    Ok(())
+}
+
+/// A way to damage a copy of the data directory.
+type Damage = Box<dyn Fn(&Path) -> anyhow::Result<()>>;
+
+#[test]
+fn verify_finds_every_kind_of_damage_to_every_kind_of_file() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let sent =
+        agent(&bin(), &env.nats.url, &env.spool(), &["replay", "builtin:log4j-conti"])?["events_acked"]
+            .as_u64()
+            .unwrap();
+    eventually(Duration::from_secs(60), || {
+        let (_, h) = get(&format!("{}/healthz", env.server.api), None)?;
+        let level =
+            counts(&env.server.api, &env.token)?.0 == sent && h["indexed_events"].as_u64() == Some(sent);
+        Ok(level.then_some(()))
+    })?;
+    let Env { server, data, dir, .. } = env;
+    server.kill();
+    checkpoint_sqlite(&data.join("meta.db"))?;
+    let (code, out) = verify(&data)?;
+    assert_eq!(code, 0, "the undamaged store verifies: {out}");
+
+    let parquet = |d: &Path| {
+        files(&d.join("lake"), &|p| ext(p) == "parquet" && !p.to_string_lossy().contains("_delta_log"))[0]
+            .clone()
+    };
+    let segment = |d: &Path| {
+        files(&d.join("index"), &|p| matches!(ext(p), "idx" | "store" | "term" | "pos" | "fast"))[0].clone()
+    };
+    let delta = |d: &Path| {
+        let mut logs =
+            files(&d.join("lake"), &|p| ext(p) == "json" && p.to_string_lossy().contains("_delta_log"));
+        logs.sort();
+        logs.pop().expect("a Delta commit")
+    };
+    let cases: Vec<(&str, Damage, &str)> = vec![
+        (
+            "a flipped byte in a Parquet file",
+            Box::new(move |d| {
+                let f = parquet(d);
+                flip(&f, std::fs::metadata(&f)?.len() / 2)
+            }),
+            "corrupt or missing files",
+        ),
+        ("a truncated Parquet file", Box::new(move |d| truncate(&parquet(d))), "corrupt or missing files"),
+        (
+            "a flipped byte in an index segment",
+            Box::new(move |d| {
+                let f = segment(d);
+                flip(&f, std::fs::metadata(&f)?.len() / 2)
+            }),
+            "index",
+        ),
+        ("a truncated index segment", Box::new(move |d| truncate(&segment(d))), "index"),
+        // Page 2's first byte is its b-tree page type; a payload byte flipped inside a row is not
+        // visible to SQLite without its checksum VFS.
+        ("a damaged catalog page", Box::new(|d| flip(&d.join("meta.db"), 4096)), "database"),
+        ("a truncated catalog", Box::new(|d| truncate(&d.join("meta.db"))), "database"),
+        (
+            "a flipped byte in the latest Delta commit",
+            Box::new(move |d| {
+                let f = delta(d);
+                flip(&f, std::fs::metadata(&f)?.len() / 3)
+            }),
+            "delta",
+        ),
+        ("a truncated Delta commit", Box::new(move |d| truncate(&delta(d))), "delta"),
+    ];
+    for (i, (what, damage, says)) in cases.iter().enumerate() {
+        let copy = dir.path().join(format!("damaged-{i}"));
+        copy_dir(&data, &copy)?;
+        damage(&copy)?;
+        let (code, out) = verify(&copy)?;
+        assert_ne!(code, 0, "{what}: verify passed: {out}");
+        assert!(out.to_lowercase().contains(says), "{what}: verify said: {out}");
+        let said = out.lines().rfind(|l| !l.trim().is_empty()).unwrap_or_default();
+        eprintln!("corruption: {what}: exit {code}: {}", &said[..said.len().min(240)]);
+    }
+    Ok(())
+}

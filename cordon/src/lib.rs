@@ -356,8 +356,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<Store>, ServerConfig)> {
+    open_store_with(args, true).await
+}
+
+/// Opens the store; `repair` off leaves a damaged index or Delta log as an error (for `verify`).
+async fn open_store_with(args: &ServeArgs, repair: bool) -> anyhow::Result<(Arc<Store>, ServerConfig)> {
     let cfg = args.resolve()?;
-    let store = Store::open(&store_config(&cfg))
+    let store = Store::open(&store::StoreConfig { repair, ..store_config(&cfg) })
         .await
         .context("opening the store (is a server running on this data directory?)")?;
     Ok((store, cfg))
@@ -409,7 +414,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             Command::Enrollment { state, serve } => admin::enrollment(&state, serve).await,
             Command::Agent { action } => admin::agent(action).await,
             Command::Verify(a) => {
-                let report = open_store(&a).await?.0.verify().await?;
+                let report = open_store_with(&a, false).await?.0.verify().await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 let problems = report.problems();
                 anyhow::ensure!(

@@ -34,6 +34,7 @@ pub mod lake;
 mod maintain;
 pub mod objects;
 pub mod query;
+mod repair;
 pub mod sql_pool;
 pub mod sql_worker;
 mod verify_report;
@@ -120,6 +121,9 @@ pub struct StoreConfig {
     pub delta_interval: std::time::Duration,
     /// Delta versions between checkpoints.
     pub delta_checkpoint_every: i64,
+    /// Set aside and rebuild an index or a Delta log that cannot be opened (`cordon verify` turns
+    /// this off to report the damage instead).
+    pub repair: bool,
 }
 
 impl StoreConfig {
@@ -138,6 +142,7 @@ impl StoreConfig {
             index_commit: CommitPolicy::default(),
             delta_interval: std::time::Duration::from_secs(10),
             delta_checkpoint_every: delta::CHECKPOINT_EVERY,
+            repair: true,
         }
     }
 }
@@ -223,12 +228,14 @@ impl Store {
             cfg.lake_url.clone().unwrap_or_else(|| cfg.data_dir.join("lake").display().to_string());
         let objects = Objects::open(&location, &cfg.lake_options, cfg.fsync).map_err(LakeError::from)?;
         let lake = Lake::new(objects.clone(), cfg.fsync);
-        let index = Arc::new(FullTextIndex::open(&cfg.data_dir.join("index"))?);
+        let mut repaired = Vec::new();
+        let index = Arc::new(repair::open_index(&cfg.data_dir.join("index"), cfg.repair, &mut repaired)?);
         let engine = QueryEngine::new(objects.clone(), cfg.query_memory_bytes)?;
         let sql_pool = sql_pool(cfg, &location, &objects);
         let cpu = CpuRuntime::new(cfg.cpu_threads)
             .map_err(|source| StoreError::Io { path: "cpu runtime".to_owned(), source })?;
-        let delta = DeltaLog::open(&objects, "events")?.with_checkpoint_every(cfg.delta_checkpoint_every);
+        let delta = repair::open_delta(&objects, cfg.repair, &mut repaired)?
+            .with_checkpoint_every(cfg.delta_checkpoint_every);
         let store = Arc::new(Self {
             lake,
             catalog,

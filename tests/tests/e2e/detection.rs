@@ -232,13 +232,15 @@ fn scenario_events_carry_the_techniques_and_tiers_of_the_attack() -> anyhow::Res
         vec![("handled".to_owned(), renames as u64), ("unhandled".to_owned(), renames as u64)]
     );
 
-    // And the metrics count what was committed.
-    let (_, m) = get(&format!("{}/metrics", server.api), Some(tok))?;
-    let m = m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string());
-    assert!(
-        m.contains(&format!("cordon_detections_total{{tier=\"block\"}} {}", 2 * (renames + shadow))),
-        "{m}"
-    );
+    // And the metrics count what was committed. Ingest counts a batch's detections just after it
+    // records its alerts, so the count may trail the alerts seen above by a moment.
+    let want = format!("cordon_detections_total{{tier=\"block\"}} {}", 2 * (renames + shadow));
+    eventually(Duration::from_secs(10), || {
+        let (_, m) = get(&format!("{}/metrics", server.api), Some(tok))?;
+        let m = m.as_str().map(str::to_owned).unwrap_or_else(|| m.to_string());
+        Ok(m.contains(&want).then_some(()))
+    })
+    .map_err(|e| e.context(want))?;
     Ok(())
 }
 

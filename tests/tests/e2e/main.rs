@@ -18,6 +18,7 @@ mod hostile;
 mod incidents;
 mod logins;
 mod maintenance;
+mod metadata_crash;
 mod nats_auth;
 mod object_store;
 mod pipeline;

@@ -45,9 +45,48 @@ fn write_policies(api: Arc<Mutex<String>>, tok: String, stop: Arc<AtomicBool>) -
     (acked, refused)
 }
 
+const HANDLINGS: [&str; 3] = ["handled", "false_positive", "unhandled"];
+
+/// Alert handling until `stop`, round the alerts: each with the comment `handle <n>`. Returns the
+/// acknowledged ones as (alert id, comment, handling).
+fn handle_alerts(
+    api: Arc<Mutex<String>>,
+    tok: String,
+    ids: Vec<String>,
+    stop: Arc<AtomicBool>,
+) -> Vec<(String, String, String)> {
+    let mut acked = Vec::new();
+    let mut i = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        let id = &ids[i % ids.len()];
+        let handling = HANDLINGS[i % 3];
+        let comment = format!("handle {i}");
+        i += 1;
+        let url = format!("{}/api/v1/alerts/{id}", api.lock().unwrap());
+        match tests::patch(&url, Some(&tok), &json!({"handling": handling, "comment": comment})) {
+            Ok((200, _)) => acked.push((id.clone(), comment, handling.to_owned())),
+            _ => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+    acked
+}
+
 #[test]
 fn acknowledged_api_writes_survive_the_server_killed_under_them() -> anyhow::Result<()> {
     let env = Env::start(&ServerOptions::default())?;
+    let alerts = {
+        tests::agent(&bin(), &env.nats.url, &env.spool(), &["replay", "builtin:log4j-conti"])?;
+        tests::eventually(Duration::from_secs(60), || {
+            let (_, a) = get(&format!("{}/api/v1/alerts?limit=20", env.server.api), Some(&env.token))?;
+            let ids: Vec<String> = a["alerts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|x| x["id"].as_str().map(str::to_owned))
+                .collect();
+            Ok((ids.len() >= 3).then_some(ids))
+        })?
+    };
     let Env { mut server, nats, data, token: tok, dir: _dir } = env;
     let listen = server.api.trim_start_matches("http://").to_owned();
     let api = Arc::new(Mutex::new(server.api.clone()));
@@ -55,6 +94,10 @@ fn acknowledged_api_writes_survive_the_server_killed_under_them() -> anyhow::Res
     let writer = {
         let (api, tok, stop) = (Arc::clone(&api), tok.clone(), Arc::clone(&stop));
         std::thread::spawn(move || write_policies(api, tok, stop))
+    };
+    let handler = {
+        let (api, tok, stop, ids) = (Arc::clone(&api), tok.clone(), Arc::clone(&stop), alerts.clone());
+        std::thread::spawn(move || handle_alerts(api, tok, ids, stop))
     };
     for round in 0..3u64 {
         std::thread::sleep(Duration::from_millis(700 + 400 * round));
@@ -65,7 +108,13 @@ fn acknowledged_api_writes_survive_the_server_killed_under_them() -> anyhow::Res
     std::thread::sleep(Duration::from_millis(800));
     stop.store(true, Ordering::Relaxed);
     let (acked, _) = writer.join().expect("the writer thread");
-    assert!(acked.len() >= 10, "the writer got {} writes through", acked.len());
+    let handled = handler.join().expect("the handling thread");
+    assert!(
+        acked.len() >= 10 && handled.len() >= 10,
+        "writes got through: {} policies, {} handlings",
+        acked.len(),
+        handled.len()
+    );
 
     let (_, v) = get(&format!("{}/api/v1/policy/versions", server.api), Some(&tok))?;
     let versions: Vec<&Value> = v["versions"].as_array().expect("versions").iter().collect();
@@ -92,7 +141,33 @@ fn acknowledged_api_writes_survive_the_server_killed_under_them() -> anyhow::Res
             (Some(reason.as_str()), Some(tier.as_str()))
         );
     }
-    eprintln!("T5 SQLite: {} writes acknowledged across 3 kills, {n} versions, all whole", acked.len());
+    // Alert handling: every acknowledged change is there, each comment carries the handling it set,
+    // and each alert's handling is its newest comment's (never one without the other).
+    for id in &alerts {
+        let (_, a) = get(&format!("{}/api/v1/alerts/{id}", server.api), Some(&tok))?;
+        let comments = a["comments"].as_array().cloned().unwrap_or_default();
+        for (_, comment, handling) in handled.iter().filter(|h| &h.0 == id) {
+            let c = comments.iter().find(|c| c["comment"] == comment.as_str());
+            let c = c.unwrap_or_else(|| panic!("acknowledged handling {comment:?} of {id} is missing"));
+            assert_eq!(c["handling"], handling.as_str(), "{c}");
+        }
+        if let Some(newest) = comments.iter().max_by_key(|c| {
+            c["comment"]
+                .as_str()
+                .and_then(|t| t.strip_prefix("handle "))
+                .and_then(|n| n.parse::<usize>().ok())
+        }) {
+            assert_eq!(
+                a["alert"]["handling"], newest["handling"],
+                "{id}: handling and its newest comment agree"
+            );
+        }
+    }
+    eprintln!(
+        "T5 SQLite: {} policy writes and {} alert handlings acknowledged across 3 kills, {n} versions, all whole",
+        acked.len(),
+        handled.len()
+    );
     Ok(())
 }
 

@@ -185,6 +185,10 @@ pub enum EvalWhat {
         /// Fail unless every file parses and every count matches the index.
         #[arg(long)]
         strict: bool,
+        /// Also read this many damaged copies of each of the 40 smallest files (flipped bytes,
+        /// cuts): each must read or fail cleanly, never panic.
+        #[arg(long, default_value_t = 0)]
+        mutants: usize,
     },
     /// Read the corpus's real syslog (loghub Linux) with the agent's log reader, check the failures it
     /// finds against loghub's own parse, and run Cordon's log and brute-force rules over them.

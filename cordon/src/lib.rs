@@ -10,6 +10,7 @@ pub mod config;
 mod demo;
 pub mod eval;
 pub mod eval_anomaly;
+pub mod eval_evtx_fuzz;
 pub mod eval_lateral;
 pub mod eval_logs;
 pub mod eval_mordor;
@@ -540,16 +541,8 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 );
                 Ok(())
             }
-            Command::Eval { what: EvalWhat::Evtx { corpus, rules, strict } } => {
-                let r = eval::evtx(&corpus, rules.as_deref())?;
-                eval::print_evtx(&r);
-                anyhow::ensure!(!strict || r.problems.is_empty(), "{} EVTX problems", r.problems.len());
-                anyhow::ensure!(
-                    r.prefilter_disagreements == 0,
-                    "the rule set's prefilter changed the answer on {} events",
-                    r.prefilter_disagreements
-                );
-                Ok(())
+            Command::Eval { what: EvalWhat::Evtx { corpus, rules, strict, mutants } } => {
+                eval_evtx_fuzz::command(&corpus, rules.as_deref(), strict, mutants)
             }
             Command::NatsConfig { dir } => {
                 let keys = nats_auth::NatsKeys::in_dir(&dir)?;

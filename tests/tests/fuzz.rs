@@ -5,6 +5,8 @@
 //! away; crashes found become named regression cases below the harness.
 //!
 //! Bounded for CI: `CORDON_FUZZ_CASES` cases per target (default 5,000, a few seconds). `./dev fuzz` runs longer.
+//! The EVTX reader needs real EVTX files as seeds, which the project cannot write: `cordon eval evtx
+//! --mutants N` damages copies of the corpus's files instead (`./dev eval` runs 100 per file).
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

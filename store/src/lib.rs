@@ -148,9 +148,9 @@ impl StoreConfig {
 }
 
 /// The worker pool for analyst SQL, when configured and the lake is reachable from another process.
-fn sql_pool(cfg: &StoreConfig, location: &str, objects: &Objects) -> Option<sql_pool::SqlPool> {
+fn sql_pool(cfg: &StoreConfig, location: &str) -> Option<sql_pool::SqlPool> {
     let command = cfg.sql_workers.clone()?;
-    if objects.object_store().is_some() && location.starts_with("memory://") {
+    if location.starts_with("memory://") {
         return None;
     }
     let budget = (cfg.query_memory_bytes / command.slots.max(1)) as u64;
@@ -228,14 +228,13 @@ impl Store {
             cfg.lake_url.clone().unwrap_or_else(|| cfg.data_dir.join("lake").display().to_string());
         let objects = Objects::open(&location, &cfg.lake_options, cfg.fsync).map_err(LakeError::from)?;
         let lake = Lake::new(objects.clone(), cfg.fsync);
-        let mut repaired = Vec::new();
-        let index = Arc::new(repair::open_index(&cfg.data_dir.join("index"), cfg.repair, &mut repaired)?);
+        let index = Arc::new(repair::open_index(&cfg.data_dir.join("index"), cfg.repair)?);
         let engine = QueryEngine::new(objects.clone(), cfg.query_memory_bytes)?;
-        let sql_pool = sql_pool(cfg, &location, &objects);
+        let sql_pool = sql_pool(cfg, &location);
         let cpu = CpuRuntime::new(cfg.cpu_threads)
             .map_err(|source| StoreError::Io { path: "cpu runtime".to_owned(), source })?;
-        let delta = repair::open_delta(&objects, cfg.repair, &mut repaired)?
-            .with_checkpoint_every(cfg.delta_checkpoint_every);
+        let delta =
+            repair::open_delta(&objects, cfg.repair)?.with_checkpoint_every(cfg.delta_checkpoint_every);
         let store = Arc::new(Self {
             lake,
             catalog,

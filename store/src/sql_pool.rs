@@ -100,7 +100,7 @@ impl SqlPool {
         let mut line = serde_json::to_vec(&req).map_err(|e| internal(e.to_string()))?;
         line.push(b'\n');
         if let Err(e) = worker.stdin.write_all(&line).await {
-            return Err(self.failed(worker, Stopped::Died(Err(e))).await.with_limits(limits, self.budget));
+            return Err(self.failed(worker, Stopped::Died(Err(e)), limits).await);
         }
         let mut reply = String::new();
         let pid = worker.child.id();
@@ -116,7 +116,7 @@ impl SqlPool {
             Ended::Stopped(why) => Some(why),
         };
         if let Some(why) = stopped {
-            return Err(self.failed(worker, why).await.with_limits(limits, self.budget));
+            return Err(self.failed(worker, why, limits).await);
         }
         let reply: WorkerReply =
             serde_json::from_str(&reply).map_err(|e| internal(format!("unreadable worker reply: {e}")))?;
@@ -148,19 +148,21 @@ impl SqlPool {
     }
 
     /// Stops a worker that failed a query and says why, as the query's error.
-    async fn failed(&self, mut worker: Worker, why: Stopped) -> Failure {
+    async fn failed(&self, mut worker: Worker, why: Stopped, limits: &SqlLimits) -> QueryError {
         let _ = worker.child.start_kill();
-        let status = match why {
-            Stopped::Died(status) => status,
-            Stopped::Timeout => return Failure::Timeout,
-            Stopped::Memory(rss) => return Failure::Memory(rss),
+        let failure = match why {
+            Stopped::Timeout => Failure::Timeout,
+            Stopped::Memory(rss) => Failure::Memory(rss),
+            Stopped::Died(status) => {
+                let _ = worker.child.wait().await;
+                match status {
+                    Ok(s) if aborted(&s) => Failure::Aborted,
+                    Ok(s) => Failure::Other(format!("the SQL worker exited ({s}) during the query")),
+                    Err(e) => Failure::Other(format!("the SQL worker's pipe failed: {e}")),
+                }
+            }
         };
-        let _ = worker.child.wait().await;
-        match status {
-            Ok(s) if aborted(&s) => Failure::Aborted,
-            Ok(s) => Failure::Other(format!("the SQL worker exited ({s}) during the query")),
-            Err(e) => Failure::Other(format!("the SQL worker's pipe failed: {e}")),
-        }
+        failure.with_limits(limits, self.budget)
     }
 }
 

@@ -342,6 +342,24 @@ pub fn raw(
     Ok((resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default()))
 }
 
+/// Every file under `dir` (recursively) that `keep` accepts, largest first.
+pub fn files_under(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if keep(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
+    out
+}
+
 /// SQL through the API; the rows.
 pub fn sql(api: &str, token: &str, q: &str) -> anyhow::Result<Vec<Vec<Value>>> {
     let (status, body) = post(&format!("{api}/api/v1/sql"), Some(token), &serde_json::json!({ "sql": q }))?;

@@ -3,28 +3,10 @@
 //! data directory; `cordon verify` must exit non-zero and name what it found, every time.
 
 use super::{Env, bin};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-use tests::{ServerOptions, agent, counts, eventually, get};
-
-/// Every file under `dir` (recursively) whose name satisfies `keep`, largest first.
-fn files(dir: &Path, keep: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if keep(&p) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
-    out
-}
+use tests::{ServerOptions, agent, counts, eventually, files_under, get};
 
 fn ext(p: &Path) -> &str {
     p.extension().and_then(|e| e.to_str()).unwrap_or_default()
@@ -91,15 +73,17 @@ fn verify_finds_every_kind_of_damage_to_every_kind_of_file() -> anyhow::Result<(
     assert_eq!(code, 0, "the undamaged store verifies: {out}");
 
     let parquet = |d: &Path| {
-        files(&d.join("lake"), &|p| ext(p) == "parquet" && !p.to_string_lossy().contains("_delta_log"))[0]
-            .clone()
+        files_under(&d.join("lake"), &|p| ext(p) == "parquet" && !p.to_string_lossy().contains("_delta_log"))
+            [0]
+        .clone()
     };
     let segment = |d: &Path| {
-        files(&d.join("index"), &|p| matches!(ext(p), "idx" | "store" | "term" | "pos" | "fast"))[0].clone()
+        files_under(&d.join("index"), &|p| matches!(ext(p), "idx" | "store" | "term" | "pos" | "fast"))[0]
+            .clone()
     };
     let delta = |d: &Path| {
         let mut logs =
-            files(&d.join("lake"), &|p| ext(p) == "json" && p.to_string_lossy().contains("_delta_log"));
+            files_under(&d.join("lake"), &|p| ext(p) == "json" && p.to_string_lossy().contains("_delta_log"));
         logs.sort();
         logs.pop().expect("a Delta commit")
     };

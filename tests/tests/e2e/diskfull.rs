@@ -61,19 +61,9 @@ fn metric(text: &str, name: &str) -> f64 {
 
 /// Temporary lake files (`.tmp-*`) under `dir`.
 fn tmp_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".tmp-")) {
-                out.push(p);
-            }
-        }
-    }
-    out
+    tests::files_under(dir, &|p| {
+        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".tmp-"))
+    })
 }
 
 /// (rows, index documents) the server reports.

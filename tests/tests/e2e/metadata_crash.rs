@@ -45,6 +45,36 @@ fn write_policies(api: Arc<Mutex<String>>, tok: String, stop: Arc<AtomicBool>) -
     (acked, refused)
 }
 
+/// The tenant's policy versions after the crashes: contiguous from 1, each whole (its reason names
+/// a write and its content is that write's), every acknowledged write among them. Returns how many.
+fn check_policy_versions(api: &str, tok: &str, acked: &[(i64, String, String)]) -> anyhow::Result<i64> {
+    let (_, v) = get(&format!("{api}/api/v1/policy/versions"), Some(tok))?;
+    let versions: Vec<&Value> = v["versions"].as_array().expect("versions").iter().collect();
+    let mut numbers: Vec<i64> = versions.iter().filter_map(|x| x["version"].as_i64()).collect();
+    numbers.sort_unstable();
+    let n = numbers.len() as i64;
+    assert_eq!(numbers, (1..=n).collect::<Vec<_>>(), "versions are contiguous");
+    for x in &versions {
+        let reason = x["reason"].as_str().unwrap_or_default();
+        let i: u64 = reason.strip_prefix("write ").and_then(|k| k.parse().ok()).expect("a reason we sent");
+        assert_eq!(
+            x["policy"]["techniques"]["T1486"],
+            TIERS[(i % 3) as usize],
+            "version {}: {x}",
+            x["version"]
+        );
+    }
+    for (version, reason, tier) in acked {
+        let found = versions.iter().find(|x| x["version"].as_i64() == Some(*version));
+        let found = found.unwrap_or_else(|| panic!("acknowledged version {version} ({reason}) is missing"));
+        assert_eq!(
+            (found["reason"].as_str(), found["policy"]["techniques"]["T1486"].as_str()),
+            (Some(reason.as_str()), Some(tier.as_str()))
+        );
+    }
+    Ok(n)
+}
+
 const HANDLINGS: [&str; 3] = ["handled", "false_positive", "unhandled"];
 
 /// Alert handling until `stop`, round the alerts: each with the comment `handle <n>`. Returns the
@@ -116,31 +146,7 @@ fn acknowledged_api_writes_survive_the_server_killed_under_them() -> anyhow::Res
         handled.len()
     );
 
-    let (_, v) = get(&format!("{}/api/v1/policy/versions", server.api), Some(&tok))?;
-    let versions: Vec<&Value> = v["versions"].as_array().expect("versions").iter().collect();
-    let mut numbers: Vec<i64> = versions.iter().filter_map(|x| x["version"].as_i64()).collect();
-    numbers.sort_unstable();
-    let n = numbers.len() as i64;
-    assert_eq!(numbers, (1..=n).collect::<Vec<_>>(), "versions are contiguous");
-    for x in &versions {
-        // Whole: the reason names a write, and the content is that write's.
-        let reason = x["reason"].as_str().unwrap_or_default();
-        let i: u64 = reason.strip_prefix("write ").and_then(|k| k.parse().ok()).expect("a reason we sent");
-        assert_eq!(
-            x["policy"]["techniques"]["T1486"],
-            TIERS[(i % 3) as usize],
-            "version {}: {x}",
-            x["version"]
-        );
-    }
-    for (version, reason, tier) in &acked {
-        let found = versions.iter().find(|x| x["version"].as_i64() == Some(*version));
-        let found = found.unwrap_or_else(|| panic!("acknowledged version {version} ({reason}) is missing"));
-        assert_eq!(
-            (found["reason"].as_str(), found["policy"]["techniques"]["T1486"].as_str()),
-            (Some(reason.as_str()), Some(tier.as_str()))
-        );
-    }
+    let n = check_policy_versions(&server.api, &tok, &acked)?;
     // Alert handling: every acknowledged change is there, each comment carries the handling it set,
     // and each alert's handling is its newest comment's (never one without the other).
     for id in &alerts {
@@ -313,21 +319,9 @@ fn the_server_rides_out_postgresql_crashes_without_a_restart() -> anyhow::Result
         Ok((tests::counts(&server.api, &tok)? == (sent, sent)).then_some(()))
     })
     .map_err(|e| e.context("ingest resumed and stored every acked event once"))?;
-    let (_, v) = get(&format!("{}/api/v1/policy/versions", server.api), Some(&tok))?;
-    let versions = v["versions"].as_array().expect("versions").clone();
-    let mut numbers: Vec<i64> = versions.iter().filter_map(|x| x["version"].as_i64()).collect();
-    numbers.sort_unstable();
-    assert_eq!(numbers, (1..=numbers.len() as i64).collect::<Vec<_>>(), "versions are contiguous");
-    for (version, reason, tier) in &acked {
-        let found = versions.iter().find(|x| x["version"].as_i64() == Some(*version));
-        let found = found.unwrap_or_else(|| panic!("acknowledged version {version} ({reason}) is missing"));
-        assert_eq!(
-            (found["reason"].as_str(), found["policy"]["techniques"]["T1486"].as_str()),
-            (Some(reason.as_str()), Some(tier.as_str()))
-        );
-    }
+    let n = check_policy_versions(&server.api, &tok, &acked)?;
     let last = acked.last().map_or(0, |a| a.0);
-    assert_eq!(last, numbers.len() as i64, "the last write after the database came back was acknowledged");
+    assert_eq!(last, n, "the last write after the database came back was acknowledged");
     eprintln!(
         "T5 PostgreSQL: {} writes acknowledged and {refused} refused across 2 crashes, {sent} events stored once",
         acked.len()

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod bus;
+pub mod lossyfs;
 use bus::{Enroller, enrollment, enrollments};
 pub use bus::{
     NatsServer, bus_auth, connect_agent, connect_agent_of, connect_operator, enroll_token, start_nats,
@@ -383,6 +384,14 @@ pub fn eventually<T>(
             Err(e) => return Err(e.context(format!("condition not met within {timeout:?}"))),
         }
     }
+}
+
+/// `name`'s value in the Prometheus text, summed over its label sets.
+pub fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// Stored events and distinct event ids, by SQL.

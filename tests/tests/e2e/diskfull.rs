@@ -7,7 +7,7 @@ use super::{bin, nats};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use tests::{Server, ServerOptions, agent_summary, counts, eventually, get, run, spawn_agent};
+use tests::{Server, ServerOptions, agent_summary, counts, eventually, get, metric, run, spawn_agent};
 
 /// A tmpfs mounted for the test, unmounted when dropped.
 struct Mount(PathBuf);
@@ -49,14 +49,6 @@ impl Drop for Mount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-/// `name`'s value in the Prometheus text, summed over its label sets.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 /// Temporary lake files (`.tmp-*`) under `dir`.

@@ -22,6 +22,7 @@ mod metadata_crash;
 mod nats_auth;
 mod object_store;
 mod pipeline;
+mod powerloss;
 mod sql;
 mod tls;
 mod trust;

@@ -97,6 +97,10 @@ pub struct ServeArgs {
     /// How often compaction and retention run, seconds; 0 turns the schedule off (default 3600).
     #[arg(long, env = "CORDON_MAINTENANCE_INTERVAL_SECS")]
     pub maintenance_interval_secs: Option<u64>,
+    /// How often every lake file's checksum is checked (damaged files are quarantined), seconds,
+    /// after a first scrub at start; 0 turns scrubbing off (default 86400).
+    #[arg(long, env = "CORDON_SCRUB_INTERVAL_SECS")]
+    pub scrub_interval_secs: Option<u64>,
     /// Keep this many days of events; older date partitions are deleted by retention (default:
     /// keep everything).
     #[arg(long, env = "CORDON_RETENTION_DAYS")]
@@ -202,6 +206,7 @@ struct FileStore {
     delta_interval_secs: Option<u64>,
     delta_checkpoint_every: Option<i64>,
     maintenance_interval_secs: Option<u64>,
+    scrub_interval_secs: Option<u64>,
     retention_days: Option<u32>,
 }
 
@@ -282,6 +287,8 @@ pub struct ServerConfig {
     pub delta_checkpoint_every: i64,
     /// How often compaction and retention run (`None`: never on a schedule).
     pub maintenance_interval: Option<Duration>,
+    /// How often the lake is scrubbed after the scrub at start (`None`: never).
+    pub scrub_interval: Option<Duration>,
     /// Days of events kept (`None`: all).
     pub retention_days: Option<u32>,
     /// Incident window, hours.
@@ -379,6 +386,7 @@ impl ServeArgs {
             bail!("--delta-checkpoint-every must be at least 1");
         }
         let maintenance = self.maintenance_interval_secs.or(st.maintenance_interval_secs).unwrap_or(3600);
+        let scrub = self.scrub_interval_secs.or(st.scrub_interval_secs).unwrap_or(86_400);
         let retention_days = self.retention_days.or(st.retention_days);
         if retention_days == Some(0) {
             bail!("--retention-days must be at least 1 (leave it unset to keep everything)");
@@ -514,6 +522,7 @@ impl ServeArgs {
             delta_interval: Duration::from_secs(delta_secs),
             delta_checkpoint_every: checkpoint_every,
             maintenance_interval: (maintenance > 0).then(|| Duration::from_secs(maintenance)),
+            scrub_interval: (scrub > 0).then(|| Duration::from_secs(scrub)),
             retention_days,
         })
     }

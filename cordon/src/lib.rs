@@ -8,6 +8,8 @@ mod admin;
 mod cli;
 pub mod config;
 mod demo;
+mod upkeep;
+use upkeep::housekeeping;
 pub mod eval;
 pub mod eval_anomaly;
 pub mod eval_evtx_fuzz;
@@ -284,62 +286,6 @@ async fn refit_baselines(
             _ = stop.wait_for(|v| *v) => return Ok(()),
             _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => {}
         }
-    }
-}
-
-/// The store's periodic work: batched index commits and Delta log syncs about once a second,
-/// compaction and retention on their schedule, and a final flush on shutdown. Failures are logged and
-/// retried on the next round: the lake and catalog stay correct, only the derived state lags.
-async fn housekeeping(
-    store: Arc<Store>,
-    cfg: ServerConfig,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let mut tick =
-        tokio::time::interval(std::time::Duration::from_millis(250).min(cfg.index_commit.max_delay));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut next_maintenance = cfg.maintenance_interval.map(|d| tokio::time::Instant::now() + d);
-    let mut last_tick_log: Option<std::time::Instant> = None;
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|v| *v) => break,
-            _ = tick.tick() => {}
-        }
-        match store.tick().await {
-            // Logged when a failure streak starts and every 30 s while it lasts (a full disk fails
-            // every tick).
-            Err(e) if last_tick_log.is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(30)) => {
-                tracing::warn!(error = %schemas::error_chain(&e), "store tick failed; retrying");
-                last_tick_log = Some(std::time::Instant::now());
-            }
-            Err(_) => {}
-            Ok(()) => {
-                if last_tick_log.take().is_some() {
-                    tracing::info!("store tick succeeded again");
-                }
-            }
-        }
-        if let (Some(at), Some(every)) = (next_maintenance, cfg.maintenance_interval)
-            && tokio::time::Instant::now() >= at
-        {
-            maintenance(&store, cfg.retention_days).await;
-            next_maintenance = Some(tokio::time::Instant::now() + every);
-        }
-    }
-    store.flush().await.context("flushing the index and the Delta log on shutdown")
-}
-
-async fn maintenance(store: &Store, retention_days: Option<u32>) {
-    match store.compact(&store::CompactOptions::default()).await {
-        Ok(r) if r.files_removed > 0 => tracing::info!(?r, "compaction"),
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "compaction failed"),
-    }
-    let opts = store::VacuumOptions { retain_days: retention_days, now: schemas::time::now_micros() };
-    match store.vacuum(&opts).await {
-        Ok(r) if r.files_expired > 0 || r.orphans_removed > 0 => tracing::info!(?r, "retention"),
-        Ok(_) => {}
-        Err(e) => tracing::error!(error = %e, "retention failed"),
     }
 }
 

@@ -140,32 +140,44 @@ impl Store {
             return Ok(());
         }
         tracing::info!(files = pending.len(), from = hw, "catching the index up with the lake");
-        let (lake, index) = (self.lake.clone(), Arc::clone(&self.index));
-        self.cpu
-            .run(move || -> Result<(), StoreError> {
-                for f in &pending {
-                    let rows = lake.read_all(f)?;
-                    index.add_file(f.id, 0, &rows)?;
-                }
-                index.commit()?;
-                Ok(())
-            })
-            .await?
+        self.index_files(pending, false).await
     }
 
     /// Rebuilds the index from scratch from the lake.
     pub async fn reindex(&self) -> Result<(), StoreError> {
         let files = self.catalog.files_after(0).await?;
+        self.index_files(files, true).await
+    }
+
+    /// Adds `files` from the lake to the index (cleared first if `clear`) and commits; files found
+    /// damaged on the way are skipped and quarantined ([`crate::scrub`]).
+    async fn index_files(
+        &self,
+        files: Vec<crate::catalog::FileEntry>,
+        clear: bool,
+    ) -> Result<(), StoreError> {
         let (lake, index) = (self.lake.clone(), Arc::clone(&self.index));
-        self.cpu
-            .run(move || -> Result<(), StoreError> {
-                index.clear()?;
-                for f in &files {
-                    index.add_file(f.id, 0, &lake.read_all(f)?)?;
+        let damaged = self
+            .cpu
+            .run(move || -> Result<_, StoreError> {
+                if clear {
+                    index.clear()?;
+                }
+                let mut damaged = Vec::new();
+                for f in files {
+                    match lake.read_all(&f) {
+                        Ok(rows) => index.add_file(f.id, 0, &rows)?,
+                        Err(e) if e.is_damage() => damaged.push((f, e.to_string())),
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 index.commit()?;
-                Ok(())
+                Ok(damaged)
             })
-            .await?
+            .await??;
+        if !damaged.is_empty() {
+            self.quarantine(damaged).await?;
+        }
+        Ok(())
     }
 }

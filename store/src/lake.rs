@@ -87,6 +87,14 @@ pub enum LakeError {
     },
 }
 
+impl LakeError {
+    /// Whether the file itself is damaged (its bytes fail their checksum, or are gone), as opposed
+    /// to the store failing to reach it.
+    pub fn is_damage(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::Objects(ObjectsError::NotFound { .. }))
+    }
+}
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LakeError + '_ {
     move |source| LakeError::Io { path: path.display().to_string(), source }
 }
@@ -363,6 +371,22 @@ impl Lake {
     /// Removes files that left the table; files already gone are fine.
     pub fn remove_all(&self, rels: &[String]) -> Result<(), LakeError> {
         Ok(self.objects.delete(rels)?)
+    }
+
+    /// Moves a damaged file's bytes out of the table to `events/_damaged/<partition>/<name>.<unix
+    /// time>` (outside every listing, kept for inspection). Returns where, or `None` when the file
+    /// had no bytes left to keep.
+    pub fn set_aside(&self, rel: &str) -> Result<Option<String>, LakeError> {
+        let bytes = match self.objects.get(rel) {
+            Ok(b) => b,
+            Err(ObjectsError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let rest = rel.strip_prefix("events/").unwrap_or(rel);
+        let to = format!("events/_damaged/{rest}.{}", schemas::time::now_micros() / 1_000_000);
+        self.objects.put(&to, bytes)?;
+        self.remove(rel)?;
+        Ok(Some(to))
     }
 
     /// Writes raw bytes durably (used by tests that corrupt files, and by tools).

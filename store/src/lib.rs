@@ -35,6 +35,7 @@ mod maintain;
 pub mod objects;
 pub mod query;
 mod repair;
+pub mod scrub;
 pub mod sql_pool;
 pub mod sql_worker;
 mod verify_report;
@@ -519,10 +520,16 @@ impl Store {
             .run(move || -> Result<T, StoreError> {
                 let mut acc = acc;
                 for file in &files {
-                    for rec in lake.read_all(file)? {
-                        if (from..to).contains(&rec.time()) {
-                            f(&mut acc, rec);
+                    let recs = match lake.read_all(file) {
+                        Ok(recs) => recs,
+                        Err(e) if e.is_damage() => {
+                            tracing::error!(file = %file.path, error = %e, "skipping a damaged lake file; the scrub quarantines it");
+                            continue;
                         }
+                        Err(e) => return Err(e.into()),
+                    };
+                    for rec in recs.into_iter().filter(|r| (from..to).contains(&r.time())) {
+                        f(&mut acc, rec);
                     }
                 }
                 Ok(acc)

@@ -28,6 +28,7 @@ impl Store {
             report.delta_mismatch.sort();
         }
         report.catalog_problems = self.catalog.integrity_problems().await?;
+        report.damaged_files = self.catalog.damaged_files().await?;
         let index = Arc::clone(&self.index);
         report.index_corrupt = self.cpu.run(move || index.corrupt_files()).await??;
         report.orphans_removed_at_open =
@@ -69,6 +70,9 @@ pub struct VerifyReport {
     pub index_corrupt: Vec<String>,
     /// What the metadata database's own consistency check found.
     pub catalog_problems: Vec<String>,
+    /// Files quarantined because their bytes no longer matched their checksum ([`crate::scrub`]):
+    /// their rows are lost, so this stays a problem until the store is restored from a backup.
+    pub damaged_files: Vec<crate::catalog::DamagedFile>,
 }
 
 impl VerifyReport {
@@ -96,6 +100,13 @@ impl VerifyReport {
         }
         if !self.catalog_problems.is_empty() {
             out.push(format!("the metadata database is damaged: {}", self.catalog_problems.join("; ")));
+        }
+        if !self.damaged_files.is_empty() {
+            let rows: i64 = self.damaged_files.iter().map(|f| f.rows).sum();
+            out.push(format!(
+                "{} lake files were quarantined as damaged: {rows} rows lost (their bytes are under events/_damaged/)",
+                self.damaged_files.len()
+            ));
         }
         if i64::try_from(self.indexed_docs).ok() != Some(self.rows) {
             out.push(format!(
@@ -139,5 +150,8 @@ mod tests {
             ..whole()
         };
         assert_eq!(derived.problems().len(), 3, "{:?}", derived.problems());
+        let lost = crate::catalog::DamagedFile { path: "p".into(), rows: 7, retired_at: 1 };
+        let quarantined = VerifyReport { damaged_files: vec![lost], ..whole() };
+        assert!(quarantined.problems()[0].contains("7 rows lost"), "{:?}", quarantined.problems());
     }
 }

@@ -14,6 +14,8 @@ mod incidents;
 mod migrate;
 mod policies;
 mod reports;
+mod retired;
+pub use retired::{DAMAGED, DamagedFile};
 mod tokens;
 
 pub use agents::AgentRow;
@@ -407,30 +409,6 @@ impl Catalog {
             insert_file(&mut tx, f, now).await.map_err(db("swap_files add"))?;
         }
         tx.commit().await.map_err(db("swap_files"))
-    }
-
-    /// Retired file ids whose index documents may still exist.
-    pub async fn retired_unpurged(&self) -> Result<Vec<i64>, CatalogError> {
-        let rows = sqlx::query("SELECT id FROM retired_files WHERE index_purged = 0 ORDER BY id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("retired_unpurged"))?;
-        rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>().map_err(db("retired_unpurged"))
-    }
-
-    /// Records that the index has committed the deletion of these retired files' documents.
-    pub async fn mark_purged(&self, ids: &[i64]) -> Result<(), CatalogError> {
-        for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-            let sql =
-                format!("UPDATE retired_files SET index_purged = 1 WHERE id IN ({})", placeholders.join(","));
-            let mut q = sqlx::query(&sql);
-            for id in chunk {
-                q = q.bind(*id);
-            }
-            q.execute(&self.pool).await.map_err(db("mark_purged"))?;
-        }
-        Ok(())
     }
 
     /// The consumer's checkpoint, if it has committed anything.

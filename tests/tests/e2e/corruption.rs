@@ -145,5 +145,50 @@ fn verify_finds_every_kind_of_damage_to_every_kind_of_file() -> anyhow::Result<(
         let (code, out) = verify(&copy)?;
         assert_eq!(code, 0, "{} was repaired at start: {out}", cases[i].0);
     }
+    quarantine_at_start(&data, &dir.path().join("damaged-0"), &nats_url, &tok, sent)
+}
+
+/// Rows in one Parquet file, by polars (the reference reader).
+fn parquet_rows(path: &Path) -> anyhow::Result<u64> {
+    let script =
+        "import polars as pl,sys; print(pl.scan_parquet(sys.argv[1]).select(pl.len()).collect().item())";
+    let out = Command::new("python3").args(["-c", script]).arg(path).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "polars on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
+}
+
+/// A server started on a store with a damaged Parquet file quarantines the file (its scrub at
+/// start) and serves every other row: SQL and the index both hold what was sent minus that file's
+/// rows, the bytes are kept under `events/_damaged/`, and `cordon verify` reports the rows lost.
+fn quarantine_at_start(
+    whole: &Path,
+    damaged: &Path,
+    nats_url: &str,
+    tok: &str,
+    sent: u64,
+) -> anyhow::Result<()> {
+    let server = tests::Server::start(&bin(), damaged, nats_url, &ServerOptions::default())?;
+    let events = damaged.join("lake").join("events");
+    let aside =
+        eventually(Duration::from_secs(60), || Ok(files_under(&events.join("_damaged"), &|_| true).pop()))?;
+    // `_damaged/<partition>/<name>.parquet.<time>` was `events/<partition>/<name>.parquet`.
+    let rel = aside.strip_prefix(events.join("_damaged"))?.with_extension("");
+    let lost = parquet_rows(&whole.join("lake").join("events").join(&rel))?;
+    assert!(lost > 0 && lost < sent, "the damaged file held some of the rows: {lost} of {sent}");
+    let served = eventually(Duration::from_secs(60), || {
+        let (_, h) = get(&format!("{}/healthz", server.api), None)?;
+        let now = (counts(&server.api, tok)?.0, h["indexed_events"].as_u64().unwrap_or(0));
+        Ok((now == (sent - lost, sent - lost)).then_some(now))
+    })?;
+    server.kill();
+    let (code, out) = verify(damaged)?;
+    assert_ne!(code, 0, "verify reports the loss: {out}");
+    assert!(out.contains(&format!("{lost} rows lost")), "verify names the rows lost: {out}");
+    eprintln!("corruption: quarantined {} ({lost} rows), (rows, indexed) now {served:?}", rel.display());
     Ok(())
 }

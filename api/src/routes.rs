@@ -70,6 +70,10 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::POST, "/api/v1/enroll") => post(crate::enroll::enroll),
         (Method::GET, "/api/v1/agents/enrolled") => get(crate::enroll::enrolled),
         (Method::GET, "/api/v1/dead-letters") => get(crate::trust::dead_letters),
+        (Method::GET, "/api/v1/response/schema") => get(crate::response::schema),
+        (Method::POST, "/api/v1/response/validate") => {
+            post(crate::response::validate).layer(DefaultBodyLimit::max(256 * 1024))
+        }
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }

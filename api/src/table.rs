@@ -466,4 +466,24 @@ pub static ROUTES: &[RouteSpec] = &[
         ],
         body: None,
     },
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/response/schema",
+        access: Access::Needs(Permission::Read),
+        audit: None,
+        summary: "The response instruction set (registry, scheduled task, file, process, script and other instructions, their fields, conditions and platforms) as a JSON Schema.",
+        params: &[],
+        body: None,
+    },
+    RouteSpec {
+        method: Method::POST,
+        path: "/api/v1/response/validate",
+        access: Access::Needs(Permission::Read),
+        audit: Some("response.validate"),
+        summary: "Check a response rule: its canonical form, whether it is destructive, and per platform what would run and what is unsupported; a 400 `invalid_rule` names every malformed field.",
+        params: &[],
+        body: Some(
+            "{\"rule\": {\"name\": \"...\", \"kind\": \"cleanup|handling|defence\", \"actions\": [{\"action\": \"File_Delete\", \"filenames\": [\"x\"], \"condition\": \"alldisk\"}]}, \"platforms\": [\"linux\"]}",
+        ),
+    },
 ];

@@ -13,6 +13,7 @@
 //! - [`ids`]: identifier newtypes.
 //! - [`access`]: API roles and the permissions they grant.
 //! - [`signed`]: what the server signs for agents (policies, rule bundles), and how agents verify it.
+//! - [`response`]: response rules, the open instruction set agents carry out, with its JSON Schema.
 //!
 //! ```
 //! use schemas::decode::{decode_line, Channel, Limits};
@@ -30,6 +31,7 @@ pub mod ids;
 pub mod metrics;
 pub mod policy;
 pub mod record;
+pub mod response;
 pub mod signed;
 pub mod subject;
 pub mod time;

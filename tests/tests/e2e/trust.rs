@@ -53,6 +53,8 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/agents/enrolled", "read"),
     ("GET", "/api/v1/audit", "admin"),
     ("GET", "/api/v1/dead-letters", "author"),
+    ("GET", "/api/v1/response/schema", "read"),
+    ("POST", "/api/v1/response/validate", "read"),
 ];
 
 /// What each role may do, this test's own copy.
@@ -121,6 +123,8 @@ fn request(method: &str, path: &str, o: &Objects) -> (String, Option<Value>) {
             Some(json!({"policy": o.policy, "reason": "matrix", "base_version": o.policy_version}))
         }
         ("POST", "/api/v1/policy/preview") => Some(json!({"policy": o.policy, "days": 1})),
+        ("POST", "/api/v1/response/validate") => Some(json!({"rule": {"name": "matrix", "kind": "handling",
+            "actions": [{"action": "Proc_Terminate", "process": {"name": "conti.exe"}}]}})),
         ("PATCH", "/api/v1/alerts/{id}") => Some(json!({"handling": "handled", "comment": "matrix"})),
         ("PATCH", "/api/v1/incidents/{id}") => Some(json!({"status": "investigating", "comment": "matrix"})),
         _ => None,

@@ -53,6 +53,21 @@ pub enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Approver keys for response commands.
+    Approver {
+        /// Approver action.
+        #[command(subcommand)]
+        action: ApproverAction,
+    },
+    /// Approve a response command (its JSON file) with an approver's key, on the approver's own
+    /// machine: prints what it does, then adds the signature to the file.
+    Approve {
+        /// The command file.
+        request: std::path::PathBuf,
+        /// The approver's key (from `cordon approver keygen`).
+        #[arg(long)]
+        key: std::path::PathBuf,
+    },
     /// Check every lake file's checksum, look for orphans, compare counts (server stopped).
     Verify(ServeArgs),
     /// Rebuild the full-text index from the lake (server stopped).
@@ -299,5 +314,17 @@ pub enum AgentAction {
         serve: ServeArgs,
         /// Agent id.
         id: String,
+    },
+}
+
+/// Approver key actions.
+#[derive(Debug, Subcommand)]
+pub enum ApproverAction {
+    /// Make a new Ed25519 approver key (PKCS#8, mode 0600) and print its public key for an admin
+    /// to register.
+    Keygen {
+        /// Where to write it (never overwritten).
+        #[arg(long)]
+        out: std::path::PathBuf,
     },
 }

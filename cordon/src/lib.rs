@@ -5,6 +5,7 @@
 //! agents of `sensor-agent` replaying the Log4j/Conti scenario beside a simulated fleet.
 
 mod admin;
+mod approve;
 mod cli;
 pub mod config;
 mod demo;
@@ -22,7 +23,9 @@ pub mod outbound;
 pub mod reports;
 pub mod tls;
 
-pub use cli::{AgentAction, AuditAction, Cli, Command, EnrollTokenAction, EvalWhat, TokenAction};
+pub use cli::{
+    AgentAction, ApproverAction, AuditAction, Cli, Command, EnrollTokenAction, EvalWhat, TokenAction,
+};
 
 use anyhow::Context;
 use clap::Parser;
@@ -357,6 +360,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             Command::Demo(a) => Box::pin(demo::run(a)).await,
             Command::Token { action } => admin::token(action).await,
             Command::Audit { action } => admin::audit(action).await,
+            Command::Approver { action: ApproverAction::Keygen { out } } => {
+                println!("{}", approve::keygen(&out)?);
+                Ok(())
+            }
+            Command::Approve { request, key } => {
+                println!("{}", approve::approve(&request, &key)?);
+                Ok(())
+            }
             Command::EnrollToken { action } => admin::enroll_token(action).await,
             Command::Enrollment { state, serve } => admin::enrollment(&state, serve).await,
             Command::Agent { action } => admin::agent(action).await,

@@ -103,13 +103,18 @@ impl Signed {
         if !self.key.eq_ignore_ascii_case(trusted) {
             return Err(SignError::Signer { found: self.key.clone(), trusted: trusted.to_owned() });
         }
-        let key = unhex(trusted).ok_or_else(|| SignError::BadKey(format!("{trusted:?} is not hex")))?;
-        let sig = unhex(&self.sig).ok_or(SignError::Signature)?;
-        UnparsedPublicKey::new(&ED25519, key)
-            .verify(&message(domain, &self.payload), &sig)
-            .map_err(|_| SignError::Signature)?;
+        verify_detached(domain, trusted, &self.payload, &self.sig)?;
         Ok(&self.payload)
     }
+}
+
+/// Checks `sig` (hex), by `key` (hex), over `domain`'s message for `payload`.
+pub fn verify_detached(domain: &str, key: &str, payload: &str, sig: &str) -> Result<(), SignError> {
+    let key = unhex(key).ok_or_else(|| SignError::BadKey(format!("{key:?} is not hex")))?;
+    let sig = unhex(sig).ok_or(SignError::Signature)?;
+    UnparsedPublicKey::new(&ED25519, key)
+        .verify(&message(domain, payload), &sig)
+        .map_err(|_| SignError::Signature)
 }
 
 /// Checks that `s` is a usable public key (hex of 32 bytes).

@@ -119,3 +119,63 @@ fn rules_are_checked_field_by_field_and_planned_per_platform() -> anyhow::Result
     );
     Ok(())
 }
+
+/// Approvers sign on their own machines with `cordon approver keygen` and `cordon approve`; the
+/// agent's verifier accepts a destructive command only once two registered approvers signed it.
+#[test]
+fn approvers_sign_commands_on_their_own_machines() -> anyhow::Result<()> {
+    use schemas::response::command::{ApproverSet, CommandBody, Refusal, ReplayGuard, SignedCommand, verify};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir()?;
+    let keygen = |name: &str| -> anyhow::Result<String> {
+        let out = dir.path().join(name).display().to_string();
+        let (code, public) = tests::run(&super::bin(), &["approver", "keygen", "--out", &out])?;
+        anyhow::ensure!(code == 0, "keygen {name}: {public}");
+        Ok(public.trim().to_owned())
+    };
+    let (alice, bob) = (keygen("alice.key")?, keygen("bob.key")?);
+    let mode = std::fs::metadata(dir.path().join("alice.key"))?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the key is private");
+    let (code, _) = tests::run(
+        &super::bin(),
+        &["approver", "keygen", "--out", &dir.path().join("alice.key").display().to_string()],
+    )?;
+    assert_ne!(code, 0, "an existing key is never overwritten");
+
+    let now = schemas::time::now_micros();
+    let rule = json!({"name": "stop conti", "kind": "handling", "actions": [
+        {"action": "Proc_Terminate", "process": {"executable": "/tmp/conti", "sha256": "ab".repeat(32)}}]});
+    let body = CommandBody {
+        id: "cmd-1".into(),
+        tenant: "default".into(),
+        rule,
+        targets: [("agent-1".to_owned(), 1)].into(),
+        issued_at: now,
+        expires_at: now + 300_000_000,
+        nonce: format!("{now:x}"),
+        reason: "incident 1".into(),
+    };
+    let request = dir.path().join("cmd-1.json");
+    std::fs::write(&request, serde_json::to_string(&SignedCommand::new(&body))?)?;
+    let approve = |key: &str| {
+        let (r, k) = (request.display().to_string(), dir.path().join(key).display().to_string());
+        tests::run(&super::bin(), &["approve", &r, "--key", &k])
+    };
+    let read = || -> anyhow::Result<SignedCommand> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(&request)?)?)
+    };
+    let set = ApproverSet::new([alice.clone(), bob.clone()], 2).map_err(anyhow::Error::msg)?;
+    let (code, by) = approve("alice.key")?;
+    assert_eq!((code, by.trim()), (0, alice.as_str()));
+    assert_ne!(approve("alice.key")?.0, 0, "one approver signs once");
+    let once = read()?;
+    assert_eq!(
+        verify(&once, "agent-1", &set, &mut ReplayGuard::default(), now).unwrap_err(),
+        Refusal::TooFewApprovals { have: 1, need: 2 }
+    );
+    assert_eq!(approve("bob.key")?.0, 0);
+    let (accepted, _) = verify(&read()?, "agent-1", &set, &mut ReplayGuard::default(), now)
+        .map_err(|e| anyhow::anyhow!("two approvals: {e}"))?;
+    assert_eq!(accepted, body);
+    Ok(())
+}

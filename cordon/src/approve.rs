@@ -1,0 +1,58 @@
+//! The approver's side of response commands (issue 17 item 3), run on the approver's own machine:
+//! `cordon approver keygen` makes the Ed25519 key that never leaves it, and `cordon approve`
+//! shows what a command would do and adds the approver's signature over its exact bytes.
+
+use anyhow::{Context, bail};
+use schemas::response::command::{CommandBody, SignedCommand};
+use schemas::signed::SigningKey;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+/// Writes a new approver key to `out` (PKCS#8, mode 0600, never overwritten); returns its public
+/// key in hex, which an admin registers.
+pub fn keygen(out: &Path) -> anyhow::Result<String> {
+    let (key, pkcs8) = SigningKey::generate()?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {} (an existing key is never overwritten)", out.display()))?;
+    f.write_all(&pkcs8)?;
+    f.sync_all()?;
+    Ok(key.public())
+}
+
+/// Adds `key`'s approval to the command in `request` (rewritten in place, atomically) after
+/// printing what it does to stderr. Returns the approver's public key.
+pub fn approve(request: &Path, key: &Path) -> anyhow::Result<String> {
+    let key =
+        SigningKey::from_pkcs8(&std::fs::read(key).with_context(|| format!("reading {}", key.display()))?)?;
+    let text = std::fs::read_to_string(request).with_context(|| format!("reading {}", request.display()))?;
+    let mut cmd: SignedCommand =
+        serde_json::from_str(&text).context("the request is not a response command")?;
+    let body: CommandBody = serde_json::from_str(&cmd.body).context("the command's body does not parse")?;
+    let rule = match schemas::response::parse(&body.rule) {
+        Ok(r) => r,
+        Err(errs) => bail!("the command's rule is invalid: {errs:?}"),
+    };
+    if cmd.approvals.iter().any(|a| a.key.eq_ignore_ascii_case(&key.public())) {
+        bail!("this key has already approved command {}", body.id);
+    }
+    eprintln!(
+        "command {} for tenant {}: {:?} rule {:?}, because {:?}",
+        body.id, body.tenant, rule.kind, rule.name, body.reason
+    );
+    eprintln!("  targets: {}", body.targets.keys().cloned().collect::<Vec<_>>().join(", "));
+    for (i, a) in rule.actions.iter().enumerate() {
+        let destructive = if a.is_destructive() { " (destructive)" } else { "" };
+        eprintln!("  {i}: {}{destructive} {}", a.instruction.name, serde_json::Value::Object(a.args.clone()));
+    }
+    eprintln!("  valid until {} (unix microseconds)", body.expires_at);
+    cmd.approve(&key);
+    let tmp = request.with_extension("approving");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&cmd)?)?;
+    std::fs::rename(&tmp, request)?;
+    Ok(key.public())
+}

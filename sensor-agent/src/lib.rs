@@ -17,6 +17,7 @@ pub mod edge;
 pub mod enforce;
 pub mod enroll;
 pub mod evtx;
+pub mod executor;
 pub mod identity;
 pub mod logs;
 pub mod shipper;

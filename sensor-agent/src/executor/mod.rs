@@ -1,0 +1,57 @@
+//! Carrying out response rules on this host (issue 17 item 2), after [`schemas::response::command::verify`]
+//! accepted them. Every action is first planned without touching anything (what it would touch),
+//! checked against the agent's deny-list (init, the agent itself, the programs in
+//! [`crate::enforce::PROTECTED`]), then done, then verified (the process is gone or stopped), and
+//! all of it is in the [`ActionResult`].
+//!
+//! The executor is per platform: [`linux`] today. An instruction the platform cannot run is
+//! answered "unsupported on linux"; one this executor does not carry out yet says so too.
+//! A Windows executor goes beside `linux.rs` with the same [`ActionResult`]s.
+
+pub mod linux;
+
+use schemas::response::{Action, Rule};
+
+/// What became of one action.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Done and verified.
+    Done,
+    /// A dry run: what would have been done.
+    WouldDo,
+    /// Nothing matched; nothing was done.
+    NothingFound,
+    /// Refused by the agent's own limits (deny-list).
+    Refused,
+    /// This platform does not run it, or this executor does not yet.
+    Unsupported,
+    /// Tried, and it did not take effect.
+    Failed,
+}
+
+/// The result of one action.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ActionResult {
+    /// Its place in the rule.
+    pub index: usize,
+    /// The instruction.
+    pub action: &'static str,
+    /// What became of it.
+    pub outcome: Outcome,
+    /// What it touched (or would touch): `pid 123 (/usr/bin/x)`, paths.
+    pub touched: Vec<String>,
+    /// What the check afterwards found, or why it was refused.
+    pub detail: String,
+}
+
+/// Runs `rule`'s actions in order: a dry run only plans.
+pub fn run(rule: &Rule, dry_run: bool) -> Vec<ActionResult> {
+    rule.actions.iter().enumerate().map(|(i, a)| run_action(i, a, dry_run)).collect()
+}
+
+fn run_action(index: usize, a: &Action, dry_run: bool) -> ActionResult {
+    let mut r = linux::run(a, dry_run);
+    r.index = index;
+    r
+}

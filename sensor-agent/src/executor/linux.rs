@@ -1,10 +1,11 @@
 //! The Linux executor. Processes: found through `/proc` by the identity the command gives (pid and
 //! kernel start time, executable and its SHA-256, or name; never a bare pid), or by the shared
 //! objects they have mapped (`/proc/<pid>/maps`); signalled (SIGKILL, SIGSTOP, SIGCONT); checked
-//! afterwards in `/proc/<pid>/stat` (gone or a zombie; stopped; running). The other instructions
-//! come next; until then they answer that this agent does not carry them out yet.
+//! afterwards in `/proc/<pid>/stat` (gone or a zombie; stopped; running). Files: [`super::files`].
+//! The other instructions come next; until then they answer that this agent does not carry them
+//! out yet.
 
-use super::{ActionResult, Outcome};
+use super::{ActionResult, Config, Outcome};
 use rustix::process::{Pid, Signal, kill_process};
 use schemas::response::{Action, Platform};
 use serde_json::Value;
@@ -19,7 +20,7 @@ struct Proc {
 }
 
 /// Carries out (or, for a dry run, plans) one action.
-pub fn run(a: &Action, dry_run: bool) -> ActionResult {
+pub fn run(a: &Action, cfg: &Config, dry_run: bool) -> ActionResult {
     let name = a.instruction.name;
     let mut r = ActionResult {
         index: 0,
@@ -30,6 +31,9 @@ pub fn run(a: &Action, dry_run: bool) -> ActionResult {
     };
     if !a.instruction.platforms.contains(&Platform::Linux) {
         r.detail = "unsupported on linux".into();
+        return r;
+    }
+    if super::files::run(a, cfg, dry_run, &mut r) {
         return r;
     }
     let (found, signal) = match name {

@@ -1,9 +1,13 @@
 //! Against real processes this test starts: identified, signalled, checked, and the deny-list.
 
-use super::super::{Outcome, run as run_rule};
+use super::super::{Config, Outcome};
 use super::{start_time, state};
 use serde_json::json;
 use std::process::{Child, Command};
+
+fn run_rule(rule: &schemas::response::Rule, dry_run: bool) -> Vec<super::super::ActionResult> {
+    super::super::run(rule, &Config::for_host(std::path::Path::new("/nonexistent")), dry_run)
+}
 
 fn rule(actions: serde_json::Value) -> schemas::response::Rule {
     schemas::response::parse(&json!({"name": "t", "kind": "handling", "actions": actions}))

@@ -8,9 +8,35 @@
 //! answered "unsupported on linux"; one this executor does not carry out yet says so too.
 //! A Windows executor goes beside `linux.rs` with the same [`ActionResult`]s.
 
+mod files;
 pub mod linux;
 
+pub use files::Quarantined;
 use schemas::response::{Action, Rule};
+use std::path::{Path, PathBuf};
+
+/// Where the executor looks for files and keeps what it quarantines.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Quarantined files and their records.
+    pub quarantine: PathBuf,
+    /// The disks' mount points, the system disk first (`/` on a host).
+    pub roots: Vec<PathBuf>,
+    /// Where removable media are mounted.
+    pub removable: Vec<PathBuf>,
+}
+
+impl Config {
+    /// A host's: the whole filesystem, removable media under `/media`, `/run/media` and `/mnt`,
+    /// the quarantine in the agent's state directory.
+    pub fn for_host(state_dir: &Path) -> Self {
+        Self {
+            quarantine: state_dir.join("quarantine"),
+            roots: vec![PathBuf::from("/")],
+            removable: ["/media", "/run/media", "/mnt"].map(PathBuf::from).to_vec(),
+        }
+    }
+}
 
 /// What became of one action.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -46,12 +72,12 @@ pub struct ActionResult {
 }
 
 /// Runs `rule`'s actions in order: a dry run only plans.
-pub fn run(rule: &Rule, dry_run: bool) -> Vec<ActionResult> {
-    rule.actions.iter().enumerate().map(|(i, a)| run_action(i, a, dry_run)).collect()
+pub fn run(rule: &Rule, cfg: &Config, dry_run: bool) -> Vec<ActionResult> {
+    rule.actions.iter().enumerate().map(|(i, a)| run_action(i, a, cfg, dry_run)).collect()
 }
 
-fn run_action(index: usize, a: &Action, dry_run: bool) -> ActionResult {
-    let mut r = linux::run(a, dry_run);
+fn run_action(index: usize, a: &Action, cfg: &Config, dry_run: bool) -> ActionResult {
+    let mut r = linux::run(a, cfg, dry_run);
     r.index = index;
     r
 }

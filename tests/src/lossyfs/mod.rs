@@ -105,7 +105,7 @@ impl LossyMount {
     pub fn power_cut(&mut self) -> anyhow::Result<u64> {
         let lost = lock(&self.state).drop_unwritten();
         if let Some(s) = self.session.take() {
-            s.join();
+            unmount(s);
         }
         self.state = State::new(&self.backing, self.honour_fsync, Arc::clone(&self.stats));
         {
@@ -126,9 +126,22 @@ impl LossyMount {
 impl Drop for LossyMount {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
-            s.join();
+            unmount(s);
         }
     }
+}
+
+/// Unmounts and waits for the session's thread. Its end is not checked: the kernel may end the
+/// connection with ENODEV or ECONNABORTED, and `BackgroundSession::join` panics on the latter.
+fn unmount(s: fuser::BackgroundSession) {
+    // The rest of the session (its mount) drops at the end of this block, unmounting, so the
+    // thread can end before it is joined.
+    let guard = {
+        let session = s;
+        let fuser::BackgroundSession { guard, .. } = session;
+        guard
+    };
+    let _ = guard.join();
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {

@@ -19,7 +19,11 @@ fn sleeper(dir: &std::path::Path, name: &str) -> (Child, String) {
     let exe = dir.join(name);
     std::fs::copy("/bin/sleep", &exe).unwrap();
     let child = Command::new(&exe).arg("60").spawn().unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Asleep, not still starting (a loaded machine can take a while to exec it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while state(child.id() as i32) != Some('S') && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     (child, exe.display().to_string())
 }
 

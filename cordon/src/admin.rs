@@ -74,8 +74,6 @@ pub(crate) async fn audit(action: AuditAction) -> anyhow::Result<()> {
 
 /// The server's signing key at `path`, made there (mode 0600) on first start.
 pub(crate) fn signing_key(path: &std::path::Path) -> anyhow::Result<schemas::signed::SigningKey> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     match std::fs::read(path) {
         Ok(bytes) => schemas::signed::SigningKey::from_pkcs8(&bytes)
             .with_context(|| format!("{} is not an Ed25519 PKCS#8 key", path.display())),
@@ -84,19 +82,23 @@ pub(crate) fn signing_key(path: &std::path::Path) -> anyhow::Result<schemas::sig
             if let Some(dir) = path.parent() {
                 std::fs::create_dir_all(dir)?;
             }
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)
+            write_new_private(path, &pkcs8)
                 .with_context(|| format!("creating the signing key {}", path.display()))?;
-            f.write_all(&pkcs8)?;
-            f.sync_all()?;
             tracing::info!(path = %path.display(), public = %key.public(), "made the server's signing key");
             Ok(key)
         }
         Err(e) => Err(e).with_context(|| format!("reading the signing key {}", path.display())),
     }
+}
+
+/// Writes a new file readable by its owner only (mode 0600), fsynced; an existing file is never
+/// overwritten.
+pub(crate) fn write_new_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }
 
 async fn audited(

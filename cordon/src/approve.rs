@@ -5,22 +5,14 @@
 use anyhow::{Context, bail};
 use schemas::response::command::{CommandBody, SignedCommand};
 use schemas::signed::SigningKey;
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Writes a new approver key to `out` (PKCS#8, mode 0600, never overwritten); returns its public
 /// key in hex, which an admin registers.
 pub fn keygen(out: &Path) -> anyhow::Result<String> {
     let (key, pkcs8) = SigningKey::generate()?;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
+    crate::admin::write_new_private(out, &pkcs8)
         .with_context(|| format!("creating {} (an existing key is never overwritten)", out.display()))?;
-    f.write_all(&pkcs8)?;
-    f.sync_all()?;
     Ok(key.public())
 }
 

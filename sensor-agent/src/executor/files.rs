@@ -52,11 +52,11 @@ pub(super) fn run(a: &Action, cfg: &Config, dry_run: bool, r: &mut ActionResult)
     true
 }
 
-/// Why the agent leaves `path` alone, if it does.
-fn denied(path: &Path, cfg: &Config) -> Option<String> {
+/// Why the agent leaves `path` alone, if it does (`quarantine`: the agent's own, when known).
+fn denied(path: &Path, quarantine: Option<&Path>) -> Option<String> {
     let p = path.to_string_lossy();
     let me = std::fs::read_link("/proc/self/exe").ok();
-    if me.as_deref() == Some(path) || path.starts_with(&cfg.quarantine) {
+    if me.as_deref() == Some(path) || quarantine.is_some_and(|q| path.starts_with(q)) {
         return Some(format!("{p} is the agent's own"));
     }
     if NEVER.contains(&p.as_ref()) || NEVER_UNDER.iter().any(|d| path.starts_with(d)) {
@@ -66,7 +66,8 @@ fn denied(path: &Path, cfg: &Config) -> Option<String> {
     crate::enforce::PROTECTED.contains(&name.as_str()).then(|| format!("{p} is a protected program"))
 }
 
-fn sha256_file(path: &Path) -> Result<String, String> {
+/// The SHA-256 of a file's content, in hex.
+pub(super) fn sha256_file(path: &Path) -> Result<String, String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut h = Sha256::new();
     std::io::copy(&mut f, &mut h).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -124,7 +125,7 @@ fn delete(a: &Action, cfg: &Config, dry_run: bool, r: &mut ActionResult) -> Resu
     let mut left_alone = Vec::new();
     let mut targets = Vec::new();
     for p in find(&wanted, scope, cfg) {
-        if let Some(why) = denied(&p, cfg) {
+        if let Some(why) = denied(&p, Some(&cfg.quarantine)) {
             left_alone.push(why);
         } else if want_hash.is_none_or(|h| sha256_file(&p).ok().as_deref() == Some(h)) {
             targets.push(p);
@@ -223,7 +224,7 @@ fn restore(id: &str, cfg: &Config, dry_run: bool, r: &mut ActionResult) -> Resul
 fn rename(path: &Path, new_name: &str, dry_run: bool, r: &mut ActionResult) -> Result<(), String> {
     let to = path.with_file_name(new_name);
     r.touched = vec![path.display().to_string()];
-    let refused = denied_plain(path).or_else(|| to.exists().then(|| format!("{} exists", to.display())));
+    let refused = denied(path, None).or_else(|| to.exists().then(|| format!("{} exists", to.display())));
     if let Some(why) = refused {
         r.outcome = Outcome::Refused;
         r.detail = why;
@@ -243,23 +244,11 @@ fn rename(path: &Path, new_name: &str, dry_run: bool, r: &mut ActionResult) -> R
     Ok(())
 }
 
-/// The deny-list without an executor configuration (rename and rewrite name one path).
-fn denied_plain(path: &Path) -> Option<String> {
-    denied(
-        path,
-        &Config {
-            quarantine: PathBuf::from("/nonexistent-cordon-quarantine"),
-            roots: Vec::new(),
-            removable: Vec::new(),
-        },
-    )
-}
-
 /// Deletes every occurrence of `text` by writing the rest to a temporary file beside it (same mode),
 /// fsyncing it and renaming it over the original.
 fn del_text(path: &Path, text: &str, dry_run: bool, r: &mut ActionResult) -> Result<(), String> {
     r.touched = vec![path.display().to_string()];
-    if let Some(why) = denied_plain(path) {
+    if let Some(why) = denied(path, None) {
         r.outcome = Outcome::Refused;
         r.detail = why;
         return Ok(());

@@ -9,7 +9,6 @@ use super::{ActionResult, Config, Outcome};
 use rustix::process::{Pid, Signal, kill_process};
 use schemas::response::{Action, Platform};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::time::{Duration, Instant};
 
 /// A process found on this host.
@@ -126,10 +125,7 @@ fn state(pid: i32) -> Option<char> {
 
 /// The SHA-256 of the image the process runs (read through `/proc`, so a deleted file still hashes).
 fn image_sha256(pid: i32) -> Option<String> {
-    let mut f = std::fs::File::open(format!("/proc/{pid}/exe")).ok()?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).ok()?;
-    Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    super::files::sha256_file(std::path::Path::new(&format!("/proc/{pid}/exe"))).ok()
 }
 
 /// Why the agent leaves `p` alone, if it does: init, itself, and the protected programs.

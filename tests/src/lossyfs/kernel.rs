@@ -8,7 +8,7 @@ use fuser::{
 use std::ffi::OsStr;
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -28,6 +28,19 @@ impl LossyFs {
         let mut s = lock(&self.0);
         s.writeback_due();
         s
+    }
+
+    /// Removes a name (a file or an empty directory) from the backing directory, then forgets it.
+    fn remove(&self, parent: u64, name: &OsStr, how: fn(PathBuf) -> std::io::Result<()>, reply: ReplyEmpty) {
+        let mut s = self.state();
+        let Some(rel) = s.child(parent, name) else { return reply.error(ENOENT) };
+        match how(s.real(&rel)) {
+            Ok(()) => {
+                s.unname(&rel);
+                reply.ok();
+            }
+            Err(e) => reply.error(errno(&e)),
+        }
     }
 
     fn entry(s: &mut State, rel: &Path, reply: ReplyEntry) {
@@ -125,27 +138,11 @@ impl Filesystem for LossyFs {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let mut s = self.state();
-        let Some(rel) = s.child(parent, name) else { return reply.error(ENOENT) };
-        match std::fs::remove_file(s.real(&rel)) {
-            Ok(()) => {
-                s.unname(&rel);
-                reply.ok();
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.remove(parent, name, std::fs::remove_file, reply);
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let mut s = self.state();
-        let Some(rel) = s.child(parent, name) else { return reply.error(ENOENT) };
-        match std::fs::remove_dir(s.real(&rel)) {
-            Ok(()) => {
-                s.unname(&rel);
-                reply.ok();
-            }
-            Err(e) => reply.error(errno(&e)),
-        }
+        self.remove(parent, name, std::fs::remove_dir, reply);
     }
 
     fn symlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, target: &Path, reply: ReplyEntry) {

@@ -11,7 +11,7 @@
 use crate::catalog::{FileEntry, sha256_hex};
 use crate::convert::{batch_to_records, records_to_batch, str_at};
 use crate::objects::{Objects, ObjectsError};
-use datafusion::arrow::array::{Array, PrimitiveArray, TimestampMicrosecondArray};
+use datafusion::arrow::array::{Array, PrimitiveArray};
 use datafusion::arrow::datatypes::{ArrowPrimitiveType, Int64Type, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
@@ -28,6 +28,9 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+mod zorder;
+pub use zorder::zorder_indices;
 
 /// Rows per row group: small enough that host/time statistics prune well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -489,52 +492,6 @@ fn range<T: ArrowPrimitiveType<Native = i64>>(
         .map_or((None, None), |a| (datafusion::arrow::compute::min(a), datafusion::arrow::compute::max(a)))
 }
 
-/// Row indices that put `batch` in Z-order over (host rank, time): the two keys scaled to 32 bits
-/// each and their bits interleaved, host bit first. Ties keep time order.
-pub fn zorder_indices(batch: &RecordBatch) -> Vec<u32> {
-    let n = batch.num_rows();
-    let hosts: Vec<Option<String>> =
-        (0..n).map(|i| str_at(batch.column(schemas::fields::col::HOST_NAME).as_ref(), i)).collect();
-    let times = batch
-        .column(schemas::fields::col::TIME)
-        .as_any()
-        .downcast_ref::<TimestampMicrosecondArray>()
-        .map(|a| (0..n).map(|i| if a.is_null(i) { 0 } else { a.value(i) }).collect::<Vec<_>>())
-        .unwrap_or_else(|| vec![0; n]);
-    let mut distinct: Vec<&Option<String>> = hosts.iter().collect();
-    distinct.sort();
-    distinct.dedup();
-    let scale = |v: u64, span: u64| -> u32 {
-        if span == 0 { 0 } else { ((u128::from(v) * u128::from(u32::MAX)) / u128::from(span)) as u32 }
-    };
-    let host_span = distinct.len().saturating_sub(1) as u64;
-    let (t_lo, t_hi) = times.iter().fold((i64::MAX, i64::MIN), |(lo, hi), t| (lo.min(*t), hi.max(*t)));
-    let t_span = t_hi.abs_diff(t_lo);
-    let keys: Vec<u64> = (0..n)
-        .map(|i| {
-            let rank = distinct.binary_search(&&hosts[i]).unwrap_or(0) as u64;
-            interleave(scale(rank, host_span), scale(times[i].abs_diff(t_lo), t_span))
-        })
-        .collect();
-    let mut idx: Vec<u32> = (0..n as u32).collect();
-    idx.sort_by_key(|&i| (keys[i as usize], times[i as usize]));
-    idx
-}
-
-/// Interleaves the bits of `hi` and `lo`, `hi`'s bit above `lo`'s at every position.
-fn interleave(hi: u32, lo: u32) -> u64 {
-    fn spread(v: u32) -> u64 {
-        let mut x = u64::from(v);
-        x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF;
-        x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF;
-        x = (x | (x << 4)) & 0x0F0F_0F0F_0F0F_0F0F;
-        x = (x | (x << 2)) & 0x3333_3333_3333_3333;
-        x = (x | (x << 1)) & 0x5555_5555_5555_5555;
-        x
-    }
-    (spread(hi) << 1) | spread(lo)
-}
-
 fn writer_properties(order: Order) -> WriterProperties {
     let schema = schemas::lake_schema();
     let host = schema.index_of("host_name").expect("host_name is a lake column") as i32;
@@ -554,49 +511,4 @@ fn writer_properties(order: Order) -> WriterProperties {
             .set_column_bloom_filter_fpp(ColumnPath::from(*c), 0.01);
     }
     b.build()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn interleave_puts_host_bits_above_time_bits() {
-        assert_eq!(interleave(0, 0), 0);
-        assert_eq!(interleave(0, 1), 0b01);
-        assert_eq!(interleave(1, 0), 0b10);
-        assert_eq!(interleave(u32::MAX, 0), 0xAAAA_AAAA_AAAA_AAAA);
-        assert_eq!(interleave(0, u32::MAX), 0x5555_5555_5555_5555);
-        assert_eq!(interleave(0b11, 0b01), 0b1011);
-    }
-
-    #[test]
-    fn zorder_clusters_hosts_and_keeps_time_order_within_a_cell() {
-        use schemas::Cell;
-        use schemas::fields::col;
-        let mut recs = Vec::new();
-        for h in 0..4 {
-            for t in 0..64i64 {
-                let mut rec = Record::default();
-                rec.set(col::EVENT_ID, Cell::Str(format!("{h}-{t}")));
-                rec.set(col::TENANT, Cell::Str("t".into()));
-                rec.set(col::AGENT_ID, Cell::Str("a".into()));
-                rec.set(col::HOST_NAME, Cell::Str(format!("host-{h}")));
-                rec.set(col::TIME, Cell::Time(1_000_000 * (63 - t)));
-                recs.push(rec);
-            }
-        }
-        let batch = records_to_batch(&recs).unwrap();
-        let idx = zorder_indices(&batch);
-        assert_eq!(idx.len(), recs.len());
-        let mut seen = idx.clone();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..recs.len() as u32).collect::<Vec<_>>(), "a permutation");
-        // The first quarter of the output covers the earliest half of time for the first two hosts:
-        // Z-order alternates between the keys rather than sorting by one.
-        let first: Vec<&Record> = idx[..64].iter().map(|&i| &recs[i as usize]).collect();
-        assert!(first.iter().all(|r| r.host() == "host-0" || r.host() == "host-1"));
-        assert!(first.iter().any(|r| r.host() == "host-0") && first.iter().any(|r| r.host() == "host-1"));
-        assert!(first.iter().all(|r| r.time() < 32 * 1_000_000));
-    }
 }

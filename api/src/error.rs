@@ -129,6 +129,13 @@ impl From<StoreError> for ApiError {
                 code: "query_memory",
                 message: format!("the query needed more memory than its budget; narrow it: {m}"),
             },
+            StoreError::Query(QueryError::Damaged(path)) => Self {
+                kind: Kind::Unavailable,
+                code: "lake_damaged",
+                message: format!(
+                    "lake file {path} failed its checksum while this query ran and was not served; retry"
+                ),
+            },
             StoreError::Catalog(store::catalog::CatalogError::Conflict(m)) => Self::conflict(m),
             StoreError::Catalog(c) => {
                 tracing::error!(error = %c, "metadata database error");

@@ -143,6 +143,22 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
             rows.saturating_sub(docs),
         );
     }
+    s.metrics.set_gauge(
+        "cordon_lake_scrubs",
+        "",
+        "Scrubs of every lake file's checksum finished since start.",
+        s.store.scrubs_finished(),
+    );
+    if let Ok(damaged) = s.store.catalog().damaged_files().await {
+        let rows = damaged.iter().map(|d| u64::try_from(d.rows).unwrap_or(0)).sum();
+        s.metrics.set_gauge(
+            "cordon_lake_damaged_files",
+            "",
+            "Lake files quarantined as damaged (by a scrub, index catch-up or a query), for good.",
+            damaged.len() as u64,
+        );
+        s.metrics.set_gauge("cordon_lake_damaged_rows", "", "Rows lost with quarantined lake files.", rows);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render())
 }
 

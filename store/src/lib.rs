@@ -34,10 +34,12 @@ pub mod lake;
 mod maintain;
 pub mod objects;
 pub mod query;
+mod reads;
 mod repair;
 pub mod scrub;
 pub mod sql_pool;
 pub mod sql_worker;
+pub mod verified;
 mod verify_report;
 pub use verify_report::VerifyReport;
 
@@ -50,7 +52,7 @@ use delta::{DeltaError, DeltaLog};
 use index::{FullTextIndex, HostMatches, IndexError, IocField, SearchQuery};
 use lake::{Lake, LakeError};
 use objects::Objects;
-use query::{QueryEngine, QueryError, SqlLimits, SqlOutput, TimelineQuery};
+use query::{QueryEngine, QueryError};
 use schemas::{Cell, FIELDS, Record, Search};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -217,6 +219,8 @@ pub struct Store {
     /// The index failed a write (a full disk) and has not caught up with the lake since: commits add
     /// nothing to it until [`Store::tick`] has brought it back from the lake, so no file is skipped.
     index_behind: std::sync::atomic::AtomicBool,
+    /// Scrubs finished since open.
+    scrubs: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -252,6 +256,7 @@ impl Store {
             last_delta_sync: std::sync::Mutex::new(std::time::Instant::now()),
             removed_at_open: std::sync::Mutex::new(Vec::new()),
             index_behind: std::sync::atomic::AtomicBool::new(false),
+            scrubs: std::sync::atomic::AtomicU64::new(0),
         });
         store.recover().await?;
         Ok(store)
@@ -433,62 +438,6 @@ impl Store {
             .run(move || iocs.iter().map(|(f, v)| index.sweep(&tenant, *f, v)).collect::<Result<Vec<_>, _>>())
             .await??;
         Ok(r)
-    }
-
-    /// A page of a host's timeline.
-    pub async fn timeline(&self, tenant: &str, q: TimelineQuery) -> Result<Vec<Record>, StoreError> {
-        let _read = self.swap.read().await;
-        let (engine, tenant) = (self.engine.clone(), tenant.to_owned());
-        Ok(self.cpu.run_async(async move { engine.timeline(&tenant, &q).await }).await??)
-    }
-
-    /// Authentication events per (host, hour, outcome, logon type) in `[from, to)` (see
-    /// [`query::QueryEngine::login_counts`]).
-    pub async fn login_counts(
-        &self,
-        tenant: &str,
-        host: Option<&str>,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<query::LoginCount>, StoreError> {
-        let _read = self.swap.read().await;
-        let (engine, tenant, host) = (self.engine.clone(), tenant.to_owned(), host.map(str::to_owned));
-        Ok(self
-            .cpu
-            .run_async(async move { engine.login_counts(&tenant, host.as_deref(), from, to).await })
-            .await??)
-    }
-
-    /// Each host's group among a tenant's events in `[from, to)`.
-    pub async fn host_groups(
-        &self,
-        tenant: &str,
-        from: i64,
-        to: i64,
-    ) -> Result<Vec<(String, String)>, StoreError> {
-        let _read = self.swap.read().await;
-        let (engine, tenant) = (self.engine.clone(), tenant.to_owned());
-        Ok(self.cpu.run_async(async move { engine.host_groups(&tenant, from, to).await }).await??)
-    }
-
-    /// Read-only analyst SQL over a tenant's lake.
-    pub async fn sql(&self, tenant: &str, sql: &str, limits: SqlLimits) -> Result<SqlOutput, StoreError> {
-        let _read = self.swap.read().await;
-        let (engine, tenant, sql) = (self.engine.clone(), tenant.to_owned(), sql.to_owned());
-        Ok(self.cpu.run_async(async move { engine.sql(&tenant, &sql, &limits).await }).await??)
-    }
-
-    /// Analyst SQL (the caller wrote it): in a worker process when the store has them, so a runaway
-    /// query costs that worker and never this process.
-    pub async fn analyst_sql(
-        &self,
-        tenant: &str,
-        sql: &str,
-        limits: SqlLimits,
-    ) -> Result<SqlOutput, StoreError> {
-        let Some(pool) = &self.sql_pool else { return self.sql(tenant, sql, limits).await };
-        let _read = self.swap.read().await;
-        Ok(pool.sql(tenant, sql, &limits).await?)
     }
 
     /// The tenants with events in the lake.

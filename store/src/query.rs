@@ -1,12 +1,15 @@
 //! DataFusion over the lake: host timelines and read-only analyst SQL.
 //!
 //! Each request gets a session holding two tables, `events` and `alerts`, over its own tenant's
-//! directories only, so no SQL can reach another tenant's rows. Analyst SQL runs through `sql_with_options` with DDL, DML and
+//! directories only, so no SQL can reach another tenant's rows. The `events` table is exactly the
+//! catalog's live files for the tenant ([`Scope`]), each checked against its SHA-256 before its
+//! first byte is used ([`crate::verified`]). Analyst SQL runs through `sql_with_options` with DDL, DML and
 //! statements refused (no `COPY`, `CREATE EXTERNAL TABLE`, `INSERT`, `SET`), URL tables never enabled,
 //! a memory pool cap, no spilling to disk, a wall-clock cap and a row cap.
 
 use crate::convert::{batch_to_records, str_at};
 use crate::objects::Objects;
+use crate::verified::{ExpectedFile, Verified, VerifyingStore};
 use datafusion::arrow::array::Array;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
@@ -15,10 +18,12 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 use datafusion::error::DataFusionError;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::object_store::DefaultObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{Expr, SQLOptions, SessionConfig, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
+use object_store::ObjectStore;
 use schemas::Record;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +40,9 @@ pub enum QueryError {
     /// The query needed more memory than its budget.
     #[error("query exceeded its memory budget: {0}")]
     ResourcesExhausted(String),
+    /// A lake file the query read failed its checksum (its lake path); its rows were not used.
+    #[error("lake file {0} is damaged")]
+    Damaged(String),
     /// Anything else.
     #[error("query engine error")]
     Internal(#[source] DataFusionError),
@@ -67,6 +75,9 @@ fn classify(e: DataFusionError) -> QueryError {
         }
         _ => {
             let msg = e.strip_backtrace();
+            if let Some(path) = crate::verified::damaged_path(&msg) {
+                return QueryError::Damaged(path);
+            }
             // Functions that reserve before they build (`range`) report a refused allocation (the
             // worker's data limit) as an error of their own.
             if msg.contains("memory allocation failed") || msg.contains("too large to materialize") {
@@ -136,11 +147,23 @@ pub struct TimelineQuery {
     pub limit: usize,
 }
 
+/// What one query may read: a tenant and the catalog's live files for it.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Scope {
+    /// The tenant.
+    pub tenant: String,
+    /// Its live lake files, as the catalog recorded them.
+    pub files: Vec<ExpectedFile>,
+}
+
 /// The query engine: one runtime (memory pool, no disk) shared by all sessions.
 #[derive(Clone, Debug)]
 pub struct QueryEngine {
     objects: Objects,
     runtime: Arc<RuntimeEnv>,
+    /// The lake's object store and the URL DataFusion knows it by.
+    lake: (url::Url, Arc<dyn ObjectStore>),
+    verified: Arc<Verified>,
 }
 
 fn ts(t: i64) -> Expr {
@@ -158,20 +181,43 @@ impl QueryEngine {
             .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
             .build_arc()
             .map_err(QueryError::Internal)?;
-        if let Some((url, store)) = objects.object_store() {
-            runtime.register_object_store(&url, store);
-        }
-        Ok(Self { objects, runtime })
+        let lake = objects.object_store().unwrap_or_else(|| {
+            let local: Arc<dyn ObjectStore> = Arc::new(object_store::local::LocalFileSystem::new());
+            (url::Url::parse("file://").expect("file URL"), local)
+        });
+        Ok(Self { objects, runtime, lake, verified: Arc::default() })
     }
 
-    /// A session whose only table is `events`, the tenant's rows.
-    pub async fn session(&self, tenant: &str) -> Result<SessionContext, QueryError> {
+    /// Files this process has found matching their checksums (the scrub adds to it).
+    pub fn verified(&self) -> &Arc<Verified> {
+        &self.verified
+    }
+
+    /// A runtime like the engine's (same memory pool and caches) whose lake store reads through a
+    /// [`VerifyingStore`] over `scope`'s files.
+    fn scoped_runtime(&self, table: &ListingTableUrl, scope: &Scope) -> Arc<RuntimeEnv> {
+        let rel = format!("events/tenant={}", scope.tenant);
+        let store = VerifyingStore::new(
+            Arc::clone(&self.lake.1),
+            table.prefix().clone(),
+            &rel,
+            scope.files.clone(),
+            Arc::clone(&self.verified),
+        );
+        let mut runtime = (*self.runtime).clone();
+        runtime.object_store_registry = Arc::new(DefaultObjectStoreRegistry::new());
+        runtime.register_object_store(&self.lake.0, Arc::new(store));
+        Arc::new(runtime)
+    }
+
+    /// A session with two tables: `events`, the tenant's rows in `scope`'s files, and `alerts`.
+    pub async fn session(&self, scope: &Scope) -> Result<SessionContext, QueryError> {
+        let tenant = scope.tenant.as_str();
         let config = SessionConfig::new()
             .with_target_partitions(2)
             .with_information_schema(false)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
-        let ctx = SessionContext::new_with_config_rt(config, Arc::clone(&self.runtime));
         let rel = format!("events/tenant={tenant}");
         if let Some(root) = self.objects.local_root() {
             // A local listing of a missing directory fails; a bucket prefix is simply empty.
@@ -179,6 +225,7 @@ impl QueryEngine {
                 .map_err(|e| QueryError::Internal(DataFusionError::IoError(e)))?;
         }
         let url = ListingTableUrl::parse(self.objects.dir_url(&rel)).map_err(classify)?;
+        let ctx = SessionContext::new_with_config_rt(config, self.scoped_runtime(&url, scope));
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
@@ -203,8 +250,8 @@ impl QueryEngine {
     }
 
     /// A page of a host's timeline.
-    pub async fn timeline(&self, tenant: &str, q: &TimelineQuery) -> Result<Vec<Record>, QueryError> {
-        let ctx = self.session(tenant).await?;
+    pub async fn timeline(&self, scope: &Scope, q: &TimelineQuery) -> Result<Vec<Record>, QueryError> {
+        let ctx = self.session(scope).await?;
         let mut df = ctx
             .table("events")
             .await
@@ -251,7 +298,7 @@ impl QueryEngine {
     /// host or all: `(host, hour start in microseconds, outcome, logon type, count)`.
     pub async fn login_counts(
         &self,
-        tenant: &str,
+        scope: &Scope,
         host: Option<&str>,
         from: i64,
         to: i64,
@@ -259,7 +306,7 @@ impl QueryEngine {
         use datafusion::functions::expr_fn::date_trunc;
         use datafusion::functions_aggregate::expr_fn::count;
         use datafusion::logical_expr::cast;
-        let ctx = self.session(tenant).await?;
+        let ctx = self.session(scope).await?;
         let mut df = ctx
             .table("events")
             .await
@@ -306,12 +353,12 @@ impl QueryEngine {
     /// `[from, to)`: `(host, group)`.
     pub async fn host_groups(
         &self,
-        tenant: &str,
+        scope: &Scope,
         from: i64,
         to: i64,
     ) -> Result<Vec<(String, String)>, QueryError> {
         use datafusion::functions_aggregate::expr_fn::max;
-        let ctx = self.session(tenant).await?;
+        let ctx = self.session(scope).await?;
         let batches = ctx
             .table("events")
             .await
@@ -338,8 +385,8 @@ impl QueryEngine {
     }
 
     /// Runs read-only SQL for a tenant under the limits.
-    pub async fn sql(&self, tenant: &str, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
-        let ctx = self.session(tenant).await?;
+    pub async fn sql(&self, scope: &Scope, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
+        let ctx = self.session(scope).await?;
         let options =
             SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
         let run = async {

@@ -10,12 +10,13 @@
 //! time. `cordon verify` lists quarantined files for good, because their rows are lost.
 //!
 //! Damage is found by [`Store::scrub`] (every live file; the server runs it after start and then
-//! every `scrub_interval`) and by index catch-up, which reads the files it indexes anyway. Analyst
-//! SQL reads Parquet without checking checksums, so a file damaged after its last scrub can be read
-//! until the next one finds it (parquet-rs writes no page checksums to catch it sooner).
+//! every `scrub_interval`), by index catch-up, which reads the files it indexes anyway, and by
+//! every DataFusion read (timelines, SQL), which checks each file before its first use in a process
+//! ([`crate::verified`]); the files a scrub found good count as checked for the server's own reads.
 
 use crate::catalog::{DAMAGED, FileEntry};
 use crate::delta::Operation;
+use crate::verified::ExpectedFile;
 use crate::{Store, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ impl Store {
     #[tracing::instrument(skip(self))]
     pub async fn scrub(&self) -> Result<ScrubReport, StoreError> {
         let files = self.catalog.files_after(0).await?;
+        let live: Vec<ExpectedFile> = files.iter().map(ExpectedFile::from).collect();
+        self.engine.verified().retain_live(&live);
         let mut report = ScrubReport::default();
         let mut damaged = Vec::new();
         for f in files {
@@ -45,7 +48,7 @@ impl Store {
             report.files_checked += 1;
             report.bytes_checked += f.bytes;
             match checked {
-                Ok(()) => {}
+                Ok(()) => self.engine.verified().insert(&ExpectedFile::from(&f)),
                 Err(e) if e.is_damage() => damaged.push((f, e.to_string())),
                 Err(e) => return Err(e.into()),
             }
@@ -54,7 +57,13 @@ impl Store {
             let _guard = self.commit_lock.lock().await;
             report.quarantined = self.quarantine(damaged).await?;
         }
+        self.scrubs.fetch_add(1, std::sync::atomic::Ordering::Release);
         Ok(report)
+    }
+
+    /// Scrubs finished since the store opened.
+    pub fn scrubs_finished(&self) -> u64 {
+        self.scrubs.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Takes damaged files out of the table (the module doc's three steps); files no longer live

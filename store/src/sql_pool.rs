@@ -8,7 +8,7 @@
 //! replaced on the next query. The worker's own `RLIMIT_DATA` is the backstop for growth faster than
 //! the watchdog samples.
 
-use crate::query::{QueryError, SqlLimits, SqlOutput};
+use crate::query::{QueryError, Scope, SqlLimits, SqlOutput};
 use crate::sql_worker::{WorkerConfig, WorkerReply, WorkerRequest};
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
@@ -84,7 +84,7 @@ impl SqlPool {
     }
 
     /// Runs one query in a worker.
-    pub async fn sql(&self, tenant: &str, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
+    pub async fn sql(&self, scope: &Scope, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
         let _slot = self.slots.acquire().await.map_err(|_| internal("the SQL pool is closed".to_owned()))?;
         let idle = self.idle.lock().expect("sql pool lock").pop();
         let mut worker = match idle {
@@ -92,7 +92,7 @@ impl SqlPool {
             None => self.spawn().await?,
         };
         let req = WorkerRequest {
-            tenant: tenant.to_owned(),
+            scope: scope.clone(),
             sql: sql.to_owned(),
             max_rows: limits.max_rows,
             timeout_ms: limits.timeout.as_millis() as u64,

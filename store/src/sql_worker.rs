@@ -11,7 +11,7 @@
 //! [`WorkerRequest`] and one [`WorkerReply`] per query. End of input ends the worker.
 
 use crate::objects::Objects;
-use crate::query::{QueryEngine, QueryError, SqlLimits, SqlOutput};
+use crate::query::{QueryEngine, QueryError, Scope, SqlLimits, SqlOutput};
 use std::io::{BufRead, Write};
 use std::time::Duration;
 
@@ -31,8 +31,8 @@ pub struct WorkerConfig {
 /// One query.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct WorkerRequest {
-    /// The tenant whose tables the query sees.
-    pub tenant: String,
+    /// The tenant and the live lake files the query may read (each checked before use).
+    pub scope: Scope,
     /// The SQL.
     pub sql: String,
     /// Rows returned at most.
@@ -52,6 +52,8 @@ pub enum WorkerReply {
     Timeout(u64),
     /// Over the memory budget (DataFusion's pool refused).
     Memory(String),
+    /// A lake file failed its checksum (its lake path).
+    Damaged(String),
     /// Anything else.
     Internal(String),
 }
@@ -63,6 +65,7 @@ impl WorkerReply {
             Err(QueryError::Invalid(m)) => Self::Invalid(m),
             Err(QueryError::Timeout(d)) => Self::Timeout(d.as_millis() as u64),
             Err(QueryError::ResourcesExhausted(m)) => Self::Memory(m),
+            Err(QueryError::Damaged(p)) => Self::Damaged(p),
             Err(QueryError::Internal(e)) => Self::Internal(e.strip_backtrace()),
         }
     }
@@ -74,6 +77,7 @@ impl WorkerReply {
             Self::Invalid(m) => Err(QueryError::Invalid(m)),
             Self::Timeout(ms) => Err(QueryError::Timeout(Duration::from_millis(ms))),
             Self::Memory(m) => Err(QueryError::ResourcesExhausted(m)),
+            Self::Damaged(p) => Err(QueryError::Damaged(p)),
             Self::Internal(m) => Err(QueryError::Internal(datafusion::error::DataFusionError::Execution(m))),
         }
     }
@@ -120,7 +124,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> Result<(), WorkerEr
 
 async fn run(engine: &QueryEngine, req: WorkerRequest) -> Result<SqlOutput, QueryError> {
     let limits = SqlLimits { max_rows: req.max_rows, timeout: Duration::from_millis(req.timeout_ms) };
-    engine.sql(&req.tenant, &req.sql, &limits).await
+    engine.sql(&req.scope, &req.sql, &limits).await
 }
 
 /// Caps the process's data segment and private writable mappings: an allocation past it fails, and

@@ -461,6 +461,19 @@ impl Catalog {
         rows.iter().map(file_entry).collect::<Result<_, _>>().map_err(db("files_after"))
     }
 
+    /// A tenant's committed files, in id order.
+    pub async fn files_of_tenant(&self, tenant: &str) -> Result<Vec<FileEntry>, CatalogError> {
+        let rows = sqlx::query(
+            "SELECT id, tenant, date, path, rows, bytes, sha256, min_time, max_time, min_seq, max_seq \
+             FROM lake_files WHERE tenant = $1 ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("files_of_tenant"))?;
+        rows.iter().map(file_entry).collect::<Result<_, _>>().map_err(db("files_of_tenant"))
+    }
+
     /// The files with these ids.
     pub async fn files_by_id(&self, ids: &[i64]) -> Result<Vec<FileEntry>, CatalogError> {
         let mut out = Vec::new();

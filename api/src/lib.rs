@@ -17,6 +17,7 @@ mod investigate;
 pub mod ioc;
 pub mod limits;
 pub mod reports;
+mod requests;
 mod response;
 mod routes;
 mod table;

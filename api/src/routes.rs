@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{Method, header};
 use axum::response::IntoResponse;
-use axum::routing::{MethodRouter, get, patch, post, put};
+use axum::routing::{MethodRouter, delete, get, patch, post, put};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -74,6 +74,24 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::POST, "/api/v1/response/validate") => {
             post(crate::response::validate).layer(DefaultBodyLimit::max(256 * 1024))
         }
+        (Method::GET, "/api/v1/response/approvers") => get(crate::requests::approvers),
+        (Method::POST, "/api/v1/response/approvers") => {
+            post(crate::requests::approver_add).layer(DefaultBodyLimit::max(16 * 1024))
+        }
+        (Method::DELETE, "/api/v1/response/approvers/{key}") => delete(crate::requests::approver_revoke),
+        (Method::GET, "/api/v1/response/settings") => get(crate::requests::settings),
+        (Method::PUT, "/api/v1/response/settings") => {
+            put(crate::requests::settings_put).layer(DefaultBodyLimit::max(16 * 1024))
+        }
+        (Method::GET, "/api/v1/response/requests") => get(crate::requests::requests),
+        (Method::POST, "/api/v1/response/requests") => {
+            post(crate::requests::request_create).layer(DefaultBodyLimit::max(256 * 1024))
+        }
+        (Method::GET, "/api/v1/response/requests/{id}") => get(crate::requests::request_get),
+        (Method::POST, "/api/v1/response/requests/{id}/approvals") => {
+            post(crate::requests::request_approve).layer(DefaultBodyLimit::max(16 * 1024))
+        }
+        (Method::POST, "/api/v1/response/requests/{id}/cancel") => post(crate::requests::request_cancel),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }

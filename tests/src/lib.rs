@@ -321,6 +321,12 @@ pub fn patch(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u1
     send(http(url).patch(url), token, body)
 }
 
+/// DELETE.
+pub fn delete(url: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
+    let (status, text) = raw("DELETE", url, token, None)?;
+    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
+}
+
 /// Any method with a raw body (sent as JSON); (status, body text). A connection the server closes
 /// before answering is an error.
 pub fn raw(

@@ -14,6 +14,7 @@ mod incidents;
 mod migrate;
 mod policies;
 mod reports;
+mod response;
 mod retired;
 pub use retired::{DAMAGED, DamagedFile};
 mod tokens;
@@ -28,6 +29,7 @@ pub use incidents::{
 };
 pub use policies::PolicyVersion;
 pub use reports::ReportRow;
+pub use response::{ApprovalRow, ApproverRow, NewRequest, REQUEST_STATES, RequestRefusal, RequestRow};
 pub use tokens::TokenInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -326,8 +326,60 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         all.iter().map(|a| (a.count, a.evidence.len())).collect::<Vec<_>>(),
         [((writers * per_writer) as u64, writers * per_writer)]
     );
+    response_contract(&cat, &cat2).await?;
     cat.close().await;
     cat2.close().await;
+    Ok(())
+}
+
+/// Response requests: counters per agent rise by one per request, approvals from two pools racing
+/// for the last one needed both land and approve the request once, and a closed request takes no more.
+async fn response_contract(
+    cat: &store::catalog::Catalog,
+    cat2: &store::catalog::Catalog,
+) -> anyhow::Result<()> {
+    use store::catalog::{ApprovalRow, NewRequest, RequestRefusal};
+    let new = |id: &str, targets: &[&str]| NewRequest {
+        id: id.into(),
+        tenant: "t".into(),
+        targets: targets.iter().map(|t| (*t).to_owned()).collect(),
+        destructive: true,
+        needed: 2,
+        requested_by: "analyst".into(),
+        expires_at: 1_000,
+    };
+    let body = |c: &std::collections::BTreeMap<String, u64>| serde_json::to_string(c).unwrap();
+    let r1 = cat.create_request(&new("r1", &["a", "b"]), body, 10).await?;
+    let r2 = cat2.create_request(&new("r2", &["b"]), body, 11).await?;
+    assert_eq!((r1.body.as_str(), r2.body.as_str()), (r#"{"a":1,"b":1}"#, r#"{"b":2}"#));
+    let approval =
+        |key: &str| ApprovalRow { public_key: key.into(), sig: "s".into(), by_token: key.into(), at: 20 };
+    let (k1, k2) = (approval("k1"), approval("k2"));
+    let (x, y) = tokio::join!(cat.approve_request("t", "r1", &k1), cat2.approve_request("t", "r1", &k2));
+    let (x, y) = (x?.map_err(anyhow::Error::msg)?, y?.map_err(anyhow::Error::msg)?);
+    let states = [x.state.as_str(), y.state.as_str()];
+    assert!(states.contains(&"approved"), "the last approval approves: {states:?}");
+    let r1 = cat.request("t", "r1", 30).await?.unwrap();
+    assert_eq!((r1.state.as_str(), r1.approvals.len()), ("approved", 2));
+    assert_eq!(
+        cat.approve_request("t", "r1", &approval("k3")).await?,
+        Err(RequestRefusal::Closed("approved".into()))
+    );
+    assert_eq!(
+        cat.approve_request("t", "r2", &approval("k1")).await?.map(|r| r.state),
+        Ok("requested".into())
+    );
+    assert_eq!(cat.approve_request("t", "r2", &approval("k1")).await?, Err(RequestRefusal::AlreadyApproved));
+    assert_eq!(cat.cancel_request("t", "r2", 31).await?.map(|r| r.state), Ok("cancelled".into()));
+    assert_eq!(cat.request("t", "r2", 2_000).await?.unwrap().state, "cancelled", "cancelled stays cancelled");
+    let r3 = cat.create_request(&new("r3", &["a"]), body, 40).await?;
+    assert_eq!(r3.body, r#"{"a":2}"#);
+    assert_eq!(cat.request("t", "r3", 2_000).await?.unwrap().state, "expired", "past its expiry");
+    assert_eq!(
+        cat.approve_request("t", "r3", &ApprovalRow { at: 2_000, ..approval("k1") }).await?,
+        Err(RequestRefusal::Closed("expired".into()))
+    );
+    assert!(cat.request("other", "r1", 30).await?.is_none(), "requests are per tenant");
     Ok(())
 }
 

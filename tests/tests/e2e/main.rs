@@ -23,6 +23,7 @@ mod nats_auth;
 mod object_store;
 mod pipeline;
 mod powerloss;
+mod requests;
 mod response;
 mod sql;
 mod tls;

@@ -55,6 +55,16 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/dead-letters", "author"),
     ("GET", "/api/v1/response/schema", "read"),
     ("POST", "/api/v1/response/validate", "read"),
+    ("GET", "/api/v1/response/approvers", "read"),
+    ("POST", "/api/v1/response/approvers", "admin"),
+    ("DELETE", "/api/v1/response/approvers/{key}", "admin"),
+    ("GET", "/api/v1/response/settings", "read"),
+    ("PUT", "/api/v1/response/settings", "admin"),
+    ("GET", "/api/v1/response/requests", "read"),
+    ("POST", "/api/v1/response/requests", "handle"),
+    ("GET", "/api/v1/response/requests/{id}", "read"),
+    ("POST", "/api/v1/response/requests/{id}/approvals", "respond"),
+    ("POST", "/api/v1/response/requests/{id}/cancel", "handle"),
 ];
 
 /// What each role may do, this test's own copy.
@@ -81,6 +91,7 @@ fn send(method: &str, url: &str, token: Option<&str>, body: Option<&Value>) -> a
         "POST" => tests::post(url, token, b),
         "PUT" => tests::put(url, token, b),
         "PATCH" => tests::patch(url, token, b),
+        "DELETE" => tests::delete(url, token),
         m => anyhow::bail!("no client for {m}"),
     }
 }
@@ -108,7 +119,8 @@ fn request(method: &str, path: &str, o: &Objects) -> (String, Option<Value>) {
                 &o.report
             },
         )
-        .replace("{host}", &o.host);
+        .replace("{host}", &o.host)
+        .replace("{key}", &"0".repeat(64));
     let query = match path {
         "/api/v1/search" => "?q=jndi",
         "/api/v1/hosts/{host}/process-tree" => "?at=2021-12-10T10:00:00Z",
@@ -125,6 +137,9 @@ fn request(method: &str, path: &str, o: &Objects) -> (String, Option<Value>) {
         ("POST", "/api/v1/policy/preview") => Some(json!({"policy": o.policy, "days": 1})),
         ("POST", "/api/v1/response/validate") => Some(json!({"rule": {"name": "matrix", "kind": "handling",
             "actions": [{"action": "Proc_Terminate", "process": {"name": "conti.exe"}}]}})),
+        ("POST", "/api/v1/response/requests/{id}/approvals") => {
+            Some(json!({"public_key": "0".repeat(64), "sig": "0".repeat(128)}))
+        }
         ("PATCH", "/api/v1/alerts/{id}") => Some(json!({"handling": "handled", "comment": "matrix"})),
         ("PATCH", "/api/v1/incidents/{id}") => Some(json!({"status": "investigating", "comment": "matrix"})),
         _ => None,

@@ -1,0 +1,38 @@
+-- Response (issue 17): approvers' public keys (the server holds no private key), requests with the
+-- command text approvers sign, their approvals, and each agent's command counter.
+CREATE TABLE approvers (
+    tenant      TEXT    NOT NULL,
+    public_key  TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    owner_token TEXT    NOT NULL,
+    added_at    BIGINT NOT NULL,
+    revoked_at  BIGINT,
+    PRIMARY KEY (tenant, public_key)
+);
+CREATE TABLE response_requests (
+    id           TEXT    PRIMARY KEY,
+    tenant       TEXT    NOT NULL,
+    body         TEXT    NOT NULL,
+    destructive  BIGINT NOT NULL,
+    needed       BIGINT NOT NULL,
+    state        TEXT    NOT NULL,
+    requested_by TEXT    NOT NULL,
+    requested_at BIGINT NOT NULL,
+    updated_at   BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL
+);
+CREATE INDEX response_requests_recent ON response_requests (tenant, requested_at);
+CREATE TABLE response_approvals (
+    request_id TEXT    NOT NULL,
+    public_key TEXT    NOT NULL,
+    sig        TEXT    NOT NULL,
+    by_token   TEXT    NOT NULL,
+    at         BIGINT NOT NULL,
+    PRIMARY KEY (request_id, public_key)
+);
+CREATE TABLE response_counters (
+    tenant TEXT    NOT NULL,
+    agent  TEXT    NOT NULL,
+    last   BIGINT NOT NULL,
+    PRIMARY KEY (tenant, agent)
+);

@@ -1,0 +1,175 @@
+//! Issue 17 items 3 and 5: response requests over the API. An analyst asks; two responders approve
+//! with keys that never leave their machines (`cordon approve`), each handing in only the approval
+//! of the key registered to their token; nobody approves their own request; revoked keys, forged
+//! signatures, repeats, closed requests and a locked-down tenant are refused with their own codes;
+//! the command the server ends up holding is one the agent's verifier accepts; all of it is in the
+//! audit chain.
+
+use super::{Env, bin};
+use schemas::response::command::{Approval, ApproverSet, ReplayGuard, SignedCommand, verify};
+use serde_json::{Value, json};
+use std::path::Path;
+use tests::{ServerOptions, get, post, put, token_as};
+
+fn keygen(dir: &Path, name: &str) -> anyhow::Result<String> {
+    let out = dir.join(name).display().to_string();
+    let (code, public) = tests::run(&bin(), &["approver", "keygen", "--out", &out])?;
+    anyhow::ensure!(code == 0, "keygen {name}: {public}");
+    Ok(public.trim().to_owned())
+}
+
+/// Signs the request's command with `key` as an approver does: the command saved to a file,
+/// `cordon approve` on it, the new approval read back.
+fn sign(dir: &Path, request: &Value, key: &str) -> anyhow::Result<Approval> {
+    let file = dir.join(format!("{}.json", request["id"].as_str().unwrap_or("request")));
+    std::fs::write(&file, request["command"].to_string())?;
+    let (f, k) = (file.display().to_string(), dir.join(key).display().to_string());
+    let (code, out) = tests::run(&bin(), &["approve", &f, "--key", &k])?;
+    anyhow::ensure!(code == 0, "cordon approve: {out}");
+    let signed: SignedCommand = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+    signed.approvals.last().cloned().ok_or_else(|| anyhow::anyhow!("no approval written"))
+}
+
+fn hand_in(api: &str, tok: &str, id: &str, a: &Approval) -> anyhow::Result<(u16, Value)> {
+    post(
+        &format!("{api}/api/v1/response/requests/{id}/approvals"),
+        Some(tok),
+        &json!({"public_key": a.key, "sig": a.sig}),
+    )
+}
+
+fn code(answer: &(u16, Value)) -> (u16, String) {
+    (answer.0, answer.1["error"]["code"].as_str().unwrap_or_default().to_owned())
+}
+
+fn terminate_rule() -> Value {
+    json!({"name": "stop conti", "kind": "handling", "actions": [
+        {"action": "Proc_Terminate", "process": {"executable": "/tmp/conti", "sha256": "ab".repeat(32)}}]})
+}
+
+#[test]
+fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (api, admin) = (env.server.api.clone(), env.token.clone());
+    let dir = tempfile::tempdir()?;
+    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
+    let (r1_id, r1) = token_as(&bin(), &env.data, None, "default", "responder")?;
+    let (r2_id, r2) = token_as(&bin(), &env.data, None, "default", "responder")?;
+    // One enrolled agent to target.
+    let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 1)?;
+    let key = schemas::signed::AgentKey::generate()?;
+    let (status, enrolled) = post(
+        &format!("{api}/api/v1/enroll"),
+        None,
+        &json!({"token": enroll_token, "public_key": key.public(),
+                "proof": key.enroll_proof(&enroll_token), "host": "web-1"}),
+    )?;
+    assert_eq!(status, 200, "{enrolled}");
+    let agent = enrolled["agent_id"].as_str().unwrap().to_owned();
+
+    let (alice, bob) = (keygen(dir.path(), "alice.key")?, keygen(dir.path(), "bob.key")?);
+    let approvers = format!("{api}/api/v1/response/approvers");
+    for (name, key, owner) in [("alice", &alice, &r1_id), ("bob", &bob, &r2_id)] {
+        let body = json!({"name": name, "public_key": key, "owner_token": owner});
+        assert_eq!(post(&approvers, Some(&admin), &body)?.0, 201);
+        assert_eq!(
+            code(&post(&approvers, Some(&admin), &body)?),
+            (409, "conflict".into()),
+            "registered once"
+        );
+    }
+    let bad_key = json!({"name": "x", "public_key": "zz", "owner_token": r1_id});
+    assert_eq!(code(&post(&approvers, Some(&admin), &bad_key)?), (400, "bad_public_key".into()));
+    assert_eq!(post(&approvers, Some(&r1), &json!({}))?.0, 403, "responders do not register approvers");
+
+    let requests = format!("{api}/api/v1/response/requests");
+    let ask = |tok: &str, rule: Value, targets: Value| {
+        post(&requests, Some(tok), &json!({"rule": rule, "targets": targets, "reason": "incident 7"}))
+    };
+    assert_eq!(
+        code(&ask(&analyst, terminate_rule(), json!(["no-such-agent"]))?),
+        (400, "unknown_target".into())
+    );
+    let bad_rule = json!({"name": "x", "kind": "handling", "actions": [{"action": "Proc_Terminate"}]});
+    assert_eq!(code(&ask(&analyst, bad_rule, json!([agent]))?), (400, "invalid_rule".into()));
+    let (status, req) = ask(&analyst, terminate_rule(), json!([agent]))?;
+    assert_eq!(status, 201, "{req}");
+    assert_eq!((req["state"].as_str(), req["approvals_needed"].as_i64()), (Some("requested"), Some(2)));
+    let id = req["id"].as_str().unwrap().to_owned();
+
+    let a = sign(dir.path(), &req, "alice.key")?;
+    assert_eq!(code(&hand_in(&api, &r2, &id, &a)?), (403, "not_your_key".into()));
+    assert_eq!(
+        code(&hand_in(&api, &analyst, &id, &a)?),
+        (403, "forbidden".into()),
+        "analysts do not approve"
+    );
+    let forged = Approval { key: alice.clone(), sig: sign(dir.path(), &req, "bob.key")?.sig };
+    assert_eq!(code(&hand_in(&api, &r1, &id, &forged)?), (400, "bad_signature".into()));
+    let (status, once) = hand_in(&api, &r1, &id, &a)?;
+    assert_eq!((status, once["state"].as_str()), (200, Some("requested")), "{once}");
+    assert_eq!(code(&hand_in(&api, &r1, &id, &a)?), (409, "already_approved".into()));
+    let b = sign(dir.path(), &once, "bob.key")?;
+    let (status, approved) = hand_in(&api, &r2, &id, &b)?;
+    assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
+
+    // What the server holds is what the agent accepts: its body, untouched, and both approvals.
+    let command: SignedCommand = serde_json::from_value(approved["command"].clone())?;
+    let set = ApproverSet::new([alice.clone(), bob.clone()], 2).map_err(anyhow::Error::msg)?;
+    let now = schemas::time::now_micros();
+    let (body, rule) = verify(&command, &agent, &set, &mut ReplayGuard::default(), now)
+        .map_err(|e| anyhow::anyhow!("the agent refuses the approved command: {e}"))?;
+    assert_eq!((body.id.as_str(), body.targets.get(&agent)), (id.as_str(), Some(&1)));
+    assert!(rule.is_destructive());
+
+    // A second request takes the agent's next counter; a responder cannot approve their own.
+    let (_, own) = ask(&r1, terminate_rule(), json!([agent]))?;
+    let own_id = own["id"].as_str().unwrap().to_owned();
+    assert!(own["command"]["body"].as_str().unwrap().contains(&format!("\"{agent}\":2")), "{own}");
+    let mine = sign(dir.path(), &own, "alice.key")?;
+    assert_eq!(code(&hand_in(&api, &r1, &own_id, &mine)?), (403, "own_request".into()));
+    // Cancelled, it takes no more approvals.
+    let cancel = format!("{requests}/{own_id}/cancel");
+    let (status, cancelled) = post(&cancel, Some(&analyst), &json!({}))?;
+    assert_eq!((status, cancelled["state"].as_str()), (200, Some("cancelled")), "{cancelled}");
+    let late = sign(dir.path(), &own, "bob.key")?;
+    assert_eq!(code(&hand_in(&api, &r2, &own_id, &late)?), (409, "request_closed".into()));
+    assert_eq!(code(&post(&cancel, Some(&analyst), &json!({}))?), (409, "request_closed".into()));
+
+    // A revoked approver's approvals stop counting.
+    let (status, _) = tests::delete(&format!("{approvers}/{bob}"), Some(&admin))?;
+    assert_eq!(status, 200);
+    let (_, third) = ask(&analyst, terminate_rule(), json!([agent]))?;
+    let third_id = third["id"].as_str().unwrap().to_owned();
+    let revoked = sign(dir.path(), &third, "bob.key")?;
+    assert_eq!(code(&hand_in(&api, &r2, &third_id, &revoked)?), (403, "revoked_approver".into()));
+
+    // Lockdown refuses every request and approval until lifted.
+    let settings = format!("{api}/api/v1/response/settings");
+    assert_eq!(put(&settings, Some(&admin), &json!({"lockdown": true}))?.0, 200);
+    assert_eq!(code(&ask(&analyst, terminate_rule(), json!([agent]))?), (409, "lockdown".into()));
+    let during = sign(dir.path(), &third, "alice.key")?;
+    assert_eq!(code(&hand_in(&api, &r1, &third_id, &during)?), (409, "lockdown".into()));
+    let (status, lifted) = put(&settings, Some(&admin), &json!({"lockdown": false, "approvals_needed": 3}))?;
+    assert_eq!((status, lifted["approvals_needed"].as_i64()), (200, Some(3)), "{lifted}");
+    let (_, fourth) = ask(&analyst, terminate_rule(), json!([agent]))?;
+    assert_eq!(fourth["approvals_needed"], 3, "a destructive request needs the tenant's threshold");
+
+    // Every step is in the audit chain, refusals included.
+    let (_, audit) = get(&format!("{api}/api/v1/audit?limit=1000"), Some(&admin))?;
+    let entries = audit["entries"].as_array().unwrap();
+    let count = |action: &str, outcome: &str| {
+        entries.iter().filter(|e| e["action"] == action && e["detail"]["outcome"] == outcome).count()
+    };
+    assert_eq!(count("response.approver.add", "done"), 2);
+    assert_eq!(count("response.request", "done"), 4);
+    assert_eq!(count("response.request", "refused"), 3);
+    assert_eq!(count("response.approve", "done"), 2);
+    assert_eq!(count("response.approve", "denied"), 4);
+    assert_eq!(count("response.approver.revoke", "done"), 1);
+    assert_eq!(count("response.cancel", "done"), 1);
+    eprintln!(
+        "response requests: 4 requested, 2 approvals counted, every refusal with its own code, all audited"
+    );
+    Ok(())
+}

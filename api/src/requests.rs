@@ -255,6 +255,22 @@ fn request_json(r: &RequestRow) -> Value {
         "updated_at": r.updated_at,
         "expires_at": r.expires_at,
         "command": {"body": r.body, "approvals": approvals},
+        "targets": r.targets.iter().map(target_json).collect::<Vec<_>>(),
+    })
+}
+
+/// A target's delivery and its signed result (the body parsed, the signature kept for checking).
+fn target_json(t: &store::catalog::TargetRow) -> Value {
+    let result = t.result.as_deref().map(|b| serde_json::from_str::<Value>(b).unwrap_or(Value::Null));
+    json!({
+        "agent": t.agent,
+        "counter": t.counter,
+        "state": t.state,
+        "delivered_at": t.delivered_at,
+        "result": result,
+        "result_body": t.result,
+        "result_sig": t.result_sig,
+        "result_at": t.result_at,
     })
 }
 

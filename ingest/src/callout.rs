@@ -179,7 +179,7 @@ impl AuthRequest {
 pub fn agent_permissions(subjects: &Subjects, tenant: &str, agent: &str, max_payload: usize) -> Value {
     let own = |kind: &str| format!("{}.{tenant}.{agent}.{kind}", subjects.prefix());
     json!({
-        "pub": {"allow": [own("events"), own("hb"), own("policy"), own("rules")]},
+        "pub": {"allow": [own("events"), own("hb"), own("policy"), own("rules"), own("orders"), own("result")]},
         "sub": {"allow": [own("cmd"), format!("_INBOX_{agent}.>")]},
         "subs": 16,
         "data": -1,

@@ -9,19 +9,21 @@ use schemas::subject::SubjectKind;
 use std::sync::Arc;
 
 impl Ingest {
-    /// Answers agents' policy and rule requests until `shutdown` turns true.
+    /// Answers agents' policy, rule and response ([`crate::orders`]) requests until `shutdown` turns true.
     pub(crate) async fn distribute(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let subjects = &self.cfg.subjects;
         let subscribe = |kind| self.client.queue_subscribe(subjects.filter(kind), "cordon-dist".to_owned());
-        let (policy, rules) =
-            match (subscribe(SubjectKind::Policy).await, subscribe(SubjectKind::Rules).await) {
-                (Ok(p), Ok(r)) => (p, r),
-                (Err(e), _) | (_, Err(e)) => {
-                    tracing::error!(error = %e, "cannot answer agents' policy and rule requests");
+        let mut subs = Vec::new();
+        for kind in [SubjectKind::Policy, SubjectKind::Rules, SubjectKind::Orders, SubjectKind::Result] {
+            match subscribe(kind).await {
+                Ok(s) => subs.push(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot answer agents' policy, rule and response requests");
                     return;
                 }
-            };
-        let mut requests = futures::stream::select(policy, rules);
+            }
+        }
+        let mut requests = futures::stream::select_all(subs);
         loop {
             let msg = tokio::select! {
                 m = requests.next() => m,
@@ -32,6 +34,12 @@ impl Ingest {
             let answer = match subjects.parse(msg.subject.as_str()) {
                 Ok((tenant, _, SubjectKind::Policy)) => self.signed_policy(tenant.as_str()).await,
                 Ok((_, _, SubjectKind::Rules)) => self.signed_rules(&msg.payload).await,
+                Ok((tenant, agent, SubjectKind::Orders)) => {
+                    self.orders(tenant.as_str(), agent.as_str()).await
+                }
+                Ok((tenant, agent, SubjectKind::Result)) => {
+                    self.result(tenant.as_str(), agent.as_str(), &msg.payload).await
+                }
                 _ => continue,
             };
             if let Err(e) = self.client.publish(reply, answer.into()).await {

@@ -19,6 +19,7 @@ mod distribute;
 mod dlq;
 mod heartbeats;
 mod incidents;
+mod orders;
 mod policy;
 mod quota;
 mod streams;

@@ -213,6 +213,11 @@ impl AgentKey {
         hex(self.pair.public_key().as_ref())
     }
 
+    /// Its signature (hex) over `domain` and `payload`, checked by [`verify_detached`].
+    pub fn sign_detached(&self, domain: &str, payload: &str) -> String {
+        hex(self.pair.sign(&message(domain, payload)).as_ref())
+    }
+
     /// The proof of possession for enrolling with `token` (hex signature).
     pub fn enroll_proof(&self, token: &str) -> String {
         hex(self.pair.sign(&enroll_message(token, &self.public())).as_ref())

@@ -19,6 +19,12 @@ pub enum SubjectKind {
     /// The agent asks for the server's signed rule bundle (request/reply; the body is the digest
     /// it has, and an empty answer means it is current).
     Rules,
+    /// The agent asks for its approved response commands (request/reply; the answer is a JSON
+    /// array of [`crate::response::command::SignedCommand`]).
+    Orders,
+    /// The agent hands in its signed result of a response command (request/reply; the answer
+    /// says whether it was stored).
+    Result,
 }
 
 impl SubjectKind {
@@ -29,6 +35,8 @@ impl SubjectKind {
             SubjectKind::Command => "cmd",
             SubjectKind::Policy => "policy",
             SubjectKind::Rules => "rules",
+            SubjectKind::Orders => "orders",
+            SubjectKind::Result => "result",
         }
     }
 }
@@ -112,6 +120,8 @@ impl Subjects {
             "cmd" => SubjectKind::Command,
             "policy" => SubjectKind::Policy,
             "rules" => SubjectKind::Rules,
+            "orders" => SubjectKind::Orders,
+            "result" => SubjectKind::Result,
             _ => return Err(shape()),
         };
         let id_err = |source| SubjectError::Id { subject: subject.to_owned(), source };

@@ -93,6 +93,20 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Answer response commands for --for-secs: ask the server for this enrolled identity's approved
+    /// commands, verify each against the approvers pinned at enrollment, carry out what verifies,
+    /// and hand in results signed with the agent's key. (--state-dir is required.)
+    Respond {
+        /// Seconds to answer.
+        #[arg(long, default_value_t = 60)]
+        for_secs: u64,
+        /// Milliseconds between asks.
+        #[arg(long, default_value_t = 1000)]
+        poll_ms: u64,
+        /// Disk roots file instructions search (default: `/`).
+        #[arg(long)]
+        root: Vec<PathBuf>,
+    },
     /// Print the enrolled key in --state-dir as a NATS credential for another shipper (Vector's `nats`
     /// sink with `auth.strategy = "nkey"`): its nkey and seed, and the subject it may publish events
     /// on. Keep the output as secret as `agent.key`.
@@ -254,7 +268,7 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
 async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, CliError> {
     let cfg = cfg.clone();
     match command {
-        Command::Enroll { .. } | Command::Credential => Ok(RunSummary::default()),
+        Command::Enroll { .. } | Command::Credential | Command::Respond { .. } => Ok(RunSummary::default()),
         Command::Replay { scenario, speed } => {
             let s = if scenario == "builtin:log4j-conti" {
                 fixtures::scenario::log4j_conti()
@@ -321,6 +335,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
         return match crate::enroll::enroll(server, token, &dir, &host, c.ca.as_deref()) {
             Ok(answer) => {
                 println!("{answer}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
+    if let Command::Respond { for_secs, poll_ms, root } = &cli.command {
+        let poll = Duration::from_millis(*poll_ms);
+        return match rt.block_on(crate::respond::main(&cli.common, *for_secs, poll, root.clone())) {
+            Ok(summary) => {
+                println!("{summary}");
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {

@@ -20,6 +20,7 @@ pub mod evtx;
 pub mod executor;
 pub mod identity;
 pub mod logs;
+pub mod respond;
 pub mod shipper;
 pub mod spool;
 

@@ -220,6 +220,56 @@ fn approvers(cmd: &SignedCommand, set: &ApproverSet) -> Result<usize, Refusal> {
     Ok(seen.len())
 }
 
+/// The signing domain of agents' results.
+pub const RESULT_DOMAIN: &str = "cordon.response.result.v1";
+
+/// What an agent reports about one command, signed with its own key.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultBody {
+    /// The command id.
+    pub command: String,
+    /// The reporting agent.
+    pub agent: String,
+    /// `executed` (every action done and verified), `failed` (some action failed or did not
+    /// verify) or `refused` (the command was not carried out).
+    pub outcome: String,
+    /// Why it was refused, or a summary.
+    pub detail: String,
+    /// Per action: what was touched and verified (the executor's results).
+    pub actions: serde_json::Value,
+    /// When (microseconds).
+    pub at: i64,
+}
+
+/// A result as it travels: the body text and the agent's signature (hex) over the domain and it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedResult {
+    /// The [`ResultBody`] as JSON text.
+    pub body: String,
+    /// The agent's Ed25519 signature, hex.
+    pub sig: String,
+}
+
+/// The outcomes a result may report.
+pub const OUTCOMES: [&str; 3] = ["executed", "failed", "refused"];
+
+/// Checks `result` against the agent's enrolled `public_key`; its body when the signature holds,
+/// the outcome is known and it names `agent`.
+pub fn verify_result(result: &SignedResult, agent: &str, public_key: &str) -> Result<ResultBody, String> {
+    verify_detached(RESULT_DOMAIN, public_key, &result.body, &result.sig)
+        .map_err(|_| "the result's signature does not verify with the agent's key".to_owned())?;
+    let body: ResultBody = serde_json::from_str(&result.body).map_err(|e| format!("result body: {e}"))?;
+    if body.agent != agent {
+        return Err(format!("the result names agent {} but came from {agent}", body.agent));
+    }
+    if !OUTCOMES.contains(&body.outcome.as_str()) {
+        return Err(format!("unknown outcome {:?}", body.outcome));
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 #[path = "command_tests.rs"]
 mod tests;

@@ -36,3 +36,16 @@ CREATE TABLE response_counters (
     last   BIGINT NOT NULL,
     PRIMARY KEY (tenant, agent)
 );
+-- One row per target agent: what the agent was handed and what it reported (signed with its key).
+CREATE TABLE response_targets (
+    request_id   TEXT    NOT NULL,
+    agent        TEXT    NOT NULL,
+    counter      BIGINT NOT NULL,
+    state        TEXT    NOT NULL,
+    delivered_at BIGINT,
+    result       TEXT,
+    result_sig   TEXT,
+    result_at    BIGINT,
+    PRIMARY KEY (request_id, agent)
+);
+CREATE INDEX response_targets_agent ON response_targets (agent, state);

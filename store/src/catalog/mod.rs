@@ -8,6 +8,7 @@ mod agents;
 mod alerts;
 mod audit;
 mod dead_letters;
+mod deliveries;
 mod enroll;
 mod filter;
 mod incidents;
@@ -23,6 +24,7 @@ pub use agents::AgentRow;
 pub use alerts::{AlertComment, AlertFilter};
 pub use audit::{AuditEntry, AuditRecord, AuditVerdict, GENESIS};
 pub use dead_letters::{DeadLetterRow, KEEP_PER_TENANT};
+pub use deliveries::TargetRow;
 pub use enroll::{EnrollRefusal, EnrolledAgent};
 pub use incidents::{
     INCIDENT_STATUSES, IncidentChange, IncidentComment, IncidentFilter, IncidentRow, IncidentWrite,

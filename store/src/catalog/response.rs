@@ -67,6 +67,8 @@ pub struct RequestRow {
     pub expires_at: i64,
     /// Approvals so far, oldest first.
     pub approvals: Vec<ApprovalRow>,
+    /// Per target agent: its counter, delivery and result.
+    pub targets: Vec<super::TargetRow>,
 }
 
 /// What a new request needs besides its body.
@@ -102,7 +104,7 @@ pub enum RequestRefusal {
     AlreadyApproved,
 }
 
-const REQUEST_COLUMNS: &str =
+pub(super) const REQUEST_COLUMNS: &str =
     "id, tenant, body, destructive, needed, state, requested_by, requested_at, updated_at, expires_at";
 
 fn lockdown_key(tenant: &str) -> String {
@@ -266,6 +268,13 @@ impl Catalog {
             .await
             .map_err(db(OP))?;
             counters.insert(agent.clone(), next as u64);
+            sqlx::query("INSERT INTO response_targets (request_id, agent, counter, state) VALUES ($1,$2,$3,'pending')")
+                .bind(req.id.as_str())
+                .bind(agent.as_str())
+                .bind(next)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(OP))?;
         }
         let row = RequestRow {
             id: req.id.clone(),
@@ -279,6 +288,7 @@ impl Catalog {
             updated_at: now,
             expires_at: req.expires_at,
             approvals: Vec::new(),
+            targets: Vec::new(),
         };
         sqlx::query(&format!(
             "INSERT INTO response_requests ({REQUEST_COLUMNS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"
@@ -318,6 +328,7 @@ impl Catalog {
         let Some(row) = row else { return Ok(None) };
         let mut req = request_row(&row, now).map_err(db("request"))?;
         req.approvals = self.approvals_of(id).await?;
+        req.targets = self.targets_of(id).await?;
         Ok(Some(req))
     }
 
@@ -341,12 +352,13 @@ impl Catalog {
         for r in &rows {
             let mut req = request_row(r, now).map_err(db("requests"))?;
             req.approvals = self.approvals_of(&req.id).await?;
+            req.targets = self.targets_of(&req.id).await?;
             out.push(req);
         }
         Ok(out)
     }
 
-    async fn approvals_of(&self, id: &str) -> Result<Vec<ApprovalRow>, CatalogError> {
+    pub(super) async fn approvals_of(&self, id: &str) -> Result<Vec<ApprovalRow>, CatalogError> {
         let rows = sqlx::query(
             "SELECT public_key, sig, by_token, at FROM response_approvals WHERE request_id = $1 ORDER BY at, public_key",
         )
@@ -475,7 +487,7 @@ async fn set_state(
     Ok(())
 }
 
-fn request_row(r: &sqlx::any::AnyRow, now: i64) -> Result<RequestRow, sqlx::Error> {
+pub(super) fn request_row(r: &sqlx::any::AnyRow, now: i64) -> Result<RequestRow, sqlx::Error> {
     let stored: String = r.try_get(5)?;
     let expires_at: i64 = r.try_get(9)?;
     let waiting = matches!(stored.as_str(), "requested" | "approved");
@@ -492,5 +504,6 @@ fn request_row(r: &sqlx::any::AnyRow, now: i64) -> Result<RequestRow, sqlx::Erro
         updated_at: r.try_get(8)?,
         expires_at,
         approvals: Vec::new(),
+        targets: Vec::new(),
     })
 }

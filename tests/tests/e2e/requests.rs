@@ -173,3 +173,127 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
     );
     Ok(())
 }
+
+/// A `sleep` under a name of the test's own, and its SHA-256.
+fn victim(dir: &Path) -> anyhow::Result<(std::process::Child, String, String)> {
+    let exe = dir.join("cordon-e2e-victim");
+    std::fs::copy("/bin/sleep", &exe)?;
+    let child = std::process::Command::new(&exe).arg("120").spawn()?;
+    let out = std::process::Command::new("sha256sum").arg(&exe).output()?;
+    let sha = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned();
+    Ok((child, exe.display().to_string(), sha))
+}
+
+/// Item 4 end to end with a real agent: the approvers' keys are pinned when the agent enrolls; an
+/// approved terminate reaches the agent over its own subject, runs once, and comes back as a result
+/// signed with the agent's key; asked again, the agent gets nothing more.
+#[test]
+fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (api, admin) = (env.server.api.clone(), env.token.clone());
+    let dir = tempfile::tempdir()?;
+    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
+    let (r1_id, r1) = token_as(&bin(), &env.data, None, "default", "responder")?;
+    let (r2_id, r2) = token_as(&bin(), &env.data, None, "default", "responder")?;
+    let (alice, bob) = (keygen(dir.path(), "alice.key")?, keygen(dir.path(), "bob.key")?);
+    for (name, key, owner) in [("alice", &alice, &r1_id), ("bob", &bob, &r2_id)] {
+        let body = json!({"name": name, "public_key": key, "owner_token": owner});
+        assert_eq!(post(&format!("{api}/api/v1/response/approvers"), Some(&admin), &body)?.0, 201);
+    }
+    // The agent enrolls after the approvers are registered, and pins them.
+    let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 1)?;
+    let state = dir.path().join("agent-state");
+    let st = state.display().to_string();
+    let args = [
+        "agent",
+        "enroll",
+        "--server",
+        &api,
+        "--token",
+        &enroll_token,
+        "--state-dir",
+        &st,
+        "--host",
+        "web-1",
+    ];
+    let (status, out) = tests::run(&bin(), &args)?;
+    assert_eq!(status, 0, "{out}");
+    let enrolled: Value = serde_json::from_str(out.trim())?;
+    let agent = enrolled["agent_id"].as_str().unwrap().to_owned();
+    let mut pinned: Vec<&str> =
+        enrolled["approvers"]["keys"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    pinned.sort();
+    let mut registered = [alice.as_str(), bob.as_str()];
+    registered.sort();
+    assert_eq!(pinned, registered, "{enrolled}");
+
+    let (mut child, exe, sha) = victim(dir.path())?;
+    let rule = json!({"name": "stop the victim", "kind": "handling", "actions": [
+        {"action": "Proc_Terminate", "process": {"executable": exe, "sha256": sha}}]});
+    let body = json!({"rule": rule, "targets": [agent], "reason": "incident 9"});
+    let (status, req) = post(&format!("{api}/api/v1/response/requests"), Some(&analyst), &body)?;
+    assert_eq!(status, 201, "{req}");
+    let id = req["id"].as_str().unwrap().to_owned();
+    let a = sign(dir.path(), &req, "alice.key")?;
+    let (_, once) = hand_in(&api, &r1, &id, &a)?;
+    let b = sign(dir.path(), &once, "bob.key")?;
+    let (status, approved) = hand_in(&api, &r2, &id, &b)?;
+    assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
+    assert!(child.try_wait()?.is_none(), "nothing runs before the agent asks");
+
+    let respond = |secs: &str| {
+        let args = [
+            "agent",
+            "--nats-url",
+            &env.nats.url,
+            "--state-dir",
+            &st,
+            "respond",
+            "--for-secs",
+            secs,
+            "--poll-ms",
+            "300",
+        ];
+        tests::run(&bin(), &args)
+    };
+    let (status, out) = respond("4")?;
+    assert_eq!(status, 0, "{out}");
+    let summary: Value = serde_json::from_str(out.trim().lines().last().unwrap_or_default())?;
+    let handled = summary["handled"].as_array().unwrap();
+    assert_eq!(handled.len(), 1, "{summary}");
+    assert_eq!(
+        (handled[0]["command"].as_str(), handled[0]["outcome"].as_str()),
+        (Some(id.as_str()), Some("executed"))
+    );
+    assert_eq!(handled[0]["stored"], true, "{summary}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait()?.signal(), Some(9), "the victim was killed");
+
+    // The result is stored against the target and verifies with the agent's enrolled key.
+    let (_, shown) = get(&format!("{api}/api/v1/response/requests/{id}"), Some(&analyst))?;
+    let target = &shown["targets"][0];
+    assert_eq!(
+        (target["agent"].as_str(), target["state"].as_str()),
+        (Some(agent.as_str()), Some("executed")),
+        "{shown}"
+    );
+    let signed = schemas::response::command::SignedResult {
+        body: target["result_body"].as_str().unwrap().to_owned(),
+        sig: target["result_sig"].as_str().unwrap().to_owned(),
+    };
+    let key: [u8; 32] = std::fs::read(state.join("agent.key"))?.try_into().unwrap();
+    let public = schemas::signed::AgentKey::from_seed(key)?.public();
+    let result =
+        schemas::response::command::verify_result(&signed, &agent, &public).map_err(anyhow::Error::msg)?;
+    assert_eq!(result.command, id);
+    assert_eq!(target["result"]["actions"][0]["outcome"], "done", "{shown}");
+
+    // Asked again, the agent has nothing to do: the command ran once.
+    let (_, out) = respond("2")?;
+    let again: Value = serde_json::from_str(out.trim().lines().last().unwrap_or_default())?;
+    assert_eq!(again["handled"], json!([]), "{again}");
+    eprintln!(
+        "response delivery: approved terminate carried out once by agent {agent}, result signed and stored"
+    );
+    Ok(())
+}

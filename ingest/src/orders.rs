@@ -1,0 +1,72 @@
+//! Response commands to agents, by request and reply like the policy (ADR 0007): an agent asks on
+//! `<prefix>.<tenant>.<agent>.orders` for its approved commands and hands in each signed result on
+//! `.result`. The subject, which the agent's credential pins, says who asks; the answer holds only
+//! that agent's commands, exactly as its approvers signed them. Results count only when they verify
+//! with the key the agent enrolled with.
+
+use super::Ingest;
+use schemas::response::command::{Approval, SignedCommand, SignedResult, verify_result};
+use serde_json::json;
+
+const HELP_RESULTS: &str = "Response results handed in by agents, by outcome (refused: not stored).";
+
+impl Ingest {
+    /// The agent's approved, unexpired commands it has not reported on, as a JSON array of
+    /// signed commands (empty when the catalog cannot be read: the agent asks again).
+    pub(crate) async fn orders(&self, tenant: &str, agent: &str) -> Vec<u8> {
+        let now = schemas::time::now_micros();
+        let rows = match self.store.catalog().orders_for(tenant, agent, now).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::warn!(error = %e, tenant, agent, "cannot read an agent's response orders");
+                return b"[]".to_vec();
+            }
+        };
+        let orders: Vec<SignedCommand> = rows
+            .into_iter()
+            .map(|r| SignedCommand {
+                body: r.body,
+                approvals: r
+                    .approvals
+                    .into_iter()
+                    .map(|a| Approval { key: a.public_key, sig: a.sig })
+                    .collect(),
+            })
+            .collect();
+        if !orders.is_empty() {
+            tracing::info!(tenant, agent, commands = orders.len(), "response commands handed to an agent");
+        }
+        serde_json::to_vec(&orders).unwrap_or_else(|_| b"[]".to_vec())
+    }
+
+    /// Verifies and stores an agent's signed result; the answer is `{"stored": bool}` or
+    /// `{"error": why}`.
+    pub(crate) async fn result(&self, tenant: &str, agent: &str, payload: &[u8]) -> Vec<u8> {
+        let answer = match self.store_result(tenant, agent, payload).await {
+            Ok(stored) => json!({ "stored": stored }),
+            Err(why) => {
+                tracing::warn!(tenant, agent, %why, "response result refused");
+                self.metrics.add("cordon_response_results_total", "outcome=\"refused\"", HELP_RESULTS, 1);
+                json!({ "error": why })
+            }
+        };
+        answer.to_string().into_bytes()
+    }
+
+    async fn store_result(&self, tenant: &str, agent: &str, payload: &[u8]) -> Result<bool, String> {
+        let result: SignedResult = serde_json::from_slice(payload).map_err(|e| format!("result: {e}"))?;
+        let catalog = self.store.catalog();
+        let key = catalog.agent_public_key(tenant, agent).await.map_err(|e| e.to_string())?;
+        let key = key.ok_or_else(|| format!("{agent} is not an enrolled agent: it cannot sign results"))?;
+        let body = verify_result(&result, agent, &key)?;
+        let now = schemas::time::now_micros();
+        let stored = catalog
+            .record_result(tenant, agent, &body.command, &body.outcome, &result.body, &result.sig, now)
+            .await
+            .map_err(|e| e.to_string())?;
+        let label = format!("outcome=\"{}\"", body.outcome);
+        self.metrics.add("cordon_response_results_total", &label, HELP_RESULTS, 1);
+        tracing::info!(tenant, agent, command = %body.command, outcome = %body.outcome, stored, "response result");
+        Ok(stored)
+    }
+}

@@ -1,0 +1,283 @@
+//! The agent's side of response (issue 17 items 3 and 4): it asks the server for its approved
+//! commands on its own subject, decides each with [`verify`] against the approver set it pinned at
+//! enrollment, carries out what it accepts with the [`crate::executor`], and hands in a result
+//! signed with its own key. The server only relays: it holds no key this agent obeys.
+//!
+//! At most once, across restarts: the replay guard (nonces and the last counter) is written to disk
+//! *before* a command runs, so a command delivered again after a crash is refused as a replay and
+//! never runs twice. Results are kept on disk too and handed in again when the same command comes
+//! back (the server had not stored it yet).
+
+use crate::AgentError;
+use crate::executor::{self, Outcome};
+use schemas::response::command::{
+    ApproverSet, RESULT_DOMAIN, ReplayGuard, ResultBody, SignedCommand, SignedResult, verify,
+};
+use schemas::signed::AgentKey;
+use schemas::subject::SubjectKind;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Results kept on disk to hand in again, at most.
+const KEEP_RESULTS: usize = 1000;
+
+/// What the agent keeps across restarts.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct State {
+    guard: ReplayGuard,
+    /// Results by command id, oldest first by insertion.
+    results: BTreeMap<String, SignedResult>,
+}
+
+/// One command's outcome, for the run summary.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Handled {
+    /// The command id.
+    pub command: String,
+    /// `executed`, `failed` or `refused`.
+    pub outcome: String,
+    /// Why, or a summary.
+    pub detail: String,
+    /// Whether the server stored the result.
+    pub stored: bool,
+}
+
+/// An enrolled identity answering response commands.
+pub struct Responder {
+    dir: PathBuf,
+    agent: String,
+    key: AgentKey,
+    set: Option<ApproverSet>,
+    state: State,
+    exec: executor::Config,
+}
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Responder({})", self.agent)
+    }
+}
+
+fn failed(m: impl std::fmt::Display) -> AgentError {
+    AgentError::Enroll(m.to_string())
+}
+
+impl Responder {
+    /// The identity enrolled in `dir`, its pinned approvers, and its state on disk.
+    pub fn open(dir: &Path, exec: executor::Config) -> Result<Self, AgentError> {
+        let path = dir.join("enrollment.json");
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(&path).map_err(|e| failed(format!("{}: {e}", path.display())))?,
+        )
+        .map_err(|e| failed(format!("{}: {e}", path.display())))?;
+        let agent = record["agent_id"].as_str().unwrap_or_default().to_owned();
+        let set = pinned(&record["approvers"]);
+        if set.is_none() {
+            tracing::warn!(agent, "no approver set pinned at enrollment: every command will be refused");
+        }
+        let state = match std::fs::read_to_string(dir.join("response-state.json")) {
+            Ok(text) => {
+                serde_json::from_str(&text).map_err(|e| failed(format!("response-state.json: {e}")))?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
+            Err(e) => return Err(failed(format!("response-state.json: {e}"))),
+        };
+        let key = crate::enroll::agent_key(dir)?;
+        Ok(Self { dir: dir.to_owned(), agent, key, set, state, exec })
+    }
+
+    /// This identity's agent id.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// Decides and carries out one command; its signed result.
+    pub fn handle(&mut self, cmd: &SignedCommand, now: i64) -> Result<SignedResult, AgentError> {
+        let id = serde_json::from_str::<serde_json::Value>(&cmd.body)
+            .ok()
+            .and_then(|v| v["id"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        if let Some(kept) = self.state.results.get(&id) {
+            return Ok(kept.clone());
+        }
+        let Some(set) = &self.set else {
+            return self.finish(
+                &id,
+                "refused",
+                "no approver set was pinned at enrollment".into(),
+                json_null(),
+                now,
+            );
+        };
+        let mut guard = self.state.guard.clone();
+        let (_, rule) = match verify(cmd, &self.agent, set, &mut guard, now) {
+            Ok(accepted) => accepted,
+            Err(refusal) => return self.finish(&id, "refused", refusal.to_string(), json_null(), now),
+        };
+        // The guard reaches the disk before anything runs: a crash from here on refuses the
+        // command as a replay when it comes again.
+        self.state.guard = guard;
+        self.save()?;
+        let results = executor::run(&rule, &self.exec, false);
+        let bad = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed)).count();
+        let outcome = if bad == 0 { "executed" } else { "failed" };
+        let detail = format!("{} action(s), {bad} failed", results.len());
+        let actions = serde_json::to_value(&results).unwrap_or_default();
+        tracing::warn!(command = %id, outcome, %detail, "response command carried out");
+        self.finish(&id, outcome, detail, actions, now)
+    }
+
+    fn finish(
+        &mut self,
+        id: &str,
+        outcome: &str,
+        detail: String,
+        actions: serde_json::Value,
+        now: i64,
+    ) -> Result<SignedResult, AgentError> {
+        let body = ResultBody {
+            command: id.to_owned(),
+            agent: self.agent.clone(),
+            outcome: outcome.to_owned(),
+            detail,
+            actions,
+            at: now,
+        };
+        let text = serde_json::to_string(&body).map_err(failed)?;
+        let signed = SignedResult { sig: self.key.sign_detached(RESULT_DOMAIN, &text), body: text };
+        if !id.is_empty() {
+            if self.state.results.len() >= KEEP_RESULTS
+                && let Some(oldest) = self.state.results.keys().next().cloned()
+            {
+                self.state.results.remove(&oldest);
+            }
+            self.state.results.insert(id.to_owned(), signed.clone());
+            self.save()?;
+        }
+        Ok(signed)
+    }
+
+    /// Writes the state atomically and durably (temp file, fsync, rename, fsync the directory).
+    fn save(&self) -> Result<(), AgentError> {
+        use std::io::Write;
+        let path = self.dir.join("response-state.json");
+        let tmp = self.dir.join(".response-state.json.tmp");
+        let text = serde_json::to_vec(&self.state).map_err(failed)?;
+        let mut f = std::fs::File::create(&tmp).map_err(failed)?;
+        f.write_all(&text).and_then(|()| f.sync_all()).map_err(failed)?;
+        std::fs::rename(&tmp, &path).map_err(failed)?;
+        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(failed)
+    }
+}
+
+fn json_null() -> serde_json::Value {
+    serde_json::Value::Null
+}
+
+/// The approver set in an enrollment record, if it holds a usable one.
+fn pinned(v: &serde_json::Value) -> Option<ApproverSet> {
+    let keys: Vec<String> =
+        v["keys"].as_array()?.iter().filter_map(|k| k.as_str().map(str::to_owned)).collect();
+    let threshold = v["threshold"].as_u64().unwrap_or(2) as usize;
+    ApproverSet::new(keys, threshold).ok()
+}
+
+/// Asks for orders every `poll` for `for_secs`, handling each and handing in its result.
+pub async fn serve(
+    client: &async_nats::Client,
+    subjects: (String, String),
+    responder: &mut Responder,
+    for_secs: u64,
+    poll: Duration,
+) -> Vec<Handled> {
+    let (orders, results) = subjects;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(for_secs);
+    let mut handled = Vec::new();
+    while tokio::time::Instant::now() < deadline {
+        match client.request(orders.clone(), Vec::new().into()).await {
+            Ok(msg) => {
+                let cmds: Vec<SignedCommand> = serde_json::from_slice(&msg.payload).unwrap_or_default();
+                for cmd in cmds {
+                    handled.push(hand_in(client, &results, responder, &cmd).await);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "asking for response orders failed; asking again"),
+        }
+        tokio::time::sleep(poll).await;
+    }
+    handled
+}
+
+async fn hand_in(
+    client: &async_nats::Client,
+    subject: &str,
+    responder: &mut Responder,
+    cmd: &SignedCommand,
+) -> Handled {
+    let signed = match responder.handle(cmd, schemas::time::now_micros()) {
+        Ok(s) => s,
+        Err(e) => {
+            return Handled {
+                command: String::new(),
+                outcome: "failed".into(),
+                detail: e.to_string(),
+                stored: false,
+            };
+        }
+    };
+    let body: ResultBody = serde_json::from_str(&signed.body).unwrap_or_else(|_| ResultBody {
+        command: String::new(),
+        agent: String::new(),
+        outcome: "failed".into(),
+        detail: String::new(),
+        actions: json_null(),
+        at: 0,
+    });
+    let payload = serde_json::to_vec(&signed).unwrap_or_default();
+    let stored = match client.request(subject.to_owned(), payload.into()).await {
+        Ok(answer) => serde_json::from_slice::<serde_json::Value>(&answer.payload)
+            .ok()
+            .and_then(|v| v["stored"].as_bool())
+            .unwrap_or(false),
+        Err(e) => {
+            tracing::warn!(error = %e, "handing in a response result failed; it goes again with the command");
+            false
+        }
+    };
+    Handled { command: body.command, outcome: body.outcome, detail: body.detail, stored }
+}
+
+/// `cordon-agent respond`: the identity enrolled in `--state-dir`, connected with its own key,
+/// answering for `for_secs`; the summary as JSON.
+pub async fn main(
+    common: &crate::cli::Common,
+    for_secs: u64,
+    poll: Duration,
+    roots: Vec<PathBuf>,
+) -> Result<serde_json::Value, AgentError> {
+    let dir = common.state_dir.clone().ok_or_else(|| failed("respond needs --state-dir"))?;
+    let mut exec = executor::Config::for_host(&dir);
+    if !roots.is_empty() {
+        exec.roots = roots;
+    }
+    let mut responder = Responder::open(&dir, exec)?;
+    let creds = crate::identity::Credentials::Enrolled {
+        state_dir: dir.clone(),
+        enroll: None,
+        patience: Duration::from_secs(common.drain_secs),
+    };
+    let tenant = schemas::TenantId::new(common.tenant.clone())?;
+    let host = crate::cli::this_host();
+    let (id, client) = creds.connect(&common.nats_url, common.ca.as_deref(), &tenant, None, &host).await?;
+    let subjects = schemas::subject::Subjects::new(&common.subject_prefix)?;
+    let kind = |k| subjects.subject(&id.tenant, &id.agent, k);
+    let pair = (kind(SubjectKind::Orders), kind(SubjectKind::Result));
+    let handled = serve(&client, pair, &mut responder, for_secs, poll).await;
+    let _ = client.flush().await;
+    Ok(serde_json::json!({"agent": responder.agent(), "handled": handled}))
+}
+
+#[cfg(test)]
+#[path = "respond_tests.rs"]
+mod tests;

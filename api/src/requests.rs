@@ -256,7 +256,18 @@ fn request_json(r: &RequestRow) -> Value {
         "expires_at": r.expires_at,
         "command": {"body": r.body, "approvals": approvals},
         "targets": r.targets.iter().map(target_json).collect::<Vec<_>>(),
+        "progress": progress(&r.targets),
     })
+}
+
+/// Targets per delivery state: `pending` (not fetched yet), `delivered`, and the results'
+/// outcomes (`executed`, `failed`, `refused`).
+fn progress(targets: &[store::catalog::TargetRow]) -> Value {
+    let mut counts = serde_json::Map::new();
+    for state in ["pending", "delivered", "executed", "failed", "refused"] {
+        counts.insert(state.to_owned(), json!(targets.iter().filter(|t| t.state == state).count()));
+    }
+    Value::Object(counts)
 }
 
 /// A target's delivery and its signed result (the body parsed, the signature kept for checking).

@@ -106,6 +106,9 @@ pub enum Command {
         /// Disk roots file instructions search (default: `/`).
         #[arg(long)]
         root: Vec<PathBuf>,
+        /// Destructive commands carried out per hour at most; past it they are refused.
+        #[arg(long, default_value_t = crate::respond::DEFAULT_DESTRUCTIVE_PER_HOUR)]
+        max_destructive_per_hour: usize,
     },
     /// Print the enrolled key in --state-dir as a NATS credential for another shipper (Vector's `nats`
     /// sink with `auth.strategy = "nkey"`): its nkey and seed, and the subject it may publish events
@@ -343,9 +346,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             }
         };
     }
-    if let Command::Respond { for_secs, poll_ms, root } = &cli.command {
+    if let Command::Respond { for_secs, poll_ms, root, max_destructive_per_hour } = &cli.command {
         let poll = Duration::from_millis(*poll_ms);
-        return match rt.block_on(crate::respond::main(&cli.common, *for_secs, poll, root.clone())) {
+        let cap = *max_destructive_per_hour;
+        return match rt.block_on(crate::respond::main(&cli.common, *for_secs, poll, root.clone(), cap)) {
             Ok(summary) => {
                 println!("{summary}");
                 std::process::ExitCode::SUCCESS

@@ -21,6 +21,10 @@ use std::time::Duration;
 
 /// Results kept on disk to hand in again, at most.
 const KEEP_RESULTS: usize = 1000;
+/// Destructive commands an agent carries out per hour unless told otherwise: past it, a
+/// compromised approver set or a runaway automation cannot keep acting on this host.
+pub const DEFAULT_DESTRUCTIVE_PER_HOUR: usize = 30;
+const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// What the agent keeps across restarts.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -28,6 +32,9 @@ struct State {
     guard: ReplayGuard,
     /// Results by command id, oldest first by insertion.
     results: BTreeMap<String, SignedResult>,
+    /// When destructive commands ran within the last hour (microseconds).
+    #[serde(default)]
+    destructive_runs: Vec<i64>,
 }
 
 /// One command's outcome, for the run summary.
@@ -51,6 +58,8 @@ pub struct Responder {
     set: Option<ApproverSet>,
     state: State,
     exec: executor::Config,
+    /// Destructive commands carried out per hour at most.
+    cap_per_hour: usize,
 }
 
 impl std::fmt::Debug for Responder {
@@ -84,7 +93,21 @@ impl Responder {
             Err(e) => return Err(failed(format!("response-state.json: {e}"))),
         };
         let key = crate::enroll::agent_key(dir)?;
-        Ok(Self { dir: dir.to_owned(), agent, key, set, state, exec })
+        Ok(Self {
+            dir: dir.to_owned(),
+            agent,
+            key,
+            set,
+            state,
+            exec,
+            cap_per_hour: DEFAULT_DESTRUCTIVE_PER_HOUR,
+        })
+    }
+
+    /// Sets the cap on destructive commands per hour.
+    pub fn with_cap(mut self, per_hour: usize) -> Self {
+        self.cap_per_hour = per_hour;
+        self
     }
 
     /// This identity's agent id.
@@ -118,6 +141,16 @@ impl Responder {
         // The guard reaches the disk before anything runs: a crash from here on refuses the
         // command as a replay when it comes again.
         self.state.guard = guard;
+        self.state.destructive_runs.retain(|t| now - t < HOUR_MICROS);
+        if rule.is_destructive() {
+            if self.state.destructive_runs.len() >= self.cap_per_hour {
+                self.save()?;
+                let why =
+                    format!("over this agent's cap of {} destructive commands per hour", self.cap_per_hour);
+                return self.finish(&id, "refused", why, json_null(), now);
+            }
+            self.state.destructive_runs.push(now);
+        }
         self.save()?;
         let results = executor::run(&rule, &self.exec, false);
         let bad = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed)).count();
@@ -255,13 +288,14 @@ pub async fn main(
     for_secs: u64,
     poll: Duration,
     roots: Vec<PathBuf>,
+    cap_per_hour: usize,
 ) -> Result<serde_json::Value, AgentError> {
     let dir = common.state_dir.clone().ok_or_else(|| failed("respond needs --state-dir"))?;
     let mut exec = executor::Config::for_host(&dir);
     if !roots.is_empty() {
         exec.roots = roots;
     }
-    let mut responder = Responder::open(&dir, exec)?;
+    let mut responder = Responder::open(&dir, exec)?.with_cap(cap_per_hour);
     let creds = crate::identity::Credentials::Enrolled {
         state_dir: dir.clone(),
         enroll: None,

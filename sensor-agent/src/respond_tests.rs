@@ -108,3 +108,22 @@ fn unpinned_or_singly_approved_commands_are_refused_with_a_signed_result() {
         ("refused", "no approver set was pinned at enrollment")
     );
 }
+
+#[test]
+fn destructive_commands_stop_at_the_hourly_cap() {
+    let f = fixture();
+    let now = schemas::time::now_micros();
+    let mut r = responder(&f).with_cap(2);
+    let outcomes: Vec<String> = (1..=3)
+        .map(|i| outcome(&f, &r.handle(&command(&f, &format!("c{i}"), i, now), now).unwrap()).outcome)
+        .collect();
+    assert_eq!(outcomes, ["executed", "executed", "refused"]);
+    // The cap holds across a restart, and frees up once the hour has passed.
+    let mut again = responder(&f).with_cap(2);
+    let late = command(&f, "c4", 4, now);
+    let body = outcome(&f, &again.handle(&late, now + 1).unwrap());
+    assert!(body.detail.contains("cap of 2"), "{body:?}");
+    let later = now + HOUR_MICROS + 1;
+    let next = command(&f, "c5", 5, later);
+    assert_eq!(outcome(&f, &again.handle(&next, later).unwrap()).outcome, "executed");
+}

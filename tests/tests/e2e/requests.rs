@@ -240,6 +240,7 @@ fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow:
     let (status, approved) = hand_in(&api, &r2, &id, &b)?;
     assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
     assert!(child.try_wait()?.is_none(), "nothing runs before the agent asks");
+    assert_eq!(approved["progress"]["pending"], 1, "{approved}");
 
     let respond = |secs: &str| {
         let args = [
@@ -287,6 +288,7 @@ fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow:
         schemas::response::command::verify_result(&signed, &agent, &public).map_err(anyhow::Error::msg)?;
     assert_eq!(result.command, id);
     assert_eq!(target["result"]["actions"][0]["outcome"], "done", "{shown}");
+    assert_eq!(shown["progress"]["executed"], 1, "{shown}");
 
     // Asked again, the agent has nothing to do: the command ran once.
     let (_, out) = respond("2")?;

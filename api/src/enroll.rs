@@ -16,17 +16,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use store::catalog::{AuditRecord, EnrollRefusal};
 
-/// The tenant's live approvers and the approvals a destructive command needs: what the agent pins
-/// at enrollment and verifies every command against.
-async fn approver_set(s: &AppState, tenant: &str) -> Result<serde_json::Value, ApiError> {
-    let catalog = s.store.catalog();
-    let approvers = catalog.approvers(tenant).await.map_err(store::StoreError::from)?;
-    let keys: Vec<String> =
-        approvers.into_iter().filter(|a| a.revoked_at.is_none()).map(|a| a.public_key).collect();
-    let threshold = catalog.response_threshold(tenant).await.map_err(store::StoreError::from)?;
-    Ok(json!({"keys": keys, "threshold": threshold}))
-}
-
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnrollRequest {
@@ -81,7 +70,7 @@ pub(crate) async fn enroll(State(s): State<Arc<AppState>>, req: Request) -> Res 
             "tenant": a.tenant,
             "group": a.group,
             "server_key": s.server_key.get(),
-            "approvers": approver_set(&s, &a.tenant).await?,
+            "approvers": crate::approver_sets::pinned_set(&s, &a.tenant).await?,
         }))
         .into_response()),
         Err(reason) => {

@@ -10,6 +10,7 @@
 //! Depends on `schemas` and `store` (reads) and on the metrics registry; never on ingest internals.
 
 pub mod access;
+mod approver_sets;
 mod detection;
 mod enroll;
 pub mod error;
@@ -21,6 +22,7 @@ mod requests;
 mod response;
 mod routes;
 mod table;
+mod table_response;
 mod trust;
 
 use axum::Router;
@@ -172,7 +174,7 @@ pub struct Caller {
 /// The router, every route behind the auth layer.
 pub fn router(state: Arc<AppState>) -> Router {
     let mut r = Router::new();
-    for spec in ROUTES {
+    for spec in ROUTES.iter() {
         r = r.route(spec.path, routes::handler(spec));
     }
     // Route layers run outermost last-added: authentication, then the parameter limits.
@@ -185,7 +187,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// The OpenAPI 3.1 document, built from [`ROUTES`].
 pub fn openapi() -> serde_json::Value {
     let mut paths = serde_json::Map::new();
-    for r in ROUTES {
+    for r in ROUTES.iter() {
         let params: Vec<serde_json::Value> = r
             .params
             .iter()

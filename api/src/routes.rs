@@ -92,6 +92,11 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
             post(crate::requests::request_approve).layer(DefaultBodyLimit::max(16 * 1024))
         }
         (Method::POST, "/api/v1/response/requests/{id}/cancel") => post(crate::requests::request_cancel),
+        (Method::GET, "/api/v1/response/approver-sets") => get(crate::approver_sets::list),
+        (Method::POST, "/api/v1/response/approver-sets") => post(crate::approver_sets::propose),
+        (Method::POST, "/api/v1/response/approver-sets/{version}/approvals") => {
+            post(crate::approver_sets::approve).layer(DefaultBodyLimit::max(16 * 1024))
+        }
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }

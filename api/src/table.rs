@@ -44,12 +44,28 @@ pub struct RouteSpec {
     pub body: Option<&'static str>,
 }
 
-const fn q(name: &'static str, doc: &'static str) -> Param {
+/// A route without parameters.
+pub(crate) const fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    audit: Option<&'static str>,
+    summary: &'static str,
+    body: Option<&'static str>,
+) -> RouteSpec {
+    RouteSpec { method, path, access, audit, summary, params: &[], body }
+}
+
+pub(crate) const fn q(name: &'static str, doc: &'static str) -> Param {
     Param { name, location: "query", doc }
 }
 
 /// The route table: the single source of routing, access and documentation.
-pub static ROUTES: &[RouteSpec] = &[
+/// Every route: the core table here and the response routes ([`crate::table_response`]).
+pub static ROUTES: std::sync::LazyLock<Vec<&'static RouteSpec>> =
+    std::sync::LazyLock::new(|| CORE.iter().chain(crate::table_response::RESPONSE_ROUTES).collect());
+
+static CORE: &[RouteSpec] = &[
     RouteSpec {
         method: Method::GET,
         path: "/healthz",
@@ -464,116 +480,6 @@ pub static ROUTES: &[RouteSpec] = &[
             q("limit", "at most this many (default 100, at most 1000)"),
             q("cursor", "next_cursor of the previous page"),
         ],
-        body: None,
-    },
-    RouteSpec {
-        method: Method::GET,
-        path: "/api/v1/response/schema",
-        access: Access::Needs(Permission::Read),
-        audit: None,
-        summary: "The response instruction set (registry, scheduled task, file, process, script and other instructions, their fields, conditions and platforms) as a JSON Schema.",
-        params: &[],
-        body: None,
-    },
-    RouteSpec {
-        method: Method::POST,
-        path: "/api/v1/response/validate",
-        access: Access::Needs(Permission::Read),
-        audit: Some("response.validate"),
-        summary: "Check a response rule: its canonical form, whether it is destructive, and per platform what would run and what is unsupported; a 400 `invalid_rule` names every malformed field.",
-        params: &[],
-        body: Some(
-            "{\"rule\": {\"name\": \"...\", \"kind\": \"cleanup|handling|defence\", \"actions\": [{\"action\": \"File_Delete\", \"filenames\": [\"x\"], \"condition\": \"alldisk\"}]}, \"platforms\": [\"linux\"]}",
-        ),
-    },
-    RouteSpec {
-        method: Method::GET,
-        path: "/api/v1/response/approvers",
-        access: Access::Needs(Permission::Read),
-        audit: None,
-        summary: "The tenant's response approvers: public key, name, the token that hands in their approvals, when added and revoked.",
-        params: &[],
-        body: None,
-    },
-    RouteSpec {
-        method: Method::POST,
-        path: "/api/v1/response/approvers",
-        access: Access::Needs(Permission::Admin),
-        audit: Some("response.approver.add"),
-        summary: "Register an approver's Ed25519 public key (from `cordon approver keygen`), bound to the API token that will hand in its approvals; 409 if already registered.",
-        params: &[],
-        body: Some("{\"name\": \"alice\", \"public_key\": \"<64 hex>\", \"owner_token\": \"<token id>\"}"),
-    },
-    RouteSpec {
-        method: Method::DELETE,
-        path: "/api/v1/response/approvers/{key}",
-        access: Access::Needs(Permission::Admin),
-        audit: Some("response.approver.revoke"),
-        summary: "Revoke an approver: its approvals stop counting for requests not yet approved.",
-        params: &[],
-        body: None,
-    },
-    RouteSpec {
-        method: Method::GET,
-        path: "/api/v1/response/settings",
-        access: Access::Needs(Permission::Read),
-        audit: None,
-        summary: "The tenant's response switches: `lockdown` and `approvals_needed` for destructive rules.",
-        params: &[],
-        body: None,
-    },
-    RouteSpec {
-        method: Method::PUT,
-        path: "/api/v1/response/settings",
-        access: Access::Needs(Permission::Admin),
-        audit: Some("response.settings"),
-        summary: "Set the lockdown switch (every request and approval refused with 409 `lockdown` while on) and the approvals a destructive rule needs (2 to 16).",
-        params: &[],
-        body: Some("{\"lockdown\": true, \"approvals_needed\": 2}"),
-    },
-    RouteSpec {
-        method: Method::GET,
-        path: "/api/v1/response/requests",
-        access: Access::Needs(Permission::Read),
-        audit: None,
-        summary: "Response requests, newest first, each with its state (requested, approved, cancelled, expired), approvals and the command text approvers sign.",
-        params: &[q("limit", "Page size, 1-1000 (default 100).")],
-        body: None,
-    },
-    RouteSpec {
-        method: Method::POST,
-        path: "/api/v1/response/requests",
-        access: Access::Needs(Permission::Handle),
-        audit: Some("response.request"),
-        summary: "Request a response rule on explicit target agents: the rule is checked field by field (400 `invalid_rule`), every target must be an agent of the tenant, and the command (each target's next counter, a nonce, an expiry of at most 15 minutes) waits for approvals: 1 for a non-destructive rule, `approvals_needed` for a destructive one.",
-        params: &[],
-        body: Some("{\"rule\": {...}, \"targets\": [\"agent-id\"], \"reason\": \"...\", \"ttl_secs\": 900}"),
-    },
-    RouteSpec {
-        method: Method::GET,
-        path: "/api/v1/response/requests/{id}",
-        access: Access::Needs(Permission::Read),
-        audit: None,
-        summary: "One response request; its `command` is the file `cordon approve` signs.",
-        params: &[],
-        body: None,
-    },
-    RouteSpec {
-        method: Method::POST,
-        path: "/api/v1/response/requests/{id}/approvals",
-        access: Access::Needs(Permission::Respond),
-        audit: Some("response.approve"),
-        summary: "Hand in an approval made with `cordon approve`: the key must be a live approver registered to the calling token, the signature must verify over the request's command, and nobody approves their own request (403 `own_request`).",
-        params: &[],
-        body: Some("{\"public_key\": \"<64 hex>\", \"sig\": \"<128 hex>\"}"),
-    },
-    RouteSpec {
-        method: Method::POST,
-        path: "/api/v1/response/requests/{id}/cancel",
-        access: Access::Needs(Permission::Handle),
-        audit: Some("response.cancel"),
-        summary: "Cancel a request that has not gone out; 409 `request_closed` otherwise.",
-        params: &[],
         body: None,
     },
 ];

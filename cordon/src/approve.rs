@@ -3,6 +3,7 @@
 //! shows what a command would do and adds the approver's signature over its exact bytes.
 
 use anyhow::{Context, bail};
+use schemas::response::approvers::{SetChange, SignedSetChange};
 use schemas::response::command::{CommandBody, SignedCommand};
 use schemas::signed::SigningKey;
 use std::path::Path;
@@ -22,6 +23,11 @@ pub fn approve(request: &Path, key: &Path) -> anyhow::Result<String> {
     let key =
         SigningKey::from_pkcs8(&std::fs::read(key).with_context(|| format!("reading {}", key.display()))?)?;
     let text = std::fs::read_to_string(request).with_context(|| format!("reading {}", request.display()))?;
+    if let Ok(change) = serde_json::from_str::<SignedSetChange>(&text)
+        && serde_json::from_str::<SetChange>(&change.body).is_ok()
+    {
+        return approve_set(request, change, &key);
+    }
     let mut cmd: SignedCommand =
         serde_json::from_str(&text).context("the request is not a response command")?;
     let body: CommandBody = serde_json::from_str(&cmd.body).context("the command's body does not parse")?;
@@ -45,6 +51,29 @@ pub fn approve(request: &Path, key: &Path) -> anyhow::Result<String> {
     cmd.approve(&key);
     let tmp = request.with_extension("approving");
     std::fs::write(&tmp, serde_json::to_string_pretty(&cmd)?)?;
+    std::fs::rename(&tmp, request)?;
+    Ok(key.public())
+}
+
+/// Adds `key`'s approval to an approver-set change after printing the set it makes.
+fn approve_set(request: &Path, mut change: SignedSetChange, key: &SigningKey) -> anyhow::Result<String> {
+    let body: SetChange = serde_json::from_str(&change.body)?;
+    if change.approvals.iter().any(|a| a.key.eq_ignore_ascii_case(&key.public())) {
+        bail!("this key has already approved approver-set change {}", body.version);
+    }
+    eprintln!(
+        "approver set {} for tenant {}: {} keys, {} approvals for destructive commands",
+        body.version,
+        body.tenant,
+        body.keys.len(),
+        body.threshold
+    );
+    for k in &body.keys {
+        eprintln!("  {k}");
+    }
+    change.approve(key);
+    let tmp = request.with_extension("approving");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&change)?)?;
     std::fs::rename(&tmp, request)?;
     Ok(key.public())
 }

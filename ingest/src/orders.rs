@@ -5,21 +5,23 @@
 //! with the key the agent enrolled with.
 
 use super::Ingest;
+use schemas::response::approvers::SignedSetChange;
 use schemas::response::command::{Approval, SignedCommand, SignedResult, verify_result};
 use serde_json::json;
 
 const HELP_RESULTS: &str = "Response results handed in by agents, by outcome (refused: not stored).";
 
 impl Ingest {
-    /// The agent's approved, unexpired commands it has not reported on, as a JSON array of
-    /// signed commands (empty when the catalog cannot be read: the agent asks again).
+    /// The agent's approved, unexpired commands it has not reported on (`commands`, signed
+    /// commands; none when the catalog cannot be read: the agent asks again) and the tenant's
+    /// adopted approver-set changes (`approver_sets`).
     pub(crate) async fn orders(&self, tenant: &str, agent: &str) -> Vec<u8> {
         let now = schemas::time::now_micros();
         let rows = match self.store.catalog().orders_for(tenant, agent, now).await {
             Ok(rows) => rows,
             Err(e) => {
                 tracing::warn!(error = %e, tenant, agent, "cannot read an agent's response orders");
-                return b"[]".to_vec();
+                return br#"{"commands": [], "approver_sets": []}"#.to_vec();
             }
         };
         let orders: Vec<SignedCommand> = rows
@@ -36,7 +38,31 @@ impl Ingest {
         if !orders.is_empty() {
             tracing::info!(tenant, agent, commands = orders.len(), "response commands handed to an agent");
         }
-        serde_json::to_vec(&orders).unwrap_or_else(|_| b"[]".to_vec())
+        let sets = self.adopted_sets(tenant).await;
+        serde_json::to_vec(&json!({"commands": orders, "approver_sets": sets})).unwrap_or_default()
+    }
+
+    /// The tenant's adopted approver-set changes, in version order, for agents to apply to the set
+    /// they hold (each checks the signatures against its own).
+    async fn adopted_sets(&self, tenant: &str) -> Vec<SignedSetChange> {
+        match self.store.catalog().set_changes(tenant).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|c| c.adopted_at.is_some())
+                .map(|c| SignedSetChange {
+                    body: c.body,
+                    approvals: c
+                        .approvals
+                        .into_iter()
+                        .map(|a| Approval { key: a.public_key, sig: a.sig })
+                        .collect(),
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, tenant, "cannot read the approver-set changes");
+                Vec::new()
+            }
+        }
     }
 
     /// Verifies and stores an agent's signed result; the answer is `{"stored": bool}` or

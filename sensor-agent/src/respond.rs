@@ -10,6 +10,7 @@
 
 use crate::AgentError;
 use crate::executor::{self, Outcome};
+use schemas::response::approvers::{self, SignedSetChange};
 use schemas::response::command::{
     ApproverSet, RESULT_DOMAIN, ReplayGuard, ResultBody, SignedCommand, SignedResult, verify,
 };
@@ -35,6 +36,18 @@ struct State {
     /// When destructive commands ran within the last hour (microseconds).
     #[serde(default)]
     destructive_runs: Vec<i64>,
+    /// The approver set as changed since enrollment (by changes its members signed).
+    #[serde(default)]
+    set: Option<ApproverSet>,
+}
+
+/// What the server answers on the orders subject.
+#[derive(Debug, Default, serde::Deserialize)]
+struct Orders {
+    #[serde(default)]
+    commands: Vec<SignedCommand>,
+    #[serde(default)]
+    approver_sets: Vec<SignedSetChange>,
 }
 
 /// One command's outcome, for the run summary.
@@ -54,6 +67,7 @@ pub struct Handled {
 pub struct Responder {
     dir: PathBuf,
     agent: String,
+    tenant: String,
     key: AgentKey,
     set: Option<ApproverSet>,
     state: State,
@@ -81,21 +95,23 @@ impl Responder {
         )
         .map_err(|e| failed(format!("{}: {e}", path.display())))?;
         let agent = record["agent_id"].as_str().unwrap_or_default().to_owned();
-        let set = pinned(&record["approvers"]);
-        if set.is_none() {
-            tracing::warn!(agent, "no approver set pinned at enrollment: every command will be refused");
-        }
-        let state = match std::fs::read_to_string(dir.join("response-state.json")) {
+        let tenant = record["tenant"].as_str().unwrap_or_default().to_owned();
+        let state: State = match std::fs::read_to_string(dir.join("response-state.json")) {
             Ok(text) => {
                 serde_json::from_str(&text).map_err(|e| failed(format!("response-state.json: {e}")))?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(failed(format!("response-state.json: {e}"))),
         };
+        let set = state.set.clone().or_else(|| pinned(&record["approvers"]));
+        if set.is_none() {
+            tracing::warn!(agent, "no approver set pinned at enrollment: every command will be refused");
+        }
         let key = crate::enroll::agent_key(dir)?;
         Ok(Self {
             dir: dir.to_owned(),
             agent,
+            tenant,
             key,
             set,
             state,
@@ -113,6 +129,50 @@ impl Responder {
     /// This identity's agent id.
     pub fn agent(&self) -> &str {
         &self.agent
+    }
+
+    /// The approver set it holds, if any.
+    pub fn approver_set(&self) -> Option<&ApproverSet> {
+        self.set.as_ref()
+    }
+
+    /// Takes the changes that follow the set it holds, in version order, each only if enough of
+    /// the set it replaces signed it; stops at the first it cannot take. The new set is on disk
+    /// before it is used.
+    pub fn adopt(&mut self, changes: &[SignedSetChange]) -> Result<(), AgentError> {
+        let Some(mut current) = self.set.clone() else { return Ok(()) };
+        let mut sorted: Vec<(u64, &SignedSetChange)> = changes
+            .iter()
+            .filter_map(|c| {
+                serde_json::from_str::<serde_json::Value>(&c.body)
+                    .ok()
+                    .map(|v| (v["version"].as_u64().unwrap_or(0), c))
+            })
+            .filter(|(v, _)| *v > current.version)
+            .collect();
+        sorted.sort_by_key(|(v, _)| *v);
+        let before = current.version;
+        for (version, change) in sorted {
+            match approvers::apply(&current, change, &self.tenant) {
+                Ok(next) => current = next,
+                Err(why) => {
+                    tracing::warn!(version, %why, "approver-set change refused; keeping the set held");
+                    break;
+                }
+            }
+        }
+        if current.version != before {
+            tracing::warn!(
+                from = before,
+                to = current.version,
+                keys = current.keys.len(),
+                "approver set changed"
+            );
+            self.state.set = Some(current.clone());
+            self.set = Some(current);
+            self.save()?;
+        }
+        Ok(())
     }
 
     /// Decides and carries out one command; its signed result.
@@ -230,8 +290,11 @@ pub async fn serve(
     while tokio::time::Instant::now() < deadline {
         match client.request(orders.clone(), Vec::new().into()).await {
             Ok(msg) => {
-                let cmds: Vec<SignedCommand> = serde_json::from_slice(&msg.payload).unwrap_or_default();
-                for cmd in cmds {
+                let orders: Orders = serde_json::from_slice(&msg.payload).unwrap_or_default();
+                if let Err(e) = responder.adopt(&orders.approver_sets) {
+                    tracing::warn!(error = %e, "cannot keep the new approver set");
+                }
+                for cmd in orders.commands {
                     handled.push(hand_in(client, &results, responder, &cmd).await);
                 }
             }

@@ -90,6 +90,10 @@ pub struct ApproverSet {
     pub keys: BTreeSet<String>,
     /// Distinct approvals a destructive rule needs (at least [`MIN_DESTRUCTIVE_APPROVALS`]).
     pub threshold: usize,
+    /// Its version: 0 as registered at enrollment, then each change the set itself signed
+    /// ([`super::approvers`]).
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl ApproverSet {
@@ -104,7 +108,7 @@ impl ApproverSet {
         if keys.len() < threshold {
             return Err(format!("{} approvers cannot meet a threshold of {threshold}", keys.len()));
         }
-        Ok(Self { keys, threshold })
+        Ok(Self { keys, threshold, version: 0 })
     }
 }
 

@@ -18,6 +18,7 @@
 //! assert!(plan[0].supported && !plan[1].supported);
 //! ```
 
+pub mod approvers;
 pub mod command;
 mod fields;
 mod schema;

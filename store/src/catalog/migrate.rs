@@ -15,6 +15,7 @@ const SQLITE: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/sqlite/0008_trust.sql")),
     (9, include_str!("../../migrations/sqlite/0009_enrollment.sql")),
     (10, include_str!("../../migrations/sqlite/0010_response.sql")),
+    (11, include_str!("../../migrations/sqlite/0011_approver_sets.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -27,6 +28,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (8, include_str!("../../migrations/postgres/0008_trust.sql")),
     (9, include_str!("../../migrations/postgres/0009_enrollment.sql")),
     (10, include_str!("../../migrations/postgres/0010_response.sql")),
+    (11, include_str!("../../migrations/postgres/0011_approver_sets.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

@@ -6,6 +6,7 @@
 
 mod agents;
 mod alerts;
+mod approver_sets;
 mod audit;
 mod dead_letters;
 mod deliveries;
@@ -22,6 +23,7 @@ mod tokens;
 
 pub use agents::AgentRow;
 pub use alerts::{AlertComment, AlertFilter};
+pub use approver_sets::SetChangeRow;
 pub use audit::{AuditEntry, AuditRecord, AuditVerdict, GENESIS};
 pub use dead_letters::{DeadLetterRow, KEEP_PER_TENANT};
 pub use deliveries::TargetRow;

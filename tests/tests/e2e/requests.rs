@@ -294,8 +294,56 @@ fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow:
     let (_, out) = respond("2")?;
     let again: Value = serde_json::from_str(out.trim().lines().last().unwrap_or_default())?;
     assert_eq!(again["handled"], json!([]), "{again}");
+
+    // A new approver counts on the agent only once the set it pinned signed her in.
+    let (r3_id, r3) = token_as(&bin(), &env.data, None, "default", "responder")?;
+    let carol = keygen(dir.path(), "carol.key")?;
+    let body = json!({"name": "carol", "public_key": carol, "owner_token": r3_id});
+    assert_eq!(post(&format!("{api}/api/v1/response/approvers"), Some(&admin), &body)?.0, 201);
+    let second_dir = dir.path().join("b");
+    std::fs::create_dir_all(&second_dir)?;
+    let (mut second, exe2, sha2) = victim(&second_dir)?;
+    let ask = |reason: &str| -> anyhow::Result<String> {
+        let rule = json!({"name": "stop", "kind": "handling", "actions": [
+            {"action": "Proc_Terminate", "process": {"executable": exe2, "sha256": sha2}}]});
+        let body = json!({"rule": rule, "targets": [agent], "reason": reason});
+        let (status, req) = post(&format!("{api}/api/v1/response/requests"), Some(&analyst), &body)?;
+        anyhow::ensure!(status == 201, "{req}");
+        let id = req["id"].as_str().unwrap().to_owned();
+        let (_, once) = hand_in(&api, &r3, &id, &sign(dir.path(), &req, "carol.key")?)?;
+        let (status, done) = hand_in(&api, &r1, &id, &sign(dir.path(), &once, "alice.key")?)?;
+        anyhow::ensure!(status == 200 && done["state"] == "approved", "{done}");
+        Ok(id)
+    };
+    let early = ask("carol's first")?;
+    let sets = format!("{api}/api/v1/response/approver-sets");
+    let (status, proposed) = post(&sets, Some(&admin), &json!({}))?;
+    assert_eq!((status, proposed["version"].as_i64()), (201, Some(1)), "{proposed}");
+    let change_file = |p: &Value| json!({"id": "set", "command": p["change"]});
+    let approve_set = |tok: &str, a: &Approval| {
+        post(&format!("{sets}/1/approvals"), Some(tok), &json!({"public_key": a.key, "sig": a.sig}))
+    };
+    let (_, half) = approve_set(&r1, &sign(dir.path(), &change_file(&proposed), "alice.key")?)?;
+    assert_eq!(half["state"], "proposed", "{half}");
+    let (_, out) = respond("2")?;
+    let refused: Value = serde_json::from_str(out.trim().lines().last().unwrap_or_default())?;
+    assert_eq!(refused["handled"][0]["outcome"], "refused", "{refused}");
+    assert!(refused["handled"][0]["detail"].as_str().unwrap_or_default().contains(&carol), "{refused}");
+    assert!(second.try_wait()?.is_none(), "carol's approval did not count yet");
+    let (_, shown) = get(&format!("{api}/api/v1/response/requests/{early}"), Some(&analyst))?;
+    assert_eq!(shown["targets"][0]["state"], "refused", "{shown}");
+    let (_, adopted) = approve_set(&r2, &sign(dir.path(), &change_file(&half), "bob.key")?)?;
+    assert_eq!(adopted["state"], "adopted", "{adopted}");
+    ask("carol's second")?;
+    let (_, out) = respond("2")?;
+    let done: Value = serde_json::from_str(out.trim().lines().last().unwrap_or_default())?;
+    assert_eq!(done["handled"][0]["outcome"], "executed", "{done}");
+    assert_eq!(second.wait()?.signal(), Some(9), "carol counts once the set signed her in");
     eprintln!(
         "response delivery: approved terminate carried out once by agent {agent}, result signed and stored"
+    );
+    eprintln!(
+        "approver sets: a key registered after enrollment counted only once the pinned set signed it in"
     );
     Ok(())
 }

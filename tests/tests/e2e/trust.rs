@@ -65,6 +65,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/response/requests/{id}", "read"),
     ("POST", "/api/v1/response/requests/{id}/approvals", "respond"),
     ("POST", "/api/v1/response/requests/{id}/cancel", "handle"),
+    ("GET", "/api/v1/response/approver-sets", "read"),
+    ("POST", "/api/v1/response/approver-sets", "admin"),
+    ("POST", "/api/v1/response/approver-sets/{version}/approvals", "respond"),
 ];
 
 /// What each role may do, this test's own copy.
@@ -120,7 +123,8 @@ fn request(method: &str, path: &str, o: &Objects) -> (String, Option<Value>) {
             },
         )
         .replace("{host}", &o.host)
-        .replace("{key}", &"0".repeat(64));
+        .replace("{key}", &"0".repeat(64))
+        .replace("{version}", "99");
     let query = match path {
         "/api/v1/search" => "?q=jndi",
         "/api/v1/hosts/{host}/process-tree" => "?at=2021-12-10T10:00:00Z",
@@ -137,6 +141,9 @@ fn request(method: &str, path: &str, o: &Objects) -> (String, Option<Value>) {
         ("POST", "/api/v1/policy/preview") => Some(json!({"policy": o.policy, "days": 1})),
         ("POST", "/api/v1/response/validate") => Some(json!({"rule": {"name": "matrix", "kind": "handling",
             "actions": [{"action": "Proc_Terminate", "process": {"name": "conti.exe"}}]}})),
+        ("POST", "/api/v1/response/approver-sets/{version}/approvals") => {
+            Some(json!({"public_key": "0".repeat(64), "sig": "0".repeat(128)}))
+        }
         ("POST", "/api/v1/response/requests/{id}/approvals") => {
             Some(json!({"public_key": "0".repeat(64), "sig": "0".repeat(128)}))
         }
@@ -157,7 +164,7 @@ fn permission_of(spec: &api::RouteSpec) -> &'static str {
 #[test]
 fn the_permission_table_covers_every_route() {
     let mut expected: HashMap<(&str, &str), &str> = EXPECTED.iter().map(|(m, p, x)| ((*m, *p), *x)).collect();
-    for spec in api::ROUTES {
+    for spec in api::ROUTES.iter() {
         let key = (spec.method.as_str(), spec.path);
         let Some(want) = expected.remove(&key) else {
             panic!("{} {} has no line in this test's permission table: decide who may call it", key.0, key.1)

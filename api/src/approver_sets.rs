@@ -1,0 +1,160 @@
+//! Approver-set changes over the API (issue 17 item 3): an admin proposes the registered keys as
+//! the tenant's next approver set; approvers sign the change with `cordon approve` and hand it in;
+//! once the tenant's threshold of them signed, it is adopted and agents take it with their next
+//! orders. Agents check it against the set they hold, so the server cannot add a key by itself.
+
+use crate::error::{ApiError, Kind};
+use crate::routes::Res;
+use crate::{AppState, Caller};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use schemas::response::approvers::{SET_DOMAIN, SetChange};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use store::catalog::{ApprovalRow, SetChangeRow};
+
+fn store_err(e: store::catalog::CatalogError) -> ApiError {
+    store::StoreError::from(e).into()
+}
+
+fn refused(kind: Kind, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError { kind, code, message: message.into() }
+}
+
+/// A change as the API shows it; `change` is the file `cordon approve` signs.
+fn change_json(c: &SetChangeRow) -> Value {
+    let approvals: Vec<Value> =
+        c.approvals.iter().map(|a| json!({"key": a.public_key, "sig": a.sig})).collect();
+    json!({
+        "version": c.version,
+        "state": if c.adopted_at.is_some() { "adopted" } else { "proposed" },
+        "created_at": c.created_at,
+        "adopted_at": c.adopted_at,
+        "change": {"body": c.body, "approvals": approvals},
+    })
+}
+
+/// `GET /api/v1/response/approver-sets`: every change, oldest first.
+pub(crate) async fn list(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+    let rows = s.store.catalog().set_changes(&c.token.tenant).await.map_err(store_err)?;
+    Ok(Json(json!({"changes": rows.iter().map(change_json).collect::<Vec<_>>()})).into_response())
+}
+
+/// `POST /api/v1/response/approver-sets` (admin): proposes the live registered keys and the
+/// tenant's threshold as the next set.
+pub(crate) async fn propose(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
+    let tenant = c.token.tenant.clone();
+    let catalog = s.store.catalog();
+    let keys: std::collections::BTreeSet<String> = catalog
+        .approvers(&tenant)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .filter(|a| a.revoked_at.is_none())
+        .map(|a| a.public_key)
+        .collect();
+    let threshold = catalog.response_threshold(&tenant).await.map_err(store_err)? as usize;
+    if keys.len() < threshold {
+        return Err(ApiError::invalid(
+            "too_few_approvers",
+            format!("{} live approvers cannot meet the threshold of {threshold}", keys.len()),
+        ));
+    }
+    let now = schemas::time::now_micros();
+    let build = |version: u64| {
+        let change =
+            SetChange { tenant: tenant.clone(), version, keys: keys.clone(), threshold, issued_at: now };
+        serde_json::to_string(&change).unwrap_or_default()
+    };
+    let row = catalog.propose_set(&tenant, build, now).await.map_err(store_err)?;
+    Ok((StatusCode::CREATED, Json(change_json(&row))).into_response())
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalBody {
+    public_key: String,
+    sig: String,
+}
+
+/// `POST /api/v1/response/approver-sets/{version}/approvals` (respond): an approval of the open
+/// proposal by a live approver, handed in by the token its key is registered to.
+pub(crate) async fn approve(
+    State(s): State<Arc<AppState>>,
+    Extension(c): Extension<Caller>,
+    Path(version): Path<i64>,
+    body: Bytes,
+) -> Res {
+    let a: ApprovalBody =
+        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
+    let tenant = &c.token.tenant;
+    let catalog = s.store.catalog();
+    let change =
+        catalog.set_changes(tenant).await.map_err(store_err)?.into_iter().find(|r| r.version == version);
+    let change = change.ok_or_else(|| ApiError::not_found(format!("no approver-set change {version}")))?;
+    let key = a.public_key.to_ascii_lowercase();
+    let approver =
+        catalog.approvers(tenant).await.map_err(store_err)?.into_iter().find(|r| r.public_key == key);
+    let approver = approver.ok_or_else(|| {
+        refused(Kind::Forbidden, "unknown_approver", format!("{key} is not a registered approver"))
+    })?;
+    if approver.revoked_at.is_some() {
+        return Err(refused(Kind::Forbidden, "revoked_approver", format!("approver {key} was revoked")));
+    }
+    if approver.owner_token != c.token.id {
+        return Err(refused(
+            Kind::Forbidden,
+            "not_your_key",
+            "this approver's key is registered to another token",
+        ));
+    }
+    schemas::signed::verify_detached(SET_DOMAIN, &key, &change.body, &a.sig)
+        .map_err(|_| ApiError::invalid("bad_signature", "the signature does not verify over this change"))?;
+    let needed = catalog.response_threshold(tenant).await.map_err(store_err)?;
+    let approval = ApprovalRow {
+        public_key: key,
+        sig: a.sig.to_ascii_lowercase(),
+        by_token: c.token.id.clone(),
+        at: schemas::time::now_micros(),
+    };
+    match catalog.approve_set(tenant, version, &approval, needed).await.map_err(store_err)? {
+        Ok(row) => Ok(Json(change_json(&row)).into_response()),
+        Err(store::catalog::RequestRefusal::NotFound) => Err(ApiError::not_found("no such change")),
+        Err(store::catalog::RequestRefusal::Closed(_)) => {
+            Err(refused(Kind::Conflict, "change_closed", "the change is already adopted"))
+        }
+        Err(store::catalog::RequestRefusal::AlreadyApproved) => {
+            Err(refused(Kind::Conflict, "already_approved", "this approver already approved the change"))
+        }
+    }
+}
+
+/// The set agents pin at enrollment: the latest adopted change, or the registered live keys
+/// (version 0) while none is.
+pub(crate) async fn pinned_set(s: &AppState, tenant: &str) -> Result<Value, ApiError> {
+    let catalog = s.store.catalog();
+    let adopted = catalog
+        .set_changes(tenant)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .rev()
+        .find(|c| c.adopted_at.is_some());
+    if let Some(c) = adopted {
+        let change: SetChange = serde_json::from_str(&c.body).map_err(|e| ApiError::internal(&e))?;
+        return Ok(json!({"keys": change.keys, "threshold": change.threshold, "version": change.version}));
+    }
+    let keys: Vec<String> = catalog
+        .approvers(tenant)
+        .await
+        .map_err(store_err)?
+        .into_iter()
+        .filter(|a| a.revoked_at.is_none())
+        .map(|a| a.public_key)
+        .collect();
+    let threshold = catalog.response_threshold(tenant).await.map_err(store_err)?;
+    Ok(json!({"keys": keys, "threshold": threshold, "version": 0}))
+}

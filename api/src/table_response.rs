@@ -1,0 +1,132 @@
+//! The response routes of [`crate::ROUTES`] (issue 17): the instruction set, approvers and their
+//! set changes, the tenant's switches, and requests with their approvals.
+
+use crate::table::{Access, RouteSpec, q, route};
+use axum::http::Method;
+use schemas::access::Permission;
+
+pub(crate) static RESPONSE_ROUTES: &[RouteSpec] = &[
+    route(
+        Method::GET,
+        "/api/v1/response/schema",
+        Access::Needs(Permission::Read),
+        None,
+        "The response instruction set (registry, scheduled task, file, process, script and other instructions, their fields, conditions and platforms) as a JSON Schema.",
+        None,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/response/validate",
+        Access::Needs(Permission::Read),
+        Some("response.validate"),
+        "Check a response rule: its canonical form, whether it is destructive, and per platform what would run and what is unsupported; a 400 `invalid_rule` names every malformed field.",
+        Some(
+            "{\"rule\": {\"name\": \"...\", \"kind\": \"cleanup|handling|defence\", \"actions\": [{\"action\": \"File_Delete\", \"filenames\": [\"x\"], \"condition\": \"alldisk\"}]}, \"platforms\": [\"linux\"]}",
+        ),
+    ),
+    route(
+        Method::GET,
+        "/api/v1/response/approvers",
+        Access::Needs(Permission::Read),
+        None,
+        "The tenant's response approvers: public key, name, the token that hands in their approvals, when added and revoked.",
+        None,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/response/approvers",
+        Access::Needs(Permission::Admin),
+        Some("response.approver.add"),
+        "Register an approver's Ed25519 public key (from `cordon approver keygen`), bound to the API token that will hand in its approvals; 409 if already registered.",
+        Some("{\"name\": \"alice\", \"public_key\": \"<64 hex>\", \"owner_token\": \"<token id>\"}"),
+    ),
+    route(
+        Method::DELETE,
+        "/api/v1/response/approvers/{key}",
+        Access::Needs(Permission::Admin),
+        Some("response.approver.revoke"),
+        "Revoke an approver: its approvals stop counting for requests not yet approved.",
+        None,
+    ),
+    route(
+        Method::GET,
+        "/api/v1/response/settings",
+        Access::Needs(Permission::Read),
+        None,
+        "The tenant's response switches: `lockdown` and `approvals_needed` for destructive rules.",
+        None,
+    ),
+    route(
+        Method::PUT,
+        "/api/v1/response/settings",
+        Access::Needs(Permission::Admin),
+        Some("response.settings"),
+        "Set the lockdown switch (every request and approval refused with 409 `lockdown` while on) and the approvals a destructive rule needs (2 to 16).",
+        Some("{\"lockdown\": true, \"approvals_needed\": 2}"),
+    ),
+    RouteSpec {
+        method: Method::GET,
+        path: "/api/v1/response/requests",
+        access: Access::Needs(Permission::Read),
+        audit: None,
+        summary: "Response requests, newest first, each with its state (requested, approved, cancelled, expired), approvals and the command text approvers sign.",
+        params: &[q("limit", "Page size, 1-1000 (default 100).")],
+        body: None,
+    },
+    route(
+        Method::POST,
+        "/api/v1/response/requests",
+        Access::Needs(Permission::Handle),
+        Some("response.request"),
+        "Request a response rule on explicit target agents: the rule is checked field by field (400 `invalid_rule`), every target must be an agent of the tenant, and the command (each target's next counter, a nonce, an expiry of at most 15 minutes) waits for approvals: 1 for a non-destructive rule, `approvals_needed` for a destructive one.",
+        Some("{\"rule\": {...}, \"targets\": [\"agent-id\"], \"reason\": \"...\", \"ttl_secs\": 900}"),
+    ),
+    route(
+        Method::GET,
+        "/api/v1/response/requests/{id}",
+        Access::Needs(Permission::Read),
+        None,
+        "One response request; its `command` is the file `cordon approve` signs.",
+        None,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/response/requests/{id}/approvals",
+        Access::Needs(Permission::Respond),
+        Some("response.approve"),
+        "Hand in an approval made with `cordon approve`: the key must be a live approver registered to the calling token, the signature must verify over the request's command, and nobody approves their own request (403 `own_request`).",
+        Some("{\"public_key\": \"<64 hex>\", \"sig\": \"<128 hex>\"}"),
+    ),
+    route(
+        Method::POST,
+        "/api/v1/response/requests/{id}/cancel",
+        Access::Needs(Permission::Handle),
+        Some("response.cancel"),
+        "Cancel a request that has not gone out; 409 `request_closed` otherwise.",
+        None,
+    ),
+    route(
+        Method::GET,
+        "/api/v1/response/approver-sets",
+        Access::Needs(Permission::Read),
+        None,
+        "Approver-set changes, oldest first: each `proposed` or `adopted`, with `change`, the file `cordon approve` signs.",
+        None,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/response/approver-sets",
+        Access::Needs(Permission::Admin),
+        Some("response.approver_set.propose"),
+        "Propose the live registered approver keys and the tenant's threshold as the next approver set (replacing an open proposal); agents take it only once enough of the set they hold signed it.",
+        None,
+    ),
+    route(
+        Method::POST,
+        "/api/v1/response/approver-sets/{version}/approvals",
+        Access::Needs(Permission::Respond),
+        Some("response.approver_set.approve"),
+        "Hand in an approval of the open approver-set change (made with `cordon approve`), by the token the key is registered to; adopted once the tenant's threshold is in.",
+        Some("{\"public_key\": \"<64 hex>\", \"sig\": \"<128 hex>\"}"),
+    ),
+];

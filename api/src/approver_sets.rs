@@ -96,21 +96,7 @@ pub(crate) async fn approve(
         catalog.set_changes(tenant).await.map_err(store_err)?.into_iter().find(|r| r.version == version);
     let change = change.ok_or_else(|| ApiError::not_found(format!("no approver-set change {version}")))?;
     let key = a.public_key.to_ascii_lowercase();
-    let approver =
-        catalog.approvers(tenant).await.map_err(store_err)?.into_iter().find(|r| r.public_key == key);
-    let approver = approver.ok_or_else(|| {
-        refused(Kind::Forbidden, "unknown_approver", format!("{key} is not a registered approver"))
-    })?;
-    if approver.revoked_at.is_some() {
-        return Err(refused(Kind::Forbidden, "revoked_approver", format!("approver {key} was revoked")));
-    }
-    if approver.owner_token != c.token.id {
-        return Err(refused(
-            Kind::Forbidden,
-            "not_your_key",
-            "this approver's key is registered to another token",
-        ));
-    }
+    crate::requests::check_approver(&s, tenant, &key, &c.token.id).await?;
     schemas::signed::verify_detached(SET_DOMAIN, &key, &change.body, &a.sig)
         .map_err(|_| ApiError::invalid("bad_signature", "the signature does not verify over this change"))?;
     let needed = catalog.response_threshold(tenant).await.map_err(store_err)?;

@@ -332,20 +332,7 @@ pub(crate) async fn request_approve(
     let req = catalog.request(tenant, &id, now).await.map_err(store_err)?;
     let req = req.ok_or_else(|| ApiError::not_found(format!("no request {id}")))?;
     let key = a.public_key.to_ascii_lowercase();
-    let approvers = catalog.approvers(tenant).await.map_err(store_err)?;
-    let approver = approvers.iter().find(|r| r.public_key == key).ok_or_else(|| {
-        refused(Kind::Forbidden, "unknown_approver", format!("{key} is not a registered approver"))
-    })?;
-    if approver.revoked_at.is_some() {
-        return Err(refused(Kind::Forbidden, "revoked_approver", format!("approver {key} was revoked")));
-    }
-    if approver.owner_token != c.token.id {
-        return Err(refused(
-            Kind::Forbidden,
-            "not_your_key",
-            "this approver's key is registered to another token",
-        ));
-    }
+    check_approver(&s, tenant, &key, &c.token.id).await?;
     if req.requested_by == c.token.id {
         return Err(refused(Kind::Forbidden, "own_request", "nobody approves their own request"));
     }
@@ -362,6 +349,30 @@ pub(crate) async fn request_approve(
         Ok(row) => Ok(Json(request_json(&row)).into_response()),
         Err(e) => Err(refusal(e)),
     }
+}
+
+/// Refuses unless `key` is a live approver of `tenant` registered to the token `caller`.
+pub(crate) async fn check_approver(
+    s: &AppState,
+    tenant: &str,
+    key: &str,
+    caller: &str,
+) -> Result<(), ApiError> {
+    let approvers = s.store.catalog().approvers(tenant).await.map_err(store_err)?;
+    let approver = approvers.iter().find(|r| r.public_key == key).ok_or_else(|| {
+        refused(Kind::Forbidden, "unknown_approver", format!("{key} is not a registered approver"))
+    })?;
+    if approver.revoked_at.is_some() {
+        return Err(refused(Kind::Forbidden, "revoked_approver", format!("approver {key} was revoked")));
+    }
+    if approver.owner_token != caller {
+        return Err(refused(
+            Kind::Forbidden,
+            "not_your_key",
+            "this approver's key is registered to another token",
+        ));
+    }
+    Ok(())
 }
 
 /// `POST /api/v1/response/requests/{id}/cancel` (handle): before it goes out.

@@ -105,6 +105,7 @@ pub(crate) async fn approver_revoke(
 struct Settings {
     lockdown: Option<bool>,
     approvals_needed: Option<i64>,
+    max_destructive_targets: Option<i64>,
 }
 
 async fn settings_json(s: &AppState, tenant: &str) -> Result<Value, ApiError> {
@@ -112,6 +113,7 @@ async fn settings_json(s: &AppState, tenant: &str) -> Result<Value, ApiError> {
     Ok(json!({
         "lockdown": c.response_lockdown(tenant).await.map_err(store_err)?,
         "approvals_needed": c.response_threshold(tenant).await.map_err(store_err)?,
+        "max_destructive_targets": c.response_max_targets(tenant).await.map_err(store_err)?,
     }))
 }
 
@@ -131,10 +133,16 @@ pub(crate) async fn settings_put(
     if let Some(k) = set.approvals_needed.filter(|k| !(2..=16).contains(k)) {
         return Err(ApiError::invalid("bad_body", format!("approvals_needed {k} must be from 2 to 16")));
     }
+    if let Some(n) = set.max_destructive_targets.filter(|n| !(1..=MAX_TARGETS as i64).contains(n)) {
+        return Err(ApiError::invalid(
+            "bad_body",
+            format!("max_destructive_targets {n} must be from 1 to {MAX_TARGETS}"),
+        ));
+    }
     let tenant = &c.token.tenant;
     s.store
         .catalog()
-        .set_response_settings(tenant, set.lockdown, set.approvals_needed)
+        .set_response_settings(tenant, set.lockdown, set.approvals_needed, set.max_destructive_targets)
         .await
         .map_err(store_err)?;
     Ok(Json(settings_json(&s, tenant).await?).into_response())
@@ -170,6 +178,16 @@ pub(crate) async fn request_create(
     }
     let targets = known_targets(&s, &tenant, &req.targets).await?;
     let catalog = s.store.catalog();
+    let cap = catalog.response_max_targets(&tenant).await.map_err(store_err)?;
+    if rule.is_destructive() && targets.len() as i64 > cap {
+        return Err(ApiError::invalid(
+            "over_target_cap",
+            format!(
+                "a destructive request may target at most {cap} agents here ({} asked); split it, or an admin raises max_destructive_targets",
+                targets.len()
+            ),
+        ));
+    }
     let needed = if rule.is_destructive() {
         catalog.response_threshold(&tenant).await.map_err(store_err)?
     } else {

@@ -61,7 +61,7 @@ pub(crate) static RESPONSE_ROUTES: &[RouteSpec] = &[
         "/api/v1/response/settings",
         Access::Needs(Permission::Admin),
         Some("response.settings"),
-        "Set the lockdown switch (every request and approval refused with 409 `lockdown` while on) and the approvals a destructive rule needs (2 to 16).",
+        "Set the lockdown switch (every request and approval refused with 409 `lockdown` while on), the approvals a destructive rule needs (2 to 16) and the agents one destructive request may target (`max_destructive_targets`, default 100).",
         Some("{\"lockdown\": true, \"approvals_needed\": 2}"),
     ),
     RouteSpec {

@@ -33,7 +33,10 @@ pub use incidents::{
 };
 pub use policies::PolicyVersion;
 pub use reports::ReportRow;
-pub use response::{ApprovalRow, ApproverRow, NewRequest, REQUEST_STATES, RequestRefusal, RequestRow};
+pub use response::{
+    ApprovalRow, ApproverRow, DEFAULT_MAX_DESTRUCTIVE_TARGETS, NewRequest, REQUEST_STATES, RequestRefusal,
+    RequestRow,
+};
 pub use tokens::TokenInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

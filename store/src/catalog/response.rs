@@ -111,6 +111,14 @@ fn lockdown_key(tenant: &str) -> String {
     format!("response_lockdown:{tenant}")
 }
 
+fn max_targets_key(tenant: &str) -> String {
+    format!("response_max_targets:{tenant}")
+}
+
+/// Agents a destructive request may target unless the tenant sets otherwise: a fleet-wide
+/// destructive action stops here, whoever approves it.
+pub const DEFAULT_MAX_DESTRUCTIVE_TARGETS: i64 = 100;
+
 fn threshold_key(tenant: &str) -> String {
     format!("response_threshold:{tenant}")
 }
@@ -197,13 +205,23 @@ impl Catalog {
         Ok(self.setting(&threshold_key(tenant)).await?.and_then(|v| v.parse().ok()).unwrap_or(2).max(2))
     }
 
-    /// Sets the tenant's lockdown switch and approvals needed.
+    /// Agents one destructive request may target in the tenant.
+    pub async fn response_max_targets(&self, tenant: &str) -> Result<i64, CatalogError> {
+        let set = self.setting(&max_targets_key(tenant)).await?.and_then(|v| v.parse().ok());
+        Ok(set.unwrap_or(DEFAULT_MAX_DESTRUCTIVE_TARGETS).max(1))
+    }
+
+    /// Sets the tenant's lockdown switch, approvals needed and targets per destructive request.
     pub async fn set_response_settings(
         &self,
         tenant: &str,
         lockdown: Option<bool>,
         threshold: Option<i64>,
+        max_targets: Option<i64>,
     ) -> Result<(), CatalogError> {
+        if let Some(n) = max_targets {
+            self.set_setting(&max_targets_key(tenant), &n.max(1).to_string()).await?;
+        }
         if let Some(on) = lockdown {
             self.set_setting(&lockdown_key(tenant), if on { "true" } else { "false" }).await?;
         }

@@ -55,17 +55,21 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
     let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
     let (r1_id, r1) = token_as(&bin(), &env.data, None, "default", "responder")?;
     let (r2_id, r2) = token_as(&bin(), &env.data, None, "default", "responder")?;
-    // One enrolled agent to target.
-    let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 1)?;
-    let key = schemas::signed::AgentKey::generate()?;
-    let (status, enrolled) = post(
-        &format!("{api}/api/v1/enroll"),
-        None,
-        &json!({"token": enroll_token, "public_key": key.public(),
-                "proof": key.enroll_proof(&enroll_token), "host": "web-1"}),
-    )?;
-    assert_eq!(status, 200, "{enrolled}");
-    let agent = enrolled["agent_id"].as_str().unwrap().to_owned();
+    // Two enrolled agents to target.
+    let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 2)?;
+    let mut agents = Vec::new();
+    for host in ["web-1", "web-2"] {
+        let key = schemas::signed::AgentKey::generate()?;
+        let (status, enrolled) = post(
+            &format!("{api}/api/v1/enroll"),
+            None,
+            &json!({"token": enroll_token, "public_key": key.public(),
+                    "proof": key.enroll_proof(&enroll_token), "host": host}),
+        )?;
+        assert_eq!(status, 200, "{enrolled}");
+        agents.push(enrolled["agent_id"].as_str().unwrap().to_owned());
+    }
+    let agent = agents[0].clone();
 
     let (alice, bob) = (keygen(dir.path(), "alice.key")?, keygen(dir.path(), "bob.key")?);
     let approvers = format!("{api}/api/v1/response/approvers");
@@ -154,6 +158,17 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
     assert_eq!((status, lifted["approvals_needed"].as_i64()), (200, Some(3)), "{lifted}");
     let (_, fourth) = ask(&analyst, terminate_rule(), json!([agent]))?;
     assert_eq!(fourth["approvals_needed"], 3, "a destructive request needs the tenant's threshold");
+    // A destructive action on more agents than the tenant's cap is refused before anyone approves.
+    let (status, capped) = put(&settings, Some(&admin), &json!({"max_destructive_targets": 1}))?;
+    assert_eq!((status, capped["max_destructive_targets"].as_i64()), (200, Some(1)), "{capped}");
+    assert_eq!(code(&ask(&analyst, terminate_rule(), json!(agents))?), (400, "over_target_cap".into()));
+    let scan = json!({"name": "scan", "kind": "handling", "actions": [{"action": "Other_QuickScan"}]});
+    let (status, wide) = ask(&analyst, scan, json!(agents))?;
+    assert_eq!(
+        (status, wide["approvals_needed"].as_i64()),
+        (201, Some(1)),
+        "the cap is for destructive rules: {wide}"
+    );
 
     // Every step is in the audit chain, refusals included.
     let (_, audit) = get(&format!("{api}/api/v1/audit?limit=1000"), Some(&admin))?;
@@ -162,14 +177,14 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
         entries.iter().filter(|e| e["action"] == action && e["detail"]["outcome"] == outcome).count()
     };
     assert_eq!(count("response.approver.add", "done"), 2);
-    assert_eq!(count("response.request", "done"), 4);
-    assert_eq!(count("response.request", "refused"), 3);
+    assert_eq!(count("response.request", "done"), 5);
+    assert_eq!(count("response.request", "refused"), 4);
     assert_eq!(count("response.approve", "done"), 2);
     assert_eq!(count("response.approve", "denied"), 4);
     assert_eq!(count("response.approver.revoke", "done"), 1);
     assert_eq!(count("response.cancel", "done"), 1);
     eprintln!(
-        "response requests: 4 requested, 2 approvals counted, every refusal with its own code, all audited"
+        "response requests: 5 requested, 2 approvals counted, every refusal with its own code, all audited"
     );
     Ok(())
 }

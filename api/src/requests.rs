@@ -265,6 +265,7 @@ fn request_json(r: &RequestRow) -> Value {
     json!({
         "id": r.id,
         "state": r.state,
+        "phase": phase(r),
         "destructive": r.destructive,
         "approvals_needed": r.needed,
         "approvals": r.approvals.iter().map(|a| json!({"public_key": a.public_key, "by_token": a.by_token, "at": a.at})).collect::<Vec<_>>(),
@@ -276,6 +277,33 @@ fn request_json(r: &RequestRow) -> Value {
         "targets": r.targets.iter().map(target_json).collect::<Vec<_>>(),
         "progress": progress(&r.targets),
     })
+}
+
+/// Where a request is in its life, from its stored state and its targets: `requested`, `approved`
+/// (no agent has fetched it), `delivered` (some have, not all reported), then once every target
+/// reported `executed` (all carried out and verified), `failed` (some action failed on some agent)
+/// or `refused` (some agent refused it); `cancelled` and `expired` as stored.
+fn phase(r: &RequestRow) -> &'static str {
+    let reported =
+        |t: &store::catalog::TargetRow| matches!(t.state.as_str(), "executed" | "failed" | "refused");
+    let any = |state: &str| r.targets.iter().any(|t| t.state == state);
+    match r.state.as_str() {
+        "requested" => "requested",
+        "cancelled" => "cancelled",
+        "expired" if !r.targets.iter().any(reported) => "expired",
+        _ if !r.targets.is_empty() && r.targets.iter().all(reported) => {
+            if any("failed") {
+                "failed"
+            } else if any("refused") {
+                "refused"
+            } else {
+                "executed"
+            }
+        }
+        _ if r.targets.iter().any(|t| t.state != "pending") => "delivered",
+        "expired" => "expired",
+        _ => "approved",
+    }
 }
 
 /// Targets per delivery state: `pending` (not fetched yet), `delivered`, and the results'

@@ -136,6 +136,7 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
     let cancel = format!("{requests}/{own_id}/cancel");
     let (status, cancelled) = post(&cancel, Some(&analyst), &json!({}))?;
     assert_eq!((status, cancelled["state"].as_str()), (200, Some("cancelled")), "{cancelled}");
+    assert_eq!(cancelled["phase"], "cancelled", "{cancelled}");
     let late = sign(dir.path(), &own, "bob.key")?;
     assert_eq!(code(&hand_in(&api, &r2, &own_id, &late)?), (409, "request_closed".into()));
     assert_eq!(code(&post(&cancel, Some(&analyst), &json!({}))?), (409, "request_closed".into()));
@@ -256,6 +257,7 @@ fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow:
     assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
     assert!(child.try_wait()?.is_none(), "nothing runs before the agent asks");
     assert_eq!(approved["progress"]["pending"], 1, "{approved}");
+    assert_eq!(approved["phase"], "approved", "{approved}");
 
     let respond = |secs: &str| {
         let args = [
@@ -304,6 +306,7 @@ fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow:
     assert_eq!(result.command, id);
     assert_eq!(target["result"]["actions"][0]["outcome"], "done", "{shown}");
     assert_eq!(shown["progress"]["executed"], 1, "{shown}");
+    assert_eq!(shown["phase"], "executed", "{shown}");
 
     // Asked again, the agent has nothing to do: the command ran once.
     let (_, out) = respond("2")?;
@@ -347,6 +350,7 @@ fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow:
     assert!(second.try_wait()?.is_none(), "carol's approval did not count yet");
     let (_, shown) = get(&format!("{api}/api/v1/response/requests/{early}"), Some(&analyst))?;
     assert_eq!(shown["targets"][0]["state"], "refused", "{shown}");
+    assert_eq!(shown["phase"], "refused", "{shown}");
     let (_, adopted) = approve_set(&r2, &sign(dir.path(), &change_file(&half), "bob.key")?)?;
     assert_eq!(adopted["state"], "adopted", "{adopted}");
     ask("carol's second")?;

@@ -22,6 +22,8 @@ pub mod approvers;
 pub mod command;
 mod fields;
 mod schema;
+#[cfg(test)]
+mod t14_tests;
 pub mod table;
 
 pub use schema::json_schema;

@@ -6,7 +6,7 @@
 
 use super::Ingest;
 use schemas::response::approvers::SignedSetChange;
-use schemas::response::command::{Approval, SignedCommand, SignedResult, verify_result};
+use schemas::response::command::{Approval, ResultBody, SignedCommand, SignedResult, verify_result};
 use serde_json::json;
 
 const HELP_RESULTS: &str = "Response results handed in by agents, by outcome (refused: not stored).";
@@ -79,6 +79,20 @@ impl Ingest {
         answer.to_string().into_bytes()
     }
 
+    /// A verified result in the audit chain, beside the request and its approvals.
+    async fn audit_result(&self, tenant: &str, agent: &str, body: &ResultBody, stored: bool, now: i64) {
+        let rec = store::catalog::AuditRecord {
+            tenant: tenant.to_owned(),
+            actor: format!("agent:{agent}"),
+            action: "response.result".to_owned(),
+            target: format!("request:{}", body.command),
+            detail: json!({"outcome": body.outcome, "detail": body.detail, "stored": stored, "at": body.at}),
+        };
+        if let Err(e) = self.store.catalog().audit(&rec, now).await {
+            tracing::error!(error = %e, tenant, agent, "could not write a response result to the audit chain");
+        }
+    }
+
     async fn store_result(&self, tenant: &str, agent: &str, payload: &[u8]) -> Result<bool, String> {
         let result: SignedResult = serde_json::from_slice(payload).map_err(|e| format!("result: {e}"))?;
         let catalog = self.store.catalog();
@@ -90,6 +104,7 @@ impl Ingest {
             .record_result(tenant, agent, &body.command, &body.outcome, &result.body, &result.sig, now)
             .await
             .map_err(|e| e.to_string())?;
+        self.audit_result(tenant, agent, &body, stored, now).await;
         let label = format!("outcome=\"{}\"", body.outcome);
         self.metrics.add("cordon_response_results_total", &label, HELP_RESULTS, 1);
         tracing::info!(tenant, agent, command = %body.command, outcome = %body.outcome, stored, "response result");

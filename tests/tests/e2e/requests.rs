@@ -308,6 +308,31 @@ fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow:
     assert_eq!(shown["progress"]["executed"], 1, "{shown}");
     assert_eq!(shown["phase"], "executed", "{shown}");
 
+    // The request, its approvals and the agent's result are all in the audit chain.
+    let (_, audit) = get(&format!("{api}/api/v1/audit?limit=1000"), Some(&admin))?;
+    let chain = audit["entries"].as_array().unwrap();
+    let result =
+        chain.iter().find(|e| e["action"] == "response.result" && e["target"] == format!("request:{id}"));
+    let result = result.ok_or_else(|| anyhow::anyhow!("no result in the audit chain: {audit}"))?;
+    assert_eq!(
+        (result["actor"].as_str(), result["detail"]["outcome"].as_str()),
+        (Some(&*format!("agent:{agent}")), Some("executed"))
+    );
+    assert_eq!(
+        chain
+            .iter()
+            .filter(|e| e["action"] == "response.approve" && e["detail"]["outcome"] == "done")
+            .count(),
+        2
+    );
+    assert_eq!(
+        chain
+            .iter()
+            .filter(|e| e["action"] == "response.request" && e["detail"]["outcome"] == "done")
+            .count(),
+        1
+    );
+
     // Asked again, the agent has nothing to do: the command ran once.
     let (_, out) = respond("2")?;
     let again: Value = serde_json::from_str(out.trim().lines().last().unwrap_or_default())?;

@@ -48,14 +48,8 @@ pub(crate) async fn list(State(s): State<Arc<AppState>>, Extension(c): Extension
 pub(crate) async fn propose(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
     let tenant = c.token.tenant.clone();
     let catalog = s.store.catalog();
-    let keys: std::collections::BTreeSet<String> = catalog
-        .approvers(&tenant)
-        .await
-        .map_err(store_err)?
-        .into_iter()
-        .filter(|a| a.revoked_at.is_none())
-        .map(|a| a.public_key)
-        .collect();
+    let keys: std::collections::BTreeSet<String> =
+        catalog.live_approver_keys(&tenant).await.map_err(store_err)?.into_iter().collect();
     let threshold = catalog.response_threshold(&tenant).await.map_err(store_err)? as usize;
     if keys.len() < threshold {
         return Err(ApiError::invalid(
@@ -133,14 +127,7 @@ pub(crate) async fn pinned_set(s: &AppState, tenant: &str) -> Result<Value, ApiE
         let change: SetChange = serde_json::from_str(&c.body).map_err(|e| ApiError::internal(&e))?;
         return Ok(json!({"keys": change.keys, "threshold": change.threshold, "version": change.version}));
     }
-    let keys: Vec<String> = catalog
-        .approvers(tenant)
-        .await
-        .map_err(store_err)?
-        .into_iter()
-        .filter(|a| a.revoked_at.is_none())
-        .map(|a| a.public_key)
-        .collect();
+    let keys = catalog.live_approver_keys(tenant).await.map_err(store_err)?;
     let threshold = catalog.response_threshold(tenant).await.map_err(store_err)?;
     Ok(json!({"keys": keys, "threshold": threshold, "version": 0}))
 }

@@ -28,11 +28,7 @@ impl Ingest {
             .into_iter()
             .map(|r| SignedCommand {
                 body: r.body,
-                approvals: r
-                    .approvals
-                    .into_iter()
-                    .map(|a| Approval { key: a.public_key, sig: a.sig })
-                    .collect(),
+                approvals: r.approvals.into_iter().map(Approval::from).collect(),
             })
             .collect();
         if !orders.is_empty() {
@@ -51,11 +47,7 @@ impl Ingest {
                 .filter(|c| c.adopted_at.is_some())
                 .map(|c| SignedSetChange {
                     body: c.body,
-                    approvals: c
-                        .approvals
-                        .into_iter()
-                        .map(|a| Approval { key: a.public_key, sig: a.sig })
-                        .collect(),
+                    approvals: c.approvals.into_iter().map(Approval::from).collect(),
                 })
                 .collect(),
             Err(e) => {

@@ -42,6 +42,12 @@ pub struct ApprovalRow {
     pub at: i64,
 }
 
+impl From<ApprovalRow> for schemas::response::command::Approval {
+    fn from(a: ApprovalRow) -> Self {
+        Self { key: a.public_key, sig: a.sig }
+    }
+}
+
 /// A response request.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct RequestRow {
@@ -193,6 +199,12 @@ impl Catalog {
             })
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("approvers"))
+    }
+
+    /// The public keys of a tenant's live (not revoked) approvers.
+    pub async fn live_approver_keys(&self, tenant: &str) -> Result<Vec<String>, CatalogError> {
+        let all = self.approvers(tenant).await?;
+        Ok(all.into_iter().filter(|a| a.revoked_at.is_none()).map(|a| a.public_key).collect())
     }
 
     /// The tenant's lockdown switch (every response action refused while on).

@@ -47,14 +47,28 @@ fn terminate_rule() -> Value {
         {"action": "Proc_Terminate", "process": {"executable": "/tmp/conti", "sha256": "ab".repeat(32)}}]})
 }
 
+/// A server and the people around a request: an analyst who asks and two responders (token id and
+/// secret each) who approve.
+struct Cast {
+    env: Env,
+    dir: tempfile::TempDir,
+    analyst: String,
+    r1: (String, String),
+    r2: (String, String),
+}
+
+fn cast() -> anyhow::Result<Cast> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
+    let r1 = token_as(&bin(), &env.data, None, "default", "responder")?;
+    let r2 = token_as(&bin(), &env.data, None, "default", "responder")?;
+    Ok(Cast { env, dir: tempfile::tempdir()?, analyst, r1, r2 })
+}
+
 #[test]
 fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Result<()> {
-    let env = Env::start(&ServerOptions::default())?;
+    let Cast { env, dir, analyst, r1: (r1_id, r1), r2: (r2_id, r2) } = cast()?;
     let (api, admin) = (env.server.api.clone(), env.token.clone());
-    let dir = tempfile::tempdir()?;
-    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
-    let (r1_id, r1) = token_as(&bin(), &env.data, None, "default", "responder")?;
-    let (r2_id, r2) = token_as(&bin(), &env.data, None, "default", "responder")?;
     // Two enrolled agents to target.
     let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 2)?;
     let mut agents = Vec::new();
@@ -205,12 +219,8 @@ fn victim(dir: &Path) -> anyhow::Result<(std::process::Child, String, String)> {
 /// signed with the agent's key; asked again, the agent gets nothing more.
 #[test]
 fn an_approved_command_runs_once_on_its_agent_and_comes_back_signed() -> anyhow::Result<()> {
-    let env = Env::start(&ServerOptions::default())?;
+    let Cast { env, dir, analyst, r1: (r1_id, r1), r2: (r2_id, r2) } = cast()?;
     let (api, admin) = (env.server.api.clone(), env.token.clone());
-    let dir = tempfile::tempdir()?;
-    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
-    let (r1_id, r1) = token_as(&bin(), &env.data, None, "default", "responder")?;
-    let (r2_id, r2) = token_as(&bin(), &env.data, None, "default", "responder")?;
     let (alice, bob) = (keygen(dir.path(), "alice.key")?, keygen(dir.path(), "bob.key")?);
     for (name, key, owner) in [("alice", &alice, &r1_id), ("bob", &bob, &r2_id)] {
         let body = json!({"name": name, "public_key": key, "owner_token": owner});

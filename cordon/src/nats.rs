@@ -76,6 +76,8 @@ pub struct NatsOptions {
     pub auth: bool,
     /// TLS only, with this certificate chain and key (PEM files).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The address it listens on (default: 127.0.0.1).
+    pub host: Option<String>,
 }
 
 /// Starts nats-server under `dir` as `opts` say.
@@ -106,8 +108,9 @@ pub fn start_with(dir: &Path, opts: &NatsOptions) -> anyhow::Result<NatsServer> 
     std::fs::write(
         &conf,
         format!(
-            "host: 127.0.0.1\nport: {port}\nmax_payload: 8388608\nports_file_dir: \"{d}\"\njetstream {{\n  store_dir: \"{d}/js\"\n  {sync}\n}}\n{auth}{tls}",
+            "host: {host}\nport: {port}\nmax_payload: 8388608\nports_file_dir: \"{d}\"\njetstream {{\n  store_dir: \"{d}/js\"\n  {sync}\n}}\n{auth}{tls}",
             d = dir.display(),
+            host = opts.host.as_deref().unwrap_or("127.0.0.1"),
             port = port.map_or(-1, i32::from),
             auth = keys.as_ref().map(|k| k.server_config()).unwrap_or_default(),
             tls = opts.tls.as_ref().map_or(String::new(), |(cert, key)| format!(

@@ -358,6 +358,7 @@ pub async fn main(
     if !roots.is_empty() {
         exec.roots = roots;
     }
+    exec.management = executor::net::management_endpoints(&common.nats_url);
     let mut responder = Responder::open(&dir, exec)?.with_cap(cap_per_hour);
     let creds = crate::identity::Credentials::Enrolled {
         state_dir: dir.clone(),

@@ -18,7 +18,7 @@ pub fn start_nats(dir: &Path) -> anyhow::Result<NatsServer> {
 /// As [`start_nats`], on a given port (a restart where the clients expect it; the keys in `dir`
 /// are kept).
 pub fn start_nats_on(dir: &Path, port: Option<u16>) -> anyhow::Result<NatsServer> {
-    start_nats_with(dir, &cordon::nats::NatsOptions { port, auth: true, tls: None })
+    start_nats_with(dir, &cordon::nats::NatsOptions { port, auth: true, ..Default::default() })
 }
 
 /// As [`start_nats`], with `opts` (authentication is on whatever they say).

@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 const MAX_TEXT: usize = 4096;
 const MAX_SCRIPT: usize = 64 * 1024;
 const MAX_LIST: usize = 64;
+/// At most this many hashes in a scan's list.
+pub const MAX_HASHES: usize = 10_000;
 const ATTRIBUTES: &[&str] = &["readonly", "hidden", "system", "immutable", "append_only"];
 const REG_TYPES: &[&str] =
     &["REG_SZ", "REG_EXPAND_SZ", "REG_MULTI_SZ", "REG_DWORD", "REG_QWORD", "REG_BINARY"];
@@ -23,6 +25,7 @@ pub(crate) fn check(kind: Kind, v: &Value) -> Result<Value, String> {
         Kind::RegKey => reg_key(v).map(Value::from),
         Kind::RegType => one_of(v, REG_TYPES).map(Value::from),
         Kind::Sha256 => sha256(v).map(Value::from),
+        Kind::Sha256s => list_of(v, MAX_HASHES, sha256),
         Kind::Ip => ip(v).map(Value::from),
         Kind::Ips => list(v, ip),
         Kind::Port => int(v, 1, 65_535).map(Value::from),
@@ -74,9 +77,13 @@ fn path(v: &Value) -> Result<String, String> {
 }
 
 fn list(v: &Value, each: impl Fn(&Value) -> Result<String, String>) -> Result<Value, String> {
+    list_of(v, MAX_LIST, each)
+}
+
+fn list_of(v: &Value, max: usize, each: impl Fn(&Value) -> Result<String, String>) -> Result<Value, String> {
     let items = v.as_array().ok_or("must be a list")?;
-    if items.is_empty() || items.len() > MAX_LIST {
-        return Err(format!("must hold 1 to {MAX_LIST} items, holds {}", items.len()));
+    if items.is_empty() || items.len() > max {
+        return Err(format!("must hold 1 to {max} items, holds {}", items.len()));
     }
     let mut out = Vec::with_capacity(items.len());
     for (i, x) in items.iter().enumerate() {
@@ -219,7 +226,7 @@ fn mbr_data(v: &Value) -> Result<String, String> {
 }
 
 /// Bytes written as hex pairs, spaces allowed between them (`31 C0 FA`).
-pub(crate) fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
+pub fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
     let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
     if digits.is_empty() || !digits.len().is_multiple_of(2) || !digits.bytes().all(|b| b.is_ascii_hexdigit())
     {

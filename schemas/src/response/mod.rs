@@ -26,6 +26,7 @@ mod schema;
 mod t14_tests;
 pub mod table;
 
+pub use fields::hex_bytes;
 pub use schema::json_schema;
 pub use table::{INSTRUCTIONS, Instruction};
 

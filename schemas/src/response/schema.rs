@@ -90,6 +90,9 @@ fn kind_schema(kind: Kind) -> Value {
         Kind::RegType => {
             json!({"enum": ["REG_SZ", "REG_EXPAND_SZ", "REG_MULTI_SZ", "REG_DWORD", "REG_QWORD", "REG_BINARY"]})
         }
+        Kind::Sha256s => {
+            json!({"type": "array", "minItems": 1, "maxItems": super::fields::MAX_HASHES, "items": sha})
+        }
         Kind::Sha256 => sha,
         Kind::Ip => ip,
         Kind::Ips => list(ip),

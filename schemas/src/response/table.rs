@@ -24,6 +24,8 @@ pub enum Kind {
     RegType,
     /// A SHA-256 in hex.
     Sha256,
+    /// A list (1-10,000) of SHA-256s.
+    Sha256s,
     /// An IP address or a CIDR block.
     Ip,
     /// A list (1-64) of IP addresses or CIDR blocks.
@@ -174,10 +176,10 @@ pub static INSTRUCTIONS: &[Instruction] = &[
         &[req("ip", Ip), opt("expires_secs", Secs)], NoCond),
     ins("Other_Fix_patch", "other", "Install a patch (a KB on Windows, a package on Linux).", UNIX_WIN, true,
         &[req("patch", Text)], NoCond),
-    ins("Other_Create_Mutex", "other", "Create an immunisation marker (a mutex on Windows; the configured file or lock on Linux).", UNIX_WIN, false,
-        &[req("name", Name)], NoCond),
-    ins("Other_QuickScan", "other", "Hash the files in scope against the tenant's IOC hashes; with `clean`, quarantine what matches.", ALL, false,
-        &[opt("clean", Bool)], Scope),
+    ins("Other_Create_Mutex", "other", "Create an immunisation marker (a mutex on Windows; on Linux a read-only file the malware checks for: `path`, under /tmp, /var/tmp, /run or /dev/shm, else /run/lock/<name>).", UNIX_WIN, false,
+        &[req("name", Name), opt("path", Path)], NoCond),
+    ins("Other_QuickScan", "other", "Hash the files in scope against the listed SHA-256s (signed with the rule, so no one else can add to them); with `clean`, quarantine what matches.", ALL, false,
+        &[opt("sha256s", Sha256s), opt("clean", Bool)], Scope),
 ];
 
 /// The instruction called `name` (without regard to case).

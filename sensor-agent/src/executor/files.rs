@@ -53,7 +53,7 @@ pub(super) fn run(a: &Action, cfg: &Config, dry_run: bool, r: &mut ActionResult)
 }
 
 /// Why the agent leaves `path` alone, if it does (`quarantine`: the agent's own, when known).
-fn denied(path: &Path, quarantine: Option<&Path>) -> Option<String> {
+pub(super) fn denied(path: &Path, quarantine: Option<&Path>) -> Option<String> {
     let p = path.to_string_lossy();
     let me = std::fs::read_link("/proc/self/exe").ok();
     if me.as_deref() == Some(path) || quarantine.is_some_and(|q| path.starts_with(q)) {
@@ -76,6 +76,20 @@ pub(super) fn sha256_file(path: &Path) -> Result<String, String> {
 
 /// The files under the roots the scope reaches whose name (or path) is one of `wanted`.
 fn find(wanted: &[String], scope: Scope, cfg: &Config) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    walk(scope, cfg, &mut |path| {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if wanted.iter().any(|w| *w == name || Path::new(w) == path) {
+            out.push(path.to_path_buf());
+        }
+    });
+    out.sort();
+    out
+}
+
+/// Visits every regular file under the roots the scope reaches, without following symbolic links
+/// and never under `/proc`, `/sys`, `/dev`, `/boot` or the quarantine.
+pub(super) fn walk(scope: Scope, cfg: &Config, visit: &mut dyn FnMut(&Path)) {
     let depth = match scope {
         Scope::DiskRoot => 1,
         Scope::AllDiskDeep(d) => usize::from(d),
@@ -86,7 +100,6 @@ fn find(wanted: &[String], scope: Scope, cfg: &Config) -> Vec<PathBuf> {
         Scope::Udisk => cfg.removable.clone(),
         _ => cfg.roots.clone(),
     };
-    let mut out = Vec::new();
     let mut stack: Vec<(PathBuf, usize)> = roots.into_iter().map(|r| (r, 0)).collect();
     while let Some((dir, d)) = stack.pop() {
         if NEVER_UNDER.iter().any(|n| dir.starts_with(n)) || dir.starts_with(&cfg.quarantine) {
@@ -95,19 +108,13 @@ fn find(wanted: &[String], scope: Scope, cfg: &Config) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(&dir) else { continue };
         for e in entries.flatten() {
             let Ok(t) = e.file_type() else { continue };
-            let path = e.path();
             if t.is_dir() && d + 1 < depth {
-                stack.push((path, d + 1));
+                stack.push((e.path(), d + 1));
             } else if t.is_file() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                if wanted.iter().any(|w| *w == name || Path::new(w) == path) {
-                    out.push(path);
-                }
+                visit(&e.path());
             }
         }
     }
-    out.sort();
-    out
 }
 
 fn delete(a: &Action, cfg: &Config, dry_run: bool, r: &mut ActionResult) -> Result<(), String> {
@@ -160,7 +167,7 @@ fn delete(a: &Action, cfg: &Config, dry_run: bool, r: &mut ActionResult) -> Resu
 }
 
 /// Moves `p` into the quarantine with its record, and checks it arrived whole and left.
-fn quarantine(p: &Path, cfg: &Config) -> Result<String, String> {
+pub(super) fn quarantine(p: &Path, cfg: &Config) -> Result<String, String> {
     let meta = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
     let sha256 = sha256_file(p)?;
     let at = schemas::time::now_micros();

@@ -11,7 +11,7 @@ fn rule(actions: serde_json::Value) -> schemas::response::Rule {
 }
 
 fn cfg(dir: &Path) -> Config {
-    Config { quarantine: dir.join("quarantine"), roots: vec![dir.join("root")], removable: Vec::new() }
+    Config { roots: vec![dir.join("root")], removable: Vec::new(), ..Config::for_host(dir) }
 }
 
 #[test]
@@ -97,7 +97,11 @@ fn text_is_cut_out_by_an_atomic_rewrite_and_renames_never_overwrite() {
 
 #[test]
 fn system_files_are_refused_even_in_a_dry_run() {
-    let c = Config { quarantine: "/nonexistent-q".into(), roots: vec!["/etc".into()], removable: Vec::new() };
+    let c = Config {
+        quarantine: "/nonexistent-q".into(),
+        roots: vec!["/etc".into()],
+        ..Config::for_host(std::path::Path::new("/nonexistent"))
+    };
     let r = &run(
         &rule(json!([{"action": "File_Delete", "filenames": ["passwd"], "condition": "diskroot"}])),
         &c,

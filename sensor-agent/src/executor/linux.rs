@@ -1,9 +1,8 @@
 //! The Linux executor. Processes: found through `/proc` by the identity the command gives (pid and
 //! kernel start time, executable and its SHA-256, or name; never a bare pid), or by the shared
 //! objects they have mapped (`/proc/<pid>/maps`); signalled (SIGKILL, SIGSTOP, SIGCONT); checked
-//! afterwards in `/proc/<pid>/stat` (gone or a zombie; stopped; running). Files: [`super::files`].
-//! The other instructions come next; until then they answer that this agent does not carry them
-//! out yet.
+//! afterwards in `/proc/<pid>/stat` (gone or a zombie; stopped; running). Files: [`super::files`];
+//! the network: [`super::net`]. An instruction not carried out yet says so.
 
 use super::{ActionResult, Config, Outcome};
 use rustix::process::{Pid, Signal, kill_process};
@@ -32,7 +31,10 @@ pub fn run(a: &Action, cfg: &Config, dry_run: bool) -> ActionResult {
         r.detail = "unsupported on linux".into();
         return r;
     }
-    if super::files::run(a, cfg, dry_run, &mut r) {
+    let handled = super::files::run(a, cfg, dry_run, &mut r)
+        || super::net::run(a, cfg, dry_run, &mut r)
+        || super::host::run(a, cfg, dry_run, &mut r);
+    if handled {
         return r;
     }
     let (found, signal) = match name {

@@ -9,31 +9,49 @@
 //! A Windows executor goes beside `linux.rs` with the same [`ActionResult`]s.
 
 mod files;
+mod host;
 pub mod linux;
+pub mod net;
 
 pub use files::Quarantined;
+pub use host::mbr_backup;
 use schemas::response::{Action, Rule};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-/// Where the executor looks for files and keeps what it quarantines.
+/// Where the executor looks for files, keeps what it quarantines, and what it must never cut off.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// The agent's state directory (snapshots taken before a change it may undo).
+    pub state: PathBuf,
     /// Quarantined files and their records.
     pub quarantine: PathBuf,
     /// The disks' mount points, the system disk first (`/` on a host).
     pub roots: Vec<PathBuf>,
     /// Where removable media are mounted.
     pub removable: Vec<PathBuf>,
+    /// The management channel (the NATS servers' addresses): isolation keeps it open, blocks refuse
+    /// to touch it.
+    pub management: Vec<SocketAddr>,
+    /// The DNS resolvers isolation keeps reachable.
+    pub resolvers: Vec<IpAddr>,
+    /// The `nft` program.
+    pub nft: PathBuf,
 }
 
 impl Config {
     /// A host's: the whole filesystem, removable media under `/media`, `/run/media` and `/mnt`,
-    /// the quarantine in the agent's state directory.
+    /// the quarantine in the agent's state directory, the resolvers of `resolv.conf`; the
+    /// management channel is the caller's to fill in ([`net::management_endpoints`]).
     pub fn for_host(state_dir: &Path) -> Self {
         Self {
+            state: state_dir.to_path_buf(),
             quarantine: state_dir.join("quarantine"),
             roots: vec![PathBuf::from("/")],
             removable: ["/media", "/run/media", "/mnt"].map(PathBuf::from).to_vec(),
+            management: Vec::new(),
+            resolvers: net::resolvers(),
+            nft: PathBuf::from("nft"),
         }
     }
 }

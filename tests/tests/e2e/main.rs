@@ -16,6 +16,7 @@ mod diskfull;
 mod enroll;
 mod hostile;
 mod incidents;
+mod isolation;
 mod logins;
 mod maintenance;
 mod metadata_crash;
@@ -58,8 +59,16 @@ pub struct Env {
 impl Env {
     /// Starts nats-server and a server with these options, and creates a token.
     pub fn start(opts: &tests::ServerOptions) -> anyhow::Result<Self> {
+        Self::start_with_bus(opts, &cordon::nats::NatsOptions::default())
+    }
+
+    /// As [`Env::start`], nats-server started as `bus` says (authentication always on).
+    pub fn start_with_bus(
+        opts: &tests::ServerOptions,
+        bus: &cordon::nats::NatsOptions,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let nats = nats(dir.path());
+        let nats = tests::start_nats_with(&dir.path().join("nats"), bus)?;
         let data = dir.path().join("data");
         let server = tests::Server::start(&bin(), &data, &nats.url, opts)?;
         let token = tests::token(&bin(), &data, opts.metadata_url.as_deref())?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::path::Path;
 use tests::{ServerOptions, get, post, put, token_as};
 
-fn keygen(dir: &Path, name: &str) -> anyhow::Result<String> {
+pub(super) fn keygen(dir: &Path, name: &str) -> anyhow::Result<String> {
     let out = dir.join(name).display().to_string();
     let (code, public) = tests::run(&bin(), &["approver", "keygen", "--out", &out])?;
     anyhow::ensure!(code == 0, "keygen {name}: {public}");
@@ -20,7 +20,7 @@ fn keygen(dir: &Path, name: &str) -> anyhow::Result<String> {
 
 /// Signs the request's command with `key` as an approver does: the command saved to a file,
 /// `cordon approve` on it, the new approval read back.
-fn sign(dir: &Path, request: &Value, key: &str) -> anyhow::Result<Approval> {
+pub(super) fn sign(dir: &Path, request: &Value, key: &str) -> anyhow::Result<Approval> {
     let file = dir.join(format!("{}.json", request["id"].as_str().unwrap_or("request")));
     std::fs::write(&file, request["command"].to_string())?;
     let (f, k) = (file.display().to_string(), dir.join(key).display().to_string());
@@ -30,7 +30,7 @@ fn sign(dir: &Path, request: &Value, key: &str) -> anyhow::Result<Approval> {
     signed.approvals.last().cloned().ok_or_else(|| anyhow::anyhow!("no approval written"))
 }
 
-fn hand_in(api: &str, tok: &str, id: &str, a: &Approval) -> anyhow::Result<(u16, Value)> {
+pub(super) fn hand_in(api: &str, tok: &str, id: &str, a: &Approval) -> anyhow::Result<(u16, Value)> {
     post(
         &format!("{api}/api/v1/response/requests/{id}/approvals"),
         Some(tok),
@@ -205,7 +205,7 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
 }
 
 /// A `sleep` under a name of the test's own, and its SHA-256.
-fn victim(dir: &Path) -> anyhow::Result<(std::process::Child, String, String)> {
+pub(super) fn victim(dir: &Path) -> anyhow::Result<(std::process::Child, String, String)> {
     let exe = dir.join("cordon-e2e-victim");
     std::fs::copy("/bin/sleep", &exe)?;
     let child = std::process::Command::new(&exe).arg("120").spawn()?;

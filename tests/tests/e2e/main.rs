@@ -10,6 +10,7 @@ mod bus;
 mod correlation;
 mod corruption;
 mod crash;
+mod dark_cloud;
 mod deps;
 mod detection;
 mod diskfull;

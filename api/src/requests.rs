@@ -106,6 +106,7 @@ struct Settings {
     lockdown: Option<bool>,
     approvals_needed: Option<i64>,
     max_destructive_targets: Option<i64>,
+    scripts: Option<bool>,
 }
 
 async fn settings_json(s: &AppState, tenant: &str) -> Result<Value, ApiError> {
@@ -114,6 +115,7 @@ async fn settings_json(s: &AppState, tenant: &str) -> Result<Value, ApiError> {
         "lockdown": c.response_lockdown(tenant).await.map_err(store_err)?,
         "approvals_needed": c.response_threshold(tenant).await.map_err(store_err)?,
         "max_destructive_targets": c.response_max_targets(tenant).await.map_err(store_err)?,
+        "scripts": c.response_scripts(tenant).await.map_err(store_err)?,
     }))
 }
 
@@ -142,7 +144,15 @@ pub(crate) async fn settings_put(
     let tenant = &c.token.tenant;
     s.store
         .catalog()
-        .set_response_settings(tenant, set.lockdown, set.approvals_needed, set.max_destructive_targets)
+        .set_response_settings(
+            tenant,
+            &store::catalog::ResponseSettings {
+                lockdown: set.lockdown,
+                threshold: set.approvals_needed,
+                max_targets: set.max_destructive_targets,
+                scripts: set.scripts,
+            },
+        )
         .await
         .map_err(store_err)?;
     Ok(Json(settings_json(&s, tenant).await?).into_response())
@@ -178,6 +188,13 @@ pub(crate) async fn request_create(
     }
     let targets = known_targets(&s, &tenant, &req.targets).await?;
     let catalog = s.store.catalog();
+    if rule.runs_scripts() && !catalog.response_scripts(&tenant).await.map_err(store_err)? {
+        return Err(refused(
+            Kind::Conflict,
+            "scripts_disabled",
+            "scripts are off in this tenant: an admin turns them on (PUT /api/v1/response/settings {\"scripts\": true}), and each agent runs only the scripts it allows by hash",
+        ));
+    }
     let cap = catalog.response_max_targets(&tenant).await.map_err(store_err)?;
     if rule.is_destructive() && targets.len() as i64 > cap {
         return Err(ApiError::invalid(

@@ -109,6 +109,10 @@ pub enum Command {
         /// Destructive commands carried out per hour at most; past it they are refused.
         #[arg(long, default_value_t = crate::respond::DEFAULT_DESTRUCTIVE_PER_HOUR)]
         max_destructive_per_hour: usize,
+        /// The SHA-256 of a script this agent may run (repeat for more). Without any, scripts are
+        /// off: no command, however approved, runs one.
+        #[arg(long = "allow-script")]
+        allow_script: Vec<String>,
     },
     /// Print the enrolled key in --state-dir as a NATS credential for another shipper (Vector's `nats`
     /// sink with `auth.strategy = "nkey"`): its nkey and seed, and the subject it may publish events
@@ -346,10 +350,16 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             }
         };
     }
-    if let Command::Respond { for_secs, poll_ms, root, max_destructive_per_hour } = &cli.command {
-        let poll = Duration::from_millis(*poll_ms);
-        let cap = *max_destructive_per_hour;
-        return match rt.block_on(crate::respond::main(&cli.common, *for_secs, poll, root.clone(), cap)) {
+    if let Command::Respond { for_secs, poll_ms, root, max_destructive_per_hour, allow_script } = &cli.command
+    {
+        let opts = crate::respond::RespondOptions {
+            for_secs: *for_secs,
+            poll: Duration::from_millis(*poll_ms),
+            roots: root.clone(),
+            cap_per_hour: *max_destructive_per_hour,
+            scripts: allow_script.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        };
+        return match rt.block_on(crate::respond::main(&cli.common, opts)) {
             Ok(summary) => {
                 println!("{summary}");
                 std::process::ExitCode::SUCCESS

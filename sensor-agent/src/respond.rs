@@ -344,21 +344,35 @@ async fn hand_in(
     Handled { command: body.command, outcome: body.outcome, detail: body.detail, stored }
 }
 
+/// How `cordon-agent respond` answers.
+#[derive(Clone, Debug)]
+pub struct RespondOptions {
+    /// Seconds to answer.
+    pub for_secs: u64,
+    /// Time between asks.
+    pub poll: Duration,
+    /// Disk roots for file instructions (empty: `/`).
+    pub roots: Vec<PathBuf>,
+    /// Destructive commands per hour at most.
+    pub cap_per_hour: usize,
+    /// SHA-256s of the scripts this agent runs (empty: none).
+    pub scripts: Vec<String>,
+}
+
 /// `cordon-agent respond`: the identity enrolled in `--state-dir`, connected with its own key,
-/// answering for `for_secs`; the summary as JSON.
+/// answering for `opts.for_secs`; the summary as JSON.
 pub async fn main(
     common: &crate::cli::Common,
-    for_secs: u64,
-    poll: Duration,
-    roots: Vec<PathBuf>,
-    cap_per_hour: usize,
+    opts: RespondOptions,
 ) -> Result<serde_json::Value, AgentError> {
+    let RespondOptions { for_secs, poll, roots, cap_per_hour, scripts } = opts;
     let dir = common.state_dir.clone().ok_or_else(|| failed("respond needs --state-dir"))?;
     let mut exec = executor::Config::for_host(&dir);
     if !roots.is_empty() {
         exec.roots = roots;
     }
     exec.management = executor::net::management_endpoints(&common.nats_url);
+    exec.scripts = scripts;
     let mut responder = Responder::open(&dir, exec)?.with_cap(cap_per_hour);
     let creds = crate::identity::Credentials::Enrolled {
         state_dir: dir.clone(),

@@ -184,6 +184,12 @@ impl Rule {
             .collect()
     }
 
+    /// Whether any action runs a script or a downloaded program (off unless the tenant turns
+    /// scripts on, and each agent allows the script's hash).
+    pub fn runs_scripts(&self) -> bool {
+        self.actions.iter().any(|a| a.instruction.category == "script")
+    }
+
     /// Whether any action is destructive (those need approvals from two people).
     pub fn is_destructive(&self) -> bool {
         self.actions.iter().any(Action::is_destructive)

@@ -168,6 +168,11 @@ fn delete(a: &Action, cfg: &Config, dry_run: bool, r: &mut ActionResult) -> Resu
 
 /// Moves `p` into the quarantine with its record, and checks it arrived whole and left.
 pub(super) fn quarantine(p: &Path, cfg: &Config) -> Result<String, String> {
+    quarantine_as(p, p, cfg)
+}
+
+/// As [`quarantine`], recorded as the file at `was` (a copy kept of a file about to change).
+pub(super) fn quarantine_as(p: &Path, was: &Path, cfg: &Config) -> Result<String, String> {
     let meta = std::fs::symlink_metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
     let sha256 = sha256_file(p)?;
     let at = schemas::time::now_micros();
@@ -178,7 +183,7 @@ pub(super) fn quarantine(p: &Path, cfg: &Config) -> Result<String, String> {
         std::fs::remove_file(p).map_err(|e| format!("removing {}: {e}", p.display()))?;
     }
     let rec = Quarantined {
-        path: p.display().to_string(),
+        path: was.display().to_string(),
         sha256: sha256.clone(),
         mode: meta.mode(),
         uid: meta.uid(),

@@ -32,8 +32,11 @@ pub fn run(a: &Action, cfg: &Config, dry_run: bool) -> ActionResult {
         return r;
     }
     let handled = super::files::run(a, cfg, dry_run, &mut r)
+        || super::edit::run(a, cfg, dry_run, &mut r)
         || super::net::run(a, cfg, dry_run, &mut r)
-        || super::host::run(a, cfg, dry_run, &mut r);
+        || super::host::run(a, cfg, dry_run, &mut r)
+        || super::tasks::run(a, cfg, dry_run, &mut r)
+        || super::scripts::run(a, cfg, dry_run, &mut r);
     if handled {
         return r;
     }

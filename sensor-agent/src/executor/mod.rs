@@ -8,10 +8,13 @@
 //! answered "unsupported on linux"; one this executor does not carry out yet says so too.
 //! A Windows executor goes beside `linux.rs` with the same [`ActionResult`]s.
 
+mod edit;
 mod files;
 mod host;
 pub mod linux;
 pub mod net;
+mod scripts;
+pub mod tasks;
 
 pub use files::Quarantined;
 pub use host::mbr_backup;
@@ -37,6 +40,10 @@ pub struct Config {
     pub resolvers: Vec<IpAddr>,
     /// The `nft` program.
     pub nft: PathBuf,
+    /// Where scheduled tasks live.
+    pub tasks: tasks::TaskDirs,
+    /// The SHA-256s of the scripts this agent runs; empty: scripts are off.
+    pub scripts: Vec<String>,
 }
 
 impl Config {
@@ -52,6 +59,8 @@ impl Config {
             management: Vec::new(),
             resolvers: net::resolvers(),
             nft: PathBuf::from("nft"),
+            tasks: tasks::TaskDirs::host(),
+            scripts: Vec::new(),
         }
     }
 }

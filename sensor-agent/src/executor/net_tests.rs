@@ -16,7 +16,7 @@ impl Netns {
             "nft is not installed: apt-get install nftables (./dev test installs it)"
         );
         let name = format!("cordon-ut-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["netns", "del", &name]).output();
         let ok = Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
         assert!(ok, "ip netns add {name} failed: the tests need root and iproute2");
         Self(name)
@@ -43,7 +43,7 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
     }
 }
 

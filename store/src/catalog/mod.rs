@@ -35,7 +35,7 @@ pub use policies::PolicyVersion;
 pub use reports::ReportRow;
 pub use response::{
     ApprovalRow, ApproverRow, DEFAULT_MAX_DESTRUCTIVE_TARGETS, NewRequest, REQUEST_STATES, RequestRefusal,
-    RequestRow,
+    RequestRow, ResponseSettings,
 };
 pub use tokens::TokenInfo;
 

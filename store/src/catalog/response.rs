@@ -117,6 +117,23 @@ fn lockdown_key(tenant: &str) -> String {
     format!("response_lockdown:{tenant}")
 }
 
+/// A change to a tenant's response settings; `None` leaves one as it is.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResponseSettings {
+    /// Every response action refused while on.
+    pub lockdown: Option<bool>,
+    /// Distinct approvals a destructive request needs (2 at least).
+    pub threshold: Option<i64>,
+    /// Agents one destructive request may target.
+    pub max_targets: Option<i64>,
+    /// Whether rules may run scripts at all.
+    pub scripts: Option<bool>,
+}
+
+fn scripts_key(tenant: &str) -> String {
+    format!("response_scripts:{tenant}")
+}
+
 fn max_targets_key(tenant: &str) -> String {
     format!("response_max_targets:{tenant}")
 }
@@ -212,6 +229,11 @@ impl Catalog {
         Ok(self.setting(&lockdown_key(tenant)).await?.as_deref() == Some("true"))
     }
 
+    /// The tenant's script switch (off unless an admin turns it on).
+    pub async fn response_scripts(&self, tenant: &str) -> Result<bool, CatalogError> {
+        Ok(self.setting(&scripts_key(tenant)).await?.as_deref() == Some("true"))
+    }
+
     /// Distinct approvals a destructive request needs in the tenant (2 unless set higher).
     pub async fn response_threshold(&self, tenant: &str) -> Result<i64, CatalogError> {
         Ok(self.setting(&threshold_key(tenant)).await?.and_then(|v| v.parse().ok()).unwrap_or(2).max(2))
@@ -223,14 +245,16 @@ impl Catalog {
         Ok(set.unwrap_or(DEFAULT_MAX_DESTRUCTIVE_TARGETS).max(1))
     }
 
-    /// Sets the tenant's lockdown switch, approvals needed and targets per destructive request.
+    /// Sets the tenant's switches and limits; `None`s stay as they are.
     pub async fn set_response_settings(
         &self,
         tenant: &str,
-        lockdown: Option<bool>,
-        threshold: Option<i64>,
-        max_targets: Option<i64>,
+        change: &ResponseSettings,
     ) -> Result<(), CatalogError> {
+        let ResponseSettings { lockdown, threshold, max_targets, scripts } = *change;
+        if let Some(on) = scripts {
+            self.set_setting(&scripts_key(tenant), if on { "true" } else { "false" }).await?;
+        }
         if let Some(n) = max_targets {
             self.set_setting(&max_targets_key(tenant), &n.max(1).to_string()).await?;
         }

@@ -185,6 +185,14 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
         "the cap is for destructive rules: {wide}"
     );
 
+    // Scripts are off in a tenant until an admin turns them on.
+    let script = json!({"name": "collect", "kind": "handling", "actions": [
+        {"action": "Script_Shell", "script": "ss -tanp > /tmp/conns.txt"}]});
+    assert_eq!(code(&ask(&analyst, script.clone(), json!([agent]))?), (409, "scripts_disabled".into()));
+    let (status, on) = put(&settings, Some(&admin), &json!({"scripts": true}))?;
+    assert_eq!((status, on["scripts"].as_bool()), (200, Some(true)), "{on}");
+    assert_eq!(ask(&analyst, script, json!([agent]))?.0, 201);
+
     // Every step is in the audit chain, refusals included.
     let (_, audit) = get(&format!("{api}/api/v1/audit?limit=1000"), Some(&admin))?;
     let entries = audit["entries"].as_array().unwrap();
@@ -192,14 +200,14 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
         entries.iter().filter(|e| e["action"] == action && e["detail"]["outcome"] == outcome).count()
     };
     assert_eq!(count("response.approver.add", "done"), 2);
-    assert_eq!(count("response.request", "done"), 5);
-    assert_eq!(count("response.request", "refused"), 4);
+    assert_eq!(count("response.request", "done"), 6);
+    assert_eq!(count("response.request", "refused"), 5);
     assert_eq!(count("response.approve", "done"), 2);
     assert_eq!(count("response.approve", "denied"), 4);
     assert_eq!(count("response.approver.revoke", "done"), 1);
     assert_eq!(count("response.cancel", "done"), 1);
     eprintln!(
-        "response requests: 5 requested, 2 approvals counted, every refusal with its own code, all audited"
+        "response requests: 6 requested, 2 approvals counted, every refusal with its own code, all audited"
     );
     Ok(())
 }

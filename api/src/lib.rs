@@ -21,6 +21,7 @@ pub mod reports;
 mod requests;
 mod response;
 mod routes;
+mod standing;
 mod table;
 mod table_response;
 mod trust;

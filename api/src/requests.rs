@@ -248,7 +248,11 @@ fn ttl_micros(ttl_secs: Option<i64>) -> Result<i64, ApiError> {
 }
 
 /// The targets, deduplicated, each an agent the tenant has enrolled (and not revoked) or seen.
-async fn known_targets(s: &AppState, tenant: &str, targets: &[String]) -> Result<Vec<String>, ApiError> {
+pub(crate) async fn known_targets(
+    s: &AppState,
+    tenant: &str,
+    targets: &[String],
+) -> Result<Vec<String>, ApiError> {
     if targets.is_empty() || targets.len() > MAX_TARGETS {
         return Err(ApiError::invalid("bad_targets", format!("targets must name 1 to {MAX_TARGETS} agents")));
     }

@@ -97,6 +97,15 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::POST, "/api/v1/response/approver-sets/{version}/approvals") => {
             post(crate::approver_sets::approve).layer(DefaultBodyLimit::max(16 * 1024))
         }
+        (Method::GET, "/api/v1/response/standing") => get(crate::standing::list),
+        (Method::POST, "/api/v1/response/standing") => {
+            post(crate::standing::create).layer(DefaultBodyLimit::max(256 * 1024))
+        }
+        (Method::GET, "/api/v1/response/standing/{id}") => get(crate::standing::get),
+        (Method::POST, "/api/v1/response/standing/{id}/approvals") => {
+            post(crate::standing::approve).layer(DefaultBodyLimit::max(16 * 1024))
+        }
+        (Method::POST, "/api/v1/response/standing/{id}/withdraw") => post(crate::standing::withdraw),
         (m, p) => unreachable!("route {m} {p} is in ROUTES but has no handler"),
     }
 }

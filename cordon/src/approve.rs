@@ -5,6 +5,7 @@
 use anyhow::{Context, bail};
 use schemas::response::approvers::{SetChange, SignedSetChange};
 use schemas::response::command::{CommandBody, SignedCommand};
+use schemas::response::standing::{OrderBody, SignedOrder};
 use schemas::signed::SigningKey;
 use std::path::Path;
 
@@ -27,6 +28,11 @@ pub fn approve(request: &Path, key: &Path) -> anyhow::Result<String> {
         && serde_json::from_str::<SetChange>(&change.body).is_ok()
     {
         return approve_set(request, change, &key);
+    }
+    if let Ok(order) = serde_json::from_str::<SignedOrder>(&text)
+        && serde_json::from_str::<OrderBody>(&order.body).is_ok()
+    {
+        return approve_order(request, order, &key);
     }
     let mut cmd: SignedCommand =
         serde_json::from_str(&text).context("the request is not a response command")?;
@@ -51,6 +57,35 @@ pub fn approve(request: &Path, key: &Path) -> anyhow::Result<String> {
     cmd.approve(&key);
     let tmp = request.with_extension("approving");
     std::fs::write(&tmp, serde_json::to_string_pretty(&cmd)?)?;
+    std::fs::rename(&tmp, request)?;
+    Ok(key.public())
+}
+
+/// Adds `key`'s approval to a standing order after printing what it allows.
+fn approve_order(request: &Path, mut order: SignedOrder, key: &SigningKey) -> anyhow::Result<String> {
+    let body: OrderBody = serde_json::from_str(&order.body)?;
+    if let Err(e) = schemas::response::standing::check_body(&body) {
+        bail!("the order is malformed: {e}");
+    }
+    if order.approvals.iter().any(|a| a.key.eq_ignore_ascii_case(&key.public())) {
+        bail!("this key has already approved standing order {}", body.id);
+    }
+    let agents = match &body.agents {
+        schemas::response::standing::Agents::All => "every agent of the tenant".to_owned(),
+        schemas::response::standing::Agents::Only(list) => {
+            list.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
+    eprintln!(
+        "standing order {} for tenant {}: {:?}, because {:?}",
+        body.id, body.tenant, body.name, body.reason
+    );
+    eprintln!("  {:?} process starts of {:?}", body.action, body.techniques);
+    eprintln!("  on {agents}, at most {} per agent per hour", body.per_agent_per_hour);
+    eprintln!("  until {} (unix microseconds)", body.expires_at);
+    order.approve(key);
+    let tmp = request.with_extension("approving");
+    std::fs::write(&tmp, serde_json::to_string_pretty(&order)?)?;
     std::fs::rename(&tmp, request)?;
     Ok(key.public())
 }

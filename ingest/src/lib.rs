@@ -23,6 +23,7 @@ mod orders;
 mod policy;
 mod quota;
 mod streams;
+mod triggers;
 
 use async_nats::jetstream::{self, Message, consumer::pull, stream};
 use futures::StreamExt;
@@ -146,7 +147,6 @@ fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestErro
 const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
 const HELP_STORED: &str = "Events committed to the lake (those it held at start included).";
 const HELP_POLICY: &str = "Stored policy versions ingest has applied (any tenant).";
-const HELP_BLOCKS: &str = "Terminate commands sent to agents for process starts the policy blocks.";
 const HELP_ALERTS: &str = "Alert evidence recorded (detections the policy alerts on or blocks).";
 const HELP_DETECTIONS: &str =
     "Sigma rule matches on ingested events, by policy tier (counted after the commit).";
@@ -350,7 +350,7 @@ impl Ingest {
         let mut detections: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
         let mut alerts = Vec::new();
         let mut quota_drops: std::collections::HashMap<(String, String), u64> = Default::default();
-        let mut commands: Vec<(String, String, schemas::wire::Command)> = Vec::new();
+        let mut blocks: Vec<triggers::Block> = Vec::new();
         let mut to_correlate: Vec<correlation::Pending> = Vec::new();
         let mut events_in = 0u64;
         let mut touched: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
@@ -465,7 +465,12 @@ impl Ingest {
                                 if let Some(cmd) =
                                     correlate::sigma::tagger::terminate_command(&r, &d, received)
                                 {
-                                    commands.push((tenant.clone(), agent.clone(), cmd));
+                                    blocks.push(triggers::Block {
+                                        tenant: tenant.clone(),
+                                        agent: agent.clone(),
+                                        command: cmd,
+                                        techniques: d.techniques.clone(),
+                                    });
                                 }
                             }
                             if !hits.is_empty() {
@@ -561,23 +566,9 @@ impl Ingest {
         self.record_alerts(&alerts).await?;
         // Incidents: the batch's alerts join what the graph connects them to.
         self.update_incidents(&touched).await;
-        // Blocks: the agent that reported the process start is told to terminate it (core NATS: an
-        // agent that is offline misses it; durable delivery belongs to the response layer).
-        for (tenant, agent, cmd) in &commands {
-            let (Ok(t), Ok(a)) =
-                (schemas::TenantId::new(tenant.clone()), schemas::AgentId::new(agent.clone()))
-            else {
-                continue;
-            };
-            let subject = self.cfg.subjects.subject(&t, &a, SubjectKind::Command);
-            match serde_json::to_vec(cmd) {
-                Ok(body) => match self.client.publish(subject, body.into()).await {
-                    Ok(()) => reg.add("cordon_block_commands_total", "", HELP_BLOCKS, 1),
-                    Err(e) => tracing::warn!(error = %e, %agent, "could not send a block command"),
-                },
-                Err(e) => tracing::warn!(error = %e, "could not encode a block command"),
-            }
-        }
+        // Blocks: within a standing order the approvers signed, the agent that reported the process
+        // start is told to terminate it.
+        self.send_triggers(&blocks).await;
         for (tier, n) in &detections {
             reg.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
         }

@@ -7,6 +7,7 @@
 use super::Ingest;
 use schemas::response::approvers::SignedSetChange;
 use schemas::response::command::{Approval, ResultBody, SignedCommand, SignedResult, verify_result};
+use schemas::response::standing::{Agents, OrderBody, SignedOrder};
 use serde_json::json;
 
 const HELP_RESULTS: &str = "Response results handed in by agents, by outcome (refused: not stored).";
@@ -35,7 +36,37 @@ impl Ingest {
             tracing::info!(tenant, agent, commands = orders.len(), "response commands handed to an agent");
         }
         let sets = self.adopted_sets(tenant).await;
-        serde_json::to_vec(&json!({"commands": orders, "approver_sets": sets})).unwrap_or_default()
+        let standing = self.standing_for(tenant, agent, now).await;
+        serde_json::to_vec(&json!({"commands": orders, "approver_sets": sets, "standing": standing}))
+            .unwrap_or_default()
+    }
+
+    /// The tenant's active standing orders whose text covers `agent`, as signed (the agent checks
+    /// the signatures and the scope itself; an order it no longer receives it drops).
+    async fn standing_for(&self, tenant: &str, agent: &str, now: i64) -> Option<Vec<SignedOrder>> {
+        let rows = match self.store.catalog().active_orders(tenant, now).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                // None: the agent keeps the orders it holds rather than dropping them on an error.
+                tracing::warn!(error = %e, tenant, "cannot read the standing orders");
+                return None;
+            }
+        };
+        let covers = |body: &str| {
+            serde_json::from_str::<OrderBody>(body).is_ok_and(|b| match b.agents {
+                Agents::All => true,
+                Agents::Only(list) => list.contains(agent),
+            })
+        };
+        Some(
+            rows.into_iter()
+                .filter(|o| covers(&o.body))
+                .map(|o| SignedOrder {
+                    body: o.body,
+                    approvals: o.approvals.into_iter().map(Approval::from).collect(),
+                })
+                .collect(),
+        )
     }
 
     /// The tenant's adopted approver-set changes, in version order, for agents to apply to the set
@@ -77,7 +108,10 @@ impl Ingest {
             tenant: tenant.to_owned(),
             actor: format!("agent:{agent}"),
             action: "response.result".to_owned(),
-            target: format!("request:{}", body.command),
+            target: match body.command.strip_prefix("trigger:") {
+                Some(_) => body.command.clone(),
+                None => format!("request:{}", body.command),
+            },
             detail: json!({"outcome": body.outcome, "detail": body.detail, "stored": stored, "at": body.at}),
         };
         if let Err(e) = self.store.catalog().audit(&rec, now).await {
@@ -92,10 +126,25 @@ impl Ingest {
         let key = key.ok_or_else(|| format!("{agent} is not an enrolled agent: it cannot sign results"))?;
         let body = verify_result(&result, agent, &key)?;
         let now = schemas::time::now_micros();
-        let stored = catalog
-            .record_result(tenant, agent, &body.command, &body.outcome, &result.body, &result.sig, now)
-            .await
-            .map_err(|e| e.to_string())?;
+        let stored = match body.command.strip_prefix("trigger:") {
+            Some(id) => {
+                catalog.trigger_result(tenant, id, agent, &body.outcome, (&result.body, &result.sig)).await
+            }
+            None => {
+                catalog
+                    .record_result(
+                        tenant,
+                        agent,
+                        &body.command,
+                        &body.outcome,
+                        &result.body,
+                        &result.sig,
+                        now,
+                    )
+                    .await
+            }
+        }
+        .map_err(|e| e.to_string())?;
         self.audit_result(tenant, agent, &body, stored, now).await;
         let label = format!("outcome=\"{}\"", body.outcome);
         self.metrics.add("cordon_response_results_total", &label, HELP_RESULTS, 1);

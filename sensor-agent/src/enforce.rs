@@ -1,4 +1,6 @@
-//! The enforcement hook: terminate commands from the server for process starts the policy blocks.
+//! The enforcement hook: terminating process starts the policy blocks, at the edge (the agent's own
+//! copy of the rules and policy, [`crate::edge`]). Commands arriving unsigned on the bus are refused:
+//! the server acts only within standing orders the approvers signed ([`crate::standing`]).
 //!
 //! A command is carried out only if it has not expired and its pid still runs the executable the event
 //! reported (the file name of `/proc/<pid>/exe` equals the event's, case-insensitively), so a pid
@@ -134,11 +136,20 @@ pub async fn listen(inbox: &Inbox, for_secs: u64) -> Vec<Outcome> {
         };
         let Some(msg) = msg else { break };
         match serde_json::from_slice::<Command>(&msg.payload) {
+            // Unsigned commands from the bus are never carried out: the server acts only through
+            // standing orders the approvers signed (`cordon-agent respond`).
             Ok(cmd) => {
-                let o = execute(&cmd, schemas::time::now_micros());
+                let o = Outcome {
+                    command: cmd.id.clone(),
+                    pid: cmd.pid,
+                    result: "refused: unsigned; the server acts only within a signed standing order".into(),
+                };
                 tracing::warn!(pid = o.pid, result = %o.result, "enforcement");
                 outcomes.push(o);
             }
+            // Standing orders' triggers share the subject; `cordon-agent respond` carries them out.
+            Err(_)
+                if serde_json::from_slice::<schemas::response::standing::Trigger>(&msg.payload).is_ok() => {}
             Err(e) => outcomes.push(Outcome {
                 command: String::new(),
                 pid: 0,

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod respond;
 pub mod shipper;
 pub mod spool;
+pub mod standing;
 
 use fixtures::fleet::FleetGenerator;
 use fixtures::scenario::Scenario;

@@ -14,6 +14,7 @@ use schemas::response::approvers::{self, SignedSetChange};
 use schemas::response::command::{
     ApproverSet, RESULT_DOMAIN, ReplayGuard, ResultBody, SignedCommand, SignedResult, verify,
 };
+use schemas::response::standing::{SignedOrder, Trigger};
 use schemas::signed::AgentKey;
 use schemas::subject::SubjectKind;
 use std::collections::BTreeMap;
@@ -29,7 +30,7 @@ const HOUR_MICROS: i64 = 3_600_000_000;
 
 /// What the agent keeps across restarts.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct State {
+pub(crate) struct State {
     guard: ReplayGuard,
     /// Results by command id, oldest first by insertion.
     results: BTreeMap<String, SignedResult>,
@@ -39,6 +40,15 @@ struct State {
     /// The approver set as changed since enrollment (by changes its members signed).
     #[serde(default)]
     set: Option<ApproverSet>,
+    /// Standing orders held (verified), by id.
+    #[serde(default)]
+    pub(crate) orders: BTreeMap<String, SignedOrder>,
+    /// When each order's triggers ran within the last hour (microseconds).
+    #[serde(default)]
+    pub(crate) fired: BTreeMap<String, Vec<i64>>,
+    /// Trigger ids handled recently, with when.
+    #[serde(default)]
+    pub(crate) triggers_seen: BTreeMap<String, i64>,
 }
 
 /// What the server answers on the orders subject.
@@ -48,6 +58,9 @@ struct Orders {
     commands: Vec<SignedCommand>,
     #[serde(default)]
     approver_sets: Vec<SignedSetChange>,
+    /// The standing orders that cover this agent (the whole current list).
+    #[serde(default)]
+    standing: Option<Vec<SignedOrder>>,
 }
 
 /// One command's outcome, for the run summary.
@@ -66,12 +79,12 @@ pub struct Handled {
 /// An enrolled identity answering response commands.
 pub struct Responder {
     dir: PathBuf,
-    agent: String,
-    tenant: String,
+    pub(crate) agent: String,
+    pub(crate) tenant: String,
     key: AgentKey,
-    set: Option<ApproverSet>,
-    state: State,
-    exec: executor::Config,
+    pub(crate) set: Option<ApproverSet>,
+    pub(crate) state: State,
+    pub(crate) exec: executor::Config,
     /// Destructive commands carried out per hour at most.
     cap_per_hour: usize,
 }
@@ -221,7 +234,7 @@ impl Responder {
         self.finish(&id, outcome, detail, actions, now)
     }
 
-    fn finish(
+    pub(crate) fn finish(
         &mut self,
         id: &str,
         outcome: &str,
@@ -252,7 +265,7 @@ impl Responder {
     }
 
     /// Writes the state atomically and durably (temp file, fsync, rename, fsync the directory).
-    fn save(&self) -> Result<(), AgentError> {
+    pub(crate) fn save(&self) -> Result<(), AgentError> {
         use std::io::Write;
         let path = self.dir.join("response-state.json");
         let tmp = self.dir.join(".response-state.json.tmp");
@@ -276,42 +289,109 @@ fn pinned(v: &serde_json::Value) -> Option<ApproverSet> {
     ApproverSet::new(keys, threshold).ok()
 }
 
-/// Asks for orders every `poll` for `for_secs`, handling each and handing in its result.
+/// The subjects one identity answers on: its orders (asked), its results (handed in) and its
+/// command subject (standing orders' triggers, pushed by the server).
+#[derive(Clone, Debug)]
+pub struct ResponseSubjects {
+    /// `...orders`.
+    pub orders: String,
+    /// `...result`.
+    pub results: String,
+    /// `...cmd`.
+    pub triggers: String,
+}
+
+async fn next_trigger(sub: &mut Option<async_nats::Subscriber>) -> Option<async_nats::Message> {
+    use futures::StreamExt;
+    match sub {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Answers for `for_secs`: asks for orders every `poll` (commands, approver-set changes, the
+/// standing orders that cover it) and carries out the triggers pushed in between; each result is
+/// handed in.
 pub async fn serve(
     client: &async_nats::Client,
-    subjects: (String, String),
+    subjects: &ResponseSubjects,
     responder: &mut Responder,
     for_secs: u64,
     poll: Duration,
 ) -> Vec<Handled> {
-    let (orders, results) = subjects;
+    let mut triggers = match client.subscribe(subjects.triggers.clone()).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot subscribe to triggers; standing orders wait for the next run");
+            None
+        }
+    };
+    let _ = client.flush().await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(for_secs);
+    let mut next_poll = tokio::time::Instant::now();
     let mut handled = Vec::new();
     while tokio::time::Instant::now() < deadline {
-        match client.request(orders.clone(), Vec::new().into()).await {
-            Ok(msg) => {
-                let orders: Orders = serde_json::from_slice(&msg.payload).unwrap_or_default();
-                if let Err(e) = responder.adopt(&orders.approver_sets) {
-                    tracing::warn!(error = %e, "cannot keep the new approver set");
-                }
-                for cmd in orders.commands {
-                    handled.push(hand_in(client, &results, responder, &cmd).await);
+        tokio::select! {
+            msg = next_trigger(&mut triggers) => {
+                let Some(msg) = msg else { triggers = None; continue };
+                match serde_json::from_slice::<Trigger>(&msg.payload) {
+                    Ok(t) => {
+                        let result = responder.trigger(&t, schemas::time::now_micros());
+                        handled.push(hand_in(client, &subjects.results, result).await);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "a malformed trigger was ignored"),
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "asking for response orders failed; asking again"),
+            _ = tokio::time::sleep_until(next_poll.min(deadline)) => {
+                if tokio::time::Instant::now() >= deadline {
+                    break;
+                }
+                ask(client, subjects, responder, &mut handled).await;
+                next_poll = tokio::time::Instant::now() + poll;
+            }
         }
-        tokio::time::sleep(poll).await;
     }
     handled
+}
+
+/// Asks once for orders and handles what comes back.
+async fn ask(
+    client: &async_nats::Client,
+    subjects: &ResponseSubjects,
+    responder: &mut Responder,
+    handled: &mut Vec<Handled>,
+) {
+    let msg = match client.request(subjects.orders.clone(), Vec::new().into()).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::debug!(error = %e, "asking for response orders failed; asking again");
+            return;
+        }
+    };
+    let orders: Orders = serde_json::from_slice(&msg.payload).unwrap_or_default();
+    if let Err(e) = responder.adopt(&orders.approver_sets) {
+        tracing::warn!(error = %e, "cannot keep the new approver set");
+    }
+    if let Some(standing) = &orders.standing {
+        match responder.hold_orders(standing, schemas::time::now_micros()) {
+            Ok(refused) => refused
+                .iter()
+                .for_each(|r| tracing::warn!(order = %r.order, why = %r.detail, "standing order refused")),
+            Err(e) => tracing::warn!(error = %e, "cannot keep the standing orders"),
+        }
+    }
+    for cmd in orders.commands {
+        let result = responder.handle(&cmd, schemas::time::now_micros());
+        handled.push(hand_in(client, &subjects.results, result).await);
+    }
 }
 
 async fn hand_in(
     client: &async_nats::Client,
     subject: &str,
-    responder: &mut Responder,
-    cmd: &SignedCommand,
+    result: Result<SignedResult, AgentError>,
 ) -> Handled {
-    let signed = match responder.handle(cmd, schemas::time::now_micros()) {
+    let signed = match result {
         Ok(s) => s,
         Err(e) => {
             return Handled {
@@ -384,10 +464,16 @@ pub async fn main(
     let (id, client) = creds.connect(&common.nats_url, common.ca.as_deref(), &tenant, None, &host).await?;
     let subjects = schemas::subject::Subjects::new(&common.subject_prefix)?;
     let kind = |k| subjects.subject(&id.tenant, &id.agent, k);
-    let pair = (kind(SubjectKind::Orders), kind(SubjectKind::Result));
-    let handled = serve(&client, pair, &mut responder, for_secs, poll).await;
+    let subjects = ResponseSubjects {
+        orders: kind(SubjectKind::Orders),
+        results: kind(SubjectKind::Result),
+        triggers: kind(SubjectKind::Command),
+    };
+    let handled = serve(&client, &subjects, &mut responder, for_secs, poll).await;
     let _ = client.flush().await;
-    Ok(serde_json::json!({"agent": responder.agent(), "handled": handled}))
+    Ok(
+        serde_json::json!({"agent": responder.agent(), "handled": handled, "standing_orders": responder.orders_held()}),
+    )
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod approvers;
 pub mod command;
 mod fields;
 mod schema;
+pub mod standing;
 #[cfg(test)]
 mod t14_tests;
 pub mod table;

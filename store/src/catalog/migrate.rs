@@ -16,6 +16,7 @@ const SQLITE: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/sqlite/0009_enrollment.sql")),
     (10, include_str!("../../migrations/sqlite/0010_response.sql")),
     (11, include_str!("../../migrations/sqlite/0011_approver_sets.sql")),
+    (12, include_str!("../../migrations/sqlite/0012_standing_orders.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -29,6 +30,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (9, include_str!("../../migrations/postgres/0009_enrollment.sql")),
     (10, include_str!("../../migrations/postgres/0010_response.sql")),
     (11, include_str!("../../migrations/postgres/0011_approver_sets.sql")),
+    (12, include_str!("../../migrations/postgres/0012_standing_orders.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

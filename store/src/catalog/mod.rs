@@ -18,6 +18,7 @@ mod policies;
 mod reports;
 mod response;
 mod retired;
+mod standing;
 pub use retired::{DAMAGED, DamagedFile};
 mod tokens;
 
@@ -37,6 +38,7 @@ pub use response::{
     ApprovalRow, ApproverRow, DEFAULT_MAX_DESTRUCTIVE_TARGETS, NewRequest, REQUEST_STATES, RequestRefusal,
     RequestRow, ResponseSettings,
 };
+pub use standing::{OrderRow, TriggerRow};
 pub use tokens::TokenInfo;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};

@@ -28,6 +28,7 @@ mod powerloss;
 mod requests;
 mod response;
 mod sql;
+mod standing;
 mod tls;
 mod trust;
 

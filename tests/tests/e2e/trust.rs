@@ -68,6 +68,11 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/response/approver-sets", "read"),
     ("POST", "/api/v1/response/approver-sets", "admin"),
     ("POST", "/api/v1/response/approver-sets/{version}/approvals", "respond"),
+    ("GET", "/api/v1/response/standing", "read"),
+    ("POST", "/api/v1/response/standing", "handle"),
+    ("GET", "/api/v1/response/standing/{id}", "read"),
+    ("POST", "/api/v1/response/standing/{id}/approvals", "respond"),
+    ("POST", "/api/v1/response/standing/{id}/withdraw", "handle"),
 ];
 
 /// What each role may do, this test's own copy.
@@ -142,6 +147,9 @@ fn request(method: &str, path: &str, o: &Objects) -> (String, Option<Value>) {
         ("POST", "/api/v1/response/validate") => Some(json!({"rule": {"name": "matrix", "kind": "handling",
             "actions": [{"action": "Proc_Terminate", "process": {"name": "conti.exe"}}]}})),
         ("POST", "/api/v1/response/approver-sets/{version}/approvals") => {
+            Some(json!({"public_key": "0".repeat(64), "sig": "0".repeat(128)}))
+        }
+        ("POST", "/api/v1/response/standing/{id}/approvals") => {
             Some(json!({"public_key": "0".repeat(64), "sig": "0".repeat(128)}))
         }
         ("POST", "/api/v1/response/requests/{id}/approvals") => {

@@ -239,7 +239,13 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
     let edge = if cli.common.no_edge_rules {
         None
     } else {
-        let edge = crate::edge::Edge::new(cli.common.enforce_secs > 0);
+        let held = (cli.common.enforce_secs > 0).then(|| {
+            crate::standing::HeldOrders::new(match &cfg.credentials {
+                crate::identity::Credentials::Enrolled { state_dir, .. } => Some(state_dir.clone()),
+                crate::identity::Credentials::Open => None,
+            })
+        });
+        let edge = crate::edge::Edge::new(held);
         // The process's own identity asks for the policy and rules.
         let (me, client) = cfg
             .credentials

@@ -81,7 +81,8 @@ pub struct Edge {
     policy: RwLock<Option<Published>>,
     current: RwLock<Arc<Tagger>>,
     summary: Mutex<EdgeSummary>,
-    enforce: bool,
+    /// With enforcement on: the standing orders that bound it.
+    enforce: Option<crate::standing::HeldOrders>,
     outcomes: Mutex<Vec<Outcome>>,
     /// Hashes of the last policy and rule answers looked at: an answer is judged once, however
     /// often it is asked for again.
@@ -89,8 +90,9 @@ pub struct Edge {
 }
 
 impl Edge {
-    /// The pack under the shipped default policy; `enforce`: terminate blocked process starts.
-    pub fn new(enforce: bool) -> Arc<Self> {
+    /// The pack under the shipped default policy; `enforce`: terminate blocked process starts, each
+    /// only within a standing order the identity holds.
+    pub fn new(enforce: Option<crate::standing::HeldOrders>) -> Arc<Self> {
         let base = Tagger::cordon_pack(Policy::cordon_default())
             .expect("Cordon's rule pack compiles (tested in correlate)");
         let summary = EdgeSummary { rules_digest: base.sources().digest.clone(), ..EdgeSummary::default() };
@@ -306,18 +308,26 @@ impl Edge {
         }
         let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
         s.tagged += 1;
-        // The same command ingest would send, carried out here without the round trip.
-        let Some(mut cmd) =
-            found.iter().find_map(|d| correlate::sigma::tagger::terminate_command(&rec, d, now))
-        else {
+        // What a trigger from the server would do, here without the round trip, and within the
+        // same standing orders.
+        let Some((mut cmd, techniques)) = found.iter().find_map(|d| {
+            correlate::sigma::tagger::terminate_command(&rec, d, now).map(|c| (c, d.techniques.clone()))
+        }) else {
             return;
         };
         s.blocked += 1;
         drop(s);
-        if self.enforce {
+        if let Some(orders) = &self.enforce {
             cmd.id = format!("edge-{}", cmd.id);
-            cmd.reason.push_str(", at the edge");
-            let o = enforce::execute(&cmd, now);
+            let o = match orders.allow(id.agent.as_str(), &techniques, now) {
+                Ok(order) => {
+                    cmd.reason.push_str(&format!(", at the edge within standing order {order}"));
+                    enforce::execute(&cmd, now)
+                }
+                Err(why) => {
+                    Outcome { command: cmd.id.clone(), pid: cmd.pid, result: format!("refused: {why}") }
+                }
+            };
             tracing::warn!(pid = o.pid, result = %o.result, "enforcement at the edge");
             self.outcomes.lock().unwrap_or_else(|e| e.into_inner()).push(o);
         }

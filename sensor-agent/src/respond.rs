@@ -225,7 +225,7 @@ impl Responder {
             self.state.destructive_runs.push(now);
         }
         self.save()?;
-        let results = executor::run(&rule, &self.exec, false);
+        let results = executor::carry_out(&rule, &self.exec);
         let bad = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed)).count();
         let outcome = if bad == 0 { "executed" } else { "failed" };
         let detail = format!("{} action(s), {bad} failed", results.len());

@@ -120,10 +120,85 @@ fn terminate(t: &Trigger, exec: &executor::Config) -> (&'static str, String, ser
     let Ok(rule) = schemas::response::parse(&rule) else {
         return ("failed", "could not build the terminate action".into(), serde_json::Value::Null);
     };
-    let results = executor::run(&rule, exec, false);
+    let results = executor::carry_out(&rule, exec);
     let ok = results.iter().all(|r| r.outcome == executor::Outcome::Done);
     let detail = results.first().map(|r| r.detail.clone()).unwrap_or_default();
     (if ok { "executed" } else { "failed" }, detail, serde_json::to_value(&results).unwrap_or_default())
+}
+
+/// The standing orders the agent's identities hold, as the edge sees them: read from each
+/// identity's response state (written by its responder only after the order verified against the
+/// pinned approvers), so the edge's own `terminate` stays inside what approvers signed.
+#[derive(Debug)]
+pub struct HeldOrders {
+    /// The state directory the identities' keys are under (`None`: no enrolled identities, so no
+    /// orders).
+    state_dir: Option<std::path::PathBuf>,
+    /// When the edge acted on each order within the last hour.
+    fired: std::sync::Mutex<std::collections::HashMap<String, Vec<i64>>>,
+}
+
+impl HeldOrders {
+    /// The orders held under `state_dir`.
+    pub fn new(state_dir: Option<std::path::PathBuf>) -> Self {
+        Self { state_dir, fired: Default::default() }
+    }
+
+    /// The directory of the identity enrolled as `agent`: the state directory itself or one of its
+    /// `ids/<name>`.
+    fn dir_of(&self, agent: &str) -> Option<std::path::PathBuf> {
+        let root = self.state_dir.as_ref()?;
+        let ids = std::fs::read_dir(root.join("ids")).into_iter().flatten().flatten().map(|e| e.path());
+        std::iter::once(root.clone()).chain(ids).find(|d| {
+            std::fs::read_to_string(d.join("enrollment.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+                .is_some_and(|v| v["agent_id"] == agent)
+        })
+    }
+
+    /// The order that lets the edge terminate a process start of `techniques` on `agent` now, and
+    /// counts it; or why none does.
+    pub fn allow(&self, agent: &str, techniques: &[String], now: i64) -> Result<String, String> {
+        let dir = self.dir_of(agent).ok_or("no enrolled identity holds a standing order")?;
+        let text = std::fs::read_to_string(dir.join("response-state.json"))
+            .map_err(|_| "no standing order is held")?;
+        let state: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let orders: Vec<OrderBody> = state["orders"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, o)| serde_json::from_str(o["body"].as_str()?).ok())
+            .collect();
+        let mut fired = self.fired.lock().unwrap_or_else(|e| e.into_inner());
+        for o in &orders {
+            let Some(t) = techniques
+                .iter()
+                .map(|t| t.to_ascii_uppercase())
+                .find(|t| o.techniques.iter().any(|s| t == s || t.starts_with(&format!("{s}."))))
+            else {
+                continue;
+            };
+            let runs = fired.entry(o.id.clone()).or_default();
+            runs.retain(|at| now - *at < HOUR_MICROS);
+            let probe = Trigger {
+                id: String::new(),
+                order: o.id.clone(),
+                technique: t,
+                pid: 0,
+                start_time: None,
+                executable: String::new(),
+                event_id: String::new(),
+                reason: String::new(),
+                issued_at: now,
+            };
+            if check_trigger(Some(o), &probe, runs.len(), false, now).is_ok() {
+                runs.push(now);
+                return Ok(o.id.clone());
+            }
+        }
+        Err(format!("no standing order held covers {techniques:?} now"))
+    }
 }
 
 #[cfg(test)]

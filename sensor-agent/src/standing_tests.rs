@@ -131,3 +131,20 @@ fn a_trigger_kills_the_process_the_event_named_within_the_order_only() {
     assert!(outcome(&f, &r.trigger(&unknown, now).unwrap()).detail.contains("no standing order"));
     let _ = bystander.kill();
 }
+
+#[test]
+fn the_edge_acts_only_within_an_order_an_identity_holds() {
+    let f = fixture();
+    let now = schemas::time::now_micros();
+    let edge = HeldOrders::new(Some(f.dir.path().to_path_buf()));
+    let t = |s: &str| vec![s.to_owned()];
+    assert!(edge.allow(&f.agent, &t("T1204.002"), now).unwrap_err().contains("no standing order"));
+    let mut r = responder(&f);
+    r.hold_orders(&[order(&f, "order-1", 2, now)], now).unwrap();
+    assert_eq!(edge.allow(&f.agent, &t("T1204.002"), now), Ok("order-1".to_owned()));
+    assert!(edge.allow(&f.agent, &t("T1059"), now).is_err(), "outside the order's techniques");
+    assert!(edge.allow("another-agent", &t("T1204"), now).is_err(), "another identity holds nothing");
+    assert_eq!(edge.allow(&f.agent, &t("T1204"), now), Ok("order-1".to_owned()));
+    assert!(edge.allow(&f.agent, &t("T1204"), now).is_err(), "the order's cap of 2 per hour");
+    assert!(HeldOrders::new(None).allow(&f.agent, &t("T1204"), now).is_err(), "no enrolled identities");
+}

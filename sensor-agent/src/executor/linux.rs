@@ -26,6 +26,7 @@ pub fn run(a: &Action, cfg: &Config, dry_run: bool) -> ActionResult {
         outcome: Outcome::Unsupported,
         touched: Vec::new(),
         detail: String::new(),
+        planned: Vec::new(),
     };
     if !a.instruction.platforms.contains(&Platform::Linux) {
         r.detail = "unsupported on linux".into();

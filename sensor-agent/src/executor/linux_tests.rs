@@ -118,3 +118,24 @@ fn the_agent_never_signals_itself_or_init_and_says_what_it_cannot_run() {
     assert_eq!(rs[1].outcome, Outcome::Unsupported);
     assert!(rs[1].detail.contains("not carried out by this agent yet"), "{:?}", rs[1]);
 }
+
+#[test]
+fn an_agent_runs_each_action_dry_first_and_keeps_the_plan_beside_the_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, exe) = sleeper(dir.path(), "cordon-test-planned");
+    let pid = child.id() as i32;
+    let kill = rule(json!([
+        {"action": "Proc_Terminate", "process": {"executable": exe, "sha256": sha256_of(&exe)}},
+        {"action": "Proc_Terminate", "process": {"executable": exe, "sha256": "0".repeat(64)}}]));
+    let cfg = Config::for_host(std::path::Path::new("/nonexistent"));
+    let rs = super::super::carry_out(&kill, &cfg);
+    assert_eq!(rs[0].outcome, Outcome::Done, "{:?}", rs[0]);
+    assert_eq!(rs[0].planned, vec![format!("pid {pid} ({exe})")], "the dry run's plan is in the result");
+    assert_eq!(
+        (rs[1].outcome.clone(), rs[1].planned.len()),
+        (Outcome::NothingFound, 0),
+        "nothing planned, nothing done"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+}

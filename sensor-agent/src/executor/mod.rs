@@ -96,11 +96,30 @@ pub struct ActionResult {
     pub touched: Vec<String>,
     /// What the check afterwards found, or why it was refused.
     pub detail: String,
+    /// What the dry run before it said it would touch ([`carry_out`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<String>,
 }
 
 /// Runs `rule`'s actions in order: a dry run only plans.
 pub fn run(rule: &Rule, cfg: &Config, dry_run: bool) -> Vec<ActionResult> {
     rule.actions.iter().enumerate().map(|(i, a)| run_action(i, a, cfg, dry_run)).collect()
+}
+
+/// Carries out `rule` as an agent does: each action is first run dry; only one the dry run says
+/// would do something is then done, its plan kept beside what it did. An action the dry run finds
+/// nothing for, refuses or cannot run is answered with that and never touches the host.
+pub fn carry_out(rule: &Rule, cfg: &Config) -> Vec<ActionResult> {
+    let each = |(i, a): (usize, &Action)| {
+        let dry = run_action(i, a, cfg, true);
+        if dry.outcome != Outcome::WouldDo {
+            return dry;
+        }
+        let mut done = run_action(i, a, cfg, false);
+        done.planned = dry.touched;
+        done
+    };
+    rule.actions.iter().enumerate().map(each).collect()
 }
 
 fn run_action(index: usize, a: &Action, cfg: &Config, dry_run: bool) -> ActionResult {

@@ -119,10 +119,10 @@ fn agents_apply_only_what_the_servers_key_signed() -> anyhow::Result<()> {
             host: "EDGE-1".into(),
         };
         let subjects = schemas::subject::Subjects::default();
-        let edge = sensor_agent::edge::Edge::new(false);
+        let edge = sensor_agent::edge::Edge::new(None);
         edge.follow(client.clone(), &subjects, &me, Duration::from_millis(100), Some(key.clone())).await;
         assert_eq!(edge.summary().policy_version, 2, "the genuine policy applies");
-        let blind = sensor_agent::edge::Edge::new(false);
+        let blind = sensor_agent::edge::Edge::new(None);
         blind.follow(client.clone(), &subjects, &me, Duration::from_millis(100), None).await;
         assert_eq!(blind.summary().policy_version, 0, "without a server key nothing from the bus applies");
 

@@ -453,6 +453,7 @@ pub async fn main(
     }
     exec.management = executor::net::management_endpoints(&common.nats_url);
     exec.scripts = scripts;
+    exec.ca = common.ca.clone();
     let mut responder = Responder::open(&dir, exec)?.with_cap(cap_per_hour);
     let creds = crate::identity::Credentials::Enrolled {
         state_dir: dir.clone(),

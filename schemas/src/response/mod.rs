@@ -185,10 +185,10 @@ impl Rule {
             .collect()
     }
 
-    /// Whether any action runs a script or a downloaded program (off unless the tenant turns
-    /// scripts on, and each agent allows the script's hash).
+    /// Whether any action runs code of the requester's choosing: a script, a downloaded program or
+    /// a started process (off unless the tenant turns scripts on, and each agent allows its hash).
     pub fn runs_scripts(&self) -> bool {
-        self.actions.iter().any(|a| a.instruction.category == "script")
+        self.actions.iter().any(|a| a.instruction.category == "script" || a.instruction.name == "Proc_Create")
     }
 
     /// Whether any action is destructive (those need approvals from two people).

@@ -44,6 +44,8 @@ pub struct Config {
     pub tasks: tasks::TaskDirs,
     /// The SHA-256s of the scripts this agent runs; empty: scripts are off.
     pub scripts: Vec<String>,
+    /// The CA certificates (PEM) downloads are checked against (default: the web PKI).
+    pub ca: Option<PathBuf>,
 }
 
 impl Config {
@@ -61,6 +63,7 @@ impl Config {
             nft: PathBuf::from("nft"),
             tasks: tasks::TaskDirs::host(),
             scripts: Vec::new(),
+            ca: None,
         }
     }
 }

@@ -60,7 +60,7 @@ fn hashes(v: Option<&Value>) -> HashSet<String> {
 }
 
 /// The whole disk that holds `/`, from the mount table and `/sys/class/block`.
-fn system_disk() -> Option<PathBuf> {
+pub(super) fn system_disk() -> Option<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
     let dev = mounts.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).find_map(|f| {
         (f.get(1) == Some(&"/") && f.first().is_some_and(|d| d.starts_with("/dev/"))).then(|| f[0].to_owned())

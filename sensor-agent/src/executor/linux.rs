@@ -37,6 +37,8 @@ pub fn run(a: &Action, cfg: &Config, dry_run: bool) -> ActionResult {
         || super::net::run(a, cfg, dry_run, &mut r)
         || super::host::run(a, cfg, dry_run, &mut r)
         || super::tasks::run(a, cfg, dry_run, &mut r)
+        || super::devices::run(a, cfg, dry_run, &mut r)
+        || super::patches::run(a, cfg, dry_run, &mut r)
         || super::scripts::run(a, cfg, dry_run, &mut r);
     if handled {
         return r;

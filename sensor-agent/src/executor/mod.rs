@@ -8,11 +8,13 @@
 //! answered "unsupported on linux"; one this executor does not carry out yet says so too.
 //! A Windows executor goes beside `linux.rs` with the same [`ActionResult`]s.
 
+mod devices;
 mod edit;
 mod files;
 mod host;
 pub mod linux;
 pub mod net;
+mod patches;
 mod scripts;
 pub mod tasks;
 

@@ -114,6 +114,13 @@ pub enum Command {
         #[arg(long = "allow-script")]
         allow_script: Vec<String>,
     },
+    /// Keep a known-good copy of a disk's boot record in --state-dir, for `File_repairMbr` with
+    /// `"data": "backup"` (run while the disk is clean: after installation, or now).
+    MbrBackup {
+        /// The whole disk (`/dev/sda`) or disk image.
+        #[arg(long)]
+        device: PathBuf,
+    },
     /// Print the enrolled key in --state-dir as a NATS credential for another shipper (Vector's `nats`
     /// sink with `auth.strategy = "nkey"`): its nkey and seed, and the subject it may publish events
     /// on. Keep the output as secret as `agent.key`.
@@ -281,7 +288,10 @@ pub async fn run(cli: Cli) -> Result<RunSummary, CliError> {
 async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, CliError> {
     let cfg = cfg.clone();
     match command {
-        Command::Enroll { .. } | Command::Credential | Command::Respond { .. } => Ok(RunSummary::default()),
+        Command::Enroll { .. }
+        | Command::Credential
+        | Command::Respond { .. }
+        | Command::MbrBackup { .. } => Ok(RunSummary::default()),
         Command::Replay { scenario, speed } => {
             let s = if scenario == "builtin:log4j-conti" {
                 fixtures::scenario::log4j_conti()
@@ -324,6 +334,19 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             return std::process::ExitCode::from(2);
         }
     };
+    if let Command::MbrBackup { device } = &cli.command {
+        let dir = cli.common.state_dir.clone().unwrap_or_else(|| PathBuf::from("./cordon-agent-state"));
+        return match crate::executor::save_mbr_backup(&crate::executor::Config::for_host(&dir), device) {
+            Ok(saved) => {
+                println!("{saved}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
     if let Command::Credential = &cli.command {
         let dir = cli.common.state_dir.clone().unwrap_or_else(|| PathBuf::from("./cordon-agent-state"));
         return match crate::identity::credential(&dir, &cli.common.subject_prefix) {

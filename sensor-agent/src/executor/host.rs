@@ -114,6 +114,30 @@ pub fn mbr_backup(cfg: &Config, dev: &Path) -> PathBuf {
     cfg.state.join("mbr-backup").join(format!("{key}.bin"))
 }
 
+/// Saves `dev`'s boot record as the agent's known-good copy ([`mbr_backup`]); what was saved, as
+/// JSON.
+pub fn save_mbr_backup(cfg: &Config, dev: &Path) -> Result<serde_json::Value, String> {
+    if let Some(why) = not_a_disk(dev) {
+        return Err(why);
+    }
+    let sector = first_sector(dev)?;
+    if sector.len() < 512 {
+        return Err(format!("{} is shorter than a boot record", dev.display()));
+    }
+    let path = mbr_backup(cfg, dev);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    std::fs::write(&path, &sector).map_err(|e| format!("{}: {e}", path.display()))?;
+    let sha: String = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&sector).iter().map(|b| format!("{b:02x}")).collect()
+    };
+    Ok(
+        serde_json::json!({"device": dev.display().to_string(), "saved": path.display().to_string(), "sha256": sha}),
+    )
+}
+
 fn repair_mbr(
     device: Option<String>,
     data: &str,

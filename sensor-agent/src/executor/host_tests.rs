@@ -82,15 +82,18 @@ fn backup_restores_the_agents_saved_copy_and_its_absence_is_a_failure() {
     let r = act(action.clone(), &c, false);
     assert_eq!(r.outcome, Outcome::Failed, "{r:?}");
     assert!(r.detail.contains("no saved boot record"), "{r:?}");
-    let saved = mbr_backup(&c, &img);
-    std::fs::create_dir_all(saved.parent().unwrap()).unwrap();
-    let mut good = clean_code();
-    good.extend_from_slice(&[0u8; 64]);
-    good.extend_from_slice(&[0x55, 0xAA]);
-    std::fs::write(&saved, &good).unwrap();
+    // The backup is taken while the disk is clean (`cordon-agent mbr-backup`), then the bootkit lands.
+    let good = clean_code();
+    image(&img, &good);
+    let saved = save_mbr_backup(&c, &img).unwrap();
+    assert_eq!(saved["sha256"].as_str().map(str::len), Some(64), "{saved}");
+    let mut bytes = std::fs::read(&img).unwrap();
+    let clean_sector = bytes[..512].to_vec();
+    bytes[..16].copy_from_slice(&INFECTED);
+    std::fs::write(&img, &bytes).unwrap();
     let r = act(action, &c, false);
     assert_eq!(r.outcome, Outcome::Done, "{r:?}");
-    assert_eq!(std::fs::read(&img).unwrap()[..512], good[..]);
+    assert_eq!(std::fs::read(&img).unwrap()[..512], clean_sector[..]);
 }
 
 #[test]

@@ -19,7 +19,7 @@ mod scripts;
 pub mod tasks;
 
 pub use files::Quarantined;
-pub use host::mbr_backup;
+pub use host::{mbr_backup, save_mbr_backup};
 use schemas::response::{Action, Rule};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! The Windows event log source: EVTX files (the `evtx` crate) read into flat Sigma-named records, then
 //! normalised to Cordon's ECS events — Sysmon (process start, network connection, image load, file
-//! create, registry, DNS) and Security (4624/4625 logons, 4648, 4771, 4688 process start). Every
+//! create, registry, DNS) and Security (4624/4625 logons, 4648, Kerberos 4768/4771, 4688 process start). Every
 //! EventData value also stays under `winlog.event_data`, so Sigma rules find fields Cordon has no
 //! column for. One host per `Computer`.
 
@@ -257,7 +257,7 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
             put(&mut doc, "dns.question.name", str_of("QueryName"));
             ("network", "dns-query")
         }
-        (_, true, 4624 | 4625 | 4648 | 4771) => {
+        (_, true, 4624 | 4625 | 4648 | 4768 | 4771) => {
             put(&mut doc, "user.name", str_of("TargetUserName"));
             put(&mut doc, "user.domain", str_of("TargetDomainName"));
             put(
@@ -265,14 +265,19 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
                 "winlog.logon.type",
                 flat.get("LogonType").map(|v| json!(v.to_string().trim_matches('"'))),
             );
-            // Windows writes "-" (or "::1"/127.0.0.1 for local logons) where there is no remote address.
+            // Windows writes "-" (or "::1"/127.0.0.1 for local logons) where there is no remote address;
+            // Kerberos events (4768, 4771) write IPv4 sources in their IPv6-mapped form.
+            let ip = s(flat, "IpAddress").map(|ip| ip.strip_prefix("::ffff:").unwrap_or(ip));
             put(
                 &mut doc,
                 "source.ip",
-                str_of("IpAddress")
-                    .filter(|v| v.as_str().is_some_and(|ip| ip.parse::<std::net::IpAddr>().is_ok())),
+                ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()).map(|ip| json!(ip)),
             );
-            let failed = id == 4625 || (id == 4771 && s(flat, "Status").is_some_and(|st| st != "0x0"));
+            // A Kerberos ticket request (4768) or pre-authentication (4771) with a failure code is a
+            // failed attempt like a failed logon.
+            let kerberos_failed =
+                matches!(id, 4768 | 4771) && s(flat, "Status").is_some_and(|st| st != "0x0");
+            let failed = id == 4625 || kerberos_failed;
             put(&mut doc, "event.outcome", Some(json!(if failed { "failure" } else { "success" })));
             if failed {
                 let code = s(flat, "SubStatus").filter(|c| *c != "0x0").or_else(|| s(flat, "Status"));
@@ -423,5 +428,29 @@ mod tests {
             (Some("admin"), Some("10.0.0.7"))
         );
         assert_eq!(e["winlog"]["logon"]["type"], "3");
+    }
+
+    #[test]
+    fn kerberos_ticket_and_preauthentication_failures_are_failed_attempts() {
+        let kerberos = |id: u32, status: &str| {
+            let rec = json!({"Event": {
+                "System": {"EventID": id, "Channel": "Security", "Computer": "DC1",
+                           "TimeCreated": {"#attributes": {"SystemTime": "2025-10-22T20:30:29Z"}}},
+                "EventData": {"TargetUserName": "jdoe", "TargetDomainName": "CORP", "Status": status,
+                              "IpAddress": "::ffff:10.0.0.9", "IpPort": "50123"}
+            }});
+            to_ecs(&flatten(&rec))
+        };
+        for id in [4768, 4771] {
+            let bad = kerberos(id, "0x18");
+            assert_eq!(
+                (bad["event"]["category"].as_str(), bad["event"]["outcome"].as_str()),
+                (Some("authentication"), Some("failure")),
+                "{id}"
+            );
+            assert_eq!(bad["source"]["ip"], "10.0.0.9", "the IPv6-mapped form is read as IPv4");
+            assert_eq!(bad["user"]["name"], "jdoe");
+            assert_eq!(kerberos(id, "0x0")["event"]["outcome"], "success", "{id} with status 0 succeeded");
+        }
     }
 }

@@ -51,7 +51,7 @@ fn order(f: &Fixture, id: &str, by: usize, now: i64) -> SignedOrder {
 fn dropper(dir: &std::path::Path) -> (Child, String) {
     let exe = dir.join("cordon-dropper");
     std::fs::copy("/bin/sleep", &exe).unwrap();
-    let child = Command::new(&exe).arg("60").spawn().unwrap();
+    let child = crate::executor::linux::tests_support::spawn_copied(Command::new(&exe).arg("60"));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while executor::linux::start_time(child.id() as i32).is_none() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));

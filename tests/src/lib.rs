@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 mod bus;
 pub mod lossyfs;
+pub mod procs;
 use bus::{Enroller, enrollment, enrollments};
 pub use bus::{
     NatsServer, bus_auth, connect_agent, connect_agent_of, connect_operator, enroll_token, start_nats,

@@ -205,6 +205,27 @@ fn took_effect(pid: i32, signal: Signal) -> bool {
     }
 }
 
+/// What the tests that start copied programs share.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use std::process::{Child, Command};
+    use std::time::{Duration, Instant};
+
+    /// Spawns `cmd`, retrying while the executable is busy: a file just copied may still be open
+    /// for writing in a child another test's thread forked before its exec (ETXTBSY).
+    pub(crate) fn spawn_copied(cmd: &mut Command) -> Child {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other.expect("the test's program starts"),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "linux_tests.rs"]
 mod tests;

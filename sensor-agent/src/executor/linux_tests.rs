@@ -1,6 +1,7 @@
 //! Against real processes this test starts: identified, signalled, checked, and the deny-list.
 
 use super::super::{Config, Outcome};
+use super::tests_support::spawn_copied;
 use super::{start_time, state};
 use serde_json::json;
 use std::process::{Child, Command};
@@ -18,7 +19,7 @@ fn rule(actions: serde_json::Value) -> schemas::response::Rule {
 fn sleeper(dir: &std::path::Path, name: &str) -> (Child, String) {
     let exe = dir.join(name);
     std::fs::copy("/bin/sleep", &exe).unwrap();
-    let child = Command::new(&exe).arg("60").spawn().unwrap();
+    let child = spawn_copied(Command::new(&exe).arg("60"));
     // Asleep, not still starting (a loaded machine can take a while to exec it).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while state(child.id() as i32) != Some('S') && std::time::Instant::now() < deadline {

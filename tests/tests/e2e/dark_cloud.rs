@@ -23,7 +23,7 @@ fn sleeper(exe: &Path, preload: Option<&Path>) -> anyhow::Result<Child> {
     if let Some(lib) = preload {
         cmd.env("LD_PRELOAD", lib);
     }
-    let child = cmd.arg("300").spawn()?;
+    let child = tests::procs::spawn_copied(cmd.arg("300"))?;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while state(child.id()) != Some('S') && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));

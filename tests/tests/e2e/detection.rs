@@ -424,7 +424,7 @@ fn a_blocked_process_start_is_terminated_by_the_agent() -> anyhow::Result<()> {
     let sleep =
         ["/usr/bin/sleep", "/bin/sleep"].into_iter().find(|p| std::path::Path::new(p).exists()).unwrap();
     std::fs::copy(sleep, &exe)?;
-    let mut target = std::process::Command::new(&exe).arg("300").spawn()?;
+    let mut target = tests::procs::spawn_copied(std::process::Command::new(&exe).arg("300"))?;
     let mut bystander = std::process::Command::new(sleep).arg("300").spawn()?;
     let exe_s = exe.display().to_string();
     assert!(exe_s.starts_with("/tmp/"), "the rule looks for /tmp: {exe_s}");

@@ -216,7 +216,7 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
 pub(super) fn victim(dir: &Path) -> anyhow::Result<(std::process::Child, String, String)> {
     let exe = dir.join("cordon-e2e-victim");
     std::fs::copy("/bin/sleep", &exe)?;
-    let child = std::process::Command::new(&exe).arg("120").spawn()?;
+    let child = tests::procs::spawn_copied(std::process::Command::new(&exe).arg("120"))?;
     let out = std::process::Command::new("sha256sum").arg(&exe).output()?;
     let sha = String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_owned();
     Ok((child, exe.display().to_string(), sha))

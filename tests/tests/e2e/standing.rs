@@ -67,7 +67,7 @@ fn a_blocked_process_start_is_terminated_within_a_signed_standing_order() -> any
 
     // lab-1 enrolls (pinning alice and bob) with its first events; no order yet, so a blocked start
     // is only an alert.
-    let mut early = Command::new(&exe).arg("300").spawn()?;
+    let mut early = tests::procs::spawn_copied(Command::new(&exe).arg("300"))?;
     let s = scenario(work.as_path(), "first.ndjson", &[process_start(early.id(), &exe_s)])?;
     agent(&bin(), &env.nats.url, &env.spool(), &["replay", &s, "--no-edge-rules"])?;
     let state = env.spool().join("state").join("ids").join("lab-1");
@@ -105,7 +105,7 @@ fn a_blocked_process_start_is_terminated_within_a_signed_standing_order() -> any
     // The agent answers while lab-1 reports the dropper starting again.
     let responder = respond(&env.nats.url, &state, 12)?;
     std::thread::sleep(Duration::from_secs(2));
-    let mut target = Command::new(&exe).arg("300").spawn()?;
+    let mut target = tests::procs::spawn_copied(Command::new(&exe).arg("300"))?;
     let s = scenario(work.as_path(), "second.ndjson", &[process_start(target.id(), &exe_s)])?;
     agent(&bin(), &env.nats.url, &env.spool(), &["replay", &s, "--no-edge-rules"])?;
     let done = summary(responder)?;

@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use schemas::response::approvers::{SET_DOMAIN, SetChange};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use store::catalog::{ApprovalRow, SetChangeRow};
+use store::catalog::SetChangeRow;
 
 fn store_err(e: store::catalog::CatalogError) -> ApiError {
     store::StoreError::from(e).into()
@@ -67,13 +67,6 @@ pub(crate) async fn propose(State(s): State<Arc<AppState>>, Extension(c): Extens
     Ok((StatusCode::CREATED, Json(change_json(&row))).into_response())
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApprovalBody {
-    public_key: String,
-    sig: String,
-}
-
 /// `POST /api/v1/response/approver-sets/{version}/approvals` (respond): an approval of the open
 /// proposal by a live approver, handed in by the token its key is registered to.
 pub(crate) async fn approve(
@@ -82,24 +75,14 @@ pub(crate) async fn approve(
     Path(version): Path<i64>,
     body: Bytes,
 ) -> Res {
-    let a: ApprovalBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
     let tenant = &c.token.tenant;
     let catalog = s.store.catalog();
     let change =
         catalog.set_changes(tenant).await.map_err(store_err)?.into_iter().find(|r| r.version == version);
     let change = change.ok_or_else(|| ApiError::not_found(format!("no approver-set change {version}")))?;
-    let key = a.public_key.to_ascii_lowercase();
-    crate::requests::check_approver(&s, tenant, &key, &c.token.id).await?;
-    schemas::signed::verify_detached(SET_DOMAIN, &key, &change.body, &a.sig)
-        .map_err(|_| ApiError::invalid("bad_signature", "the signature does not verify over this change"))?;
+    let approval =
+        crate::requests::checked_approval(&s, &c, &body, (SET_DOMAIN, &change.body), "this change").await?;
     let needed = catalog.response_threshold(tenant).await.map_err(store_err)?;
-    let approval = ApprovalRow {
-        public_key: key,
-        sig: a.sig.to_ascii_lowercase(),
-        by_token: c.token.id.clone(),
-        at: schemas::time::now_micros(),
-    };
     match catalog.approve_set(tenant, version, &approval, needed).await.map_err(store_err)? {
         Ok(row) => Ok(Json(change_json(&row)).into_response()),
         Err(store::catalog::RequestRefusal::NotFound) => Err(ApiError::not_found("no such change")),

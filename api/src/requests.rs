@@ -391,31 +391,45 @@ pub(crate) async fn request_approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Res {
-    let a: ApprovalBody = body_of(&body)?;
     let tenant = &c.token.tenant;
     refuse_in_lockdown(&s, tenant).await?;
     let catalog = s.store.catalog();
     let now = schemas::time::now_micros();
     let req = catalog.request(tenant, &id, now).await.map_err(store_err)?;
     let req = req.ok_or_else(|| ApiError::not_found(format!("no request {id}")))?;
-    let key = a.public_key.to_ascii_lowercase();
-    check_approver(&s, tenant, &key, &c.token.id).await?;
+    let approval =
+        checked_approval(&s, &c, &body, (COMMAND_DOMAIN, &req.body), "this request's command body").await?;
     if req.requested_by == c.token.id {
         return Err(refused(Kind::Forbidden, "own_request", "nobody approves their own request"));
     }
-    schemas::signed::verify_detached(COMMAND_DOMAIN, &key, &req.body, &a.sig).map_err(|_| {
-        ApiError::invalid("bad_signature", "the signature does not verify over this request's command body")
-    })?;
-    let approval = ApprovalRow {
-        public_key: key,
-        sig: a.sig.to_ascii_lowercase(),
-        by_token: c.token.id.clone(),
-        at: now,
-    };
     match catalog.approve_request(tenant, &id, &approval).await.map_err(store_err)? {
         Ok(row) => Ok(Json(request_json(&row)).into_response()),
         Err(e) => Err(refusal(e)),
     }
+}
+
+/// An approval handed in as `{"public_key", "sig"}` over `signed` (domain, text): the key must be a
+/// live approver registered to the caller and the signature must verify over the text (`what`
+/// names it in the error). The row to store.
+pub(crate) async fn checked_approval(
+    s: &AppState,
+    c: &Caller,
+    raw: &Bytes,
+    signed: (&str, &str),
+    what: &str,
+) -> Result<ApprovalRow, ApiError> {
+    let a: ApprovalBody = body_of(raw)?;
+    let key = a.public_key.to_ascii_lowercase();
+    check_approver(s, &c.token.tenant, &key, &c.token.id).await?;
+    schemas::signed::verify_detached(signed.0, &key, signed.1, &a.sig).map_err(|_| {
+        ApiError::invalid("bad_signature", format!("the signature does not verify over {what}"))
+    })?;
+    Ok(ApprovalRow {
+        public_key: key,
+        sig: a.sig.to_ascii_lowercase(),
+        by_token: c.token.id.clone(),
+        at: schemas::time::now_micros(),
+    })
 }
 
 /// Refuses unless `key` is a live approver of `tenant` registered to the token `caller`.

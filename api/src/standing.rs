@@ -18,7 +18,7 @@ use schemas::response::standing::{
 };
 use serde_json::{Value, json};
 use std::sync::Arc;
-use store::catalog::{ApprovalRow, OrderRow, RequestRefusal};
+use store::catalog::{OrderRow, RequestRefusal};
 
 fn store_err(e: store::catalog::CatalogError) -> ApiError {
     store::StoreError::from(e).into()
@@ -163,13 +163,6 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(order_json(&row, now))).into_response())
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ApprovalBody {
-    public_key: String,
-    sig: String,
-}
-
 /// `POST /api/v1/response/standing/{id}/approvals` (respond): an approval by a live approver,
 /// handed in by the token its key is registered to; nobody approves an order they proposed.
 pub(crate) async fn approve(
@@ -178,8 +171,6 @@ pub(crate) async fn approve(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Res {
-    let a: ApprovalBody =
-        serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
     let tenant = &c.token.tenant;
     let catalog = s.store.catalog();
     if catalog.response_lockdown(tenant).await.map_err(store_err)? {
@@ -190,16 +181,8 @@ pub(crate) async fn approve(
     if o.created_by == c.token.id {
         return Err(refused(Kind::Forbidden, "own_request", "nobody approves an order they proposed"));
     }
-    let key = a.public_key.to_ascii_lowercase();
-    crate::requests::check_approver(&s, tenant, &key, &c.token.id).await?;
-    schemas::signed::verify_detached(ORDER_DOMAIN, &key, &o.body, &a.sig)
-        .map_err(|_| ApiError::invalid("bad_signature", "the signature does not verify over this order"))?;
-    let approval = ApprovalRow {
-        public_key: key,
-        sig: a.sig.to_ascii_lowercase(),
-        by_token: c.token.id.clone(),
-        at: schemas::time::now_micros(),
-    };
+    let approval =
+        crate::requests::checked_approval(&s, &c, &body, (ORDER_DOMAIN, &o.body), "this order").await?;
     match catalog.approve_order(tenant, &id, &approval).await.map_err(store_err)? {
         Ok(row) => Ok(Json(order_json(&row, approval.at)).into_response()),
         Err(RequestRefusal::NotFound) => Err(ApiError::not_found("no such order")),

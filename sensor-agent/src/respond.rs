@@ -479,4 +479,4 @@ pub async fn main(
 
 #[cfg(test)]
 #[path = "respond_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -7,14 +7,15 @@ use schemas::response::command::{CommandBody, verify_result};
 use schemas::signed::SigningKey;
 use serde_json::json;
 
-struct Fixture {
-    dir: tempfile::TempDir,
-    agent: String,
-    public: String,
-    approvers: Vec<SigningKey>,
+pub(crate) struct Fixture {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) agent: String,
+    pub(crate) public: String,
+    pub(crate) approvers: Vec<SigningKey>,
 }
 
-fn fixture() -> Fixture {
+/// An enrolled identity in a temporary state directory, two approvers pinned.
+pub(crate) fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let key = crate::enroll::agent_key(dir.path()).unwrap();
     let agent = schemas::signed::agent_id(&key.public());
@@ -44,12 +45,12 @@ fn command(f: &Fixture, nonce: &str, counter: u64, now: i64) -> SignedCommand {
     cmd
 }
 
-fn responder(f: &Fixture) -> Responder {
+pub(crate) fn responder(f: &Fixture) -> Responder {
     let exec = executor::Config::for_host(f.dir.path());
     Responder::open(f.dir.path(), exec).unwrap()
 }
 
-fn outcome(f: &Fixture, r: &SignedResult) -> ResultBody {
+pub(crate) fn outcome(f: &Fixture, r: &SignedResult) -> ResultBody {
     verify_result(r, &f.agent, &f.public).expect("signed by the agent's key")
 }
 

@@ -3,32 +3,9 @@
 //! and nothing outside the order, and never the same trigger twice.
 
 use super::*;
-use schemas::response::command::{ResultBody, verify_result};
+use crate::respond::tests::{Fixture, fixture, outcome, responder};
 use schemas::response::standing::{Agents, OrderAction};
-use schemas::signed::SigningKey;
 use std::process::{Child, Command};
-
-struct Fixture {
-    dir: tempfile::TempDir,
-    agent: String,
-    public: String,
-    approvers: Vec<SigningKey>,
-}
-
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let key = crate::enroll::agent_key(dir.path()).unwrap();
-    let agent = schemas::signed::agent_id(&key.public());
-    let approvers: Vec<SigningKey> = (0..2).map(|_| SigningKey::generate().unwrap().0).collect();
-    let keys: Vec<String> = approvers.iter().map(SigningKey::public).collect();
-    let record = json!({"agent_id": agent, "tenant": "default", "approvers": {"keys": keys, "threshold": 2}});
-    std::fs::write(dir.path().join("enrollment.json"), record.to_string()).unwrap();
-    Fixture { dir, agent, public: key.public(), approvers }
-}
-
-fn responder(f: &Fixture) -> Responder {
-    Responder::open(f.dir.path(), executor::Config::for_host(f.dir.path())).unwrap()
-}
 
 fn order(f: &Fixture, id: &str, by: usize, now: i64) -> SignedOrder {
     let body = OrderBody {
@@ -71,10 +48,6 @@ fn trigger(id: &str, technique: &str, pid: u32, exe: &str, now: i64) -> Trigger 
         reason: "rule".into(),
         issued_at: now,
     }
-}
-
-fn outcome(f: &Fixture, r: &SignedResult) -> ResultBody {
-    verify_result(r, &f.agent, &f.public).expect("signed by the agent's key")
 }
 
 #[test]

@@ -5,12 +5,12 @@
 //! bootkit's, and runs a quick scan that quarantines every copy of the dropper by hash. Two
 //! responders approve it; the agent's signed result says what each step touched and verified.
 
-use super::requests::{hand_in, keygen, sign};
+use super::requests::{hand_in, sign};
 use super::{Env, bin};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use tests::{ServerOptions, get, post, token_as};
+use tests::{ServerOptions, get, post};
 
 /// The first 16 bytes of the bootkit's boot code, as the talk's rule compares them.
 const BOOTKIT: [u8; 16] =
@@ -88,15 +88,9 @@ fn plant(root: &Path) -> anyhow::Result<(Vec<PathBuf>, PathBuf, PathBuf, Vec<Pat
 fn the_dark_cloud_iii_clean_up_runs_end_to_end_on_a_real_agent() -> anyhow::Result<()> {
     let env = Env::start(&ServerOptions::default())?;
     let (api, admin) = (env.server.api.clone(), env.token.clone());
-    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
-    let (r1_id, r1) = token_as(&bin(), &env.data, None, "default", "responder")?;
-    let (r2_id, r2) = token_as(&bin(), &env.data, None, "default", "responder")?;
     let dir = tempfile::tempdir()?;
-    let (alice, bob) = (keygen(dir.path(), "alice.key")?, keygen(dir.path(), "bob.key")?);
-    for (name, key, owner) in [("alice", &alice, &r1_id), ("bob", &bob, &r2_id)] {
-        let body = json!({"name": name, "public_key": key, "owner_token": owner});
-        assert_eq!(post(&format!("{api}/api/v1/response/approvers"), Some(&admin), &body)?.0, 201);
-    }
+    let super::requests::Approvers { analyst, r1, r2 } =
+        super::requests::register_approvers(&env, dir.path())?;
     let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 1)?;
     let state_dir = dir.path().join("agent");
     let st = state_dir.display().to_string();

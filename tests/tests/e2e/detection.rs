@@ -3,7 +3,7 @@
 //! Expected counts come from the scenario's text, not from the engine.
 
 use super::{Env, bin, scenario_count};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::Duration;
 use tests::{ServerOptions, agent, counts, eventually, get, sql};
 
@@ -333,75 +333,6 @@ fn a_policy_change_is_versioned_checked_and_applied_by_ingest() -> anyhow::Resul
     Ok(())
 }
 
-/// Registers two responders' approver keys, has them sign a standing order for `technique` on every
-/// agent, enrolls lab-1 in the test's agent spool and lets its responder take the order; lab-1's
-/// state directory.
-fn standing_order_held(env: &Env, technique: &str) -> anyhow::Result<std::path::PathBuf> {
-    use super::requests::{keygen, sign};
-    let (api, admin) = (env.server.api.clone(), env.token.clone());
-    let dir = env.dir.path().join("approvers");
-    std::fs::create_dir_all(&dir)?;
-    let (_, analyst) = tests::token_as(&bin(), &env.data, None, "default", "analyst")?;
-    let mut responders = Vec::new();
-    for name in ["alice", "bob"] {
-        let (id, tok) = tests::token_as(&bin(), &env.data, None, "default", "responder")?;
-        let key = keygen(&dir, &format!("{name}.key"))?;
-        let body = json!({"name": name, "public_key": key, "owner_token": id});
-        anyhow::ensure!(
-            tests::post(&format!("{api}/api/v1/response/approvers"), Some(&admin), &body)?.0 == 201
-        );
-        responders.push((format!("{name}.key"), tok));
-    }
-    let state = env.spool().join("state").join("ids").join("lab-1");
-    let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 1)?;
-    let st = state.display().to_string();
-    let args = [
-        "agent",
-        "enroll",
-        "--server",
-        &api,
-        "--token",
-        &enroll_token,
-        "--state-dir",
-        &st,
-        "--host",
-        "LAB-1",
-    ];
-    let (code, out) = tests::run(&bin(), &args)?;
-    anyhow::ensure!(code == 0, "enroll lab-1: {out}");
-    let orders = format!("{api}/api/v1/response/standing");
-    let ask = json!({"name": "lab blocks", "techniques": [technique], "per_agent_per_hour": 10,
-                     "ttl_secs": 3600, "reason": "lab policy block tier"});
-    let (status, mut order) = tests::post(&orders, Some(&analyst), &ask)?;
-    anyhow::ensure!(status == 201, "{order}");
-    let id = order["id"].as_str().unwrap_or_default().to_owned();
-    for (key, tok) in &responders {
-        let a = sign(&dir, &json!({"id": id, "command": order["order"]}), key)?;
-        let body = json!({"public_key": a.key, "sig": a.sig});
-        order = tests::post(&format!("{orders}/{id}/approvals"), Some(tok), &body)?.1;
-    }
-    anyhow::ensure!(order["state"] == "active", "{order}");
-    let args = [
-        "agent",
-        "--nats-url",
-        &env.nats.url,
-        "--state-dir",
-        &st,
-        "respond",
-        "--for-secs",
-        "1",
-        "--poll-ms",
-        "200",
-    ];
-    let (code, out) = tests::run(&bin(), &args)?;
-    let held: Value = serde_json::from_str(out.trim().lines().last().unwrap_or_default())?;
-    anyhow::ensure!(
-        code == 0 && held["standing_orders"] == json!([id]),
-        "lab-1 did not take the order: {out}"
-    );
-    Ok(state)
-}
-
 #[test]
 fn a_blocked_process_start_is_terminated_by_the_agent() -> anyhow::Result<()> {
     let env = Env::start(&ServerOptions::default())?;
@@ -447,7 +378,7 @@ fn a_blocked_process_start_is_terminated_by_the_agent() -> anyhow::Result<()> {
     let s = scenario.display().to_string();
     // The edge acts only within a standing order the agent holds: two responders sign one for
     // T1204 on every agent, and lab-1 (enrolled first, pinning them) takes it with its orders.
-    let state = standing_order_held(&env, "T1204")?;
+    let state = super::standing::standing_order_held(&env, "T1204")?;
     let summary = agent(&bin(), &n.url, &env.spool(), &["replay", &s, "--enforce-secs", "6"])?;
     assert!(state.join("response-state.json").exists());
 

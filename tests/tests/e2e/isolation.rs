@@ -6,12 +6,12 @@
 //! server is unreachable; a release restores it. Results, verification and the audit chain are
 //! checked for both hosts.
 
-use super::requests::{hand_in, keygen, sign, victim};
+use super::requests::{hand_in, sign, victim};
 use super::{Env, bin};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use tests::{ServerOptions, get, post, token_as};
+use tests::{ServerOptions, get, post};
 
 /// A network namespace joined to the test's by a veth pair: `outside` is the test's address on it,
 /// `inside` the namespace's. Deleted (with the veth and any nftables rules inside) when dropped.
@@ -122,15 +122,9 @@ fn isolation_and_termination_on_two_hosts_each_approved_by_two_responders() -> a
     let bus = cordon::nats::NatsOptions { host: Some(net.outside.clone()), ..Default::default() };
     let env = Env::start_with_bus(&ServerOptions::default(), &bus)?;
     let (api, admin) = (env.server.api.clone(), env.token.clone());
-    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
-    let (r1_id, r1) = token_as(&bin(), &env.data, None, "default", "responder")?;
-    let (r2_id, r2) = token_as(&bin(), &env.data, None, "default", "responder")?;
     let dir = tempfile::tempdir()?;
-    let (alice, bob) = (keygen(dir.path(), "alice.key")?, keygen(dir.path(), "bob.key")?);
-    for (name, key, owner) in [("alice", &alice, &r1_id), ("bob", &bob, &r2_id)] {
-        let body = json!({"name": name, "public_key": key, "owner_token": owner});
-        assert_eq!(post(&format!("{api}/api/v1/response/approvers"), Some(&admin), &body)?.0, 201);
-    }
+    let super::requests::Approvers { analyst, r1, r2 } =
+        super::requests::register_approvers(&env, dir.path())?;
     let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 2)?;
     let (db_state, web_state) = (dir.path().join("db-1"), dir.path().join("web-1"));
     let db = enroll(&api, &enroll_token, &db_state, "db-1")?;

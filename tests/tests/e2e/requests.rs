@@ -38,6 +38,35 @@ pub(super) fn hand_in(api: &str, tok: &str, id: &str, a: &Approval) -> anyhow::R
     )
 }
 
+/// The people around a response: an analyst who asks and two responders whose approver keys
+/// (`alice.key`, `bob.key` in the directory given) are registered to their tokens.
+pub(super) struct Approvers {
+    /// The analyst's token.
+    pub analyst: String,
+    /// alice's token (her key is `alice.key`).
+    pub r1: String,
+    /// bob's token (his key is `bob.key`).
+    pub r2: String,
+}
+
+/// Makes the tokens and keys of [`Approvers`] on `env`'s server and registers the keys.
+pub(super) fn register_approvers(env: &Env, dir: &Path) -> anyhow::Result<Approvers> {
+    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
+    let mut tokens = Vec::new();
+    for name in ["alice", "bob"] {
+        let (id, token) = token_as(&bin(), &env.data, None, "default", "responder")?;
+        let key = keygen(dir, &format!("{name}.key"))?;
+        let body = json!({"name": name, "public_key": key, "owner_token": id});
+        let (status, answer) =
+            post(&format!("{}/api/v1/response/approvers", env.server.api), Some(&env.token), &body)?;
+        anyhow::ensure!(status == 201, "registering {name}: {answer}");
+        tokens.push(token);
+    }
+    let r2 = tokens.pop().unwrap_or_default();
+    let r1 = tokens.pop().unwrap_or_default();
+    Ok(Approvers { analyst, r1, r2 })
+}
+
 fn code(answer: &(u16, Value)) -> (u16, String) {
     (answer.0, answer.1["error"]["code"].as_str().unwrap_or_default().to_owned())
 }

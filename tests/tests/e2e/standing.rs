@@ -4,12 +4,12 @@
 //! terminates the process and hands in a signed result. Without an active order nothing is sent:
 //! the block stays an alert. A withdrawn order is dropped by the agent.
 
-use super::requests::{keygen, sign};
+use super::requests::sign;
 use super::{Env, bin};
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use tests::{ServerOptions, agent, get, metric, post, put, token_as};
+use tests::{ServerOptions, agent, get, metric, post, put};
 
 fn process_start(pid: u32, image: &str) -> Value {
     json!({"at_ms": 0, "agent": "lab-1", "event": {
@@ -43,15 +43,9 @@ fn summary(child: Child) -> anyhow::Result<Value> {
 fn a_blocked_process_start_is_terminated_within_a_signed_standing_order() -> anyhow::Result<()> {
     let env = Env::start(&ServerOptions::default())?;
     let (api, admin) = (env.server.api.clone(), env.token.clone());
-    let (_, analyst) = token_as(&bin(), &env.data, None, "default", "analyst")?;
-    let (r1_id, r1) = token_as(&bin(), &env.data, None, "default", "responder")?;
-    let (r2_id, r2) = token_as(&bin(), &env.data, None, "default", "responder")?;
     let dir = tempfile::tempdir()?;
-    let (alice, bob) = (keygen(dir.path(), "alice.key")?, keygen(dir.path(), "bob.key")?);
-    for (name, key, owner) in [("alice", &alice, &r1_id), ("bob", &bob, &r2_id)] {
-        let body = json!({"name": name, "public_key": key, "owner_token": owner});
-        assert_eq!(post(&format!("{api}/api/v1/response/approvers"), Some(&admin), &body)?.0, 201);
-    }
+    let super::requests::Approvers { analyst, r1, r2 } =
+        super::requests::register_approvers(&env, dir.path())?;
     // The lab group blocks user execution of dropped files.
     let mut policy = get(&format!("{api}/api/v1/policy"), Some(&admin))?.1["policy"].clone();
     policy["groups"] = json!({"lab": {"techniques": {"T1204.002": "block"}}});
@@ -157,4 +151,62 @@ fn a_blocked_process_start_is_terminated_within_a_signed_standing_order() -> any
         "standing order: signed once by 2 approvers; 1 blocked start terminated by trigger, 1 before it left alone; withdrawn and dropped"
     );
     Ok(())
+}
+
+/// Registers two responders' approver keys, has them sign a standing order for `technique` on every
+/// agent, enrolls lab-1 in the test's agent spool and lets its responder take the order; lab-1's
+/// state directory.
+pub(super) fn standing_order_held(env: &Env, technique: &str) -> anyhow::Result<std::path::PathBuf> {
+    let (api, dir) = (env.server.api.clone(), env.dir.path().join("approvers"));
+    std::fs::create_dir_all(&dir)?;
+    let super::requests::Approvers { analyst, r1, r2 } = super::requests::register_approvers(env, &dir)?;
+    let responders = [("alice.key", r1), ("bob.key", r2)];
+    let state = env.spool().join("state").join("ids").join("lab-1");
+    let (_, enroll_token) = tests::enroll_token(&bin(), &env.data, "default", 1)?;
+    let st = state.display().to_string();
+    let args = [
+        "agent",
+        "enroll",
+        "--server",
+        &api,
+        "--token",
+        &enroll_token,
+        "--state-dir",
+        &st,
+        "--host",
+        "LAB-1",
+    ];
+    let (code, out) = tests::run(&bin(), &args)?;
+    anyhow::ensure!(code == 0, "enroll lab-1: {out}");
+    let orders = format!("{api}/api/v1/response/standing");
+    let ask = json!({"name": "lab blocks", "techniques": [technique], "per_agent_per_hour": 10,
+                     "ttl_secs": 3600, "reason": "lab policy block tier"});
+    let (status, mut order) = tests::post(&orders, Some(&analyst), &ask)?;
+    anyhow::ensure!(status == 201, "{order}");
+    let id = order["id"].as_str().unwrap_or_default().to_owned();
+    for (key, tok) in &responders {
+        let a = sign(&dir, &json!({"id": id, "command": order["order"]}), key)?;
+        let body = json!({"public_key": a.key, "sig": a.sig});
+        order = tests::post(&format!("{orders}/{id}/approvals"), Some(tok), &body)?.1;
+    }
+    anyhow::ensure!(order["state"] == "active", "{order}");
+    let args = [
+        "agent",
+        "--nats-url",
+        &env.nats.url,
+        "--state-dir",
+        &st,
+        "respond",
+        "--for-secs",
+        "1",
+        "--poll-ms",
+        "200",
+    ];
+    let (code, out) = tests::run(&bin(), &args)?;
+    let held: Value = serde_json::from_str(out.trim().lines().last().unwrap_or_default())?;
+    anyhow::ensure!(
+        code == 0 && held["standing_orders"] == json!([id]),
+        "lab-1 did not take the order: {out}"
+    );
+    Ok(state)
 }

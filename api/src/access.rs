@@ -8,7 +8,7 @@
 //! 4. an audited route's request (method, path, query, body) and its outcome go to the audit chain.
 
 use crate::error::ApiError;
-use crate::{Access, AppState, Caller, ROUTES, RouteSpec};
+use crate::{Access, AppState, Caller, ROUTES, RouteSpec, session};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -109,7 +109,10 @@ pub(crate) async fn layer(
         return Err(ApiError::forbidden("no access rule for this route"));
     };
     let Access::Needs(permission) = spec.access else { return Ok(next.run(req).await) };
-    let secret = bearer(&req).map(str::to_owned);
+    let secret = match bearer(&req) {
+        Some(secret) => Some(secret.to_owned()),
+        None => console_session(&state, &req)?,
+    };
     let token = authenticate(&state, secret, peer(&req)).await?;
     if !token.role.grants(permission) {
         return Err(deny(&state, spec, permission, token, req).await);
@@ -124,7 +127,22 @@ pub(crate) async fn layer(
     }
 }
 
-fn peer(req: &Request) -> IpAddr {
+/// The token secret behind a console session cookie, when the request carries one (and, for a
+/// change, the session's CSRF token): see [`crate::session`].
+fn console_session(state: &AppState, req: &Request) -> Result<Option<String>, ApiError> {
+    let Some(id) = session::cookie_id(req.headers()) else { return Ok(None) };
+    let Some(found) = state.sessions.get(id) else {
+        return Err(ApiError::unauthenticated("the console session has ended or expired: sign in again"));
+    };
+    if !session::csrf_ok(req.method(), req.headers(), &found) {
+        return Err(ApiError::forbidden(
+            "a change made from a console session must carry the session's X-CSRF-Token header",
+        ));
+    }
+    Ok(Some(found.secret))
+}
+
+pub(crate) fn peer(req: &Request) -> IpAddr {
     req.extensions().get::<ConnectInfo<SocketAddr>>().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip())
 }
 
@@ -134,9 +152,15 @@ fn bearer(req: &Request) -> Option<&str> {
 }
 
 /// The token of a bearer secret from `ip`, through the cache, else the limiter and the catalog.
-async fn authenticate(state: &AppState, secret: Option<String>, ip: IpAddr) -> Result<TokenInfo, ApiError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    secret: Option<String>,
+    ip: IpAddr,
+) -> Result<TokenInfo, ApiError> {
     let Some(secret) = secret else {
-        return Err(ApiError::unauthenticated("missing bearer token: send 'Authorization: Bearer <token>'"));
+        return Err(ApiError::unauthenticated(
+            "missing bearer token: send 'Authorization: Bearer <token>', or sign in to the console",
+        ));
     };
     let secret = secret.as_str();
     if let Some(t) = state.cached_token(secret) {
@@ -246,6 +270,21 @@ async fn write_audit(
             "status": status,
             "outcome": outcome(status),
         }),
+    };
+    if let Err(e) = state.store.catalog().audit(&rec, schemas::time::now_micros()).await {
+        state.metrics.add("cordon_audit_failures_total", "", HELP_AUDIT_FAILED, 1);
+        tracing::error!(error = %e, action, tenant = %rec.tenant, "could not write the audit row");
+    }
+}
+
+/// A console sign-in or sign-out, in the audit chain.
+pub(crate) async fn audit_session(state: &AppState, action: &str, token: &TokenInfo) {
+    let rec = AuditRecord {
+        tenant: token.tenant.clone(),
+        actor: format!("token:{}", token.id),
+        action: action.to_owned(),
+        target: "/api/v1/session".to_owned(),
+        detail: serde_json::json!({"actor_name": token.name, "role": token.role.as_str(), "outcome": "done"}),
     };
     if let Err(e) = state.store.catalog().audit(&rec, schemas::time::now_micros()).await {
         state.metrics.add("cordon_audit_failures_total", "", HELP_AUDIT_FAILED, 1);

@@ -11,16 +11,19 @@
 
 pub mod access;
 mod approver_sets;
+pub mod console;
 mod detection;
 mod enroll;
 pub mod error;
 mod investigate;
 pub mod ioc;
 pub mod limits;
+mod live;
 pub mod reports;
 mod requests;
 mod response;
 mod routes;
+pub mod session;
 mod standing;
 mod table;
 mod table_response;
@@ -62,6 +65,8 @@ pub struct AppState {
     pub baselines: Arc<anomaly::live::Live>,
     /// Forecast settings for refits asked for over the API.
     pub forecast: anomaly::forecast::ForecastConfig,
+    /// Console sessions.
+    pub sessions: session::Sessions,
 }
 
 impl AppState {
@@ -122,6 +127,7 @@ impl AppState {
             graphs,
             baselines,
             forecast,
+            sessions: session::Sessions::default(),
         })
     }
 

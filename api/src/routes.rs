@@ -28,6 +28,9 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::GET, "/healthz") => get(healthz),
         (Method::GET, "/metrics") => get(metrics),
         (Method::GET, "/api/v1/openapi.json") => get(|| async { Json(crate::openapi()) }),
+        (Method::POST, "/api/v1/session") => post(crate::session::sign_in),
+        (Method::GET, "/api/v1/session") => get(crate::session::current),
+        (Method::DELETE, "/api/v1/session") => delete(crate::session::sign_out),
         (Method::GET, "/api/v1/hosts") => get(hosts),
         (Method::GET, "/api/v1/agents") => get(agents),
         (Method::GET, "/api/v1/hosts/{host}/timeline") => get(timeline),
@@ -45,6 +48,7 @@ pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
         (Method::GET, "/api/v1/attack/coverage") => get(detection::coverage),
         (Method::GET, "/api/v1/rules") => get(detection::rules),
         (Method::GET, "/api/v1/alerts") => get(detection::alerts),
+        (Method::GET, "/api/v1/alerts/stream") => get(crate::live::alert_stream),
         (Method::GET, "/api/v1/alerts/{id}") => get(detection::alert_get),
         (Method::PATCH, "/api/v1/alerts/{id}") => {
             patch(detection::alert_patch).layer(DefaultBodyLimit::max(64 * 1024))

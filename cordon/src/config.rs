@@ -81,6 +81,10 @@ pub struct ServeArgs {
     /// by default, so a webhook URL cannot be turned against internal services).
     #[arg(long, env = "CORDON_ALLOW_PRIVATE_WEBHOOKS")]
     pub allow_private_webhooks: bool,
+    /// Serve the console's files from this directory instead of the copy built into the binary
+    /// (while developing the console: edits show on reload).
+    #[arg(long, env = "CORDON_UI_DIR")]
+    pub ui_dir: Option<PathBuf>,
     /// Full-text index commits at most this far apart, milliseconds (how long until an event is
     /// searchable; default 1000).
     #[arg(long, env = "CORDON_INDEX_COMMIT_MS")]
@@ -275,6 +279,8 @@ pub struct ServerConfig {
     pub auth_failure_limit: u32,
     /// Whether report webhooks may reach internal addresses.
     pub allow_private_webhooks: bool,
+    /// Where the console's files are read from, when not from the binary.
+    pub ui_dir: Option<PathBuf>,
     /// Where the signing key is (made there if missing).
     pub signing_key: PathBuf,
     /// What each agent may send.
@@ -513,6 +519,7 @@ impl ServeArgs {
             sql_timeout: Duration::from_secs(sql_timeout_secs),
             auth_failure_limit,
             allow_private_webhooks,
+            ui_dir: self.ui_dir.clone(),
             signing_key,
             quota,
             index_commit: store::CommitPolicy {

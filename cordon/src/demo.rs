@@ -82,6 +82,7 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         .create_token("demo", "default", schemas::access::Role::Admin, schemas::time::now_micros())
         .await?;
     let api = format!("http://{}", running.addr);
+    println!("Console: {api}/   sign in with the token {token}");
     // The agents enroll (one key per host they speak for) with a token made for this run.
     let now = schemas::time::now_micros();
     let (_, enroll_token) = running
@@ -153,7 +154,7 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         "\n{acked} events ingested and searchable ({} from the scenario). API: {api}",
         replayed.events_acked
     );
-    println!("token: {token}   (also in {})\n", data_dir.join("demo.json").display());
+    println!("Console: {api}/   token: {token}   (also in {})\n", data_dir.join("demo.json").display());
     println!("Try:");
     println!(
         "  curl -s -H 'Authorization: Bearer {token}' '{api}/api/v1/hosts/WIN-DAKEQI/timeline?order=asc&limit=20'"

@@ -143,7 +143,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     state.enroll_limiter.set_limit(cfg.auth_failure_limit);
     let _ = state.server_key.set(signing.public());
     let _ = state.sql_timeout.set(cfg.sql_timeout);
-    let app = api::router(state);
+    let app = api::router(state).merge(api::console::router(cfg.ui_dir.clone()));
     let mut rx_api = rx.clone();
     let rx_store = rx.clone();
     let rx_base = rx.clone();
@@ -374,6 +374,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
             Command::Verify(a) => {
                 let report = open_store_with(&a, false).await?.0.verify().await?;
                 println!("{}", serde_json::to_string_pretty(&report)?);
+                for warning in &report.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 let problems = report.problems();
                 anyhow::ensure!(
                     problems.is_empty(),

@@ -28,6 +28,7 @@ impl Store {
             report.delta_mismatch.sort();
         }
         report.catalog_problems = self.catalog.integrity_problems().await?;
+        report.warnings = self.catalog.integrity_warnings().await?;
         report.damaged_files = self.catalog.damaged_files().await?;
         let index = Arc::clone(&self.index);
         report.index_corrupt = self.cpu.run(move || index.corrupt_files()).await??;
@@ -73,6 +74,9 @@ pub struct VerifyReport {
     /// Files quarantined because their bytes no longer matched their checksum ([`crate::scrub`]):
     /// their rows are lost, so this stays a problem until the store is restored from a backup.
     pub damaged_files: Vec<crate::catalog::DamagedFile>,
+    /// What would let damage go unseen (not a disagreement, so not a problem): PostgreSQL without
+    /// data checksums.
+    pub warnings: Vec<String>,
 }
 
 impl VerifyReport {

@@ -13,6 +13,8 @@ mod deliveries;
 mod enroll;
 mod filter;
 mod incidents;
+mod integrity;
+use integrity::{probe_sqlite, sqlite_url};
 mod migrate;
 mod policies;
 mod reports;
@@ -81,10 +83,27 @@ pub enum CatalogError {
     /// Another writer changed what this operation was based on.
     #[error("catalog conflict: {0}")]
     Conflict(String),
+    /// A page of the SQLite file no longer matches its checksum: the file was damaged on disk.
+    #[error(
+        "metadata database damaged: a page read during {op} failed its checksum (SQLITE_IOERR_DATA); restore the database from a backup"
+    )]
+    PageChecksum {
+        /// What was being done.
+        op: &'static str,
+    },
+    /// The SQLite file could not be given page checksums.
+    #[error("metadata database page checksums: {0}")]
+    Checksums(#[from] sqlite_cksum::Error),
 }
 
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> CatalogError {
-    move |source| CatalogError::Db { op, source }
+    move |source| {
+        let code = source.as_database_error().and_then(|e| e.code());
+        if code.is_some_and(|c| c == sqlite_cksum::IOERR_DATA.to_string()) {
+            return CatalogError::PageChecksum { op };
+        }
+        CatalogError::Db { op, source }
+    }
 }
 
 /// One committed lake file.
@@ -181,15 +200,6 @@ pub struct Catalog {
     backend: Backend,
 }
 
-/// Opens one connection and reads the schema, so that a damaged database file fails with SQLite's
-/// own words at once (a pool would retry it until its acquire timeout and report only that).
-async fn probe_sqlite(url: &str) -> Result<(), CatalogError> {
-    use sqlx::Connection;
-    let mut conn = sqlx::AnyConnection::connect(url).await.map_err(db("open"))?;
-    sqlx::query("SELECT count(*) FROM sqlite_master").fetch_one(&mut conn).await.map_err(db("open"))?;
-    conn.close().await.map_err(db("open"))
-}
-
 impl Catalog {
     /// Connects (creating a SQLite file if needed) and applies migrations.
     pub async fn connect(url: &str) -> Result<Self, CatalogError> {
@@ -230,17 +240,24 @@ impl Catalog {
         } else {
             opts = opts.max_connections(8);
         }
-        let url = if backend == Backend::Sqlite && !url.contains("mode=") {
-            format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
-        } else {
-            url.to_owned()
+        let url = match backend {
+            Backend::Sqlite => sqlite_url(url),
+            Backend::Postgres => url.to_owned(),
         };
         if backend == Backend::Sqlite {
+            if let Err(e) = sqlite_cksum::enable(&url).await {
+                // A damaged file fails here first; the probe below names what SQLite found.
+                probe_sqlite(&url).await?;
+                return Err(e.into());
+            }
             probe_sqlite(&url).await?;
         }
         let pool = opts.connect(&url).await.map_err(db("connect"))?;
         let cat = Self { pool, backend };
         migrate::run(&cat.pool, backend).await?;
+        for warning in cat.integrity_warnings().await? {
+            tracing::warn!("{warning}");
+        }
         Ok(cat)
     }
 
@@ -257,19 +274,6 @@ impl Catalog {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db(op)),
             Backend::Postgres => self.pool.begin().await.map_err(db(op)),
         }
-    }
-
-    /// What the database's own consistency check finds (SQLite's `PRAGMA integrity_check`; PostgreSQL
-    /// checks its pages itself and reports nothing here). Empty when it is whole.
-    pub async fn integrity_problems(&self) -> Result<Vec<String>, CatalogError> {
-        if self.backend != Backend::Sqlite {
-            return Ok(Vec::new());
-        }
-        let rows: Vec<(String,)> = sqlx::query_as("PRAGMA integrity_check")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("integrity_check"))?;
-        Ok(rows.into_iter().map(|(r,)| r).filter(|r| r != "ok").collect())
     }
 
     /// The backend.

@@ -35,6 +35,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/reports/run", "handle"),
     ("POST", "/api/v1/baselines/refit", "handle"),
     ("GET", "/api/v1/alerts", "read"),
+    ("GET", "/api/v1/alerts/stream", "read"),
     ("GET", "/api/v1/alerts/{id}", "read"),
     ("PATCH", "/api/v1/alerts/{id}", "handle"),
     ("GET", "/api/v1/incidents", "read"),
@@ -50,6 +51,9 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("POST", "/api/v1/policy/preview", "author"),
     ("GET", "/api/v1/policy/versions", "read"),
     ("POST", "/api/v1/enroll", "public"),
+    ("POST", "/api/v1/session", "public"),
+    ("GET", "/api/v1/session", "read"),
+    ("DELETE", "/api/v1/session", "read"),
     ("GET", "/api/v1/agents/enrolled", "read"),
     ("GET", "/api/v1/audit", "admin"),
     ("GET", "/api/v1/dead-letters", "author"),
@@ -135,6 +139,7 @@ fn request(method: &str, path: &str, o: &Objects) -> (String, Option<Value>) {
         "/api/v1/hosts/{host}/process-tree" => "?at=2021-12-10T10:00:00Z",
         "/api/v1/graph/paths" => "?from=host:x&to=external",
         "/api/v1/graph/neighbors" => "?node=host:x",
+        "/api/v1/alerts/stream" => "?seconds=1",
         _ => "",
     };
     let body = match (method, path) {

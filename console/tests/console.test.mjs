@@ -1,0 +1,129 @@
+// The console in a real browser (Debian's Chromium, headless, through playwright-core) against a
+// real `cordon serve` that has the Log4j/Conti scenario ingested. Started by the Rust end-to-end
+// test `console_in_a_browser` (tests/tests/e2e/console.rs), which passes:
+//   CORDON_URL     the server's address         CORDON_TOKEN  an analyst's token
+//   CORDON_SIGNALS a directory for handshakes   CORDON_SHOTS  where screenshots go
+//   CHROMIUM       the browser binary (default /usr/bin/chromium)
+import assert from "node:assert/strict";
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { chromium } from "playwright-core";
+
+const URL = process.env.CORDON_URL;
+const TOKEN = process.env.CORDON_TOKEN;
+const SIGNALS = process.env.CORDON_SIGNALS;
+const SHOTS = process.env.CORDON_SHOTS;
+assert.ok(URL && TOKEN && SIGNALS && SHOTS, "run through the Rust test console_in_a_browser, which sets CORDON_*");
+
+let browser;
+let page;
+const dialogs = [];
+
+before(async () => {
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: ["--no-sandbox"] });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, timezoneId: "Asia/Shanghai" });
+  page = await context.newPage();
+  page.on("dialog", async (d) => { dialogs.push(d.message()); await d.dismiss(); });
+});
+
+after(async () => { await browser?.close(); });
+
+async function shot(name) {
+  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: false });
+}
+
+async function signal(name) {
+  writeFileSync(join(SIGNALS, name), "");
+}
+
+async function waitFor(name, ms) {
+  const end = Date.now() + ms;
+  while (!existsSync(join(SIGNALS, name))) {
+    assert.ok(Date.now() < end, `no ${name} signal within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+test("an unauthenticated visit lands on sign-in", async () => {
+  await page.goto(`${URL}/alerts?level=3`);
+  await page.waitForURL(/\/signin$/);
+  await page.locator("#token").waitFor();
+  await shot("signin");
+});
+
+test("a bad token is refused", async () => {
+  await page.fill("#token", "cdn_not_a_real_token");
+  await page.click("#signin-submit");
+  await page.locator("#signin-error", { hasText: "unknown or revoked" }).waitFor();
+  assert.match(page.url(), /\/signin$/);
+});
+
+test("a good token opens the queue it was going to, with the session in an HttpOnly cookie", async () => {
+  await page.fill("#token", TOKEN);
+  await page.click("#signin-submit");
+  await page.waitForURL(/\/alerts\?level=3$/);
+  await page.locator("#alert-rows tr").first().waitFor();
+  const cookies = await page.context().cookies();
+  const session = cookies.find((c) => c.name === "cordon_session");
+  assert.ok(session, "a session cookie");
+  assert.equal(session.httpOnly, true);
+  assert.equal(session.sameSite, "Strict");
+  assert.equal(await page.evaluate(() => document.cookie.includes("cordon_session")), false, "scripts cannot read it");
+  assert.equal(await page.evaluate(() => JSON.stringify(localStorage).includes("cdn_")), false, "no token in storage");
+});
+
+test("the queue shows the scenario's scanning and ransomware alerts, non-ASCII host names intact", async () => {
+  await page.goto(`${URL}/alerts`);
+  const rows = page.locator("#alert-rows tr");
+  await rows.first().waitFor();
+  const text = await page.locator("#alert-queue").innerText();
+  assert.match(text, /Internal network scanning/);
+  assert.match(text, /ransomware/i);
+  assert.match(text, /WIN-DAKEQI/);
+  assert.match(text, /Web服务器-北机房/);
+  const title = await page.locator("#alert-rows time").first().getAttribute("title");
+  assert.match(title, /UTC$/, "times show UTC on hover");
+  await shot("alerts");
+});
+
+test("filters live in the URL and narrow the queue", async () => {
+  await page.selectOption("select[name=level]", "5");
+  await page.waitForURL(/level=5/);
+  await page.locator("#queue-status", { hasText: "alerts shown" }).waitFor();
+  const levels = await page.locator("#alert-rows .level").allInnerTexts();
+  assert.ok(levels.length > 0, "critical alerts exist in the scenario");
+  assert.ok(levels.every((l) => l === "critical"), `only critical rows: ${levels}`);
+});
+
+test("a change without the session's CSRF token is refused", async () => {
+  const status = await page.evaluate(async () =>
+    (await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" })).status);
+  assert.equal(status, 403);
+});
+
+test("a new alert appears without a reload, its markup shown as text", async () => {
+  await page.goto(`${URL}/alerts`);
+  await page.locator("#alert-rows tr").first().waitFor();
+  const marker = await page.evaluate(() => { window.__noReload = true; return true; });
+  assert.ok(marker);
+  await signal("queue-open");
+  await waitFor("published", 120_000);
+  const row = page.locator("#alert-rows tr", { hasText: "WIN-LIVE" }).first();
+  await row.waitFor({ timeout: 60_000 });
+  assert.equal(await page.evaluate(() => window.__noReload), true, "the page was not reloaded");
+  const object = await page.locator("#alert-rows td.object", { hasText: "onerror" }).first().innerText();
+  assert.match(object, /<img src=x onerror=alert\(1\)>/);
+  assert.equal(await page.locator("#alert-queue img").count(), 0, "no element was made from event data");
+  assert.deepEqual(dialogs, [], "no script ran");
+  await shot("alerts-live");
+});
+
+test("sign-out ends the session", async () => {
+  await page.click("#signout");
+  await page.waitForURL(/\/signin$/);
+  const status = await page.evaluate(async () => (await fetch("/api/v1/session")).status);
+  assert.equal(status, 401);
+  await page.goto(`${URL}/alerts`);
+  await page.waitForURL(/\/signin$/);
+});

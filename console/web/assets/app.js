@@ -1,0 +1,78 @@
+// The console's shell: who is signed in, the navigation, and the client-side router (each screen has
+// its own URL).
+import { api, setCsrf } from "./api.js";
+import { h, mount } from "./dom.js";
+import { alertQueue } from "./queue.js";
+import { signIn } from "./signin.js";
+
+const root = document.getElementById("app");
+const SCREENS = [["/alerts", "Alerts", alertQueue]];
+let who = null;
+let leave = null;
+
+function applyTheme(theme) {
+  document.documentElement.dataset.theme = theme;
+  localStorage.setItem("cordon-theme", theme);
+}
+
+function navigate(path, replace = false) {
+  if (replace) history.replaceState(null, "", path); else history.pushState(null, "", path);
+  render();
+}
+
+async function signOut() {
+  try { await api("/api/v1/session", { method: "DELETE" }); } finally {
+    who = null;
+    setCsrf(null);
+    navigate("/signin", true);
+  }
+}
+
+function shell(content) {
+  const here = location.pathname;
+  return h("div", { class: "shell" },
+    h("header", { class: "top" },
+      h("a", { href: "/alerts", class: "brand", onclick: link }, "Cordon"),
+      h("nav", {}, SCREENS.map(([path, label]) =>
+        h("a", { href: path, onclick: link, "aria-current": here.startsWith(path) ? "page" : undefined }, label))),
+      h("span", { class: "who", id: "who" }, `${who.name} · ${who.role} · ${who.tenant}`),
+      h("button", { type: "button", id: "theme", onclick: () =>
+        applyTheme(document.documentElement.dataset.theme === "dark" ? "light" : "dark") }, "Theme"),
+      h("button", { type: "button", id: "signout", onclick: signOut }, "Sign out")),
+    h("main", {}, content));
+}
+
+function link(e) {
+  if (e.ctrlKey || e.metaKey || e.shiftKey || e.button !== 0) return;
+  e.preventDefault();
+  navigate(e.currentTarget.getAttribute("href"));
+}
+
+async function render() {
+  if (leave) { leave(); leave = null; }
+  if (location.pathname === "/signin" || !who) {
+    const next = location.pathname === "/signin" ? "/alerts" : location.pathname + location.search;
+    if (location.pathname !== "/signin") history.replaceState(null, "", "/signin");
+    signIn(root, next, (session, to) => { who = session; navigate(to, true); });
+    return;
+  }
+  const screen = SCREENS.find(([path]) => location.pathname.startsWith(path));
+  if (!screen) { navigate("/alerts", true); return; }
+  const main = h("div", { class: "screen" });
+  mount(root, shell(main));
+  leave = screen[2](main, navigate) || null;
+}
+
+async function start() {
+  applyTheme(localStorage.getItem("cordon-theme") || "dark");
+  try {
+    who = await api("/api/v1/session");
+    setCsrf(who.csrf);
+  } catch {
+    who = null;
+  }
+  window.addEventListener("popstate", render);
+  render();
+}
+
+start();

@@ -1,0 +1,97 @@
+//! Issue 18: the console in a real browser. `console/tests/console.test.mjs` drives Debian's Chromium
+//! (playwright-core) against this server with the Log4j/Conti scenario ingested; while its alert
+//! queue is open, this test plays the scenario again on other hosts, with a command line and an
+//! image name that hold markup, and the queue must show the new alerts, as text, without a reload.
+
+use super::{Env, bin};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tests::{ServerOptions, agent, eventually, get};
+
+const MARKUP: &str = "<img src=x onerror=alert(1)>";
+
+fn console_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../console")
+}
+
+/// The browser and the suite's driver, or how to get them.
+fn browser() -> anyhow::Result<PathBuf> {
+    let chromium = PathBuf::from(std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()));
+    anyhow::ensure!(
+        chromium.exists(),
+        "no Chromium at {}: apt-get install chromium (./dev test installs it), or set CHROMIUM",
+        chromium.display()
+    );
+    anyhow::ensure!(
+        console_dir().join("node_modules/playwright-core").exists(),
+        "the browser suite's driver is not installed: (cd console && npm ci) (./dev test runs it)"
+    );
+    Ok(chromium)
+}
+
+fn alerts_on(api: &str, token: &str, host: &str) -> anyhow::Result<usize> {
+    let (_, v) = get(&format!("{api}/api/v1/alerts?host={host}"), Some(token))?;
+    Ok(v["alerts"].as_array().map_or(0, Vec::len))
+}
+
+fn wait_for_file(path: &Path, within: Duration) -> anyhow::Result<()> {
+    let end = Instant::now() + within;
+    while !path.exists() {
+        anyhow::ensure!(Instant::now() < end, "no {} within {within:?}", path.display());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
+#[test]
+fn console_in_a_browser() -> anyhow::Result<()> {
+    let chromium = browser()?;
+    let env = Env::start(&ServerOptions::default())?;
+    agent(&bin(), &env.nats.url, &env.spool(), &["replay", "builtin:log4j-conti"])?;
+    eventually(Duration::from_secs(60), || {
+        Ok((alerts_on(&env.server.api, &env.token, "WIN-DAKEQI")? > 0).then_some(()))
+    })?;
+
+    let live = env.dir.path().join("live.ndjson");
+    let scenario = fixtures::scenario::log4j_conti_elsewhere("LIVE")
+        .replace("PromotionReview.docx.exe", &format!("{MARKUP}.exe"))
+        .replace("-Xmx2g", MARKUP);
+    std::fs::write(&live, scenario)?;
+    let signals = env.dir.path().join("signals");
+    let shots = env.dir.path().join("screenshots");
+    std::fs::create_dir_all(&signals)?;
+    std::fs::create_dir_all(&shots)?;
+
+    let mut suite = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "tests/"])
+        .current_dir(console_dir())
+        .env("CORDON_URL", &env.server.api)
+        .env("CORDON_TOKEN", &env.token)
+        .env("CORDON_SIGNALS", &signals)
+        .env("CORDON_SHOTS", &shots)
+        .env("CHROMIUM", &chromium)
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting node (Node.js 20+ must be on PATH): {e}"))?;
+    let published = wait_for_file(&signals.join("queue-open"), Duration::from_secs(180)).and_then(|()| {
+        agent(&bin(), &env.nats.url, &env.spool(), &["replay", live.to_str().unwrap()])?;
+        Ok(std::fs::write(signals.join("published"), "")?)
+    });
+    let status = suite.wait()?;
+    published?;
+    anyhow::ensure!(status.success(), "the browser suite failed ({status}); its report is above");
+
+    // Screenshots of every screen the suite visited, kept for the README when asked for.
+    let mut taken: Vec<String> = std::fs::read_dir(&shots)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()?;
+    taken.sort();
+    assert_eq!(taken, ["alerts-live.png", "alerts.png", "signin.png"]);
+    if let Ok(dir) = std::env::var("CORDON_SCREENSHOTS_TO") {
+        for name in &taken {
+            std::fs::copy(shots.join(name), Path::new(&dir).join(name))?;
+        }
+    }
+    Ok(())
+}

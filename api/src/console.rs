@@ -21,8 +21,13 @@ static FILES: &[(&str, &[u8])] = &[
     ("index.html", include_bytes!("../../console/web/index.html")),
     ("assets/app.css", include_bytes!("../../console/web/assets/app.css")),
     ("assets/app.js", include_bytes!("../../console/web/assets/app.js")),
+    ("assets/alert.js", include_bytes!("../../console/web/assets/alert.js")),
     ("assets/api.js", include_bytes!("../../console/web/assets/api.js")),
     ("assets/dom.js", include_bytes!("../../console/web/assets/dom.js")),
+    ("assets/fleet.js", include_bytes!("../../console/web/assets/fleet.js")),
+    ("assets/graph.js", include_bytes!("../../console/web/assets/graph.js")),
+    ("assets/hunt.js", include_bytes!("../../console/web/assets/hunt.js")),
+    ("assets/incidents.js", include_bytes!("../../console/web/assets/incidents.js")),
     ("assets/queue.js", include_bytes!("../../console/web/assets/queue.js")),
     ("assets/signin.js", include_bytes!("../../console/web/assets/signin.js")),
 ];

@@ -96,10 +96,73 @@ test("filters live in the URL and narrow the queue", async () => {
   assert.ok(levels.every((l) => l === "critical"), `only critical rows: ${levels}`);
 });
 
+test("an alert opens with its why, its ATT&CK tags and a pivot to its incident", async () => {
+  await page.locator("#alert-rows tr").first().click();
+  await page.waitForURL(/\/alerts\/[0-9a-f-]+$/);
+  await page.locator("#alert-why").waitFor();
+  assert.match(await page.locator("#alert-techniques").innerText(), /T1\d{3}/);
+  assert.match(await page.locator("#alert-why").innerText(), /Tier\s+block/);
+  const link = page.locator("#alert-incident a");
+  await link.waitFor();
+  await shot("alert");
+  await link.click();
+  await page.waitForURL(/\/incidents\/inc-/);
+  await page.locator("#incident-graph").waitFor();
+});
+
 test("a change without the session's CSRF token is refused", async () => {
   const status = await page.evaluate(async () =>
     (await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" })).status);
   assert.equal(status, 403);
+});
+
+test("the incident joins WIN-DAKEQI, Web服务器-北机房 and cdn-update.example; its cross-host edge shows both hosts' events", async () => {
+  await page.click("nav a[href='/incidents']");
+  await page.waitForURL(/\/incidents$/);
+  await page.locator("#incident-rows a", { hasText: "WIN-DAKEQI" }).first().click();
+  await page.waitForURL(/\/incidents\/inc-/);
+  await page.locator("#incident-graph").waitFor();
+  const path = await page.locator("#attack-path .node-name").allInnerTexts();
+  assert.deepEqual(path, ["WIN-DAKEQI", "Web服务器-北机房", "cdn-update.example"], "the chain, left to right");
+  const columns = await page.locator("#incident-graph text.column-title").allTextContents();
+  assert.deepEqual(columns.slice(0, 2), ["WIN-DAKEQI", "Web服务器-北机房"]);
+  assert.equal(await page.locator("#incident-graph g.node-domain[data-label='cdn-update.example']").count(), 1);
+  await page.locator("#incident-graph g.edge-cross[data-to='java.exe']").first().click();
+  const hosts = await page.locator("#edge-event-table td.host").allInnerTexts();
+  assert.ok(hosts.includes("WIN-DAKEQI") && hosts.includes("Web服务器-北机房"), `events from both hosts: ${hosts}`);
+  await shot("incident");
+});
+
+test("a literal search for ${jndi:ldap finds events on both hosts, highlighted; a defanged URL sweeps", async () => {
+  await page.click("nav a[href='/hunt']");
+  await page.fill("#hunt-q", "${jndi:ldap");
+  await page.check("#hunt-literal");
+  await page.click("#hunt-go");
+  await page.waitForURL(/\/hunt\?q=.*literal=true/);
+  await page.locator("#hunt-hits tr").first().waitFor();
+  const hosts = new Set(await page.locator("#hunt-hits td.host").allInnerTexts());
+  assert.ok(hosts.has("WIN-DAKEQI") && hosts.has("Web服务器-北机房"), `hits on both hosts: ${[...hosts]}`);
+  const marks = await page.locator("#hunt-hits mark").allInnerTexts();
+  assert.ok(marks.length > 0 && marks.every((m) => m.toLowerCase() === "${jndi:ldap"), `highlights: ${marks}`);
+  await page.fill("#sweep-iocs", "hxxp://cdn-update[.]example/static/update.exe\n185.220.101.45");
+  await page.click("#sweep-go");
+  const first = page.locator("#sweep-rows tr").first();
+  await first.waitFor();
+  const cells = await first.locator("td").allInnerTexts();
+  assert.equal(cells[1], "http://cdn-update.example/static/update.exe", "the defanged URL is read as the URL");
+  assert.ok(Number(cells[3]) > 0 && cells[4].includes("Web服务器-北机房"), `it hits: ${cells}`);
+  assert.equal(await page.locator("#sweep-rows tr").nth(1).locator("td").nth(3).innerText(), "0");
+  await shot("hunt");
+});
+
+test("the fleet lists the scenario's agents with their status and counters", async () => {
+  await page.click("nav a[href='/fleet']");
+  await page.locator("#agent-rows tr").first().waitFor();
+  const hosts = await page.locator("#agent-rows td.host").allInnerTexts();
+  for (const want of ["WIN-DAKEQI", "Web服务器-北机房", "Web服务器-南机房"]) assert.ok(hosts.includes(want), `${want} in ${hosts}`);
+  const statuses = await page.locator("#agent-rows .status").allInnerTexts();
+  assert.ok(statuses.every((st) => ["active", "silent", "dead"].includes(st)), `${statuses}`);
+  await shot("fleet");
 });
 
 test("a new alert appears without a reload, its markup shown as text", async () => {

@@ -2,11 +2,23 @@
 // its own URL).
 import { api, setCsrf } from "./api.js";
 import { h, mount } from "./dom.js";
+import { alertPage } from "./alert.js";
+import { fleet } from "./fleet.js";
+import { hunt } from "./hunt.js";
+import { incidentList, incidentPage } from "./incidents.js";
 import { alertQueue } from "./queue.js";
 import { signIn } from "./signin.js";
 
 const root = document.getElementById("app");
-const SCREENS = [["/alerts", "Alerts", alertQueue]];
+// [path prefix, navigation label, screen]; a screen is (root, navigate) -> cleanup.
+const SCREENS = [["/alerts", "Alerts", alertQueue], ["/incidents", "Incidents", incidentList], ["/hunt", "Hunt", hunt], ["/fleet", "Fleet", fleet]];
+
+function screenFor(path) {
+  if (/^\/incidents\/[^/]+$/.test(path)) return incidentPage;
+  if (/^\/alerts\/[^/]+$/.test(path)) return alertPage;
+  const found = SCREENS.find(([prefix]) => path === prefix || path.startsWith(`${prefix}?`));
+  return found ? found[2] : null;
+}
 let who = null;
 let leave = null;
 
@@ -56,11 +68,11 @@ async function render() {
     signIn(root, next, (session, to) => { who = session; navigate(to, true); });
     return;
   }
-  const screen = SCREENS.find(([path]) => location.pathname.startsWith(path));
+  const screen = screenFor(location.pathname);
   if (!screen) { navigate("/alerts", true); return; }
   const main = h("div", { class: "screen" });
   mount(root, shell(main));
-  leave = screen[2](main, navigate) || null;
+  leave = screen(main, navigate) || null;
 }
 
 async function start() {

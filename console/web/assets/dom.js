@@ -5,7 +5,7 @@
 const ATTRS = new Set([
   "class", "id", "href", "title", "type", "name", "value", "placeholder", "for", "role", "tabindex",
   "aria-label", "aria-sort", "aria-current", "aria-live", "autocomplete", "required", "checked",
-  "disabled", "selected", "datetime", "colspan", "min", "max", "hidden",
+  "disabled", "selected", "rows", "datetime", "colspan", "min", "max", "hidden",
 ]);
 
 export function h(tag, attrs, ...children) {
@@ -53,4 +53,29 @@ export const LEVELS = { 1: "informational", 2: "low", 3: "medium", 4: "high", 5:
 
 export function level(n) {
   return h("span", { class: `level level-${n}`, title: `level ${n}` }, LEVELS[n] || String(n));
+}
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+const SVG_ATTRS = new Set([
+  "class", "x", "y", "width", "height", "rx", "cx", "cy", "r", "x1", "y1", "x2", "y2", "d", "viewBox",
+  "transform", "text-anchor", "marker-end", "tabindex", "role", "aria-label", "refX", "refY",
+  "markerWidth", "markerHeight", "markerUnits", "orient", "id", "preserveAspectRatio",
+]);
+
+// The same for SVG: text children as text nodes, attributes from an allow-list.
+export function s(tag, attrs, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2).toLowerCase(), value);
+    else if (key.startsWith("data-") || SVG_ATTRS.has(key)) el.setAttribute(key, String(value));
+    else throw new Error(`svg attribute ${key} is not allowed`);
+  }
+  append(el, children);
+  return el;
+}
+
+// Microseconds since the epoch (the graph's times) as an ISO string.
+export function micros(us) {
+  return us ? new Date(us / 1000).toISOString() : null;
 }

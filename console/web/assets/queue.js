@@ -21,9 +21,10 @@ function techniqueList(a) {
   return (a.techniques || []).map((t) => t.id || t).join(" ");
 }
 
-function row(a) {
+function row(a, navigate) {
   const host = a.endpoint ? a.endpoint.name : "";
-  return h("tr", { class: "alert-row", "data-id": a.id, tabindex: 0 },
+  const open = (e) => { if (e.target.closest("a")) return; navigate(`/alerts/${encodeURIComponent(a.id)}`); };
+  return h("tr", { class: "alert-row", "data-id": a.id, tabindex: 0, onclick: open, onkeydown: (e) => e.key === "Enter" && open(e) },
     h("td", {}, level(a.level)),
     h("td", {}, time(a.last_seen)),
     h("td", { class: "host" }, host),
@@ -62,7 +63,7 @@ export function alertQueue(root, navigate) {
     try {
       const { alerts } = await api(`/api/v1/alerts${query(params)}`);
       if (!older) mount(body);
-      for (const a of alerts) body.appendChild(row(a));
+      for (const a of alerts) body.appendChild(row(a, navigate));
       if (alerts.length) oldest = alerts[alerts.length - 1].last_seen;
       more.hidden = alerts.length < PAGE;
       mount(status, `${body.children.length} alerts shown`);

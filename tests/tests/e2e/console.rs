@@ -87,7 +87,10 @@ fn console_in_a_browser() -> anyhow::Result<()> {
         .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
         .collect::<Result<_, _>>()?;
     taken.sort();
-    assert_eq!(taken, ["alerts-live.png", "alerts.png", "signin.png"]);
+    assert_eq!(
+        taken,
+        ["alert.png", "alerts-live.png", "alerts.png", "fleet.png", "hunt.png", "incident.png", "signin.png"]
+    );
     if let Ok(dir) = std::env::var("CORDON_SCREENSHOTS_TO") {
         for name in &taken {
             std::fs::copy(shots.join(name), Path::new(&dir).join(name))?;

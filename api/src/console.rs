@@ -23,6 +23,7 @@ static FILES: &[(&str, &[u8])] = &[
     ("assets/app.js", include_bytes!("../../console/web/assets/app.js")),
     ("assets/alert.js", include_bytes!("../../console/web/assets/alert.js")),
     ("assets/api.js", include_bytes!("../../console/web/assets/api.js")),
+    ("assets/detection.js", include_bytes!("../../console/web/assets/detection.js")),
     ("assets/dom.js", include_bytes!("../../console/web/assets/dom.js")),
     ("assets/fleet.js", include_bytes!("../../console/web/assets/fleet.js")),
     ("assets/graph.js", include_bytes!("../../console/web/assets/graph.js")),

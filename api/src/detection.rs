@@ -95,7 +95,11 @@ pub(crate) async fn policy_versions(State(s): State<Arc<AppState>>, Extension(c)
             })
         })
         .collect();
-    Ok(Json(json!({ "versions": versions })).into_response())
+    // The shipped default, which the first version changed (so every version has something to be
+    // compared with).
+    let shipped = json!({"version": 0, "author": "cordon", "reason": "the shipped default policy",
+        "policy": Policy::cordon_default()});
+    Ok(Json(json!({ "versions": versions, "shipped": shipped })).into_response())
 }
 
 pub(crate) async fn rules(State(s): State<Arc<AppState>>, Query(p): Params) -> Res {

@@ -438,7 +438,7 @@ static CORE: &[RouteSpec] = &[
         path: "/api/v1/policy/versions",
         access: Access::Needs(Permission::Read),
         audit: None,
-        summary: "Every version of the tenant's policy, newest first, with who changed it and why.",
+        summary: "Every version of the tenant's policy, newest first, with who changed it and why; `shipped` is the default the first version changed.",
         params: &[],
         body: None,
     },

@@ -5,7 +5,7 @@
 //   CORDON_SIGNALS a directory for handshakes   CORDON_SHOTS  where screenshots go
 //   CHROMIUM       the browser binary (default /usr/bin/chromium)
 import assert from "node:assert/strict";
-import { existsSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { chromium } from "playwright-core";
@@ -22,7 +22,7 @@ const dialogs = [];
 
 before(async () => {
   browser = await chromium.launch({ executablePath: process.env.CHROMIUM || "/usr/bin/chromium", args: ["--no-sandbox"] });
-  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, timezoneId: "Asia/Shanghai" });
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, timezoneId: "Asia/Shanghai", acceptDownloads: true });
   page = await context.newPage();
   page.on("dialog", async (d) => { dialogs.push(d.message()); await d.dismiss(); });
 });
@@ -153,6 +153,42 @@ test("a literal search for ${jndi:ldap finds events on both hosts, highlighted; 
   assert.ok(Number(cells[3]) > 0 && cells[4].includes("Web服务器-北机房"), `it hits: ${cells}`);
   assert.equal(await page.locator("#sweep-rows tr").nth(1).locator("td").nth(3).innerText(), "0");
   await shot("hunt");
+});
+
+test("the SQL console shows a grid, exports it as CSV, and names a bad query's error", async () => {
+  await page.fill("#sql-text", "SELECT host_name, count(*) AS events FROM events WHERE host_name LIKE 'Web%' GROUP BY host_name ORDER BY host_name");
+  await page.click("#sql-run");
+  await page.locator("#sql-results tbody tr").first().waitFor();
+  const hosts = await page.locator("#sql-results tbody td:first-child").allInnerTexts();
+  assert.deepEqual(hosts, ["Web服务器-北机房", "Web服务器-南机房"]);
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click("#sql-csv")]);
+  const csv = readFileSync(await download.path(), "utf8");
+  assert.match(csv, /^host_name,events\r\n/);
+  assert.match(csv, /Web服务器-北机房,\d+\r\n/);
+  assert.equal(csv.trimEnd().split("\r\n").length, hosts.length + 1, "a line per row and the header");
+  await page.fill("#sql-text", "SELEC nothing");
+  await page.click("#sql-run");
+  await page.locator("#sql-status .error", { hasText: "SQL error" }).waitFor();
+});
+
+test("moving a technique to block shows the preview; saving makes a policy version the list shows", async () => {
+  await page.click("nav a[href='/detection']");
+  await page.locator("#coverage-matrix .cell[data-technique='T1190']").click();
+  await page.selectOption("#tier-select", "block");
+  assert.equal(await page.locator("#tier-save").isDisabled(), true, "no save before a preview");
+  await page.click("#tier-preview");
+  const totals = await page.locator("#preview-totals").innerText();
+  assert.match(totals, /with this change \d+ alerts and \d+ blocks/);
+  assert.match(await page.locator("#preview-result").innerText(), /T1190: \d+ alerts, 0 blocks → 0 alerts, [1-9]\d* blocks/);
+  await page.fill("#tier-reason", "block Log4Shell exploitation on the web servers");
+  await page.click("#tier-save");
+  await page.locator("#tier-saved").waitFor();
+  const row = page.locator("#version-rows tr").first();
+  await row.waitFor();
+  const text = await row.innerText();
+  assert.match(text, /block Log4Shell exploitation/);
+  assert.match(text, /T1190: inherited → block/, "the change against the shipped default");
+  await shot("detection");
 });
 
 test("the fleet lists the scenario's agents with their status and counters", async () => {

@@ -3,6 +3,7 @@
 import { api, setCsrf } from "./api.js";
 import { h, mount } from "./dom.js";
 import { alertPage } from "./alert.js";
+import { detection } from "./detection.js";
 import { fleet } from "./fleet.js";
 import { hunt } from "./hunt.js";
 import { incidentList, incidentPage } from "./incidents.js";
@@ -11,7 +12,8 @@ import { signIn } from "./signin.js";
 
 const root = document.getElementById("app");
 // [path prefix, navigation label, screen]; a screen is (root, navigate) -> cleanup.
-const SCREENS = [["/alerts", "Alerts", alertQueue], ["/incidents", "Incidents", incidentList], ["/hunt", "Hunt", hunt], ["/fleet", "Fleet", fleet]];
+const SCREENS = [["/alerts", "Alerts", alertQueue], ["/incidents", "Incidents", incidentList], ["/hunt", "Hunt", hunt],
+  ["/detection", "Detection", detection], ["/fleet", "Fleet", fleet]];
 
 function screenFor(path) {
   if (/^\/incidents\/[^/]+$/.test(path)) return incidentPage;
@@ -72,7 +74,8 @@ async function render() {
   if (!screen) { navigate("/alerts", true); return; }
   const main = h("div", { class: "screen" });
   mount(root, shell(main));
-  leave = screen(main, navigate) || null;
+  const cleanup = screen(main, navigate);
+  leave = typeof cleanup === "function" ? cleanup : null;
 }
 
 async function start() {

@@ -96,6 +96,49 @@ function sweepPanel() {
     status);
 }
 
+// A value as text: null as empty, lists and structs as JSON.
+function text(v) {
+  return v === null || v === undefined ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+}
+
+// A CSV field: quoted when it holds a comma, quote or line break (RFC 4180).
+function csvField(v) {
+  const t = text(v);
+  return /[",\r\n]/.test(t) ? `"${t.replace(/"/g, '""')}"` : t;
+}
+
+function sqlPanel() {
+  const box = h("textarea", { name: "sql", id: "sql-text", rows: 4 });
+  box.value = "SELECT host_name, count(*) AS events FROM events GROUP BY host_name ORDER BY events DESC LIMIT 20";
+  const grid = h("div", { id: "sql-grid" });
+  const status = h("p", { class: "muted", id: "sql-status" });
+  let last = null;
+  const download = h("button", { type: "button", id: "sql-csv", disabled: true, onclick: () => {
+    const lines = [last.columns.map(csvField).join(","), ...last.rows.map((r) => r.map(csvField).join(","))];
+    const url = URL.createObjectURL(new Blob([`${lines.join("\r\n")}\r\n`], { type: "text/csv" }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = "cordon-query.csv";
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } }, "Export CSV");
+  return h("section", {},
+    h("h2", {}, "SQL"),
+    h("form", { class: "sweep", onsubmit: async (e) => {
+      e.preventDefault();
+      mount(status, "running…");
+      try {
+        last = await api("/api/v1/sql", { method: "POST", body: { sql: box.value } });
+        mount(grid, h("table", { class: "grid", id: "sql-results" },
+          h("thead", {}, h("tr", {}, last.columns.map((c) => h("th", {}, c)))),
+          h("tbody", {}, last.rows.map((r) => h("tr", {}, r.map((v) => h("td", { class: "mono" }, text(v))))))));
+        download.disabled = false;
+        mount(status, `${last.rows.length} rows${last.truncated ? " (cut at the row cap)" : ""}`);
+      } catch (err) { mount(status, h("span", { class: "error" }, err.message)); }
+    } }, box, h("div", { class: "filters" }, h("button", { type: "submit", id: "sql-run" }, "Run"), download)),
+    status, grid);
+}
+
 export function hunt(root, navigate) {
-  mount(root, h("h1", {}, "Hunt"), searchPanel(navigate), sweepPanel());
+  mount(root, h("h1", {}, "Hunt"), searchPanel(navigate), sweepPanel(), sqlPanel());
 }

@@ -89,7 +89,16 @@ fn console_in_a_browser() -> anyhow::Result<()> {
     taken.sort();
     assert_eq!(
         taken,
-        ["alert.png", "alerts-live.png", "alerts.png", "fleet.png", "hunt.png", "incident.png", "signin.png"]
+        [
+            "alert.png",
+            "alerts-live.png",
+            "alerts.png",
+            "detection.png",
+            "fleet.png",
+            "hunt.png",
+            "incident.png",
+            "signin.png"
+        ]
     );
     if let Ok(dir) = std::env::var("CORDON_SCREENSHOTS_TO") {
         for name in &taken {

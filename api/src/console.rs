@@ -27,6 +27,7 @@ static FILES: &[(&str, &[u8])] = &[
     ("assets/dom.js", include_bytes!("../../console/web/assets/dom.js")),
     ("assets/fleet.js", include_bytes!("../../console/web/assets/fleet.js")),
     ("assets/graph.js", include_bytes!("../../console/web/assets/graph.js")),
+    ("assets/host.js", include_bytes!("../../console/web/assets/host.js")),
     ("assets/hunt.js", include_bytes!("../../console/web/assets/hunt.js")),
     ("assets/incidents.js", include_bytes!("../../console/web/assets/incidents.js")),
     ("assets/queue.js", include_bytes!("../../console/web/assets/queue.js")),

@@ -110,6 +110,30 @@ test("an alert opens with its why, its ATT&CK tags and a pivot to its incident",
   await page.locator("#incident-graph").waitFor();
 });
 
+test("a host's page: its agent, alerts, login chart, a timeline that scrolls on, and the process tree around an event", async () => {
+  await page.goto(`${URL}/hosts/${encodeURIComponent("WIN-DAKEQI")}?limit=10`);
+  await page.locator("#host-timeline tr").first().waitFor();
+  const all = await page.evaluate(async () => (await (await fetch("/api/v1/hosts/WIN-DAKEQI/timeline?limit=1000")).json()).events.length);
+  assert.ok(all > 20, `the scenario gives WIN-DAKEQI more than two pages: ${all}`);
+  assert.equal(await page.locator("#host-timeline tr").count(), 10, "one page at first");
+  for (let i = 0; i < 20 && (await page.locator("#host-timeline tr").count()) < all; i += 1) {
+    await page.locator("#timeline-end").scrollIntoViewIfNeeded();
+    await page.waitForTimeout(250);
+  }
+  assert.equal(await page.locator("#host-timeline tr").count(), all, "scrolling reaches every event");
+  await page.locator("#timeline-end", { hasText: "beginning" }).waitFor();
+  assert.match(await page.locator("#host-agent").innerText(), /agent .* events in/);
+  assert.ok((await page.locator("#host-alerts li").count()) > 0);
+  assert.deepEqual(await page.locator("#login-chart svg text.tick").count() > 2, true, "the chart has axes");
+  const line = await page.locator("#login-chart path.series-success").getAttribute("d");
+  assert.match(line, /^M [\d.]+ [\d.]+ L /, "the series is drawn as a line");
+  await page.locator("#host-timeline tr", { hasText: "PromotionReview.docx.exe" }).first().click();
+  const tree = await page.locator("#tree-root").innerText();
+  assert.match(tree, /explorer\.exe[\s\S]*PromotionReview\.docx\.exe/, "the process and its parents");
+  await page.evaluate(() => window.scrollTo(0, 0));
+  await shot("host");
+});
+
 test("a change without the session's CSRF token is refused", async () => {
   const status = await page.evaluate(async () =>
     (await fetch("/api/v1/session", { method: "DELETE", credentials: "same-origin" })).status);

@@ -57,7 +57,7 @@ function render(root, { alert: a, events, comments }, navigate) {
     h("p", {}, a.description), incident, handlingForm(a),
     h("div", { class: "cards" },
       h("section", { class: "panel" }, h("h2", {}, "Endpoint"), dl([
-        ["Host", h("a", { href: `/hunt${query({ q: `host_name:"${a.endpoint.name}"` })}`, onclick: go(`/hunt${query({ q: `host_name:"${a.endpoint.name}"` })}`) }, a.endpoint.name)],
+        ["Host", h("a", { href: `/hosts/${encodeURIComponent(a.endpoint.name)}`, id: "alert-host", onclick: go(`/hosts/${encodeURIComponent(a.endpoint.name)}`) }, a.endpoint.name)],
         ["Addresses", (a.endpoint.ip || []).map((ip) => [pivot(ip, navigate), " "])],
         ["Group", a.endpoint.group], ["Account", a.endpoint.account]])),
       h("section", { class: "panel" }, h("h2", {}, "File"), dl([

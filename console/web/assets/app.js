@@ -5,6 +5,7 @@ import { h, mount } from "./dom.js";
 import { alertPage } from "./alert.js";
 import { detection } from "./detection.js";
 import { fleet } from "./fleet.js";
+import { hostPage } from "./host.js";
 import { hunt } from "./hunt.js";
 import { incidentList, incidentPage } from "./incidents.js";
 import { alertQueue } from "./queue.js";
@@ -18,6 +19,7 @@ const SCREENS = [["/alerts", "Alerts", alertQueue], ["/incidents", "Incidents", 
 function screenFor(path) {
   if (/^\/incidents\/[^/]+$/.test(path)) return incidentPage;
   if (/^\/alerts\/[^/]+$/.test(path)) return alertPage;
+  if (/^\/hosts\/[^/]+$/.test(path)) return hostPage;
   const found = SCREENS.find(([prefix]) => path === prefix || path.startsWith(`${prefix}?`));
   return found ? found[2] : null;
 }

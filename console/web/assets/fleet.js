@@ -1,6 +1,6 @@
 // The fleet: every agent with its status (active, silent: heartbeats but no events, dead: no
 // heartbeats), last heartbeat and activity, and its counters.
-import { api, query } from "./api.js";
+import { api } from "./api.js";
 import { h, mount, time } from "./dom.js";
 
 const ORDER = { dead: 0, silent: 1, active: 2 };
@@ -18,7 +18,7 @@ export function fleet(root, navigate) {
     for (const a of agents) counts[a.status] = (counts[a.status] || 0) + 1;
     mount(status, `${agents.length} agents: ` + Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", "));
     mount(body, agents.map((a) => {
-      const search = `/hunt${query({ q: `host_name:"${a.host}"` })}`;
+      const search = `/hosts/${encodeURIComponent(a.host)}`;
       return h("tr", { class: `agent agent-${a.status}` },
         h("td", {}, h("span", { class: `status status-${a.status}` }, a.status)),
         h("td", { class: "host" }, h("a", { href: search, onclick: (e) => { e.preventDefault(); navigate(search); } }, a.host)),

@@ -27,7 +27,7 @@ function row(a, navigate) {
   return h("tr", { class: "alert-row", "data-id": a.id, tabindex: 0, onclick: open, onkeydown: (e) => e.key === "Enter" && open(e) },
     h("td", {}, level(a.level)),
     h("td", {}, time(a.last_seen)),
-    h("td", { class: "host" }, host),
+    h("td", { class: "host" }, host ? h("a", { href: `/hosts/${encodeURIComponent(host)}`, onclick: (e) => { e.preventDefault(); navigate(`/hosts/${encodeURIComponent(host)}`); } }, host) : ""),
     h("td", { class: "rule" }, a.rule ? a.rule.title || a.rule.id : ""),
     h("td", { class: "object mono" }, a.object),
     h("td", { class: "mono" }, techniqueList(a)),

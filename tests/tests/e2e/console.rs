@@ -95,6 +95,7 @@ fn console_in_a_browser() -> anyhow::Result<()> {
             "alerts.png",
             "detection.png",
             "fleet.png",
+            "host.png",
             "hunt.png",
             "incident.png",
             "signin.png"

@@ -96,6 +96,29 @@ test("filters live in the URL and narrow the queue", async () => {
   assert.ok(levels.every((l) => l === "critical"), `only critical rows: ${levels}`);
 });
 
+test("bulk handling sets every selected alert, with the comment", async () => {
+  await page.goto(`${URL}/alerts?handling=unhandled&level=4`);
+  await page.locator("#alert-rows tr").first().waitFor();
+  const picks = page.locator("#alert-rows input.pick");
+  const ids = [await picks.nth(0).getAttribute("data-id"), await picks.nth(1).getAttribute("data-id")];
+  await picks.nth(0).check();
+  await picks.nth(1).check();
+  await page.selectOption("#bulk-handling", "false_positive");
+  await page.fill("#bulk-comment", "lab scanner, see ticket 4711");
+  await page.click("#bulk-apply");
+  await page.locator("#bulk-status", { hasText: "2 of 2 alerts set to false_positive" }).waitFor();
+  for (const id of ids) {
+    const a = await page.evaluate(async (i) => (await (await fetch(`/api/v1/alerts/${i}`)).json()), id);
+    assert.equal(a.alert.handling, "false_positive", id);
+    assert.ok(a.comments.some((c) => c.comment === "lab scanner, see ticket 4711"), JSON.stringify(a.comments));
+  }
+  await page.locator("#alert-rows tr").first().waitFor();
+  const shown = await page.locator("#alert-rows input.pick").evaluateAll((els) => els.map((e) => e.dataset.id));
+  assert.ok(ids.every((id) => !shown.includes(id)), "handled alerts leave the unhandled queue");
+  await page.goto(`${URL}/alerts?level=5`);
+  await page.locator("#alert-rows tr").first().waitFor();
+});
+
 test("an alert opens with its why, its ATT&CK tags and a pivot to its incident", async () => {
   await page.locator("#alert-rows tr").first().click();
   await page.waitForURL(/\/alerts\/[0-9a-f-]+$/);

@@ -23,8 +23,9 @@ function techniqueList(a) {
 
 function row(a, navigate) {
   const host = a.endpoint ? a.endpoint.name : "";
-  const open = (e) => { if (e.target.closest("a")) return; navigate(`/alerts/${encodeURIComponent(a.id)}`); };
+  const open = (e) => { if (e.target.closest("a, input")) return; navigate(`/alerts/${encodeURIComponent(a.id)}`); };
   return h("tr", { class: "alert-row", "data-id": a.id, tabindex: 0, onclick: open, onkeydown: (e) => e.key === "Enter" && open(e) },
+    h("td", {}, h("input", { type: "checkbox", class: "pick", "data-id": a.id, "aria-label": "select this alert" })),
     h("td", {}, level(a.level)),
     h("td", {}, time(a.last_seen)),
     h("td", { class: "host" }, host ? h("a", { href: `/hosts/${encodeURIComponent(host)}`, onclick: (e) => { e.preventDefault(); navigate(`/hosts/${encodeURIComponent(host)}`); } }, host) : ""),
@@ -35,6 +36,25 @@ function row(a, navigate) {
     h("td", {}, a.handling),
     h("td", { class: "num" }, String(a.count)),
   );
+}
+
+// Handling for every selected alert at once, with one comment (each change is its own audited call).
+function bulkBar(body, reload) {
+  const handling = h("select", { name: "bulk-handling", id: "bulk-handling" },
+    ["handled", "false_positive", "unhandled"].map((x) => h("option", { value: x }, x.replace("_", " "))));
+  const comment = h("input", { name: "bulk-comment", id: "bulk-comment", placeholder: "comment for the selected alerts" });
+  const said = h("span", { class: "muted", id: "bulk-status" });
+  return h("form", { class: "filters", onsubmit: async (e) => {
+    e.preventDefault();
+    const ids = [...body.querySelectorAll("input.pick:checked")].map((c) => c.dataset.id);
+    if (!ids.length) { mount(said, "select alerts first"); return; }
+    const body_ = { handling: handling.value, comment: comment.value.trim() };
+    const results = await Promise.allSettled(ids.map((id) => api(`/api/v1/alerts/${encodeURIComponent(id)}`, { method: "PATCH", body: body_ })));
+    const failed = results.filter((r) => r.status === "rejected");
+    mount(said, `${ids.length - failed.length} of ${ids.length} alerts set to ${handling.value}`, failed.length ? h("span", { class: "error" }, ` (${failed[0].reason.message})`) : "");
+    comment.value = "";
+    reload();
+  } }, h("label", {}, "Selected: ", handling), comment, h("button", { type: "submit", id: "bulk-apply" }, "Apply"), said);
 }
 
 export function alertQueue(root, navigate) {
@@ -79,9 +99,11 @@ export function alertQueue(root, navigate) {
 
   mount(root,
     h("h1", {}, "Alerts"),
-    form, fresh,
+    form, bulkBar(body, () => load(false)), fresh,
     h("table", { class: "grid", id: "alert-queue" },
       h("thead", {}, h("tr", {},
+        h("th", {}, h("input", { type: "checkbox", id: "pick-all", "aria-label": "select every alert shown",
+          onchange: (e) => body.querySelectorAll("input.pick").forEach((c) => { c.checked = e.target.checked; }) })),
         ["Level", "Last seen", "Host", "Rule", "Object", "Techniques", "Status", "Handling", "Count"].map((t) => h("th", {}, t)))),
       body),
     status, more);

@@ -127,14 +127,15 @@ fn set_cookie(value: &str, max_age: u64) -> HeaderValue {
         .expect("a cookie of hex digits is a valid header")
 }
 
-fn who(caller: &Caller, session: &Session) -> serde_json::Value {
+/// Who is calling; for a console session also its CSRF token and expiry (null for a bearer token).
+fn who(caller: &Caller, session: Option<&Session>) -> serde_json::Value {
     serde_json::json!({
         "token_id": caller.token.id,
         "name": caller.token.name,
         "tenant": caller.token.tenant,
         "role": caller.token.role.as_str(),
-        "csrf": session.csrf,
-        "expires": session.expires_unix,
+        "csrf": session.map(|s| s.csrf.as_str()),
+        "expires": session.map(|s| s.expires_unix),
     })
 }
 
@@ -161,7 +162,7 @@ pub(crate) async fn sign_in(
     let (id, session) = state.sessions.create(req.token);
     let caller = Caller { token };
     crate::access::audit_session(&state, "session.start", &caller.token).await;
-    let mut resp = Json(who(&caller, &session)).into_response();
+    let mut resp = Json(who(&caller, Some(&session))).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, set_cookie(&id, TTL.as_secs()));
     Ok(resp)
 }
@@ -174,18 +175,7 @@ pub(crate) async fn current(
     headers: HeaderMap,
 ) -> Response {
     let session = cookie_id(&headers).and_then(|id| state.sessions.get(id));
-    let mut body = serde_json::json!({
-        "token_id": caller.token.id,
-        "name": caller.token.name,
-        "tenant": caller.token.tenant,
-        "role": caller.token.role.as_str(),
-        "csrf": null,
-        "expires": null,
-    });
-    if let Some(s) = session {
-        body = who(&caller, &s);
-    }
-    Json(body).into_response()
+    Json(who(&caller, session.as_ref())).into_response()
 }
 
 /// `DELETE /api/v1/session`: signs out (the cookie is cleared and the session forgotten; the access

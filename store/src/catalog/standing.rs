@@ -170,7 +170,16 @@ impl Catalog {
         if inserted.rows_affected() == 0 {
             return Ok(Err(RequestRefusal::AlreadyApproved));
         }
-        if order.approvals.len() as i64 + 1 >= order.needed {
+        // Counted inside the transaction: two approvals handed in at once each see the other's.
+        let have: i64 =
+            sqlx::query("SELECT count(*) FROM standing_order_approvals WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await
+                .and_then(|r| r.try_get(0))
+                .map_err(db(OP))?;
+        if have >= order.needed {
             sqlx::query("UPDATE standing_orders SET active_at = $3 WHERE tenant = $1 AND id = $2 AND active_at IS NULL")
                 .bind(tenant)
                 .bind(id)

@@ -12,7 +12,8 @@ pub const HOUR: i64 = 3_600_000_000;
 pub struct LoginSeries {
     /// Host name.
     pub host: String,
-    /// Start of the first hour (microseconds, UTC, on the hour).
+    /// Start of the first hour (microseconds, UTC, on the hour; RFC 3339 outside).
+    #[serde(with = "schemas::time::rfc3339")]
     pub start: i64,
     /// Successful logins per hour.
     pub success: Vec<u32>,

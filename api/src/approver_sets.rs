@@ -31,8 +31,8 @@ fn change_json(c: &SetChangeRow) -> Value {
     json!({
         "version": c.version,
         "state": if c.adopted_at.is_some() { "adopted" } else { "proposed" },
-        "created_at": c.created_at,
-        "adopted_at": c.adopted_at,
+        "created_at": crate::wire::time(c.created_at),
+        "adopted_at": crate::wire::time_opt(c.adopted_at),
         "change": {"body": c.body, "approvals": approvals},
     })
 }

@@ -317,28 +317,12 @@ pub(crate) async fn alert_get(
     else {
         return Err(ApiError::not_found(format!("no alert {id}")));
     };
-    // The evidence events themselves, from the lake (ids are Cordon's own: hex, `-` and `:`).
-    let ids: Vec<&String> = alert
-        .evidence
+    // The evidence events themselves, from the lake, in the one event shape (nested ECS).
+    let events: Vec<Value> = crate::investigate::events_by_id(&s, &c.token.tenant, &alert.evidence, 200)
+        .await?
         .iter()
-        .filter(|e| {
-            !e.is_empty() && e.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '_'))
-        })
+        .map(schemas::Record::to_ecs_json)
         .collect();
-    let mut events = Vec::new();
-    if !ids.is_empty() {
-        let list = ids.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(",");
-        let q = format!("SELECT * FROM events WHERE event_id IN ({list}) ORDER BY time");
-        let out = s
-            .store
-            .sql(&c.token.tenant, &q, SqlLimits { max_rows: 200, timeout: Duration::from_secs(30) })
-            .await?;
-        for row in out.rows {
-            let obj: serde_json::Map<String, Value> =
-                out.columns.iter().cloned().zip(row).filter(|(_, v)| !v.is_null()).collect();
-            events.push(Value::Object(obj));
-        }
-    }
     Ok(Json(json!({ "alert": alert, "events": events, "comments": comments })).into_response())
 }
 

@@ -17,8 +17,6 @@ use correlate::incident::Incident;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Duration;
-use store::query::SqlLimits;
 
 /// The longest range a graph is rebuilt from the lake for (microseconds).
 const MAX_LAKE_RANGE: i64 = 7 * 24 * 3_600_000_000;
@@ -31,25 +29,15 @@ fn safe_id(e: &str) -> bool {
         && e.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | ':' | '_'))
 }
 
-/// Events by id from the lake, ordered by time.
-async fn events_by_id(s: &AppState, tenant: &str, ids: &[String]) -> Result<Vec<Value>, ApiError> {
-    let ids: Vec<&String> = ids.iter().filter(|e| safe_id(e)).collect();
-    let mut out = Vec::new();
-    for chunk in ids.chunks(500) {
-        let list = chunk.iter().map(|i| format!("'{i}'")).collect::<Vec<_>>().join(",");
-        let q = format!("SELECT * FROM events WHERE event_id IN ({list}) ORDER BY time");
-        let res = s
-            .store
-            .sql(tenant, &q, SqlLimits { max_rows: MAX_TIMELINE, timeout: Duration::from_secs(30) })
-            .await?;
-        for row in res.rows {
-            let obj: serde_json::Map<String, Value> =
-                res.columns.iter().cloned().zip(row).filter(|(_, v)| !v.is_null()).collect();
-            out.push(Value::Object(obj));
-        }
-    }
-    out.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
-    Ok(out)
+/// Events by id from the lake, ordered by time, in the API's one event shape (nested ECS).
+pub(crate) async fn events_by_id(
+    s: &AppState,
+    tenant: &str,
+    ids: &[String],
+    max: usize,
+) -> Result<Vec<schemas::Record>, ApiError> {
+    let ids: Vec<String> = ids.iter().filter(|e| safe_id(e)).take(max).cloned().collect();
+    Ok(s.store.events_by_id(tenant, ids).await?)
 }
 
 /// Runs `f` on the live graph when `from` lies inside its hot window, else on a graph rebuilt from
@@ -118,8 +106,8 @@ fn incident_json(row: &store::catalog::IncidentRow) -> Value {
         o.insert("created".into(), json!(row.created));
         o.insert("updated".into(), json!(row.updated));
         for k in ["first", "last"] {
-            if let Some(t) = o.get(k).and_then(Value::as_i64) {
-                o.insert(format!("{k}_seen"), json!(schemas::time::format_micros(t)));
+            if let Some(t) = o.get(k).cloned() {
+                o.insert(format!("{k}_seen"), t);
             }
         }
     }
@@ -212,13 +200,13 @@ pub(crate) async fn incident_get(
         }
     }
     let ids: Vec<String> = role.keys().take(MAX_TIMELINE).cloned().collect();
-    let events = events_by_id(&s, tenant, &ids).await?;
+    let events = events_by_id(&s, tenant, &ids, MAX_TIMELINE).await?;
     let timeline: Vec<Value> = events
-        .into_iter()
+        .iter()
         .map(|e| {
-            let id = e["event_id"].as_str().unwrap_or_default().to_owned();
-            let (of, link) = role.get(&id).cloned().unwrap_or_default();
-            json!({"event": e, "evidence_of": of, "link": link})
+            let id = e.get("event_id").and_then(|c| c.as_str()).unwrap_or_default();
+            let (of, link) = role.get(id).cloned().unwrap_or_default();
+            json!({"event": e.to_ecs_json(), "evidence_of": of, "link": link})
         })
         .collect();
     Ok(Json(json!({
@@ -274,10 +262,10 @@ fn incident_graph_json(g: &Graph, inc: &Incident) -> (Vec<Value>, Vec<Value>) {
         let alert_id = format!("alert:{}", a.alert);
         nodes.entry(alert_id.clone()).or_insert_with(|| {
             json!({"id": alert_id, "kind": "alert", "key": a.alert, "label": a.title, "host": a.host,
-                   "level": a.level, "techniques": a.techniques, "first": a.time, "last": a.last})
+                   "level": a.level, "techniques": a.techniques, "first": crate::wire::time(a.time), "last": crate::wire::time(a.last)})
         });
         edges.push(
-            json!({"from": alert_id, "to": anchor, "kind": "raised_on", "first": a.time, "last": a.last}),
+            json!({"from": alert_id, "to": anchor, "kind": "raised_on", "first": crate::wire::time(a.time), "last": crate::wire::time(a.last)}),
         );
         // The process chain above the anchor.
         let mut cur = g.actor_of(&a.host, a.entity.as_deref());
@@ -303,15 +291,15 @@ fn incident_graph_json(g: &Graph, inc: &Incident) -> (Vec<Value>, Vec<Value>) {
         for h in &j.hops {
             node(&mut nodes, &h.from, &h.from_label, g);
             node(&mut nodes, &h.to, &h.to_label, g);
-            edges.push(json!({"from": h.from, "to": h.to, "kind": h.kind, "first": h.at, "last": h.at,
+            edges.push(json!({"from": h.from, "to": h.to, "kind": h.kind, "first": crate::wire::time(h.at), "last": crate::wire::time(h.at),
                               "cross_host": h.cross_host, "events": h.events, "join": [j.from_alert, j.to_alert]}));
         }
     }
     for cn in &inc.contacts {
         node(&mut nodes, &cn.process, "", g);
         node(&mut nodes, &cn.destination, &cn.label, g);
-        edges.push(json!({"from": cn.process, "to": cn.destination, "kind": "connected_to", "first": cn.at,
-                          "last": cn.at, "external": true, "events": cn.events}));
+        edges.push(json!({"from": cn.process, "to": cn.destination, "kind": "connected_to", "first": crate::wire::time(cn.at),
+                          "last": crate::wire::time(cn.at), "external": true, "events": cn.events}));
     }
     // One edge per (from, to, kind).
     let mut seen = BTreeSet::new();
@@ -387,22 +375,24 @@ pub(crate) async fn process_tree(
             if !safe_id(ev) {
                 return Err(ApiError::invalid("bad_parameter", format!("event={ev:?} is not an event id")));
             }
-            let found = events_by_id(&s, &tenant, std::slice::from_ref(ev)).await?;
+            let found = events_by_id(&s, &tenant, std::slice::from_ref(ev), 1).await?;
             let Some(e) = found.first() else {
                 return Err(ApiError::not_found(format!("no event {ev}")));
             };
-            if e["host_name"].as_str() != Some(host.as_str()) {
+            let on = e.get("host_name").and_then(|c| c.as_str()).unwrap_or_default();
+            if on != host {
                 return Err(ApiError::invalid(
                     "bad_parameter",
-                    format!("event {ev} is on host {}, not {host}", e["host_name"]),
+                    format!("event {ev} is on host {on:?}, not {host}"),
                 ));
             }
-            let t = e["time"].as_str().and_then(schemas::time::parse_rfc3339_micros).unwrap_or(0);
-            let key = e["process_entity_id"]
-                .as_str()
-                .map(str::to_owned)
-                .or_else(|| e["process_pid"].as_i64().map(|pid| format!("{host}|pid:{pid}")));
-            (t, key.map(|k| format!("process:{k}")))
+            let key = e.get("process_entity_id").and_then(|c| c.as_str()).map(str::to_owned).or_else(|| {
+                match e.get("process_pid") {
+                    Some(schemas::Cell::Int(pid)) => Some(format!("{host}|pid:{pid}")),
+                    _ => None,
+                }
+            });
+            (e.time(), key.map(|k| format!("process:{k}")))
         }
         (None, Some(t)) => (t, None),
         (None, None) => {

@@ -19,6 +19,7 @@ mod investigate;
 pub mod ioc;
 pub mod limits;
 mod live;
+mod openapi;
 pub mod reports;
 mod requests;
 mod response;
@@ -28,6 +29,9 @@ mod standing;
 mod table;
 mod table_response;
 mod trust;
+mod wire;
+
+pub use openapi::openapi;
 
 use axum::Router;
 use error::ApiError;
@@ -189,48 +193,4 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(Arc::clone(&state), access::layer))
         .layer(axum::middleware::from_fn(limits::uri_layer))
         .with_state(state)
-}
-
-/// The OpenAPI 3.1 document, built from [`ROUTES`].
-pub fn openapi() -> serde_json::Value {
-    let mut paths = serde_json::Map::new();
-    for r in ROUTES.iter() {
-        let params: Vec<serde_json::Value> = r
-            .params
-            .iter()
-            .map(|p| {
-                serde_json::json!({"name": p.name, "in": p.location, "required": p.location == "path",
-                    "description": p.doc, "schema": {"type": "string"}})
-            })
-            .collect();
-        let mut op = serde_json::json!({
-            "summary": r.summary,
-            "parameters": params,
-            "responses": {"200": {"description": "OK"}, "400": {"description": "Invalid request ({\"error\": {\"code\", \"message\"}})"},
-                          "401": {"description": "Missing or bad token"}},
-        });
-        if let Access::Needs(p) = r.access {
-            op["security"] = serde_json::json!([{"bearer": []}]);
-            op["x-cordon-permission"] = serde_json::json!(p.as_str());
-            op["responses"]["403"] =
-                serde_json::json!({"description": "The token's role lacks this permission"});
-            op["responses"]["429"] =
-                serde_json::json!({"description": "Too many bad tokens from this address"});
-        }
-        if let Some(a) = r.audit {
-            op["x-cordon-audit"] = serde_json::json!(a);
-        }
-        if let Some(b) = r.body {
-            op["requestBody"] = serde_json::json!({"required": true, "description": b,
-                "content": {"application/json": {"schema": {"type": "object"}}}});
-        }
-        let entry = paths.entry(r.path.to_owned()).or_insert_with(|| serde_json::json!({}));
-        entry[r.method.as_str().to_lowercase()] = op;
-    }
-    serde_json::json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Cordon API", "version": env!("CARGO_PKG_VERSION")},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "paths": paths,
-    })
 }

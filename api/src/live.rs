@@ -10,23 +10,22 @@ use futures::Stream;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::catalog::AlertFilter;
 
-/// How often the catalog is asked for the newest alert.
+/// How often the catalog is asked for the latest change.
 const POLL: Duration = Duration::from_secs(1);
 /// A stream ends after this long (or `?seconds=N`, 1-300); the browser's EventSource reconnects at
 /// once, which authenticates the session again (so a revoked token or an ended session stops its
 /// streams too).
 const LIFETIME: Duration = Duration::from_secs(300);
 
-/// The newest alert's identity: its id, last sighting and count (deduplication bumps the last two).
-async fn newest(state: &AppState, tenant: &str) -> Option<String> {
-    let filter = AlertFilter { limit: 1, ..AlertFilter::default() };
-    let list = state.store.catalog().alerts(tenant, &filter).await.ok()?;
-    list.into_iter().next().map(|a| format!("{}|{}|{}", a.id, a.last_seen, a.count))
+/// When the tenant's alerts last changed: any alert raised, bumped or handled, whatever its place in
+/// the queue (an alert dated in the future, such as an anomaly whose hour is still open, must not
+/// hide the ones raised after it).
+async fn last_change(state: &AppState, tenant: &str) -> Option<i64> {
+    state.store.catalog().alerts_changed(tenant).await.ok().filter(|t| *t > 0)
 }
 
-/// `GET /api/v1/alerts/stream`: an `alerts` event whenever the newest alert changes.
+/// `GET /api/v1/alerts/stream`: an `alerts` event whenever the tenant's alerts change.
 pub(crate) async fn alert_stream(
     State(state): State<Arc<AppState>>,
     Extension(caller): Extension<Caller>,
@@ -47,14 +46,15 @@ pub(crate) async fn alert_stream(
             })?,
     };
     let tenant = caller.token.tenant;
-    let seen = newest(&state, &tenant).await;
+    let seen = last_change(&state, &tenant).await;
     let until = Instant::now() + lifetime;
     let stream = futures::stream::unfold((state, tenant, seen), move |(state, tenant, seen)| async move {
         while Instant::now() < until {
             tokio::time::sleep(POLL).await;
-            let now = newest(&state, &tenant).await;
+            let now = last_change(&state, &tenant).await;
             if now.is_some() && now != seen {
-                let data = serde_json::json!({ "newest": now }).to_string();
+                let data =
+                    serde_json::json!({ "changed": now.map(schemas::time::format_micros) }).to_string();
                 let event = Event::default().event("alerts").data(data);
                 return Some((Ok(event), (state, tenant, now)));
             }

@@ -76,13 +76,20 @@ pub(crate) async fn approver_add(
     let now = schemas::time::now_micros();
     let catalog = s.store.catalog();
     catalog.add_approver(&c.token.tenant, &key, &a.name, &a.owner_token, now).await.map_err(store_err)?;
-    let body = json!({"public_key": key, "name": a.name, "owner_token": a.owner_token, "added_at": now});
+    let body = json!({"public_key": key, "name": a.name, "owner_token": a.owner_token, "added_at": crate::wire::time(now)});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// `GET /api/v1/response/approvers`: the tenant's approvers, revoked ones included.
 pub(crate) async fn approvers(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
     let rows = s.store.catalog().approvers(&c.token.tenant).await.map_err(store_err)?;
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|a| {
+            json!({"public_key": a.public_key, "name": a.name, "owner_token": a.owner_token,
+                   "added_at": crate::wire::time(a.added_at), "revoked_at": crate::wire::time_opt(a.revoked_at)})
+        })
+        .collect();
     Ok(Json(json!({"approvers": rows})).into_response())
 }
 
@@ -97,7 +104,7 @@ pub(crate) async fn approver_revoke(
     if !s.store.catalog().revoke_approver(&c.token.tenant, &key, now).await.map_err(store_err)? {
         return Err(ApiError::not_found(format!("no live approver with key {key}")));
     }
-    Ok(Json(json!({"public_key": key, "revoked_at": now})).into_response())
+    Ok(Json(json!({"public_key": key, "revoked_at": crate::wire::time(now)})).into_response())
 }
 
 #[derive(serde::Deserialize)]
@@ -289,11 +296,11 @@ fn request_json(r: &RequestRow) -> Value {
         "phase": phase(r),
         "destructive": r.destructive,
         "approvals_needed": r.needed,
-        "approvals": r.approvals.iter().map(|a| json!({"public_key": a.public_key, "by_token": a.by_token, "at": a.at})).collect::<Vec<_>>(),
+        "approvals": r.approvals.iter().map(|a| json!({"public_key": a.public_key, "by_token": a.by_token, "at": crate::wire::time(a.at)})).collect::<Vec<_>>(),
         "requested_by": r.requested_by,
-        "requested_at": r.requested_at,
-        "updated_at": r.updated_at,
-        "expires_at": r.expires_at,
+        "requested_at": crate::wire::time(r.requested_at),
+        "updated_at": crate::wire::time(r.updated_at),
+        "expires_at": crate::wire::time(r.expires_at),
         "command": {"body": r.body, "approvals": approvals},
         "targets": r.targets.iter().map(target_json).collect::<Vec<_>>(),
         "progress": progress(&r.targets),
@@ -344,11 +351,11 @@ fn target_json(t: &store::catalog::TargetRow) -> Value {
         "agent": t.agent,
         "counter": t.counter,
         "state": t.state,
-        "delivered_at": t.delivered_at,
+        "delivered_at": crate::wire::time_opt(t.delivered_at),
         "result": result,
         "result_body": t.result,
         "result_sig": t.result_sig,
-        "result_at": t.result_at,
+        "result_at": crate::wire::time_opt(t.result_at),
     })
 }
 

@@ -135,7 +135,7 @@ fn who(caller: &Caller, session: Option<&Session>) -> serde_json::Value {
         "tenant": caller.token.tenant,
         "role": caller.token.role.as_str(),
         "csrf": session.map(|s| s.csrf.as_str()),
-        "expires": session.map(|s| s.expires_unix),
+        "expires": crate::wire::time_opt(session.map(|s| s.expires_unix * 1_000_000)),
     })
 }
 

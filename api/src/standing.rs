@@ -41,12 +41,12 @@ fn order_json(o: &OrderRow, now: i64) -> Value {
         "agents": body["agents"],
         "per_agent_per_hour": body["per_agent_per_hour"],
         "created_by": o.created_by,
-        "created_at": o.created_at,
-        "expires_at": o.expires_at,
+        "created_at": crate::wire::time(o.created_at),
+        "expires_at": crate::wire::time(o.expires_at),
         "approvals_needed": o.needed,
         "approvals": o.approvals.len(),
-        "active_at": o.active_at,
-        "withdrawn_at": o.withdrawn_at,
+        "active_at": crate::wire::time_opt(o.active_at),
+        "withdrawn_at": crate::wire::time_opt(o.withdrawn_at),
         "order": {"body": o.body, "approvals": approvals},
     })
 }
@@ -76,7 +76,7 @@ pub(crate) async fn get(
                 let result: Value =
                     t.result_body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
                 json!({"id": t.id, "agent": t.agent, "technique": t.technique, "event_id": t.event_id,
-                   "sent_at": t.sent_at, "outcome": t.outcome, "result": result,
+                   "sent_at": crate::wire::time(t.sent_at), "outcome": t.outcome, "result": result,
                    "result_body": t.result_body, "result_sig": t.result_sig})
             })
             .collect::<Vec<_>>()

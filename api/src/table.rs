@@ -274,7 +274,7 @@ static CORE: &[RouteSpec] = &[
         path: "/api/v1/alerts/stream",
         access: Access::Needs(Permission::Read),
         audit: None,
-        summary: "Server-sent events: an `alerts` event whenever the tenant's newest alert changes (a new alert, or a duplicate that bumped one); the stream ends after 5 minutes and EventSource reconnects.",
+        summary: "Server-sent events: an `alerts` event whenever the tenant's alerts change (a new alert, a duplicate that bumped one, a handling change); the stream ends after 5 minutes and EventSource reconnects.",
         params: &[q("seconds", "end the stream after this many seconds, 1-300 (default 300)")],
         body: None,
     },

@@ -14,7 +14,9 @@ const URL = process.env.CORDON_URL;
 const TOKEN = process.env.CORDON_TOKEN;
 const SIGNALS = process.env.CORDON_SIGNALS;
 const SHOTS = process.env.CORDON_SHOTS;
-assert.ok(URL && TOKEN && SIGNALS && SHOTS, "run through the Rust test console_in_a_browser, which sets CORDON_*");
+const HOST = process.env.CORDON_ANOMALY_HOST;
+const hostPattern = new RegExp((HOST || "").replace(/[.*+?^${}()|[\]\\]/g, "\\$&"));
+assert.ok(URL && TOKEN && SIGNALS && SHOTS && HOST, "run through the Rust test console_in_a_browser, which sets CORDON_*");
 
 let browser;
 let page;
@@ -120,7 +122,7 @@ test("bulk handling sets every selected alert, with the comment", async () => {
 });
 
 test("an alert opens with its why, its ATT&CK tags and a pivot to its incident", async () => {
-  await page.locator("#alert-rows tr").first().click();
+  await page.locator("#alert-rows tr", { hasText: /Web服务器|WIN-DAKEQI/ }).first().click();
   await page.waitForURL(/\/alerts\/[0-9a-f-]+$/);
   await page.locator("#alert-why").waitFor();
   assert.match(await page.locator("#alert-techniques").innerText(), /T1\d{3}/);
@@ -236,6 +238,66 @@ test("moving a technique to block shows the preview; saving makes a policy versi
   assert.match(text, /block Log4Shell exploitation/);
   assert.match(text, /T1190: inherited → block/, "the change against the shipped default");
   await shot("detection");
+});
+
+test("the Detection screen lists the operator's rules, the refused one with its reason", async () => {
+  await page.locator("#rules-summary").waitFor();
+  assert.match(await page.locator("#rules-summary").innerText(), /operator's 2 files gave 1 rules and 1 refusals/);
+  assert.match(await page.locator("#refused-rules").innerText(), /broken\.yml\s+broken-1\s+modifier\s+.*sorcery/);
+});
+
+test("anomalies: the burst with its explanation; its chart has both bands, axes, a legend and the anomaly marked", async () => {
+  await page.click("nav a[href='/anomalies']");
+  const row = page.locator("#anomaly-rows tr.anomaly-row", { hasText: hostPattern }).first();
+  await row.waitFor();
+  assert.match(await row.innerText(), /failures above[\s\S]*expected .*fleet p99/);
+  await row.click();
+  const chart = page.locator("#anomaly-series");
+  await chart.waitFor();
+  assert.ok((await chart.locator("path.band-forecast").count()) > 0, "the forecast interval");
+  assert.ok((await chart.locator("path.band-fleet").count()) > 0, "the fleet band");
+  assert.ok((await chart.locator("text.tick").count()) > 3, "axes with counts and dates");
+  assert.ok((await chart.locator("circle.mark").count()) >= 1, "the anomaly is marked");
+  assert.match(await chart.locator(".legend").innerText(), /fleet band[\s\S]*forecast interval[\s\S]*observed/);
+  await shot("anomalies");
+});
+
+test("a report run on demand ranks the burst's host first, and its row links to the host's chart", async () => {
+  await page.click("#report-run button[type=submit]");
+  await page.waitForURL(/\/reports\/[^/]+$/);
+  const first = page.locator("#report-anomalies tbody tr").first();
+  await first.waitFor();
+  assert.match(await first.innerText(), hostPattern);
+  await first.locator("a.to-chart").click();
+  const section = page.locator("#chart-0");
+  assert.match(await section.locator("h3").innerText(), hostPattern);
+  assert.ok((await section.locator("svg text.tick").count()) > 3, "the chart has axes");
+  assert.ok(await section.evaluate((el) => el.getBoundingClientRect().top < window.innerHeight), "the link scrolled to the chart");
+  await shot("report");
+});
+
+test("a response requested from an alert: checked, sent for approval, followed, cancelled", async () => {
+  await page.goto(`${URL}/alerts?level=5`);
+  await page.locator("#alert-rows tr", { hasText: /Web服务器/ }).first().click();
+  await page.locator("#alert-respond").click();
+  await page.waitForURL(/\/response\/new\?/);
+  await page.locator("#target-agents input:checked").first().waitFor();
+  const rule = JSON.parse(await page.locator("#rule-text").inputValue());
+  assert.ok(rule.actions.some((x) => x.action === "Proc_Terminate" || x.action === "File_Delete"), JSON.stringify(rule));
+  await page.click("#request-check");
+  await page.locator("#request-plan", { hasText: "windows" }).waitFor();
+  assert.match(await page.locator("#request-plan").innerText(), /windows: .*(Proc_Terminate|File_Delete)/);
+  await page.click("#request-send");
+  await page.waitForURL(/\/response\/[0-9a-f]{32}$/);
+  assert.equal(await page.locator("#request-phase").innerText(), "requested");
+  assert.match(await page.locator("h2", { hasText: "Approvals" }).innerText(), /0 of [1-9]/);
+  assert.match(await page.locator("#request-targets").innerText(), /pending/);
+  assert.match(await page.locator("#request-body").innerText(), /"nonce"/, "the exact text approvers sign");
+  await shot("response");
+  await page.click("#request-cancel");
+  await page.locator("#request-phase", { hasText: "cancelled" }).waitFor();
+  await page.click("nav a[href='/response']");
+  assert.match(await page.locator("#request-rows tr").first().innerText(), /cancelled/);
 });
 
 test("the fleet lists the scenario's agents with their status and counters", async () => {

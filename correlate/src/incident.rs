@@ -27,8 +27,10 @@ pub struct Anchor {
     /// The acting process's key (its entity id), when the evidence names one.
     pub entity: Option<String>,
     /// First evidence time (microseconds).
+    #[serde(with = "schemas::time::rfc3339")]
     pub time: i64,
     /// Last evidence time.
+    #[serde(with = "schemas::time::rfc3339")]
     pub last: i64,
     /// Alert level (1-5).
     pub level: u8,
@@ -73,6 +75,7 @@ pub struct JoinHop {
     /// Edge kind.
     pub kind: String,
     /// When the path takes it.
+    #[serde(with = "schemas::time::rfc3339")]
     pub at: i64,
     /// Between two hosts.
     pub cross_host: bool,
@@ -98,6 +101,7 @@ pub struct Contact {
     /// Its label.
     pub label: String,
     /// First contact.
+    #[serde(with = "schemas::time::rfc3339")]
     pub at: i64,
     /// Proof.
     pub events: Vec<String>,
@@ -111,6 +115,7 @@ pub struct PathStep {
     /// Host name, domain or address.
     pub name: String,
     /// When the path reached it (microseconds).
+    #[serde(with = "schemas::time::rfc3339")]
     pub at: i64,
     /// The events that prove the hop into it (empty for the root).
     pub events: Vec<String>,
@@ -142,8 +147,10 @@ pub struct Incident {
     /// Technique ids of its alerts.
     pub techniques: Vec<String>,
     /// First evidence.
+    #[serde(with = "schemas::time::rfc3339")]
     pub first: i64,
     /// Last evidence.
+    #[serde(with = "schemas::time::rfc3339")]
     pub last: i64,
     /// Incidents merged into this one.
     pub merged_from: Vec<String>,

@@ -28,9 +28,55 @@ pub fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
 }
 
+/// Serde for a time kept as microseconds inside Cordon and shown as RFC 3339 outside it: written as
+/// a string, read from a string or (as stored before the API was typed) an integer.
+/// `#[serde(with = "schemas::time::rfc3339")]`.
+pub mod rfc3339 {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    /// Writes `us` as RFC 3339.
+    pub fn serialize<S: Serializer>(us: &i64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_micros(*us))
+    }
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Micros(i64),
+        Text(String),
+    }
+
+    /// Reads RFC 3339, or microseconds.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        match Either::deserialize(d)? {
+            Either::Micros(us) => Ok(us),
+            Either::Text(t) => super::parse_rfc3339_micros(&t)
+                .ok_or_else(|| D::Error::custom(format!("{t:?} is not an RFC 3339 time"))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct At {
+        #[serde(with = "rfc3339")]
+        at: i64,
+    }
+
+    #[test]
+    fn rfc3339_outside_micros_inside() {
+        let json = serde_json::to_string(&At { at: 1_700_000_000_123_456 }).unwrap();
+        assert_eq!(json, r#"{"at":"2023-11-14T22:13:20.123456Z"}"#);
+        assert_eq!(serde_json::from_str::<At>(&json).unwrap().at, 1_700_000_000_123_456);
+        assert_eq!(
+            serde_json::from_str::<At>(r#"{"at":1700000000123456}"#).unwrap().at,
+            1_700_000_000_123_456
+        );
+        assert!(serde_json::from_str::<At>(r#"{"at":"soon"}"#).is_err());
+    }
 
     #[test]
     fn round_trip() {

@@ -294,6 +294,27 @@ impl QueryEngine {
         Ok(batches.iter().flat_map(batch_to_records).collect())
     }
 
+    /// Events by id (at most `ids.len()`), ordered by time.
+    pub async fn events_by_id(&self, scope: &Scope, ids: &[String]) -> Result<Vec<Record>, QueryError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ctx = self.session(scope).await?;
+        let list = ids.iter().map(|i| lit(i.as_str())).collect();
+        let df = ctx
+            .table("events")
+            .await
+            .map_err(classify)?
+            .filter(col("event_id").in_list(list, false))
+            .map_err(classify)?
+            .sort(vec![col("time").sort(true, false), col("event_id").sort(true, false)])
+            .map_err(classify)?
+            .limit(0, Some(ids.len()))
+            .map_err(classify)?;
+        let batches = df.collect().await.map_err(classify)?;
+        Ok(batches.iter().flat_map(batch_to_records).collect())
+    }
+
     /// Authentication events counted per (host, hour, outcome, logon type) in `[from, to)`, for one
     /// host or all: `(host, hour start in microseconds, outcome, logon type, count)`.
     pub async fn login_counts(

@@ -24,6 +24,15 @@ impl Store {
         .await
     }
 
+    /// Events by id, ordered by time (ids that match nothing are left out).
+    pub async fn events_by_id(&self, tenant: &str, ids: Vec<String>) -> Result<Vec<Record>, StoreError> {
+        self.checked_read(tenant, |scope| {
+            let ids = ids.clone();
+            self.on_cpu(move |engine| async move { engine.events_by_id(&scope, &ids).await })
+        })
+        .await
+    }
+
     /// Authentication events per (host, hour, outcome, logon type) in `[from, to)` (see
     /// [`query::QueryEngine::login_counts`]).
     pub async fn login_counts(

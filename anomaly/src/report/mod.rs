@@ -41,7 +41,8 @@ pub struct ReportAnomaly {
 /// One hour of a chart.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ChartPoint {
-    /// Hour (microseconds).
+    /// Hour (microseconds inside, RFC 3339 outside).
+    #[serde(with = "schemas::time::rfc3339")]
     pub hour: i64,
     /// The count.
     pub observed: f64,

@@ -3,6 +3,7 @@
 // for its hashes and addresses, and to its incident.
 import { api, query } from "./api.js";
 import { h, level, mount, time } from "./dom.js";
+import { eventHost, eventTime, fields, summary } from "./event.js";
 
 function dl(pairs) {
   return h("dl", { class: "facts" }, pairs.filter(([, v]) => v !== null && v !== undefined && v !== "")
@@ -17,9 +18,15 @@ function pivot(value, navigate) {
 
 function evidenceTable(events) {
   return h("div", { id: "alert-evidence" }, events.map((ev) => h("details", { class: "event", open: events.length <= 3 },
-    h("summary", {}, time(ev.time), " ", h("span", { class: "host" }, ev.host_name), " ", [ev.event_kind, ev.event_action].join("/")),
-    dl(Object.entries(ev).filter(([k]) => !["tenant", "date"].includes(k)).map(([k, v]) =>
-      [k, h("span", { class: "mono" }, typeof v === "object" ? JSON.stringify(v) : String(v))])))));
+    h("summary", {}, time(eventTime(ev)), " ", h("span", { class: "host" }, eventHost(ev)), " ", summary(ev)[0]),
+    dl(fields(ev).map(([k, v]) => [k, h("span", { class: "mono" }, v)])))));
+}
+
+// The response form, started from this alert: its host, the process that acted (to terminate) and
+// the file it names (to quarantine).
+function respondHref(a) {
+  const process = a.file?.parent_process?.split(/[\\/]/).pop();
+  return `/response/new${query({ host: a.endpoint.name, alert: a.id, process, file: a.file?.path })}`;
 }
 
 function handlingForm(a) {
@@ -55,6 +62,7 @@ function render(root, { alert: a, events, comments }, navigate) {
     h("h1", {}, level(a.level), " ", a.rule?.title || a.rule?.id),
     h("p", { class: "muted" }, `${a.status} · ${a.handling} · ${a.count} events · ${a.source} · `, time(a.first_seen), " – ", time(a.last_seen)),
     h("p", {}, a.description), incident, handlingForm(a),
+    h("p", {}, h("a", { id: "alert-respond", href: respondHref(a), onclick: go(respondHref(a)) }, "Request a response")),
     h("div", { class: "cards" },
       h("section", { class: "panel" }, h("h2", {}, "Endpoint"), dl([
         ["Host", h("a", { href: `/hosts/${encodeURIComponent(a.endpoint.name)}`, id: "alert-host", onclick: go(`/hosts/${encodeURIComponent(a.endpoint.name)}`) }, a.endpoint.name)],

@@ -3,23 +3,28 @@
 import { api, setCsrf } from "./api.js";
 import { h, mount } from "./dom.js";
 import { alertPage } from "./alert.js";
+import { anomalies, reportPage } from "./anomalies.js";
 import { detection } from "./detection.js";
 import { fleet } from "./fleet.js";
 import { hostPage } from "./host.js";
 import { hunt } from "./hunt.js";
 import { incidentList, incidentPage } from "./incidents.js";
 import { alertQueue } from "./queue.js";
+import { newRequest, requestPage, responseList } from "./response.js";
 import { signIn } from "./signin.js";
 
 const root = document.getElementById("app");
 // [path prefix, navigation label, screen]; a screen is (root, navigate) -> cleanup.
 const SCREENS = [["/alerts", "Alerts", alertQueue], ["/incidents", "Incidents", incidentList], ["/hunt", "Hunt", hunt],
-  ["/detection", "Detection", detection], ["/fleet", "Fleet", fleet]];
+  ["/detection", "Detection", detection], ["/anomalies", "Anomalies", anomalies], ["/response", "Response", responseList], ["/fleet", "Fleet", fleet]];
 
 function screenFor(path) {
   if (/^\/incidents\/[^/]+$/.test(path)) return incidentPage;
   if (/^\/alerts\/[^/]+$/.test(path)) return alertPage;
   if (/^\/hosts\/[^/]+$/.test(path)) return hostPage;
+  if (/^\/reports\/[^/]+$/.test(path)) return reportPage;
+  if (path === "/response/new") return newRequest;
+  if (/^\/response\/[^/]+$/.test(path)) return requestPage;
   const found = SCREENS.find(([prefix]) => path === prefix || path.startsWith(`${prefix}?`));
   return found ? found[2] : null;
 }

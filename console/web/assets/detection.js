@@ -2,7 +2,7 @@
 // event counts, sub-techniques expandable); a cell's tier changed with a preview of what it would have
 // raised before it is saved with a reason; policy versions with their diff; a Navigator layer export.
 import { api } from "./api.js";
-import { h, mount, time } from "./dom.js";
+import { download, h, mount, time } from "./dom.js";
 
 const TIERS = ["block", "alert", "record", "off"];
 const COLOURS = { block: "#ff4d5e", alert: "#ff8c42", record: "#6c8ebf", off: "#555555" };
@@ -49,7 +49,10 @@ export async function detection(root) {
   const matrix = h("div", { class: "matrix", id: "coverage-matrix" });
   const summary = h("p", { class: "muted", id: "coverage-summary" });
   const exportButton = h("button", { type: "button", id: "navigator-export" }, "Export ATT&CK Navigator layer");
-  mount(root, h("h1", {}, "Detection"), summary, exportButton, editor, matrix, h("h2", {}, "Policy versions"), versions);
+  const rules = h("section", { id: "rules" });
+  mount(root, h("h1", {}, "Detection"), summary, exportButton, editor, matrix, h("h2", {}, "Policy versions"), versions,
+    h("h2", {}, "Rules loaded and refused"), rules);
+  api("/api/v1/rules").then((r) => mount(rules, ruleSources(r))).catch((err) => mount(rules, h("p", { class: "error" }, err.message)));
   let current = null;
   const load = async () => {
     const [coverage, policy, hist] = await Promise.all([api("/api/v1/attack/coverage"), api("/api/v1/policy"), api("/api/v1/policy/versions")]);
@@ -57,12 +60,7 @@ export async function detection(root) {
     mount(summary, coverage.summary.text);
     mount(matrix, coverage.tactics.map((ta) => h("div", { class: "tactic" },
       h("h3", {}, ta.name), ta.techniques.map((t) => cell(t, (tech) => edit(tech))))));
-    exportButton.onclick = () => {
-      const url = URL.createObjectURL(new Blob([JSON.stringify(layer(coverage), null, 2)], { type: "application/json" }));
-      const a = document.createElement("a");
-      a.href = url; a.download = "cordon-layer.json"; a.click();
-      setTimeout(() => URL.revokeObjectURL(url), 1000);
-    };
+    exportButton.onclick = () => download("cordon-layer.json", JSON.stringify(layer(coverage), null, 2), "application/json");
     const list = hist.versions || [];
     mount(versions, list.length ? h("table", { class: "grid" },
       h("thead", {}, h("tr", {}, ["Version", "When", "Who", "Reason", "Changes"].map((x) => h("th", {}, x)))),
@@ -101,4 +99,20 @@ export async function detection(root) {
         h("button", { type: "button", id: "tier-preview", onclick: preview }, "Preview"), reason, save), out);
   };
   try { await load(); } catch (err) { mount(summary, h("span", { class: "error" }, err.message)); }
+}
+
+// The rules ingest runs and agents are sent: how many loaded from Cordon's pack and the operator's
+// files, and every refused rule with its file, class and reason.
+function ruleSources(r) {
+  if (!r.enabled) return h("p", { class: "muted" }, "Detection is off on this server.");
+  const op = r.operator;
+  const classes = Object.entries(op.refused_by_class || {}).map(([k, v]) => `${v} ${k}`).join(", ");
+  return [
+    h("p", { id: "rules-summary" }, `${r.rules} rules and ${r.correlations} correlation rules running (digest `, h("span", { class: "mono" }, String(r.digest).slice(0, 12)),
+      `): Cordon's pack of ${r.pack.files} files; the operator's ${op.files} files gave ${op.loaded} rules and ${op.refused} refusals${classes ? ` (${classes})` : ""}.`),
+    (r.refused || []).length ? h("table", { class: "grid", id: "refused-rules" },
+      h("thead", {}, h("tr", {}, ["File", "Rule", "Class", "Reason"].map((x) => h("th", {}, x)))),
+      h("tbody", {}, r.refused.map((x) => h("tr", {}, h("td", { class: "mono" }, x.file), h("td", {}, x.rule), h("td", {}, x.class), h("td", {}, x.reason)))))
+      : h("p", { class: "muted" }, "No rule was refused."),
+  ];
 }

@@ -75,7 +75,12 @@ export function s(tag, attrs, ...children) {
   return el;
 }
 
-// Microseconds since the epoch (the graph's times) as an ISO string.
-export function micros(us) {
-  return us ? new Date(us / 1000).toISOString() : null;
+// Hands the analyst a file made here (an export): text of the given type, saved as `name`.
+export function download(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
 }

@@ -27,7 +27,7 @@ export function attackGraph(graph, inc, onEdge) {
   const external = hosts.length;
   const alertsOn = new Map();
   for (const e of graph.edges) if (e.kind === "raised_on") alertsOn.set(e.to, (alertsOn.get(e.to) || 0) + 1);
-  const drawn = graph.nodes.filter((n) => n.kind !== "alert").sort((a, b) => (a.first || 0) - (b.first || 0));
+  const drawn = graph.nodes.filter((n) => n.kind !== "alert").sort((a, b) => (Date.parse(a.first) || 0) - (Date.parse(b.first) || 0));
   const place = new Map();
   const filled = new Array(external + 1).fill(0);
   for (const n of drawn) {

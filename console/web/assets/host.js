@@ -1,8 +1,9 @@
 // One host: its agent's status and counters, its alerts and incidents, the login chart, and the
 // timeline (kind filters, endless scrolling) with the process tree around any event.
 import { api, query } from "./api.js";
-import { h, level, mount, s, time } from "./dom.js";
-import { summary } from "./incidents.js";
+import { h, level, mount, time } from "./dom.js";
+import { hourChart } from "./chart.js";
+import { summary } from "./event.js";
 
 const KINDS = ["process", "network", "file", "registry", "authentication", "web"];
 const PAGE = 100;
@@ -25,7 +26,9 @@ export function hostPage(root, navigate) {
       if (e.target.checked) kinds.add(k); else kinds.delete(k);
       navigate(`/hosts/${encodeURIComponent(host)}${query({ kinds: [...kinds].join(",") })}`);
     } }), ` ${k}`)));
+  const respond = `/response/new${query({ host })}`;
   mount(root, h("h1", {}, host), agent,
+    h("p", {}, h("a", { id: "host-respond", href: respond, onclick: go(respond) }, "Request a response on this host")),
     h("div", { class: "cards" },
       h("section", { class: "panel" }, h("h2", {}, "Alerts"), alerts),
       h("section", { class: "panel" }, h("h2", {}, "Incidents"), incidents)),
@@ -41,9 +44,13 @@ export function hostPage(root, navigate) {
   }).catch(() => {});
   api(`/api/v1/alerts${query({ host, limit: 20 })}`).then(({ alerts: list }) => mount(alerts, list.map((a) =>
     h("li", {}, level(a.level), " ", h("a", { href: `/alerts/${encodeURIComponent(a.id)}`, onclick: go(`/alerts/${encodeURIComponent(a.id)}`) }, a.rule.title), " ", time(a.last_seen))))).catch(() => {});
-  api(`/api/v1/incidents${query({ limit: 200 })}`).then(({ incidents: list }) => mount(incidents, list.filter((i) => (i.hosts || []).includes(host)).map((i) =>
+  api(`/api/v1/incidents${query({ host, limit: 50 })}`).then(({ incidents: list }) => mount(incidents, list.map((i) =>
     h("li", {}, level(i.severity), " ", h("a", { href: `/incidents/${encodeURIComponent(i.id)}`, onclick: go(`/incidents/${encodeURIComponent(i.id)}`) }, i.title))))).catch(() => {});
-  api(`/api/v1/hosts/${encodeURIComponent(host)}/logins`).then((d) => mount(chart, loginChart(d))).catch((err) => mount(chart, h("p", { class: "error" }, err.message)));
+  api(`/api/v1/hosts/${encodeURIComponent(host)}/logins`).then((d) => {
+    const draw = (measure) => mount(chart, h("label", {}, "Bands for ", h("select", { id: "band-measure", onchange: (e) => draw(e.target.value) },
+      Object.keys(MEASURE_OF).map((m) => h("option", { value: m, selected: m === measure }, m)))), loginChart(d, measure));
+    draw("failures");
+  }).catch((err) => mount(chart, h("p", { class: "error" }, err.message)));
 
   let cursor = "";
   let loading = false;
@@ -66,17 +73,8 @@ export function hostPage(root, navigate) {
   return () => watch.disconnect();
 }
 
-function flat(ev) {
-  return {
-    event_kind: ev.event?.category, event_action: ev.event?.action, url_full: ev.url?.full, file_path: ev.file?.path,
-    process_command_line: ev.process?.command_line, process_executable: ev.process?.executable, process_name: ev.process?.name,
-    destination_ip: ev.destination?.ip, destination_port: ev.destination?.port, destination_domain: ev.destination?.domain,
-    source_ip: ev.source?.ip, message: ev.message,
-  };
-}
-
 function timelineRow(ev, host, tree) {
-  const [kind, what] = summary(flat(ev));
+  const [kind, what] = summary(ev);
   const id = ev.event?.id;
   return h("tr", { class: "timeline-row", tabindex: 0, "data-event": id, onclick: () => showTree(host, id, tree) },
     h("td", {}, time(ev["@timestamp"])), h("td", {}, kind), h("td", { class: "mono" }, what),
@@ -93,34 +91,35 @@ async function showTree(host, event, panel) {
   } catch (err) { mount(panel, h("p", { class: "error" }, err.message)); }
 }
 
-// Hourly login counts (successes and failures) as an SVG chart with axes and dates; an hour with no
-// data is a gap in the line, never a line across it.
-export function loginChart(d) {
-  const start = d.series.start / 1000;
+const MEASURE_OF = { failures: "failure", logins: "success" };
+
+// Hourly logins (successes and failures) with, for the chosen measure, the host's forecast interval
+// and its group's fleet band, on axes with dates; an hour with no data is a gap, never a line across.
+export function loginChart(d, measure = "failures") {
+  const start = Date.parse(d.series.start);
   const n = d.series.success.length;
-  const W = 900, H = 220, L = 40, B = 30, T = 10;
-  const max = Math.max(1, ...d.series.success.map((v) => v ?? 0), ...d.series.failure.map((v) => v ?? 0));
-  const x = (i) => L + (i / Math.max(1, n - 1)) * (W - L - 10);
-  const y = (v) => T + (1 - v / max) * (H - T - B);
-  const line = (values, cls) => {
-    const parts = [];
-    let pen = "M";
-    values.forEach((v, i) => {
-      if (v === null || v === undefined) { pen = "M"; return; }
-      parts.push(`${pen} ${x(i).toFixed(1)} ${y(v).toFixed(1)}`);
-      pen = "L";
+  const f = d.forecast?.[measure];
+  const hourIndex = (iso, k) => (Date.parse(iso) + k * 3600_000 - start) / 3600_000;
+  const lower = new Array(n).fill(null);
+  const upper = new Array(n).fill(null);
+  if (f?.basis === "forecast") {
+    f.hours.forEach((x, k) => {
+      const i = hourIndex(d.forecast.start, k);
+      if (i >= 0 && i < n) { lower[i] = x.lower; upper[i] = x.upper; }
     });
-    return s("path", { d: parts.join(" ") || "M 0 0", class: cls, "data-points": parts.length });
-  };
-  const days = [];
-  for (let i = 0; i < n; i += 24) days.push(s("g", {}, s("line", { x1: x(i), x2: x(i), y1: T, y2: H - B, class: "grid-line" }),
-    s("text", { x: x(i), y: H - 10, class: "tick", "text-anchor": "middle" }, new Date(start + i * 3600_000).toISOString().slice(5, 10))));
-  const ticks = [0, Math.ceil(max / 2), max].map((v) => s("text", { x: L - 6, y: y(v) + 4, class: "tick", "text-anchor": "end" }, String(v)));
-  const basis = d.forecast?.failures?.basis ? `failures judged by the ${d.forecast.failures.basis.replace("_", " ")}${d.forecast.failures.reason ? ` (${d.forecast.failures.reason})` : ""}` : "";
-  return h("div", { class: "panel" },
-    s("svg", { class: "chart", width: W, height: H, viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `logins per hour from ${d.from}` },
-      days, ticks, s("line", { x1: L, x2: W - 10, y1: H - B, y2: H - B, class: "axis" }), s("line", { x1: L, x2: L, y1: T, y2: H - B, class: "axis" }),
-      line(d.series.success, "series-success"), line(d.series.failure, "series-failure")),
-    h("p", { class: "legend" }, h("span", { class: "key key-success" }, "successful logins"), " ", h("span", { class: "key key-failure" }, "failed logins"),
-      ` · hours in UTC from ${d.from.slice(0, 16)}Z · ${basis}`));
+  }
+  const fleet = d.fleet_band?.measures?.[measure] || [];
+  const observed = d.series[MEASURE_OF[measure]] || [];
+  const marks = [];
+  observed.forEach((v, i) => {
+    if (upper[i] !== null && fleet[i] && v > upper[i] && v > fleet[i][1]) marks.push({ i, v, label: `${v} ${measure}, past both bands` });
+  });
+  const basis = f?.basis ? `${measure} judged by the ${f.basis.replace("_", " ")}${f.reason ? ` (${f.reason})` : ""}` : "no baselines fitted yet";
+  const chart = hourChart({ start, n, id: "login-series", label: `logins per hour from ${d.from}`, marks,
+    bands: [{ lower: fleet.map(() => 0), upper: fleet.map((b) => b[1]), cls: "band-fleet", label: `fleet band (${d.fleet_band?.group || "no group"})` },
+      { lower, upper, cls: "band-forecast", label: `forecast interval (${measure})` }],
+    lines: [{ values: d.series.success, cls: "series-success", label: "successful logins" },
+      { values: d.series.failure, cls: "series-failure", label: "failed logins" }] });
+  chart.appendChild(h("p", { class: "muted", id: "login-basis" }, basis));
+  return chart;
 }

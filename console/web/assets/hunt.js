@@ -1,7 +1,7 @@
 // Hunt: fleet-wide search (query syntax or a literal string, matched fields highlighted) and the IOC
 // sweep (hundreds of indicators, defanged forms accepted). The search is a URL, so a hunt is a link.
 import { api, query } from "./api.js";
-import { h, mount, time } from "./dom.js";
+import { download as saveFile, h, mount, time } from "./dom.js";
 
 const SYNTAX = "field:value · \"a phrase\" · AND OR NOT · wild*card · host:NAME · tick Literal for an IOC or pasted log text";
 
@@ -115,12 +115,7 @@ function sqlPanel() {
   let last = null;
   const download = h("button", { type: "button", id: "sql-csv", disabled: true, onclick: () => {
     const lines = [last.columns.map(csvField).join(","), ...last.rows.map((r) => r.map(csvField).join(","))];
-    const url = URL.createObjectURL(new Blob([`${lines.join("\r\n")}\r\n`], { type: "text/csv" }));
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = "cordon-query.csv";
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    saveFile("cordon-query.csv", `${lines.join("\r\n")}\r\n`, "text/csv");
   } }, "Export CSV");
   return h("section", {},
     h("h2", {}, "SQL"),

@@ -1,6 +1,7 @@
 // Incidents: the list, and one incident with its attack path, graph, cross-host timeline and alerts.
 import { api, query } from "./api.js";
-import { h, level, micros, mount, time } from "./dom.js";
+import { h, level, mount, time } from "./dom.js";
+import { eventHost, eventId, eventTime, summary } from "./event.js";
 import { attackGraph } from "./graph.js";
 
 const STATUSES = ["open", "investigating", "contained", "resolved", "false_positive"];
@@ -24,21 +25,12 @@ export function incidentList(root, navigate) {
   }).catch((err) => mount(body, h("tr", {}, h("td", { class: "error", colspan: 7 }, err.message))));
 }
 
-// One line of an event for a table: what happened, in the event's own words.
-export function summary(ev) {
-  const parts = [ev.event_kind, ev.event_action].filter(Boolean).join("/");
-  const net = ev.destination_ip ? `${ev.process_name || ev.source_ip || ""} → ${ev.destination_domain || ev.destination_ip}:${ev.destination_port || ""}` : "";
-  const what = ev.url_full || (ev.event_kind === "network" && net) || ev.file_path || ev.process_command_line
-    || ev.process_executable || net || ev.message || "";
-  return [parts, what];
-}
-
 function eventRows(events, evidence) {
   return events.map(({ event: ev, evidence_of: of }) => {
     const [kind, what] = summary(ev);
-    const marked = (of && of.length) || (evidence && evidence.has(ev.event_id));
-    return h("tr", { class: marked ? "evidence" : "", "data-event": ev.event_id },
-      h("td", {}, time(ev.time)), h("td", { class: "host" }, ev.host_name),
+    const marked = (of && of.length) || (evidence && evidence.has(eventId(ev)));
+    return h("tr", { class: marked ? "evidence" : "", "data-event": eventId(ev) },
+      h("td", {}, time(eventTime(ev))), h("td", { class: "host" }, eventHost(ev)),
       h("td", {}, kind), h("td", { class: "mono" }, what), h("td", {}, marked ? "evidence" : ""));
   });
 }
@@ -59,7 +51,7 @@ export function incidentPage(root, navigate) {
 
 function render(root, detail, graph, navigate) {
   const inc = detail.incident;
-  const byId = new Map(detail.timeline.map((t) => [t.event.event_id, t]));
+  const byId = new Map(detail.timeline.map((t) => [eventId(t.event), t]));
   const panel = h("section", { class: "panel", id: "edge-events", "aria-live": "polite" },
     h("p", { class: "muted" }, "Choose an edge or a step of the path to see the events that prove it."));
   const showEvents = (title, ids) => {
@@ -76,6 +68,7 @@ function render(root, detail, graph, navigate) {
     h("h1", {}, level(inc.severity), " ", inc.title),
     h("p", { class: "muted" }, `${inc.id} · hosts: ${(inc.hosts || []).join(", ")} · `, time(inc.first_seen), " – ", time(inc.last_seen)),
     handling(inc),
+    h("p", {}, h("a", { id: "incident-respond", href: respondHref(inc), onclick: (e) => { e.preventDefault(); navigate(respondHref(inc)); } }, "Request a response")),
     h("h2", {}, "Attack path"), path,
     h("h2", {}, "Graph"), attackGraph(graph, inc, (edge, label) => showEvents(label, edge.events || [])), panel,
     h("h2", {}, "Alerts in kill-chain order"), alertList(detail.alerts, inc),
@@ -85,6 +78,8 @@ function render(root, detail, graph, navigate) {
       h("li", {}, h("strong", {}, c.author), " ", time(c.at), ": ", c.comment))));
 }
 
+const respondHref = (inc) => `/response/new${query({ incident: inc.id, host: (inc.hosts || [])[0] })}`;
+
 function alertList(alerts, inc) {
   const why = new Map((inc.joins || []).map((j) => [j.to_alert, j]));
   return h("ol", { class: "alerts", id: "incident-alerts" }, alerts.map(({ anchor, alert }) => {
@@ -92,7 +87,7 @@ function alertList(alerts, inc) {
     const how = join ? join.hops.map((hop) => `${hop.from_label} ${hop.kind} ${hop.to_label}`).join(", then ") : "the first alert";
     return h("li", {}, level(anchor.level), " ", h("span", { class: "host" }, anchor.host), " · ", anchor.title,
       " · ", (anchor.techniques || []).join(" "), h("div", { class: "muted" }, `joined: ${how}`),
-      alert ? h("div", { class: "muted" }, time(micros(anchor.time))) : null);
+      alert ? h("div", { class: "muted" }, time(anchor.time)) : null);
   }));
 }
 

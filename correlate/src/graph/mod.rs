@@ -143,8 +143,10 @@ pub struct Node {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// First and last time an event mentioned it (microseconds).
+    #[serde(with = "schemas::time::rfc3339")]
     pub first: i64,
     /// See `first`.
+    #[serde(with = "schemas::time::rfc3339")]
     pub last: i64,
     /// Processes: pid, command line, user, executable; files: hashes.
     #[serde(skip_serializing_if = "Attrs::is_empty")]
@@ -258,8 +260,10 @@ pub struct Edge {
     /// What happened.
     pub kind: EdgeKind,
     /// First occurrence (microseconds).
+    #[serde(with = "schemas::time::rfc3339")]
     pub first: i64,
     /// Last occurrence.
+    #[serde(with = "schemas::time::rfc3339")]
     pub last: i64,
     /// Occurrences.
     pub count: u64,

@@ -41,10 +41,13 @@ pub struct Hop {
     /// What happened.
     pub kind: EdgeKind,
     /// When the path takes this hop (microseconds): no earlier than the hop before it.
+    #[serde(with = "schemas::time::rfc3339")]
     pub at: i64,
     /// The edge's first and last occurrence.
+    #[serde(with = "schemas::time::rfc3339")]
     pub first: i64,
     /// See `first`.
+    #[serde(with = "schemas::time::rfc3339")]
     pub last: i64,
     /// The hosts it joins, when it is a cross-host hop.
     pub cross_host: bool,
@@ -123,14 +126,18 @@ impl Graph {
     /// Every node reachable from `start` by edges taken in time order, starting at `since`: an edge
     /// can be taken at `max(arrival, first)` if it last occurred at or after the arrival.
     pub fn reach(&self, start: NodeIndex, since: i64, lim: &SearchLimits) -> Reach {
+        self.reach_from(&[start], since, lim)
+    }
+
+    /// As [`Graph::reach`], from several starts at once (each arrived at `since`).
+    pub fn reach_from(&self, starts: &[NodeIndex], since: i64, lim: &SearchLimits) -> Reach {
         let mut r = Reach::default();
-        if !self.g.contains_node(start) {
-            return r;
-        }
         let mut heap = BinaryHeap::new();
-        r.arrival.insert(start, since);
-        r.hops.insert(start, 0);
-        heap.push(Reverse((since, start)));
+        for &start in starts.iter().filter(|s| self.g.contains_node(**s)) {
+            r.arrival.insert(start, since);
+            r.hops.insert(start, 0);
+            heap.push(Reverse((since, start)));
+        }
         let mut done: HashSet<NodeIndex> = HashSet::new();
         while let Some(Reverse((at, u))) = heap.pop() {
             if !done.insert(u) {
@@ -173,7 +180,7 @@ impl Graph {
     /// The earliest-arriving time-respecting path for `q` (to its target, or to the first external
     /// destination reached), or `None`.
     pub fn path(&self, q: &PathQuery) -> (Option<Vec<Hop>>, bool) {
-        let r = self.reach(q.from, q.since, &q.limits);
+        let r = self.reach_from(&self.starts(q.from), q.since, &q.limits);
         let target = match q.to {
             Some(t) => r.arrival.contains_key(&t).then_some(t),
             None => r
@@ -184,6 +191,21 @@ impl Graph {
                 .map(|(n, _)| *n),
         };
         (target.map(|t| r.path_to(self, t)), r.truncated)
+    }
+
+    /// Where a search from `n` begins: a host is where its processes run, so a search from a host
+    /// begins at the host and at every process on it; any other node begins at itself.
+    fn starts(&self, n: NodeIndex) -> Vec<NodeIndex> {
+        let mut out = vec![n];
+        if self.g.contains_node(n) && self.g[n].kind == NodeKind::Host {
+            let name = Some(self.g[n].key.as_str());
+            out.extend(
+                self.g
+                    .node_indices()
+                    .filter(|&i| self.g[i].kind == NodeKind::Process && self.g[i].host.as_deref() == name),
+            );
+        }
+        out
     }
 
     /// How many distinct nodes `start` reaches within `hops` directed hops, ignoring time (the
@@ -352,8 +374,10 @@ pub struct TreeNode {
     /// Process name.
     pub name: String,
     /// First and last time an event mentioned it.
+    #[serde(with = "schemas::time::rfc3339")]
     pub first: i64,
     /// See `first`.
+    #[serde(with = "schemas::time::rfc3339")]
     pub last: i64,
     /// pid, command line, user, executable, hash.
     pub attrs: super::Attrs,

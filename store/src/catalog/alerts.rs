@@ -296,4 +296,15 @@ impl Catalog {
         tx.commit().await.map_err(db("handle_alert"))?;
         Ok(true)
     }
+
+    /// When a tenant's alerts last changed (an alert raised, bumped by a duplicate, or handled), in
+    /// microseconds; 0 when it has none. The alert queue's live stream watches it.
+    pub async fn alerts_changed(&self, tenant: &str) -> Result<i64, CatalogError> {
+        let row = sqlx::query("SELECT COALESCE(MAX(updated_at), 0) FROM alerts WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db("alerts_changed"))?;
+        row.try_get::<i64, _>(0).map_err(db("alerts_changed"))
+    }
 }

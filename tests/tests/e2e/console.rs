@@ -47,10 +47,41 @@ fn wait_for_file(path: &Path, within: Duration) -> anyhow::Result<()> {
 #[test]
 fn console_in_a_browser() -> anyhow::Result<()> {
     let chromium = browser()?;
-    let env = Env::start(&ServerOptions::default())?;
+    // The operator's rules beside the pack: one loads, one is refused (the Detection screen lists it).
+    let rules = tempfile::tempdir()?;
+    std::fs::write(
+        rules.path().join("team.yml"),
+        "title: Cryptominer started\nid: 5b0e8f4e-1111-4c1e-9d2b-000000000002\nstatus: test\n\
+         tags: [attack.impact, attack.t1496]\nlogsource: {category: process_creation, product: linux}\n\
+         detection:\n  sel:\n    Image|endswith: '/xmrig'\n  condition: sel\nlevel: high\n",
+    )?;
+    std::fs::write(
+        rules.path().join("broken.yml"),
+        "title: Broken on purpose\nid: broken-1\nlogsource: {category: process_creation, product: linux}\n\
+         detection:\n  sel:\n    Image|sorcery: x\n  condition: sel\n",
+    )?;
+    let opts = ServerOptions {
+        args: vec!["--rules".into(), rules.path().display().to_string()],
+        ..Default::default()
+    };
+    let env = Env::start(&opts)?;
     agent(&bin(), &env.nats.url, &env.spool(), &["replay", "builtin:log4j-conti"])?;
     eventually(Duration::from_secs(60), || {
         Ok((alerts_on(&env.server.api, &env.token, "WIN-DAKEQI")? > 0).then_some(()))
+    })?;
+    // Login history, baselines and a burst: an anomaly for the Anomalies screen to show.
+    let (fleet, agents) = super::logins::ship_history(&env)?;
+    let (status, refit) = tests::post(
+        &format!("{}/api/v1/baselines/refit", env.server.api),
+        Some(&env.token),
+        &serde_json::json!({}),
+    )?;
+    anyhow::ensure!(status == 200, "refit: {refit}");
+    let ws = fleet.hosts.iter().position(|h| h.role == fixtures::logins::Role::Workstation).unwrap();
+    super::logins::ship_burst(&env, &agents[ws], &fleet.hosts[ws].name)?;
+    eventually(Duration::from_secs(60), || {
+        let (_, v) = get(&format!("{}/api/v1/anomalies", env.server.api), Some(&env.token))?;
+        Ok(v["anomalies"].as_array().is_some_and(|a| !a.is_empty()).then_some(()))
     })?;
 
     let live = env.dir.path().join("live.ndjson");
@@ -68,6 +99,7 @@ fn console_in_a_browser() -> anyhow::Result<()> {
         .current_dir(console_dir())
         .env("CORDON_URL", &env.server.api)
         .env("CORDON_TOKEN", &env.token)
+        .env("CORDON_ANOMALY_HOST", &fleet.hosts[ws].name)
         .env("CORDON_SIGNALS", &signals)
         .env("CORDON_SHOTS", &shots)
         .env("CHROMIUM", &chromium)
@@ -80,6 +112,11 @@ fn console_in_a_browser() -> anyhow::Result<()> {
     });
     let status = suite.wait()?;
     published?;
+    if !status.success() {
+        // What the server had, for the report: the newest alerts.
+        let (_, newest) = get(&format!("{}/api/v1/alerts?limit=5", env.server.api), Some(&env.token))?;
+        eprintln!("newest alerts after the suite: {newest:#}");
+    }
     anyhow::ensure!(status.success(), "the browser suite failed ({status}); its report is above");
 
     // Screenshots of every screen the suite visited, kept for the README when asked for.
@@ -93,11 +130,14 @@ fn console_in_a_browser() -> anyhow::Result<()> {
             "alert.png",
             "alerts-live.png",
             "alerts.png",
+            "anomalies.png",
             "detection.png",
             "fleet.png",
             "host.png",
             "hunt.png",
             "incident.png",
+            "report.png",
+            "response.png",
             "signin.png"
         ]
     );

@@ -52,7 +52,10 @@ fn the_intranet_sweep_is_one_scanning_alert_with_its_connections_as_evidence() -
     assert_eq!(status, 200);
     let events = one["events"].as_array().unwrap();
     assert_eq!(events.len(), evidence, "every evidence id is a stored event");
-    assert!(events.iter().all(|e| e["host_name"] == "WIN-DAKEQI" && e["event_kind"] == "network"), "{one}");
+    assert!(
+        events.iter().all(|e| e["host"]["name"] == "WIN-DAKEQI" && e["event"]["category"] == "network"),
+        "{one}"
+    );
 
     // The lake's alerts table: the same alert in SQL, joined to its evidence events.
     let rows = eventually(Duration::from_secs(10), || {

@@ -173,7 +173,7 @@ fn scenario_events_carry_the_techniques_and_tiers_of_the_attack() -> anyhow::Res
             .as_array()
             .unwrap()
             .iter()
-            .all(|e| e["file_path"].as_str().unwrap().ends_with(".CONTI"))
+            .all(|e| e["file"]["path"].as_str().unwrap().ends_with(".CONTI"))
     );
     let url = format!("{}/api/v1/alerts/{id}", server.api);
     let (status, _) = tests::patch(

@@ -122,9 +122,16 @@ fn the_attack_is_one_incident_with_its_path_and_the_rest_stays_apart() -> anyhow
     let (status, one) = get(&format!("{api}/api/v1/incidents/{id}"), Some(&tok))?;
     assert_eq!(status, 200, "{one}");
     let timeline = one["timeline"].as_array().unwrap();
-    let times: Vec<&str> = timeline.iter().map(|e| e["event"]["time"].as_str().unwrap()).collect();
+    // Events in the API's one shape: nested ECS, RFC 3339 times, addresses as arrays.
+    let times: Vec<&str> = timeline.iter().map(|e| e["event"]["@timestamp"].as_str().unwrap()).collect();
+    assert!(times.iter().all(|t| schemas::time::parse_rfc3339_micros(t).is_some()), "{times:?}");
     assert!(times.windows(2).all(|w| w[0] <= w[1]), "one ordered list");
-    let hosts: BTreeSet<&str> = timeline.iter().map(|e| e["event"]["host_name"].as_str().unwrap()).collect();
+    assert!(
+        timeline.iter().all(|e| e["event"]["host"]["ip"].is_null() || e["event"]["host"]["ip"].is_array()),
+        "host.ip is a list of addresses"
+    );
+    let hosts: BTreeSet<&str> =
+        timeline.iter().map(|e| e["event"]["host"]["name"].as_str().unwrap()).collect();
     assert!(hosts.contains("WIN-DAKEQI") && hosts.contains("Web服务器-北机房"), "{hosts:?}");
     let evidence: BTreeSet<String> = one["alerts"]
         .as_array()
@@ -135,12 +142,12 @@ fn the_attack_is_one_incident_with_its_path_and_the_rest_stays_apart() -> anyhow
         })
         .collect();
     let listed: BTreeSet<String> =
-        timeline.iter().map(|e| e["event"]["event_id"].as_str().unwrap().to_owned()).collect();
+        timeline.iter().map(|e| e["event"]["event"]["id"].as_str().unwrap().to_owned()).collect();
     assert!(listed.is_superset(&evidence), "every evidence event is on the timeline");
     let accept = timeline.iter().find(|e| {
         e["link"] == true
-            && e["event"]["host_name"] == "Web服务器-北机房"
-            && e["event"]["event_action"] == "accept"
+            && e["event"]["host"]["name"] == "Web服务器-北机房"
+            && e["event"]["event"]["action"] == "accept"
     });
     assert!(accept.is_some(), "the server's accept proves the hop");
 
@@ -214,7 +221,16 @@ fn the_attack_is_one_incident_with_its_path_and_the_rest_stays_apart() -> anyhow
     let hops = p["hops"].as_array().unwrap();
     assert_eq!(hops.last().unwrap()["to"], "domain:cdn-update.example", "{p}");
     assert!(hops.iter().all(|h| !h["events"].as_array().unwrap().is_empty()));
-    assert!(hops.windows(2).all(|w| w[0]["at"].as_i64() <= w[1]["at"].as_i64()));
+    let at: Vec<i64> = hops
+        .iter()
+        .map(|h| schemas::time::parse_rfc3339_micros(h["at"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] <= w[1]), "{at:?}");
+    // From a host: the same destination is reached from the workstation as a whole.
+    let (status, from_host) =
+        get(&format!("{api}/api/v1/graph/paths?from=host:WIN-DAKEQI&to=external"), Some(&tok))?;
+    assert_eq!(status, 200, "{from_host}");
+    assert_eq!(from_host["found"], true, "{from_host}");
     let (_, none) = get(
         &format!("{api}/api/v1/graph/paths?from=process:web-north-p-7312-1&to=process:win-dakeqi-p-5120-1"),
         Some(&tok),

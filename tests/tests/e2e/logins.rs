@@ -93,36 +93,7 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
     let tok = token.as_str();
     let api = env.server.api.clone();
     let hour = 3_600_000_000i64;
-    let days = 16;
-    let now_hour = anomaly::series::hour_floor(schemas::time::now_micros());
-    let base = now_hour - days as i64 * 24 * hour;
-    // The simulation's weekdays are the real ones (1970-01-01 was a Thursday).
-    let first_weekday = ((base / hour / 24 + 3) % 7) as usize;
-    let fleet = LoginFleet::generate(&LoginSimConfig {
-        hosts: 12,
-        days,
-        seed: 21,
-        first_weekday,
-        anomalies_per_kind: 0,
-    });
-    let agents: Vec<String> = (0..fleet.hosts.len()).map(|h| format!("a{h}")).collect();
-    let hosts: Vec<_> =
-        (0..fleet.hosts.len()).map(|h| json!({"agent": agents[h], "name": fleet.hosts[h].name})).collect();
-    let mut lines = vec![json!({"scenario": "logins", "hosts": hosts}).to_string()];
-    for (h, agent_id) in agents.iter().enumerate() {
-        for t in 0..fleet.hours {
-            for e in fleet.events_in_hour(h, t, base) {
-                lines.push(json!({"at_ms": 0, "agent": agent_id, "event": e}).to_string());
-            }
-        }
-    }
-    let path = env.dir.path().join("history.ndjson");
-    std::fs::write(&path, lines.join("\n") + "\n")?;
-    let sent = agent(&bin(), &env.nats.url, &env.spool(), &["replay", path.to_str().unwrap()])?;
-    let acked = sent["events_acked"].as_u64().unwrap();
-    assert_eq!(acked as usize, lines.len() - 1);
-    eventually(Duration::from_secs(120), || Ok((counts(&api, tok)?.0 == acked).then_some(())))?;
-
+    let (fleet, agents) = ship_history(&env)?;
     let (status, v) = tests::post(&format!("{api}/api/v1/baselines/refit"), Some(tok), &json!({}))?;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["refit"]["hosts"], fleet.hosts.len(), "{v}");
@@ -141,30 +112,7 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
     );
 
     // 60 failures in the current hour, from one address, within a minute.
-    let now = schemas::time::now_micros();
-    let first = (now - 60_000_000).max(anomaly::series::hour_floor(now));
-    let step = (now - first) / 60;
-    let burst: Vec<String> = (0..60)
-        .map(|k| {
-            let at = first + k * step;
-            json!({"at_ms": 0, "agent": agents[ws], "event": {
-                "@timestamp": schemas::time::format_micros(at),
-                "host": {"name": name},
-                "cordon": {"host_group": "workstations"},
-                "event": {"category": "authentication", "action": "logon", "outcome": "failure",
-                          "reason": "unknown user name or bad password"},
-                "user": {"name": format!("admin{k}"), "domain": "CORP"},
-                "winlog": {"logon": {"type": "3"}},
-                "source": {"ip": "203.0.113.9"},
-            }})
-            .to_string()
-        })
-        .collect();
-    let header = json!({"scenario": "burst", "hosts": [{"agent": agents[ws], "name": name}]}).to_string();
-    let path = env.dir.path().join("burst.ndjson");
-    std::fs::write(&path, [header].iter().chain(&burst).cloned().collect::<Vec<_>>().join("\n") + "\n")?;
-    let sent = agent(&bin(), &env.nats.url, &env.spool(), &["replay", path.to_str().unwrap()])?;
-    assert_eq!(sent["events_acked"], 60);
+    let first = ship_burst(&env, &agents[ws], &name)?;
     let anomalies = eventually(Duration::from_secs(60), || {
         let (_, v) = get(&format!("{api}/api/v1/anomalies"), Some(tok))?;
         let list = v["anomalies"].as_array().cloned().unwrap_or_default();
@@ -277,4 +225,75 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
     drop(nats);
     drop(dir);
     Ok(())
+}
+
+/// Sixteen days of a simulated 12-host fleet's logins, up to now, shipped through an agent and
+/// counted in the lake: enough history for every host's own forecast. Returns the fleet and the
+/// agent id of each host.
+pub(crate) fn ship_history(env: &Env) -> anyhow::Result<(LoginFleet, Vec<String>)> {
+    let tok = env.token.as_str();
+    let api = env.server.api.as_str();
+    let hour = 3_600_000_000i64;
+    let days = 16;
+    let now_hour = anomaly::series::hour_floor(schemas::time::now_micros());
+    let base = now_hour - days as i64 * 24 * hour;
+    // The simulation's weekdays are the real ones (1970-01-01 was a Thursday).
+    let first_weekday = ((base / hour / 24 + 3) % 7) as usize;
+    let fleet = LoginFleet::generate(&LoginSimConfig {
+        hosts: 12,
+        days,
+        seed: 21,
+        first_weekday,
+        anomalies_per_kind: 0,
+    });
+    let agents: Vec<String> = (0..fleet.hosts.len()).map(|h| format!("a{h}")).collect();
+    let hosts: Vec<_> =
+        (0..fleet.hosts.len()).map(|h| json!({"agent": agents[h], "name": fleet.hosts[h].name})).collect();
+    let mut lines = vec![json!({"scenario": "logins", "hosts": hosts}).to_string()];
+    for (h, agent_id) in agents.iter().enumerate() {
+        for t in 0..fleet.hours {
+            for e in fleet.events_in_hour(h, t, base) {
+                lines.push(json!({"at_ms": 0, "agent": agent_id, "event": e}).to_string());
+            }
+        }
+    }
+    let path = env.dir.path().join("history.ndjson");
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    let before = counts(api, tok)?.0;
+    let sent = agent(&bin(), &env.nats.url, &env.spool(), &["replay", path.to_str().unwrap()])?;
+    let acked = sent["events_acked"].as_u64().unwrap();
+    assert_eq!(acked as usize, lines.len() - 1);
+    eventually(Duration::from_secs(120), || Ok((counts(api, tok)?.0 == before + acked).then_some(())))?;
+
+    Ok((fleet, agents))
+}
+
+/// 60 failed logins on `name` in the current hour, from one address, within a minute; returns the
+/// first one's time.
+pub(crate) fn ship_burst(env: &Env, agent_id: &str, name: &str) -> anyhow::Result<i64> {
+    let now = schemas::time::now_micros();
+    let first = (now - 60_000_000).max(anomaly::series::hour_floor(now));
+    let step = (now - first) / 60;
+    let burst: Vec<String> = (0..60)
+        .map(|k| {
+            let at = first + k * step;
+            json!({"at_ms": 0, "agent": agent_id, "event": {
+                "@timestamp": schemas::time::format_micros(at),
+                "host": {"name": name},
+                "cordon": {"host_group": "workstations"},
+                "event": {"category": "authentication", "action": "logon", "outcome": "failure",
+                          "reason": "unknown user name or bad password"},
+                "user": {"name": format!("admin{k}"), "domain": "CORP"},
+                "winlog": {"logon": {"type": "3"}},
+                "source": {"ip": "203.0.113.9"},
+            }})
+            .to_string()
+        })
+        .collect();
+    let header = json!({"scenario": "burst", "hosts": [{"agent": agent_id, "name": name}]}).to_string();
+    let path = env.dir.path().join("burst.ndjson");
+    std::fs::write(&path, [header].iter().chain(&burst).cloned().collect::<Vec<_>>().join("\n") + "\n")?;
+    let sent = agent(&bin(), &env.nats.url, &env.spool(), &["replay", path.to_str().unwrap()])?;
+    assert_eq!(sent["events_acked"], 60);
+    Ok(first)
 }

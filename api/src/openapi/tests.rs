@@ -1,0 +1,248 @@
+use super::*;
+use std::path::Path;
+
+#[test]
+fn every_parameter_has_a_type() {
+    for r in ROUTES.iter() {
+        for p in r.params {
+            assert!(
+                param_schema(p.name).is_some(),
+                "{} {}: parameter {} has no type",
+                r.method,
+                r.path,
+                p.name
+            );
+        }
+    }
+    let doc = openapi();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for seg in path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
+                let declared = op["parameters"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == seg && p["in"] == "path");
+                assert!(declared, "{method} {path}: path parameter {seg} is not declared");
+            }
+        }
+    }
+    let limit = &doc["paths"]["/api/v1/alerts"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "limit")
+        .unwrap()["schema"];
+    assert_eq!((limit["type"].as_str(), limit["maximum"].as_u64()), (Some("integer"), Some(1000)));
+}
+
+/// Checks `v` against the subset of JSON Schema the document uses; returns the first mismatch.
+fn check(v: &Value, schema: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        assert_eq!(r, "#/components/schemas/Event");
+        return check(v, &event_schema(), at);
+    }
+    let ok = match schema["type"].as_str() {
+        Some("object") => v.is_object(),
+        Some("array") => v.is_array(),
+        Some("string") => v.is_string(),
+        Some("integer") => v.is_i64() || v.is_u64(),
+        Some("boolean") => v.is_boolean(),
+        _ => true,
+    };
+    if !ok {
+        return Err(format!("{at}: {v} is not {}", schema["type"]));
+    }
+    if schema["format"] == "date-time"
+        && schemas::time::parse_rfc3339_micros(v.as_str().unwrap_or("")).is_none()
+    {
+        return Err(format!("{at}: {v} is not an RFC 3339 time"));
+    }
+    if let (Some(o), Some(props)) = (v.as_object(), schema["properties"].as_object()) {
+        for (k, sub) in props {
+            if let Some(x) = o.get(k) {
+                check(x, sub, &format!("{at}.{k}"))?;
+            }
+        }
+        for k in schema["required"].as_array().into_iter().flatten() {
+            if !o.contains_key(k.as_str().unwrap_or_default()) {
+                return Err(format!("{at}: {k} is required"));
+            }
+        }
+    }
+    if let (Some(items), Some(list)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in list.iter().enumerate() {
+            check(x, items, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// An event decoded as ingest decodes it, served as the API serves it, fits the document's Event;
+/// and the same event in the old flat-row shape (`host_ip` as one string, times as integers) would not.
+#[test]
+fn a_served_event_fits_the_event_schema() {
+    use schemas::decode::{Channel, Limits, decode_line};
+    let ch = Channel { tenant: "t", agent: "a", message_key: "1:1", stream_seq: 9, received: 5 };
+    let line = r#"{"@timestamp":"2026-11-23T09:20:01Z","host":{"name":"Web服务器-北机房","ip":["10.20.1.15"]},"event":{"category":"process","action":"start"},"process":{"pid":7,"command_line":"<img src=x onerror=alert(1)>"},"user":{"name":"svc"},"zz":{"keep":1}}"#.as_bytes();
+    let served = decode_line(line, 0, &ch, &Limits::default()).unwrap().to_ecs_json();
+    check(&served, &event_schema(), "event").unwrap();
+    assert_eq!(served["host"]["ip"], json!(["10.20.1.15"]));
+    assert_eq!(served["zz"]["keep"], 1, "unknown fields come back where they were sent");
+    let mut flat = served.clone();
+    flat["host"]["ip"] = json!("[10.20.1.15]");
+    assert!(check(&flat, &event_schema(), "event").unwrap_err().contains("event.host.ip"));
+    let mut micros = served;
+    micros["@timestamp"] = json!(1_700_000_000_000_000i64);
+    assert!(check(&micros, &event_schema(), "event").is_err());
+    let doc = openapi();
+    let timeline = &doc["paths"]["/api/v1/hosts/{host}/timeline"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    let page = json!({"events": [decode_line(line, 0, &ch, &Limits::default()).unwrap().to_ecs_json()]});
+    check(&page, timeline, "timeline").unwrap();
+}
+
+/// One call the console makes: method, path (with `{}` for each interpolated segment) and the query
+/// keys it passes, as written in its source.
+#[derive(Debug)]
+struct Call {
+    file: String,
+    method: String,
+    path: String,
+    keys: Vec<String>,
+}
+
+/// The API calls in the console's source: every string or template literal starting `/api/v1/`.
+fn console_calls() -> Vec<Call> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../console/web/assets");
+    let mut calls = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "js") {
+            continue;
+        }
+        let src = std::fs::read_to_string(&path).unwrap();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let mut rest = src.as_str();
+        while let Some(i) = rest.find("/api/v1/") {
+            let quote = rest[..i].chars().last().unwrap_or(' ');
+            let tail = &rest[i..];
+            let end = tail.find(quote).unwrap_or(tail.len());
+            let literal = &tail[..end];
+            let after = &tail[end..tail.len().min(end + 200)];
+            let stop = after.find("api(").unwrap_or(after.len());
+            let method = ["POST", "PUT", "PATCH", "DELETE"]
+                .into_iter()
+                .find(|m| after[..stop].contains(&format!("method: \"{m}\"")))
+                .unwrap_or("GET");
+            calls.push(parse_call(&file, method, literal));
+            rest = &tail[end.max(1)..];
+        }
+    }
+    calls
+}
+
+fn parse_call(file: &str, method: &str, literal: &str) -> Call {
+    let (path, query) = match literal.find("${query(") {
+        Some(q) => (&literal[..q], Some(&literal[q + 8..])),
+        None => (literal, None),
+    };
+    // `${encodeURIComponent(x)}` segments become `{}`.
+    let mut norm = String::new();
+    let mut rest = path;
+    while let Some(i) = rest.find("${") {
+        norm.push_str(&rest[..i]);
+        norm.push_str("{}");
+        let close = rest[i..].find('}').map_or(rest.len(), |c| i + c + 1);
+        rest = &rest[close..];
+    }
+    norm.push_str(rest);
+    let keys = query
+        .and_then(|q| q.strip_prefix('{'))
+        .map(|q| {
+            top_level_items(q)
+                .into_iter()
+                .map(|k| k.split(':').next().unwrap_or("").trim().to_owned())
+                .filter(|k| !k.is_empty() && !k.starts_with("..."))
+                .collect()
+        })
+        .unwrap_or_default();
+    Call { file: file.to_owned(), method: method.to_owned(), path: norm, keys }
+}
+
+/// The comma-separated items of an object literal's body, up to its closing brace (commas inside
+/// brackets, calls and strings do not split).
+fn top_level_items(body: &str) -> Vec<&str> {
+    let (mut items, mut depth, mut quote, mut start) = (Vec::new(), 0i32, None, 0);
+    for (i, ch) in body.char_indices() {
+        match (quote, ch) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => quote = Some(ch),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']') => depth -= 1,
+            (None, '}') if depth == 0 => {
+                items.push(&body[start..i]);
+                return items;
+            }
+            (None, '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                items.push(&body[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.push(&body[start..]);
+    items
+}
+
+fn matches(route: &str, call: &str) -> bool {
+    let (a, b): (Vec<&str>, Vec<&str>) = (route.split('/').collect(), call.split('/').collect());
+    a.len() == b.len() && a.iter().zip(&b).all(|(r, c)| r == c || (r.starts_with('{') && *c == "{}"))
+}
+
+/// The console's client checked against the document: every call it makes is a documented route with
+/// that method, and every query key it passes is one of the route's documented parameters.
+#[test]
+fn the_console_calls_only_documented_routes_and_parameters() {
+    let calls = console_calls();
+    assert!(calls.len() > 30, "the scan found the console's calls: {calls:?}");
+    let mut problems = Vec::new();
+    for c in &calls {
+        let route = ROUTES.iter().find(|r| matches(r.path, &c.path) && r.method.as_str() == c.method);
+        let Some(route) = route else {
+            problems.push(format!("{}: {} {} is not a documented route", c.file, c.method, c.path));
+            continue;
+        };
+        for k in &c.keys {
+            if !route.params.iter().any(|p| p.name == k && p.location == "query") {
+                problems
+                    .push(format!("{}: {} {} has no query parameter {k:?}", c.file, c.method, route.path));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    // The check can fail: a call to an undocumented route or parameter is caught.
+    let bad = parse_call("x.js", "GET", "/api/v1/alerts${query({ level, colour: 1 })}");
+    assert_eq!(bad.keys, ["level", "colour"]);
+    let nested = parse_call(
+        "x.js",
+        "GET",
+        "/api/v1/hosts/${encodeURIComponent(h)}/timeline${query({ kinds: [...k].join(\",\"), limit: page, cursor })}",
+    );
+    assert_eq!(
+        (nested.path.as_str(), nested.keys.clone()),
+        ("/api/v1/hosts/{}/timeline", vec!["kinds".to_owned(), "limit".into(), "cursor".into()])
+    );
+    assert!(
+        !ROUTES
+            .iter()
+            .find(|r| matches(r.path, &bad.path))
+            .unwrap()
+            .params
+            .iter()
+            .any(|p| p.name == "colour")
+    );
+    assert!(ROUTES.iter().all(|r| !matches(r.path, "/api/v1/alertz")));
+}

@@ -45,9 +45,9 @@ pub(crate) async fn policy_get(State(s): State<Arc<AppState>>, Extension(c): Ext
     .into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PolicyBody {
+pub(crate) struct PolicyBody {
     policy: Policy,
     reason: String,
     base_version: i64,
@@ -326,9 +326,9 @@ pub(crate) async fn alert_get(
     Ok(Json(json!({ "alert": alert, "events": events, "comments": comments })).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AlertPatch {
+pub(crate) struct AlertPatch {
     handling: schemas::alert::Handling,
     comment: String,
 }
@@ -364,9 +364,9 @@ pub(crate) async fn alert_patch(
     Ok(Json(json!({ "id": id, "handling": req.handling })).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct PreviewBody {
+pub(crate) struct PreviewBody {
     policy: Policy,
     #[serde(default = "seven")]
     days: u32,

@@ -16,9 +16,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use store::catalog::{AuditRecord, EnrollRefusal};
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EnrollRequest {
+pub(crate) struct EnrollRequest {
     token: String,
     public_key: String,
     proof: String,

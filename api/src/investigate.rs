@@ -137,6 +137,12 @@ pub(crate) async fn incidents(
         min_severity: severity,
         host: p.get("host").cloned(),
         technique: p.get("technique").map(|t| t.to_ascii_uppercase()),
+        alert: match p.get("alert") {
+            Some(a) if !a.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || a.is_empty() => {
+                return Err(ApiError::invalid("bad_parameter", format!("alert={a:?} is not an alert id")));
+            }
+            a => a.cloned(),
+        },
         from: time_param(&p, "from")?,
         to: time_param(&p, "to")?,
         limit: limit_param(&p, 100)?,
@@ -307,9 +313,9 @@ fn incident_graph_json(g: &Graph, inc: &Incident) -> (Vec<Value>, Vec<Value>) {
     (nodes.into_values().collect(), edges)
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct IncidentPatch {
+pub(crate) struct IncidentPatch {
     #[serde(default)]
     status: Option<String>,
     #[serde(default)]

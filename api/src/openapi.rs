@@ -4,8 +4,82 @@
 //! what the API serves.
 
 use crate::table::{Access, Param, ROUTES, RouteSpec};
+use schemars::generate::{Contract, SchemaSettings};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use schemas::{FIELDS, Kind};
 use serde_json::{Map, Value, json};
+
+/// A response rule, as `GET /api/v1/response/schema` serves it (a component of this document).
+pub(crate) fn response_rule(_: &mut SchemaGenerator) -> Schema {
+    schemars::json_schema!({"$ref": "#/components/schemas/ResponseRule"})
+}
+
+/// Schemas generated from the request and response structs, their named parts collected as the
+/// document's components.
+struct Types {
+    requests: SchemaGenerator,
+    responses: SchemaGenerator,
+}
+
+impl Types {
+    fn new() -> Self {
+        let settings = |contract: Contract| {
+            SchemaSettings::draft2020_12().with(|s| {
+                s.definitions_path = "/components/schemas".into();
+                s.contract = contract;
+            })
+        };
+        Types {
+            requests: SchemaGenerator::new(settings(Contract::Deserialize)),
+            responses: SchemaGenerator::new(settings(Contract::Serialize)),
+        }
+    }
+
+    fn request<T: JsonSchema>(&mut self) -> Value {
+        serde_json::to_value(self.requests.subschema_for::<T>()).unwrap_or_default()
+    }
+
+    fn response<T: JsonSchema>(&mut self) -> Value {
+        serde_json::to_value(self.responses.subschema_for::<T>()).unwrap_or_default()
+    }
+
+    /// Every named schema either side generated.
+    fn components(&self) -> Map<String, Value> {
+        let mut out = self.requests.definitions().clone();
+        for (k, v) in self.responses.definitions() {
+            out.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        out
+    }
+}
+
+/// The body a route takes, from the struct its handler reads it into.
+fn request_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
+    use crate::{detection, enroll, investigate, reports, requests, response, routes, session, standing};
+    Some(match (r.method.as_str(), r.path) {
+        ("POST", "/api/v1/iocs/sweep") => t.request::<routes::SweepBody>(),
+        ("POST", "/api/v1/sql") => t.request::<routes::SqlBody>(),
+        ("PUT", "/api/v1/policy") => t.request::<detection::PolicyBody>(),
+        ("POST", "/api/v1/policy/preview") => t.request::<detection::PreviewBody>(),
+        ("PATCH", "/api/v1/alerts/{id}") => t.request::<detection::AlertPatch>(),
+        ("PATCH", "/api/v1/incidents/{id}") => t.request::<investigate::IncidentPatch>(),
+        ("POST", "/api/v1/reports/run") => t.request::<reports::RunRequest>(),
+        ("POST", "/api/v1/session") => t.request::<session::SignIn>(),
+        ("POST", "/api/v1/enroll") => t.request::<enroll::EnrollRequest>(),
+        ("POST", "/api/v1/response/validate") => t.request::<response::ValidateBody>(),
+        ("POST", "/api/v1/response/approvers") => t.request::<requests::NewApprover>(),
+        ("PUT", "/api/v1/response/settings") => t.request::<requests::Settings>(),
+        ("POST", "/api/v1/response/requests") => t.request::<requests::NewRequestBody>(),
+        ("POST", "/api/v1/response/standing") => t.request::<standing::NewOrder>(),
+        (
+            "POST",
+            "/api/v1/response/requests/{id}/approvals"
+            | "/api/v1/response/approver-sets/{version}/approvals"
+            | "/api/v1/response/standing/{id}/approvals",
+        ) => t.request::<requests::ApprovalBody>(),
+        _ => return None,
+    })
+}
 
 /// A time parameter: RFC 3339, or epoch milliseconds.
 fn time_schema() -> Value {
@@ -32,7 +106,9 @@ fn param_schema(name: &str) -> Option<Value> {
         "format" => json!({"type": "string", "enum": ["json", "html", "csv"]}),
         "platform" => json!({"type": "string", "enum": ["Windows", "Linux", "macOS"]}),
         "status" | "host" | "technique" | "kinds" | "cursor" | "q" | "event" | "node" | "id" | "key"
-        | "version" | "agent" | "after" | "action" | "tenant" | "reason" => json!({"type": "string"}),
+        | "version" | "agent" | "after" | "action" | "tenant" | "reason" | "alert" => {
+            json!({"type": "string"})
+        }
         _ => return None,
     })
 }
@@ -74,11 +150,20 @@ fn events(key: &str, item: Value) -> Value {
     json!({"type": "object", "properties": {key: {"type": "array", "items": item}}, "required": [key]})
 }
 
-/// The 200 body of the routes that return events, by path.
-fn response_schema(r: &RouteSpec) -> Option<Value> {
+/// The 200 body of the routes whose answers are typed: events (from the field table) and alerts (from
+/// the alert struct).
+fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
     let event = json!({"$ref": "#/components/schemas/Event"});
     Some(match (r.method.as_str(), r.path) {
-        ("GET", "/api/v1/hosts/{host}/timeline" | "/api/v1/alerts/{id}") => events("events", event),
+        ("GET", "/api/v1/alerts") => {
+            json!({"type": "object", "properties": {"alerts": {"type": "array", "items": t.response::<schemas::alert::Alert>()}}, "required": ["alerts"]})
+        }
+        ("GET", "/api/v1/alerts/{id}") => json!({"type": "object", "properties": {
+            "alert": t.response::<schemas::alert::Alert>(),
+            "events": {"type": "array", "items": event},
+            "comments": {"type": "array", "items": t.response::<store::catalog::AlertComment>()},
+        }, "required": ["alert", "events", "comments"]}),
+        ("GET", "/api/v1/hosts/{host}/timeline") => events("events", event),
         ("GET", "/api/v1/search") => events(
             "events",
             json!({"type": "object", "properties": {"event": event, "matched": {"type": "array"}}}),
@@ -102,8 +187,8 @@ fn parameters(r: &RouteSpec) -> Vec<Value> {
     out
 }
 
-fn operation(r: &RouteSpec) -> Value {
-    let ok = match response_schema(r) {
+fn operation(t: &mut Types, r: &RouteSpec) -> Value {
+    let ok = match response_schema(t, r) {
         Some(schema) => json!({"description": "OK", "content": {"application/json": {"schema": schema}}}),
         None => json!({"description": "OK"}),
     };
@@ -123,8 +208,9 @@ fn operation(r: &RouteSpec) -> Value {
         op["x-cordon-audit"] = json!(a);
     }
     if let Some(b) = r.body {
+        let schema = request_schema(t, r).unwrap_or_else(|| json!({"type": "object"}));
         op["requestBody"] = json!({"required": true, "description": b,
-            "content": {"application/json": {"schema": {"type": "object"}}}});
+            "content": {"application/json": {"schema": schema}}});
     }
     op
 }
@@ -132,10 +218,19 @@ fn operation(r: &RouteSpec) -> Value {
 /// The OpenAPI 3.1 document.
 pub fn openapi() -> Value {
     let mut paths = Map::new();
+    let mut types = Types::new();
     for r in ROUTES.iter() {
         let entry = paths.entry(r.path.to_owned()).or_insert_with(|| json!({}));
-        entry[r.method.as_str().to_lowercase()] = operation(r);
+        entry[r.method.as_str().to_lowercase()] = operation(&mut types, r);
     }
+    let mut schemas = types.components();
+    schemas.insert("Event".into(), event_schema());
+    let mut rule = schemas::response::json_schema();
+    if let Some(o) = rule.as_object_mut() {
+        o.remove("$schema");
+        o.remove("$id");
+    }
+    schemas.insert("ResponseRule".into(), rule);
     json!({
         "openapi": "3.1.0",
         "info": {"title": "Cordon API", "version": env!("CARGO_PKG_VERSION")},
@@ -145,7 +240,7 @@ pub fn openapi() -> Value {
                 "session": {"type": "apiKey", "in": "cookie", "name": crate::session::COOKIE,
                             "description": "The console's session (POST /api/v1/session); changes also carry X-CSRF-Token"},
             },
-            "schemas": {"Event": event_schema()},
+            "schemas": schemas,
         },
         "paths": paths,
     })

@@ -137,9 +137,9 @@ fn render(report: &Report, format: Option<&str>) -> Res {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RunRequest {
+pub(crate) struct RunRequest {
     from: Option<String>,
     to: Option<String>,
     #[serde(default)]

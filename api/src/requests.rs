@@ -51,9 +51,9 @@ async fn refuse_in_lockdown(s: &AppState, tenant: &str) -> Result<(), ApiError> 
     Ok(())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewApprover {
+pub(crate) struct NewApprover {
     name: String,
     public_key: String,
     owner_token: String,
@@ -107,9 +107,9 @@ pub(crate) async fn approver_revoke(
     Ok(Json(json!({"public_key": key, "revoked_at": crate::wire::time(now)})).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Settings {
+pub(crate) struct Settings {
     lockdown: Option<bool>,
     approvals_needed: Option<i64>,
     max_destructive_targets: Option<i64>,
@@ -165,9 +165,10 @@ pub(crate) async fn settings_put(
     Ok(Json(settings_json(&s, tenant).await?).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewRequestBody {
+pub(crate) struct NewRequestBody {
+    #[schemars(schema_with = "crate::openapi::response_rule")]
     rule: Value,
     targets: Vec<String>,
     reason: String,
@@ -383,9 +384,9 @@ pub(crate) async fn request_get(
     Ok(Json(request_json(&row)).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ApprovalBody {
+pub(crate) struct ApprovalBody {
     public_key: String,
     sig: String,
 }

@@ -16,9 +16,10 @@ pub(crate) async fn schema() -> Json<Value> {
     Json(schemas::response::json_schema())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ValidateBody {
+pub(crate) struct ValidateBody {
+    #[schemars(schema_with = "crate::openapi::response_rule")]
     rule: Value,
     #[serde(default)]
     platforms: Vec<Platform>,

@@ -356,9 +356,9 @@ async fn search(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>,
     Ok(Json(json!({"total": total, "events": events, "next_cursor": next})).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SweepBody {
+pub(crate) struct SweepBody {
     iocs: Vec<String>,
 }
 
@@ -398,9 +398,9 @@ async fn sweep(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, 
     Ok(Json(json!({"swept": req.iocs.len(), "matched": hit, "results": results})).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SqlBody {
+pub(crate) struct SqlBody {
     sql: String,
     #[serde(default)]
     max_rows: Option<usize>,

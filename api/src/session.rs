@@ -139,7 +139,7 @@ fn who(caller: &Caller, session: Option<&Session>) -> serde_json::Value {
     })
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SignIn {
     token: String,

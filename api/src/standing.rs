@@ -84,9 +84,9 @@ pub(crate) async fn get(
     Ok(Json(v).into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NewOrder {
+pub(crate) struct NewOrder {
     name: String,
     techniques: Vec<String>,
     /// Agent ids, or omitted for every agent of the tenant.

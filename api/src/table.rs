@@ -307,6 +307,7 @@ static CORE: &[RouteSpec] = &[
             q("severity", "at least this level (1-5)"),
             q("host", "involves this host"),
             q("technique", "has this technique or one of its sub-techniques"),
+            q("alert", "holds this alert (its id): the incident an alert belongs to"),
             q("from", "last evidence at or after (RFC 3339 or epoch ms)"),
             q("to", "last evidence before"),
             q("limit", "at most this many (1-1000, default 100)"),

@@ -8,7 +8,7 @@ use crate::fields::col;
 use serde::{Deserialize, Serialize};
 
 /// Whether the behaviour was stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     /// The policy blocks it: the agent is told to stop it.
@@ -18,7 +18,7 @@ pub enum Status {
 }
 
 /// What an analyst made of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Handling {
     /// Nobody has looked yet.
@@ -41,7 +41,7 @@ impl Handling {
 }
 
 /// The endpoint an alert is about.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Endpoint {
     /// Host name.
     pub name: String,
@@ -54,7 +54,7 @@ pub struct Endpoint {
 }
 
 /// The file involved (the process image, or the file written or renamed).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileDetails {
     /// File name.
     pub name: Option<String>,
@@ -75,7 +75,7 @@ pub struct FileDetails {
 }
 
 /// A technique tag with its name.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TechniqueTag {
     /// `T1486`.
     pub id: String,
@@ -84,7 +84,7 @@ pub struct TechniqueTag {
 }
 
 /// A rule reference.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RuleRef {
     /// Rule id.
     pub id: String,
@@ -93,7 +93,7 @@ pub struct RuleRef {
 }
 
 /// The uniform alert.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Alert {
     /// Alert id.
     pub id: String,
@@ -138,7 +138,7 @@ pub struct Alert {
 
 /// What a log alert carries besides the uniform fields: the rule group, the log type, the log's
 /// reason and the raw line.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LogDetails {
     /// The rule's id.
     pub rule_id: String,

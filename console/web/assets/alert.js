@@ -53,8 +53,8 @@ export function alertPage(root, navigate) {
 function render(root, { alert: a, events, comments }, navigate) {
   const go = (href) => (e) => { e.preventDefault(); navigate(href); };
   const incident = h("span", { id: "alert-incident" });
-  api(`/api/v1/incidents${query({ limit: 500 })}`).then(({ incidents }) => {
-    const found = incidents.find((i) => (i.alerts || []).some((x) => x.alert === a.id));
+  api(`/api/v1/incidents${query({ alert: a.id, limit: 1 })}`).then(({ incidents }) => {
+    const found = incidents[0];
     if (found) mount(incident, "Incident: ", h("a", { href: `/incidents/${encodeURIComponent(found.id)}`, onclick: go(`/incidents/${encodeURIComponent(found.id)}`) }, found.title));
   }).catch(() => {});
   const why = a.why || {};

@@ -33,7 +33,7 @@ pub struct AlertFilter {
 }
 
 /// An analyst's note on an alert.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct AlertComment {
     /// Who (the token's name).
     pub author: String,
@@ -44,6 +44,10 @@ pub struct AlertComment {
     /// When (RFC 3339).
     pub at: String,
 }
+
+/// The open alert a new one with the same dedup key joins, if any.
+const DEDUP_LOOKUP: &str = "SELECT id, body FROM alerts WHERE tenant = $1 AND dedup_key = $2 AND handling = 'unhandled' \
+     AND last_seen >= $3 AND first_seen <= $4 ORDER BY last_seen DESC LIMIT 1";
 
 fn micros(t: &str) -> i64 {
     schemas::time::parse_rfc3339_micros(t).unwrap_or(0)
@@ -92,17 +96,14 @@ impl Catalog {
         for a in alerts {
             let key = a.dedup_key();
             let (first, last) = (micros(&a.first_seen), micros(&a.last_seen));
-            let found = sqlx::query(
-                "SELECT id, body FROM alerts WHERE tenant = $1 AND dedup_key = $2 AND handling = 'unhandled' \
-                 AND last_seen >= $3 AND first_seen <= $4 ORDER BY last_seen DESC LIMIT 1",
-            )
-            .bind(a.tenant.as_str())
-            .bind(key.as_str())
-            .bind(first - window)
-            .bind(last + window)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db("record_alerts"))?;
+            let found = sqlx::query(DEDUP_LOOKUP)
+                .bind(a.tenant.as_str())
+                .bind(key.as_str())
+                .bind(first - window)
+                .bind(last + window)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db("record_alerts"))?;
             if let Some(row) = found {
                 let id: String = row.try_get(0).map_err(db("record_alerts"))?;
                 let body: String = row.try_get(1).map_err(db("record_alerts"))?;
@@ -306,5 +307,45 @@ impl Catalog {
             .await
             .map_err(db("alerts_changed"))?;
         row.try_get::<i64, _>(0).map_err(db("alerts_changed"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Ingest looks every new alert up by its dedup key; among the queue's indexes the planner must
+    /// still choose the key's (reading only that key's alerts), not the handling one (every
+    /// unhandled alert of the tenant). With 3,000 alerts and statistics, a dedup index without
+    /// `handling` lost to it, and seeding 100,000 alerts went from 19 s to over 10 minutes.
+    #[tokio::test]
+    async fn the_dedup_lookup_reads_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("meta.db").display());
+        let catalog = super::super::Catalog::connect(&url).await.unwrap();
+        let alert = |i: usize| -> Alert {
+            serde_json::from_value(serde_json::json!({
+                "id": "", "tenant": "t", "level": 3, "first_seen": "2026-11-23T09:20:01Z", "last_seen": "2026-11-23T09:20:01Z",
+                "count": 1, "object": format!("obj-{i}"), "description": "d", "source": "s", "rule": {"id": format!("r{}", i % 10), "title": "R"},
+                "status": "alerted", "handling": if i.is_multiple_of(7) { "handled" } else { "unhandled" }, "endpoint": {"name": format!("h{}", i % 100), "ip": []},
+                "file": {}, "techniques": [], "tactics": [], "evidence": [format!("e{i}")], "why": null
+            }))
+            .unwrap()
+        };
+        let batch: Vec<Alert> = (0..3000).map(alert).collect();
+        catalog.record_alerts(&batch, 3_600_000_000, 1).await.unwrap();
+        sqlx::raw_sql("ANALYZE").execute(&catalog.pool).await.unwrap();
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {DEDUP_LOOKUP}"))
+            .bind("t")
+            .bind("k")
+            .bind(0i64)
+            .bind(1i64)
+            .fetch_all(&catalog.pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get::<String, _>(3).unwrap())
+            .collect();
+        assert!(plan.iter().any(|p| p.contains("INDEX alerts_dedup (tenant=? AND dedup_key=?")), "{plan:?}");
     }
 }

@@ -87,6 +87,8 @@ pub struct IncidentFilter {
     pub host: Option<String>,
     /// Has this technique (or a sub-technique of it).
     pub technique: Option<String>,
+    /// Holds this alert (an alert id: letters, digits and `-`).
+    pub alert: Option<String>,
     /// Last evidence at or after (microseconds).
     pub from: Option<i64>,
     /// Last evidence before.
@@ -169,6 +171,10 @@ impl Catalog {
         }
         if let Some(t) = &f.technique {
             l.technique(t);
+        }
+        if let Some(a) = &f.alert {
+            // The body holds each alert's anchor as `"alert":"<id>"` (compact JSON).
+            l.text(" AND body LIKE ?", format!("%\"alert\":\"{a}\"%"));
         }
         if let Some(v) = f.from {
             l.int(" AND last_seen >= ?", v);

@@ -17,7 +17,7 @@ const SQLITE: &[(i64, &str)] = &[
     (10, include_str!("../../migrations/sqlite/0010_response.sql")),
     (11, include_str!("../../migrations/sqlite/0011_approver_sets.sql")),
     (12, include_str!("../../migrations/sqlite/0012_standing_orders.sql")),
-    (13, include_str!("../../migrations/sqlite/0013_alert_changes.sql")),
+    (13, include_str!("../../migrations/sqlite/0013_alert_indexes.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -32,7 +32,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (10, include_str!("../../migrations/postgres/0010_response.sql")),
     (11, include_str!("../../migrations/postgres/0011_approver_sets.sql")),
     (12, include_str!("../../migrations/postgres/0012_standing_orders.sql")),
-    (13, include_str!("../../migrations/postgres/0013_alert_changes.sql")),
+    (13, include_str!("../../migrations/postgres/0013_alert_indexes.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

@@ -66,6 +66,13 @@ fn the_attack_is_one_incident_with_its_path_and_the_rest_stays_apart() -> anyhow
     let mut allowed = expected.clone();
     allowed.extend(south); // the second web server was attacked too, if it alerted
     assert!(ids_in(&inc).is_subset(&allowed), "only the attack's alerts: {inc}");
+    // An alert finds its incident (the alert page's pivot), and only its own.
+    for id in web.iter().take(2) {
+        let found = incidents(&api, &tok, &format!("alert={id}&limit=5"))?;
+        assert_eq!(found.iter().map(|i| i["id"].clone()).collect::<Vec<_>>(), [inc["id"].clone()], "{id}");
+    }
+    assert!(incidents(&api, &tok, "alert=00000000-0000-0000-0000-000000000000")?.is_empty());
+    assert_eq!(get(&format!("{api}/api/v1/incidents?alert=%25"), Some(&tok))?.0, 400);
     assert_eq!(inc["root"], "WIN-DAKEQI");
     let path: Vec<(String, String)> = inc["path"]
         .as_array()

@@ -22,13 +22,16 @@
 //! `--only b8 [--peers python3]` runs B8: the entity graph built from fleet events, 1,000 two-hop
 //! queries beside networkx and a DuckDB recursive CTE, and the Log4j path query.
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b7|b8|report] [--rate EPS] [--secs S]
+//! `--only console [--alerts N]` measures issue 18's speed bars (see `console.rs`).
+//!
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b7|b8|report|console] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b6;
 mod b7;
 mod b8;
 mod callout;
+mod console;
 mod path;
 mod report;
 mod t8;
@@ -334,6 +337,13 @@ fn main() -> anyhow::Result<()> {
         let code = sensor_agent::cli::main_with_args(raw);
         return if code == std::process::ExitCode::SUCCESS { Ok(()) } else { anyhow::bail!("agent failed") };
     }
+    // Any other command (`serve`, `token`, `enroll-token`...): the server's CLI, for benches that run
+    // the server as its own process.
+    if raw.get(1).is_some_and(|a| !a.to_string_lossy().starts_with("--")) {
+        raw[0] = "cordon".into();
+        let code = cordon::main_with_args(raw);
+        return if code == std::process::ExitCode::SUCCESS { Ok(()) } else { anyhow::bail!("cordon failed") };
+    }
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
     let events: usize = flag("--events").map_or(Ok(1_000_000), |v| v.parse())?;
@@ -391,6 +401,9 @@ fn main() -> anyhow::Result<()> {
         let peers = flag("--peers");
         b8(flag("--events").map_or(Ok(10_000_000), |v| v.parse())?, reps.min(3), peers.as_deref())?;
         return Ok(());
+    }
+    if only.as_deref() == Some("console") {
+        return console::run(flag("--alerts").map_or(Ok(100_000), |v| v.parse())?);
     }
     if only.as_deref() == Some("callout") {
         let agents: usize = flag("--agents").map_or(Ok(1_000), |v| v.parse())?;

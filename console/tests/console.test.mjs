@@ -276,28 +276,67 @@ test("a report run on demand ranks the burst's host first, and its row links to 
   await shot("report");
 });
 
-test("a response requested from an alert: checked, sent for approval, followed, cancelled", async () => {
+// Signs in as `token` in a fresh browser context; returns its page.
+async function signedIn(token) {
+  const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+  const other = await context.newPage();
+  await other.goto(`${URL}/signin`);
+  await other.fill("#token", token);
+  await other.click("#signin-submit");
+  await other.waitForURL(/\/alerts/);
+  return other;
+}
+
+async function requestFromAlert() {
   await page.goto(`${URL}/alerts?level=5`);
   await page.locator("#alert-rows tr", { hasText: /Web服务器/ }).first().click();
   await page.locator("#alert-respond").click();
   await page.waitForURL(/\/response\/new\?/);
   await page.locator("#target-agents input:checked").first().waitFor();
-  const rule = JSON.parse(await page.locator("#rule-text").inputValue());
+  return JSON.parse(await page.locator("#rule-text").inputValue());
+}
+
+test("a response requested from an alert: checked, sent, signed offline by two responders and handed in through the console", async () => {
+  const rule = await requestFromAlert();
   assert.ok(rule.actions.some((x) => x.action === "Proc_Terminate" || x.action === "File_Delete"), JSON.stringify(rule));
   await page.click("#request-check");
   await page.locator("#request-plan", { hasText: "windows" }).waitFor();
   assert.match(await page.locator("#request-plan").innerText(), /windows: .*(Proc_Terminate|File_Delete)/);
   await page.click("#request-send");
   await page.waitForURL(/\/response\/[0-9a-f]{32}$/);
+  const id = page.url().split("/").pop();
   assert.equal(await page.locator("#request-phase").innerText(), "requested");
-  assert.match(await page.locator("h2", { hasText: "Approvals" }).innerText(), /0 of [1-9]/);
+  assert.match(await page.locator("h2", { hasText: "Approvals" }).innerText(), /0 of 2/);
   assert.match(await page.locator("#request-targets").innerText(), /pending/);
   assert.match(await page.locator("#request-body").innerText(), /"nonce"/, "the exact text approvers sign");
+  // The requester cannot approve: a file signed by alice, handed in with the requester's session.
+  writeFileSync(join(SIGNALS, "request-created"), id);
+  await waitFor("signed-alice", 60_000);
+  await page.fill("#approval-text", readFileSync(join(SIGNALS, "signed-alice"), "utf8"));
+  await page.click("#approval-submit");
+  assert.match(await page.locator("#approval-status .error").innerText(), /\S/, "refused for the requester");
   await shot("response");
+  for (const [n, token, file] of [[1, process.env.CORDON_RESPONDER_1, "signed-alice"], [2, process.env.CORDON_RESPONDER_2, "signed-bob"]]) {
+    await waitFor(file, 60_000);
+    const responder = await signedIn(token);
+    await responder.goto(`${URL}/response/${id}`);
+    await responder.locator("#approval-text").fill(readFileSync(join(SIGNALS, file), "utf8"));
+    await responder.click("#approval-submit");
+    await responder.locator("h2", { hasText: `Approvals: ${n} of 2` }).waitFor();
+    await responder.context().close();
+  }
+  await page.reload();
+  await page.locator("#request-phase", { hasText: "approved" }).waitFor();
+  assert.equal(await page.locator("#request-approvals li").count(), 2);
+  // Another request, cancelled before anyone signs it.
+  await requestFromAlert();
+  await page.click("#request-send");
+  await page.waitForURL(/\/response\/[0-9a-f]{32}$/);
   await page.click("#request-cancel");
   await page.locator("#request-phase", { hasText: "cancelled" }).waitFor();
   await page.click("nav a[href='/response']");
   assert.match(await page.locator("#request-rows tr").first().innerText(), /cancelled/);
+  assert.match(await page.locator("#request-rows").innerText(), /approved/);
 });
 
 test("the fleet lists the scenario's agents with their status and counters", async () => {

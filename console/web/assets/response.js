@@ -93,6 +93,33 @@ export function requestPage(root, navigate) {
   return () => clearInterval(timer);
 }
 
+// An approver hands in what `cordon approve` signed: the file pasted, each approval in it that the
+// request does not hold yet sent on (the server takes only the one of the key registered to this
+// session's token, and never the requester's own).
+function handInForm(r, reload) {
+  const pasted = h("textarea", { id: "approval-text", rows: 4, class: "mono", placeholder: "paste the command file after cordon approve signed it" });
+  const said = h("span", { id: "approval-status", "aria-live": "polite" });
+  const handIn = async (e) => {
+    e.preventDefault();
+    let cmd;
+    try { cmd = JSON.parse(pasted.value); } catch { mount(said, h("span", { class: "error" }, "that is not the command file (not JSON)")); return; }
+    if (cmd.body !== r.command.body) { mount(said, h("span", { class: "error" }, "that is another command: its signed text differs from this request's")); return; }
+    const held = new Set(r.approvals.map((a) => a.public_key));
+    const fresh = (cmd.approvals || []).filter((a) => !held.has(a.key));
+    if (!fresh.length) { mount(said, h("span", { class: "error" }, "no new approval in it")); return; }
+    const outcomes = [];
+    for (const a of fresh) {
+      try {
+        await api(`/api/v1/response/requests/${encodeURIComponent(r.id)}/approvals`, { method: "POST", body: { public_key: a.key, sig: a.sig } });
+        outcomes.push(null);
+      } catch (err) { outcomes.push(`${a.key.slice(0, 12)}…: ${err.message}`); }
+    }
+    const refused = outcomes.filter(Boolean);
+    if (refused.length) mount(said, h("span", { class: "error" }, refused.join("; "))); else reload();
+  };
+  return h("form", { id: "approval-form", onsubmit: handIn }, pasted, h("button", { type: "submit", id: "approval-submit" }, "Hand in the approval"), " ", said);
+}
+
 function render(root, r, reload) {
   const step = PHASES.indexOf(r.phase);
   const cancel = async () => {
@@ -107,7 +134,8 @@ function render(root, r, reload) {
     h("ul", { id: "request-approvals" }, r.approvals.map((a) => h("li", {}, h("span", { class: "mono" }, a.public_key.slice(0, 16)), "… ", time(a.at)))),
     r.phase === "requested" ? h("p", { class: "muted" }, "Approvers sign it offline, each with their own key (the console never holds one): ",
       h("button", { type: "button", id: "request-download", onclick: () => download(`${r.id}.json`, JSON.stringify(r.command, null, 2), "application/json") }, "Download the command"), " then ",
-      h("span", { class: "mono" }, `cordon approve ${r.id}.json --key approver.key`), " and hand the signature in.") : null,
+      h("span", { class: "mono" }, `cordon approve ${r.id}.json --key approver.key`), ", then, signed in as yourself, paste the signed file below.") : null,
+    r.phase === "requested" ? handInForm(r, reload) : null,
     r.phase === "requested" ? h("button", { type: "button", id: "request-cancel", onclick: cancel }, "Cancel the request") : null,
     h("h2", {}, "Targets"),
     h("table", { class: "grid", id: "request-targets" },

@@ -44,6 +44,29 @@ fn wait_for_file(path: &Path, within: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The approvers' side: once the suite has made a request (its id in `request-created`), each
+/// responder signs its command with `cordon approve` and hands the file back (`signed-alice`,
+/// `signed-bob`), for the suite to paste into the console as that responder.
+fn sign_when_asked(env: &Env, signals: &Path, keys: &Path) -> anyhow::Result<()> {
+    wait_for_file(&signals.join("request-created"), Duration::from_secs(240))?;
+    let id = std::fs::read_to_string(signals.join("request-created"))?.trim().to_owned();
+    let (status, request) =
+        get(&format!("{}/api/v1/response/requests/{id}", env.server.api), Some(&env.token))?;
+    anyhow::ensure!(status == 200, "request {id}: {request}");
+    for name in ["alice", "bob"] {
+        let file = keys.join(format!("{name}-{id}.json"));
+        std::fs::write(&file, request["command"].to_string())?;
+        let key = keys.join(format!("{name}.key"));
+        let (code, out) = tests::run(
+            &bin(),
+            &["approve", &file.display().to_string(), "--key", &key.display().to_string()],
+        )?;
+        anyhow::ensure!(code == 0, "cordon approve as {name}: {out}");
+        std::fs::rename(&file, signals.join(format!("signed-{name}")))?;
+    }
+    Ok(())
+}
+
 #[test]
 fn console_in_a_browser() -> anyhow::Result<()> {
     let chromium = browser()?;
@@ -89,6 +112,10 @@ fn console_in_a_browser() -> anyhow::Result<()> {
         .replace("PromotionReview.docx.exe", &format!("{MARKUP}.exe"))
         .replace("-Xmx2g", MARKUP);
     std::fs::write(&live, scenario)?;
+    // Two responders whose approver keys sign the request the suite makes, on "their own machines".
+    let keys = env.dir.path().join("keys");
+    std::fs::create_dir_all(&keys)?;
+    let people = super::requests::register_approvers(&env, &keys)?;
     let signals = env.dir.path().join("signals");
     let shots = env.dir.path().join("screenshots");
     std::fs::create_dir_all(&signals)?;
@@ -100,17 +127,24 @@ fn console_in_a_browser() -> anyhow::Result<()> {
         .env("CORDON_URL", &env.server.api)
         .env("CORDON_TOKEN", &env.token)
         .env("CORDON_ANOMALY_HOST", &fleet.hosts[ws].name)
+        .env("CORDON_RESPONDER_1", &people.r1)
+        .env("CORDON_RESPONDER_2", &people.r2)
         .env("CORDON_SIGNALS", &signals)
         .env("CORDON_SHOTS", &shots)
         .env("CHROMIUM", &chromium)
         .stdin(Stdio::null())
         .spawn()
         .map_err(|e| anyhow::anyhow!("starting node (Node.js 20+ must be on PATH): {e}"))?;
-    let published = wait_for_file(&signals.join("queue-open"), Duration::from_secs(180)).and_then(|()| {
-        agent(&bin(), &env.nats.url, &env.spool(), &["replay", live.to_str().unwrap()])?;
-        Ok(std::fs::write(signals.join("published"), "")?)
+    let (signed, published) = std::thread::scope(|scope| {
+        let signer = scope.spawn(|| sign_when_asked(&env, &signals, &keys));
+        let published = wait_for_file(&signals.join("queue-open"), Duration::from_secs(240)).and_then(|()| {
+            agent(&bin(), &env.nats.url, &env.spool(), &["replay", live.to_str().unwrap()])?;
+            Ok(std::fs::write(signals.join("published"), "")?)
+        });
+        (signer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the signer panicked"))), published)
     });
     let status = suite.wait()?;
+    signed?;
     published?;
     if !status.success() {
         // What the server had, for the report: the newest alerts.

@@ -19,7 +19,7 @@ mod investigate;
 pub mod ioc;
 pub mod limits;
 mod live;
-mod openapi;
+pub mod openapi;
 pub mod reports;
 mod requests;
 mod response;

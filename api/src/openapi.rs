@@ -150,6 +150,17 @@ fn events(key: &str, item: Value) -> Value {
     json!({"type": "object", "properties": {key: {"type": "array", "items": item}}, "required": [key]})
 }
 
+/// An incident as the API shows it: the stored incident with the analysts' status, owner and the
+/// catalog's times beside it.
+fn incident_view(t: &mut Types) -> Value {
+    let time = json!({"type": "string", "format": "date-time"});
+    json!({"allOf": [t.response::<correlate::incident::Incident>(), {"type": "object", "properties": {
+        "status": {"type": "string", "enum": ["open", "investigating", "contained", "resolved", "false_positive", "merged"]},
+        "owner": {"type": "string"}, "merged_into": {"type": ["string", "null"]},
+        "created": time, "updated": time, "first_seen": time, "last_seen": time,
+    }, "required": ["status", "owner", "first_seen", "last_seen"]}]})
+}
+
 /// The 200 body of the routes whose answers are typed: events (from the field table) and alerts (from
 /// the alert struct).
 fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
@@ -163,14 +174,24 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
             "events": {"type": "array", "items": event},
             "comments": {"type": "array", "items": t.response::<store::catalog::AlertComment>()},
         }, "required": ["alert", "events", "comments"]}),
+        ("GET", "/api/v1/incidents") => {
+            json!({"type": "object", "properties": {"incidents": {"type": "array", "items": incident_view(t)}}, "required": ["incidents"]})
+        }
+        ("GET", "/api/v1/incidents/{id}") => json!({"type": "object", "properties": {
+            "incident": incident_view(t),
+            "alerts": {"type": "array", "items": {"type": "object", "properties": {
+                "anchor": t.response::<correlate::incident::Anchor>(), "alert": t.response::<schemas::alert::Alert>()}}},
+            "timeline": {"type": "array", "items": {"type": "object", "properties": {
+                "event": event, "evidence_of": {"type": "array", "items": {"type": "string"}}, "link": {"type": "boolean"}}}},
+            "timeline_truncated": {"type": "boolean"},
+            "comments": {"type": "array", "items": t.response::<store::catalog::IncidentComment>()},
+        }, "required": ["incident", "alerts", "timeline", "comments"]}),
+        ("GET", "/api/v1/reports/{id}") | ("POST", "/api/v1/reports/run") => json!({"type": "object",
+            "properties": {"report": t.response::<anomaly::report::Report>()}, "required": ["report"]}),
         ("GET", "/api/v1/hosts/{host}/timeline") => events("events", event),
         ("GET", "/api/v1/search") => events(
             "events",
             json!({"type": "object", "properties": {"event": event, "matched": {"type": "array"}}}),
-        ),
-        ("GET", "/api/v1/incidents/{id}") => events(
-            "timeline",
-            json!({"type": "object", "properties": {"event": event, "evidence_of": {"type": "array", "items": {"type": "string"}}, "link": {"type": "boolean"}}}),
         ),
         _ => return None,
     })
@@ -244,6 +265,108 @@ pub fn openapi() -> Value {
         },
         "paths": paths,
     })
+}
+
+/// Checks `v` against the subset of JSON Schema the document uses (types, formats, const, enum,
+/// properties, patternProperties, required, additionalProperties, items, allOf, anyOf/oneOf,
+/// references into the document's components); returns the first mismatch. The tests check the
+/// API's live answers with it.
+pub fn conforms(doc: &Value, v: &Value, schema: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name =
+            r.strip_prefix("#/components/schemas/").ok_or_else(|| format!("{at}: bad reference {r}"))?;
+        let target = &doc["components"]["schemas"][name];
+        if target.is_null() {
+            return Err(format!("{at}: {r} is not in the document"));
+        }
+        return conforms(doc, v, target, at);
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        conforms(doc, v, part, at)?;
+    }
+    if let Some(any) = schema["anyOf"].as_array().or_else(|| schema["oneOf"].as_array()) {
+        return if any.iter().any(|s| conforms(doc, v, s, at).is_ok()) {
+            Ok(())
+        } else {
+            Err(format!("{at}: {v} fits no alternative"))
+        };
+    }
+    let fits = |ty: &str| match ty {
+        "object" => v.is_object(),
+        "array" => v.is_array(),
+        "string" => v.is_string(),
+        "integer" => v.is_i64() || v.is_u64(),
+        "number" => v.is_number(),
+        "boolean" => v.is_boolean(),
+        "null" => v.is_null(),
+        _ => true,
+    };
+    let ok = match &schema["type"] {
+        Value::String(t) => fits(t),
+        Value::Array(ts) => ts.iter().any(|t| fits(t.as_str().unwrap_or_default())),
+        _ => true,
+    };
+    if !ok {
+        return Err(format!("{at}: {v} is not {}", schema["type"]));
+    }
+    if let Some(c) = schema.get("const")
+        && c != v
+    {
+        return Err(format!("{at}: {v} is not {c}"));
+    }
+    if let Some(e) = schema["enum"].as_array()
+        && !e.contains(v)
+    {
+        return Err(format!("{at}: {v} is not one of {e:?}"));
+    }
+    if schema["format"] == "date-time"
+        && schemas::time::parse_rfc3339_micros(v.as_str().unwrap_or("")).is_none()
+    {
+        return Err(format!("{at}: {v} is not an RFC 3339 time"));
+    }
+    if let Some(o) = v.as_object() {
+        let props = schema["properties"].as_object();
+        for (k, x) in o {
+            let pattern = schema["patternProperties"].as_object().and_then(|pp| {
+                pp.iter()
+                    .find(|(re, _)| regex::Regex::new(re).is_ok_and(|re| re.is_match(k)))
+                    .map(|(_, sub)| sub)
+            });
+            match props.and_then(|p| p.get(k)).or(pattern) {
+                Some(sub) => conforms(doc, x, sub, &format!("{at}.{k}"))?,
+                None if schema["additionalProperties"] == false => {
+                    return Err(format!("{at}: unknown field {k}"));
+                }
+                None => {
+                    if let extra @ Value::Object(_) = &schema["additionalProperties"] {
+                        conforms(doc, x, extra, &format!("{at}.{k}"))?;
+                    }
+                }
+            }
+        }
+        for k in schema["required"].as_array().into_iter().flatten() {
+            if !o.contains_key(k.as_str().unwrap_or_default()) {
+                return Err(format!("{at}: {k} is required"));
+            }
+        }
+    }
+    if let (Some(items), Some(list)) = (schema.get("items"), v.as_array()) {
+        for (i, x) in list.iter().enumerate() {
+            conforms(doc, x, items, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks a 200 answer of `method path` (the route's template, `/api/v1/incidents/{id}`) against
+/// the document's schema for it; routes whose answers are not typed yet pass.
+pub fn check_answer(doc: &Value, method: &str, path: &str, answer: &Value) -> Result<(), String> {
+    let schema = &doc["paths"][path][method.to_lowercase()]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    if schema.is_null() {
+        return Ok(());
+    }
+    conforms(doc, answer, schema, &format!("{method} {path}"))
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Where an alert sits in the graph.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Anchor {
     /// The alert's id.
     pub alert: String,
@@ -28,9 +28,11 @@ pub struct Anchor {
     pub entity: Option<String>,
     /// First evidence time (microseconds).
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub time: i64,
     /// Last evidence time.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub last: i64,
     /// Alert level (1-5).
     pub level: u8,
@@ -51,7 +53,7 @@ impl Anchor {
 }
 
 /// Why one alert is in the incident: the hops from another alert's anchor to its own.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Join {
     /// The alert the path starts from.
     pub from_alert: String,
@@ -62,7 +64,7 @@ pub struct Join {
 }
 
 /// A stored hop (see [`Hop`]).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct JoinHop {
     /// `kind:key` it leaves.
     pub from: String,
@@ -76,6 +78,7 @@ pub struct JoinHop {
     pub kind: String,
     /// When the path takes it.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub at: i64,
     /// Between two hosts.
     pub cross_host: bool,
@@ -90,7 +93,7 @@ pub struct JoinHop {
 }
 
 /// An external destination a process of the incident contacted.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Contact {
     /// The host of the process.
     pub host: String,
@@ -102,13 +105,14 @@ pub struct Contact {
     pub label: String,
     /// First contact.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub at: i64,
     /// Proof.
     pub events: Vec<String>,
 }
 
 /// One step of an incident's attack path.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PathStep {
     /// `host`, `domain` or `ip`.
     pub kind: String,
@@ -116,13 +120,14 @@ pub struct PathStep {
     pub name: String,
     /// When the path reached it (microseconds).
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub at: i64,
     /// The events that prove the hop into it (empty for the root).
     pub events: Vec<String>,
 }
 
 /// An incident as stored: its alerts (by anchor), joins, contacts, and what is derived from them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Incident {
     /// `inc-<first alert id>`.
     pub id: String,
@@ -148,9 +153,11 @@ pub struct Incident {
     pub techniques: Vec<String>,
     /// First evidence.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub first: i64,
     /// Last evidence.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub last: i64,
     /// Incidents merged into this one.
     pub merged_from: Vec<String>,

@@ -28,6 +28,24 @@ pub fn now_micros() -> i64 {
     Utc::now().timestamp_micros()
 }
 
+/// How a [`rfc3339`] field is described in JSON Schema (OpenAPI): an RFC 3339 string.
+/// `#[schemars(with = "schemas::time::Rfc3339")]` beside the serde attribute.
+pub struct Rfc3339;
+
+impl schemars::JsonSchema for Rfc3339 {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Rfc3339".into()
+    }
+
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "format": "date-time"})
+    }
+}
+
 /// Serde for a time kept as microseconds inside Cordon and shown as RFC 3339 outside it: written as
 /// a string, read from a string or (as stored before the API was typed) an integer.
 /// `#[serde(with = "schemas::time::rfc3339")]`.

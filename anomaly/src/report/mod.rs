@@ -12,7 +12,7 @@ use crate::series::HOUR;
 pub const MAX_CHARTS: usize = 25;
 
 /// One anomaly in the ranking.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ReportAnomaly {
     /// The alert.
     pub alert: String,
@@ -39,10 +39,11 @@ pub struct ReportAnomaly {
 }
 
 /// One hour of a chart.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct ChartPoint {
     /// Hour (microseconds inside, RFC 3339 outside).
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub hour: i64,
     /// The count.
     pub observed: f64,
@@ -53,7 +54,7 @@ pub struct ChartPoint {
 }
 
 /// A host's section.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HostSection {
     /// Host.
     pub host: String,
@@ -70,7 +71,7 @@ pub struct HostSection {
 }
 
 /// A host group's numbers.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct GroupSummary {
     /// Hosts with logins in the period.
     pub hosts: usize,
@@ -83,7 +84,7 @@ pub struct GroupSummary {
 }
 
 /// The fleet's numbers.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct FleetSummary {
     /// Hosts with logins in the period.
     pub hosts: usize,
@@ -100,7 +101,7 @@ pub struct FleetSummary {
 }
 
 /// Against the previous report of the same schedule.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Changes {
     /// The previous report's id (none: the first of its schedule).
     pub previous: Option<String>,
@@ -117,7 +118,7 @@ pub struct Changes {
 }
 
 /// A report.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Report {
     /// Report id.
     pub id: String,

@@ -36,84 +36,6 @@ fn every_parameter_has_a_type() {
     assert_eq!((limit["type"].as_str(), limit["maximum"].as_u64()), (Some("integer"), Some(1000)));
 }
 
-/// Checks `v` against the subset of JSON Schema the document uses (types, formats, properties,
-/// required, additionalProperties, items, enum, anyOf/oneOf, references into the document's
-/// components); returns the first mismatch.
-fn check(doc: &Value, v: &Value, schema: &Value, at: &str) -> Result<(), String> {
-    if let Some(r) = schema["$ref"].as_str() {
-        let name =
-            r.strip_prefix("#/components/schemas/").ok_or_else(|| format!("{at}: bad reference {r}"))?;
-        let target = &doc["components"]["schemas"][name];
-        if target.is_null() {
-            return Err(format!("{at}: {r} is not in the document"));
-        }
-        return check(doc, v, target, at);
-    }
-    if let Some(any) = schema["anyOf"].as_array().or_else(|| schema["oneOf"].as_array()) {
-        return if any.iter().any(|s| check(doc, v, s, at).is_ok()) {
-            Ok(())
-        } else {
-            Err(format!("{at}: {v} fits no alternative"))
-        };
-    }
-    let fits = |ty: &str| match ty {
-        "object" => v.is_object(),
-        "array" => v.is_array(),
-        "string" => v.is_string(),
-        "integer" => v.is_i64() || v.is_u64(),
-        "number" => v.is_number(),
-        "boolean" => v.is_boolean(),
-        "null" => v.is_null(),
-        _ => true,
-    };
-    let ok = match &schema["type"] {
-        Value::String(t) => fits(t),
-        Value::Array(ts) => ts.iter().any(|t| fits(t.as_str().unwrap_or_default())),
-        _ => true,
-    };
-    if !ok {
-        return Err(format!("{at}: {v} is not {}", schema["type"]));
-    }
-    if let Some(c) = schema.get("const")
-        && c != v
-    {
-        return Err(format!("{at}: {v} is not {c}"));
-    }
-    if let Some(e) = schema["enum"].as_array()
-        && !e.contains(v)
-    {
-        return Err(format!("{at}: {v} is not one of {e:?}"));
-    }
-    if schema["format"] == "date-time"
-        && schemas::time::parse_rfc3339_micros(v.as_str().unwrap_or("")).is_none()
-    {
-        return Err(format!("{at}: {v} is not an RFC 3339 time"));
-    }
-    if let Some(o) = v.as_object() {
-        let props = schema["properties"].as_object();
-        for (k, x) in o {
-            match props.and_then(|p| p.get(k)) {
-                Some(sub) => check(doc, x, sub, &format!("{at}.{k}"))?,
-                None if schema["additionalProperties"] == false => {
-                    return Err(format!("{at}: unknown field {k}"));
-                }
-                None => {}
-            }
-        }
-        for k in schema["required"].as_array().into_iter().flatten() {
-            if !o.contains_key(k.as_str().unwrap_or_default()) {
-                return Err(format!("{at}: {k} is required"));
-            }
-        }
-    }
-    if let (Some(items), Some(list)) = (schema.get("items"), v.as_array()) {
-        for (i, x) in list.iter().enumerate() {
-            check(doc, x, items, &format!("{at}[{i}]"))?;
-        }
-    }
-    Ok(())
-}
-
 fn body_schema(doc: &Value, method: &str, path: &str) -> Value {
     doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
 }
@@ -134,32 +56,34 @@ fn request_bodies_are_typed_from_their_structs() {
         );
     }
     let patch = body_schema(&doc, "patch", "/api/v1/alerts/{id}");
-    check(&doc, &json!({"handling": "false_positive", "comment": "lab scanner"}), &patch, "body").unwrap();
+    conforms(&doc, &json!({"handling": "false_positive", "comment": "lab scanner"}), &patch, "body").unwrap();
     assert!(
-        check(&doc, &json!({"handling": "ignored", "comment": ""}), &patch, "body")
+        conforms(&doc, &json!({"handling": "ignored", "comment": ""}), &patch, "body")
             .unwrap_err()
             .contains("handling")
     );
     assert!(
-        check(&doc, &json!({"handling": "handled", "coment": ""}), &patch, "body")
+        conforms(&doc, &json!({"handling": "handled", "coment": ""}), &patch, "body")
             .unwrap_err()
             .contains("coment")
     );
     let request = body_schema(&doc, "post", "/api/v1/response/requests");
     let rule = json!({"name": "Contain", "kind": "handling", "actions": [{"action": "Other_NetOff"}]});
-    check(
+    conforms(
         &doc,
         &json!({"rule": rule, "targets": ["a1"], "reason": "alert 1", "ttl_secs": 900}),
         &request,
         "body",
     )
     .unwrap();
-    assert!(check(&doc, &json!({"rule": rule, "targets": "a1", "reason": "x"}), &request, "body").is_err());
+    assert!(
+        conforms(&doc, &json!({"rule": rule, "targets": "a1", "reason": "x"}), &request, "body").is_err()
+    );
     let policy = body_schema(&doc, "put", "/api/v1/policy");
     let body = json!({"policy": {"default": "record", "techniques": {"T1486": "block"}}, "reason": "r", "base_version": 3});
-    check(&doc, &body, &policy, "body").unwrap();
+    conforms(&doc, &body, &policy, "body").unwrap();
     let bad = json!({"policy": {"default": "panic"}, "reason": "r", "base_version": 3});
-    assert!(check(&doc, &bad, &policy, "body").is_err(), "a tier outside block/alert/record/off");
+    assert!(conforms(&doc, &bad, &policy, "body").is_err(), "a tier outside block/alert/record/off");
 }
 
 /// The alert routes answer with the alert struct's schema; a stored alert fits it.
@@ -176,10 +100,10 @@ fn alerts_are_typed_from_the_alert_struct() {
         "evidence": ["e1"], "why": {"rule": "r"}
     }))
     .unwrap();
-    check(&doc, &json!({"alerts": [serde_json::to_value(&alert).unwrap()]}), list, "alerts").unwrap();
+    conforms(&doc, &json!({"alerts": [serde_json::to_value(&alert).unwrap()]}), list, "alerts").unwrap();
     let mut broken = serde_json::to_value(&alert).unwrap();
     broken["level"] = json!("high");
-    assert!(check(&doc, &json!({"alerts": [broken]}), list, "alerts").unwrap_err().contains("level"));
+    assert!(conforms(&doc, &json!({"alerts": [broken]}), list, "alerts").unwrap_err().contains("level"));
 }
 
 /// An event decoded as ingest decodes it, served as the API serves it, fits the document's Event;
@@ -190,20 +114,20 @@ fn a_served_event_fits_the_event_schema() {
     let ch = Channel { tenant: "t", agent: "a", message_key: "1:1", stream_seq: 9, received: 5 };
     let line = r#"{"@timestamp":"2026-11-23T09:20:01Z","host":{"name":"Web服务器-北机房","ip":["10.20.1.15"]},"event":{"category":"process","action":"start"},"process":{"pid":7,"command_line":"<img src=x onerror=alert(1)>"},"user":{"name":"svc"},"zz":{"keep":1}}"#.as_bytes();
     let served = decode_line(line, 0, &ch, &Limits::default()).unwrap().to_ecs_json();
-    check(&json!({}), &served, &event_schema(), "event").unwrap();
+    conforms(&json!({}), &served, &event_schema(), "event").unwrap();
     assert_eq!(served["host"]["ip"], json!(["10.20.1.15"]));
     assert_eq!(served["zz"]["keep"], 1, "unknown fields come back where they were sent");
     let mut flat = served.clone();
     flat["host"]["ip"] = json!("[10.20.1.15]");
-    assert!(check(&json!({}), &flat, &event_schema(), "event").unwrap_err().contains("event.host.ip"));
+    assert!(conforms(&json!({}), &flat, &event_schema(), "event").unwrap_err().contains("event.host.ip"));
     let mut micros = served;
     micros["@timestamp"] = json!(1_700_000_000_000_000i64);
-    assert!(check(&json!({}), &micros, &event_schema(), "event").is_err());
+    assert!(conforms(&json!({}), &micros, &event_schema(), "event").is_err());
     let doc = openapi();
     let timeline = &doc["paths"]["/api/v1/hosts/{host}/timeline"]["get"]["responses"]["200"]["content"]["application/json"]
         ["schema"];
     let page = json!({"events": [decode_line(line, 0, &ch, &Limits::default()).unwrap().to_ecs_json()]});
-    check(&doc, &page, timeline, "timeline").unwrap();
+    conforms(&doc, &page, timeline, "timeline").unwrap();
 }
 
 /// One call the console makes: method, path (with `{}` for each interpolated segment) and the query

@@ -49,7 +49,7 @@ pub struct IncidentRow {
 }
 
 /// An analyst's change with its note.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct IncidentComment {
     /// Who.
     pub author: String,

@@ -129,6 +129,24 @@ fn the_attack_is_one_incident_with_its_path_and_the_rest_stays_apart() -> anyhow
     let (status, one) = get(&format!("{api}/api/v1/incidents/{id}"), Some(&tok))?;
     assert_eq!(status, 200, "{one}");
     let timeline = one["timeline"].as_array().unwrap();
+    // The answers fit the OpenAPI document the server serves (its schemas generated from the types).
+    let (_, doc) = get(&format!("{api}/api/v1/openapi.json"), Some(&tok))?;
+    let fits = |path: &str, url: &str| -> anyhow::Result<()> {
+        let (status, answer) = get(&format!("{api}{url}"), Some(&tok))?;
+        anyhow::ensure!(status == 200, "{url}: {answer}");
+        api::openapi::check_answer(&doc, "GET", path, &answer).map_err(anyhow::Error::msg)
+    };
+    fits("/api/v1/incidents", "/api/v1/incidents")?;
+    fits("/api/v1/incidents/{id}", &format!("/api/v1/incidents/{id}"))?;
+    for a in web.iter().take(3) {
+        fits("/api/v1/alerts/{id}", &format!("/api/v1/alerts/{a}"))?;
+    }
+    fits("/api/v1/alerts", "/api/v1/alerts?limit=1000")?;
+    fits(
+        "/api/v1/hosts/{host}/timeline",
+        &format!("/api/v1/hosts/{}/timeline?limit=1000", tests::urlencode("Web服务器-北机房")),
+    )?;
+    fits("/api/v1/search", "/api/v1/search?q=jndi&literal=true")?;
     // Events in the API's one shape: nested ECS, RFC 3339 times, addresses as arrays.
     let times: Vec<&str> = timeline.iter().map(|e| e["event"]["@timestamp"].as_str().unwrap()).collect();
     assert!(times.iter().all(|t| schemas::time::parse_rfc3339_micros(t).is_some()), "{times:?}");

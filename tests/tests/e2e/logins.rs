@@ -157,6 +157,8 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
         json!({"from": schemas::time::format_micros(to - 24 * hour), "to": schemas::time::format_micros(to)});
     let (status, v) = tests::post(&format!("{api}/api/v1/reports/run"), Some(tok), &period)?;
     assert_eq!(status, 200, "{v}");
+    let (_, doc) = get(&format!("{api}/api/v1/openapi.json"), Some(tok))?;
+    api::openapi::check_answer(&doc, "POST", "/api/v1/reports/run", &v).map_err(anyhow::Error::msg)?;
     let r = &v["report"];
     assert_eq!(r["anomalies"][0]["host"], name.as_str(), "{}", r["anomalies"]);
     assert!(r["anomalies"][0]["level"].as_u64() >= Some(4));

@@ -174,6 +174,7 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
             "events": {"type": "array", "items": event},
             "comments": {"type": "array", "items": t.response::<store::catalog::AlertComment>()},
         }, "required": ["alert", "events", "comments"]}),
+        ("GET", "/api/v1/agents") => t.response::<crate::routes::AgentList>(),
         ("GET", "/api/v1/incidents") => {
             json!({"type": "object", "properties": {"incidents": {"type": "array", "items": incident_view(t)}}, "required": ["incidents"]})
         }

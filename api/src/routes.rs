@@ -241,31 +241,67 @@ async fn agents(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>,
     let silent = secs_param(&p, "silent_secs", 900)? * 1_000_000;
     let rows = s.store.catalog().agents(&c.token.tenant).await.map_err(store::StoreError::from)?;
     let now = schemas::time::now_micros();
-    let agents: Vec<Value> = rows
+    let agents = rows
         .iter()
         .map(|a| {
             let status = if now - a.last_heartbeat > dead {
-                "dead"
+                AgentStatus::Dead
             } else if now - a.last_activity > silent {
-                "silent"
+                AgentStatus::Silent
             } else {
-                "active"
+                AgentStatus::Active
             };
-            json!({
-                "agent_id": a.agent_id,
-                "host": a.host,
-                "status": status,
-                "boot": a.boot,
-                "last_heartbeat": schemas::time::format_micros(a.last_heartbeat),
-                "last_activity": schemas::time::format_micros(a.last_activity),
-                "events_in": a.events_in,
-                "events_acked": a.events_acked,
-                "events_dropped": a.events_dropped,
-                "spool_bytes": a.spool_bytes,
-            })
+            AgentView {
+                agent_id: a.agent_id.clone(),
+                host: a.host.clone(),
+                status,
+                boot: a.boot,
+                last_heartbeat: a.last_heartbeat,
+                last_activity: a.last_activity,
+                events_in: a.events_in,
+                events_acked: a.events_acked,
+                events_dropped: a.events_dropped,
+                spool_bytes: a.spool_bytes,
+            }
         })
         .collect();
-    Ok(Json(json!({ "agents": agents })).into_response())
+    Ok(Json(AgentList { agents }).into_response())
+}
+
+/// `GET /api/v1/agents`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AgentList {
+    agents: Vec<AgentView>,
+}
+
+/// Whether an agent is heard from: see [`agents`].
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum AgentStatus {
+    Active,
+    Silent,
+    Dead,
+}
+
+/// One agent with its status, last heartbeat and activity, and the counters its heartbeats carry.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct AgentView {
+    agent_id: String,
+    host: String,
+    status: AgentStatus,
+    /// The agent process's boot counter.
+    boot: i64,
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    last_heartbeat: i64,
+    /// The last heartbeat that reported new events.
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    last_activity: i64,
+    events_in: i64,
+    events_acked: i64,
+    events_dropped: i64,
+    spool_bytes: i64,
 }
 
 async fn timeline(

@@ -184,6 +184,9 @@ fn agents_show_as_active_then_silent_then_dead() -> anyhow::Result<()> {
         Ok((acked == per_agent).then_some(list))
     })?;
     assert!(agents.iter().all(|a| a["status"] == "active" && a["events_dropped"] == 0), "{agents:?}");
+    let (_, doc) = get(&format!("{}/api/v1/openapi.json", server.api), Some(tok))?;
+    let (_, answer) = get(&url(""), Some(tok))?;
+    api::openapi::check_answer(&doc, "GET", "/api/v1/agents", &answer).map_err(anyhow::Error::msg)?;
     std::thread::sleep(Duration::from_millis(2100));
     let status = |q: &str| -> anyhow::Result<Vec<String>> {
         let (code, v) = get(&url(q), Some(tok))?;

@@ -37,6 +37,44 @@ fn techniques(measure: Measure, direction: Direction) -> &'static [&'static str]
     }
 }
 
+/// An anomaly alert's `why`: the finding, and the hours around it as the report and the console
+/// chart them.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct Why {
+    /// "expected 3 (1-6), fleet p99.9 9, observed 41 failed logins".
+    pub explanation: String,
+    /// What was counted.
+    pub measure: crate::detect::Measure,
+    /// Above or below.
+    pub direction: crate::detect::Direction,
+    /// The count.
+    pub observed: u32,
+    /// Over how many hours (silences run longer than one).
+    pub hours: u32,
+    /// What was expected, and on which basis.
+    pub expected: crate::detect::Expected,
+    /// The hours around it, oldest first.
+    pub series: Vec<SeriesHour>,
+}
+
+/// One hour of an anomaly's series.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct SeriesHour {
+    /// The hour (RFC 3339).
+    #[schemars(with = "schemas::time::Rfc3339")]
+    pub hour: String,
+    /// The count.
+    pub observed: u32,
+    /// The host's expected count, when it had an expectation then.
+    pub expected: Option<f64>,
+    /// Its interval's lower bound.
+    pub lower: Option<f64>,
+    /// Its interval's upper bound.
+    pub upper: Option<f64>,
+    /// The fleet band's upper bound.
+    pub fleet_upper: Option<f64>,
+}
+
 /// The alert for a finding.
 pub fn alert(lf: &LiveFinding) -> Alert {
     let f = &lf.finding;
@@ -51,18 +89,16 @@ pub fn alert(lf: &LiveFinding) -> Alert {
         }
     }
     let last = lf.hour + i64::from(f.hours) * crate::series::HOUR - 1;
-    let around: Vec<serde_json::Value> = lf
+    let series: Vec<SeriesHour> = lf
         .around
         .iter()
-        .map(|(h, n, e)| {
-            serde_json::json!({
-                "hour": schemas::time::format_micros(*h),
-                "observed": n,
-                "expected": e.map(|e| e.own.point),
-                "lower": e.map(|e| e.own.lower),
-                "upper": e.map(|e| e.own.upper),
-                "fleet_upper": e.map(|e| e.fleet.upper),
-            })
+        .map(|(h, n, e)| SeriesHour {
+            hour: schemas::time::format_micros(*h),
+            observed: *n,
+            expected: e.map(|e| e.own.point),
+            lower: e.map(|e| e.own.lower),
+            upper: e.map(|e| e.own.upper),
+            fleet_upper: e.map(|e| e.fleet.upper),
         })
         .collect();
     Alert {
@@ -94,15 +130,16 @@ pub fn alert(lf: &LiveFinding) -> Alert {
             .collect(),
         tactics,
         evidence: lf.evidence.clone(),
-        why: serde_json::json!({
-            "explanation": f.explanation,
-            "measure": f.measure,
-            "direction": f.direction,
-            "observed": f.observed,
-            "hours": f.hours,
-            "expected": f.expected,
-            "series": around,
-        }),
+        why: serde_json::to_value(Why {
+            explanation: f.explanation.clone(),
+            measure: f.measure,
+            direction: f.direction,
+            observed: f.observed,
+            hours: f.hours,
+            expected: f.expected,
+            series,
+        })
+        .unwrap_or_default(),
         log: None,
     }
 }

@@ -11,7 +11,7 @@
 pub const WEEK: usize = 168;
 
 /// One hour of the week's band.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct Band {
     /// The fleet's median.
     pub median: f64,

@@ -53,7 +53,9 @@ impl Default for ForecastConfig {
 }
 
 /// One forecast hour.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct HourForecast {
     /// The expected count.
     pub point: f64,

@@ -248,30 +248,52 @@ pub(crate) async fn anomalies(
     let mut f = alert_filter(&p)?;
     f.rule_prefix = Some("cordon-anomaly-".to_owned());
     let list = s.store.catalog().alerts(&c.token.tenant, &f).await.map_err(store::StoreError::from)?;
-    let anomalies: Vec<Value> = list
+    let anomalies = list
         .into_iter()
-        .map(|a| {
-            json!({
-                "id": a.id,
-                "host": a.endpoint.name,
-                "group": a.endpoint.group,
-                "level": a.level,
-                "rule": a.rule.id,
-                "first_seen": a.first_seen,
-                "last_seen": a.last_seen,
-                "explanation": a.why["explanation"],
-                "measure": a.why["measure"],
-                "direction": a.why["direction"],
-                "observed": a.why["observed"],
-                "expected": a.why["expected"],
-                "series": a.why["series"],
-                "evidence": a.evidence,
-                "handling": a.handling,
-                "techniques": a.techniques,
+        .filter_map(|a| {
+            // Every anomaly alert carries its finding; one that does not is not listed as one.
+            let why = serde_json::from_value::<anomaly::alert::Why>(a.why).ok()?;
+            Some(AnomalyView {
+                id: a.id,
+                host: a.endpoint.name,
+                group: a.endpoint.group,
+                level: a.level,
+                rule: a.rule.id,
+                first_seen: a.first_seen,
+                last_seen: a.last_seen,
+                why,
+                evidence: a.evidence,
+                handling: a.handling,
+                techniques: a.techniques,
             })
         })
         .collect();
-    Ok(Json(json!({ "anomalies": anomalies })).into_response())
+    Ok(Json(AnomalyList { anomalies }).into_response())
+}
+
+/// `GET /api/v1/anomalies`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AnomalyList {
+    anomalies: Vec<AnomalyView>,
+}
+
+/// A login anomaly: its alert's identity and handling, and its finding with the series around it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct AnomalyView {
+    id: String,
+    host: String,
+    group: Option<String>,
+    level: u8,
+    rule: String,
+    #[schemars(with = "schemas::time::Rfc3339")]
+    first_seen: String,
+    #[schemars(with = "schemas::time::Rfc3339")]
+    last_seen: String,
+    #[serde(flatten)]
+    why: anomaly::alert::Why,
+    evidence: Vec<String>,
+    handling: schemas::alert::Handling,
+    techniques: Vec<schemas::alert::TechniqueTag>,
 }
 
 fn alert_filter(p: &HashMap<String, String>) -> Result<store::catalog::AlertFilter, ApiError> {

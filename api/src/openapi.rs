@@ -175,6 +175,7 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
             "comments": {"type": "array", "items": t.response::<store::catalog::AlertComment>()},
         }, "required": ["alert", "events", "comments"]}),
         ("GET", "/api/v1/agents") => t.response::<crate::routes::AgentList>(),
+        ("GET", "/api/v1/anomalies") => t.response::<crate::detection::AnomalyList>(),
         ("GET", "/api/v1/incidents") => {
             json!({"type": "object", "properties": {"incidents": {"type": "array", "items": incident_view(t)}}, "required": ["incidents"]})
         }

@@ -119,6 +119,9 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
         Ok((!list.is_empty()).then_some(list))
     })?;
     let a = anomalies.iter().find(|a| a["host"] == name.as_str()).expect("an anomaly on the burst's host");
+    let (_, doc) = get(&format!("{api}/api/v1/openapi.json"), Some(tok))?;
+    let (_, listed) = get(&format!("{api}/api/v1/anomalies"), Some(tok))?;
+    api::openapi::check_answer(&doc, "GET", "/api/v1/anomalies", &listed).map_err(anyhow::Error::msg)?;
     assert_eq!(a["measure"], "failures");
     assert_eq!(a["direction"], "above");
     assert_eq!(a["techniques"][0]["id"], "T1110");
@@ -157,7 +160,6 @@ fn a_burst_past_forecast_and_fleet_band_is_an_anomaly_alert() -> anyhow::Result<
         json!({"from": schemas::time::format_micros(to - 24 * hour), "to": schemas::time::format_micros(to)});
     let (status, v) = tests::post(&format!("{api}/api/v1/reports/run"), Some(tok), &period)?;
     assert_eq!(status, 200, "{v}");
-    let (_, doc) = get(&format!("{api}/api/v1/openapi.json"), Some(tok))?;
     api::openapi::check_answer(&doc, "POST", "/api/v1/reports/run", &v).map_err(anyhow::Error::msg)?;
     let r = &v["report"];
     assert_eq!(r["anomalies"][0]["host"], name.as_str(), "{}", r["anomalies"]);

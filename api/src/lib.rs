@@ -22,6 +22,7 @@ mod live;
 pub mod openapi;
 pub mod reports;
 mod requests;
+mod requests_view;
 mod response;
 mod routes;
 pub mod session;

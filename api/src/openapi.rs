@@ -175,6 +175,8 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
             "comments": {"type": "array", "items": t.response::<store::catalog::AlertComment>()},
         }, "required": ["alert", "events", "comments"]}),
         ("GET", "/api/v1/agents") => t.response::<crate::routes::AgentList>(),
+        ("GET", "/api/v1/response/requests") => t.response::<crate::requests_view::RequestList>(),
+        ("GET", "/api/v1/response/requests/{id}") => t.response::<crate::requests_view::RequestView>(),
         ("GET", "/api/v1/anomalies") => t.response::<crate::detection::AnomalyList>(),
         ("GET", "/api/v1/incidents") => {
             json!({"type": "object", "properties": {"incidents": {"type": "array", "items": incident_view(t)}}, "required": ["incidents"]})
@@ -321,8 +323,9 @@ pub fn conforms(doc: &Value, v: &Value, schema: &Value, at: &str) -> Result<(), 
     {
         return Err(format!("{at}: {v} is not one of {e:?}"));
     }
+    // A format constrains strings only (a null beside it is the type's business).
     if schema["format"] == "date-time"
-        && schemas::time::parse_rfc3339_micros(v.as_str().unwrap_or("")).is_none()
+        && v.as_str().is_some_and(|t| schemas::time::parse_rfc3339_micros(t).is_none())
     {
         return Err(format!("{at}: {v} is not an RFC 3339 time"));
     }

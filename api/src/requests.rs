@@ -8,6 +8,7 @@
 //! request, and an approval counts only when handed in by the token its key was registered to.
 
 use crate::error::{ApiError, Kind};
+use crate::requests_view::{RequestList, RequestView};
 use crate::response::invalid_rule;
 use crate::routes::{Params, Res, limit_param};
 use crate::{AppState, Caller};
@@ -21,7 +22,7 @@ use schemas::response::parse;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
-use store::catalog::{ApprovalRow, NewRequest, RequestRefusal, RequestRow};
+use store::catalog::{ApprovalRow, NewRequest, RequestRefusal};
 
 /// Targets one request may name at most.
 const MAX_TARGETS: usize = 1000;
@@ -243,7 +244,7 @@ pub(crate) async fn request_create(
         serde_json::to_string(&body).unwrap_or_default()
     };
     let row = catalog.create_request(&new, command, now).await.map_err(store_err)?;
-    Ok((StatusCode::CREATED, Json(request_json(&row))).into_response())
+    Ok((StatusCode::CREATED, Json(RequestView::of(&row))).into_response())
 }
 
 fn ttl_micros(ttl_secs: Option<i64>) -> Result<i64, ApiError> {
@@ -286,80 +287,6 @@ pub(crate) async fn known_targets(
     Ok(out)
 }
 
-/// A request as the API shows it: the state and approvals, and `command`, the form
-/// `cordon approve` signs (the body text and the approvals so far).
-fn request_json(r: &RequestRow) -> Value {
-    let approvals: Vec<Value> =
-        r.approvals.iter().map(|a| json!({"key": a.public_key, "sig": a.sig})).collect();
-    json!({
-        "id": r.id,
-        "state": r.state,
-        "phase": phase(r),
-        "destructive": r.destructive,
-        "approvals_needed": r.needed,
-        "approvals": r.approvals.iter().map(|a| json!({"public_key": a.public_key, "by_token": a.by_token, "at": crate::wire::time(a.at)})).collect::<Vec<_>>(),
-        "requested_by": r.requested_by,
-        "requested_at": crate::wire::time(r.requested_at),
-        "updated_at": crate::wire::time(r.updated_at),
-        "expires_at": crate::wire::time(r.expires_at),
-        "command": {"body": r.body, "approvals": approvals},
-        "targets": r.targets.iter().map(target_json).collect::<Vec<_>>(),
-        "progress": progress(&r.targets),
-    })
-}
-
-/// Where a request is in its life, from its stored state and its targets: `requested`, `approved`
-/// (no agent has fetched it), `delivered` (some have, not all reported), then once every target
-/// reported `executed` (all carried out and verified), `failed` (some action failed on some agent)
-/// or `refused` (some agent refused it); `cancelled` and `expired` as stored.
-fn phase(r: &RequestRow) -> &'static str {
-    let reported =
-        |t: &store::catalog::TargetRow| matches!(t.state.as_str(), "executed" | "failed" | "refused");
-    let any = |state: &str| r.targets.iter().any(|t| t.state == state);
-    match r.state.as_str() {
-        "requested" => "requested",
-        "cancelled" => "cancelled",
-        "expired" if !r.targets.iter().any(reported) => "expired",
-        _ if !r.targets.is_empty() && r.targets.iter().all(reported) => {
-            if any("failed") {
-                "failed"
-            } else if any("refused") {
-                "refused"
-            } else {
-                "executed"
-            }
-        }
-        _ if r.targets.iter().any(|t| t.state != "pending") => "delivered",
-        "expired" => "expired",
-        _ => "approved",
-    }
-}
-
-/// Targets per delivery state: `pending` (not fetched yet), `delivered`, and the results'
-/// outcomes (`executed`, `failed`, `refused`).
-fn progress(targets: &[store::catalog::TargetRow]) -> Value {
-    let mut counts = serde_json::Map::new();
-    for state in ["pending", "delivered", "executed", "failed", "refused"] {
-        counts.insert(state.to_owned(), json!(targets.iter().filter(|t| t.state == state).count()));
-    }
-    Value::Object(counts)
-}
-
-/// A target's delivery and its signed result (the body parsed, the signature kept for checking).
-fn target_json(t: &store::catalog::TargetRow) -> Value {
-    let result = t.result.as_deref().map(|b| serde_json::from_str::<Value>(b).unwrap_or(Value::Null));
-    json!({
-        "agent": t.agent,
-        "counter": t.counter,
-        "state": t.state,
-        "delivered_at": crate::wire::time_opt(t.delivered_at),
-        "result": result,
-        "result_body": t.result,
-        "result_sig": t.result_sig,
-        "result_at": crate::wire::time_opt(t.result_at),
-    })
-}
-
 /// `GET /api/v1/response/requests`: newest first.
 pub(crate) async fn requests(
     State(s): State<Arc<AppState>>,
@@ -369,7 +296,7 @@ pub(crate) async fn requests(
     let limit = limit_param(&p, 100)?;
     let now = schemas::time::now_micros();
     let rows = s.store.catalog().requests(&c.token.tenant, limit as i64, now).await.map_err(store_err)?;
-    Ok(Json(json!({"requests": rows.iter().map(request_json).collect::<Vec<_>>()})).into_response())
+    Ok(Json(RequestList { requests: rows.iter().map(RequestView::of).collect() }).into_response())
 }
 
 /// `GET /api/v1/response/requests/{id}`.
@@ -381,7 +308,7 @@ pub(crate) async fn request_get(
     let now = schemas::time::now_micros();
     let row = s.store.catalog().request(&c.token.tenant, &id, now).await.map_err(store_err)?;
     let row = row.ok_or_else(|| ApiError::not_found(format!("no request {id}")))?;
-    Ok(Json(request_json(&row)).into_response())
+    Ok(Json(RequestView::of(&row)).into_response())
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -411,7 +338,7 @@ pub(crate) async fn request_approve(
         return Err(refused(Kind::Forbidden, "own_request", "nobody approves their own request"));
     }
     match catalog.approve_request(tenant, &id, &approval).await.map_err(store_err)? {
-        Ok(row) => Ok(Json(request_json(&row)).into_response()),
+        Ok(row) => Ok(Json(RequestView::of(&row)).into_response()),
         Err(e) => Err(refusal(e)),
     }
 }
@@ -472,7 +399,7 @@ pub(crate) async fn request_cancel(
 ) -> Res {
     let now = schemas::time::now_micros();
     match s.store.catalog().cancel_request(&c.token.tenant, &id, now).await.map_err(store_err)? {
-        Ok(row) => Ok(Json(request_json(&row)).into_response()),
+        Ok(row) => Ok(Json(RequestView::of(&row)).into_response()),
         Err(e) => Err(refusal(e)),
     }
 }

@@ -74,6 +74,19 @@ pub mod rfc3339 {
     }
 }
 
+/// [`rfc3339`] for a time that may be unset (null).
+pub mod rfc3339_opt {
+    use serde::Serializer;
+
+    /// Writes `us` as RFC 3339, or null.
+    pub fn serialize<S: Serializer>(us: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match us {
+            Some(us) => s.serialize_str(&super::format_micros(*us)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

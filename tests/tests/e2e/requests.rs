@@ -159,6 +159,12 @@ fn requests_wait_for_two_approvers_none_of_them_the_requester() -> anyhow::Resul
     let b = sign(dir.path(), &once, "bob.key")?;
     let (status, approved) = hand_in(&api, &r2, &id, &b)?;
     assert_eq!((status, approved["state"].as_str()), (200, Some("approved")), "{approved}");
+    // The answers fit the OpenAPI document (its request schemas generated from the types).
+    let (_, doc) = get(&format!("{api}/api/v1/openapi.json"), Some(&admin))?;
+    let fits = |path: &str, answer: &Value| api::openapi::check_answer(&doc, "GET", path, answer);
+    fits("/api/v1/response/requests/{id}", &approved).map_err(anyhow::Error::msg)?;
+    let (_, listed) = get(&requests, Some(&admin))?;
+    fits("/api/v1/response/requests", &listed).map_err(anyhow::Error::msg)?;
 
     // What the server holds is what the agent accepts: its body, untouched, and both approvals.
     let command: SignedCommand = serde_json::from_value(approved["command"].clone())?;

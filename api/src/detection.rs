@@ -30,19 +30,40 @@ async fn current_policy(s: &AppState, tenant: &str) -> Result<(i64, String, Stri
 
 pub(crate) async fn policy_get(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
     let (version, author, reason, created, policy) = current_policy(&s, &c.token.tenant).await?;
-    let summary: serde_json::Map<String, Value> = ["Windows", "Linux", "macOS"]
-        .iter()
-        .map(|p| ((*p).to_owned(), json!(policy.summary(p, None))))
-        .collect();
-    Ok(Json(json!({
-        "version": version,
-        "author": author,
-        "reason": reason,
-        "created": (created > 0).then(|| schemas::time::format_micros(created)),
-        "policy": policy,
-        "summary": summary,
-    }))
-    .into_response())
+    let summary =
+        ["Windows", "Linux", "macOS"].iter().map(|p| ((*p).to_owned(), policy.summary(p, None))).collect();
+    let version =
+        PolicyVersion { version, author, reason, created: (created > 0).then_some(created), policy };
+    Ok(Json(PolicyNow { version, summary }).into_response())
+}
+
+/// One version of a tenant's policy: who changed it, when and why.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct PolicyVersion {
+    version: i64,
+    author: String,
+    reason: String,
+    /// When it was saved (null for the shipped default).
+    #[serde(with = "schemas::time::rfc3339_opt")]
+    #[schemars(with = "Option<schemas::time::Rfc3339>")]
+    created: Option<i64>,
+    policy: Policy,
+}
+
+/// `GET /api/v1/policy`: the current version, and per platform how many endpoint techniques each
+/// tier covers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct PolicyNow {
+    #[serde(flatten)]
+    version: PolicyVersion,
+    summary: std::collections::BTreeMap<String, schemas::policy::TierCounts>,
+}
+
+/// `GET /api/v1/policy/versions`: newest first, and `shipped`, the default the first version changed.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct PolicyVersions {
+    versions: Vec<PolicyVersion>,
+    shipped: PolicyVersion,
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -83,23 +104,30 @@ pub(crate) async fn policy_put(
 
 pub(crate) async fn policy_versions(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
     let hist = s.store.catalog().policy_history(&c.token.tenant).await.map_err(store::StoreError::from)?;
-    let versions: Vec<Value> = hist
-        .iter()
+    let versions = hist
+        .into_iter()
         .map(|p| {
-            json!({
-                "version": p.version,
-                "author": p.author,
-                "reason": p.reason,
-                "created": schemas::time::format_micros(p.created_at),
-                "policy": serde_json::from_str::<Value>(&p.body).unwrap_or(Value::Null),
+            // Stored policies were validated when they were saved.
+            let policy: Policy = serde_json::from_str(&p.body).map_err(|e| ApiError::internal(&e))?;
+            Ok(PolicyVersion {
+                version: p.version,
+                author: p.author,
+                reason: p.reason,
+                created: Some(p.created_at),
+                policy,
             })
         })
-        .collect();
+        .collect::<Result<_, ApiError>>()?;
     // The shipped default, which the first version changed (so every version has something to be
     // compared with).
-    let shipped = json!({"version": 0, "author": "cordon", "reason": "the shipped default policy",
-        "policy": Policy::cordon_default()});
-    Ok(Json(json!({ "versions": versions, "shipped": shipped })).into_response())
+    let shipped = PolicyVersion {
+        version: 0,
+        author: "cordon".into(),
+        reason: "the shipped default policy".into(),
+        created: None,
+        policy: Policy::cordon_default(),
+    };
+    Ok(Json(PolicyVersions { versions, shipped }).into_response())
 }
 
 pub(crate) async fn rules(State(s): State<Arc<AppState>>, Query(p): Params) -> Res {

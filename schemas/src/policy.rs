@@ -125,7 +125,7 @@ pub struct PolicyError {
 }
 
 /// How many sub-techniques (and techniques without any) get each tier, for one platform.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct TierCounts {
     /// Blocked.
     pub block: usize,

@@ -330,6 +330,12 @@ fn a_policy_change_is_versioned_checked_and_applied_by_ingest() -> anyhow::Resul
     assert_eq!(pv["current"]["blocks"].as_u64(), Some(1), "{pv}");
     let (status, _) = tests::post(&format!("{url}/preview"), Some(tok), &json!({"policy": back, "days": 0}))?;
     assert_eq!(status, 400);
+    // The policy's answers fit the OpenAPI document the server serves.
+    let (_, doc) = get(&format!("{}/api/v1/openapi.json", server.api), Some(tok))?;
+    for path in ["/api/v1/policy", "/api/v1/policy/versions"] {
+        let (_, answer) = get(&format!("{}{path}", server.api), Some(tok))?;
+        api::openapi::check_answer(&doc, "GET", path, &answer).map_err(anyhow::Error::msg)?;
+    }
     Ok(())
 }
 

@@ -175,6 +175,7 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
             "comments": {"type": "array", "items": t.response::<store::catalog::AlertComment>()},
         }, "required": ["alert", "events", "comments"]}),
         ("GET", "/api/v1/agents") => t.response::<crate::routes::AgentList>(),
+        ("GET", "/api/v1/hosts") => t.response::<crate::routes::HostList>(),
         ("GET", "/api/v1/policy") => t.response::<crate::detection::PolicyNow>(),
         ("GET", "/api/v1/policy/versions") => t.response::<crate::detection::PolicyVersions>(),
         ("GET", "/api/v1/response/requests") => t.response::<crate::requests_view::RequestList>(),

@@ -210,15 +210,37 @@ async fn hosts(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, 
         .hosts(&c.token.tenant, limit as i64, offset.max(0))
         .await
         .map_err(store::StoreError::from)?;
-    let hosts: Vec<Value> = rows
+    let hosts = rows
         .iter()
-        .map(|h| {
-            json!({"host": h.host, "agent_id": h.agent_id, "events": h.events,
-                   "first_seen": schemas::time::format_micros(h.first_seen),
-                   "last_seen": schemas::time::format_micros(h.last_seen)})
+        .map(|h| HostView {
+            host: h.host.clone(),
+            agent_id: h.agent_id.clone(),
+            events: h.events,
+            first_seen: h.first_seen,
+            last_seen: h.last_seen,
         })
         .collect();
-    Ok(Json(json!({ "hosts": hosts })).into_response())
+    Ok(Json(HostList { hosts }).into_response())
+}
+
+/// `GET /api/v1/hosts`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct HostList {
+    hosts: Vec<HostView>,
+}
+
+/// A host with the agent that reported it, its event count and first and last events.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+struct HostView {
+    host: String,
+    agent_id: String,
+    events: i64,
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    first_seen: i64,
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    last_seen: i64,
 }
 
 fn secs_param(p: &HashMap<String, String>, name: &'static str, default: i64) -> Result<i64, ApiError> {

@@ -187,6 +187,8 @@ fn agents_show_as_active_then_silent_then_dead() -> anyhow::Result<()> {
     let (_, doc) = get(&format!("{}/api/v1/openapi.json", server.api), Some(tok))?;
     let (_, answer) = get(&url(""), Some(tok))?;
     api::openapi::check_answer(&doc, "GET", "/api/v1/agents", &answer).map_err(anyhow::Error::msg)?;
+    let (_, answer) = get(&format!("{}/api/v1/hosts?limit=1000", server.api), Some(tok))?;
+    api::openapi::check_answer(&doc, "GET", "/api/v1/hosts", &answer).map_err(anyhow::Error::msg)?;
     std::thread::sleep(Duration::from_millis(2100));
     let status = |q: &str| -> anyhow::Result<Vec<String>> {
         let (code, v) = get(&url(q), Some(tok))?;

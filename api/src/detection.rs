@@ -280,7 +280,13 @@ pub(crate) async fn anomalies(
         .into_iter()
         .filter_map(|a| {
             // Every anomaly alert carries its finding; one that does not is not listed as one.
-            let why = serde_json::from_value::<anomaly::alert::Why>(a.why).ok()?;
+            let why = match serde_json::from_value::<anomaly::alert::Why>(a.why) {
+                Ok(why) => why,
+                Err(e) => {
+                    tracing::warn!(alert = %a.id, error = %e, "an anomaly alert's why does not parse; left out of the list");
+                    return None;
+                }
+            };
             Some(AnomalyView {
                 id: a.id,
                 host: a.endpoint.name,

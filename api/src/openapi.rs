@@ -146,7 +146,8 @@ pub fn event_schema() -> Value {
     json!({"type": "object", "properties": root, "required": ["@timestamp", "event", "host"], "additionalProperties": true})
 }
 
-fn events(key: &str, item: Value) -> Value {
+/// An answer holding one list, `{key: [item, ...]}`.
+fn list_of(key: &str, item: Value) -> Value {
     json!({"type": "object", "properties": {key: {"type": "array", "items": item}}, "required": [key]})
 }
 
@@ -166,9 +167,7 @@ fn incident_view(t: &mut Types) -> Value {
 fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
     let event = json!({"$ref": "#/components/schemas/Event"});
     Some(match (r.method.as_str(), r.path) {
-        ("GET", "/api/v1/alerts") => {
-            json!({"type": "object", "properties": {"alerts": {"type": "array", "items": t.response::<schemas::alert::Alert>()}}, "required": ["alerts"]})
-        }
+        ("GET", "/api/v1/alerts") => list_of("alerts", t.response::<schemas::alert::Alert>()),
         ("GET", "/api/v1/alerts/{id}") => json!({"type": "object", "properties": {
             "alert": t.response::<schemas::alert::Alert>(),
             "events": {"type": "array", "items": event},
@@ -181,9 +180,7 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
         ("GET", "/api/v1/response/requests") => t.response::<crate::requests_view::RequestList>(),
         ("GET", "/api/v1/response/requests/{id}") => t.response::<crate::requests_view::RequestView>(),
         ("GET", "/api/v1/anomalies") => t.response::<crate::detection::AnomalyList>(),
-        ("GET", "/api/v1/incidents") => {
-            json!({"type": "object", "properties": {"incidents": {"type": "array", "items": incident_view(t)}}, "required": ["incidents"]})
-        }
+        ("GET", "/api/v1/incidents") => list_of("incidents", incident_view(t)),
         ("GET", "/api/v1/incidents/{id}") => json!({"type": "object", "properties": {
             "incident": incident_view(t),
             "alerts": {"type": "array", "items": {"type": "object", "properties": {
@@ -195,8 +192,8 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
         }, "required": ["incident", "alerts", "timeline", "comments"]}),
         ("GET", "/api/v1/reports/{id}") | ("POST", "/api/v1/reports/run") => json!({"type": "object",
             "properties": {"report": t.response::<anomaly::report::Report>()}, "required": ["report"]}),
-        ("GET", "/api/v1/hosts/{host}/timeline") => events("events", event),
-        ("GET", "/api/v1/search") => events(
+        ("GET", "/api/v1/hosts/{host}/timeline") => list_of("events", event),
+        ("GET", "/api/v1/search") => list_of(
             "events",
             json!({"type": "object", "properties": {"event": event, "matched": {"type": "array"}}}),
         ),

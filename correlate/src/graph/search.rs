@@ -198,14 +198,17 @@ impl Graph {
     fn starts(&self, n: NodeIndex) -> Vec<NodeIndex> {
         let mut out = vec![n];
         if self.g.contains_node(n) && self.g[n].kind == NodeKind::Host {
-            let name = Some(self.g[n].key.as_str());
-            out.extend(
-                self.g
-                    .node_indices()
-                    .filter(|&i| self.g[i].kind == NodeKind::Process && self.g[i].host.as_deref() == name),
-            );
+            out.extend(self.processes_on(&self.g[n].key));
         }
         out
+    }
+
+    /// The processes seen on `host`.
+    fn processes_on<'a>(&'a self, host: &'a str) -> impl Iterator<Item = NodeIndex> + 'a {
+        self.g.node_indices().filter(move |&n| {
+            let x = &self.g[n];
+            x.kind == NodeKind::Process && x.host.as_deref() == Some(host)
+        })
     }
 
     /// How many distinct nodes `start` reaches within `hops` directed hops, ignoring time (the
@@ -291,17 +294,8 @@ impl Graph {
     /// The process tree of `host` around `[from, to]`: its processes active then, nested by
     /// `spawned` edges; roots are processes whose parent is unknown or outside the range.
     pub fn process_tree(&self, host: &str, from: i64, to: i64) -> Vec<TreeNode> {
-        let procs: Vec<NodeIndex> = self
-            .g
-            .node_indices()
-            .filter(|&n| {
-                let x = &self.g[n];
-                x.kind == NodeKind::Process
-                    && x.host.as_deref() == Some(host)
-                    && x.last >= from
-                    && x.first <= to
-            })
-            .collect();
+        let procs: Vec<NodeIndex> =
+            self.processes_on(host).filter(|&n| self.g[n].last >= from && self.g[n].first <= to).collect();
         let inside: HashSet<NodeIndex> = procs.iter().copied().collect();
         let parent_of = |n: NodeIndex| {
             self.in_edges(n)

@@ -54,15 +54,8 @@ fn sign_when_asked(env: &Env, signals: &Path, keys: &Path) -> anyhow::Result<()>
         get(&format!("{}/api/v1/response/requests/{id}", env.server.api), Some(&env.token))?;
     anyhow::ensure!(status == 200, "request {id}: {request}");
     for name in ["alice", "bob"] {
-        let file = keys.join(format!("{name}-{id}.json"));
-        std::fs::write(&file, request["command"].to_string())?;
-        let key = keys.join(format!("{name}.key"));
-        let (code, out) = tests::run(
-            &bin(),
-            &["approve", &file.display().to_string(), "--key", &key.display().to_string()],
-        )?;
-        anyhow::ensure!(code == 0, "cordon approve as {name}: {out}");
-        std::fs::rename(&file, signals.join(format!("signed-{name}")))?;
+        let file = super::requests::signed_file(keys, &request, &format!("{name}.key"))?;
+        std::fs::rename(file, signals.join(format!("signed-{name}")))?;
     }
     Ok(())
 }

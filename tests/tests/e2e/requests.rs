@@ -18,14 +18,20 @@ pub(super) fn keygen(dir: &Path, name: &str) -> anyhow::Result<String> {
     Ok(public.trim().to_owned())
 }
 
-/// Signs the request's command with `key` as an approver does: the command saved to a file,
-/// `cordon approve` on it, the new approval read back.
-pub(super) fn sign(dir: &Path, request: &Value, key: &str) -> anyhow::Result<Approval> {
+/// The request's command saved to a file in `dir` and signed there with `key` by `cordon approve`,
+/// as an approver does on their own machine: the file.
+pub(super) fn signed_file(dir: &Path, request: &Value, key: &str) -> anyhow::Result<std::path::PathBuf> {
     let file = dir.join(format!("{}.json", request["id"].as_str().unwrap_or("request")));
     std::fs::write(&file, request["command"].to_string())?;
     let (f, k) = (file.display().to_string(), dir.join(key).display().to_string());
     let (code, out) = tests::run(&bin(), &["approve", &f, "--key", &k])?;
-    anyhow::ensure!(code == 0, "cordon approve: {out}");
+    anyhow::ensure!(code == 0, "cordon approve with {key}: {out}");
+    Ok(file)
+}
+
+/// Signs the request's command with `key` as an approver does ([`signed_file`]); the new approval.
+pub(super) fn sign(dir: &Path, request: &Value, key: &str) -> anyhow::Result<Approval> {
+    let file = signed_file(dir, request, key)?;
     let signed: SignedCommand = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
     signed.approvals.last().cloned().ok_or_else(|| anyhow::anyhow!("no approval written"))
 }

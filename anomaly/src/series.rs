@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 pub const HOUR: i64 = 3_600_000_000;
 
 /// One host's hourly login counts over `[start, start + len hours)`.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, schemars::JsonSchema)]
 pub struct LoginSeries {
     /// Host name.
     pub host: String,
     /// Start of the first hour (microseconds, UTC, on the hour; RFC 3339 outside).
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub start: i64,
     /// Successful logins per hour.
     pub success: Vec<u32>,

@@ -4,6 +4,7 @@
 //! orders. Agents check it against the set they hold, so the server cannot add a key by itself.
 
 use crate::error::{ApiError, Kind};
+use crate::response_view::{PinnedSet, SetChangeView, SetChanges};
 use crate::routes::Res;
 use crate::{AppState, Caller};
 use axum::Json;
@@ -12,9 +13,7 @@ use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use schemas::response::approvers::{SET_DOMAIN, SetChange};
-use serde_json::{Value, json};
 use std::sync::Arc;
-use store::catalog::SetChangeRow;
 
 fn store_err(e: store::catalog::CatalogError) -> ApiError {
     store::StoreError::from(e).into()
@@ -24,23 +23,10 @@ fn refused(kind: Kind, code: &'static str, message: impl Into<String>) -> ApiErr
     ApiError { kind, code, message: message.into() }
 }
 
-/// A change as the API shows it; `change` is the file `cordon approve` signs.
-fn change_json(c: &SetChangeRow) -> Value {
-    let approvals: Vec<Value> =
-        c.approvals.iter().map(|a| json!({"key": a.public_key, "sig": a.sig})).collect();
-    json!({
-        "version": c.version,
-        "state": if c.adopted_at.is_some() { "adopted" } else { "proposed" },
-        "created_at": crate::wire::time(c.created_at),
-        "adopted_at": crate::wire::time_opt(c.adopted_at),
-        "change": {"body": c.body, "approvals": approvals},
-    })
-}
-
 /// `GET /api/v1/response/approver-sets`: every change, oldest first.
 pub(crate) async fn list(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
     let rows = s.store.catalog().set_changes(&c.token.tenant).await.map_err(store_err)?;
-    Ok(Json(json!({"changes": rows.iter().map(change_json).collect::<Vec<_>>()})).into_response())
+    Ok(Json(SetChanges { changes: rows.iter().map(SetChangeView::of).collect() }).into_response())
 }
 
 /// `POST /api/v1/response/approver-sets` (admin): proposes the live registered keys and the
@@ -64,7 +50,7 @@ pub(crate) async fn propose(State(s): State<Arc<AppState>>, Extension(c): Extens
         serde_json::to_string(&change).unwrap_or_default()
     };
     let row = catalog.propose_set(&tenant, build, now).await.map_err(store_err)?;
-    Ok((StatusCode::CREATED, Json(change_json(&row))).into_response())
+    Ok((StatusCode::CREATED, Json(SetChangeView::of(&row))).into_response())
 }
 
 /// `POST /api/v1/response/approver-sets/{version}/approvals` (respond): an approval of the open
@@ -84,7 +70,7 @@ pub(crate) async fn approve(
         crate::requests::checked_approval(&s, &c, &body, (SET_DOMAIN, &change.body), "this change").await?;
     let needed = catalog.response_threshold(tenant).await.map_err(store_err)?;
     match catalog.approve_set(tenant, version, &approval, needed).await.map_err(store_err)? {
-        Ok(row) => Ok(Json(change_json(&row)).into_response()),
+        Ok(row) => Ok(Json(SetChangeView::of(&row)).into_response()),
         Err(store::catalog::RequestRefusal::NotFound) => Err(ApiError::not_found("no such change")),
         Err(store::catalog::RequestRefusal::Closed(_)) => {
             Err(refused(Kind::Conflict, "change_closed", "the change is already adopted"))
@@ -97,7 +83,7 @@ pub(crate) async fn approve(
 
 /// The set agents pin at enrollment: the latest adopted change, or the registered live keys
 /// (version 0) while none is.
-pub(crate) async fn pinned_set(s: &AppState, tenant: &str) -> Result<Value, ApiError> {
+pub(crate) async fn pinned_set(s: &AppState, tenant: &str) -> Result<PinnedSet, ApiError> {
     let catalog = s.store.catalog();
     let adopted = catalog
         .set_changes(tenant)
@@ -108,9 +94,13 @@ pub(crate) async fn pinned_set(s: &AppState, tenant: &str) -> Result<Value, ApiE
         .find(|c| c.adopted_at.is_some());
     if let Some(c) = adopted {
         let change: SetChange = serde_json::from_str(&c.body).map_err(|e| ApiError::internal(&e))?;
-        return Ok(json!({"keys": change.keys, "threshold": change.threshold, "version": change.version}));
+        return Ok(PinnedSet {
+            keys: change.keys.into_iter().collect(),
+            threshold: change.threshold,
+            version: change.version,
+        });
     }
     let keys = catalog.live_approver_keys(tenant).await.map_err(store_err)?;
     let threshold = catalog.response_threshold(tenant).await.map_err(store_err)?;
-    Ok(json!({"keys": keys, "threshold": threshold, "version": 0}))
+    Ok(PinnedSet { keys, threshold: usize::try_from(threshold).unwrap_or(0), version: 0 })
 }

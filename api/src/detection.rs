@@ -1,6 +1,7 @@
 //! Detection routes: the policy (get, replace, versions, preview), the ATT&CK coverage matrix, and
 //! alerts (list, get with evidence, handle).
 
+use crate::detection_view::{Coverage, HandlingSet, PolicySaved, Preview, RulesAnswer, Tally};
 use crate::error::ApiError;
 use crate::routes::{Params, Res, limit_param, time_param};
 use crate::{AppState, Caller};
@@ -99,7 +100,7 @@ pub(crate) async fn policy_put(
         )
         .await
         .map_err(store::StoreError::from)?;
-    Ok(Json(json!({ "version": version, "author": c.token.name, "policy": policy })).into_response())
+    Ok(Json(PolicySaved { version, author: c.token.name.clone(), policy }).into_response())
 }
 
 pub(crate) async fn policy_versions(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
@@ -138,31 +139,11 @@ pub(crate) async fn rules(State(s): State<Arc<AppState>>, Query(p): Params) -> R
             return Err(ApiError::invalid("bad_parameter", format!("refused={v:?} must be true or false")));
         }
     };
-    let Some(t) = s.detection.get() else {
-        return Ok(Json(json!({"enabled": false, "rules": 0})).into_response());
-    };
-    let src = t.sources();
-    let mut by_class: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for r in &src.refused {
-        *by_class.entry(r.class).or_default() += 1;
-    }
-    let mut body = json!({
-        "enabled": true,
-        "digest": src.digest,
-        "rules": t.rules().len(),
-        "correlations": t.correlations().count(),
-        "pack": {"files": correlate::sigma::CORDON_RULES.len()},
-        "operator": {
-            "files": src.files.len(),
-            "loaded": src.loaded,
-            "refused": src.refused.len(),
-            "refused_by_class": by_class,
-        },
-    });
-    if with_refused {
-        body["refused"] = json!(src.refused);
-    }
-    Ok(Json(body).into_response())
+    Ok(Json(match s.detection.get() {
+        Some(t) => RulesAnswer::of(&t, with_refused),
+        None => RulesAnswer::disabled(),
+    })
+    .into_response())
 }
 
 pub(crate) async fn coverage(
@@ -196,65 +177,7 @@ pub(crate) async fn coverage(
         .iter()
         .filter_map(|r| Some((r.first()?.as_str()?.to_owned(), r.get(1)?.as_u64()?)))
         .collect();
-    let catalog = schemas::attack::catalog();
-    let rules = s.rule_techniques();
-    let rules_for = |id: &str| -> Vec<Value> {
-        rules
-            .iter()
-            .filter(|r| r.3.iter().any(|t| t == id || t.starts_with(&format!("{id}."))))
-            .map(|r| json!({"id": r.1, "title": r.0, "level": r.2}))
-            .collect()
-    };
-    let parents: std::collections::HashSet<&str> =
-        catalog.techniques().iter().filter_map(|t| t.parent).collect();
-    let (mut total, mut covered) = (0usize, 0usize);
-    let tactics: Vec<Value> = catalog
-        .tactics()
-        .iter()
-        .map(|tac| {
-            let techniques: Vec<Value> = catalog
-                .techniques()
-                .iter()
-                .filter(|t| t.parent.is_none() && t.tactics.contains(&tac.shortname))
-                .map(|t| {
-                    let subs: Vec<Value> = catalog
-                        .techniques()
-                        .iter()
-                        .filter(|x| x.parent == Some(t.id))
-                        .map(|x| {
-                            let d = policy.decide(Some(x.id), &[tac.shortname], None);
-                            json!({"id": x.id, "name": x.name, "tier": d.tier, "because": d.because,
-                                   "rules": rules_for(x.id), "events": events.get(x.id).copied().unwrap_or(0)})
-                        })
-                        .collect();
-                    let d = policy.decide(Some(t.id), &[tac.shortname], None);
-                    json!({"id": t.id, "name": t.name, "tier": d.tier, "because": d.because,
-                           "rules": rules_for(t.id), "events": events.get(t.id).copied().unwrap_or(0),
-                           "subtechniques": subs})
-                })
-                .collect();
-            json!({"id": tac.id, "shortname": tac.shortname, "name": tac.name, "techniques": techniques})
-        })
-        .collect();
-    for t in catalog.techniques() {
-        if parents.contains(t.id) || !t.platforms.contains(&platform) {
-            continue;
-        }
-        total += 1;
-        let exact = rules.iter().any(|r| r.3.iter().any(|x| x == t.id));
-        let via_parent = t.parent.is_some_and(|p| rules.iter().any(|r| r.3.iter().any(|x| x == p)));
-        covered += usize::from(exact || via_parent);
-    }
-    let tiers = policy.summary(platform, None);
-    let text = format!(
-        "covers {covered} of {total} {platform} endpoint (sub-)techniques with rules; policy: {} block, {} alert, {} record, {} off",
-        tiers.block, tiers.alert, tiers.record, tiers.off
-    );
-    Ok(Json(json!({
-        "summary": {"platform": platform, "techniques": total, "covered": covered, "tiers": tiers, "text": text},
-        "tactics": tactics,
-    }))
-    .into_response())
+    Ok(Json(Coverage::new(platform, &policy, &s.rule_techniques(), &events)).into_response())
 }
 
 pub(crate) async fn alerts(
@@ -417,7 +340,7 @@ pub(crate) async fn alert_patch(
     if let Err(e) = s.store.export_alerts(&c.token.tenant).await {
         tracing::error!(error = %e, "could not export the alerts table to the lake");
     }
-    Ok(Json(json!({ "id": id, "handling": req.handling })).into_response())
+    Ok(Json(HandlingSet { id, handling: req.handling }).into_response())
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -431,9 +354,6 @@ pub(crate) struct PreviewBody {
 fn seven() -> u32 {
     7
 }
-
-/// (technique or host) -> [current alerts, current blocks, proposed alerts, proposed blocks].
-type Tally = std::collections::BTreeMap<String, [u64; 4]>;
 
 /// Counts detections under policy `k` (0 current, 1 proposed).
 fn tally(
@@ -508,21 +428,5 @@ pub(crate) async fn policy_preview(
             tally(&mut by_technique, &mut by_host, k, rec.host(), &fired);
         }
     }
-    let rows = |t: &Tally, key: &str| -> Vec<Value> {
-        t.iter()
-            .map(|(k, v)| {
-                json!({key: k, "current": {"alerts": v[0], "blocks": v[1]}, "proposed": {"alerts": v[2], "blocks": v[3]}})
-            })
-            .collect()
-    };
-    let total = |i: usize| by_host.values().map(|v| v[i]).sum::<u64>();
-    Ok(Json(json!({
-        "days": req.days,
-        "events_scanned": events,
-        "current": {"alerts": total(0), "blocks": total(1)},
-        "proposed": {"alerts": total(2), "blocks": total(3)},
-        "by_technique": rows(&by_technique, "technique"),
-        "by_host": rows(&by_host, "host"),
-    }))
-    .into_response())
+    Ok(Json(Preview::new(req.days, events, &by_technique, &by_host)).into_response())
 }

@@ -65,13 +65,13 @@ pub(crate) async fn enroll(State(s): State<Arc<AppState>>, req: Request) -> Res 
         tracing::error!(error = %e, "could not write the enrollment to the audit chain");
     }
     match outcome? {
-        Ok(a) => Ok(Json(json!({
-            "agent_id": a.agent_id,
-            "tenant": a.tenant,
-            "group": a.group,
-            "server_key": s.server_key.get(),
-            "approvers": crate::approver_sets::pinned_set(&s, &a.tenant).await?,
-        }))
+        Ok(a) => Ok(Json(Enrolled {
+            approvers: crate::approver_sets::pinned_set(&s, &a.tenant).await?,
+            agent_id: a.agent_id,
+            tenant: a.tenant,
+            group: a.group,
+            server_key: s.server_key.get().cloned(),
+        })
         .into_response()),
         Err(reason) => {
             s.metrics.add("cordon_enrollments_refused_total", "", "Enrollment attempts refused.", 1);
@@ -123,16 +123,51 @@ fn reason_error(code: &str) -> ApiError {
     }
 }
 
+/// `POST /api/v1/enroll`: the agent's identity, the key the server signs its orders with, and the
+/// approver set it pins.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Enrolled {
+    agent_id: String,
+    tenant: String,
+    group: Option<String>,
+    server_key: Option<String>,
+    approvers: crate::response_view::PinnedSet,
+}
+
+/// An enrolled agent.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct EnrolledView {
+    agent_id: String,
+    host: String,
+    group: Option<String>,
+    public_key: String,
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    enrolled_at: i64,
+    #[serde(with = "schemas::time::rfc3339_opt")]
+    #[schemars(with = "Option<schemas::time::Rfc3339>")]
+    revoked_at: Option<i64>,
+}
+
+/// `GET /api/v1/agents/enrolled`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct EnrolledList {
+    agents: Vec<EnrolledView>,
+}
+
 /// `GET /api/v1/agents/enrolled`: the tenant's enrolled agents.
 pub(crate) async fn enrolled(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
     let rows = s.store.catalog().enrolled_agents(&c.token.tenant).await.map_err(store::StoreError::from)?;
-    let agents: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|a| {
-            json!({"agent_id": a.agent_id, "host": a.host, "group": a.group, "public_key": a.public_key,
-                "enrolled_at": schemas::time::format_micros(a.enrolled_at),
-                "revoked_at": a.revoked_at.map(schemas::time::format_micros)})
+    let agents = rows
+        .into_iter()
+        .map(|a| EnrolledView {
+            agent_id: a.agent_id,
+            host: a.host,
+            group: a.group,
+            public_key: a.public_key,
+            enrolled_at: a.enrolled_at,
+            revoked_at: a.revoked_at,
         })
         .collect();
-    Ok(Json(json!({ "agents": agents })).into_response())
+    Ok(Json(EnrolledList { agents }).into_response())
 }

@@ -5,6 +5,7 @@
 //! back than the hot window gets a graph rebuilt from the lake for its time range instead.
 
 use crate::error::ApiError;
+use crate::graph_view::{NeighborsAnswer, PathAnswer, ProcessTreeAnswer, Source};
 use crate::routes::{Params, Res, limit_param, time_param};
 use crate::{AppState, Caller};
 use anomaly::series::HOUR;
@@ -48,7 +49,7 @@ async fn with_graph<T: Send + 'static>(
     from: i64,
     to: i64,
     f: impl FnOnce(&Graph) -> T + Send + 'static,
-) -> Result<(T, &'static str), ApiError> {
+) -> Result<(T, Source), ApiError> {
     let hot = s.graphs.config().hot_window;
     let live_from = s.graphs.read(tenant, |g| g.latest() - hot);
     if let Some(start) = live_from
@@ -57,7 +58,7 @@ async fn with_graph<T: Send + 'static>(
         // Holding the read lock for one query; writers wait for at most that long.
         let mut f = Some(f);
         if let Some(v) = s.graphs.read(tenant, |g| (f.take().expect("called once"))(g)) {
-            return Ok((v, "live"));
+            return Ok((v, Source::Live));
         }
         return Err(ApiError::internal(&std::io::Error::other("the tenant's graph went away")));
     }
@@ -75,7 +76,7 @@ async fn with_graph<T: Send + 'static>(
     })
     .await
     .map_err(|e| ApiError::internal(&std::io::Error::other(e.to_string())))?;
-    Ok((out, "lake"))
+    Ok((out, Source::Lake))
 }
 
 /// An optional integer parameter within `lo..=hi`.
@@ -237,80 +238,9 @@ pub(crate) async fn incident_graph(
     let from = inc.first - 3_600_000_000;
     let to = inc.last + 3_600_000_000;
     let inc2 = inc.clone();
-    let (v, source) = with_graph(&s, &tenant, from, to, move |g| incident_graph_json(g, &inc2)).await?;
-    Ok(Json(json!({"incident": id, "source": source, "nodes": v.0, "edges": v.1})).into_response())
-}
-
-fn incident_graph_json(g: &Graph, inc: &Incident) -> (Vec<Value>, Vec<Value>) {
-    let mut nodes: BTreeMap<String, Value> = BTreeMap::new();
-    let mut edges: Vec<Value> = Vec::new();
-    fn node(nodes: &mut BTreeMap<String, Value>, id: &str, label: &str, g: &Graph) {
-        if nodes.contains_key(id) {
-            return;
-        }
-        let v = match g.find_id(id) {
-            Some(n) => serde_json::to_value(g.node(n)).unwrap_or_default(),
-            None => {
-                let (kind, key) = id.split_once(':').unwrap_or(("host", id));
-                json!({"kind": kind, "key": key, "label": label})
-            }
-        };
-        let mut v = v;
-        v["id"] = json!(id);
-        nodes.insert(id.to_owned(), v);
-    }
-    for a in &inc.alerts {
-        let anchor = match &a.entity {
-            Some(e) if g.find(correlate::graph::NodeKind::Process, e).is_some() => format!("process:{e}"),
-            _ => format!("host:{}", a.host),
-        };
-        node(&mut nodes, &anchor, &a.host, g);
-        let alert_id = format!("alert:{}", a.alert);
-        nodes.entry(alert_id.clone()).or_insert_with(|| {
-            json!({"id": alert_id, "kind": "alert", "key": a.alert, "label": a.title, "host": a.host,
-                   "level": a.level, "techniques": a.techniques, "first": crate::wire::time(a.time), "last": crate::wire::time(a.last)})
-        });
-        edges.push(
-            json!({"from": alert_id, "to": anchor, "kind": "raised_on", "first": crate::wire::time(a.time), "last": crate::wire::time(a.last)}),
-        );
-        // The process chain above the anchor.
-        let mut cur = g.actor_of(&a.host, a.entity.as_deref());
-        for _ in 0..8 {
-            let Some(n) = cur else { break };
-            let Some((e, p, edge)) =
-                g.in_edges(n).find(|(_, _, e)| e.kind == correlate::graph::EdgeKind::Spawned)
-            else {
-                break;
-            };
-            let _ = e;
-            let (pid, cid) = (g.node(p).id(), g.node(n).id());
-            node(&mut nodes, &pid, "", g);
-            node(&mut nodes, &cid, "", g);
-            let mut ev = serde_json::to_value(edge).unwrap_or_default();
-            ev["from"] = json!(pid);
-            ev["to"] = json!(cid);
-            edges.push(ev);
-            cur = Some(p);
-        }
-    }
-    for j in &inc.joins {
-        for h in &j.hops {
-            node(&mut nodes, &h.from, &h.from_label, g);
-            node(&mut nodes, &h.to, &h.to_label, g);
-            edges.push(json!({"from": h.from, "to": h.to, "kind": h.kind, "first": crate::wire::time(h.at), "last": crate::wire::time(h.at),
-                              "cross_host": h.cross_host, "events": h.events, "join": [j.from_alert, j.to_alert]}));
-        }
-    }
-    for cn in &inc.contacts {
-        node(&mut nodes, &cn.process, "", g);
-        node(&mut nodes, &cn.destination, &cn.label, g);
-        edges.push(json!({"from": cn.process, "to": cn.destination, "kind": "connected_to", "first": crate::wire::time(cn.at),
-                          "last": crate::wire::time(cn.at), "external": true, "events": cn.events}));
-    }
-    // One edge per (from, to, kind).
-    let mut seen = BTreeSet::new();
-    edges.retain(|e| seen.insert((e["from"].to_string(), e["to"].to_string(), e["kind"].to_string())));
-    (nodes.into_values().collect(), edges)
+    let ((nodes, edges), source) =
+        with_graph(&s, &tenant, from, to, move |g| crate::graph_view::incident_graph(g, &inc2)).await?;
+    Ok(Json(crate::graph_view::IncidentGraph { incident: id, source, nodes, edges }).into_response())
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -408,11 +338,7 @@ pub(crate) async fn process_tree(
     let (from, to) = (at - half, at + half);
     let h = host.clone();
     let (tree, source) = with_graph(&s, &tenant, from, to, move |g| g.process_tree(&h, from, to)).await?;
-    Ok(Json(json!({
-        "host": host, "from": schemas::time::format_micros(from), "to": schemas::time::format_micros(to),
-        "focus": focus, "source": source, "processes": tree,
-    }))
-    .into_response())
+    Ok(Json(ProcessTreeAnswer { host, from, to, focus, source, processes: tree }).into_response())
 }
 
 pub(crate) async fn graph_paths(
@@ -446,10 +372,8 @@ pub(crate) async fn graph_paths(
     })
     .await?;
     let (path, truncated) = out.map_err(ApiError::not_found)?;
-    Ok(Json(json!({
-        "found": path.is_some(), "hops": path.unwrap_or_default(), "truncated": truncated, "source": source,
-    }))
-    .into_response())
+    Ok(Json(PathAnswer { found: path.is_some(), hops: path.unwrap_or_default(), truncated, source })
+        .into_response())
 }
 
 pub(crate) async fn graph_neighbors(
@@ -472,17 +396,7 @@ pub(crate) async fn graph_neighbors(
     })
     .await?;
     let sub = out.map_err(ApiError::not_found)?;
-    let mut v = serde_json::to_value(&sub).unwrap_or_default();
-    if let Value::Object(o) = &mut v {
-        if let Some(Value::Array(ns)) = o.get_mut("nodes") {
-            for n in ns.iter_mut() {
-                let id = format!("{}:{}", n["kind"].as_str().unwrap_or(""), n["key"].as_str().unwrap_or(""));
-                n["id"] = json!(id);
-            }
-        }
-        o.insert("source".into(), json!(source));
-    }
-    Ok(Json(v).into_response())
+    Ok(Json(NeighborsAnswer { sub, source }).into_response())
 }
 
 pub(crate) async fn host_logins(
@@ -505,69 +419,9 @@ pub(crate) async fn host_logins(
     let series = anomaly::series::LoginSeries::from_counts(&counts, from, to)
         .pop()
         .unwrap_or_else(|| anomaly::series::LoginSeries::empty(&host, from, to));
-    let (forecast, fleet_band) = match s.baselines.models(&c.token.tenant) {
-        Some(m) => baseline_json(&m, &host, series.start, series.len()),
-        None => (
-            json!({"note": "no baselines fitted yet for this tenant: they are fitted at start, nightly, and on POST /api/v1/baselines/refit"}),
-            Value::Null,
-        ),
-    };
-    // Ingest's running counts (the last two days of hours with logins): what the rule compares.
-    let running: Vec<Value> = s
-        .baselines
-        .recent(&c.token.tenant, &host)
-        .into_iter()
-        .map(|(h, n)| {
-            json!({"hour": schemas::time::format_micros(h), "logins": n[0], "failures": n[1], "interactive": n[2]})
-        })
-        .collect();
-    Ok(Json(json!({
-        "host": host,
-        "from": schemas::time::format_micros(series.start),
-        "hours": series.len(),
-        "series": series,
-        "forecast": forecast,
-        "fleet_band": fleet_band,
-        "running": running,
-    }))
-    .into_response())
-}
-
-/// A host's forecast per measure (hours from the models' start) and its group's fleet band over
-/// the `len` hours from `start`.
-fn baseline_json(m: &anomaly::live::TenantModels, host: &str, start: i64, len: usize) -> (Value, Value) {
-    use anomaly::detect::Measure;
-    let model = m.hosts.get(host);
-    let mut forecast = serde_json::Map::new();
-    forecast.insert("start".into(), json!(schemas::time::format_micros(m.start)));
-    forecast.insert("fitted_at".into(), json!(schemas::time::format_micros(m.fitted_at)));
-    forecast.insert("history_hours".into(), json!(model.map_or(0, |x| x.history_hours)));
-    let group = model.map(|x| x.group.clone());
-    let mut bands = serde_json::Map::new();
-    for measure in Measure::ALL {
-        let f = match model.and_then(|x| x.forecasts.get(&measure)) {
-            Some(Ok(v)) => json!({"basis": "forecast", "hours": v}),
-            Some(Err(why)) => json!({"basis": "fleet_band", "reason": why}),
-            None => json!({"basis": "fleet_band", "reason": "no history in the fitted window"}),
-        };
-        forecast.insert(measure.as_str().into(), f);
-        if let Some(band) = group.as_ref().and_then(|g| m.bands.get(&(g.clone(), measure))) {
-            let hours: Vec<Value> = (0..len as i64)
-                .map(|k| {
-                    let b = band.at(anomaly::live::hour_of_week(start + k * HOUR));
-                    json!([b.median, b.upper])
-                })
-                .collect();
-            bands.insert(measure.as_str().into(), json!(hours));
-        }
-    }
-    let fleet = match group {
-        Some(g) => {
-            json!({"group": g, "columns": ["median", "upper"], "quantile": m.bands.get(&(g.clone(), Measure::Logins)).map(|b| b.quantile), "measures": bands})
-        }
-        None => Value::Null,
-    };
-    (Value::Object(forecast), fleet)
+    let models = s.baselines.models(&c.token.tenant);
+    let running = s.baselines.recent(&c.token.tenant, &host);
+    Ok(Json(crate::logins_view::LoginsAnswer::new(host, series, models.as_deref(), running)).into_response())
 }
 
 /// Refits the caller's tenant's baselines now.

@@ -13,24 +13,27 @@ pub mod access;
 mod approver_sets;
 pub mod console;
 mod detection;
+mod detection_view;
 mod enroll;
 pub mod error;
+mod graph_view;
 mod investigate;
 pub mod ioc;
 pub mod limits;
 mod live;
+mod logins_view;
 pub mod openapi;
 pub mod reports;
 mod requests;
 mod requests_view;
 mod response;
+mod response_view;
 mod routes;
 pub mod session;
 mod standing;
 mod table;
 mod table_response;
 mod trust;
-mod wire;
 
 pub use openapi::openapi;
 

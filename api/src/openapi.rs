@@ -192,7 +192,64 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
         }, "required": ["incident", "alerts", "timeline", "comments"]}),
         ("GET", "/api/v1/reports/{id}") | ("POST", "/api/v1/reports/run") => json!({"type": "object",
             "properties": {"report": t.response::<anomaly::report::Report>()}, "required": ["report"]}),
-        ("GET", "/api/v1/hosts/{host}/timeline") => list_of("events", event),
+        ("GET", "/api/v1/hosts/{host}/timeline") => json!({"type": "object", "properties": {
+            "host": {"type": "string"}, "events": {"type": "array", "items": event},
+            "next_cursor": {"type": ["string", "null"]}}, "required": ["host", "events"]}),
+        ("PATCH", "/api/v1/incidents/{id}") => json!({"type": "object", "properties": {
+            "incident": incident_view(t),
+            "comments": {"type": "array", "items": t.response::<store::catalog::IncidentComment>()},
+        }, "required": ["incident", "comments"]}),
+        ("GET", "/healthz") => t.response::<crate::routes::Health>(),
+        ("POST", "/api/v1/iocs/sweep") => t.response::<crate::routes::SweepAnswer>(),
+        ("POST", "/api/v1/sql") => t.response::<store::query::SqlOutput>(),
+        ("PUT", "/api/v1/policy") => t.response::<crate::detection_view::PolicySaved>(),
+        ("POST", "/api/v1/policy/preview") => t.response::<crate::detection_view::Preview>(),
+        ("PATCH", "/api/v1/alerts/{id}") => t.response::<crate::detection_view::HandlingSet>(),
+        ("GET", "/api/v1/attack/coverage") => t.response::<crate::detection_view::Coverage>(),
+        ("GET", "/api/v1/rules") => t.response::<crate::detection_view::RulesAnswer>(),
+        ("GET", "/api/v1/reports") => t.response::<crate::reports::ReportList>(),
+        ("POST", "/api/v1/baselines/refit") => json!({"type": "object",
+            "properties": {"refit": t.response::<ingest::baselines::RefitReport>()}, "required": ["refit"]}),
+        ("GET", "/api/v1/incidents/{id}/graph") => t.response::<crate::graph_view::IncidentGraph>(),
+        ("GET", "/api/v1/hosts/{host}/process-tree") => t.response::<crate::graph_view::ProcessTreeAnswer>(),
+        ("GET", "/api/v1/graph/paths") => t.response::<crate::graph_view::PathAnswer>(),
+        ("GET", "/api/v1/graph/neighbors") => t.response::<crate::graph_view::NeighborsAnswer>(),
+        ("GET", "/api/v1/hosts/{host}/logins") => t.response::<crate::logins_view::LoginsAnswer>(),
+        ("POST", "/api/v1/enroll") => t.response::<crate::enroll::Enrolled>(),
+        ("GET", "/api/v1/agents/enrolled") => t.response::<crate::enroll::EnrolledList>(),
+        ("GET", "/api/v1/audit") => t.response::<crate::trust::AuditAnswer>(),
+        ("GET", "/api/v1/dead-letters") => t.response::<crate::trust::DeadLetters>(),
+        ("GET" | "POST", "/api/v1/session") => t.response::<crate::session::Who>(),
+        ("DELETE", "/api/v1/session") => t.response::<crate::session::SignedOut>(),
+        ("POST", "/api/v1/response/validate") => t.response::<crate::response_view::Validated>(),
+        ("GET", "/api/v1/response/approvers") => t.response::<crate::response_view::Approvers>(),
+        ("POST", "/api/v1/response/approvers") => t.response::<crate::response_view::ApproverView>(),
+        ("DELETE", "/api/v1/response/approvers/{key}") => {
+            t.response::<crate::response_view::ApproverRevoked>()
+        }
+        ("GET" | "PUT", "/api/v1/response/settings") => t.response::<crate::response_view::SettingsView>(),
+        (
+            "POST",
+            "/api/v1/response/requests"
+            | "/api/v1/response/requests/{id}/approvals"
+            | "/api/v1/response/requests/{id}/cancel",
+        ) => t.response::<crate::requests_view::RequestView>(),
+        ("GET", "/api/v1/response/approver-sets") => t.response::<crate::response_view::SetChanges>(),
+        ("POST", "/api/v1/response/approver-sets" | "/api/v1/response/approver-sets/{version}/approvals") => {
+            t.response::<crate::response_view::SetChangeView>()
+        }
+        ("GET", "/api/v1/response/standing") => t.response::<crate::response_view::Orders>(),
+        (
+            "GET" | "POST",
+            "/api/v1/response/standing/{id}"
+            | "/api/v1/response/standing/{id}/approvals"
+            | "/api/v1/response/standing/{id}/withdraw",
+        )
+        | ("POST", "/api/v1/response/standing") => t.response::<crate::response_view::OrderView>(),
+        ("GET", "/api/v1/response/schema") => json!({"type": "object",
+            "description": "The response rule's JSON Schema (draft 2020-12); the ResponseRule component is this document without $schema and $id",
+            "properties": {"$schema": {"type": "string"}, "$id": {"type": "string"}, "type": {"const": "object"}},
+            "required": ["$schema", "properties"]}),
         ("GET", "/api/v1/search") => list_of(
             "events",
             json!({"type": "object", "properties": {"event": event, "matched": {"type": "array"}}}),
@@ -212,17 +269,35 @@ fn parameters(r: &RouteSpec) -> Vec<Value> {
     out
 }
 
+/// The routes that answer 201 Created: they make a new request, approver, set change or order.
+fn creates(r: &RouteSpec) -> bool {
+    r.method == axum::http::Method::POST
+        && matches!(
+            r.path,
+            "/api/v1/response/requests"
+                | "/api/v1/response/approvers"
+                | "/api/v1/response/approver-sets"
+                | "/api/v1/response/standing"
+        )
+}
+
+/// The routes whose answer is not a JSON document of their own: Prometheus text, the server-sent
+/// event stream, and the OpenAPI document itself.
+pub(crate) const UNTYPED: &[&str] = &["/metrics", "/api/v1/alerts/stream", "/api/v1/openapi.json"];
+
 fn operation(t: &mut Types, r: &RouteSpec) -> Value {
+    let (status, text) = if creates(r) { ("201", "Created") } else { ("200", "OK") };
     let ok = match response_schema(t, r) {
-        Some(schema) => json!({"description": "OK", "content": {"application/json": {"schema": schema}}}),
-        None => json!({"description": "OK"}),
+        Some(schema) => json!({"description": text, "content": {"application/json": {"schema": schema}}}),
+        None => json!({"description": text}),
     };
     let mut op = json!({
         "summary": r.summary,
         "parameters": parameters(r),
-        "responses": {"200": ok, "400": {"description": "Invalid request ({\"error\": {\"code\", \"message\"}})"},
+        "responses": {"400": {"description": "Invalid request ({\"error\": {\"code\", \"message\"}})"},
                       "401": {"description": "Missing or bad token"}},
     });
+    op["responses"][status] = ok;
     if let Access::Needs(p) = r.access {
         op["security"] = json!([{"bearer": []}, {"session": []}]);
         op["x-cordon-permission"] = json!(p.as_str());
@@ -364,14 +439,45 @@ pub fn conforms(doc: &Value, v: &Value, schema: &Value, at: &str) -> Result<(), 
 }
 
 /// Checks a 200 answer of `method path` (the route's template, `/api/v1/incidents/{id}`) against
-/// the document's schema for it; routes whose answers are not typed yet pass.
+/// the document's schema for it.
 pub fn check_answer(doc: &Value, method: &str, path: &str, answer: &Value) -> Result<(), String> {
-    let schema = &doc["paths"][path][method.to_lowercase()]["responses"]["200"]["content"]["application/json"]
-        ["schema"];
+    let answers = &doc["paths"][path][method.to_lowercase()]["responses"];
+    let ok = if answers["201"].is_null() { &answers["200"] } else { &answers["201"] };
+    let schema = &ok["content"]["application/json"]["schema"];
     if schema.is_null() {
-        return Ok(());
+        return Err(format!("{method} {path} has no typed answer in the document"));
     }
     conforms(doc, answer, schema, &format!("{method} {path}"))
+}
+
+/// The document's route template a concrete path falls under (`/api/v1/alerts/stream` before
+/// `/api/v1/alerts/{id}`: the template with the fewest parameters wins).
+pub fn template_of<'a>(doc: &'a Value, path: &str) -> Option<&'a str> {
+    let segs: Vec<&str> = path.split('/').collect();
+    let fits = |t: &str| {
+        let ts: Vec<&str> = t.split('/').collect();
+        ts.len() == segs.len()
+            && ts.iter().zip(&segs).all(|(t, s)| t == s || (t.starts_with('{') && !s.is_empty()))
+    };
+    doc["paths"]
+        .as_object()?
+        .keys()
+        .filter(|t| fits(t))
+        .min_by_key(|t| t.matches('{').count())
+        .map(String::as_str)
+}
+
+/// Checks a successful answer of a call (`GET /api/v1/incidents/inc-1?x=1`) against the document:
+/// every answer of a documented route fits its schema; a route the document lacks is an error.
+/// Answers that are not JSON documents ([`UNTYPED`] routes, reports as HTML or CSV) pass.
+pub fn check_call(doc: &Value, method: &str, url: &str, answer: &Value) -> Result<(), String> {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let not_json = query.split('&').any(|kv| kv.starts_with("format=") && kv != "format=json");
+    if UNTYPED.contains(&path) || not_json {
+        return Ok(());
+    }
+    let template = template_of(doc, path).ok_or_else(|| format!("{method} {path} is not in the document"))?;
+    check_answer(doc, method, template, answer)
 }
 
 #[cfg(test)]

@@ -75,6 +75,29 @@ pub async fn generate(
     Ok(report)
 }
 
+/// A stored report, listed.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ReportSummary {
+    id: String,
+    name: String,
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    from: i64,
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    to: i64,
+    anomalies: i64,
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    created: i64,
+}
+
+/// `GET /api/v1/reports`: newest first.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ReportList {
+    reports: Vec<ReportSummary>,
+}
+
 pub(crate) async fn reports(
     State(s): State<Arc<AppState>>,
     Extension(c): Extension<Caller>,
@@ -86,20 +109,18 @@ pub(crate) async fn reports(
         .reports(&c.token.tenant, limit_param(&p, 50)?)
         .await
         .map_err(store::StoreError::from)?;
-    let out: Vec<serde_json::Value> = list
-        .iter()
-        .map(|r| {
-            json!({
-                "id": r.id,
-                "name": r.name,
-                "from": schemas::time::format_micros(r.period_from),
-                "to": schemas::time::format_micros(r.period_to),
-                "anomalies": r.anomalies,
-                "created": schemas::time::format_micros(r.created_at),
-            })
+    let reports = list
+        .into_iter()
+        .map(|r| ReportSummary {
+            id: r.id,
+            name: r.name,
+            from: r.period_from,
+            to: r.period_to,
+            anomalies: r.anomalies,
+            created: r.created_at,
         })
         .collect();
-    Ok(Json(json!({ "reports": out })).into_response())
+    Ok(Json(ReportList { reports }).into_response())
 }
 
 pub(crate) async fn report_get(

@@ -10,6 +10,7 @@
 use crate::error::{ApiError, Kind};
 use crate::requests_view::{RequestList, RequestView};
 use crate::response::invalid_rule;
+use crate::response_view::{ApproverRevoked, ApproverView, Approvers, SettingsView};
 use crate::routes::{Params, Res, limit_param};
 use crate::{AppState, Caller};
 use axum::Json;
@@ -19,7 +20,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use schemas::response::command::{COMMAND_DOMAIN, CommandBody, MAX_TTL_MICROS};
 use schemas::response::parse;
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 use store::catalog::{ApprovalRow, NewRequest, RequestRefusal};
@@ -77,21 +78,30 @@ pub(crate) async fn approver_add(
     let now = schemas::time::now_micros();
     let catalog = s.store.catalog();
     catalog.add_approver(&c.token.tenant, &key, &a.name, &a.owner_token, now).await.map_err(store_err)?;
-    let body = json!({"public_key": key, "name": a.name, "owner_token": a.owner_token, "added_at": crate::wire::time(now)});
+    let body = ApproverView {
+        public_key: key,
+        name: a.name,
+        owner_token: a.owner_token,
+        added_at: now,
+        revoked_at: None,
+    };
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// `GET /api/v1/response/approvers`: the tenant's approvers, revoked ones included.
 pub(crate) async fn approvers(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
     let rows = s.store.catalog().approvers(&c.token.tenant).await.map_err(store_err)?;
-    let rows: Vec<Value> = rows
-        .iter()
-        .map(|a| {
-            json!({"public_key": a.public_key, "name": a.name, "owner_token": a.owner_token,
-                   "added_at": crate::wire::time(a.added_at), "revoked_at": crate::wire::time_opt(a.revoked_at)})
+    let approvers = rows
+        .into_iter()
+        .map(|a| ApproverView {
+            public_key: a.public_key,
+            name: a.name,
+            owner_token: a.owner_token,
+            added_at: a.added_at,
+            revoked_at: a.revoked_at,
         })
         .collect();
-    Ok(Json(json!({"approvers": rows})).into_response())
+    Ok(Json(Approvers { approvers }).into_response())
 }
 
 /// `DELETE /api/v1/response/approvers/{key}` (admin): the key's approvals no longer count.
@@ -105,7 +115,7 @@ pub(crate) async fn approver_revoke(
     if !s.store.catalog().revoke_approver(&c.token.tenant, &key, now).await.map_err(store_err)? {
         return Err(ApiError::not_found(format!("no live approver with key {key}")));
     }
-    Ok(Json(json!({"public_key": key, "revoked_at": crate::wire::time(now)})).into_response())
+    Ok(Json(ApproverRevoked { public_key: key, revoked_at: now }).into_response())
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -117,14 +127,14 @@ pub(crate) struct Settings {
     scripts: Option<bool>,
 }
 
-async fn settings_json(s: &AppState, tenant: &str) -> Result<Value, ApiError> {
+async fn settings_json(s: &AppState, tenant: &str) -> Result<SettingsView, ApiError> {
     let c = s.store.catalog();
-    Ok(json!({
-        "lockdown": c.response_lockdown(tenant).await.map_err(store_err)?,
-        "approvals_needed": c.response_threshold(tenant).await.map_err(store_err)?,
-        "max_destructive_targets": c.response_max_targets(tenant).await.map_err(store_err)?,
-        "scripts": c.response_scripts(tenant).await.map_err(store_err)?,
-    }))
+    Ok(SettingsView {
+        lockdown: c.response_lockdown(tenant).await.map_err(store_err)?,
+        approvals_needed: c.response_threshold(tenant).await.map_err(store_err)?,
+        max_destructive_targets: c.response_max_targets(tenant).await.map_err(store_err)?,
+        scripts: c.response_scripts(tenant).await.map_err(store_err)?,
+    })
 }
 
 /// `GET /api/v1/response/settings`.

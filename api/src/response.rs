@@ -39,10 +39,13 @@ pub(crate) async fn validate(body: Bytes) -> Res {
     } else {
         req.platforms
     };
-    let plan: serde_json::Map<String, Value> =
-        platforms.iter().map(|p| (p.as_str().to_owned(), json!(rule.plan(*p)))).collect();
-    Ok(Json(json!({"rule": rule.to_json(), "destructive": rule.is_destructive(), "plan": plan}))
-        .into_response())
+    let plan = platforms.iter().map(|p| (p.as_str().to_owned(), rule.plan(*p))).collect();
+    Ok(Json(crate::response_view::Validated {
+        rule: rule.to_json(),
+        destructive: rule.is_destructive(),
+        plan,
+    })
+    .into_response())
 }
 
 /// A 400 `invalid_rule` listing every malformed field by its JSON pointer in the request body.

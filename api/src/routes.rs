@@ -154,8 +154,17 @@ fn bad_cursor() -> ApiError {
     ApiError::invalid("bad_cursor", "cursor is not one this server issued; start again without it")
 }
 
+/// `GET /healthz`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Health {
+    /// `ok`.
+    status: &'static str,
+    /// Events in the full-text index.
+    indexed_events: u64,
+}
+
 async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
-    Json(json!({"status": "ok", "indexed_events": s.store.indexed_docs()}))
+    Json(Health { status: "ok", indexed_events: s.store.indexed_docs() })
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
@@ -420,6 +429,37 @@ pub(crate) struct SweepBody {
     iocs: Vec<String>,
 }
 
+/// One indicator's result: where it was seen, or why it is not one.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum SweepResult {
+    /// Swept: the hosts that saw it.
+    Swept {
+        /// As given.
+        ioc: String,
+        /// Refanged and normalised.
+        value: String,
+        /// `ip`, `domain`, `url`, `sha256`...
+        #[serde(rename = "type")]
+        kind: String,
+        /// Events that carry it, fleet-wide.
+        total: u64,
+        hosts: Vec<store::index::HostMatches>,
+    },
+    /// Not an indicator.
+    Refused { ioc: String, error: String },
+}
+
+/// `POST /api/v1/iocs/sweep`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SweepAnswer {
+    /// Indicators given.
+    swept: usize,
+    /// Indicators seen somewhere.
+    matched: usize,
+    results: Vec<SweepResult>,
+}
+
 async fn sweep(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, body: Bytes) -> Res {
     let req: SweepBody =
         serde_json::from_slice(&body).map_err(|e| ApiError::invalid("bad_body", format!("body: {e}")))?;
@@ -430,30 +470,30 @@ async fn sweep(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>, 
         ));
     }
     let mut valid = Vec::new();
-    let mut results: Vec<Value> = Vec::new();
+    let mut results: Vec<SweepResult> = Vec::new();
     for (i, raw) in req.iocs.iter().enumerate() {
         match classify(raw) {
             Ok(ioc) => valid.push((i, ioc)),
-            Err(e) => results.push(json!({"ioc": raw, "error": e})),
+            Err(e) => results.push(SweepResult::Refused { ioc: raw.clone(), error: e.to_string() }),
         }
     }
     let found = s
         .store
         .sweep(&c.token.tenant, valid.iter().map(|(_, i)| (i.field, i.value.clone())).collect())
         .await?;
+    let mut matched = 0;
     for ((_, ioc), hosts) in valid.iter().zip(found) {
         let total: u64 = hosts.iter().map(|h| h.count).sum();
-        let hosts: Vec<Value> = hosts
-            .iter()
-            .map(|h| json!({"host": h.host, "count": h.count,
-                "first_seen": schemas::time::format_micros(h.first_seen), "last_seen": schemas::time::format_micros(h.last_seen)}))
-            .collect();
-        results.push(
-            json!({"ioc": ioc.input, "value": ioc.value, "type": ioc.kind, "total": total, "hosts": hosts}),
-        );
+        matched += usize::from(total > 0);
+        results.push(SweepResult::Swept {
+            ioc: ioc.input.clone(),
+            value: ioc.value.clone(),
+            kind: ioc.kind.to_owned(),
+            total,
+            hosts,
+        });
     }
-    let hit = results.iter().filter(|r| r["total"].as_u64().unwrap_or(0) > 0).count();
-    Ok(Json(json!({"swept": req.iocs.len(), "matched": hit, "results": results})).into_response())
+    Ok(Json(SweepAnswer { swept: req.iocs.len(), matched, results }).into_response())
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]

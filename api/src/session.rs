@@ -128,15 +128,35 @@ fn set_cookie(value: &str, max_age: u64) -> HeaderValue {
 }
 
 /// Who is calling; for a console session also its CSRF token and expiry (null for a bearer token).
-fn who(caller: &Caller, session: Option<&Session>) -> serde_json::Value {
-    serde_json::json!({
-        "token_id": caller.token.id,
-        "name": caller.token.name,
-        "tenant": caller.token.tenant,
-        "role": caller.token.role.as_str(),
-        "csrf": session.map(|s| s.csrf.as_str()),
-        "expires": crate::wire::time_opt(session.map(|s| s.expires_unix * 1_000_000)),
-    })
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Who {
+    token_id: String,
+    name: String,
+    tenant: String,
+    role: schemas::access::Role,
+    /// The session's CSRF token, sent back as `X-CSRF-Token` on every change.
+    csrf: Option<String>,
+    #[serde(with = "schemas::time::rfc3339_opt")]
+    #[schemars(with = "Option<schemas::time::Rfc3339>")]
+    expires: Option<i64>,
+}
+
+fn who(caller: &Caller, session: Option<&Session>) -> Who {
+    Who {
+        token_id: caller.token.id.clone(),
+        name: caller.token.name.clone(),
+        tenant: caller.token.tenant.clone(),
+        role: caller.token.role,
+        csrf: session.map(|s| s.csrf.clone()),
+        expires: session.map(|s| s.expires_unix * 1_000_000),
+    }
+}
+
+/// `DELETE /api/v1/session`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SignedOut {
+    /// A session was ended (false: there was none).
+    signed_out: bool,
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -182,7 +202,7 @@ pub(crate) async fn current(
 /// layer audits it as `session.end`).
 pub(crate) async fn sign_out(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let ended = cookie_id(&headers).is_some_and(|id| state.sessions.remove(id));
-    let mut resp = Json(serde_json::json!({"signed_out": ended})).into_response();
+    let mut resp = Json(SignedOut { signed_out: ended }).into_response();
     resp.headers_mut().insert(header::SET_COOKIE, set_cookie("", 0));
     resp
 }

@@ -6,6 +6,7 @@
 //! with the results the agents signed.
 
 use crate::error::{ApiError, Kind};
+use crate::response_view::{OrderView, Orders};
 use crate::routes::Res;
 use crate::{AppState, Caller};
 use axum::Json;
@@ -16,7 +17,6 @@ use axum::response::IntoResponse;
 use schemas::response::standing::{
     Agents, MAX_ORDER_TTL_MICROS, ORDER_DOMAIN, OrderAction, OrderBody, check_body,
 };
-use serde_json::{Value, json};
 use std::sync::Arc;
 use store::catalog::{OrderRow, RequestRefusal};
 
@@ -28,34 +28,11 @@ fn refused(kind: Kind, code: &'static str, message: impl Into<String>) -> ApiErr
     ApiError { kind, code, message: message.into() }
 }
 
-/// An order as the API shows it; `order` is the file `cordon approve` signs.
-fn order_json(o: &OrderRow, now: i64) -> Value {
-    let approvals: Vec<Value> =
-        o.approvals.iter().map(|a| json!({"key": a.public_key, "sig": a.sig})).collect();
-    let body: Value = serde_json::from_str(&o.body).unwrap_or_default();
-    json!({
-        "id": o.id,
-        "state": o.state(now),
-        "name": body["name"],
-        "techniques": body["techniques"],
-        "agents": body["agents"],
-        "per_agent_per_hour": body["per_agent_per_hour"],
-        "created_by": o.created_by,
-        "created_at": crate::wire::time(o.created_at),
-        "expires_at": crate::wire::time(o.expires_at),
-        "approvals_needed": o.needed,
-        "approvals": o.approvals.len(),
-        "active_at": crate::wire::time_opt(o.active_at),
-        "withdrawn_at": crate::wire::time_opt(o.withdrawn_at),
-        "order": {"body": o.body, "approvals": approvals},
-    })
-}
-
 /// `GET /api/v1/response/standing`: the tenant's orders, newest first.
 pub(crate) async fn list(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
     let now = schemas::time::now_micros();
     let rows = s.store.catalog().orders(&c.token.tenant).await.map_err(store_err)?;
-    Ok(Json(json!({"orders": rows.iter().map(|o| order_json(o, now)).collect::<Vec<_>>()})).into_response())
+    Ok(Json(Orders { orders: rows.iter().map(|o| OrderView::of(o, now)).collect() }).into_response())
 }
 
 /// `GET /api/v1/response/standing/{id}`: one order with the triggers sent within it.
@@ -68,20 +45,7 @@ pub(crate) async fn get(
     let o = catalog.order(&c.token.tenant, &id).await.map_err(store_err)?;
     let o = o.ok_or_else(|| ApiError::not_found(format!("no standing order {id}")))?;
     let triggers = catalog.triggers(&c.token.tenant, &id).await.map_err(store_err)?;
-    let mut v = order_json(&o, schemas::time::now_micros());
-    v["triggers"] = json!(
-        triggers
-            .iter()
-            .map(|t| {
-                let result: Value =
-                    t.result_body.as_deref().and_then(|b| serde_json::from_str(b).ok()).unwrap_or_default();
-                json!({"id": t.id, "agent": t.agent, "technique": t.technique, "event_id": t.event_id,
-                   "sent_at": crate::wire::time(t.sent_at), "outcome": t.outcome, "result": result,
-                   "result_body": t.result_body, "result_sig": t.result_sig})
-            })
-            .collect::<Vec<_>>()
-    );
-    Ok(Json(v).into_response())
+    Ok(Json(OrderView::of(&o, schemas::time::now_micros()).with_triggers(&triggers)).into_response())
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -160,7 +124,7 @@ pub(crate) async fn create(
         approvals: Vec::new(),
     };
     catalog.create_order(&tenant, &row).await.map_err(store_err)?;
-    Ok((StatusCode::CREATED, Json(order_json(&row, now))).into_response())
+    Ok((StatusCode::CREATED, Json(OrderView::of(&row, now))).into_response())
 }
 
 /// `POST /api/v1/response/standing/{id}/approvals` (respond): an approval by a live approver,
@@ -184,7 +148,7 @@ pub(crate) async fn approve(
     let approval =
         crate::requests::checked_approval(&s, &c, &body, (ORDER_DOMAIN, &o.body), "this order").await?;
     match catalog.approve_order(tenant, &id, &approval).await.map_err(store_err)? {
-        Ok(row) => Ok(Json(order_json(&row, approval.at)).into_response()),
+        Ok(row) => Ok(Json(OrderView::of(&row, approval.at)).into_response()),
         Err(RequestRefusal::NotFound) => Err(ApiError::not_found("no such order")),
         Err(RequestRefusal::Closed(state)) => {
             Err(refused(Kind::Conflict, "order_closed", format!("the order is {state}")))
@@ -216,5 +180,5 @@ pub(crate) async fn withdraw(
     }
     let o = catalog.order(&c.token.tenant, &id).await.map_err(store_err)?;
     let o = o.ok_or_else(|| ApiError::not_found("no such order"))?;
-    Ok(Json(order_json(&o, now)).into_response())
+    Ok(Json(OrderView::of(&o, now)).into_response())
 }

@@ -444,9 +444,7 @@ pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
             .filter(|t| t.starts_with('T'))
             .map(str::to_owned);
         if let (Some(label), false) = (label, compiled.rules().is_empty()) {
-            let related = |t: &str| {
-                t == label || t.starts_with(&format!("{label}.")) || label.starts_with(&format!("{t}."))
-            };
+            let related = |t: &str| schemas::attack::crosswalk::related(t, &label);
             let mut hit = false;
             let mut hit_ecs = false;
             for (_, e) in &events {

@@ -58,9 +58,10 @@ impl MordorReport {
     }
 }
 
-/// `T1003` and `T1003.001` are related either way; so are equal ids.
+/// `T1003` and `T1003.001` are related either way; so are equal ids, and the same technique across
+/// ATT&CK versions.
 fn related(a: &str, b: &str) -> bool {
-    a == b || a.starts_with(&format!("{b}.")) || b.starts_with(&format!("{a}."))
+    schemas::attack::crosswalk::related(a, b)
 }
 
 /// (id, label techniques, dataset paths relative to `mordor/`) of a metadata file.

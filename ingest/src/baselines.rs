@@ -108,7 +108,7 @@ impl Ingest {
 }
 
 /// What a refit did.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct RefitReport {
     /// Tenant.
     pub tenant: String,

@@ -7,7 +7,10 @@
 //! (license: `LICENSES/MITRE-ATTACK.txt`).
 //!
 //! Sigma rules tag techniques as `attack.t1059.001` and tactics as `attack.execution`; [`parse_tag`]
-//! reads both, and [`Catalog::resolve`] says whether an id exists.
+//! reads both, and [`Catalog::resolve`] says whether an id exists. The catalog also knows the v19 ids
+//! and tactics that replaced v18 ones ([`crosswalk`]): the matrix stays v18's, every lookup takes both.
+
+pub mod crosswalk;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -55,6 +58,10 @@ pub struct Catalog {
     tactics: Vec<Tactic>,
     techniques: Vec<Technique>,
     by_id: HashMap<&'static str, usize>,
+    /// v19's Stealth and Defense Impairment, in Defense Evasion's place in the kill chain.
+    v19_tactics: Vec<Tactic>,
+    /// v19's renumbered techniques, described from their v18 predecessors.
+    v19: Vec<Technique>,
 }
 
 /// A parsed ATT&CK tag.
@@ -113,7 +120,36 @@ impl Catalog {
             }
         }
         let by_id = techniques.iter().enumerate().map(|(i, t)| (t.id, i)).collect();
-        Self { tactics, techniques, by_id }
+        let mut c = Self { tactics, techniques, by_id, v19_tactics: Vec::new(), v19: Vec::new() };
+        c.add_v19();
+        c
+    }
+
+    /// The v19 tactics and techniques of the crosswalk: a technique takes its predecessor's
+    /// platforms, and its tactics with Defense Evasion's successors beside it.
+    fn add_v19(&mut self) {
+        let cw = crosswalk::crosswalk();
+        for t in cw.tactics() {
+            let order = self.tactic(t.splits).map_or(usize::MAX, |s| s.order);
+            self.v19_tactics.push(Tactic { id: t.id, shortname: t.shortname, name: t.name, order });
+        }
+        for id in cw.v19_ids() {
+            let Some(pred) = cw.predecessor(id).and_then(|p| self.technique(p)).cloned() else { continue };
+            let mut tactics = pred.tactics.clone();
+            tactics.extend(cw.v19_tactics(pred.id).into_iter().flatten());
+            let name = match cw.name(id) {
+                "" => pred.name,
+                n => n,
+            };
+            let parent =
+                id.split_once('.').map(|(p, _)| cw.v19_ids().into_iter().find(|x| *x == p).unwrap_or(p));
+            self.v19.push(Technique { id, name, parent, tactics, platforms: pred.platforms });
+        }
+    }
+
+    /// v19's renumbered techniques (not in [`Catalog::techniques`], which is the v18 matrix).
+    pub fn v19_techniques(&self) -> &[Technique] {
+        &self.v19
     }
 
     /// Tactics in kill-chain order.
@@ -129,18 +165,22 @@ impl Catalog {
     /// A technique or sub-technique by id (`T1059.001`; case-insensitive).
     pub fn technique(&self, id: &str) -> Option<&Technique> {
         let id = id.to_ascii_uppercase();
-        self.by_id.get(id.as_str()).map(|&i| &self.techniques[i])
+        match self.by_id.get(id.as_str()) {
+            Some(&i) => Some(&self.techniques[i]),
+            None => self.v19.iter().find(|t| t.id == id),
+        }
     }
 
     /// A tactic by shortname (`credential-access`), id (`TA0006`) or name (`Credential Access`).
     pub fn tactic(&self, key: &str) -> Option<&Tactic> {
         let k = key.trim();
-        self.tactics.iter().find(|t| {
+        let is = |t: &&Tactic| {
             t.shortname.eq_ignore_ascii_case(k)
                 || t.id.eq_ignore_ascii_case(k)
                 || t.name.eq_ignore_ascii_case(k)
                 || t.shortname.replace('-', "_").eq_ignore_ascii_case(k)
-        })
+        };
+        self.tactics.iter().find(is).or_else(|| self.v19_tactics.iter().find(is))
     }
 
     /// The tactics of a technique; a sub-technique inherits its parent's when it lists none.
@@ -202,6 +242,27 @@ mod tests {
         assert_eq!(c.tactic("Credential Access").map(|t| t.id), Some("TA0006"));
         assert_eq!(c.tactics_of("T1105").iter().map(|t| t.id).collect::<Vec<_>>(), vec!["TA0011"]);
         assert!(c.technique("T9999").is_none());
+    }
+
+    #[test]
+    fn v19_ids_and_tactics_resolve_beside_v18() {
+        let c = catalog();
+        assert!(c.resolve(&parse_tag("attack.t1685").unwrap()));
+        assert!(c.resolve(&parse_tag("attack.t1686.003").unwrap()));
+        assert!(c.resolve(&parse_tag("attack.stealth").unwrap()));
+        assert!(c.resolve(&parse_tag("attack.defense-impairment").unwrap()));
+        let t = c.technique("t1685.005").unwrap();
+        assert_eq!((t.name, t.parent), ("Clear Windows Event Logs", Some("T1685")));
+        assert!(t.platforms.contains(&"Windows"));
+        let tactics: Vec<&str> = c.tactics_of("T1685.005").iter().map(|t| t.shortname).collect();
+        assert_eq!(tactics, ["defense-evasion", "defense-impairment"], "both versions' tactics");
+        // The matrix stays v18's.
+        assert!(c.techniques().iter().all(|t| t.id != "T1685"));
+        assert_eq!(c.tactics().len(), 14);
+        assert_eq!(
+            c.tactic("defense-impairment").map(|t| t.order),
+            c.tactic("defense-evasion").map(|t| t.order)
+        );
     }
 
     #[test]

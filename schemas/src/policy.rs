@@ -108,7 +108,7 @@ pub struct Policy {
 }
 
 /// A policy decision and the setting that made it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Decision {
     /// The tier.
     pub tier: Tier,
@@ -199,10 +199,14 @@ impl Policy {
         let technique = technique.map(str::to_ascii_uppercase);
         // The chain of ids to try: sub-technique, then its parent.
         let mut ids: Vec<String> = Vec::new();
+        // A setting in either ATT&CK version applies: each id with its counterpart (v18 `T1562.001`,
+        // v19 `T1685`).
         if let Some(t) = &technique {
-            ids.push(t.clone());
-            if let Some((parent, _)) = t.split_once('.') {
-                ids.push(parent.to_owned());
+            let parent = t.split_once('.').map(|(p, _)| p.to_owned());
+            for id in std::iter::once(t.clone()).chain(parent) {
+                let other = attack::crosswalk::counterpart(&id).map(str::to_owned);
+                ids.push(id);
+                ids.extend(other);
             }
         }
         // Tactics: the tag's, else the catalog's for the technique.
@@ -280,9 +284,9 @@ fn normalise(
             Some(t) => {
                 techniques.insert(t.id.to_owned(), v);
             }
-            None => {
-                problems.push(format!("{prefix}unknown technique id {k:?} (not in ATT&CK Enterprise v18)"))
-            }
+            None => problems.push(format!(
+                "{prefix}unknown technique id {k:?} (not in ATT&CK Enterprise v18, nor a v19 renumbering)"
+            )),
         }
     }
     (*tactics_in, *techniques_in) = (tactics, techniques);
@@ -291,6 +295,28 @@ fn normalise(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_setting_in_either_attack_version_applies_to_both() {
+        let mut p = Policy::cordon_default();
+        p.techniques.insert("T1562.001".into(), Tier::Off);
+        p.techniques.insert("T1685.005".into(), Tier::Block);
+        p.tactics.insert("stealth".into(), Tier::Record);
+        let p = p.validated().unwrap();
+        // A v18 setting decides for the v19 id, and a v19 setting for the v18 id.
+        let d = p.decide(Some("T1685"), &[], None);
+        assert_eq!((d.tier, d.because.as_str()), (Tier::Off, "technique T1562.001"));
+        let d = p.decide(Some("T1070.001"), &[], None);
+        assert_eq!((d.tier, d.because.as_str()), (Tier::Block, "technique T1685.005"));
+        // A v19 tactic is a tactic; a v19 tag's tactics include the v18 one it split.
+        let d = p.decide(None, &["stealth"], None);
+        assert_eq!(d.tier, Tier::Record);
+        assert!(
+            Policy { techniques: [("T1999".into(), Tier::Off)].into(), ..Policy::cordon_default() }
+                .validated()
+                .is_err()
+        );
+    }
 
     #[test]
     fn inheritance_goes_from_sub_technique_to_default_and_says_why() {

@@ -93,15 +93,19 @@ pub struct SearchQuery {
 }
 
 /// Per-host aggregate of an IOC's matches.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct HostMatches {
     /// Host name.
     pub host: String,
     /// Matching events.
     pub count: u64,
-    /// Earliest match, microseconds.
+    /// Earliest match, microseconds (RFC 3339 outside).
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub first_seen: i64,
     /// Latest match.
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub last_seen: i64,
 }
 

@@ -114,7 +114,7 @@ impl Default for SqlLimits {
 }
 
 /// A SQL result as JSON-ready columns and rows.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SqlOutput {
     /// Column names.
     pub columns: Vec<String>,

@@ -12,6 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod bus;
+mod http;
+pub use http::{delete, get, patch, post, put, raw, trust_ca};
 pub mod lossyfs;
 pub mod procs;
 use bus::{Enroller, enrollment, enrollments};
@@ -250,104 +252,6 @@ pub fn agent(bin: &Path, nats_url: &str, spool: &Path, args: &[&str]) -> anyhow:
         bail!("agent exited {code}: {summary}");
     }
     Ok(summary)
-}
-
-fn call(
-    req: ureq::RequestBuilder<ureq::typestate::WithoutBody>,
-    token: Option<&str>,
-) -> anyhow::Result<(u16, Value)> {
-    let req = match token {
-        Some(t) => req.header("Authorization", &format!("Bearer {t}")),
-        None => req,
-    };
-    let mut resp = req.config().http_status_as_error(false).build().call()?;
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
-
-/// The CA certificate (PEM) HTTPS servers in these tests chain to ([`trust_ca`]).
-fn test_ca() -> std::sync::MutexGuard<'static, Option<Vec<u8>>> {
-    static CA: std::sync::OnceLock<std::sync::Mutex<Option<Vec<u8>>>> = std::sync::OnceLock::new();
-    CA.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Makes the harness's HTTPS calls trust the CA certificate in `pem` (a test's own CA; plain HTTP
-/// calls are unaffected).
-pub fn trust_ca(pem: &Path) -> anyhow::Result<()> {
-    *test_ca() = Some(std::fs::read(pem)?);
-    Ok(())
-}
-
-/// The harness's HTTP client for `url`: for HTTPS, one that trusts only the test CA, if one was given.
-fn http(url: &str) -> ureq::Agent {
-    let ca = if url.starts_with("https://") { test_ca().clone() } else { None };
-    let Some(pem) = ca else { return ureq::Agent::new_with_defaults() };
-    ureq::Agent::config_builder().tls_config(sensor_agent::enroll::trusting(&pem)).build().into()
-}
-
-/// GET a URL; (status, JSON body or the text as a JSON string).
-pub fn get(url: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
-    call(http(url).get(url), token)
-}
-
-/// Sends a JSON body with `req`'s method; (status, JSON body or the text as a JSON string).
-fn send(
-    req: ureq::RequestBuilder<ureq::typestate::WithBody>,
-    token: Option<&str>,
-    body: &Value,
-) -> anyhow::Result<(u16, Value)> {
-    let mut req = req.header("Content-Type", "application/json");
-    if let Some(t) = token {
-        req = req.header("Authorization", &format!("Bearer {t}"));
-    }
-    let mut resp = req.config().http_status_as_error(false).build().send(body.to_string())?;
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string()?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
-
-/// POST JSON.
-pub fn post(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    send(http(url).post(url), token, body)
-}
-
-/// PUT JSON.
-pub fn put(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    send(http(url).put(url), token, body)
-}
-
-/// PATCH JSON.
-pub fn patch(url: &str, token: Option<&str>, body: &Value) -> anyhow::Result<(u16, Value)> {
-    send(http(url).patch(url), token, body)
-}
-
-/// DELETE.
-pub fn delete(url: &str, token: Option<&str>) -> anyhow::Result<(u16, Value)> {
-    let (status, text) = raw("DELETE", url, token, None)?;
-    Ok((status, serde_json::from_str(&text).unwrap_or(Value::String(text))))
-}
-
-/// Any method with a raw body (sent as JSON); (status, body text). A connection the server closes
-/// before answering is an error.
-pub fn raw(
-    method: &str,
-    url: &str,
-    token: Option<&str>,
-    body: Option<&[u8]>,
-) -> anyhow::Result<(u16, String)> {
-    let mut req = ureq::http::Request::builder().method(method).uri(url);
-    if let Some(t) = token {
-        req = req.header("Authorization", format!("Bearer {t}"));
-    }
-    if body.is_some() {
-        req = req.header("Content-Type", "application/json");
-    }
-    let req = req.body(body.unwrap_or_default().to_vec())?;
-    let agent = http(url);
-    let req = agent.configure_request(req).http_status_as_error(false).build();
-    let mut resp = agent.run(req)?;
-    Ok((resp.status().as_u16(), resp.body_mut().read_to_string().unwrap_or_default()))
 }
 
 /// Every file under `dir` (recursively) that `keep` accepts, largest first.

@@ -13,9 +13,9 @@ function cell(t, pick, sub = false) {
   const toggle = kids.length ? h("button", { type: "button", class: "expand", title: "sub-techniques",
     onclick: (e) => { e.stopPropagation(); subs.hidden = !subs.hidden; } }, `${kids.length}▸`) : null;
   return h("div", { class: sub ? "sub" : "" },
-    h("div", { class: `cell tier-${t.tier}`, tabindex: 0, role: "button", "data-technique": t.id, title: `${t.id} ${t.name}: ${t.tier} (${t.because})`,
+    h("div", { class: `cell tier-${t.tier}`, tabindex: 0, role: "button", "data-technique": t.id, title: `${t.id}${t.v19 ? ` (ATT&CK v19: ${t.v19})` : ""} ${t.name}: ${t.tier} (${t.because})`,
       onclick: () => pick(t), onkeydown: (e) => e.key === "Enter" && pick(t) },
-      h("span", { class: "mono" }, t.id), " ", t.name, toggle,
+      h("span", { class: "mono" }, t.id), t.v19 ? h("span", { class: "mono v19", title: "its ATT&CK v19 id" }, ` ${t.v19}`) : null, " ", t.name, toggle,
       h("div", { class: "counts" }, `${t.rules.length} rules · ${t.events} events`)),
     subs);
 }

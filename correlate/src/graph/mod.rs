@@ -27,7 +27,7 @@ mod search;
 mod shared;
 
 pub use petgraph::stable_graph::{EdgeIndex, NodeIndex};
-pub use search::{Hop, PathQuery, Reach, SearchLimits, SubEdge, Subgraph, TreeNode};
+pub use search::{Hop, IdNode, PathQuery, Reach, SearchLimits, SubEdge, Subgraph, TreeNode};
 pub use shared::Graphs;
 
 use petgraph::stable_graph::StableDiGraph;
@@ -41,7 +41,7 @@ pub const MAX_EDGE_EVENTS: usize = 8;
 const MAX_EDGE_PORTS: usize = 16;
 
 /// What a node stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeKind {
     /// An endpoint, by host name.
@@ -90,7 +90,7 @@ impl NodeKind {
 }
 
 /// What an edge says happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EdgeKind {
     /// Parent process -> child process.
@@ -131,7 +131,7 @@ impl EdgeKind {
 }
 
 /// An entity.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Node {
     /// What it is.
     pub kind: NodeKind,
@@ -144,9 +144,11 @@ pub struct Node {
     pub host: Option<String>,
     /// First and last time an event mentioned it (microseconds).
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub first: i64,
     /// See `first`.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub last: i64,
     /// Processes: pid, command line, user, executable; files: hashes.
     #[serde(skip_serializing_if = "Attrs::is_empty")]
@@ -184,6 +186,16 @@ impl Attrs {
     /// No attributes.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl schemars::JsonSchema for Attrs {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Attrs".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "object", "additionalProperties": {"type": "string"}})
     }
 }
 
@@ -255,15 +267,17 @@ fn digest(id: &str) -> u64 {
 }
 
 /// A relation, with its time range and proof.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Edge {
     /// What happened.
     pub kind: EdgeKind,
     /// First occurrence (microseconds).
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub first: i64,
     /// Last occurrence.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub last: i64,
     /// Occurrences.
     pub count: u64,

@@ -28,7 +28,7 @@ impl Default for SearchLimits {
 }
 
 /// One step of a path, with its proof.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct Hop {
     /// `kind:key` of the node it leaves.
     pub from: String,
@@ -42,12 +42,15 @@ pub struct Hop {
     pub kind: EdgeKind,
     /// When the path takes this hop (microseconds): no earlier than the hop before it.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub at: i64,
     /// The edge's first and last occurrence.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub first: i64,
     /// See `first`.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub last: i64,
     /// The hosts it joins, when it is a cross-host hop.
     pub cross_host: bool,
@@ -275,7 +278,11 @@ impl Graph {
     pub fn subgraph(&self, nodes: &[NodeIndex], edges: &[EdgeIndex], truncated: bool) -> Subgraph {
         let set: HashSet<NodeIndex> = nodes.iter().copied().collect();
         Subgraph {
-            nodes: nodes.iter().filter(|n| self.g.contains_node(**n)).map(|&n| self.g[n].clone()).collect(),
+            nodes: nodes
+                .iter()
+                .filter(|n| self.g.contains_node(**n))
+                .map(|&n| IdNode::of(&self.g[n]))
+                .collect(),
             edges: edges
                 .iter()
                 .filter_map(|&e| {
@@ -338,18 +345,35 @@ impl Graph {
 }
 
 /// Nodes and edges, ready to draw.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Subgraph {
     /// The nodes.
-    pub nodes: Vec<super::Node>,
+    pub nodes: Vec<IdNode>,
     /// The edges between them.
     pub edges: Vec<SubEdge>,
     /// A bound was hit; there is more.
     pub truncated: bool,
 }
 
+/// A node with its id (`kind:key`), as the API shows it.
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
+pub struct IdNode {
+    /// `kind:key`.
+    pub id: String,
+    /// The node.
+    #[serde(flatten)]
+    pub node: super::Node,
+}
+
+impl IdNode {
+    /// The node with its id.
+    pub fn of(n: &super::Node) -> Self {
+        Self { id: n.id(), node: n.clone() }
+    }
+}
+
 /// An edge with its ends' ids.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SubEdge {
     /// `kind:key` of its source.
     pub from: String,
@@ -361,7 +385,7 @@ pub struct SubEdge {
 }
 
 /// A process and what it started.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TreeNode {
     /// `process:<entity id>`.
     pub id: String,
@@ -369,9 +393,11 @@ pub struct TreeNode {
     pub name: String,
     /// First and last time an event mentioned it.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub first: i64,
     /// See `first`.
     #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
     pub last: i64,
     /// pid, command line, user, executable, hash.
     pub attrs: super::Attrs,

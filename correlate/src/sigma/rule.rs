@@ -23,7 +23,7 @@ pub struct RuleError {
 }
 
 /// Sigma's severity levels, as Cordon's alert levels 1 (informational) to 5 (critical).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// 1.
@@ -208,6 +208,8 @@ pub(super) fn meta(doc: &Yaml) -> Result<Meta, RuleError> {
             _ => {}
         }
     }
+    // v18 and v19 tags alike: each completed with the other version's ids.
+    attack::crosswalk::both_versions(&mut techniques, &mut tactics, doc["logsource"]["product"].as_str());
     Ok(Meta {
         id,
         name,

@@ -33,7 +33,7 @@ pub struct RuleFile {
 }
 
 /// A rule the engine refused, and why.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Refusal {
     /// The file it came from.
     pub file: String,

@@ -163,7 +163,7 @@ pub struct FieldError {
 }
 
 /// What one action would do on a platform.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct Step {
     /// The action's place in the rule.
     pub index: usize,

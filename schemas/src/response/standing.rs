@@ -26,7 +26,7 @@ pub const MAX_ORDER_TTL_MICROS: i64 = 90 * 24 * 3600 * 1_000_000;
 pub const MAX_PER_HOUR: u32 = 1000;
 
 /// The agents an order covers.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Agents {
     /// Every agent of the tenant.

@@ -89,6 +89,26 @@ test("the queue shows the scenario's scanning and ransomware alerts, non-ASCII h
   await shot("alerts");
 });
 
+test("the queue is worked from the keyboard: rows move with arrows and j/k, x ticks, Enter opens", async () => {
+  const rows = page.locator("#alert-rows tr");
+  await rows.first().focus();
+  await page.keyboard.press("ArrowDown");
+  await page.keyboard.press("j");
+  const third = await rows.nth(2).getAttribute("data-id");
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.id), third, "two rows down");
+  await page.keyboard.press("k");
+  const second = await rows.nth(1).getAttribute("data-id");
+  assert.equal(await page.evaluate(() => document.activeElement.dataset.id), second, "one row up");
+  await page.keyboard.press("x");
+  assert.equal(await rows.nth(1).locator("input.pick").isChecked(), true, "x ticks the focused row");
+  await page.keyboard.press("x");
+  assert.equal(await rows.nth(1).locator("input.pick").isChecked(), false);
+  await page.keyboard.press("Enter");
+  await page.waitForURL(new RegExp(`/alerts/${second}$`));
+  await page.goBack();
+  await page.locator("#alert-rows tr").first().waitFor();
+});
+
 test("filters live in the URL and narrow the queue", async () => {
   await page.selectOption("select[name=level]", "5");
   await page.waitForURL(/level=5/);

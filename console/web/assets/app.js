@@ -85,7 +85,25 @@ async function render() {
   leave = typeof cleanup === "function" ? cleanup : null;
 }
 
+// Keyboard in tables: ArrowDown/j and ArrowUp/k move between rows, Home/End to the first and last,
+// x ticks the row's box (bulk handling), Enter opens it (each row's own handler).
+function tableKeys(e) {
+  const row = e.target.closest && e.target.closest("tr[tabindex]");
+  if (!row || e.target !== row || e.altKey || e.ctrlKey || e.metaKey) return;
+  const rows = [...row.parentElement.querySelectorAll(":scope > tr[tabindex]")];
+  const at = rows.indexOf(row);
+  const to = { ArrowDown: at + 1, j: at + 1, ArrowUp: at - 1, k: at - 1, Home: 0, End: rows.length - 1 }[e.key];
+  if (to !== undefined) {
+    e.preventDefault();
+    rows[Math.max(0, Math.min(rows.length - 1, to))]?.focus();
+  } else if (e.key === "x") {
+    const box = row.querySelector("input[type=checkbox]");
+    if (box) { e.preventDefault(); box.click(); }
+  }
+}
+
 async function start() {
+  document.addEventListener("keydown", tableKeys);
   applyTheme(localStorage.getItem("cordon-theme") || "dark");
   try {
     who = await api("/api/v1/session");

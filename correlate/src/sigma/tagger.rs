@@ -71,6 +71,10 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
     ("mr_cordon_internal_scanning.yml", include_str!("../../rules/mr_cordon_internal_scanning.yml")),
     ("mr_cordon_brute_force.yml", include_str!("../../rules/mr_cordon_brute_force.yml")),
     ("mr_cordon_mass_rename.yml", include_str!("../../rules/mr_cordon_mass_rename.yml")),
+    (
+        "mr_cordon_explicit_credential_spray.yml",
+        include_str!("../../rules/mr_cordon_explicit_credential_spray.yml"),
+    ),
 ];
 
 /// A digest of Cordon's rule pack alone: see [`rules_digest`].

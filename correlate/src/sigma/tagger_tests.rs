@@ -14,9 +14,14 @@ fn tagger() -> Tagger {
 fn the_pack_compiles_and_its_tags_resolve() {
     let t = tagger();
     let correlations: Vec<_> = t.correlations().collect();
-    assert_eq!(correlations.len(), 5);
+    assert_eq!(correlations.len(), 7);
     // The detection rules that only feed correlations carry no technique of their own.
-    let feeders = ["cordon_internal_connection", "cordon_failed_logon", "cordon_file_rename"];
+    let feeders = [
+        "cordon_internal_connection",
+        "cordon_failed_logon",
+        "cordon_file_rename",
+        "cordon_explicit_credential_logon",
+    ];
     let singles: usize = CORDON_RULES
         .iter()
         .filter(|(f, _)| !f.starts_with("mr_"))
@@ -309,4 +314,46 @@ fn rule_files_are_read_from_directories_sorted_by_name() {
     let names: Vec<&str> = files.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(names, ["team/a.yaml", "team/windows/b.yml"]);
     assert!(crate::sigma::read_rule_files(&[dir.path().join("missing")]).is_err());
+}
+
+/// Explicit-credential logons (Windows 4648, as the agent's EVTX reader ships them) from one account to
+/// ten servers, and for ten accounts from one host, are password spraying; nine, or ten to the host
+/// itself, are not.
+#[test]
+fn explicit_credential_spraying_from_the_pack() {
+    let t = tagger();
+    let mut state = t.correlator();
+    let mut n = 0;
+    let mut fire = |e: Value| {
+        n += 1;
+        let mut e = e;
+        e["@timestamp"] =
+            serde_json::json!(schemas::time::format_micros(1_700_000_000_000_000 + n * 2_000_000));
+        e["event"]["id"] = serde_json::json!(format!("e{n}"));
+        let mut rec = decode(&e);
+        let (_, hits) = t.tag_and_hits(&mut rec);
+        t.correlate(&mut state, &rec, &hits).into_iter().map(|d| (d.rule, d.techniques)).collect::<Vec<_>>()
+    };
+    let explicit = |host: &str, subject: &str, account: &str, server: &str| {
+        serde_json::json!({"event": {"category": "authentication", "action": "logon", "code": "4648", "outcome": "success"},
+            "host": {"name": host}, "user": {"name": account},
+            "winlog": {"channel": "Security", "event_data": {"SubjectUserName": subject, "TargetUserName": account,
+                "TargetServerName": server, "ProcessName": "C:\\Windows\\System32\\net.exe"}}})
+    };
+    let mut seen = Vec::new();
+    for i in 0..10 {
+        seen.extend(fire(explicit("WS-1", "mallory", "Administrator", "localhost")));
+        seen.extend(fire(explicit("WS-1", "mallory", "Administrator", &format!("SRV-{}", i % 9))));
+    }
+    assert!(seen.is_empty(), "nine servers, and the host itself, are not a spray: {seen:?}");
+    seen.extend(fire(explicit("WS-1", "mallory", "Administrator", "SRV-9")));
+    let rules: Vec<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(rules, ["Explicit-credential logons to many targets (one account)"]);
+    assert!(seen[0].1.iter().any(|t| t == "T1110.003"));
+    let mut seen = Vec::new();
+    for i in 0..10 {
+        seen.extend(fire(explicit("WS-2", "bob", &format!("user{i}"), "SRV-1")));
+    }
+    let rules: Vec<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(rules, ["Explicit-credential logons for many accounts (one host)"]);
 }

@@ -83,7 +83,9 @@ use Kind::{Bool, Int, List, Str, Time};
 pub static FIELDS: &[FieldDef] = &[
     f("event_id", "event.id", Str, Search::None),
     ingest("tenant", "organization.id", Str),
-    ingest("agent_id", "agent.id", Str),
+    // Cordon's own identity of the agent, in its own field: `agent.*` describes the shipper (Beats,
+    // Elastic Agent) and is kept as sent, never read as an identity claim.
+    ingest("agent_id", "cordon.agent.id", Str),
     f("time", "@timestamp", Time, Search::None),
     ingest("ingested", "event.ingested", Time),
     ingest("time_skewed", "cordon.time_skewed", Bool),

@@ -117,10 +117,23 @@ impl Record {
                 Cell::Time(t) => Value::String(crate::time::format_micros(*t)),
                 Cell::List(l) => Value::Array(l.iter().cloned().map(Value::String).collect()),
             };
+            // A list the sender gave (kept whole) holds the column's value as its first item.
+            if get_path(&root, def.path)
+                .is_some_and(|kept| kept.as_array().is_some_and(|l| l.first() == Some(&v)))
+            {
+                continue;
+            }
             insert_path(&mut root, def.path, v);
         }
         Value::Object(root)
     }
+}
+
+/// The value at a dotted path of a JSON object.
+fn get_path<'a>(root: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let (head, rest) = path.split_once('.').unwrap_or((path, ""));
+    let v = root.get(head)?;
+    if rest.is_empty() { Some(v) } else { get_path(v.as_object()?, rest) }
 }
 
 /// Sets the dotted `path` (`process.parent.name`) in a JSON object, creating the objects on the way.
@@ -144,6 +157,22 @@ pub fn insert_path(root: &mut Map<String, Value>, path: &str, v: Value) {
 }
 
 /// A kind-checked cell for `kind` from a JSON value; `Err` says what was wrong.
+/// ECS lets any field hold a list (`event.category: ["process"]`). For a field Cordon keeps one value
+/// of: the list's first item goes to the column; a list of more than one is also handed back whole, to
+/// be kept where the sender put it (the output shows the list). A list given to a list field, or any
+/// other value, is `cell_from_json`'s.
+pub(crate) fn one_of_list(kind: Kind, v: Value) -> (Value, Option<Value>) {
+    match (kind, v) {
+        (Kind::Str | Kind::Int | Kind::Bool | Kind::Time, Value::Array(items)) if items.len() <= 1 => {
+            (items.into_iter().next().unwrap_or(Value::Null), None)
+        }
+        (Kind::Str | Kind::Int | Kind::Bool | Kind::Time, Value::Array(items)) => {
+            (items[0].clone(), Some(Value::Array(items)))
+        }
+        (_, v) => (v, None),
+    }
+}
+
 pub(crate) fn cell_from_json(kind: Kind, v: Value) -> Result<Cell, String> {
     match (kind, v) {
         (_, Value::Null) => Ok(Cell::Null),

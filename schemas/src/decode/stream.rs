@@ -85,11 +85,12 @@ impl<'c> State<'c> {
             }
             return None;
         }
+        let (v, whole) = crate::record::one_of_list(def.kind, v);
         match cell_from_json(def.kind, v) {
             Ok(c) => self.rec.set(i, c),
             Err(reason) => self.fail(i, Reject::BadField { path: def.path, reason }),
         }
-        None
+        whole
     }
 }
 

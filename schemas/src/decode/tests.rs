@@ -43,10 +43,14 @@ fn reference_decode(
             }
             continue;
         }
+        let (v, whole) = crate::record::one_of_list(def.kind, v);
         rec.set(
             i,
             cell_from_json(def.kind, v).map_err(|reason| Reject::BadField { path: def.path, reason })?,
         );
+        if let Some(w) = whole {
+            crate::record::insert_path(&mut map, def.path, w);
+        }
     }
 
     finish(rec, map, line_no, ch, limits)
@@ -255,9 +259,9 @@ fn unknown_fields_are_kept_and_round_trip() {
 
 #[test]
 fn identity_claims_must_match_the_channel() {
-    let err = decode(json!({"agent": {"id": "web-north"}, "@timestamp": 1})).unwrap_err();
+    let err = decode(json!({"cordon": {"agent": {"id": "web-north"}}, "@timestamp": 1})).unwrap_err();
     assert!(err.is_security(), "{err}");
-    assert!(decode(json!({"agent": {"id": "win-dakeqi"}, "@timestamp": 1})).is_ok());
+    assert!(decode(json!({"cordon": {"agent": {"id": "win-dakeqi"}}, "@timestamp": 1})).is_ok());
     let err = decode(json!({"organization": {"id": "other"}})).unwrap_err();
     assert_eq!(err.reason(), "identity_mismatch");
 }
@@ -285,4 +289,42 @@ fn far_or_missing_times_are_flagged_and_kept() {
     let rec = decode(json!({"message": "no time"})).unwrap();
     assert_eq!(rec.time(), ch().received);
     assert_eq!(rec.get("time_skewed"), Some(&Cell::Bool(true)));
+}
+
+/// Winlogbeat 8 output as it ships: lists where ECS allows them, nanosecond timestamps, and `agent.*`
+/// describing the beat. It is stored, not dead-lettered; the beat's `agent.id` is data, not a claim.
+#[test]
+fn beats_events_are_stored_with_their_lists_and_their_shipper() {
+    let beat = json!({
+        "@timestamp": "2026-11-03T10:00:00.123456789Z",
+        "agent": {"id": "8b5c2e7e-1f0a-4c8e-9d3b-0f6a1c2d3e4f", "name": "WS-7", "type": "winlogbeat", "version": "8.15.0"},
+        "ecs": {"version": "8.0.0"},
+        "event": {"category": ["process"], "type": ["start"], "code": "1", "kind": "event", "module": "sysmon",
+                  "action": "Process Create (rule: ProcessCreate)"},
+        "host": {"name": "ws-7", "ip": ["10.0.0.7", "fe80::1"], "os": {"type": "windows", "family": "windows"}},
+        "process": {"pid": 480, "executable": "C:\\Windows\\System32\\cmd.exe", "command_line": "cmd /c whoami"},
+        "related": {"user": ["svc"]},
+        "threat": {"technique": {"id": ["T1059.003"]}}
+    });
+    let rec = decode(beat).unwrap();
+    assert_eq!(
+        rec.get("event_kind").and_then(|c| c.as_str()),
+        Some("process"),
+        "a one-item list is its item"
+    );
+    assert_eq!(rec.time(), 1_793_700_000_123_456, "nanoseconds are read to the microsecond");
+    assert_eq!(rec.get("agent_id").and_then(|c| c.as_str()), Some("win-dakeqi"), "identity from the channel");
+    let out = rec.to_ecs_json();
+    assert_eq!(out["agent"]["id"], "8b5c2e7e-1f0a-4c8e-9d3b-0f6a1c2d3e4f", "the shipper's agent.id is kept");
+    assert_eq!(out["agent"]["type"], "winlogbeat");
+    assert_eq!(out["cordon"]["agent"]["id"], "win-dakeqi");
+    assert_eq!(out["host"]["ip"], json!(["10.0.0.7", "fe80::1"]));
+    assert_eq!(out["event"]["type"], json!(["start"]));
+    // A list of several: the first item is the column's, the whole list comes back as sent.
+    let two = decode(json!({"@timestamp": 1, "event": {"category": ["network", "authentication"]}})).unwrap();
+    assert_eq!(two.get("event_kind").and_then(|c| c.as_str()), Some("network"));
+    assert_eq!(two.to_ecs_json()["event"]["category"], json!(["network", "authentication"]));
+    // A list whose items are not values of the field is still refused, precisely.
+    let err = decode(json!({"@timestamp": 1, "process": {"pid": ["x", "y"]}})).unwrap_err();
+    assert_eq!(err.reason(), "bad_field");
 }

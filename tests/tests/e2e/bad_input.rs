@@ -29,7 +29,9 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
     push(b"{\"message\": \"\xff\xfe invalid utf-8\"}");
     push(format!("{}1{}", "{\"a\":".repeat(60), "}".repeat(60)).as_bytes());
     push(
-        json!({"agent": {"id": "web-north"}, "message": "speaking for another agent"}).to_string().as_bytes(),
+        json!({"cordon": {"agent": {"id": "web-north"}}, "message": "speaking for another agent"})
+            .to_string()
+            .as_bytes(),
     );
     push(
         json!({"organization": {"id": "other-tenant"}, "message": "claiming another tenant"})
@@ -44,7 +46,13 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
     odd["@timestamp"] = json!("2001-01-01T00:00:00Z");
     odd["process"]["command_line"] = json!("=HYPERLINK(\"http://evil\")\u{0000}");
     push(odd.to_string().as_bytes());
-    let good_lines = 3;
+    // Kept: a Winlogbeat event as it ships (ECS lists, nanoseconds, the beat's own `agent.*`).
+    let now = schemas::time::format_micros(schemas::time::now_micros());
+    let beat = json!({"@timestamp": now.replace('Z', "789Z"), "agent": {"id": "8b5c2e7e-1f0a", "type": "winlogbeat", "version": "8.15.0"},
+        "event": {"id": "good-4", "category": ["process"], "type": ["start"], "action": "start"},
+        "host": {"name": "lab-1", "ip": ["10.0.0.7"]}, "process": {"pid": 4, "command_line": "beat 4"}});
+    push(beat.to_string().as_bytes());
+    let good_lines = 4;
     let bad_reasons = [
         "invalid_json",
         "invalid_utf8",
@@ -85,7 +93,13 @@ fn bad_lines_are_rejected_counted_dead_lettered_and_good_lines_kept() -> anyhow:
         Ok((rows.len() >= good_lines).then_some(rows))
     })?;
     let ids: Vec<&str> = stored.iter().map(|r| r[0].as_str().unwrap()).collect();
-    assert_eq!(ids, vec!["good-1", "good-2", "good-3"]);
+    assert_eq!(ids, vec!["good-1", "good-2", "good-3", "good-4"]);
+    let rows =
+        sql(&server.api, tok, "SELECT event_kind, agent_id, extra FROM events WHERE event_id = 'good-4'")?;
+    assert_eq!(rows[0][0], "process", "a one-item list is its item");
+    assert_eq!(rows[0][1], agent.as_str(), "the beat's agent.id is not Cordon's identity");
+    let extra: Value = serde_json::from_str(rows[0][2].as_str().unwrap())?;
+    assert_eq!(extra["agent"]["type"], "winlogbeat", "the shipper is kept as sent");
 
     let rows = sql(
         &server.api,

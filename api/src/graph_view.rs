@@ -25,6 +25,17 @@ pub(crate) enum AlertKind {
     Alert,
 }
 
+/// When something was first and last seen.
+#[derive(Clone, Copy, Debug, Serialize, schemars::JsonSchema)]
+pub(crate) struct Seen {
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    first: i64,
+    #[serde(with = "schemas::time::rfc3339")]
+    #[schemars(with = "schemas::time::Rfc3339")]
+    last: i64,
+}
+
 /// An alert drawn on the node it was raised on.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub(crate) struct AlertNode {
@@ -41,12 +52,8 @@ pub(crate) struct AlertNode {
     level: u8,
     /// Its ATT&CK techniques.
     techniques: Vec<String>,
-    #[serde(with = "schemas::time::rfc3339")]
-    #[schemars(with = "schemas::time::Rfc3339")]
-    first: i64,
-    #[serde(with = "schemas::time::rfc3339")]
-    #[schemars(with = "schemas::time::Rfc3339")]
-    last: i64,
+    #[serde(flatten)]
+    seen: Seen,
 }
 
 /// An entity the incident names that the graph no longer holds (aged out of the hot window).
@@ -79,12 +86,8 @@ pub(crate) struct Link {
     to: String,
     /// `raised_on` or an edge kind.
     kind: String,
-    #[serde(with = "schemas::time::rfc3339")]
-    #[schemars(with = "schemas::time::Rfc3339")]
-    first: i64,
-    #[serde(with = "schemas::time::rfc3339")]
-    #[schemars(with = "schemas::time::Rfc3339")]
-    last: i64,
+    #[serde(flatten)]
+    seen: Seen,
     /// Between two hosts of the fleet.
     #[serde(skip_serializing_if = "Option::is_none")]
     cross_host: Option<bool>,
@@ -162,16 +165,14 @@ pub(crate) fn incident_graph(g: &Graph, inc: &Incident) -> (Vec<DrawnNode>, Vec<
                 host: a.host.clone(),
                 level: a.level,
                 techniques: a.techniques.clone(),
-                first: a.time,
-                last: a.last,
+                seen: Seen { first: a.time, last: a.last },
             })
         });
         edges.push(DrawnEdge::Link(Link {
             from: alert_id,
             to: anchor,
             kind: "raised_on".into(),
-            first: a.time,
-            last: a.last,
+            seen: Seen { first: a.time, last: a.last },
             cross_host: None,
             external: None,
             events: Vec::new(),
@@ -199,8 +200,7 @@ pub(crate) fn incident_graph(g: &Graph, inc: &Incident) -> (Vec<DrawnNode>, Vec<
                 from: h.from.clone(),
                 to: h.to.clone(),
                 kind: h.kind.clone(),
-                first: h.at,
-                last: h.at,
+                seen: Seen { first: h.at, last: h.at },
                 cross_host: Some(h.cross_host),
                 external: None,
                 events: h.events.clone(),
@@ -215,8 +215,7 @@ pub(crate) fn incident_graph(g: &Graph, inc: &Incident) -> (Vec<DrawnNode>, Vec<
             from: cn.process.clone(),
             to: cn.destination.clone(),
             kind: EdgeKind::ConnectedTo.as_str().into(),
-            first: cn.at,
-            last: cn.at,
+            seen: Seen { first: cn.at, last: cn.at },
             cross_host: None,
             external: Some(true),
             events: cn.events.clone(),

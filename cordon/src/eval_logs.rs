@@ -23,6 +23,10 @@ pub struct LogsReport {
     pub extra: Vec<u64>,
     /// Lines loghub calls failures that the reader missed (by line number).
     pub missed: Vec<u64>,
+    /// SSH login attempts the failure lines make, and the lines folded into an attempt before them.
+    pub attempts: u64,
+    /// See `attempts`.
+    pub folded: u64,
     /// Single-event log alerts raised (before deduplication).
     pub log_alerts: u64,
     /// Correlation alerts: (rule, group) for each firing.
@@ -58,13 +62,18 @@ pub fn logs(corpus: &Path) -> anyhow::Result<LogsReport> {
     let mut r = LogsReport::default();
     let tagger = correlate::sigma::Tagger::cordon_pack(schemas::policy::Policy::cordon_default())?;
     let mut events = Vec::new();
+    let mut attempts = sensor_agent::attempts::Attempts::default();
     for (i, line) in text.lines().enumerate() {
         let n = i as u64 + 1;
         r.lines += 1;
         let expected = truth.get(&n).copied().unwrap_or(false);
         r.expected_failures += u64::from(expected);
-        let e = sensor_agent::logs::parse_line(line, 2005);
+        let mut e = sensor_agent::logs::parse_line(line, 2005);
         let failure = e.as_ref().is_some_and(|e| e["event"]["outcome"] == "failure");
+        // As the agent ships it: an SSH attempt's later lines folded into its first.
+        if let Some(e) = e.as_mut() {
+            attempts.mark(e);
+        }
         match (expected, failure) {
             (true, true) => r.parsed_failures += 1,
             (true, false) => r.missed.push(n),
@@ -76,6 +85,7 @@ pub fn logs(corpus: &Path) -> anyhow::Result<LogsReport> {
             events.push(e);
         }
     }
+    (r.attempts, r.folded) = (attempts.attempts, attempts.folded);
     // The pack, in time order, as ingest would see the events.
     let ch = schemas::decode::Channel {
         tenant: "eval",
@@ -123,12 +133,14 @@ pub fn print_logs(r: &LogsReport) {
         println!("  missed lines: {:?}; extra lines: {:?}", r.missed, r.extra);
     }
     println!(
-        "logs: {} lines; {} of {} authentication failures parsed ({:.1}%), {} extra; {} log alerts; {} correlation alerts",
+        "logs: {} lines; {} of {} authentication failure lines parsed ({:.1}%), {} extra; {} SSH attempts ({} lines folded into the attempt before them); {} log alerts; {} correlation alerts",
         r.lines,
         r.parsed_failures,
         r.expected_failures,
         100.0 * r.parsed_failures as f64 / r.expected_failures.max(1) as f64,
         r.extra.len(),
+        r.attempts,
+        r.folded,
         r.log_alerts,
         r.correlations.len()
     );

@@ -12,6 +12,7 @@
 //! Depends on `schemas`, `fixtures` and `correlate` (the rule engine); never on the server's
 //! storage, ingest or API crates.
 
+pub mod attempts;
 pub mod cli;
 pub mod edge;
 pub mod enforce;

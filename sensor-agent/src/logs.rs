@@ -17,17 +17,28 @@ pub struct Parsed {
     pub events: Vec<Value>,
     /// Lines that are not about authentication (or not recognised).
     pub skipped: u64,
+    /// SSH login attempts counted, and lines folded into the attempt before them
+    /// ([`crate::attempts`]).
+    pub attempts: u64,
+    /// See `attempts`.
+    pub folded: u64,
 }
 
-/// Reads every line of `text` (a syslog, PostgreSQL or MySQL log).
+/// Reads every line of `text` (a syslog, PostgreSQL or MySQL log); an SSH attempt's lines after its
+/// first are marked as part of it ([`crate::attempts::Attempts`]).
 pub fn parse(text: &str, year: i32) -> Parsed {
     let mut out = Parsed::default();
+    let mut attempts = crate::attempts::Attempts::default();
     for line in text.lines() {
         match parse_line(line, year) {
-            Some(e) => out.events.push(e),
+            Some(mut e) => {
+                attempts.mark(&mut e);
+                out.events.push(e);
+            }
             None => out.skipped += 1,
         }
     }
+    (out.attempts, out.folded) = (attempts.attempts, attempts.folded);
     out
 }
 
@@ -197,7 +208,8 @@ fn sshd_message(msg: &str) -> Option<Auth<'_>> {
             |k: &str| msg.split_whitespace().find_map(|w| w.strip_prefix(k)).filter(|v| !v.is_empty());
         return Some(("failure", "authentication failure".into(), field("user="), field("rhost=")));
     }
-    if msg.starts_with("check pass; user unknown") {
+    // `check pass; user unknown`, alone (older logs) or after `pam_unix(sshd:auth): `.
+    if msg.contains("check pass; user unknown") {
         return Some(("failure", "unknown user".into(), None, None));
     }
     None

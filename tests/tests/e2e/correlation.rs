@@ -169,16 +169,27 @@ fn an_auth_log_becomes_log_alerts_and_a_blocked_brute_force() -> anyhow::Result<
             [t[5..7].parse::<usize>().unwrap() - 1];
         (t[..4].to_owned(), format!("{month} {:>2} {}", t[8..10].trim_start_matches('0'), &t[11..19]))
     };
+    // Each attempt writes three lines on its sshd process, as OpenSSH with pam_unix does; thresholds
+    // count attempts. Twelve attempts from one address (36 lines), and four from another (twelve
+    // lines: not a brute force).
     let mut lines = Vec::new();
     let failures = 12;
-    for i in 0..failures {
+    let attempt = |lines: &mut Vec<String>, at: i64, pid: i64, user: &str, from: &str| {
+        let (t, t2) = (stamp(at).1, stamp(at + 2).1);
+        lines.push(format!("{t} bastion sshd[{pid}]: Invalid user {user} from {from} port {}", 50000 + pid));
+        lines.push(format!("{t} bastion sshd[{pid}]: pam_unix(sshd:auth): check pass; user unknown"));
         lines.push(format!(
-            "{} bastion sshd[{}]: Failed password for invalid user u{i} from 198.51.100.23 port {} ssh2",
-            stamp(i).1,
-            900 + i,
-            50000 + i
+            "{t2} bastion sshd[{pid}]: Failed password for invalid user {user} from {from} port {} ssh2",
+            50000 + pid
         ));
+    };
+    for i in 0..failures {
+        attempt(&mut lines, i * 3, 900 + i, &format!("u{i}"), "198.51.100.23");
     }
+    for i in 0..4 {
+        attempt(&mut lines, i * 3, 950 + i, &format!("v{i}"), "198.51.100.77");
+    }
+    let shipped = 3 * (failures + 4) as u64;
     lines.push(format!(
         "{} bastion sshd[990]: Accepted publickey for deploy from 10.0.0.4 port 22 ssh2",
         stamp(20).1
@@ -189,31 +200,33 @@ fn an_auth_log_becomes_log_alerts_and_a_blocked_brute_force() -> anyhow::Result<
     std::fs::write(&log, lines.join("\n") + "\n")?;
     let year = stamp(0).0;
     let a = agent(&bin(), &n.url, &env.spool(), &["logs", &log.display().to_string(), "--year", &year])?;
-    assert_eq!(a["events_acked"].as_u64(), Some(failures as u64 + 1), "{a}");
+    assert_eq!(a["events_acked"].as_u64(), Some(shipped + 1), "every line is shipped: {a}");
     assert_eq!(a["lines_skipped"].as_u64(), Some(2), "{a}");
-    eventually(Duration::from_secs(30), || {
-        Ok((counts(&server.api, tok)?.0 == failures as u64 + 1).then_some(()))
-    })?;
+    eventually(Duration::from_secs(30), || Ok((counts(&server.api, tok)?.0 == shipped + 1).then_some(())))?;
 
     let all = eventually(Duration::from_secs(20), || {
         let (_, v) = get(&format!("{}/api/v1/alerts", server.api), Some(tok))?;
         let a = v["alerts"].as_array().cloned().unwrap_or_default();
-        Ok((a.len() >= failures as usize + 2).then_some(a))
+        Ok((a.len() >= failures as usize + 4 + 2).then_some(a))
     })?;
     let by_rule = |t: &str| all.iter().filter(|a| a["rule"]["title"] == t).cloned().collect::<Vec<_>>();
-    // Each failure is a log alert with its raw line (the object is the account, so one per account).
+    // Each attempt is a log alert with its first line (the object is the account, so one per account),
+    // counted once however many lines it wrote.
     let ssh = by_rule("SSH login failure");
-    assert_eq!(ssh.len(), failures as usize, "{all:?}");
+    assert_eq!(ssh.len(), failures as usize + 4, "{all:?}");
     let u0 = ssh.iter().find(|a| a["object"] == "u0").unwrap();
-    assert_eq!((u0["count"].as_u64(), u0["source"].as_str()), (Some(1), Some("log analysis (Sigma)")));
+    assert_eq!(
+        (u0["count"].as_u64(), u0["source"].as_str()),
+        (Some(1), Some("log analysis (Sigma)")),
+        "one attempt, three lines"
+    );
     assert_eq!(
         (u0["log"]["rule_group"].as_str(), u0["log"]["log_type"].as_str(), u0["log"]["reason"].as_str()),
         (Some("authentication_failed"), Some("linux.auth"), Some("invalid user"))
     );
-    assert!(
-        u0["log"]["raw"].as_str().unwrap().contains("Failed password for invalid user u0 from 198.51.100.23")
-    );
+    assert!(u0["log"]["raw"].as_str().unwrap().contains("Invalid user u0 from 198.51.100.23"));
     // Ten of them within five minutes from one address: brute force, blocked by the default policy.
+    // Four attempts from the other address wrote twelve lines: not a brute force.
     let brute = by_rule("Brute force (many failed logons from one source)");
     assert_eq!(brute.len(), 1, "{all:?}");
     assert_eq!(

@@ -1,6 +1,7 @@
 //! The Windows event log source: EVTX files (the `evtx` crate) read into flat Sigma-named records, then
 //! normalised to Cordon's ECS events — Sysmon (process start, network connection, image load, file
-//! create, registry, DNS) and Security (4624/4625 logons, 4648, Kerberos 4768/4771, 4688 process start). Every
+//! create, registry, DNS) and Security (4624/4625 logons, 4648, Kerberos 4768/4771, 4688 process start),
+//! SQL Server's logins in the Application log (18456, the audit's 33205: [`crate::evtx_sql`]). Every
 //! EventData value also stays under `winlog.event_data`, so Sigma rules find fields Cordon has no
 //! column for. One host per `Computer`.
 
@@ -326,7 +327,8 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
             put(&mut doc, "user.name", str_of("SubjectUserName"));
             ("process", "start")
         }
-        _ => ("eventlog", "record"),
+        _ => crate::evtx_sql::to_ecs(u64::try_from(id).unwrap_or(0), flat, &mut doc)
+            .unwrap_or(("eventlog", "record")),
     };
     put(&mut doc, "event.category", Some(json!(category)));
     put(&mut doc, "event.action", Some(json!(action)));

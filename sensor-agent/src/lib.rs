@@ -18,6 +18,7 @@ pub mod edge;
 pub mod enforce;
 pub mod enroll;
 pub mod evtx;
+pub mod evtx_sql;
 pub mod executor;
 pub mod identity;
 pub mod logs;

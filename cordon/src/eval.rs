@@ -64,19 +64,57 @@ pub fn evtx_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// The JSON lines of every `.json` member of a zip (Mordor's datasets).
-pub fn zip_json_lines(path: &Path) -> anyhow::Result<String> {
+pub fn zip_json_lines(path: &Path) -> anyhow::Result<(String, usize)> {
     use std::io::Read;
     let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut zip = zip::ZipArchive::new(file).with_context(|| format!("reading {}", path.display()))?;
     let mut text = String::new();
+    let mut skipped = 0;
     for i in 0..zip.len() {
-        let mut f = zip.by_index(i)?;
-        if f.name().ends_with(".json") {
-            f.read_to_string(&mut text)?;
-            text.push('\n');
+        let Ok(mut f) = zip.by_index(i) else {
+            skipped += 1;
+            continue;
+        };
+        let name = f.name().to_owned();
+        let base = name.rsplit('/').next().unwrap_or_default();
+        if !(name.ends_with(".json") || name.ends_with(".jsonl")) {
+            continue;
         }
+        // macOS resource forks (`__MACOSX/._x.json`) and members that do not read as text are
+        // skipped and counted, never the end of the run.
+        let mut member = String::new();
+        if name.starts_with("__MACOSX/") || base.starts_with("._") || f.read_to_string(&mut member).is_err() {
+            skipped += 1;
+            continue;
+        }
+        text.push_str(&member);
+        text.push('\n');
     }
-    Ok(text)
+    Ok((text, skipped))
+}
+
+#[cfg(test)]
+mod zip_tests {
+    /// One unreadable member (a macOS resource fork, a member that is not text) is skipped and
+    /// counted; the others are read.
+    #[test]
+    fn unreadable_members_are_skipped_and_counted() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("set.zip");
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let opts = zip::write::SimpleFileOptions::default();
+        z.start_file("__MACOSX/._set.json", opts).unwrap();
+        z.write_all(&[0, 5, 22, 7, 0xff, 0xfe]).unwrap();
+        z.start_file("set.json", opts).unwrap();
+        z.write_all(b"{\"EventID\": 1}\n").unwrap();
+        z.start_file("broken.json", opts).unwrap();
+        z.write_all(&[0xff, 0xfe, 0xfd]).unwrap();
+        z.finish().unwrap();
+        let (text, skipped) = super::zip_json_lines(&path).unwrap();
+        assert_eq!(text.trim(), "{\"EventID\": 1}");
+        assert_eq!(skipped, 2);
+    }
 }
 
 /// Loads every rule under `dir`.

@@ -71,8 +71,8 @@ fn targets(meta_dir: &Path) -> BTreeMap<String, String> {
 
 /// A Mordor line as the flat record the Windows normaliser takes (`Computer`, `TimeCreated`).
 fn flat_of(v: Map<String, Value>) -> Map<String, Value> {
-    let mut flat = v;
-    if let Some(h) = flat.get("Hostname").and_then(Value::as_str).map(short) {
+    let mut flat = sensor_agent::winjson::flat_from_json(v);
+    if let Some(h) = flat.get("Computer").and_then(Value::as_str).map(short) {
         flat.insert("Computer".into(), Value::String(h));
     }
     if let Some(t) = flat.get("@timestamp").cloned() {
@@ -83,7 +83,10 @@ fn flat_of(v: Map<String, Value>) -> Map<String, Value> {
 
 /// Runs one dataset's events into a graph.
 fn dataset(path: &Path, expected: Option<&String>) -> anyhow::Result<LateralDataset> {
-    let text = crate::eval::zip_json_lines(path)?;
+    let (text, skipped) = crate::eval::zip_json_lines(path)?;
+    if skipped > 0 {
+        println!("  {}: {skipped} unreadable archive members skipped", path.display());
+    }
     let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
     Ok(dataset_text(&name, &text, expected))
 }

@@ -41,6 +41,8 @@ pub struct MordorReport {
     pub skipped: Vec<String>,
     /// Events each rule tagged, over every dataset (by rule title).
     pub by_rule: BTreeMap<String, u64>,
+    /// Archive members that could not be read (macOS resource forks, damaged members), skipped.
+    pub members_skipped: usize,
 }
 
 impl MordorReport {
@@ -107,11 +109,10 @@ fn dataset(
         MordorDataset { id, file, events: 0, detected: Vec::new(), labels, tagged_events: 0, other_only: 0 };
     let mut detected = BTreeSet::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(line) else { continue };
-        // As the agent's EVTX reader does.
-        sensor_agent::evtx::name_access_rights(&mut obj);
+        let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line) else { continue };
+        // Any shipper's layout, as the agent's EVTX reader makes records.
         d.events += 1;
-        let ev = FlatEvent(obj);
+        let ev = FlatEvent(sensor_agent::winjson::flat_from_json(obj));
         let matched = set.matching_indices(&ev);
         for &i in &matched {
             *by_rule.entry(set.rules()[i].title.clone()).or_default() += 1;
@@ -169,7 +170,9 @@ pub fn techniques(corpus: &Path, rules: &Path) -> anyhow::Result<MordorReport> {
         }
         let mut text = String::new();
         for f in &present {
-            text.push_str(&crate::eval::zip_json_lines(&root.join(f))?);
+            let (t, skipped) = crate::eval::zip_json_lines(&root.join(f))?;
+            text.push_str(&t);
+            report.members_skipped += skipped;
         }
         report.datasets.push(dataset(&set, id, present.join(", "), labels, &text, &mut report.by_rule));
     }
@@ -204,12 +207,13 @@ pub fn print(r: &MordorReport) {
     let tagged: u64 = r.datasets.iter().map(|d| d.tagged_events).sum();
     let other: u64 = r.datasets.iter().map(|d| d.other_only).sum();
     println!(
-        "mordor: {} rules over {} Windows datasets ({events} events, {} in the metadata not in the corpus); {hits}/{pairs} (dataset, label technique) pairs detected ({:.1}%) over {} techniques; {datasets_hit} datasets with at least one label detected; {other} of {tagged} tagged events carry only other techniques",
+        "mordor: {} rules over {} Windows datasets ({events} events, {} in the metadata not in the corpus); {hits}/{pairs} (dataset, label technique) pairs detected ({:.1}%) over {} techniques; {datasets_hit} datasets with at least one label detected; {other} of {tagged} tagged events carry only other techniques; {} unreadable archive members skipped",
         r.rules,
         r.datasets.len(),
         r.skipped.len(),
         100.0 * hits as f64 / pairs.max(1) as f64,
         per.len(),
+        r.members_skipped,
     );
 }
 

@@ -57,6 +57,7 @@ pub fn flatten(record: &Value) -> Map<String, Value> {
     walk(&ev["EventData"], &mut out);
     walk(&ev["UserData"], &mut out);
     name_access_rights(&mut out);
+    crate::winjson::unspaced_names(&mut out);
     out
 }
 

@@ -26,6 +26,7 @@ pub mod respond;
 pub mod shipper;
 pub mod spool;
 pub mod standing;
+pub mod winjson;
 
 use fixtures::fleet::FleetGenerator;
 use fixtures::scenario::Scenario;

@@ -72,6 +72,20 @@ pub enum Basis {
     Forecast,
     /// Its group's fleet band: too little history of its own.
     FleetBand,
+    /// Neither a forecast nor a band yet (a new tenant, a new group, the first day): the absolute
+    /// ceiling alone ([`ceiling`]).
+    Ceiling,
+}
+
+/// The absolute ceiling of a measure: logins in one hour on one host that no learned band can make
+/// normal, and that judge a host before any band exists. Far above what the fleet simulator's busiest
+/// servers do in an hour (tens to low hundreds), far below a brute force or a credential spray.
+pub fn ceiling(m: Measure) -> f64 {
+    match m {
+        Measure::Logins => 2_000.0,
+        Measure::Failures => 200.0,
+        Measure::Interactive => 100.0,
+    }
 }
 
 /// What one host-hour-measure is expected to be.
@@ -86,6 +100,16 @@ pub struct Expected {
 }
 
 impl Expected {
+    /// The expectation before any band exists: nothing, up to the measure's absolute ceiling.
+    pub fn ceiling(m: Measure) -> Expected {
+        let c = ceiling(m);
+        Expected {
+            own: HourForecast { point: 0.0, lower: 0.0, upper: c },
+            fleet: Band { median: 0.0, upper: c, quantile: 1.0, n: 0, outliers: 0 },
+            basis: Basis::Ceiling,
+        }
+    }
+
     /// The expectation of a host with no forecast of its own: its group's band.
     pub fn from_band(fleet: Band) -> Expected {
         Expected {
@@ -142,7 +166,9 @@ pub const MIN_EXCESS: f64 = 2.0;
 /// Checks an hour's (running) count against the two conditions; `None` while it is inside either
 /// or less than [`MIN_EXCESS`] past the larger bound.
 pub fn above(measure: Measure, observed: u32, e: &Expected) -> Option<Finding> {
-    let threshold = above_threshold(e);
+    // No learned bound goes past the absolute ceiling.
+    let capped = above_threshold(e) > ceiling(measure);
+    let threshold = above_threshold(e).min(ceiling(measure));
     if f64::from(observed) < threshold + MIN_EXCESS {
         return None;
     }
@@ -162,13 +188,27 @@ pub fn above(measure: Measure, observed: u32, e: &Expected) -> Option<Finding> {
             format!("expected {} ({}-{})", num(e.own.point), num(e.own.lower), num(e.own.upper))
         }
         Basis::FleetBand => "no baseline of its own yet".to_owned(),
+        Basis::Ceiling => format!(
+            "no baseline for the host or its group yet: judged against the absolute ceiling of {} an hour",
+            num(ceiling(measure))
+        ),
     };
-    let explanation = format!(
-        "{own}, fleet {} {}, observed {observed} {}",
-        crate::bands::quantile_label(e.fleet.quantile),
-        num(e.fleet.upper),
-        measure.noun()
-    );
+    let explanation = match (e.basis, capped) {
+        (Basis::Ceiling, _) => format!("{own}, observed {observed} {}", measure.noun()),
+        (_, true) => format!(
+            "{own}, fleet {} {}, past the absolute ceiling of {} an hour, observed {observed} {}",
+            crate::bands::quantile_label(e.fleet.quantile),
+            num(e.fleet.upper),
+            num(ceiling(measure)),
+            measure.noun()
+        ),
+        (_, false) => format!(
+            "{own}, fleet {} {}, observed {observed} {}",
+            crate::bands::quantile_label(e.fleet.quantile),
+            num(e.fleet.upper),
+            measure.noun()
+        ),
+    };
     Some(Finding {
         measure,
         direction: Direction::Above,
@@ -232,6 +272,16 @@ pub fn silent(run: &[Expected], fleet_active: bool) -> Option<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// No learned band can make a count past the absolute ceiling normal, and the finding says so.
+    #[test]
+    fn the_ceiling_caps_a_learned_band() {
+        let wide = e(3_000.0, 0.0, 5_000.0, 9_000.0);
+        assert!(above(Measure::Logins, 1_500, &wide).is_none());
+        let f = above(Measure::Failures, 260, &wide).expect("past the failures ceiling");
+        assert!(f.explanation.contains("past the absolute ceiling of 200 an hour"), "{}", f.explanation);
+        assert!(above(Measure::Failures, 201, &wide).is_none(), "two past, as any bound");
+    }
 
     fn e(point: f64, lower: f64, upper: f64, p99: f64) -> Expected {
         Expected {

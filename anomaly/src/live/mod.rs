@@ -20,6 +20,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, RwLock};
 
+/// The models of a tenant none were fitted for yet.
+static NO_MODELS: std::sync::LazyLock<TenantModels> = std::sync::LazyLock::new(TenantModels::default);
+
 /// Hours of running counts kept per host.
 pub const KEEP_HOURS: usize = 48;
 /// Event ids kept per host-hour-measure as the finding's evidence.
@@ -362,13 +365,14 @@ impl Live {
             if slot.evidence[i].len() < EVIDENCE {
                 slot.evidence[i].push(event_id.to_owned());
             }
-            let Some(models) = &models else { continue };
+            // Before any model or band (a new tenant or group, the first day): the absolute ceiling.
+            let models: &TenantModels = models.as_deref().unwrap_or(&NO_MODELS);
             if m == Measure::Interactive
                 && models.hosts.get(host).is_some_and(|h| h.interactive_share >= INTERACTIVE_IS_LOGINS)
             {
                 continue; // its logins measure speaks for it
             }
-            let Some(e) = models.expected(host, &r.group, hour, m) else { continue };
+            let e = models.expected(host, &r.group, hour, m).unwrap_or_else(|| Expected::ceiling(m));
             let Some(f) = above(m, slot.counts[i], &e) else { continue };
             // Raised when the count first leaves both bounds, again when its level rises or the
             // count doubles (the alert keeps up with the count without one raise per event).

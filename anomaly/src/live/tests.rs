@@ -136,3 +136,23 @@ fn a_host_that_goes_quiet_while_its_group_works_is_reported_once() {
     holiday.install("t", fleet_models().1);
     assert!(holiday.silences("t", start + 12 * HOUR).is_empty());
 }
+
+/// A tenant with no models at all (its first day): a burst is judged against the absolute ceiling and
+/// says so; a busy but ordinary hour is not.
+#[test]
+fn a_burst_before_any_model_is_judged_against_the_ceiling() {
+    let live = Live::new();
+    let at = MONDAY + 10 * HOUR;
+    let mut got = Vec::new();
+    for k in 0..150 {
+        got.extend(live.observe("fresh", "srv-1", Some("servers"), at + k, "failure", "3", &format!("f{k}")));
+    }
+    assert!(got.is_empty(), "150 failures an hour is under the ceiling: {got:?}");
+    for k in 150..260 {
+        got.extend(live.observe("fresh", "srv-1", Some("servers"), at + k, "failure", "3", &format!("f{k}")));
+    }
+    assert!(!got.is_empty(), "past the ceiling of 200 failed logins an hour");
+    let f = &got[0].finding;
+    assert_eq!((f.expected.basis, f.measure, f.observed), (Basis::Ceiling, Measure::Failures, 202));
+    assert!(f.explanation.contains("absolute ceiling of 200 an hour"), "{}", f.explanation);
+}

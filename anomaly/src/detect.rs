@@ -72,6 +72,9 @@ pub enum Basis {
     Forecast,
     /// Its group's fleet band: too little history of its own.
     FleetBand,
+    /// No band for its group yet (a new group or role): the widest band of the tenant's other
+    /// groups, as a prior.
+    GroupPrior,
     /// Neither a forecast nor a band yet (a new tenant, a new group, the first day): the absolute
     /// ceiling alone ([`ceiling`]).
     Ceiling,
@@ -188,6 +191,9 @@ pub fn above(measure: Measure, observed: u32, e: &Expected) -> Option<Finding> {
             format!("expected {} ({}-{})", num(e.own.point), num(e.own.lower), num(e.own.upper))
         }
         Basis::FleetBand => "no baseline of its own yet".to_owned(),
+        Basis::GroupPrior => {
+            "no band for its group yet: judged on the widest band of the other groups".to_owned()
+        }
         Basis::Ceiling => format!(
             "no baseline for the host or its group yet: judged against the absolute ceiling of {} an hour",
             num(ceiling(measure))
@@ -243,7 +249,7 @@ pub fn silent(run: &[Expected], fleet_active: bool) -> Option<Finding> {
     }
     let expected: f64 = run.iter().map(|e| e.own.point).sum();
     let lower: f64 = run.iter().map(|e| e.own.lower).sum();
-    if expected < SILENT_EXPECTED || run.iter().any(|e| e.basis == Basis::FleetBand) {
+    if expected < SILENT_EXPECTED || run.iter().any(|e| e.basis != Basis::Forecast) {
         return None;
     }
     let level = if expected >= 30.0 { 3 } else { 2 };

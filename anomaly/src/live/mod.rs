@@ -74,11 +74,22 @@ pub struct TenantModels {
 
 impl TenantModels {
     /// What `host` (in `group`) is expected to do in the hour starting at `hour`, for `measure`.
-    /// `None` when the tenant has no band for the group.
+    /// A group with no band yet takes the widest band of the tenant's other groups as its prior;
+    /// `None` when the tenant has no band at all (then the absolute ceiling judges).
     pub fn expected(&self, host: &str, group: &str, hour: i64, measure: Measure) -> Option<Expected> {
         let model = self.hosts.get(host);
         let group = model.map_or(group, |m| m.group.as_str());
-        let fleet = self.bands.get(&(group.to_owned(), measure))?.at(hour_of_week(hour));
+        let how = hour_of_week(hour);
+        let Some(band) = self.bands.get(&(group.to_owned(), measure)) else {
+            let widest = self
+                .bands
+                .iter()
+                .filter(|((_, m), _)| *m == measure)
+                .map(|(_, b)| b.at(how))
+                .max_by(|a, b| a.upper.total_cmp(&b.upper))?;
+            return Some(Expected { basis: Basis::GroupPrior, ..Expected::from_band(widest) });
+        };
+        let fleet = band.at(how);
         let own = model.and_then(|m| m.forecasts.get(&measure)).and_then(|f| f.as_ref().ok()).and_then(|v| {
             let k = usize::try_from((hour_floor(hour) - self.start) / HOUR).ok()?;
             v.get(k).copied()
@@ -388,7 +399,8 @@ impl Live {
     /// more since: the finding again with the hour's final count, so the alert ends with the whole
     /// hour's explanation and evidence.
     pub fn closed_hours(&self, tenant: &str, now: i64) -> Vec<LiveFinding> {
-        let Some(models) = self.models(tenant) else { return Vec::new() };
+        let fitted = self.models(tenant);
+        let models: &TenantModels = fitted.as_deref().unwrap_or(&NO_MODELS);
         let end = hour_floor(now);
         let mut out = Vec::new();
         let mut running = self.running.lock().expect("running lock");
@@ -407,9 +419,9 @@ impl Live {
                     if slot.raised[i] == 0 || slot.counts[i] == slot.raised_at[i] {
                         continue;
                     }
-                    let Some(e) = models.expected(host, &r.group, hour, m) else { continue };
+                    let e = models.expected(host, &r.group, hour, m).unwrap_or_else(|| Expected::ceiling(m));
                     let Some(f) = above(m, slot.counts[i], &e) else { continue };
-                    out.push(raise(tenant, host, r, pos, &models, f));
+                    out.push(raise(tenant, host, r, pos, models, f));
                 }
             }
         }

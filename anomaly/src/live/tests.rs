@@ -155,4 +155,26 @@ fn a_burst_before_any_model_is_judged_against_the_ceiling() {
     let f = &got[0].finding;
     assert_eq!((f.expected.basis, f.measure, f.observed), (Basis::Ceiling, Measure::Failures, 202));
     assert!(f.explanation.contains("absolute ceiling of 200 an hour"), "{}", f.explanation);
+    // The hour closes: the alert ends with its whole count, judged the same way.
+    let closed = live.closed_hours("fresh", at + HOUR);
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!((closed[0].finding.observed, closed[0].finding.expected.basis), (260, Basis::Ceiling));
+}
+
+/// A host of a group the tenant has no band for (a new role) is judged on the widest band of the
+/// other groups, and says so.
+#[test]
+fn a_new_group_takes_the_other_groups_widest_band_as_its_prior() {
+    let (_, models) = fleet_models();
+    let at = models.start + 10 * HOUR;
+    let e = models.expected("kiosk-1", "kiosks", at, Measure::Failures).expect("a prior");
+    assert_eq!(e.basis, Basis::GroupPrior);
+    let widest = ["servers", "workstations"]
+        .iter()
+        .filter_map(|g| models.bands.get(&((*g).to_owned(), Measure::Failures)))
+        .map(|b| b.at(hour_of_week(at)).upper)
+        .fold(0.0, f64::max);
+    assert_eq!(e.fleet.upper, widest);
+    let f = crate::detect::above(Measure::Failures, (widest as u32) + 50, &e).expect("a burst past it");
+    assert!(f.explanation.starts_with("no band for its group yet"), "{}", f.explanation);
 }

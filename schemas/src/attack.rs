@@ -141,15 +141,9 @@ impl Catalog {
                 "" => pred.name,
                 n => n,
             };
-            let parent =
-                id.split_once('.').map(|(p, _)| cw.v19_ids().into_iter().find(|x| *x == p).unwrap_or(p));
+            let parent = id.split_once('.').map(|(p, _)| p);
             self.v19.push(Technique { id, name, parent, tactics, platforms: pred.platforms });
         }
-    }
-
-    /// v19's renumbered techniques (not in [`Catalog::techniques`], which is the v18 matrix).
-    pub fn v19_techniques(&self) -> &[Technique] {
-        &self.v19
     }
 
     /// Tactics in kill-chain order.

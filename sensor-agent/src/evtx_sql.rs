@@ -73,7 +73,7 @@ pub fn to_ecs(
     flat: &Map<String, Value>,
     doc: &mut Map<String, Value>,
 ) -> Option<(&'static str, &'static str)> {
-    if !is_sql_server(flat) {
+    if !matches!(id, 18456 | 33205) || !is_sql_server(flat) {
         return None;
     }
     let (outcome, user, from, reason) = login(id, flat)?;

@@ -38,16 +38,14 @@ pub fn flat_from_json(mut obj: Map<String, Value>) -> Map<String, Value> {
         }
         None => {
             let data = obj.remove("event_data");
-            let system = SYSTEM
-                .iter()
-                .filter_map(|(_, _, v6)| Some(((*v6).to_owned(), obj.get(*v6)?.clone())))
-                .collect();
+            let system =
+                SYSTEM.iter().filter_map(|(_, _, v6)| Some(((*v6).to_owned(), obj.remove(*v6)?))).collect();
             (system, data)
         }
     };
     for (flat, beat, beat6) in SYSTEM {
         if let Some(v) = system.get(beat).or_else(|| system.get(beat6)) {
-            out.insert(flat.into(), number_if_digits(v.clone()));
+            out.insert(flat.into(), v.clone());
         }
     }
     if let Some(Value::Object(d)) = data {

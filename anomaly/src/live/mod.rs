@@ -99,6 +99,12 @@ impl TenantModels {
             None => Expected::from_band(fleet),
         })
     }
+
+    /// What judges a count: [`TenantModels::expected`], else (no band at all yet) the absolute
+    /// ceiling.
+    pub fn judged(&self, host: &str, group: &str, hour: i64, measure: Measure) -> Expected {
+        self.expected(host, group, hour, measure).unwrap_or_else(|| Expected::ceiling(measure))
+    }
 }
 
 /// A measure's hourly series from a [`LoginSeries`].
@@ -383,7 +389,7 @@ impl Live {
             {
                 continue; // its logins measure speaks for it
             }
-            let e = models.expected(host, &r.group, hour, m).unwrap_or_else(|| Expected::ceiling(m));
+            let e = models.judged(host, &r.group, hour, m);
             let Some(f) = above(m, slot.counts[i], &e) else { continue };
             // Raised when the count first leaves both bounds, again when its level rises or the
             // count doubles (the alert keeps up with the count without one raise per event).
@@ -419,7 +425,7 @@ impl Live {
                     if slot.raised[i] == 0 || slot.counts[i] == slot.raised_at[i] {
                         continue;
                     }
-                    let e = models.expected(host, &r.group, hour, m).unwrap_or_else(|| Expected::ceiling(m));
+                    let e = models.judged(host, &r.group, hour, m);
                     let Some(f) = above(m, slot.counts[i], &e) else { continue };
                     out.push(raise(tenant, host, r, pos, models, f));
                 }

@@ -23,6 +23,8 @@
 
 mod build;
 use build::{Cols, FlowEnd};
+mod kinds;
+pub use kinds::{EdgeKind, NodeKind};
 mod search;
 mod shared;
 
@@ -39,96 +41,6 @@ use std::collections::HashMap;
 pub const MAX_EDGE_EVENTS: usize = 8;
 /// Distinct ports kept on one edge.
 const MAX_EDGE_PORTS: usize = 16;
-
-/// What a node stands for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeKind {
-    /// An endpoint, by host name.
-    Host,
-    /// A process, by its stable entity id (not its pid).
-    Process,
-    /// An account, `DOMAIN\name`.
-    User,
-    /// An address no fleet host holds (or an external one).
-    Ip,
-    /// A domain name.
-    Domain,
-    /// A URL.
-    Url,
-    /// A file on a host, by path (hashes as attributes).
-    File,
-}
-
-impl NodeKind {
-    /// The name used in ids and the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeKind::Host => "host",
-            NodeKind::Process => "process",
-            NodeKind::User => "user",
-            NodeKind::Ip => "ip",
-            NodeKind::Domain => "domain",
-            NodeKind::Url => "url",
-            NodeKind::File => "file",
-        }
-    }
-
-    /// Parses [`NodeKind::as_str`].
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "host" => NodeKind::Host,
-            "process" => NodeKind::Process,
-            "user" => NodeKind::User,
-            "ip" => NodeKind::Ip,
-            "domain" => NodeKind::Domain,
-            "url" => NodeKind::Url,
-            "file" => NodeKind::File,
-            _ => return None,
-        })
-    }
-}
-
-/// What an edge says happened.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum EdgeKind {
-    /// Parent process -> child process.
-    Spawned,
-    /// File -> the process started from it (a file written earlier, then run).
-    Executed,
-    /// Process -> process (confirmed by both hosts), host, IP or domain.
-    ConnectedTo,
-    /// Domain -> IP (a DNS answer).
-    Resolved,
-    /// URL -> file (a file written with its origin URL).
-    Downloaded,
-    /// Process -> file.
-    Wrote,
-    /// Host -> host, IP -> host, or user -> host (successful logons).
-    LoggedOnTo,
-    /// Process -> file (the service's binary), or host -> file.
-    InstalledService,
-    /// Process -> URL (an HTTP request).
-    Requested,
-}
-
-impl EdgeKind {
-    /// The name used in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EdgeKind::Spawned => "spawned",
-            EdgeKind::Executed => "executed",
-            EdgeKind::ConnectedTo => "connected_to",
-            EdgeKind::Resolved => "resolved",
-            EdgeKind::Downloaded => "downloaded",
-            EdgeKind::Wrote => "wrote",
-            EdgeKind::LoggedOnTo => "logged_on_to",
-            EdgeKind::InstalledService => "installed_service",
-            EdgeKind::Requested => "requested",
-        }
-    }
-}
 
 /// An entity.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]

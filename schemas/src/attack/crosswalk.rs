@@ -90,11 +90,6 @@ impl Crosswalk {
         &self.tactics
     }
 
-    /// Whether `id` is a v19 technique id v18 does not have (`T1685`).
-    pub fn is_v19(&self, id: &str) -> bool {
-        self.pairs.iter().any(|p| p.v19.eq_ignore_ascii_case(id))
-    }
-
     /// Every v19 technique id the crosswalk knows.
     pub fn v19_ids(&self) -> Vec<&'static str> {
         let mut ids: Vec<&'static str> = self.pairs.iter().map(|p| p.v19).collect();
@@ -148,8 +143,13 @@ fn platform_of(product: &str) -> &str {
 /// The same technique in the other version, where the crosswalk knows one: a v19 id's main v18
 /// predecessor, a v18 id's most common v19 successor.
 pub fn counterpart(id: &str) -> Option<&'static str> {
+    counterpart_on(id, None)
+}
+
+/// [`counterpart`], a v18 id's successor chosen for `platform` (a Sigma logsource product).
+pub fn counterpart_on(id: &str, platform: Option<&str>) -> Option<&'static str> {
     let c = crosswalk();
-    c.predecessor(id).or_else(|| c.successor(id, None))
+    c.predecessor(id).or_else(|| c.successor(id, platform))
 }
 
 /// Whether two technique ids name the same behaviour: equal, one a sub-technique of the other, or
@@ -170,8 +170,7 @@ pub fn both_versions(techniques: &mut Vec<String>, tactics: &mut Vec<String>, pl
     let c = crosswalk();
     let given: Vec<String> = techniques.clone();
     for t in &given {
-        let other = c.predecessor(t).or_else(|| c.successor(t, platform));
-        if let Some(o) = other
+        if let Some(o) = counterpart_on(t, platform)
             && !techniques.iter().any(|x| x.eq_ignore_ascii_case(o))
         {
             techniques.push(o.to_owned());

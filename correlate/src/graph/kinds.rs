@@ -1,0 +1,94 @@
+//! What the graph's nodes stand for and what its edges say happened: the kinds, with the names the
+//! API and node ids use.
+
+use serde::Serialize;
+
+/// What a node stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeKind {
+    /// An endpoint, by host name.
+    Host,
+    /// A process, by its stable entity id (not its pid).
+    Process,
+    /// An account, `DOMAIN\name`.
+    User,
+    /// An address no fleet host holds (or an external one).
+    Ip,
+    /// A domain name.
+    Domain,
+    /// A URL.
+    Url,
+    /// A file on a host, by path (hashes as attributes).
+    File,
+}
+
+impl NodeKind {
+    /// The name used in ids and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeKind::Host => "host",
+            NodeKind::Process => "process",
+            NodeKind::User => "user",
+            NodeKind::Ip => "ip",
+            NodeKind::Domain => "domain",
+            NodeKind::Url => "url",
+            NodeKind::File => "file",
+        }
+    }
+
+    /// Parses [`NodeKind::as_str`].
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "host" => NodeKind::Host,
+            "process" => NodeKind::Process,
+            "user" => NodeKind::User,
+            "ip" => NodeKind::Ip,
+            "domain" => NodeKind::Domain,
+            "url" => NodeKind::Url,
+            "file" => NodeKind::File,
+            _ => return None,
+        })
+    }
+}
+
+/// What an edge says happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EdgeKind {
+    /// Parent process -> child process.
+    Spawned,
+    /// File -> the process started from it (a file written earlier, then run).
+    Executed,
+    /// Process -> process (confirmed by both hosts), host, IP or domain.
+    ConnectedTo,
+    /// Domain -> IP (a DNS answer).
+    Resolved,
+    /// URL -> file (a file written with its origin URL).
+    Downloaded,
+    /// Process -> file.
+    Wrote,
+    /// Host -> host, IP -> host, or user -> host (successful logons).
+    LoggedOnTo,
+    /// Process -> file (the service's binary), or host -> file.
+    InstalledService,
+    /// Process -> URL (an HTTP request).
+    Requested,
+}
+
+impl EdgeKind {
+    /// The name used in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeKind::Spawned => "spawned",
+            EdgeKind::Executed => "executed",
+            EdgeKind::ConnectedTo => "connected_to",
+            EdgeKind::Resolved => "resolved",
+            EdgeKind::Downloaded => "downloaded",
+            EdgeKind::Wrote => "wrote",
+            EdgeKind::LoggedOnTo => "logged_on_to",
+            EdgeKind::InstalledService => "installed_service",
+            EdgeKind::Requested => "requested",
+        }
+    }
+}

@@ -111,7 +111,11 @@ pub fn alert(lf: &LiveFinding) -> Alert {
         object: f.measure.noun().to_owned(),
         description: format!("{}: {}", lf.host, f.explanation),
         source: SOURCE.to_owned(),
-        rule: RuleRef { id: rule_id(f.measure, f.direction), title: title(f.measure, f.direction) },
+        rule: RuleRef {
+            id: rule_id(f.measure, f.direction),
+            title: title(f.measure, f.direction),
+            author: None,
+        },
         status: Status::Alerted,
         handling: Handling::Unhandled,
         endpoint: Endpoint {

@@ -117,13 +117,15 @@ pub enum EvalWhat {
         /// The corpus directory (holding `mordor/`).
         #[arg(long)]
         corpus: PathBuf,
-        /// Directory of Sigma rules (SigmaHQ's `rules/`), searched recursively.
-        #[arg(long)]
-        rules: PathBuf,
+        /// Directories of Sigma rules (SigmaHQ's `rules/`, Hayabusa's set), searched recursively;
+        /// repeat the flag for several.
+        #[arg(long, required = true)]
+        rules: Vec<PathBuf>,
         /// Also print the per-dataset results as JSON.
         #[arg(long)]
         json: bool,
-        /// Exit with an error when fewer (dataset, label technique) pairs than this are detected.
+        /// Exit with an error when fewer (dataset, label technique) pairs than this are detected
+        /// through the agent's path.
         #[arg(long, default_value_t = 0)]
         min_detected: usize,
     },
@@ -194,12 +196,20 @@ pub enum EvalWhat {
         /// The corpus directory (holding EVTX_INDEX.json).
         #[arg(long)]
         corpus: PathBuf,
-        /// Sigma rules to tag with (the SigmaHQ set).
+        /// Directories of Sigma rules to tag with (SigmaHQ's set, Hayabusa's); repeat the flag for
+        /// several. Without any, only reading is measured.
         #[arg(long)]
-        rules: Option<PathBuf>,
+        rules: Vec<PathBuf>,
         /// Fail unless every file parses and every count matches the index.
         #[arg(long)]
         strict: bool,
+        /// A peer's detections over the same files, scored beside Cordon's: JSON lines with
+        /// `EvtxFile` and `MitreTags` (Hayabusa's `dfir-timeline -t jsonl -p verbose`).
+        #[arg(long)]
+        peer_timeline: Option<PathBuf>,
+        /// The peer's name, for the report.
+        #[arg(long, default_value = "peer")]
+        peer_name: String,
         /// Also read this many damaged copies of each of the 40 smallest files (flipped bytes,
         /// cuts): each must read or fail cleanly, never panic.
         #[arg(long, default_value_t = 0)]

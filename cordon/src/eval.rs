@@ -33,6 +33,17 @@ impl LoadReport {
     pub fn refused_total(&self) -> usize {
         self.refused.values().map(|(n, _)| n).sum()
     }
+
+    /// Refusals of rules their authors withdrew (`status: deprecated` or `unsupported`).
+    pub fn withdrawn(&self) -> usize {
+        self.refused.get("withdrawn").map_or(0, |(n, _)| *n)
+    }
+
+    /// The share of rules that load, in percent, over the rules still in use (withdrawn ones out).
+    pub fn load_percent(&self) -> f64 {
+        let in_use = self.loaded + self.refused_total() - self.withdrawn();
+        100.0 * self.loaded as f64 / in_use.max(1) as f64
+    }
 }
 
 /// Every file under `dir` (recursively) that `keep` accepts, sorted.
@@ -56,6 +67,15 @@ pub fn files_under(dir: &Path, keep: impl Fn(&Path) -> bool) -> anyhow::Result<V
 /// YAML files under `dir`.
 pub fn yaml_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     files_under(dir, |p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+}
+
+/// The text of every Sigma file under each of `dirs` (unreadable files left out).
+pub fn rule_texts(dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for d in dirs {
+        texts.extend(yaml_files(d)?.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
+    }
+    Ok(texts)
 }
 
 /// EVTX files under `dir`.
@@ -93,6 +113,67 @@ pub fn zip_json_lines(path: &Path) -> anyhow::Result<(String, usize)> {
     Ok((text, skipped))
 }
 
+/// The JSON lines of a dataset file in any of the forms datasets are published in: a zip, a tar
+/// (`.tar.gz`, `.tgz`, `.tar`), one gzip-compressed file, or plain JSON lines; with the members
+/// skipped as unreadable.
+pub fn archive_json_lines(path: &Path) -> anyhow::Result<(String, usize)> {
+    use std::io::Read;
+    let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let read = || std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    if name.ends_with(".zip") {
+        return zip_json_lines(path);
+    }
+    let gunzip = |bytes: Vec<u8>| -> anyhow::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+        Ok(out)
+    };
+    if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+        return Ok(tar_json_lines(&gunzip(read()?)?));
+    }
+    if name.ends_with(".tar") {
+        return Ok(tar_json_lines(&read()?));
+    }
+    let bytes = if name.ends_with(".gz") { gunzip(read()?)? } else { read()? };
+    Ok((String::from_utf8_lossy(&bytes).into_owned(), 0))
+}
+
+/// The `.json`/`.jsonl` members of a tar archive (ustar or plain), with the members skipped (macOS
+/// resource forks, members that are not UTF-8 text).
+fn tar_json_lines(tar: &[u8]) -> (String, usize) {
+    let (mut text, mut skipped, mut at) = (String::new(), 0, 0);
+    while at + 512 <= tar.len() {
+        let h = &tar[at..at + 512];
+        if h.iter().all(|&b| b == 0) {
+            break;
+        }
+        let field = |r: std::ops::Range<usize>| {
+            String::from_utf8_lossy(&h[r]).trim_end_matches('\0').trim().to_owned()
+        };
+        let size = usize::from_str_radix(&field(124..136), 8).unwrap_or(0);
+        let name = match field(345..500) {
+            prefix if !prefix.is_empty() && &h[257..262] == b"ustar" => format!("{prefix}/{}", field(0..100)),
+            _ => field(0..100),
+        };
+        let body = &tar[(at + 512).min(tar.len())..(at + 512 + size).min(tar.len())];
+        let base = name.rsplit('/').next().unwrap_or_default();
+        let regular = matches!(h[156], b'0' | 0);
+        if regular && (name.ends_with(".json") || name.ends_with(".jsonl")) {
+            match std::str::from_utf8(body) {
+                Ok(t) if !base.starts_with("._") && !name.contains("__MACOSX/") => {
+                    text.push_str(t);
+                    text.push('\n');
+                }
+                _ => skipped += 1,
+            }
+        }
+        at += 512 + size.div_ceil(512) * 512;
+    }
+    (text, skipped)
+}
+
 #[cfg(test)]
 mod zip_tests {
     /// One unreadable member (a macOS resource fork, a member that is not text) is skipped and
@@ -114,6 +195,39 @@ mod zip_tests {
         let (text, skipped) = super::zip_json_lines(&path).unwrap();
         assert_eq!(text.trim(), "{\"EventID\": 1}");
         assert_eq!(skipped, 2);
+    }
+
+    /// A dataset published as a tar.gz reads like its zip; so does a gzip-compressed file.
+    #[test]
+    fn tar_gz_and_gz_datasets_read_their_json_lines() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let mut tar = Vec::new();
+        for (name, body) in
+            [("host/events.json", "{\"EventID\": 4624}\n"), ("._events.json", "\u{0}\u{1}"), ("README", "x")]
+        {
+            let mut h = [0u8; 512];
+            h[..name.len()].copy_from_slice(name.as_bytes());
+            let size = format!("{:011o}\0", body.len());
+            h[124..136].copy_from_slice(size.as_bytes());
+            h[156] = b'0';
+            tar.extend_from_slice(&h);
+            tar.extend_from_slice(body.as_bytes());
+            tar.resize(tar.len().div_ceil(512) * 512, 0);
+        }
+        tar.extend_from_slice(&[0u8; 1024]);
+        let gz = |bytes: &[u8]| {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        };
+        let p = dir.path().join("d.TAR.GZ");
+        std::fs::write(&p, gz(&tar)).unwrap();
+        let (text, skipped) = super::archive_json_lines(&p).unwrap();
+        assert_eq!((text.trim(), skipped), ("{\"EventID\": 4624}", 1));
+        let p = dir.path().join("d.json.gz");
+        std::fs::write(&p, gz(b"{\"EventID\": 1}\n")).unwrap();
+        assert_eq!(super::archive_json_lines(&p).unwrap().0.trim(), "{\"EventID\": 1}");
     }
 }
 
@@ -189,13 +303,15 @@ pub fn print_load(report: &LoadReport, json: bool) -> anyhow::Result<()> {
         println!("loaded for products Cordon's sources do not produce (never run): {}", by.join(", "));
     }
     println!(
-        "sigma load: {} files, {} rules, {} loaded ({:.1}%; {other} of them for products Cordon's sources do not produce), {} refused ({} of them correlation rules), {} with ATT&CK techniques, {} unknown ATT&CK tags",
+        "sigma load: {} files, {} rules, {} loaded ({:.1}% of the {} in use; {other} of them for products Cordon's sources do not produce), {} refused ({} of them correlation rules, {} withdrawn by their authors), {} with ATT&CK techniques, {} unknown ATT&CK tags",
         report.files,
         rules,
         report.loaded,
-        100.0 * report.loaded as f64 / rules.max(1) as f64,
+        report.load_percent(),
+        rules - report.withdrawn(),
         report.refused_total(),
         correlation,
+        report.withdrawn(),
         report.with_techniques,
         report.unknown_attack_tags.len()
     );
@@ -365,7 +481,7 @@ fn ecs_match(rule: &sigma::Rule, flat: &serde_json::Map<String, serde_json::Valu
 }
 
 /// A flat EVTX record as ingest stores it after the agent's normaliser.
-fn ecs_record(flat: &serde_json::Map<String, serde_json::Value>) -> Option<schemas::Record> {
+pub(crate) fn ecs_record(flat: &serde_json::Map<String, serde_json::Value>) -> Option<schemas::Record> {
     let line = sensor_agent::evtx::to_ecs(flat).to_string();
     let ch = schemas::decode::Channel {
         tenant: "eval",
@@ -394,165 +510,6 @@ pub fn print_regression(r: &RegressionReport) {
         r.failures.len(),
         r.ecs_path.1,
         r.ecs_path.0
-    );
-}
-
-/// What reading the corpus's EVTX files found.
-#[derive(Debug, Default, serde::Serialize)]
-pub struct EvtxReport {
-    /// Files read.
-    pub files: usize,
-    /// Files read to the end without an error or a panic.
-    pub parsed: usize,
-    /// Records read.
-    pub records: u64,
-    /// Records `EVTX_INDEX.json` lists for the same files.
-    pub indexed_records: u64,
-    /// Files whose record count differs from the index, or that failed: (file, what).
-    pub problems: Vec<(String, String)>,
-    /// Technique tagging on `EVTX-to-MITRE-Attack` (label = folder): per label, (files, files where a
-    /// rule tagged the label technique or its parent/sub-technique).
-    pub technique_recall: BTreeMap<String, (usize, usize)>,
-    /// Tagged events in those files, and how many carried only techniques other than the label.
-    pub tagged_events: (u64, u64),
-    /// The same tagging through the agent's path (EVTX -> ECS events -> ingest's decoder -> Cordon's
-    /// ECS pipeline), which is what production runs: labelled files detected.
-    pub technique_hits_ecs: usize,
-    /// Events matched both through the rule set's literal prefilter and by evaluating every rule.
-    pub prefilter_checked: u64,
-    /// Of those, events where the two answers differ (must be 0).
-    pub prefilter_disagreements: u64,
-}
-
-/// Reads every `.evtx` under `corpus` (compared with `corpus/EVTX_INDEX.json`) and, with `rules`,
-/// measures technique tagging on the technique-labelled folder.
-pub fn evtx(corpus: &Path, rules: Option<&Path>) -> anyhow::Result<EvtxReport> {
-    // CORDON_EVAL_DEBUG=1: each off-label tag, with the rule that set it.
-    let debug = std::env::var_os("CORDON_EVAL_DEBUG").is_some();
-    let index: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(corpus.join("EVTX_INDEX.json")).context("reading EVTX_INDEX.json")?,
-    )?;
-    let texts: Vec<String> = match rules {
-        Some(dir) => yaml_files(dir)?.iter().filter_map(|p| std::fs::read_to_string(p).ok()).collect(),
-        None => Vec::new(),
-    };
-    let set = |pipeline: Pipeline| {
-        sigma::RuleSet::new(
-            texts.iter().flat_map(|t| sigma::load(t, &pipeline).into_iter().filter_map(Result::ok)).collect(),
-        )
-    };
-    let compiled = set(Pipeline::windows_flat());
-    let ecs = set(Pipeline::cordon_ecs());
-    let files = evtx_files(corpus)?;
-    let mut report = EvtxReport::default();
-    for f in files {
-        report.files += 1;
-        let rel = f.strip_prefix(corpus).unwrap_or(&f).to_string_lossy().replace('\\', "/");
-        let want = index[&rel]["records"].as_u64();
-        report.indexed_records += want.unwrap_or(0);
-        let path = f.clone();
-        let read = std::panic::catch_unwind(move || sensor_agent::evtx::read(&path));
-        let events = match read {
-            Ok(Ok(ev)) => ev,
-            Ok(Err(e)) => {
-                report.problems.push((rel, format!("error: {e}")));
-                continue;
-            }
-            Err(_) => {
-                report.problems.push((rel, "the reader panicked".into()));
-                continue;
-            }
-        };
-        report.parsed += 1;
-        report.records += events.len() as u64;
-        match want {
-            Some(n) if n != events.len() as u64 => {
-                report
-                    .problems
-                    .push((rel.clone(), format!("{} records read, the index lists {n}", events.len())));
-            }
-            None => report.problems.push((rel.clone(), "not in EVTX_INDEX.json".into())),
-            _ => {}
-        }
-        // Technique-labelled files: `EVTX-to-MITRE-Attack/<TA..>/<Txxxx[.yyy]-name>/file.evtx`.
-        let label = rel
-            .strip_prefix("evtx/EVTX-to-MITRE-Attack/")
-            .and_then(|r| r.split('/').nth(1))
-            .and_then(|dir| dir.split('-').next())
-            .filter(|t| t.starts_with('T'))
-            .map(str::to_owned);
-        if let (Some(label), false) = (label, compiled.rules().is_empty()) {
-            let related = |t: &str| schemas::attack::crosswalk::related(t, &label);
-            let mut hit = false;
-            let mut hit_ecs = false;
-            for (_, e) in &events {
-                if !hit_ecs && let Some(rec) = ecs_record(e) {
-                    let view = sigma::RecordEvent::new(&rec);
-                    hit_ecs = ecs
-                        .matching_indices(&view)
-                        .iter()
-                        .any(|&i| ecs.rules()[i].techniques.iter().any(|t| related(t)));
-                }
-                let ev = sigma::FlatEvent(e.clone());
-                let matched = compiled.matching_indices(&ev);
-                // The prefilter must never change an answer: every rule is evaluated too.
-                report.prefilter_checked += 1;
-                if matched != compiled.matching_indices_unfiltered(&ev) {
-                    report.prefilter_disagreements += 1;
-                }
-                let techs: Vec<&String> =
-                    matched.iter().flat_map(|&i| compiled.rules()[i].techniques.iter()).collect();
-                if techs.is_empty() {
-                    continue;
-                }
-                report.tagged_events.0 += 1;
-                if techs.iter().any(|t| related(t)) {
-                    hit = true;
-                } else {
-                    report.tagged_events.1 += 1;
-                    if debug {
-                        for &i in &matched {
-                            println!("  off-label {label}: {}", compiled.rules()[i].title);
-                        }
-                    }
-                }
-            }
-            let entry = report.technique_recall.entry(label).or_default();
-            entry.0 += 1;
-            entry.1 += usize::from(hit);
-            report.technique_hits_ecs += usize::from(hit_ecs);
-        }
-    }
-    Ok(report)
-}
-
-/// Prints the EVTX report and one summary line.
-pub fn print_evtx(r: &EvtxReport) {
-    for (f, what) in &r.problems {
-        println!("  PROBLEM {f}: {what}");
-    }
-    if !r.technique_recall.is_empty() {
-        println!("technique tagging on EVTX-to-MITRE-Attack (label: files, detected):");
-        for (t, (n, hit)) in &r.technique_recall {
-            println!("  {t:<12} {hit}/{n}");
-        }
-    }
-    let (labels, files, hits) =
-        r.technique_recall.values().fold((0, 0, 0), |(l, f, h), (n, hit)| (l + 1, f + n, h + hit));
-    println!(
-        "evtx: {} files, {} parsed ({:.1}%), {} records read vs {} indexed, {} problems; technique tagging: {hits}/{files} labelled files detected ({:.1}%) over {labels} techniques ({} through the agent's ECS path), {} of {} tagged events carry only other techniques; prefilter: {} of {} events differ from evaluating every rule",
-        r.files,
-        r.parsed,
-        100.0 * r.parsed as f64 / r.files.max(1) as f64,
-        r.records,
-        r.indexed_records,
-        r.problems.len(),
-        100.0 * hits as f64 / files.max(1) as f64,
-        r.technique_hits_ecs,
-        r.tagged_events.1,
-        r.tagged_events.0,
-        r.prefilter_disagreements,
-        r.prefilter_checked,
     );
 }
 

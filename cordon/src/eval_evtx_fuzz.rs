@@ -85,9 +85,19 @@ pub fn run(files: &[std::path::PathBuf], per_file: usize, tmp: &Path) -> anyhow:
 
 /// `cordon eval evtx`: every corpus file read and counted, tagging measured, and with `mutants`,
 /// damaged copies of the smallest files read without a panic.
-pub fn command(corpus: &Path, rules: Option<&Path>, strict: bool, mutants: usize) -> anyhow::Result<()> {
-    let r = crate::eval::evtx(corpus, rules)?;
-    crate::eval::print_evtx(&r);
+pub fn command(
+    corpus: &Path,
+    rules: &[std::path::PathBuf],
+    peer: Option<&(String, std::path::PathBuf)>,
+    strict: bool,
+    mutants: usize,
+) -> anyhow::Result<()> {
+    let mut r = crate::eval_evtx::evtx(corpus, rules)?;
+    if let Some((name, timeline)) = peer {
+        crate::eval_evtx::score_peer(&mut r, &crate::eval_peer::read_timeline(timeline)?);
+        r.peer_name = name.clone();
+    }
+    crate::eval_evtx::print_evtx(&r);
     if mutants > 0 {
         let mut files = crate::eval::evtx_files(corpus)?;
         files.sort_by_key(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(u64::MAX));

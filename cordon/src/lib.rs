@@ -13,10 +13,12 @@ mod upkeep;
 use upkeep::housekeeping;
 pub mod eval;
 pub mod eval_anomaly;
+pub mod eval_evtx;
 pub mod eval_evtx_fuzz;
 pub mod eval_lateral;
 pub mod eval_logs;
 pub mod eval_mordor;
+pub mod eval_peer;
 pub mod nats;
 pub mod nats_auth;
 pub mod outbound;
@@ -412,8 +414,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                         "only {pct:.1}% of the regression tests pass; the floor is {min_regression_percent}%"
                     );
                 }
-                let pct =
-                    100.0 * report.loaded as f64 / (report.loaded + report.refused_total()).max(1) as f64;
+                let pct = report.load_percent();
                 anyhow::ensure!(
                     pct >= min_loaded_percent,
                     "only {pct:.1}% of the rules loaded; the floor is {min_loaded_percent}%"
@@ -481,7 +482,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                     println!("{}", serde_json::to_string_pretty(&r.datasets)?);
                 }
                 eval_mordor::print(&r);
-                let detected: usize = r.per_technique().values().map(|(_, hit)| hit).sum();
+                let detected: usize = r.per_technique().values().map(|(_, _, agent)| agent).sum();
                 anyhow::ensure!(
                     detected >= min_detected,
                     "only {detected} (dataset, technique) pairs detected (at least {min_detected} expected)"
@@ -501,8 +502,11 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 );
                 Ok(())
             }
-            Command::Eval { what: EvalWhat::Evtx { corpus, rules, strict, mutants } } => {
-                eval_evtx_fuzz::command(&corpus, rules.as_deref(), strict, mutants)
+            Command::Eval {
+                what: EvalWhat::Evtx { corpus, rules, peer_timeline, peer_name, strict, mutants },
+            } => {
+                let peer = peer_timeline.map(|p| (peer_name, p));
+                eval_evtx_fuzz::command(&corpus, &rules, peer.as_ref(), strict, mutants)
             }
             Command::NatsConfig { dir } => {
                 let keys = nats_auth::NatsKeys::in_dir(&dir)?;

@@ -4,8 +4,9 @@
 //! host) and the time of its first evidence. Alert B joins alert A when a time-respecting search
 //! from A's anchor ([`Graph::reach`]) reaches B's anchor within the incident window (default 24 h)
 //! no later than B's evidence: the process chain, the files written then run, the connections both
-//! hosts reported, the logons from one host's address onto another. Every join keeps its hops and
-//! their evidence, so an incident can say why each alert is in it.
+//! hosts reported, the logons from one host's address onto another. Alerts on hosts that one
+//! unmanaged source reached (logons, share access only the targets reported) join through it. Every
+//! join keeps its hops and their evidence, so an incident can say why each alert is in it.
 //!
 //! Components of joined alerts are incidents. A new alert joins the incident it connects to; when a
 //! new edge connects two incidents they merge into the older one, and the other is marked merged.
@@ -416,6 +417,14 @@ impl Incidents {
                     joins.push((i, j, path));
                 }
             }
+        }
+        // Alerts on hosts one unmanaged source reached (access only the targets saw) join through it.
+        let targets: Vec<(&str, i64, i64)> =
+            self.anchors.iter().map(|a| (a.host.as_str(), a.time, a.last)).collect();
+        for (i, j, hops) in g.shared_sources(&targets, self.cfg.window) {
+            let (ri, rj) = (find(&mut uf, i), find(&mut uf, j));
+            uf[ri] = rj;
+            joins.push((i, j, hops));
         }
         // Components -> incidents.
         let mut comps: BTreeMap<usize, Vec<usize>> = BTreeMap::new();

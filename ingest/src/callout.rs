@@ -366,6 +366,7 @@ fn clone_alert(tenant: &str, agent: &str, detail: &str, now: i64) -> schemas::al
     let rule = RuleRef {
         id: "cordon_agent_credential_clone".to_owned(),
         title: "One agent credential used by two processes".to_owned(),
+        author: None,
     };
     Alert {
         level: 4,

@@ -118,6 +118,7 @@ impl Quotas {
         let rule = RuleRef {
             id: "cordon_agent_flooding".to_owned(),
             title: "Agent over its ingest quota".to_owned(),
+            author: None,
         };
         Alert {
             level: 3,

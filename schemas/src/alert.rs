@@ -90,6 +90,10 @@ pub struct RuleRef {
     pub id: String,
     /// Title.
     pub title: String,
+    /// The rule's author, as the rule gives it: alerts from third-party rules (SigmaHQ, Hayabusa;
+    /// Detection Rule License 1.1) keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
 }
 
 /// The uniform alert.

@@ -86,6 +86,14 @@ pub fn parse_tag(tag: &str) -> Option<Tag> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let mut parts = upper.get(1..).unwrap_or_default().splitn(2, '.');
     let head = parts.next().unwrap_or_default();
+    // A technique id whose `t` was left out (`attack.1136.001`, as some rule sets write it).
+    let (bare_head, bare_sub) = upper.split_once('.').unwrap_or((&upper, ""));
+    if bare_head.len() == 4
+        && digits(bare_head)
+        && (bare_sub.is_empty() || (bare_sub.len() == 3 && digits(bare_sub)))
+    {
+        return Some(Tag::Technique(format!("T{upper}")));
+    }
     match upper.as_bytes().first() {
         Some(b'T') if digits(head) && parts.next().is_none_or(digits) => Some(Tag::Technique(upper)),
         Some(b'G' | b'S' | b'M' | b'C' | b'D') if digits(head) => Some(Tag::Other(upper)),
@@ -267,6 +275,9 @@ mod tests {
         assert_eq!(parse_tag("attack.credential_access"), Some(Tag::Tactic("credential-access".into())));
         assert_eq!(parse_tag("attack.g0016"), Some(Tag::Other("G0016".into())));
         assert_eq!(parse_tag("attack.ds0005"), Some(Tag::Other("DS0005".into())));
+        // A technique id written without its `t`.
+        assert_eq!(parse_tag("attack.1136.001"), Some(Tag::Technique("T1136.001".into())));
+        assert_eq!(parse_tag("attack.11136.001"), Some(Tag::Tactic("11136.001".into())));
         assert_eq!(parse_tag("cve.2021-44228"), None);
         assert!(c.resolve(&parse_tag("attack.t1486").unwrap()));
         assert!(c.resolve(&parse_tag("attack.defense-evasion").unwrap()));

@@ -153,6 +153,20 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Ship network security logs as ECS events of one sensor: Zeek's (TSV or JSON lines: conn, dns,
+    /// http, ssl, files, notice, kerberos, smb_files, smb_mapping and any other log, kept whole), or
+    /// any tool's JSON lines through --mapping.
+    Netlogs {
+        /// Log files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
+        /// A mapping file (JSON: `time`, `fields`, `set`) for JSON lines that are not Zeek's.
+        #[arg(long)]
+        mapping: Option<std::path::PathBuf>,
+        /// The sensor's host name; default: this machine's name.
+        #[arg(long)]
+        host: Option<String>,
+    },
     /// Simulate a fleet (deterministic by seed).
     Simulate {
         /// Hosts.
@@ -303,6 +317,9 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
         }
         Command::Evtx { files } => Ok(crate::evtx_files(&cfg, &files).await?),
         Command::Logs { files, year, host } => Ok(crate::log_files(&cfg, &files, year, host).await?),
+        Command::Netlogs { files, mapping, host } => {
+            Ok(crate::net_files(&cfg, &files, mapping.as_deref(), host).await?)
+        }
         Command::Simulate { hosts, rate, duration, seed, max_events } => {
             let opts =
                 SimulateOptions { hosts, rate, duration: Duration::from_secs(duration), seed, max_events };

@@ -1,6 +1,7 @@
 //! The Windows event log source: EVTX files (the `evtx` crate) read into flat Sigma-named records, then
 //! normalised to Cordon's ECS events — Sysmon (process start, network connection, image load, file
-//! create, registry, DNS) and Security (4624/4625 logons, 4648, Kerberos 4768/4771, 4688 process start),
+//! create, registry, DNS) and Security (4624/4625 logons, 4648, Kerberos 4768/4771, 4688 process
+//! start, 4657 registry value, 5156 connection, 4697 service install), System 7045,
 //! SQL Server's logins in the Application log (18456, the audit's 33205: [`crate::evtx_sql`]). Every
 //! EventData value also stays under `winlog.event_data`, so Sigma rules find fields Cordon has no
 //! column for. One host per `Computer`.
@@ -267,6 +268,8 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
                 "winlog.logon.type",
                 flat.get("LogonType").map(|v| json!(v.to_string().trim_matches('"'))),
             );
+            // The session it opened (4624), which later records of the session name as theirs.
+            put(&mut doc, "winlog.logon.id", str_of("TargetLogonId"));
             // Windows writes "-" (or "::1"/127.0.0.1 for local logons) where there is no remote address;
             // Kerberos events (4768, 4771) write IPv4 sources in their IPv6-mapped form.
             let ip = s(flat, "IpAddress").map(|ip| ip.strip_prefix("::ffff:").unwrap_or(ip));
@@ -292,6 +295,7 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
             put(&mut doc, "service.name", str_of("ServiceName"));
             put(&mut doc, "file.path", str_of("ServiceFileName").or_else(|| str_of("ImagePath")));
             user(&mut doc, "SubjectUserName");
+            put(&mut doc, "winlog.logon.id", str_of("SubjectLogonId"));
             if s(flat, "SubjectUserName").is_none()
                 && let Some(a) = s(flat, "AccountName")
             {
@@ -318,6 +322,24 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
             put(&mut doc, "network.direction", Some(json!(dir)));
             ("network", "connect")
         }
+        (_, true, 4657) => {
+            // A registry value changed (object access auditing): the key and value as one path, as
+            // Sysmon writes `TargetObject`.
+            let key = s(flat, "ObjectName").unwrap_or_default();
+            let path = match s(flat, "ObjectValueName").filter(|v| !v.is_empty() && *v != "-") {
+                Some(v) => format!("{key}\\{v}"),
+                None => key.to_owned(),
+            };
+            put(&mut doc, "registry.path", Some(json!(path)));
+            put(&mut doc, "registry.value", str_of("ObjectValueName"));
+            put(&mut doc, "registry.data.strings", str_of("NewValue"));
+            if let Some(img) = s(flat, "ProcessName") {
+                put(&mut doc, "process.executable", Some(json!(img)));
+                put(&mut doc, "process.name", Some(json!(basename(img))));
+            }
+            user(&mut doc, "SubjectUserName");
+            ("registry", "modify")
+        }
         (_, true, 4688) => {
             if let Some(img) = s(flat, "NewProcessName") {
                 put(&mut doc, "process.executable", Some(json!(img)));
@@ -328,8 +350,12 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
             put(&mut doc, "user.name", str_of("SubjectUserName"));
             ("process", "start")
         }
-        _ => crate::evtx_sql::to_ecs(u64::try_from(id).unwrap_or(0), flat, &mut doc)
-            .unwrap_or(("eventlog", "record")),
+        _ => {
+            let id = u64::try_from(id).unwrap_or(0);
+            crate::evtx_remote::to_ecs(id, flat, &mut doc)
+                .or_else(|| crate::evtx_sql::to_ecs(id, flat, &mut doc))
+                .unwrap_or(("eventlog", "record"))
+        }
     };
     put(&mut doc, "event.category", Some(json!(category)));
     put(&mut doc, "event.action", Some(json!(action)));
@@ -412,6 +438,34 @@ mod tests {
         );
         assert_eq!(e["event"]["code"], "1");
         assert_eq!(e["winlog"]["event_data"]["OriginalFileName"], "Cmd.Exe", "every field stays");
+    }
+
+    #[test]
+    fn an_audited_registry_value_change_is_a_registry_event_with_the_value_in_its_path() {
+        let rec = json!({"Event": {
+            "System": {"EventID": 4657, "Channel": "Security", "Computer": "WS1",
+                       "TimeCreated": {"#attributes": {"SystemTime": "2025-10-22T20:30:29Z"}}},
+            "EventData": {"ObjectName": "\\REGISTRY\\MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run",
+                          "ObjectValueName": "updater", "NewValue": "C:\\Users\\Public\\u.exe",
+                          "ProcessName": "C:\\Windows\\System32\\reg.exe", "SubjectUserName": "alice"}
+        }});
+        let e = to_ecs(&flatten(&rec));
+        assert_eq!(
+            (e["event"]["category"].as_str(), e["event"]["action"].as_str()),
+            (Some("registry"), Some("modify"))
+        );
+        assert_eq!(
+            e["registry"]["path"],
+            "\\REGISTRY\\MACHINE\\SOFTWARE\\Microsoft\\Windows\\CurrentVersion\\Run\\updater"
+        );
+        assert_eq!(
+            (e["registry"]["data"]["strings"].as_str(), e["process"]["name"].as_str()),
+            (Some("C:\\Users\\Public\\u.exe"), Some("reg.exe"))
+        );
+        assert_eq!(
+            e["winlog"]["event_data"]["ObjectValueName"], "updater",
+            "the record's own fields stay for rules"
+        );
     }
 
     #[test]

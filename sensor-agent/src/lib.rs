@@ -18,15 +18,18 @@ pub mod edge;
 pub mod enforce;
 pub mod enroll;
 pub mod evtx;
+pub mod evtx_remote;
 pub mod evtx_sql;
 pub mod executor;
 pub mod identity;
 pub mod logs;
+pub mod ndjson;
 pub mod respond;
 pub mod shipper;
 pub mod spool;
 pub mod standing;
 pub mod winjson;
+pub mod zeek;
 
 use fixtures::fleet::FleetGenerator;
 use fixtures::scenario::Scenario;
@@ -95,6 +98,14 @@ pub enum AgentError {
     /// The server could not be reached to enroll (it may be restarting).
     #[error("enrollment: the server is unreachable: {0}")]
     ServerUnreachable(String),
+    /// A mapping file for JSON lines is not valid ([`ndjson::Mapping::parse`]).
+    #[error("{path}: {reason}")]
+    Mapping {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 /// What one identity did.
@@ -128,7 +139,8 @@ pub struct RunSummary {
     /// Detection at the edge (absent with `--no-edge-rules`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edge: Option<edge::EdgeSummary>,
-    /// Log lines read but not shipped (not about authentication), for `logs`.
+    /// Log lines read but not shipped (not about authentication, for `logs`; not a record, or
+    /// refused by the mapping, for `netlogs`).
     #[serde(skip_serializing_if = "is_zero")]
     pub lines_skipped: u64,
 }
@@ -267,6 +279,56 @@ pub async fn log_files(
     }
     tracing::info!(skipped, "log lines that are not about authentication were skipped");
     let mut summary = ship_by_host(cfg, by_host).await?;
+    summary.lines_skipped = skipped;
+    Ok(summary)
+}
+
+/// Ships network security logs ([`zeek`], or any JSON lines through a [`ndjson`] mapping) as
+/// events of the sensor `host` (default: this machine).
+pub async fn net_files(
+    cfg: &AgentConfig,
+    paths: &[std::path::PathBuf],
+    mapping: Option<&std::path::Path>,
+    host: Option<String>,
+) -> Result<RunSummary, AgentError> {
+    fn io(p: &std::path::Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
+        move |source| AgentError::Io { path: p.display().to_string(), source }
+    }
+    let mapping = match mapping {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(io(p))?;
+            let m = ndjson::Mapping::parse(&text)
+                .map_err(|reason| AgentError::Mapping { path: p.display().to_string(), reason })?;
+            Some(m)
+        }
+        None => None,
+    };
+    let host = host.unwrap_or_else(cli::this_host);
+    let (mut events, mut skipped) = (Vec::new(), 0);
+    for p in paths {
+        let text = String::from_utf8_lossy(&std::fs::read(p).map_err(io(p))?).into_owned();
+        let read = match &mapping {
+            Some(m) => {
+                let r = ndjson::parse(&text, m);
+                for why in &r.refused {
+                    tracing::warn!(file = %p.display(), "refused by the mapping: {why}");
+                }
+                (r.events, r.refused_count)
+            }
+            None => {
+                let r = zeek::parse(&text, &p.display().to_string());
+                (r.events, r.skipped)
+            }
+        };
+        skipped += read.1;
+        for mut e in read.0 {
+            e["host"]["name"] = serde_json::json!(host);
+            e["log"]["file"] = serde_json::json!({"path": p.display().to_string()});
+            events.push(e);
+        }
+    }
+    tracing::info!(skipped, "lines that are not records were skipped");
+    let mut summary = ship_by_host(cfg, [(host, events)].into_iter().collect()).await?;
     summary.lines_skipped = skipped;
     Ok(summary)
 }

@@ -58,15 +58,16 @@ pub fn flat_from_json(mut obj: Map<String, Value>) -> Map<String, Value> {
         let key = match k.as_str() {
             "Hostname" if !out.contains_key("Computer") => "Computer".to_owned(),
             "SourceName" if !out.contains_key("Provider_Name") => "Provider_Name".to_owned(),
-            "EventTime" if !out.contains_key("TimeCreated") => "TimeCreated".to_owned(),
             _ => k,
         };
         out.entry(key).or_insert(v);
     }
-    if !out.contains_key("TimeCreated")
-        && let Some(t) = out.get("@timestamp").cloned()
+    // The time: the record's own, else the shipper's zoned `@timestamp`, else NXLog's `EventTime`;
+    // a time written without a zone (`2020-10-18 10:56:18.799`) is read as UTC.
+    if let Some(t) =
+        ["TimeCreated", "@timestamp", "EventTime"].iter().find_map(|k| out.get(*k).and_then(rfc3339))
     {
-        out.insert("TimeCreated".into(), t);
+        out.insert("TimeCreated".into(), Value::String(t));
     }
     if let Some(v) = out.get("EventID").cloned() {
         out.insert("EventID".into(), number_if_digits(v));
@@ -74,6 +75,17 @@ pub fn flat_from_json(mut obj: Map<String, Value>) -> Map<String, Value> {
     unspaced_names(&mut out);
     crate::evtx::name_access_rights(&mut out);
     out
+}
+
+/// A time as RFC 3339: itself when it is one, or `2020-09-21 19:26:05[.fff]` read as UTC.
+fn rfc3339(v: &Value) -> Option<String> {
+    let t = v.as_str()?.trim();
+    if schemas::time::parse_rfc3339_micros(t).is_some() {
+        return Some(t.to_owned());
+    }
+    let (date, time) = t.split_once(' ')?;
+    let candidate = format!("{date}T{time}Z");
+    schemas::time::parse_rfc3339_micros(&candidate).map(|_| candidate)
 }
 
 /// `"4624"` as 4624 (Winlogbeat writes the id as text in some versions).
@@ -129,6 +141,28 @@ mod tests {
             assert_eq!(e["winlog"]["logon"]["type"], "3");
             assert_eq!(e["@timestamp"], "2026-11-03T10:00:00.000Z");
         }
+    }
+
+    /// NXLog writes `EventTime` in the collector's local time without a zone: the zoned
+    /// `@timestamp` wins, and a zoneless time alone is read as UTC, never left unreadable.
+    #[test]
+    fn the_time_is_always_one_a_decoder_reads() {
+        let nxlog = |ts: Option<&str>| {
+            let mut o = obj(json!({"EventID": 1, "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Hostname": "WS5", "EventTime": "2020-09-21 19:26:05"}));
+            if let Some(ts) = ts {
+                o.insert("@timestamp".into(), json!(ts));
+            }
+            flat_from_json(o)
+        };
+        assert_eq!(nxlog(Some("2020-09-21T23:26:07.434Z"))["TimeCreated"], "2020-09-21T23:26:07.434Z");
+        assert_eq!(nxlog(None)["TimeCreated"], "2020-09-21T19:26:05Z");
+        assert_eq!(nxlog(None)["EventTime"], "2020-09-21 19:26:05", "the record's own field stays");
+        let zoneless =
+            flat_from_json(obj(json!({"EventID": 5156, "TimeCreated": "2020-10-18 10:56:18.799"})));
+        assert_eq!(zoneless["TimeCreated"], "2020-10-18T10:56:18.799Z");
+        let e = crate::evtx::to_ecs(&nxlog(None));
+        assert!(schemas::time::parse_rfc3339_micros(e["@timestamp"].as_str().unwrap()).is_some(), "{e}");
     }
 
     #[test]

@@ -36,7 +36,7 @@ pub(super) struct Cols {
     pentity: usize,
     pname_parent: usize,
     pexe: usize,
-    src_ip: usize,
+    pub(super) src_ip: usize,
     src_port: usize,
     dst_ip: usize,
     dst_port: usize,
@@ -90,7 +90,7 @@ impl Cols {
     }
 }
 
-fn text(r: &Record, i: usize) -> &str {
+pub(super) fn text(r: &Record, i: usize) -> &str {
     r.cell(i).as_str().unwrap_or("")
 }
 
@@ -123,7 +123,14 @@ impl Graph {
         int(rec, c.pid).map(|pid| format!("{}|pid:{pid}", rec.host()))
     }
 
-    fn node_at(&mut self, kind: NodeKind, key: &str, label: &str, host: Option<&str>, t: i64) -> NodeIndex {
+    pub(super) fn node_at(
+        &mut self,
+        kind: NodeKind,
+        key: &str,
+        label: &str,
+        host: Option<&str>,
+        t: i64,
+    ) -> NodeIndex {
         if let Some(&i) = self.nodes[kind as usize].get(key) {
             let n = &mut self.g[i];
             n.first = n.first.min(t);
@@ -146,7 +153,14 @@ impl Graph {
         i
     }
 
-    fn link(&mut self, a: NodeIndex, b: NodeIndex, kind: EdgeKind, t: i64, event: &str) -> EdgeIndex {
+    pub(super) fn link(
+        &mut self,
+        a: NodeIndex,
+        b: NodeIndex,
+        kind: EdgeKind,
+        t: i64,
+        event: &str,
+    ) -> EdgeIndex {
         let e = match self.edges.get(&(a, b, kind)) {
             Some(&e) => e,
             None => {
@@ -188,6 +202,7 @@ impl Graph {
         let own_ips = list(rec, c.host_ip);
         for ip in own_ips {
             self.leases.note(ip, host, t);
+            self.merge_address(ip, h);
         }
         let kind = text(rec, c.kind);
         let action = text(rec, c.action);
@@ -239,12 +254,15 @@ impl Graph {
         let from = actor.unwrap_or(h);
 
         match kind {
+            "network" if action == "share-access" || action == "pipe-access" => {
+                self.add_remote(rec, &c, h, own_ips, EdgeKind::AccessedShare, t, event);
+            }
             "network" | "web" => self.add_flow(rec, &c, from, host, own_ips, t, event),
             "authentication" => {
                 let ok = text(rec, c.outcome);
                 if ok == "success" || (ok.is_empty() && action.contains("logon") && !action.contains("fail"))
                 {
-                    self.add_logon(rec, &c, h, host, own_ips, t, event);
+                    self.add_logon(rec, &c, h, own_ips, t, event);
                 }
             }
             "file" => {
@@ -282,6 +300,14 @@ impl Graph {
             );
             self.g[f].attr("service", service);
             self.link(from, f, EdgeKind::InstalledService, t, event);
+            self.add_session_source(rec, f, EdgeKind::InstalledService, t, event);
+        }
+        // A scheduled task registered: its file, and who registered it.
+        let path = text(rec, c.file_path);
+        if action == "task-create" && !path.is_empty() {
+            let f = self.node_at(NodeKind::File, &file_key(host, path), path, Some(host), t);
+            self.link(from, f, EdgeKind::CreatedTask, t, event);
+            self.add_session_source(rec, f, EdgeKind::CreatedTask, t, event);
         }
     }
 
@@ -320,6 +346,9 @@ impl Graph {
         let own_side = if inbound { dst } else { src };
         if is_assignable(own_side) {
             self.leases.note(own_side, host, t);
+            if let Some(h) = self.find(NodeKind::Host, host) {
+                self.merge_address(own_side, h);
+            }
         }
         if inbound {
             if src.is_empty() || dst.is_empty() {
@@ -413,16 +442,7 @@ impl Graph {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add_logon(
-        &mut self,
-        rec: &Record,
-        c: &Cols,
-        h: NodeIndex,
-        host: &str,
-        own: &[String],
-        t: i64,
-        event: &str,
-    ) {
+    fn add_logon(&mut self, rec: &Record, c: &Cols, h: NodeIndex, own: &[String], t: i64, event: &str) {
         let user = text(rec, c.user);
         if !user.is_empty() {
             let dom = text(rec, c.user_domain);
@@ -430,23 +450,12 @@ impl Graph {
             let u = self.node_at(NodeKind::User, &key.to_ascii_lowercase(), &key, None, t);
             self.link(u, h, EdgeKind::LoggedOnTo, t, event);
         }
-        let src = text(rec, c.src_ip);
-        if src.is_empty() || src == "-" || own.iter().any(|i| i == src) || src == "127.0.0.1" || src == "::1"
-        {
-            return;
-        }
-        let from = match self.leases.owner(src, t, self.cfg.lease_slack).map(str::to_owned) {
-            Some(a) if a != host => self.node_at(NodeKind::Host, &a, &a, None, t),
-            Some(_) => return,
-            None => self.node_at(NodeKind::Ip, src, src, None, t),
-        };
-        let e = self.link(from, h, EdgeKind::LoggedOnTo, t, event);
-        self.g[e].cross_host = self.g[from].kind == NodeKind::Host;
+        self.add_remote(rec, c, h, own, EdgeKind::LoggedOnTo, t, event);
     }
 }
 
 /// An address one host can hold (not loopback, unspecified or a placeholder).
-fn is_assignable(ip: &str) -> bool {
+pub(super) fn is_assignable(ip: &str) -> bool {
     match ip.parse::<std::net::IpAddr>() {
         Ok(a) => !a.is_loopback() && !a.is_unspecified() && !a.is_multicast(),
         Err(_) => false,

@@ -13,7 +13,8 @@ pub enum NodeKind {
     Process,
     /// An account, `DOMAIN\name`.
     User,
-    /// An address no fleet host holds (or an external one).
+    /// An address no fleet host holds (or an external one); as the source of a remote access, an
+    /// unmanaged host known by its address (attribute `unmanaged`).
     Ip,
     /// A domain name.
     Domain,
@@ -70,10 +71,15 @@ pub enum EdgeKind {
     Wrote,
     /// Host -> host, IP -> host, or user -> host (successful logons).
     LoggedOnTo,
-    /// Process -> file (the service's binary), or host -> file.
+    /// Process -> file (the service's binary), host -> file, or a remote source -> file (installed
+    /// in a session its logon opened).
     InstalledService,
     /// Process -> URL (an HTTP request).
     Requested,
+    /// Host or IP -> host: a file share or named pipe opened from there (only the target saw it).
+    AccessedShare,
+    /// Process or remote source -> file: a scheduled task registered (its file under `Tasks\`).
+    CreatedTask,
 }
 
 impl EdgeKind {
@@ -89,6 +95,8 @@ impl EdgeKind {
             EdgeKind::LoggedOnTo => "logged_on_to",
             EdgeKind::InstalledService => "installed_service",
             EdgeKind::Requested => "requested",
+            EdgeKind::AccessedShare => "accessed_share",
+            EdgeKind::CreatedTask => "created_task",
         }
     }
 }

@@ -12,7 +12,10 @@
 //!   *confirmed* `connected_to` edge, proved by both events. Until B's side arrives (or if it never
 //!   does) the edge goes to B's host node, unconfirmed. A successful logon on B from an address A
 //!   held is a `logged_on_to` edge from A to B. No field needs to be shared between the two hosts'
-//!   events: this is how the workstation -> web server hop is found.
+//!   events: this is how the workstation -> web server hop is found. Access only the target reports
+//!   (a logon, a share or pipe opened, a service or task registered in a remote logon's session)
+//!   comes from the host that held the source address, or from an address node that merges into
+//!   the host that later reports the address ([`remote`]).
 //! - **External destinations.** Addresses outside the private ranges become IP nodes, or domain
 //!   nodes when the event or an earlier DNS answer names them: the web server -> C2 hop.
 //!
@@ -25,6 +28,8 @@ mod build;
 use build::{Cols, FlowEnd};
 mod kinds;
 pub use kinds::{EdgeKind, NodeKind};
+mod remote;
+pub use remote::REMOTE_ACCESS;
 mod search;
 mod shared;
 
@@ -36,6 +41,9 @@ use petgraph::stable_graph::StableDiGraph;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
 use std::collections::HashMap;
+
+/// A logon session: (host, logon id).
+type SessionKey = (Box<str>, Box<str>);
 
 /// Event ids kept on one edge (its count goes on).
 pub const MAX_EDGE_EVENTS: usize = 8;
@@ -353,6 +361,8 @@ pub struct Graph {
     inbound: FastMap<u64, Vec<FlowEnd>>,
     /// Names DNS answers gave an address.
     names: FastMap<String, String>,
+    /// Logon sessions opened from elsewhere: (host, logon id) -> (source address, time).
+    sessions: FastMap<SessionKey, (Box<str>, i64)>,
     /// Event ids already added (with their time, for eviction).
     seen: FastMap<u64, i64>,
     latest: i64,
@@ -377,6 +387,7 @@ impl Graph {
             outbound: FastMap::default(),
             inbound: FastMap::default(),
             names: FastMap::default(),
+            sessions: FastMap::default(),
             seen: FastMap::default(),
             latest: i64::MIN,
             evicted_to: i64::MIN,
@@ -510,6 +521,7 @@ impl Graph {
             });
         }
         self.seen.retain(|_, t| *t >= cutoff);
+        self.sessions.retain(|_, (_, t)| *t >= cutoff);
         self.leases.evict(cutoff - self.cfg.lease_slack);
     }
 }

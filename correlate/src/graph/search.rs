@@ -60,6 +60,27 @@ pub struct Hop {
     pub events: Vec<String>,
 }
 
+impl Hop {
+    /// Edge `e` of `g` as a hop taken at `at`.
+    pub fn of(g: &Graph, e: EdgeIndex, at: i64) -> Self {
+        let (a, b, edge) = g.edge(e);
+        let (a, b) = (g.node(a), g.node(b));
+        Hop {
+            from: a.id(),
+            from_label: a.label.clone(),
+            to: b.id(),
+            to_label: b.label.clone(),
+            kind: edge.kind,
+            at,
+            first: edge.first,
+            last: edge.last,
+            cross_host: edge.cross_host,
+            confirmed: edge.confirmed,
+            events: edge.events.clone(),
+        }
+    }
+}
+
 /// What a forward search reached: each node's earliest arrival and how.
 #[derive(Debug, Default)]
 pub struct Reach {
@@ -77,21 +98,8 @@ impl Reach {
         let mut out = Vec::new();
         let mut cur = n;
         while let Some(&(p, e)) = self.pred.get(&cur) {
-            let (_, _, edge) = g.edge(e);
-            let (a, b) = (g.node(p), g.node(cur));
-            out.push(Hop {
-                from: a.id(),
-                from_label: a.label.clone(),
-                to: b.id(),
-                to_label: b.label.clone(),
-                kind: edge.kind,
-                at: self.arrival.get(&cur).copied().unwrap_or(edge.first),
-                first: edge.first,
-                last: edge.last,
-                cross_host: edge.cross_host,
-                confirmed: edge.confirmed,
-                events: edge.events.clone(),
-            });
+            let at = self.arrival.get(&cur).copied().unwrap_or(g.edge(e).2.first);
+            out.push(Hop::of(g, e, at));
             cur = p;
             if out.len() > 10_000 {
                 break; // never loops (arrivals only grow), but stay safe

@@ -77,6 +77,8 @@ pub struct Correlation {
     pub level: Option<Level>,
     /// `description`.
     pub description: String,
+    /// `author`, kept on the alerts it raises.
+    pub author: Option<String>,
     /// ATT&CK technique ids from the tags.
     pub techniques: Vec<String>,
     /// ATT&CK tactic shortnames from the tags.
@@ -222,6 +224,7 @@ pub(super) fn parse(doc: &Yaml, m: Meta) -> Result<Correlation, RuleError> {
         title: m.title,
         level: m.level,
         description: m.description,
+        author: m.author,
         techniques: m.techniques,
         tactics: m.tactics,
         unknown_tags: m.unknown_tags,

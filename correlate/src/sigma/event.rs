@@ -127,6 +127,15 @@ fn extra_val<'v>(v: &'v Value, field: &Field) -> Val<'v> {
     found.map_or(Val::Missing, json_val)
 }
 
+/// A Windows record's own event data field under the rule's name: what a mapped field reads when
+/// the record has nothing in its column (`TargetUserName` of an account change, `IpAddress` of "-").
+fn event_data_val<'v>(v: &'v Value, field: &Field) -> Val<'v> {
+    v.get("winlog")
+        .and_then(|w| w.get("event_data"))
+        .and_then(|d| d.get(&field.sigma))
+        .map_or(Val::Missing, json_val)
+}
+
 /// A JSON value as a rule reads it: scalars as themselves, arrays of scalars element by element,
 /// anything else as its JSON text.
 fn json_val(v: &Value) -> Val<'_> {
@@ -162,13 +171,15 @@ fn strings(rec: &Record, f: &mut dyn FnMut(&str) -> bool) -> bool {
 
 impl Event for RecordEvent<'_> {
     fn get(&self, field: &Field) -> Val<'_> {
+        let extra = || self.extra.get_or_init(|| parse_extra(self.rec)).as_ref();
         match field.column {
-            Some(i) => column_val(self.rec, i),
-            None => self
-                .extra
-                .get_or_init(|| parse_extra(self.rec))
-                .as_ref()
-                .map_or(Val::Missing, |v| extra_val(v, field)),
+            Some(i) => match column_val(self.rec, i) {
+                Val::Missing if field.sigma != field.target => {
+                    extra().map_or(Val::Missing, |v| event_data_val(v, field))
+                }
+                v => v,
+            },
+            None => extra().map_or(Val::Missing, |v| extra_val(v, field)),
         }
     }
 
@@ -182,21 +193,27 @@ impl Event for RecordEvent<'_> {
 impl Event for Record {
     fn get(&self, field: &Field) -> Val<'_> {
         match field.column {
-            Some(i) => column_val(self, i),
-            None => parse_extra(self).map_or(Val::Missing, |v| match extra_val(&v, field) {
-                Val::Str(s) => Val::Owned(s.to_owned()),
-                Val::Missing => Val::Missing,
-                Val::Owned(s) => Val::Owned(s),
-                Val::Int(n) => Val::Int(n),
-                Val::Bool(b) => Val::Bool(b),
-                Val::List(_) => Val::Missing, // extra_val never yields a borrowed list
-                Val::Many(l) => Val::Many(l),
-            }),
+            Some(i) if field.sigma == field.target || column_val(self, i).is_present() => column_val(self, i),
+            Some(_) => parse_extra(self).map_or(Val::Missing, |v| owned(event_data_val(&v, field))),
+            None => parse_extra(self).map_or(Val::Missing, |v| owned(extra_val(&v, field))),
         }
     }
 
     fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
         strings(self, f)
+    }
+}
+
+/// A value read from a parsed object that is about to be dropped, made to own its text.
+fn owned(v: Val<'_>) -> Val<'static> {
+    match v {
+        Val::Str(s) => Val::Owned(s.to_owned()),
+        Val::Missing => Val::Missing,
+        Val::Owned(s) => Val::Owned(s),
+        Val::Int(n) => Val::Int(n),
+        Val::Bool(b) => Val::Bool(b),
+        Val::List(_) => Val::Missing, // extra_val never yields a borrowed list
+        Val::Many(l) => Val::Many(l),
     }
 }
 

@@ -83,6 +83,8 @@ pub struct Rule {
     pub status: String,
     /// `description`.
     pub description: String,
+    /// `author`, kept on the alerts the rule raises.
+    pub author: Option<String>,
     /// ATT&CK technique ids from the tags (`T1059.001`).
     pub techniques: Vec<String>,
     /// ATT&CK tactic shortnames from the tags.
@@ -157,6 +159,8 @@ pub(super) struct Meta {
     pub(super) title: String,
     pub(super) level: Option<Level>,
     pub(super) description: String,
+    /// `author`: kept on every alert the rule raises (the Detection Rule License asks it).
+    pub(super) author: Option<String>,
     pub(super) techniques: Vec<String>,
     pub(super) tactics: Vec<String>,
     pub(super) unknown_tags: Vec<String>,
@@ -216,6 +220,7 @@ pub(super) fn meta(doc: &Yaml) -> Result<Meta, RuleError> {
         title,
         level,
         description: doc["description"].as_str().unwrap_or_default().trim().to_owned(),
+        author: doc["author"].as_str().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()),
         techniques,
         tactics,
         unknown_tags,
@@ -224,6 +229,11 @@ pub(super) fn meta(doc: &Yaml) -> Result<Meta, RuleError> {
 
 fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Loaded, RuleError> {
     let m = meta(doc)?;
+    if let Some(status @ ("deprecated" | "unsupported")) = doc["status"].as_str() {
+        // Sigma's statuses for rules their authors withdrew, or that no backend can express.
+        let reason = format!("status {status}: its authors withdrew it from use");
+        return Err(RuleError { rule: m.label(), reason, class: "withdrawn" });
+    }
     if !doc["correlation"].is_badvalue() {
         return super::correlation::parse(doc, m).map(Loaded::Correlation);
     }
@@ -304,6 +314,7 @@ fn compile(doc: &Yaml, pipeline: &Pipeline) -> Result<Loaded, RuleError> {
         level: m.level.unwrap_or(Level::Medium),
         status: doc["status"].as_str().unwrap_or("experimental").to_owned(),
         description: m.description,
+        author: m.author,
         techniques: m.techniques,
         tactics: m.tactics,
         unknown_tags: m.unknown_tags,

@@ -21,6 +21,49 @@ use std::sync::Arc;
 /// Cordon's own rule pack (`correlate/rules/`), embedded.
 pub const CORDON_RULES: &[(&str, &str)] = &[
     (
+        "cordon_local_admins_enumerated_remotely.yml",
+        include_str!("../../rules/cordon_local_admins_enumerated_remotely.yml"),
+    ),
+    ("cordon_runas_other_user.yml", include_str!("../../rules/cordon_runas_other_user.yml")),
+    (
+        "cordon_ad_object_permissions_changed.yml",
+        include_str!("../../rules/cordon_ad_object_permissions_changed.yml"),
+    ),
+    ("cordon_bits_transfer_powershell.yml", include_str!("../../rules/cordon_bits_transfer_powershell.yml")),
+    (
+        "cordon_dcom_lateral_movement_powershell.yml",
+        include_str!("../../rules/cordon_dcom_lateral_movement_powershell.yml"),
+    ),
+    (
+        "cordon_defender_weakened_set_mppreference.yml",
+        include_str!("../../rules/cordon_defender_weakened_set_mppreference.yml"),
+    ),
+    (
+        "cordon_lsass_memory_read_object_access.yml",
+        include_str!("../../rules/cordon_lsass_memory_read_object_access.yml"),
+    ),
+    (
+        "cordon_powershell_service_tampering.yml",
+        include_str!("../../rules/cordon_powershell_service_tampering.yml"),
+    ),
+    (
+        "cordon_privileged_group_enumeration_powershell.yml",
+        include_str!("../../rules/cordon_privileged_group_enumeration_powershell.yml"),
+    ),
+    ("cordon_sam_group_enumeration.yml", include_str!("../../rules/cordon_sam_group_enumeration.yml")),
+    (
+        "cordon_sensitive_privilege_assigned.yml",
+        include_str!("../../rules/cordon_sensitive_privilege_assigned.yml"),
+    ),
+    (
+        "cordon_share_permissions_changed.yml",
+        include_str!("../../rules/cordon_share_permissions_changed.yml"),
+    ),
+    (
+        "cordon_sql_server_audit_tampering.yml",
+        include_str!("../../rules/cordon_sql_server_audit_tampering.yml"),
+    ),
+    (
         "cordon_double_extension_exe_start.yml",
         include_str!("../../rules/cordon_double_extension_exe_start.yml"),
     ),
@@ -91,6 +134,8 @@ pub struct Detection {
     pub rule: String,
     /// The rule's description.
     pub description: String,
+    /// The rule's author (alerts keep it, as the Detection Rule License asks).
+    pub author: Option<String>,
     /// Its level.
     pub level: Level,
     /// The tier the policy gave it.
@@ -237,6 +282,7 @@ impl Tagger {
                 rule_id: r.rule.id.clone(),
                 rule: r.rule.title.clone(),
                 description: r.rule.description.clone(),
+                author: r.rule.author.clone(),
                 level: r.level,
                 tier,
                 because,
@@ -344,6 +390,7 @@ impl Tagger {
                 rule_id: rule.id.clone(),
                 rule: rule.title.clone(),
                 description: rule.description.clone(),
+                author: rule.author.clone(),
                 level: rule.level,
                 tier,
                 because,
@@ -449,7 +496,7 @@ pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
         tactics = list(rec.cell(col::THREAT_TACTIC_NAME)); // a tactic-only rule tagged the event
     }
     let mut why = serde_json::json!({
-        "rule": {"id": d.rule_id, "title": d.rule, "level": d.level},
+        "rule": {"id": d.rule_id, "title": d.rule, "level": d.level, "author": d.author},
         "matched": d.matched,
         "policy": {"tier": d.tier, "because": d.because},
     });
@@ -490,7 +537,7 @@ pub fn alert_for(rec: &Record, d: &Detection) -> Option<schemas::alert::Alert> {
         object,
         description: if d.description.is_empty() { d.rule.clone() } else { d.description.clone() },
         source: source.to_owned(),
-        rule: RuleRef { id: d.rule_id.clone(), title: d.rule.clone() },
+        rule: RuleRef { id: d.rule_id.clone(), title: d.rule.clone(), author: d.author.clone() },
         status,
         handling: Handling::Unhandled,
         endpoint,

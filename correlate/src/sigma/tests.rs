@@ -72,8 +72,12 @@ fn cidr_exists_null_numbers_and_fieldref() {
     let r = rule(&det("  sel:\n    ParentImage|exists: false\n  condition: sel"));
     assert!(r.matches(&ev(json!({"Image": "x"}))) && !r.matches(&ev(json!({"ParentImage": "y"}))));
     let r = rule(&det("  sel:\n    OriginalFileName: null\n  condition: sel"));
-    assert!(r.matches(&ev(json!({"Image": "x"}))) && r.matches(&ev(json!({"OriginalFileName": ""}))));
+    assert!(r.matches(&ev(json!({"Image": "x"}))) && r.matches(&ev(json!({"OriginalFileName": null}))));
     assert!(!r.matches(&ev(json!({"OriginalFileName": "a.exe"}))));
+    // The specification keeps null and the empty string apart, as rules' filters do.
+    assert!(!r.matches(&ev(json!({"OriginalFileName": ""}))), "empty is not null");
+    let r = rule(&det("  sel:\n    OriginalFileName: ''\n  condition: sel"));
+    assert!(r.matches(&ev(json!({"OriginalFileName": ""}))) && !r.matches(&ev(json!({"Image": "x"}))));
     let r = rule(&det("  sel:\n    EventID: 4625\n  condition: sel"));
     assert!(r.matches(&ev(json!({"EventID": 4625}))) && r.matches(&ev(json!({"EventID": "4625"}))));
     assert!(!r.matches(&ev(json!({"EventID": 4624}))));
@@ -265,4 +269,51 @@ fn a_strict_pipeline_never_runs_a_rule_whose_logsource_it_does_not_map() {
     assert!(mapped.inapplicable.is_none());
     assert!(mapped.matches(&ev(json!({"Channel": "Security", "EventID": 4663}))));
     assert!(!mapped.matches(&ev(json!({"Channel": "System", "EventID": 4663}))), "another channel");
+}
+
+#[test]
+fn withdrawn_rules_are_refused_as_withdrawn_and_authors_are_kept() {
+    for status in ["deprecated", "unsupported"] {
+        let text = det("  sel:\n    Image: x\n  condition: sel")
+            .replace("level: high", &format!("status: {status}"));
+        let e = refused(&text);
+        assert_eq!(e.class, "withdrawn", "{status}");
+        assert!(e.reason.contains(status), "{}", e.reason);
+    }
+    let r = rule(&format!("author: Zach Mathis\n{}", det("  sel:\n    Image: x\n  condition: sel")));
+    assert_eq!(r.author.as_deref(), Some("Zach Mathis"));
+}
+
+/// A Windows record as the agent ships it: ECS columns, and the record's own fields under
+/// `winlog.event_data` (a Security 4720, a user account created, has no column for its account).
+fn account_created() -> schemas::Record {
+    decode(&json!({
+        "event": {"category": "eventlog", "action": "record", "code": "4720"},
+        "host": {"name": "DC01", "os": {"family": "windows"}},
+        "winlog": {"channel": "Security", "provider_name": "Microsoft-Windows-Security-Auditing",
+                   "event_data": {"TargetUserName": "backdoor$", "SubjectUserName": "admin"}}
+    }))
+}
+
+#[test]
+fn rules_naming_the_channel_and_event_data_run_on_the_agents_windows_records() {
+    // Hayabusa's form: the channel and event id in the detection, Windows field names throughout.
+    let r = rule(
+        "title: t\nid: r\nlogsource: {product: windows, service: security}\n\
+         detection:\n  sel:\n    Channel: Security\n    EventID: 4720\n    TargetUserName|endswith: '$'\n  condition: sel\n",
+    );
+    let rec = account_created();
+    assert!(r.matches(&RecordEvent::new(&rec)), "Channel, EventID and an empty column's own field");
+    assert!(r.matches(&rec), "a bare record reads the same");
+    let other_channel = rule(
+        "title: t\nid: r\nlogsource: {product: windows}\n\
+         detection:\n  sel:\n    Channel: System\n    EventID: 4720\n  condition: sel\n",
+    );
+    assert!(!other_channel.matches(&RecordEvent::new(&rec)));
+    // A column that holds a value is what the rule reads (the event data is not searched then).
+    let by_column = rule(
+        "title: t\nid: r\nlogsource: {product: windows}\n\
+         detection:\n  sel:\n    Computer: DC01\n  condition: sel\n",
+    );
+    assert!(by_column.matches(&RecordEvent::new(&rec)));
 }

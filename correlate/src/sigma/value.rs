@@ -168,7 +168,7 @@ pub(crate) enum ValueTest {
     Int(i64),
     /// A boolean value.
     Bool(bool),
-    /// The field is absent or empty (`field: null`).
+    /// The field has no value: absent or JSON null (`field: null`; the empty string is not null).
     Null,
     /// `|exists: true/false`.
     Exists(bool),
@@ -240,7 +240,8 @@ impl ValueTest {
         match self {
             ValueTest::Exists(want) => v.is_present() == *want,
             ValueTest::AbsentOr(t) => !v.is_present() || t.test(v, other),
-            ValueTest::Null => !v.is_present() || v.as_text().is_some_and(|t| t.is_empty()),
+            // Sigma keeps null (no value) and the empty string apart: `X: null` and `X: ''` are two tests.
+            ValueTest::Null => !v.is_present(),
             ValueTest::Text { groups, all, cased, fast } => v.any_text(&mut |s| {
                 // Case-insensitive matching folds the text once, lazily, and not at all for ASCII
                 // text against literal patterns.

@@ -170,7 +170,7 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         object: "C:\\x\\update.exe".into(),
         description: "d".into(),
         source: "s".into(),
-        rule: schemas::alert::RuleRef { id: "r1".into(), title: "R".into() },
+        rule: schemas::alert::RuleRef { id: "r1".into(), title: "R".into(), author: None },
         status: schemas::alert::Status::Blocked,
         handling: schemas::alert::Handling::Unhandled,
         endpoint: schemas::alert::Endpoint { name: "h1".into(), ..Default::default() },

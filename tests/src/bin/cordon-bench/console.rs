@@ -39,7 +39,7 @@ fn alert(i: usize, now: i64) -> Alert {
         object: format!("C:\\Users\\u{}\\obj-{i}.exe", i % 97),
         description: title.into(),
         source: "bench".into(),
-        rule: RuleRef { id: id.into(), title: title.into() },
+        rule: RuleRef { id: id.into(), title: title.into(), author: None },
         status: if level == 5 { Status::Blocked } else { Status::Alerted },
         handling: if i.is_multiple_of(7) { Handling::Handled } else { Handling::Unhandled },
         endpoint: Endpoint { name: format!("ws-{:04}", i % 1000), ..Default::default() },

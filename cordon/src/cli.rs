@@ -210,6 +210,10 @@ pub enum EvalWhat {
         /// The peer's name, for the report.
         #[arg(long, default_value = "peer")]
         peer_name: String,
+        /// Exit with an error when fewer labelled files than this get their label through the
+        /// agent's path.
+        #[arg(long, default_value_t = 0)]
+        min_tagged: usize,
         /// Also read this many damaged copies of each of the 40 smallest files (flipped bytes,
         /// cuts): each must read or fail cleanly, never panic.
         #[arg(long, default_value_t = 0)]

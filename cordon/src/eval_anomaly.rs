@@ -399,7 +399,8 @@ pub struct RealResult {
     pub events: usize,
     /// Hours covered.
     pub hours: usize,
-    /// Hours scored (after two weeks of history).
+    /// Hours scored against a baseline (after two weeks of history); every hour before is judged
+    /// against the absolute ceiling.
     pub scored_hours: usize,
     /// The busiest hour of failures: (hour, count).
     pub peak: (String, u32),
@@ -410,7 +411,8 @@ pub struct RealResult {
 /// A real authentication log (loghub's `Linux_2k.log`: one host's sshd and PAM lines over about six
 /// weeks) read by the agent's log parser, counted per hour, and replayed through the baselines as
 /// the server would: nightly refits on the history so far, each following day scored. With one host
-/// the "fleet" is the host's own hours of the week.
+/// the "fleet" is the host's own hours of the week. Hours before two weeks of history are judged
+/// against the absolute ceiling (basis `ceiling`), so a log of a day or two is scored as well.
 pub fn real(path: &std::path::Path, year: i32) -> anyhow::Result<RealResult> {
     let text = std::fs::read_to_string(path)?;
     let parsed = sensor_agent::logs::parse(&text, year);
@@ -444,6 +446,20 @@ pub fn real(path: &std::path::Path, year: i32) -> anyhow::Result<RealResult> {
         }
         for m in [Measure::Logins, Measure::Failures] {
             let data = anomaly::live::measure_series(s, m);
+            // Before two weeks of history there is no model or band: the hours are judged against
+            // the absolute ceiling, as the server judges a host it has no baseline for, so a log of a
+            // day or two is scored too.
+            for (t, v) in data.iter().enumerate().take(first) {
+                if let Some(f) = above(m, *v, &Expected::ceiling(m)) {
+                    let hour = schemas::time::format_micros(s.start + t as i64 * HOUR);
+                    flagged.push(RealFlag {
+                        host: s.host.clone(),
+                        hour,
+                        explanation: f.explanation,
+                        level: f.level,
+                    });
+                }
+            }
             let mut r = first;
             while r < data.len() {
                 let end = (r + 24).min(data.len());
@@ -488,7 +504,7 @@ pub fn print_real(r: &RealResult) {
         println!("  {} {} level {}: {}", f.hour, f.host, f.level, f.explanation);
     }
     println!(
-        "anomaly (real): {}: {} authentication events over {} hours, {} scored; {} hours flagged; the busiest hour of failures {} ({}) {}",
+        "anomaly (real): {}: {} authentication events over {} hours, {} scored against a baseline and the rest against the absolute ceiling; {} hours flagged; the busiest hour of failures {} ({}) {}",
         r.file,
         r.events,
         r.hours,
@@ -503,6 +519,33 @@ pub fn print_real(r: &RealResult) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A day of a bastion's auth log, quiet but for one hour of 250 failed attempts: scored from its
+    /// first hour, the burst judged against the absolute ceiling and flagged, the quiet hours not.
+    #[test]
+    fn a_log_of_a_day_is_scored_against_the_ceiling() {
+        let mut lines = Vec::new();
+        for h in 0..24 {
+            lines.push(format!("Dec  3 {h:02}:05:00 bastion sshd[{}]: Accepted publickey for deploy from 10.0.0.4 port 22 ssh2", 100 + h));
+        }
+        for i in 0..250 {
+            let (m, sec) = (10 + i / 60, i % 60);
+            lines.push(format!(
+                "Dec  3 10:{m:02}:{sec:02} bastion sshd[{}]: Failed password for root from 203.0.113.9 port {} ssh2",
+                5000 + i,
+                40000 + i
+            ));
+        }
+        lines.sort();
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth.log");
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        let r = real(&p, 2026).unwrap();
+        assert_eq!((r.events, r.hours, r.scored_hours), (274, 24, 0), "{r:?}");
+        assert_eq!(r.flagged.len(), 1, "{:?}", r.flagged);
+        assert_eq!(r.flagged[0].hour, "2026-12-03T10:00:00.000000Z");
+        assert!(r.flagged[0].explanation.contains("absolute ceiling"), "{}", r.flagged[0].explanation);
+    }
 
     #[test]
     fn the_two_condition_rule_finds_the_labels_on_a_small_fleet() {

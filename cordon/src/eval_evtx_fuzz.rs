@@ -91,6 +91,7 @@ pub fn command(
     peer: Option<&(String, std::path::PathBuf)>,
     strict: bool,
     mutants: usize,
+    min_tagged: usize,
 ) -> anyhow::Result<()> {
     let mut r = crate::eval_evtx::evtx(corpus, rules)?;
     if let Some((name, timeline)) = peer {
@@ -122,6 +123,11 @@ pub fn command(
         anyhow::ensure!(f.panics.is_empty(), "the EVTX reader panicked on {} damaged files", f.panics.len());
     }
     anyhow::ensure!(!strict || r.problems.is_empty(), "{} EVTX problems", r.problems.len());
+    let tagged = r.labelled.iter().filter(|f| f.agent).count();
+    anyhow::ensure!(
+        tagged >= min_tagged,
+        "only {tagged} labelled files get their label through the agent's path (at least {min_tagged} expected)"
+    );
     anyhow::ensure!(
         r.prefilter_disagreements == 0,
         "the rule set's prefilter changed the answer on {} events",

@@ -503,10 +503,10 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 Ok(())
             }
             Command::Eval {
-                what: EvalWhat::Evtx { corpus, rules, peer_timeline, peer_name, strict, mutants },
+                what: EvalWhat::Evtx { corpus, rules, peer_timeline, peer_name, min_tagged, strict, mutants },
             } => {
                 let peer = peer_timeline.map(|p| (peer_name, p));
-                eval_evtx_fuzz::command(&corpus, &rules, peer.as_ref(), strict, mutants)
+                eval_evtx_fuzz::command(&corpus, &rules, peer.as_ref(), strict, mutants, min_tagged)
             }
             Command::NatsConfig { dir } => {
                 let keys = nats_auth::NatsKeys::in_dir(&dir)?;

@@ -5,7 +5,7 @@
 use super::{Env, bin, scenario_count};
 use serde_json::json;
 use std::time::Duration;
-use tests::{ServerOptions, agent, counts, eventually, get};
+use tests::{ServerOptions, agent, counts, eventually, get, post};
 
 /// Alerts with technique `t`.
 fn alerts_with(api: &str, tok: &str, t: &str) -> anyhow::Result<Vec<serde_json::Value>> {
@@ -238,5 +238,75 @@ fn an_auth_log_becomes_log_alerts_and_a_blocked_brute_force() -> anyhow::Result<
     assert!(brute[0]["log"].is_null(), "a correlation is not a log alert");
     // Ten distinct accounts from that address: password spraying too.
     assert_eq!(by_rule("Password spraying (many accounts tried from one source)").len(), 1, "{all:?}");
+    Ok(())
+}
+
+/// Zeek's logs from a network sensor, in both of Zeek's forms, and one tool's JSON lines through a
+/// mapping: every record is stored as the sensor's event, a line that is not a record is counted,
+/// and a sweep finds the addresses, domain and URL they carry.
+#[test]
+fn network_sensor_logs_are_stored_and_swept() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (n, server, tok) = (&env.nats, &env.server, env.token.as_str());
+    let now = schemas::time::now_micros() as f64 / 1e6 - 60.0;
+    let conn = format!(
+        "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n\
+         #fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\n\
+         #types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\n\
+         {now:.6}\tC1\t10.1.1.5\t49152\t203.0.113.77\t443\ttcp\tssl\n\
+         {:.6}\tC2\t10.1.1.5\t49153\t10.1.1.9\t445\ttcp\t-\n\
+         this line is not a record\n#close\tx\n",
+        now + 1.0
+    );
+    let http = format!(
+        "{{\"_path\":\"http\",\"ts\":{:.3},\"id.orig_h\":\"10.1.1.5\",\"id.orig_p\":49154,\"id.resp_h\":\"198.51.100.99\",\"id.resp_p\":80,\"method\":\"GET\",\"host\":\"stage2.badcdn.example\",\"uri\":\"/drop/loader.bin\",\"user_agent\":\"curl/8.0\",\"status_code\":200}}\n",
+        now + 2.0
+    );
+    let notice = format!(
+        "{{\"_path\":\"notice\",\"ts\":{:.3},\"note\":\"Scan::Port_Scan\",\"msg\":\"10.1.1.5 scanned 25 ports\",\"src\":\"10.1.1.5\",\"dst\":\"10.1.1.9\"}}\n",
+        now + 3.0
+    );
+    let dir = env.dir.path();
+    std::fs::write(dir.join("conn.log"), conn)?;
+    std::fs::write(dir.join("http.log"), http)?;
+    std::fs::write(dir.join("notice.log"), notice)?;
+    let files = ["conn.log", "http.log", "notice.log"].map(|f| dir.join(f).display().to_string());
+    let mut args = vec!["netlogs", "--host", "zeek-sensor-1"];
+    args.extend(files.iter().map(String::as_str));
+    let a = agent(&bin(), &n.url, &env.spool(), &args)?;
+    assert_eq!(a["events_acked"].as_u64(), Some(4), "two connections, a request, a notice: {a}");
+    assert_eq!(a["lines_skipped"].as_u64(), Some(1), "{a}");
+    // Another tool's alerts through a mapping file.
+    let mapping = dir.join("ids.json");
+    std::fs::write(
+        &mapping,
+        r#"{"time": {"field": "timestamp", "format": "epoch_s"}, "fields": {"source.ip": "src", "destination.ip": "dest"},
+            "set": {"event.category": "intrusion_detection", "event.action": "alert", "event.dataset": "ids.alerts"}}"#,
+    )?;
+    std::fs::write(
+        dir.join("ids.ndjson"),
+        format!("{{\"timestamp\": {now:.0}, \"src\": \"192.0.2.44\", \"dest\": \"10.1.1.9\"}}\n"),
+    )?;
+    let ids = dir.join("ids.ndjson").display().to_string();
+    let b = agent(
+        &bin(),
+        &n.url,
+        &env.spool(),
+        &["netlogs", "--host", "zeek-sensor-1", "--mapping", &mapping.display().to_string(), &ids],
+    )?;
+    assert_eq!(b["events_acked"].as_u64(), Some(1), "{b}");
+    eventually(Duration::from_secs(30), || Ok((counts(&server.api, tok)?.0 == 5).then_some(())))?;
+    let body = json!({"iocs": ["203.0.113.77", "stage2.badcdn[.]example", "hxxp://stage2.badcdn.example/drop/loader.bin", "192.0.2.44", "no-such.example"]});
+    let sweep = eventually(Duration::from_secs(20), || {
+        let (status, v) = post(&format!("{}/api/v1/iocs/sweep", server.api), Some(tok), &body)?;
+        assert_eq!(status, 200, "{v}");
+        Ok((v["matched"] == 4).then_some(v))
+    })?;
+    let r = sweep["results"].as_array().unwrap();
+    for found in &r[..4] {
+        assert_eq!(found["hosts"][0]["host"], "zeek-sensor-1", "{found}");
+    }
+    assert_eq!((r[1]["type"].as_str(), r[2]["type"].as_str()), (Some("domain"), Some("url")));
+    assert_eq!(r[4]["total"], 0);
     Ok(())
 }

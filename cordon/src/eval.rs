@@ -78,6 +78,43 @@ pub fn rule_texts(dirs: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     Ok(texts)
 }
 
+/// The rule sets Windows records are tagged with in the evaluations: the rule files on flat
+/// records, and on the agent's ECS records the tagger a server runs (the same files plus Cordon's
+/// pack, correlations included, under the shipped policy).
+pub struct RuleSets {
+    /// The rule files on the flat Windows pipeline.
+    pub flat: sigma::RuleSet,
+    /// The rule files and the pack as ingest runs them.
+    pub tagger: sigma::Tagger,
+}
+
+impl RuleSets {
+    /// Both from the rule files under each of `rules`.
+    pub fn load(rules: &[PathBuf]) -> anyhow::Result<Self> {
+        let texts = rule_texts(rules)?;
+        let pipeline = Pipeline::windows_flat();
+        let flat = sigma::RuleSet::new(
+            texts.iter().flat_map(|t| sigma::load(t, &pipeline).into_iter().filter_map(Result::ok)).collect(),
+        );
+        let files = sigma::read_rule_files(rules)?;
+        let tagger = sigma::Tagger::with_rule_files(files, schemas::policy::Policy::cordon_default())
+            .map_err(|e| anyhow::anyhow!("the rule pack does not compile: {e}"))?;
+        Ok(Self { flat, tagger })
+    }
+
+    /// The techniques the tagger gives one of the agent's records, with the correlations its
+    /// events complete in `state` (records of one file or dataset share one state).
+    pub fn agent_techniques(&self, state: &mut sigma::Correlator, rec: &mut schemas::Record) -> Vec<String> {
+        let (found, hits) = self.tagger.tag_and_hits(rec);
+        let fired = self.tagger.correlate(state, rec, &hits);
+        let mut out: Vec<String> =
+            found.iter().chain(&fired).flat_map(|d| d.techniques.iter().cloned()).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
 /// EVTX files under `dir`.
 pub fn evtx_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     files_under(dir, |p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("evtx")))

@@ -3,9 +3,9 @@
 //! (EVTX-to-MITRE-Attack): flat records through the rule sets given, and the agent's ECS records
 //! through them plus Cordon's pack, as a server runs them.
 
-use crate::eval::{ecs_record, evtx_files, rule_texts};
+use crate::eval::{ecs_record, evtx_files};
 use anyhow::Context;
-use correlate::sigma::{self, Pipeline};
+use correlate::sigma;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -78,25 +78,11 @@ pub struct EvtxReport {
 /// the deepest component of its path that has one (`.../T1003.001-LSASS dump/x.evtx`,
 /// `.../Win_4985_T1186_Process.evtx`); sub-technique labels are kept whole.
 pub fn label_of(rel: &str) -> Option<String> {
-    let ids = |comp: &str| -> Option<String> {
-        let b = comp.as_bytes();
-        (0..b.len()).find_map(|i| {
-            let apart = i == 0 || !b[i - 1].is_ascii_alphanumeric();
-            let digits = |from: usize, n: usize| {
-                b.len() >= from + n && b[from..from + n].iter().all(u8::is_ascii_digit)
-            };
-            if !(apart && b[i].eq_ignore_ascii_case(&b'T') && digits(i + 1, 4)) {
-                return None;
-            }
-            let mut end = i + 5;
-            if b.get(end) == Some(&b'.') && digits(end + 1, 3) {
-                end += 4;
-            }
-            let after_ok = b.get(end).is_none_or(|c| !c.is_ascii_alphanumeric());
-            after_ok.then(|| comp[i..end].to_ascii_uppercase())
-        })
-    };
-    rel.rsplit('/').find_map(ids)
+    rel.rsplit('/').find_map(|component| {
+        let mut ids = Vec::new();
+        crate::eval_peer::technique_ids(component, &mut ids);
+        ids.into_iter().next()
+    })
 }
 
 /// The labelled tree of a corpus-relative path (`evtx/<tree>/...`).
@@ -112,36 +98,18 @@ pub fn evtx(corpus: &Path, rules: &[PathBuf]) -> anyhow::Result<EvtxReport> {
     let index: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(corpus.join("EVTX_INDEX.json")).context("reading EVTX_INDEX.json")?,
     )?;
-    let texts = rule_texts(rules)?;
-    let set = |pipeline: Pipeline, pack: bool| {
-        let pack = sigma::CORDON_RULES.iter().filter(|_| pack).map(|(_, t)| *t);
-        sigma::RuleSet::new(
-            texts
-                .iter()
-                .map(String::as_str)
-                .chain(pack)
-                .flat_map(|t| sigma::load(t, &pipeline).into_iter().filter_map(Result::ok))
-                .collect(),
-        )
-    };
-    let sets = Sets { flat: set(Pipeline::windows_flat(), false), ecs: set(Pipeline::cordon_ecs(), true) };
+    let sets = crate::eval::RuleSets::load(rules)?;
     let mut report = EvtxReport::default();
     for f in evtx_files(corpus)? {
         report.files += 1;
         let rel = f.strip_prefix(corpus).unwrap_or(&f).to_string_lossy().replace('\\', "/");
         let Some(events) = read_counted(&f, &rel, &index, &mut report) else { continue };
-        if let (Some(label), false) = (label_of(&rel), texts.is_empty()) {
+        if let (Some(label), false) = (label_of(&rel), rules.is_empty()) {
             let file = tag_file(&sets, &events, &rel, label, &mut report);
             report.labelled.push(file);
         }
     }
     Ok(report)
-}
-
-/// The two rule sets a labelled file is tagged with.
-struct Sets {
-    flat: sigma::RuleSet,
-    ecs: sigma::RuleSet,
 }
 
 /// Reads one file, counting its records against the index; `None` when it does not read.
@@ -181,7 +149,7 @@ fn read_counted(
 
 /// Tags one labelled file's events both ways, counting tagged events and checking the prefilter.
 fn tag_file(
-    sets: &Sets,
+    sets: &crate::eval::RuleSets,
     events: &[sensor_agent::evtx::FlatRecord],
     rel: &str,
     label: String,
@@ -199,6 +167,7 @@ fn tag_file(
         peer: None,
     };
     let mut seen: std::collections::BTreeSet<String> = Default::default();
+    let mut state = sets.tagger.correlator();
     for (_, e) in events {
         let ev = sigma::FlatEvent(e.clone());
         let matched = sets.flat.matching_indices(&ev);
@@ -216,12 +185,13 @@ fn tag_file(
                 }
             }
         }
-        let Some(rec) = ecs_record(e) else { continue };
-        let matched = sets.ecs.matching_indices(&sigma::RecordEvent::new(&rec));
+        let Some(mut rec) = ecs_record(e) else { continue };
+        let techniques = sets.agent_techniques(&mut state, &mut rec);
         if debug {
-            seen.extend(matched.iter().flat_map(|&i| sets.ecs.rules()[i].techniques.iter().cloned()));
+            seen.extend(techniques.iter().cloned());
         }
-        if let Some(on) = on_label(&sets.ecs, &matched, &related) {
+        if !techniques.is_empty() {
+            let on = techniques.iter().any(|t| related(t));
             out.agent |= on;
             report.tagged[1].count(on);
         }

@@ -9,7 +9,7 @@
 //! parent or a sub-technique? The answer is per-technique recall; the share of tagged events that
 //! carry none of the dataset's labels says how much else the rules flag.
 
-use correlate::sigma::{FlatEvent, Pipeline, RuleSet};
+use correlate::sigma::{FlatEvent, RuleSet};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -114,33 +114,6 @@ fn metadata(text: &str) -> Option<(String, Vec<String>, Vec<String>)> {
     Some((id, labels.into_iter().collect(), files))
 }
 
-/// The rule sets a dataset runs through: flat records, and the agent's ECS records.
-pub struct Sets {
-    /// SigmaHQ-style rules on flat Windows records.
-    pub flat: RuleSet,
-    /// The same rules plus Cordon's pack on the agent's ECS records.
-    pub ecs: RuleSet,
-}
-
-impl Sets {
-    /// Both sets from the rule files under `rules`.
-    pub fn load(rules: &[PathBuf]) -> anyhow::Result<Self> {
-        let texts = crate::eval::rule_texts(rules)?;
-        let set = |pipeline: Pipeline, pack: bool| {
-            let pack = correlate::sigma::CORDON_RULES.iter().filter(|_| pack).map(|(_, t)| *t);
-            RuleSet::new(
-                texts
-                    .iter()
-                    .map(String::as_str)
-                    .chain(pack)
-                    .flat_map(|t| correlate::sigma::load(t, &pipeline).into_iter().filter_map(Result::ok))
-                    .collect(),
-            )
-        };
-        Ok(Self { flat: set(Pipeline::windows_flat(), false), ecs: set(Pipeline::cordon_ecs(), true) })
-    }
-}
-
 /// Adds the labels `techniques` tag to `detected`; whether any label was among them (`None`: no
 /// technique at all).
 fn note(techniques: &BTreeSet<&str>, labels: &[String], detected: &mut BTreeSet<String>) -> Option<bool> {
@@ -159,7 +132,7 @@ fn note(techniques: &BTreeSet<&str>, labels: &[String], detected: &mut BTreeSet<
 
 /// Runs one dataset's events through both sets.
 fn dataset(
-    sets: &Sets,
+    sets: &crate::eval::RuleSets,
     id: String,
     file: String,
     labels: Vec<String>,
@@ -180,6 +153,7 @@ fn dataset(
     let tags = |set: &RuleSet, matched: &[usize]| -> BTreeSet<String> {
         matched.iter().flat_map(|&i| set.rules()[i].techniques.iter().cloned()).collect()
     };
+    let mut state = sets.tagger.correlator();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line) else { continue };
         // Any shipper's layout, as the agent's EVTX reader makes records.
@@ -195,9 +169,8 @@ fn dataset(
             d.tagged_events += 1;
             d.other_only += u64::from(!on);
         }
-        if let Some(rec) = crate::eval::ecs_record(&ev.0) {
-            let matched = sets.ecs.matching_indices(&correlate::sigma::RecordEvent::new(&rec));
-            let techniques = tags(&sets.ecs, &matched);
+        if let Some(mut rec) = crate::eval::ecs_record(&ev.0) {
+            let techniques = sets.agent_techniques(&mut state, &mut rec);
             note(&techniques.iter().map(String::as_str).collect(), &d.labels, &mut detected_agent);
         }
     }
@@ -241,7 +214,7 @@ fn resolve(root: &Path, rel: &str, all: &[PathBuf]) -> Option<PathBuf> {
 /// Runs every Windows host dataset with technique labels under `corpus/mordor` through the rules
 /// under each of the `rules` directories, flat and through the agent's path.
 pub fn techniques(corpus: &Path, rules: &[PathBuf]) -> anyhow::Result<MordorReport> {
-    let sets = Sets::load(rules)?;
+    let sets = crate::eval::RuleSets::load(rules)?;
     let mut report = MordorReport { rules: sets.flat.rules().len(), ..MordorReport::default() };
     let root = corpus.join("mordor");
     let all = crate::eval::files_under(&root, |_| true)?;
@@ -354,10 +327,9 @@ mod tests {
         let rule = "title: LSASS\nid: r1\ntags: [attack.credential-access, attack.t1003]\n\
                     logsource: {product: windows, category: process_access}\n\
                     detection:\n  sel:\n    TargetImage|endswith: '\\lsass.exe'\n  condition: sel\n";
-        let load = |p: Pipeline| {
-            RuleSet::new(correlate::sigma::load(rule, &p).into_iter().map(Result::unwrap).collect())
-        };
-        let sets = Sets { flat: load(Pipeline::windows_flat()), ecs: load(Pipeline::cordon_ecs()) };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("lsass.yml"), rule).unwrap();
+        let sets = crate::eval::RuleSets::load(&[dir.path().to_owned()]).unwrap();
         let line = |target: &str| {
             serde_json::json!({"Channel": "Microsoft-Windows-Sysmon/Operational", "EventID": 10, "TargetImage": target})
                 .to_string()

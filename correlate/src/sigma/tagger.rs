@@ -21,6 +21,24 @@ use std::sync::Arc;
 /// Cordon's own rule pack (`correlate/rules/`), embedded.
 pub const CORDON_RULES: &[(&str, &str)] = &[
     (
+        "mr_cordon_dcom_after_network_logon.yml",
+        include_str!("../../rules/mr_cordon_dcom_after_network_logon.yml"),
+    ),
+    ("cordon_boot_key_read.yml", include_str!("../../rules/cordon_boot_key_read.yml")),
+    (
+        "cordon_installutil_uninstall_bypass.yml",
+        include_str!("../../rules/cordon_installutil_uninstall_bypass.yml"),
+    ),
+    ("cordon_register_cimprovider_dll.yml", include_str!("../../rules/cordon_register_cimprovider_dll.yml")),
+    (
+        "cordon_remote_thread_from_user_folder.yml",
+        include_str!("../../rules/cordon_remote_thread_from_user_folder.yml"),
+    ),
+    (
+        "cordon_session_enumeration_powershell.yml",
+        include_str!("../../rules/cordon_session_enumeration_powershell.yml"),
+    ),
+    (
         "cordon_local_admins_enumerated_remotely.yml",
         include_str!("../../rules/cordon_local_admins_enumerated_remotely.yml"),
     ),

@@ -14,13 +14,15 @@ fn tagger() -> Tagger {
 fn the_pack_compiles_and_its_tags_resolve() {
     let t = tagger();
     let correlations: Vec<_> = t.correlations().collect();
-    assert_eq!(correlations.len(), 7);
+    assert_eq!(correlations.len(), 8);
     // The detection rules that only feed correlations carry no technique of their own.
     let feeders = [
         "cordon_internal_connection",
         "cordon_failed_logon",
         "cordon_file_rename",
         "cordon_explicit_credential_logon",
+        "cordon_network_logon",
+        "cordon_dcom_activated_program",
     ];
     let singles: usize = CORDON_RULES
         .iter()
@@ -356,4 +358,47 @@ fn explicit_credential_spraying_from_the_pack() {
     }
     let rules: Vec<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(rules, ["Explicit-credential logons for many accounts (one host)"]);
+}
+
+/// A network logon from another address, then Excel started by DCOM on the same host within two
+/// minutes, is DCOM lateral movement; Excel started by DCOM with no logon before it, a logon from
+/// the host itself, or the two on different hosts, are not.
+#[test]
+fn dcom_activation_after_a_network_logon_from_the_pack() {
+    let t = tagger();
+    let mut state = t.correlator();
+    let mut n = 0;
+    let mut fire = |e: Value, secs: i64| {
+        n += 1;
+        let mut e = e;
+        e["@timestamp"] =
+            serde_json::json!(schemas::time::format_micros(1_700_000_000_000_000 + secs * 1_000_000));
+        e["event"]["id"] = serde_json::json!(format!("d{n}"));
+        let mut rec = decode(&e);
+        let (_, hits) = t.tag_and_hits(&mut rec);
+        t.correlate(&mut state, &rec, &hits).into_iter().map(|d| (d.rule, d.techniques)).collect::<Vec<_>>()
+    };
+    let logon = |host: &str, from: &str| {
+        serde_json::json!({"event": {"category": "authentication", "action": "logon", "code": "4624", "outcome": "success"},
+            "host": {"name": host, "os": {"family": "windows"}}, "user": {"name": "pgustavo"}, "source": {"ip": from},
+            "winlog": {"channel": "Security", "logon": {"type": "3"},
+                       "event_data": {"TargetUserName": "pgustavo", "LogonType": 3, "IpAddress": from}}})
+    };
+    let excel = |host: &str| {
+        serde_json::json!({"event": {"category": "process", "action": "start", "code": "1"},
+            "host": {"name": host, "os": {"family": "windows"}},
+            "process": {"executable": "C:\\Program Files (x86)\\Microsoft Office\\Root\\Office16\\EXCEL.EXE",
+                        "command_line": "\"C:\\Program Files (x86)\\Microsoft Office\\Root\\Office16\\EXCEL.EXE\" /automation -Embedding",
+                        "parent": {"executable": "C:\\Windows\\System32\\svchost.exe"}}})
+    };
+    let mut seen = fire(excel("WS6"), 0);
+    seen.extend(fire(logon("WS6", "127.0.0.1"), 200));
+    seen.extend(fire(excel("WS6"), 230));
+    seen.extend(fire(logon("WS7", "172.18.39.5"), 400));
+    seen.extend(fire(excel("WS6"), 430));
+    assert!(seen.is_empty(), "no remote logon before it on that host: {seen:?}");
+    let seen = [fire(logon("WS6", "172.18.39.5"), 1000), fire(excel("WS6"), 1030)].concat();
+    let rules: Vec<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(rules, ["Program activated over DCOM right after a network logon"]);
+    assert!(seen[0].1.iter().any(|t| t == "T1021.003"), "{seen:?}");
 }

@@ -39,10 +39,11 @@ fn short(host: &str) -> String {
     host.split('.').next().unwrap_or(host).to_ascii_uppercase()
 }
 
-/// The target a dataset's metadata names, by the zip's file name.
-fn targets(meta_dir: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let Ok(dir) = std::fs::read_dir(meta_dir) else { return out };
+/// The lateral-movement datasets the metadata under `root` names (any `_metadata` folder; a dataset
+/// is lateral movement when its mappings name the tactic TA0008 or its files lie under
+/// `lateral_movement/`), by their file name in lower case: the file's path under `root` as the
+/// link gives it, and the target the operator typed, when the metadata shows one.
+fn targets(root: &Path) -> anyhow::Result<BTreeMap<String, (String, Option<String>)>> {
     let patterns = [
         regex::Regex::new(r"(?i)set ComputerName\s+([A-Za-z0-9_.-]+)").expect("valid"),
         regex::Regex::new(r"(?i)computername[=:]\s*\\?\x22?([A-Za-z0-9_.-]+)").expect("valid"),
@@ -55,18 +56,27 @@ fn targets(meta_dir: &Path) -> BTreeMap<String, String> {
         // A UNC path the operator used (`\\WORKSTATION6\C$`), not a drive path (`C:\\dir`).
         regex::Regex::new(r#"(?:^|[\s"'(`])\\\\([A-Za-z][A-Za-z0-9_-]+)[\\\s]"#).expect("valid"),
     ];
-    let zip = regex::Regex::new(r"lateral_movement/host/([A-Za-z0-9_.-]+\.zip)").expect("valid");
-    for e in dir.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path()) else { continue };
-        let Some(z) = zip.captures(&text).map(|c| c[1].to_owned()) else { continue };
+    let link = regex::Regex::new(
+        r"(?i)(?:datasets/)?([A-Za-z0-9_./-]+/host/[A-Za-z0-9_.-]+\.(?:zip|tar\.gz|tgz|gz|json))",
+    )
+    .expect("valid");
+    let mut out = BTreeMap::new();
+    for m in crate::eval_mordor::metadata_files(root)? {
+        let Ok(text) = std::fs::read_to_string(&m) else { continue };
         // What the operator typed (the description may name example hosts).
         let view = text.split_once("adversary_view:").map_or(text.as_str(), |x| x.1);
         let name = |t: &str| if t.parse::<std::net::IpAddr>().is_ok() { t.to_owned() } else { short(t) };
-        if let Some(t) = patterns.iter().find_map(|p| p.captures(view).map(|c| name(&c[1]))) {
-            out.insert(z, t);
+        let target = patterns.iter().find_map(|p| p.captures(view).map(|c| name(&c[1])));
+        for c in link.captures_iter(&text) {
+            let rel = c[1].split_once("/datasets/").map_or(&c[1], |(_, r)| r).to_owned();
+            if !(text.contains("TA0008") || rel.contains("lateral_movement/")) {
+                continue;
+            }
+            let file = rel.rsplit('/').next().unwrap_or_default().to_ascii_lowercase();
+            out.insert(file, (rel, target.clone()));
         }
     }
-    out
+    Ok(out)
 }
 
 /// A Mordor line as the flat record the Windows normaliser takes (`Computer`, `TimeCreated`).
@@ -83,7 +93,7 @@ fn flat_of(v: Map<String, Value>) -> Map<String, Value> {
 
 /// Runs one dataset's events into a graph.
 fn dataset(path: &Path, expected: Option<&String>) -> anyhow::Result<LateralDataset> {
-    let (text, skipped) = crate::eval::zip_json_lines(path)?;
+    let (text, skipped) = crate::eval::archive_json_lines(path)?;
     if skipped > 0 {
         println!("  {}: {skipped} unreadable archive members skipped", path.display());
     }
@@ -176,21 +186,28 @@ fn dataset_text(name: &str, text: &str, expected: Option<&String>) -> LateralDat
     }
 }
 
-/// Runs every lateral-movement host dataset under `corpus/mordor`.
+/// Runs every lateral-movement host dataset under `corpus/mordor`: those the metadata names (found
+/// wherever they lie, in any archive form) and any other host dataset under a `lateral_movement`
+/// folder.
 pub fn lateral(corpus: &Path) -> anyhow::Result<Vec<LateralDataset>> {
-    let dir = corpus.join("mordor/atomic/windows/lateral_movement/host");
-    let expected = targets(&corpus.join("mordor/atomic/_metadata"));
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "zip"))
-        .collect();
-    files.sort();
+    let root = corpus.join("mordor");
+    let all =
+        crate::eval::files_under(&root, |_| true).with_context(|| format!("reading {}", root.display()))?;
+    let named = targets(&root)?;
+    let mut files: BTreeSet<std::path::PathBuf> =
+        named.values().filter_map(|(rel, _)| crate::eval_mordor::resolve(&root, rel, &all)).collect();
+    let archive = |p: &Path| {
+        let n = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        [".zip", ".tar.gz", ".tgz", ".gz", ".json"].iter().any(|x| n.ends_with(x))
+    };
+    let under = |p: &Path, dir: &str| p.components().any(|c| c.as_os_str() == dir);
+    files.extend(
+        all.iter().filter(|p| under(p, "lateral_movement") && under(p, "host") && archive(p)).cloned(),
+    );
     let mut out = Vec::new();
     for f in files {
-        let name = f.file_name().map(|x| x.to_string_lossy().into_owned()).unwrap_or_default();
-        out.push(dataset(&f, expected.get(&name))?);
+        let name = f.file_name().map(|x| x.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        out.push(dataset(&f, named.get(&name).and_then(|(_, t)| t.as_ref()))?);
     }
     Ok(out)
 }
@@ -271,10 +288,11 @@ mod tests {
     #[test]
     fn targets_come_from_what_the_operator_typed() {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("compound/_metadata")).unwrap();
         let meta = |n: &str, zip: &str, view: &str| {
             std::fs::write(
-                dir.path().join(n),
-                format!("title: x\ndescription: a UNC path such as \\\\SERVER\\FILES\\.\nfiles:\n- link: https://x/lateral_movement/host/{zip}\nsimulation:\n  adversary_view: |-\n    {view}\n"),
+                dir.path().join("compound/_metadata").join(n),
+                format!("title: x\ndescription: a UNC path such as \\\\SERVER\\FILES\\.\nattack_mappings:\n- technique: T1021\n  tactics: [TA0008]\nfiles:\n- link: https://x/datasets/compound/lab/host/{zip}\nsimulation:\n  adversary_view: |-\n    {view}\n"),
             )
             .unwrap();
         };
@@ -287,11 +305,16 @@ mod tests {
         );
         meta("d.yaml", "d.zip", "Copy /destination:\"\\\\WORKSTATION6\\C$\\ProgramData\\x.exe\"");
         meta("e.yaml", "e.zip", "nothing here");
-        let t = targets(dir.path());
-        assert_eq!(t.get("a.zip").map(String::as_str), Some("WORKSTATION6"));
-        assert_eq!(t.get("b.zip").map(String::as_str), Some("WORKSTATION6"));
-        assert_eq!(t.get("c.zip").map(String::as_str), Some("172.18.39.6"));
-        assert_eq!(t.get("d.zip").map(String::as_str), Some("WORKSTATION6"));
-        assert_eq!(t.get("e.zip"), None, "the description's example host is not a target");
+        let t = targets(dir.path()).unwrap();
+        let target = |z: &str| t.get(z).and_then(|(_, t)| t.as_deref());
+        assert_eq!(target("a.zip"), Some("WORKSTATION6"));
+        assert_eq!(target("b.zip"), Some("WORKSTATION6"));
+        assert_eq!(target("c.zip"), Some("172.18.39.6"));
+        assert_eq!(target("d.zip"), Some("WORKSTATION6"));
+        assert_eq!(
+            t.get("e.zip").map(|(rel, t)| (rel.as_str(), t.is_none())),
+            Some(("compound/lab/host/e.zip", true)),
+            "the description's example host is not a target"
+        );
     }
 }

@@ -180,7 +180,7 @@ fn dataset(
 }
 
 /// Every metadata file under `root` (in a `_metadata` folder at any depth), sorted.
-fn metadata_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn metadata_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
     crate::eval::files_under(root, |p| {
         p.parent().and_then(Path::file_name).is_some_and(|n| n == "_metadata")
             && p.extension().is_some_and(|x| x == "yaml" || x == "yml")
@@ -189,7 +189,7 @@ fn metadata_files(root: &Path) -> anyhow::Result<Vec<PathBuf>> {
 
 /// Where a metadata link's file is under `root`: its own path, else the same path in any letter
 /// case, else the one file of that name anywhere under `root`.
-fn resolve(root: &Path, rel: &str, all: &[PathBuf]) -> Option<PathBuf> {
+pub(crate) fn resolve(root: &Path, rel: &str, all: &[PathBuf]) -> Option<PathBuf> {
     let exact = root.join(rel);
     if exact.is_file() {
         return Some(exact);

@@ -93,7 +93,7 @@ fn flat_of(v: Map<String, Value>) -> Map<String, Value> {
 
 /// Runs one dataset's events into a graph.
 fn dataset(path: &Path, expected: Option<&String>) -> anyhow::Result<LateralDataset> {
-    let (text, skipped) = crate::eval::archive_json_lines(path)?;
+    let (text, skipped) = crate::eval_archive::archive_json_lines(path)?;
     if skipped > 0 {
         println!("  {}: {skipped} unreadable archive members skipped", path.display());
     }

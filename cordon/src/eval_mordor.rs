@@ -232,7 +232,7 @@ pub fn techniques(corpus: &Path, rules: &[PathBuf]) -> anyhow::Result<MordorRepo
         }
         let mut text = String::new();
         for f in &present {
-            let (t, skipped) = crate::eval::archive_json_lines(f)?;
+            let (t, skipped) = crate::eval_archive::archive_json_lines(f)?;
             text.push_str(&t);
             report.members_skipped += skipped;
         }

@@ -13,6 +13,7 @@ mod upkeep;
 use upkeep::housekeeping;
 pub mod eval;
 pub mod eval_anomaly;
+pub mod eval_archive;
 pub mod eval_evtx;
 pub mod eval_evtx_fuzz;
 pub mod eval_lateral;

@@ -122,7 +122,8 @@ pub fn read(path: &Path) -> Result<Vec<FlatRecord>, EvtxError> {
     Ok(out)
 }
 
-fn s<'a>(flat: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+/// A text field of a flat record, `None` when absent, empty or Windows' "-".
+pub(crate) fn s<'a>(flat: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
     flat.get(k).and_then(Value::as_str).filter(|v| !v.is_empty() && *v != "-")
 }
 
@@ -141,7 +142,7 @@ fn basename(p: &str) -> &str {
 }
 
 /// Sets `path` (dotted) in `doc` when `v` is present.
-fn put(doc: &mut Map<String, Value>, path: &str, v: Option<Value>) {
+pub(crate) fn put(doc: &mut Map<String, Value>, path: &str, v: Option<Value>) {
     if let Some(v) = v {
         schemas::record::insert_path(doc, path, v);
     }
@@ -272,12 +273,8 @@ pub fn to_ecs(flat: &Map<String, Value>) -> Value {
             put(&mut doc, "winlog.logon.id", str_of("TargetLogonId"));
             // Windows writes "-" (or "::1"/127.0.0.1 for local logons) where there is no remote address;
             // Kerberos events (4768, 4771) write IPv4 sources in their IPv6-mapped form.
-            let ip = s(flat, "IpAddress").map(|ip| ip.strip_prefix("::ffff:").unwrap_or(ip));
-            put(
-                &mut doc,
-                "source.ip",
-                ip.filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()).map(|ip| json!(ip)),
-            );
+            let ip = crate::evtx_remote::address(s(flat, "IpAddress"));
+            put(&mut doc, "source.ip", ip.map(|ip| json!(ip)));
             // A Kerberos ticket request (4768) or pre-authentication (4771) with a failure code is a
             // failed attempt like a failed logon.
             let kerberos_failed =

@@ -6,18 +6,10 @@
 
 use serde_json::{Map, Value, json};
 
-fn s<'a>(flat: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    flat.get(k).and_then(Value::as_str).filter(|v| !v.is_empty() && *v != "-")
-}
+use crate::evtx::{put, s};
 
-fn put(doc: &mut Map<String, Value>, path: &str, v: Option<Value>) {
-    if let Some(v) = v {
-        schemas::record::insert_path(doc, path, v);
-    }
-}
-
-/// An address as Windows writes it, or `None` for "-", "::1" and other non-addresses; IPv4 sources
-/// in their IPv6-mapped form made plain.
+/// An address as Windows writes it (IPv4 sources in their IPv6-mapped form made plain), or `None`
+/// for "-" and anything else that is not an address.
 pub fn address(raw: Option<&str>) -> Option<&str> {
     let ip = raw?.strip_prefix("::ffff:").unwrap_or(raw?);
     ip.parse::<std::net::IpAddr>().is_ok().then_some(ip)

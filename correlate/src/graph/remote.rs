@@ -88,10 +88,11 @@ impl Graph {
     /// Host node `h` reports `ip` (an internal address) as its own: the address's node, if any,
     /// merges into it, its edges carried over (joined with the host's own where both exist).
     pub(super) fn merge_address(&mut self, ip: &str, h: NodeIndex) {
+        // Called for every address an event reports as its host's own: the lookup comes first.
+        let Some(n) = self.find(NodeKind::Ip, ip) else { return };
         if !is_internal_ip(ip) {
             return; // a public address may stand for many hosts behind one translation
         }
-        let Some(n) = self.find(NodeKind::Ip, ip) else { return };
         let mut moved: Vec<(NodeIndex, NodeIndex, Edge)> = Vec::new();
         for e in self.g.edges_directed(n, petgraph::Direction::Outgoing) {
             moved.push((h, e.target(), e.weight().clone()));

@@ -192,9 +192,11 @@ impl Event for RecordEvent<'_> {
 /// [`RecordEvent`] to run many rules on one record.
 impl Event for Record {
     fn get(&self, field: &Field) -> Val<'_> {
-        match field.column {
-            Some(i) if field.sigma == field.target || column_val(self, i).is_present() => column_val(self, i),
-            Some(_) => parse_extra(self).map_or(Val::Missing, |v| owned(event_data_val(&v, field))),
+        match field.column.map(|i| column_val(self, i)) {
+            Some(Val::Missing) if field.sigma != field.target => {
+                parse_extra(self).map_or(Val::Missing, |v| owned(event_data_val(&v, field)))
+            }
+            Some(v) => v,
             None => parse_extra(self).map_or(Val::Missing, |v| owned(extra_val(&v, field))),
         }
     }

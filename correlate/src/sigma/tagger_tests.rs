@@ -225,19 +225,8 @@ fn log_alerts_carry_the_rule_group_the_reason_and_the_raw_line() {
 
 #[test]
 fn brute_force_and_mass_renames_from_the_pack() {
-    let t = tagger();
-    let mut state = t.correlator();
-    let mut n = 0;
-    let mut fire = |i: i64, e: Value| {
-        let mut e = e;
-        n += 1;
-        e["@timestamp"] =
-            serde_json::json!(schemas::time::format_micros(1_700_000_000_000_000 + i * 1_000_000));
-        e["event"]["id"] = serde_json::json!(format!("x{n}"));
-        let mut rec = decode(&e);
-        let (_, hits) = t.tag_and_hits(&mut rec);
-        t.correlate(&mut state, &rec, &hits).into_iter().map(|d| d.rule).collect::<Vec<_>>()
-    };
+    let mut stream = PackStream::new();
+    let mut fire = |i: i64, e: Value| stream.feed(e, i).into_iter().map(|(rule, _)| rule).collect::<Vec<_>>();
     let fail = |user: &str| {
         serde_json::json!({"event": {"category": "authentication", "action": "logon", "outcome": "failure"},
             "host": {"name": "SRV"}, "source": {"ip": "203.0.113.9"}, "user": {"name": user}})
@@ -318,23 +307,47 @@ fn rule_files_are_read_from_directories_sorted_by_name() {
     assert!(crate::sigma::read_rule_files(&[dir.path().join("missing")]).is_err());
 }
 
+/// The pack's tagger and correlation state, fed ECS events one at a time as ingest feeds them.
+struct PackStream {
+    tagger: Tagger,
+    state: crate::sigma::Correlator,
+    fed: usize,
+}
+
+impl PackStream {
+    fn new() -> Self {
+        let tagger = tagger();
+        let state = tagger.correlator();
+        Self { tagger, state, fed: 0 }
+    }
+
+    /// Feeds `e` at `secs` after a fixed start, with an event id of its own; the correlations it
+    /// completes as (rule title, techniques).
+    fn feed(&mut self, mut e: Value, secs: i64) -> Vec<(String, Vec<String>)> {
+        self.fed += 1;
+        e["@timestamp"] =
+            serde_json::json!(schemas::time::format_micros(1_700_000_000_000_000 + secs * 1_000_000));
+        e["event"]["id"] = serde_json::json!(format!("e{}", self.fed));
+        let mut rec = decode(&e);
+        let (_, hits) = self.tagger.tag_and_hits(&mut rec);
+        self.tagger
+            .correlate(&mut self.state, &rec, &hits)
+            .into_iter()
+            .map(|d| (d.rule, d.techniques))
+            .collect()
+    }
+}
+
 /// Explicit-credential logons (Windows 4648, as the agent's EVTX reader ships them) from one account to
 /// ten servers, and for ten accounts from one host, are password spraying; nine, or ten to the host
 /// itself, are not.
 #[test]
 fn explicit_credential_spraying_from_the_pack() {
-    let t = tagger();
-    let mut state = t.correlator();
+    let mut stream = PackStream::new();
     let mut n = 0;
     let mut fire = |e: Value| {
         n += 1;
-        let mut e = e;
-        e["@timestamp"] =
-            serde_json::json!(schemas::time::format_micros(1_700_000_000_000_000 + n * 2_000_000));
-        e["event"]["id"] = serde_json::json!(format!("e{n}"));
-        let mut rec = decode(&e);
-        let (_, hits) = t.tag_and_hits(&mut rec);
-        t.correlate(&mut state, &rec, &hits).into_iter().map(|d| (d.rule, d.techniques)).collect::<Vec<_>>()
+        stream.feed(e, n * 2)
     };
     let explicit = |host: &str, subject: &str, account: &str, server: &str| {
         serde_json::json!({"event": {"category": "authentication", "action": "logon", "code": "4648", "outcome": "success"},
@@ -365,19 +378,8 @@ fn explicit_credential_spraying_from_the_pack() {
 /// the host itself, or the two on different hosts, are not.
 #[test]
 fn dcom_activation_after_a_network_logon_from_the_pack() {
-    let t = tagger();
-    let mut state = t.correlator();
-    let mut n = 0;
-    let mut fire = |e: Value, secs: i64| {
-        n += 1;
-        let mut e = e;
-        e["@timestamp"] =
-            serde_json::json!(schemas::time::format_micros(1_700_000_000_000_000 + secs * 1_000_000));
-        e["event"]["id"] = serde_json::json!(format!("d{n}"));
-        let mut rec = decode(&e);
-        let (_, hits) = t.tag_and_hits(&mut rec);
-        t.correlate(&mut state, &rec, &hits).into_iter().map(|d| (d.rule, d.techniques)).collect::<Vec<_>>()
-    };
+    let mut stream = PackStream::new();
+    let mut fire = |e: Value, secs: i64| stream.feed(e, secs);
     let logon = |host: &str, from: &str| {
         serde_json::json!({"event": {"category": "authentication", "action": "logon", "code": "4624", "outcome": "success"},
             "host": {"name": host, "os": {"family": "windows"}}, "user": {"name": "pgustavo"}, "source": {"ip": from},

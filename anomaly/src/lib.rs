@@ -7,6 +7,8 @@
 //! prediction intervals, fitted on a bounded pool ([`pool`]).
 //! [`detect`]: the two-condition rule (outside the host's own interval *and* the fleet band) and
 //! silence.
+//! [`history`]: hours older than the live counts keep (a replayed log, a late spool), judged day by
+//! day against the host's own history before them, never against the wall clock.
 //! [`live`]: the fitted models per tenant and each host's running counts, checked as events arrive.
 //! [`report`]: anomaly reports (ranking, SVG charts, fleet summary, changes; JSON, HTML, CSV).
 //! It depends only on `schemas`; ingest, the API and the server call it.
@@ -16,6 +18,7 @@ pub mod bands;
 pub mod cron;
 pub mod detect;
 pub mod forecast;
+pub mod history;
 pub mod live;
 pub mod pool;
 pub mod report;

@@ -222,10 +222,17 @@ pub enum EvalWhat {
     /// Read the corpus's real syslog (loghub Linux) with the agent's log reader, check the failures it
     /// finds against loghub's own parse, and run Cordon's log and brute-force rules over them.
     Logs {
-        /// The corpus directory (holding auth/loghub/Linux).
+        /// The corpus directory: every authentication log under it is evaluated.
         #[arg(long)]
         corpus: PathBuf,
-        /// Fail unless every failure line loghub names is parsed and no other line is.
+        /// Evaluate these logs instead of searching the corpus.
+        #[arg(long = "log")]
+        logs: Vec<PathBuf>,
+        /// The year of BSD syslog dates (they carry none); default: this year.
+        #[arg(long)]
+        year: Option<i32>,
+        /// Fail unless every failure line the oracle names is parsed, no other line is, and the
+        /// attempts counted are the oracle's.
         #[arg(long)]
         strict: bool,
     },

@@ -410,9 +410,10 @@ pub struct RealResult {
 
 /// A real authentication log (loghub's `Linux_2k.log`: one host's sshd and PAM lines over about six
 /// weeks) read by the agent's log parser, counted per hour, and replayed through the baselines as
-/// the server would: nightly refits on the history so far, each following day scored. With one host
-/// the "fleet" is the host's own hours of the week. Hours before two weeks of history are judged
-/// against the absolute ceiling (basis `ceiling`), so a log of a day or two is scored as well.
+/// the server judges history ([`anomaly::history`]): each day against models fitted on the history
+/// before it, in the log's own time. With one host the "fleet" is the host's own hours of the week.
+/// Hours before two weeks of history are judged against the absolute ceiling (basis `ceiling`), so a
+/// log of a day or two is scored as well.
 pub fn real(path: &std::path::Path, year: i32) -> anyhow::Result<RealResult> {
     let text = std::fs::read_to_string(path)?;
     let parsed = sensor_agent::logs::parse(&text, year);
@@ -437,54 +438,26 @@ pub fn real(path: &std::path::Path, year: i32) -> anyhow::Result<RealResult> {
     let mut flagged = Vec::new();
     let mut peak = (String::new(), 0);
     let hours = series.first().map_or(0, |s| s.len());
-    let first = 14 * 24;
+    let mut scored_hours = 0;
     for s in &series {
         for (t, v) in s.failure.iter().enumerate() {
             if *v > peak.1 {
                 peak = (schemas::time::format_micros(s.start + t as i64 * HOUR), *v);
             }
         }
-        for m in [Measure::Logins, Measure::Failures] {
-            let data = anomaly::live::measure_series(s, m);
-            // Before two weeks of history there is no model or band: the hours are judged against
-            // the absolute ceiling, as the server judges a host it has no baseline for, so a log of a
-            // day or two is scored too.
-            for (t, v) in data.iter().enumerate().take(first) {
-                if let Some(f) = above(m, *v, &Expected::ceiling(m)) {
-                    let hour = schemas::time::format_micros(s.start + t as i64 * HOUR);
-                    flagged.push(RealFlag {
-                        host: s.host.clone(),
-                        hour,
-                        explanation: f.explanation,
-                        level: f.level,
-                    });
-                }
-            }
-            let mut r = first;
-            while r < data.len() {
-                let end = (r + 24).min(data.len());
-                let lo = r.saturating_sub(FOUR_WEEKS);
-                let how0 = anomaly::live::hour_of_week(s.start + lo as i64 * HOUR);
-                let band = FleetBand::compute_from([(&data[lo..r], how0)], fcfg.fleet_quantile);
-                let own = anomaly::forecast::forecast(&data[..r], &fcfg).ok();
-                for t in r..end {
-                    let at = s.start + t as i64 * HOUR;
-                    let b = band.at(anomaly::live::hour_of_week(at));
-                    let e = match &own {
-                        Some(v) => Expected { own: v[t - r], fleet: b, basis: Basis::Forecast },
-                        None => Expected::from_band(b),
-                    };
-                    if let Some(f) = above(m, data[t], &e) {
-                        flagged.push(RealFlag {
-                            host: s.host.clone(),
-                            hour: schemas::time::format_micros(at),
-                            explanation: f.explanation,
-                            level: f.level,
-                        });
-                    }
-                }
-                r = end;
-            }
+        // As the server judges history: each day against the host's own history before it; before
+        // two weeks of it there is no model or band, and the hours are judged against the absolute
+        // ceiling (a one-host log has no group to lend a prior), so a log of a day or two is scored too.
+        let end = s.start + s.len() as i64 * HOUR;
+        let v = anomaly::history::judge(s, s.start, end, &fcfg, &|_, m| Expected::ceiling(m));
+        scored_hours = scored_hours.max(v.baselined_hours);
+        for j in v.findings {
+            flagged.push(RealFlag {
+                host: s.host.clone(),
+                hour: schemas::time::format_micros(j.hour),
+                explanation: j.finding.explanation,
+                level: j.finding.level,
+            });
         }
     }
     flagged.sort_by(|a, b| a.hour.cmp(&b.hour));
@@ -492,7 +465,7 @@ pub fn real(path: &std::path::Path, year: i32) -> anyhow::Result<RealResult> {
         file: path.display().to_string(),
         events: parsed.events.len(),
         hours,
-        scored_hours: hours.saturating_sub(first),
+        scored_hours,
         peak,
         flagged,
     })

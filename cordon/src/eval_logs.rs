@@ -1,95 +1,214 @@
-//! `cordon eval logs --corpus DIR`: the agent's authentication-log reader and the pack's log and
-//! brute-force rules on a real syslog (loghub's `Linux_2k.log`, one host over about six weeks).
+//! `cordon eval logs --corpus DIR [--log FILE]...`: the agent's authentication-log reader and the
+//! pack's log and brute-force rules on every authentication log of a corpus (or the files named),
+//! whatever its layout: BSD, RFC 3339 or RFC 5424 syslog, a collector's prefix before it, journald
+//! JSON, plain or gzip-compressed.
 //!
-//! The oracle is loghub's own template parse (`Linux_2k.log_structured.csv`): every line whose
-//! template is an sshd/PAM authentication failure must become a failure event, and no other line may.
-//! Then the events go through Cordon's rule pack and correlations, in time order, and the alerts are
-//! reported by rule and source.
+//! Each log is scored against an oracle built from its own lines ([`crate::eval_logs_oracle`]):
+//! every line the oracle calls an authentication failure must become a failure event and no other
+//! line may, and the attempts the reader counts (an SSH attempt writes two to four lines) are set
+//! beside the oracle's. Then the events of all logs go through Cordon's rule pack and correlations,
+//! in time order, and the alerts are reported by rule.
 
+use crate::eval_logs_oracle as oracle;
 use anyhow::Context;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// One log's score.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct LogScore {
+    /// The file.
+    pub file: String,
+    /// Lines in the log.
+    pub lines: u64,
+    /// Lines the oracle calls authentication failures.
+    pub expected_failures: u64,
+    /// Of those, the lines the reader made failure events of.
+    pub parsed_failures: u64,
+    /// Lines the reader made failures of that the oracle does not call failures (line numbers).
+    pub extra: Vec<u64>,
+    /// Failure lines the reader missed (line numbers).
+    pub missed: Vec<u64>,
+    /// Login attempts by the oracle.
+    pub oracle_attempts: u64,
+    /// Login attempts the reader counted, and the lines it folded into the attempt before them.
+    pub attempts: u64,
+    /// See `attempts`.
+    pub folded: u64,
+}
 
 /// What the evaluation found.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct LogsReport {
-    /// Lines in the log.
-    pub lines: u64,
-    /// Lines loghub's templates call an authentication failure.
-    pub expected_failures: u64,
-    /// Failure events the reader produced on exactly those lines.
-    pub parsed_failures: u64,
-    /// Lines the reader made failures of that loghub does not call failures (by line number).
-    pub extra: Vec<u64>,
-    /// Lines loghub calls failures that the reader missed (by line number).
-    pub missed: Vec<u64>,
-    /// SSH login attempts the failure lines make, and the lines folded into an attempt before them.
-    pub attempts: u64,
-    /// See `attempts`.
-    pub folded: u64,
+    /// Per log.
+    pub logs: Vec<LogScore>,
+    /// Files looked at and not taken as authentication logs.
+    pub not_logs: u64,
     /// Single-event log alerts raised (before deduplication).
     pub log_alerts: u64,
     /// Correlation alerts: (rule, group) for each firing.
     pub correlations: Vec<(String, String)>,
 }
 
-/// Templates loghub gives authentication failures in this log.
-fn is_failure_template(t: &str) -> bool {
-    t.starts_with("authentication failure;")
-        || t.starts_with("check pass; user unknown")
-        || t.starts_with("Failed password")
+impl LogsReport {
+    /// Summed over the logs: (expected, parsed, extra, missed, oracle attempts, attempts).
+    pub fn totals(&self) -> (u64, u64, usize, usize, u64, u64) {
+        self.logs.iter().fold((0, 0, 0, 0, 0, 0), |t, l| {
+            (
+                t.0 + l.expected_failures,
+                t.1 + l.parsed_failures,
+                t.2 + l.extra.len(),
+                t.3 + l.missed.len(),
+                t.4 + l.oracle_attempts,
+                t.5 + l.attempts,
+            )
+        })
+    }
 }
 
-/// Runs the evaluation on `corpus/auth/loghub/Linux`.
-pub fn logs(corpus: &Path) -> anyhow::Result<LogsReport> {
-    let dir = corpus.join("auth/loghub/Linux");
-    let text = std::fs::read_to_string(dir.join("Linux_2k.log"))
-        .with_context(|| format!("reading {}", dir.display()))?;
-    let csv = std::fs::read_to_string(dir.join("Linux_2k.log_structured.csv"))?;
-    // LineId is the first column and EventTemplate the last (templates may hold commas, but never
-    // quotes in the failure templates).
-    let mut truth: BTreeMap<u64, bool> = BTreeMap::new();
-    for row in csv.lines().skip(1) {
-        let Some((id, _)) = row.split_once(',') else { continue };
-        let template = row.rsplit(',').next().unwrap_or_default();
-        let template = if row.ends_with('"') {
-            row.rsplit_once(",\"").map(|(_, t)| t.trim_end_matches('"')).unwrap_or(template)
-        } else {
-            template
-        };
-        truth.insert(id.parse()?, is_failure_template(template.trim()));
+/// The largest file read as a log.
+const MAX_LOG_BYTES: u64 = 512 << 20;
+
+/// Reads a file as text (gunzipped when it is gzip-compressed).
+fn read_text(path: &Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .take(MAX_LOG_BYTES)
+            .read_to_end(&mut out)
+            .with_context(|| format!("decompressing {}", path.display()))?;
+        return Ok(String::from_utf8_lossy(&out).into_owned());
     }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Whether `text` is an authentication log: most of its first lines read as log lines (a clock
+/// near the start, not a table's row), and the oracle finds authentication failures or logins in it.
+fn is_auth_log(text: &str) -> bool {
+    let head: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(200).collect();
+    let dated = head
+        .iter()
+        .filter(|l| (has_clock(l) && !is_table_row(l)) || l.contains("\"__REALTIME_TIMESTAMP\""))
+        .count();
+    let auth = text.lines().any(|l| {
+        let m = l.to_lowercase();
+        oracle::is_failure(l) || m.contains("accepted ") || m.contains("session opened")
+    });
+    !head.is_empty() && dated * 2 >= head.len() && auth
+}
+
+/// A CSV or TSV row (a table made from a log, such as loghub's parsed files), not a log line:
+/// separators before its clock.
+fn is_table_row(l: &str) -> bool {
+    let head = &l[..l.floor_char_boundary(24)];
+    head.contains(',') || head.contains('\t')
+}
+
+/// Whether a line holds an `hh:mm:ss` clock in its first 64 bytes.
+fn has_clock(l: &str) -> bool {
+    let b = &l.as_bytes()[..l.len().min(64)];
+    b.windows(8)
+        .any(|w| w[2] == b':' && w[5] == b':' && [0, 1, 3, 4, 6, 7].iter().all(|&i| w[i].is_ascii_digit()))
+}
+
+/// The authentication logs under `dir` (every file, sniffed), sorted, and the files that are not.
+fn find_logs(dir: &Path) -> (Vec<PathBuf>, u64) {
+    let mut logs = Vec::new();
+    let mut not_logs = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.len() > 0 && meta.len() <= MAX_LOG_BYTES && !is_archive(&p) {
+                match read_text(&p) {
+                    Ok(t) if is_auth_log(&t) => logs.push(p),
+                    _ => not_logs += 1,
+                }
+            }
+        }
+    }
+    logs.sort();
+    (logs, not_logs)
+}
+
+/// Multi-file archives and binary formats, which hold no syslog text of their own.
+fn is_archive(p: &Path) -> bool {
+    let n = p.to_string_lossy().to_ascii_lowercase();
+    [".zip", ".tar", ".tar.gz", ".tgz", ".evtx", ".pcap", ".pcapng", ".parquet"]
+        .iter()
+        .any(|x| n.ends_with(x))
+}
+
+/// Runs the evaluation on the logs named, else on every authentication log under `corpus`. BSD
+/// syslog dates are read in `year`.
+pub fn logs(corpus: &Path, named: &[PathBuf], year: i32) -> anyhow::Result<LogsReport> {
     let mut r = LogsReport::default();
-    let tagger = correlate::sigma::Tagger::cordon_pack(schemas::policy::Policy::cordon_default())?;
+    let files = if named.is_empty() {
+        let (files, not_logs) = find_logs(corpus);
+        r.not_logs = not_logs;
+        files
+    } else {
+        named.to_vec()
+    };
+    anyhow::ensure!(!files.is_empty(), "no authentication log under {}", corpus.display());
     let mut events = Vec::new();
-    let mut attempts = sensor_agent::attempts::Attempts::default();
+    for f in &files {
+        let text = read_text(f)?;
+        let (score, evs) = score_log(f, &text, year);
+        r.logs.push(score);
+        events.extend(evs);
+    }
+    pack(&mut r, events)?;
+    Ok(r)
+}
+
+/// One log read by the agent's reader and scored against the oracle; the events the agent ships.
+fn score_log(file: &Path, text: &str, year: i32) -> (LogScore, Vec<serde_json::Value>) {
+    let truth = oracle::truth(text);
+    let mut s =
+        LogScore { file: file.display().to_string(), oracle_attempts: truth.attempts, ..Default::default() };
+    let parsed = sensor_agent::logs::parse(text, year);
+    (s.attempts, s.folded) = (parsed.attempts, parsed.folded);
+    let mut events = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let n = i as u64 + 1;
-        r.lines += 1;
-        let expected = truth.get(&n).copied().unwrap_or(false);
-        r.expected_failures += u64::from(expected);
-        let mut e = sensor_agent::logs::parse_line(line, 2005);
-        let failure = e.as_ref().is_some_and(|e| e["event"]["outcome"] == "failure");
-        // As the agent ships it: an SSH attempt's later lines folded into its first.
-        if let Some(e) = e.as_mut() {
-            attempts.mark(e);
-        }
+        s.lines += 1;
+        let expected = truth.failure.get(i).copied().unwrap_or(false);
+        s.expected_failures += u64::from(expected);
+        let evs = sensor_agent::logs::line_events(line, year);
+        let failure = evs.iter().any(|e| e["event"]["outcome"] == "failure");
         match (expected, failure) {
-            (true, true) => r.parsed_failures += 1,
-            (true, false) => r.missed.push(n),
-            (false, true) => r.extra.push(n),
+            (true, true) => s.parsed_failures += 1,
+            (true, false) => s.missed.push(n),
+            (false, true) => s.extra.push(n),
             _ => {}
         }
-        if let Some(mut e) = e {
-            e["event"]["id"] = serde_json::json!(format!("line-{n}"));
-            events.push(e);
-        }
     }
-    (r.attempts, r.folded) = (attempts.attempts, attempts.folded);
-    // The pack, in time order, as ingest would see the events.
+    // Lines that name no host (database logs, Netlogon's) are the host's the log came from, as
+    // `cordon-agent logs --host` ships them: here the file's name.
+    let host = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for (k, mut e) in parsed.events.into_iter().enumerate() {
+        e["event"]["id"] = serde_json::json!(format!("{}#{k}", s.file));
+        if e["host"]["name"].is_null() {
+            e["host"] = serde_json::json!({"name": host});
+        }
+        events.push(e);
+    }
+    (s, events)
+}
+
+/// The events through Cordon's pack and correlations, in time order, as ingest would see them.
+fn pack(r: &mut LogsReport, events: Vec<serde_json::Value>) -> anyhow::Result<()> {
+    let tagger = correlate::sigma::Tagger::cordon_pack(schemas::policy::Policy::cordon_default())?;
     let ch = schemas::decode::Channel {
         tenant: "eval",
-        agent: "combo",
+        agent: "logs",
         message_key: "1:1",
         stream_seq: 1,
         received: 0,
@@ -117,11 +236,28 @@ pub fn logs(corpus: &Path) -> anyhow::Result<LogsReport> {
             r.correlations.push((d.rule, group));
         }
     }
-    Ok(r)
+    Ok(())
 }
 
-/// Prints the report, ending with one summary line.
+/// Prints the report: per log, then per correlation rule, then one summary line.
 pub fn print_logs(r: &LogsReport) {
+    for l in &r.logs {
+        println!(
+            "  {}: {} lines; {} of {} failure lines, {} extra; {} attempts (oracle {}), {} lines folded",
+            l.file,
+            l.lines,
+            l.parsed_failures,
+            l.expected_failures,
+            l.extra.len(),
+            l.attempts,
+            l.oracle_attempts,
+            l.folded
+        );
+        if !l.missed.is_empty() || !l.extra.is_empty() {
+            let first = |v: &[u64]| v.iter().take(20).copied().collect::<Vec<_>>();
+            println!("    missed lines: {:?}; extra lines: {:?}", first(&l.missed), first(&l.extra));
+        }
+    }
     let mut by_rule: BTreeMap<&str, u64> = BTreeMap::new();
     for (rule, _) in &r.correlations {
         *by_rule.entry(rule).or_default() += 1;
@@ -129,19 +265,58 @@ pub fn print_logs(r: &LogsReport) {
     for (rule, n) in &by_rule {
         println!("  {n:>4}  {rule}");
     }
-    if !r.missed.is_empty() || !r.extra.is_empty() {
-        println!("  missed lines: {:?}; extra lines: {:?}", r.missed, r.extra);
-    }
+    let (expected, parsed, extra, _, oracle_attempts, attempts) = r.totals();
     println!(
-        "logs: {} lines; {} of {} authentication failure lines parsed ({:.1}%), {} extra; {} SSH attempts ({} lines folded into the attempt before them); {} log alerts; {} correlation alerts",
-        r.lines,
-        r.parsed_failures,
-        r.expected_failures,
-        100.0 * r.parsed_failures as f64 / r.expected_failures.max(1) as f64,
-        r.extra.len(),
-        r.attempts,
-        r.folded,
+        "logs: {} authentication logs ({} other files); {} of {} failure lines parsed ({:.1}%), {} extra; {} attempts counted against the oracle's {}; {} log alerts; {} correlation alerts",
+        r.logs.len(),
+        r.not_logs,
+        parsed,
+        expected,
+        100.0 * parsed as f64 / expected.max(1) as f64,
+        extra,
+        attempts,
+        oracle_attempts,
         r.log_alerts,
         r.correlations.len()
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two logs of different layouts in a folder with other files: both found, scored, and the
+    /// brute force of the RFC 5424 one correlated.
+    #[test]
+    fn any_layout_of_auth_log_is_found_and_scored() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Vec::new();
+        for k in 0..12 {
+            a.push(format!(
+                "<38>1 2024-01-08T10:00:{k:02}Z web-1 sshd {} - - Failed password for root from 203.0.113.9 port {} ssh2",
+                900 + k,
+                40000 + k
+            ));
+        }
+        std::fs::create_dir_all(dir.path().join("x/y")).unwrap();
+        std::fs::write(dir.path().join("x/y/messages"), a.join("\n") + "\n").unwrap();
+        let b = "\
+2024-02-01T09:00:00.000000+00:00 db-1 sshd[5]: Invalid user oracle from 198.51.100.7 port 4
+2024-02-01T09:00:01.000000+00:00 db-1 sshd[5]: input_userauth_request: invalid user oracle [preauth]
+2024-02-01T09:00:03.000000+00:00 db-1 sshd[5]: Failed password for invalid user oracle from 198.51.100.7 port 4 ssh2
+2024-02-01T09:00:04.000000+00:00 db-1 sshd[6]: Accepted publickey for deploy from 10.0.0.4 port 5 ssh2
+2024-02-01T09:00:05.000000+00:00 db-1 CRON[7]: pam_unix(cron:session): session opened for user root by (uid=0)
+";
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(b.as_bytes()).unwrap();
+        std::fs::write(dir.path().join("auth.log.2.gz"), gz.finish().unwrap()).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "no log here\njust words\n").unwrap();
+        let r = logs(dir.path(), &[], 2024).unwrap();
+        assert_eq!((r.logs.len(), r.not_logs), (2, 1), "{r:?}");
+        let (expected, parsed, extra, missed, oracle_attempts, attempts) = r.totals();
+        assert_eq!((expected, parsed, extra, missed), (15, 15, 0, 0), "{r:?}");
+        assert_eq!((oracle_attempts, attempts), (13, 13), "{r:?}");
+        assert!(r.correlations.iter().any(|(_, g)| g.contains("203.0.113.9")), "{:?}", r.correlations);
+    }
 }

@@ -18,6 +18,7 @@ pub mod eval_evtx;
 pub mod eval_evtx_fuzz;
 pub mod eval_lateral;
 pub mod eval_logs;
+pub mod eval_logs_oracle;
 pub mod eval_mordor;
 pub mod eval_peer;
 pub mod nats;
@@ -124,6 +125,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         },
         signing: Arc::clone(&signing),
         quota: cfg.quota,
+        forecast: cfg.forecast.clone(),
         ..ingest::IngestConfig::default()
     };
     let graphs = Arc::clone(&icfg.graphs);
@@ -422,14 +424,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 );
                 Ok(())
             }
-            Command::Eval { what: EvalWhat::Logs { corpus, strict } } => {
-                let r = eval_logs::logs(&corpus)?;
+            Command::Eval { what: EvalWhat::Logs { corpus, logs, year, strict } } => {
+                let year = year.unwrap_or_else(this_year);
+                let r = eval_logs::logs(&corpus, &logs, year)?;
                 eval_logs::print_logs(&r);
+                let (_, _, extra, missed, oracle_attempts, attempts) = r.totals();
                 anyhow::ensure!(
-                    !strict || (r.missed.is_empty() && r.extra.is_empty()),
-                    "{} failure lines missed, {} extra",
-                    r.missed.len(),
-                    r.extra.len()
+                    !strict || (missed == 0 && extra == 0 && attempts == oracle_attempts),
+                    "{missed} failure lines missed, {extra} extra; {attempts} attempts against the oracle's {oracle_attempts}"
                 );
                 Ok(())
             }
@@ -542,4 +544,9 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
 /// The data directory a demo uses by default.
 pub fn default_demo_dir() -> PathBuf {
     PathBuf::from("./cordon-demo")
+}
+
+/// This year (UTC), for dates written without one.
+fn this_year() -> i32 {
+    schemas::time::format_micros(schemas::time::now_micros())[..4].parse().unwrap_or(2026)
 }

@@ -20,13 +20,13 @@ const HELP_ANOMALIES: &str = "Login anomalies raised, by direction.";
 /// An authentication event's part in the counts.
 #[derive(Debug)]
 pub(crate) struct Login {
-    tenant: String,
-    host: String,
-    group: Option<String>,
-    time: i64,
-    outcome: String,
-    logon_type: String,
-    event_id: String,
+    pub(crate) tenant: String,
+    pub(crate) host: String,
+    pub(crate) group: Option<String>,
+    pub(crate) time: i64,
+    pub(crate) outcome: String,
+    pub(crate) logon_type: String,
+    pub(crate) event_id: String,
 }
 
 /// The login in a record, if it is an authentication event with an outcome.
@@ -63,10 +63,18 @@ impl Login {
 }
 
 impl Ingest {
-    /// Counts stored logins; returns the anomaly alerts they raise.
-    pub(crate) fn count_logins(&self, logins: &[Login]) -> Vec<(schemas::alert::Alert, Option<String>)> {
+    /// Counts stored logins; returns the anomaly alerts they raise. Logins older than the hours the
+    /// live counts keep are judged in their own time instead ([`crate::history`]).
+    pub(crate) fn count_logins(
+        &self,
+        logins: &[Login],
+        now: i64,
+    ) -> Vec<(schemas::alert::Alert, Option<String>)> {
+        let (old, live): (Vec<&Login>, Vec<&Login>) =
+            logins.iter().partition(|l| crate::history::is_historical(l, now));
+        self.note_history(&old);
         let mut out = Vec::new();
-        for f in logins.iter().flat_map(|l| l.observe(&self.cfg.baselines)) {
+        for f in live.iter().flat_map(|l| l.observe(&self.cfg.baselines)) {
             self.metrics.add("cordon_anomalies_total", "direction=\"above\"", HELP_ANOMALIES, 1);
             out.push((anomaly::alert::alert(&f), None));
         }

@@ -18,6 +18,7 @@ mod correlation;
 mod distribute;
 mod dlq;
 mod heartbeats;
+mod history;
 mod incidents;
 mod orders;
 mod policy;
@@ -76,6 +77,8 @@ pub struct IngestConfig {
     pub incident: correlate::incident::IncidentConfig,
     /// Login baselines: fitted models and running counts (shared with the API and the refit task).
     pub baselines: Arc<anomaly::live::Live>,
+    /// How the baselines are fitted (the refit's, and historical logins' judgement in their own time).
+    pub forecast: anomaly::forecast::ForecastConfig,
     /// Signs what agents are sent (policies, rule bundles); agents verify with its public key.
     pub signing: Arc<schemas::signed::SigningKey>,
     /// What each agent may send (see [`quota`]).
@@ -104,6 +107,7 @@ impl Default for IngestConfig {
             graphs: Arc::new(correlate::graph::Graphs::default()),
             incident: correlate::incident::IncidentConfig::default(),
             baselines: Arc::new(anomaly::live::Live::new()),
+            forecast: anomaly::forecast::ForecastConfig::default(),
             signing: Arc::new(schemas::signed::SigningKey::generate().expect("the system has randomness").0),
             quota: QuotaConfig::default(),
         }
@@ -185,6 +189,8 @@ pub struct Ingest {
     incidents: tokio::sync::Mutex<incidents::State>,
     /// The hour (since the epoch) silences were last looked for.
     last_silence_check: std::sync::Mutex<i64>,
+    /// Historical logins waiting to be judged in their own time (see [`history`]).
+    history: history::Pending,
     /// Each agent's quota buckets.
     quotas: quota::Quotas,
 }
@@ -232,6 +238,7 @@ impl Ingest {
             unrecorded: Default::default(),
             incidents: Default::default(),
             last_silence_check: Default::default(),
+            history: Default::default(),
             quotas: quota::Quotas::new(cfg_quota),
         })
     }
@@ -303,7 +310,8 @@ impl Ingest {
                 }
                 // Silences are looked for at each new hour, and joins that waited for the
                 // recheck interval are worked out now.
-                let silent = self.new_hour_findings(schemas::time::now_micros());
+                let mut silent = self.new_hour_findings(schemas::time::now_micros());
+                silent.extend(self.history_findings().await);
                 if let Err(e) = self.record_alerts(&silent).await {
                     tracing::warn!(error = %e, "cannot record silence alerts; retried with the next batch");
                 }
@@ -558,9 +566,10 @@ impl Ingest {
         // Logins are counted once stored (the counts ignore an event id they have seen, so a
         // redelivered batch does not count twice); counts past both bounds are anomalies.
         if !logins.is_empty() {
-            alerts.extend(cpu(|| self.count_logins(&logins)));
+            alerts.extend(cpu(|| self.count_logins(&logins, now)));
         }
         alerts.extend(self.new_hour_findings(now));
+        alerts.extend(self.history_findings().await);
         // Alerts follow the commit (their evidence is stored); recording is idempotent per evidence
         // event, so a batch redelivered after a failure here does not count twice.
         self.record_alerts(&alerts).await?;

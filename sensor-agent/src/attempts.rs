@@ -4,15 +4,22 @@
 //! login baselines count attempts, so only an attempt's first line stays a failure. The other lines
 //! keep their words, with `event.outcome: unknown` and `(same attempt)` added to the reason.
 //!
-//! An attempt is the lines of one sshd process (host and pid) up to its `Failed <method>` line; where
-//! the log has no such lines (older PAM-only logs), up to pam_unix's `authentication failure`. A line
-//! more than [`WINDOW_MICROS`] after its attempt began starts a new one.
+//! An attempt is the lines of one login process (host and pid: sshd's, klogind's, any daemon that
+//! writes its pid) up to sshd's `Failed <method>` line; where the log has no such lines (older
+//! PAM-only logs), up to pam_unix's `authentication failure`. A line more than [`WINDOW_MICROS`]
+//! after its attempt began starts a new one. A line that summarises what was already written
+//! (`Disconnecting: Too many authentication failures`, PAM's `N more authentication failures`:
+//! [`crate::login_messages::SUMMARY_REASONS`]) joins the process's last attempt while the
+//! connection may still be open ([`GRACE_MICROS`], sshd's default login grace time), and starts one
+//! only where nothing came before it.
 
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// Lines of one attempt come within this of its first line (microseconds).
 pub const WINDOW_MICROS: i64 = 10_000_000;
+/// A summary line joins an attempt of its process this recent (sshd's `LoginGraceTime`, 120 s).
+pub const GRACE_MICROS: i64 = 120_000_000;
 
 /// What closed an attempt.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,37 +50,49 @@ pub struct Attempts {
     pub folded: u64,
 }
 
-/// The kind of an sshd failure line, from its message.
+/// The kind of an sshd failure line, from its message: (it ends an attempt, it is PAM's failure).
+/// `Failed none` is a client asking which methods it may use, not a guess: it ends nothing.
 fn kind(msg: &str) -> (bool, bool) {
-    (msg.starts_with("Failed "), msg.contains("authentication failure;"))
+    (msg.starts_with("Failed ") && !msg.starts_with("Failed none "), msg.contains("authentication failure;"))
 }
 
 impl Attempts {
     /// Marks `e` (an event of the log reader, in file order) as its attempt's first line or as one
     /// that follows it. Events other than sshd's failures pass unchanged.
     pub fn mark(&mut self, e: &mut Value) {
-        if e["event"]["outcome"] != "failure" || e["process"]["name"] != "sshd" {
+        if e["event"]["outcome"] != "failure" {
             return;
         }
         let (Some(pid), Some(t)) = (
             e["process"]["pid"].as_i64(),
             e["@timestamp"].as_str().and_then(schemas::time::parse_rfc3339_micros),
         ) else {
+            // A failure no process of its own ties to others is an attempt of its own.
+            self.attempts += 1;
             return;
         };
         let original = e["event"]["original"].as_str().unwrap_or_default();
         let msg = original.split_once("]: ").map_or(original, |(_, m)| m);
+        let msg = crate::logs::repeated_message(msg);
         let (failed, pam_end) = kind(msg);
         self.failed_lines |= failed;
+        let summary = crate::login_messages::is_summary(e["event"]["reason"].as_str().unwrap_or_default());
         let key = (e["host"]["name"].as_str().unwrap_or_default().to_owned(), pid);
         let joins = self.open.get(&key).is_some_and(|a| {
             let fresh = t - a.start <= WINDOW_MICROS;
+            if summary {
+                return t - a.last <= GRACE_MICROS;
+            }
             match a.closed {
+                // Where sshd writes `Failed` lines, an attempt stays open until its own, for as
+                // long as the connection may (pam_faildelay and slow typists hold it back).
+                Closed::Open if self.failed_lines => t - a.start <= GRACE_MICROS,
                 Closed::Open => fresh,
                 // sshd's `Failed` line right after pam_unix's: the same attempt, in a log whose first
                 // `Failed` line had not been seen yet.
-                // (pam_faildelay holds sshd's line back about two seconds.)
-                Closed::Pam => failed && fresh && t - a.last <= 5_000_000,
+                // (pam_faildelay holds sshd's line back: two seconds by default, twelve seen in
+                // real logs; it comes within the connection's grace time.)
+                Closed::Pam => failed && t - a.last <= GRACE_MICROS,
                 Closed::Failed => false,
             }
         });
@@ -96,7 +115,7 @@ impl Attempts {
         }
         // Bounded: attempts older than the window are done.
         if self.open.len() > 10_000 {
-            self.open.retain(|_, a| t - a.last <= WINDOW_MICROS);
+            self.open.retain(|_, a| t - a.last <= GRACE_MICROS);
         }
     }
 }
@@ -157,7 +176,7 @@ Nov 23 10:00:06 web-1 sudo: pam_unix(sudo:auth): authentication failure; logname
 Nov 23 10:00:06 web-1 sudo: pam_unix(sudo:auth): authentication failure; logname=bob uid=1001 euid=0 tty=/dev/pts/1 ruser=bob rhost=  user=bob
 ";
         let (f, a) = failures(log);
-        assert_eq!(f.len(), 2, "sudo has no pid here and is not sshd");
-        assert_eq!(a, (0, 0));
+        assert_eq!(f.len(), 2, "sudo has no pid here: each line stands alone");
+        assert_eq!(a, (2, 0));
     }
 }

@@ -22,12 +22,14 @@ pub mod evtx_remote;
 pub mod evtx_sql;
 pub mod executor;
 pub mod identity;
+pub mod login_messages;
 pub mod logs;
 pub mod ndjson;
 pub mod respond;
 pub mod shipper;
 pub mod spool;
 pub mod standing;
+pub mod syslog;
 pub mod winjson;
 pub mod zeek;
 

@@ -25,30 +25,78 @@ pub struct Parsed {
 }
 
 /// Reads every line of `text` (a syslog, PostgreSQL or MySQL log); an SSH attempt's lines after its
-/// first are marked as part of it ([`crate::attempts::Attempts`]).
+/// first are marked as part of it ([`crate::attempts::Attempts`]). A BSD syslog's dates carry no
+/// year: they start in `year` and move to the next one where the months wrap (December to January).
 pub fn parse(text: &str, year: i32) -> Parsed {
     let mut out = Parsed::default();
     let mut attempts = crate::attempts::Attempts::default();
+    let (mut year, mut last_month) = (year, 0);
     for line in text.lines() {
-        match parse_line(line, year) {
-            Some(mut e) => {
-                attempts.mark(&mut e);
-                out.events.push(e);
+        if let Some(m) = crate::syslog::header(line, year).and_then(|h| h.bsd_month) {
+            if m + 6 < last_month {
+                year += 1;
             }
-            None => out.skipped += 1,
+            last_month = m;
+        }
+        let events = line_events(line, year);
+        if events.is_empty() {
+            out.skipped += 1;
+        }
+        for mut e in events {
+            attempts.mark(&mut e);
+            out.events.push(e);
         }
     }
     (out.attempts, out.folded) = (attempts.attempts, attempts.folded);
     out
 }
 
-/// One line as an authentication event, when it is one.
+/// One line as an authentication event, when it is one (the first, for a line that stands for
+/// several: [`line_events`]).
 pub fn parse_line(line: &str, year: i32) -> Option<Value> {
+    line_events(line, year).into_iter().next()
+}
+
+/// Every authentication event a line stands for: none, one, or N for syslog's `message repeated N
+/// times: [ ... ]` (each of the N repeated failures is an attempt of its own).
+pub fn line_events(line: &str, year: i32) -> Vec<Value> {
     let line = line.trim_end_matches(['\r', '\n']);
     if line.starts_with('{') {
-        return journal(line);
+        return journal(line).into_iter().collect();
     }
-    syslog(line, year).or_else(|| postgres(line)).or_else(|| mysql(line))
+    if let Some(h) = crate::syslog::header(line, year) {
+        let (times, msg) = repeated(h.msg).unwrap_or((1, h.msg));
+        let Some(e) = auth_event(
+            &h.time,
+            Some(h.host).filter(|x| !x.is_empty()),
+            h.program,
+            h.pid,
+            msg,
+            line,
+            "syslog",
+        ) else {
+            return Vec::new();
+        };
+        return vec![e; times];
+    }
+    postgres(line).or_else(|| mysql(line)).or_else(|| netlogon(line, year)).into_iter().collect()
+}
+
+/// The message a `message repeated N times: [ ... ]` line repeats (any other message as it is).
+pub fn repeated_message(msg: &str) -> &str {
+    repeated(msg).map_or(msg, |(_, m)| m)
+}
+
+/// The most a `message repeated N times` line is taken to stand for.
+const MAX_REPEATED: usize = 1_000;
+
+/// `message repeated 5 times: [ Failed password for root from 203.0.113.9 port 42393 ssh2]`:
+/// (5, the message).
+fn repeated(msg: &str) -> Option<(usize, &str)> {
+    let rest = msg.strip_prefix("message repeated ")?;
+    let (n, rest) = rest.split_once(" times: [")?;
+    let n: usize = n.parse().ok()?;
+    Some((n.clamp(1, MAX_REPEATED), rest.trim().trim_end_matches(']').trim_end()))
 }
 
 /// A `journalctl -o json` record: `__REALTIME_TIMESTAMP` (microseconds), `_HOSTNAME`,
@@ -75,27 +123,6 @@ fn journal(line: &str) -> Option<Value> {
     auth_event(&time, text("_HOSTNAME"), program, pid, &msg, &original, "journald")
 }
 
-const MONTHS: [&str; 12] =
-    ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-
-/// `Jun 14 15:16:01 combo sshd(pam_unix)[19939]: message`.
-fn syslog(line: &str, year: i32) -> Option<Value> {
-    let month = MONTHS.iter().position(|m| line.starts_with(m))? as u32 + 1;
-    let rest = line.get(4..)?.trim_start();
-    let (day, rest) = rest.split_once(' ')?;
-    let day: u32 = day.parse().ok()?;
-    let (clock, rest) = rest.split_once(' ')?;
-    let (host, rest) = rest.split_once(' ')?;
-    let (tag, msg) = rest.split_once(": ")?;
-    let (program, pid) = match tag.split_once('[') {
-        Some((p, pid)) => (p, pid.trim_end_matches(']').parse::<i64>().ok()),
-        None => (tag, None),
-    };
-    let time = format!("{year:04}-{month:02}-{day:02}T{clock}Z");
-    schemas::time::parse_rfc3339_micros(&time)?;
-    auth_event(&time, Some(host), program, pid, msg, line, "syslog")
-}
-
 /// The event for an authentication message of `program` (`sshd`, `sshd(pam_unix)`, `sudo`, `su`...).
 fn auth_event(
     time: &str,
@@ -108,8 +135,8 @@ fn auth_event(
 ) -> Option<Value> {
     let daemon = program.split('(').next().unwrap_or(program);
     let (outcome, reason, user, from) = match daemon {
-        "sudo" | "su" => elevation_message(daemon, msg).or_else(|| sshd_message(msg))?,
-        _ => sshd_message(msg)?,
+        "sudo" | "su" => elevation_message(daemon, msg).or_else(|| login_message(msg))?,
+        _ => login_message(msg)?,
     };
     let action = match daemon {
         "sudo" | "su" => daemon.to_owned(),
@@ -141,7 +168,7 @@ fn auth_event(
     Some(e)
 }
 
-type Auth<'a> = (&'static str, String, Option<&'a str>, Option<&'a str>);
+use crate::login_messages::{Auth, login_message};
 
 /// sudo's and su's own messages: a command run as another user (success), too many wrong
 /// passwords (failure), a switch of user (success or `FAILED SU`). The account is the one that
@@ -181,38 +208,43 @@ fn elevation_message<'a>(daemon: &str, msg: &'a str) -> Option<Auth<'a>> {
     None
 }
 
-/// sshd, pam_unix and other PAM services' authentication messages.
-fn sshd_message(msg: &str) -> Option<Auth<'_>> {
-    let word_after = |s: &'static str| msg.split_once(s).and_then(|(_, r)| r.split_whitespace().next());
-    if msg.starts_with("Failed ") || msg.starts_with("Accepted ") {
-        // Failed password for [invalid user] NAME from IP port N ssh2
-        let ok = msg.starts_with("Accepted ");
-        let method = msg.split_whitespace().nth(1).unwrap_or("password");
-        let user = word_after(" for invalid user ").or_else(|| word_after(" for "));
-        let reason = if msg.contains(" invalid user ") {
-            "invalid user".to_owned()
-        } else if ok {
-            format!("accepted {method}")
-        } else {
-            format!("failed {method}")
-        };
-        return Some((if ok { "success" } else { "failure" }, reason, user, word_after(" from ")));
+/// Windows' Netlogon debug log (`%windir%\debug\netlogon.log`), where a domain controller writes
+/// the secure-channel authentications of computer accounts (and where ZeroLogon, CVE-2020-1472,
+/// shows as thousands of bad passwords for one account):
+/// `09/14 12:33:07 [CRITICAL] [3352] Domain01: NetrServerAuthenticate: Bad password 0 for DC01 on
+/// account DC01$` and `... Failed to authenticate DC01 on account DC01$`. The log names neither the
+/// year nor the controller: the caller gives the year, and the host is the one the file is read for.
+fn netlogon(line: &str, year: i32) -> Option<Value> {
+    let line = line.trim_start_matches('\u{feff}');
+    let (date, rest) = line.split_once(' ')?;
+    let (month, day) = date.split_once('/')?;
+    let (month, day): (u32, u32) = (month.parse().ok()?, day.parse().ok()?);
+    let (clock, rest) = rest.split_once(' ')?;
+    let time = format!("{year:04}-{month:02}-{day:02}T{clock}Z");
+    schemas::time::parse_rfc3339_micros(&time)?;
+    let msg = rest.split_once(": ").map(|(_, m)| m)?;
+    let (reason, rest) = if let Some(r) = msg.strip_prefix("NetrServerAuthenticate: Bad password ") {
+        ("bad password (netlogon)", r)
+    } else if let Some(r) = msg.split_once("Failed to authenticate ").map(|(_, r)| r) {
+        ("failed to authenticate (netlogon)", r)
+    } else {
+        return None;
+    };
+    let client = rest.split_once(" for ").map_or(rest, |(_, c)| c).split_whitespace().next();
+    let account = rest.split_once(" on account ").and_then(|(_, a)| a.split_whitespace().next());
+    let mut e = json!({
+        "@timestamp": time,
+        "event": {"category": "authentication", "action": "netlogon-authenticate", "outcome": "failure",
+                  "reason": reason, "dataset": "windows.netlogon", "original": line},
+        "process": {"name": "netlogon"},
+    });
+    if let Some(a) = account {
+        e["user"] = json!({"name": a});
     }
-    if let Some(rest) = msg.strip_prefix("Invalid user ") {
-        let user = rest.split_whitespace().next();
-        return Some(("failure", "invalid user".into(), user, word_after(" from ")));
+    if let Some(c) = client {
+        e["source"] = json!({"domain": c});
     }
-    if msg.contains("authentication failure;") {
-        // pam_unix: ... rhost=HOST  user=NAME
-        let field =
-            |k: &str| msg.split_whitespace().find_map(|w| w.strip_prefix(k)).filter(|v| !v.is_empty());
-        return Some(("failure", "authentication failure".into(), field("user="), field("rhost=")));
-    }
-    // `check pass; user unknown`, alone (older logs) or after `pam_unix(sshd:auth): `.
-    if msg.contains("check pass; user unknown") {
-        return Some(("failure", "unknown user".into(), None, None));
-    }
-    None
+    Some(e)
 }
 
 /// `2026-11-23 10:00:00.123 UTC [4242] FATAL:  password authentication failed for user "app"`,
@@ -270,154 +302,5 @@ fn mysql(line: &str) -> Option<Value> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sshd_and_pam_lines() {
-        let e = parse_line(
-            "Jun 15 02:04:59 combo sshd(pam_unix)[20882]: authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=220-135-151-1.hinet-ip.hinet.net  user=root",
-            2005,
-        )
-        .unwrap();
-        assert_eq!(e["@timestamp"], "2005-06-15T02:04:59Z");
-        assert_eq!(
-            (e["event"]["outcome"].as_str(), e["user"]["name"].as_str()),
-            (Some("failure"), Some("root"))
-        );
-        assert_eq!(e["source"]["domain"], "220-135-151-1.hinet-ip.hinet.net");
-        assert_eq!((e["host"]["name"].as_str(), e["process"]["pid"].as_i64()), (Some("combo"), Some(20882)));
-        assert!(e["event"]["original"].as_str().unwrap().ends_with("user=root"));
-
-        let e = parse_line(
-            "Nov 23 10:00:01 web-1 sshd[811]: Failed password for invalid user admin from 203.0.113.9 port 52211 ssh2",
-            2026,
-        )
-        .unwrap();
-        assert_eq!(
-            (e["user"]["name"].as_str(), e["source"]["ip"].as_str(), e["event"]["reason"].as_str()),
-            (Some("admin"), Some("203.0.113.9"), Some("invalid user"))
-        );
-        let e = parse_line(
-            "Nov  3 10:00:02 web-1 sshd[811]: Accepted publickey for deploy from 10.0.0.4 port 1 ssh2",
-            2026,
-        )
-        .unwrap();
-        assert_eq!(e["@timestamp"], "2026-11-03T10:00:02Z", "space-padded day");
-        assert_eq!(
-            (e["event"]["outcome"].as_str(), e["user"]["name"].as_str()),
-            (Some("success"), Some("deploy"))
-        );
-        assert!(
-            parse_line("Nov 23 10:00:03 web-1 CRON[12]: (root) CMD (run-parts /etc/cron.hourly)", 2026)
-                .is_none()
-        );
-        assert!(parse_line("garbage", 2026).is_none());
-    }
-
-    #[test]
-    fn sudo_and_su_lines() {
-        let e = parse_line(
-            "Nov 23 10:00:04 web-1 sudo:    alice : TTY=pts/0 ; PWD=/home/alice ; USER=root ; COMMAND=/usr/bin/id",
-            2026,
-        )
-        .unwrap();
-        assert_eq!(
-            (e["event"]["action"].as_str(), e["event"]["outcome"].as_str(), e["user"]["name"].as_str()),
-            (Some("sudo"), Some("success"), Some("alice"))
-        );
-        assert_eq!(e["event"]["reason"], "sudo to root");
-        let e = parse_line(
-            "Nov 23 10:00:05 web-1 sudo:      bob : 3 incorrect password attempts ; TTY=pts/1 ; PWD=/tmp ; USER=root ; COMMAND=/bin/sh",
-            2026,
-        )
-        .unwrap();
-        assert_eq!(
-            (e["event"]["outcome"].as_str(), e["user"]["name"].as_str()),
-            (Some("failure"), Some("bob"))
-        );
-        // sudo's PAM failure line is PAM's.
-        let e = parse_line(
-            "Nov 23 10:00:06 web-1 sudo: pam_unix(sudo:auth): authentication failure; logname=bob uid=1001 euid=0 tty=/dev/pts/1 ruser=bob rhost=  user=bob",
-            2026,
-        )
-        .unwrap();
-        assert_eq!(
-            (e["event"]["outcome"].as_str(), e["user"]["name"].as_str()),
-            (Some("failure"), Some("bob"))
-        );
-        let e =
-            parse_line("Nov 23 10:00:07 web-1 su[901]: FAILED SU (to root) carol on pts/2", 2026).unwrap();
-        assert_eq!(
-            (e["event"]["outcome"].as_str(), e["user"]["name"].as_str(), e["event"]["reason"].as_str()),
-            (Some("failure"), Some("carol"), Some("su to root failed"))
-        );
-        let e = parse_line("Nov 23 10:00:08 web-1 su[902]: (to root) carol on pts/2", 2026).unwrap();
-        assert_eq!(e["event"]["outcome"], "success");
-        assert!(
-            parse_line(
-                "Nov 23 10:00:09 web-1 sudo: pam_unix(sudo:session): session closed for user root",
-                2026
-            )
-            .is_none()
-        );
-    }
-
-    #[test]
-    fn journal_json_records() {
-        let rec = json!({
-            "__REALTIME_TIMESTAMP": "1763892001000000",
-            "_HOSTNAME": "web-2",
-            "SYSLOG_IDENTIFIER": "sshd",
-            "_PID": "4242",
-            "MESSAGE": "Failed password for invalid user oracle from 198.51.100.7 port 40022 ssh2",
-        });
-        let e = parse_line(&rec.to_string(), 1999).unwrap();
-        assert_eq!(
-            e["@timestamp"], "2025-11-23T10:00:01.000000Z",
-            "the journal's own clock, not the year given"
-        );
-        assert_eq!(
-            (e["host"]["name"].as_str(), e["user"]["name"].as_str(), e["source"]["ip"].as_str()),
-            (Some("web-2"), Some("oracle"), Some("198.51.100.7"))
-        );
-        assert_eq!(
-            (e["process"]["pid"].as_i64(), e["log"]["source"].as_str()),
-            (Some(4242), Some("journald"))
-        );
-        // A message logged as bytes (not UTF-8 clean) and a sudo record.
-        let bytes: Vec<u8> = b"Accepted publickey for deploy from 10.0.0.4 port 1 ssh2".to_vec();
-        let rec = json!({"__REALTIME_TIMESTAMP": "1763892002000000", "_HOSTNAME": "web-2", "_COMM": "sshd", "MESSAGE": bytes});
-        assert_eq!(parse_line(&rec.to_string(), 2026).unwrap()["event"]["outcome"], "success");
-        let rec = json!({"__REALTIME_TIMESTAMP": "1763892003000000", "SYSLOG_IDENTIFIER": "sudo",
-                         "MESSAGE": "alice : TTY=pts/0 ; PWD=/ ; USER=root ; COMMAND=/bin/true"});
-        assert_eq!(parse_line(&rec.to_string(), 2026).unwrap()["user"]["name"], "alice");
-        // Not about authentication, and not a journal record at all.
-        let rec = json!({"__REALTIME_TIMESTAMP": "1", "SYSLOG_IDENTIFIER": "systemd", "MESSAGE": "Started Session 5."});
-        assert!(parse_line(&rec.to_string(), 2026).is_none());
-        assert!(parse_line("{not json", 2026).is_none());
-    }
-
-    #[test]
-    fn database_lines() {
-        let e = parse_line(
-            "2026-11-23 10:00:00.123 UTC [4242] FATAL:  password authentication failed for user \"app\"",
-            2026,
-        )
-        .unwrap();
-        assert_eq!(
-            (e["event"]["action"].as_str(), e["user"]["name"].as_str(), e["@timestamp"].as_str()),
-            (Some("db-login"), Some("app"), Some("2026-11-23T10:00:00Z"))
-        );
-        let e = parse_line(
-            "2026-11-23T10:00:00.123456Z 12 [Note] Access denied for user 'root'@'10.0.0.5' (using password: YES)",
-            2026,
-        )
-        .unwrap();
-        assert_eq!(
-            (e["user"]["name"].as_str(), e["source"]["ip"].as_str()),
-            (Some("root"), Some("10.0.0.5"))
-        );
-        assert!(parse_line("2026-11-23 10:00:00 UTC [1] LOG:  database system is ready", 2026).is_none());
-    }
-}
+#[path = "logs_tests.rs"]
+mod tests;

@@ -136,6 +136,10 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
         "mr_cordon_explicit_credential_spray.yml",
         include_str!("../../rules/mr_cordon_explicit_credential_spray.yml"),
     ),
+    (
+        "mr_cordon_netlogon_bad_password_flood.yml",
+        include_str!("../../rules/mr_cordon_netlogon_bad_password_flood.yml"),
+    ),
 ];
 
 /// A digest of Cordon's rule pack alone: see [`rules_digest`].

@@ -14,7 +14,7 @@ fn tagger() -> Tagger {
 fn the_pack_compiles_and_its_tags_resolve() {
     let t = tagger();
     let correlations: Vec<_> = t.correlations().collect();
-    assert_eq!(correlations.len(), 8);
+    assert_eq!(correlations.len(), 9);
     // The detection rules that only feed correlations carry no technique of their own.
     let feeders = [
         "cordon_internal_connection",
@@ -23,6 +23,7 @@ fn the_pack_compiles_and_its_tags_resolve() {
         "cordon_explicit_credential_logon",
         "cordon_network_logon",
         "cordon_dcom_activated_program",
+        "cordon_netlogon_authentication_refused",
     ];
     let singles: usize = CORDON_RULES
         .iter()
@@ -403,4 +404,28 @@ fn dcom_activation_after_a_network_logon_from_the_pack() {
     let rules: Vec<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(rules, ["Program activated over DCOM right after a network logon"]);
     assert!(seen[0].1.iter().any(|t| t == "T1021.003"), "{seen:?}");
+}
+
+/// Netlogon refusing one computer account thirty times in a minute (as the agent reads a domain
+/// controller's `netlogon.log`) is ZeroLogon; twenty-nine, or thirty spread over two minutes, are not.
+#[test]
+fn a_netlogon_bad_password_flood_from_the_pack() {
+    let mut stream = PackStream::new();
+    let refused = |account: &str| {
+        serde_json::json!({"event": {"category": "authentication", "action": "netlogon-authenticate", "outcome": "failure",
+            "reason": "bad password (netlogon)"}, "host": {"name": "DC01"}, "user": {"name": account},
+            "source": {"domain": "DC01"}, "process": {"name": "netlogon"}})
+    };
+    let mut seen = Vec::new();
+    for k in 0..30 {
+        seen.extend(stream.feed(refused("WS-7$"), k * 4)); // 30 over two minutes
+    }
+    for k in 0..29 {
+        seen.extend(stream.feed(refused("DC01$"), 1000 + k));
+    }
+    assert!(seen.is_empty(), "{seen:?}");
+    seen.extend(stream.feed(refused("DC01$"), 1040));
+    let rules: Vec<&str> = seen.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(rules, ["Netlogon secure channel refused many times for one computer account (ZeroLogon)"]);
+    assert!(seen[0].1.iter().any(|t| t == "T1210"), "{seen:?}");
 }

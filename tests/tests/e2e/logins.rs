@@ -301,3 +301,89 @@ pub(crate) fn ship_burst(env: &Env, agent_id: &str, name: &str) -> anyhow::Resul
     assert_eq!(sent["events_acked"], 60);
     Ok(first)
 }
+
+/// Issue 20, item 3: a server's auth log from 2019, replayed today, is baselined in its own time.
+/// Three weeks of a quiet host (a few key logins each working hour, a failed password now and then)
+/// with one hour of 40 failed passwords on its 18th day: far below the absolute ceiling, so only a
+/// baseline of the host's own history before that day (in 2019, not the wall clock's weeks) finds
+/// it. The alert carries the hour, its basis (the host's own forecast) and the hour's events.
+#[test]
+fn a_log_from_years_ago_is_baselined_in_its_own_time() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let tok = env.token.as_str();
+    let api = env.server.api.as_str();
+    let host = "db-legacy";
+    let mut lines = Vec::new();
+    let mut pid = 4000;
+    let mut line = |day: u32, h: u32, m: u32, s: u32, msg: String| {
+        pid += 1;
+        lines.push(format!("Jan {day:>2} {h:02}:{m:02}:{s:02} {host} sshd[{pid}]: {msg}"));
+    };
+    let mut quiet_failures = 0;
+    for day in 1..=21u32 {
+        for h in 0..24u32 {
+            let t = (day * 24 + h) as usize;
+            let logins = if (8..18).contains(&h) { 2 + t * 7 % 3 } else { usize::from(t.is_multiple_of(5)) };
+            for k in 0..logins as u32 {
+                line(
+                    day,
+                    h,
+                    5 + 10 * k,
+                    0,
+                    format!("Accepted publickey for deploy from 10.1.0.{} port {} ssh2", 10 + k, 40000 + t),
+                );
+            }
+            if t % 11 == 3 {
+                quiet_failures += 1;
+                line(
+                    day,
+                    h,
+                    47,
+                    0,
+                    format!("Failed password for root from 198.51.100.{} port {} ssh2", t % 200, 50000 + t),
+                );
+            }
+            if (day, h) == (18, 10) {
+                for k in 0..40u32 {
+                    line(
+                        day,
+                        h,
+                        20 + k / 30,
+                        k * 2 % 60,
+                        format!("Failed password for admin from 203.0.113.77 port {} ssh2", 30000 + k),
+                    );
+                }
+            }
+        }
+    }
+    let path = env.dir.path().join("auth.log.2019");
+    std::fs::write(&path, lines.join("\n") + "\n")?;
+    let sent =
+        agent(&bin(), &env.nats.url, &env.spool(), &["logs", path.to_str().unwrap(), "--year", "2019"])?;
+    assert_eq!(sent["events_acked"].as_u64(), Some(lines.len() as u64), "{sent}");
+    assert!(quiet_failures > 30, "the history has failures of its own");
+
+    let burst_hour = "2019-01-18T10:00:00.000000Z";
+    let found = eventually(Duration::from_secs(90), || {
+        let (_, v) = get(&format!("{api}/api/v1/anomalies"), Some(tok))?;
+        let list = v["anomalies"].as_array().cloned().unwrap_or_default();
+        Ok(list.iter().any(|a| a["host"] == host).then_some(list))
+    })?;
+    let mine: Vec<&serde_json::Value> = found.iter().filter(|a| a["host"] == host).collect();
+    assert_eq!(mine.len(), 1, "one anomaly, the burst's hour: {mine:?}");
+    let a = mine[0];
+    assert_eq!(
+        (a["first_seen"].as_str(), a["measure"].as_str()),
+        (Some(burst_hour), Some("failures")),
+        "{a}"
+    );
+    assert_eq!(a["observed"], 40, "{a}");
+    assert_eq!(a["expected"]["basis"], "forecast", "judged on its own history: {a}");
+    let why = a["explanation"].as_str().unwrap_or_default();
+    assert!(why.starts_with("expected ") && why.ends_with("observed 40 failed logins"), "{why}");
+    assert_eq!(a["evidence"].as_array().map(Vec::len), Some(40), "the hour's failures: {a}");
+    // The day it carries is 2019's, ending at the burst.
+    let series = a["series"].as_array().cloned().unwrap_or_default();
+    assert_eq!(series.last().map(|h| h["hour"].clone()), Some(json!(burst_hour)), "{a}");
+    Ok(())
+}

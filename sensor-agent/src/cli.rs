@@ -167,6 +167,22 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
+    /// Run as a service on this Linux host: follow its processes as they start and end (the
+    /// kernel's process connector, else scanning /proc) and ship them until SIGTERM or SIGINT.
+    Run {
+        /// The host's name in events; default: this machine's name.
+        #[arg(long)]
+        host: Option<String>,
+        /// Where process events come from.
+        #[arg(long, value_enum, default_value_t = crate::live::ProcessFacility::Auto)]
+        process: crate::live::ProcessFacility,
+        /// Events queued between the sources and the shipper (beyond it they are dropped and counted).
+        #[arg(long, default_value_t = 65_536)]
+        queue: usize,
+        /// Stop after this many seconds.
+        #[arg(long)]
+        max_secs: Option<u64>,
+    },
     /// Simulate a fleet (deterministic by seed).
     Simulate {
         /// Hosts.
@@ -317,6 +333,11 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
         }
         Command::Evtx { files } => Ok(crate::evtx_files(&cfg, &files).await?),
         Command::Logs { files, year, host } => Ok(crate::log_files(&cfg, &files, year, host).await?),
+        Command::Run { host, process, queue, max_secs } => {
+            let opts =
+                crate::live::RunOptions { host: host.unwrap_or_else(this_host), process, queue, max_secs };
+            Ok(crate::live::run(&cfg, &opts).await?)
+        }
         Command::Netlogs { files, mapping, host } => {
             Ok(crate::net_files(&cfg, &files, mapping.as_deref(), host).await?)
         }

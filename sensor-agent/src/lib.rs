@@ -22,6 +22,7 @@ pub mod evtx_remote;
 pub mod evtx_sql;
 pub mod executor;
 pub mod identity;
+pub mod live;
 pub mod login_messages;
 pub mod logs;
 pub mod ndjson;
@@ -145,6 +146,9 @@ pub struct RunSummary {
     /// refused by the mapping, for `netlogs`).
     #[serde(skip_serializing_if = "is_zero")]
     pub lines_skipped: u64,
+    /// What the live sources did (`run`): per source, its facility, counts and drops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sources: Option<serde_json::Value>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -170,6 +174,7 @@ impl RunSummary {
             enforcement: Vec::new(),
             edge: None,
             lines_skipped: 0,
+            sources: None,
         }
     }
 }

@@ -28,6 +28,7 @@ mod pipeline;
 mod powerloss;
 mod requests;
 mod response;
+mod sensor;
 mod sql;
 mod standing;
 mod tls;

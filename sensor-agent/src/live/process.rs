@@ -1,0 +1,396 @@
+//! Process starts and exits on the live host, as ECS events with full identity: pid, parent, start
+//! time, an entity id stable across pid reuse (a digest of the boot, the pid and its start time),
+//! executable with its SHA-256 (cached by file identity, within a byte budget per second), command
+//! line, working directory, user, and the parent's identity.
+//!
+//! The kernel's process connector ([`super::proc_connector`]) reports each exec as it happens and
+//! `/proc` is read at once for the rest; a process that ended before `/proc` could be read (a
+//! millisecond-long one) is still reported with what the fork and exec said (pid, parent) and
+//! counted as `enrich_missed`. Where the connector is refused, `/proc` is scanned instead
+//! ([`ProcessSource::scan`]), which misses processes shorter than its interval, and says so.
+
+use super::procfs::{self, ProcInfo};
+use serde_json::{Value, json};
+use sha2::Digest;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Executables larger than this are not hashed.
+pub const MAX_HASH_BYTES: u64 = 64 << 20;
+/// Bytes hashed per second at most (the rest wait for the cache or go without a hash).
+pub const HASH_BYTES_PER_SEC: u64 = 32 << 20;
+/// Processes remembered (parents of later processes); the oldest entries go first beyond it.
+const MAX_KNOWN: usize = 65_536;
+
+/// What the source did, for the run's summary and heartbeats.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct ProcessStats {
+    /// `netlink` (the kernel's process connector) or `procfs` (scanning `/proc`).
+    pub facility: String,
+    /// Why the connector is not in use, when it is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// Process starts reported.
+    pub starts: u64,
+    /// Process exits reported.
+    pub exits: u64,
+    /// Starts whose process had ended before `/proc` could be read (reported with pid and parent).
+    pub enrich_missed: u64,
+    /// Events the kernel dropped before they were read (socket overruns).
+    pub kernel_overruns: u64,
+    /// Events dropped because the queue to the shipper was full.
+    pub queue_dropped: u64,
+    /// Executables hashed, hashes taken from the cache, and hashes skipped (too large, over budget).
+    pub hashed: u64,
+    /// See `hashed`.
+    pub hash_cached: u64,
+    /// See `hashed`.
+    pub hash_skipped: u64,
+}
+
+/// One process the source knows.
+#[derive(Clone, Debug)]
+struct Known {
+    entity_id: String,
+    exe: Option<String>,
+    name: String,
+    command_line: String,
+    started: bool,
+}
+
+/// The process source's state.
+#[derive(Debug)]
+pub struct ProcessSource {
+    root: PathBuf,
+    host: String,
+    boot_id: String,
+    boot_micros: i64,
+    ticks: u64,
+    known: HashMap<u32, Known>,
+    /// Parent of each pid seen forking (for processes gone before `/proc` was read).
+    forked_from: HashMap<u32, u32>,
+    hashes: HashMap<(u64, u64, i64, u64), String>,
+    budget: (Instant, u64),
+    users: HashMap<u32, String>,
+    /// Starts of processes gone before `/proc` was read whose fork has not been seen yet (the
+    /// kernel reports each CPU's events in order, not all CPUs'), held up to [`REORDER`].
+    waiting: Vec<(u32, Instant, Value)>,
+    /// What it did.
+    pub stats: ProcessStats,
+}
+
+/// How long a start waits for its fork event before it ships without its parent.
+pub const REORDER: std::time::Duration = std::time::Duration::from_millis(200);
+
+impl ProcessSource {
+    /// The source for the host `host`, reading `/proc` under `root`; the processes running now are
+    /// remembered (as parents) without being reported.
+    pub fn new(root: &Path, host: &str) -> ProcessSource {
+        let mut s = ProcessSource {
+            root: root.to_path_buf(),
+            host: host.to_owned(),
+            boot_id: procfs::boot_id(root),
+            boot_micros: procfs::boot_micros(root),
+            ticks: rustix::param::clock_ticks_per_second().max(1),
+            known: HashMap::new(),
+            forked_from: HashMap::new(),
+            hashes: HashMap::new(),
+            budget: (Instant::now(), 0),
+            users: read_users(Path::new("/etc/passwd")),
+            waiting: Vec::new(),
+            stats: ProcessStats::default(),
+        };
+        for pid in procfs::pids(root) {
+            if let Some(p) = procfs::read(root, pid) {
+                let k = s.known_of(&p);
+                s.known.insert(pid, Known { started: true, ..k });
+            }
+        }
+        s
+    }
+
+    /// A process forked: remember its parent; the start of the child, when it was waiting for it.
+    pub fn on_fork(&mut self, parent: u32, child: u32) -> Option<Value> {
+        if self.forked_from.len() >= MAX_KNOWN {
+            self.forked_from.clear();
+        }
+        self.forked_from.insert(child, parent);
+        let at = self.waiting.iter().position(|(pid, _, _)| *pid == child)?;
+        let (_, _, mut e) = self.waiting.swap_remove(at);
+        self.add_parent(&mut e, parent);
+        Some(e)
+    }
+
+    /// A process exec'd: its start event, or `None` while it waits for its fork ([`REORDER`]).
+    pub fn on_exec(&mut self, pid: u32) -> Option<Value> {
+        self.stats.starts += 1;
+        if let Some(mut p) = procfs::read(&self.root, pid) {
+            // A process reaped while its `stat` is read shows parent 0 (the kernel no longer links
+            // it): its fork said who it was.
+            if p.ppid == 0 {
+                p.ppid = self.forked_from.get(&pid).copied().unwrap_or(0);
+            }
+            return Some(self.start_event(&p));
+        }
+        // Gone already: what the kernel told us is still worth shipping.
+        self.stats.enrich_missed += 1;
+        let mut e = self.base("start", schemas::time::now_micros());
+        e["process"] = json!({"pid": pid, "entity_id": self.entity_id(pid, 0)});
+        e["event"]["reason"] = json!("ended before /proc could be read");
+        match self.forked_from.get(&pid).copied() {
+            Some(ppid) => {
+                self.add_parent(&mut e, ppid);
+                Some(e)
+            }
+            None => {
+                self.waiting.push((pid, Instant::now(), e));
+                None
+            }
+        }
+    }
+
+    /// Starts that waited [`REORDER`] for their fork in vain, shipped without their parent.
+    pub fn expired(&mut self) -> Vec<Value> {
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let (old, young): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.waiting).into_iter().partition(|(_, t, _)| t.elapsed() >= REORDER);
+        self.waiting = young;
+        old.into_iter().map(|(_, _, e)| e).collect()
+    }
+
+    /// A process exited: its start, when it was waiting for its parent (the exit names it), and its
+    /// end, when its start was reported.
+    pub fn on_exit_with_parent(&mut self, pid: u32, code: u32, signal: u32, parent: u32) -> Vec<Value> {
+        let mut out = Vec::new();
+        if let Some(at) = self.waiting.iter().position(|(p, _, _)| *p == pid) {
+            let (_, _, mut e) = self.waiting.swap_remove(at);
+            self.add_parent(&mut e, parent);
+            out.push(e);
+        }
+        out.extend(self.on_exit(pid, code, signal));
+        out
+    }
+
+    /// A process exited: its end event, when its start was reported.
+    pub fn on_exit(&mut self, pid: u32, code: u32, signal: u32) -> Option<Value> {
+        self.forked_from.remove(&pid);
+        let k = self.known.remove(&pid)?;
+        if !k.started {
+            return None;
+        }
+        self.stats.exits += 1;
+        let mut e = self.base("end", schemas::time::now_micros());
+        // `wait` status: the exit code in the second byte, or the signal that ended it.
+        let exit_code =
+            if code & 0x7f == 0 { i64::from((code >> 8) & 0xff) } else { 128 + i64::from(code & 0x7f) };
+        e["process"] = json!({"pid": pid, "entity_id": k.entity_id, "name": k.name, "exit_code": exit_code,
+                              "command_line": k.command_line});
+        if let Some(x) = k.exe {
+            e["process"]["executable"] = json!(x);
+        }
+        if signal != 0 && signal != 17 {
+            e["process"]["exit_signal"] = json!(signal);
+        }
+        Some(e)
+    }
+
+    /// One scan of `/proc` (the fallback): starts of processes not seen before, ends of those gone.
+    pub fn scan(&mut self) -> Vec<Value> {
+        let now: std::collections::HashSet<u32> = procfs::pids(&self.root).into_iter().collect();
+        let mut out = Vec::new();
+        let gone: Vec<u32> = self.known.keys().filter(|p| !now.contains(p)).copied().collect();
+        for pid in gone {
+            out.extend(self.on_exit(pid, 0, 0));
+        }
+        for pid in now {
+            if self.known.contains_key(&pid) {
+                continue;
+            }
+            if let Some(p) = procfs::read(&self.root, pid) {
+                self.stats.starts += 1;
+                out.push(self.start_event(&p));
+            }
+        }
+        out
+    }
+
+    fn entity_id(&self, pid: u32, start_ticks: u64) -> String {
+        let d = sha2::Sha256::digest(format!("{}:{pid}:{start_ticks}", self.boot_id));
+        d[..16].iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn known_of(&self, p: &ProcInfo) -> Known {
+        Known {
+            entity_id: self.entity_id(p.pid, p.start_ticks),
+            exe: p.exe.clone(),
+            name: p
+                .exe
+                .as_deref()
+                .and_then(|x| x.rsplit('/').next())
+                .unwrap_or(&p.comm)
+                .trim_end_matches(" (deleted)")
+                .to_owned(),
+            command_line: p.args.join(" "),
+            started: false,
+        }
+    }
+
+    fn base(&self, action: &str, at: i64) -> Value {
+        json!({
+            "@timestamp": schemas::time::format_micros(at),
+            "event": {"category": "process", "action": action, "type": [action], "kind": "event",
+                      "dataset": "cordon.process"},
+            "host": {"name": self.host, "os": {"type": "linux", "family": "linux"}},
+        })
+    }
+
+    fn start_event(&mut self, p: &ProcInfo) -> Value {
+        let k = self.known_of(p);
+        let start = self.boot_micros + (p.start_ticks as i64).saturating_mul(1_000_000) / self.ticks as i64;
+        let mut e = self.base("start", schemas::time::now_micros());
+        e["process"] = json!({"pid": p.pid, "entity_id": k.entity_id, "name": k.name, "args": p.args,
+                              "command_line": k.command_line, "start": schemas::time::format_micros(start)});
+        if let Some(x) = &p.exe {
+            e["process"]["executable"] = json!(x);
+            if let Some(h) = self.hash(p.pid) {
+                e["process"]["hash"] = json!({"sha256": h});
+            }
+        }
+        if let Some(d) = &p.cwd {
+            e["process"]["working_directory"] = json!(d);
+        }
+        if let Some(uid) = p.uid {
+            let user = json!({"id": uid.to_string(), "name": self.users.get(&uid)});
+            e["process"]["user"] = user.clone();
+            e["user"] = user;
+        }
+        self.add_parent(&mut e, p.ppid);
+        if self.known.len() >= MAX_KNOWN {
+            self.known.retain(|_, k| k.started);
+        }
+        self.known.insert(p.pid, Known { started: true, ..k });
+        e
+    }
+
+    fn add_parent(&mut self, e: &mut Value, ppid: u32) {
+        if ppid == 0 {
+            return;
+        }
+        let parent = match self.known.get(&ppid) {
+            Some(k) => Some(k.clone()),
+            None => procfs::read(&self.root, ppid).map(|p| self.known_of(&p)),
+        };
+        e["process"]["parent"] = json!({"pid": ppid});
+        if let Some(k) = parent {
+            e["process"]["parent"] = json!({"pid": ppid, "entity_id": k.entity_id, "name": k.name,
+                                            "command_line": k.command_line, "executable": k.exe});
+        }
+    }
+
+    /// The executable's SHA-256: from the cache when the file is the same (device, inode, mtime,
+    /// size), else read through `/proc/PID/exe` within the byte budget.
+    fn hash(&mut self, pid: u32) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let path = procfs::exe_path(&self.root, pid);
+        let m = std::fs::metadata(&path).ok()?;
+        let key = (m.dev(), m.ino(), m.mtime(), m.size());
+        if let Some(h) = self.hashes.get(&key) {
+            self.stats.hash_cached += 1;
+            return Some(h.clone());
+        }
+        if self.budget.0.elapsed().as_secs() >= 1 {
+            self.budget = (Instant::now(), 0);
+        }
+        if m.size() > MAX_HASH_BYTES || self.budget.1 + m.size() > HASH_BYTES_PER_SEC {
+            self.stats.hash_skipped += 1;
+            return None;
+        }
+        self.budget.1 += m.size();
+        let mut f = std::fs::File::open(&path).ok()?;
+        let mut h = sha2::Sha256::new();
+        std::io::copy(&mut std::io::Read::take(&mut f, MAX_HASH_BYTES), &mut h).ok()?;
+        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        self.stats.hashed += 1;
+        if self.hashes.len() >= MAX_KNOWN {
+            self.hashes.clear();
+        }
+        self.hashes.insert(key, hex.clone());
+        Some(hex)
+    }
+}
+
+/// User names by uid, from a passwd file.
+fn read_users(path: &Path) -> HashMap<u32, String> {
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.lines()
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split(':').collect();
+                    Some((f.get(2)?.parse().ok()?, (*f.first()?).to_owned()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_child_of_this_process_is_reported_with_its_identity_and_parent() {
+        let mut src = ProcessSource::new(Path::new("/proc"), "test-host");
+        let mut child = std::process::Command::new("/bin/sleep").arg("5").spawn().unwrap();
+        // `spawn` returns once exec has replaced the image, before the kernel has filled in the new
+        // arguments (the connector's exec event comes after): wait for them as the event would.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let e = src.on_exec(child.id()).unwrap();
+        let p = &e["process"];
+        assert!(p["executable"].as_str().is_some_and(|x| x.ends_with("/sleep")), "{e}");
+        assert_eq!((p["name"].as_str(), p["command_line"].as_str()), (Some("sleep"), Some("/bin/sleep 5")));
+        assert_eq!(p["parent"]["pid"], std::process::id());
+        assert!(p["parent"]["executable"].as_str().is_some_and(|x| x.contains("sensor_agent")), "{e}");
+        assert_eq!(p["hash"]["sha256"].as_str().map(str::len), Some(64));
+        assert_eq!((e["user"]["id"].as_str(), e["user"]["name"].as_str()), (Some("0"), Some("root")));
+        assert_eq!(e["host"]["os"]["type"], "linux");
+        let id = p["entity_id"].as_str().unwrap().to_owned();
+        // The same executable again comes from the cache; the exit ends the same entity.
+        let mut again = std::process::Command::new("/bin/sleep").arg("5").spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let e2 = src.on_exec(again.id()).unwrap();
+        assert_eq!(e2["process"]["hash"], p["hash"]);
+        assert_eq!(src.stats.hash_cached, 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let end = src.on_exit(child.id(), 9, 0).unwrap();
+        assert_eq!(
+            (end["process"]["entity_id"].as_str(), end["process"]["exit_code"].as_i64()),
+            (Some(id.as_str()), Some(137))
+        );
+        again.kill().unwrap();
+        again.wait().unwrap();
+        // A process that is gone before it is read keeps its pid and parent, whether its fork was
+        // reported before its exec or after it.
+        assert_eq!(src.on_fork(std::process::id(), 4_000_000), None);
+        let gone = src.on_exec(4_000_000).unwrap();
+        let me = Some(u64::from(std::process::id()));
+        assert_eq!(
+            (gone["process"]["pid"].as_u64(), gone["process"]["parent"]["pid"].as_u64()),
+            (Some(4_000_000), me)
+        );
+        assert_eq!(src.on_exec(4_000_001), None, "waits for its fork");
+        let late = src.on_fork(std::process::id(), 4_000_001).unwrap();
+        assert_eq!(late["process"]["parent"]["pid"].as_u64(), me);
+        assert_eq!(src.on_exec(4_000_003), None);
+        let by_exit = src.on_exit_with_parent(4_000_003, 0, 17, std::process::id());
+        assert_eq!((by_exit.len(), by_exit[0]["process"]["parent"]["pid"].as_u64()), (1, me));
+        assert_eq!(src.on_exec(4_000_002), None);
+        std::thread::sleep(REORDER);
+        let alone = src.expired();
+        assert_eq!((alone.len(), alone[0]["process"]["pid"].as_u64()), (1, Some(4_000_002)));
+        assert_eq!(src.stats.enrich_missed, 4);
+    }
+}

@@ -82,6 +82,38 @@ fn parse_server_key(s: &str) -> Result<String, String> {
     schemas::signed::check_public_key(s).map(|()| s.to_ascii_lowercase()).map_err(|e| e.to_string())
 }
 
+/// `install` and `uninstall`: the files written or removed.
+fn service_command(cli: &Cli) -> std::io::Result<Vec<PathBuf>> {
+    let c = &cli.common;
+    match &cli.command {
+        Command::Install { root, bin } => {
+            let mut settings = vec![
+                ("CORDON_NATS_URL".to_owned(), c.nats_url.clone()),
+                ("CORDON_TENANT".to_owned(), c.tenant.clone()),
+                ("CORDON_SUBJECT_PREFIX".to_owned(), c.subject_prefix.clone()),
+            ];
+            let optional = [
+                ("CORDON_SERVER", c.server.clone()),
+                ("CORDON_ENROLL_TOKEN", c.enroll_token.clone()),
+                ("CORDON_AGENT_CA", c.ca.as_ref().map(|p| p.display().to_string())),
+                ("CORDON_SERVER_KEY", c.server_key.clone()),
+            ];
+            settings.extend(optional.into_iter().filter_map(|(k, v)| Some((k.to_owned(), v?))));
+            let bin = match bin {
+                Some(b) => b.clone(),
+                None => std::env::current_exe()?,
+            };
+            crate::live::service::install(&crate::live::service::Install {
+                root: root.clone(),
+                bin,
+                settings,
+            })
+        }
+        Command::Uninstall { root, purge } => crate::live::service::uninstall(root, *purge),
+        _ => Ok(Vec::new()),
+    }
+}
+
 /// Sources.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -171,17 +203,37 @@ pub enum Command {
     /// kernel's process connector, else scanning /proc) and ship them until SIGTERM or SIGINT.
     Run {
         /// The host's name in events; default: this machine's name.
-        #[arg(long)]
+        #[arg(long, env = "CORDON_AGENT_HOST")]
         host: Option<String>,
         /// Where process events come from.
-        #[arg(long, value_enum, default_value_t = crate::live::ProcessFacility::Auto)]
+        #[arg(long, env = "CORDON_AGENT_PROCESS", value_enum, default_value_t = crate::live::ProcessFacility::Auto)]
         process: crate::live::ProcessFacility,
         /// Events queued between the sources and the shipper (beyond it they are dropped and counted).
-        #[arg(long, default_value_t = 65_536)]
+        #[arg(long, env = "CORDON_AGENT_QUEUE", default_value_t = 65_536)]
         queue: usize,
         /// Stop after this many seconds.
         #[arg(long)]
         max_secs: Option<u64>,
+    },
+    /// Install `run` as a systemd service: /etc/cordon/agent.env (0600) from the connection flags
+    /// given (--nats-url, --tenant, --server, --enroll-token, --ca, --server-key), the unit, the
+    /// state directory; under / it is enabled and started.
+    Install {
+        /// Install under this root instead of / (a package's staging tree).
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// The binary the unit runs; default: this one.
+        #[arg(long)]
+        bin: Option<PathBuf>,
+    },
+    /// Stop and remove the service, its unit and its settings (--purge: its state and spool too).
+    Uninstall {
+        /// Remove from this root instead of /.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Remove the state (enrolled keys) and the spool as well.
+        #[arg(long)]
+        purge: bool,
     },
     /// Simulate a fleet (deterministic by seed).
     Simulate {
@@ -319,6 +371,8 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
     let cfg = cfg.clone();
     match command {
         Command::Enroll { .. }
+        | Command::Install { .. }
+        | Command::Uninstall { .. }
         | Command::Credential
         | Command::Respond { .. }
         | Command::MbrBackup { .. } => Ok(RunSummary::default()),
@@ -377,6 +431,18 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
         return match crate::executor::save_mbr_backup(&crate::executor::Config::for_host(&dir), device) {
             Ok(saved) => {
                 println!("{saved}");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                std::process::ExitCode::from(2)
+            }
+        };
+    }
+    if let Command::Install { .. } | Command::Uninstall { .. } = &cli.command {
+        return match service_command(&cli) {
+            Ok(files) => {
+                println!("{}", serde_json::json!({ "files": files }));
                 std::process::ExitCode::SUCCESS
             }
             Err(e) => {

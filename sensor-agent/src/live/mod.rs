@@ -8,6 +8,7 @@
 pub mod proc_connector;
 pub mod process;
 pub mod procfs;
+pub mod service;
 
 use crate::{AgentConfig, AgentError, RunSummary};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -35,23 +35,28 @@ pub fn zip_json_lines(path: &Path) -> anyhow::Result<(String, usize)> {
     Ok((text, skipped))
 }
 
+/// `bytes` (gzip, possibly several members, as `path` holds them) decompressed, at most `limit`
+/// bytes of it.
+pub fn gunzip(bytes: &[u8], path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(bytes)
+        .take(limit)
+        .read_to_end(&mut out)
+        .with_context(|| format!("decompressing {}", path.display()))?;
+    Ok(out)
+}
+
 /// The JSON lines of a dataset file in any of the forms datasets are published in: a zip, a tar
 /// (`.tar.gz`, `.tgz`, `.tar`), one gzip-compressed file, or plain JSON lines; with the members
 /// skipped as unreadable.
 pub fn archive_json_lines(path: &Path) -> anyhow::Result<(String, usize)> {
-    use std::io::Read;
     let name = path.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
     let read = || std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     if name.ends_with(".zip") {
         return zip_json_lines(path);
     }
-    let gunzip = |bytes: Vec<u8>| -> anyhow::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .with_context(|| format!("decompressing {}", path.display()))?;
-        Ok(out)
-    };
+    let gunzip = |bytes: Vec<u8>| gunzip(&bytes, path, u64::MAX);
     if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
         return Ok(tar_json_lines(&gunzip(read()?)?));
     }

@@ -71,14 +71,9 @@ const MAX_LOG_BYTES: u64 = 512 << 20;
 
 /// Reads a file as text (gunzipped when it is gzip-compressed).
 fn read_text(path: &Path) -> anyhow::Result<String> {
-    use std::io::Read;
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&bytes[..])
-            .take(MAX_LOG_BYTES)
-            .read_to_end(&mut out)
-            .with_context(|| format!("decompressing {}", path.display()))?;
+        let out = crate::eval_archive::gunzip(&bytes, path, MAX_LOG_BYTES)?;
         return Ok(String::from_utf8_lossy(&out).into_owned());
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
@@ -92,11 +87,13 @@ fn is_auth_log(text: &str) -> bool {
         .iter()
         .filter(|l| (has_clock(l) && !is_table_row(l)) || l.contains("\"__REALTIME_TIMESTAMP\""))
         .count();
-    let auth = text.lines().any(|l| {
-        let m = l.to_lowercase();
-        oracle::is_failure(l) || m.contains("accepted ") || m.contains("session opened")
-    });
-    !head.is_empty() && dated * 2 >= head.len() && auth
+    // The whole text is searched only when its first lines look like a log.
+    !head.is_empty()
+        && dated * 2 >= head.len()
+        && text.lines().any(|l| {
+            let m = l.to_lowercase();
+            oracle::is_failure_lower(&m) || m.contains("accepted ") || m.contains("session opened")
+        })
 }
 
 /// A CSV or TSV row (a table made from a log, such as loghub's parsed files), not a log line:
@@ -108,15 +105,12 @@ fn is_table_row(l: &str) -> bool {
 
 /// Whether a line holds an `hh:mm:ss` clock in its first 64 bytes.
 fn has_clock(l: &str) -> bool {
-    let b = &l.as_bytes()[..l.len().min(64)];
-    b.windows(8)
-        .any(|w| w[2] == b':' && w[5] == b':' && [0, 1, 3, 4, 6, 7].iter().all(|&i| w[i].is_ascii_digit()))
+    oracle::clock_at(&l.as_bytes()[..l.len().min(64)]).is_some()
 }
 
-/// The authentication logs under `dir` (every file, sniffed), sorted, and the files that are not.
-fn find_logs(dir: &Path) -> (Vec<PathBuf>, u64) {
-    let mut logs = Vec::new();
-    let mut not_logs = 0;
+/// The files under `dir` that may be logs (not empty, not too large, not an archive), sorted.
+fn candidates(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
@@ -126,15 +120,12 @@ fn find_logs(dir: &Path) -> (Vec<PathBuf>, u64) {
             if meta.is_dir() {
                 stack.push(p);
             } else if meta.len() > 0 && meta.len() <= MAX_LOG_BYTES && !is_archive(&p) {
-                match read_text(&p) {
-                    Ok(t) if is_auth_log(&t) => logs.push(p),
-                    _ => not_logs += 1,
-                }
+                files.push(p);
             }
         }
     }
-    logs.sort();
-    (logs, not_logs)
+    files.sort();
+    files
 }
 
 /// Multi-file archives and binary formats, which hold no syslog text of their own.
@@ -145,44 +136,56 @@ fn is_archive(p: &Path) -> bool {
         .any(|x| n.ends_with(x))
 }
 
-/// Runs the evaluation on the logs named, else on every authentication log under `corpus`. BSD
-/// syslog dates are read in `year`.
+/// Runs the evaluation on the logs named, else on every authentication log under `corpus` (each
+/// file read once). BSD syslog dates are read in `year`.
 pub fn logs(corpus: &Path, named: &[PathBuf], year: i32) -> anyhow::Result<LogsReport> {
     let mut r = LogsReport::default();
-    let files = if named.is_empty() {
-        let (files, not_logs) = find_logs(corpus);
-        r.not_logs = not_logs;
-        files
-    } else {
-        named.to_vec()
-    };
-    anyhow::ensure!(!files.is_empty(), "no authentication log under {}", corpus.display());
+    let sniff = named.is_empty();
+    let files = if sniff { candidates(corpus) } else { named.to_vec() };
     let mut events = Vec::new();
     for f in &files {
-        let text = read_text(f)?;
+        let text = match read_text(f) {
+            Ok(t) => t,
+            Err(_) if sniff => {
+                r.not_logs += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if sniff && !is_auth_log(&text) {
+            r.not_logs += 1;
+            continue;
+        }
         let (score, evs) = score_log(f, &text, year);
         r.logs.push(score);
         events.extend(evs);
     }
+    anyhow::ensure!(!r.logs.is_empty(), "no authentication log under {}", corpus.display());
     pack(&mut r, events)?;
     Ok(r)
 }
 
 /// One log read by the agent's reader and scored against the oracle; the events the agent ships.
+/// A line is the reader's failure when an event of it is not a success (a failure, or a failure
+/// folded into the attempt before it).
 fn score_log(file: &Path, text: &str, year: i32) -> (LogScore, Vec<serde_json::Value>) {
     let truth = oracle::truth(text);
     let mut s =
         LogScore { file: file.display().to_string(), oracle_attempts: truth.attempts, ..Default::default() };
     let parsed = sensor_agent::logs::parse(text, year);
     (s.attempts, s.folded) = (parsed.attempts, parsed.folded);
-    let mut events = Vec::new();
-    for (i, line) in text.lines().enumerate() {
+    let mut read_as_failure = vec![false; truth.failure.len()];
+    for (e, &i) in parsed.events.iter().zip(&parsed.lines) {
+        if e["event"]["outcome"] != "success"
+            && let Some(f) = read_as_failure.get_mut(i)
+        {
+            *f = true;
+        }
+    }
+    for (i, (&expected, &failure)) in truth.failure.iter().zip(&read_as_failure).enumerate() {
         let n = i as u64 + 1;
         s.lines += 1;
-        let expected = truth.failure.get(i).copied().unwrap_or(false);
         s.expected_failures += u64::from(expected);
-        let evs = sensor_agent::logs::line_events(line, year);
-        let failure = evs.iter().any(|e| e["event"]["outcome"] == "failure");
         match (expected, failure) {
             (true, true) => s.parsed_failures += 1,
             (true, false) => s.missed.push(n),
@@ -193,6 +196,7 @@ fn score_log(file: &Path, text: &str, year: i32) -> (LogScore, Vec<serde_json::V
     // Lines that name no host (database logs, Netlogon's) are the host's the log came from, as
     // `cordon-agent logs --host` ships them: here the file's name.
     let host = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut events = Vec::new();
     for (k, mut e) in parsed.events.into_iter().enumerate() {
         e["event"]["id"] = serde_json::json!(format!("{}#{k}", s.file));
         if e["host"]["name"].is_null() {

@@ -109,7 +109,11 @@ pub fn truth(text: &str) -> Truth {
 
 /// Whether a message is an authentication failure.
 pub fn is_failure(msg: &str) -> bool {
-    let m = msg.to_lowercase();
+    is_failure_lower(&msg.to_lowercase())
+}
+
+/// [`is_failure`] of a message already in lower case.
+pub fn is_failure_lower(m: &str) -> bool {
     FAILURE_WORDS.iter().any(|w| m.contains(w)) && !NOT_FAILURES.iter().any(|w| m.contains(w))
 }
 
@@ -229,20 +233,23 @@ fn journal(raw: &str) -> Option<Line<'static>> {
     })
 }
 
+/// Where the first `hh:mm:ss` in `b` starts.
+pub fn clock_at(b: &[u8]) -> Option<usize> {
+    b.windows(8).position(|w| {
+        w[2] == b':' && w[5] == b':' && [0, 1, 3, 4, 6, 7].iter().all(|&i| w[i].is_ascii_digit())
+    })
+}
+
 /// `hh:mm:ss` (optionally with a fraction or a zone after it, as in RFC 3339's `T10:00:00.5Z`).
 fn is_clock(w: &str) -> bool {
     let w = w.rsplit_once('T').map_or(w, |(_, c)| c);
-    let b = w.as_bytes();
-    b.len() >= 8 && b[2] == b':' && b[5] == b':' && [0, 1, 3, 4, 6, 7].iter().all(|&i| b[i].is_ascii_digit())
+    clock_at(w.as_bytes()) == Some(0)
 }
 
 /// Seconds of the day of the month and the clock at the start of a line, when it has them.
 fn clock_of(raw: &str) -> Option<i64> {
     let head = &raw[..raw.floor_char_boundary(80)];
-    let b = head.as_bytes();
-    let at = (0..b.len().saturating_sub(7)).find(|&i| {
-        b[i + 2] == b':' && b[i + 5] == b':' && [0, 1, 3, 4, 6, 7].iter().all(|&k| b[i + k].is_ascii_digit())
-    })?;
+    let at = clock_at(head.as_bytes())?;
     let n = |s: &str| s.parse::<i64>().ok();
     let (h, m, s) = (n(&head[at..at + 2])?, n(&head[at + 3..at + 5])?, n(&head[at + 6..at + 8])?);
     // The day: the last number before the clock (`Jun 14 `, `2024-01-08T`).

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 pub struct Parsed {
     /// Events, in file order.
     pub events: Vec<Value>,
+    /// The line (counted from 0) each event came from.
+    pub lines: Vec<usize>,
     /// Lines that are not about authentication (or not recognised).
     pub skipped: u64,
     /// SSH login attempts counted, and lines folded into the attempt before them
@@ -30,25 +32,38 @@ pub struct Parsed {
 pub fn parse(text: &str, year: i32) -> Parsed {
     let mut out = Parsed::default();
     let mut attempts = crate::attempts::Attempts::default();
-    let (mut year, mut last_month) = (year, 0);
-    for line in text.lines() {
-        if let Some(m) = crate::syslog::header(line, year).and_then(|h| h.bsd_month) {
-            if m + 6 < last_month {
-                year += 1;
-            }
-            last_month = m;
-        }
-        let events = line_events(line, year);
+    let mut years = Years { year, last_month: 0 };
+    for (i, line) in text.lines().enumerate() {
+        let events = dated_line_events(line, &mut years);
         if events.is_empty() {
             out.skipped += 1;
         }
         for mut e in events {
             attempts.mark(&mut e);
             out.events.push(e);
+            out.lines.push(i);
         }
     }
     (out.attempts, out.folded) = (attempts.attempts, attempts.folded);
     out
+}
+
+/// The year of a BSD syslog's dates as its lines go by: it moves on where the months wrap.
+struct Years {
+    year: i32,
+    last_month: u32,
+}
+
+impl Years {
+    /// Dates `h` (written with the current year) in the year its month falls in.
+    fn date(&mut self, h: &mut crate::syslog::Header<'_>) {
+        let Some(m) = h.bsd_month else { return };
+        if m + 6 < self.last_month {
+            self.year += 1;
+            h.time = format!("{:04}{}", self.year, h.time.get(4..).unwrap_or_default());
+        }
+        self.last_month = m;
+    }
 }
 
 /// One line as an authentication event, when it is one (the first, for a line that stands for
@@ -60,26 +75,25 @@ pub fn parse_line(line: &str, year: i32) -> Option<Value> {
 /// Every authentication event a line stands for: none, one, or N for syslog's `message repeated N
 /// times: [ ... ]` (each of the N repeated failures is an attempt of its own).
 pub fn line_events(line: &str, year: i32) -> Vec<Value> {
+    dated_line_events(line, &mut Years { year, last_month: 0 })
+}
+
+/// [`line_events`], a BSD date in the year `years` has reached.
+fn dated_line_events(line: &str, years: &mut Years) -> Vec<Value> {
     let line = line.trim_end_matches(['\r', '\n']);
     if line.starts_with('{') {
         return journal(line).into_iter().collect();
     }
-    if let Some(h) = crate::syslog::header(line, year) {
+    if let Some(mut h) = crate::syslog::header(line, years.year) {
+        years.date(&mut h);
         let (times, msg) = repeated(h.msg).unwrap_or((1, h.msg));
-        let Some(e) = auth_event(
-            &h.time,
-            Some(h.host).filter(|x| !x.is_empty()),
-            h.program,
-            h.pid,
-            msg,
-            line,
-            "syslog",
-        ) else {
+        let host = Some(h.host).filter(|x| !x.is_empty());
+        let Some(e) = auth_event(&h.time, host, h.program, h.pid, msg, line, "syslog") else {
             return Vec::new();
         };
         return vec![e; times];
     }
-    postgres(line).or_else(|| mysql(line)).or_else(|| netlogon(line, year)).into_iter().collect()
+    postgres(line).or_else(|| mysql(line)).or_else(|| netlogon(line, years.year)).into_iter().collect()
 }
 
 /// The message a `message repeated N times: [ ... ]` line repeats (any other message as it is).

@@ -11,9 +11,9 @@ pub mod procfs;
 pub mod service;
 
 use crate::{AgentConfig, AgentError, RunSummary};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Where process events come from.
@@ -50,8 +50,7 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
     let mut shipper = crate::open_identity(cfg, &opts.host, &opts.host).await?;
     let (tx, rx) = sync_channel(opts.queue.max(1));
     let stop = Arc::new(AtomicBool::new(false));
-    let stats = Arc::new(Mutex::new(process::ProcessStats::default()));
-    let thread = start_process_source(opts, tx, Arc::clone(&stop), Arc::clone(&stats))?;
+    let thread = start_process_source(opts, tx, Arc::clone(&stop))?;
     let deadline = opts.max_secs.map(|s| Instant::now() + Duration::from_secs(s));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| AgentError::Io { path: "SIGTERM handler".into(), source: e })?;
@@ -81,10 +80,9 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let _ = thread.join();
+    let stats = thread.join().unwrap_or_default();
     pump(&rx, &mut shipper)?;
     let mut summary = crate::finish(cfg, vec![shipper]).await?;
-    let stats = stats.lock().unwrap_or_else(|e| e.into_inner()).clone();
     summary.sources = Some(serde_json::json!({"process": stats}));
     Ok(summary)
 }
@@ -98,19 +96,18 @@ fn pump(rx: &Receiver<serde_json::Value>, shipper: &mut crate::shipper::Shipper)
 }
 
 /// Starts the process source on its own thread: the connector where the kernel allows it (and the
-/// options do), else `/proc` scanning, with the reason recorded.
+/// options do), else `/proc` scanning, with the reason recorded. The thread returns what it did.
 fn start_process_source(
     opts: &RunOptions,
     tx: SyncSender<serde_json::Value>,
     stop: Arc<AtomicBool>,
-    stats: Arc<Mutex<process::ProcessStats>>,
-) -> Result<std::thread::JoinHandle<()>, AgentError> {
+) -> Result<std::thread::JoinHandle<process::ProcessStats>, AgentError> {
     let connector = match opts.process {
         ProcessFacility::Procfs => Err("scanning /proc was asked for".to_owned()),
         _ => proc_connector::Connector::open(Duration::from_millis(200)).map_err(|e| e.to_string()),
     };
-    let connector = match connector {
-        Ok(c) => Some(c),
+    let (connector, fallback_reason) = match connector {
+        Ok(c) => (Some(c), None),
         Err(why) if opts.process == ProcessFacility::Netlink => {
             return Err(AgentError::Io {
                 path: "the process connector".into(),
@@ -119,8 +116,7 @@ fn start_process_source(
         }
         Err(why) => {
             tracing::warn!(reason = %why, "process events: scanning /proc (short-lived processes will be missed)");
-            stats.lock().unwrap_or_else(|e| e.into_inner()).fallback_reason = Some(why);
-            None
+            (None, Some(why))
         }
     };
     let host = opts.host.clone();
@@ -129,12 +125,12 @@ fn start_process_source(
         .spawn(move || {
             let mut src = process::ProcessSource::new(std::path::Path::new("/proc"), &host);
             src.stats.facility = if connector.is_some() { "netlink" } else { "procfs" }.to_owned();
-            src.stats.fallback_reason =
-                stats.lock().unwrap_or_else(|e| e.into_inner()).fallback_reason.clone();
+            src.stats.fallback_reason = fallback_reason;
             match connector {
-                Some(c) => follow_connector(c, &mut src, &tx, &stop, &stats),
-                None => follow_scans(&mut src, &tx, &stop, &stats),
+                Some(c) => follow_connector(c, &mut src, &tx, &stop),
+                None => follow_scans(&mut src, &tx, &stop),
             }
+            src.stats
         })
         .map_err(|e| AgentError::Io { path: "the process source's thread".into(), source: e })
 }
@@ -151,7 +147,6 @@ fn follow_connector(
     src: &mut process::ProcessSource,
     tx: &SyncSender<serde_json::Value>,
     stop: &AtomicBool,
-    stats: &Mutex<process::ProcessStats>,
 ) {
     use proc_connector::KernelEvent;
     while !stop.load(Ordering::Relaxed) {
@@ -188,22 +183,14 @@ fn follow_connector(
         for e in src.expired() {
             offer(tx, e, src);
         }
-        *stats.lock().unwrap_or_else(|e| e.into_inner()) = src.stats.clone();
     }
-    *stats.lock().unwrap_or_else(|e| e.into_inner()) = src.stats.clone();
 }
 
-fn follow_scans(
-    src: &mut process::ProcessSource,
-    tx: &SyncSender<serde_json::Value>,
-    stop: &AtomicBool,
-    stats: &Mutex<process::ProcessStats>,
-) {
+fn follow_scans(src: &mut process::ProcessSource, tx: &SyncSender<serde_json::Value>, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         for e in src.scan() {
             offer(tx, e, src);
         }
-        *stats.lock().unwrap_or_else(|e| e.into_inner()) = src.stats.clone();
         std::thread::sleep(SCAN_INTERVAL);
     }
 }
@@ -218,14 +205,13 @@ mod tests {
     fn a_burst_of_a_thousand_processes_is_followed_with_its_parents() {
         let (tx, rx) = sync_channel(100_000);
         let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(process::ProcessStats::default()));
         let opts = RunOptions {
             host: "t".into(),
             process: ProcessFacility::Netlink,
             queue: 100_000,
             max_secs: None,
         };
-        let thread = start_process_source(&opts, tx, Arc::clone(&stop), Arc::clone(&stats)).unwrap();
+        let thread = start_process_source(&opts, tx, Arc::clone(&stop)).unwrap();
         std::thread::sleep(Duration::from_millis(500));
         let mut sh = std::process::Command::new("/bin/sh")
             .args(["-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"])
@@ -235,7 +221,7 @@ mod tests {
         sh.wait().unwrap();
         std::thread::sleep(Duration::from_millis(1000));
         stop.store(true, Ordering::Relaxed);
-        thread.join().unwrap();
+        let stats = thread.join().unwrap();
         let events: Vec<serde_json::Value> = rx.try_iter().collect();
         let burst = events
             .iter()
@@ -245,6 +231,6 @@ mod tests {
             .iter()
             .filter(|e| e["event"]["action"] == "start" && e["process"]["parent"].is_null())
             .collect();
-        assert_eq!(burst, 1000, "orphans {orphans:?} stats {:?}", stats.lock().unwrap());
+        assert_eq!(burst, 1000, "orphans {orphans:?} stats {stats:?}");
     }
 }

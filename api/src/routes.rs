@@ -293,6 +293,8 @@ async fn agents(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>,
                 events_acked: a.events_acked,
                 events_dropped: a.events_dropped,
                 spool_bytes: a.spool_bytes,
+                stopping: a.state.as_ref().is_some_and(|h| h.stopping),
+                sources: a.state.as_ref().map(|h| h.sources.clone()).unwrap_or_default(),
             }
         })
         .collect();
@@ -333,6 +335,10 @@ struct AgentView {
     events_acked: i64,
     events_dropped: i64,
     spool_bytes: i64,
+    /// Its last heartbeat said it was stopping deliberately.
+    stopping: bool,
+    /// A live agent's sources as its last heartbeat reported them (empty for replays).
+    sources: Vec<schemas::wire::SourceHealth>,
 }
 
 async fn timeline(

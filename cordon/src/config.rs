@@ -72,6 +72,14 @@ pub struct ServeArgs {
     /// Bytes (as published) per second one agent may send (default 33554432; bursts of 10 s).
     #[arg(long, env = "CORDON_AGENT_BYTES_PER_SEC")]
     pub agent_bytes_per_sec: Option<u64>,
+    /// A live agent (one that reports sources) without a heartbeat for this many seconds raises a
+    /// silent-agent alert (default 60).
+    #[arg(long, env = "CORDON_AGENT_DEAD_SECS")]
+    pub agent_dead_secs: Option<u64>,
+    /// A live agent's steady source (processes) without an event for this many seconds while the
+    /// agent heartbeats raises a quiet-source alert (default 600).
+    #[arg(long, env = "CORDON_AGENT_QUIET_SECS")]
+    pub agent_quiet_secs: Option<u64>,
     /// The server's Ed25519 signing key (PKCS#8), made on first start: it signs the policies and rule
     /// files agents are sent (agents verify with its public key, `cordon-agent --server-key`).
     /// Default: `<data-dir>/signing.pk8`.
@@ -242,6 +250,8 @@ struct FileIngest {
     stream_max_mib: Option<u64>,
     agent_events_per_sec: Option<u64>,
     agent_bytes_per_sec: Option<u64>,
+    agent_dead_secs: Option<u64>,
+    agent_quiet_secs: Option<u64>,
 }
 
 /// Validated server settings.
@@ -285,6 +295,8 @@ pub struct ServerConfig {
     pub signing_key: PathBuf,
     /// What each agent may send.
     pub quota: ingest::QuotaConfig,
+    /// When silent agents and quiet sources are alerted.
+    pub watch: ingest::watchdog::WatchConfig,
     /// When index commits happen.
     pub index_commit: store::CommitPolicy,
     /// How often the Delta log catches up.
@@ -486,6 +498,16 @@ impl ServeArgs {
             bytes_per_sec: bytes_per_sec as f64,
             ..Default::default()
         };
+        let dead = self.agent_dead_secs.or(file.ingest.agent_dead_secs).unwrap_or(60);
+        let quiet = self.agent_quiet_secs.or(file.ingest.agent_quiet_secs).unwrap_or(600);
+        if dead == 0 || quiet == 0 {
+            bail!("--agent-dead-secs and --agent-quiet-secs must be positive");
+        }
+        let watch = ingest::watchdog::WatchConfig {
+            dead_after: Duration::from_secs(dead),
+            quiet_after: Duration::from_secs(quiet),
+            every: Duration::from_secs(dead.clamp(1, 5)),
+        };
         let signing_key = self
             .signing_key
             .clone()
@@ -522,6 +544,7 @@ impl ServeArgs {
             ui_dir: self.ui_dir.clone(),
             signing_key,
             quota,
+            watch,
             index_commit: store::CommitPolicy {
                 max_docs: commit_docs,
                 max_delay: Duration::from_millis(commit_ms),

@@ -125,6 +125,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         },
         signing: Arc::clone(&signing),
         quota: cfg.quota,
+        watch: cfg.watch,
         forecast: cfg.forecast.clone(),
         ..ingest::IngestConfig::default()
     };

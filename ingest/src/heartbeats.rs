@@ -1,5 +1,6 @@
 //! Agent heartbeats (core NATS, `<prefix>.<tenant>.<agent>.hb`): recorded in the catalog as each
-//! agent's last state; a malformed one is counted as a rejected line.
+//! agent's last state, their claims of acked batches handed to the [`crate::watchdog`]; a malformed
+//! one is counted as a rejected line.
 
 use super::{HELP_REJECTED, Ingest};
 use futures::StreamExt;
@@ -27,6 +28,11 @@ impl Ingest {
             };
             match serde_json::from_slice::<Heartbeat>(&msg.payload) {
                 Ok(hb) => {
+                    self.claims.lock().unwrap_or_else(|p| p.into_inner()).heard(
+                        tenant.as_str(),
+                        agent.as_str(),
+                        &hb,
+                    );
                     let now = schemas::time::now_micros();
                     if let Err(e) =
                         self.store.catalog().heartbeat(tenant.as_str(), agent.as_str(), &hb, now).await

@@ -25,6 +25,7 @@ mod policy;
 mod quota;
 mod streams;
 mod triggers;
+pub mod watchdog;
 
 use async_nats::jetstream::{self, Message, consumer::pull, stream};
 use futures::StreamExt;
@@ -83,6 +84,8 @@ pub struct IngestConfig {
     pub signing: Arc<schemas::signed::SigningKey>,
     /// What each agent may send (see [`quota`]).
     pub quota: QuotaConfig,
+    /// When silent agents, stopped sources and sequence gaps are alerted (see [`watchdog`]).
+    pub watch: watchdog::WatchConfig,
 }
 
 impl Default for IngestConfig {
@@ -110,6 +113,7 @@ impl Default for IngestConfig {
             forecast: anomaly::forecast::ForecastConfig::default(),
             signing: Arc::new(schemas::signed::SigningKey::generate().expect("the system has randomness").0),
             quota: QuotaConfig::default(),
+            watch: watchdog::WatchConfig::default(),
         }
     }
 }
@@ -193,6 +197,8 @@ pub struct Ingest {
     history: history::Pending,
     /// Each agent's quota buckets.
     quotas: quota::Quotas,
+    /// Heartbeats' claims of acked batches, waiting for the watchdog (see [`watchdog`]).
+    claims: std::sync::Mutex<watchdog::Claims>,
 }
 
 impl Ingest {
@@ -240,6 +246,7 @@ impl Ingest {
             last_silence_check: Default::default(),
             history: Default::default(),
             quotas: quota::Quotas::new(cfg_quota),
+            claims: Default::default(),
         })
     }
 
@@ -256,6 +263,7 @@ impl Ingest {
         self.update_incidents(&Default::default()).await;
         let hb = tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone()));
         let lag = tokio::spawn(Arc::clone(&self).lag_probe(shutdown.clone()));
+        let watch = tokio::spawn(Arc::clone(&self).watchdog(shutdown.clone()));
         let dist = tokio::spawn(Arc::clone(&self).distribute(shutdown.clone()));
         let mut backoff = Duration::from_millis(100);
         let mut last_check = std::time::Instant::now();
@@ -344,6 +352,7 @@ impl Ingest {
         }
         hb.abort();
         lag.abort();
+        watch.abort();
         dist.abort();
         Ok(())
     }

@@ -144,6 +144,49 @@ pub struct Heartbeat {
     pub host: String,
     /// Send time, microseconds.
     pub time: i64,
+    /// Every batch of this boot up to this sequence number was acknowledged by JetStream (so the
+    /// server, once it has committed what the stream held then, must have them all).
+    #[serde(default)]
+    pub acked_through: u64,
+    /// The agent's last heartbeat before a deliberate stop.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopping: bool,
+    /// A live agent's sources and how each fares (empty for replays and simulations).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceHealth>,
+    /// Sequence numbers of this boot that will never arrive under this agent's name: their batches
+    /// went out again under a new id because someone else sent the ids first (the latest 256).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reissued: Vec<u64>,
+}
+
+/// One collection source of a live agent, as its heartbeat reports it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceHealth {
+    /// `process`, `file`, `network`, `login`, `persistence`, `inventory`.
+    pub name: String,
+    /// The kernel facility it reads (`netlink`, `procfs`, `inotify`, `sock_diag`, ...).
+    pub facility: String,
+    /// Whether it is running; a source that failed says why in `error`.
+    pub running: bool,
+    /// Whether it produces events steadily on any live host (processes do, file changes need not),
+    /// so that its silence alone is suspicious.
+    #[serde(default)]
+    pub steady: bool,
+    /// Events it produced since the agent started.
+    pub events: u64,
+    /// Events it dropped since the agent started (queue full, kernel overrun).
+    pub dropped: u64,
+    /// Events per second over the last heartbeat interval.
+    #[serde(default)]
+    pub rate: f64,
+    /// Its latest event, microseconds (agent clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_event: Option<i64>,
+    /// Why it is not running, or why it runs on a fallback facility.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// A command from the server to an agent: today, terminating a process the policy blocks. The

@@ -51,6 +51,11 @@ pub struct Common {
     /// Seconds to keep retrying at the end before exiting (what is left stays spooled).
     #[arg(long, env = "CORDON_AGENT_DRAIN_SECS", default_value_t = 60, global = true)]
     pub drain_secs: u64,
+    /// Seconds between heartbeats (1 to 300); the server calls a live agent silent after its
+    /// `--agent-dead-secs`, so keep this well under that.
+    #[arg(long, env = "CORDON_AGENT_HEARTBEAT_SECS", default_value_t = 5, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub heartbeat_secs: u64,
     /// Listen this many seconds for the server's commands (terminating processes the policy blocks)
     /// and carry them out; 0 (the default) does not listen.
     #[arg(long, env = "CORDON_AGENT_ENFORCE_SECS", default_value_t = 0, global = true)]
@@ -214,6 +219,16 @@ pub enum Command {
         /// Stop after this many seconds.
         #[arg(long)]
         max_secs: Option<u64>,
+        /// Report file changes under this path too (recursively; repeatable; `:`-separated in the
+        /// environment).
+        #[arg(long, env = "CORDON_AGENT_WATCH", value_delimiter = ':')]
+        watch: Vec<PathBuf>,
+        /// Do not watch the persistence locations (cron, systemd, authorized_keys, ...).
+        #[arg(long, env = "CORDON_AGENT_NO_PERSISTENCE")]
+        no_persistence: bool,
+        /// Do not follow network connections.
+        #[arg(long, env = "CORDON_AGENT_NO_NETWORK")]
+        no_network: bool,
     },
     /// Install `run` as a systemd service: /etc/cordon/agent.env (0600) from the connection flags
     /// given (--nats-url, --tenant, --server, --enroll-token, --ca, --server-key), the unit, the
@@ -297,7 +312,7 @@ impl Common {
                 edge: None,
                 commands: None,
             },
-            heartbeat: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(self.heartbeat_secs),
             drain_timeout: Duration::from_secs(self.drain_secs),
             credentials: match &self.state_dir {
                 Some(dir) => crate::identity::Credentials::Enrolled {
@@ -387,9 +402,16 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
         }
         Command::Evtx { files } => Ok(crate::evtx_files(&cfg, &files).await?),
         Command::Logs { files, year, host } => Ok(crate::log_files(&cfg, &files, year, host).await?),
-        Command::Run { host, process, queue, max_secs } => {
-            let opts =
-                crate::live::RunOptions { host: host.unwrap_or_else(this_host), process, queue, max_secs };
+        Command::Run { host, process, queue, max_secs, watch, no_persistence, no_network } => {
+            let opts = crate::live::RunOptions {
+                host: host.unwrap_or_else(this_host),
+                process,
+                queue,
+                max_secs,
+                watch,
+                persistence: !no_persistence,
+                network: !no_network,
+            };
             Ok(crate::live::run(&cfg, &opts).await?)
         }
         Command::Netlogs { files, mapping, host } => {

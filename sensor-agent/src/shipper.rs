@@ -20,6 +20,9 @@ use std::time::Duration;
 /// Publishes in flight per shipper before acks are awaited (well under the client's limit).
 const WINDOW: usize = 64;
 
+/// Reissued sequence numbers a heartbeat carries, at most.
+const MAX_REISSUED: usize = 256;
+
 /// Who a shipper speaks for.
 #[derive(Clone, Debug)]
 pub struct Identity {
@@ -108,6 +111,8 @@ pub struct Shipper {
     buffered: u64,
     boot: u64,
     seq: u64,
+    /// This boot's sequence numbers whose batches went out again under a new id (heartbeats say so).
+    reissued: VecDeque<u64>,
     /// Local ids of batches sent at least once by this process, or found in the spool at start
     /// (those may have been sent before a crash, so a duplicate ack for them is a delivery).
     sent: std::collections::HashSet<u64>,
@@ -154,6 +159,7 @@ impl Shipper {
             buffered: 0,
             boot: boot >> 1,
             seq: 0,
+            reissued: VecDeque::new(),
             counters,
         })
     }
@@ -205,11 +211,16 @@ impl Shipper {
         let raw = std::mem::take(&mut self.buffer);
         let events = std::mem::take(&mut self.buffered);
         let body = if self.cfg.compress { wire::compress(&raw) } else { raw };
-        self.seq += 1;
-        let msg_id =
-            wire::MsgKey { agent: self.id.agent.to_string(), boot: self.boot, seq: self.seq }.to_string();
+        // A sequence number is used only by a batch that was spooled, so the server can take a
+        // missing one for a batch removed on the way (a batch the full spool refused is counted in
+        // `events_dropped` instead).
+        let seq = self.seq + 1;
+        let msg_id = wire::MsgKey { agent: self.id.agent.to_string(), boot: self.boot, seq }.to_string();
         match self.spool.write(&msg_id, events, self.cfg.compress, body)? {
-            Some(b) => self.pending.push_back(b),
+            Some(b) => {
+                self.seq = seq;
+                self.pending.push_back(b);
+            }
             None => {
                 self.counters.events_dropped += events;
                 tracing::warn!(agent = %self.id.agent, events, "spool full: batch dropped");
@@ -278,6 +289,9 @@ impl Shipper {
             wire::MsgKey { agent: self.id.agent.to_string(), boot: self.boot, seq: self.seq }.to_string();
         tracing::warn!(agent = %self.id.agent, taken = %b.msg_id, new = %msg_id, "security: a batch's message id was sent first by someone else; re-sending under a new id");
         self.counters.preempted_ids += 1;
+        if let Some(k) = wire::MsgKey::parse(&b.msg_id).filter(|k| k.boot == self.boot) {
+            self.reissue(k.seq);
+        }
         // Written under the new id before the old file goes, so a crash in between loses nothing
         // (the old id is then re-sent after the restart, and a duplicate ack for it counts as sent).
         let (events, compressed) = (b.events, b.compressed);
@@ -288,9 +302,33 @@ impl Shipper {
         }
         match written {
             Some(nb) => self.pending.push_back(nb),
-            None => self.counters.events_dropped += events,
+            None => {
+                self.counters.events_dropped += events;
+                self.reissue(self.seq);
+            }
         }
         Ok(())
+    }
+
+    /// The highest sequence number of this boot below which every batch was acked: one below the
+    /// oldest of this boot's batches still spooled.
+    fn acked_through(&self) -> u64 {
+        let oldest = self
+            .pending
+            .iter()
+            .filter_map(|b| wire::MsgKey::parse(&b.msg_id))
+            .filter(|k| k.boot == self.boot)
+            .map(|k| k.seq)
+            .min();
+        oldest.map_or(self.seq, |s| s - 1)
+    }
+
+    /// Notes a sequence number of this boot that will never arrive under this agent's name.
+    fn reissue(&mut self, seq: u64) {
+        if self.reissued.len() == MAX_REISSUED {
+            self.reissued.pop_front();
+        }
+        self.reissued.push_back(seq);
     }
 
     /// Seals and drains, retrying with backoff until everything is acked or `deadline` passes.
@@ -312,6 +350,12 @@ impl Shipper {
 
     /// Sends a heartbeat with the counters (core NATS, best effort).
     pub async fn heartbeat(&self) {
+        self.heartbeat_with(Vec::new(), false).await;
+    }
+
+    /// Sends a heartbeat with the counters and the live sources' health (core NATS, best effort);
+    /// `stopping` on the last one before a deliberate stop.
+    pub async fn heartbeat_with(&self, sources: Vec<wire::SourceHealth>, stopping: bool) {
         let hb = Heartbeat {
             boot: self.boot,
             next_seq: self.seq + 1,
@@ -322,6 +366,10 @@ impl Shipper {
             spool_bytes: self.spool.bytes(),
             host: self.id.host.clone(),
             time: schemas::time::now_micros(),
+            acked_through: self.acked_through(),
+            stopping,
+            sources,
+            reissued: self.reissued.iter().copied().collect(),
         };
         let body = serde_json::to_vec(&hb).expect("a heartbeat serialises");
         if let Err(e) = self.client.publish(self.hb_subject.clone(), body.into()).await {

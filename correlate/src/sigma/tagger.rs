@@ -106,6 +106,14 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
     ),
     ("cordon_linux_exec_from_temp.yml", include_str!("../../rules/cordon_linux_exec_from_temp.yml")),
     (
+        "cordon_linux_systemd_unit_written.yml",
+        include_str!("../../rules/cordon_linux_systemd_unit_written.yml"),
+    ),
+    (
+        "cordon_linux_authorized_keys_changed.yml",
+        include_str!("../../rules/cordon_linux_authorized_keys_changed.yml"),
+    ),
+    (
         "cordon_injection_remote_thread_system_process.yml",
         include_str!("../../rules/cordon_injection_remote_thread_system_process.yml"),
     ),

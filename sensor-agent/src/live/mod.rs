@@ -5,6 +5,11 @@
 //! server is away) and sends heartbeats; SIGTERM or SIGINT (or `--max-secs`) ends the run with what is
 //! queued shipped.
 
+pub mod files;
+pub mod hashes;
+pub mod health;
+pub mod network;
+pub mod persistence;
 pub mod proc_connector;
 pub mod process;
 pub mod procfs;
@@ -13,7 +18,7 @@ pub mod service;
 use crate::{AgentConfig, AgentError, RunSummary};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 /// Where process events come from.
@@ -43,6 +48,22 @@ pub struct RunOptions {
     pub queue: usize,
     /// Stop after this long (default: until SIGTERM or SIGINT).
     pub max_secs: Option<u64>,
+    /// Paths whose file changes are reported (recursively), besides the persistence locations.
+    pub watch: Vec<std::path::PathBuf>,
+    /// Whether the persistence locations are watched.
+    pub persistence: bool,
+    /// Whether network connections are followed.
+    pub network: bool,
+}
+
+/// A source's thread, its gauge, and what the thread returns when stopped (its summary).
+pub struct Running {
+    /// The source's name in heartbeats and the summary.
+    pub name: &'static str,
+    /// Its gauge.
+    pub gauge: Arc<health::Gauge>,
+    /// Its thread.
+    pub thread: std::thread::JoinHandle<serde_json::Value>,
 }
 
 /// Runs the sources and ships what they collect until stopped.
@@ -50,7 +71,14 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
     let mut shipper = crate::open_identity(cfg, &opts.host, &opts.host).await?;
     let (tx, rx) = sync_channel(opts.queue.max(1));
     let stop = Arc::new(AtomicBool::new(false));
-    let thread = start_process_source(opts, tx, Arc::clone(&stop))?;
+    let mut sources = vec![start_process_source(opts, tx.clone(), Arc::clone(&stop))?];
+    if opts.persistence || !opts.watch.is_empty() {
+        sources.push(start_file_source(opts, tx.clone(), Arc::clone(&stop))?);
+    }
+    if opts.network {
+        sources.push(start_network_source(opts, tx, Arc::clone(&stop))?);
+    }
+    let mut health = health::Health::new(sources.iter().map(|s| Arc::clone(&s.gauge)).collect());
     let deadline = opts.max_secs.map(|s| Instant::now() + Duration::from_secs(s));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| AgentError::Io { path: "SIGTERM handler".into(), source: e })?;
@@ -67,7 +95,7 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
             last_seal = Instant::now();
         }
         if last_hb.elapsed() >= cfg.heartbeat {
-            shipper.heartbeat().await;
+            shipper.heartbeat_with(health.report(), false).await;
             last_hb = Instant::now();
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -80,10 +108,20 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let stats = thread.join().unwrap_or_default();
+    let mut summaries = serde_json::Map::new();
+    for s in sources {
+        summaries.insert(s.name.to_owned(), s.thread.join().unwrap_or_default());
+    }
     pump(&rx, &mut shipper)?;
-    let mut summary = crate::finish(cfg, vec![shipper]).await?;
-    summary.sources = Some(serde_json::json!({"process": stats}));
+    // What is queued goes out, then the last heartbeat says the stop is deliberate (the server's
+    // watchdog still alerts on it, at a lower level than a silence).
+    if let Err(e) = shipper.flush(tokio::time::Instant::now() + cfg.drain_timeout).await {
+        tracing::error!(error = %e, "could not ship everything; the rest stays spooled");
+    }
+    shipper.heartbeat_with(health.report(), true).await;
+    shipper.flush_connection().await;
+    let mut summary = RunSummary::of(&[shipper]);
+    summary.sources = Some(serde_json::Value::Object(summaries));
     Ok(summary)
 }
 
@@ -95,13 +133,26 @@ fn pump(rx: &Receiver<serde_json::Value>, shipper: &mut crate::shipper::Shipper)
     Ok(())
 }
 
+/// Starts a source's thread under `name`.
+fn spawn_source(
+    name: &'static str,
+    gauge: Arc<health::Gauge>,
+    body: impl FnOnce() -> serde_json::Value + Send + 'static,
+) -> Result<Running, AgentError> {
+    let thread = std::thread::Builder::new()
+        .name(format!("cordon-{name}"))
+        .spawn(body)
+        .map_err(|e| AgentError::Io { path: format!("the {name} source's thread"), source: e })?;
+    Ok(Running { name, gauge, thread })
+}
+
 /// Starts the process source on its own thread: the connector where the kernel allows it (and the
 /// options do), else `/proc` scanning, with the reason recorded. The thread returns what it did.
 fn start_process_source(
     opts: &RunOptions,
     tx: SyncSender<serde_json::Value>,
     stop: Arc<AtomicBool>,
-) -> Result<std::thread::JoinHandle<process::ProcessStats>, AgentError> {
+) -> Result<Running, AgentError> {
     let connector = match opts.process {
         ProcessFacility::Procfs => Err("scanning /proc was asked for".to_owned()),
         _ => proc_connector::Connector::open(Duration::from_millis(200)).map_err(|e| e.to_string()),
@@ -119,33 +170,93 @@ fn start_process_source(
             (None, Some(why))
         }
     };
+    let facility = if connector.is_some() { "netlink" } else { "procfs" };
+    let gauge = health::Gauge::new("process", facility, true);
+    gauge.set_facility(facility, fallback_reason.clone());
+    let out = health::Outlet::new(tx, Arc::clone(&gauge));
     let host = opts.host.clone();
-    std::thread::Builder::new()
-        .name("cordon-process".into())
-        .spawn(move || {
-            let mut src = process::ProcessSource::new(std::path::Path::new("/proc"), &host);
-            src.stats.facility = if connector.is_some() { "netlink" } else { "procfs" }.to_owned();
-            src.stats.fallback_reason = fallback_reason;
-            match connector {
-                Some(c) => follow_connector(c, &mut src, &tx, &stop),
-                None => follow_scans(&mut src, &tx, &stop),
-            }
-            src.stats
-        })
-        .map_err(|e| AgentError::Io { path: "the process source's thread".into(), source: e })
+    spawn_source("process", gauge, move || {
+        let mut src = process::ProcessSource::new(std::path::Path::new("/proc"), &host);
+        src.stats.facility = facility.to_owned();
+        src.stats.fallback_reason = fallback_reason;
+        match connector {
+            Some(c) => follow_connector(c, &mut src, &out, &stop),
+            None => follow_scans(&mut src, &out, &stop),
+        }
+        src.stats.queue_dropped = out.gauge().queue_dropped();
+        serde_json::to_value(&src.stats).unwrap_or_default()
+    })
 }
 
-/// Queues an event; a full queue drops it and counts the drop.
-fn offer(tx: &SyncSender<serde_json::Value>, e: serde_json::Value, src: &mut process::ProcessSource) {
-    if let Err(TrySendError::Full(_)) = tx.try_send(e) {
-        src.stats.queue_dropped += 1;
-    }
+/// Starts the file source: the persistence locations and the paths asked for, through inotify. A
+/// kernel that refuses inotify leaves the source stopped, saying why (heartbeats carry it).
+fn start_file_source(
+    opts: &RunOptions,
+    tx: SyncSender<serde_json::Value>,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, AgentError> {
+    let mut targets =
+        if opts.persistence { persistence::locations(std::path::Path::new("/")) } else { Vec::new() };
+    targets.extend(opts.watch.iter().map(|p| files::Target { path: p.clone(), kind: None, recursive: true }));
+    let gauge = health::Gauge::new("file", "inotify", false);
+    let out = health::Outlet::new(tx, Arc::clone(&gauge));
+    let host = opts.host.clone();
+    spawn_source("file", gauge, move || {
+        let mut src = match files::FileSource::open(targets, &host) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "inotify refused: file events stop");
+                out.gauge().stopped(format!("inotify refused: {e}"));
+                return serde_json::json!({"error": e.to_string()});
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            for e in src.read(&|n| out.gauge().lost(n)) {
+                out.offer(e);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        serde_json::to_value(&src.stats).unwrap_or_default()
+    })
+}
+
+/// Starts the network source: sockets through sock_diag every [`network::POLL`].
+fn start_network_source(
+    opts: &RunOptions,
+    tx: SyncSender<serde_json::Value>,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, AgentError> {
+    let gauge = health::Gauge::new("network", "sock_diag", false);
+    let out = health::Outlet::new(tx, Arc::clone(&gauge));
+    let host = opts.host.clone();
+    spawn_source("network", gauge, move || {
+        let mut src = match network::NetworkSource::open(&host, std::path::Path::new("/proc")) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "sock_diag refused: network events stop");
+                out.gauge().stopped(format!("sock_diag refused: {e}"));
+                return serde_json::json!({"error": e.to_string()});
+            }
+        };
+        while !stop.load(Ordering::Relaxed) {
+            match src.poll() {
+                Ok(events) => events.into_iter().for_each(|e| out.offer(e)),
+                Err(e) => {
+                    tracing::error!(error = %e, "sock_diag failed: network events stop");
+                    out.gauge().stopped(format!("sock_diag failed: {e}"));
+                    break;
+                }
+            }
+            std::thread::sleep(network::POLL);
+        }
+        serde_json::to_value(&src.stats).unwrap_or_default()
+    })
 }
 
 fn follow_connector(
     mut c: proc_connector::Connector,
     src: &mut process::ProcessSource,
-    tx: &SyncSender<serde_json::Value>,
+    out: &health::Outlet,
     stop: &AtomicBool,
 ) {
     use proc_connector::KernelEvent;
@@ -156,17 +267,17 @@ fn follow_connector(
                     match ev {
                         KernelEvent::Fork { parent, child } => {
                             if let Some(e) = src.on_fork(parent, child) {
-                                offer(tx, e, src);
+                                out.offer(e);
                             }
                         }
                         KernelEvent::Exec { pid } => {
                             if let Some(e) = src.on_exec(pid) {
-                                offer(tx, e, src);
+                                out.offer(e);
                             }
                         }
                         KernelEvent::Exit { pid, code, signal, parent } => {
                             for e in src.on_exit_with_parent(pid, code, signal, parent) {
-                                offer(tx, e, src);
+                                out.offer(e);
                             }
                         }
                     }
@@ -174,22 +285,24 @@ fn follow_connector(
             }
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error()) => {
                 src.stats.kernel_overruns += 1;
+                out.gauge().lost(1);
             }
             Err(e) => {
                 tracing::error!(error = %e, "the process connector failed; process events stop");
+                out.gauge().stopped(format!("the process connector failed: {e}"));
                 break;
             }
         }
         for e in src.expired() {
-            offer(tx, e, src);
+            out.offer(e);
         }
     }
 }
 
-fn follow_scans(src: &mut process::ProcessSource, tx: &SyncSender<serde_json::Value>, stop: &AtomicBool) {
+fn follow_scans(src: &mut process::ProcessSource, out: &health::Outlet, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         for e in src.scan() {
-            offer(tx, e, src);
+            out.offer(e);
         }
         std::thread::sleep(SCAN_INTERVAL);
     }
@@ -210,8 +323,11 @@ mod tests {
             process: ProcessFacility::Netlink,
             queue: 100_000,
             max_secs: None,
+            watch: Vec::new(),
+            persistence: false,
+            network: false,
         };
-        let thread = start_process_source(&opts, tx, Arc::clone(&stop)).unwrap();
+        let source = start_process_source(&opts, tx, Arc::clone(&stop)).unwrap();
         std::thread::sleep(Duration::from_millis(500));
         let mut sh = std::process::Command::new("/bin/sh")
             .args(["-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done"])
@@ -221,7 +337,7 @@ mod tests {
         sh.wait().unwrap();
         std::thread::sleep(Duration::from_millis(1000));
         stop.store(true, Ordering::Relaxed);
-        let stats = thread.join().unwrap();
+        let stats = source.thread.join().unwrap();
         let events: Vec<serde_json::Value> = rx.try_iter().collect();
         let burst = events
             .iter()

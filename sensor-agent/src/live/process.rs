@@ -9,17 +9,13 @@
 //! counted as `enrich_missed`. Where the connector is refused, `/proc` is scanned instead
 //! ([`ProcessSource::scan`]), which misses processes shorter than its interval, and says so.
 
+use super::hashes::{HashCache, Hashed};
 use super::procfs::{self, ProcInfo};
 use serde_json::{Value, json};
-use sha2::Digest;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Executables larger than this are not hashed.
-pub const MAX_HASH_BYTES: u64 = 64 << 20;
-/// Bytes hashed per second at most (the rest wait for the cache or go without a hash).
-pub const HASH_BYTES_PER_SEC: u64 = 32 << 20;
 /// Processes remembered (parents of later processes); the oldest entries go first beyond it.
 const MAX_KNOWN: usize = 65_536;
 
@@ -70,8 +66,7 @@ pub struct ProcessSource {
     known: HashMap<u32, Known>,
     /// Parent of each pid seen forking (for processes gone before `/proc` was read).
     forked_from: HashMap<u32, u32>,
-    hashes: HashMap<(u64, u64, i64, u64), String>,
-    budget: (Instant, u64),
+    hashes: HashCache,
     users: HashMap<u32, String>,
     /// Starts of processes gone before `/proc` was read whose fork has not been seen yet (the
     /// kernel reports each CPU's events in order, not all CPUs'), held up to [`REORDER`].
@@ -95,8 +90,7 @@ impl ProcessSource {
             ticks: rustix::param::clock_ticks_per_second().max(1),
             known: HashMap::new(),
             forked_from: HashMap::new(),
-            hashes: HashMap::new(),
-            budget: (Instant::now(), 0),
+            hashes: HashCache::default(),
             users: read_users(Path::new("/etc/passwd")),
             waiting: Vec::new(),
             stats: ProcessStats::default(),
@@ -218,8 +212,7 @@ impl ProcessSource {
     }
 
     fn entity_id(&self, pid: u32, start_ticks: u64) -> String {
-        let d = sha2::Sha256::digest(format!("{}:{pid}:{start_ticks}", self.boot_id));
-        d[..16].iter().map(|b| format!("{b:02x}")).collect()
+        procfs::entity_id(&self.boot_id, pid, start_ticks)
     }
 
     fn known_of(&self, p: &ProcInfo) -> Known {
@@ -290,35 +283,22 @@ impl ProcessSource {
         }
     }
 
-    /// The executable's SHA-256: from the cache when the file is the same (device, inode, mtime,
-    /// size), else read through `/proc/PID/exe` within the byte budget.
+    /// The executable's SHA-256 through `/proc/PID/exe` (see [`super::hashes`]).
     fn hash(&mut self, pid: u32) -> Option<String> {
-        use std::os::unix::fs::MetadataExt;
-        let path = procfs::exe_path(&self.root, pid);
-        let m = std::fs::metadata(&path).ok()?;
-        let key = (m.dev(), m.ino(), m.mtime(), m.size());
-        if let Some(h) = self.hashes.get(&key) {
-            self.stats.hash_cached += 1;
-            return Some(h.clone());
+        match self.hashes.hash(&procfs::exe_path(&self.root, pid)) {
+            Hashed::Read(h) => {
+                self.stats.hashed += 1;
+                Some(h)
+            }
+            Hashed::Cached(h) => {
+                self.stats.hash_cached += 1;
+                Some(h)
+            }
+            Hashed::Skipped => {
+                self.stats.hash_skipped += 1;
+                None
+            }
         }
-        if self.budget.0.elapsed().as_secs() >= 1 {
-            self.budget = (Instant::now(), 0);
-        }
-        if m.size() > MAX_HASH_BYTES || self.budget.1 + m.size() > HASH_BYTES_PER_SEC {
-            self.stats.hash_skipped += 1;
-            return None;
-        }
-        self.budget.1 += m.size();
-        let mut f = std::fs::File::open(&path).ok()?;
-        let mut h = sha2::Sha256::new();
-        std::io::copy(&mut std::io::Read::take(&mut f, MAX_HASH_BYTES), &mut h).ok()?;
-        let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-        self.stats.hashed += 1;
-        if self.hashes.len() >= MAX_KNOWN {
-            self.hashes.clear();
-        }
-        self.hashes.insert(key, hex.clone());
-        Some(hex)
     }
 }
 

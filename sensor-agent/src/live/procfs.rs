@@ -79,6 +79,14 @@ pub fn boot_id(root: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// A process's entity id: a digest of the boot, the pid and its start time, so a reused pid is
+/// another entity (the process source, the network source and the graph agree on it).
+pub fn entity_id(boot_id: &str, pid: u32, start_ticks: u64) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{boot_id}:{pid}:{start_ticks}"));
+    super::hashes::hex(&d[..16])
+}
+
 /// The path `/proc/PID/exe`, which opens the executable even when its file was deleted or replaced.
 pub fn exe_path(root: &Path, pid: u32) -> PathBuf {
     root.join(pid.to_string()).join("exe")

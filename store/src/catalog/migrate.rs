@@ -18,6 +18,7 @@ const SQLITE: &[(i64, &str)] = &[
     (11, include_str!("../../migrations/sqlite/0011_approver_sets.sql")),
     (12, include_str!("../../migrations/sqlite/0012_standing_orders.sql")),
     (13, include_str!("../../migrations/sqlite/0013_alert_indexes.sql")),
+    (14, include_str!("../../migrations/sqlite/0014_agent_watch.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -33,6 +34,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (11, include_str!("../../migrations/postgres/0011_approver_sets.sql")),
     (12, include_str!("../../migrations/postgres/0012_standing_orders.sql")),
     (13, include_str!("../../migrations/postgres/0013_alert_indexes.sql")),
+    (14, include_str!("../../migrations/postgres/0014_agent_watch.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

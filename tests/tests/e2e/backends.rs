@@ -140,6 +140,13 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     cat.heartbeat("t", "a", &schemas::wire::Heartbeat { events_in: 5, ..hb.clone() }, 11).await?;
     let a = &cat.agents("t").await?[0];
     assert_eq!((a.last_heartbeat, a.last_activity, a.events_in), (11, 11, 5));
+    // The watchdog's bookkeeping: the last heartbeat as sent, and each occurrence raised once.
+    assert_eq!(a.state.as_ref().map(|s| (s.boot, s.events_in)), Some((7, 5)));
+    assert_eq!(cat.all_agents().await?.len(), 1);
+    assert!(cat.raise_once("t", "a", "silent", "", 11, 12).await?);
+    assert!(!cat.raise_once("t", "a", "silent", "", 11, 13).await?, "the same silence is raised once");
+    assert!(cat.raise_once("t", "a", "silent", "", 20, 21).await?, "a new silence is news");
+    assert!(cat.raise_once("t", "a", "source", "process", 20, 21).await?, "kinds and subjects are apart");
     cat.security_event("t", "a", "identity_mismatch", "d", 1).await?;
     assert_eq!(cat.security_events("t").await?.len(), 1);
     // Policies: versions count up per tenant, a change against a stale version is refused, the

@@ -29,10 +29,12 @@ mod powerloss;
 mod requests;
 mod response;
 mod sensor;
+mod sensor_sources;
 mod sql;
 mod standing;
 mod tls;
 mod trust;
+mod watchdog;
 
 use std::path::PathBuf;
 

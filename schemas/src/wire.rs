@@ -151,6 +151,9 @@ pub struct Heartbeat {
     /// The agent's last heartbeat before a deliberate stop.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopping: bool,
+    /// A live agent's own CPU and memory against its budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<AgentUsage>,
     /// A live agent's sources and how each fares (empty for replays and simulations).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceHealth>,
@@ -158,6 +161,18 @@ pub struct Heartbeat {
     /// went out again under a new id because someone else sent the ids first (the latest 256).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reissued: Vec<u64>,
+}
+
+/// A live agent's own use of the endpoint.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentUsage {
+    /// CPU over the last seconds, as a share of one core.
+    pub cpu_share: f64,
+    /// Resident memory, bytes.
+    pub rss_bytes: u64,
+    /// Over its CPU budget: hashing from caches only, polling less.
+    pub degraded: bool,
 }
 
 /// One collection source of a live agent, as its heartbeat reports it.

@@ -229,6 +229,24 @@ pub enum Command {
         /// Do not follow network connections.
         #[arg(long, env = "CORDON_AGENT_NO_NETWORK")]
         no_network: bool,
+        /// An authentication log to follow (repeatable; `:`-separated in the environment); default:
+        /// /var/log/auth.log and /var/log/secure where they exist, else the journal.
+        #[arg(long, env = "CORDON_AGENT_AUTH_LOG", value_delimiter = ':')]
+        auth_log: Vec<PathBuf>,
+        /// Do not follow logins.
+        #[arg(long, env = "CORDON_AGENT_NO_LOGINS")]
+        no_logins: bool,
+        /// Seconds between asset inventories (OS, packages, users and groups; removable devices are
+        /// looked at every 5 s); 0 turns the inventory off.
+        #[arg(long, env = "CORDON_AGENT_INVENTORY_SECS", default_value_t = 21_600)]
+        inventory_secs: u64,
+        /// The CPU the agent allows itself, percent of one core: over it, it hashes from its caches
+        /// only and polls less (events are never dropped for it).
+        #[arg(long, env = "CORDON_AGENT_CPU_BUDGET_PCT", default_value_t = 10.0)]
+        cpu_budget_pct: f64,
+        /// The resident memory the agent allows itself, MiB: over it, it drops its caches.
+        #[arg(long, env = "CORDON_AGENT_MEMORY_BUDGET_MIB", default_value_t = 64)]
+        memory_budget_mib: u64,
     },
     /// Install `run` as a systemd service: /etc/cordon/agent.env (0600) from the connection flags
     /// given (--nats-url, --tenant, --server, --enroll-token, --ca, --server-key), the unit, the
@@ -402,7 +420,20 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
         }
         Command::Evtx { files } => Ok(crate::evtx_files(&cfg, &files).await?),
         Command::Logs { files, year, host } => Ok(crate::log_files(&cfg, &files, year, host).await?),
-        Command::Run { host, process, queue, max_secs, watch, no_persistence, no_network } => {
+        Command::Run {
+            host,
+            process,
+            queue,
+            max_secs,
+            watch,
+            no_persistence,
+            no_network,
+            auth_log,
+            no_logins,
+            inventory_secs,
+            cpu_budget_pct,
+            memory_budget_mib,
+        } => {
             let opts = crate::live::RunOptions {
                 host: host.unwrap_or_else(this_host),
                 process,
@@ -411,6 +442,13 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
                 watch,
                 persistence: !no_persistence,
                 network: !no_network,
+                auth_logs: auth_log,
+                logins: !no_logins,
+                inventory_secs: (inventory_secs > 0).then_some(inventory_secs),
+                budget: crate::live::budget::Budget {
+                    cpu_share: cpu_budget_pct / 100.0,
+                    rss_bytes: memory_budget_mib << 20,
+                },
             };
             Ok(crate::live::run(&cfg, &opts).await?)
         }

@@ -31,24 +31,48 @@ pub struct Parsed {
 /// year: they start in `year` and move to the next one where the months wrap (December to January).
 pub fn parse(text: &str, year: i32) -> Parsed {
     let mut out = Parsed::default();
-    let mut attempts = crate::attempts::Attempts::default();
-    let mut years = Years { year, last_month: 0 };
+    let mut reader = LineReader::new(year);
     for (i, line) in text.lines().enumerate() {
-        let events = dated_line_events(line, &mut years);
+        let events = reader.events(line);
         if events.is_empty() {
             out.skipped += 1;
         }
-        for mut e in events {
-            attempts.mark(&mut e);
+        for e in events {
             out.events.push(e);
             out.lines.push(i);
         }
     }
-    (out.attempts, out.folded) = (attempts.attempts, attempts.folded);
+    (out.attempts, out.folded) = (reader.attempts.attempts, reader.attempts.folded);
     out
 }
 
+/// A log read line by line as it grows (a followed file): the year of BSD dates and the SSH
+/// attempts carry from line to line, as [`parse`] carries them through a whole file.
+#[derive(Debug)]
+pub struct LineReader {
+    years: Years,
+    /// The attempts so far.
+    pub attempts: crate::attempts::Attempts,
+}
+
+impl LineReader {
+    /// A reader whose BSD dates start in `year`.
+    pub fn new(year: i32) -> Self {
+        Self { years: Years { year, last_month: 0 }, attempts: Default::default() }
+    }
+
+    /// The authentication events of the next line (none when it is about something else).
+    pub fn events(&mut self, line: &str) -> Vec<Value> {
+        let mut events = dated_line_events(line, &mut self.years);
+        for e in &mut events {
+            self.attempts.mark(e);
+        }
+        events
+    }
+}
+
 /// The year of a BSD syslog's dates as its lines go by: it moves on where the months wrap.
+#[derive(Debug)]
 struct Years {
     year: i32,
     last_month: u32,

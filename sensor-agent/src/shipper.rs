@@ -350,12 +350,17 @@ impl Shipper {
 
     /// Sends a heartbeat with the counters (core NATS, best effort).
     pub async fn heartbeat(&self) {
-        self.heartbeat_with(Vec::new(), false).await;
+        self.heartbeat_with(Vec::new(), None, false).await;
     }
 
     /// Sends a heartbeat with the counters and the live sources' health (core NATS, best effort);
     /// `stopping` on the last one before a deliberate stop.
-    pub async fn heartbeat_with(&self, sources: Vec<wire::SourceHealth>, stopping: bool) {
+    pub async fn heartbeat_with(
+        &self,
+        sources: Vec<wire::SourceHealth>,
+        usage: Option<wire::AgentUsage>,
+        stopping: bool,
+    ) {
         let hb = Heartbeat {
             boot: self.boot,
             next_seq: self.seq + 1,
@@ -368,6 +373,7 @@ impl Shipper {
             time: schemas::time::now_micros(),
             acked_through: self.acked_through(),
             stopping,
+            usage,
             sources,
             reissued: self.reissued.iter().copied().collect(),
         };

@@ -101,6 +101,15 @@ impl FileSource {
         Ok(s)
     }
 
+    /// Applies the agent's budget: hashes from the cache only while degraded; the cache dropped when
+    /// the memory budget was exceeded.
+    pub fn budget(&mut self, degraded: bool, trimmed: bool) {
+        self.hashes.cached_only = degraded;
+        if trimmed {
+            self.hashes.clear();
+        }
+    }
+
     /// Watches every target's directory (or its nearest existing ancestor).
     fn arm(&mut self) {
         for t in self.targets.clone() {
@@ -392,7 +401,13 @@ mod tests {
         std::fs::write(dir.path().join("outside"), b"x").unwrap();
         got.extend(collect(&mut src, 4));
         let names: Vec<(String, String)> = got.iter().map(brief).collect();
-        let want = [("create", "a.sh"), ("modify", "a.sh"), ("modify", "a.sh"), ("rename", "b.sh"), ("delete", "b.sh")];
+        let want = [
+            ("create", "a.sh"),
+            ("modify", "a.sh"),
+            ("modify", "a.sh"),
+            ("rename", "b.sh"),
+            ("delete", "b.sh"),
+        ];
         assert_eq!(names, want.map(|(a, n)| (a.to_owned(), n.to_owned())), "{got:?}");
         assert_eq!(
             got[0]["file"]["hash"]["sha256"],

@@ -42,11 +42,13 @@ impl Hashed {
 pub struct HashCache {
     cache: HashMap<(u64, u64, i64, u64), String>,
     budget: (Instant, u64),
+    /// Hash from the cache only (the agent is over its CPU budget: [`super::budget`]).
+    pub cached_only: bool,
 }
 
 impl Default for HashCache {
     fn default() -> Self {
-        Self { cache: HashMap::new(), budget: (Instant::now(), 0) }
+        Self { cache: HashMap::new(), budget: (Instant::now(), 0), cached_only: false }
     }
 }
 
@@ -61,6 +63,9 @@ impl HashCache {
         if let Some(h) = self.cache.get(&key) {
             return Hashed::Cached(h.clone());
         }
+        if self.cached_only {
+            return Hashed::Skipped;
+        }
         if self.budget.0.elapsed().as_secs() >= 1 {
             self.budget = (Instant::now(), 0);
         }
@@ -74,6 +79,11 @@ impl HashCache {
         }
         self.cache.insert(key, hex.clone());
         Hashed::Read(hex)
+    }
+
+    /// Forgets every hash (the agent is over its memory budget).
+    pub fn clear(&mut self) {
+        self.cache = HashMap::new();
     }
 }
 
@@ -108,6 +118,12 @@ mod tests {
         let fifo = dir.path().join("fifo");
         assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
         assert_eq!(c.hash(&fifo), Hashed::Skipped, "a FIFO would block the source");
+        let g = dir.path().join("g");
+        std::fs::write(&g, b"g").unwrap();
+        c.cached_only = true;
+        assert_eq!(c.hash(&g), Hashed::Skipped, "over the CPU budget nothing new is read");
+        assert!(matches!(c.hash(&f), Hashed::Cached(_)), "the cache still answers");
+        c.cached_only = false;
         let lp = dir.path().join("loop");
         std::os::unix::fs::symlink(&lp, &lp).unwrap();
         assert_eq!(c.hash(&lp), Hashed::Skipped, "a symlink loop");

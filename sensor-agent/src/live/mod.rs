@@ -5,9 +5,12 @@
 //! server is away) and sends heartbeats; SIGTERM or SIGINT (or `--max-secs`) ends the run with what is
 //! queued shipped.
 
+pub mod budget;
 pub mod files;
 pub mod hashes;
 pub mod health;
+pub mod inventory;
+pub mod logins;
 pub mod network;
 pub mod persistence;
 pub mod proc_connector;
@@ -54,6 +57,14 @@ pub struct RunOptions {
     pub persistence: bool,
     /// Whether network connections are followed.
     pub network: bool,
+    /// Authentication logs followed (empty: the default ones that exist, else the journal).
+    pub auth_logs: Vec<std::path::PathBuf>,
+    /// Whether logins are followed at all.
+    pub logins: bool,
+    /// Seconds between inventories (`None`: no inventory).
+    pub inventory_secs: Option<u64>,
+    /// The CPU and memory the agent allows itself.
+    pub budget: budget::Budget,
 }
 
 /// A source's thread, its gauge, and what the thread returns when stopped (its summary).
@@ -76,16 +87,25 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
         sources.push(start_file_source(opts, tx.clone(), Arc::clone(&stop))?);
     }
     if opts.network {
-        sources.push(start_network_source(opts, tx, Arc::clone(&stop))?);
+        sources.push(start_network_source(opts, tx.clone(), Arc::clone(&stop))?);
+    }
+    if opts.logins {
+        sources.push(start_login_source(opts, &cfg.spool_dir, tx.clone(), Arc::clone(&stop))?);
+    }
+    if let Some(every) = opts.inventory_secs {
+        sources.push(start_inventory(opts, Duration::from_secs(every.max(60)), tx, Arc::clone(&stop))?);
     }
     let mut health = health::Health::new(sources.iter().map(|s| Arc::clone(&s.gauge)).collect());
     let deadline = opts.max_secs.map(|s| Instant::now() + Duration::from_secs(s));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| AgentError::Io { path: "SIGTERM handler".into(), source: e })?;
     let (mut last_seal, mut last_hb) = (Instant::now(), Instant::now());
+    let mut governor = budget::Governor::new(opts.budget);
+    let mut usage = budget::Usage::default();
     loop {
         pump(&rx, &mut shipper)?;
         if last_seal.elapsed() >= Duration::from_secs(1) {
+            usage = governor.tick();
             shipper.seal()?;
             if let Err(e) =
                 tokio::time::timeout(Duration::from_millis(500), shipper.drain()).await.unwrap_or(Ok(()))
@@ -95,7 +115,7 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
             last_seal = Instant::now();
         }
         if last_hb.elapsed() >= cfg.heartbeat {
-            shipper.heartbeat_with(health.report(), false).await;
+            shipper.heartbeat_with(health.report(), Some(wire_usage(&usage)), false).await;
             last_hb = Instant::now();
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -118,11 +138,17 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
     if let Err(e) = shipper.flush(tokio::time::Instant::now() + cfg.drain_timeout).await {
         tracing::error!(error = %e, "could not ship everything; the rest stays spooled");
     }
-    shipper.heartbeat_with(health.report(), true).await;
+    shipper.heartbeat_with(health.report(), Some(wire_usage(&usage)), true).await;
     shipper.flush_connection().await;
     let mut summary = RunSummary::of(&[shipper]);
+    summaries.insert("budget".into(), serde_json::to_value(usage).unwrap_or_default());
     summary.sources = Some(serde_json::Value::Object(summaries));
     Ok(summary)
+}
+
+/// The agent's usage as heartbeats carry it.
+fn wire_usage(u: &budget::Usage) -> schemas::wire::AgentUsage {
+    schemas::wire::AgentUsage { cpu_share: u.cpu_share, rss_bytes: u.rss_bytes, degraded: u.degraded }
 }
 
 /// Moves what the sources queued into the shipper.
@@ -210,13 +236,100 @@ fn start_file_source(
                 return serde_json::json!({"error": e.to_string()});
             }
         };
+        let mut trims = budget::trims();
         while !stop.load(Ordering::Relaxed) {
+            src.budget(budget::degraded(), trims != budget::trims());
+            trims = budget::trims();
             for e in src.read(&|n| out.gauge().lost(n)) {
                 out.offer(e);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         serde_json::to_value(&src.stats).unwrap_or_default()
+    })
+}
+
+/// Starts the login source: the authentication logs asked for (else the default ones there are)
+/// followed across rotation, else the journal; with neither, it stops saying why.
+fn start_login_source(
+    opts: &RunOptions,
+    state_dir: &std::path::Path,
+    tx: SyncSender<serde_json::Value>,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, AgentError> {
+    let paths: Vec<std::path::PathBuf> = if opts.auth_logs.is_empty() {
+        logins::DEFAULT_LOGS.iter().map(std::path::PathBuf::from).filter(|p| p.exists()).collect()
+    } else {
+        opts.auth_logs.clone()
+    };
+    let state = state_dir.join("auth-logs.json");
+    let journal = if paths.is_empty() { logins::Journal::open() } else { None };
+    let facility = if journal.is_some() { "journald" } else { "file" };
+    let gauge = health::Gauge::new("login", facility, false);
+    if paths.is_empty() && journal.is_none() {
+        gauge.stopped("no authentication log (/var/log/auth.log, /var/log/secure) and no journal".into());
+    }
+    let out = health::Outlet::new(tx, Arc::clone(&gauge));
+    let host = opts.host.clone();
+    spawn_source("login", gauge, move || {
+        let saved = logins::load_positions(&state);
+        let mut tails = Vec::new();
+        for p in &paths {
+            let (t, early) = logins::Tail::open(p, saved.get(p).copied(), &host);
+            early.into_iter().for_each(|e| out.offer(e));
+            tails.push(t);
+        }
+        let mut journal = journal;
+        let mut last_save = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            for t in &mut tails {
+                t.poll().into_iter().for_each(|e| out.offer(e));
+            }
+            if let Some(j) = journal.as_mut() {
+                j.poll().into_iter().for_each(|e| out.offer(e));
+            }
+            if last_save.elapsed() >= Duration::from_secs(2) {
+                logins::save_positions(&state, &tails);
+                last_save = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        logins::save_positions(&state, &tails);
+        let stats: Vec<serde_json::Value> = tails
+            .iter()
+            .map(|t| serde_json::json!({"path": t.path().display().to_string(), "stats": t.stats}))
+            .collect();
+        serde_json::json!({"facility": facility, "files": stats})
+    })
+}
+
+/// Starts the inventory: at once, then every `every`; removable devices every
+/// [`inventory::DEVICE_POLL`].
+fn start_inventory(
+    opts: &RunOptions,
+    every: Duration,
+    tx: SyncSender<serde_json::Value>,
+    stop: Arc<AtomicBool>,
+) -> Result<Running, AgentError> {
+    let gauge = health::Gauge::new("inventory", "procfs", false);
+    let out = health::Outlet::new(tx, Arc::clone(&gauge));
+    let host = opts.host.clone();
+    spawn_source("inventory", gauge, move || {
+        let mut inv = inventory::Inventory::new(std::path::Path::new("/"), &host);
+        let (mut rounds, mut last_round, mut last_devices) = (0u64, None::<Instant>, None::<Instant>);
+        while !stop.load(Ordering::Relaxed) {
+            if last_round.is_none_or(|t| t.elapsed() >= every) {
+                inv.take().into_iter().for_each(|e| out.offer(e));
+                rounds += 1;
+                last_round = Some(Instant::now());
+            }
+            if last_devices.is_none_or(|t| t.elapsed() >= inventory::DEVICE_POLL) {
+                inv.devices().into_iter().for_each(|e| out.offer(e));
+                last_devices = Some(Instant::now());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        serde_json::json!({"rounds": rounds})
     })
 }
 
@@ -247,7 +360,7 @@ fn start_network_source(
                     break;
                 }
             }
-            std::thread::sleep(network::POLL);
+            std::thread::sleep(budget::interval(network::POLL));
         }
         serde_json::to_value(&src.stats).unwrap_or_default()
     })
@@ -261,6 +374,7 @@ fn follow_connector(
 ) {
     use proc_connector::KernelEvent;
     while !stop.load(Ordering::Relaxed) {
+        src.budget(budget::degraded(), budget::trims());
         match c.read_events() {
             Ok(events) => {
                 for ev in events {
@@ -301,6 +415,7 @@ fn follow_connector(
 
 fn follow_scans(src: &mut process::ProcessSource, out: &health::Outlet, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
+        src.budget(budget::degraded(), budget::trims());
         for e in src.scan() {
             out.offer(e);
         }
@@ -326,6 +441,10 @@ mod tests {
             watch: Vec::new(),
             persistence: false,
             network: false,
+            auth_logs: Vec::new(),
+            logins: false,
+            inventory_secs: None,
+            budget: budget::Budget { cpu_share: 1.0, rss_bytes: u64::MAX },
         };
         let source = start_process_source(&opts, tx, Arc::clone(&stop)).unwrap();
         std::thread::sleep(Duration::from_millis(500));

@@ -67,6 +67,7 @@ pub struct ProcessSource {
     /// Parent of each pid seen forking (for processes gone before `/proc` was read).
     forked_from: HashMap<u32, u32>,
     hashes: HashCache,
+    trims: u64,
     users: HashMap<u32, String>,
     /// Starts of processes gone before `/proc` was read whose fork has not been seen yet (the
     /// kernel reports each CPU's events in order, not all CPUs'), held up to [`REORDER`].
@@ -91,6 +92,7 @@ impl ProcessSource {
             known: HashMap::new(),
             forked_from: HashMap::new(),
             hashes: HashCache::default(),
+            trims: 0,
             users: read_users(Path::new("/etc/passwd")),
             waiting: Vec::new(),
             stats: ProcessStats::default(),
@@ -280,6 +282,18 @@ impl ProcessSource {
         if let Some(k) = parent {
             e["process"]["parent"] = json!({"pid": ppid, "entity_id": k.entity_id, "name": k.name,
                                             "command_line": k.command_line, "executable": k.exe});
+        }
+    }
+
+    /// Applies the agent's budget: hashes from the cache only while degraded; caches dropped when
+    /// the memory budget was exceeded since the last call.
+    pub fn budget(&mut self, degraded: bool, trims: u64) {
+        self.hashes.cached_only = degraded;
+        if trims != self.trims {
+            self.trims = trims;
+            self.hashes.clear();
+            self.known.retain(|_, k| k.started);
+            self.known.shrink_to_fit();
         }
     }
 

@@ -87,11 +87,38 @@ fn live_files_persistence_and_connections_arrive_tagged_by_sigmahq_linux_rules()
     let (api, tok) = (env.server.api.as_str(), env.token.as_str());
     let watched = env.dir.path().join("watched");
     std::fs::create_dir(&watched)?;
+    let auth_log = env.dir.path().join("auth.log");
+    let failed = |n: u32| {
+        format!(
+            "Dec  4 10:00:{n:02} live-2 sshd[{}]: Failed password for root from 203.0.113.7 port {} ssh2\n",
+            900 + n,
+            40000 + n
+        )
+    };
+    let append = |p: &Path, text: &str| -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::OpenOptions::new().create(true).append(true).open(p)?.write_all(text.as_bytes())
+    };
+    append(&auth_log, &failed(0))?; // written before the agent: history, not followed
     let agent = tests::spawn_agent(
         &bin(),
         &env.nats.url,
         &env.spool(),
-        &["run", "--host", "live-2", "--max-secs", "300", "--watch", &watched.display().to_string()],
+        &[
+            "run",
+            // A debug build's budget lifted (it costs about ten times a release build's CPU), so
+            // the hashes asserted below are taken.
+            "--cpu-budget-pct",
+            "100",
+            "--host",
+            "live-2",
+            "--max-secs",
+            "300",
+            "--watch",
+            &watched.display().to_string(),
+            "--auth-log",
+            &auth_log.display().to_string(),
+        ],
     )?;
     eventually(Duration::from_secs(30), || {
         let probe = Command::new("/bin/sleep").arg("0.01").spawn()?.id();
@@ -99,6 +126,14 @@ fn live_files_persistence_and_connections_arrive_tagged_by_sigmahq_linux_rules()
         Ok((!rows(api, tok, "process_pid", &format!("process_pid = {probe}"))?.is_empty()).then_some(()))
     })?;
     let tag = std::process::id();
+
+    // Logins: three failures, then logrotate renames the log, the daemon writes two more to the
+    // renamed file (its handle) and the rest to a new one.
+    (1..=3).try_for_each(|n| append(&auth_log, &failed(n)))?;
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::rename(&auth_log, env.dir.path().join("auth.log.1"))?;
+    (4..=5).try_for_each(|n| append(&env.dir.path().join("auth.log.1"), &failed(n)))?;
+    (6..=7).try_for_each(|n| append(&auth_log, &failed(n)))?;
 
     // Files in the watched directory: written, renamed, deleted.
     // (A pause between steps: a file gone before the agent reads it is reported without its hash.)
@@ -182,6 +217,18 @@ fn live_files_persistence_and_connections_arrive_tagged_by_sigmahq_linux_rules()
     assert!(p["diff"].as_str().is_some_and(|d| d.contains(&format!("+{added}"))), "the key added: {extra}");
     assert!(p["after_sha256"].is_string() && p["before_sha256"] != p["after_sha256"], "{extra}");
 
+    let sshd = eventually(Duration::from_secs(30), || {
+        let r = rows(api, tok, "process_pid", "event_kind = 'authentication' AND event_outcome = 'failure'")?;
+        Ok((r.len() >= 7).then_some(r))
+    })?;
+    let mut pids: Vec<u64> = sshd.iter().filter_map(|r| r[0].as_u64()).collect();
+    pids.sort_unstable();
+    assert_eq!(
+        pids,
+        (901..=907).collect::<Vec<u64>>(),
+        "each line after the start once, across the rotation"
+    );
+
     let net = "event_action, process_pid, process_executable, destination_ip, destination_port, network_direction, array_to_string(threat_technique_id, ',')";
     let connect = first(
         api,
@@ -209,6 +256,16 @@ fn live_files_persistence_and_connections_arrive_tagged_by_sigmahq_linux_rules()
     );
     first(api, tok, "event_action", "event_kind = 'network' AND event_action = 'listen'")?;
 
+    // The inventory: this host's kernel, and the packages dpkg lists (bash among them).
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")?.trim().to_owned();
+    let host = first(api, tok, "extra", "event_kind = 'host' AND event_action = 'inventory'")?;
+    let extra: Value = serde_json::from_str(host[0].as_str().unwrap_or("{}"))?;
+    assert_eq!(extra["host"]["os"]["kernel"], kernel.as_str(), "{extra}");
+    if Path::new("/var/lib/dpkg/status").exists() {
+        let bash = first(api, tok, "extra", "event_kind = 'package' AND extra LIKE '%\"name\":\"bash\"%'")?;
+        assert!(bash[0].as_str().is_some_and(|x| x.contains("\"type\":\"deb\"")), "{bash:?}");
+    }
+
     Command::new("kill").args(["-TERM", &agent.id().to_string()]).status()?;
     let (code, summary) = tests::agent_summary(agent)?;
     assert_eq!(code, 0, "{summary}");
@@ -219,5 +276,6 @@ fn live_files_persistence_and_connections_arrive_tagged_by_sigmahq_linux_rules()
     );
     assert_eq!(s["file"]["watch_failures"], 0, "{summary}");
     assert!(s["network"]["polls"].as_u64() > Some(0), "{summary}");
+    assert_eq!(s["login"]["files"][0]["stats"]["rotations"], 1, "{summary}");
     Ok(())
 }

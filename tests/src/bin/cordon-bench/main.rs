@@ -24,6 +24,9 @@
 //!
 //! `--only console [--alerts N]` measures issue 18's speed bars (see `console.rs`).
 //!
+//! `--only sensor [--rates 10,100,1000] [--secs S] [--agent-bin PATH]` measures issue 19's live
+//! agent beside auditd and a `/proc` polling baseline (see `sensor.rs`; `./dev bench-sensor`).
+//!
 //! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b7|b8|report|console] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
@@ -34,6 +37,7 @@ mod callout;
 mod console;
 mod path;
 mod report;
+mod sensor;
 mod t8;
 
 use b6::b6;
@@ -346,6 +350,10 @@ fn main() -> anyhow::Result<()> {
     }
     let args: Vec<String> = std::env::args().collect();
     let flag = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    if args.get(1).is_some_and(|a| a == "--generate") {
+        let n = |i: usize| args.get(i).map_or(Ok(0), |v| v.parse::<u64>());
+        return sensor::generate(n(2)?, n(3)?);
+    }
     let events: usize = flag("--events").map_or(Ok(1_000_000), |v| v.parse())?;
     let reps: usize = flag("--reps").map_or(Ok(5), |v| v.parse())?;
     let only = flag("--only");
@@ -410,6 +418,16 @@ fn main() -> anyhow::Result<()> {
         println!("\nAgent authentication: Cordon's NATS auth callout beside no authentication");
         callout::run(agents, 200, reps.min(3))?;
         return Ok(());
+    }
+    if only.as_deref() == Some("sensor") {
+        let rates: Vec<u64> = flag("--rates")
+            .unwrap_or_else(|| "10,100,1000".into())
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        let secs: u64 = flag("--secs").map_or(Ok(20), |v| v.parse())?;
+        println!("\nIssue 19: the live agent's process source beside auditd and /proc polling");
+        return sensor::sensor(&rates, secs, flag("--agent-bin").map(std::path::PathBuf::from));
     }
     if only.as_deref() == Some("t8") {
         let rate: u64 = flag("--rate").map_or(Ok(2_000), |v| v.parse())?;

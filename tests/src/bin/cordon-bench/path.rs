@@ -148,7 +148,7 @@ static AGENT_ENV: std::sync::OnceLock<(String, std::collections::HashMap<&'stati
     std::sync::OnceLock::new();
 
 /// The environment an agent of `tenant` enrolls with (state kept under `spool`).
-fn agent_env(tenant: &str, spool: &Path) -> Vec<(String, String)> {
+pub(crate) fn agent_env(tenant: &str, spool: &Path) -> Vec<(String, String)> {
     let Some((api, tokens)) = AGENT_ENV.get() else { return Vec::new() };
     vec![
         ("CORDON_AGENT_STATE".into(), spool.join("state").display().to_string()),

@@ -181,15 +181,27 @@ impl Shipper {
 
     /// Adds an event; a full buffer becomes a spooled batch.
     pub fn push(&mut self, event: &serde_json::Value) -> Result<(), ShipError> {
-        self.counters.events_in += 1;
         match &self.cfg.edge {
-            Some(edge) => {
-                let mut tagged = event.clone();
-                edge.tag(&self.id, &mut tagged);
-                serde_json::to_writer(&mut self.buffer, &tagged).expect("a Value serialises into memory");
+            Some(_) => self.push_owned(event.clone()),
+            None => {
+                serde_json::to_writer(&mut self.buffer, event).expect("a Value serialises into memory");
+                self.buffered_one()
             }
-            None => serde_json::to_writer(&mut self.buffer, event).expect("a Value serialises into memory"),
         }
+    }
+
+    /// Adds an event the caller gives up (tagged at the edge in place, not copied).
+    pub fn push_owned(&mut self, mut event: serde_json::Value) -> Result<(), ShipError> {
+        if let Some(edge) = &self.cfg.edge {
+            edge.tag(&self.id, &mut event);
+        }
+        serde_json::to_writer(&mut self.buffer, &event).expect("a Value serialises into memory");
+        self.buffered_one()
+    }
+
+    /// Counts the event just written to the buffer; a full buffer becomes a spooled batch.
+    fn buffered_one(&mut self) -> Result<(), ShipError> {
+        self.counters.events_in += 1;
         self.buffer.push(b'\n');
         self.buffered += 1;
         if self.buffered as usize >= self.cfg.batch_size {

@@ -154,7 +154,7 @@ fn wire_usage(u: &budget::Usage) -> schemas::wire::AgentUsage {
 /// Moves what the sources queued into the shipper.
 fn pump(rx: &Receiver<serde_json::Value>, shipper: &mut crate::shipper::Shipper) -> Result<(), AgentError> {
     while let Ok(e) = rx.try_recv() {
-        shipper.push(&e)?;
+        shipper.push_owned(e)?;
     }
     Ok(())
 }

@@ -22,28 +22,54 @@ pub struct ProcInfo {
     pub args: Vec<String>,
     /// The working directory.
     pub cwd: Option<String>,
-    /// Real user id.
+    /// Effective user id (the owner of `/proc/PID`: one `stat`, where `status` would render the
+    /// whole task state).
     pub uid: Option<u32>,
 }
 
-/// Reads a process under `root` (`/proc`, or a test's copy).
+/// Reads a process under `root` (`/proc`, or a test's copy). The process's directory is opened
+/// once and each file read relative to it: a path walk through `/proc` per file costs more than
+/// reading the file.
 pub fn read(root: &Path, pid: u32) -> Option<ProcInfo> {
-    let dir = root.join(pid.to_string());
-    let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-    let (comm, ppid, start_ticks) = parse_stat(&stat)?;
-    let link = |name: &str| std::fs::read_link(dir.join(name)).ok().map(|p| p.to_string_lossy().into_owned());
-    let args = std::fs::read(dir.join("cmdline"))
-        .map(|b| {
-            b.split(|c| *c == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    let uid = std::fs::read_to_string(dir.join("status")).ok().and_then(|s| {
-        s.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|v| v.split_whitespace().next()?.parse().ok())
-    });
+    use rustix::fs::{Mode, OFlags};
+    let dir = rustix::fs::open(
+        root.join(pid.to_string()),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut buf = Vec::with_capacity(1024);
+    read_at(&dir, "stat", &mut buf)?;
+    let (comm, ppid, start_ticks) = parse_stat(&String::from_utf8_lossy(&buf))?;
+    let link = |name: &str| {
+        rustix::fs::readlinkat(&dir, name, Vec::new()).ok().map(|p| p.to_string_lossy().into_owned())
+    };
+    buf.clear();
+    let args = match read_at(&dir, "cmdline", &mut buf) {
+        Some(()) => buf
+            .split(|c| *c == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+        None => Vec::new(),
+    };
+    let uid = rustix::fs::fstat(&dir).ok().map(|st| st.st_uid);
     Some(ProcInfo { pid, ppid, start_ticks, comm, exe: link("exe"), args, cwd: link("cwd"), uid })
+}
+
+/// Reads the file `name` of an open `/proc/PID` directory into `buf`.
+fn read_at(dir: &std::os::fd::OwnedFd, name: &str, buf: &mut Vec<u8>) -> Option<()> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let mut chunk = [0u8; 4096];
+    loop {
+        match rustix::io::read(&fd, &mut chunk[..]) {
+            Ok(0) => return Some(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 /// (comm, ppid, start time in ticks) from `/proc/PID/stat`. `comm` may hold spaces and

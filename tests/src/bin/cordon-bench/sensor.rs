@@ -66,8 +66,16 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kib| kib / 1024.0)
 }
 
+/// CPU seconds a process's threads ran, from the scheduler's nanosecond counts
+/// (`/proc/PID/task/*/schedstat`; the tick-based `stat` counters are too coarse for a few percent
+/// over seconds), else from `stat`. Every thread of the followers lives as long as they do.
 fn cpu_of(pid: u32) -> f64 {
-    proc_cpu(&pid.to_string()).0
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
+    let ns: Vec<f64> = tasks
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
+        .collect();
+    if ns.is_empty() { proc_cpu(&pid.to_string()).0 } else { ns.iter().sum::<f64>() / 1e9 }
 }
 
 /// What the agent runs against: the in-process server's store, NATS, the agent binary, spools.
@@ -101,6 +109,7 @@ fn agent_at(rig: &Rig, facility: &str, rate: u64, secs: u64) -> anyhow::Result<M
             "--no-logins",
         ])
         .args(["--inventory-secs", "0"])
+        .args(std::env::var("CORDON_BENCH_AGENT_ARGS").unwrap_or_default().split_whitespace())
         .envs(crate::path::agent_env("default", &spool.join(&host)))
         .env("CORDON_LOG", "error")
         .stdout(Stdio::piped())
@@ -170,7 +179,7 @@ fn auditd_at(dir: &Path, rate: u64, secs: u64) -> anyhow::Result<Measured> {
     std::thread::sleep(Duration::from_secs(2));
     let (cpu, kcpu) = (cpu_of(auditd.id()) - c0, kauditd.map_or(0.0, cpu_of) - k0);
     let rss = peak_rss_mib(auditd.id());
-    let _ = Command::new("auditctl").arg("-D").status();
+    let _ = Command::new("auditctl").arg("-D").stdout(Stdio::null()).status();
     Command::new("kill").args(["-TERM", &auditd.id().to_string()]).status()?;
     auditd.wait()?;
     let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -57,10 +57,12 @@ pub(crate) enum Finding {
     Gap { boot: u64, missing: Vec<u64> },
 }
 
-/// Judges an agent from its row alone: silence, stopped and quiet sources.
-pub(crate) fn judge(a: &AgentRow, now: i64, cfg: &WatchConfig) -> Vec<Finding> {
+/// Judges an agent from its row alone: silence, stopped and quiet sources. Silence is counted from
+/// the later of its last heartbeat and `listening_since` (when this process began listening), so a
+/// server that was down does not take its own deafness for the agents' silence.
+pub(crate) fn judge(a: &AgentRow, now: i64, listening_since: i64, cfg: &WatchConfig) -> Vec<Finding> {
     let Some(state) = a.state.as_ref().filter(|s| !s.sources.is_empty()) else { return Vec::new() };
-    if now - a.last_heartbeat > micros(cfg.dead_after) {
+    if now - a.last_heartbeat.max(listening_since) > micros(cfg.dead_after) {
         return vec![Finding::Silent { last_heartbeat: a.last_heartbeat, stopping: state.stopping }];
     }
     let mut found = Vec::new();
@@ -163,24 +165,25 @@ impl Claims {
 impl Ingest {
     /// Looks at every agent each `watch.every` until shutdown.
     pub(crate) async fn watchdog(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let listening_since = schemas::time::now_micros();
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(self.cfg.watch.every) => {}
                 _ = shutdown.changed() => return,
             }
-            if let Err(e) = self.watch_round().await {
+            if let Err(e) = self.watch_round(listening_since).await {
                 tracing::warn!(error = %e, "agent watchdog round failed");
             }
         }
     }
 
-    async fn watch_round(&self) -> Result<(), store::StoreError> {
+    async fn watch_round(&self, listening_since: i64) -> Result<(), store::StoreError> {
         let now = schemas::time::now_micros();
         let catalog = self.store.catalog();
         let agents = catalog.all_agents().await?;
         let mut alerts = Vec::new();
         for a in &agents {
-            for f in judge(a, now, &self.cfg.watch) {
+            for f in judge(a, now, listening_since, &self.cfg.watch) {
                 if let Some(alert) = self.raise(a, f, now).await? {
                     alerts.push(alert);
                 }
@@ -377,27 +380,32 @@ mod tests {
         };
         let s = 1_000_000;
         let live = row(100 * s, vec![source("process", true, true, Some(99 * s))], 100 * s);
-        assert!(judge(&live, 150 * s, &cfg).is_empty(), "heard from 50 s ago, process events 1 s before");
+        assert!(judge(&live, 150 * s, 0, &cfg).is_empty(), "heard from 50 s ago, process events 1 s before");
         assert_eq!(
-            judge(&live, 161 * s, &cfg),
+            judge(&live, 161 * s, 0, &cfg),
             vec![Finding::Silent { last_heartbeat: 100 * s, stopping: false }]
         );
+        assert!(
+            judge(&live, 161 * s, 150 * s, &cfg).is_empty(),
+            "a server listening for 11 s only has not heard the agent's silence"
+        );
+        assert!(!judge(&live, 211 * s, 150 * s, &cfg).is_empty());
         let replay = row(100 * s, Vec::new(), 100 * s);
-        assert!(judge(&replay, 10_000 * s, &cfg).is_empty(), "a replay ends by design");
+        assert!(judge(&replay, 10_000 * s, 0, &cfg).is_empty(), "a replay ends by design");
         let quiet = row(
             1000 * s,
             vec![source("process", true, true, Some(300 * s)), source("file", false, true, Some(s))],
             1000 * s,
         );
         assert_eq!(
-            judge(&quiet, 1001 * s, &cfg),
+            judge(&quiet, 1001 * s, 0, &cfg),
             vec![Finding::SourceQuiet { source: "process".into(), last_event: 300 * s }],
             "an event-driven source may be quiet for long"
         );
         let mut stopped = source("network", true, false, None);
         stopped.note = Some("sock_diag refused".into());
         assert_eq!(
-            judge(&row(1000 * s, vec![stopped], 1000 * s), 1001 * s, &cfg),
+            judge(&row(1000 * s, vec![stopped], 1000 * s), 1001 * s, 0, &cfg),
             vec![Finding::SourceStopped { source: "network".into(), note: "sock_diag refused".into() }]
         );
     }

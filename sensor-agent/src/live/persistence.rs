@@ -110,6 +110,10 @@ pub struct Snapshot {
     pub text: Option<String>,
 }
 
+/// Files whose changes are reported by hash only: their text (password hashes) must not leave the
+/// host.
+const SECRET_FILES: [&str; 4] = ["shadow", "gshadow", "shadow-", "gshadow-"];
+
 impl Snapshot {
     /// The regular file at `path` now (`None`: not a regular file, or gone).
     pub fn read(path: &Path) -> Option<Snapshot> {
@@ -117,7 +121,8 @@ impl Snapshot {
         if !m.is_file() {
             return None;
         }
-        if m.len() > MAX_TEXT {
+        let secret = path.file_name().and_then(|n| n.to_str()).is_some_and(|n| SECRET_FILES.contains(&n));
+        if m.len() > MAX_TEXT || secret {
             return Some(Snapshot { sha256: super::hashes::sha256_of(path), text: None });
         }
         let bytes = std::fs::read(path).ok()?;
@@ -317,6 +322,10 @@ mod tests {
         assert_eq!(c["diff"], "+ssh-rsa BBBB evil@c\n");
         assert_ne!(c["before_sha256"], c["after_sha256"]);
         assert!(s.unchanged(&f));
+        let shadow = dir.path().join("shadow");
+        std::fs::write(&shadow, "root:$y$j9T$secret:19000:0:99999:7:::\n").unwrap();
+        let c = s.change("account", &shadow, None, false);
+        assert!(c["diff"].is_null() && c["after_sha256"].is_string(), "password hashes never leave: {c}");
         std::fs::remove_file(&f).unwrap();
         let gone = s.change("ssh_authorized_keys", &f, None, true);
         assert!(gone["after_sha256"].is_null() && gone["diff"].as_str().unwrap().starts_with("-ssh-ed25519"));

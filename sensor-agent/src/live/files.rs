@@ -93,10 +93,10 @@ impl FileSource {
             stats: FileStats::default(),
         };
         s.arm();
-        for t in s.targets.clone().iter().filter(|t| t.kind.is_some()) {
-            for f in files_of(t) {
-                s.snapshots.learn(&f);
-            }
+        let persistent: Vec<PathBuf> =
+            s.targets.iter().filter(|t| t.kind.is_some()).flat_map(files_of).collect();
+        for f in persistent {
+            s.snapshots.learn(&f);
         }
         Ok(s)
     }
@@ -112,22 +112,9 @@ impl FileSource {
 
     /// Watches every target's directory (or its nearest existing ancestor).
     fn arm(&mut self) {
-        for t in self.targets.clone() {
-            match std::fs::symlink_metadata(&t.path) {
-                Ok(m) if m.is_dir() => {
-                    self.watch(&t.path);
-                    if t.recursive {
-                        for d in subdirs(&t.path) {
-                            self.watch(&d);
-                        }
-                    }
-                }
-                _ => {
-                    if let Some(a) = t.path.ancestors().skip(1).find(|a| a.is_dir()) {
-                        self.watch(a);
-                    }
-                }
-            }
+        let dirs: Vec<PathBuf> = self.targets.iter().flat_map(dirs_of).collect();
+        for d in dirs {
+            self.watch(&d);
         }
         self.stats.watches = self.watched.len();
     }
@@ -329,20 +316,30 @@ impl FileSource {
     }
 }
 
+/// The directories to watch for a target: itself (and its subdirectories when recursive), or,
+/// for a file or a path not there yet, its nearest existing ancestor.
+fn dirs_of(t: &Target) -> Vec<PathBuf> {
+    match std::fs::symlink_metadata(&t.path) {
+        Ok(m) if m.is_dir() => {
+            let mut out = vec![t.path.clone()];
+            if t.recursive {
+                out.extend(subdirs(&t.path));
+            }
+            out
+        }
+        _ => t.path.ancestors().skip(1).find(|a| a.is_dir()).map(Path::to_path_buf).into_iter().collect(),
+    }
+}
+
 /// The files a target covers now: itself, or the files in it (and below, when recursive).
 fn files_of(t: &Target) -> Vec<PathBuf> {
     match std::fs::symlink_metadata(&t.path) {
-        Ok(m) if m.is_dir() => {
-            let mut dirs = vec![t.path.clone()];
-            if t.recursive {
-                dirs.extend(subdirs(&t.path));
-            }
-            dirs.iter()
-                .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
-                .filter(|e| e.file_type().is_ok_and(|ft| ft.is_file()))
-                .map(|e| e.path())
-                .collect()
-        }
+        Ok(m) if m.is_dir() => dirs_of(t)
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .filter(|e| e.file_type().is_ok_and(|ft| ft.is_file()))
+            .map(|e| e.path())
+            .collect(),
         Ok(m) if m.is_file() => vec![t.path.clone()],
         _ => Vec::new(),
     }

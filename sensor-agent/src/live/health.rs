@@ -108,6 +108,13 @@ impl Outlet {
         }
     }
 
+    /// The source's facility failed (`what`, saying how): logged, and heartbeats say the source
+    /// stopped and why.
+    pub fn fail(&self, what: &str, e: &dyn std::fmt::Display) {
+        tracing::error!(error = %e, source = self.gauge.name, "{what}: the source stops");
+        self.gauge.stopped(format!("{what}: {e}"));
+    }
+
     /// The source's gauge.
     pub fn gauge(&self) -> &Gauge {
         &self.gauge

@@ -231,8 +231,7 @@ fn start_file_source(
         let mut src = match files::FileSource::open(targets, &host) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "inotify refused: file events stop");
-                out.gauge().stopped(format!("inotify refused: {e}"));
+                out.fail("inotify refused", &e);
                 return serde_json::json!({"error": e.to_string()});
             }
         };
@@ -346,8 +345,7 @@ fn start_network_source(
         let mut src = match network::NetworkSource::open(&host, std::path::Path::new("/proc")) {
             Ok(s) => s,
             Err(e) => {
-                tracing::error!(error = %e, "sock_diag refused: network events stop");
-                out.gauge().stopped(format!("sock_diag refused: {e}"));
+                out.fail("sock_diag refused", &e);
                 return serde_json::json!({"error": e.to_string()});
             }
         };
@@ -355,8 +353,7 @@ fn start_network_source(
             match src.poll() {
                 Ok(events) => events.into_iter().for_each(|e| out.offer(e)),
                 Err(e) => {
-                    tracing::error!(error = %e, "sock_diag failed: network events stop");
-                    out.gauge().stopped(format!("sock_diag failed: {e}"));
+                    out.fail("sock_diag failed", &e);
                     break;
                 }
             }
@@ -402,8 +399,7 @@ fn follow_connector(
                 out.gauge().lost(1);
             }
             Err(e) => {
-                tracing::error!(error = %e, "the process connector failed; process events stop");
-                out.gauge().stopped(format!("the process connector failed: {e}"));
+                out.fail("the process connector failed", &e);
                 break;
             }
         }

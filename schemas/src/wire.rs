@@ -202,6 +202,10 @@ pub struct SourceHealth {
     /// Why it is not running, or why it runs on a fallback facility.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The capabilities its thread kept (`CAP_SYS_PTRACE`...), or why it could not drop the others;
+    /// empty where it holds none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
 }
 
 /// A command from the server to an agent: today, terminating a process the policy blocks. The

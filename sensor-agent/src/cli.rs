@@ -236,6 +236,12 @@ pub enum Command {
         /// Do not follow logins.
         #[arg(long, env = "CORDON_AGENT_NO_LOGINS")]
         no_logins: bool,
+        /// Do not look for libraries mapped from writable places, memfds or deleted files.
+        #[arg(long, env = "CORDON_AGENT_NO_LIBRARIES")]
+        no_libraries: bool,
+        /// Do not follow host firewall (nftables) changes.
+        #[arg(long, env = "CORDON_AGENT_NO_FIREWALL")]
+        no_firewall: bool,
         /// Seconds between asset inventories (OS, packages, users and groups; removable devices are
         /// looked at every 5 s); 0 turns the inventory off.
         #[arg(long, env = "CORDON_AGENT_INVENTORY_SECS", default_value_t = 21_600)]
@@ -430,6 +436,8 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
             no_network,
             auth_log,
             no_logins,
+            no_libraries,
+            no_firewall,
             inventory_secs,
             cpu_budget_pct,
             memory_budget_mib,
@@ -444,6 +452,8 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
                 network: !no_network,
                 auth_logs: auth_log,
                 logins: !no_logins,
+                libraries: !no_libraries,
+                firewall: !no_firewall,
                 inventory_secs: (inventory_secs > 0).then_some(inventory_secs),
                 budget: crate::live::budget::Budget {
                     cpu_share: cpu_budget_pct / 100.0,
@@ -463,6 +473,21 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
     }
 }
 
+/// The async runtime. For `run`, its threads (the shipper's) hold no capabilities: the sources
+/// are threads of their own that keep what they need ([`crate::live::caps`]).
+fn runtime(confined: bool) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if confined {
+        b.on_thread_start(|| {
+            if let Err(e) = crate::live::caps::confine(rustix::thread::CapabilitySet::empty()) {
+                tracing::warn!(error = %e, "the runtime's capabilities were not dropped");
+            }
+        });
+    }
+    b.build()
+}
+
 /// The whole program: parse, run, print the summary as one JSON line. Exit code 0 when everything
 /// was acked, 3 when some events stay spooled, 2 on error.
 pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std::process::ExitCode {
@@ -479,7 +504,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match runtime(matches!(cli.command, Command::Run { .. })) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");

@@ -8,6 +8,8 @@ type Pairs = Vec<(String, String)>;
 /// Field -> any of these values, and whether an event without the field also qualifies (`~` among
 /// the values).
 type Conditions = Vec<(String, Vec<String>, bool)>;
+/// Sigma field -> (the target field, each Sigma value (lowercase) -> the target's values).
+type ValueMaps = HashMap<String, (String, HashMap<String, Vec<String>>)>;
 
 /// The field and logsource mapping from Sigma to Cordon's fields (`pipelines/cordon-ecs.yml`).
 #[derive(Clone, Debug)]
@@ -15,6 +17,8 @@ pub struct Pipeline {
     /// Its name.
     pub name: String,
     fields: HashMap<String, String>,
+    /// Fields whose values this form of event says differently.
+    values: ValueMaps,
     /// (what a rule's logsource must say, the conditions on Cordon's fields it brings).
     pub(super) logsources: Vec<(Pairs, Conditions)>,
     /// The logsource products this pipeline's events can come from (empty: any). A rule for
@@ -50,6 +54,7 @@ impl Pipeline {
                 .map(|h| h.iter().filter_map(|(k, v)| Some((scalar(k)?, scalar(v)?))).collect())
                 .unwrap_or_default()
         };
+        let values = value_maps(&doc["values"])?;
         let logsources = doc["logsources"]
             .as_vec()
             .map(|v| v.iter().map(|ls| (pairs(&ls["match"]), alternatives(&ls["conditions"]))).collect())
@@ -63,7 +68,7 @@ impl Pipeline {
             Some("never") => true,
             Some(other) => return Err(format!("pipeline: unmapped: {other:?} must be `any` or `never`")),
         };
-        Ok(Self { name, fields, logsources, products, strict })
+        Ok(Self { name, fields, values, logsources, products, strict })
     }
 
     /// The pipeline for flat Windows event log records (`EventID`, `Channel` and the `EventData`
@@ -98,6 +103,14 @@ impl Pipeline {
         )
     }
 
+    /// Where a rule's `sigma: value` test goes when this form of event says the value differently:
+    /// the target field and its values (`None`: the field has no value mapping).
+    pub(super) fn mapped_value(&self, sigma: &str, value: &str) -> Option<(&str, Vec<String>)> {
+        let (target, map) = self.values.get(sigma)?;
+        let v = value.to_ascii_lowercase();
+        Some((target, map.get(&v).cloned().unwrap_or_else(|| vec![v])))
+    }
+
     pub(super) fn target(&self, sigma: &str) -> String {
         self.fields.get(sigma).cloned().unwrap_or_else(|| sigma.to_owned())
     }
@@ -125,6 +138,23 @@ impl Pipeline {
         let column = schemas::FIELDS.iter().position(|d| d.path == target);
         super::event::Field::new(sigma.to_owned(), target, column)
     }
+}
+
+/// `values:`: Sigma field -> {field: target, map: {value: [target values]}}.
+fn value_maps(y: &Yaml) -> Result<ValueMaps, String> {
+    let mut out = HashMap::new();
+    let Some(h) = y.as_hash() else { return Ok(out) };
+    for (k, v) in h {
+        let (Some(sigma), Some(target)) = (scalar(k), v["field"].as_str()) else {
+            return Err("pipeline: a value mapping needs a field name and `field:`".into());
+        };
+        let map = alternatives(&v["map"])
+            .into_iter()
+            .map(|(from, to, _)| (from.to_ascii_lowercase(), to))
+            .collect();
+        out.insert(sigma, (target.to_owned(), map));
+    }
+    Ok(out)
 }
 
 /// A map of field -> value or list of values (any of them; `~` in a list: or the field is absent).

@@ -30,6 +30,20 @@ impl Compiler<'_> {
         self.fields.len() - 1
     }
 
+    /// `fname: values` where the pipeline says the field's values differently (Sigma's `Initiated:
+    /// 'true'` is ECS's `network.direction: egress`): any of the mapped values of the target field.
+    fn mapped_values(&mut self, fname: &str, values: &[&Yaml]) -> Option<(usize, ValueTest)> {
+        let mut target = None;
+        let mut groups = Vec::new();
+        for y in values {
+            let (t, mapped) = self.pipeline.mapped_value(fname, &scalar(y)?)?;
+            target = Some(t.to_owned());
+            groups.extend(mapped.into_iter().map(|m| vec![Pattern::Exact(m.to_lowercase())]));
+        }
+        let field = self.field_target(&target?);
+        Some((field, ValueTest::text(groups, false, false)))
+    }
+
     pub(super) fn selection(&mut self, y: &Yaml) -> Result<Selection, CompileError> {
         match y {
             Yaml::Hash(h) => {
@@ -98,11 +112,16 @@ impl Compiler<'_> {
             // `|contains: [...]` without a field: keywords with modifiers.
             return Err(("modifier", "a field-less modifier list is not supported".into()));
         }
-        let field = self.field(fname);
         let values: Vec<&Yaml> = match v {
             Yaml::Array(a) => a.iter().collect(),
             other => vec![other],
         };
+        if mods.is_empty()
+            && let Some(test) = self.mapped_values(fname, &values)
+        {
+            return Ok(test);
+        }
+        let field = self.field(fname);
         let has = |m: &str| mods.contains(&m);
         for m in &mods {
             if !matches!(

@@ -113,6 +113,10 @@ pub const CORDON_RULES: &[(&str, &str)] = &[
         "cordon_linux_authorized_keys_changed.yml",
         include_str!("../../rules/cordon_linux_authorized_keys_changed.yml"),
     ),
+    ("cordon_linux_library_from_temp.yml", include_str!("../../rules/cordon_linux_library_from_temp.yml")),
+    ("cordon_linux_code_from_memfd.yml", include_str!("../../rules/cordon_linux_code_from_memfd.yml")),
+    ("cordon_linux_firewall_changed.yml", include_str!("../../rules/cordon_linux_firewall_changed.yml")),
+    ("cordon_linux_firewall_flushed.yml", include_str!("../../rules/cordon_linux_firewall_flushed.yml")),
     (
         "cordon_injection_remote_thread_system_process.yml",
         include_str!("../../rules/cordon_injection_remote_thread_system_process.yml"),

@@ -317,3 +317,19 @@ fn rules_naming_the_channel_and_event_data_run_on_the_agents_windows_records() {
     );
     assert!(by_column.matches(&RecordEvent::new(&rec)));
 }
+
+/// A value the pipeline says differently: Sigma's `Initiated: 'true'` (Sysmon's words) is ECS's
+/// `network.direction` egress or outbound, for every rule that tests it.
+#[test]
+fn initiated_maps_to_the_network_direction() {
+    let yaml = "title: t\nid: r1\nlogsource: {category: network_connection, product: linux}\ndetection:\n  \
+                sel:\n    Initiated: 'true'\n    DestinationPort: 4444\n  condition: sel\nlevel: high\n";
+    let r = rule(yaml);
+    let flow = |dir: &str| {
+        ev(json!({"event.category": "network", "network.direction": dir, "destination.port": 4444}))
+    };
+    assert!(r.matches(&flow("egress")) && r.matches(&flow("outbound")));
+    assert!(!r.matches(&flow("ingress")) && !r.matches(&flow("inbound")));
+    let inbound = rule(&yaml.replace("'true'", "false"));
+    assert!(inbound.matches(&flow("ingress")) && !inbound.matches(&flow("egress")));
+}

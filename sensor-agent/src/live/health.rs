@@ -16,6 +16,7 @@ pub struct Gauge {
     steady: bool,
     facility: Mutex<String>,
     note: Mutex<Option<String>>,
+    capabilities: Mutex<Vec<String>>,
     running: AtomicBool,
     events: AtomicU64,
     queue_dropped: AtomicU64,
@@ -31,6 +32,7 @@ impl Gauge {
             steady,
             facility: Mutex::new(facility.to_owned()),
             note: Mutex::new(None),
+            capabilities: Mutex::new(Vec::new()),
             running: AtomicBool::new(true),
             events: AtomicU64::new(0),
             queue_dropped: AtomicU64::new(0),
@@ -43,6 +45,11 @@ impl Gauge {
     pub fn set_facility(&self, facility: &str, note: Option<String>) {
         *self.facility.lock().unwrap_or_else(|p| p.into_inner()) = facility.to_owned();
         *self.note.lock().unwrap_or_else(|p| p.into_inner()) = note;
+    }
+
+    /// The capabilities its thread kept (see [`super::caps`]).
+    pub fn set_capabilities(&self, kept: Vec<String>) {
+        *self.capabilities.lock().unwrap_or_else(|p| p.into_inner()) = kept;
     }
 
     /// The source stopped (its facility failed): heartbeats say so and why.
@@ -78,6 +85,7 @@ impl Gauge {
             rate,
             last_event: (last > 0).then_some(last),
             note: self.note.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            capabilities: self.capabilities.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         }
     }
 }

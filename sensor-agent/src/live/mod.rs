@@ -6,10 +6,13 @@
 //! queued shipped.
 
 pub mod budget;
+pub mod caps;
 pub mod files;
+pub mod firewall;
 pub mod hashes;
 pub mod health;
 pub mod inventory;
+pub mod libraries;
 pub mod logins;
 pub mod network;
 pub mod persistence;
@@ -17,6 +20,7 @@ pub mod proc_connector;
 pub mod process;
 pub mod procfs;
 pub mod service;
+mod sources;
 
 use crate::{AgentConfig, AgentError, RunSummary};
 use std::sync::Arc;
@@ -61,6 +65,10 @@ pub struct RunOptions {
     pub auth_logs: Vec<std::path::PathBuf>,
     /// Whether logins are followed at all.
     pub logins: bool,
+    /// Whether libraries mapped from writable places are reported.
+    pub libraries: bool,
+    /// Whether firewall changes are reported.
+    pub firewall: bool,
     /// Seconds between inventories (`None`: no inventory).
     pub inventory_secs: Option<u64>,
     /// The CPU and memory the agent allows itself.
@@ -84,17 +92,26 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
     let stop = Arc::new(AtomicBool::new(false));
     let mut sources = vec![start_process_source(opts, tx.clone(), Arc::clone(&stop))?];
     if opts.persistence || !opts.watch.is_empty() {
-        sources.push(start_file_source(opts, tx.clone(), Arc::clone(&stop))?);
+        sources.push(sources::start_file_source(opts, tx.clone(), Arc::clone(&stop))?);
     }
     if opts.network {
-        sources.push(start_network_source(opts, tx.clone(), Arc::clone(&stop))?);
+        sources.push(sources::start_network_source(opts, tx.clone(), Arc::clone(&stop))?);
     }
     if opts.logins {
-        sources.push(start_login_source(opts, &cfg.spool_dir, tx.clone(), Arc::clone(&stop))?);
+        sources.push(sources::start_login_source(opts, &cfg.spool_dir, tx.clone(), Arc::clone(&stop))?);
+    }
+    if opts.libraries {
+        sources.push(sources::start_library_source(opts, tx.clone(), Arc::clone(&stop))?);
+    }
+    if opts.firewall {
+        sources.push(sources::start_firewall_source(opts, tx.clone(), Arc::clone(&stop))?);
     }
     if let Some(every) = opts.inventory_secs {
-        sources.push(start_inventory(opts, Duration::from_secs(every.max(60)), tx, Arc::clone(&stop))?);
+        let every = Duration::from_secs(every.max(60));
+        sources.push(sources::start_inventory(opts, every, tx, Arc::clone(&stop))?);
     }
+    // The sources hold what they need; this thread (the shipper's) needs none.
+    let shipper_caps = caps::confine(rustix::thread::CapabilitySet::empty());
     let mut health = health::Health::new(sources.iter().map(|s| Arc::clone(&s.gauge)).collect());
     let deadline = opts.max_secs.map(|s| Instant::now() + Duration::from_secs(s));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -142,6 +159,13 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
     shipper.flush_connection().await;
     let mut summary = RunSummary::of(&[shipper]);
     summaries.insert("budget".into(), serde_json::to_value(usage).unwrap_or_default());
+    summaries.insert(
+        "shipper".into(),
+        match shipper_caps {
+            Ok(kept) => serde_json::json!({"capabilities": kept}),
+            Err(e) => serde_json::json!({"capabilities": format!("not dropped: {e}")}),
+        },
+    );
     summary.sources = Some(serde_json::Value::Object(summaries));
     Ok(summary)
 }
@@ -159,15 +183,20 @@ fn pump(rx: &Receiver<serde_json::Value>, shipper: &mut crate::shipper::Shipper)
     Ok(())
 }
 
-/// Starts a source's thread under `name`.
+/// Starts a source's thread under `name`, confined to the capabilities the source needs
+/// ([`caps::needs`]) before its body runs.
 fn spawn_source(
     name: &'static str,
     gauge: Arc<health::Gauge>,
     body: impl FnOnce() -> serde_json::Value + Send + 'static,
 ) -> Result<Running, AgentError> {
+    let g = Arc::clone(&gauge);
     let thread = std::thread::Builder::new()
         .name(format!("cordon-{name}"))
-        .spawn(body)
+        .spawn(move || {
+            caps::confine_source(name, &g);
+            body()
+        })
         .map_err(|e| AgentError::Io { path: format!("the {name} source's thread"), source: e })?;
     Ok(Running { name, gauge, thread })
 }
@@ -210,155 +239,6 @@ fn start_process_source(
             None => follow_scans(&mut src, &out, &stop),
         }
         src.stats.queue_dropped = out.gauge().queue_dropped();
-        serde_json::to_value(&src.stats).unwrap_or_default()
-    })
-}
-
-/// Starts the file source: the persistence locations and the paths asked for, through inotify. A
-/// kernel that refuses inotify leaves the source stopped, saying why (heartbeats carry it).
-fn start_file_source(
-    opts: &RunOptions,
-    tx: SyncSender<serde_json::Value>,
-    stop: Arc<AtomicBool>,
-) -> Result<Running, AgentError> {
-    let mut targets =
-        if opts.persistence { persistence::locations(std::path::Path::new("/")) } else { Vec::new() };
-    targets.extend(opts.watch.iter().map(|p| files::Target { path: p.clone(), kind: None, recursive: true }));
-    let gauge = health::Gauge::new("file", "inotify", false);
-    let out = health::Outlet::new(tx, Arc::clone(&gauge));
-    let host = opts.host.clone();
-    spawn_source("file", gauge, move || {
-        let mut src = match files::FileSource::open(targets, &host) {
-            Ok(s) => s,
-            Err(e) => {
-                out.fail("inotify refused", &e);
-                return serde_json::json!({"error": e.to_string()});
-            }
-        };
-        let mut trims = budget::trims();
-        while !stop.load(Ordering::Relaxed) {
-            src.budget(budget::degraded(), trims != budget::trims());
-            trims = budget::trims();
-            for e in src.read(&|n| out.gauge().lost(n)) {
-                out.offer(e);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        serde_json::to_value(&src.stats).unwrap_or_default()
-    })
-}
-
-/// Starts the login source: the authentication logs asked for (else the default ones there are)
-/// followed across rotation, else the journal; with neither, it stops saying why.
-fn start_login_source(
-    opts: &RunOptions,
-    state_dir: &std::path::Path,
-    tx: SyncSender<serde_json::Value>,
-    stop: Arc<AtomicBool>,
-) -> Result<Running, AgentError> {
-    let paths: Vec<std::path::PathBuf> = if opts.auth_logs.is_empty() {
-        logins::DEFAULT_LOGS.iter().map(std::path::PathBuf::from).filter(|p| p.exists()).collect()
-    } else {
-        opts.auth_logs.clone()
-    };
-    let state = state_dir.join("auth-logs.json");
-    let journal = if paths.is_empty() { logins::Journal::open() } else { None };
-    let facility = if journal.is_some() { "journald" } else { "file" };
-    let gauge = health::Gauge::new("login", facility, false);
-    if paths.is_empty() && journal.is_none() {
-        gauge.stopped("no authentication log (/var/log/auth.log, /var/log/secure) and no journal".into());
-    }
-    let out = health::Outlet::new(tx, Arc::clone(&gauge));
-    let host = opts.host.clone();
-    spawn_source("login", gauge, move || {
-        let saved = logins::load_positions(&state);
-        let mut tails = Vec::new();
-        for p in &paths {
-            let (t, early) = logins::Tail::open(p, saved.get(p).copied(), &host);
-            early.into_iter().for_each(|e| out.offer(e));
-            tails.push(t);
-        }
-        let mut journal = journal;
-        let mut last_save = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            for t in &mut tails {
-                t.poll().into_iter().for_each(|e| out.offer(e));
-            }
-            if let Some(j) = journal.as_mut() {
-                j.poll().into_iter().for_each(|e| out.offer(e));
-            }
-            if last_save.elapsed() >= Duration::from_secs(2) {
-                logins::save_positions(&state, &tails);
-                last_save = Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        logins::save_positions(&state, &tails);
-        let stats: Vec<serde_json::Value> = tails
-            .iter()
-            .map(|t| serde_json::json!({"path": t.path().display().to_string(), "stats": t.stats}))
-            .collect();
-        serde_json::json!({"facility": facility, "files": stats})
-    })
-}
-
-/// Starts the inventory: at once, then every `every`; removable devices every
-/// [`inventory::DEVICE_POLL`].
-fn start_inventory(
-    opts: &RunOptions,
-    every: Duration,
-    tx: SyncSender<serde_json::Value>,
-    stop: Arc<AtomicBool>,
-) -> Result<Running, AgentError> {
-    let gauge = health::Gauge::new("inventory", "procfs", false);
-    let out = health::Outlet::new(tx, Arc::clone(&gauge));
-    let host = opts.host.clone();
-    spawn_source("inventory", gauge, move || {
-        let mut inv = inventory::Inventory::new(std::path::Path::new("/"), &host);
-        let (mut rounds, mut last_round, mut last_devices) = (0u64, None::<Instant>, None::<Instant>);
-        while !stop.load(Ordering::Relaxed) {
-            if last_round.is_none_or(|t| t.elapsed() >= every) {
-                inv.take().into_iter().for_each(|e| out.offer(e));
-                rounds += 1;
-                last_round = Some(Instant::now());
-            }
-            if last_devices.is_none_or(|t| t.elapsed() >= inventory::DEVICE_POLL) {
-                inv.devices().into_iter().for_each(|e| out.offer(e));
-                last_devices = Some(Instant::now());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        serde_json::json!({"rounds": rounds})
-    })
-}
-
-/// Starts the network source: sockets through sock_diag every [`network::POLL`].
-fn start_network_source(
-    opts: &RunOptions,
-    tx: SyncSender<serde_json::Value>,
-    stop: Arc<AtomicBool>,
-) -> Result<Running, AgentError> {
-    let gauge = health::Gauge::new("network", "sock_diag", false);
-    let out = health::Outlet::new(tx, Arc::clone(&gauge));
-    let host = opts.host.clone();
-    spawn_source("network", gauge, move || {
-        let mut src = match network::NetworkSource::open(&host, std::path::Path::new("/proc")) {
-            Ok(s) => s,
-            Err(e) => {
-                out.fail("sock_diag refused", &e);
-                return serde_json::json!({"error": e.to_string()});
-            }
-        };
-        while !stop.load(Ordering::Relaxed) {
-            match src.poll() {
-                Ok(events) => events.into_iter().for_each(|e| out.offer(e)),
-                Err(e) => {
-                    out.fail("sock_diag failed", &e);
-                    break;
-                }
-            }
-            std::thread::sleep(budget::interval(network::POLL));
-        }
         serde_json::to_value(&src.stats).unwrap_or_default()
     })
 }
@@ -439,6 +319,8 @@ mod tests {
             network: false,
             auth_logs: Vec::new(),
             logins: false,
+            libraries: false,
+            firewall: false,
             inventory_secs: None,
             budget: budget::Budget { cpu_share: 1.0, rss_bytes: u64::MAX },
         };

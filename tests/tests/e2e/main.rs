@@ -29,6 +29,7 @@ mod powerloss;
 mod requests;
 mod response;
 mod sensor;
+mod sensor_graph;
 mod sensor_sources;
 mod sql;
 mod standing;

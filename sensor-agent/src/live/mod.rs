@@ -234,6 +234,7 @@ fn start_process_source(
         let mut src = process::ProcessSource::new(std::path::Path::new("/proc"), &host);
         src.stats.facility = facility.to_owned();
         src.stats.fallback_reason = fallback_reason;
+        src.stats.kernel_filter = connector.as_ref().is_some_and(|c| c.filtered);
         match connector {
             Some(c) => follow_connector(c, &mut src, &out, &stop),
             None => follow_scans(&mut src, &out, &stop),

@@ -3,6 +3,11 @@
 //! `CAP_NET_ADMIN` in the initial user namespace; where the kernel refuses, [`Connector::open`] says
 //! why and the caller falls back to scanning `/proc`.
 //!
+//! From Linux 6.6 the subscription names the events wanted and the kernel drops the rest before they
+//! wake the reader: the agent asks for execs and exits only (every thread's creation is a fork
+//! event, and the exit names the parent a fork would have). Older kernels get the plain
+//! subscription (every event), and forks are read as before.
+//!
 //! Wire layout (`linux/connector.h`, `linux/cn_proc.h`): a netlink header (16 bytes), a connector
 //! message header (20 bytes), then `struct proc_event`: `what` (u32), `cpu` (u32), `timestamp_ns`
 //! (u64) and the event's own fields.
@@ -44,6 +49,8 @@ pub enum KernelEvent {
 pub struct Connector {
     fd: OwnedFd,
     buf: Vec<u8>,
+    /// Whether the kernel filters the events (execs and exits only).
+    pub filtered: bool,
 }
 
 impl Connector {
@@ -59,8 +66,9 @@ impl Connector {
         }
         bind(&fd, &netlink::SocketAddrNetlink::new(0, CN_IDX_PROC))?;
         set_socket_timeout(&fd, Timeout::Recv, Some(poll))?;
-        send(&fd, &listen_message(), SendFlags::empty())?;
-        Ok(Connector { fd, buf: vec![0; 64 * 1024] })
+        let filtered = kernel_at_least(&std::fs::read_to_string("/proc/sys/kernel/osrelease")?, (6, 6));
+        send(&fd, &listen_message(filtered), SendFlags::empty())?;
+        Ok(Connector { fd, buf: vec![0; 64 * 1024], filtered })
     }
 
     /// The events of the next datagram (empty when the wait ran out). An overrun socket
@@ -74,10 +82,21 @@ impl Connector {
     }
 }
 
-/// `PROC_CN_MCAST_LISTEN`, as a netlink message to the connector.
-fn listen_message() -> Vec<u8> {
-    let mut m = Vec::with_capacity(NLMSG_HDR + CN_MSG_HDR + 4);
-    let total = (NLMSG_HDR + CN_MSG_HDR + 4) as u32;
+/// Whether a kernel release (`6.1.0-18-amd64`) is at least `want` (major, minor).
+pub fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit()).map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
+    }
+}
+
+/// `PROC_CN_MCAST_LISTEN`, as a netlink message to the connector; `filtered`: as `struct
+/// proc_input`, asking for execs and exits only (Linux 6.6+; older kernels ignore that form).
+fn listen_message(filtered: bool) -> Vec<u8> {
+    let payload: usize = if filtered { 8 } else { 4 };
+    let mut m = Vec::with_capacity(NLMSG_HDR + CN_MSG_HDR + payload);
+    let total = (NLMSG_HDR + CN_MSG_HDR + payload) as u32;
     m.extend_from_slice(&total.to_ne_bytes());
     m.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
     m.extend_from_slice(&0u16.to_ne_bytes()); // flags
@@ -86,9 +105,12 @@ fn listen_message() -> Vec<u8> {
     for v in [CN_IDX_PROC, CN_VAL_PROC, 0, 0] {
         m.extend_from_slice(&v.to_ne_bytes());
     }
-    m.extend_from_slice(&4u16.to_ne_bytes()); // len
+    m.extend_from_slice(&(payload as u16).to_ne_bytes()); // len
     m.extend_from_slice(&0u16.to_ne_bytes()); // flags
     m.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
+    if filtered {
+        m.extend_from_slice(&(PROC_EVENT_EXEC | PROC_EVENT_EXIT).to_ne_bytes());
+    }
     m
 }
 
@@ -173,6 +195,16 @@ mod tests {
                 KernelEvent::Exit { pid: 11, code: 256, signal: 17, parent: 10 }
             ]
         );
-        assert_eq!(listen_message().len(), 40);
+        assert_eq!(listen_message(false).len(), 40);
+        let filtered = listen_message(true);
+        assert_eq!((filtered.len(), u32_at(&filtered, 40)), (44, Some(PROC_EVENT_EXEC | PROC_EVENT_EXIT)));
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(kernel_at_least("6.18.44-fc-v1252", (6, 6)));
+        assert!(kernel_at_least("6.6.0", (6, 6)) && kernel_at_least("7.0.1", (6, 6)));
+        assert!(!kernel_at_least("6.1.0-18-amd64", (6, 6)) && !kernel_at_least("5.15.0", (6, 6)));
+        assert!(!kernel_at_least("garbage", (6, 6)));
     }
 }

@@ -27,6 +27,8 @@ pub struct ProcessStats {
     /// Why the connector is not in use, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
+    /// Whether the kernel drops the events the source does not read (forks; Linux 6.6+).
+    pub kernel_filter: bool,
     /// Process starts reported.
     pub starts: u64,
     /// Process exits reported.
@@ -64,7 +66,8 @@ pub struct ProcessSource {
     boot_micros: i64,
     ticks: u64,
     known: HashMap<u32, Known>,
-    /// Parent of each pid seen forking (for processes gone before `/proc` was read).
+    /// Parent of each pid seen forking, or exiting before its exec was read (for processes gone
+    /// before `/proc` was read).
     forked_from: HashMap<u32, u32>,
     hashes: HashCache,
     trims: u64,
@@ -108,10 +111,7 @@ impl ProcessSource {
 
     /// A process forked: remember its parent; the start of the child, when it was waiting for it.
     pub fn on_fork(&mut self, parent: u32, child: u32) -> Option<Value> {
-        if self.forked_from.len() >= MAX_KNOWN {
-            self.forked_from.clear();
-        }
-        self.forked_from.insert(child, parent);
+        self.remember_parent(child, parent);
         let at = self.waiting.iter().position(|(pid, _, _)| *pid == child)?;
         let (_, _, mut e) = self.waiting.swap_remove(at);
         self.add_parent(&mut e, parent);
@@ -127,7 +127,13 @@ impl ProcessSource {
             if p.ppid == 0 {
                 p.ppid = self.forked_from.get(&pid).copied().unwrap_or(0);
             }
-            return Some(self.start_event(&p));
+            let e = self.start_event(&p);
+            if p.ppid == 0 {
+                // Its exit (on its way) names the parent.
+                self.waiting.push((pid, Instant::now(), e));
+                return None;
+            }
+            return Some(e);
         }
         // Gone already: what the kernel told us is still worth shipping.
         self.stats.enrich_missed += 1;
@@ -167,7 +173,19 @@ impl ProcessSource {
             out.push(e);
         }
         out.extend(self.on_exit(pid, code, signal));
+        if out.is_empty() && parent != 0 {
+            // Its exec may still be on its way (each CPU's events come in their own order): the
+            // exit said who its parent was, as a fork would have.
+            self.remember_parent(pid, parent);
+        }
         out
+    }
+
+    fn remember_parent(&mut self, pid: u32, parent: u32) {
+        if self.forked_from.len() >= MAX_KNOWN {
+            self.forked_from.clear();
+        }
+        self.forked_from.insert(pid, parent);
     }
 
     /// A process exited: its end event, when its start was reported.

@@ -168,6 +168,7 @@ async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    s.metrics.process();
     let docs = s.store.indexed_docs();
     s.metrics.set_gauge("cordon_index_docs", "", "Documents in the full-text index.", docs);
     s.metrics.set_gauge(

@@ -139,7 +139,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let addr = listener.local_addr()?;
     let state = api::AppState::with_baselines(
         Arc::clone(&store),
-        metrics,
+        Arc::clone(&metrics),
         detection,
         graphs,
         Arc::clone(&baselines),
@@ -171,7 +171,8 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     let ingest_task = tokio::spawn(async move { ingest.run(rx).await.context("ingest failed") });
     let report_task = tokio::spawn(reports::run_schedules(Arc::clone(&store), cfg.clone(), rx_reports));
     let baseline_task = tokio::spawn(refit_baselines(Arc::clone(&store), baselines, cfg.clone(), rx_base));
-    let store_task = tokio::spawn(housekeeping(Arc::clone(&store), cfg.clone(), rx_store));
+    let store_task =
+        tokio::spawn(housekeeping(Arc::clone(&store), Arc::clone(&metrics), cfg.clone(), rx_store));
     std::fs::write(
         cfg.data_dir.join("server.json"),
         serde_json::json!({"api": format!("{scheme}://{addr}"), "pid": std::process::id(),

@@ -6,12 +6,16 @@ use anyhow::Context;
 use std::sync::Arc;
 use store::Store;
 
+const HELP_SEARCHABLE: &str = "Seconds from a batch's publication (JetStream's timestamp) to its events being \
+     searchable (the index commit that covers them), per batch.";
+
 /// The store's periodic work: batched index commits and Delta log syncs about once a second,
 /// compaction and retention on their schedule, a scrub of the lake's checksums after start and then
 /// on its own schedule, and a final flush on shutdown. Failures are logged and
 /// retried on the next round: the lake and catalog stay correct, only the derived state lags.
 pub(crate) async fn housekeeping(
     store: Arc<Store>,
+    metrics: Arc<schemas::metrics::Registry>,
     cfg: ServerConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -41,6 +45,9 @@ pub(crate) async fn housekeeping(
                     tracing::info!("store tick succeeded again");
                 }
             }
+        }
+        for age in store.take_searchable_ages() {
+            metrics.observe("cordon_publish_to_searchable_seconds", "", HELP_SEARCHABLE, age as f64 / 1e6);
         }
         if let (Some(at), Some(every)) = (next_maintenance, cfg.maintenance_interval)
             && tokio::time::Instant::now() >= at

@@ -35,8 +35,9 @@ use schemas::metrics::Registry;
 use schemas::subject::SubjectKind;
 use schemas::wire;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use store::{MessageBatch, Store};
+use tracing::Instrument;
 
 pub use config::IngestConfig;
 pub use quota::QuotaConfig;
@@ -87,6 +88,16 @@ const HELP_FAILURES: &str =
     "Batches whose commit failed since the last one that succeeded (they are redelivered).";
 const HELP_QUOTA: &str = "Events refused because their agent was over its quota (each message is in the dead-letter stream as over_quota).";
 const HELP_DUP: &str = "Messages refused because their batch was already committed.";
+const HELP_STAGE: &str = "Seconds each ingest stage took per fetched batch: decode (decode, validate, tag, the \
+     graph), dead_letters, commit (lake, catalog, index) and analysers (correlation, logins, alerts, incidents, triggers).";
+
+/// Records the time since `started` as stage `name`'s latency; the time now, for the next stage.
+fn stage(reg: &Registry, name: &str, started: Instant) -> Instant {
+    let labels = format!("stage=\"{name}\"");
+    reg.observe("cordon_ingest_stage_seconds", &labels, HELP_STAGE, started.elapsed().as_secs_f64());
+    Instant::now()
+}
+
 pub(crate) const HELP_SECURITY: &str = "Security events, by kind (identity_mismatch, msg_id_mismatch, reply_injection, stream_deleted, token_guessing, revoked_connect, credential_clone).";
 
 /// The pull consumer type ingest uses.
@@ -250,7 +261,10 @@ impl Ingest {
                 self.update_incidents(&self.incident_tenants().await).await;
                 continue;
             }
-            match self.process(&msgs).await {
+            let seqs = msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence));
+            let (first_seq, last_seq) = seqs.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
+            let span = tracing::info_span!("ingest_batch", messages = msgs.len(), first_seq, last_seq);
+            match self.process(&msgs).instrument(span).await {
                 Ok(()) => {
                     backoff = Duration::from_millis(100);
                     self.metrics.set_gauge("cordon_ingest_commit_failures", "", HELP_FAILURES, 0);
@@ -285,6 +299,8 @@ impl Ingest {
     async fn process(&self, msgs: &[Message]) -> Result<(), IngestError> {
         self.refresh_policies().await?;
         let received = schemas::time::now_micros();
+        let started = Instant::now();
+        let decode_span = tracing::debug_span!("decode", events = tracing::field::Empty);
         let mut batches = Vec::with_capacity(msgs.len());
         let mut dead = Vec::new();
         let mut security = Vec::new();
@@ -296,167 +312,204 @@ impl Ingest {
         let mut events_in = 0u64;
         let mut touched: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         let mut logins = Vec::new();
-        for m in msgs {
-            let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-            let msg_id = m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
-            let (tenant, agent) = match self.cfg.subjects.parse(m.subject.as_str()) {
-                Ok((t, a, SubjectKind::Events)) => (t.to_string(), a.to_string()),
-                Ok(_) | Err(_) => {
-                    dead.push(dlq::DeadLetter::message(
-                        "_",
-                        "_",
-                        seq,
-                        "bad_subject",
-                        m.subject.to_string(),
-                        &m.payload,
-                    ));
+        // The guard's scope ends before the first await (it cannot cross one).
+        {
+            let _entered = decode_span.enter();
+            for m in msgs {
+                let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
+                let msg_id =
+                    m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
+                let (tenant, agent) = match self.cfg.subjects.parse(m.subject.as_str()) {
+                    Ok((t, a, SubjectKind::Events)) => (t.to_string(), a.to_string()),
+                    Ok(_) | Err(_) => {
+                        dead.push(dlq::DeadLetter::message(
+                            "_",
+                            "_",
+                            seq,
+                            "bad_subject",
+                            m.subject.to_string(),
+                            &m.payload,
+                        ));
+                        batches.push(MessageBatch {
+                            key: format!("s{seq}"),
+                            stream_seq: seq,
+                            records: Vec::new(),
+                            rejected: 1,
+                            published: None,
+                        });
+                        continue;
+                    }
+                };
+                // A message that cannot be the subject's agent's (see [`dlq::not_from_agent`]).
+                if let Some((kind, detail)) = dlq::not_from_agent(msg_id.as_deref(), &agent, &m.payload) {
+                    security.push((tenant.clone(), agent.clone(), kind, detail.clone()));
+                    dead.push(dlq::DeadLetter::message(&tenant, &agent, seq, kind, detail, &m.payload));
                     batches.push(MessageBatch {
-                        key: format!("s{seq}"),
+                        key: format!("{tenant}/{agent}/s{seq}"),
                         stream_seq: seq,
                         records: Vec::new(),
                         rejected: 1,
+                        published: None,
                     });
                     continue;
                 }
-            };
-            // A message that cannot be the subject's agent's (see [`dlq::not_from_agent`]).
-            if let Some((kind, detail)) = dlq::not_from_agent(msg_id.as_deref(), &agent, &m.payload) {
-                security.push((tenant.clone(), agent.clone(), kind, detail.clone()));
-                dead.push(dlq::DeadLetter::message(&tenant, &agent, seq, kind, detail, &m.payload));
-                batches.push(MessageBatch {
-                    key: format!("{tenant}/{agent}/s{seq}"),
-                    stream_seq: seq,
-                    records: Vec::new(),
-                    rejected: 1,
-                });
-                continue;
-            }
-            // The key is scoped by the channel, so an agent cannot pre-empt another's batch ids.
-            let key = match &msg_id {
-                Some(id) => format!("{tenant}/{agent}/{id}"),
-                None => format!("{tenant}/{agent}/s{seq}"),
-            };
-            let message_key = match msg_id.as_deref().and_then(wire::MsgKey::parse) {
-                Some(k) if k.agent == agent => format!("{}:{}", k.boot, k.seq),
-                _ => format!("s{seq}"),
-            };
-            let header =
-                |name: &str| m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
-            let body = match wire::decode_body(
-                header(wire::HEADER_WIRE).as_deref(),
-                header(wire::HEADER_ENCODING).as_deref(),
-                &m.payload,
-                self.cfg.max_message_bytes,
-            ) {
-                Ok(b) => b,
-                Err(e) => {
-                    let reason = match e {
-                        wire::WireError::TooLarge { .. } => "message_too_large",
-                        wire::WireError::Version(_) => "bad_version",
-                        wire::WireError::Encoding(_) => "bad_encoding",
-                        wire::WireError::Corrupt(_) => "corrupt_body",
-                    };
+                // The key is scoped by the channel, so an agent cannot pre-empt another's batch ids.
+                let key = match &msg_id {
+                    Some(id) => format!("{tenant}/{agent}/{id}"),
+                    None => format!("{tenant}/{agent}/s{seq}"),
+                };
+                let message_key = match msg_id.as_deref().and_then(wire::MsgKey::parse) {
+                    Some(k) if k.agent == agent => format!("{}:{}", k.boot, k.seq),
+                    _ => format!("s{seq}"),
+                };
+                let header =
+                    |name: &str| m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
+                let body = match wire::decode_body(
+                    header(wire::HEADER_WIRE).as_deref(),
+                    header(wire::HEADER_ENCODING).as_deref(),
+                    &m.payload,
+                    self.cfg.max_message_bytes,
+                ) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        let reason = match e {
+                            wire::WireError::TooLarge { .. } => "message_too_large",
+                            wire::WireError::Version(_) => "bad_version",
+                            wire::WireError::Encoding(_) => "bad_encoding",
+                            wire::WireError::Corrupt(_) => "corrupt_body",
+                        };
+                        dead.push(dlq::DeadLetter::message(
+                            &tenant,
+                            &agent,
+                            seq,
+                            reason,
+                            e.to_string(),
+                            &m.payload,
+                        ));
+                        batches.push(MessageBatch {
+                            key,
+                            stream_seq: seq,
+                            records: Vec::new(),
+                            rejected: 1,
+                            published: None,
+                        });
+                        continue;
+                    }
+                };
+                let lines = wire::lines(&body).count() as u64;
+                if let Err(over) = self.quotas.admit(
+                    &tenant,
+                    &agent,
+                    lines,
+                    m.payload.len() as u64,
+                    std::time::Instant::now(),
+                ) {
                     dead.push(dlq::DeadLetter::message(
                         &tenant,
                         &agent,
                         seq,
-                        reason,
-                        e.to_string(),
+                        "over_quota",
+                        over.0,
                         &m.payload,
                     ));
-                    batches.push(MessageBatch { key, stream_seq: seq, records: Vec::new(), rejected: 1 });
+                    *quota_drops.entry((tenant.clone(), agent.clone())).or_insert(0) += lines;
+                    batches.push(MessageBatch {
+                        key,
+                        stream_seq: seq,
+                        records: Vec::new(),
+                        rejected: lines as usize,
+                        published: None,
+                    });
                     continue;
                 }
-            };
-            let lines = wire::lines(&body).count() as u64;
-            if let Err(over) =
-                self.quotas.admit(&tenant, &agent, lines, m.payload.len() as u64, std::time::Instant::now())
-            {
-                dead.push(dlq::DeadLetter::message(&tenant, &agent, seq, "over_quota", over.0, &m.payload));
-                *quota_drops.entry((tenant.clone(), agent.clone())).or_insert(0) += lines;
-                batches.push(MessageBatch {
-                    key,
+                let tagger = self.tagger_for(&tenant);
+                let ch = Channel {
+                    tenant: &tenant,
+                    agent: &agent,
+                    message_key: &message_key,
                     stream_seq: seq,
-                    records: Vec::new(),
-                    rejected: lines as usize,
-                });
-                continue;
-            }
-            let tagger = self.tagger_for(&tenant);
-            let ch = Channel {
-                tenant: &tenant,
-                agent: &agent,
-                message_key: &message_key,
-                stream_seq: seq,
-                received,
-            };
-            let mut records = Vec::new();
-            let mut rejected = 0;
-            for (line_no, line) in wire::lines(&body) {
-                events_in += 1;
-                match decode_line(line, line_no, &ch, &self.cfg.limits) {
-                    Ok(mut r) => {
-                        if let Some(t) = &tagger {
-                            let (found, hits) = t.tag_and_hits(&mut r);
-                            for d in found {
-                                *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
-                                if let Some(a) = correlate::sigma::tagger::alert_for(&r, &d) {
-                                    alerts.push((a, correlate::graph::Graph::process_key(&r)));
+                    received,
+                };
+                let mut records = Vec::new();
+                let mut rejected = 0;
+                for (line_no, line) in wire::lines(&body) {
+                    events_in += 1;
+                    match decode_line(line, line_no, &ch, &self.cfg.limits) {
+                        Ok(mut r) => {
+                            if let Some(t) = &tagger {
+                                let (found, hits) = t.tag_and_hits(&mut r);
+                                for d in found {
+                                    *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
+                                    if let Some(a) = correlate::sigma::tagger::alert_for(&r, &d) {
+                                        alerts.push((a, correlate::graph::Graph::process_key(&r)));
+                                    }
+                                    if let Some(cmd) =
+                                        correlate::sigma::tagger::terminate_command(&r, &d, received)
+                                    {
+                                        blocks.push(triggers::Block {
+                                            tenant: tenant.clone(),
+                                            agent: agent.clone(),
+                                            command: cmd,
+                                            techniques: d.techniques.clone(),
+                                        });
+                                    }
                                 }
-                                if let Some(cmd) =
-                                    correlate::sigma::tagger::terminate_command(&r, &d, received)
-                                {
-                                    blocks.push(triggers::Block {
-                                        tenant: tenant.clone(),
-                                        agent: agent.clone(),
-                                        command: cmd,
-                                        techniques: d.techniques.clone(),
+                                if !hits.is_empty() {
+                                    let rules = tagger
+                                        .as_ref()
+                                        .map(|t| t.sources().digest.clone())
+                                        .unwrap_or_default();
+                                    to_correlate.push(correlation::Pending {
+                                        record: r.clone(),
+                                        hits,
+                                        rules,
                                     });
                                 }
                             }
-                            if !hits.is_empty() {
-                                let rules =
-                                    tagger.as_ref().map(|t| t.sources().digest.clone()).unwrap_or_default();
-                                to_correlate.push(correlation::Pending { record: r.clone(), hits, rules });
+                            if let Some(l) = baselines::login(&r) {
+                                logins.push(l);
                             }
+                            records.push(r);
                         }
-                        if let Some(l) = baselines::login(&r) {
-                            logins.push(l);
-                        }
-                        records.push(r);
-                    }
-                    Err(reject) => {
-                        rejected += 1;
-                        if reject.is_security() {
-                            security.push((
-                                tenant.clone(),
-                                agent.clone(),
-                                "identity_mismatch",
-                                reject.to_string(),
+                        Err(reject) => {
+                            rejected += 1;
+                            if reject.is_security() {
+                                security.push((
+                                    tenant.clone(),
+                                    agent.clone(),
+                                    "identity_mismatch",
+                                    reject.to_string(),
+                                ));
+                            }
+                            dead.push(dlq::DeadLetter::line(
+                                &tenant, &agent, seq, &key, line_no, &reject, line,
                             ));
                         }
-                        dead.push(dlq::DeadLetter::line(&tenant, &agent, seq, &key, line_no, &reject, line));
                     }
                 }
+                // The graph sees the batch before its commit: a failed commit is redelivered, and the
+                // graph ignores events it has seen (by id), so it never counts one twice.
+                if !records.is_empty() {
+                    cpu(|| {
+                        self.cfg.graphs.write(&tenant, |g| {
+                            for r in &records {
+                                g.add(r);
+                            }
+                        })
+                    });
+                    touched.insert(tenant.clone());
+                }
+                let published = m.info().ok().map(|i| (i.published.unix_timestamp_nanos() / 1000) as i64);
+                batches.push(MessageBatch { key, stream_seq: seq, records, rejected, published });
             }
-            // The graph sees the batch before its commit: a failed commit is redelivered, and the
-            // graph ignores events it has seen (by id), so it never counts one twice.
-            if !records.is_empty() {
-                cpu(|| {
-                    self.cfg.graphs.write(&tenant, |g| {
-                        for r in &records {
-                            g.add(r);
-                        }
-                    })
-                });
-                touched.insert(tenant.clone());
-            }
-            batches.push(MessageBatch { key, stream_seq: seq, records, rejected });
         }
         let reg = &self.metrics;
+        decode_span.record("events", events_in);
+        let mut started = stage(reg, "decode", started);
         reg.add("cordon_ingest_messages_total", "", HELP_RECEIVED, msgs.len() as u64);
         reg.add("cordon_ingest_events_total", "", HELP_RECEIVED, events_in);
-        dlq::publish(&self.js, &self.cfg.subjects, &dead).await?;
+        let dead_span = tracing::debug_span!("dead_letters", count = dead.len());
+        dlq::publish(&self.js, &self.cfg.subjects, &dead).instrument(dead_span).await?;
         let now = schemas::time::now_micros();
         // The newest per tenant also go to the catalog, for operators (GET /api/v1/dead-letters).
         self.store
@@ -477,7 +530,10 @@ impl Ingest {
                 .await
                 .map_err(store::StoreError::from)?;
         }
-        let outcome = self.store.commit(&self.cfg.consumer, batches).await?;
+        started = stage(reg, "dead_letters", started);
+        let commit_span = tracing::debug_span!("commit", messages = batches.len());
+        let outcome = self.store.commit(&self.cfg.consumer, batches).instrument(commit_span).await?;
+        started = stage(reg, "commit", started);
         reg.add("cordon_ingest_stored_total", "", HELP_STORED, outcome.stored as u64);
         // Drops over a quota count once committed (a redelivered batch is refused by key then).
         let dropped: u64 = quota_drops.values().sum();
@@ -515,6 +571,7 @@ impl Ingest {
             reg.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
         }
         reg.add("cordon_ingest_duplicate_messages_total", "", HELP_DUP, outcome.duplicate_messages as u64);
+        stage(reg, "analysers", started);
         tracing::debug!(
             stored = outcome.stored,
             files = outcome.files,

@@ -7,18 +7,18 @@
 //! never lead it.
 
 use schemas::{Cell, FIELDS, Record, Search};
-use std::collections::HashMap;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
-use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::columnar::Column;
 use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, SimpleTokenizer, TextAnalyzer, TokenStream};
-use tantivy::{
-    DocId, Index, IndexReader, IndexWriter, Order, ReloadPolicy, SegmentReader, TantivyDocument, Term,
-};
+use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+
+mod host_agg;
+use host_agg::HostAgg;
 
 /// Rows per file addressable by a reference.
 pub const ROW_BITS: u32 = 24;
@@ -129,7 +129,13 @@ pub struct FullTextIndex {
     writer: Mutex<IndexWriter>,
     reader: IndexReader,
     pending: Mutex<Pending>,
+    /// Publish-to-searchable ages (microseconds) of the batches the commits since the last
+    /// [`FullTextIndex::take_ages`] made searchable.
+    ages: Mutex<Vec<i64>>,
 }
+
+/// Ages kept between two takes at most (the oldest go first).
+const MAX_AGES: usize = 65_536;
 
 /// What the writer holds that no commit covers yet.
 #[derive(Debug)]
@@ -141,11 +147,20 @@ struct Pending {
     /// Everything was deleted since the last commit: the high-water mark starts again from 0.
     reset: bool,
     since: std::time::Instant,
+    /// When each batch added since the last commit was published (microseconds).
+    published: Vec<i64>,
 }
 
 impl Pending {
     fn new() -> Self {
-        Self { docs: 0, deletes: 0, file_id: 0, reset: false, since: std::time::Instant::now() }
+        Self {
+            docs: 0,
+            deletes: 0,
+            file_id: 0,
+            reset: false,
+            since: std::time::Instant::now(),
+            published: Vec::new(),
+        }
     }
 }
 
@@ -219,7 +234,7 @@ impl FullTextIndex {
         let writer = index.writer_with_num_threads(1, 64 * 1024 * 1024)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let pending = Mutex::new(Pending::new());
-        Ok(Self { index, fields, writer: Mutex::new(writer), reader, pending })
+        Ok(Self { index, fields, writer: Mutex::new(writer), reader, pending, ages: Mutex::new(Vec::new()) })
     }
 
     /// The highest lake file id the last commit covers (0 if none).
@@ -272,11 +287,35 @@ impl FullTextIndex {
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&serde_json::json!({ "file_id": hw }).to_string());
         prepared.commit()?;
-        *p = Pending::new();
+        let published = std::mem::replace(&mut *p, Pending::new()).published;
         drop(p);
         drop(writer);
         self.reader.reload()?;
+        self.note_searchable(&published);
         Ok(true)
+    }
+
+    /// Notes when the batches whose documents were just added were published; their ages are
+    /// taken when a commit makes them searchable.
+    pub fn note_published(&self, published: &[i64]) {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).published.extend_from_slice(published);
+    }
+
+    fn note_searchable(&self, published: &[i64]) {
+        if published.is_empty() {
+            return;
+        }
+        let now = schemas::time::now_micros();
+        let mut ages = self.ages.lock().unwrap_or_else(|e| e.into_inner());
+        ages.extend(published.iter().map(|t| (now - t).max(0)));
+        let over = ages.len().saturating_sub(MAX_AGES);
+        ages.drain(..over);
+    }
+
+    /// The publish-to-searchable ages (microseconds) of the batches made searchable since the
+    /// last call.
+    pub fn take_ages(&self) -> Vec<i64> {
+        std::mem::take(&mut *self.ages.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Commits everything buffered now.
@@ -490,70 +529,6 @@ impl FullTextIndex {
             .collect();
         out.sort_by(|a, b| b.count.cmp(&a.count).then(a.host.cmp(&b.host)));
         Ok(out)
-    }
-}
-
-type Agg = HashMap<String, (u64, i64, i64)>;
-
-/// Aggregates matches per host (count, first, last) from the fast fields.
-struct HostAgg;
-
-struct HostAggSegment {
-    host: Option<StrColumn>,
-    time: Column<i64>,
-    by_ord: HashMap<u64, (u64, i64, i64)>,
-}
-
-impl Collector for HostAgg {
-    type Fruit = Agg;
-    type Child = HostAggSegment;
-
-    fn for_segment(&self, _ord: u32, seg: &SegmentReader) -> tantivy::Result<HostAggSegment> {
-        Ok(HostAggSegment {
-            host: seg.fast_fields().str("host")?,
-            time: seg.fast_fields().i64("time")?,
-            by_ord: HashMap::new(),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        false
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Agg>) -> tantivy::Result<Agg> {
-        let mut out = Agg::new();
-        for fruit in fruits {
-            for (h, (c, lo, hi)) in fruit {
-                let e = out.entry(h).or_insert((0, i64::MAX, i64::MIN));
-                *e = (e.0 + c, e.1.min(lo), e.2.max(hi));
-            }
-        }
-        Ok(out)
-    }
-}
-
-impl SegmentCollector for HostAggSegment {
-    type Fruit = Agg;
-
-    fn collect(&mut self, doc: DocId, _score: tantivy::Score) {
-        let t = self.time.first(doc).unwrap_or(0);
-        let ord = self.host.as_ref().and_then(|h| h.term_ords(doc).next()).unwrap_or(u64::MAX);
-        let e = self.by_ord.entry(ord).or_insert((0, i64::MAX, i64::MIN));
-        *e = (e.0 + 1, e.1.min(t), e.2.max(t));
-    }
-
-    fn harvest(self) -> Agg {
-        let mut out = Agg::new();
-        for (ord, v) in self.by_ord {
-            let mut name = String::new();
-            if let Some(h) = &self.host
-                && ord != u64::MAX
-            {
-                let _ = h.ord_to_str(ord, &mut name);
-            }
-            out.insert(name, v);
-        }
-        out
     }
 }
 

@@ -171,6 +171,8 @@ pub struct MessageBatch {
     pub records: Vec<Record>,
     /// Lines rejected (already sent to the dead-letter stream).
     pub rejected: usize,
+    /// When JetStream stored the message (microseconds), for the publish-to-searchable age.
+    pub published: Option<i64>,
 }
 
 /// The outcome of a commit.
@@ -262,6 +264,13 @@ impl Store {
         Ok(store)
     }
 
+    /// How long (microseconds) each batch took from its publication to being searchable, for the
+    /// batches the index commits made searchable since the last call (those indexed on catch-up
+    /// from the lake are not counted).
+    pub fn take_searchable_ages(&self) -> Vec<i64> {
+        self.index.take_ages()
+    }
+
     /// The catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
@@ -287,6 +296,7 @@ impl Store {
         let mut seen = HashSet::new();
         let mut outcome = CommitOutcome::default();
         let mut batches = Vec::new();
+        let mut published = Vec::new();
         let mut groups: BTreeMap<(String, String), Vec<Record>> = BTreeMap::new();
         for m in messages {
             if done.contains(&m.key) || !seen.insert(m.key.clone()) {
@@ -299,6 +309,9 @@ impl Store {
                 events: m.records.len() as i64,
                 rejected: m.rejected as i64,
             });
+            if !m.records.is_empty() {
+                published.extend(m.published);
+            }
             for r in m.records {
                 let key = (r.tenant().to_owned(), schemas::time::date_of_micros(r.time()));
                 groups.entry(key).or_default().push(r);
@@ -363,6 +376,7 @@ impl Store {
                     for (f, recs) in &written {
                         index.add_file(f.id, 0, recs)?;
                     }
+                    index.note_published(&published);
                     index.commit_if_due(&policy, false).map(drop)
                 })
                 .await?;

@@ -124,12 +124,70 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
     assert_eq!(status, 200);
     let metrics = metrics.as_str().unwrap().to_owned();
     assert!(metrics.contains(&format!("cordon_ingest_stored_total {acked}")), "{metrics}");
+    check_exposition(&metrics);
+    // Every fetched batch went through each stage once, and its latency was recorded.
+    let stage =
+        |s: &str| tests::metric(&metrics, &format!("cordon_ingest_stage_seconds_count{{stage=\"{s}\"}}"));
+    assert!(stage("decode") >= 1.0, "{metrics}");
+    for s in ["dead_letters", "commit", "analysers"] {
+        assert_eq!(stage(s), stage("decode"), "{s}: {metrics}");
+    }
+    assert!(tests::metric(&metrics, "process_resident_memory_bytes") > 1e6, "{metrics}");
+    assert!(metrics.contains("cordon_build_info{version=\""), "{metrics}");
+    // The batches made searchable were timed from their publication (taken by the store's upkeep).
+    let searchable = eventually(Duration::from_secs(10), || {
+        let (_, m) = get(&format!("{}/metrics", server.api), Some(tok))?;
+        let m = m.as_str().unwrap_or_default().to_owned();
+        Ok((tests::metric(&m, "cordon_publish_to_searchable_seconds_count") >= 1.0).then_some(m))
+    })?;
+    let count = tests::metric(&searchable, "cordon_publish_to_searchable_seconds_count");
+    let inf = tests::metric(&searchable, "cordon_publish_to_searchable_seconds_bucket{le=\"+Inf\"}");
+    assert_eq!(count, inf, "{searchable}");
+    assert!(count <= acked as f64, "at most one age per batch: {count} for {acked} events");
+    assert!(tests::metric(&searchable, "cordon_publish_to_searchable_seconds_sum") > 0.0);
     let (status, doc) = get(&format!("{}/api/v1/openapi.json", server.api), Some(tok))?;
     assert_eq!(status, 200);
     for p in ["/api/v1/hosts/{host}/timeline", "/api/v1/search", "/api/v1/iocs/sweep", "/api/v1/sql"] {
         assert!(doc["paths"][p].is_object(), "{p} missing from openapi");
     }
     Ok(())
+}
+
+/// A Prometheus exposition: every series' metric has exactly one HELP and one TYPE line, and a
+/// histogram's buckets never decrease.
+fn check_exposition(text: &str) {
+    use std::collections::BTreeMap;
+    let mut help: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut kind: BTreeMap<&str, &str> = BTreeMap::new();
+    for l in text.lines() {
+        if let Some(rest) = l.strip_prefix("# HELP ") {
+            *help.entry(rest.split(' ').next().unwrap_or_default()).or_default() += 1;
+        } else if let Some(rest) = l.strip_prefix("# TYPE ") {
+            let mut it = rest.split(' ');
+            let name = it.next().unwrap_or_default();
+            assert!(kind.insert(name, it.next().unwrap_or_default()).is_none(), "two TYPE lines for {name}");
+        }
+    }
+    assert!(help.values().all(|n| *n == 1), "{help:?}");
+    let mut last: Option<(String, f64)> = None;
+    for l in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let series = l.split([' ', '{']).next().unwrap_or_default();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| series.strip_suffix(s).filter(|f| kind.get(f) == Some(&"histogram")))
+            .unwrap_or(series);
+        assert!(help.contains_key(family), "{series} has no HELP");
+        if series.ends_with("_bucket") {
+            let v: f64 = l.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(-1.0);
+            let key = l.split("le=").next().unwrap_or_default().to_owned();
+            if let Some((k, before)) = &last
+                && *k == key
+            {
+                assert!(v >= *before, "buckets decrease at {l}");
+            }
+            last = Some((key, v));
+        }
+    }
 }
 
 #[test]

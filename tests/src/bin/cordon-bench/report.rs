@@ -63,7 +63,13 @@ async fn run(hosts: usize, days: usize, out: Option<&Path>) -> anyhow::Result<()
         store
             .commit(
                 "bench",
-                vec![store::MessageBatch { key, stream_seq: day as u64 + 1, records, rejected: 0 }],
+                vec![store::MessageBatch {
+                    key,
+                    stream_seq: day as u64 + 1,
+                    records,
+                    rejected: 0,
+                    published: None,
+                }],
             )
             .await?;
     }

@@ -426,7 +426,7 @@ pub(crate) async fn host_logins(
 
 /// Refits the caller's tenant's baselines now.
 pub(crate) async fn refit(State(s): State<Arc<AppState>>, Extension(c): Extension<Caller>) -> Res {
-    let report = ingest::baselines::refit(
+    let report = crate::baselines::refit(
         &s.store,
         &s.baselines,
         &c.token.tenant,

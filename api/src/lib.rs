@@ -11,6 +11,7 @@
 
 pub mod access;
 mod approver_sets;
+pub mod baselines;
 pub mod console;
 mod detection;
 mod detection_view;

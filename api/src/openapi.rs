@@ -209,7 +209,7 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
         ("GET", "/api/v1/rules") => t.response::<crate::detection_view::RulesAnswer>(),
         ("GET", "/api/v1/reports") => t.response::<crate::reports::ReportList>(),
         ("POST", "/api/v1/baselines/refit") => json!({"type": "object",
-            "properties": {"refit": t.response::<ingest::baselines::RefitReport>()}, "required": ["refit"]}),
+            "properties": {"refit": t.response::<anomaly::live::RefitReport>()}, "required": ["refit"]}),
         ("GET", "/api/v1/incidents/{id}/graph") => t.response::<crate::graph_view::IncidentGraph>(),
         ("GET", "/api/v1/hosts/{host}/process-tree") => t.response::<crate::graph_view::ProcessTreeAnswer>(),
         ("GET", "/api/v1/graph/paths") => t.response::<crate::graph_view::PathAnswer>(),

@@ -280,8 +280,7 @@ async fn refit_baselines(
         let tenants = store.tenants().await.unwrap_or_default();
         for t in &tenants {
             if first || due || live.models(t).is_none() {
-                match ingest::baselines::refit(&store, &live, t, &cfg.forecast, cfg.baseline_threads, now)
-                    .await
+                match api::baselines::refit(&store, &live, t, &cfg.forecast, cfg.baseline_threads, now).await
                 {
                     Ok(r) => tracing::info!(?r, "login baselines fitted"),
                     Err(e) => tracing::error!(tenant = %t, error = %e, "login baseline refit failed"),

@@ -3,16 +3,13 @@
 //! interval and its group's fleet band becomes an anomaly alert at once, recorded and correlated like
 //! any other. At each new hour, hosts that went silent while their group kept working are reported.
 //!
-//! The models come from the lake: [`refit`] reads a tenant's hourly login counts (DataFusion),
-//! fits every host's forecasts and every group's bands off the async runtime on a bounded pool, and
-//! installs them. The server runs it at start and then on its schedule (nightly by default).
+//! The models come from the lake (`api::baselines::refit`), at start and then on the server's
+//! schedule (nightly by default).
 
-use super::{Ingest, IngestError};
-use anomaly::forecast::ForecastConfig;
-use anomaly::live::{Live, fit_tenant};
+use super::Ingest;
+use anomaly::live::Live;
 use schemas::Record;
 use schemas::fields::col;
-use std::collections::HashMap;
 
 use anomaly::series::HOUR;
 const HELP_ANOMALIES: &str = "Login anomalies raised, by direction.";
@@ -113,62 +110,4 @@ impl Ingest {
         }
         out
     }
-}
-
-/// What a refit did.
-#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct RefitReport {
-    /// Tenant.
-    pub tenant: String,
-    /// Hosts with series.
-    pub hosts: usize,
-    /// Series with a forecast of their own.
-    pub forecasts: usize,
-    /// Series judged on the fleet band alone (too short, or the model failed).
-    pub fallbacks: usize,
-    /// Groups with bands.
-    pub groups: usize,
-    /// Wall milliseconds of the fit.
-    pub fit_millis: u64,
-}
-
-/// Refits a tenant's models from the lake's last `cfg.history_hours` of logins before the hour of
-/// `now`, on `threads` threads off the async runtime, and installs them.
-pub async fn refit(
-    store: &store::Store,
-    live: &Live,
-    tenant: &str,
-    cfg: &ForecastConfig,
-    threads: usize,
-    now: i64,
-) -> Result<RefitReport, IngestError> {
-    let to = anomaly::series::hour_floor(now);
-    let from = to - cfg.history_hours as i64 * HOUR;
-    let counts = store.login_counts(tenant, None, from, to).await?;
-    let groups: HashMap<String, String> = store.host_groups(tenant, from, to).await?.into_iter().collect();
-    let series = anomaly::series::LoginSeries::from_counts(&counts, from, to);
-    let cfg = cfg.clone();
-    let models = tokio::task::spawn_blocking(move || fit_tenant(&series, &groups, &cfg, threads, now))
-        .await
-        .map_err(|e| IngestError::Baseline(e.to_string()))?;
-    let (mut forecasts, mut fallbacks) = (0, 0);
-    for m in models.hosts.values() {
-        for f in m.forecasts.values() {
-            if f.is_ok() {
-                forecasts += 1;
-            } else {
-                fallbacks += 1;
-            }
-        }
-    }
-    let report = RefitReport {
-        tenant: tenant.to_owned(),
-        hosts: models.hosts.len(),
-        forecasts,
-        fallbacks,
-        groups: models.bands.keys().map(|(g, _)| g).collect::<std::collections::BTreeSet<_>>().len(),
-        fit_millis: models.fit_millis,
-    };
-    live.install(tenant, models);
-    Ok(report)
 }

@@ -57,9 +57,6 @@ pub enum IngestError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] store::StoreError),
-    /// A baseline fit failed to run.
-    #[error("baseline fit: {0}")]
-    Baseline(String),
 }
 
 /// Runs CPU-bound work (graph updates and searches) without stalling the runtime's other tasks: on

@@ -498,5 +498,8 @@ impl Live {
     }
 }
 
+mod refit;
+pub use refit::RefitReport;
+
 #[cfg(test)]
 mod tests;

@@ -25,7 +25,6 @@ const NFT_MSG_NEWGEN: u16 = 15;
 const NFTA_GEN_ID: u16 = 1;
 const NFTA_GEN_PROC_PID: u16 = 2;
 const NFTA_GEN_PROC_NAME: u16 = 3;
-const NLMSG_HDR: usize = 16;
 const NFGENMSG: usize = 4;
 
 /// A committed transaction: its generation, and the process that committed it.
@@ -203,21 +202,10 @@ fn receive(sock: &OwnedFd, buf: &mut [u8], wait: Duration) -> Option<Vec<Generat
 
 /// The `NFT_MSG_NEWGEN` messages of a datagram.
 pub fn generations(datagram: &[u8]) -> Vec<Generation> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(h) = datagram.get(at..at + NLMSG_HDR) {
-        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let kind = u16::from_ne_bytes([h[4], h[5]]);
-        if len < NLMSG_HDR || at + len > datagram.len() {
-            break;
-        }
-        if kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN {
-            let attrs = datagram.get(at + NLMSG_HDR + NFGENMSG..at + len).unwrap_or_default();
-            out.push(generation(attrs));
-        }
-        at += (len + 3) & !3;
-    }
-    out
+    super::nlmsg::messages(datagram)
+        .filter(|(kind, _)| *kind == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN)
+        .map(|(_, body)| generation(body.get(NFGENMSG..).unwrap_or_default()))
+        .collect()
 }
 
 /// A generation's attributes (netlink attributes; numbers big-endian).
@@ -265,7 +253,7 @@ mod tests {
         body.extend(attr(NFTA_GEN_PROC_PID, &4242u32.to_be_bytes()));
         body.extend(attr(NFTA_GEN_PROC_NAME, b"nft\0"));
         let mut msg = Vec::new();
-        msg.extend_from_slice(&((NLMSG_HDR + body.len()) as u32).to_ne_bytes());
+        msg.extend_from_slice(&((super::super::nlmsg::HDR + body.len()) as u32).to_ne_bytes());
         msg.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWGEN).to_ne_bytes());
         msg.extend_from_slice(&[0u8; 10]);
         msg.extend(body);

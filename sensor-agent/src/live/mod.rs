@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod libraries;
 pub mod logins;
 pub mod network;
+pub mod nlmsg;
 pub mod persistence;
 pub mod proc_connector;
 pub mod process;

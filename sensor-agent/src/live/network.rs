@@ -26,7 +26,7 @@ const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_DUMP: u16 = 0x300;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
-const NLMSG_HDR: usize = 16;
+use super::nlmsg::HDR as NLMSG_HDR;
 const IPPROTO_TCP: u8 = 6;
 const TCP_ESTABLISHED: u8 = 1;
 const TCP_SYN_SENT: u8 = 2;
@@ -223,14 +223,7 @@ enum Message {
 /// The messages of one datagram.
 fn messages(datagram: &[u8]) -> Vec<Message> {
     let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(h) = datagram.get(at..at + NLMSG_HDR) {
-        let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-        let kind = u16::from_ne_bytes([h[4], h[5]]);
-        if len < NLMSG_HDR || at + len > datagram.len() {
-            break;
-        }
-        let body = &datagram[at + NLMSG_HDR..at + len];
+    for (kind, body) in super::nlmsg::messages(datagram) {
         match kind {
             NLMSG_DONE => out.push(Message::Done),
             NLMSG_ERROR => {
@@ -240,7 +233,6 @@ fn messages(datagram: &[u8]) -> Vec<Message> {
             SOCK_DIAG_BY_FAMILY => out.extend(diag_msg(body).map(Message::Socket)),
             _ => {}
         }
-        at += (len + 3) & !3;
     }
     out
 }

@@ -4,9 +4,11 @@
 //! why and the caller falls back to scanning `/proc`.
 //!
 //! From Linux 6.6 the subscription names the events wanted and the kernel drops the rest before they
-//! wake the reader: the agent asks for execs and exits only (every thread's creation is a fork
-//! event, and the exit names the parent a fork would have). Older kernels get the plain
-//! subscription (every event), and forks are read as before.
+//! wake the reader: the agent asks for forks, execs and exits (not uid, gid, session, ptrace, name
+//! or core dump changes). Forks stay: a process gone before `/proc` is read learns its parent from
+//! its fork, which the kernel sends before its exec (its exit comes after, and a reader behind in a
+//! burst would wait for it past [`super::process::REORDER`]). Older kernels get the plain
+//! subscription (every event).
 //!
 //! Wire layout (`linux/connector.h`, `linux/cn_proc.h`): a netlink header (16 bytes), a connector
 //! message header (20 bytes), then `struct proc_event`: `what` (u32), `cpu` (u32), `timestamp_ns`
@@ -25,12 +27,14 @@ const PROC_CN_MCAST_LISTEN: u32 = 1;
 const NLMSG_DONE: u16 = 3;
 /// The socket's receive buffer: about 40,000 events (an event takes about 768 bytes of it).
 const RECV_BUFFER: usize = 32 << 20;
-const NLMSG_HDR: usize = 16;
+use super::nlmsg::HDR as NLMSG_HDR;
 const CN_MSG_HDR: usize = 20;
 
 const PROC_EVENT_FORK: u32 = 0x0000_0001;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
+/// The events the agent reads.
+const WANTED: u32 = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT;
 
 /// One process event from the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +53,7 @@ pub enum KernelEvent {
 pub struct Connector {
     fd: OwnedFd,
     buf: Vec<u8>,
-    /// Whether the kernel filters the events (execs and exits only).
+    /// Whether the kernel filters the events (forks, execs and exits only).
     pub filtered: bool,
 }
 
@@ -92,7 +96,7 @@ pub fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
 }
 
 /// `PROC_CN_MCAST_LISTEN`, as a netlink message to the connector; `filtered`: as `struct
-/// proc_input`, asking for execs and exits only (Linux 6.6+; older kernels ignore that form).
+/// proc_input`, asking for forks, execs and exits only (Linux 6.6+; older kernels ignore that form).
 fn listen_message(filtered: bool) -> Vec<u8> {
     let payload: usize = if filtered { 8 } else { 4 };
     let mut m = Vec::with_capacity(NLMSG_HDR + CN_MSG_HDR + payload);
@@ -109,7 +113,7 @@ fn listen_message(filtered: bool) -> Vec<u8> {
     m.extend_from_slice(&0u16.to_ne_bytes()); // flags
     m.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
     if filtered {
-        m.extend_from_slice(&(PROC_EVENT_EXEC | PROC_EVENT_EXIT).to_ne_bytes());
+        m.extend_from_slice(&WANTED.to_ne_bytes());
     }
     m
 }
@@ -121,19 +125,7 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 /// The process events of one datagram (netlink messages one after another); anything short or
 /// unknown is skipped.
 pub fn parse(datagram: &[u8]) -> Vec<KernelEvent> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some(len) = u32_at(datagram, at).map(|l| l as usize) {
-        if len < NLMSG_HDR || at + len > datagram.len() {
-            break;
-        }
-        let msg = &datagram[at..at + len];
-        if let Some(e) = event(msg.get(NLMSG_HDR + CN_MSG_HDR..).unwrap_or_default()) {
-            out.push(e);
-        }
-        at += (len + 3) & !3; // NLMSG_ALIGN
-    }
-    out
+    super::nlmsg::messages(datagram).filter_map(|(_, body)| event(body.get(CN_MSG_HDR..)?)).collect()
 }
 
 /// One `struct proc_event`.
@@ -197,7 +189,7 @@ mod tests {
         );
         assert_eq!(listen_message(false).len(), 40);
         let filtered = listen_message(true);
-        assert_eq!((filtered.len(), u32_at(&filtered, 40)), (44, Some(PROC_EVENT_EXEC | PROC_EVENT_EXIT)));
+        assert_eq!((filtered.len(), u32_at(&filtered, 40)), (44, Some(WANTED)));
     }
 
     #[test]

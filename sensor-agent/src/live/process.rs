@@ -27,7 +27,8 @@ pub struct ProcessStats {
     /// Why the connector is not in use, when it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fallback_reason: Option<String>,
-    /// Whether the kernel drops the events the source does not read (forks; Linux 6.6+).
+    /// Whether the kernel drops the events the source does not read (uid, name and other changes;
+    /// Linux 6.6+).
     pub kernel_filter: bool,
     /// Process starts reported.
     pub starts: u64,

@@ -44,6 +44,17 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_cordon-e2e"))
 }
 
+/// Waits until the live agent of `host` follows processes: a process started now shows in the lake.
+pub fn wait_until_following(api: &str, tok: &str, host: &str) -> anyhow::Result<()> {
+    tests::eventually(std::time::Duration::from_secs(30), || {
+        let probe = std::process::Command::new("/bin/sleep").arg("0.01").spawn()?.id();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let q =
+            format!("SELECT process_pid FROM events WHERE host_name = '{host}' AND process_pid = {probe}");
+        Ok((!tests::sql(api, tok, &q)?.is_empty()).then_some(()))
+    })
+}
+
 /// A fresh nats-server, failing with the install command when there is none.
 pub fn nats(dir: &std::path::Path) -> tests::NatsServer {
     tests::start_nats(&dir.join("nats")).unwrap_or_else(|e| panic!("{e:#}"))

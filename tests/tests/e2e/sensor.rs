@@ -34,11 +34,7 @@ fn live_processes_arrive_with_their_identity_and_parent_chain() -> anyhow::Resul
     )?;
     // The agent is following once a process started after it shows in the lake.
     let me = std::process::id();
-    eventually(Duration::from_secs(30), || {
-        let probe = Command::new("/bin/sleep").arg("0.01").spawn()?.id();
-        std::thread::sleep(Duration::from_millis(300));
-        Ok((!starts(api, tok, &format!("process_pid = {probe}"))?.is_empty()).then_some(()))
-    })?;
+    super::wait_until_following(api, tok, "live-1")?;
 
     // A shell that starts a child: the chain test process -> sh -> sleep.
     let mut sh = Command::new("/bin/sh").args(["-c", "/bin/sleep 0.5; exit 3", "cordon-chain"]).spawn()?;

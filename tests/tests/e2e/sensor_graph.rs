@@ -112,11 +112,7 @@ fn live_sources_hold_least_privilege_and_the_graph_links_a_droppers_file_process
             "0",
         ],
     )?;
-    eventually(Duration::from_secs(30), || {
-        let probe = Command::new("/bin/sleep").arg("0.01").spawn()?.id();
-        std::thread::sleep(Duration::from_millis(300));
-        Ok((!rows(api, tok, "process_pid", &format!("process_pid = {probe}"))?.is_empty()).then_some(()))
-    })?;
+    super::wait_until_following(api, tok, HOST)?;
     let tag = std::process::id();
 
     // Least privilege: every thread of the agent, as the kernel reports it.

@@ -120,11 +120,7 @@ fn live_files_persistence_and_connections_arrive_tagged_by_sigmahq_linux_rules()
             &auth_log.display().to_string(),
         ],
     )?;
-    eventually(Duration::from_secs(30), || {
-        let probe = Command::new("/bin/sleep").arg("0.01").spawn()?.id();
-        std::thread::sleep(Duration::from_millis(300));
-        Ok((!rows(api, tok, "process_pid", &format!("process_pid = {probe}"))?.is_empty()).then_some(()))
-    })?;
+    super::wait_until_following(api, tok, "live-2")?;
     let tag = std::process::id();
 
     // Logins: three failures, then logrotate renames the log, the daemon writes two more to the

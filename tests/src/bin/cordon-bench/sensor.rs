@@ -107,6 +107,8 @@ fn agent_at(rig: &Rig, facility: &str, rate: u64, secs: u64) -> anyhow::Result<M
             "--no-network",
             "--no-persistence",
             "--no-logins",
+            "--no-libraries",
+            "--no-firewall",
         ])
         .args(["--inventory-secs", "0"])
         .args(std::env::var("CORDON_BENCH_AGENT_ARGS").unwrap_or_default().split_whitespace())

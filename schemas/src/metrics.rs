@@ -123,9 +123,9 @@ impl Registry {
             "process_cpu_seconds_total",
             "",
             "Total user and system CPU time spent in seconds.",
-            "counter",
+            "counter:f64",
         )
-        .store(p.cpu_secs, Ordering::Relaxed);
+        .store(p.cpu_secs.to_bits(), Ordering::Relaxed);
         set("process_resident_memory_bytes", "Resident memory size in bytes.", p.rss_bytes);
         set("process_virtual_memory_bytes", "Virtual memory size in bytes.", p.vsize_bytes);
         set("process_open_fds", "Number of open file descriptors.", p.open_fds);
@@ -140,7 +140,7 @@ impl Registry {
         self.set_gauge("cordon_build_info", &version, "Cordon's version (the value is always 1).", 1);
     }
 
-    /// The current value of `name{labels}` (0 if never touched).
+    /// The current value of `name{labels}` (0 if never touched; a float series gives its bits).
     pub fn get(&self, name: &str, labels: &str) -> u64 {
         let map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         map.get(&(name.to_owned(), labels.to_owned())).map_or(0, |c| c.load(Ordering::Relaxed))
@@ -153,13 +153,20 @@ impl Registry {
         let mut out = String::new();
         let mut last = "";
         for ((name, labels), c) in map.iter() {
+            let (h, kind) = help.get(name).copied().unwrap_or(("", "counter"));
+            // A series set as a float (`…:f64`) holds the value's bits.
+            let (kind, float) = kind.split_once(':').map_or((kind, false), |(k, _)| (k, true));
             if name != last {
-                let (h, kind) = help.get(name).copied().unwrap_or(("", "counter"));
                 out.push_str(&format!("# HELP {name} {h}\n# TYPE {name} {kind}\n"));
                 last = name;
             }
             let l = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
-            out.push_str(&format!("{name}{l} {}\n", c.load(Ordering::Relaxed)));
+            let v = c.load(Ordering::Relaxed);
+            if float {
+                out.push_str(&format!("{name}{l} {}\n", f64::from_bits(v)));
+            } else {
+                out.push_str(&format!("{name}{l} {v}\n"));
+            }
         }
         let hists = self.histograms.lock().unwrap_or_else(|e| e.into_inner());
         let mut last = "";
@@ -178,7 +185,7 @@ impl Registry {
 /// What `/proc/self` says of this process.
 #[derive(Debug, Default)]
 struct ProcessStats {
-    cpu_secs: u64,
+    cpu_secs: f64,
     rss_bytes: u64,
     vsize_bytes: u64,
     open_fds: u64,
@@ -198,7 +205,7 @@ fn process_stats() -> ProcessStats {
         // vsize 23, rss 24 (numbered from 1 with pid).
         let f: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
         let at = |n: usize| f.get(n - 3).copied().unwrap_or(0);
-        p.cpu_secs = (at(14) + at(15)) / ticks;
+        p.cpu_secs = (at(14) + at(15)) as f64 / ticks as f64;
         p.threads = at(20);
         p.vsize_bytes = at(23);
         p.rss_bytes = at(24) * page;
@@ -279,7 +286,13 @@ mod tests {
         let started = r.get("process_start_time_seconds", "");
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
         assert!(started <= now && started + 24 * 3600 > now, "started {started}, now {now}");
-        assert!(text.contains("# TYPE process_cpu_seconds_total counter"), "{text}");
+        assert!(text.contains("# TYPE process_cpu_seconds_total counter\n"), "{text}");
+        let cpu: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("process_cpu_seconds_total "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!((0.0..3600.0).contains(&cpu), "in seconds: {cpu}");
         assert!(text.contains(&format!("cordon_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"))));
     }
 }

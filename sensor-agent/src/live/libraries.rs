@@ -1,5 +1,5 @@
-//! Code mapped from places it should not come from: every process's executable mappings
-//! (`/proc/PID/maps`) are checked every [`POLL`], and a library is reported once per process when
+//! Code mapped from places it should not come from: new processes' executable mappings
+//! (`/proc/PID/maps`) are checked every [`POLL`] and every process's every [`FULL_RESCAN`], and a library is reported once per process when
 //! an unprivileged user could have put it there (the file, or its directory, is writable by someone
 //! other than root: `/tmp`, `/dev/shm`, a home directory), when it came from a `memfd` (code that
 //! never touched a disk), or when such a file was deleted after it was mapped. A library preloaded
@@ -16,14 +16,19 @@ use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// How often every process's mappings are checked.
+/// How often new processes' mappings are checked.
 pub const POLL: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often every process's mappings are checked again (for what `dlopen` or an injector mapped
+/// after the process was first seen).
+pub const FULL_RESCAN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the source did.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct LibraryStats {
-    /// Scans of every process.
+    /// Scans (of the processes new since the last, or of all of them every [`FULL_RESCAN`]).
     pub scans: u64,
+    /// Process mappings read.
+    pub processes_read: u64,
     /// Libraries reported.
     pub reported: u64,
     /// Processes whose mappings could not be read (ended, or refused).
@@ -60,6 +65,9 @@ pub struct LibrarySource {
     host: String,
     boot_id: String,
     reported: HashMap<u32, (u64, HashSet<String>)>,
+    /// The processes seen at the last scan, and when every process was last read.
+    seen: HashSet<u32>,
+    last_full: Option<std::time::Instant>,
     dirs: HashMap<PathBuf, bool>,
     hashes: HashCache,
     /// What it did.
@@ -74,21 +82,30 @@ impl LibrarySource {
             host: host.to_owned(),
             boot_id: procfs::boot_id(root),
             reported: HashMap::new(),
+            seen: HashSet::new(),
+            last_full: None,
             dirs: HashMap::new(),
             hashes: HashCache::default(),
             stats: LibraryStats::default(),
         }
     }
 
-    /// Checks every process; an event for each library not reported for it before.
+    /// Checks the processes new since the last scan, and every process once [`FULL_RESCAN`] has
+    /// passed; an event for each library not reported for its process before.
     pub fn scan(&mut self) -> Vec<Value> {
         self.stats.scans += 1;
         self.dirs.clear(); // a directory's mode may have changed since
+        let full = self.last_full.is_none_or(|t| t.elapsed() >= FULL_RESCAN);
+        if full {
+            self.last_full = Some(std::time::Instant::now());
+        }
         let pids = procfs::pids(&self.root);
         let alive: HashSet<u32> = pids.iter().copied().collect();
         self.reported.retain(|pid, _| alive.contains(pid));
+        let seen = std::mem::replace(&mut self.seen, alive);
         let mut out = Vec::new();
-        for pid in pids {
+        for pid in pids.into_iter().filter(|p| full || !seen.contains(p)) {
+            self.stats.processes_read += 1;
             out.extend(self.scan_process(pid));
         }
         self.stats.reported += out.len() as u64;
@@ -253,7 +270,15 @@ mod tests {
         assert_eq!(line.trim(), "ready");
         let mut src = LibrarySource::new(Path::new("/proc"), "t");
         let events = src.scan();
+        let first_read = src.stats.processes_read;
         let again = src.scan();
+        assert!(first_read >= 10, "the first scan reads every process, not {first_read}");
+        assert!(src.stats.processes_read - first_read < first_read, "the next reads only the new ones");
+        let read_once = src.stats.processes_read;
+        src.last_full = Some(std::time::Instant::now() - FULL_RESCAN);
+        src.scan();
+        let reread = src.stats.processes_read - read_once;
+        assert!(reread >= 10, "every process again after the full interval, not {reread}");
         let pid = child.id();
         child.kill().unwrap();
         child.wait().unwrap();

@@ -204,56 +204,10 @@ pub enum Command {
         #[arg(long)]
         host: Option<String>,
     },
-    /// Run as a service on this Linux host: follow its processes as they start and end (the
-    /// kernel's process connector, else scanning /proc) and ship them until SIGTERM or SIGINT.
-    Run {
-        /// The host's name in events; default: this machine's name.
-        #[arg(long, env = "CORDON_AGENT_HOST")]
-        host: Option<String>,
-        /// Where process events come from.
-        #[arg(long, env = "CORDON_AGENT_PROCESS", value_enum, default_value_t = crate::live::ProcessFacility::Auto)]
-        process: crate::live::ProcessFacility,
-        /// Events queued between the sources and the shipper (beyond it they are dropped and counted).
-        #[arg(long, env = "CORDON_AGENT_QUEUE", default_value_t = 65_536)]
-        queue: usize,
-        /// Stop after this many seconds.
-        #[arg(long)]
-        max_secs: Option<u64>,
-        /// Report file changes under this path too (recursively; repeatable; `:`-separated in the
-        /// environment).
-        #[arg(long, env = "CORDON_AGENT_WATCH", value_delimiter = ':')]
-        watch: Vec<PathBuf>,
-        /// Do not watch the persistence locations (cron, systemd, authorized_keys, ...).
-        #[arg(long, env = "CORDON_AGENT_NO_PERSISTENCE")]
-        no_persistence: bool,
-        /// Do not follow network connections.
-        #[arg(long, env = "CORDON_AGENT_NO_NETWORK")]
-        no_network: bool,
-        /// An authentication log to follow (repeatable; `:`-separated in the environment); default:
-        /// /var/log/auth.log and /var/log/secure where they exist, else the journal.
-        #[arg(long, env = "CORDON_AGENT_AUTH_LOG", value_delimiter = ':')]
-        auth_log: Vec<PathBuf>,
-        /// Do not follow logins.
-        #[arg(long, env = "CORDON_AGENT_NO_LOGINS")]
-        no_logins: bool,
-        /// Do not look for libraries mapped from writable places, memfds or deleted files.
-        #[arg(long, env = "CORDON_AGENT_NO_LIBRARIES")]
-        no_libraries: bool,
-        /// Do not follow host firewall (nftables) changes.
-        #[arg(long, env = "CORDON_AGENT_NO_FIREWALL")]
-        no_firewall: bool,
-        /// Seconds between asset inventories (OS, packages, users and groups; removable devices are
-        /// looked at every 5 s); 0 turns the inventory off.
-        #[arg(long, env = "CORDON_AGENT_INVENTORY_SECS", default_value_t = 21_600)]
-        inventory_secs: u64,
-        /// The CPU the agent allows itself, percent of one core: over it, it hashes from its caches
-        /// only and polls less (events are never dropped for it).
-        #[arg(long, env = "CORDON_AGENT_CPU_BUDGET_PCT", default_value_t = 10.0)]
-        cpu_budget_pct: f64,
-        /// The resident memory the agent allows itself, MiB: over it, it drops its caches.
-        #[arg(long, env = "CORDON_AGENT_MEMORY_BUDGET_MIB", default_value_t = 64)]
-        memory_budget_mib: u64,
-    },
+    /// Run as a service on this Linux host: follow its processes (the kernel's process connector,
+    /// else scanning /proc), files, connections, logins, libraries and firewall, and ship them until
+    /// SIGTERM or SIGINT.
+    Run(crate::live::args::RunArgs),
     /// Install `run` as a systemd service: /etc/cordon/agent.env (0600) from the connection flags
     /// given (--nats-url, --tenant, --server, --enroll-token, --ca, --server-key), the unit, the
     /// state directory; under / it is enabled and started.
@@ -426,42 +380,7 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
         }
         Command::Evtx { files } => Ok(crate::evtx_files(&cfg, &files).await?),
         Command::Logs { files, year, host } => Ok(crate::log_files(&cfg, &files, year, host).await?),
-        Command::Run {
-            host,
-            process,
-            queue,
-            max_secs,
-            watch,
-            no_persistence,
-            no_network,
-            auth_log,
-            no_logins,
-            no_libraries,
-            no_firewall,
-            inventory_secs,
-            cpu_budget_pct,
-            memory_budget_mib,
-        } => {
-            let opts = crate::live::RunOptions {
-                host: host.unwrap_or_else(this_host),
-                process,
-                queue,
-                max_secs,
-                watch,
-                persistence: !no_persistence,
-                network: !no_network,
-                auth_logs: auth_log,
-                logins: !no_logins,
-                libraries: !no_libraries,
-                firewall: !no_firewall,
-                inventory_secs: (inventory_secs > 0).then_some(inventory_secs),
-                budget: crate::live::budget::Budget {
-                    cpu_share: cpu_budget_pct / 100.0,
-                    rss_bytes: memory_budget_mib << 20,
-                },
-            };
-            Ok(crate::live::run(&cfg, &opts).await?)
-        }
+        Command::Run(args) => Ok(crate::live::run(&cfg, &args.options(this_host)).await?),
         Command::Netlogs { files, mapping, host } => {
             Ok(crate::net_files(&cfg, &files, mapping.as_deref(), host).await?)
         }
@@ -504,7 +423,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
         )
         .with_writer(std::io::stderr)
         .try_init();
-    let rt = match runtime(matches!(cli.command, Command::Run { .. })) {
+    let rt = match runtime(matches!(cli.command, Command::Run(_))) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start runtime: {e}");

@@ -6,11 +6,11 @@
 //! removed as a diff, and the process. Where the group cannot be joined, the ruleset is read every
 //! [`POLL`] instead (without the process), and the source says why.
 
+use super::hashes::sha256_hex;
 use super::persistence::diff;
 use rustix::net::sockopt::{Timeout, set_socket_timeout};
 use rustix::net::{AddressFamily, RecvFlags, SocketType, bind, netlink, recv, socket};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, Instant};
 
@@ -132,8 +132,8 @@ impl Firewall {
             "host": {"name": self.host, "os": {"type": "linux", "family": "linux"}},
             "cordon": {"firewall": {
                 "backend": "nftables",
-                "before_sha256": sha256_hex(before),
-                "after_sha256": sha256_hex(after),
+                "before_sha256": sha256_hex(before.as_bytes()),
+                "after_sha256": sha256_hex(after.as_bytes()),
                 "rules_before": rule_count(before),
                 "rules_after": rule_count(after),
                 "diff": diff(before, after),
@@ -147,10 +147,6 @@ impl Firewall {
         }
         e
     }
-}
-
-fn sha256_hex(text: &str) -> String {
-    super::hashes::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// Rules in an `nft list ruleset` text: the lines of a chain that are not its header or policy.

@@ -87,6 +87,12 @@ impl HashCache {
     }
 }
 
+/// The SHA-256 of bytes, in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(bytes))
+}
+
 /// The SHA-256 of at most [`MAX_HASH_BYTES`] of a file.
 pub fn sha256_of(path: &Path) -> Option<String> {
     let mut f = std::fs::File::open(path).ok()?;

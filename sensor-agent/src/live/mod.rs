@@ -5,6 +5,7 @@
 //! server is away) and sends heartbeats; SIGTERM or SIGINT (or `--max-secs`) ends the run with what is
 //! queued shipped.
 
+pub mod args;
 pub mod budget;
 pub mod caps;
 pub mod files;

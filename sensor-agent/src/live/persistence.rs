@@ -126,8 +126,7 @@ impl Snapshot {
             return Some(Snapshot { sha256: super::hashes::sha256_of(path), text: None });
         }
         let bytes = std::fs::read(path).ok()?;
-        use sha2::Digest;
-        let sha256 = Some(super::hashes::hex(&sha2::Sha256::digest(&bytes)));
+        let sha256 = Some(super::hashes::sha256_hex(&bytes));
         Some(Snapshot { sha256, text: String::from_utf8(bytes).ok() })
     }
 }

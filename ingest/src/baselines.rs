@@ -6,10 +6,13 @@
 //! The models come from the lake (`api::baselines::refit`), at start and then on the server's
 //! schedule (nightly by default).
 
-use super::Ingest;
+use crate::analyse::{Analyser, Committed, Findings};
 use anomaly::live::Live;
 use schemas::Record;
+use schemas::alert::Alert;
 use schemas::fields::col;
+use schemas::metrics::Registry;
+use std::sync::{Arc, Mutex};
 
 use anomaly::series::HOUR;
 const HELP_ANOMALIES: &str = "Login anomalies raised, by direction.";
@@ -59,19 +62,36 @@ impl Login {
     }
 }
 
-impl Ingest {
-    /// Counts stored logins; returns the anomaly alerts they raise. Logins older than the hours the
-    /// live counts keep are judged in their own time instead ([`crate::history`]).
-    pub(crate) fn count_logins(
-        &self,
-        logins: &[Login],
-        now: i64,
-    ) -> Vec<(schemas::alert::Alert, Option<String>)> {
+/// Counts committed logins into the live baselines, an [`Analyser`]: a count past both bounds is an
+/// anomaly at once; at each new hour, silent hosts and the final counts of hours that raised
+/// anomalies. Logins older than the hours the live counts keep go to [`crate::history`].
+#[derive(Debug)]
+pub(crate) struct LoginCounts {
+    live: Arc<Live>,
+    history: Arc<crate::history::Pending>,
+    metrics: Arc<Registry>,
+    /// The hour (since the epoch) silences were last looked for.
+    last_silence_check: Mutex<i64>,
+}
+
+impl LoginCounts {
+    pub(crate) fn new(
+        live: Arc<Live>,
+        history: Arc<crate::history::Pending>,
+        metrics: Arc<Registry>,
+    ) -> Self {
+        Self { live, history, metrics, last_silence_check: Mutex::new(0) }
+    }
+
+    /// Counts stored logins; returns the anomaly alerts they raise.
+    fn count(&self, logins: &[Login], now: i64) -> Vec<(Alert, Option<String>)> {
         let (old, live): (Vec<&Login>, Vec<&Login>) =
             logins.iter().partition(|l| crate::history::is_historical(l, now));
-        self.note_history(&old);
+        for l in old {
+            self.history.note(l);
+        }
         let mut out = Vec::new();
-        for f in live.iter().flat_map(|l| l.observe(&self.cfg.baselines)) {
+        for f in live.iter().flat_map(|l| l.observe(&self.live)) {
             self.metrics.add("cordon_anomalies_total", "direction=\"above\"", HELP_ANOMALIES, 1);
             out.push((anomaly::alert::alert(&f), None));
         }
@@ -80,15 +100,15 @@ impl Ingest {
 
     /// Counts logins already stored (at start) without raising anything: what they raised before
     /// is recorded already.
-    pub(crate) fn recount_logins(&self, logins: &[Login]) {
+    pub(crate) fn recount(&self, logins: &[Login]) {
         for l in logins {
-            let _already_raised = l.observe(&self.cfg.baselines);
+            let _already_raised = l.observe(&self.live);
         }
     }
 
     /// Once per hour: hosts silent while their group is active, as alerts, and the final counts of
     /// the hours that raised anomalies.
-    pub(crate) fn new_hour_findings(&self, now: i64) -> Vec<(schemas::alert::Alert, Option<String>)> {
+    fn new_hour(&self, now: i64) -> Vec<(Alert, Option<String>)> {
         let hour = now.div_euclid(HOUR);
         {
             let mut last = self.last_silence_check.lock().unwrap_or_else(|e| e.into_inner());
@@ -98,16 +118,34 @@ impl Ingest {
             *last = hour;
         }
         let mut out = Vec::new();
-        for tenant in self.cfg.baselines.tenants() {
-            for f in self.cfg.baselines.silences(&tenant, now) {
+        for tenant in self.live.tenants() {
+            for f in self.live.silences(&tenant, now) {
                 self.metrics.add("cordon_anomalies_total", "direction=\"below\"", HELP_ANOMALIES, 1);
                 out.push((anomaly::alert::alert(&f), None));
             }
             // Hours that just closed: their alerts get the hour's final count.
-            for f in self.cfg.baselines.closed_hours(&tenant, now) {
+            for f in self.live.closed_hours(&tenant, now) {
                 out.push((anomaly::alert::alert(&f), None));
             }
         }
         out
+    }
+}
+
+impl Analyser for LoginCounts {
+    fn name(&self) -> &'static str {
+        "logins"
+    }
+
+    fn analyse(&self, batch: &Committed<'_>, found: &mut Findings) {
+        let logins: Vec<Login> = batch.records.iter().filter_map(|r| login(r)).collect();
+        if !logins.is_empty() {
+            found.alerts.extend(crate::cpu(|| self.count(&logins, batch.now)));
+        }
+        self.idle(batch.now, found);
+    }
+
+    fn idle(&self, now: i64, found: &mut Findings) {
+        found.alerts.extend(self.new_hour(now));
     }
 }

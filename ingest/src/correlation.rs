@@ -9,14 +9,20 @@
 //! and alerts are recorded idempotently per evidence event.
 
 use super::{HELP_ALERTS, HELP_DETECTIONS, Ingest, IngestError};
-use correlate::sigma::{Correlator, Detection};
+use crate::analyse::{Analyser, Committed, Findings};
+use correlate::sigma::stream::Stats as CorrelationStats;
+use correlate::sigma::{Correlator, Detection, Tagger};
 use schemas::Record;
+use schemas::metrics::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 const HELP_LEFT_OUT: &str = "Events a correlation matched but could not count, by reason (ungrouped: a group-by field missing; \
      late: older than the window; duplicate: seen before; dropped: group over its size cap).";
 const HELP_STATE: &str = "Events held in correlation windows, over all tenants.";
 
 /// A committed event some correlation's detection rules matched.
+#[derive(Debug)]
 pub(crate) struct Pending {
     pub(crate) record: Record,
     /// The matched rules, numbered in the rule set with this digest.
@@ -24,41 +30,46 @@ pub(crate) struct Pending {
     pub(crate) rules: String,
 }
 
-impl Ingest {
+/// Each tenant's correlation windows (see the module doc), an [`Analyser`].
+#[derive(Debug)]
+pub(crate) struct Correlations {
+    states: Mutex<HashMap<String, Correlator>>,
+    metrics: Arc<Registry>,
+}
+
+impl Correlations {
+    pub(crate) fn new(metrics: Arc<Registry>) -> Self {
+        Self { states: Mutex::default(), metrics }
+    }
+
+    /// Forgets every window (the rules' numbering changed); how many tenants had some.
+    pub(crate) fn reset(&self) -> usize {
+        std::mem::take(&mut *self.states.lock().unwrap_or_else(|e| e.into_inner())).len()
+    }
+
     /// Feeds committed events to their tenants' correlations; returns the detections that fired
     /// with the event that completed each.
-    pub(crate) fn correlate(&self, pending: Vec<Pending>) -> Vec<(Record, Detection)> {
+    pub(crate) fn feed(
+        &self,
+        pending: &[Pending],
+        taggers: &dyn Fn(&str) -> Option<Arc<Tagger>>,
+    ) -> Vec<(Record, Detection)> {
         if pending.is_empty() {
             return Vec::new();
         }
         let mut out = Vec::new();
-        let mut states = self.correlators.lock().unwrap_or_else(|e| e.into_inner());
+        let mut states = self.states.lock().unwrap_or_else(|e| e.into_inner());
         for p in pending {
-            let tenant = p.record.tenant().to_owned();
-            let Some(tagger) = self.tagger_for(&tenant) else { continue };
+            let tenant = p.record.tenant();
+            let Some(tagger) = taggers(tenant) else { continue };
             if tagger.sources().digest != p.rules {
                 // Matched by the rules in use before a reload: their numbering is not this set's.
                 continue;
             }
-            let state = states.entry(tenant).or_insert_with(|| tagger.correlator());
+            let state = states.entry(tenant.to_owned()).or_insert_with(|| tagger.correlator());
             let before = state.stats();
             let fired = tagger.correlate(state, &p.record, &p.hits);
-            let after = state.stats();
-            for (reason, n) in [
-                ("ungrouped", after.ungrouped - before.ungrouped),
-                ("late", after.late - before.late),
-                ("duplicate", after.duplicates - before.duplicates),
-                ("dropped", after.dropped - before.dropped),
-            ] {
-                if n > 0 {
-                    self.metrics.add(
-                        "cordon_correlation_left_out_total",
-                        &format!("reason=\"{reason}\""),
-                        HELP_LEFT_OUT,
-                        n,
-                    );
-                }
-            }
+            self.count_left_out(&before, &state.stats());
             for d in fired {
                 tracing::info!(rule = %d.rule, tenant = %p.record.tenant(), host = %p.record.host(), "correlation fired");
                 out.push((p.record.clone(), d));
@@ -69,6 +80,42 @@ impl Ingest {
         out
     }
 
+    fn count_left_out(&self, before: &CorrelationStats, after: &CorrelationStats) {
+        for (reason, n) in [
+            ("ungrouped", after.ungrouped - before.ungrouped),
+            ("late", after.late - before.late),
+            ("duplicate", after.duplicates - before.duplicates),
+            ("dropped", after.dropped - before.dropped),
+        ] {
+            if n > 0 {
+                let labels = format!("reason=\"{reason}\"");
+                self.metrics.add("cordon_correlation_left_out_total", &labels, HELP_LEFT_OUT, n);
+            }
+        }
+    }
+
+    /// What fired, as detections and alerts.
+    fn findings(fired: Vec<(Record, Detection)>, found: &mut Findings) {
+        for (rec, d) in fired {
+            *found.detections.entry(d.tier.as_str()).or_insert(0) += 1;
+            if let Some(a) = correlate::sigma::tagger::alert_for(&rec, &d) {
+                found.alerts.push((a, correlate::graph::Graph::process_key(&rec)));
+            }
+        }
+    }
+}
+
+impl Analyser for Correlations {
+    fn name(&self) -> &'static str {
+        "correlation"
+    }
+
+    fn analyse(&self, batch: &Committed<'_>, found: &mut Findings) {
+        Self::findings(self.feed(batch.matched, batch.taggers), found);
+    }
+}
+
+impl Ingest {
     /// Records alerts in the catalog (deduplicated, idempotent per evidence event) and rewrites the
     /// lake's alerts table of the tenants they belong to.
     /// Alerts that could not be recorded are kept and retried first next time (recording is
@@ -164,7 +211,7 @@ impl Ingest {
         }
         let started = std::time::Instant::now();
         let mut replayed = 0usize;
-        let mut alerts = Vec::new();
+        let mut found = Findings::default();
         for (tenant, records) in recent {
             let Some(tagger) = self.tagger_for(&tenant) else { continue };
             let mut pending = Vec::new();
@@ -175,18 +222,13 @@ impl Ingest {
                 }
             }
             replayed += pending.len();
-            for (rec, d) in self.correlate(pending) {
-                if let Some(a) = correlate::sigma::tagger::alert_for(&rec, &d) {
-                    alerts.push((a, correlate::graph::Graph::process_key(&rec)));
-                }
-                self.metrics.add(
-                    "cordon_detections_total",
-                    &format!("tier=\"{}\"", d.tier.as_str()),
-                    HELP_DETECTIONS,
-                    1,
-                );
-            }
+            let fired = self.correlations.feed(&pending, &|t: &str| self.tagger_for(t));
+            Correlations::findings(fired, &mut found);
         }
+        for (tier, n) in &found.detections {
+            self.metrics.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
+        }
+        let alerts = found.alerts;
         self.record_alerts(&alerts).await?;
         tracing::info!(
             events = replayed,

@@ -42,7 +42,8 @@ struct Span {
 pub(crate) struct Pending(std::sync::Mutex<HashMap<(String, String), Span>>);
 
 impl Pending {
-    fn note(&self, l: &Login) {
+    /// Notes a historical login for judgement in its own time.
+    pub(crate) fn note(&self, l: &Login) {
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let hour = hour_floor(l.time);
         let span = map.entry((l.tenant.clone(), l.host.clone())).or_insert_with(|| Span {
@@ -82,13 +83,6 @@ pub(crate) fn is_historical(l: &Login, now: i64) -> bool {
 }
 
 impl Ingest {
-    /// Notes historical logins for judgement in their own time.
-    pub(crate) fn note_history(&self, logins: &[&Login]) {
-        for l in logins {
-            self.history.note(l);
-        }
-    }
-
     /// Judges the settled hosts' historical hours; the anomaly alerts they raise. A host whose lake
     /// could not be read is tried again later.
     pub(crate) async fn history_findings(&self) -> Vec<(schemas::alert::Alert, Option<String>)> {

@@ -130,7 +130,7 @@ impl Ingest {
             let counts_from = schemas::time::now_micros() - anomaly::live::KEEP_HOURS as i64 * 3_600_000_000;
             let logins: Vec<super::baselines::Login> =
                 recs.iter().filter(|r| r.time() >= counts_from).filter_map(super::baselines::login).collect();
-            super::cpu(|| self.recount_logins(&logins));
+            super::cpu(|| self.logins.recount(&logins));
             let at = recs.partition_point(|r| r.time() < corr_from);
             recent.push((tenant, recs.split_off(at)));
         }

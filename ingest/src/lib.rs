@@ -1,21 +1,33 @@
 //! # ingest: JetStream -> validated records -> the store, exactly once
 //!
-//! A durable pull consumer on the events stream. For each fetched batch of messages:
-//! identity (tenant, agent) comes from the subject — the authenticated channel — and a payload
-//! claiming another is rejected and recorded as a security event; bodies are size-capped and
-//! decompressed with a cap; each NDJSON line is decoded ([`schemas::decode_line`]); rejected lines go
-//! to the dead-letter stream with their reason while the good lines of the same message are kept;
-//! the batch is committed by [`store::Store::commit`]; only then are the messages acked.
+//! A durable pull consumer on the events stream. Each fetched batch goes through stages with
+//! narrow interfaces, each timed (`cordon_ingest_stage_seconds`) and in its own span:
+//! 1. **decode** ([`decode::Decoder`], no NATS types): identity (tenant, agent) from the subject,
+//!    the authenticated channel, a payload claiming another refused as a security event; bodies
+//!    size-capped and decompressed with a cap; each agent's quota; each NDJSON line decoded by
+//!    [`schemas::decode_line`], a rejected line dead-lettered while the good lines of its message
+//!    are kept;
+//! 2. **tag** ([`tag`]): each tenant's Sigma rules and policy write techniques and tiers into the
+//!    records, and note the alerts, blocks and correlation candidates they call for;
+//! 3. **dead letters** to their stream and the catalog;
+//! 4. **commit** ([`store::Store::commit`]): the batch is durable;
+//! 5. **analysers** ([`analyse::Analyser`]: the entity graph, correlation windows, login counts)
+//!    read the committed events; alerts are recorded, incidents worked out, triggers sent;
+//!
+//! and only then are the messages acked.
 //!
 //! Agent heartbeats arrive on core NATS (`<prefix>.<tenant>.<agent>.hb`) and are recorded in the
-//! catalog. Metrics per stage go to a shared [`schemas::metrics::Registry`].
+//! catalog. Metrics go to a shared [`schemas::metrics::Registry`].
 //!
-//! Depends on `schemas` and `store`; nothing depends on it but the server binary.
+//! Depends on `schemas`, `store`, `correlate` and `anomaly`; nothing depends on it but the server
+//! binary and the tests.
 
+pub mod analyse;
 pub mod baselines;
 pub mod callout;
 mod config;
 mod correlation;
+pub mod decode;
 mod distribute;
 mod dlq;
 mod heartbeats;
@@ -25,18 +37,18 @@ mod orders;
 mod policy;
 mod quota;
 mod streams;
+mod tag;
 mod triggers;
 pub mod watchdog;
 
+use analyse::{Analyser, Committed, Findings};
 use async_nats::jetstream::{self, Message, consumer::pull, stream};
+use decode::{Decoded, Decoder, Inbound};
 use futures::StreamExt;
-use schemas::decode::{Channel, decode_line};
 use schemas::metrics::Registry;
-use schemas::subject::SubjectKind;
-use schemas::wire;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{MessageBatch, Store};
+use store::{CommitOutcome, Store};
 use tracing::Instrument;
 
 pub use config::IngestConfig;
@@ -85,8 +97,9 @@ const HELP_FAILURES: &str =
     "Batches whose commit failed since the last one that succeeded (they are redelivered).";
 const HELP_QUOTA: &str = "Events refused because their agent was over its quota (each message is in the dead-letter stream as over_quota).";
 const HELP_DUP: &str = "Messages refused because their batch was already committed.";
-const HELP_STAGE: &str = "Seconds each ingest stage took per fetched batch: decode (decode, validate, tag, the \
-     graph), dead_letters, commit (lake, catalog, index) and analysers (correlation, logins, alerts, incidents, triggers).";
+const HELP_STAGE: &str = "Seconds each ingest stage took per fetched batch: decode (decode, validate), tag (Sigma \
+     rules and the policy), dead_letters, commit (lake, catalog, index) and analysers (the graph, correlation, logins, \
+     alerts, incidents, triggers).";
 
 /// Records the time since `started` as stage `name`'s latency; the time now, for the next stage.
 fn stage(reg: &Registry, name: &str, started: Instant) -> Instant {
@@ -116,17 +129,17 @@ pub struct Ingest {
     last_policy_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Where tenants' policies are published to agents ([`schemas::policy::POLICY_BUCKET`]).
     policy_kv: jetstream::kv::Store,
-    /// Per-tenant correlation state (see [`correlation`]).
-    correlators: std::sync::Mutex<std::collections::HashMap<String, correlate::sigma::Correlator>>,
+    /// The analysers (see [`analyse`]): the entity graph, correlation windows, login counts.
+    graph: analyse::GraphFeed,
+    correlations: correlation::Correlations,
+    logins: baselines::LoginCounts,
     /// Alerts whose recording failed, retried with the next batch: a correlation that fired has
     /// consumed its events, so a redelivery alone would not raise it again.
     unrecorded: std::sync::Mutex<Vec<(schemas::alert::Alert, Option<String>)>>,
     /// Per-tenant incident state (see [`incidents`]).
     incidents: tokio::sync::Mutex<incidents::State>,
-    /// The hour (since the epoch) silences were last looked for.
-    last_silence_check: std::sync::Mutex<i64>,
     /// Historical logins waiting to be judged in their own time (see [`history`]).
-    history: history::Pending,
+    history: Arc<history::Pending>,
     /// Each agent's quota buckets.
     quotas: quota::Quotas,
     /// Heartbeats' claims of acked batches, waiting for the watchdog (see [`watchdog`]).
@@ -161,10 +174,18 @@ impl Ingest {
         // across restarts instead of counting from zero.
         let rows = store.catalog().live_rows().await.map_err(store::StoreError::from)?;
         metrics.add("cordon_ingest_stored_total", "", HELP_STORED, u64::try_from(rows).unwrap_or(0));
-        let cfg_quota = cfg.quota;
+        let history = Arc::new(history::Pending::default());
         Ok(Self {
             policy_kv,
             rules: Arc::new(correlate::sigma::CurrentRules::new(cfg.tagger.clone())),
+            graph: analyse::GraphFeed::new(Arc::clone(&cfg.graphs)),
+            correlations: correlation::Correlations::new(Arc::clone(&metrics)),
+            logins: baselines::LoginCounts::new(
+                Arc::clone(&cfg.baselines),
+                Arc::clone(&history),
+                Arc::clone(&metrics),
+            ),
+            quotas: quota::Quotas::new(cfg.quota),
             cfg,
             store,
             metrics,
@@ -172,12 +193,9 @@ impl Ingest {
             js,
             taggers: Default::default(),
             last_policy_read: Default::default(),
-            correlators: Default::default(),
             unrecorded: Default::default(),
             incidents: Default::default(),
-            last_silence_check: Default::default(),
-            history: Default::default(),
-            quotas: quota::Quotas::new(cfg_quota),
+            history,
             claims: Default::default(),
         })
     }
@@ -187,387 +205,159 @@ impl Ingest {
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
-        let mut consumer = self.recover().await?;
-        self.publish_rules().await?;
-        self.refresh_policies().await?;
-        let recent = self.restore_graphs(self.correlation_replay_from()).await?;
-        self.restore_correlations(recent).await?;
-        self.update_incidents(&Default::default()).await;
-        let hb = tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone()));
-        let lag = tokio::spawn(Arc::clone(&self).lag_probe(shutdown.clone()));
-        let watch = tokio::spawn(Arc::clone(&self).watchdog(shutdown.clone()));
-        let dist = tokio::spawn(Arc::clone(&self).distribute(shutdown.clone()));
-        let mut backoff = Duration::from_millis(100);
-        let mut last_check = std::time::Instant::now();
+        let mut consumer = self.start().await?;
+        let tasks = [
+            tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone())),
+            tokio::spawn(Arc::clone(&self).lag_probe(shutdown.clone())),
+            tokio::spawn(Arc::clone(&self).watchdog(shutdown.clone())),
+            tokio::spawn(Arc::clone(&self).distribute(shutdown.clone())),
+        ];
+        let mut backoff = Backoff::default();
+        let mut last_check = Instant::now();
         while !*shutdown.borrow() {
             // Policies are re-read (and published to agents) even when no events arrive.
             if let Err(e) = self.refresh_policies().await {
                 tracing::warn!(error = %e, "cannot read policies; keeping the current ones");
             }
-            let fetched = consumer
-                .fetch()
-                .max_messages(self.cfg.fetch_messages)
-                .expires(self.cfg.fetch_wait)
-                .messages()
-                .await;
-            let mut batch = match fetched {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "fetch failed; retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    consumer = self.recover().await.unwrap_or(consumer);
-                    continue;
+            let healthy = match self.fetch(&consumer).await {
+                Fetched::Messages(msgs) => self.handle(&msgs, &mut backoff).await,
+                Fetched::Empty => {
+                    self.idle().await;
+                    // Check now and then that the streams and the consumer are still there (a
+                    // deleted consumer can look like a quiet one).
+                    last_check.elapsed() < Duration::from_secs(5)
+                }
+                Fetched::Failed => {
+                    backoff.wait(&mut shutdown).await;
+                    false
                 }
             };
-            let mut msgs = Vec::new();
-            let mut fetch_failed = false;
-            while let Some(m) = batch.next().await {
-                match m {
-                    Ok(m) => msgs.push(m),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "message error in fetch");
-                        fetch_failed = true;
-                    }
-                }
-            }
-            if fetch_failed && msgs.is_empty() {
-                // A consumer or stream that was deleted answers fetches with errors: bring it back.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            if !healthy {
+                // A consumer or stream that was deleted answers fetches with errors, and a deleted
+                // dead-letter stream fails every batch with a reject: bring them back.
                 consumer = self.recover().await.unwrap_or(consumer);
-                continue;
-            }
-            if msgs.is_empty() {
-                // Quiet: check now and then that the streams and the consumer are still there (a
-                // deleted consumer can look like a quiet one).
-                if last_check.elapsed() > Duration::from_secs(5) {
-                    consumer = self.recover().await.unwrap_or(consumer);
-                    last_check = std::time::Instant::now();
-                }
-                // Silences are looked for at each new hour, and joins that waited for the
-                // recheck interval are worked out now.
-                let mut silent = self.new_hour_findings(schemas::time::now_micros());
-                silent.extend(self.history_findings().await);
-                if let Err(e) = self.record_alerts(&silent).await {
-                    tracing::warn!(error = %e, "cannot record silence alerts; retried with the next batch");
-                }
-                self.update_incidents(&self.incident_tenants().await).await;
-                continue;
-            }
-            let seqs = msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence));
-            let (first_seq, last_seq) = seqs.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
-            let span = tracing::info_span!("ingest_batch", messages = msgs.len(), first_seq, last_seq);
-            match self.process(&msgs).instrument(span).await {
-                Ok(()) => {
-                    backoff = Duration::from_millis(100);
-                    self.metrics.set_gauge("cordon_ingest_commit_failures", "", HELP_FAILURES, 0);
-                    for m in &msgs {
-                        if let Err(e) = m.ack().await {
-                            tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
-                        }
-                    }
-                    store::failpoint::hit("after_ack");
-                }
-                Err(e) => {
-                    tracing::error!(error = %schemas::error_chain(&e), messages = msgs.len(), "commit failed; messages will be redelivered");
-                    self.metrics.add("cordon_ingest_commit_failures", "", HELP_FAILURES, 1);
-                    for m in &msgs {
-                        let _ = m.ack_with(jetstream::AckKind::Nak(Some(backoff))).await;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    // A deleted dead-letter stream fails every batch with a reject: bring it back.
-                    consumer = self.recover().await.unwrap_or(consumer);
-                }
+                last_check = Instant::now();
             }
         }
-        hb.abort();
-        lag.abort();
-        watch.abort();
-        dist.abort();
+        tasks.iter().for_each(tokio::task::JoinHandle::abort);
         Ok(())
     }
 
-    /// Decodes, dead-letters and commits one fetched batch. Returns once it is durable.
-    async fn process(&self, msgs: &[Message]) -> Result<(), IngestError> {
+    /// Before the first fetch: the streams and consumer, the rules and policies published, and the
+    /// analysers' state rebuilt from the lake.
+    async fn start(&self) -> Result<Consumer, IngestError> {
+        let consumer = self.recover().await?;
+        self.publish_rules().await?;
         self.refresh_policies().await?;
-        let received = schemas::time::now_micros();
-        let started = Instant::now();
-        let decode_span = tracing::debug_span!("decode", events = tracing::field::Empty);
-        let mut batches = Vec::with_capacity(msgs.len());
-        let mut dead = Vec::new();
-        let mut security = Vec::new();
-        let mut detections: std::collections::BTreeMap<&'static str, u64> = std::collections::BTreeMap::new();
-        let mut alerts = Vec::new();
-        let mut quota_drops: std::collections::HashMap<(String, String), u64> = Default::default();
-        let mut blocks: Vec<triggers::Block> = Vec::new();
-        let mut to_correlate: Vec<correlation::Pending> = Vec::new();
-        let mut events_in = 0u64;
-        let mut touched: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
-        let mut logins = Vec::new();
-        // The guard's scope ends before the first await (it cannot cross one).
-        {
-            let _entered = decode_span.enter();
-            for m in msgs {
-                let seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-                let msg_id =
-                    m.headers.as_ref().and_then(|h| h.get("Nats-Msg-Id")).map(|v| v.as_str().to_owned());
-                let (tenant, agent) = match self.cfg.subjects.parse(m.subject.as_str()) {
-                    Ok((t, a, SubjectKind::Events)) => (t.to_string(), a.to_string()),
-                    Ok(_) | Err(_) => {
-                        dead.push(dlq::DeadLetter::message(
-                            "_",
-                            "_",
-                            seq,
-                            "bad_subject",
-                            m.subject.to_string(),
-                            &m.payload,
-                        ));
-                        batches.push(MessageBatch {
-                            key: format!("s{seq}"),
-                            stream_seq: seq,
-                            records: Vec::new(),
-                            rejected: 1,
-                            published: None,
-                        });
-                        continue;
-                    }
-                };
-                // A message that cannot be the subject's agent's (see [`dlq::not_from_agent`]).
-                if let Some((kind, detail)) = dlq::not_from_agent(msg_id.as_deref(), &agent, &m.payload) {
-                    security.push((tenant.clone(), agent.clone(), kind, detail.clone()));
-                    dead.push(dlq::DeadLetter::message(&tenant, &agent, seq, kind, detail, &m.payload));
-                    batches.push(MessageBatch {
-                        key: format!("{tenant}/{agent}/s{seq}"),
-                        stream_seq: seq,
-                        records: Vec::new(),
-                        rejected: 1,
-                        published: None,
-                    });
-                    continue;
+        let recent = self.restore_graphs(self.correlation_replay_from()).await?;
+        self.restore_correlations(recent).await?;
+        self.update_incidents(&Default::default()).await;
+        Ok(consumer)
+    }
+
+    /// One fetch from the durable consumer.
+    async fn fetch(&self, consumer: &Consumer) -> Fetched {
+        let fetched = consumer
+            .fetch()
+            .max_messages(self.cfg.fetch_messages)
+            .expires(self.cfg.fetch_wait)
+            .messages()
+            .await;
+        let mut batch = match fetched {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "fetch failed; retrying");
+                return Fetched::Failed;
+            }
+        };
+        let (mut msgs, mut failed) = (Vec::new(), false);
+        while let Some(m) = batch.next().await {
+            match m {
+                Ok(m) => msgs.push(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "message error in fetch");
+                    failed = true;
                 }
-                // The key is scoped by the channel, so an agent cannot pre-empt another's batch ids.
-                let key = match &msg_id {
-                    Some(id) => format!("{tenant}/{agent}/{id}"),
-                    None => format!("{tenant}/{agent}/s{seq}"),
-                };
-                let message_key = match msg_id.as_deref().and_then(wire::MsgKey::parse) {
-                    Some(k) if k.agent == agent => format!("{}:{}", k.boot, k.seq),
-                    _ => format!("s{seq}"),
-                };
-                let header =
-                    |name: &str| m.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned());
-                let body = match wire::decode_body(
-                    header(wire::HEADER_WIRE).as_deref(),
-                    header(wire::HEADER_ENCODING).as_deref(),
-                    &m.payload,
-                    self.cfg.max_message_bytes,
-                ) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        let reason = match e {
-                            wire::WireError::TooLarge { .. } => "message_too_large",
-                            wire::WireError::Version(_) => "bad_version",
-                            wire::WireError::Encoding(_) => "bad_encoding",
-                            wire::WireError::Corrupt(_) => "corrupt_body",
-                        };
-                        dead.push(dlq::DeadLetter::message(
-                            &tenant,
-                            &agent,
-                            seq,
-                            reason,
-                            e.to_string(),
-                            &m.payload,
-                        ));
-                        batches.push(MessageBatch {
-                            key,
-                            stream_seq: seq,
-                            records: Vec::new(),
-                            rejected: 1,
-                            published: None,
-                        });
-                        continue;
-                    }
-                };
-                let lines = wire::lines(&body).count() as u64;
-                if let Err(over) = self.quotas.admit(
-                    &tenant,
-                    &agent,
-                    lines,
-                    m.payload.len() as u64,
-                    std::time::Instant::now(),
-                ) {
-                    dead.push(dlq::DeadLetter::message(
-                        &tenant,
-                        &agent,
-                        seq,
-                        "over_quota",
-                        over.0,
-                        &m.payload,
-                    ));
-                    *quota_drops.entry((tenant.clone(), agent.clone())).or_insert(0) += lines;
-                    batches.push(MessageBatch {
-                        key,
-                        stream_seq: seq,
-                        records: Vec::new(),
-                        rejected: lines as usize,
-                        published: None,
-                    });
-                    continue;
-                }
-                let tagger = self.tagger_for(&tenant);
-                let ch = Channel {
-                    tenant: &tenant,
-                    agent: &agent,
-                    message_key: &message_key,
-                    stream_seq: seq,
-                    received,
-                };
-                let mut records = Vec::new();
-                let mut rejected = 0;
-                for (line_no, line) in wire::lines(&body) {
-                    events_in += 1;
-                    match decode_line(line, line_no, &ch, &self.cfg.limits) {
-                        Ok(mut r) => {
-                            if let Some(t) = &tagger {
-                                let (found, hits) = t.tag_and_hits(&mut r);
-                                for d in found {
-                                    *detections.entry(d.tier.as_str()).or_insert(0u64) += 1;
-                                    if let Some(a) = correlate::sigma::tagger::alert_for(&r, &d) {
-                                        alerts.push((a, correlate::graph::Graph::process_key(&r)));
-                                    }
-                                    if let Some(cmd) =
-                                        correlate::sigma::tagger::terminate_command(&r, &d, received)
-                                    {
-                                        blocks.push(triggers::Block {
-                                            tenant: tenant.clone(),
-                                            agent: agent.clone(),
-                                            command: cmd,
-                                            techniques: d.techniques.clone(),
-                                        });
-                                    }
-                                }
-                                if !hits.is_empty() {
-                                    let rules = tagger
-                                        .as_ref()
-                                        .map(|t| t.sources().digest.clone())
-                                        .unwrap_or_default();
-                                    to_correlate.push(correlation::Pending {
-                                        record: r.clone(),
-                                        hits,
-                                        rules,
-                                    });
-                                }
-                            }
-                            if let Some(l) = baselines::login(&r) {
-                                logins.push(l);
-                            }
-                            records.push(r);
-                        }
-                        Err(reject) => {
-                            rejected += 1;
-                            if reject.is_security() {
-                                security.push((
-                                    tenant.clone(),
-                                    agent.clone(),
-                                    "identity_mismatch",
-                                    reject.to_string(),
-                                ));
-                            }
-                            dead.push(dlq::DeadLetter::line(
-                                &tenant, &agent, seq, &key, line_no, &reject, line,
-                            ));
-                        }
-                    }
-                }
-                // The graph sees the batch before its commit: a failed commit is redelivered, and the
-                // graph ignores events it has seen (by id), so it never counts one twice.
-                if !records.is_empty() {
-                    cpu(|| {
-                        self.cfg.graphs.write(&tenant, |g| {
-                            for r in &records {
-                                g.add(r);
-                            }
-                        })
-                    });
-                    touched.insert(tenant.clone());
-                }
-                let published = m.info().ok().map(|i| (i.published.unix_timestamp_nanos() / 1000) as i64);
-                batches.push(MessageBatch { key, stream_seq: seq, records, rejected, published });
             }
         }
-        let reg = &self.metrics;
-        decode_span.record("events", events_in);
-        let mut started = stage(reg, "decode", started);
-        reg.add("cordon_ingest_messages_total", "", HELP_RECEIVED, msgs.len() as u64);
-        reg.add("cordon_ingest_events_total", "", HELP_RECEIVED, events_in);
-        let dead_span = tracing::debug_span!("dead_letters", count = dead.len());
-        dlq::publish(&self.js, &self.cfg.subjects, &dead).instrument(dead_span).await?;
+        match (msgs.is_empty(), failed) {
+            (false, _) => Fetched::Messages(msgs),
+            (true, false) => Fetched::Empty,
+            (true, true) => Fetched::Failed,
+        }
+    }
+
+    /// Ingests a fetched batch and acks it once committed (or naks it for redelivery); false when
+    /// it failed.
+    async fn handle(&self, msgs: &[Message], backoff: &mut Backoff) -> bool {
+        let seqs = msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence));
+        let (first_seq, last_seq) = seqs.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        let span = tracing::info_span!("ingest_batch", messages = msgs.len(), first_seq, last_seq);
+        match self.ingest_batch(msgs).instrument(span).await {
+            Ok(()) => {
+                backoff.reset();
+                self.metrics.set_gauge("cordon_ingest_commit_failures", "", HELP_FAILURES, 0);
+                for m in msgs {
+                    if let Err(e) = m.ack().await {
+                        tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
+                    }
+                }
+                store::failpoint::hit("after_ack");
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %schemas::error_chain(&e), messages = msgs.len(), "commit failed; messages will be redelivered");
+                self.metrics.add("cordon_ingest_commit_failures", "", HELP_FAILURES, 1);
+                for m in msgs {
+                    let _ = m.ack_with(jetstream::AckKind::Nak(Some(backoff.current()))).await;
+                }
+                tokio::time::sleep(backoff.current()).await;
+                backoff.grow();
+                false
+            }
+        }
+    }
+
+    /// A fetch that brought nothing: silences at each new hour, the historical logins that waited
+    /// for their host to settle, and incidents due a recheck.
+    async fn idle(&self) {
+        let mut found = Findings::default();
         let now = schemas::time::now_micros();
-        // The newest per tenant also go to the catalog, for operators (GET /api/v1/dead-letters).
-        self.store
-            .catalog()
-            .record_dead_letters(&dlq::rows(&dead, now))
-            .await
-            .map_err(store::StoreError::from)?;
-        // Counted once the dead letters are durable, so a counted reject is always in the DLQ.
-        for d in &dead {
-            reg.add("cordon_ingest_rejected_total", &format!("reason=\"{}\"", d.reason), HELP_REJECTED, 1);
+        for a in self.analysers() {
+            a.idle(now, &mut found);
         }
-        for (t, a, kind, detail) in &security {
-            tracing::warn!(tenant = %t, agent = %a, kind, %detail, "security: a message claims another identity");
-            reg.add("cordon_security_events_total", &format!("kind=\"{kind}\""), HELP_SECURITY, 1);
-            self.store
-                .catalog()
-                .security_event(t, a, kind, detail, now)
-                .await
-                .map_err(store::StoreError::from)?;
+        found.alerts.extend(self.history_findings().await);
+        if let Err(e) = self.record_alerts(&found.alerts).await {
+            tracing::warn!(error = %e, "cannot record silence alerts; retried with the next batch");
         }
-        started = stage(reg, "dead_letters", started);
+        self.update_incidents(&self.incident_tenants().await).await;
+    }
+
+    /// The stages of one fetched batch: decode, tag, dead letters, commit, then the analysers.
+    /// Returns once the batch is durable and analysed.
+    async fn ingest_batch(&self, msgs: &[Message]) -> Result<(), IngestError> {
+        self.refresh_policies().await?;
+        let reg = &self.metrics;
+        let (received, started) = (schemas::time::now_micros(), Instant::now());
+        let inbound: Vec<Inbound> = msgs.iter().map(Inbound::from_message).collect();
+        let mut decoded = tracing::debug_span!("decode", messages = inbound.len())
+            .in_scope(|| self.decoder().decode(&inbound, received));
+        let started = stage(reg, "decode", started);
+        let tagged = tracing::debug_span!("tag", events = decoded.records())
+            .in_scope(|| self.tag(&mut decoded.batches, received));
+        let started = stage(reg, "tag", started);
+        reg.add("cordon_ingest_messages_total", "", HELP_RECEIVED, msgs.len() as u64);
+        reg.add("cordon_ingest_events_total", "", HELP_RECEIVED, decoded.events);
+        let dead_span = tracing::debug_span!("dead_letters", count = decoded.dead.len());
+        self.dead_letters(&decoded).instrument(dead_span).await?;
+        let started = stage(reg, "dead_letters", started);
+        let batches = std::mem::take(&mut decoded.batches);
         let commit_span = tracing::debug_span!("commit", messages = batches.len());
         let outcome = self.store.commit(&self.cfg.consumer, batches).instrument(commit_span).await?;
-        started = stage(reg, "commit", started);
+        let started = stage(reg, "commit", started);
         reg.add("cordon_ingest_stored_total", "", HELP_STORED, outcome.stored as u64);
-        // Drops over a quota count once committed (a redelivered batch is refused by key then).
-        let dropped: u64 = quota_drops.values().sum();
-        if dropped > 0 {
-            reg.add("cordon_ingest_quota_dropped_events_total", "", HELP_QUOTA, dropped);
-            for (t, a, total) in self.quotas.dropped(&quota_drops, std::time::Instant::now()) {
-                tracing::warn!(tenant = %t, agent = %a, dropped = total, "agent over its ingest quota");
-                alerts.push((self.quotas.alert(&t, &a, total, now), None));
-            }
-        }
-        // Correlations see events once they are durable: a failed commit is redelivered, and the
-        // state rebuilt after a restart (from the lake) then matches what was counted.
-        for d in self.correlate(to_correlate) {
-            *detections.entry(d.1.tier.as_str()).or_insert(0u64) += 1;
-            if let Some(a) = correlate::sigma::tagger::alert_for(&d.0, &d.1) {
-                alerts.push((a, correlate::graph::Graph::process_key(&d.0)));
-            }
-        }
-        // Logins are counted once stored (the counts ignore an event id they have seen, so a
-        // redelivered batch does not count twice); counts past both bounds are anomalies.
-        if !logins.is_empty() {
-            alerts.extend(cpu(|| self.count_logins(&logins, now)));
-        }
-        alerts.extend(self.new_hour_findings(now));
-        alerts.extend(self.history_findings().await);
-        // Alerts follow the commit (their evidence is stored); recording is idempotent per evidence
-        // event, so a batch redelivered after a failure here does not count twice.
-        self.record_alerts(&alerts).await?;
-        // Incidents: the batch's alerts join what the graph connects them to.
-        self.update_incidents(&touched).await;
-        // Blocks: within a standing order the approvers signed, the agent that reported the process
-        // start is told to terminate it.
-        self.send_triggers(&blocks).await;
-        for (tier, n) in &detections {
-            reg.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
-        }
         reg.add("cordon_ingest_duplicate_messages_total", "", HELP_DUP, outcome.duplicate_messages as u64);
+        self.after_commit(&decoded, tagged, &outcome).await?;
         stage(reg, "analysers", started);
         tracing::debug!(
             stored = outcome.stored,
@@ -576,5 +366,125 @@ impl Ingest {
             "batch committed"
         );
         Ok(())
+    }
+
+    /// The decode stage as this ingest runs it: its subjects, limits, body cap and quotas.
+    fn decoder(&self) -> Decoder<'_> {
+        Decoder::new(&self.cfg.subjects, &self.cfg.limits, self.cfg.max_message_bytes)
+            .with_quotas(&self.quotas)
+    }
+
+    /// The analysers, in the order they see each committed batch.
+    fn analysers(&self) -> [&dyn Analyser; 3] {
+        [&self.graph, &self.correlations, &self.logins]
+    }
+
+    /// Dead letters to their stream and the catalog, then counted (so a counted reject is always in
+    /// the dead-letter stream); claims of another identity recorded as security events.
+    async fn dead_letters(&self, decoded: &Decoded) -> Result<(), IngestError> {
+        let (reg, catalog) = (&self.metrics, self.store.catalog());
+        dlq::publish(&self.js, &self.cfg.subjects, &decoded.dead).await?;
+        let now = schemas::time::now_micros();
+        // The newest per tenant also go to the catalog, for operators (GET /api/v1/dead-letters).
+        catalog.record_dead_letters(&dlq::rows(&decoded.dead, now)).await.map_err(store::StoreError::from)?;
+        for d in &decoded.dead {
+            reg.add("cordon_ingest_rejected_total", &format!("reason=\"{}\"", d.reason), HELP_REJECTED, 1);
+        }
+        for s in &decoded.security {
+            let (t, a, kind, detail) = (&s.tenant, &s.agent, s.kind, &s.detail);
+            tracing::warn!(tenant = %t, agent = %a, kind, %detail, "security: a message claims another identity");
+            reg.add("cordon_security_events_total", &format!("kind=\"{kind}\""), HELP_SECURITY, 1);
+            catalog.security_event(t, a, kind, detail, now).await.map_err(store::StoreError::from)?;
+        }
+        Ok(())
+    }
+
+    /// After the commit: the analysers read the committed events; their alerts, the tag stage's and
+    /// the quotas' are recorded (idempotent per evidence event, so a batch redelivered after a
+    /// failure here records nothing twice); incidents join them; blocks within a standing order
+    /// send their triggers.
+    async fn after_commit(
+        &self,
+        decoded: &Decoded,
+        tagged: tag::Tagged,
+        outcome: &CommitOutcome,
+    ) -> Result<(), IngestError> {
+        let now = schemas::time::now_micros();
+        let mut found =
+            Findings { alerts: tagged.alerts, detections: tagged.detections, ..Findings::default() };
+        found.alerts.extend(self.quota_alerts(decoded, now));
+        {
+            let taggers = |t: &str| self.tagger_for(t);
+            let batch = Committed::new(&outcome.records, &tagged.matched, &taggers, now);
+            analyse::run_all(&self.analysers(), &batch, &mut found);
+        }
+        found.alerts.extend(self.history_findings().await);
+        self.record_alerts(&found.alerts).await?;
+        self.update_incidents(&found.touched).await;
+        self.send_triggers(&tagged.blocks).await;
+        for (tier, n) in &found.detections {
+            self.metrics.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
+        }
+        Ok(())
+    }
+
+    /// Events dropped over agents' quotas, counted once committed (a redelivered batch is refused by
+    /// key then); an alert per flooding agent, at most once a minute.
+    fn quota_alerts(&self, decoded: &Decoded, now: i64) -> Vec<(schemas::alert::Alert, Option<String>)> {
+        let dropped: u64 = decoded.quota_drops.values().sum();
+        if dropped == 0 {
+            return Vec::new();
+        }
+        self.metrics.add("cordon_ingest_quota_dropped_events_total", "", HELP_QUOTA, dropped);
+        let flooding = self.quotas.dropped(&decoded.quota_drops, Instant::now());
+        flooding
+            .into_iter()
+            .map(|(t, a, total)| {
+                tracing::warn!(tenant = %t, agent = %a, dropped = total, "agent over its ingest quota");
+                (self.quotas.alert(&t, &a, total, now), None)
+            })
+            .collect()
+    }
+}
+
+/// What a fetch brought.
+enum Fetched {
+    Messages(Vec<Message>),
+    /// Nothing within the fetch's wait.
+    Empty,
+    /// The fetch failed (a deleted consumer or stream answers with errors).
+    Failed,
+}
+
+/// The retry delay after a failure: 100 ms, doubling to 5 s, reset by a success.
+#[derive(Debug)]
+struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(Duration::from_millis(100))
+    }
+}
+
+impl Backoff {
+    fn current(&self) -> Duration {
+        self.0
+    }
+
+    fn grow(&mut self) {
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+
+    fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    /// Waits the current delay (or until shutdown), then grows it.
+    async fn wait(&mut self, shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+        tokio::select! {
+            _ = tokio::time::sleep(self.0) => {}
+            _ = shutdown.changed() => {}
+        }
+        self.grow();
     }
 }

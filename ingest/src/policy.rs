@@ -132,12 +132,9 @@ impl Ingest {
         let digest = tagger.sources().digest.clone();
         self.rules.set(Arc::new(tagger));
         self.taggers.write().unwrap_or_else(|e| e.into_inner()).clear();
-        let windows = std::mem::take(&mut *self.correlators.lock().unwrap_or_else(|e| e.into_inner()));
-        if !windows.is_empty() {
-            tracing::warn!(
-                tenants = windows.len(),
-                "rules reloaded: correlation windows under way start afresh"
-            );
+        let windows = self.correlations.reset();
+        if windows > 0 {
+            tracing::warn!(tenants = windows, "rules reloaded: correlation windows under way start afresh");
         }
         *self.last_policy_read.lock().unwrap_or_else(|e| e.into_inner()) = None;
         self.publish_rules().await?;

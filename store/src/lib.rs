@@ -24,6 +24,7 @@
 
 pub mod alerts_table;
 pub mod catalog;
+mod commit;
 pub mod convert;
 pub mod cpu;
 pub mod delta;
@@ -46,7 +47,7 @@ pub use verify_report::VerifyReport;
 pub use index::CommitPolicy;
 pub use maintain::{CompactOptions, CompactReport, VacuumOptions, VacuumReport};
 
-use catalog::{BatchEntry, Catalog, CatalogError, CommitRecord, FileEntry, HostDelta};
+use catalog::{Catalog, CatalogError, FileEntry};
 use cpu::{CpuError, CpuRuntime};
 use delta::{DeltaError, DeltaLog};
 use index::{FullTextIndex, HostMatches, IndexError, IocField, SearchQuery};
@@ -54,7 +55,7 @@ use lake::{Lake, LakeError};
 use objects::Objects;
 use query::{QueryEngine, QueryError};
 use schemas::{Cell, FIELDS, Record, Search};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -176,7 +177,7 @@ pub struct MessageBatch {
 }
 
 /// The outcome of a commit.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CommitOutcome {
     /// Events stored.
     pub stored: usize,
@@ -184,6 +185,11 @@ pub struct CommitOutcome {
     pub duplicate_messages: usize,
     /// Lake files written.
     pub files: usize,
+    /// The highest id of the files written (`None`: none were).
+    pub last_file_id: Option<i64>,
+    /// The events stored, in lake order (file by file, each sorted by host and time), handed back
+    /// for the analysers that follow the commit.
+    pub records: Vec<Record>,
 }
 
 /// A search result event.
@@ -279,115 +285,6 @@ impl Store {
     /// The lake.
     pub fn lake(&self) -> &Lake {
         &self.lake
-    }
-
-    /// Commits a batch of messages (the protocol in the crate doc). Returns once the batch is durable;
-    /// only then may the caller ack the messages. It is searchable at the next index commit (within
-    /// the commit policy's delay).
-    pub async fn commit(
-        &self,
-        consumer: &str,
-        messages: Vec<MessageBatch>,
-    ) -> Result<CommitOutcome, StoreError> {
-        let _guard = self.commit_lock.lock().await;
-        let keys: Vec<String> = messages.iter().map(|m| m.key.clone()).collect();
-        let done = self.catalog.committed_keys(&keys).await?;
-        let checkpoint = messages.iter().map(|m| m.stream_seq).max().unwrap_or(0);
-        let mut seen = HashSet::new();
-        let mut outcome = CommitOutcome::default();
-        let mut batches = Vec::new();
-        let mut published = Vec::new();
-        let mut groups: BTreeMap<(String, String), Vec<Record>> = BTreeMap::new();
-        for m in messages {
-            if done.contains(&m.key) || !seen.insert(m.key.clone()) {
-                outcome.duplicate_messages += 1;
-                continue;
-            }
-            batches.push(BatchEntry {
-                key: m.key,
-                stream_seq: m.stream_seq as i64,
-                events: m.records.len() as i64,
-                rejected: m.rejected as i64,
-            });
-            if !m.records.is_empty() {
-                published.extend(m.published);
-            }
-            for r in m.records {
-                let key = (r.tenant().to_owned(), schemas::time::date_of_micros(r.time()));
-                groups.entry(key).or_default().push(r);
-            }
-        }
-        let hosts = host_deltas(groups.values().flatten());
-        outcome.stored = groups.values().map(Vec::len).sum();
-
-        // Step 2: Parquet files, durable before the catalog hears of them.
-        let first_id = self.catalog.next_file_id().await?;
-        let lake = self.lake.clone();
-        let written = self
-            .cpu
-            .run(move || -> Result<Vec<(FileEntry, Vec<Record>)>, LakeError> {
-                let mut out: Vec<(FileEntry, Vec<Record>)> = Vec::new();
-                for ((tenant, date), mut recs) in groups {
-                    // Index references address at most 2^24 rows per file; files stay far below.
-                    while !recs.is_empty() {
-                        let rest = recs.split_off(recs.len().min(MAX_FILE_ROWS));
-                        let id = first_id + out.len() as i64;
-                        match lake.write_file(id, &tenant, &date, &mut recs) {
-                            Ok(entry) => out.push((entry, std::mem::replace(&mut recs, rest))),
-                            Err(e) => {
-                                // The commit fails as a whole: its earlier files go too.
-                                for (f, _) in &out {
-                                    let _ = lake.remove(&f.path);
-                                }
-                                return Err(e);
-                            }
-                        }
-                    }
-                }
-                Ok(out)
-            })
-            .await??;
-        failpoint::hit("after_parquet");
-
-        // Step 3: the commit point.
-        let record = CommitRecord {
-            consumer: consumer.to_owned(),
-            checkpoint: checkpoint as i64,
-            files: written.iter().map(|(f, _)| f.clone()).collect(),
-            batches,
-            hosts,
-        };
-        if let Err(e) = self.catalog.commit(&record, schemas::time::now_micros()).await {
-            for (f, _) in &written {
-                let _ = self.lake.remove(&f.path);
-            }
-            return Err(e.into());
-        }
-        failpoint::hit("after_catalog");
-        outcome.files = written.len();
-
-        // Step 4: the index follows the catalog; its commits are batched by count and time (a crash
-        // before one loses nothing: the index catches up from the lake on start).
-        if !written.is_empty() && !self.index_is_behind() {
-            let (index, policy) = (Arc::clone(&self.index), self.index_commit);
-            let indexed = self
-                .cpu
-                .run(move || -> Result<(), IndexError> {
-                    for (f, recs) in &written {
-                        index.add_file(f.id, 0, recs)?;
-                    }
-                    index.note_published(&published);
-                    index.commit_if_due(&policy, false).map(drop)
-                })
-                .await?;
-            if let Err(e) = indexed {
-                // The lake has the rows: drop what the writer buffered and index again from the lake.
-                tracing::error!(error = %schemas::error_chain(&e), "indexing failed; catching up from the lake");
-                self.reset_index_writer().await;
-            }
-        }
-        failpoint::hit("after_index");
-        Ok(outcome)
     }
 
     /// Full-text search in a tenant, newest first.
@@ -504,26 +401,6 @@ impl Store {
     pub fn indexed_docs(&self) -> u64 {
         self.index.num_docs()
     }
-}
-
-fn host_deltas<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<HostDelta> {
-    let mut map: BTreeMap<(String, String), HostDelta> = BTreeMap::new();
-    for r in records {
-        let t = r.time();
-        let agent = r.cell(schemas::fields::col::AGENT_ID).as_str().unwrap_or("");
-        let d = map.entry((r.tenant().to_owned(), r.host().to_owned())).or_insert_with(|| HostDelta {
-            tenant: r.tenant().to_owned(),
-            host: r.host().to_owned(),
-            agent_id: agent.to_owned(),
-            first_seen: t,
-            last_seen: t,
-            events: 0,
-        });
-        d.first_seen = d.first_seen.min(t);
-        d.last_seen = d.last_seen.max(t);
-        d.events += 1;
-    }
-    map.into_values().collect()
 }
 
 fn matched_columns(rec: &Record, terms: &[String]) -> Vec<&'static str> {

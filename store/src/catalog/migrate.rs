@@ -19,6 +19,7 @@ const SQLITE: &[(i64, &str)] = &[
     (12, include_str!("../../migrations/sqlite/0012_standing_orders.sql")),
     (13, include_str!("../../migrations/sqlite/0013_alert_indexes.sql")),
     (14, include_str!("../../migrations/sqlite/0014_agent_watch.sql")),
+    (15, include_str!("../../migrations/sqlite/0015_analysed.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -35,6 +36,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (12, include_str!("../../migrations/postgres/0012_standing_orders.sql")),
     (13, include_str!("../../migrations/postgres/0013_alert_indexes.sql")),
     (14, include_str!("../../migrations/postgres/0014_agent_watch.sql")),
+    (15, include_str!("../../migrations/postgres/0015_analysed.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

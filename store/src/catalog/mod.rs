@@ -6,6 +6,7 @@
 
 mod agents;
 mod alerts;
+mod analysed;
 mod approver_sets;
 mod audit;
 mod dead_letters;

@@ -129,7 +129,7 @@ fn scenario_and_fleet_arrive_exactly_once_and_are_queryable() -> anyhow::Result<
     let stage =
         |s: &str| tests::metric(&metrics, &format!("cordon_ingest_stage_seconds_count{{stage=\"{s}\"}}"));
     assert!(stage("decode") >= 1.0, "{metrics}");
-    for s in ["dead_letters", "commit", "analysers"] {
+    for s in ["tag", "dead_letters", "commit", "analysers"] {
         assert_eq!(stage(s), stage("decode"), "{s}: {metrics}");
     }
     assert!(tests::metric(&metrics, "process_resident_memory_bytes") > 1e6, "{metrics}");

@@ -101,6 +101,7 @@ impl Ingest {
     pub(crate) async fn restore_graphs(
         &self,
         correlations_from: Option<i64>,
+        unanalysed: &std::collections::HashSet<String>,
     ) -> Result<Vec<(String, Vec<schemas::Record>)>, IngestError> {
         let started = Instant::now();
         let graph_from = schemas::time::now_micros() - self.cfg.graphs.config().hot_window;
@@ -128,8 +129,16 @@ impl Ingest {
             // judged on all of its logins, not just those after the restart (what these events
             // raised before is already recorded: anything raised now is dropped).
             let counts_from = schemas::time::now_micros() - anomaly::live::KEEP_HOURS as i64 * 3_600_000_000;
+            // Logins not analysed before the restart are left to `analyse_again`, which raises.
+            let counted = |r: &&schemas::Record| {
+                r.time() >= counts_from
+                    && !r
+                        .cell(schemas::fields::col::EVENT_ID)
+                        .as_str()
+                        .is_some_and(|id| unanalysed.contains(id))
+            };
             let logins: Vec<super::baselines::Login> =
-                recs.iter().filter(|r| r.time() >= counts_from).filter_map(super::baselines::login).collect();
+                recs.iter().filter(counted).filter_map(super::baselines::login).collect();
             super::cpu(|| self.logins.recount(&logins));
             let at = recs.partition_point(|r| r.time() < corr_from);
             recent.push((tenant, recs.split_off(at)));

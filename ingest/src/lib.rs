@@ -10,11 +10,12 @@
 //! 2. **tag** ([`tag`]): each tenant's Sigma rules and policy write techniques and tiers into the
 //!    records, and note the alerts, blocks and correlation candidates they call for;
 //! 3. **dead letters** to their stream and the catalog;
-//! 4. **commit** ([`store::Store::commit`]): the batch is durable;
+//! 4. **commit** ([`store::Store::commit`]): the batch is durable, and its messages are acked;
 //! 5. **analysers** ([`analyse::Analyser`]: the entity graph, correlation windows, login counts)
-//!    read the committed events; alerts are recorded, incidents worked out, triggers sent;
-//!
-//! and only then are the messages acked.
+//!    read the committed events on the analysis task ([`analysis`]), behind a bounded queue, while
+//!    the next fetch is decoded and committed; alerts are recorded, incidents worked out, triggers
+//!    sent. How far they have read the lake is kept in the catalog, and what a crash left
+//!    unanalysed is analysed when ingest starts again.
 //!
 //! Agent heartbeats arrive on core NATS (`<prefix>.<tenant>.<agent>.hb`) and are recorded in the
 //! catalog. Metrics go to a shared [`schemas::metrics::Registry`].
@@ -23,6 +24,7 @@
 //! binary and the tests.
 
 pub mod analyse;
+mod analysis;
 pub mod baselines;
 pub mod callout;
 mod config;
@@ -41,14 +43,16 @@ mod tag;
 mod triggers;
 pub mod watchdog;
 
-use analyse::{Analyser, Committed, Findings};
+use analyse::Analyser;
+use analysis::{Analysis, Work};
 use async_nats::jetstream::{self, Message, consumer::pull, stream};
 use decode::{Decoded, Decoder, Inbound};
 use futures::StreamExt;
 use schemas::metrics::Registry;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use store::{CommitOutcome, Store};
+use store::Store;
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 pub use config::IngestConfig;
@@ -212,6 +216,8 @@ impl Ingest {
             tokio::spawn(Arc::clone(&self).watchdog(shutdown.clone())),
             tokio::spawn(Arc::clone(&self).distribute(shutdown.clone())),
         ];
+        let (work, queue) = tokio::sync::mpsc::channel(analysis::ANALYSIS_QUEUE);
+        let analysing = tokio::spawn(Arc::clone(&self).analysis(queue));
         let mut backoff = Backoff::default();
         let mut last_check = Instant::now();
         while !*shutdown.borrow() {
@@ -220,9 +226,10 @@ impl Ingest {
                 tracing::warn!(error = %e, "cannot read policies; keeping the current ones");
             }
             let healthy = match self.fetch(&consumer).await {
-                Fetched::Messages(msgs) => self.handle(&msgs, &mut backoff).await,
+                Fetched::Messages(msgs) => self.handle(&msgs, &work, &mut backoff).await,
                 Fetched::Empty => {
-                    self.idle().await;
+                    // The analysis task's idle work, unless it is busy anyway.
+                    let _ = work.try_send(Work::Idle);
                     // Check now and then that the streams and the consumer are still there (a
                     // deleted consumer can look like a quiet one).
                     last_check.elapsed() < Duration::from_secs(5)
@@ -240,17 +247,24 @@ impl Ingest {
             }
         }
         tasks.iter().for_each(tokio::task::JoinHandle::abort);
+        // What was committed is analysed before ingest stops.
+        drop(work);
+        let _ = analysing.await;
         Ok(())
     }
 
-    /// Before the first fetch: the streams and consumer, the rules and policies published, and the
-    /// analysers' state rebuilt from the lake.
+    /// Before the first fetch: the streams and consumer, the rules and policies published, the
+    /// analysers' state rebuilt from the lake, and what was committed but not analysed before a
+    /// restart analysed.
     async fn start(&self) -> Result<Consumer, IngestError> {
         let consumer = self.recover().await?;
         self.publish_rules().await?;
         self.refresh_policies().await?;
-        let recent = self.restore_graphs(self.correlation_replay_from()).await?;
+        let (unanalysed, last) = self.unanalysed().await?;
+        let skip = analysis::event_ids(&unanalysed);
+        let recent = self.restore_graphs(self.correlation_replay_from(), &skip).await?;
         self.restore_correlations(recent).await?;
+        self.analyse_again(unanalysed, last).await?;
         self.update_incidents(&Default::default()).await;
         Ok(consumer)
     }
@@ -287,14 +301,14 @@ impl Ingest {
         }
     }
 
-    /// Ingests a fetched batch and acks it once committed (or naks it for redelivery); false when
-    /// it failed.
-    async fn handle(&self, msgs: &[Message], backoff: &mut Backoff) -> bool {
+    /// Ingests a fetched batch, acks it once committed (or naks it for redelivery) and queues it
+    /// for the analysers; false when it failed.
+    async fn handle(&self, msgs: &[Message], work: &mpsc::Sender<Work>, backoff: &mut Backoff) -> bool {
         let seqs = msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence));
         let (first_seq, last_seq) = seqs.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
         let span = tracing::info_span!("ingest_batch", messages = msgs.len(), first_seq, last_seq);
         match self.ingest_batch(msgs).instrument(span).await {
-            Ok(()) => {
+            Ok(analysis) => {
                 backoff.reset();
                 self.metrics.set_gauge("cordon_ingest_commit_failures", "", HELP_FAILURES, 0);
                 for m in msgs {
@@ -302,7 +316,13 @@ impl Ingest {
                         tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
                     }
                 }
+                // The acks leave before anything else can fail (the analysed mark covers the rest).
+                if let Err(e) = self.client.flush().await {
+                    tracing::warn!(error = %e, "cannot flush the acks; they are sent with what follows");
+                }
                 store::failpoint::hit("after_ack");
+                // A full queue holds the loop back: the analysers set the pace.
+                let _ = work.send(Work::Batch(Box::new(analysis))).await;
                 true
             }
             Err(e) => {
@@ -318,24 +338,9 @@ impl Ingest {
         }
     }
 
-    /// A fetch that brought nothing: silences at each new hour, the historical logins that waited
-    /// for their host to settle, and incidents due a recheck.
-    async fn idle(&self) {
-        let mut found = Findings::default();
-        let now = schemas::time::now_micros();
-        for a in self.analysers() {
-            a.idle(now, &mut found);
-        }
-        found.alerts.extend(self.history_findings().await);
-        if let Err(e) = self.record_alerts(&found.alerts).await {
-            tracing::warn!(error = %e, "cannot record silence alerts; retried with the next batch");
-        }
-        self.update_incidents(&self.incident_tenants().await).await;
-    }
-
-    /// The stages of one fetched batch: decode, tag, dead letters, commit, then the analysers.
-    /// Returns once the batch is durable and analysed.
-    async fn ingest_batch(&self, msgs: &[Message]) -> Result<(), IngestError> {
+    /// The stages of one fetched batch up to the commit: decode, tag, dead letters, commit.
+    /// Returns once the batch is durable, with what the analysers need of it.
+    async fn ingest_batch(&self, msgs: &[Message]) -> Result<Analysis, IngestError> {
         self.refresh_policies().await?;
         let reg = &self.metrics;
         let (received, started) = (schemas::time::now_micros(), Instant::now());
@@ -354,18 +359,17 @@ impl Ingest {
         let batches = std::mem::take(&mut decoded.batches);
         let commit_span = tracing::debug_span!("commit", messages = batches.len());
         let outcome = self.store.commit(&self.cfg.consumer, batches).instrument(commit_span).await?;
-        let started = stage(reg, "commit", started);
+        stage(reg, "commit", started);
         reg.add("cordon_ingest_stored_total", "", HELP_STORED, outcome.stored as u64);
         reg.add("cordon_ingest_duplicate_messages_total", "", HELP_DUP, outcome.duplicate_messages as u64);
-        self.after_commit(&decoded, tagged, &outcome).await?;
-        stage(reg, "analysers", started);
         tracing::debug!(
             stored = outcome.stored,
             files = outcome.files,
             dup = outcome.duplicate_messages,
             "batch committed"
         );
-        Ok(())
+        let alerts = self.quota_alerts(&decoded, schemas::time::now_micros());
+        Ok(Analysis { tagged, alerts, records: outcome.records, last_file_id: outcome.last_file_id })
     }
 
     /// The decode stage as this ingest runs it: its subjects, limits, body cap and quotas.
@@ -395,35 +399,6 @@ impl Ingest {
             tracing::warn!(tenant = %t, agent = %a, kind, %detail, "security: a message claims another identity");
             reg.add("cordon_security_events_total", &format!("kind=\"{kind}\""), HELP_SECURITY, 1);
             catalog.security_event(t, a, kind, detail, now).await.map_err(store::StoreError::from)?;
-        }
-        Ok(())
-    }
-
-    /// After the commit: the analysers read the committed events; their alerts, the tag stage's and
-    /// the quotas' are recorded (idempotent per evidence event, so a batch redelivered after a
-    /// failure here records nothing twice); incidents join them; blocks within a standing order
-    /// send their triggers.
-    async fn after_commit(
-        &self,
-        decoded: &Decoded,
-        tagged: tag::Tagged,
-        outcome: &CommitOutcome,
-    ) -> Result<(), IngestError> {
-        let now = schemas::time::now_micros();
-        let mut found =
-            Findings { alerts: tagged.alerts, detections: tagged.detections, ..Findings::default() };
-        found.alerts.extend(self.quota_alerts(decoded, now));
-        {
-            let taggers = |t: &str| self.tagger_for(t);
-            let batch = Committed::new(&outcome.records, &tagged.matched, &taggers, now);
-            analyse::run_all(&self.analysers(), &batch, &mut found);
-        }
-        found.alerts.extend(self.history_findings().await);
-        self.record_alerts(&found.alerts).await?;
-        self.update_incidents(&found.touched).await;
-        self.send_triggers(&tagged.blocks).await;
-        for (tier, n) in &found.detections {
-            self.metrics.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
         }
         Ok(())
     }

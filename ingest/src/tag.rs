@@ -32,9 +32,18 @@ pub(crate) struct Tagged {
 impl Ingest {
     /// Tags every record of the batches; `received` dates the block commands.
     pub(crate) fn tag(&self, batches: &mut [MessageBatch], received: i64) -> Tagged {
+        self.tag_records(batches.iter_mut().flat_map(|b| b.records.iter_mut()), received)
+    }
+
+    /// Tags these records, each with its tenant's tagger.
+    pub(crate) fn tag_records<'r>(
+        &self,
+        records: impl Iterator<Item = &'r mut Record>,
+        received: i64,
+    ) -> Tagged {
         let mut out = Tagged::default();
         let mut taggers: HashMap<String, Option<Arc<Tagger>>> = HashMap::new();
-        for r in batches.iter_mut().flat_map(|b| b.records.iter_mut()) {
+        for r in records {
             let tagger = taggers.entry(r.tenant().to_owned()).or_insert_with(|| self.tagger_for(r.tenant()));
             if let Some(t) = tagger {
                 out.record(t, r, received);

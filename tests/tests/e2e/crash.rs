@@ -1,7 +1,8 @@
 //! Crash safety: kill the server at each step of the commit protocol and at random moments, kill
-//! nats-server while agents publish; restart; nothing lost, nothing duplicated, in the lake or index.
+//! nats-server while agents publish; restart; nothing lost, nothing duplicated, in the lake or index;
+//! and a batch acked but not yet analysed when the server died is analysed when it is back.
 
-use super::{Env, bin};
+use super::{Env, bin, scenario_count};
 use std::time::Duration;
 use tests::{Server, ServerOptions, agent, agent_summary, counts, eventually, get, run, spawn_agent};
 
@@ -117,4 +118,59 @@ fn nats_restart_while_agents_publish_loses_and_duplicates_nothing() -> anyhow::R
     let acked = summary["events_acked"].as_u64().unwrap();
     assert!(acked > 10_000, "{summary}");
     assert_exactly_once(&server, &tok, acked)
+}
+
+#[test]
+fn a_batch_acked_but_not_analysed_before_a_crash_raises_its_alerts_after_it() -> anyhow::Result<()> {
+    // The scenario as one message: the server commits and acks it, then dies before its analysers run.
+    let opts = ServerOptions { failpoints: Some("before_analysis=1".into()), ..Default::default() };
+    let env = Env::start(&opts)?;
+    let spool = env.spool();
+    let Env { server, nats: n, data, token: tok, dir: _dir } = env;
+    let a = agent(&bin(), &n.url, &spool, &["replay", "builtin:log4j-conti", "--batch-size", "10000"])?;
+    let listen = server.api.trim_start_matches("http://").to_owned();
+    let status = server.wait_exit(Duration::from_secs(60))?;
+    assert!(!status.success(), "the server must have died before analysing the batch");
+    let opts = ServerOptions { listen: Some(listen.clone()), ..Default::default() };
+    let server = Server::start(&bin(), &data, &n.url, &opts)?;
+    // What the first agent could not ship before the crash (its spool) goes with a second one.
+    let b = agent(&bin(), &n.url, &spool, &["simulate", "--hosts", "1", "--rate", "10", "--duration", "1"])?;
+    let acked = a["events_acked"].as_u64().unwrap() + b["events_acked"].as_u64().unwrap();
+    assert_exactly_once(&server, &tok, acked)?;
+    let again = |server: &Server| -> anyhow::Result<f64> {
+        let (_, m) = get(&format!("{}/metrics", server.api), Some(&tok))?;
+        Ok(tests::metric(m.as_str().unwrap_or_default(), "cordon_ingest_reanalysed_events_total"))
+    };
+    // What was committed before the crash (the agents count JetStream's acks, so some of theirs
+    // may have reached ingest only after the restart).
+    let reanalysed = again(&server)?;
+    assert!(reanalysed >= 1.0 && reanalysed <= acked as f64, "{reanalysed} of {acked}");
+    // Whichever messages were analysed again, every alert of the scenario is there, as without a
+    // crash: the ransomware's renames as one blocked T1486 alert with each rename as evidence, and
+    // the workstation's exploit scans (T1595.002).
+    let text = |e: &serde_json::Value| e.to_string();
+    let renames = scenario_count(|e, _| e["event"]["action"] == "rename" && text(e).contains(".CONTI"));
+    let scans = scenario_count(|e, a| {
+        a == "win-dakeqi" && e["event"]["action"] == "http-request" && text(e).contains("${jndi:")
+    });
+    let count =
+        |list: &[serde_json::Value]| list.iter().map(|a| a["count"].as_u64().unwrap_or(0)).sum::<u64>();
+    let alert = eventually(Duration::from_secs(30), || {
+        let with = |t: &str| -> anyhow::Result<Vec<serde_json::Value>> {
+            let (_, v) = get(&format!("{}/api/v1/alerts?technique={t}", server.api), Some(&tok))?;
+            Ok(v["alerts"].as_array().cloned().unwrap_or_default())
+        };
+        let (ransom, scanning) = (with("T1486")?, with("T1595.002")?);
+        let done = ransom.len() == 1 && count(&ransom) == renames as u64 && count(&scanning) >= scans as u64;
+        Ok(done.then(|| ransom[0].clone()))
+    })?;
+    assert_eq!(alert["status"], "blocked", "{alert}");
+    // The mark moved past the batch: a second restart analyses nothing again.
+    server.kill();
+    let server =
+        Server::start(&bin(), &data, &n.url, &ServerOptions { listen: Some(listen), ..Default::default() })?;
+    assert_exactly_once(&server, &tok, acked)?;
+    assert_eq!(again(&server)?, 0.0);
+    server.kill();
+    verify_clean(&data)
 }

@@ -1,0 +1,195 @@
+//! The analysis task: what follows the commit, off the ack path.
+//!
+//! The consume loop acks a batch once it is committed and hands it to this task through a bounded
+//! queue ([`ANALYSIS_QUEUE`] batches; a full queue holds the loop back), so the next fetch is
+//! decoded and committed while this one is analysed. Here the analysers ([`crate::analyse`]) read
+//! the committed events in commit order, and the alerts they raise, the tag stage's and the
+//! quotas' are recorded, incidents worked out and triggers sent. The same task runs the idle work
+//! (a new hour's silences, historical logins), so alerts are recorded by one task only.
+//!
+//! **Nothing acked goes unanalysed.** The catalog keeps how far the analysers have read the lake
+//! (the `analysed` table: the highest lake file id whose rows were analysed with every alert
+//! recorded), written at most once a second and whenever the queue runs empty. When ingest starts,
+//! the files above that mark (committed and acked, then a crash) are analysed again. Each analyser
+//! ignores an event it has counted and alerts are idempotent per evidence event, so what was
+//! analysed before the crash counts once. Blocks found again are not sent (the processes they
+//! named are long gone).
+
+use crate::analyse::{Analyser, Committed, Findings};
+use crate::tag::Tagged;
+use crate::{HELP_DETECTIONS, Ingest, IngestError, stage};
+use schemas::Record;
+use schemas::alert::Alert;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// Committed batches waiting for the analysers, at most.
+pub(crate) const ANALYSIS_QUEUE: usize = 4;
+/// How often, at most, the analysed mark is written while batches keep coming.
+const MARK_EVERY: Duration = Duration::from_secs(1);
+const HELP_AGAIN: &str =
+    "Events committed before a restart but not analysed, analysed again when ingest started.";
+
+/// A committed batch, as the analysis task gets it.
+#[derive(Debug)]
+pub(crate) struct Analysis {
+    pub(crate) tagged: Tagged,
+    /// Alerts raised before the analysers (agents over their quota).
+    pub(crate) alerts: Vec<(Alert, Option<String>)>,
+    /// The events stored, in lake order.
+    pub(crate) records: Vec<Record>,
+    /// The highest lake file id the commit wrote.
+    pub(crate) last_file_id: Option<i64>,
+}
+
+/// The analysis task's work.
+#[derive(Debug)]
+pub(crate) enum Work {
+    Batch(Box<Analysis>),
+    /// A fetch brought nothing.
+    Idle,
+}
+
+/// The analysed mark: the highest file id analysed, and when it was last written.
+struct Mark {
+    analysed: Option<i64>,
+    written: Option<i64>,
+    at: Instant,
+}
+
+impl Ingest {
+    /// Runs the analysis task until the queue's sender is dropped (then what is queued is finished).
+    pub(crate) async fn analysis(self: Arc<Self>, mut queue: mpsc::Receiver<Work>) {
+        let mut mark = Mark { analysed: None, written: None, at: Instant::now() };
+        while let Some(work) = queue.recv().await {
+            let clean = match work {
+                Work::Batch(a) => {
+                    store::failpoint::hit("before_analysis");
+                    let started = Instant::now();
+                    let span = tracing::debug_span!("analysers", events = a.records.len());
+                    let last = a.last_file_id;
+                    let clean = self.analyse_batch(&self.analysers(), *a).instrument(span).await;
+                    stage(&self.metrics, "analysers", started);
+                    mark.analysed = mark.analysed.max(last);
+                    clean
+                }
+                Work::Idle => self.idle().await,
+            };
+            // Only once every alert is recorded: the mark says nothing below it needs reading again.
+            if clean && (queue.is_empty() || mark.at.elapsed() >= MARK_EVERY) {
+                self.write_mark(&mut mark).await;
+            }
+        }
+        if self.unrecorded.lock().unwrap_or_else(|e| e.into_inner()).is_empty() {
+            self.write_mark(&mut mark).await;
+        }
+    }
+
+    async fn write_mark(&self, mark: &mut Mark) {
+        let Some(id) = mark.analysed.filter(|id| Some(*id) != mark.written) else { return };
+        let now = schemas::time::now_micros();
+        match self.store.catalog().set_analysed_through(&self.cfg.consumer, id, now).await {
+            Ok(()) => (mark.written, mark.at) = (Some(id), Instant::now()),
+            Err(e) => tracing::warn!(error = %e, "cannot record how far the analysers have read; retried"),
+        }
+    }
+
+    /// The analysers read a committed batch; their alerts, the tag stage's and the quotas' are
+    /// recorded; incidents join them; blocks within a standing order send their triggers. False
+    /// when some alerts could not be recorded (they wait for the next batch).
+    pub(crate) async fn analyse_batch(&self, analysers: &[&dyn Analyser], a: Analysis) -> bool {
+        let now = schemas::time::now_micros();
+        let Analysis { tagged, alerts, records, .. } = a;
+        let mut found = Findings { alerts, detections: tagged.detections, ..Findings::default() };
+        found.alerts.extend(tagged.alerts);
+        {
+            let taggers = |t: &str| self.tagger_for(t);
+            let batch = Committed::new(&records, &tagged.matched, &taggers, now);
+            crate::analyse::run_all(analysers, &batch, &mut found);
+        }
+        found.alerts.extend(self.history_findings().await);
+        let recorded = self.record_alerts(&found.alerts).await;
+        if let Err(e) = &recorded {
+            tracing::warn!(error = %e, "cannot record alerts; retried with the next batch");
+        }
+        self.update_incidents(&found.touched).await;
+        self.send_triggers(&tagged.blocks).await;
+        for (tier, n) in &found.detections {
+            self.metrics.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
+        }
+        recorded.is_ok()
+    }
+
+    /// A fetch that brought nothing: silences at each new hour, the historical logins that waited
+    /// for their host to settle, and incidents due a recheck. False when alerts wait for the catalog.
+    async fn idle(&self) -> bool {
+        let mut found = Findings::default();
+        let now = schemas::time::now_micros();
+        for a in self.analysers() {
+            a.idle(now, &mut found);
+        }
+        found.alerts.extend(self.history_findings().await);
+        let recorded = self.record_alerts(&found.alerts).await;
+        if let Err(e) = &recorded {
+            tracing::warn!(error = %e, "cannot record silence alerts; retried with the next batch");
+        }
+        self.update_incidents(&self.incident_tenants().await).await;
+        recorded.is_ok()
+    }
+
+    /// The rows committed above the analysed mark (a crash came between their ack and their
+    /// analysis), and the highest file id among them. The first start with the mark takes what the
+    /// lake holds as analysed: before it, ingest analysed every batch before its ack.
+    pub(crate) async fn unanalysed(&self) -> Result<(Vec<Record>, Option<i64>), IngestError> {
+        let catalog = self.store.catalog();
+        let err = store::StoreError::from;
+        match catalog.analysed_through(&self.cfg.consumer).await.map_err(err)? {
+            Some(mark) => Ok(self.store.rows_after(mark).await?),
+            None => {
+                let last = catalog.next_file_id().await.map_err(err)? - 1;
+                let now = schemas::time::now_micros();
+                catalog.set_analysed_through(&self.cfg.consumer, last, now).await.map_err(err)?;
+                Ok((Vec::new(), None))
+            }
+        }
+    }
+
+    /// Analyses again the rows [`Ingest::unanalysed`] found, after the analysers' state was rebuilt
+    /// from the lake: tagged again, their detection alerts and the graph's and login counts'
+    /// findings recorded (the correlations' replay of the lake has counted them already).
+    pub(crate) async fn analyse_again(
+        &self,
+        mut rows: Vec<Record>,
+        last: Option<i64>,
+    ) -> Result<(), IngestError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(events = rows.len(), "analysing events committed before a restart but not analysed");
+        self.metrics.add("cordon_ingest_reanalysed_events_total", "", HELP_AGAIN, rows.len() as u64);
+        let mut tagged = self.tag_records(rows.iter_mut(), schemas::time::now_micros());
+        tagged.blocks.clear();
+        tagged.matched.clear();
+        let a = Analysis { tagged, alerts: Vec::new(), records: rows, last_file_id: last };
+        if self.analyse_batch(&[&self.graph, &self.logins], a).await
+            && let Some(id) = last
+        {
+            let now = schemas::time::now_micros();
+            let catalog = self.store.catalog();
+            catalog
+                .set_analysed_through(&self.cfg.consumer, id, now)
+                .await
+                .map_err(store::StoreError::from)?;
+        }
+        Ok(())
+    }
+}
+
+/// The event ids of rows, for the login recount to leave to [`Ingest::analyse_again`].
+pub(crate) fn event_ids(rows: &[Record]) -> HashSet<String> {
+    let id = |r: &Record| r.cell(schemas::fields::col::EVENT_ID).as_str().map(str::to_owned);
+    rows.iter().filter_map(id).collect()
+}

@@ -1,7 +1,8 @@
 //! The analysis task: what follows the commit, off the ack path.
 //!
 //! The consume loop acks a batch once it is committed and hands it to this task through a bounded
-//! queue ([`ANALYSIS_QUEUE`] batches; a full queue holds the loop back), so the next fetch is
+//! queue ([`ANALYSIS_QUEUE`] batches; a full queue holds the loop back, and bounds the memory the
+//! committed rows hold), so the next fetch is
 //! decoded and committed while this one is analysed. Here the analysers ([`crate::analyse`]) read
 //! the committed events in commit order, and the alerts they raise, the tag stage's and the
 //! quotas' are recorded, incidents worked out and triggers sent. The same task runs the idle work
@@ -9,7 +10,7 @@
 //!
 //! **Nothing acked goes unanalysed.** The catalog keeps how far the analysers have read the lake
 //! (the `analysed` table: the highest lake file id whose rows were analysed with every alert
-//! recorded), written at most once a second and whenever the queue runs empty. When ingest starts,
+//! recorded), written at most once a second and when ingest is idle. When ingest starts,
 //! the files above that mark (committed and acked, then a crash) are analysed again. Each analyser
 //! ignores an event it has counted and alerts are idempotent per evidence event, so what was
 //! analysed before the crash counts once. Blocks found again are not sent (the processes they
@@ -27,7 +28,7 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 /// Committed batches waiting for the analysers, at most.
-pub(crate) const ANALYSIS_QUEUE: usize = 4;
+pub(crate) const ANALYSIS_QUEUE: usize = 2;
 /// How often, at most, the analysed mark is written while batches keep coming.
 const MARK_EVERY: Duration = Duration::from_secs(1);
 const HELP_AGAIN: &str =
@@ -65,6 +66,7 @@ impl Ingest {
     pub(crate) async fn analysis(self: Arc<Self>, mut queue: mpsc::Receiver<Work>) {
         let mut mark = Mark { analysed: None, written: None, at: Instant::now() };
         while let Some(work) = queue.recv().await {
+            let idle = matches!(work, Work::Idle);
             let clean = match work {
                 Work::Batch(a) => {
                     store::failpoint::hit("before_analysis");
@@ -79,7 +81,7 @@ impl Ingest {
                 Work::Idle => self.idle().await,
             };
             // Only once every alert is recorded: the mark says nothing below it needs reading again.
-            if clean && (queue.is_empty() || mark.at.elapsed() >= MARK_EVERY) {
+            if clean && (idle || mark.at.elapsed() >= MARK_EVERY) {
                 self.write_mark(&mut mark).await;
             }
         }

@@ -44,21 +44,32 @@ fn group(messages: Vec<MessageBatch>, done: &HashSet<String>) -> Grouped {
         if !m.records.is_empty() {
             out.published.extend(m.published);
         }
+        // A message's records mostly share a tenant and a day: the key is made when either changes.
+        let mut last: Option<(i64, (String, String))> = None;
         for r in m.records {
-            let key = (r.tenant().to_owned(), schemas::time::date_of_micros(r.time()));
-            out.groups.entry(key).or_default().push(r);
+            let day = r.time().div_euclid(DAY_MICROS);
+            if !last.as_ref().is_some_and(|(d, (t, _))| *d == day && t == r.tenant()) {
+                last = Some((day, (r.tenant().to_owned(), schemas::time::date_of_micros(r.time()))));
+            }
+            let Some((_, key)) = &last else { continue };
+            match out.groups.get_mut(key) {
+                Some(rows) => rows.push(r),
+                None => drop(out.groups.insert(key.clone(), vec![r])),
+            }
         }
     }
     out
 }
 
+const DAY_MICROS: i64 = 86_400_000_000;
+
 /// Each (tenant, host)'s first and last event time and count in these rows.
 fn host_deltas<'a>(records: impl Iterator<Item = &'a Record>) -> Vec<HostDelta> {
-    let mut map: BTreeMap<(String, String), HostDelta> = BTreeMap::new();
+    let mut map: BTreeMap<(&str, &str), HostDelta> = BTreeMap::new();
     for r in records {
         let t = r.time();
         let agent = r.cell(schemas::fields::col::AGENT_ID).as_str().unwrap_or("");
-        let d = map.entry((r.tenant().to_owned(), r.host().to_owned())).or_insert_with(|| HostDelta {
+        let d = map.entry((r.tenant(), r.host())).or_insert_with(|| HostDelta {
             tenant: r.tenant().to_owned(),
             host: r.host().to_owned(),
             agent_id: agent.to_owned(),

@@ -171,6 +171,7 @@ fn finish(
     Ok(rec)
 }
 
+mod keys;
 mod stream;
 
 #[cfg(test)]

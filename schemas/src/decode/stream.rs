@@ -1,30 +1,12 @@
 //! The single-pass walk of [`super::decode_line`]: each key is resolved against the field table as
 //! the JSON streams by.
 
-use super::{Channel, Reject};
+use super::{Channel, Reject, keys};
 use crate::fields::{FIELDS, Origin, col};
 use crate::record::{Record, cell_from_json};
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
-use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::OnceLock;
-
-/// Field index by full dotted path, and every proper prefix of a path (an object to descend into).
-fn table() -> &'static (HashMap<&'static str, usize>, HashSet<&'static str>) {
-    static TABLE: OnceLock<(HashMap<&'static str, usize>, HashSet<&'static str>)> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut by_path = HashMap::new();
-        let mut prefixes = HashSet::new();
-        for (i, def) in FIELDS.iter().enumerate() {
-            by_path.insert(def.path, i);
-            for (at, _) in def.path.match_indices('.') {
-                prefixes.insert(&def.path[..at]);
-            }
-        }
-        (by_path, prefixes)
-    })
-}
 
 pub(super) struct State<'c> {
     pub rec: Record,
@@ -33,7 +15,6 @@ pub(super) struct State<'c> {
     pub too_deep: bool,
     ch: &'c Channel<'c>,
     max_depth: usize,
-    path: String,
     set: Vec<bool>,
 }
 
@@ -45,7 +26,6 @@ impl<'c> State<'c> {
             too_deep: false,
             ch,
             max_depth,
-            path: String::new(),
             set: vec![false; FIELDS.len()],
         }
     }
@@ -119,7 +99,7 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Self::Value, A::Error> {
-        walk(self.0, m, 1).map(Some)
+        walk(self.0, m, 1, keys::ROOT).map(Some)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {
         while s.next_element::<IgnoredAny>()?.is_some() {}
@@ -145,29 +125,26 @@ impl<'de> Visitor<'de> for Top<'_, '_> {
     }
 }
 
-/// Walks one object at nesting `level` (the line itself is 1) under `state.path`; returns what
-/// it holds that no field took.
+/// Walks one object at nesting `level` (the line itself is 1), whose keys lead on from `node` of
+/// the field tree; returns what it holds that no field took.
 fn walk<'de, A: MapAccess<'de>>(
     st: &mut State<'_>,
     mut m: A,
     level: usize,
+    node: keys::Node,
 ) -> Result<Map<String, Value>, A::Error> {
-    let (by_path, prefixes) = table();
+    let tree = keys::tree();
     let mut left = Map::new();
     while let Some(key) = m.next_key_seed(KeySeed)? {
-        let base = st.path.len();
-        if base > 0 {
-            st.path.push('.');
-        }
-        st.path.push_str(&key);
-        if let Some(&i) = by_path.get(st.path.as_str()) {
+        let slot = tree.resolve(node, &key).unwrap_or_default();
+        if let Some(i) = slot.field {
             let v: Value = m.next_value()?;
             st.check_depth(level, &v);
             if let Some(v) = st.field(i, v) {
                 left.insert(key.into_owned(), v);
             }
-        } else if prefixes.contains(st.path.as_str()) {
-            if let Some(v) = m.next_value_seed(Nested { st: &mut *st, level: level + 1 })? {
+        } else if let Some(node) = slot.node {
+            if let Some(v) = m.next_value_seed(Nested { st: &mut *st, level: level + 1, node })? {
                 left.insert(key.into_owned(), v);
             }
         } else {
@@ -175,7 +152,6 @@ fn walk<'de, A: MapAccess<'de>>(
             st.check_depth(level, &v);
             left.insert(key.into_owned(), v);
         }
-        st.path.truncate(base);
     }
     Ok(left)
 }
@@ -211,6 +187,7 @@ impl<'de> Visitor<'de> for KeySeed {
 struct Nested<'s, 'c> {
     st: &'s mut State<'c>,
     level: usize,
+    node: keys::Node,
 }
 
 impl<'de> DeserializeSeed<'de> for Nested<'_, '_> {
@@ -236,7 +213,7 @@ impl<'de> Visitor<'de> for Nested<'_, '_> {
         if self.level > self.st.max_depth {
             self.st.too_deep = true;
         }
-        let left = walk(self.st, m, self.level)?;
+        let left = walk(self.st, m, self.level, self.node)?;
         Ok((!left.is_empty()).then_some(Value::Object(left)))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut s: A) -> Result<Self::Value, A::Error> {

@@ -24,10 +24,13 @@
 //!
 //! `--only console [--alerts N]` measures issue 18's speed bars (see `console.rs`).
 //!
+//! `--only decode [--events N]` measures issue 21's decode stage alone, fed without NATS, beside a
+//! plain `serde_json::Value` parse of the same lines (see `decode.rs`).
+//!
 //! `--only sensor [--rates 10,100,1000] [--secs S] [--agent-bin PATH]` measures issue 19's live
 //! agent beside auditd and a `/proc` polling baseline (see `sensor.rs`; `./dev bench-sensor`).
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|b6|b7|b8|report|console] [--rate EPS] [--secs S]
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b6|b7|b8|report|console] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b6;
@@ -35,6 +38,7 @@ mod b7;
 mod b8;
 mod callout;
 mod console;
+mod decode;
 mod path;
 mod report;
 mod sensor;
@@ -409,6 +413,10 @@ fn main() -> anyhow::Result<()> {
         let peers = flag("--peers");
         b8(flag("--events").map_or(Ok(10_000_000), |v| v.parse())?, reps.min(3), peers.as_deref())?;
         return Ok(());
+    }
+    if only.as_deref() == Some("decode") {
+        println!("\nThe decode stage alone (issue 21), without NATS");
+        return decode::run(events, reps);
     }
     if only.as_deref() == Some("console") {
         return console::run(flag("--alerts").map_or(Ok(100_000), |v| v.parse())?);

@@ -10,7 +10,7 @@
 //!
 //! **Nothing acked goes unanalysed.** The catalog keeps how far the analysers have read the lake
 //! (the `analysed` table: the highest lake file id whose rows were analysed with every alert
-//! recorded), written at most once a second and when ingest is idle. When ingest starts,
+//! recorded), written when the queue runs empty, and at least once a second while it does not. When ingest starts,
 //! the files above that mark (committed and acked, then a crash) are analysed again. Each analyser
 //! ignores an event it has counted and alerts are idempotent per evidence event, so what was
 //! analysed before the crash counts once. Blocks found again are not sent (the processes they
@@ -81,7 +81,7 @@ impl Ingest {
                 Work::Idle => self.idle().await,
             };
             // Only once every alert is recorded: the mark says nothing below it needs reading again.
-            if clean && (idle || mark.at.elapsed() >= MARK_EVERY) {
+            if clean && (idle || queue.is_empty() || mark.at.elapsed() >= MARK_EVERY) {
                 self.write_mark(&mut mark).await;
             }
         }

@@ -165,12 +165,13 @@ fn a_batch_acked_but_not_analysed_before_a_crash_raises_its_alerts_after_it() ->
         Ok(done.then(|| ransom[0].clone()))
     })?;
     assert_eq!(alert["status"], "blocked", "{alert}");
-    // The mark moved past the batch: a second restart analyses nothing again.
+    // The mark moved past what was analysed again at start: a second restart analyses at most what
+    // was committed after it (its mark possibly not yet written at the kill).
     server.kill();
     let server =
         Server::start(&bin(), &data, &n.url, &ServerOptions { listen: Some(listen), ..Default::default() })?;
     assert_exactly_once(&server, &tok, acked)?;
-    assert_eq!(again(&server)?, 0.0);
+    assert!(again(&server)? <= acked as f64 - reanalysed, "{} of {acked}", again(&server)?);
     server.kill();
     verify_clean(&data)
 }

@@ -112,15 +112,22 @@ impl Ingest {
             let batch = Committed::new(&records, &tagged.matched, &taggers, now);
             crate::analyse::run_all(analysers, &batch, &mut found);
         }
-        found.alerts.extend(self.history_findings().await);
-        let recorded = self.record_alerts(&found.alerts).await;
-        if let Err(e) = &recorded {
-            tracing::warn!(error = %e, "cannot record alerts; retried with the next batch");
-        }
+        let recorded = self.record_findings(&mut found).await;
         self.update_incidents(&found.touched).await;
         self.send_triggers(&tagged.blocks).await;
         for (tier, n) in &found.detections {
             self.metrics.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
+        }
+        recorded
+    }
+
+    /// Adds the historical logins' findings and records every alert; false when some wait for the
+    /// catalog (they are retried with the next batch).
+    async fn record_findings(&self, found: &mut Findings) -> bool {
+        found.alerts.extend(self.history_findings().await);
+        let recorded = self.record_alerts(&found.alerts).await;
+        if let Err(e) = &recorded {
+            tracing::warn!(error = %e, "cannot record alerts; retried with the next batch");
         }
         recorded.is_ok()
     }
@@ -133,13 +140,9 @@ impl Ingest {
         for a in self.analysers() {
             a.idle(now, &mut found);
         }
-        found.alerts.extend(self.history_findings().await);
-        let recorded = self.record_alerts(&found.alerts).await;
-        if let Err(e) = &recorded {
-            tracing::warn!(error = %e, "cannot record silence alerts; retried with the next batch");
-        }
+        let recorded = self.record_findings(&mut found).await;
         self.update_incidents(&self.incident_tenants().await).await;
-        recorded.is_ok()
+        recorded
     }
 
     /// The rows committed above the analysed mark (a crash came between their ack and their

@@ -27,6 +27,7 @@ pub mod alert;
 pub mod attack;
 pub mod decode;
 pub mod fields;
+pub mod hash;
 pub mod ids;
 pub mod metrics;
 pub mod policy;

@@ -52,7 +52,7 @@ struct Group {
 
 /// Field name -> value, hashed with FNV-1a (field names are short; SipHash costs more than the
 /// lookup saves).
-type NameMap<V> = std::collections::HashMap<String, V, std::hash::BuildHasherDefault<Fnv>>;
+type NameMap<V> = std::collections::HashMap<String, V, schemas::hash::FnvBuild>;
 
 /// An event's fields by slot: each field a rule reads, looked up once per event (for events that
 /// list their fields, [`Event::each_field`]); other reads go to the event.
@@ -103,25 +103,6 @@ impl Event for Listed<'_> {
 
     fn any_string(&self, f: &mut dyn FnMut(&str) -> bool) -> bool {
         self.event.any_string(f)
-    }
-}
-
-/// FNV-1a, for short keys.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl std::hash::Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
     }
 }
 

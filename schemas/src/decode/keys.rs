@@ -1,11 +1,11 @@
 //! The field table as a tree of key segments, for the decoder's walk: from the node of the object
 //! being read, a key (a plain name, or a flat dotted path) leads to a field, to a deeper node (an
 //! object to descend into), or to nothing Cordon knows. Each segment is one lookup in a small table
-//! with a cheap hash, instead of building the full dotted path and hashing it for every key.
+//! hashed with FNV-1a ([`crate::hash`]), instead of building the full dotted path and hashing it
+//! for every key.
 
 use crate::fields::FIELDS;
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 /// A node of the tree; the root (the line's top object) is [`ROOT`].
@@ -21,24 +21,7 @@ pub(super) struct Slot {
     pub node: Option<Node>,
 }
 
-/// FNV-1a: keys are short, trusted (the field table's own) and looked up by value.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-}
-
-type Table = HashMap<&'static str, Slot, BuildHasherDefault<Fnv>>;
+type Table = HashMap<&'static str, Slot, crate::hash::FnvBuild>;
 
 /// The tree: one table of segments per node.
 pub(super) struct Tree {

@@ -275,9 +275,10 @@ impl Edge {
         }
     }
 
-    /// Tags `event` in place; a blocked process start is terminated (when enforcing). Events that do
-    /// not decode are left as they are for ingest to reject with the reason.
-    pub fn tag(&self, id: &Identity, event: &mut Value) {
+    /// Tags `event`, read from `line` (its serialised form), in place: whether a rule tagged it (its
+    /// line must then be written again). A blocked process start is terminated (when enforcing).
+    /// Events that do not decode are left as they are for ingest to reject with the reason.
+    pub fn tag(&self, id: &Identity, line: &[u8], event: &mut Value) -> bool {
         let tagger = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
         let now = schemas::time::now_micros();
         let ch = schemas::decode::Channel {
@@ -287,17 +288,15 @@ impl Edge {
             stream_seq: 0,
             received: now,
         };
-        let line = event.to_string();
-        let Ok(mut rec) =
-            schemas::decode::decode_line(line.as_bytes(), 1, &ch, &schemas::decode::Limits::default())
+        let Ok(mut rec) = schemas::decode::decode_line(line, 1, &ch, &schemas::decode::Limits::default())
         else {
-            return;
+            return false;
         };
         let found = tagger.tag(&mut rec);
         if found.is_empty() {
-            return;
+            return false;
         }
-        let Value::Object(obj) = event else { return };
+        let Value::Object(obj) = event else { return false };
         for c in [col::THREAT_TECHNIQUE_ID, col::THREAT_TACTIC_NAME, col::RULE_NAME, col::POLICY_TIER] {
             let v = match rec.cell(c) {
                 schemas::Cell::List(l) => serde_json::json!(l),
@@ -306,17 +305,26 @@ impl Edge {
             };
             schemas::record::insert_path(obj, schemas::FIELDS[c].path, v);
         }
-        let mut s = self.summary.lock().unwrap_or_else(|e| e.into_inner());
-        s.tagged += 1;
-        // What a trigger from the server would do, here without the round trip, and within the
-        // same standing orders.
+        self.summary.lock().unwrap_or_else(|e| e.into_inner()).tagged += 1;
+        self.block(id, &rec, &found, now);
+        true
+    }
+
+    /// What a trigger from the server would do for a blocked process start among `found`, here
+    /// without the round trip, and within the same standing orders.
+    fn block(
+        &self,
+        id: &Identity,
+        rec: &schemas::Record,
+        found: &[correlate::sigma::tagger::Detection],
+        now: i64,
+    ) {
         let Some((mut cmd, techniques)) = found.iter().find_map(|d| {
-            correlate::sigma::tagger::terminate_command(&rec, d, now).map(|c| (c, d.techniques.clone()))
+            correlate::sigma::tagger::terminate_command(rec, d, now).map(|c| (c, d.techniques.clone()))
         }) else {
             return;
         };
-        s.blocked += 1;
-        drop(s);
+        self.summary.lock().unwrap_or_else(|e| e.into_inner()).blocked += 1;
         if let Some(orders) = &self.enforce {
             cmd.id = format!("edge-{}", cmd.id);
             let o = match orders.allow(id.agent.as_str(), &techniques, now) {

@@ -190,12 +190,17 @@ impl Shipper {
         }
     }
 
-    /// Adds an event the caller gives up (tagged at the edge in place, not copied).
+    /// Adds an event the caller gives up. It is serialised once, into the buffer; the edge reads
+    /// that line, and only an event it tags is written again, with its tags.
     pub fn push_owned(&mut self, mut event: serde_json::Value) -> Result<(), ShipError> {
-        if let Some(edge) = &self.cfg.edge {
-            edge.tag(&self.id, &mut event);
-        }
+        let at = self.buffer.len();
         serde_json::to_writer(&mut self.buffer, &event).expect("a Value serialises into memory");
+        if let Some(edge) = &self.cfg.edge
+            && edge.tag(&self.id, &self.buffer[at..], &mut event)
+        {
+            self.buffer.truncate(at);
+            serde_json::to_writer(&mut self.buffer, &event).expect("a Value serialises into memory");
+        }
         self.buffered_one()
     }
 

@@ -11,6 +11,8 @@
 //! - [`condition`]: `and`/`or`/`not`, parentheses, `1 of`/`all of`/`N of` with patterns and `them`.
 //! - [`ruleset`] and [`prefilter`]: many rules per event, grouped by logsource, with only the rules
 //!   whose necessary literals occur in the event (one Aho-Corasick scan per field) evaluated.
+//! - [`tagger`]: a tenant's rules under its policy, tagging events; [`outcome`]: what a
+//!   detection leads to (the uniform alert, the terminate command for a blocked start).
 //! - The field and logsource mapping to Cordon's ECS fields is data: `pipelines/cordon-ecs.yml`.
 //!
 //! Regexes are built by the `regex` crate (linear time) under a size cap; patterns it cannot build
@@ -19,6 +21,7 @@
 mod condition;
 pub mod correlation;
 pub mod event;
+mod outcome;
 pub mod pipeline;
 mod prefilter;
 pub mod rule;

@@ -49,6 +49,9 @@ pub struct AlertComment {
 const DEDUP_LOOKUP: &str = "SELECT id, body FROM alerts WHERE tenant = $1 AND dedup_key = $2 AND handling = 'unhandled' \
      AND last_seen >= $3 AND first_seen <= $4 ORDER BY last_seen DESC LIMIT 1";
 
+/// A write transaction on the catalog.
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
 fn micros(t: &str) -> i64 {
     schemas::time::parse_rfc3339_micros(t).unwrap_or(0)
 }
@@ -65,6 +68,109 @@ fn parse(body: &str) -> Result<Alert, CatalogError> {
         .map_err(|e| CatalogError::Conflict(format!("stored alert does not parse: {e}")))
 }
 
+/// Serialises concurrent PostgreSQL writers of the same open alerts. PostgreSQL runs writers side
+/// by side: two of them reading the same open alert would each add to the count they read, and one
+/// update would be lost (or two would each insert the alert). A lock per dedup key serialises just
+/// those writers; the locks are taken in key order, so two writers cannot deadlock.
+async fn lock_dedup_keys(tx: &mut Tx, alerts: &[Alert]) -> Result<(), CatalogError> {
+    let mut keys: Vec<String> =
+        alerts.iter().map(|a| format!("{}\u{1f}{}", a.tenant, a.dedup_key())).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for k in &keys {
+        sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) l")
+            .bind(k.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db("record_alerts"))?;
+    }
+    Ok(())
+}
+
+/// The open alert `cur` with `a` joined to it, or `None` when `a` adds nothing (its evidence was
+/// recorded before: a redelivery).
+fn joined(mut cur: Alert, a: &Alert) -> Option<Alert> {
+    let new_evidence: Vec<&String> = a.evidence.iter().filter(|e| !cur.evidence.contains(e)).collect();
+    if new_evidence.is_empty() && cur.evidence.len() < MAX_EVIDENCE {
+        return None;
+    }
+    // A later view of the same evidence (an anomaly whose count kept growing: its evidence holds
+    // all the earlier raise's, and more), or a raise at a higher level, explains the alert better:
+    // its description and why replace the earlier ones.
+    let later_view =
+        a.evidence.len() > cur.evidence.len() && cur.evidence.iter().all(|e| a.evidence.contains(e));
+    if a.level > cur.level || (a.level == cur.level && later_view) {
+        cur.description = a.description.clone();
+        cur.why = a.why.clone();
+    }
+    cur.count += a.count;
+    let room = MAX_EVIDENCE.saturating_sub(cur.evidence.len());
+    cur.evidence.extend(new_evidence.into_iter().take(room).cloned());
+    if micros(&a.first_seen) < micros(&cur.first_seen) {
+        cur.first_seen = a.first_seen.clone();
+    }
+    if micros(&a.last_seen) > micros(&cur.last_seen) {
+        cur.last_seen = a.last_seen.clone();
+    }
+    cur.level = cur.level.max(a.level);
+    if a.status == Status::Blocked {
+        cur.status = Status::Blocked;
+    }
+    Some(cur)
+}
+
+/// Writes the joined alert `cur` over the stored alert `id`.
+async fn update_alert(tx: &mut Tx, id: &str, cur: &Alert, now: i64) -> Result<(), CatalogError> {
+    sqlx::query(
+        "UPDATE alerts SET level = $1, status = $2, first_seen = $3, last_seen = $4, count = $5, \
+         body = $6, updated_at = $7 WHERE id = $8",
+    )
+    .bind(i64::from(cur.level))
+    .bind(status_str(cur.status))
+    .bind(micros(&cur.first_seen))
+    .bind(micros(&cur.last_seen))
+    .bind(i64::try_from(cur.count).unwrap_or(i64::MAX))
+    .bind(serde_json::to_string(cur).unwrap_or_default())
+    .bind(now)
+    .bind(id)
+    .execute(&mut **tx)
+    .await
+    .map_err(db("record_alerts"))?;
+    Ok(())
+}
+
+/// Inserts `a` as a new alert under dedup key `key`; its new id.
+async fn insert_alert(tx: &mut Tx, a: &Alert, key: &str, now: i64) -> Result<String, CatalogError> {
+    let mut a = a.clone();
+    a.id = uuid::Uuid::new_v4().to_string();
+    a.evidence.truncate(MAX_EVIDENCE);
+    let techniques =
+        format!(",{},", a.techniques.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","));
+    sqlx::query(
+        "INSERT INTO alerts (id, tenant, dedup_key, level, status, handling, host, rule_id, techniques, \
+         first_seen, last_seen, count, body, updated_at) \
+         VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
+    )
+    .bind(a.id.as_str())
+    .bind(a.tenant.as_str())
+    .bind(key)
+    .bind(i64::from(a.level))
+    .bind(status_str(a.status))
+    .bind(a.handling.as_str())
+    .bind(a.endpoint.name.as_str())
+    .bind(a.rule.id.as_str())
+    .bind(techniques)
+    .bind(micros(&a.first_seen))
+    .bind(micros(&a.last_seen))
+    .bind(i64::try_from(a.count).unwrap_or(i64::MAX))
+    .bind(serde_json::to_string(&a).unwrap_or_default())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(db("record_alerts"))?;
+    Ok(a.id)
+}
+
 impl Catalog {
     /// Records alerts: each joins the open alert with its dedup key whose last evidence is within
     /// `window` microseconds of its own, or starts a new one. Returns the ids, in order.
@@ -77,114 +183,30 @@ impl Catalog {
         let mut ids = Vec::with_capacity(alerts.len());
         let mut tx = self.write_tx("record_alerts").await?;
         if self.backend() == super::Backend::Postgres {
-            // PostgreSQL runs concurrent writers side by side: two of them reading the same open
-            // alert would each add to the count they read, and one update would be lost (or two
-            // would each insert the alert). A lock per dedup key serialises just those writers; the
-            // locks are taken in key order, so two writers cannot deadlock.
-            let mut keys: Vec<String> =
-                alerts.iter().map(|a| format!("{}\u{1f}{}", a.tenant, a.dedup_key())).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            for k in &keys {
-                sqlx::query("SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended($1, 0))) l")
-                    .bind(k.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db("record_alerts"))?;
-            }
+            lock_dedup_keys(&mut tx, alerts).await?;
         }
         for a in alerts {
             let key = a.dedup_key();
-            let (first, last) = (micros(&a.first_seen), micros(&a.last_seen));
             let found = sqlx::query(DEDUP_LOOKUP)
                 .bind(a.tenant.as_str())
                 .bind(key.as_str())
-                .bind(first - window)
-                .bind(last + window)
+                .bind(micros(&a.first_seen) - window)
+                .bind(micros(&a.last_seen) + window)
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db("record_alerts"))?;
-            if let Some(row) = found {
-                let id: String = row.try_get(0).map_err(db("record_alerts"))?;
-                let body: String = row.try_get(1).map_err(db("record_alerts"))?;
-                let mut cur = parse(&body)?;
-                let new_evidence: Vec<&String> =
-                    a.evidence.iter().filter(|e| !cur.evidence.contains(e)).collect();
-                if new_evidence.is_empty() && cur.evidence.len() < MAX_EVIDENCE {
-                    ids.push(id); // this evidence was recorded before (a redelivery)
-                    continue;
-                }
-                // A later view of the same evidence (an anomaly whose count kept growing: its
-                // evidence holds all the earlier raise's, and more), or a raise at a higher level,
-                // explains the alert better: its description and why replace the earlier ones.
-                let later_view = a.evidence.len() > cur.evidence.len()
-                    && cur.evidence.iter().all(|e| a.evidence.contains(e));
-                if a.level > cur.level || (a.level == cur.level && later_view) {
-                    cur.description = a.description.clone();
-                    cur.why = a.why.clone();
-                }
-                cur.count += a.count;
-                for e in new_evidence {
-                    if cur.evidence.len() < MAX_EVIDENCE {
-                        cur.evidence.push(e.clone());
+            let id = match found {
+                Some(row) => {
+                    let id: String = row.try_get(0).map_err(db("record_alerts"))?;
+                    let body: String = row.try_get(1).map_err(db("record_alerts"))?;
+                    if let Some(merged) = joined(parse(&body)?, a) {
+                        update_alert(&mut tx, &id, &merged, now).await?;
                     }
+                    id
                 }
-                if micros(&a.first_seen) < micros(&cur.first_seen) {
-                    cur.first_seen = a.first_seen.clone();
-                }
-                if micros(&a.last_seen) > micros(&cur.last_seen) {
-                    cur.last_seen = a.last_seen.clone();
-                }
-                cur.level = cur.level.max(a.level);
-                if a.status == Status::Blocked {
-                    cur.status = Status::Blocked;
-                }
-                sqlx::query(
-                    "UPDATE alerts SET level = $1, status = $2, first_seen = $3, last_seen = $4, count = $5, \
-                     body = $6, updated_at = $7 WHERE id = $8",
-                )
-                .bind(i64::from(cur.level))
-                .bind(status_str(cur.status))
-                .bind(micros(&cur.first_seen))
-                .bind(micros(&cur.last_seen))
-                .bind(i64::try_from(cur.count).unwrap_or(i64::MAX))
-                .bind(serde_json::to_string(&cur).unwrap_or_default())
-                .bind(now)
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db("record_alerts"))?;
-                ids.push(id);
-            } else {
-                let mut a = a.clone();
-                a.id = uuid::Uuid::new_v4().to_string();
-                a.evidence.truncate(MAX_EVIDENCE);
-                let techniques =
-                    format!(",{},", a.techniques.iter().map(|t| t.id.as_str()).collect::<Vec<_>>().join(","));
-                sqlx::query(
-                    "INSERT INTO alerts (id, tenant, dedup_key, level, status, handling, host, rule_id, techniques, \
-                     first_seen, last_seen, count, body, updated_at) \
-                     VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)",
-                )
-                .bind(a.id.as_str())
-                .bind(a.tenant.as_str())
-                .bind(key.as_str())
-                .bind(i64::from(a.level))
-                .bind(status_str(a.status))
-                .bind(a.handling.as_str())
-                .bind(a.endpoint.name.as_str())
-                .bind(a.rule.id.as_str())
-                .bind(techniques)
-                .bind(first)
-                .bind(last)
-                .bind(i64::try_from(a.count).unwrap_or(i64::MAX))
-                .bind(serde_json::to_string(&a).unwrap_or_default())
-                .bind(now)
-                .execute(&mut *tx)
-                .await
-                .map_err(db("record_alerts"))?;
-                ids.push(a.id);
-            }
+                None => insert_alert(&mut tx, a, &key, now).await?,
+            };
+            ids.push(id);
         }
         tx.commit().await.map_err(db("record_alerts"))?;
         Ok(ids)

@@ -240,6 +240,11 @@ fn b1_b2(events: usize, reps: usize, with_index: bool) -> anyhow::Result<()> {
         let b = report("SQLite FTS5 indexing alone", n, &peer_idx);
         println!("  ratio tantivy/FTS5 per CPU-s: {:.2}x", a / b);
     }
+    if let Ok(keep) = std::env::var("CORDON_BENCH_KEEP") {
+        // The last run's files, to look at: Cordon's lake under `cordon/lake`, DuckDB's file.
+        let kept = tmp.keep();
+        println!("  files kept in {} (CORDON_BENCH_KEEP={keep})", kept.display());
+    }
     Ok(())
 }
 

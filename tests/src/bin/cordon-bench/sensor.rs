@@ -78,6 +78,35 @@ fn cpu_of(pid: u32) -> f64 {
     if ns.is_empty() { proc_cpu(&pid.to_string()).0 } else { ns.iter().sum::<f64>() / 1e9 }
 }
 
+/// CPU seconds by thread name (`comm`; threads of one name summed), from the scheduler's counts.
+fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
+        let ns = std::fs::read_to_string(t.path().join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
+        *out.entry(name).or_insert(0.0) += ns.unwrap_or(0.0) / 1e9;
+    }
+    out
+}
+
+/// Each thread's share of a core between two [`cpu_by_thread`] readings over `secs`.
+fn thread_shares(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+    secs: u64,
+) -> String {
+    after
+        .iter()
+        .map(|(name, s)| {
+            let share = (s - before.get(name).copied().unwrap_or(0.0)) / secs as f64;
+            format!("{name} {:.2}%", 100.0 * share)
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What the agent runs against: the in-process server's store, NATS, the agent binary, spools.
 struct Rig<'a> {
     rt: &'a tokio::runtime::Runtime,
@@ -117,9 +146,10 @@ fn agent_at(rig: &Rig, facility: &str, rate: u64, secs: u64) -> anyhow::Result<M
         .stdout(Stdio::piped())
         .spawn()?;
     std::thread::sleep(Duration::from_secs(3)); // enrolled, connected, following
-    let c0 = cpu_of(agent.id());
+    let (c0, t0) = (cpu_of(agent.id()), cpu_by_thread(agent.id()));
     let (gen_pid, launched) = run_generator(rate, secs)?;
     let cpu = cpu_of(agent.id()) - c0;
+    let threads = thread_shares(&t0, &cpu_by_thread(agent.id()), secs);
     let rss = peak_rss_mib(agent.id());
     Command::new("kill").args(["-TERM", &agent.id().to_string()]).status()?;
     let out = agent.wait_with_output()?;
@@ -145,7 +175,7 @@ fn agent_at(rig: &Rig, facility: &str, rate: u64, secs: u64) -> anyhow::Result<M
         cpu_share: cpu / secs as f64,
         rss_mib: rss,
         extra: format!(
-            "enrich_missed {} kernel_overruns {} queue_dropped {}",
+            "enrich_missed {} kernel_overruns {} queue_dropped {} (threads: {threads})",
             p["enrich_missed"], p["kernel_overruns"], p["queue_dropped"]
         ),
     })

@@ -18,7 +18,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
-use parquet::basic::{Compression, ZstdLevel};
+use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::WriterProperties;
@@ -49,6 +49,26 @@ const BLOOM_COLUMNS: &[&str] = &[
     "dns_question_name",
     "url_domain",
     "user_name",
+];
+
+/// How a column is encoded where a dictionary would not pay (Parquet tries a dictionary first for
+/// every other column, and falls back to plain values when it grows too large).
+///
+/// - Times: sorted by (host, time) within a file, so consecutive values differ by little: delta
+///   encoding halves them (B1: 6.9 to 3.3 MB per million events).
+/// - Identifiers unique per event or process, which share long prefixes (a message key, a host):
+///   delta-prefix encoding stores each prefix once.
+/// - Numbers with thousands of distinct values (pids, ports, sizes): a dictionary costs more than
+///   it saves, and plain values compress well.
+const ENCODINGS: &[(&str, Encoding)] = &[
+    ("time", Encoding::DELTA_BINARY_PACKED),
+    ("ingested", Encoding::DELTA_BINARY_PACKED),
+    ("event_id", Encoding::DELTA_BYTE_ARRAY),
+    ("process_entity_id", Encoding::DELTA_BYTE_ARRAY),
+    ("parent_entity_id", Encoding::DELTA_BYTE_ARRAY),
+    ("process_pid", Encoding::PLAIN),
+    ("source_port", Encoding::PLAIN),
+    ("file_size", Encoding::PLAIN),
 ];
 
 /// Lake I/O failures.
@@ -505,6 +525,11 @@ fn writer_properties(order: Order) -> WriterProperties {
             SortingColumn { column_idx: time, descending: false, nulls_first: true },
         ]));
     }
+    for (c, encoding) in ENCODINGS {
+        b = b
+            .set_column_dictionary_enabled(ColumnPath::from(*c), false)
+            .set_column_encoding(ColumnPath::from(*c), *encoding);
+    }
     for c in BLOOM_COLUMNS {
         b = b
             .set_column_bloom_filter_enabled(ColumnPath::from(*c), true)
@@ -512,3 +537,6 @@ fn writer_properties(order: Order) -> WriterProperties {
     }
     b.build()
 }
+
+#[cfg(test)]
+mod tests;

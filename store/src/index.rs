@@ -354,6 +354,11 @@ impl FullTextIndex {
         Ok(bad)
     }
 
+    /// Segments a search reads (each adds a fixed cost to every query).
+    pub fn segments(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+
     /// Committed documents (what searches see).
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
@@ -472,10 +477,14 @@ impl FullTextIndex {
             .order_by_fast_field::<i64>("time", Order::Desc);
         let (docs, total) = searcher.search(&query, &(top, Count)).map_err(query_error)?;
         let mut hits = Vec::with_capacity(docs.len());
+        // Each segment's row references are opened once, not once per hit.
+        let mut refs: Vec<Option<Column<u64>>> = vec![None; searcher.segment_readers().len()];
         for (time, addr) in docs {
-            let seg = searcher.segment_reader(addr.segment_ord);
-            let refs: Column<u64> = seg.fast_fields().u64("ref")?;
-            if let Some(r) = refs.first(addr.doc_id) {
+            let column = match &mut refs[addr.segment_ord as usize] {
+                Some(c) => c,
+                slot => slot.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64("ref")?),
+            };
+            if let Some(r) = column.first(addr.doc_id) {
                 hits.push(Hit {
                     file_id: (r >> ROW_BITS) as i64,
                     row: (r & ((1 << ROW_BITS) - 1)) as usize,

@@ -34,8 +34,10 @@ fn times_ids_and_wide_numbers_skip_the_dictionary_and_read_back_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::open(dir.path(), false).unwrap();
     let mut recs = records(5000);
-    let sent: std::collections::BTreeSet<(String, i64)> =
-        recs.iter().map(|r| (r.cell(schemas::fields::col::EVENT_ID).as_str().unwrap().to_owned(), r.time())).collect();
+    let sent: std::collections::BTreeSet<(String, i64)> = recs
+        .iter()
+        .map(|r| (r.cell(schemas::fields::col::EVENT_ID).as_str().unwrap().to_owned(), r.time()))
+        .collect();
     let entry = lake.write_file(1, "t", "2026-05-28", &mut recs).unwrap();
     let file = std::fs::File::open(dir.path().join(&entry.path)).unwrap();
     let reader = SerializedFileReader::new(file).unwrap();
@@ -43,7 +45,11 @@ fn times_ids_and_wide_numbers_skip_the_dictionary_and_read_back_as_written() {
     for (name, encoding) in ENCODINGS {
         let chunk = group.columns().iter().find(|c| c.column_path().string() == *name).unwrap();
         assert!(chunk.dictionary_page_offset().is_none(), "{name} has a dictionary");
-        assert!(chunk.encodings().any(|e| e == *encoding), "{name}: {:?}", chunk.encodings().collect::<Vec<_>>());
+        assert!(
+            chunk.encodings().any(|e| e == *encoding),
+            "{name}: {:?}",
+            chunk.encodings().collect::<Vec<_>>()
+        );
     }
     let host = group.columns().iter().find(|c| c.column_path().string() == "host_name").unwrap();
     assert!(host.dictionary_page_offset().is_some(), "other columns keep their dictionary");

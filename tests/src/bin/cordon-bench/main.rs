@@ -22,6 +22,9 @@
 //! `--only b8 [--peers python3]` runs B8: the entity graph built from fleet events, 1,000 two-hop
 //! queries beside networkx and a DuckDB recursive CTE, and the Log4j path query.
 //!
+//! `--only b5 [--events N]` runs B5: seven search shapes, 1,000 queries each, on the index ingest
+//! built, beside SQLite FTS5 on the same documents (see `b5.rs`).
+//!
 //! `--only console [--alerts N]` measures issue 18's speed bars (see `console.rs`).
 //!
 //! `--only decode [--events N]` measures issue 21's decode stage alone, fed without NATS, beside a
@@ -30,9 +33,10 @@
 //! `--only sensor [--rates 10,100,1000] [--secs S] [--agent-bin PATH]` measures issue 19's live
 //! agent beside auditd and a `/proc` polling baseline (see `sensor.rs`; `./dev bench-sensor`).
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b6|b7|b8|report|console] [--rate EPS] [--secs S]
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b5|b6|b7|b8|report|console] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
+mod b5;
 mod b6;
 mod b7;
 mod b8;
@@ -44,6 +48,7 @@ mod report;
 mod sensor;
 mod t8;
 
+use b5::b5;
 use b6::b6;
 use b7::b7;
 use b8::b8;
@@ -175,7 +180,7 @@ fn docs_tsv(body: &[u8], path: &Path) -> anyhow::Result<()> {
             }
         }
         let line: Vec<String> = cols.iter().map(|c| c.join(" ")).collect();
-        writeln!(f, "{}", line.join("\t"))?;
+        writeln!(f, "{}\t{}", line.join("\t"), r.time())?;
     }
     Ok(())
 }
@@ -382,6 +387,11 @@ fn main() -> anyhow::Result<()> {
     if only.as_deref().is_none_or(|o| o == "b3") {
         println!("\nB3 transport");
         b3(events, reps)?;
+    }
+    if only.as_deref() == Some("b5") {
+        println!("\nB5 text search");
+        b5(events)?;
+        return Ok(());
     }
     if only.as_deref() == Some("b6") {
         let rules = flag("--sigma-rules").ok_or_else(|| anyhow::anyhow!("b6 needs --sigma-rules DIR"))?;

@@ -10,7 +10,6 @@
 //! hash.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::time::Instant;
 use store::index::{FullTextIndex, SearchQuery};
 
@@ -74,49 +73,26 @@ fn sample(records: &[schemas::Record]) -> Vec<(&'static str, Vec<Query>)> {
         by_df.last().map_or(0, |x| *x.1)
     );
     let common: Vec<(&String, &u32)> = by_df.iter().rev().take(10).copied().collect();
-    let cycle = |v: Vec<Query>| v;
     let q = |cordon: String, fts: String| Query { cordon, fts, from: None, to: None };
+    let host = hosts.iter().map(|(h, _, _)| q(format!("host:\"{h}\""), format!("host : \"{h}\""))).collect();
+    let term = |t: &str| q(format!("text:{t}"), format!("text : \"{t}\""));
+    let boolean = hosts
+        .iter()
+        .map(|(h, k, t)| Query {
+            cordon: format!("host:\"{h}\" AND kind:{k}"),
+            fts: format!("host : \"{h}\" AND kind : \"{k}\""),
+            from: Some(t - 1_800_000_000),
+            to: Some(t + 1_800_000_000),
+        })
+        .collect();
     vec![
-        (
-            "host",
-            cycle(
-                hosts.iter().map(|(h, _, _)| q(format!("host:\"{h}\""), format!("host : \"{h}\""))).collect(),
-            ),
-        ),
-        (
-            "rare term",
-            cycle(rare.iter().map(|t| q(format!("text:{t}"), format!("text : \"{t}\""))).collect()),
-        ),
-        (
-            "common term",
-            cycle(
-                common
-                    .iter()
-                    .take(10)
-                    .map(|(t, _)| q(format!("text:{t}"), format!("text : \"{t}\"")))
-                    .collect(),
-            ),
-        ),
-        (
-            "phrase",
-            cycle(phrases.iter().map(|p| q(format!("text:\"{p}\""), format!("text : \"{p}\""))).collect()),
-        ),
-        ("ip", cycle(ips.iter().map(|ip| q(format!("ip:\"{ip}\""), format!("ips : \"{ip}\""))).collect())),
-        ("hash", cycle(hashes.iter().map(|h| q(format!("hash:{h}"), format!("hashes : \"{h}\""))).collect())),
-        (
-            "boolean + 1 h",
-            cycle(
-                hosts
-                    .iter()
-                    .map(|(h, k, t)| Query {
-                        cordon: format!("host:\"{h}\" AND kind:{k}"),
-                        fts: format!("host : \"{h}\" AND kind : \"{k}\""),
-                        from: Some(t - 1_800_000_000),
-                        to: Some(t + 1_800_000_000),
-                    })
-                    .collect(),
-            ),
-        ),
+        ("host", host),
+        ("rare term", rare.iter().map(|t| term(t)).collect()),
+        ("common term", common.iter().map(|(t, _)| term(t)).collect()),
+        ("phrase", phrases.iter().map(|p| q(format!("text:\"{p}\""), format!("text : \"{p}\""))).collect()),
+        ("ip", ips.iter().map(|ip| q(format!("ip:\"{ip}\""), format!("ips : \"{ip}\""))).collect()),
+        ("hash", hashes.iter().map(|h| q(format!("hash:{h}"), format!("hashes : \"{h}\""))).collect()),
+        ("boolean + 1 h", boolean),
     ]
 }
 
@@ -146,10 +122,6 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn dir_bytes(p: &Path) -> u64 {
-    crate::dir_size(p)
-}
-
 /// `cordon-bench --only b5 [--events N]`.
 pub(crate) fn b5(events: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
@@ -159,7 +131,6 @@ pub(crate) fn b5(events: usize) -> anyhow::Result<()> {
     let index = FullTextIndex::open(&tmp.path().join("cordon/index"))?;
     let records = crate::decode_all(&body);
     let shapes = sample(&records);
-    drop(records);
     let distinct: Vec<String> = shapes.iter().map(|(s, q)| format!("{s} {}", q.len())).collect();
     println!("distinct query values sampled: {}", distinct.join(", "));
     if let Some((shape, _)) = shapes.iter().find(|(_, q)| q.is_empty()) {
@@ -168,12 +139,13 @@ pub(crate) fn b5(events: usize) -> anyhow::Result<()> {
     let shapes: Vec<(&str, Vec<Query>)> =
         shapes.into_iter().map(|(s, q)| (s, q.into_iter().cycle().take(PER_SHAPE).collect())).collect();
     let tsv = tmp.path().join("docs.tsv");
-    crate::docs_tsv(&body, &tsv)?;
+    crate::docs_tsv(&records, &tsv)?;
+    drop(records);
     let qfile = tmp.path().join("queries.json");
     let all: Vec<(&str, &Vec<Query>)> = shapes.iter().map(|(s, q)| (*s, q)).collect();
     std::fs::write(&qfile, serde_json::to_vec(&all)?)?;
     let peer = crate::python("sqlite_fts_search.py", &[&tsv, &qfile, tmp.path()])?;
-    let idx_bytes = dir_bytes(&tmp.path().join("cordon/index"));
+    let idx_bytes = crate::dir_size(&tmp.path().join("cordon/index"));
     println!(
         "{events} events, NDJSON {:.1} MB; tantivy index {:.1} MB in {} segments ({:.1}% of NDJSON); FTS5 \
          database {:.1} MB; {PER_SHAPE} queries per shape (newest 10 + count; FTS5: any 10 + count)",

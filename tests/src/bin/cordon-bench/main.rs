@@ -158,9 +158,9 @@ fn python(script: &str, args: &[&Path]) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(out.stdout.trim_ascii())?)
 }
 
-fn docs_tsv(body: &[u8], path: &Path) -> anyhow::Result<()> {
+fn docs_tsv(records: &[Record], path: &Path) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for r in decode_all(body) {
+    for r in records {
         let mut cols: [Vec<String>; 7] = Default::default();
         cols[0].push(r.host().to_owned());
         for (d, c) in r.iter().map(|(i, c)| (&FIELDS[i], c)) {
@@ -197,7 +197,7 @@ fn b1_b2(events: usize, reps: usize, with_index: bool) -> anyhow::Result<()> {
     let (mut ours, mut peer, mut ours_idx, mut peer_idx) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let tsv = tmp.path().join("docs.tsv");
     if with_index {
-        docs_tsv(&body, &tsv)?;
+        docs_tsv(&decode_all(&body), &tsv)?;
     }
     let mut decode = Vec::new();
     let mut parquet_bytes = 0;

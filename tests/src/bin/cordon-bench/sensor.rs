@@ -70,23 +70,22 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// (`/proc/PID/task/*/schedstat`; the tick-based `stat` counters are too coarse for a few percent
 /// over seconds), else from `stat`. Every thread of the followers lives as long as they do.
 fn cpu_of(pid: u32) -> f64 {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten();
-    let ns: Vec<f64> = tasks
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<f64>().ok())
-        .collect();
-    if ns.is_empty() { proc_cpu(&pid.to_string()).0 } else { ns.iter().sum::<f64>() / 1e9 }
+    let threads = cpu_by_thread(pid);
+    if threads.is_empty() { proc_cpu(&pid.to_string()).0 } else { threads.values().sum() }
 }
 
-/// CPU seconds by thread name (`comm`; threads of one name summed), from the scheduler's counts.
+/// CPU seconds by thread name (`comm`; threads of one name summed), from the scheduler's counts;
+/// threads without them are left out.
 fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
-        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
         let ns = std::fs::read_to_string(t.path().join("schedstat"))
             .ok()
             .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
-        *out.entry(name).or_insert(0.0) += ns.unwrap_or(0.0) / 1e9;
+        if let Some(ns) = ns {
+            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
+            *out.entry(name).or_insert(0.0) += ns / 1e9;
+        }
     }
     out
 }

@@ -392,10 +392,16 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
     }
 }
 
-/// The async runtime. For `run`, its threads (the shipper's) hold no capabilities: the sources
-/// are threads of their own that keep what they need ([`crate::live::caps`]).
+/// The async runtime. For `run` it is the main thread alone (the shipper's, holding no
+/// capabilities): the sources are threads of their own that keep what they need
+/// ([`crate::live::caps`]), and a worker pool would only add wakeups handing the NATS connection's
+/// work between threads.
 fn runtime(confined: bool) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut b = tokio::runtime::Builder::new_multi_thread();
+    let mut b = if confined {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
     b.enable_all();
     if confined {
         b.on_thread_start(|| {

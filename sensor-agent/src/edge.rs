@@ -275,10 +275,11 @@ impl Edge {
         }
     }
 
-    /// Tags `event`, read from `line` (its serialised form), in place: whether a rule tagged it (its
-    /// line must then be written again). A blocked process start is terminated (when enforcing).
-    /// Events that do not decode are left as they are for ingest to reject with the reason.
-    pub fn tag(&self, id: &Identity, line: &[u8], event: &mut Value) -> bool {
+    /// Tags the event `line` holds (serialised): the event with its tags when a rule tagged it (its
+    /// line is then written again), else `None`. A blocked process start is terminated (when
+    /// enforcing). Events that do not decode are left as they are for ingest to reject with the
+    /// reason.
+    pub fn tag(&self, id: &Identity, line: &[u8]) -> Option<Value> {
         let tagger = Arc::clone(&self.current.read().unwrap_or_else(|e| e.into_inner()));
         let now = schemas::time::now_micros();
         let ch = schemas::decode::Channel {
@@ -288,26 +289,24 @@ impl Edge {
             stream_seq: 0,
             received: now,
         };
-        let Ok(mut rec) = schemas::decode::decode_line(line, 1, &ch, &schemas::decode::Limits::default())
-        else {
-            return false;
-        };
+        let mut rec = schemas::decode::decode_line(line, 1, &ch, &schemas::decode::Limits::default()).ok()?;
         let found = tagger.tag(&mut rec);
         if found.is_empty() {
-            return false;
+            return None;
         }
-        let Value::Object(obj) = event else { return false };
+        self.block(id, &rec, &found, now);
+        self.summary.lock().unwrap_or_else(|e| e.into_inner()).tagged += 1;
+        // It decoded, so it is a JSON object.
+        let Ok(Value::Object(mut obj)) = serde_json::from_slice::<Value>(line) else { return None };
         for c in [col::THREAT_TECHNIQUE_ID, col::THREAT_TACTIC_NAME, col::RULE_NAME, col::POLICY_TIER] {
             let v = match rec.cell(c) {
                 schemas::Cell::List(l) => serde_json::json!(l),
                 schemas::Cell::Str(s) => serde_json::json!(s),
                 _ => continue,
             };
-            schemas::record::insert_path(obj, schemas::FIELDS[c].path, v);
+            schemas::record::insert_path(&mut obj, schemas::FIELDS[c].path, v);
         }
-        self.summary.lock().unwrap_or_else(|e| e.into_inner()).tagged += 1;
-        self.block(id, &rec, &found, now);
-        true
+        Some(Value::Object(obj))
     }
 
     /// What a trigger from the server would do for a blocked process start among `found`, here

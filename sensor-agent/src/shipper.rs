@@ -181,27 +181,29 @@ impl Shipper {
 
     /// Adds an event; a full buffer becomes a spooled batch.
     pub fn push(&mut self, event: &serde_json::Value) -> Result<(), ShipError> {
-        match &self.cfg.edge {
-            Some(_) => self.push_owned(event.clone()),
-            None => {
-                serde_json::to_writer(&mut self.buffer, event).expect("a Value serialises into memory");
-                self.buffered_one()
-            }
-        }
+        let at = self.buffer.len();
+        serde_json::to_writer(&mut self.buffer, event).expect("a Value serialises into memory");
+        self.tag_written(at);
+        self.buffered_one()
     }
 
-    /// Adds an event the caller gives up. It is serialised once, into the buffer; the edge reads
-    /// that line, and only an event it tags is written again, with its tags.
-    pub fn push_owned(&mut self, mut event: serde_json::Value) -> Result<(), ShipError> {
+    /// Adds an event already serialised (one JSON object, no newline), as the live sources queue
+    /// them.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<(), ShipError> {
         let at = self.buffer.len();
-        serde_json::to_writer(&mut self.buffer, &event).expect("a Value serialises into memory");
+        self.buffer.extend_from_slice(line);
+        self.tag_written(at);
+        self.buffered_one()
+    }
+
+    /// The edge reads the event written from `at`; one it tags is written again, with its tags.
+    fn tag_written(&mut self, at: usize) {
         if let Some(edge) = &self.cfg.edge
-            && edge.tag(&self.id, &self.buffer[at..], &mut event)
+            && let Some(tagged) = edge.tag(&self.id, &self.buffer[at..])
         {
             self.buffer.truncate(at);
-            serde_json::to_writer(&mut self.buffer, &event).expect("a Value serialises into memory");
+            serde_json::to_writer(&mut self.buffer, &tagged).expect("a Value serialises into memory");
         }
-        self.buffered_one()
     }
 
     /// Counts the event just written to the buffer; a full buffer becomes a spooled batch.

@@ -15,9 +15,11 @@ use tantivy::columnar::Column;
 use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, SimpleTokenizer, TextAnalyzer, TokenStream};
-use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 mod host_agg;
+#[cfg(test)]
+mod tests;
 use host_agg::HostAgg;
 
 /// Rows per file addressable by a reference.
@@ -444,15 +446,23 @@ impl FullTextIndex {
         parser.parse_query(&q.q).map_err(|e| IndexError::BadQuery(e.to_string()))
     }
 
-    fn scoped(&self, tenant: &str, inner: Box<dyn Query>, q: &SearchQuery) -> BooleanQuery {
+    /// The user's query limited to `tenant`'s events, and to the host and time range asked for. The
+    /// tenant's term is left out where every document the searcher holds is the tenant's (live or
+    /// deleted: a single-tenant index), and a query of one clause is that clause: a lone term is
+    /// then counted from its document frequency, not by visiting each match.
+    fn scoped(
+        &self,
+        searcher: &Searcher,
+        tenant: &str,
+        inner: Box<dyn Query>,
+        q: &SearchQuery,
+    ) -> Box<dyn Query> {
         let f = &self.fields;
-        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![
-            (
-                Occur::Must,
-                Box::new(TermQuery::new(Term::from_field_text(f.tenant, tenant), IndexRecordOption::Basic)),
-            ),
-            (Occur::Must, inner),
-        ];
+        let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, inner)];
+        let tenant = Term::from_field_text(f.tenant, tenant);
+        if !holds_only(searcher, &tenant) {
+            must.push((Occur::Must, Box::new(TermQuery::new(tenant, IndexRecordOption::Basic))));
+        }
         if let Some(h) = &q.host {
             must.push((
                 Occur::Must,
@@ -464,18 +474,28 @@ impl FullTextIndex {
             let hi = q.to.map_or(Bound::Unbounded, |t| Bound::Excluded(Term::from_field_i64(f.time, t)));
             must.push((Occur::Must, Box::new(RangeQuery::new(lo, hi))));
         }
-        BooleanQuery::new(must)
+        match must.len() {
+            1 => must.pop().map(|(_, q)| q).expect("one clause"),
+            _ => Box::new(BooleanQuery::new(must)),
+        }
     }
 
     /// Searches a tenant's events, newest first. Returns the page of hits and the total match count.
     pub fn search(&self, tenant: &str, q: &SearchQuery) -> Result<(Vec<Hit>, usize), IndexError> {
-        let inner = self.user_query(q)?;
-        let query = self.scoped(tenant, inner, q);
         let searcher = self.reader.searcher();
+        let query = self.scoped(&searcher, tenant, self.user_query(q)?, q);
         let top = TopDocs::with_limit(q.limit.max(1))
             .and_offset(q.offset)
             .order_by_fast_field::<i64>("time", Order::Desc);
-        let (docs, total) = searcher.search(&query, &(top, Count)).map_err(query_error)?;
+        // A lone term counts from its postings' lengths; anything else counts as it collects.
+        let (docs, total) = if query.is::<TermQuery>() {
+            (
+                searcher.search(&query, &top).map_err(query_error)?,
+                query.count(&searcher).map_err(query_error)?,
+            )
+        } else {
+            searcher.search(&query, &(top, Count)).map_err(query_error)?
+        };
         let mut hits = Vec::with_capacity(docs.len());
         // Each segment's row references are opened once, not once per hit.
         let mut refs: Vec<Option<Column<u64>>> = vec![None; searcher.segment_readers().len()];
@@ -530,8 +550,9 @@ impl FullTextIndex {
                 None => return Ok(Vec::new()),
             },
         };
-        let query = self.scoped(tenant, inner, &SearchQuery::default());
-        let per_host = self.reader.searcher().search(&query, &HostAgg)?;
+        let searcher = self.reader.searcher();
+        let query = self.scoped(&searcher, tenant, inner, &SearchQuery::default());
+        let per_host = searcher.search(&query, &HostAgg)?;
         let mut out: Vec<HostMatches> = per_host
             .into_iter()
             .map(|(host, (count, first_seen, last_seen))| HostMatches { host, count, first_seen, last_seen })
@@ -539,6 +560,13 @@ impl FullTextIndex {
         out.sort_by(|a, b| b.count.cmp(&a.count).then(a.host.cmp(&b.host)));
         Ok(out)
     }
+}
+
+/// Whether every document `searcher` holds, live or deleted, has `term` (a term's document frequency
+/// counts deleted documents until their segment is merged, as `max_doc` does).
+fn holds_only(searcher: &Searcher, term: &Term) -> bool {
+    let docs: u64 = searcher.segment_readers().iter().map(|s| u64::from(s.max_doc())).sum();
+    searcher.doc_freq(term).is_ok_and(|n| n == docs)
 }
 
 /// Query syntax nested deeper than this is refused before parsing (the parser recurses per level).

@@ -93,19 +93,29 @@ impl Gauge {
 /// A source's way to the shipper: a bounded queue that never blocks the source.
 #[derive(Clone)]
 pub struct Outlet {
-    tx: SyncSender<serde_json::Value>,
+    tx: SyncSender<String>,
     gauge: Arc<Gauge>,
 }
 
 impl Outlet {
     /// An outlet for the source `gauge` counts.
-    pub fn new(tx: SyncSender<serde_json::Value>, gauge: Arc<Gauge>) -> Self {
+    pub fn new(tx: SyncSender<String>, gauge: Arc<Gauge>) -> Self {
         Self { tx, gauge }
     }
 
-    /// Queues an event; a full queue drops it and counts the drop.
-    pub fn offer(&self, e: serde_json::Value) {
-        match self.tx.try_send(e) {
+    /// Queues an event, serialised here (off the shipper's thread); a full queue drops it and
+    /// counts the drop.
+    pub fn offer(&self, e: impl serde::Serialize) {
+        match serde_json::to_string(&e) {
+            Ok(line) => self.offer_line(line),
+            // Only a map with keys that are not strings fails; no source builds one.
+            Err(_) => self.gauge.lost(1),
+        }
+    }
+
+    /// Queues an event already serialised (one JSON object), as [`Outlet::offer`] does.
+    pub fn offer_line(&self, line: String) {
+        match self.tx.try_send(line) {
             Ok(()) => {
                 self.gauge.events.fetch_add(1, Ordering::Relaxed);
                 self.gauge.last_event.store(schemas::time::now_micros(), Ordering::Relaxed);
@@ -113,6 +123,13 @@ impl Outlet {
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.gauge.queue_dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Queues each of `events` (an `Option` or a `Vec`), as [`Outlet::offer`] does.
+    pub fn offer_all<T: serde::Serialize>(&self, events: impl IntoIterator<Item = T>) {
+        for e in events {
+            self.offer(e);
         }
     }
 

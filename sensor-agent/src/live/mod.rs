@@ -20,6 +20,7 @@ pub mod nlmsg;
 pub mod persistence;
 pub mod proc_connector;
 pub mod process;
+pub mod process_event;
 pub mod procfs;
 pub mod service;
 mod sources;
@@ -178,9 +179,9 @@ fn wire_usage(u: &budget::Usage) -> schemas::wire::AgentUsage {
 }
 
 /// Moves what the sources queued into the shipper.
-fn pump(rx: &Receiver<serde_json::Value>, shipper: &mut crate::shipper::Shipper) -> Result<(), AgentError> {
-    while let Ok(e) = rx.try_recv() {
-        shipper.push_owned(e)?;
+fn pump(rx: &Receiver<String>, shipper: &mut crate::shipper::Shipper) -> Result<(), AgentError> {
+    while let Ok(line) = rx.try_recv() {
+        shipper.push_line(line.as_bytes())?;
     }
     Ok(())
 }
@@ -207,12 +208,12 @@ fn spawn_source(
 /// options do), else `/proc` scanning, with the reason recorded. The thread returns what it did.
 fn start_process_source(
     opts: &RunOptions,
-    tx: SyncSender<serde_json::Value>,
+    tx: SyncSender<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let connector = match opts.process {
         ProcessFacility::Procfs => Err("scanning /proc was asked for".to_owned()),
-        _ => proc_connector::Connector::open(Duration::from_millis(200)).map_err(|e| e.to_string()),
+        _ => proc_connector::Connectors::open(Duration::from_millis(200)).map_err(|e| e.to_string()),
     };
     let (connector, fallback_reason) = match connector {
         Ok(c) => (Some(c), None),
@@ -236,7 +237,7 @@ fn start_process_source(
         let mut src = process::ProcessSource::new(std::path::Path::new("/proc"), &host);
         src.stats.facility = facility.to_owned();
         src.stats.fallback_reason = fallback_reason;
-        src.stats.kernel_filter = connector.as_ref().is_some_and(|c| c.filtered);
+        src.stats.kernel_filter = connector.as_ref().is_some_and(|c| c.filtered());
         match connector {
             Some(c) => follow_connector(c, &mut src, &out, &stop),
             None => follow_scans(&mut src, &out, &stop),
@@ -246,48 +247,73 @@ fn start_process_source(
     })
 }
 
+/// Follows the kernel's process events until stopped: waits on the starts' socket, then delivers what
+/// queued behind the event that woke it, starts first and exits after (an exit read before its exec
+/// would find the process unknown, and its end would go unreported).
 fn follow_connector(
-    mut c: proc_connector::Connector,
+    mut c: proc_connector::Connectors,
     src: &mut process::ProcessSource,
     out: &health::Outlet,
     stop: &AtomicBool,
 ) {
-    use proc_connector::KernelEvent;
     while !stop.load(Ordering::Relaxed) {
         src.budget(budget::degraded(), budget::trims());
-        match c.read_events() {
-            Ok(events) => {
-                for ev in events {
-                    match ev {
-                        KernelEvent::Fork { parent, child } => {
-                            if let Some(e) = src.on_fork(parent, child) {
-                                out.offer(e);
-                            }
-                        }
-                        KernelEvent::Exec { pid } => {
-                            if let Some(e) = src.on_exec(pid) {
-                                out.offer(e);
-                            }
-                        }
-                        KernelEvent::Exit { pid, code, signal, parent } => {
-                            for e in src.on_exit_with_parent(pid, code, signal, parent) {
-                                out.offer(e);
-                            }
-                        }
+        let waited = c.starts.read_events();
+        if !deliver(waited, src, out) || !drain(&mut c.starts, src, out) {
+            return;
+        }
+        if let Some(exits) = c.exits.as_mut()
+            && !drain(exits, src, out)
+        {
+            return;
+        }
+        out.offer_all(src.expired());
+    }
+}
+
+/// Delivers every datagram already queued on `c`; false when the connector failed.
+fn drain(c: &mut proc_connector::Connector, src: &mut process::ProcessSource, out: &health::Outlet) -> bool {
+    loop {
+        match c.try_read_events() {
+            Ok(None) => return true,
+            read => {
+                if !deliver(read, src, out) {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Hands one read's events to the source, an overrun counted; false when the connector failed (the
+/// source stops, and says why).
+fn deliver(
+    read: std::io::Result<Option<Vec<proc_connector::KernelEvent>>>,
+    src: &mut process::ProcessSource,
+    out: &health::Outlet,
+) -> bool {
+    use proc_connector::KernelEvent;
+    match read {
+        Ok(events) => {
+            for ev in events.into_iter().flatten() {
+                match ev {
+                    KernelEvent::Fork { parent, child } => out.offer_all(src.on_fork(parent, child)),
+                    KernelEvent::Exec { pid } => out.offer_all(src.on_exec(pid)),
+                    KernelEvent::Exit { pid, code, signal, parent } => {
+                        out.offer_all(src.on_exit_with_parent(pid, code, signal, parent))
                     }
                 }
             }
-            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error()) => {
-                src.stats.kernel_overruns += 1;
-                out.gauge().lost(1);
-            }
-            Err(e) => {
-                out.fail("the process connector failed", &e);
-                break;
-            }
+            true
         }
-        for e in src.expired() {
-            out.offer(e);
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::NOBUFS.raw_os_error()) => {
+            src.stats.kernel_overruns += 1;
+            out.gauge().lost(1);
+            true
+        }
+        Err(e) => {
+            out.fail("the process connector failed", &e);
+            false
         }
     }
 }
@@ -295,9 +321,7 @@ fn follow_connector(
 fn follow_scans(src: &mut process::ProcessSource, out: &health::Outlet, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         src.budget(budget::degraded(), budget::trims());
-        for e in src.scan() {
-            out.offer(e);
-        }
+        out.offer_all(src.scan());
         std::thread::sleep(SCAN_INTERVAL);
     }
 }
@@ -338,7 +362,8 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1000));
         stop.store(true, Ordering::Relaxed);
         let stats = source.thread.join().unwrap();
-        let events: Vec<serde_json::Value> = rx.try_iter().collect();
+        let events: Vec<serde_json::Value> =
+            rx.try_iter().map(|l| serde_json::from_str(&l).unwrap()).collect();
         let burst = events
             .iter()
             .filter(|e| e["event"]["action"] == "start" && e["process"]["parent"]["pid"] == pid)

@@ -3,12 +3,14 @@
 //! `CAP_NET_ADMIN` in the initial user namespace; where the kernel refuses, [`Connector::open`] says
 //! why and the caller falls back to scanning `/proc`.
 //!
-//! From Linux 6.6 the subscription names the events wanted and the kernel drops the rest before they
-//! wake the reader: the agent asks for forks, execs and exits (not uid, gid, session, ptrace, name
-//! or core dump changes). Forks stay: a process gone before `/proc` is read learns its parent from
-//! its fork, which the kernel sends before its exec (its exit comes after, and a reader behind in a
-//! burst would wait for it past [`super::process::REORDER`]). Older kernels get the plain
-//! subscription (every event).
+//! From Linux 6.6 each socket's subscription names the events wanted and the kernel drops the rest
+//! before they wake the reader (not uid, gid, session, ptrace, name or core dump changes). The agent
+//! then opens two sockets ([`Connectors`]): forks and execs on the one it waits on, exits on a
+//! second that it drains whenever a start wakes it (or its wait runs out), so an exit costs no
+//! wakeup of its own. Forks stay on the first: a process gone before `/proc` is read learns its
+//! parent from its fork, and the fork's wakeup has the reader running when the exec follows (left
+//! out, a third more short-lived processes ended before they were read). Older kernels get one
+//! socket with the plain subscription (every event).
 //!
 //! Wire layout (`linux/connector.h`, `linux/cn_proc.h`): a netlink header (16 bytes), a connector
 //! message header (20 bytes), then `struct proc_event`: `what` (u32), `cpu` (u32), `timestamp_ns`
@@ -33,8 +35,28 @@ const CN_MSG_HDR: usize = 20;
 const PROC_EVENT_FORK: u32 = 0x0000_0001;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
-/// The events the agent reads.
-const WANTED: u32 = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT;
+
+/// The events one socket is subscribed to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscription {
+    /// Forks and execs: each wakes the reader.
+    Starts,
+    /// Exits only: read when a start wakes the reader, never waking it.
+    Exits,
+    /// Every event (kernels before 6.6 cannot filter).
+    All,
+}
+
+impl Subscription {
+    /// The `proc_input` event mask; `None`: the plain (unfiltered) form.
+    fn mask(self) -> Option<u32> {
+        match self {
+            Subscription::Starts => Some(PROC_EVENT_FORK | PROC_EVENT_EXEC),
+            Subscription::Exits => Some(PROC_EVENT_EXIT),
+            Subscription::All => None,
+        }
+    }
+}
 
 /// One process event from the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,19 +70,46 @@ pub enum KernelEvent {
     Exit { pid: u32, code: u32, signal: u32, parent: u32 },
 }
 
+/// The sockets the process source reads: `starts` (waited on) and, where the kernel filters,
+/// `exits` (drained when `starts` wakes the reader or its wait runs out).
+#[derive(Debug)]
+pub struct Connectors {
+    /// Forks and execs, or every event where the kernel cannot filter.
+    pub starts: Connector,
+    /// Exits, where the kernel filters (Linux 6.6+).
+    pub exits: Option<Connector>,
+}
+
+impl Connectors {
+    /// Opens and subscribes the sockets; reads of `starts` wait at most `poll` so the caller can stop
+    /// (and exits are read at least that often).
+    pub fn open(poll: Duration) -> std::io::Result<Connectors> {
+        let filtered = kernel_at_least(&std::fs::read_to_string("/proc/sys/kernel/osrelease")?, (6, 6));
+        if !filtered {
+            return Ok(Connectors { starts: Connector::open(Subscription::All, poll)?, exits: None });
+        }
+        Ok(Connectors {
+            starts: Connector::open(Subscription::Starts, poll)?,
+            exits: Some(Connector::open(Subscription::Exits, poll)?),
+        })
+    }
+
+    /// Whether the kernel filters the events (no uid, name or other changes reach the agent).
+    pub fn filtered(&self) -> bool {
+        self.exits.is_some()
+    }
+}
+
 /// A subscribed process-connector socket.
 #[derive(Debug)]
 pub struct Connector {
     fd: OwnedFd,
     buf: Vec<u8>,
-    /// Whether the kernel filters the events (forks, execs and exits only).
-    pub filtered: bool,
 }
 
 impl Connector {
-    /// Opens the socket and subscribes to process events; reads wait at most `poll` so the caller
-    /// can stop.
-    pub fn open(poll: Duration) -> std::io::Result<Connector> {
+    /// Opens a socket subscribed to `events`; blocking reads wait at most `poll`.
+    pub fn open(events: Subscription, poll: Duration) -> std::io::Result<Connector> {
         let fd = socket(AddressFamily::NETLINK, SocketType::DGRAM, Some(netlink::CONNECTOR))?;
         // A burst of thousands of processes must not overflow the socket before it is read (the
         // kernel drops what does not fit, and says so only as ENOBUFS): past `rmem_max` where the
@@ -70,17 +119,26 @@ impl Connector {
         }
         bind(&fd, &netlink::SocketAddrNetlink::new(0, CN_IDX_PROC))?;
         set_socket_timeout(&fd, Timeout::Recv, Some(poll))?;
-        let filtered = kernel_at_least(&std::fs::read_to_string("/proc/sys/kernel/osrelease")?, (6, 6));
-        send(&fd, &listen_message(filtered), SendFlags::empty())?;
-        Ok(Connector { fd, buf: vec![0; 64 * 1024], filtered })
+        send(&fd, &listen_message(events.mask()), SendFlags::empty())?;
+        Ok(Connector { fd, buf: vec![0; 64 * 1024] })
     }
 
-    /// The events of the next datagram (empty when the wait ran out). An overrun socket
-    /// (`ENOBUFS`: the kernel dropped events) is returned as that error, so it can be counted.
-    pub fn read_events(&mut self) -> std::io::Result<Vec<KernelEvent>> {
-        match recv(&self.fd, &mut self.buf[..], RecvFlags::empty()) {
-            Ok((n, _)) => Ok(parse(&self.buf[..n])),
-            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => Ok(Vec::new()),
+    /// The events of the next datagram, waiting for it at most the socket's `poll` (`None` when the
+    /// wait ran out; a datagram may hold no event the agent reads, a thread's fork say). An overrun
+    /// socket (`ENOBUFS`: the kernel dropped events) is returned as that error, so it can be counted.
+    pub fn read_events(&mut self) -> std::io::Result<Option<Vec<KernelEvent>>> {
+        self.receive(RecvFlags::empty())
+    }
+
+    /// The events of the next datagram already queued (`None` when none is).
+    pub fn try_read_events(&mut self) -> std::io::Result<Option<Vec<KernelEvent>>> {
+        self.receive(RecvFlags::DONTWAIT)
+    }
+
+    fn receive(&mut self, flags: RecvFlags) -> std::io::Result<Option<Vec<KernelEvent>>> {
+        match recv(&self.fd, &mut self.buf[..], flags) {
+            Ok((n, _)) => Ok(Some(parse(&self.buf[..n]))),
+            Err(e) if e == rustix::io::Errno::AGAIN || e == rustix::io::Errno::INTR => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -95,10 +153,10 @@ pub fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
     }
 }
 
-/// `PROC_CN_MCAST_LISTEN`, as a netlink message to the connector; `filtered`: as `struct
-/// proc_input`, asking for forks, execs and exits only (Linux 6.6+; older kernels ignore that form).
-fn listen_message(filtered: bool) -> Vec<u8> {
-    let payload: usize = if filtered { 8 } else { 4 };
+/// `PROC_CN_MCAST_LISTEN`, as a netlink message to the connector; with a `mask`, as `struct
+/// proc_input` asking for those events only (Linux 6.6+; older kernels ignore that form).
+fn listen_message(mask: Option<u32>) -> Vec<u8> {
+    let payload: usize = if mask.is_some() { 8 } else { 4 };
     let mut m = Vec::with_capacity(NLMSG_HDR + CN_MSG_HDR + payload);
     let total = (NLMSG_HDR + CN_MSG_HDR + payload) as u32;
     m.extend_from_slice(&total.to_ne_bytes());
@@ -112,8 +170,8 @@ fn listen_message(filtered: bool) -> Vec<u8> {
     m.extend_from_slice(&(payload as u16).to_ne_bytes()); // len
     m.extend_from_slice(&0u16.to_ne_bytes()); // flags
     m.extend_from_slice(&PROC_CN_MCAST_LISTEN.to_ne_bytes());
-    if filtered {
-        m.extend_from_slice(&WANTED.to_ne_bytes());
+    if let Some(mask) = mask {
+        m.extend_from_slice(&mask.to_ne_bytes());
     }
     m
 }
@@ -187,9 +245,11 @@ mod tests {
                 KernelEvent::Exit { pid: 11, code: 256, signal: 17, parent: 10 }
             ]
         );
-        assert_eq!(listen_message(false).len(), 40);
-        let filtered = listen_message(true);
-        assert_eq!((filtered.len(), u32_at(&filtered, 40)), (44, Some(WANTED)));
+        assert_eq!(listen_message(Subscription::All.mask()).len(), 40);
+        let starts = listen_message(Subscription::Starts.mask());
+        assert_eq!((starts.len(), u32_at(&starts, 40)), (44, Some(PROC_EVENT_FORK | PROC_EVENT_EXEC)));
+        let exits = listen_message(Subscription::Exits.mask());
+        assert_eq!(u32_at(&exits, 40), Some(PROC_EVENT_EXIT));
     }
 
     #[test]

@@ -10,10 +10,11 @@
 //! ([`ProcessSource::scan`]), which misses processes shorter than its interval, and says so.
 
 use super::hashes::{HashCache, Hashed};
+use super::process_event::{Action, Host, Meta, Parent, Process, ProcessEvent, Sha256, User};
 use super::procfs::{self, ProcInfo};
-use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Processes remembered (parents of later processes); the oldest entries go first beyond it.
@@ -62,7 +63,7 @@ struct Known {
 #[derive(Debug)]
 pub struct ProcessSource {
     root: PathBuf,
-    host: String,
+    host: Arc<str>,
     boot_id: String,
     boot_micros: i64,
     ticks: u64,
@@ -75,7 +76,7 @@ pub struct ProcessSource {
     users: HashMap<u32, String>,
     /// Starts of processes gone before `/proc` was read whose fork has not been seen yet (the
     /// kernel reports each CPU's events in order, not all CPUs'), held up to [`REORDER`].
-    waiting: Vec<(u32, Instant, Value)>,
+    waiting: Vec<(u32, Instant, ProcessEvent)>,
     /// What it did.
     pub stats: ProcessStats,
 }
@@ -89,7 +90,7 @@ impl ProcessSource {
     pub fn new(root: &Path, host: &str) -> ProcessSource {
         let mut s = ProcessSource {
             root: root.to_path_buf(),
-            host: host.to_owned(),
+            host: host.into(),
             boot_id: procfs::boot_id(root),
             boot_micros: procfs::boot_micros(root),
             ticks: rustix::param::clock_ticks_per_second().max(1),
@@ -111,7 +112,7 @@ impl ProcessSource {
     }
 
     /// A process forked: remember its parent; the start of the child, when it was waiting for it.
-    pub fn on_fork(&mut self, parent: u32, child: u32) -> Option<Value> {
+    pub fn on_fork(&mut self, parent: u32, child: u32) -> Option<ProcessEvent> {
         self.remember_parent(child, parent);
         let at = self.waiting.iter().position(|(pid, _, _)| *pid == child)?;
         let (_, _, mut e) = self.waiting.swap_remove(at);
@@ -120,7 +121,7 @@ impl ProcessSource {
     }
 
     /// A process exec'd: its start event, or `None` while it waits for its fork ([`REORDER`]).
-    pub fn on_exec(&mut self, pid: u32) -> Option<Value> {
+    pub fn on_exec(&mut self, pid: u32) -> Option<ProcessEvent> {
         self.stats.starts += 1;
         if let Some(mut p) = procfs::read(&self.root, pid) {
             // A process reaped while its `stat` is read shows parent 0 (the kernel no longer links
@@ -138,9 +139,9 @@ impl ProcessSource {
         }
         // Gone already: what the kernel told us is still worth shipping.
         self.stats.enrich_missed += 1;
-        let mut e = self.base("start", schemas::time::now_micros());
-        e["process"] = json!({"pid": pid, "entity_id": self.entity_id(pid, 0)});
-        e["event"]["reason"] = json!("ended before /proc could be read");
+        let process = Process { pid, entity_id: self.entity_id(pid, 0), ..Process::default() };
+        let mut e = self.event(Action::Start, process);
+        e.event.reason = Some("ended before /proc could be read");
         match self.forked_from.get(&pid).copied() {
             Some(ppid) => {
                 self.add_parent(&mut e, ppid);
@@ -154,7 +155,7 @@ impl ProcessSource {
     }
 
     /// Starts that waited [`REORDER`] for their fork in vain, shipped without their parent.
-    pub fn expired(&mut self) -> Vec<Value> {
+    pub fn expired(&mut self) -> Vec<ProcessEvent> {
         if self.waiting.is_empty() {
             return Vec::new();
         }
@@ -166,7 +167,13 @@ impl ProcessSource {
 
     /// A process exited: its start, when it was waiting for its parent (the exit names it), and its
     /// end, when its start was reported.
-    pub fn on_exit_with_parent(&mut self, pid: u32, code: u32, signal: u32, parent: u32) -> Vec<Value> {
+    pub fn on_exit_with_parent(
+        &mut self,
+        pid: u32,
+        code: u32,
+        signal: u32,
+        parent: u32,
+    ) -> Vec<ProcessEvent> {
         let mut out = Vec::new();
         if let Some(at) = self.waiting.iter().position(|(p, _, _)| *p == pid) {
             let (_, _, mut e) = self.waiting.swap_remove(at);
@@ -190,30 +197,31 @@ impl ProcessSource {
     }
 
     /// A process exited: its end event, when its start was reported.
-    pub fn on_exit(&mut self, pid: u32, code: u32, signal: u32) -> Option<Value> {
+    pub fn on_exit(&mut self, pid: u32, code: u32, signal: u32) -> Option<ProcessEvent> {
         self.forked_from.remove(&pid);
         let k = self.known.remove(&pid)?;
         if !k.started {
             return None;
         }
         self.stats.exits += 1;
-        let mut e = self.base("end", schemas::time::now_micros());
         // `wait` status: the exit code in the second byte, or the signal that ended it.
         let exit_code =
             if code & 0x7f == 0 { i64::from((code >> 8) & 0xff) } else { 128 + i64::from(code & 0x7f) };
-        e["process"] = json!({"pid": pid, "entity_id": k.entity_id, "name": k.name, "exit_code": exit_code,
-                              "command_line": k.command_line});
-        if let Some(x) = k.exe {
-            e["process"]["executable"] = json!(x);
-        }
-        if signal != 0 && signal != 17 {
-            e["process"]["exit_signal"] = json!(signal);
-        }
-        Some(e)
+        let process = Process {
+            pid,
+            entity_id: k.entity_id,
+            name: Some(k.name),
+            command_line: Some(k.command_line),
+            executable: k.exe,
+            exit_code: Some(exit_code),
+            exit_signal: (signal != 0 && signal != 17).then_some(signal),
+            ..Process::default()
+        };
+        Some(self.event(Action::End, process))
     }
 
     /// One scan of `/proc` (the fallback): starts of processes not seen before, ends of those gone.
-    pub fn scan(&mut self) -> Vec<Value> {
+    pub fn scan(&mut self) -> Vec<ProcessEvent> {
         let now: std::collections::HashSet<u32> = procfs::pids(&self.root).into_iter().collect();
         let mut out = Vec::new();
         let gone: Vec<u32> = self.known.keys().filter(|p| !now.contains(p)).copied().collect();
@@ -252,35 +260,37 @@ impl ProcessSource {
         }
     }
 
-    fn base(&self, action: &str, at: i64) -> Value {
-        json!({
-            "@timestamp": schemas::time::format_micros(at),
-            "event": {"category": "process", "action": action, "type": [action], "kind": "event",
-                      "dataset": "cordon.process"},
-            "host": {"name": self.host, "os": {"type": "linux", "family": "linux"}},
-        })
+    /// An event of this host, now.
+    fn event(&self, action: Action, process: Process) -> ProcessEvent {
+        ProcessEvent {
+            at: schemas::time::now_micros(),
+            event: Meta { action, reason: None },
+            host: Host { name: Arc::clone(&self.host) },
+            process,
+            user: None,
+        }
     }
 
-    fn start_event(&mut self, p: &ProcInfo) -> Value {
+    fn start_event(&mut self, p: &ProcInfo) -> ProcessEvent {
         let k = self.known_of(p);
         let start = self.boot_micros + (p.start_ticks as i64).saturating_mul(1_000_000) / self.ticks as i64;
-        let mut e = self.base("start", schemas::time::now_micros());
-        e["process"] = json!({"pid": p.pid, "entity_id": k.entity_id, "name": k.name, "args": p.args,
-                              "command_line": k.command_line, "start": schemas::time::format_micros(start)});
-        if let Some(x) = &p.exe {
-            e["process"]["executable"] = json!(x);
-            if let Some(h) = self.hash(p.pid) {
-                e["process"]["hash"] = json!({"sha256": h});
-            }
-        }
-        if let Some(d) = &p.cwd {
-            e["process"]["working_directory"] = json!(d);
-        }
-        if let Some(uid) = p.uid {
-            let user = json!({"id": uid.to_string(), "name": self.users.get(&uid)});
-            e["process"]["user"] = user.clone();
-            e["user"] = user;
-        }
+        let hash = if p.exe.is_some() { self.hash(p.pid).map(|sha256| Sha256 { sha256 }) } else { None };
+        let user = p.uid.map(|uid| User { id: uid.to_string(), name: self.users.get(&uid).cloned() });
+        let process = Process {
+            pid: p.pid,
+            entity_id: k.entity_id.clone(),
+            name: Some(k.name.clone()),
+            args: Some(p.args.clone()),
+            command_line: Some(k.command_line.clone()),
+            start: Some(schemas::time::format_micros(start)),
+            executable: p.exe.clone(),
+            hash,
+            working_directory: p.cwd.clone(),
+            user: user.clone(),
+            ..Process::default()
+        };
+        let mut e = self.event(Action::Start, process);
+        e.user = user;
         self.add_parent(&mut e, p.ppid);
         if self.known.len() >= MAX_KNOWN {
             self.known.retain(|_, k| k.started);
@@ -289,7 +299,7 @@ impl ProcessSource {
         e
     }
 
-    fn add_parent(&mut self, e: &mut Value, ppid: u32) {
+    fn add_parent(&mut self, e: &mut ProcessEvent, ppid: u32) {
         if ppid == 0 {
             return;
         }
@@ -297,11 +307,16 @@ impl ProcessSource {
             Some(k) => Some(k.clone()),
             None => procfs::read(&self.root, ppid).map(|p| self.known_of(&p)),
         };
-        e["process"]["parent"] = json!({"pid": ppid});
-        if let Some(k) = parent {
-            e["process"]["parent"] = json!({"pid": ppid, "entity_id": k.entity_id, "name": k.name,
-                                            "command_line": k.command_line, "executable": k.exe});
-        }
+        e.process.parent = Some(match parent {
+            Some(k) => Parent {
+                pid: ppid,
+                entity_id: Some(k.entity_id),
+                name: Some(k.name),
+                command_line: Some(k.command_line),
+                executable: k.exe,
+            },
+            None => Parent { pid: ppid, ..Parent::default() },
+        });
     }
 
     /// Applies the agent's budget: hashes from the cache only while degraded; caches dropped when
@@ -353,6 +368,10 @@ fn read_users(path: &Path) -> HashMap<u32, String> {
 mod tests {
     use super::*;
 
+    fn json(e: ProcessEvent) -> serde_json::Value {
+        serde_json::to_value(e).unwrap()
+    }
+
     #[test]
     fn a_child_of_this_process_is_reported_with_its_identity_and_parent() {
         let mut src = ProcessSource::new(Path::new("/proc"), "test-host");
@@ -360,7 +379,7 @@ mod tests {
         // `spawn` returns once exec has replaced the image, before the kernel has filled in the new
         // arguments (the connector's exec event comes after): wait for them as the event would.
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let e = src.on_exec(child.id()).unwrap();
+        let e = json(src.on_exec(child.id()).unwrap());
         let p = &e["process"];
         assert!(p["executable"].as_str().is_some_and(|x| x.ends_with("/sleep")), "{e}");
         assert_eq!((p["name"].as_str(), p["command_line"].as_str()), (Some("sleep"), Some("/bin/sleep 5")));
@@ -373,12 +392,12 @@ mod tests {
         // The same executable again comes from the cache; the exit ends the same entity.
         let mut again = std::process::Command::new("/bin/sleep").arg("5").spawn().unwrap();
         std::thread::sleep(std::time::Duration::from_millis(100));
-        let e2 = src.on_exec(again.id()).unwrap();
+        let e2 = json(src.on_exec(again.id()).unwrap());
         assert_eq!(e2["process"]["hash"], p["hash"]);
         assert_eq!(src.stats.hash_cached, 1);
         child.kill().unwrap();
         child.wait().unwrap();
-        let end = src.on_exit(child.id(), 9, 0).unwrap();
+        let end = json(src.on_exit(child.id(), 9, 0).unwrap());
         assert_eq!(
             (end["process"]["entity_id"].as_str(), end["process"]["exit_code"].as_i64()),
             (Some(id.as_str()), Some(137))
@@ -387,22 +406,23 @@ mod tests {
         again.wait().unwrap();
         // A process that is gone before it is read keeps its pid and parent, whether its fork was
         // reported before its exec or after it.
-        assert_eq!(src.on_fork(std::process::id(), 4_000_000), None);
-        let gone = src.on_exec(4_000_000).unwrap();
+        assert!(src.on_fork(std::process::id(), 4_000_000).is_none());
+        let gone = json(src.on_exec(4_000_000).unwrap());
         let me = Some(u64::from(std::process::id()));
         assert_eq!(
             (gone["process"]["pid"].as_u64(), gone["process"]["parent"]["pid"].as_u64()),
             (Some(4_000_000), me)
         );
-        assert_eq!(src.on_exec(4_000_001), None, "waits for its fork");
-        let late = src.on_fork(std::process::id(), 4_000_001).unwrap();
+        assert!(src.on_exec(4_000_001).is_none(), "waits for its fork");
+        let late = json(src.on_fork(std::process::id(), 4_000_001).unwrap());
         assert_eq!(late["process"]["parent"]["pid"].as_u64(), me);
-        assert_eq!(src.on_exec(4_000_003), None);
-        let by_exit = src.on_exit_with_parent(4_000_003, 0, 17, std::process::id());
+        assert!(src.on_exec(4_000_003).is_none());
+        let by_exit: Vec<serde_json::Value> =
+            src.on_exit_with_parent(4_000_003, 0, 17, std::process::id()).into_iter().map(json).collect();
         assert_eq!((by_exit.len(), by_exit[0]["process"]["parent"]["pid"].as_u64()), (1, me));
-        assert_eq!(src.on_exec(4_000_002), None);
+        assert!(src.on_exec(4_000_002).is_none());
         std::thread::sleep(REORDER);
-        let alone = src.expired();
+        let alone: Vec<serde_json::Value> = src.expired().into_iter().map(json).collect();
         assert_eq!((alone.len(), alone[0]["process"]["pid"].as_u64()), (1, Some(4_000_002)));
         assert_eq!(src.stats.enrich_missed, 4);
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 /// kernel that refuses inotify leaves the source stopped, saying why (heartbeats carry it).
 pub(super) fn start_file_source(
     opts: &RunOptions,
-    tx: SyncSender<serde_json::Value>,
+    tx: SyncSender<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let mut targets =
@@ -36,9 +36,7 @@ pub(super) fn start_file_source(
         while !stop.load(Ordering::Relaxed) {
             src.budget(budget::degraded(), trims != budget::trims());
             trims = budget::trims();
-            for e in src.read(&|n| out.gauge().lost(n)) {
-                out.offer(e);
-            }
+            out.offer_all(src.read(&|n| out.gauge().lost(n)));
             std::thread::sleep(Duration::from_millis(50));
         }
         serde_json::to_value(&src.stats).unwrap_or_default()
@@ -50,7 +48,7 @@ pub(super) fn start_file_source(
 pub(super) fn start_login_source(
     opts: &RunOptions,
     state_dir: &std::path::Path,
-    tx: SyncSender<serde_json::Value>,
+    tx: SyncSender<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let paths: Vec<std::path::PathBuf> = if opts.auth_logs.is_empty() {
@@ -72,17 +70,17 @@ pub(super) fn start_login_source(
         let mut tails = Vec::new();
         for p in &paths {
             let (t, early) = logins::Tail::open(p, saved.get(p).copied(), &host);
-            early.into_iter().for_each(|e| out.offer(e));
+            out.offer_all(early);
             tails.push(t);
         }
         let mut journal = journal;
         let mut last_save = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             for t in &mut tails {
-                t.poll().into_iter().for_each(|e| out.offer(e));
+                out.offer_all(t.poll());
             }
             if let Some(j) = journal.as_mut() {
-                j.poll().into_iter().for_each(|e| out.offer(e));
+                out.offer_all(j.poll());
             }
             if last_save.elapsed() >= Duration::from_secs(2) {
                 logins::save_positions(&state, &tails);
@@ -104,7 +102,7 @@ pub(super) fn start_login_source(
 pub(super) fn start_inventory(
     opts: &RunOptions,
     every: Duration,
-    tx: SyncSender<serde_json::Value>,
+    tx: SyncSender<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let gauge = health::Gauge::new("inventory", "procfs", false);
@@ -115,12 +113,12 @@ pub(super) fn start_inventory(
         let (mut rounds, mut last_round, mut last_devices) = (0u64, None::<Instant>, None::<Instant>);
         while !stop.load(Ordering::Relaxed) {
             if last_round.is_none_or(|t| t.elapsed() >= every) {
-                inv.take().into_iter().for_each(|e| out.offer(e));
+                out.offer_all(inv.take());
                 rounds += 1;
                 last_round = Some(Instant::now());
             }
             if last_devices.is_none_or(|t| t.elapsed() >= inventory::DEVICE_POLL) {
-                inv.devices().into_iter().for_each(|e| out.offer(e));
+                out.offer_all(inv.devices());
                 last_devices = Some(Instant::now());
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -132,7 +130,7 @@ pub(super) fn start_inventory(
 /// Starts the network source: sockets through sock_diag every [`network::POLL`].
 pub(super) fn start_network_source(
     opts: &RunOptions,
-    tx: SyncSender<serde_json::Value>,
+    tx: SyncSender<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let gauge = health::Gauge::new("network", "sock_diag", false);
@@ -148,7 +146,7 @@ pub(super) fn start_network_source(
         };
         while !stop.load(Ordering::Relaxed) {
             match src.poll() {
-                Ok(events) => events.into_iter().for_each(|e| out.offer(e)),
+                Ok(events) => out.offer_all(events),
                 Err(e) => {
                     out.fail("sock_diag failed", &e);
                     break;
@@ -163,7 +161,7 @@ pub(super) fn start_network_source(
 /// Starts the library source: every process's executable mappings every [`libraries::POLL`].
 pub(super) fn start_library_source(
     opts: &RunOptions,
-    tx: SyncSender<serde_json::Value>,
+    tx: SyncSender<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let gauge = health::Gauge::new("library", "procfs", false);
@@ -178,7 +176,7 @@ pub(super) fn start_library_source(
                 trims = budget::trims();
             }
             if last.is_none_or(|t| t.elapsed() >= budget::interval(libraries::POLL)) {
-                src.scan().into_iter().for_each(|e| out.offer(e));
+                out.offer_all(src.scan());
                 last = Some(Instant::now());
             }
             std::thread::sleep(Duration::from_millis(200));
@@ -191,7 +189,7 @@ pub(super) fn start_library_source(
 /// [`firewall::POLL`]; where no ruleset can be read (no `nft`), it stops saying why.
 pub(super) fn start_firewall_source(
     opts: &RunOptions,
-    tx: SyncSender<serde_json::Value>,
+    tx: SyncSender<String>,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let gauge = health::Gauge::new("firewall", "nfnetlink", false);

@@ -71,36 +71,46 @@ fn peak_rss_mib(pid: u32) -> f64 {
 /// over seconds), else from `stat`. Every thread of the followers lives as long as they do.
 fn cpu_of(pid: u32) -> f64 {
     let threads = cpu_by_thread(pid);
-    if threads.is_empty() { proc_cpu(&pid.to_string()).0 } else { threads.values().sum() }
+    if threads.is_empty() { proc_cpu(&pid.to_string()).0 } else { threads.values().map(|t| t.0).sum() }
 }
 
-/// CPU seconds by thread name (`comm`; threads of one name summed), from the scheduler's counts;
-/// threads without them are left out.
-fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, f64> {
+/// CPU seconds and times scheduled by thread name (`comm`; threads of one name summed), from the
+/// scheduler's counts (`schedstat`: run time, wait time, timeslices); threads without them are left
+/// out.
+fn cpu_by_thread(pid: u32) -> std::collections::BTreeMap<String, (f64, u64)> {
     let mut out = std::collections::BTreeMap::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).into_iter().flatten().flatten() {
-        let ns = std::fs::read_to_string(t.path().join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
-        if let Some(ns) = ns {
-            let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
-            *out.entry(name).or_insert(0.0) += ns / 1e9;
-        }
+        let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.split_whitespace().collect();
+        let (Some(ns), Some(runs)) = (
+            fields.first().and_then(|f| f.parse::<f64>().ok()),
+            fields.get(2).and_then(|f| f.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        let name = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default().trim().to_owned();
+        let e = out.entry(name).or_insert((0.0, 0));
+        e.0 += ns / 1e9;
+        e.1 += runs;
     }
     out
 }
 
-/// Each thread's share of a core between two [`cpu_by_thread`] readings over `secs`.
+/// Each thread's share of a core between two [`cpu_by_thread`] readings over `secs`, and how often
+/// it was scheduled per process started (`starts`): a wakeup costs a context switch each way.
 fn thread_shares(
-    before: &std::collections::BTreeMap<String, f64>,
-    after: &std::collections::BTreeMap<String, f64>,
+    before: &std::collections::BTreeMap<String, (f64, u64)>,
+    after: &std::collections::BTreeMap<String, (f64, u64)>,
     secs: u64,
+    starts: u64,
 ) -> String {
     after
         .iter()
-        .map(|(name, s)| {
-            let share = (s - before.get(name).copied().unwrap_or(0.0)) / secs as f64;
-            format!("{name} {:.2}%", 100.0 * share)
+        .map(|(name, (s, runs))| {
+            let (s0, runs0) = before.get(name).copied().unwrap_or((0.0, 0));
+            let share = (s - s0) / secs as f64;
+            let per_start = (runs - runs0) as f64 / starts.max(1) as f64;
+            format!("{name} {:.2}% {per_start:.2}/start", 100.0 * share)
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -148,7 +158,7 @@ fn agent_at(rig: &Rig, facility: &str, rate: u64, secs: u64) -> anyhow::Result<M
     let (c0, t0) = (cpu_of(agent.id()), cpu_by_thread(agent.id()));
     let (gen_pid, launched) = run_generator(rate, secs)?;
     let cpu = cpu_of(agent.id()) - c0;
-    let threads = thread_shares(&t0, &cpu_by_thread(agent.id()), secs);
+    let threads = thread_shares(&t0, &cpu_by_thread(agent.id()), secs, launched);
     let rss = peak_rss_mib(agent.id());
     Command::new("kill").args(["-TERM", &agent.id().to_string()]).status()?;
     let out = agent.wait_with_output()?;

@@ -1,0 +1,81 @@
+use super::*;
+
+/// `n` process starts of `tenant` on hosts h0..h2, one in ten running mimikatz, a second apart.
+fn records(tenant: &str, n: usize) -> Vec<Record> {
+    let ch = schemas::decode::Channel {
+        tenant,
+        agent: "a",
+        message_key: "boot-1:7",
+        stream_seq: 7,
+        received: 1_780_000_000_000_000,
+    };
+    (0..n)
+        .map(|i| {
+            let tool = if i % 10 == 0 { "mimikatz.exe sekurlsa::logonpasswords" } else { "notepad.exe" };
+            let line = format!(
+                r#"{{"@timestamp":"2026-05-28T20:{:02}:{:02}Z","host":{{"name":"h{}"}},"event":{{"category":"process","action":"start"}},"process":{{"pid":{i},"command_line":"{tool}"}}}}"#,
+                i / 60 % 60,
+                i % 60,
+                i % 3,
+            );
+            schemas::decode::decode_line(line.as_bytes(), i + 1, &ch, &schemas::decode::Limits::default()).unwrap()
+        })
+        .collect()
+}
+
+fn query(q: &str) -> SearchQuery {
+    SearchQuery { q: q.to_owned(), limit: 10, ..Default::default() }
+}
+
+/// (hits' times, total) of a search.
+fn found(index: &FullTextIndex, tenant: &str, q: &str) -> (Vec<i64>, usize) {
+    let (hits, total) = index.search(tenant, &query(q)).unwrap();
+    (hits.iter().map(|h| h.time).collect(), total)
+}
+
+/// Expected (newest ten times, count) among `sent` of the events `keep` selects.
+fn expected(sent: &[Record], keep: impl Fn(&Record) -> bool) -> (Vec<i64>, usize) {
+    let mut times: Vec<i64> = sent.iter().filter(|r| keep(r)).map(Record::time).collect();
+    times.sort_unstable_by(|a, b| b.cmp(a));
+    let n = times.len();
+    times.truncate(10);
+    (times, n)
+}
+
+fn mimikatz(r: &Record) -> bool {
+    r.get("process_command_line").and_then(Cell::as_str).is_some_and(|c| c.contains("mimikatz"))
+}
+
+/// A single-tenant index answers without the tenant's term (a lone term is counted from its
+/// document frequency); once another tenant's documents are in it, or were and are deleted but not
+/// merged away, each tenant still sees its own events only, with the same counts and newest hits.
+#[test]
+fn each_tenant_sees_its_own_events_whether_or_not_it_shares_the_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = FullTextIndex::open(dir.path()).unwrap();
+    let a = records("a", 300);
+    let b = records("b", 50);
+    index.add_file(1, 0, &a).unwrap();
+    index.commit().unwrap();
+    let host1 = |r: &Record| r.host() == "h1";
+    let check = |b_present: bool| {
+        assert_eq!(found(&index, "a", "text:mimikatz"), expected(&a, mimikatz));
+        assert_eq!(found(&index, "a", "host:h1"), expected(&a, host1));
+        assert_eq!(
+            found(&index, "a", "host:h1 AND text:mimikatz"),
+            expected(&a, |r| host1(r) && mimikatz(r))
+        );
+        let theirs = if b_present { expected(&b, mimikatz) } else { (Vec::new(), 0) };
+        assert_eq!(found(&index, "b", "text:mimikatz"), theirs);
+        let swept: u64 = index.sweep("a", IocField::Text, "mimikatz").unwrap().iter().map(|h| h.count).sum();
+        assert_eq!(swept as usize, expected(&a, mimikatz).1);
+    };
+    check(false);
+    // The same hosts and terms in another tenant.
+    index.add_file(2, 0, &b).unwrap();
+    index.commit().unwrap();
+    check(true);
+    index.delete_files(&[2]).unwrap();
+    index.commit().unwrap();
+    check(false);
+}

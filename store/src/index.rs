@@ -10,17 +10,18 @@ use schemas::{Cell, FIELDS, Record, Search};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
-use tantivy::collector::{Count, TopDocs};
-use tantivy::columnar::Column;
+use tantivy::collector::Count;
 use tantivy::query::{BooleanQuery, Occur, PhraseQuery, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, SimpleTokenizer, TextAnalyzer, TokenStream};
-use tantivy::{Index, IndexReader, IndexWriter, Order, ReloadPolicy, Searcher, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 mod host_agg;
+mod newest;
 #[cfg(test)]
 mod tests;
 use host_agg::HostAgg;
+use newest::{ColumnCache, Newest};
 
 /// Rows per file addressable by a reference.
 pub const ROW_BITS: u32 = 24;
@@ -134,6 +135,8 @@ pub struct FullTextIndex {
     /// Publish-to-searchable ages (microseconds) of the batches the commits since the last
     /// [`FullTextIndex::take_ages`] made searchable.
     ages: Mutex<Vec<i64>>,
+    /// Each segment's time and row-reference columns, for searches.
+    columns: ColumnCache,
 }
 
 /// Ages kept between two takes at most (the oldest go first).
@@ -236,7 +239,15 @@ impl FullTextIndex {
         let writer = index.writer_with_num_threads(1, 64 * 1024 * 1024)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let pending = Mutex::new(Pending::new());
-        Ok(Self { index, fields, writer: Mutex::new(writer), reader, pending, ages: Mutex::new(Vec::new()) })
+        Ok(Self {
+            index,
+            fields,
+            writer: Mutex::new(writer),
+            reader,
+            pending,
+            ages: Mutex::new(Vec::new()),
+            columns: ColumnCache::default(),
+        })
     }
 
     /// The highest lake file id the last commit covers (0 if none).
@@ -484,34 +495,25 @@ impl FullTextIndex {
     pub fn search(&self, tenant: &str, q: &SearchQuery) -> Result<(Vec<Hit>, usize), IndexError> {
         let searcher = self.reader.searcher();
         let query = self.scoped(&searcher, tenant, self.user_query(q)?, q);
-        let top = TopDocs::with_limit(q.limit.max(1))
-            .and_offset(q.offset)
-            .order_by_fast_field::<i64>("time", Order::Desc);
+        let newest = Newest { k: q.limit.max(1) + q.offset, columns: self.columns.of(&searcher)? };
         // A lone term counts from its postings' lengths; anything else counts as it collects.
-        let (docs, total) = if query.is::<TermQuery>() {
+        let (found, total) = if query.is::<TermQuery>() {
             (
-                searcher.search(&query, &top).map_err(query_error)?,
+                searcher.search(&query, &newest).map_err(query_error)?,
                 query.count(&searcher).map_err(query_error)?,
             )
         } else {
-            searcher.search(&query, &(top, Count)).map_err(query_error)?
+            searcher.search(&query, &(newest, Count)).map_err(query_error)?
         };
-        let mut hits = Vec::with_capacity(docs.len());
-        // Each segment's row references are opened once, not once per hit.
-        let mut refs: Vec<Option<Column<u64>>> = vec![None; searcher.segment_readers().len()];
-        for (time, addr) in docs {
-            let column = match &mut refs[addr.segment_ord as usize] {
-                Some(c) => c,
-                slot => slot.insert(searcher.segment_reader(addr.segment_ord).fast_fields().u64("ref")?),
-            };
-            if let Some(r) = column.first(addr.doc_id) {
-                hits.push(Hit {
-                    file_id: (r >> ROW_BITS) as i64,
-                    row: (r & ((1 << ROW_BITS) - 1)) as usize,
-                    time: time.unwrap_or(0),
-                });
-            }
-        }
+        let hits = found
+            .into_iter()
+            .skip(q.offset)
+            .map(|(time, r)| Hit {
+                file_id: (r >> ROW_BITS) as i64,
+                row: (r & ((1 << ROW_BITS) - 1)) as usize,
+                time: if time == i64::MIN { 0 } else { time },
+            })
+            .collect();
         Ok((hits, total))
     }
 

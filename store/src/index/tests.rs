@@ -71,6 +71,14 @@ fn each_tenant_sees_its_own_events_whether_or_not_it_shares_the_index() {
         assert_eq!(swept as usize, expected(&a, mimikatz).1);
     };
     check(false);
+    // A later page, each hit pointing at the row it was added from.
+    let (page, _) = index
+        .search("a", &SearchQuery { q: "host:h1".into(), limit: 10, offset: 5, ..Default::default() })
+        .unwrap();
+    let mut times: Vec<i64> = a.iter().filter(|r| host1(r)).map(Record::time).collect();
+    times.sort_unstable_by(|x, y| y.cmp(x));
+    assert_eq!(page.iter().map(|h| h.time).collect::<Vec<_>>(), times[5..15]);
+    assert!(page.iter().all(|h| h.file_id == 1 && a[h.row].time() == h.time && a[h.row].host() == "h1"));
     // The same hosts and terms in another tenant.
     index.add_file(2, 0, &b).unwrap();
     index.commit().unwrap();

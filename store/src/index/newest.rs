@@ -1,0 +1,114 @@
+//! Newest-first hits over each segment's fast fields, opened once per segment and kept while the
+//! segment lives: opening a fast-field column reads the segment's column directory, a fixed cost of
+//! tens of microseconds that tantivy's own ordering by a fast field paid on every search.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::{Arc, Mutex};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::index::SegmentId;
+use tantivy::{DocId, Searcher, SegmentReader};
+
+/// A segment's event times and row references.
+#[derive(Clone)]
+pub(super) struct SegmentColumns {
+    time: Column<i64>,
+    refs: Column<u64>,
+}
+
+/// Each live segment's columns.
+#[derive(Default)]
+pub(super) struct ColumnCache(Mutex<HashMap<SegmentId, Arc<SegmentColumns>>>);
+
+impl std::fmt::Debug for ColumnCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnCache").finish_non_exhaustive()
+    }
+}
+
+impl ColumnCache {
+    /// The columns of each of `searcher`'s segments, in segment order (opened where not cached;
+    /// segments merged away are forgotten).
+    pub(super) fn of(&self, searcher: &Searcher) -> tantivy::Result<Vec<Arc<SegmentColumns>>> {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let readers = searcher.segment_readers();
+        if cache.len() > readers.len() {
+            let live: Vec<SegmentId> = readers.iter().map(SegmentReader::segment_id).collect();
+            cache.retain(|id, _| live.contains(id));
+        }
+        readers
+            .iter()
+            .map(|r| {
+                Ok(Arc::clone(match cache.entry(r.segment_id()) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => v.insert(Arc::new(open(r)?)),
+                }))
+            })
+            .collect()
+    }
+}
+
+fn open(r: &SegmentReader) -> tantivy::Result<SegmentColumns> {
+    Ok(SegmentColumns { time: r.fast_fields().i64("time")?, refs: r.fast_fields().u64("ref")? })
+}
+
+/// The `k` newest matches as (time, row reference), newest first.
+pub(super) struct Newest {
+    pub(super) k: usize,
+    pub(super) columns: Vec<Arc<SegmentColumns>>,
+}
+
+pub(super) struct NewestInSegment {
+    k: usize,
+    columns: Arc<SegmentColumns>,
+    heap: BinaryHeap<Reverse<(i64, Reverse<DocId>)>>,
+}
+
+impl Collector for Newest {
+    type Fruit = Vec<(i64, u64)>;
+    type Child = NewestInSegment;
+
+    fn for_segment(&self, ord: u32, _: &SegmentReader) -> tantivy::Result<NewestInSegment> {
+        let columns =
+            self.columns.get(ord as usize).cloned().ok_or_else(|| {
+                tantivy::TantivyError::InternalError(format!("no columns for segment {ord}"))
+            })?;
+        Ok(NewestInSegment { k: self.k, columns, heap: BinaryHeap::with_capacity(self.k + 1) })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<(i64, u64)>>) -> tantivy::Result<Vec<(i64, u64)>> {
+        let mut all: Vec<(i64, u64)> = fruits.into_iter().flatten().collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.truncate(self.k);
+        Ok(all)
+    }
+}
+
+impl SegmentCollector for NewestInSegment {
+    type Fruit = Vec<(i64, u64)>;
+
+    fn collect(&mut self, doc: DocId, _score: tantivy::Score) {
+        let time = self.columns.time.first(doc).unwrap_or(i64::MIN);
+        // Among equal times, the earlier document first (as it was added).
+        let entry = Reverse((time, Reverse(doc)));
+        if self.heap.len() < self.k {
+            self.heap.push(entry);
+        } else if self.heap.peek().is_some_and(|least| entry < *least) {
+            self.heap.pop();
+            self.heap.push(entry);
+        }
+    }
+
+    fn harvest(self) -> Vec<(i64, u64)> {
+        let refs = &self.columns.refs;
+        self.heap
+            .into_iter()
+            .filter_map(|Reverse((time, Reverse(doc)))| Some((time, refs.first(doc)?)))
+            .collect()
+    }
+}

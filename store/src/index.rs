@@ -18,10 +18,13 @@ use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDo
 
 mod host_agg;
 mod newest;
+mod syntax;
 #[cfg(test)]
 mod tests;
 use host_agg::HostAgg;
 use newest::{ColumnCache, Newest};
+use syntax::query_shape;
+pub use syntax::{MAX_QUERY_BYTES, MAX_QUERY_DEPTH};
 
 /// Rows per file addressable by a reference.
 pub const ROW_BITS: u32 = 24;
@@ -569,40 +572,4 @@ impl FullTextIndex {
 fn holds_only(searcher: &Searcher, term: &Term) -> bool {
     let docs: u64 = searcher.segment_readers().iter().map(|s| u64::from(s.max_doc())).sum();
     searcher.doc_freq(term).is_ok_and(|n| n == docs)
-}
-
-/// Query syntax nested deeper than this is refused before parsing (the parser recurses per level).
-pub const MAX_QUERY_DEPTH: usize = 32;
-/// Query syntax longer than this is refused before parsing.
-pub const MAX_QUERY_BYTES: usize = 16 * 1024;
-
-/// Refuses query syntax the parser could not take safely: nesting (parentheses outside quoted
-/// phrases) deeper than [`MAX_QUERY_DEPTH`], or text longer than [`MAX_QUERY_BYTES`].
-fn query_shape(q: &str) -> Result<(), IndexError> {
-    if q.len() > MAX_QUERY_BYTES {
-        return Err(IndexError::BadQuery(format!(
-            "the query is {} bytes; the limit is {MAX_QUERY_BYTES}",
-            q.len()
-        )));
-    }
-    let (mut depth, mut deepest, mut quoted, mut escaped) = (0usize, 0usize, false, false);
-    for c in q.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' => escaped = true,
-            '"' => quoted = !quoted,
-            '(' | '[' | '{' if !quoted => {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-            ')' | ']' | '}' if !quoted => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    if deepest > MAX_QUERY_DEPTH {
-        return Err(IndexError::BadQuery(format!(
-            "the query nests {deepest} levels deep; the limit is {MAX_QUERY_DEPTH}"
-        )));
-    }
-    Ok(())
 }

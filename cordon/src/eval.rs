@@ -282,8 +282,8 @@ pub fn regression(rules_dir: &Path, regression_dir: &Path) -> anyhow::Result<Reg
         let dir = info.parent().unwrap_or(regression_dir);
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let text = std::fs::read_to_string(&info)?;
-        let docs = yaml_rust2::YamlLoader::load_from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", info.display()))?;
+        let docs =
+            correlate::sigma::yaml::load(&text).map_err(|e| anyhow::anyhow!("{}: {e}", info.display()))?;
         let doc = &docs[0];
         let rule_ids: Vec<String> = doc["rule_metadata"]
             .as_vec()

@@ -76,7 +76,7 @@ fn related(a: &str, b: &str) -> bool {
 /// (id, label techniques, host file paths relative to `mordor/`) of a Windows dataset's metadata
 /// (`platform` names Windows, or the id is a Windows one); `None` for any other.
 fn metadata(text: &str) -> Option<(String, Vec<String>, Vec<String>)> {
-    let docs = yaml_rust2::YamlLoader::load_from_str(text).ok()?;
+    let docs = correlate::sigma::yaml::load(text).ok()?;
     let doc = docs.first()?;
     let id = doc["id"].as_str()?.to_owned();
     let windows = doc["platform"]

@@ -137,12 +137,22 @@ fn cases() -> u32 {
     std::env::var("CORDON_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(5000)
 }
 
+/// `CORDON_FUZZ_TRACE=DIR`: each input is written to `DIR/<target>.last` before it runs, so an
+/// input that aborts the process (a stack overflow, which no harness can catch) is left behind.
+fn trace(name: &str, input: &[u8]) {
+    if let Some(dir) = std::env::var_os("CORDON_FUZZ_TRACE") {
+        let path = std::path::Path::new(&dir).join(format!("{}.last", name.replace(' ', "-")));
+        std::fs::write(&path, input).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}
+
 /// Runs `target` on `cases()` inputs; each must finish within `budget`. Prints the rate.
 fn fuzz(name: &str, seeds: &'static [&'static str], budget: Duration, target: impl Fn(&[u8])) {
     let mut runner =
         TestRunner::new(Config { cases: cases(), failure_persistence: None, ..Config::default() });
     let started = Instant::now();
     let result = runner.run(&inputs(seeds), |input| {
+        trace(name, &input);
         let t = Instant::now();
         target(&input);
         prop_assert!(t.elapsed() < budget, "{name}: one input took {:?}", t.elapsed());
@@ -268,6 +278,13 @@ fn deep_nesting_is_refused_by_every_parser() {
     for yaml in [deep("[", "]", 100_000), deep("{a: ", "}", 100_000), deep("- ", "", 20_000)] {
         let _ = correlate::sigma::load_any(&format!("title: t\ndetection: {yaml}\n"), &pipeline);
     }
+    // Block nesting under a selection (the loader's YAML parser recursed on it until it was bounded).
+    let block = format!("title: t\ndetection:\n  sel:\n   {}x\n  condition: sel\n", "- ".repeat(20_000));
+    let refused = correlate::sigma::load_any(&block, &pipeline);
+    assert!(
+        matches!(&refused[..], [Err(e)] if e.reason.contains("columns deep")),
+        "deep block nesting is refused"
+    );
     let dir = tempfile::tempdir().expect("a temp dir");
     let index = store::index::FullTextIndex::open(dir.path()).expect("an empty index");
     let q = store::index::SearchQuery { q: deep("(", ")", 100_000), limit: 10, ..Default::default() };

@@ -102,10 +102,15 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
     Ok(out)
 }
 
+/// How deeply `not` and parentheses may nest. SigmaHQ's conditions nest three or four levels; the
+/// bound keeps the recursive parser (and the tree's recursive evaluation and drop) off the end of
+/// the stack whatever a rule file holds.
+pub(crate) const MAX_CONDITION_DEPTH: usize = 64;
+
 /// Parses a condition; `names` are the rule's selection names, in order.
 pub(crate) fn parse(s: &str, names: &[String]) -> Result<Cond, String> {
     let toks = lex(s)?;
-    let mut p = Parser { toks: &toks, pos: 0, names };
+    let mut p = Parser { toks: &toks, pos: 0, depth: 0, names };
     let c = p.or()?;
     if p.pos != toks.len() {
         return Err(format!("condition {s:?}: unexpected {:?} at token {}", toks[p.pos], p.pos + 1));
@@ -116,6 +121,8 @@ pub(crate) fn parse(s: &str, names: &[String]) -> Result<Cond, String> {
 struct Parser<'a> {
     toks: &'a [Tok],
     pos: usize,
+    /// `not`s and open parentheses around the token being read.
+    depth: usize,
     names: &'a [String],
 }
 
@@ -142,15 +149,28 @@ impl Parser<'_> {
         Ok(if parts.len() == 1 { parts.remove(0) } else { Cond::And(parts) })
     }
 
+    /// Steps one level into a `not` or a parenthesis, refusing past [`MAX_CONDITION_DEPTH`].
+    fn nested<T>(&mut self, inner: impl FnOnce(&mut Self) -> Result<T, String>) -> Result<T, String> {
+        if self.depth >= MAX_CONDITION_DEPTH {
+            return Err(format!(
+                "condition: `not` and parentheses nest deeper than {MAX_CONDITION_DEPTH} levels"
+            ));
+        }
+        self.depth += 1;
+        let out = inner(self);
+        self.depth -= 1;
+        out
+    }
+
     fn unary(&mut self) -> Result<Cond, String> {
         match self.peek().cloned() {
             Some(Tok::Not) => {
                 self.pos += 1;
-                Ok(Cond::Not(Box::new(self.unary()?)))
+                Ok(Cond::Not(Box::new(self.nested(Self::unary)?)))
             }
             Some(Tok::Open) => {
                 self.pos += 1;
-                let c = self.or()?;
+                let c = self.nested(Self::or)?;
                 if self.peek() != Some(&Tok::Close) {
                     return Err("condition: missing `)`".into());
                 }
@@ -195,21 +215,25 @@ impl Parser<'_> {
     }
 }
 
-/// `*` wildcards over selection names.
+/// `*` wildcards over selection names: the pieces between stars must appear in order, the first
+/// at the start and the last at the end. Greedy and linear in the pattern, however many stars it holds.
 fn wildcard_match(pat: &str, name: &str) -> bool {
-    match pat.split_once('*') {
-        None => pat == name,
-        Some((head, rest)) => {
-            if !name.starts_with(head) {
-                return false;
-            }
-            let tail = &name[head.len()..];
-            if rest.is_empty() {
-                return true;
-            }
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && wildcard_match(rest, &tail[i..]))
+    let mut pieces = pat.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle.iter().filter(|p| !p.is_empty()) {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
         }
     }
+    rest.ends_with(last)
 }
 
 #[cfg(test)]
@@ -258,5 +282,42 @@ mod tests {
         assert!(parse("a | count() > 5", &n).unwrap_err().contains("correlation rule"));
         assert!(parse("(a", &n).unwrap_err().contains(")"));
         assert!(parse("a a", &n).is_err());
+    }
+
+    /// Found by the fuzz harness: thousands of `(` (or `not`) recursed the parser off the stack.
+    #[test]
+    fn deep_nesting_is_refused_not_recursed() {
+        let n = names(&["a"]);
+        for depth in [MAX_CONDITION_DEPTH + 1, 100_000] {
+            let parens = format!("{}a{}", "(".repeat(depth), ")".repeat(depth));
+            assert!(parse(&parens, &n).unwrap_err().contains("nest deeper"), "{depth} parentheses");
+            let nots = format!("{}a", "not ".repeat(depth));
+            assert!(parse(&nots, &n).unwrap_err().contains("nest deeper"), "{depth} nots");
+        }
+        let ok = MAX_CONDITION_DEPTH / 2;
+        let parens = format!("{}not a{}", "(".repeat(ok), ")".repeat(ok));
+        assert_eq!(parse(&parens, &n).unwrap(), Cond::Not(Box::new(Cond::Sel(0))));
+    }
+
+    #[test]
+    fn wildcards_match_in_order_and_many_stars_stay_linear() {
+        for (pat, name, want) in [
+            ("sel*", "selection", true),
+            ("*tion", "selection", true),
+            ("s*l*n", "selection", true),
+            ("s*x*n", "selection", false),
+            ("*", "anything", true),
+            ("sel", "selection", false),
+            ("selection", "selection", true),
+            ("a*a", "a", false),
+            ("a*a", "aa", true),
+            ("*_*", "filter_main", true),
+        ] {
+            assert_eq!(wildcard_match(pat, name), want, "{pat} against {name}");
+        }
+        let stars = format!("sel{}x", "*".repeat(3000));
+        let started = std::time::Instant::now();
+        assert!(!wildcard_match(&stars, "selection_with_a_long_name_and_no_x_at_the_end"));
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
     }
 }

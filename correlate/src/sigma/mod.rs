@@ -31,6 +31,7 @@ pub mod sources;
 pub mod stream;
 pub mod tagger;
 mod value;
+pub mod yaml;
 
 pub use correlation::Correlation;
 pub use event::{Event, Field, FlatEvent, RecordEvent, Val};

@@ -2,7 +2,7 @@
 //! (`correlate/pipelines/*.yml`).
 
 use std::collections::HashMap;
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 type Pairs = Vec<(String, String)>;
 /// Field -> any of these values, and whether an event without the field also qualifies (`~` among
@@ -37,7 +37,7 @@ impl Pipeline {
 
     /// A pipeline from its YAML text.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let docs = YamlLoader::load_from_str(text).map_err(|e| format!("pipeline: {e}"))?;
+        let docs = super::yaml::load(text).map_err(|e| format!("pipeline: {e}"))?;
         let doc = docs.first().ok_or("pipeline: empty document")?;
         let name = doc["name"].as_str().unwrap_or("unnamed").to_owned();
         let mut fields = HashMap::new();

@@ -8,7 +8,7 @@ use super::pipeline::{Pipeline, scalar};
 use super::selection::Compiler;
 use super::value::{Pattern, ValueTest};
 use schemas::attack::{self, Tag};
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 /// Why a rule was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -144,7 +144,7 @@ pub enum Loaded {
 
 /// Every rule and correlation rule in a YAML text.
 pub fn load_any(text: &str, pipeline: &Pipeline) -> Vec<Result<Loaded, RuleError>> {
-    match YamlLoader::load_from_str(text) {
+    match super::yaml::load(text) {
         Ok(docs) => docs.iter().map(|d| compile(d, pipeline)).collect(),
         Err(e) => {
             vec![Err(RuleError { rule: "rule".into(), reason: format!("invalid YAML: {e}"), class: "yaml" })]

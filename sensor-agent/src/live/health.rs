@@ -5,7 +5,6 @@
 
 use schemas::wire::SourceHealth;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -93,13 +92,13 @@ impl Gauge {
 /// A source's way to the shipper: a bounded queue that never blocks the source.
 #[derive(Clone)]
 pub struct Outlet {
-    tx: SyncSender<String>,
+    tx: super::queue::Sender,
     gauge: Arc<Gauge>,
 }
 
 impl Outlet {
     /// An outlet for the source `gauge` counts.
-    pub fn new(tx: SyncSender<String>, gauge: Arc<Gauge>) -> Self {
+    pub fn new(tx: super::queue::Sender, gauge: Arc<Gauge>) -> Self {
         Self { tx, gauge }
     }
 
@@ -120,7 +119,7 @@ impl Outlet {
                 self.gauge.events.fetch_add(1, Ordering::Relaxed);
                 self.gauge.last_event.store(schemas::time::now_micros(), Ordering::Relaxed);
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(_) => {
                 self.gauge.queue_dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -184,14 +183,14 @@ mod tests {
 
     #[test]
     fn an_outlet_counts_what_it_queued_and_what_the_full_queue_dropped() {
-        let (tx, rx) = std::sync::mpsc::sync_channel(2);
+        let (tx, rx) = super::super::queue::bounded(2);
         let g = Gauge::new("file", "inotify", false);
         let out = Outlet::new(tx, Arc::clone(&g));
         let mut health = Health::new(vec![Arc::clone(&g)]);
         for i in 0..5 {
             out.offer(serde_json::json!({"i": i}));
         }
-        assert_eq!(rx.try_iter().count(), 2);
+        assert_eq!(rx.take().count(), 2);
         g.lost(3);
         g.stopped("inotify: too many watches".into());
         let r = &health.report()[0];

@@ -22,13 +22,13 @@ pub mod proc_connector;
 pub mod process;
 pub mod process_event;
 pub mod procfs;
+pub mod queue;
 pub mod service;
 mod sources;
 
 use crate::{AgentConfig, AgentError, RunSummary};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::time::{Duration, Instant};
 
 /// Where process events come from.
@@ -88,65 +88,23 @@ pub struct Running {
     pub thread: std::thread::JoinHandle<serde_json::Value>,
 }
 
+/// While events keep coming, the shipper drains the queue this often rather than once per event.
+const POLL: Duration = Duration::from_millis(50);
+/// Events drained within this long of the previous ones count as a steady flow (polled).
+const STEADY: Duration = Duration::from_millis(75);
+/// How often a batch is sealed and shipped.
+const SEAL_EVERY: Duration = Duration::from_secs(1);
+
 /// Runs the sources and ships what they collect until stopped.
 pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, AgentError> {
     let mut shipper = crate::open_identity(cfg, &opts.host, &opts.host).await?;
-    let (tx, rx) = sync_channel(opts.queue.max(1));
+    let (tx, rx) = queue::bounded(opts.queue);
     let stop = Arc::new(AtomicBool::new(false));
-    let mut sources = vec![start_process_source(opts, tx.clone(), Arc::clone(&stop))?];
-    if opts.persistence || !opts.watch.is_empty() {
-        sources.push(sources::start_file_source(opts, tx.clone(), Arc::clone(&stop))?);
-    }
-    if opts.network {
-        sources.push(sources::start_network_source(opts, tx.clone(), Arc::clone(&stop))?);
-    }
-    if opts.logins {
-        sources.push(sources::start_login_source(opts, &cfg.spool_dir, tx.clone(), Arc::clone(&stop))?);
-    }
-    if opts.libraries {
-        sources.push(sources::start_library_source(opts, tx.clone(), Arc::clone(&stop))?);
-    }
-    if opts.firewall {
-        sources.push(sources::start_firewall_source(opts, tx.clone(), Arc::clone(&stop))?);
-    }
-    if let Some(every) = opts.inventory_secs {
-        let every = Duration::from_secs(every.max(60));
-        sources.push(sources::start_inventory(opts, every, tx, Arc::clone(&stop))?);
-    }
+    let sources = start_sources(opts, &cfg.spool_dir, tx, &stop)?;
     // The sources hold what they need; this thread (the shipper's) needs none.
     let shipper_caps = caps::confine(rustix::thread::CapabilitySet::empty());
     let mut health = health::Health::new(sources.iter().map(|s| Arc::clone(&s.gauge)).collect());
-    let deadline = opts.max_secs.map(|s| Instant::now() + Duration::from_secs(s));
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| AgentError::Io { path: "SIGTERM handler".into(), source: e })?;
-    let (mut last_seal, mut last_hb) = (Instant::now(), Instant::now());
-    let mut governor = budget::Governor::new(opts.budget);
-    let mut usage = budget::Usage::default();
-    loop {
-        pump(&rx, &mut shipper)?;
-        if last_seal.elapsed() >= Duration::from_secs(1) {
-            usage = governor.tick();
-            shipper.seal()?;
-            if let Err(e) =
-                tokio::time::timeout(Duration::from_millis(500), shipper.drain()).await.unwrap_or(Ok(()))
-            {
-                tracing::warn!(error = %e, "publish failed; batches stay spooled");
-            }
-            last_seal = Instant::now();
-        }
-        if last_hb.elapsed() >= cfg.heartbeat {
-            shipper.heartbeat_with(health.report(), Some(wire_usage(&usage)), false).await;
-            last_hb = Instant::now();
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            break;
-        }
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-        }
-    }
+    let usage = ship_until_stopped(cfg, opts, &rx, &mut shipper, &mut health).await?;
     stop.store(true, Ordering::Relaxed);
     let mut summaries = serde_json::Map::new();
     for s in sources {
@@ -173,17 +131,126 @@ pub async fn run(cfg: &AgentConfig, opts: &RunOptions) -> Result<RunSummary, Age
     Ok(summary)
 }
 
+/// Starts every source the options turn on, each with its own end of the queue.
+fn start_sources(
+    opts: &RunOptions,
+    spool_dir: &std::path::Path,
+    tx: queue::Sender,
+    stop: &Arc<AtomicBool>,
+) -> Result<Vec<Running>, AgentError> {
+    let mut sources = vec![start_process_source(opts, tx.clone(), Arc::clone(stop))?];
+    if opts.persistence || !opts.watch.is_empty() {
+        sources.push(sources::start_file_source(opts, tx.clone(), Arc::clone(stop))?);
+    }
+    if opts.network {
+        sources.push(sources::start_network_source(opts, tx.clone(), Arc::clone(stop))?);
+    }
+    if opts.logins {
+        sources.push(sources::start_login_source(opts, spool_dir, tx.clone(), Arc::clone(stop))?);
+    }
+    if opts.libraries {
+        sources.push(sources::start_library_source(opts, tx.clone(), Arc::clone(stop))?);
+    }
+    if opts.firewall {
+        sources.push(sources::start_firewall_source(opts, tx.clone(), Arc::clone(stop))?);
+    }
+    if let Some(every) = opts.inventory_secs {
+        let every = Duration::from_secs(every.max(60));
+        sources.push(sources::start_inventory(opts, every, tx, Arc::clone(stop))?);
+    }
+    Ok(sources)
+}
+
+/// Moves what the sources queue into the shipper, seals and ships a batch every second and sends
+/// heartbeats, until SIGTERM, SIGINT or the run's deadline. Returns the last reading of the budget.
+async fn ship_until_stopped(
+    cfg: &AgentConfig,
+    opts: &RunOptions,
+    rx: &queue::Drain,
+    shipper: &mut crate::shipper::Shipper,
+    health: &mut health::Health,
+) -> Result<budget::Usage, AgentError> {
+    let deadline = opts.max_secs.map(|s| Instant::now() + Duration::from_secs(s));
+    let mut term = stop_signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = stop_signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let (mut last_seal, mut last_hb) = (Instant::now(), Instant::now());
+    let mut governor = budget::Governor::new(opts.budget);
+    let mut usage = budget::Usage::default();
+    let mut cadence = Cadence { last_events: Instant::now(), polling: false };
+    loop {
+        cadence.drained(pump(rx, shipper)?);
+        if last_seal.elapsed() >= SEAL_EVERY {
+            usage = governor.tick();
+            shipper.seal()?;
+            if let Err(e) =
+                tokio::time::timeout(Duration::from_millis(500), shipper.drain()).await.unwrap_or(Ok(()))
+            {
+                tracing::warn!(error = %e, "publish failed; batches stay spooled");
+            }
+            last_seal = Instant::now();
+        }
+        if last_hb.elapsed() >= cfg.heartbeat {
+            shipper.heartbeat_with(health.report(), Some(wire_usage(&usage)), false).await;
+            last_hb = Instant::now();
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            break;
+        }
+        let tick = [last_seal + SEAL_EVERY, last_hb + cfg.heartbeat].into_iter().chain(deadline).min();
+        let tick = tokio::time::Instant::from_std(tick.unwrap_or_else(Instant::now));
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = rx.ready(), if !cadence.polling => {}
+            _ = tokio::time::sleep(POLL), if cadence.polling => {}
+            _ = tokio::time::sleep_until(tick) => {}
+        }
+    }
+    Ok(usage)
+}
+
+/// A handler for a signal that stops the run.
+fn stop_signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal, AgentError> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| AgentError::Io { path: "a stop signal's handler".into(), source: e })
+}
+
+/// When the shipper's loop next drains the queue: on the first event after a quiet spell, so a
+/// blocked start is acted on at once, then every [`POLL`] while events keep coming, so a busy host
+/// costs twenty wakeups a second rather than one per event. Sealing wakes it once a second besides.
+struct Cadence {
+    /// When the last drain that found events ran.
+    last_events: Instant,
+    /// Whether the loop polls (events are flowing) or waits for the queue to wake it.
+    polling: bool,
+}
+
+impl Cadence {
+    /// A drain moved `events` into the shipper.
+    fn drained(&mut self, events: usize) {
+        if events == 0 {
+            self.polling = false;
+            return;
+        }
+        let now = Instant::now();
+        self.polling = now.duration_since(self.last_events) < STEADY;
+        self.last_events = now;
+    }
+}
+
 /// The agent's usage as heartbeats carry it.
 fn wire_usage(u: &budget::Usage) -> schemas::wire::AgentUsage {
     schemas::wire::AgentUsage { cpu_share: u.cpu_share, rss_bytes: u.rss_bytes, degraded: u.degraded }
 }
 
-/// Moves what the sources queued into the shipper.
-fn pump(rx: &Receiver<String>, shipper: &mut crate::shipper::Shipper) -> Result<(), AgentError> {
-    while let Ok(line) = rx.try_recv() {
+/// Moves what the sources queued into the shipper; returns how many events it moved.
+fn pump(rx: &queue::Drain, shipper: &mut crate::shipper::Shipper) -> Result<usize, AgentError> {
+    let mut moved = 0;
+    for line in rx.take() {
         shipper.push_line(line.as_bytes())?;
+        moved += 1;
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// Starts a source's thread under `name`, confined to the capabilities the source needs
@@ -208,7 +275,7 @@ fn spawn_source(
 /// options do), else `/proc` scanning, with the reason recorded. The thread returns what it did.
 fn start_process_source(
     opts: &RunOptions,
-    tx: SyncSender<String>,
+    tx: queue::Sender,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let connector = match opts.process {
@@ -334,7 +401,7 @@ mod tests {
     /// processes from one shell, every start reported with the shell as its parent.
     #[test]
     fn a_burst_of_a_thousand_processes_is_followed_with_its_parents() {
-        let (tx, rx) = sync_channel(100_000);
+        let (tx, rx) = queue::bounded(100_000);
         let stop = Arc::new(AtomicBool::new(false));
         let opts = RunOptions {
             host: "t".into(),
@@ -362,8 +429,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1000));
         stop.store(true, Ordering::Relaxed);
         let stats = source.thread.join().unwrap();
-        let events: Vec<serde_json::Value> =
-            rx.try_iter().map(|l| serde_json::from_str(&l).unwrap()).collect();
+        let events: Vec<serde_json::Value> = rx.take().map(|l| serde_json::from_str(&l).unwrap()).collect();
         let burst = events
             .iter()
             .filter(|e| e["event"]["action"] == "start" && e["process"]["parent"]["pid"] == pid)

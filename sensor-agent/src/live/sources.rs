@@ -8,14 +8,13 @@ use super::{
 use crate::AgentError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
 /// Starts the file source: the persistence locations and the paths asked for, through inotify. A
 /// kernel that refuses inotify leaves the source stopped, saying why (heartbeats carry it).
 pub(super) fn start_file_source(
     opts: &RunOptions,
-    tx: SyncSender<String>,
+    tx: super::queue::Sender,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let mut targets =
@@ -48,7 +47,7 @@ pub(super) fn start_file_source(
 pub(super) fn start_login_source(
     opts: &RunOptions,
     state_dir: &std::path::Path,
-    tx: SyncSender<String>,
+    tx: super::queue::Sender,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let paths: Vec<std::path::PathBuf> = if opts.auth_logs.is_empty() {
@@ -102,7 +101,7 @@ pub(super) fn start_login_source(
 pub(super) fn start_inventory(
     opts: &RunOptions,
     every: Duration,
-    tx: SyncSender<String>,
+    tx: super::queue::Sender,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let gauge = health::Gauge::new("inventory", "procfs", false);
@@ -130,7 +129,7 @@ pub(super) fn start_inventory(
 /// Starts the network source: sockets through sock_diag every [`network::POLL`].
 pub(super) fn start_network_source(
     opts: &RunOptions,
-    tx: SyncSender<String>,
+    tx: super::queue::Sender,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let gauge = health::Gauge::new("network", "sock_diag", false);
@@ -161,7 +160,7 @@ pub(super) fn start_network_source(
 /// Starts the library source: every process's executable mappings every [`libraries::POLL`].
 pub(super) fn start_library_source(
     opts: &RunOptions,
-    tx: SyncSender<String>,
+    tx: super::queue::Sender,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let gauge = health::Gauge::new("library", "procfs", false);
@@ -189,7 +188,7 @@ pub(super) fn start_library_source(
 /// [`firewall::POLL`]; where no ruleset can be read (no `nft`), it stops saying why.
 pub(super) fn start_firewall_source(
     opts: &RunOptions,
-    tx: SyncSender<String>,
+    tx: super::queue::Sender,
     stop: Arc<AtomicBool>,
 ) -> Result<Running, AgentError> {
     let gauge = health::Gauge::new("firewall", "nfnetlink", false);

@@ -127,6 +127,8 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         quota: cfg.quota,
         watch: cfg.watch,
         forecast: cfg.forecast.clone(),
+        // Every analyser: the entity graph (incidents), correlation windows, login counts.
+        analysers: ingest::analyse::AnalyserKind::ALL.to_vec(),
         ..ingest::IngestConfig::default()
     };
     let graphs = Arc::clone(&icfg.graphs);

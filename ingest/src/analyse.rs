@@ -9,7 +9,7 @@ use crate::correlation::Pending;
 use correlate::sigma::Tagger;
 use schemas::Record;
 use schemas::alert::Alert;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// A committed batch, as the analysers read it.
@@ -49,6 +49,71 @@ pub struct Findings {
     pub touched: BTreeSet<String>,
 }
 
+/// One tenant's stored events, read once at start for every analyser to rebuild its state from.
+pub struct Replay<'a> {
+    /// The tenant.
+    pub tenant: &'a str,
+    /// Its events since the earliest [`Analyser::restore_from`], in time order.
+    pub records: &'a [Record],
+    /// Events committed but not analysed before the restart: the analysis that runs them again
+    /// counts them, so a restore leaves them out.
+    pub unanalysed: &'a HashSet<String>,
+    /// The tagger in use for a tenant.
+    pub(crate) taggers: &'a dyn Fn(&str) -> Option<Arc<Tagger>>,
+}
+
+impl<'a> Replay<'a> {
+    /// The events at or after `from`.
+    pub fn since(&self, from: i64) -> &'a [Record] {
+        &self.records[self.records.partition_point(|r| r.time() < from)..]
+    }
+}
+
+/// Which analysers ingest runs, in the order each batch reaches them (the binary chooses; see
+/// [`crate::IngestConfig::analysers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnalyserKind {
+    /// The entity graph the incidents are worked out on.
+    Graph,
+    /// The windows of Sigma correlation rules.
+    Correlation,
+    /// The hourly login counts of the live baselines.
+    Logins,
+}
+
+impl AnalyserKind {
+    /// Every analyser, in the order they see a batch.
+    pub const ALL: [AnalyserKind; 3] = [AnalyserKind::Graph, AnalyserKind::Correlation, AnalyserKind::Logins];
+}
+
+/// What analysers are built from: the state ingest shares with the API and with its own stages.
+pub(crate) struct Wiring<'a> {
+    pub(crate) graphs: &'a Arc<correlate::graph::Graphs>,
+    pub(crate) rules: &'a Arc<correlate::sigma::CurrentRules>,
+    pub(crate) baselines: &'a Arc<anomaly::live::Live>,
+    pub(crate) history: &'a Arc<crate::history::Pending>,
+    pub(crate) metrics: &'a Arc<schemas::metrics::Registry>,
+}
+
+/// Builds the analysers `kinds` names, in that order.
+pub(crate) fn build(kinds: &[AnalyserKind], w: &Wiring<'_>) -> Vec<Arc<dyn Analyser>> {
+    let one = |k: &AnalyserKind| -> Arc<dyn Analyser> {
+        match k {
+            AnalyserKind::Graph => Arc::new(GraphFeed::new(Arc::clone(w.graphs))),
+            AnalyserKind::Correlation => {
+                Arc::new(crate::correlation::Correlations::new(Arc::clone(w.rules), Arc::clone(w.metrics)))
+            }
+            AnalyserKind::Logins => Arc::new(crate::baselines::LoginCounts::new(
+                Arc::clone(w.baselines),
+                Arc::clone(w.history),
+                Arc::clone(w.metrics),
+            )),
+        }
+    };
+    kinds.iter().map(one).collect()
+}
+
 /// One analysis of committed events.
 pub trait Analyser: Send + Sync + std::fmt::Debug {
     /// Its name (its tracing span's `analyser` field).
@@ -59,6 +124,29 @@ pub trait Analyser: Send + Sync + std::fmt::Debug {
 
     /// Runs when a fetch brought nothing: findings the clock raises (a new hour's silences).
     fn idle(&self, _now: i64, _found: &mut Findings) {}
+
+    /// How far back (microseconds since the epoch) the lake is read at start to rebuild its state;
+    /// `None` when it keeps none.
+    fn restore_from(&self, _now: i64) -> Option<i64> {
+        None
+    }
+
+    /// Rebuilds its state from a tenant's stored events (the lake is read once for all analysers);
+    /// findings it raises on the way are recorded as a batch's are (recording is idempotent, so
+    /// what was recorded before the restart is not counted twice).
+    fn restore(&self, _replay: &Replay<'_>, _found: &mut Findings) {}
+
+    /// Whether events committed but not analysed before a restart reach it again; false where its
+    /// [`Analyser::restore`] has counted them already.
+    fn analyses_again(&self) -> bool {
+        true
+    }
+
+    /// The detection rules were replaced: state numbered by the old rules starts afresh. Returns
+    /// how many tenants' state was dropped.
+    fn rules_changed(&self) -> usize {
+        0
+    }
 }
 
 /// Feeds each tenant's entity graph ([`correlate::graph::Graphs`], shared with the API).
@@ -94,13 +182,31 @@ impl Analyser for GraphFeed {
             found.touched.insert(tenant.to_owned());
         }
     }
+
+    /// The graph's hot window.
+    fn restore_from(&self, now: i64) -> Option<i64> {
+        Some(now - self.graphs.config().hot_window)
+    }
+
+    fn restore(&self, replay: &Replay<'_>, _found: &mut Findings) {
+        let from = self.restore_from(schemas::time::now_micros()).unwrap_or(i64::MIN);
+        self.graphs.write(replay.tenant, |g| {
+            for r in replay.since(from) {
+                g.add(r);
+            }
+        });
+    }
 }
 
 /// Runs the analysers over a batch, each in its own span.
-pub(crate) fn run_all(analysers: &[&dyn Analyser], batch: &Committed<'_>, found: &mut Findings) {
+pub(crate) fn run_all(analysers: &[Arc<dyn Analyser>], batch: &Committed<'_>, found: &mut Findings) {
     for a in analysers {
         let _span =
             tracing::debug_span!("analyser", analyser = a.name(), events = batch.records.len()).entered();
         a.analyse(batch, found);
     }
 }
+
+#[cfg(test)]
+#[path = "analyse_tests.rs"]
+mod tests;

@@ -16,7 +16,7 @@
 //! analysed before the crash counts once. Blocks found again are not sent (the processes they
 //! named are long gone).
 
-use crate::analyse::{Analyser, Committed, Findings};
+use crate::analyse::{Analyser, Committed, Findings, Replay};
 use crate::tag::Tagged;
 use crate::{HELP_DETECTIONS, Ingest, IngestError, stage};
 use schemas::Record;
@@ -73,7 +73,7 @@ impl Ingest {
                     let started = Instant::now();
                     let span = tracing::debug_span!("analysers", events = a.records.len());
                     let last = a.last_file_id;
-                    let clean = self.analyse_batch(&self.analysers(), *a).instrument(span).await;
+                    let clean = self.analyse_batch(&self.analysers, *a).instrument(span).await;
                     stage(&self.metrics, "analysers", started);
                     mark.analysed = mark.analysed.max(last);
                     clean
@@ -102,7 +102,7 @@ impl Ingest {
     /// The analysers read a committed batch; their alerts, the tag stage's and the quotas' are
     /// recorded; incidents join them; blocks within a standing order send their triggers. False
     /// when some alerts could not be recorded (they wait for the next batch).
-    pub(crate) async fn analyse_batch(&self, analysers: &[&dyn Analyser], a: Analysis) -> bool {
+    pub(crate) async fn analyse_batch(&self, analysers: &[Arc<dyn Analyser>], a: Analysis) -> bool {
         let now = schemas::time::now_micros();
         let Analysis { tagged, alerts, records, .. } = a;
         let mut found = Findings { alerts, detections: tagged.detections, ..Findings::default() };
@@ -137,7 +137,7 @@ impl Ingest {
     async fn idle(&self) -> bool {
         let mut found = Findings::default();
         let now = schemas::time::now_micros();
-        for a in self.analysers() {
+        for a in &self.analysers {
             a.idle(now, &mut found);
         }
         let recorded = self.record_findings(&mut found).await;
@@ -162,9 +162,53 @@ impl Ingest {
         }
     }
 
+    /// Rebuilds every analyser's state from the lake, read once from the earliest point any of
+    /// them needs ([`Analyser::restore_from`]), tenant by tenant, and records what fires on the way.
+    /// `unanalysed`: events committed but not analysed before the restart (see
+    /// [`Ingest::analyse_again`]).
+    pub(crate) async fn restore_analysers(
+        &self,
+        unanalysed: &std::collections::HashSet<String>,
+    ) -> Result<(), IngestError> {
+        let started = Instant::now();
+        let now = schemas::time::now_micros();
+        let Some(from) = self.analysers.iter().filter_map(|a| a.restore_from(now)).min() else {
+            return Ok(());
+        };
+        let (mut replayed, mut found) = (0usize, Findings::default());
+        let taggers = |t: &str| self.tagger_for(t);
+        for tenant in self.store.tenants().await? {
+            let mut records = self
+                .store
+                .scan(&tenant, from, i64::MAX, Vec::new(), |acc: &mut Vec<schemas::Record>, rec| {
+                    acc.push(rec)
+                })
+                .await?;
+            records.sort_by_key(schemas::Record::time);
+            replayed += records.len();
+            let replay = Replay { tenant: &tenant, records: &records, unanalysed, taggers: &taggers };
+            for a in &self.analysers {
+                let _span = tracing::debug_span!("restore", analyser = a.name(), %tenant).entered();
+                super::cpu(|| a.restore(&replay, &mut found));
+            }
+        }
+        for (tier, n) in &found.detections {
+            self.metrics.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
+        }
+        self.record_alerts(&found.alerts).await?;
+        tracing::info!(
+            events = replayed,
+            fired = found.alerts.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "analysers rebuilt from the lake"
+        );
+        Ok(())
+    }
+
     /// Analyses again the rows [`Ingest::unanalysed`] found, after the analysers' state was rebuilt
-    /// from the lake: tagged again, their detection alerts and the graph's and login counts'
-    /// findings recorded (the correlations' replay of the lake has counted them already).
+    /// from the lake: tagged again, their detection alerts and the findings of the analysers that
+    /// take them again ([`Analyser::analyses_again`]: not the correlations, whose replay of the lake
+    /// has counted them already) recorded.
     pub(crate) async fn analyse_again(
         &self,
         mut rows: Vec<Record>,
@@ -179,7 +223,9 @@ impl Ingest {
         tagged.blocks.clear();
         tagged.matched.clear();
         let a = Analysis { tagged, alerts: Vec::new(), records: rows, last_file_id: last };
-        if self.analyse_batch(&[&self.graph, &self.logins], a).await
+        let again: Vec<Arc<dyn Analyser>> =
+            self.analysers.iter().filter(|a| a.analyses_again()).cloned().collect();
+        if self.analyse_batch(&again, a).await
             && let Some(id) = last
         {
             let now = schemas::time::now_micros();
@@ -193,7 +239,7 @@ impl Ingest {
     }
 }
 
-/// The event ids of rows, for the login recount to leave to [`Ingest::analyse_again`].
+/// The event ids of rows, for the analysers' restore to leave to [`Ingest::analyse_again`].
 pub(crate) fn event_ids(rows: &[Record]) -> HashSet<String> {
     let id = |r: &Record| r.cell(schemas::fields::col::EVENT_ID).as_str().map(str::to_owned);
     rows.iter().filter_map(id).collect()

@@ -6,7 +6,7 @@
 //! The models come from the lake (`api::baselines::refit`), at start and then on the server's
 //! schedule (nightly by default).
 
-use crate::analyse::{Analyser, Committed, Findings};
+use crate::analyse::{Analyser, Committed, Findings, Replay};
 use anomaly::live::Live;
 use schemas::Record;
 use schemas::alert::Alert;
@@ -98,14 +98,6 @@ impl LoginCounts {
         out
     }
 
-    /// Counts logins already stored (at start) without raising anything: what they raised before
-    /// is recorded already.
-    pub(crate) fn recount(&self, logins: &[Login]) {
-        for l in logins {
-            let _already_raised = l.observe(&self.live);
-        }
-    }
-
     /// Once per hour: hosts silent while their group is active, as alerts, and the final counts of
     /// the hours that raised anomalies.
     fn new_hour(&self, now: i64) -> Vec<(Alert, Option<String>)> {
@@ -147,5 +139,22 @@ impl Analyser for LoginCounts {
 
     fn idle(&self, now: i64, found: &mut Findings) {
         found.alerts.extend(self.new_hour(now));
+    }
+
+    /// The hours the live counts keep, so the hour in progress is judged on all of its logins, not
+    /// just those after the restart.
+    fn restore_from(&self, now: i64) -> Option<i64> {
+        Some(now - anomaly::live::KEEP_HOURS as i64 * HOUR)
+    }
+
+    /// Counts the stored logins without raising anything (what they raised before is recorded),
+    /// leaving those not analysed before the restart to the analysis that runs them again.
+    fn restore(&self, replay: &Replay<'_>, _found: &mut Findings) {
+        let from = self.restore_from(schemas::time::now_micros()).unwrap_or(i64::MIN);
+        let analysed =
+            |r: &&Record| !r.cell(col::EVENT_ID).as_str().is_some_and(|id| replay.unanalysed.contains(id));
+        for l in replay.since(from).iter().filter(analysed).filter_map(login) {
+            let _already_raised = l.observe(&self.live);
+        }
     }
 }

@@ -52,6 +52,9 @@ pub struct IngestConfig {
     pub quota: QuotaConfig,
     /// When silent agents, stopped sources and sequence gaps are alerted (see [`watchdog`]).
     pub watch: watchdog::WatchConfig,
+    /// The analysers each committed batch reaches, in order (the binary chooses; default: all).
+    /// One left out keeps no state and raises nothing: without `graph`, no incidents are worked out.
+    pub analysers: Vec<crate::analyse::AnalyserKind>,
 }
 
 impl Default for IngestConfig {
@@ -80,6 +83,7 @@ impl Default for IngestConfig {
             signing: Arc::new(schemas::signed::SigningKey::generate().expect("the system has randomness").0),
             quota: QuotaConfig::default(),
             watch: watchdog::WatchConfig::default(),
+            analysers: crate::analyse::AnalyserKind::ALL.to_vec(),
         }
     }
 }

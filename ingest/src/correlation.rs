@@ -8,8 +8,8 @@
 //! again (the replay, then a redelivery of a batch that was committed but not acked) count once,
 //! and alerts are recorded idempotently per evidence event.
 
-use super::{HELP_ALERTS, HELP_DETECTIONS, Ingest, IngestError};
-use crate::analyse::{Analyser, Committed, Findings};
+use super::{HELP_ALERTS, Ingest, IngestError};
+use crate::analyse::{Analyser, Committed, Findings, Replay};
 use correlate::sigma::stream::Stats as CorrelationStats;
 use correlate::sigma::{Correlator, Detection, Tagger};
 use schemas::Record;
@@ -34,12 +34,14 @@ pub(crate) struct Pending {
 #[derive(Debug)]
 pub(crate) struct Correlations {
     states: Mutex<HashMap<String, Correlator>>,
+    /// The rules in use (their correlations' longest timespan bounds the replay at start).
+    rules: Arc<correlate::sigma::CurrentRules>,
     metrics: Arc<Registry>,
 }
 
 impl Correlations {
-    pub(crate) fn new(metrics: Arc<Registry>) -> Self {
-        Self { states: Mutex::default(), metrics }
+    pub(crate) fn new(rules: Arc<correlate::sigma::CurrentRules>, metrics: Arc<Registry>) -> Self {
+        Self { states: Mutex::default(), rules, metrics }
     }
 
     /// Forgets every window (the rules' numbering changed); how many tenants had some.
@@ -112,6 +114,38 @@ impl Analyser for Correlations {
 
     fn analyse(&self, batch: &Committed<'_>, found: &mut Findings) {
         Self::findings(self.feed(batch.matched, batch.taggers), found);
+    }
+
+    /// Twice the longest correlation timespan, for late events; nothing without correlation rules.
+    fn restore_from(&self, now: i64) -> Option<i64> {
+        let horizon = self.rules.get()?.correlation_horizon();
+        (horizon > 0).then(|| now - 2 * horizon)
+    }
+
+    /// Tags the tenant's recent events again and feeds those a correlation's rules match, firing
+    /// what their windows complete (idempotent: alerts recorded before the restart are not counted
+    /// again). Events not analysed before the restart are replayed too: their batch, analysed
+    /// again, leaves this analyser out.
+    fn restore(&self, replay: &Replay<'_>, found: &mut Findings) {
+        let Some(from) = self.restore_from(schemas::time::now_micros()) else { return };
+        let Some(tagger) = (replay.taggers)(replay.tenant) else { return };
+        let mut pending = Vec::new();
+        for r in replay.since(from) {
+            let mut rec = r.clone();
+            let (_, hits) = tagger.tag_and_hits(&mut rec);
+            if !hits.is_empty() {
+                pending.push(Pending { record: rec, hits, rules: tagger.sources().digest.clone() });
+            }
+        }
+        Self::findings(self.feed(&pending, replay.taggers), found);
+    }
+
+    fn analyses_again(&self) -> bool {
+        false
+    }
+
+    fn rules_changed(&self) -> usize {
+        self.reset()
     }
 }
 
@@ -189,54 +223,6 @@ impl Ingest {
                 );
             }
         }
-    }
-
-    /// How far back (microseconds before now) correlation state is rebuilt from: two of the longest
-    /// correlation timespans, for late events; `None` without correlation rules.
-    pub(crate) fn correlation_replay_from(&self) -> Option<i64> {
-        let horizon = self.rules.get()?.correlation_horizon();
-        (horizon > 0).then(|| schemas::time::now_micros() - 2 * horizon)
-    }
-
-    /// Rebuilds every tenant's correlation state from the lake's recent events (`recent`: each
-    /// tenant's events since [`Ingest::correlation_replay_from`], in time order, read once at start
-    /// with the graph's), and records what fires on the way (idempotent: alerts recorded before the
-    /// restart are not counted again).
-    pub(crate) async fn restore_correlations(
-        &self,
-        recent: Vec<(String, Vec<Record>)>,
-    ) -> Result<(), IngestError> {
-        if self.correlation_replay_from().is_none() {
-            return Ok(());
-        }
-        let started = std::time::Instant::now();
-        let mut replayed = 0usize;
-        let mut found = Findings::default();
-        for (tenant, records) in recent {
-            let Some(tagger) = self.tagger_for(&tenant) else { continue };
-            let mut pending = Vec::new();
-            for mut rec in records {
-                let (_, hits) = tagger.tag_and_hits(&mut rec);
-                if !hits.is_empty() {
-                    pending.push(Pending { record: rec, hits, rules: tagger.sources().digest.clone() });
-                }
-            }
-            replayed += pending.len();
-            let fired = self.correlations.feed(&pending, &|t: &str| self.tagger_for(t));
-            Correlations::findings(fired, &mut found);
-        }
-        for (tier, n) in &found.detections {
-            self.metrics.add("cordon_detections_total", &format!("tier=\"{tier}\""), HELP_DETECTIONS, *n);
-        }
-        let alerts = found.alerts;
-        self.record_alerts(&alerts).await?;
-        tracing::info!(
-            events = replayed,
-            fired = alerts.len(),
-            ms = started.elapsed().as_millis() as u64,
-            "correlation state rebuilt from the lake"
-        );
-        Ok(())
     }
 }
 

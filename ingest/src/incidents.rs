@@ -95,54 +95,9 @@ impl Ingest {
         self.metrics.set_gauge("cordon_graph_edges", "", "Entity graph edges held in memory.", edges as u64);
     }
 
-    /// Rebuilds every tenant's graph from the lake's hot window and reads back recent incidents. The
-    /// lake is read once: the events the correlations replay (since `correlations_from`) are
-    /// returned per tenant, in time order, for [`Ingest::restore_correlations`].
-    pub(crate) async fn restore_graphs(
-        &self,
-        correlations_from: Option<i64>,
-        unanalysed: &std::collections::HashSet<String>,
-    ) -> Result<Vec<(String, Vec<schemas::Record>)>, IngestError> {
-        let started = Instant::now();
-        let graph_from = schemas::time::now_micros() - self.cfg.graphs.config().hot_window;
-        let corr_from = correlations_from.unwrap_or(i64::MAX);
-        let from = graph_from.min(corr_from);
-        let mut replayed = 0usize;
-        let mut recent = Vec::new();
-        for tenant in self.store.tenants().await? {
-            let mut recs = self
-                .store
-                .scan(&tenant, from, i64::MAX, Vec::new(), |acc: &mut Vec<schemas::Record>, rec| {
-                    acc.push(rec)
-                })
-                .await?;
-            recs.sort_by_key(schemas::Record::time);
-            replayed += recs.len();
-            super::cpu(|| {
-                self.cfg.graphs.write(&tenant, |g| {
-                    for r in recs.iter().filter(|r| r.time() >= graph_from) {
-                        g.add(r);
-                    }
-                })
-            });
-            // The login baselines' running counts: the hours they keep, so the hour in progress is
-            // judged on all of its logins, not just those after the restart (what these events
-            // raised before is already recorded: anything raised now is dropped).
-            let counts_from = schemas::time::now_micros() - anomaly::live::KEEP_HOURS as i64 * 3_600_000_000;
-            // Logins not analysed before the restart are left to `analyse_again`, which raises.
-            let counted = |r: &&schemas::Record| {
-                r.time() >= counts_from
-                    && !r
-                        .cell(schemas::fields::col::EVENT_ID)
-                        .as_str()
-                        .is_some_and(|id| unanalysed.contains(id))
-            };
-            let logins: Vec<super::baselines::Login> =
-                recs.iter().filter(counted).filter_map(super::baselines::login).collect();
-            super::cpu(|| self.logins.recount(&logins));
-            let at = recs.partition_point(|r| r.time() < corr_from);
-            recent.push((tenant, recs.split_off(at)));
-        }
+    /// Reads back the incidents of the last two incident windows, for their tenants to be worked
+    /// out again on the rebuilt graph.
+    pub(crate) async fn restore_incidents(&self) -> Result<(), IngestError> {
         let since = schemas::time::now_micros() - 2 * self.cfg.incident.window;
         let bodies =
             self.store.catalog().recent_incident_bodies(since).await.map_err(store::StoreError::from)?;
@@ -160,13 +115,8 @@ impl Ingest {
             st.pending.insert(tenant);
         }
         drop(st);
-        tracing::info!(
-            events = replayed,
-            incidents = restored,
-            ms = started.elapsed().as_millis() as u64,
-            "entity graph rebuilt from the lake"
-        );
-        Ok(recent)
+        tracing::info!(incidents = restored, "incidents read back");
+        Ok(())
     }
 }
 

@@ -11,7 +11,8 @@
 //!    records, and note the alerts, blocks and correlation candidates they call for;
 //! 3. **dead letters** to their stream and the catalog;
 //! 4. **commit** ([`store::Store::commit`]): the batch is durable, and its messages are acked;
-//! 5. **analysers** ([`analyse::Analyser`]: the entity graph, correlation windows, login counts)
+//! 5. **analysers** ([`analyse::Analyser`]: the entity graph, correlation windows, login counts,
+//!    as [`IngestConfig::analysers`] names them; each rebuilds its own state from the lake at start)
 //!    read the committed events on the analysis task ([`analysis`]), behind a bounded queue, while
 //!    the next fetch is decoded and committed; alerts are recorded, incidents worked out, triggers
 //!    sent. How far they have read the lake is kept in the catalog, and what a crash left
@@ -133,10 +134,8 @@ pub struct Ingest {
     last_policy_read: std::sync::Mutex<Option<std::time::Instant>>,
     /// Where tenants' policies are published to agents ([`schemas::policy::POLICY_BUCKET`]).
     policy_kv: jetstream::kv::Store,
-    /// The analysers (see [`analyse`]): the entity graph, correlation windows, login counts.
-    graph: analyse::GraphFeed,
-    correlations: correlation::Correlations,
-    logins: baselines::LoginCounts,
+    /// The analysers (see [`analyse`]) the configuration names, in the order a batch reaches them.
+    analysers: Vec<Arc<dyn Analyser>>,
     /// Alerts whose recording failed, retried with the next batch: a correlation that fired has
     /// consumed its events, so a redelivery alone would not raise it again.
     unrecorded: std::sync::Mutex<Vec<(schemas::alert::Alert, Option<String>)>>,
@@ -179,16 +178,19 @@ impl Ingest {
         let rows = store.catalog().live_rows().await.map_err(store::StoreError::from)?;
         metrics.add("cordon_ingest_stored_total", "", HELP_STORED, u64::try_from(rows).unwrap_or(0));
         let history = Arc::new(history::Pending::default());
+        let rules = Arc::new(correlate::sigma::CurrentRules::new(cfg.tagger.clone()));
+        let wiring = analyse::Wiring {
+            graphs: &cfg.graphs,
+            rules: &rules,
+            baselines: &cfg.baselines,
+            history: &history,
+            metrics: &metrics,
+        };
+        let analysers = analyse::build(&cfg.analysers, &wiring);
         Ok(Self {
             policy_kv,
-            rules: Arc::new(correlate::sigma::CurrentRules::new(cfg.tagger.clone())),
-            graph: analyse::GraphFeed::new(Arc::clone(&cfg.graphs)),
-            correlations: correlation::Correlations::new(Arc::clone(&metrics)),
-            logins: baselines::LoginCounts::new(
-                Arc::clone(&cfg.baselines),
-                Arc::clone(&history),
-                Arc::clone(&metrics),
-            ),
+            rules,
+            analysers,
             quotas: quota::Quotas::new(cfg.quota),
             cfg,
             store,
@@ -261,9 +263,8 @@ impl Ingest {
         self.publish_rules().await?;
         self.refresh_policies().await?;
         let (unanalysed, last) = self.unanalysed().await?;
-        let skip = analysis::event_ids(&unanalysed);
-        let recent = self.restore_graphs(self.correlation_replay_from(), &skip).await?;
-        self.restore_correlations(recent).await?;
+        self.restore_analysers(&analysis::event_ids(&unanalysed)).await?;
+        self.restore_incidents().await?;
         self.analyse_again(unanalysed, last).await?;
         self.update_incidents(&Default::default()).await;
         Ok(consumer)
@@ -376,11 +377,6 @@ impl Ingest {
     fn decoder(&self) -> Decoder<'_> {
         Decoder::new(&self.cfg.subjects, &self.cfg.limits, self.cfg.max_message_bytes)
             .with_quotas(&self.quotas)
-    }
-
-    /// The analysers, in the order they see each committed batch.
-    fn analysers(&self) -> [&dyn Analyser; 3] {
-        [&self.graph, &self.correlations, &self.logins]
     }
 
     /// Dead letters to their stream and the catalog, then counted (so a counted reject is always in

@@ -132,7 +132,7 @@ impl Ingest {
         let digest = tagger.sources().digest.clone();
         self.rules.set(Arc::new(tagger));
         self.taggers.write().unwrap_or_else(|e| e.into_inner()).clear();
-        let windows = self.correlations.reset();
+        let windows: usize = self.analysers.iter().map(|a| a.rules_changed()).sum();
         if windows > 0 {
             tracing::warn!(tenants = windows, "rules reloaded: correlation windows under way start afresh");
         }

@@ -60,12 +60,19 @@ pub struct Replay<'a> {
     pub unanalysed: &'a HashSet<String>,
     /// The tagger in use for a tenant.
     pub(crate) taggers: &'a dyn Fn(&str) -> Option<Arc<Tagger>>,
+    /// The time the lake was read from (what each [`Analyser::restore_from`] was asked with).
+    pub now: i64,
 }
 
 impl<'a> Replay<'a> {
     /// The events at or after `from`.
     pub fn since(&self, from: i64) -> &'a [Record] {
         &self.records[self.records.partition_point(|r| r.time() < from)..]
+    }
+
+    /// The events `analyser` asked for ([`Analyser::restore_from`] at [`Replay::now`]).
+    pub fn for_analyser(&self, analyser: &dyn Analyser) -> &'a [Record] {
+        analyser.restore_from(self.now).map_or(&[], |from| self.since(from))
     }
 }
 
@@ -189,9 +196,8 @@ impl Analyser for GraphFeed {
     }
 
     fn restore(&self, replay: &Replay<'_>, _found: &mut Findings) {
-        let from = self.restore_from(schemas::time::now_micros()).unwrap_or(i64::MIN);
         self.graphs.write(replay.tenant, |g| {
-            for r in replay.since(from) {
+            for r in replay.for_analyser(self) {
                 g.add(r);
             }
         });

@@ -77,7 +77,7 @@ fn every_analyser_rebuilds_from_one_replay_and_leaves_the_unanalysed_out() {
     sent.extend(logins.iter().cloned());
     let records = decode(&sent);
     let unanalysed = std::collections::HashSet::from(["login-3".to_owned()]);
-    let replay = Replay { tenant: "t1", records: &records, unanalysed: &unanalysed, taggers: &|_| None };
+    let replay = Replay { tenant: "t1", records: &records, unanalysed: &unanalysed, taggers: &|_| None, now };
     assert_eq!(replay.since(now - 2 * HOUR).len(), sent.len() - 1, "since() leaves out what is older");
 
     let mut found = Findings::default();

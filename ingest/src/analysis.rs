@@ -186,7 +186,7 @@ impl Ingest {
                 .await?;
             records.sort_by_key(schemas::Record::time);
             replayed += records.len();
-            let replay = Replay { tenant: &tenant, records: &records, unanalysed, taggers: &taggers };
+            let replay = Replay { tenant: &tenant, records: &records, unanalysed, taggers: &taggers, now };
             for a in &self.analysers {
                 let _span = tracing::debug_span!("restore", analyser = a.name(), %tenant).entered();
                 super::cpu(|| a.restore(&replay, &mut found));

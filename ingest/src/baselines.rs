@@ -150,10 +150,9 @@ impl Analyser for LoginCounts {
     /// Counts the stored logins without raising anything (what they raised before is recorded),
     /// leaving those not analysed before the restart to the analysis that runs them again.
     fn restore(&self, replay: &Replay<'_>, _found: &mut Findings) {
-        let from = self.restore_from(schemas::time::now_micros()).unwrap_or(i64::MIN);
         let analysed =
             |r: &&Record| !r.cell(col::EVENT_ID).as_str().is_some_and(|id| replay.unanalysed.contains(id));
-        for l in replay.since(from).iter().filter(analysed).filter_map(login) {
+        for l in replay.for_analyser(self).iter().filter(analysed).filter_map(login) {
             let _already_raised = l.observe(&self.live);
         }
     }

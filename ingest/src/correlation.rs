@@ -127,10 +127,12 @@ impl Analyser for Correlations {
     /// again). Events not analysed before the restart are replayed too: their batch, analysed
     /// again, leaves this analyser out.
     fn restore(&self, replay: &Replay<'_>, found: &mut Findings) {
-        let Some(from) = self.restore_from(schemas::time::now_micros()) else { return };
-        let Some(tagger) = (replay.taggers)(replay.tenant) else { return };
+        let records = replay.for_analyser(self);
+        let Some(tagger) = (!records.is_empty()).then(|| (replay.taggers)(replay.tenant)).flatten() else {
+            return;
+        };
         let mut pending = Vec::new();
-        for r in replay.since(from) {
+        for r in records {
             let mut rec = r.clone();
             let (_, hits) = tagger.tag_and_hits(&mut rec);
             if !hits.is_empty() {

@@ -50,9 +50,41 @@ pub fn encode_ndjson<'a>(events: impl IntoIterator<Item = &'a serde_json::Value>
     out
 }
 
-/// zstd-compresses a body (level 3).
+/// The zstd level bodies are compressed at.
+pub const ZSTD_LEVEL: i32 = 3;
+
+/// zstd-compresses a body (level [`ZSTD_LEVEL`]).
 pub fn compress(body: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(body, 3).expect("in-memory zstd compression cannot fail")
+    zstd::bulk::compress(body, ZSTD_LEVEL).expect("in-memory zstd compression cannot fail")
+}
+
+/// [`compress`] with one zstd context kept across bodies, for a sender that compresses a batch
+/// every second for as long as it runs (a fresh context per body allocates its tables, and touches
+/// fresh pages, each time).
+pub struct Compressor(zstd::bulk::Compressor<'static>);
+
+impl Compressor {
+    /// A compressor at [`ZSTD_LEVEL`].
+    pub fn new() -> Self {
+        Self(zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd accepts its own default level"))
+    }
+
+    /// The body, compressed as [`compress`] would.
+    pub fn compress(&mut self, body: &[u8]) -> Vec<u8> {
+        self.0.compress(body).expect("in-memory zstd compression cannot fail")
+    }
+}
+
+impl Default for Compressor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Compressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Compressor")
+    }
 }
 
 /// Checks the headers and returns the plain body, decompressing with a hard size cap.
@@ -248,6 +280,13 @@ mod tests {
         assert!(matches!(decode_body(Some("2"), None, &body, 1024), Err(WireError::Version(_))));
         assert!(matches!(decode_body(None, Some("gzip"), &body, 1024), Err(WireError::Encoding(_))));
         assert!(matches!(decode_body(None, Some("zstd"), b"nope", 1024), Err(WireError::Corrupt(_))));
+        // A kept context compresses each body on its own, as a fresh one would.
+        let mut c = Compressor::new();
+        let other = encode_ndjson(&[serde_json::json!({"c": "x".repeat(300)})]);
+        for b in [&body, &other, &body] {
+            let z = c.compress(b);
+            assert_eq!((&decode_body(None, Some("zstd"), &z, 4096).unwrap(), &z), (b, &compress(b)));
+        }
     }
 
     #[test]

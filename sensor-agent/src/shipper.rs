@@ -107,7 +107,9 @@ pub struct Shipper {
     cfg: ShipperConfig,
     spool: Spool,
     pending: VecDeque<SpooledBatch>,
+    /// The open batch (its capacity kept from batch to batch).
     buffer: Vec<u8>,
+    zstd: wire::Compressor,
     buffered: u64,
     boot: u64,
     seq: u64,
@@ -156,6 +158,7 @@ impl Shipper {
             spool,
             pending: left.into(),
             buffer: Vec::new(),
+            zstd: wire::Compressor::new(),
             buffered: 0,
             boot: boot >> 1,
             seq: 0,
@@ -227,9 +230,15 @@ impl Shipper {
         if self.buffered == 0 {
             return Ok(());
         }
-        let raw = std::mem::take(&mut self.buffer);
         let events = std::mem::take(&mut self.buffered);
-        let body = if self.cfg.compress { wire::compress(&raw) } else { raw };
+        let body = if self.cfg.compress {
+            let body = self.zstd.compress(&self.buffer);
+            self.buffer.clear();
+            body
+        } else {
+            let room = self.buffer.capacity();
+            std::mem::replace(&mut self.buffer, Vec::with_capacity(room))
+        };
         // A sequence number is used only by a batch that was spooled, so the server can take a
         // missing one for a batch removed on the way (a batch the full spool refused is counted in
         // `events_dropped` instead).

@@ -101,9 +101,15 @@ pub fn sha256_of(path: &Path) -> Option<String> {
     Some(hex(&h.finalize()))
 }
 
-/// Lower-case hex.
+/// Lower-case hex (one allocation: a digest is rendered for every process start).
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    out
 }
 
 #[cfg(test)]

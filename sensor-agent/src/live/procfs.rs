@@ -42,7 +42,9 @@ pub fn read(root: &Path, pid: u32) -> Option<ProcInfo> {
     read_at(&dir, "stat", &mut buf)?;
     let (comm, ppid, start_ticks) = parse_stat(&String::from_utf8_lossy(&buf))?;
     let link = |name: &str| {
-        rustix::fs::readlinkat(&dir, name, Vec::new()).ok().map(|p| p.to_string_lossy().into_owned())
+        rustix::fs::readlinkat(&dir, name, Vec::with_capacity(256))
+            .ok()
+            .map(|p| p.to_string_lossy().into_owned())
     };
     buf.clear();
     let args = match read_at(&dir, "cmdline", &mut buf) {
@@ -57,7 +59,10 @@ pub fn read(root: &Path, pid: u32) -> Option<ProcInfo> {
     Some(ProcInfo { pid, ppid, start_ticks, comm, exe: link("exe"), args, cwd: link("cwd"), uid })
 }
 
-/// Reads the file `name` of an open `/proc/PID` directory into `buf`.
+/// Reads the file `name` of an open `/proc/PID` directory into `buf`. The kernel fills a read of
+/// these files as far as their text goes (`stat` is rendered whole, `cmdline` copied page by page
+/// until the count is met), so a read shorter than asked is the end and no second read is spent
+/// to hear it.
 fn read_at(dir: &std::os::fd::OwnedFd, name: &str, buf: &mut Vec<u8>) -> Option<()> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::openat(dir, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()).ok()?;
@@ -65,6 +70,10 @@ fn read_at(dir: &std::os::fd::OwnedFd, name: &str, buf: &mut Vec<u8>) -> Option<
     loop {
         match rustix::io::read(&fd, &mut chunk[..]) {
             Ok(0) => return Some(()),
+            Ok(n) if n < chunk.len() => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Some(());
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(rustix::io::Errno::INTR) => {}
             Err(_) => return None,
@@ -141,5 +150,21 @@ mod tests {
         assert!(pids(root).contains(&std::process::id()));
         assert!(boot_micros(root) > 1_000_000_000_000_000 && !boot_id(root).is_empty());
         assert_eq!(read(root, u32::MAX), None);
+    }
+
+    /// A command line longer than one read (4 KiB) is read whole: a full read is never taken for
+    /// the end.
+    #[test]
+    fn a_command_line_longer_than_one_read_is_read_whole() {
+        let long = "x".repeat(10_000);
+        let mut sh =
+            std::process::Command::new("/bin/sh").args(["-c", "sleep 5; true", &long]).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let p = read(Path::new("/proc"), sh.id());
+        sh.kill().unwrap();
+        sh.wait().unwrap();
+        let args = p.unwrap().args;
+        assert_eq!(args.len(), 4, "{args:?}");
+        assert_eq!(args[3], long);
     }
 }

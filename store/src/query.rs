@@ -20,7 +20,7 @@ use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::object_store::DefaultObjectStoreRegistry;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use datafusion::prelude::{Expr, SQLOptions, SessionConfig, SessionContext, col, lit};
+use datafusion::prelude::{DataFrame, Expr, SQLOptions, SessionConfig, SessionContext, col, lit};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 use object_store::ObjectStore;
@@ -156,6 +156,20 @@ pub struct Scope {
     pub files: Vec<ExpectedFile>,
 }
 
+impl Scope {
+    /// The days (`YYYY-MM-DD`) the tenant's live files hold, each once, oldest first.
+    pub fn days(&self) -> Vec<String> {
+        let mut days: Vec<String> = self
+            .files
+            .iter()
+            .filter_map(|f| f.path.split('/').find_map(|p| p.strip_prefix("date=")).map(str::to_owned))
+            .collect();
+        days.sort_unstable();
+        days.dedup();
+        days
+    }
+}
+
 /// The query engine: one runtime (memory pool, no disk) shared by all sessions.
 #[derive(Clone, Debug)]
 pub struct QueryEngine {
@@ -168,6 +182,43 @@ pub struct QueryEngine {
 
 fn ts(t: i64) -> Expr {
     lit(ScalarValue::TimestampMicrosecond(Some(t), Some("UTC".into())))
+}
+
+/// A host's events as `q` asks for them (range, kinds, cursor), in its order, at most `limit`.
+async fn timeline_frame(
+    ctx: &SessionContext,
+    q: &TimelineQuery,
+    limit: usize,
+) -> Result<DataFrame, QueryError> {
+    let mut df = ctx
+        .table("events")
+        .await
+        .map_err(classify)?
+        .filter(col("host_name").eq(lit(q.host.as_str())))
+        .map_err(classify)?;
+    if let Some(from) = q.from {
+        df = df.filter(col("time").gt_eq(ts(from))).map_err(classify)?;
+    }
+    if let Some(to) = q.to {
+        df = df.filter(col("time").lt(ts(to))).map_err(classify)?;
+    }
+    if !q.kinds.is_empty() {
+        let kinds = q.kinds.iter().map(|k| lit(k.as_str())).collect();
+        df = df.filter(col("event_kind").in_list(kinds, false)).map_err(classify)?;
+    }
+    if let Some((t, id)) = &q.after {
+        let cursor = if q.ascending {
+            col("time").gt(ts(*t)).or(col("time").eq(ts(*t)).and(col("event_id").gt(lit(id.as_str()))))
+        } else {
+            col("time").lt(ts(*t)).or(col("time").eq(ts(*t)).and(col("event_id").lt(lit(id.as_str()))))
+        };
+        df = df.filter(cursor).map_err(classify)?;
+    }
+    let asc = q.ascending;
+    df.sort(vec![col("time").sort(asc, false), col("event_id").sort(asc, false)])
+        .map_err(classify)?
+        .limit(0, Some(limit))
+        .map_err(classify)
 }
 
 impl QueryEngine {
@@ -249,49 +300,38 @@ impl QueryEngine {
         Ok(ctx)
     }
 
-    /// A page of a host's timeline.
+    /// A page of a host's timeline. Days are read newest first (oldest first when ascending), one
+    /// day, then two, then four...: a page is usually filled from the last days, and the rest of
+    /// the retention is not scanned (each day's rows are all newer than the day before's, as a lake
+    /// file holds one day by its events' times).
     pub async fn timeline(&self, scope: &Scope, q: &TimelineQuery) -> Result<Vec<Record>, QueryError> {
         let ctx = self.session(scope).await?;
-        let mut df = ctx
-            .table("events")
-            .await
-            .map_err(classify)?
-            .filter(col("host_name").eq(lit(q.host.as_str())))
-            .map_err(classify)?;
-        if let Some(from) = q.from {
-            df = df
-                .filter(
-                    col("time")
-                        .gt_eq(ts(from))
-                        .and(col("date").gt_eq(lit(schemas::time::date_of_micros(from)))),
-                )
-                .map_err(classify)?;
+        let mut days = scope.days();
+        days.retain(|d| {
+            q.from.is_none_or(|f| *d >= schemas::time::date_of_micros(f))
+                && q.to.is_none_or(|t| *d <= schemas::time::date_of_micros(t))
+        });
+        if !q.ascending {
+            days.reverse();
         }
-        if let Some(to) = q.to {
-            df = df
-                .filter(col("time").lt(ts(to)).and(col("date").lt_eq(lit(schemas::time::date_of_micros(to)))))
-                .map_err(classify)?;
-        }
-        if !q.kinds.is_empty() {
-            let kinds = q.kinds.iter().map(|k| lit(k.as_str())).collect();
-            df = df.filter(col("event_kind").in_list(kinds, false)).map_err(classify)?;
-        }
-        if let Some((t, id)) = &q.after {
-            let cursor = if q.ascending {
-                col("time").gt(ts(*t)).or(col("time").eq(ts(*t)).and(col("event_id").gt(lit(id.as_str()))))
+        let mut out: Vec<Record> = Vec::new();
+        let (mut at, mut width) = (0, 1);
+        while at < days.len() && out.len() < q.limit {
+            let window = &days[at..(at + width).min(days.len())];
+            let (lo, hi) = if q.ascending {
+                (&window[0], &window[window.len() - 1])
             } else {
-                col("time").lt(ts(*t)).or(col("time").eq(ts(*t)).and(col("event_id").lt(lit(id.as_str()))))
+                (&window[window.len() - 1], &window[0])
             };
-            df = df.filter(cursor).map_err(classify)?;
+            let df = timeline_frame(&ctx, q, q.limit - out.len())
+                .await?
+                .filter(col("date").gt_eq(lit(lo.as_str())).and(col("date").lt_eq(lit(hi.as_str()))));
+            let batches = df.map_err(classify)?.collect().await.map_err(classify)?;
+            out.extend(batches.iter().flat_map(batch_to_records));
+            at += width;
+            width *= 2;
         }
-        let asc = q.ascending;
-        df = df
-            .sort(vec![col("time").sort(asc, false), col("event_id").sort(asc, false)])
-            .map_err(classify)?
-            .limit(0, Some(q.limit))
-            .map_err(classify)?;
-        let batches = df.collect().await.map_err(classify)?;
-        Ok(batches.iter().flat_map(batch_to_records).collect())
+        Ok(out)
     }
 
     /// Events by id (at most `ids.len()`), ordered by time.

@@ -55,16 +55,27 @@ impl SegmentCollector for HostAggSegment {
         *e = (e.0 + 1, e.1.min(t), e.2.max(t));
     }
 
+    /// Host names are looked up once per segment, in one pass over the term dictionary in ordinal
+    /// order: a lookup per host would decode the dictionary block again for each (thousands of hosts
+    /// per sweep, each sweep).
     fn harvest(self) -> Agg {
+        let mut found: Vec<(u64, (u64, i64, i64))> = self.by_ord.into_iter().collect();
+        found.sort_unstable_by_key(|(ord, _)| *ord);
         let mut out = Agg::new();
-        for (ord, v) in self.by_ord {
-            let mut name = String::new();
-            if let Some(h) = &self.host
-                && ord != u64::MAX
-            {
-                let _ = h.ord_to_str(ord, &mut name);
-            }
-            out.insert(name, v);
+        let named = found.partition_point(|(ord, _)| *ord != u64::MAX);
+        if let Some(h) = &self.host {
+            let ords: Vec<u64> = found[..named].iter().map(|(ord, _)| *ord).collect();
+            let mut values = found[..named].iter().map(|(_, v)| *v);
+            let _ = h.dictionary().sorted_ords_to_term_cb(&ords, |term| {
+                if let Some(v) = values.next() {
+                    out.insert(String::from_utf8_lossy(term).into_owned(), v);
+                }
+            });
+        }
+        // Matches without a host (and, were the dictionary unreadable, the rest) count under "".
+        for (_, v) in found[named..].iter().chain(&found[..named][out.len().min(named)..]) {
+            let e = out.entry(String::new()).or_insert((0, i64::MAX, i64::MIN));
+            *e = (e.0 + v.0, e.1.min(v.1), e.2.max(v.2));
         }
         out
     }

@@ -87,3 +87,39 @@ fn each_tenant_sees_its_own_events_whether_or_not_it_shares_the_index() {
     index.commit().unwrap();
     check(false);
 }
+
+/// A sweep's per-host answer (count, first and last time) equals what was sent, host by host,
+/// across segments and with hundreds of hosts (their names read from the dictionary in one pass).
+#[test]
+fn a_sweep_counts_each_host_as_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = FullTextIndex::open(dir.path()).unwrap();
+    let ch =
+        schemas::decode::Channel { tenant: "a", agent: "a", message_key: "k", stream_seq: 1, received: 0 };
+    let limits = schemas::decode::Limits { max_skew_micros: i64::MAX, ..Default::default() };
+    let mut want: std::collections::BTreeMap<String, (u64, i64, i64)> = Default::default();
+    for (file, hosts) in [(1, 0..300), (2, 150..700)] {
+        let mut recs = Vec::new();
+        for h in hosts {
+            for i in 0..(h % 4) {
+                let t: i64 = 1_780_000_000_000_000 + (h * 10 + i + file * 7) * 1_000_000;
+                let line = format!(
+                    r#"{{"@timestamp":"{}","host":{{"name":"host-{h:04}"}},"event":{{"category":"network"}},"destination":{{"ip":"198.51.100.7"}}}}"#,
+                    schemas::time::format_micros(t)
+                );
+                recs.push(schemas::decode::decode_line(line.as_bytes(), 1, &ch, &limits).unwrap());
+                let e = want.entry(format!("host-{h:04}")).or_insert((0, i64::MAX, i64::MIN));
+                *e = (e.0 + 1, e.1.min(t), e.2.max(t));
+            }
+        }
+        index.add_file(file, 0, &recs).unwrap();
+        index.commit().unwrap();
+    }
+    let got: std::collections::BTreeMap<String, (u64, i64, i64)> = index
+        .sweep("a", IocField::Ip, "198.51.100.7")
+        .unwrap()
+        .into_iter()
+        .map(|h| (h.host, (h.count, h.first_seen, h.last_seen)))
+        .collect();
+    assert_eq!(got, want);
+}

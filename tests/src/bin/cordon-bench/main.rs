@@ -22,6 +22,10 @@
 //! `--only b8 [--peers python3]` runs B8: the entity graph built from fleet events, 1,000 two-hop
 //! queries beside networkx and a DuckDB recursive CTE, and the Log4j path query.
 //!
+//! `--only b4 [--events N] [--secs S] [--clients C]` runs B4: a host's timeline, a host + kind + hour
+//! count and IOC sweeps over REST from C clients, and five aggregations through `/api/v1/sql`, beside
+//! DuckDB on the same Parquet files (see `b4.rs`).
+//!
 //! `--only b5 [--events N]` runs B5: seven search shapes, 1,000 queries each, on the index ingest
 //! built, beside SQLite FTS5 on the same documents (see `b5.rs`).
 //!
@@ -33,9 +37,10 @@
 //! `--only sensor [--rates 10,100,1000] [--secs S] [--agent-bin PATH]` measures issue 19's live
 //! agent beside auditd and a `/proc` polling baseline (see `sensor.rs`; `./dev bench-sensor`).
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b5|b6|b7|b8|report|console] [--rate EPS] [--secs S]
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b4|b5|b6|b7|b8|report|console] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
+mod b4;
 mod b5;
 mod b6;
 mod b7;
@@ -387,6 +392,16 @@ fn main() -> anyhow::Result<()> {
     if only.as_deref().is_none_or(|o| o == "b3") {
         println!("\nB3 transport");
         b3(events, reps)?;
+    }
+    if only.as_deref() == Some("b4") {
+        println!("\nB4 timeline, counts, IOC sweeps and aggregations over REST, beside DuckDB");
+        b4::b4(
+            flag("--events").map_or(Ok(10_000_000), |v| v.parse())?,
+            flag("--secs").map_or(Ok(60), |v| v.parse())?,
+            flag("--clients").map_or(Ok(8), |v| v.parse())?,
+            reps,
+        )?;
+        return Ok(());
     }
     if only.as_deref() == Some("b5") {
         println!("\nB5 text search");

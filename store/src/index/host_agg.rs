@@ -61,20 +61,17 @@ impl SegmentCollector for HostAggSegment {
     fn harvest(self) -> Agg {
         let mut found: Vec<(u64, (u64, i64, i64))> = self.by_ord.into_iter().collect();
         found.sort_unstable_by_key(|(ord, _)| *ord);
-        let mut out = Agg::new();
-        let named = found.partition_point(|(ord, _)| *ord != u64::MAX);
+        let ords: Vec<u64> = found.iter().map(|(ord, _)| *ord).filter(|ord| *ord != u64::MAX).collect();
+        let mut names: Vec<String> = Vec::with_capacity(ords.len());
         if let Some(h) = &self.host {
-            let ords: Vec<u64> = found[..named].iter().map(|(ord, _)| *ord).collect();
-            let mut values = found[..named].iter().map(|(_, v)| *v);
             let _ = h.dictionary().sorted_ords_to_term_cb(&ords, |term| {
-                if let Some(v) = values.next() {
-                    out.insert(String::from_utf8_lossy(term).into_owned(), v);
-                }
+                names.push(String::from_utf8_lossy(term).into_owned());
             });
         }
-        // Matches without a host (and, were the dictionary unreadable, the rest) count under "".
-        for (_, v) in found[named..].iter().chain(&found[..named][out.len().min(named)..]) {
-            let e = out.entry(String::new()).or_insert((0, i64::MAX, i64::MIN));
+        // Matches without a host (or whose name could not be read) count under "".
+        let mut out = Agg::new();
+        for (i, (_, v)) in found.into_iter().enumerate() {
+            let e = out.entry(names.get(i).cloned().unwrap_or_default()).or_insert((0, i64::MAX, i64::MIN));
             *e = (e.0 + v.0, e.1.min(v.1), e.2.max(v.2));
         }
         out

@@ -254,17 +254,29 @@ fn cordon_points(
 /// One REST call, its answer; an answer other than 200 fails the bench.
 fn call(agent: &ureq::Agent, api: &str, token: &str, p: &Point) -> anyhow::Result<serde_json::Value> {
     let url = format!("{api}{}", p.call.0);
+    let (status, body) = request(agent, &url, token, p.call.1.as_ref())?;
+    anyhow::ensure!(status == 200, "{url}: {status} {body}");
+    Ok(body)
+}
+
+/// A GET (no body) or a POST of JSON as the analyst's token; (status, JSON answer).
+fn request(
+    agent: &ureq::Agent,
+    url: &str,
+    token: &str,
+    body: Option<&serde_json::Value>,
+) -> anyhow::Result<(u16, serde_json::Value)> {
     let auth = format!("Bearer {token}");
-    let mut resp = match &p.call.1 {
+    let mut resp = match body {
         None => agent
-            .get(&url)
+            .get(url)
             .header("Authorization", &auth)
             .config()
             .http_status_as_error(false)
             .build()
             .call()?,
         Some(body) => agent
-            .post(&url)
+            .post(url)
             .header("Authorization", &auth)
             .header("Content-Type", "application/json")
             .config()
@@ -274,8 +286,7 @@ fn call(agent: &ureq::Agent, api: &str, token: &str, p: &Point) -> anyhow::Resul
     };
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string()?;
-    anyhow::ensure!(status == 200, "{url}: {status} {text}");
-    Ok(serde_json::from_str(&text)?)
+    Ok((status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))))
 }
 
 /// How many events an answer counted: a search's total, or a sweep's (Cordon); the count, or the
@@ -473,16 +484,8 @@ fn aggregation_phase(api: &str, token: &str, peer: &mut Peer, reps: usize) -> an
         // One unmeasured run each first: both read the files' footers once.
         for rep in 0..=reps {
             let t = Instant::now();
-            let mut resp = agent
-                .post(&format!("{api}/api/v1/sql"))
-                .header("Authorization", &format!("Bearer {token}"))
-                .header("Content-Type", "application/json")
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .send(serde_json::json!({ "sql": sql, "max_rows": 10_000 }).to_string())?;
-            let status = resp.status().as_u16();
-            let body: serde_json::Value = serde_json::from_str(&resp.body_mut().read_to_string()?)?;
+            let body = serde_json::json!({ "sql": sql, "max_rows": 10_000 });
+            let (status, body) = request(&agent, &format!("{api}/api/v1/sql"), token, Some(&body))?;
             let wall = t.elapsed().as_secs_f64();
             if status != 200 {
                 // A query over its budget is refused (422), as it would be for an analyst: said, not timed.

@@ -21,10 +21,12 @@ mod newest;
 mod syntax;
 #[cfg(test)]
 mod tests;
+mod timeline;
 use host_agg::HostAgg;
 use newest::{ColumnCache, Newest};
 use syntax::query_shape;
 pub use syntax::{MAX_QUERY_BYTES, MAX_QUERY_DEPTH};
+pub use timeline::TimelineScan;
 
 /// Rows per file addressable by a reference.
 pub const ROW_BITS: u32 = 24;
@@ -140,6 +142,8 @@ pub struct FullTextIndex {
     ages: Mutex<Vec<i64>>,
     /// Each segment's time and row-reference columns, for searches.
     columns: ColumnCache,
+    /// The highest lake file id every searcher taken from now on covers (set after each reload).
+    searchable: std::sync::atomic::AtomicI64,
 }
 
 /// Ages kept between two takes at most (the oldest go first).
@@ -242,7 +246,7 @@ impl FullTextIndex {
         let writer = index.writer_with_num_threads(1, 64 * 1024 * 1024)?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let pending = Mutex::new(Pending::new());
-        Ok(Self {
+        let ix = Self {
             index,
             fields,
             writer: Mutex::new(writer),
@@ -250,7 +254,10 @@ impl FullTextIndex {
             pending,
             ages: Mutex::new(Vec::new()),
             columns: ColumnCache::default(),
-        })
+            searchable: std::sync::atomic::AtomicI64::new(0),
+        };
+        ix.searchable.store(ix.indexed_file_id()?, std::sync::atomic::Ordering::Release);
+        Ok(ix)
     }
 
     /// The highest lake file id the last commit covers (0 if none).
@@ -307,6 +314,7 @@ impl FullTextIndex {
         drop(p);
         drop(writer);
         self.reader.reload()?;
+        self.searchable.store(hw, std::sync::atomic::Ordering::Release);
         self.note_searchable(&published);
         Ok(true)
     }
@@ -498,7 +506,7 @@ impl FullTextIndex {
     pub fn search(&self, tenant: &str, q: &SearchQuery) -> Result<(Vec<Hit>, usize), IndexError> {
         let searcher = self.reader.searcher();
         let query = self.scoped(&searcher, tenant, self.user_query(q)?, q);
-        let newest = Newest { k: q.limit.max(1) + q.offset, columns: self.columns.of(&searcher)? };
+        let newest = Newest::newest(q.limit.max(1) + q.offset, self.columns.of(&searcher)?);
         // A lone term counts from its postings' lengths; anything else counts as it collects.
         let (found, total) = if query.is::<TermQuery>() {
             (
@@ -508,15 +516,7 @@ impl FullTextIndex {
         } else {
             searcher.search(&query, &(newest, Count)).map_err(query_error)?
         };
-        let hits = found
-            .into_iter()
-            .skip(q.offset)
-            .map(|(time, r)| Hit {
-                file_id: (r >> ROW_BITS) as i64,
-                row: (r & ((1 << ROW_BITS) - 1)) as usize,
-                time: if time == i64::MIN { 0 } else { time },
-            })
-            .collect();
+        let hits = found.into_iter().skip(q.offset).map(hit).collect();
         Ok((hits, total))
     }
 
@@ -564,6 +564,15 @@ impl FullTextIndex {
             .collect();
         out.sort_by(|a, b| b.count.cmp(&a.count).then(a.host.cmp(&b.host)));
         Ok(out)
+    }
+}
+
+/// A collected (time, row reference) as a hit (a document without a time gets 0).
+fn hit((time, r): (i64, u64)) -> Hit {
+    Hit {
+        file_id: (r >> ROW_BITS) as i64,
+        row: (r & ((1 << ROW_BITS) - 1)) as usize,
+        time: if time == i64::MIN { 0 } else { time },
     }
 }
 

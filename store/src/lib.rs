@@ -37,9 +37,11 @@ pub mod objects;
 pub mod query;
 mod reads;
 mod repair;
+mod rows;
 pub mod scrub;
 pub mod sql_pool;
 pub mod sql_worker;
+mod timeline;
 pub mod verified;
 mod verify_report;
 pub use verify_report::VerifyReport;
@@ -55,7 +57,6 @@ use lake::{Lake, LakeError};
 use objects::Objects;
 use query::{QueryEngine, QueryError};
 use schemas::{Cell, FIELDS, Record, Search};
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -287,18 +288,45 @@ impl Store {
         &self.lake
     }
 
-    /// Full-text search in a tenant, newest first.
+    /// Full-text search in a tenant, newest first. The hits' rows are read from the tenant's live
+    /// files, each checked first ([`rows::RowReader`]); a damaged one is quarantined and the search
+    /// runs once more.
     pub async fn search(&self, tenant: &str, q: SearchQuery) -> Result<(Vec<SearchHit>, usize), StoreError> {
+        let mut quarantined: Option<String> = None;
+        loop {
+            match self.search_once(tenant, &q).await {
+                Err(StoreError::Query(QueryError::Damaged(path))) if quarantined.as_ref() != Some(&path) => {
+                    let files = self.catalog.files_of_tenant(tenant).await?;
+                    self.quarantine_read_damage(&files, &path).await?;
+                    quarantined = Some(path);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn search_once(
+        &self,
+        tenant: &str,
+        q: &SearchQuery,
+    ) -> Result<(Vec<SearchHit>, usize), StoreError> {
         let _read = self.swap.read().await;
-        let (index, tenant_owned) = (Arc::clone(&self.index), tenant.to_owned());
+        let (index, tenant_owned, query) = (Arc::clone(&self.index), tenant.to_owned(), q.clone());
         let (hits, total, terms) = self
             .cpu
             .run(move || -> Result<_, IndexError> {
-                let (hits, total) = index.search(&tenant_owned, &q)?;
-                Ok((hits, total, index.match_terms(&q)))
+                let (hits, total) = index.search(&tenant_owned, &query)?;
+                Ok((hits, total, index.match_terms(&query)))
             })
             .await??;
-        let records = self.fetch(hits.iter().map(|h| (h.file_id, h.row)).collect()).await?;
+        let refs: Vec<(i64, usize)> = hits.iter().map(|h| (h.file_id, h.row)).collect();
+        let mut ids: Vec<i64> = refs.iter().map(|r| r.0).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut files = self.catalog.files_by_id(&ids).await?;
+        files.retain(|f| f.tenant == tenant);
+        let reader = rows::RowReader::new(self.lake.clone(), Arc::clone(self.engine.verified()), &files);
+        let records = self.cpu.run(move || reader.rows(&refs)).await??;
         let out = records
             .into_iter()
             .flatten()
@@ -308,32 +336,6 @@ impl Store {
             })
             .collect();
         Ok((out, total))
-    }
-
-    /// Rows by (file id, row), in the order asked; `None` where a row cannot be found.
-    async fn fetch(&self, refs: Vec<(i64, usize)>) -> Result<Vec<Option<Record>>, StoreError> {
-        let mut ids: Vec<i64> = refs.iter().map(|r| r.0).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let files = self.catalog.files_by_id(&ids).await?;
-        let lake = self.lake.clone();
-        self.cpu
-            .run(move || -> Result<Vec<Option<Record>>, LakeError> {
-                let mut by_file: HashMap<i64, Vec<usize>> = HashMap::new();
-                for (f, r) in &refs {
-                    by_file.entry(*f).or_default().push(*r);
-                }
-                let mut rows: HashMap<(i64, usize), Record> = HashMap::new();
-                for f in &files {
-                    let want = &by_file[&f.id];
-                    for (r, rec) in want.iter().zip(lake.read_rows(f, want)?) {
-                        rows.insert((f.id, *r), rec);
-                    }
-                }
-                Ok(refs.iter().map(|k| rows.remove(k)).collect())
-            })
-            .await?
-            .map_err(Into::into)
     }
 
     /// Looks IOCs up in a tenant: per IOC, matches per host.

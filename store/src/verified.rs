@@ -73,7 +73,7 @@ impl Verified {
         self.lock().insert((file.path.clone(), file.sha256.clone()), Instant::now());
     }
 
-    fn contains(&self, file: &ExpectedFile) -> bool {
+    pub(crate) fn contains(&self, file: &ExpectedFile) -> bool {
         let key = (file.path.clone(), file.sha256.clone());
         self.lock().get(&key).is_some_and(|at| at.elapsed() < self.recheck_after)
     }

@@ -53,14 +53,46 @@ fn open(r: &SegmentReader) -> tantivy::Result<SegmentColumns> {
     Ok(SegmentColumns { time: r.fast_fields().i64("time")?, refs: r.fast_fields().u64("ref")? })
 }
 
-/// The `k` newest matches as (time, row reference), newest first.
+/// Which end of the time line a collector keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum End {
+    /// The newest matches, newest first.
+    Newest,
+    /// The oldest matches, oldest first.
+    Oldest,
+}
+
+impl End {
+    /// A time as a key whose largest values are the ones kept (`!t` reverses the order of `i64`s
+    /// without overflow).
+    fn key(self, time: i64) -> i64 {
+        match self {
+            End::Newest => time,
+            End::Oldest => !time,
+        }
+    }
+}
+
+/// The `k` matches at one end of the time line as (time, row reference), that end first; where
+/// `files` is given, only matches in those lake files (sorted ids) count.
 pub(super) struct Newest {
     pub(super) k: usize,
     pub(super) columns: Vec<Arc<SegmentColumns>>,
+    pub(super) end: End,
+    pub(super) files: Option<Arc<[i64]>>,
+}
+
+impl Newest {
+    /// The newest `k` matches among all the index holds.
+    pub(super) fn newest(k: usize, columns: Vec<Arc<SegmentColumns>>) -> Self {
+        Self { k, columns, end: End::Newest, files: None }
+    }
 }
 
 pub(super) struct NewestInSegment {
     k: usize,
+    end: End,
+    files: Option<Arc<[i64]>>,
     columns: Arc<SegmentColumns>,
     heap: BinaryHeap<Reverse<(i64, Reverse<DocId>)>>,
 }
@@ -74,7 +106,8 @@ impl Collector for Newest {
             self.columns.get(ord as usize).cloned().ok_or_else(|| {
                 tantivy::TantivyError::InternalError(format!("no columns for segment {ord}"))
             })?;
-        Ok(NewestInSegment { k: self.k, columns, heap: BinaryHeap::with_capacity(self.k + 1) })
+        let heap = BinaryHeap::with_capacity(self.k.min(4096) + 1);
+        Ok(NewestInSegment { k: self.k, end: self.end, files: self.files.clone(), columns, heap })
     }
 
     fn requires_scoring(&self) -> bool {
@@ -85,7 +118,19 @@ impl Collector for Newest {
         let mut all: Vec<(i64, u64)> = fruits.into_iter().flatten().collect();
         all.sort_unstable_by(|a, b| b.cmp(a));
         all.truncate(self.k);
-        Ok(all)
+        // Keys back to times (`!` is its own inverse).
+        Ok(all.into_iter().map(|(key, r)| (self.end.key(key), r)).collect())
+    }
+}
+
+impl NewestInSegment {
+    /// Whether `doc`'s row lives in one of the files asked for.
+    fn in_files(&self, doc: DocId) -> bool {
+        let Some(files) = &self.files else { return true };
+        self.columns
+            .refs
+            .first(doc)
+            .is_some_and(|r| files.binary_search(&((r >> super::ROW_BITS) as i64)).is_ok())
     }
 }
 
@@ -93,9 +138,12 @@ impl SegmentCollector for NewestInSegment {
     type Fruit = Vec<(i64, u64)>;
 
     fn collect(&mut self, doc: DocId, _score: tantivy::Score) {
-        let time = self.columns.time.first(doc).unwrap_or(i64::MIN);
+        if !self.in_files(doc) {
+            return;
+        }
+        let key = self.end.key(self.columns.time.first(doc).unwrap_or(i64::MIN));
         // Among equal times, the earlier document first (as it was added).
-        let entry = Reverse((time, Reverse(doc)));
+        let entry = Reverse((key, Reverse(doc)));
         if self.heap.len() < self.k {
             self.heap.push(entry);
         } else if self.heap.peek().is_some_and(|least| entry < *least) {
@@ -104,11 +152,12 @@ impl SegmentCollector for NewestInSegment {
         }
     }
 
+    /// (key, row reference): [`Newest::merge_fruits`] turns keys back into times.
     fn harvest(self) -> Vec<(i64, u64)> {
         let refs = &self.columns.refs;
         self.heap
             .into_iter()
-            .filter_map(|Reverse((time, Reverse(doc)))| Some((time, refs.first(doc)?)))
+            .filter_map(|Reverse((key, Reverse(doc)))| Some((key, refs.first(doc)?)))
             .collect()
     }
 }

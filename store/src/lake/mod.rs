@@ -16,11 +16,13 @@ use datafusion::arrow::datatypes::{ArrowPrimitiveType, Int64Type, TimestampMicro
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
-use parquet::file::metadata::SortingColumn;
+use parquet::file::metadata::{PageIndexPolicy, SortingColumn};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use schemas::Record;
@@ -29,7 +31,9 @@ use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+mod footers;
 mod zorder;
+use footers::Footers;
 pub use zorder::zorder_indices;
 
 /// Rows per row group: small enough that host/time statistics prune well.
@@ -131,6 +135,7 @@ fn pq(path: &Path) -> impl FnOnce(ParquetError) -> LakeError + '_ {
 pub struct Lake {
     objects: Objects,
     fsync: bool,
+    footers: std::sync::Arc<Footers>,
 }
 
 impl Lake {
@@ -141,7 +146,7 @@ impl Lake {
 
     /// A lake on `objects`.
     pub fn new(objects: Objects, fsync: bool) -> Self {
-        Self { objects, fsync }
+        Self { objects, fsync, footers: std::sync::Arc::default() }
     }
 
     /// Its storage.
@@ -292,8 +297,9 @@ impl Lake {
         Ok(counts)
     }
 
-    /// Reads chosen rows (by index within the file) of a committed file, in the order asked.
-    pub fn read_rows(&self, entry: &FileEntry, rows: &[usize]) -> Result<Vec<Record>, LakeError> {
+    /// Reads chosen rows (by index within the file) of a committed file, in the order asked: `None`
+    /// for a row the file does not have.
+    pub fn read_rows(&self, entry: &FileEntry, rows: &[usize]) -> Result<Vec<Option<Record>>, LakeError> {
         let mut sorted: Vec<usize> = rows.to_vec();
         sorted.sort_unstable();
         sorted.dedup();
@@ -304,14 +310,12 @@ impl Lake {
         for batch in self.read(entry, None, Some(selection))? {
             got.extend(batch_to_records(&batch));
         }
-        Ok(rows
-            .iter()
-            .filter_map(|r| sorted.binary_search(r).ok().and_then(|i| got.get(i).cloned()))
-            .collect())
+        Ok(rows.iter().map(|r| sorted.binary_search(r).ok().and_then(|i| got.get(i).cloned())).collect())
     }
 
     /// Reads some columns (all when `None`) of some rows (all when `None`) of a committed file,
-    /// fetching only the pages needed: from the file, or by ranged `GET`s from the bucket.
+    /// fetching only the pages needed (through its page index, with its footer parsed once): from
+    /// the file, or by ranged `GET`s from the bucket.
     fn read(
         &self,
         entry: &FileEntry,
@@ -320,10 +324,15 @@ impl Lake {
     ) -> Result<Vec<RecordBatch>, LakeError> {
         let path = Path::new(&entry.path);
         let columns = columns.map(<[usize]>::to_vec);
+        let options = || ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional);
         if let Some(root) = self.objects.local_root() {
             let full = root.join(&entry.path);
             let file = File::open(&full).map_err(io(&full))?;
-            let mut builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq(path))?;
+            let meta = self
+                .footers
+                .get_or_load(&entry.path, || ArrowReaderMetadata::load(&file, options()))
+                .map_err(pq(path))?;
+            let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
             if let Some(cols) = columns {
                 let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
                 builder = builder.with_projection(mask);
@@ -335,9 +344,18 @@ impl Lake {
             return reader.collect::<Result<Vec<_>, _>>().map_err(LakeError::Arrow);
         }
         let size = u64::try_from(entry.bytes).unwrap_or(0);
+        let (footers, rel) = (std::sync::Arc::clone(&self.footers), entry.path.clone());
         let fetched = self.objects.remote_read(&entry.path, move |store, location| async move {
-            let reader = crate::objects::ObjectFile { store, location, size };
-            let mut builder = ParquetRecordBatchStreamBuilder::new(reader).await?;
+            let mut reader = crate::objects::ObjectFile { store, location, size };
+            let meta = match footers.get(&rel) {
+                Some(m) => m,
+                None => {
+                    let m = ArrowReaderMetadata::load_async(&mut reader, options()).await?;
+                    footers.insert(&rel, m.clone());
+                    m
+                }
+            };
+            let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
             if let Some(cols) = columns {
                 let mask = ProjectionMask::roots(builder.parquet_schema(), cols);
                 builder = builder.with_projection(mask);
@@ -388,11 +406,13 @@ impl Lake {
 
     /// Removes a file (relative path).
     pub fn remove(&self, rel: &str) -> Result<(), LakeError> {
+        self.footers.forget(rel);
         Ok(self.objects.delete(&[rel.to_owned()])?)
     }
 
     /// Removes files that left the table; files already gone are fine.
     pub fn remove_all(&self, rels: &[String]) -> Result<(), LakeError> {
+        rels.iter().for_each(|r| self.footers.forget(r));
         Ok(self.objects.delete(rels)?)
     }
 
@@ -414,6 +434,7 @@ impl Lake {
 
     /// Writes raw bytes durably (used by tests that corrupt files, and by tools).
     pub fn overwrite(&self, rel: &str, bytes: &[u8]) -> Result<(), LakeError> {
+        self.footers.forget(rel);
         Ok(self.objects.put(rel, bytes::Bytes::copy_from_slice(bytes))?)
     }
 }

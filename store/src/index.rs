@@ -506,7 +506,7 @@ impl FullTextIndex {
     pub fn search(&self, tenant: &str, q: &SearchQuery) -> Result<(Vec<Hit>, usize), IndexError> {
         let searcher = self.reader.searcher();
         let query = self.scoped(&searcher, tenant, self.user_query(q)?, q);
-        let newest = Newest::newest(q.limit.max(1) + q.offset, self.columns.of(&searcher)?);
+        let newest = Newest::among_all(q.limit.max(1) + q.offset, self.columns.of(&searcher)?);
         // A lone term counts from its postings' lengths; anything else counts as it collects.
         let (found, total) = if query.is::<TermQuery>() {
             (

@@ -84,7 +84,7 @@ pub(super) struct Newest {
 
 impl Newest {
     /// The newest `k` matches among all the index holds.
-    pub(super) fn newest(k: usize, columns: Vec<Arc<SegmentColumns>>) -> Self {
+    pub(super) fn among_all(k: usize, columns: Vec<Arc<SegmentColumns>>) -> Self {
         Self { k, columns, end: End::Newest, files: None }
     }
 }

@@ -11,8 +11,8 @@
 //!   `--reps` times each, medians compared.
 //!
 //! Cordon is measured through HTTP with JSON answers, as an analyst's console calls it; DuckDB is
-//! called in its own process with no HTTP in between. The match counts of both are printed side by
-//! side: they must agree.
+//! called in its own process with no HTTP in between. Before timing, timelines (their events' ids,
+//! in order), counts and sweeps answered by both are compared and every difference printed.
 
 use crate::path::path_server;
 use schemas::decode::{Channel, Limits, decode_line};
@@ -176,7 +176,10 @@ fn points(s: &Sampled) -> Vec<Point> {
         out.push(Point {
             shape: "timeline",
             call: (format!("/api/v1/hosts/{h}/timeline?limit=100"), None),
-            sql: format!("SELECT * FROM events WHERE host_name = {} ORDER BY time DESC LIMIT 100", quote(h)),
+            sql: format!(
+                "SELECT * FROM events WHERE host_name = {} ORDER BY time DESC, event_id DESC LIMIT 100",
+                quote(h)
+            ),
         });
     }
     for (h, k, t) in &s.windows {
@@ -304,10 +307,29 @@ fn counted(shape: &str, cordon: &serde_json::Value, duck: &serde_json::Value) ->
     }
 }
 
-/// The counts and sweeps of the first `n` questions of each, answered by both, compared.
+/// The timelines, counts and sweeps of the first `n` questions of each, answered by both, compared
+/// (timelines by their events' ids in order).
 fn agree(api: &str, token: &str, points: &[Point], peer: &mut Peer, n: usize) -> anyhow::Result<()> {
     let agent = ureq::Agent::new_with_defaults();
     let (mut same, mut checked, mut events) = (0, 0, 0);
+    for p in points.iter().filter(|p| p.shape == "timeline").take(n) {
+        let ours: Vec<String> = call(&agent, api, token, p)?["events"]
+            .as_array()
+            .map(|a| a.iter().map(|e| e["event"]["id"].as_str().unwrap_or_default().to_owned()).collect())
+            .unwrap_or_default();
+        let sql = p.sql.replacen("SELECT *", "SELECT event_id", 1);
+        let theirs: Vec<String> =
+            peer.ask(&serde_json::json!({"op": "sql", "sql": sql, "data": true}))?["data"]
+                .as_array()
+                .map(|rows| rows.iter().map(|r| r[0].as_str().unwrap_or_default().to_owned()).collect())
+                .unwrap_or_default();
+        checked += 1;
+        if ours == theirs && !ours.is_empty() {
+            same += 1;
+        } else {
+            println!("  DIFFERENT: {} -> Cordon {} events, DuckDB {}", p.call.0, ours.len(), theirs.len());
+        }
+    }
     for shape in ["count", "ioc"] {
         for p in points.iter().filter(|p| p.shape == shape).take(n) {
             let ours = call(&agent, api, token, p)?;
@@ -323,7 +345,7 @@ fn agree(api: &str, token: &str, points: &[Point], peer: &mut Peer, n: usize) ->
         }
     }
     println!(
-        "  answers compared: {same} of {checked} counts and sweeps agree ({events} events counted by Cordon)"
+        "  answers compared: {same} of {checked} timelines, counts and sweeps agree ({events} events counted by Cordon)"
     );
     Ok(())
 }

@@ -325,7 +325,7 @@ impl Store {
         ids.dedup();
         let mut files = self.catalog.files_by_id(&ids).await?;
         files.retain(|f| f.tenant == tenant);
-        let reader = rows::RowReader::new(self.lake.clone(), Arc::clone(self.engine.verified()), &files);
+        let reader = rows::RowReader::new(self.lake.clone(), Arc::clone(self.engine.verified()), files);
         let records = self.cpu.run(move || reader.rows(&refs)).await??;
         let out = records
             .into_iter()

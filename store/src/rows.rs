@@ -21,8 +21,8 @@ pub(crate) struct RowReader {
 
 impl RowReader {
     /// A reader of `files` (the tenant's live files as the catalog holds them).
-    pub(crate) fn new(lake: Lake, verified: Arc<Verified>, files: &[FileEntry]) -> Self {
-        Self { lake, verified, files: files.iter().map(|f| (f.id, f.clone())).collect() }
+    pub(crate) fn new(lake: Lake, verified: Arc<Verified>, files: Vec<FileEntry>) -> Self {
+        Self { lake, verified, files: files.into_iter().map(|f| (f.id, f)).collect() }
     }
 
     /// The rows at `refs` (file id, row within the file), in the order asked: `None` where the file

@@ -65,8 +65,8 @@ impl Store {
         files: Vec<FileEntry>,
     ) -> Result<Option<Vec<Record>>, StoreError> {
         let index = Arc::clone(&self.index);
-        let reader = RowReader::new(self.lake.clone(), Arc::clone(self.engine.verified()), &files);
         let ids: Arc<[i64]> = sorted_ids(&files).into();
+        let reader = RowReader::new(self.lake.clone(), Arc::clone(self.engine.verified()), files);
         let (tenant, q) = (tenant.to_owned(), q.clone());
         self.cpu.run(move || page_by_refs(&index, &reader, &tenant, &q, scan_of(&q, ids))).await?
     }

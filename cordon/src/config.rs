@@ -29,7 +29,7 @@ pub struct ServeArgs {
     /// secret_access_key, allow_http...); repeatable; over the [store.lake_options] file table.
     #[arg(long = "lake-option", value_name = "KEY=VALUE")]
     pub lake_options: Vec<String>,
-    /// NATS server URL.
+    /// NATS server URL; a comma-separated list for a cluster (any one reached is enough).
     #[arg(long, env = "CORDON_NATS_URL")]
     pub nats_url: Option<String>,
     /// NATS authentication.
@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// the cap JetStream refuses new events and agents keep them spooled until ingest catches up.
     #[arg(long, env = "CORDON_STREAM_MAX_MIB")]
     pub stream_max_mib: Option<u64>,
+    /// Copies JetStream keeps of the events and dead-letter streams, 1 to 5 (default 1): 3 on a
+    /// three-node NATS cluster survives losing any one node. Changing it rescales existing streams.
+    #[arg(long, env = "CORDON_STREAM_REPLICAS")]
+    pub stream_replicas: Option<usize>,
     /// Query memory budget, MiB.
     #[arg(long, env = "CORDON_QUERY_MEMORY_MIB")]
     pub query_memory_mib: Option<usize>,
@@ -248,6 +252,7 @@ struct FileNats {
 struct FileIngest {
     max_message_bytes: Option<usize>,
     stream_max_mib: Option<u64>,
+    stream_replicas: Option<usize>,
     agent_events_per_sec: Option<u64>,
     agent_bytes_per_sec: Option<u64>,
     agent_dead_secs: Option<u64>,
@@ -279,6 +284,8 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// The events stream's size cap, bytes.
     pub stream_max_bytes: Option<i64>,
+    /// JetStream replicas of the streams.
+    pub stream_replicas: usize,
     /// Query memory, bytes.
     pub query_memory_bytes: usize,
     /// Analyst SQL worker processes (0: in the server).
@@ -361,6 +368,10 @@ impl ServeArgs {
             Some(mib) => Some(i64::try_from(mib.saturating_mul(1 << 20)).unwrap_or(i64::MAX)),
             None => None,
         };
+        let stream_replicas = self.stream_replicas.or(file.ingest.stream_replicas).unwrap_or(1);
+        if !(1..=5).contains(&stream_replicas) {
+            bail!("--stream-replicas must be 1 to 5 (JetStream's limit)");
+        }
         let sql_workers = self.sql_workers.or(file.server.sql_workers).unwrap_or(2);
         if sql_workers > 64 {
             bail!("--sql-workers must be at most 64");
@@ -536,6 +547,7 @@ impl ServeArgs {
             listen,
             max_message_bytes,
             stream_max_bytes,
+            stream_replicas,
             query_memory_bytes: mib * 1024 * 1024,
             sql_workers,
             sql_timeout: Duration::from_secs(sql_timeout_secs),

@@ -29,6 +29,24 @@ fn file_then_defaults_and_unknown_keys_refused() {
 }
 
 #[test]
+fn stream_replicas_from_the_file_or_flags_within_jetstreams_limit() {
+    let dir = tempfile_dir();
+    let path = dir.join("r.toml");
+    let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+    std::fs::write(&path, "").unwrap();
+    assert_eq!(args.resolve().unwrap().stream_replicas, 1);
+    std::fs::write(&path, "[ingest]\nstream_replicas = 3\n").unwrap();
+    assert_eq!(args.resolve().unwrap().stream_replicas, 3);
+    let flag = ServeArgs { stream_replicas: Some(5), ..args.clone() };
+    assert_eq!(flag.resolve().unwrap().stream_replicas, 5, "the flag wins");
+    for bad in [0, 6] {
+        let err =
+            format!("{:#}", ServeArgs { stream_replicas: Some(bad), ..args.clone() }.resolve().unwrap_err());
+        assert!(err.contains("--stream-replicas must be 1 to 5"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn incident_and_graph_windows() {
     let dir = tempfile_dir();
     let path = dir.join("w.toml");

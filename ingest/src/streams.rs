@@ -35,6 +35,7 @@ pub async fn ensure_streams(
             duplicate_window: cfg.duplicate_window,
             max_message_size: i32::try_from(cfg.max_message_bytes).unwrap_or(i32::MAX),
             first_sequence: (checkpoint > 0).then_some(checkpoint + 1),
+            num_replicas: cfg.stream_replicas,
             ..Default::default()
         })
         .await
@@ -49,15 +50,19 @@ pub async fn ensure_streams(
              it grows until nats-server's store is full: recreate it when ingest has caught up"
         );
     }
-    js.get_or_create_stream(stream::Config {
-        name: cfg.dlq_stream.clone(),
-        subjects: vec![cfg.subjects.dead_letter_filter()],
-        storage: stream::StorageType::File,
-        max_age: Duration::from_secs(30 * 24 * 3600),
-        ..Default::default()
-    })
-    .await
-    .map_err(|e| js_err("create dead-letter stream")(&e))?;
+    rescale(js, &mut events, cfg.stream_replicas).await?;
+    let mut dlq = js
+        .get_or_create_stream(stream::Config {
+            name: cfg.dlq_stream.clone(),
+            subjects: vec![cfg.subjects.dead_letter_filter()],
+            storage: stream::StorageType::File,
+            max_age: Duration::from_secs(30 * 24 * 3600),
+            num_replicas: cfg.stream_replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| js_err("create dead-letter stream")(&e))?;
+    rescale(js, &mut dlq, cfg.stream_replicas).await?;
     events
         .get_or_create_consumer(
             &cfg.consumer,
@@ -72,6 +77,26 @@ pub async fn ensure_streams(
         )
         .await
         .map_err(|e| js_err("create consumer")(&e))
+}
+
+/// Gives an existing stream `replicas` copies when it has another number (the operator changed
+/// `--stream-replicas`, or the stream was made on one node before the cluster grew). JetStream
+/// moves the data itself; a cluster with fewer nodes than `replicas` refuses, and that is the error.
+async fn rescale(
+    js: &jetstream::Context,
+    s: &mut stream::Stream,
+    replicas: usize,
+) -> Result<(), IngestError> {
+    let info = s.info().await.map_err(|e| js_err("read stream")(&e))?;
+    let have = info.config.num_replicas.max(1);
+    if have == replicas {
+        return Ok(());
+    }
+    let name = info.config.name.clone();
+    let config = stream::Config { num_replicas: replicas, ..info.config.clone() };
+    js.update_stream(config).await.map_err(|e| js_err("rescale stream")(&e))?;
+    tracing::info!(stream = %name, from = have, to = replicas, "stream rescaled");
+    Ok(())
 }
 
 impl Ingest {
@@ -101,22 +126,33 @@ impl Ingest {
         }
     }
 
+    /// What the bus says is gone. Only its definite "not found" counts: a cluster electing a new
+    /// leader answers nothing, or an error, for a few seconds, and that is not a deletion.
+    async fn missing(&self) -> Vec<&'static str> {
+        use async_nats::jetstream::ErrorCode;
+        use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
+        let gone = |e: &async_nats::jetstream::context::GetStreamError| matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND);
+        let mut missing = Vec::new();
+        match self.js.get_stream(&self.cfg.stream).await {
+            Ok(s) => match s.consumer_info(&self.cfg.consumer).await.map_err(|e| e.kind()) {
+                Err(ConsumerInfoErrorKind::NotFound) => missing.push("consumer"),
+                Err(ConsumerInfoErrorKind::StreamNotFound) => missing.push("events stream"),
+                _ => {}
+            },
+            Err(e) if gone(&e) => missing.push("events stream"),
+            Err(_) => {}
+        }
+        if matches!(self.js.get_stream(&self.cfg.dlq_stream).await, Err(e) if gone(&e)) {
+            missing.push("dead-letter stream");
+        }
+        missing
+    }
+
     /// Brings back whatever of the streams and the consumer is missing (deleted by someone, or a NATS
     /// store lost), continuing the events stream after the catalog's checkpoint; a loss is a security
     /// event, since only the server's credential may manage streams.
     pub(crate) async fn recover(&self) -> Result<Consumer, IngestError> {
-        let mut missing = Vec::new();
-        match self.js.get_stream(&self.cfg.stream).await {
-            Ok(s) => {
-                if s.get_consumer::<pull::Config>(&self.cfg.consumer).await.is_err() {
-                    missing.push("consumer");
-                }
-            }
-            Err(_) => missing.push("events stream"),
-        }
-        if self.js.get_stream(&self.cfg.dlq_stream).await.is_err() {
-            missing.push("dead-letter stream");
-        }
+        let missing = self.missing().await;
         let checkpoint = self.store.catalog().max_checkpoint().await.map_err(store::StoreError::from)?;
         let consumer = ensure_streams(&self.js, &self.cfg, checkpoint.max(0) as u64).await?;
         if !missing.is_empty() {

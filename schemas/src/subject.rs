@@ -5,6 +5,13 @@
 
 use crate::ids::{AgentId, IdError, TenantId};
 
+/// The servers of a NATS URL list (`nats://a:4222,nats://b:4222`, as the `nats` tool and
+/// nats-server's own clients take it), trimmed, empty entries left out. A client connects to any of
+/// them and learns the cluster's other members from the one it reaches.
+pub fn nats_urls(list: &str) -> Vec<&str> {
+    list.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
 /// What a message on a subject carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SubjectKind {
@@ -132,6 +139,16 @@ impl Subjects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nats_url_list_is_split_and_trimmed() {
+        assert_eq!(nats_urls("nats://a:1"), ["nats://a:1"]);
+        assert_eq!(
+            nats_urls(" nats://a:1, tls://b:2 ,,nats://c:3,"),
+            ["nats://a:1", "tls://b:2", "nats://c:3"]
+        );
+        assert!(nats_urls(" , ").is_empty());
+    }
 
     #[test]
     fn round_trip() {

@@ -178,7 +178,7 @@ async fn open(
     opts.name(format!("cordon-agent {}", boot_id()))
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
-        .connect(url)
+        .connect(schemas::subject::nats_urls(url))
         .await
         .map_err(|e| AgentError::Connect { url: url.to_owned(), message: e.to_string() })
 }

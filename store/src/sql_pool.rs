@@ -5,8 +5,8 @@
 //! use, reused while healthy). While a query runs the pool watches the worker's resident size every
 //! few milliseconds and stops it at its budget, and stops it at the query's time budget, so the
 //! timeout interrupts work in progress instead of abandoning it. A worker that dies or is stopped is
-//! replaced on the next query. The worker's own `RLIMIT_DATA` is the backstop for growth faster than
-//! the watchdog samples.
+//! replaced on the next query, and so is one that still holds over half its budget after a query.
+//! The worker's own `RLIMIT_DATA` is the backstop for growth faster than the watchdog samples.
 
 use crate::query::{QueryError, Scope, SqlLimits, SqlOutput};
 use crate::sql_worker::{WorkerConfig, WorkerReply, WorkerRequest};
@@ -120,11 +120,22 @@ impl SqlPool {
         }
         let reply: WorkerReply =
             serde_json::from_str(&reply).map_err(|e| internal(format!("unreadable worker reply: {e}")))?;
-        // A timed-out query may still be computing inside the worker: replace it rather than share.
-        if !matches!(reply, WorkerReply::Timeout(_)) {
-            self.idle.lock().expect("sql pool lock").push(worker);
-        }
+        self.check_in(worker, &reply).await;
         reply.into_result()
+    }
+
+    /// Keeps a worker for the next query, or retires it: a timed-out query may still be computing
+    /// inside it, and a worker still holding much of its budget after a query (memory its allocator
+    /// has not returned yet, typically after the pool refused a query) would charge it to the next.
+    async fn check_in(&self, mut worker: Worker, reply: &WorkerReply) {
+        let held = resident(worker.child.id()).await;
+        if matches!(reply, WorkerReply::Timeout(_)) || held > self.budget / 2 {
+            tracing::debug!(pid = worker.child.id(), held_mib = held >> 20, "SQL worker retired");
+            let _ = worker.child.start_kill();
+            let _ = worker.child.wait().await;
+            return;
+        }
+        self.idle.lock().expect("sql pool lock").push(worker);
     }
 
     async fn spawn(&self) -> Result<Worker, QueryError> {
@@ -214,15 +225,22 @@ fn aborted(_: &ExitStatus) -> bool {
 
 /// Resolves with the resident size once the process `pid` holds more than `budget` bytes.
 async fn watch(pid: Option<u32>, budget: u64) -> u64 {
-    let Some(pid) = pid else { return std::future::pending().await };
-    let path = format!("/proc/{pid}/statm");
-    let page = rustix::param::page_size() as u64;
+    if pid.is_none() {
+        return std::future::pending().await;
+    }
     loop {
         tokio::time::sleep(SAMPLE).await;
-        let Ok(text) = tokio::fs::read_to_string(&path).await else { continue };
-        let resident = text.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
-        if resident * page > budget {
-            return resident * page;
+        let held = resident(pid).await;
+        if held > budget {
+            return held;
         }
     }
+}
+
+/// The resident size of process `pid` in bytes; 0 when it cannot be read.
+async fn resident(pid: Option<u32>) -> u64 {
+    let Some(pid) = pid else { return 0 };
+    let Ok(text) = tokio::fs::read_to_string(format!("/proc/{pid}/statm")).await else { return 0 };
+    let pages = text.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
+    pages * rustix::param::page_size() as u64
 }

@@ -5,6 +5,7 @@ use crate::{post, run};
 use anyhow::Context;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use cordon::nats::NatsServer;
 
@@ -30,6 +31,99 @@ pub fn start_nats_with(dir: &Path, opts: &cordon::nats::NatsOptions) -> anyhow::
     Ok(n)
 }
 
+/// A JetStream cluster of nats-servers on this machine, authentication on, the members sharing
+/// Cordon's keys.
+#[derive(Debug)]
+pub struct NatsCluster {
+    /// The members, `None` while one is stopped.
+    pub members: Vec<Option<NatsServer>>,
+    /// Every member's client URL, comma-separated: what servers and agents are given.
+    pub url: String,
+    options: Vec<(PathBuf, cordon::nats::NatsOptions)>,
+}
+
+impl NatsCluster {
+    /// Starts `n` members under `dir` (`dir/n1`, ...), waits until they elected a JetStream
+    /// leader, and registers the keys under [`NatsCluster::url`] as [`start_nats`] does.
+    pub fn start(dir: &Path, n: usize) -> anyhow::Result<Self> {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+        let clients: Vec<u16> = (0..n).map(|_| free_port()).collect::<anyhow::Result<_>>()?;
+        let keys_dir = dir.join("keys");
+        let options: Vec<(PathBuf, cordon::nats::NatsOptions)> = (0..n)
+            .map(|i| {
+                let member = cordon::nats::ClusterMember {
+                    cluster: "cordon".to_owned(),
+                    name: format!("n{}", i + 1),
+                    route_port: routes[i],
+                    peers: routes.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| *p).collect(),
+                };
+                let opts = cordon::nats::NatsOptions {
+                    port: Some(clients[i]),
+                    auth: true,
+                    cluster: Some(member),
+                    keys_dir: Some(keys_dir.clone()),
+                    ..Default::default()
+                };
+                (dir.join(format!("n{}", i + 1)), opts)
+            })
+            .collect();
+        let members = options
+            .iter()
+            .map(|(d, o)| cordon::nats::start_with(d, o).map(Some))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let url = members.iter().flatten().map(|m| m.url.clone()).collect::<Vec<_>>().join(",");
+        let keys = members[0].as_ref().and_then(|m| m.keys.clone()).context("no keys")?;
+        bus_keys().insert(url.clone(), keys);
+        let cluster = Self { members, url, options };
+        cluster.wait_for_jetstream(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// Stops member `i` at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut m) = self.members[i].take() {
+            m.kill();
+        }
+    }
+
+    /// Starts member `i` again on its store, ports and routes.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let (dir, opts) = &self.options[i];
+        self.members[i] = Some(cordon::nats::start_with(dir, opts)?);
+        Ok(())
+    }
+
+    /// The index of the member named `name` (`n1`, ...).
+    pub fn member(&self, name: &str) -> Option<usize> {
+        name.strip_prefix('n')?.parse::<usize>().ok()?.checked_sub(1).filter(|i| *i < self.options.len())
+    }
+
+    /// Waits until JetStream answers through the cluster (its members have a meta leader).
+    fn wait_for_jetstream(&self, within: Duration) -> anyhow::Result<()> {
+        let url = self.url.clone();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + within;
+            let client = connect_operator(&url).await?;
+            let js = async_nats::jetstream::new(client);
+            loop {
+                match js.query_account().await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if tokio::time::Instant::now() > deadline => {
+                        anyhow::bail!("the NATS cluster has no JetStream leader after {within:?}: {e}")
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        })
+    }
+}
+
+/// A loopback port free now.
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
 /// Connects to the bus as Cordon's own user (what an operator inspecting the streams uses), or
 /// without credentials on a bus with authentication off.
 pub async fn connect_operator(nats_url: &str) -> anyhow::Result<async_nats::Client> {
@@ -39,7 +133,7 @@ pub async fn connect_operator(nats_url: &str) -> anyhow::Result<async_nats::Clie
         }
         None => async_nats::ConnectOptions::new(),
     };
-    Ok(opts.connect(nats_url).await?)
+    Ok(opts.connect(schemas::subject::nats_urls(nats_url)).await?)
 }
 
 /// Enrolls a fresh agent key of the default tenant with the server on `nats_url` and connects with
@@ -64,7 +158,7 @@ pub async fn connect_agent_of(nats_url: &str, tenant: &str) -> anyhow::Result<(a
     let client = async_nats::ConnectOptions::with_nkey(seed)
         .custom_inbox_prefix(format!("_INBOX_{agent}"))
         .name(format!("cordon-agent test-{agent}"))
-        .connect(nats_url)
+        .connect(schemas::subject::nats_urls(nats_url))
         .await?;
     Ok((client, agent))
 }

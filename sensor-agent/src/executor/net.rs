@@ -55,9 +55,10 @@ fn ips(v: Option<&Value>) -> Vec<String> {
 /// The addresses behind a NATS URL list (`nats://a:4222,tls://b`), the port defaulting to 4222.
 pub fn management_endpoints(urls: &str) -> Vec<SocketAddr> {
     use std::net::ToSocketAddrs;
-    urls.split(',')
+    schemas::subject::nats_urls(urls)
+        .into_iter()
         .filter_map(|u| {
-            let rest = u.trim().split_once("://").map_or(u.trim(), |(_, r)| r);
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
             let hostport = rest.rsplit_once('@').map_or(rest, |(_, h)| h).trim_end_matches('/');
             let with_port = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
                 hostport.to_owned()

@@ -6,7 +6,8 @@ use super::{Env, bin, scenario_count};
 use std::time::Duration;
 use tests::{Server, ServerOptions, agent, agent_summary, counts, eventually, get, run, spawn_agent};
 
-fn assert_exactly_once(server: &Server, tok: &str, acked: u64) -> anyhow::Result<()> {
+/// Every acked event once in the lake (rows and distinct ids) and in the index.
+pub(crate) fn assert_exactly_once(server: &Server, tok: &str, acked: u64) -> anyhow::Result<()> {
     let got = eventually(Duration::from_secs(60), || {
         let c = counts(&server.api, tok)?;
         let (_, h) = get(&format!("{}/healthz", server.api), None)?;

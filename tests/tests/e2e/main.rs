@@ -7,6 +7,7 @@
 mod backends;
 mod bad_input;
 mod bus;
+mod cluster;
 mod console;
 mod correlation;
 mod corruption;

@@ -1,0 +1,95 @@
+//! Past one machine on NATS's own clustering (issue 21 item 7): a three-member JetStream cluster with
+//! the events stream kept in three copies; its leader is killed while agents publish and comes back;
+//! nothing is lost or duplicated, the election is not taken for a deleted stream, and the member that
+//! was down catches up.
+
+use super::bin;
+use super::crash::assert_exactly_once;
+use async_nats::jetstream;
+use std::time::Duration;
+use tests::{NatsCluster, Server, ServerOptions, agent_summary, eventually, spawn_agent};
+
+/// The events stream's copies as the bus reports them.
+struct Replicas {
+    /// The member leading the stream.
+    leader: String,
+    /// The other members holding a copy, each with whether it is current.
+    peers: Vec<(String, bool)>,
+    /// The copies the stream is configured to keep.
+    configured: usize,
+}
+
+impl Replicas {
+    /// Every copy is held and current.
+    fn healthy(self) -> Option<Self> {
+        (self.peers.len() + 1 == self.configured && self.peers.iter().all(|p| p.1)).then_some(self)
+    }
+}
+
+fn replicas(url: &str) -> anyhow::Result<Replicas> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let js = jetstream::new(tests::connect_operator(url).await?);
+        let mut stream = js.get_stream("CORDON_EVENTS").await?;
+        let info = stream.info().await?;
+        let cluster = info.cluster.clone().unwrap_or_default();
+        let peers = cluster.replicas.iter().map(|p| (p.name.clone(), p.current && !p.offline)).collect();
+        Ok(Replicas {
+            leader: cluster.leader.unwrap_or_default(),
+            peers,
+            configured: info.config.num_replicas,
+        })
+    })
+}
+
+#[test]
+fn the_stream_leader_dies_while_agents_publish_and_nothing_is_lost_or_duplicated() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = NatsCluster::start(&dir.path().join("nats"), 3)?;
+    let data = dir.path().join("data");
+    // A server started before the cluster mattered made its streams with one copy; started again
+    // with three, it rescales them.
+    let single = Server::start(&bin(), &data, &cluster.url, &ServerOptions::default())?;
+    assert_eq!(replicas(&cluster.url)?.configured, 1);
+    drop(single);
+    let three = ServerOptions { args: vec!["--stream-replicas".into(), "3".into()], ..Default::default() };
+    let server = Server::start(&bin(), &data, &cluster.url, &three)?;
+    let tok = tests::token(&bin(), &data, None)?;
+    let r = eventually(Duration::from_secs(30), || Ok(replicas(&cluster.url)?.healthy()))?;
+    assert_eq!((r.configured, r.peers.len()), (3, 2), "the stream keeps three copies: {:?}", r.peers);
+    let leader = r.leader;
+    assert!(!leader.is_empty() && r.peers.iter().all(|p| p.0 != leader), "{leader} {:?}", r.peers);
+
+    let child = spawn_agent(
+        &bin(),
+        &cluster.url,
+        &dir.path().join("spool"),
+        &["simulate", "--hosts", "10", "--rate", "3000", "--duration", "6", "--seed", "21"],
+    )?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let down = cluster.member(&leader).expect("the leader is a member");
+    cluster.kill(down);
+    std::thread::sleep(Duration::from_millis(2000));
+    cluster.restart(down)?;
+    let (code, summary) = agent_summary(child)?;
+    assert_eq!(code, 0, "{summary}");
+    assert_eq!(summary["events_dropped"], 0, "{summary}");
+    let acked = summary["events_acked"].as_u64().unwrap_or(0);
+    assert!(acked > 10_000, "{summary}");
+    assert_exactly_once(&server, &tok, acked)?;
+    // A leader election is not a deleted stream: no security event, nothing recreated.
+    let (_, m) = tests::get(&format!("{}/metrics", server.api), Some(&tok))?;
+    let m = m.as_str().unwrap_or("");
+    assert!(!m.contains("cordon_ingest_streams_recreated_total"), "{m}");
+    assert!(!m.contains("kind=\"stream_deleted\""), "{m}");
+
+    // The member that was down is back in the replica set and current.
+    let now = eventually(Duration::from_secs(60), || Ok(replicas(&cluster.url)?.healthy()))?;
+    assert!(
+        now.leader == leader || now.peers.iter().any(|p| p.0 == leader),
+        "{leader} rejoined: leader {}, peers {:?}",
+        now.leader,
+        now.peers
+    );
+    Ok(())
+}

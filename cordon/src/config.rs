@@ -51,8 +51,9 @@ pub struct ServeArgs {
     /// the cap JetStream refuses new events and agents keep them spooled until ingest catches up.
     #[arg(long, env = "CORDON_STREAM_MAX_MIB")]
     pub stream_max_mib: Option<u64>,
-    /// Copies JetStream keeps of the events and dead-letter streams, 1 to 5 (default 1): 3 on a
-    /// three-node NATS cluster survives losing any one node. Changing it rescales existing streams.
+    /// Copies JetStream keeps of the events and dead-letter streams and the policy and rules buckets,
+    /// 1 to 5 (default 1): 3 on a three-member NATS cluster survives losing any one member. Changing
+    /// it rescales existing streams and buckets at start.
     #[arg(long, env = "CORDON_STREAM_REPLICAS")]
     pub stream_replicas: Option<usize>,
     /// Query memory budget, MiB.

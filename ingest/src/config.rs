@@ -30,7 +30,7 @@ pub struct IngestConfig {
     /// The events stream's size cap, bytes (`None`: only nats-server's own `max_file_store`). Past
     /// it JetStream refuses new messages and agents keep them spooled until ingest has caught up.
     pub stream_max_bytes: Option<i64>,
-    /// Copies JetStream keeps of the events and dead-letter streams (one per cluster node that
+    /// Copies JetStream keeps of the streams and buckets (one per cluster member that
     /// may be lost, plus one); existing streams are rescaled to it.
     pub stream_replicas: usize,
     /// Sigma rules and the shipped policy that tag events with ATT&CK techniques before they are

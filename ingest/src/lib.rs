@@ -168,11 +168,13 @@ impl Ingest {
                     description: "Each tenant's current detection policy, for agents".to_owned(),
                     history: 5,
                     storage: stream::StorageType::File,
+                    num_replicas: cfg.stream_replicas,
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| js_err("create policy bucket")(&e))?,
         };
+        streams::rescale(&js, &format!("KV_{}", schemas::policy::POLICY_BUCKET), cfg.stream_replicas).await?;
         // The stored count starts from what the lake already holds, so it matches the catalog
         // across restarts instead of counting from zero.
         let rows = store.catalog().live_rows().await.map_err(store::StoreError::from)?;

@@ -79,11 +79,14 @@ impl Ingest {
                         "The rule files the server runs beside Cordon's pack, for agents".into(),
                     ),
                     storage: async_nats::jetstream::stream::StorageType::File,
+                    num_replicas: self.cfg.stream_replicas,
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| super::js_err("create rules bucket")(&e))?,
         };
+        let stream = format!("OBJ_{RULES_BUCKET}");
+        super::streams::rescale(&self.js, &stream, self.cfg.stream_replicas).await?;
         let signer = self.cfg.signing.public();
         if let Ok(info) = bucket.info(RULES_OBJECT).await
             && info.metadata.get("digest") == Some(&sources.digest)

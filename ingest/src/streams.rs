@@ -50,19 +50,18 @@ pub async fn ensure_streams(
              it grows until nats-server's store is full: recreate it when ingest has caught up"
         );
     }
-    rescale(js, &mut events, cfg.stream_replicas).await?;
-    let mut dlq = js
-        .get_or_create_stream(stream::Config {
-            name: cfg.dlq_stream.clone(),
-            subjects: vec![cfg.subjects.dead_letter_filter()],
-            storage: stream::StorageType::File,
-            max_age: Duration::from_secs(30 * 24 * 3600),
-            num_replicas: cfg.stream_replicas,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| js_err("create dead-letter stream")(&e))?;
-    rescale(js, &mut dlq, cfg.stream_replicas).await?;
+    rescale(js, &cfg.stream, cfg.stream_replicas).await?;
+    js.get_or_create_stream(stream::Config {
+        name: cfg.dlq_stream.clone(),
+        subjects: vec![cfg.subjects.dead_letter_filter()],
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        num_replicas: cfg.stream_replicas,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| js_err("create dead-letter stream")(&e))?;
+    rescale(js, &cfg.dlq_stream, cfg.stream_replicas).await?;
     events
         .get_or_create_consumer(
             &cfg.consumer,
@@ -79,14 +78,18 @@ pub async fn ensure_streams(
         .map_err(|e| js_err("create consumer")(&e))
 }
 
-/// Gives an existing stream `replicas` copies when it has another number (the operator changed
-/// `--stream-replicas`, or the stream was made on one node before the cluster grew). JetStream
-/// moves the data itself; a cluster with fewer nodes than `replicas` refuses, and that is the error.
-async fn rescale(
-    js: &jetstream::Context,
-    s: &mut stream::Stream,
-    replicas: usize,
-) -> Result<(), IngestError> {
+/// Whether JetStream answered that the stream does not exist.
+fn gone(e: &jetstream::context::GetStreamError) -> bool {
+    use jetstream::{ErrorCode, context::GetStreamErrorKind};
+    matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND)
+}
+
+/// Gives the existing stream `name` (a bucket's too: `KV_<bucket>`, `OBJ_<bucket>`) `replicas`
+/// copies when it has another number (the operator changed `--stream-replicas`, or the stream was
+/// made on one node before the cluster grew). JetStream moves the data itself; a cluster with fewer
+/// members than `replicas` refuses, and that is the error.
+pub(crate) async fn rescale(js: &jetstream::Context, name: &str, replicas: usize) -> Result<(), IngestError> {
+    let mut s = js.get_stream(name).await.map_err(|e| js_err("read stream")(&e))?;
     let info = s.info().await.map_err(|e| js_err("read stream")(&e))?;
     let have = info.config.num_replicas.max(1);
     if have == replicas {
@@ -129,9 +132,7 @@ impl Ingest {
     /// What the bus says is gone. Only its definite "not found" counts: a cluster electing a new
     /// leader answers nothing, or an error, for a few seconds, and that is not a deletion.
     async fn missing(&self) -> Vec<&'static str> {
-        use async_nats::jetstream::ErrorCode;
-        use async_nats::jetstream::context::{ConsumerInfoErrorKind, GetStreamErrorKind};
-        let gone = |e: &async_nats::jetstream::context::GetStreamError| matches!(e.kind(), GetStreamErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_NOT_FOUND);
+        use async_nats::jetstream::context::ConsumerInfoErrorKind;
         let mut missing = Vec::new();
         match self.js.get_stream(&self.cfg.stream).await {
             Ok(s) => match s.consumer_info(&self.cfg.consumer).await.map_err(|e| e.kind()) {

@@ -27,10 +27,14 @@ impl Replicas {
 }
 
 fn replicas(url: &str) -> anyhow::Result<Replicas> {
+    replicas_of(url, "CORDON_EVENTS")
+}
+
+fn replicas_of(url: &str, stream: &str) -> anyhow::Result<Replicas> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(async {
         let js = jetstream::new(tests::connect_operator(url).await?);
-        let mut stream = js.get_stream("CORDON_EVENTS").await?;
+        let mut stream = js.get_stream(stream).await?;
         let info = stream.info().await?;
         let cluster = info.cluster.clone().unwrap_or_default();
         let peers = cluster.replicas.iter().map(|p| (p.name.clone(), p.current && !p.offline)).collect();
@@ -50,13 +54,19 @@ fn the_stream_leader_dies_while_agents_publish_and_nothing_is_lost_or_duplicated
     // A server started before the cluster mattered made its streams with one copy; started again
     // with three, it rescales them.
     let single = Server::start(&bin(), &data, &cluster.url, &ServerOptions::default())?;
-    assert_eq!(replicas(&cluster.url)?.configured, 1);
+    for one in ["CORDON_EVENTS", "CORDON_DLQ", "KV_CORDON_POLICY", "OBJ_CORDON_RULES"] {
+        assert_eq!(replicas_of(&cluster.url, one)?.configured, 1, "{one}");
+    }
     drop(single);
     let three = ServerOptions { args: vec!["--stream-replicas".into(), "3".into()], ..Default::default() };
     let server = Server::start(&bin(), &data, &cluster.url, &three)?;
     let tok = tests::token(&bin(), &data, None)?;
     let r = eventually(Duration::from_secs(30), || Ok(replicas(&cluster.url)?.healthy()))?;
     assert_eq!((r.configured, r.peers.len()), (3, 2), "the stream keeps three copies: {:?}", r.peers);
+    // Every other stream and bucket agents depend on was rescaled with it.
+    for other in ["CORDON_DLQ", "KV_CORDON_POLICY", "OBJ_CORDON_RULES"] {
+        assert_eq!(replicas_of(&cluster.url, other)?.configured, 3, "{other}");
+    }
     let leader = r.leader;
     assert!(!leader.is_empty() && r.peers.iter().all(|p| p.0 != leader), "{leader} {:?}", r.peers);
 

@@ -37,7 +37,11 @@
 //! `--only sensor [--rates 10,100,1000] [--secs S] [--agent-bin PATH]` measures issue 19's live
 //! agent beside auditd and a `/proc` polling baseline (see `sensor.rs`; `./dev bench-sensor`).
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b4|b5|b6|b7|b8|report|console] [--rate EPS] [--secs S]
+//! `--only soak [--agents 1000] [--rate 12000] [--secs 1800]` runs issue 21's soak: many agents,
+//! each with its own key and connection, through the whole path for a long time; resident-size
+//! growth, lost and duplicated events and freshness against their bars (see `soak.rs`).
+//!
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b4|b5|b6|b7|b8|report|console|soak] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b4;
@@ -51,6 +55,7 @@ mod decode;
 mod path;
 mod report;
 mod sensor;
+mod soak;
 mod t8;
 
 use b5::b5;
@@ -466,6 +471,12 @@ fn main() -> anyhow::Result<()> {
         let secs: u64 = flag("--secs").map_or(Ok(20), |v| v.parse())?;
         println!("\nIssue 19: the live agent's process source beside auditd and /proc polling");
         return sensor::sensor(&rates, secs, flag("--agent-bin").map(std::path::PathBuf::from));
+    }
+    if only.as_deref() == Some("soak") {
+        let agents: usize = flag("--agents").map_or(Ok(1_000), |v| v.parse())?;
+        let rate: u64 = flag("--rate").map_or(Ok(12_000), |v| v.parse())?;
+        let secs: u64 = flag("--secs").map_or(Ok(1_800), |v| v.parse())?;
+        return soak::soak(agents, rate, secs);
     }
     if only.as_deref() == Some("t8") {
         let rate: u64 = flag("--rate").map_or(Ok(2_000), |v| v.parse())?;

@@ -13,6 +13,27 @@ pub(crate) struct PathRun {
     pub(crate) nats_cpu: f64,
     pub(crate) agent_cpu: f64,
     pub(crate) staleness: Vec<f64>,
+    /// This process's resident size (the server runs in it), sampled each second: (seconds in, bytes).
+    pub(crate) rss: Vec<(f64, u64)>,
+    /// Events this run made searchable (the acked ones when nothing was lost).
+    pub(crate) searchable: u64,
+}
+
+/// What the fleet of one run is: agents (simulated hosts, each enrolled with its own key) and the
+/// events/s they offer together.
+#[derive(Clone, Copy)]
+pub(crate) struct Fleet {
+    pub(crate) agents: usize,
+    pub(crate) rate: u64,
+    pub(crate) secs: u64,
+    pub(crate) seed: u64,
+}
+
+/// This process's resident size, bytes.
+pub(crate) fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages = statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
+    pages * 4096
 }
 
 /// One run of the whole path; with `flood`, a second agent process sends that many events/s as one
@@ -21,11 +42,10 @@ pub(crate) async fn path_run(
     store: &store::Store,
     nats: &cordon::nats::NatsServer,
     spool: &Path,
-    rate: u64,
-    secs: u64,
-    seed: u64,
+    fleet: &Fleet,
     flood: Option<u64>,
 ) -> anyhow::Result<PathRun> {
+    let Fleet { agents, rate, secs, seed } = *fleet;
     let searchable = || async {
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.map(|(_, total)| total).unwrap_or(0)
@@ -37,7 +57,8 @@ pub(crate) async fn path_run(
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(["agent", "--nats-url", &nats.url, "--spool-dir"])
         .arg(spool)
-        .args(["simulate", "--hosts", "200", "--rate", &rate.to_string(), "--duration", &secs.to_string()])
+        .args(["simulate", "--hosts", &agents.to_string(), "--rate", &rate.to_string()])
+        .args(["--duration", &secs.to_string()])
         .args(["--seed", &seed.to_string()])
         .envs(agent_env("default", spool))
         .env("CORDON_LOG", "warn")
@@ -71,13 +92,16 @@ pub(crate) async fn path_run(
         stdout.read_to_string(&mut text).await.map(|_| text)
     });
     // Staleness: how old the newest searchable event is, sampled every 100 ms while events flow.
-    let mut staleness = Vec::new();
+    let (mut staleness, mut rss) = (Vec::new(), Vec::new());
     let newest = || async {
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
     };
     let acked = loop {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if rss.last().is_none_or(|(t, _)| w0.elapsed().as_secs_f64() - t >= 1.0) {
+            rss.push((w0.elapsed().as_secs_f64(), rss_bytes()));
+        }
         if let Some(t) = newest().await
             && w0.elapsed().as_secs_f64() > 1.0
             && w0.elapsed().as_secs() < secs
@@ -94,8 +118,14 @@ pub(crate) async fn path_run(
     if let Some(f) = flooder.as_mut() {
         f.wait().await?;
     }
-    while searchable().await < before + acked as usize {
+    // Until every acked event is searchable; a run that loses events ends after two quiet minutes.
+    let mut last = (searchable().await, Instant::now());
+    while last.0 < before + acked as usize && last.1.elapsed().as_secs() < 120 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let now = searchable().await;
+        if now != last.0 {
+            last = (now, Instant::now());
+        }
     }
     Ok(PathRun {
         acked,
@@ -104,6 +134,8 @@ pub(crate) async fn path_run(
         nats_cpu: proc_cpu(&nats_pid).0 - n0,
         agent_cpu: proc_cpu("self").1 - c0,
         staleness,
+        rss,
+        searchable: (last.0 - before) as u64,
     })
 }
 
@@ -166,15 +198,8 @@ pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()
     );
     let mut runs = Vec::new();
     for r in 0..reps {
-        let run = rt.block_on(path_run(
-            &running.store,
-            &nats,
-            &tmp.path().join("spool"),
-            rate,
-            secs,
-            r as u64,
-            None,
-        ))?;
+        let fleet = Fleet { agents: 200, rate, secs, seed: r as u64 };
+        let run = rt.block_on(path_run(&running.store, &nats, &tmp.path().join("spool"), &fleet, None))?;
         let cpu = run.server_cpu + run.nats_cpu + run.agent_cpu;
         let mut st = run.staleness.clone();
         st.sort_by(|a, b| a.total_cmp(b));

@@ -3,6 +3,7 @@
 //! the figure is the age of the fleet's newest searchable event (p50, p99) in each, and their ratio,
 //! against the bar of at most +20%.
 
+use crate::path::Fleet;
 use crate::{path_run, path_server, percentile};
 
 /// Runs the comparison: the fleet offers `rate` events/s over 200 agents for `secs`; the flooder
@@ -19,7 +20,8 @@ pub fn run(rate: u64, secs: u64, quota: u64, reps: usize) -> anyhow::Result<()> 
     for r in 0..reps {
         for flood in [None, Some(100 * quota)] {
             let spool = tmp.path().join(format!("spool-{r}-{}", flood.is_some()));
-            let run = rt.block_on(path_run(&running.store, &nats, &spool, rate, secs, r as u64, flood))?;
+            let fleet = Fleet { agents: 200, rate, secs, seed: r as u64 };
+            let run = rt.block_on(path_run(&running.store, &nats, &spool, &fleet, flood))?;
             let mut st = run.staleness.clone();
             st.sort_by(|a, b| a.total_cmp(b));
             println!(

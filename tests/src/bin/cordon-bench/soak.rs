@@ -1,0 +1,90 @@
+//! The soak (issue 21): many simulated agents, each enrolled with its own key and on its own
+//! connection, offer a steady rate for a long time through the whole path (authenticated
+//! nats-server, `cordon serve` in this process). Against the bars: the server's resident size grows
+//! at most 10% from early in the run to its end, no acked event is lost or stored twice (lake rows and
+//! distinct event ids against what the agents acked, and the index's count), and the newest event is
+//! searchable within 5 s at p99.
+
+use crate::path::{Fleet, PathRun, path_run, path_server};
+use crate::percentile;
+
+/// Runs the soak: `agents` agents offering `rate` events/s in all for `secs`. Fails when an event
+/// was lost or duplicated; the other bars are printed as met or not.
+pub(crate) fn soak(agents: usize, rate: u64, secs: u64) -> anyhow::Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (nats, rt, running) = path_server(tmp.path(), None)?;
+    println!(
+        "Soak: nats-server {}; {agents} agents (own keys, own connections) offering {rate} events/s for {secs} s",
+        nats.version
+    );
+    let fleet = Fleet { agents, rate, secs, seed: 7 };
+    let run = rt.block_on(path_run(&running.store, &nats, &tmp.path().join("spool"), &fleet, None))?;
+    let (rows, distinct) = rt.block_on(lake_counts(&running.store))?;
+    rt.block_on(running.stop())?;
+    report(&run, rows, distinct)
+}
+
+/// Rows and distinct event ids in the default tenant's lake.
+async fn lake_counts(store: &store::Store) -> anyhow::Result<(u64, u64)> {
+    let out = store
+        .sql("default", "SELECT count(*), count(DISTINCT event_id) FROM events", Default::default())
+        .await?;
+    let row = out.rows.first().cloned().unwrap_or_default();
+    let n = |i: usize| row.get(i).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    Ok((n(0), n(1)))
+}
+
+/// Prints the figures against the bars.
+fn report(run: &PathRun, rows: u64, distinct: u64) -> anyhow::Result<()> {
+    let (lost, duplicated) = (run.acked.saturating_sub(distinct), rows - distinct);
+    let growth = rss_growth(&run.rss);
+    let mut st = run.staleness.clone();
+    st.sort_by(f64::total_cmp);
+    let p99 = percentile(&st, 0.99);
+    let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
+    println!(
+        "  {} events acked in {:.0} s ({:.0}/s); lake {rows} rows, {distinct} distinct ids; index {} searchable",
+        run.acked,
+        run.wall,
+        run.acked as f64 / run.wall,
+        run.searchable
+    );
+    println!("  lost {lost}, duplicated {duplicated} (bar 0, 0: {})", verdict(lost == 0 && duplicated == 0));
+    println!(
+        "  resident size: {:.0} MiB early, {:.0} MiB at the end, growth {:+.1}% (bar <= 10%: {})",
+        growth.0 / 1048576.0,
+        growth.1 / 1048576.0,
+        growth.2 * 100.0,
+        verdict(growth.2 <= 0.10)
+    );
+    println!(
+        "  newest-searchable age p50 {:.2} s, p99 {p99:.2} s, max {:.2} s (bar p99 <= 5 s: {})",
+        percentile(&st, 0.5),
+        st.last().copied().unwrap_or(f64::NAN),
+        verdict(p99 <= 5.0)
+    );
+    println!(
+        "  CPU s: server {:.1}, nats-server {:.1}, agents {:.1}",
+        run.server_cpu, run.nats_cpu, run.agent_cpu
+    );
+    anyhow::ensure!(
+        lost == 0 && duplicated == 0 && run.searchable == run.acked,
+        "events lost or duplicated: {lost} lost, {duplicated} duplicated, {} of {} searchable",
+        run.searchable,
+        run.acked
+    );
+    Ok(())
+}
+
+/// (early, end, growth): the median resident size from 10% to 20% into the run (past start-up and
+/// the first fills of caches) and over its last 10%.
+fn rss_growth(samples: &[(f64, u64)]) -> (f64, f64, f64) {
+    let end = samples.last().map_or(0.0, |s| s.0);
+    let window = |from: f64, to: f64| {
+        let mut v: Vec<f64> =
+            samples.iter().filter(|s| s.0 >= from * end && s.0 <= to * end).map(|s| s.1 as f64).collect();
+        if v.is_empty() { f64::NAN } else { crate::median(&mut v) }
+    };
+    let (early, late) = (window(0.1, 0.2), window(0.9, 1.0));
+    (early, late, late / early - 1.0)
+}

@@ -41,6 +41,14 @@ pub(crate) async fn events_by_id(
     Ok(s.store.events_by_id(tenant, ids).await?)
 }
 
+/// Where a query with no start of its own begins: what the live graph covers (the hot window, or
+/// less when the graph is at its edge budget), else the hot window before now.
+fn live_start(s: &AppState, tenant: &str) -> i64 {
+    s.graphs
+        .read(tenant, Graph::covers_from)
+        .unwrap_or_else(|| schemas::time::now_micros() - s.graphs.config().hot_window)
+}
+
 /// Runs `f` on the live graph when `from` lies inside its hot window, else on a graph rebuilt from
 /// the lake for `[from, to)`.
 async fn with_graph<T: Send + 'static>(
@@ -50,8 +58,7 @@ async fn with_graph<T: Send + 'static>(
     to: i64,
     f: impl FnOnce(&Graph) -> T + Send + 'static,
 ) -> Result<(T, Source), ApiError> {
-    let hot = s.graphs.config().hot_window;
-    let live_from = s.graphs.read(tenant, |g| g.latest() - hot);
+    let live_from = s.graphs.read(tenant, Graph::covers_from);
     if let Some(start) = live_from
         && from >= start
     {
@@ -354,8 +361,7 @@ pub(crate) async fn graph_paths(
     let since = time_param(&p, "since")?.unwrap_or(0);
     let until = time_param(&p, "until")?.unwrap_or(i64::MAX);
     let max_hops = int_param(&p, "max_hops", 1, 64)?.unwrap_or(16) as usize;
-    let lake_from =
-        if since == 0 { schemas::time::now_micros() - s.graphs.config().hot_window } else { since };
+    let lake_from = if since == 0 { live_start(&s, &tenant) } else { since };
     let (out, source) = with_graph(&s, &tenant, lake_from, until, move |g| {
         let Some(start) = g.find_id(&from_id) else { return Err(format!("no node {from_id} in the graph")) };
         let to = match to_id.as_str() {
@@ -389,7 +395,7 @@ pub(crate) async fn graph_neighbors(
     let from = time_param(&p, "from")?.unwrap_or(0);
     let to = time_param(&p, "to")?.unwrap_or(i64::MAX);
     let limit = limit_param(&p, 500)?;
-    let lake_from = if from == 0 { schemas::time::now_micros() - s.graphs.config().hot_window } else { from };
+    let lake_from = if from == 0 { live_start(&s, &tenant) } else { from };
     let (out, source) = with_graph(&s, &tenant, lake_from, to, move |g| {
         let start = g.find_id(&id).ok_or_else(|| format!("no node {id} in the graph"))?;
         Ok::<_, String>(g.neighbors(start, hops, from, to, limit))

@@ -129,6 +129,10 @@ pub struct ServeArgs {
     /// query asks for them (default 48, at least the incident window).
     #[arg(long, env = "CORDON_GRAPH_HOT_HOURS")]
     pub graph_hot_hours: Option<u32>,
+    /// At most this many entity-graph edges in memory (about 1.3 KB each with their nodes); past
+    /// it the oldest go first and queries about them replay the lake (default 2,000,000).
+    #[arg(long, env = "CORDON_GRAPH_MAX_EDGES")]
+    pub graph_max_edges: Option<usize>,
     /// When the login baselines are refitted from the lake, in cron syntax, UTC (default
     /// `0 2 * * *`: nightly at 02:00). They are also fitted at start.
     #[arg(long, env = "CORDON_BASELINE_REFIT")]
@@ -210,6 +214,7 @@ struct FileAnomaly {
 struct FileCorrelate {
     incident_window_hours: Option<u32>,
     graph_hot_hours: Option<u32>,
+    graph_max_edges: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -321,6 +326,8 @@ pub struct ServerConfig {
     pub incident_window_hours: u32,
     /// Entity graph hot window, hours.
     pub graph_hot_hours: u32,
+    /// Entity graph edge budget.
+    pub graph_max_edges: usize,
     /// When the login baselines are refitted.
     pub baseline_refit: anomaly::cron::Cron,
     /// Threads a refit uses.
@@ -435,6 +442,10 @@ impl ServeArgs {
                 "--graph-hot-hours must be at least the incident window ({incident_window_hours}) and at most 1440"
             );
         }
+        let graph_max_edges = self.graph_max_edges.or(file.correlate.graph_max_edges).unwrap_or(2_000_000);
+        if graph_max_edges < 10_000 {
+            bail!("--graph-max-edges must be at least 10000");
+        }
         let fa = file.anomaly;
         let refit_text = self.baseline_refit.clone().or(fa.refit).unwrap_or_else(|| "0 2 * * *".to_owned());
         let baseline_refit =
@@ -533,6 +544,7 @@ impl ServeArgs {
             forecast,
             incident_window_hours,
             graph_hot_hours,
+            graph_max_edges,
             data_dir,
             metadata_url,
             lake_url,

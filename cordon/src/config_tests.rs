@@ -53,10 +53,15 @@ fn incident_and_graph_windows() {
     let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
     std::fs::write(&path, "").unwrap();
     let cfg = args.resolve().unwrap();
-    assert_eq!((cfg.incident_window_hours, cfg.graph_hot_hours), (24, 48));
+    assert_eq!((cfg.incident_window_hours, cfg.graph_hot_hours, cfg.graph_max_edges), (24, 48, 2_000_000));
     std::fs::write(&path, "[correlate]\nincident_window_hours = 36\n").unwrap();
     let cfg = args.resolve().unwrap();
     assert_eq!((cfg.incident_window_hours, cfg.graph_hot_hours), (36, 72), "the hot window follows");
+    std::fs::write(&path, "[correlate]\ngraph_max_edges = 500000\n").unwrap();
+    assert_eq!(args.resolve().unwrap().graph_max_edges, 500_000);
+    std::fs::write(&path, "[correlate]\ngraph_max_edges = 10\n").unwrap();
+    let err = format!("{:#}", args.resolve().unwrap_err());
+    assert!(err.contains("graph-max-edges"), "{err}");
     std::fs::write(&path, "[correlate]\nincident_window_hours = 24\ngraph_hot_hours = 12\n").unwrap();
     let err = format!("{:#}", args.resolve().unwrap_err());
     assert!(err.contains("graph-hot-hours"), "{err}");

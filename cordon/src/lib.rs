@@ -118,6 +118,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         stream_replicas: cfg.stream_replicas,
         graphs: Arc::new(correlate::graph::Graphs::new(correlate::graph::GraphConfig {
             hot_window: i64::from(cfg.graph_hot_hours) * hour,
+            max_edges: cfg.graph_max_edges,
             ..Default::default()
         })),
         incident: correlate::incident::IncidentConfig {

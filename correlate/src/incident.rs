@@ -13,7 +13,7 @@
 //! Incident ids are derived from their first alert's id, so replaying the same alerts after a
 //! restart gives the same incidents.
 
-use crate::graph::{Graph, Hop, NodeKind, SearchLimits, is_internal_ip};
+use crate::graph::{FastMap, FastSet, Graph, Hop, NodeKind, SearchLimits, is_internal_ip};
 use petgraph::stable_graph::NodeIndex;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -273,11 +273,15 @@ pub struct IncidentConfig {
     pub window: i64,
     /// Search bounds.
     pub limits: SearchLimits,
+    /// Searches per pass from alerts searched before, the least recently searched first (alerts
+    /// new to the pass are always searched): with many live alerts, a pass costs a bounded amount
+    /// and an older alert's new joins are found within a few passes instead of the next one.
+    pub searches: usize,
 }
 
 impl Default for IncidentConfig {
     fn default() -> Self {
-        Self { window: 24 * 3_600_000_000, limits: SearchLimits::default() }
+        Self { window: 24 * 3_600_000_000, limits: SearchLimits::default(), searches: 256 }
     }
 }
 
@@ -287,10 +291,17 @@ impl Default for IncidentConfig {
 pub struct Incidents {
     cfg: IncidentConfig,
     anchors: Vec<Anchor>,
+    /// Beside each anchor: the pass that last searched from it (0: none yet).
+    searched: Vec<u64>,
+    /// Passes run, and the pass that first saw the graph's current version.
+    pass: u64,
+    version_pass: u64,
     owner: HashMap<String, String>,
     incidents: HashMap<String, Incident>,
     seen_version: Option<u64>,
     dirty: bool,
+    /// Incidents read back from storage and not yet worked out again.
+    restored: BTreeSet<String>,
 }
 
 impl Incidents {
@@ -299,10 +310,14 @@ impl Incidents {
         Self {
             cfg,
             anchors: Vec::new(),
+            searched: Vec::new(),
+            pass: 0,
+            version_pass: 0,
             owner: HashMap::new(),
             incidents: HashMap::new(),
             seen_version: None,
             dirty: false,
+            restored: BTreeSet::new(),
         }
     }
 
@@ -312,7 +327,9 @@ impl Incidents {
             for a in &inc.alerts {
                 self.owner.insert(a.alert.clone(), inc.id.clone());
                 self.anchors.push(a.clone());
+                self.searched.push(0);
             }
+            self.restored.insert(inc.id.clone());
             self.incidents.insert(inc.id.clone(), inc);
         }
         self.dirty = true;
@@ -340,6 +357,7 @@ impl Incidents {
                 continue;
             }
             self.anchors.push(a);
+            self.searched.push(0);
             self.dirty = true;
         }
     }
@@ -350,162 +368,282 @@ impl Incidents {
 
     /// Joins what the graph connects; returns the incidents that changed (new, grown, merged into
     /// another: those carry `merged_into`).
+    ///
+    /// Every pass searches again from every live anchor (the graph may have gained any edge), but
+    /// builds a join's hops only for an alert that has no reason yet, and re-derives and reports
+    /// only the incidents that gained something: the pass grows with the live alerts, not with
+    /// their square.
     pub fn update(&mut self, tenant: &str, g: &Graph) -> Vec<(Incident, Option<String>)> {
-        if !self.dirty && self.seen_version == Some(g.version()) {
+        let current = self.searched.iter().all(|p| *p >= self.version_pass);
+        if !self.dirty && self.seen_version == Some(g.version()) && current {
             return Vec::new();
         }
+        self.pass += 1;
         self.dirty = false;
-        self.seen_version = Some(g.version());
-        let newest = self.anchors.iter().map(|a| a.last).max().unwrap_or(0).max(g.latest());
-        // Anchors older than the window no longer join anything; their incidents keep them.
-        self.anchors.retain(|a| a.last >= newest - 2 * self.cfg.window);
-        let n = self.anchors.len();
-        let mut uf: Vec<usize> = (0..n).collect();
-        fn find(uf: &mut [usize], mut i: usize) -> usize {
-            while uf[i] != i {
-                uf[i] = uf[uf[i]];
-                i = uf[i];
-            }
-            i
+        if self.seen_version != Some(g.version()) {
+            self.seen_version = Some(g.version());
+            self.version_pass = self.pass;
         }
-        // Alerts already in one incident stay together.
-        let mut first_of: HashMap<String, usize> = HashMap::new();
-        for i in 0..n {
-            if let Some(inc) = self.owner.get(&self.anchors[i].alert) {
-                match first_of.get(inc) {
-                    Some(&j) => {
-                        let (a, b) = (find(&mut uf, i), find(&mut uf, j));
-                        uf[a] = b;
-                    }
+        self.drop_stale(g);
+        let mut uf = self.unions_so_far();
+        let nodes: Vec<Option<NodeIndex>> = self.anchors.iter().map(|a| Self::node_of(g, a)).collect();
+        let search = self.choose_searches();
+        let joins = self.find_joins(g, &nodes, &search, &mut uf);
+        let mut comps: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+        for i in 0..self.anchors.len() {
+            comps.entry(uf.find(i)).or_default().push(i);
+        }
+        let mut changed: Vec<(Incident, Option<String>)> = Vec::new();
+        for (_, members) in comps {
+            self.settle(tenant, g, &members, &joins, &nodes, &mut changed);
+        }
+        self.forget_dead();
+        changed
+    }
+
+    /// Anchors older than the window no longer join anything; their incidents keep them.
+    fn drop_stale(&mut self, g: &Graph) {
+        let newest = self.anchors.iter().map(|a| a.last).max().unwrap_or(0).max(g.latest());
+        let keep: Vec<bool> = self.anchors.iter().map(|a| a.last >= newest - 2 * self.cfg.window).collect();
+        let (mut k1, mut k2) = (keep.iter(), keep.iter());
+        self.anchors.retain(|_| *k1.next().expect("one flag per anchor"));
+        self.searched.retain(|_| *k2.next().expect("one flag per anchor"));
+    }
+
+    /// Which anchors this pass searches from: every new one, and [`IncidentConfig::searches`] of
+    /// the others, least recently searched first. Marks them searched.
+    fn choose_searches(&mut self) -> Vec<bool> {
+        let mut older: Vec<usize> = (0..self.anchors.len()).filter(|&i| self.searched[i] != 0).collect();
+        older.sort_by_key(|&i| (self.searched[i], i));
+        let mut search: Vec<bool> = self.searched.iter().map(|p| *p == 0).collect();
+        for &i in older.iter().take(self.cfg.searches) {
+            search[i] = true;
+        }
+        for (i, s) in search.iter().enumerate() {
+            if *s {
+                self.searched[i] = self.pass;
+            }
+        }
+        search
+    }
+
+    /// Union-find over the live anchors, with the alerts already in one incident together.
+    fn unions_so_far(&self) -> UnionFind {
+        let mut uf = UnionFind::new(self.anchors.len());
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        for (i, a) in self.anchors.iter().enumerate() {
+            if let Some(inc) = self.owner.get(&a.alert) {
+                match first_of.get(inc.as_str()) {
+                    Some(&j) => uf.union(i, j),
                     None => {
-                        first_of.insert(inc.clone(), i);
+                        first_of.insert(inc, i);
                     }
                 }
             }
         }
-        let nodes: Vec<Option<NodeIndex>> = self.anchors.iter().map(|a| Self::node_of(g, a)).collect();
-        let mut by_node: HashMap<NodeIndex, Vec<usize>> = HashMap::new();
+        uf
+    }
+
+    /// Unites the anchors the graph connects: a time-respecting search from each reaching another
+    /// within the window, and alerts on hosts one unmanaged source reached. Returns the joins that
+    /// give an alert its first reason (anchor from, anchor to, hops).
+    fn find_joins(
+        &self,
+        g: &Graph,
+        nodes: &[Option<NodeIndex>],
+        search: &[bool],
+        uf: &mut UnionFind,
+    ) -> Vec<Joined> {
+        let mut by_node: FastMap<NodeIndex, Vec<usize>> = FastMap::default();
         for (i, nd) in nodes.iter().enumerate() {
             if let Some(nd) = nd {
                 by_node.entry(*nd).or_default().push(i);
             }
         }
-        let mut joins: Vec<(usize, usize, Vec<Hop>)> = Vec::new();
-        for (i, start) in nodes.iter().enumerate() {
+        // An alert needs one reason to be in its incident: hops are built only for alerts that have
+        // none yet (alerts that join each other again on every pass cost a union, no path).
+        let mut reasoned: FastSet<&str> =
+            self.incidents.values().flat_map(|inc| inc.joins.iter().map(|x| x.to_alert.as_str())).collect();
+        let mut joins: Vec<Joined> = Vec::new();
+        for (i, start) in nodes.iter().enumerate().filter(|(i, _)| search[*i]) {
             let Some(start) = *start else { continue };
             let a = &self.anchors[i];
             let lim = SearchLimits { until: a.time + self.cfg.window, ..self.cfg.limits.clone() };
             let r = g.reach(start, a.time, &lim);
             for (node, at) in &r.arrival {
-                let Some(list) = by_node.get(node) else { continue };
-                for &j in list {
-                    let b = &self.anchors[j];
-                    if j == i || b.alert == a.alert || *at > b.last || b.time > a.time + self.cfg.window {
+                for &j in by_node.get(node).map_or(&[][..], Vec::as_slice) {
+                    if !self.reaches(g, i, j, *node, *at) {
                         continue;
                     }
-                    // An alert on a host (not a process) joins only shortly after the path reaches it.
-                    if g.node(*node).kind == NodeKind::Host
-                        && b.time - *at > self.cfg.limits.cross_host_follow
-                    {
-                        continue;
+                    uf.union(i, j);
+                    if reasoned.insert(self.anchors[j].alert.as_str()) {
+                        joins.push((i, j, r.path_to(g, *node)));
                     }
-                    let (ra, rb) = (find(&mut uf, i), find(&mut uf, j));
-                    let path = r.path_to(g, *node);
-                    if ra != rb {
-                        uf[ra] = rb;
-                    }
-                    joins.push((i, j, path));
                 }
             }
         }
-        // Alerts on hosts one unmanaged source reached (access only the targets saw) join through it.
         let targets: Vec<(&str, i64, i64)> =
             self.anchors.iter().map(|a| (a.host.as_str(), a.time, a.last)).collect();
-        for (i, j, hops) in g.shared_sources(&targets, self.cfg.window) {
-            let (ri, rj) = (find(&mut uf, i), find(&mut uf, j));
-            uf[ri] = rj;
-            joins.push((i, j, hops));
+        for (i, j, [a, b]) in g.shared_sources(&targets, self.cfg.window) {
+            uf.union(i, j);
+            if reasoned.insert(self.anchors[j].alert.as_str()) {
+                joins.push((i, j, vec![Hop::first(g, a), Hop::first(g, b)]));
+            }
         }
-        // Components -> incidents.
-        let mut comps: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for i in 0..n {
-            let r = find(&mut uf, i);
-            comps.entry(r).or_default().push(i);
+        joins
+    }
+
+    /// Whether the search from anchor `i` that reached `node` (anchor `j`'s) at `at` joins `j`.
+    fn reaches(&self, g: &Graph, i: usize, j: usize, node: NodeIndex, at: i64) -> bool {
+        let (a, b) = (&self.anchors[i], &self.anchors[j]);
+        if j == i || b.alert == a.alert || at > b.last || b.time > a.time + self.cfg.window {
+            return false;
         }
-        let mut changed: Vec<(Incident, Option<String>)> = Vec::new();
-        for (_, members) in comps {
-            let mut ids: Vec<String> =
-                members.iter().filter_map(|&i| self.owner.get(&self.anchors[i].alert).cloned()).collect();
-            ids.sort();
-            ids.dedup();
-            // The oldest incident absorbs the others.
-            ids.sort_by_key(|id| self.incidents.get(id).map_or(i64::MAX, |x| x.first));
-            let earliest = members
-                .iter()
-                .map(|&i| &self.anchors[i])
-                .min_by_key(|a| (a.time, a.alert.clone()))
-                .expect("components are never empty");
-            let keep = ids.first().cloned().unwrap_or_else(|| format!("inc-{}", earliest.alert));
-            let mut inc = self.incidents.remove(&keep).unwrap_or_else(|| Incident {
-                id: keep.clone(),
-                tenant: tenant.to_owned(),
-                ..Default::default()
-            });
-            let before = inc.clone();
-            for other in ids.iter().skip(1) {
-                if let Some(o) = self.incidents.remove(other) {
-                    inc.alerts.extend(o.alerts.iter().cloned());
-                    inc.joins.extend(o.joins.iter().cloned());
-                    inc.contacts.extend(o.contacts.iter().cloned());
-                    inc.merged_from.push(o.id.clone());
-                    inc.merged_from.extend(o.merged_from.iter().cloned());
-                    changed.push((o, Some(keep.clone())));
-                }
+        // An alert on a host (not a process) joins only shortly after the path reaches it.
+        g.node(node).kind != NodeKind::Host || b.time - at <= self.cfg.limits.cross_host_follow
+    }
+
+    /// One component of joined anchors becomes one incident: the oldest incident among its
+    /// members' absorbs the others; new members, reasons and contacts are added. Pushes what
+    /// changed.
+    fn settle(
+        &mut self,
+        tenant: &str,
+        g: &Graph,
+        members: &[usize],
+        joins: &[Joined],
+        nodes: &[Option<NodeIndex>],
+        changed: &mut Vec<(Incident, Option<String>)>,
+    ) {
+        let mut ids: Vec<String> =
+            members.iter().filter_map(|&i| self.owner.get(&self.anchors[i].alert).cloned()).collect();
+        ids.sort();
+        ids.dedup();
+        ids.sort_by_key(|id| self.incidents.get(id).map_or(i64::MAX, |x| x.first));
+        let earliest = members
+            .iter()
+            .map(|&i| &self.anchors[i])
+            .min_by_key(|a| (a.time, a.alert.clone()))
+            .expect("components are never empty");
+        let keep = ids.first().cloned().unwrap_or_else(|| format!("inc-{}", earliest.alert));
+        let mut inc = self.incidents.remove(&keep).unwrap_or_else(|| Incident {
+            id: keep.clone(),
+            tenant: tenant.to_owned(),
+            ..Default::default()
+        });
+        // Read back from storage: written again only if working it out now changes it.
+        let before = self.restored.remove(&keep).then(|| inc.clone());
+        let mut grew = false;
+        for other in ids.iter().skip(1) {
+            if let Some(o) = self.incidents.remove(other) {
+                inc.alerts.extend(o.alerts.iter().cloned());
+                inc.joins.extend(o.joins.iter().cloned());
+                inc.contacts.extend(o.contacts.iter().cloned());
+                inc.merged_from.push(o.id.clone());
+                inc.merged_from.extend(o.merged_from.iter().cloned());
+                self.restored.remove(other);
+                changed.push((o, Some(keep.clone())));
+                grew = true;
             }
-            for &i in &members {
-                let a = &self.anchors[i];
-                if !inc.alerts.iter().any(|x| x.alert == a.alert && x.entity == a.entity) {
-                    inc.alerts.push(a.clone());
-                }
-                self.owner.insert(a.alert.clone(), keep.clone());
+        }
+        grew |= self.add_members(&mut inc, &keep, members);
+        grew |= self.add_reasons(&mut inc, g, members, joins);
+        let anchors: Vec<_> = members.iter().map(|&i| (&self.anchors[i], nodes[i])).collect();
+        for c in contacts(g, &anchors, self.cfg.window) {
+            if !inc.contacts.iter().any(|x| x.process == c.process && x.destination == c.destination) {
+                inc.contacts.push(c);
+                grew = true;
             }
-            for (i, j, hops) in joins.iter().filter(|(i, _, _)| members.contains(i)) {
-                let (from, to) = (&self.anchors[*i].alert, &self.anchors[*j].alert);
-                if from == to || inc.joins.iter().any(|x| &x.from_alert == from && &x.to_alert == to) {
-                    continue;
-                }
-                // One reason per alert is enough: the first path found that reaches it.
-                if inc.joins.iter().any(|x| &x.to_alert == to) {
-                    continue;
-                }
-                inc.joins.push(Join {
-                    from_alert: from.clone(),
-                    to_alert: to.clone(),
-                    hops: hops.iter().map(|h| stored_hop(g, h)).collect(),
-                });
-            }
-            for c in contacts(
-                g,
-                &members.iter().map(|&i| (&self.anchors[i], nodes[i])).collect::<Vec<_>>(),
-                self.cfg.window,
-            ) {
-                if !inc.contacts.iter().any(|x| x.process == c.process && x.destination == c.destination) {
-                    inc.contacts.push(c);
-                }
-            }
+        }
+        if grew || before.is_some() {
             inc.derive();
-            if inc != before {
+            if grew || before.as_ref() != Some(&inc) {
                 changed.push((inc.clone(), None));
             }
-            self.incidents.insert(keep, inc);
         }
-        // Forget incidents none of whose alerts is live any more (the caller has stored them).
-        let live: BTreeSet<String> =
-            self.anchors.iter().filter_map(|a| self.owner.get(&a.alert).cloned()).collect();
+        self.incidents.insert(keep, inc);
+    }
+
+    /// Adds the members `inc` does not hold yet; true when it gained one.
+    fn add_members(&mut self, inc: &mut Incident, keep: &str, members: &[usize]) -> bool {
+        let missing: Vec<usize> = {
+            let have: FastSet<(&str, Option<&str>)> =
+                inc.alerts.iter().map(|x| (x.alert.as_str(), x.entity.as_deref())).collect();
+            members
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let a = &self.anchors[i];
+                    !have.contains(&(a.alert.as_str(), a.entity.as_deref()))
+                })
+                .collect()
+        };
+        for &i in &missing {
+            inc.alerts.push(self.anchors[i].clone());
+        }
+        for &i in members {
+            let alert = &self.anchors[i].alert;
+            if self.owner.get(alert).is_none_or(|o| o != keep) {
+                self.owner.insert(alert.clone(), keep.to_owned());
+            }
+        }
+        !missing.is_empty()
+    }
+
+    /// Adds the first reason found for each member that has none; true when one was added.
+    fn add_reasons(&self, inc: &mut Incident, g: &Graph, members: &[usize], joins: &[Joined]) -> bool {
+        let mut grew = false;
+        let inside: FastSet<usize> = members.iter().copied().collect();
+        for (i, j, hops) in joins.iter().filter(|(i, _, _)| inside.contains(i)) {
+            let (from, to) = (&self.anchors[*i].alert, &self.anchors[*j].alert);
+            // One reason per alert is enough: the first path found that reaches it.
+            if from == to || inc.joins.iter().any(|x| &x.to_alert == to) {
+                continue;
+            }
+            inc.joins.push(Join {
+                from_alert: from.clone(),
+                to_alert: to.clone(),
+                hops: hops.iter().map(|h| stored_hop(g, h)).collect(),
+            });
+            grew = true;
+        }
+        grew
+    }
+
+    /// Forgets incidents none of whose alerts is live any more (the caller has stored them).
+    fn forget_dead(&mut self) {
+        let live: BTreeSet<&String> = self.anchors.iter().filter_map(|a| self.owner.get(&a.alert)).collect();
         self.incidents.retain(|id, _| live.contains(id));
         let incidents = &self.incidents;
         self.owner.retain(|_, inc| incidents.contains_key(inc));
-        changed
+        self.restored.retain(|id| incidents.contains_key(id));
+    }
+}
+
+/// A join found by a pass: (anchor from, anchor to, the hops between them).
+type Joined = (usize, usize, Vec<Hop>);
+
+/// Union-find over anchor positions (path halving).
+struct UnionFind(Vec<usize>);
+
+impl UnionFind {
+    fn new(n: usize) -> Self {
+        Self((0..n).collect())
+    }
+
+    fn find(&mut self, mut i: usize) -> usize {
+        while self.0[i] != i {
+            self.0[i] = self.0[self.0[i]];
+            i = self.0[i];
+        }
+        i
+    }
+
+    fn union(&mut self, a: usize, b: usize) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra != rb {
+            self.0[ra] = rb;
+        }
     }
 }
 

@@ -184,6 +184,7 @@ impl Analyser for GraphFeed {
                     for r in records {
                         g.add(r);
                     }
+                    g.evict();
                 })
             });
             found.touched.insert(tenant.to_owned());
@@ -197,9 +198,13 @@ impl Analyser for GraphFeed {
 
     fn restore(&self, replay: &Replay<'_>, _found: &mut Findings) {
         self.graphs.write(replay.tenant, |g| {
-            for r in replay.for_analyser(self) {
+            for (i, r) in replay.for_analyser(self).iter().enumerate() {
                 g.add(r);
+                if i % 65_536 == 65_535 {
+                    g.evict(); // a long replay stays within the graph's edge budget as it goes
+                }
             }
+            g.evict();
         });
     }
 }

@@ -175,6 +175,7 @@ impl FxHasher {
 }
 
 pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+pub(crate) type FastSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// A 64-bit digest of an event id (SipHash with fixed keys): the graph remembers the events it
 /// has added by digest, 16 bytes each instead of the id's text. Two ids collide with probability
@@ -257,11 +258,20 @@ pub struct GraphConfig {
     pub join_tolerance: i64,
     /// How long an address is taken to stay with the host that last reported it, microseconds.
     pub lease_slack: i64,
+    /// At most this many edges are kept: beyond it, [`Graph::evict`] drops the oldest (by last
+    /// occurrence) down to nine tenths of it, and the graph then covers less than the hot window
+    /// ([`Graph::covers_from`]). Memory is about 1.3 KB per edge with its nodes.
+    pub max_edges: usize,
 }
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        Self { hot_window: 48 * 3_600_000_000, join_tolerance: 120_000_000, lease_slack: 6 * 3_600_000_000 }
+        Self {
+            hot_window: 48 * 3_600_000_000,
+            join_tolerance: 120_000_000,
+            lease_slack: 6 * 3_600_000_000,
+            max_edges: 2_000_000,
+        }
     }
 }
 
@@ -322,6 +332,9 @@ pub struct GraphStats {
     pub confirmed_links: u64,
     /// Edges dropped by eviction.
     pub evicted_edges: u64,
+    /// Evictions that dropped edges younger than the hot window to stay within
+    /// [`GraphConfig::max_edges`].
+    pub size_evictions: u64,
 }
 
 /// Private, loopback, link-local, CGNAT and unique-local addresses: never "external".
@@ -367,8 +380,11 @@ pub struct Graph {
     seen: FastMap<u64, i64>,
     latest: i64,
     /// The cutoff of the last eviction (eviction scans every edge, so it runs only once the window
-    /// has moved on by a thousandth of itself, at least a minute of event time).
+    /// has moved on by a thousandth of itself, at least a minute of event time, or the graph has
+    /// outgrown [`GraphConfig::max_edges`]).
     evicted_to: i64,
+    /// The cutoff of the last eviction for size (nothing older is held).
+    size_cut: i64,
     stats: GraphStats,
     /// Bumped whenever an edge that can link alerts appears (for callers that cache searches).
     version: u64,
@@ -391,6 +407,7 @@ impl Graph {
             seen: FastMap::default(),
             latest: i64::MIN,
             evicted_to: i64::MIN,
+            size_cut: i64::MIN,
             stats: GraphStats::default(),
             version: 0,
         }
@@ -414,6 +431,13 @@ impl Graph {
     /// The newest event time added.
     pub fn latest(&self) -> i64 {
         self.latest
+    }
+
+    /// The oldest event time the graph answers for in full: the hot window before the newest
+    /// event, or later when edges were dropped to stay within [`GraphConfig::max_edges`]. Older
+    /// questions are answered by replaying the lake.
+    pub fn covers_from(&self) -> i64 {
+        self.latest.saturating_sub(self.cfg.hot_window).max(self.size_cut)
     }
 
     /// Changes whenever a linking edge is added.
@@ -482,18 +506,40 @@ impl Graph {
     }
 
     /// Drops what is older than the hot window (by event time; at most once per thousandth of the
-    /// window, since it scans every edge): edges last seen before it, then
-    /// nodes left without edges, pending connection ends, DNS names and seen ids.
+    /// window, since it scans every edge), or the oldest edges when there are more than
+    /// [`GraphConfig::max_edges`]: edges last seen before the cutoff, then nodes left without
+    /// edges, pending connection ends, DNS names and seen ids.
     pub fn evict(&mut self) {
         if self.latest == i64::MIN {
             return;
         }
-        let cutoff = self.latest - self.cfg.hot_window;
+        let by_time = self.latest - self.cfg.hot_window;
         let step = (self.cfg.hot_window / 1000).max(60_000_000);
-        if self.evicted_to != i64::MIN && cutoff - self.evicted_to < step {
+        let over = self.g.edge_count() > self.cfg.max_edges;
+        if !over && self.evicted_to != i64::MIN && by_time - self.evicted_to < step {
             return;
         }
+        let mut cutoff = by_time;
+        if over {
+            cutoff = cutoff.max(self.size_cutoff());
+            self.size_cut = self.size_cut.max(cutoff);
+            self.stats.size_evictions += 1;
+        }
         self.evicted_to = cutoff;
+        self.drop_before(cutoff);
+    }
+
+    /// The cutoff that leaves nine tenths of [`GraphConfig::max_edges`]: one past the last
+    /// occurrence of the newest edge to go.
+    fn size_cutoff(&self) -> i64 {
+        let keep = self.cfg.max_edges / 10 * 9;
+        let mut lasts: Vec<i64> = self.g.edge_weights().map(|e| e.last).collect();
+        let Some(drop) = lasts.len().checked_sub(keep).filter(|d| *d > 0) else { return i64::MIN };
+        let (_, newest_dropped, _) = lasts.select_nth_unstable(drop - 1);
+        newest_dropped.saturating_add(1)
+    }
+
+    fn drop_before(&mut self, cutoff: i64) {
         let old: Vec<EdgeIndex> = self.g.edge_indices().filter(|&e| self.g[e].last < cutoff).collect();
         for e in old {
             if let Some((a, b)) = self.g.edge_endpoints(e) {

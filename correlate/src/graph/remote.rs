@@ -5,8 +5,8 @@
 //! reports the address as its own, the address node merges into that host.
 
 use super::build::{Cols, text};
-use super::{Edge, EdgeKind, Graph, Hop, MAX_EDGE_EVENTS, NodeKind, is_internal_ip};
-use petgraph::stable_graph::NodeIndex;
+use super::{Edge, EdgeKind, Graph, MAX_EDGE_EVENTS, NodeKind, is_internal_ip};
+use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use petgraph::visit::EdgeRef;
 use schemas::Record;
 
@@ -122,25 +122,30 @@ impl Graph {
     }
 
     /// Sources that reached host `host` from elsewhere (remote logons, share access) with an edge
-    /// seen within `[from, to]`, each with that hop: alerts on hosts one source reached join one
-    /// incident through it.
-    pub fn remote_sources(&self, host: &str, from: i64, to: i64) -> Vec<(NodeIndex, Hop)> {
+    /// seen within `[from, to]`, each with that edge (its hop: [`super::Hop::first`]): alerts on hosts one
+    /// source reached join one incident through it.
+    pub fn remote_sources(&self, host: &str, from: i64, to: i64) -> Vec<(NodeIndex, EdgeIndex)> {
         let Some(h) = self.find(NodeKind::Host, host) else { return Vec::new() };
         self.in_edges(h)
             .filter(|(_, _, e)| REMOTE_ACCESS.contains(&e.kind) && e.first <= to && e.last >= from)
             .filter(|(_, s, _)| self.node(*s).kind == NodeKind::Ip)
-            .map(|(e, s, w)| (s, Hop::of(self, e, w.first)))
+            .map(|(e, s, _)| (s, e))
             .collect()
     }
 
     /// Of `targets` (host, first and last time), the pairs one unmanaged source reached both of
-    /// within `window` ([`Graph::remote_sources`]), consecutive by time, each with the two hops; a
+    /// within `window` ([`Graph::remote_sources`]), consecutive by time, each with the two edges; a
     /// source that reached more than [`MAX_SHARED_TARGETS`] of the hosts joins none.
-    pub fn shared_sources(&self, targets: &[(&str, i64, i64)], window: i64) -> Vec<(usize, usize, Vec<Hop>)> {
-        let mut by_source: std::collections::BTreeMap<NodeIndex, Vec<(usize, Hop)>> = Default::default();
+    pub fn shared_sources(
+        &self,
+        targets: &[(&str, i64, i64)],
+        window: i64,
+    ) -> Vec<(usize, usize, [EdgeIndex; 2])> {
+        let mut by_source: std::collections::BTreeMap<NodeIndex, Vec<(usize, EdgeIndex)>> =
+            Default::default();
         for (i, (host, first, last)) in targets.iter().enumerate() {
-            for (s, hop) in self.remote_sources(host, first - window, *last) {
-                by_source.entry(s).or_default().push((i, hop));
+            for (s, e) in self.remote_sources(host, first - window, *last) {
+                by_source.entry(s).or_default().push((i, e));
             }
         }
         let mut out = Vec::new();
@@ -153,9 +158,9 @@ impl Graph {
             }
             v.sort_by_key(|(i, _)| (targets[*i].1, *i));
             for w in v.windows(2) {
-                let ((i, a), (j, b)) = (&w[0], &w[1]);
-                if targets[*j].1 - targets[*i].1 <= window {
-                    out.push((*i, *j, vec![a.clone(), b.clone()]));
+                let ((i, a), (j, b)) = (w[0], w[1]);
+                if targets[j].1 - targets[i].1 <= window {
+                    out.push((i, j, [a, b]));
                 }
             }
         }

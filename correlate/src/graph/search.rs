@@ -1,7 +1,7 @@
 //! Searches over the entity graph: time-respecting reachability and paths (an edge may only follow
 //! an edge that was already under way), neighbourhoods, and process trees.
 
-use super::{EdgeKind, Graph, NodeKind};
+use super::{EdgeKind, FastMap, FastSet, Graph, NodeKind};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use serde::Serialize;
 use std::cmp::Reverse;
@@ -81,13 +81,21 @@ impl Hop {
     }
 }
 
-/// What a forward search reached: each node's earliest arrival and how.
+impl Hop {
+    /// Edge `e` of `g` as a hop taken when it first occurred.
+    pub fn first(g: &Graph, e: EdgeIndex) -> Self {
+        Self::of(g, e, g.edge(e).2.first)
+    }
+}
+
+/// What a forward search reached: each node's earliest arrival and how. (The graph's own hasher:
+/// node indices are ours, and a search does a few hash operations per edge it looks at.)
 #[derive(Debug, Default)]
 pub struct Reach {
     /// Node -> earliest arrival time.
-    pub arrival: HashMap<NodeIndex, i64>,
-    pred: HashMap<NodeIndex, (NodeIndex, EdgeIndex)>,
-    hops: HashMap<NodeIndex, usize>,
+    pub(crate) arrival: FastMap<NodeIndex, i64>,
+    pred: FastMap<NodeIndex, (NodeIndex, EdgeIndex)>,
+    hops: FastMap<NodeIndex, usize>,
     /// The node budget ran out before the search finished.
     pub truncated: bool,
 }
@@ -149,7 +157,7 @@ impl Graph {
             r.hops.insert(start, 0);
             heap.push(Reverse((since, start)));
         }
-        let mut done: HashSet<NodeIndex> = HashSet::new();
+        let mut done: FastSet<NodeIndex> = FastSet::default();
         while let Some(Reverse((at, u))) = heap.pop() {
             if !done.insert(u) {
                 continue;
@@ -228,7 +236,7 @@ impl Graph {
         if !self.g.contains_node(start) {
             return 0;
         }
-        let mut seen: HashSet<NodeIndex> = HashSet::from([start]);
+        let mut seen: FastSet<NodeIndex> = FastSet::from_iter([start]);
         let mut frontier = vec![start];
         for _ in 0..hops {
             let mut next = Vec::new();

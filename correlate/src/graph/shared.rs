@@ -35,6 +35,13 @@ impl Graphs {
         map.get(tenant).map(f)
     }
 
+    /// The event time (microseconds) the least-covering tenant's graph holds ([`Graph::covers_from`]
+    /// to its newest event); `None` without graphs.
+    pub fn covered(&self) -> Option<i64> {
+        let map = self.by_tenant.read().unwrap_or_else(|e| e.into_inner());
+        map.values().filter(|g| g.latest() != i64::MIN).map(|g| g.latest() - g.covers_from()).min()
+    }
+
     /// Nodes and edges over all tenants.
     pub fn size(&self) -> (usize, usize) {
         let map = self.by_tenant.read().unwrap_or_else(|e| e.into_inner());

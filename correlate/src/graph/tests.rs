@@ -276,3 +276,33 @@ fn address_leases_follow_the_host_that_reported_the_address_nearest_in_time() {
     assert!(is_internal_ip("10.1.2.3") && is_internal_ip("192.168.0.1") && is_internal_ip("fd00::1"));
     assert!(!is_internal_ip("203.0.113.66") && !is_internal_ip("8.8.8.8"));
 }
+
+#[test]
+fn a_graph_over_its_edge_budget_drops_its_oldest_edges_and_says_what_it_covers() {
+    let cfg = GraphConfig { max_edges: 100, ..GraphConfig::default() };
+    let mut g = Graph::new(cfg);
+    // 300 process starts a second apart, each spawned by its own parent: one edge each.
+    let start = |i: i64| {
+        json!({"@timestamp": schemas::time::format_micros(BASE + i * 1_000_000), "host": {"name": "h1"},
+               "event": {"category": "process", "action": "start"},
+               "process": {"entity_id": format!("c{i}"), "name": "x.exe", "parent": {"entity_id": format!("p{i}")}}})
+    };
+    for i in 0..300 {
+        g.add(&decode(&start(i), i as usize + 1));
+        g.evict();
+        assert!(g.size().1 <= 100, "never more edges than the budget after eviction: {:?}", g.size());
+    }
+    assert!(g.stats().size_evictions > 0);
+    // The newest starts are all there; the oldest are gone, and the graph says it no longer covers them.
+    assert!(g.find(NodeKind::Process, "c299").is_some() && g.find(NodeKind::Process, "c290").is_some());
+    assert!(g.find(NodeKind::Process, "c0").is_none() && g.find(NodeKind::Process, "p0").is_none());
+    let from = g.covers_from();
+    assert!(from > BASE + 150 * 1_000_000 && from <= BASE + 300 * 1_000_000, "{from}");
+    let kept_oldest = (0..300).find(|i| g.find(NodeKind::Process, &format!("c{i}")).is_some()).unwrap();
+    assert!(BASE + kept_oldest * 1_000_000 >= from, "everything from covers_from on is held");
+    // Within the budget, time alone decides, and an empty graph covers its whole window.
+    let mut small = Graph::new(GraphConfig::default());
+    small.add(&decode(&start(0), 1));
+    small.evict();
+    assert_eq!(small.covers_from(), BASE - GraphConfig::default().hot_window);
+}

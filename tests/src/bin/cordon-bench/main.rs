@@ -37,11 +37,15 @@
 //! `--only sensor [--rates 10,100,1000] [--secs S] [--agent-bin PATH]` measures issue 19's live
 //! agent beside auditd and a `/proc` polling baseline (see `sensor.rs`; `./dev bench-sensor`).
 //!
+//! `--only incidents [--hosts 1000] [--rate 2500] [--secs 600] [--alert-every 500] [--searches 256]` runs
+//! the incident pass as ingest runs it, once per second of fleet events, without NATS or storage
+//! (see `incidents.rs`).
+//!
 //! `--only soak [--agents 1000] [--rate 12000] [--secs 1800]` runs issue 21's soak: many agents,
 //! each with its own key and connection, through the whole path for a long time; resident-size
 //! growth, lost and duplicated events and freshness against their bars (see `soak.rs`).
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b4|b5|b6|b7|b8|report|console|soak] [--rate EPS] [--secs S]
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b4|b5|b6|b7|b8|incidents|report|console|soak] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b4;
@@ -52,6 +56,7 @@ mod b8;
 mod callout;
 mod console;
 mod decode;
+mod incidents;
 mod path;
 mod report;
 mod sensor;
@@ -477,6 +482,17 @@ fn main() -> anyhow::Result<()> {
         let rate: u64 = flag("--rate").map_or(Ok(12_000), |v| v.parse())?;
         let secs: u64 = flag("--secs").map_or(Ok(1_800), |v| v.parse())?;
         return soak::soak(agents, rate, secs);
+    }
+    if only.as_deref() == Some("incidents") {
+        println!("\nIncident passes while fleet events arrive (the graph and incidents alone)");
+        let n = |name: &str, default: usize| flag(name).map_or(Ok(default), |v| v.parse::<usize>());
+        return incidents::run(&incidents::Stream {
+            hosts: n("--hosts", 1000)?,
+            rate: n("--rate", 2500)?,
+            secs: n("--secs", 600)?,
+            alert_every: n("--alert-every", 500)?.max(1),
+            searches: n("--searches", correlate::incident::IncidentConfig::default().searches)?,
+        });
     }
     if only.as_deref() == Some("t8") {
         let rate: u64 = flag("--rate").map_or(Ok(2_000), |v| v.parse())?;

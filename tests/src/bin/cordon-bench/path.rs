@@ -46,7 +46,12 @@ pub(crate) async fn path_run(
     flood: Option<u64>,
 ) -> anyhow::Result<PathRun> {
     let Fleet { agents, rate, secs, seed } = *fleet;
+    // The index's document count when only this tenant sends (a match-all count over millions of
+    // documents every few milliseconds would load the server being measured); a search otherwise.
     let searchable = || async {
+        if flood.is_none() {
+            return store.indexed_docs() as usize;
+        }
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.map(|(_, total)| total).unwrap_or(0)
     };
@@ -121,7 +126,7 @@ pub(crate) async fn path_run(
     // Until every acked event is searchable; a run that loses events ends after two quiet minutes.
     let mut last = (searchable().await, Instant::now());
     while last.0 < before + acked as usize && last.1.elapsed().as_secs() < 120 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         let now = searchable().await;
         if now != last.0 {
             last = (now, Instant::now());
@@ -152,6 +157,8 @@ pub(crate) fn path_server(
         nats_url: Some(nats.url.clone()),
         listen: Some("127.0.0.1:0".into()),
         agent_events_per_sec: quota,
+        // The entity graph's budget from the environment, as `cordon serve` takes it.
+        graph_max_edges: std::env::var("CORDON_GRAPH_MAX_EDGES").ok().and_then(|v| v.parse().ok()),
         ..Default::default()
     };
     let keys = nats.keys.clone().expect("authentication is on");

@@ -15,6 +15,8 @@ pub(crate) struct PathRun {
     pub(crate) staleness: Vec<f64>,
     /// This process's resident size (the server runs in it), sampled each second: (seconds in, bytes).
     pub(crate) rss: Vec<(f64, u64)>,
+    /// The anonymous part of it (heap; not the mapped index and lake files), sampled with it.
+    pub(crate) anon: Vec<(f64, u64)>,
     /// Events this run made searchable (the acked ones when nothing was lost).
     pub(crate) searchable: u64,
 }
@@ -34,6 +36,16 @@ pub(crate) fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages = statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
     pages * 4096
+}
+
+/// This process's anonymous resident memory (`RssAnon`: heap, not mapped files), bytes.
+pub(crate) fn anon_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()));
+    kb.unwrap_or(0) * 1024
 }
 
 /// One run of the whole path; with `flood`, a second agent process sends that many events/s as one
@@ -97,7 +109,7 @@ pub(crate) async fn path_run(
         stdout.read_to_string(&mut text).await.map(|_| text)
     });
     // Staleness: how old the newest searchable event is, sampled every 100 ms while events flow.
-    let (mut staleness, mut rss) = (Vec::new(), Vec::new());
+    let (mut staleness, mut rss, mut anon) = (Vec::new(), Vec::new(), Vec::new());
     let newest = || async {
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
@@ -106,6 +118,7 @@ pub(crate) async fn path_run(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if rss.last().is_none_or(|(t, _)| w0.elapsed().as_secs_f64() - t >= 1.0) {
             rss.push((w0.elapsed().as_secs_f64(), rss_bytes()));
+            anon.push((w0.elapsed().as_secs_f64(), anon_bytes()));
         }
         if let Some(t) = newest().await
             && w0.elapsed().as_secs_f64() > 1.0
@@ -140,6 +153,7 @@ pub(crate) async fn path_run(
         agent_cpu: proc_cpu("self").1 - c0,
         staleness,
         rss,
+        anon,
         searchable: (last.0 - before) as u64,
     })
 }

@@ -38,6 +38,7 @@ async fn lake_counts(store: &store::Store) -> anyhow::Result<(u64, u64)> {
 fn report(run: &PathRun, rows: u64, distinct: u64) -> anyhow::Result<()> {
     let (lost, duplicated) = (run.acked.saturating_sub(distinct), rows - distinct);
     let growth = rss_growth(&run.rss);
+    let anon = rss_growth(&run.anon);
     let mut st = run.staleness.clone();
     st.sort_by(f64::total_cmp);
     let p99 = percentile(&st, 0.99);
@@ -56,6 +57,13 @@ fn report(run: &PathRun, rows: u64, distinct: u64) -> anyhow::Result<()> {
         growth.1 / 1048576.0,
         growth.2 * 100.0,
         verdict(growth.2 <= 0.10)
+    );
+    println!(
+        "    of which anonymous (heap; the rest is mapped index and lake files): {:.0} MiB early, {:.0} MiB \
+         at the end, {:+.1}%",
+        anon.0 / 1048576.0,
+        anon.1 / 1048576.0,
+        anon.2 * 100.0
     );
     println!(
         "  newest-searchable age p50 {:.2} s, p99 {p99:.2} s, max {:.2} s (bar p99 <= 5 s: {})",

@@ -190,6 +190,12 @@ async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
         );
     }
     s.metrics.set_gauge(
+        "cordon_lake_footer_cache_bytes",
+        "",
+        "Bytes of parsed Parquet footers kept for point reads (at most 64 MiB).",
+        s.store.footer_cache_bytes(),
+    );
+    s.metrics.set_gauge(
         "cordon_lake_scrubs",
         "",
         "Scrubs of every lake file's checksum finished since start.",

@@ -403,6 +403,11 @@ impl Store {
     pub fn indexed_docs(&self) -> u64 {
         self.index.num_docs()
     }
+
+    /// Bytes of parsed Parquet footers the lake keeps for point reads.
+    pub fn footer_cache_bytes(&self) -> u64 {
+        self.lake.footer_cache_bytes() as u64
+    }
 }
 
 fn matched_columns(rec: &Record, terms: &[String]) -> Vec<&'static str> {

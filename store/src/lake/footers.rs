@@ -62,6 +62,11 @@ impl Footers {
         }
     }
 
+    /// Bytes of parsed footers held.
+    pub(super) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
     /// Forgets a file (deleted by compaction, retention or quarantine).
     pub(super) fn forget(&self, path: &str) {
         let mut inner = self.lock();

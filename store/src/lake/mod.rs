@@ -272,6 +272,11 @@ impl Lake {
         })
     }
 
+    /// Bytes of parsed footers kept for point reads (bounded; see `footers.rs`).
+    pub fn footer_cache_bytes(&self) -> usize {
+        self.footers.bytes()
+    }
+
     /// Every row of a committed file as Arrow batches, after checking its checksum.
     pub fn read_batches(&self, entry: &FileEntry) -> Result<Vec<RecordBatch>, LakeError> {
         let path = Path::new(&entry.path);

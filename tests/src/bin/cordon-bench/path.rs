@@ -17,6 +17,8 @@ pub(crate) struct PathRun {
     pub(crate) rss: Vec<(f64, u64)>,
     /// The anonymous part of it (heap; not the mapped index and lake files), sampled with it.
     pub(crate) anon: Vec<(f64, u64)>,
+    /// The lake's parsed-footer cache, bytes, sampled with it.
+    pub(crate) footers: Vec<(f64, u64)>,
     /// Events this run made searchable (the acked ones when nothing was lost).
     pub(crate) searchable: u64,
 }
@@ -109,7 +111,7 @@ pub(crate) async fn path_run(
         stdout.read_to_string(&mut text).await.map(|_| text)
     });
     // Staleness: how old the newest searchable event is, sampled every 100 ms while events flow.
-    let (mut staleness, mut rss, mut anon) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut staleness, mut rss, mut anon, mut footers) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let newest = || async {
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
@@ -119,6 +121,7 @@ pub(crate) async fn path_run(
         if rss.last().is_none_or(|(t, _)| w0.elapsed().as_secs_f64() - t >= 1.0) {
             rss.push((w0.elapsed().as_secs_f64(), rss_bytes()));
             anon.push((w0.elapsed().as_secs_f64(), anon_bytes()));
+            footers.push((w0.elapsed().as_secs_f64(), store.footer_cache_bytes()));
         }
         if let Some(t) = newest().await
             && w0.elapsed().as_secs_f64() > 1.0
@@ -154,6 +157,7 @@ pub(crate) async fn path_run(
         staleness,
         rss,
         anon,
+        footers,
         searchable: (last.0 - before) as u64,
     })
 }

@@ -65,6 +65,12 @@ fn report(run: &PathRun, rows: u64, distinct: u64) -> anyhow::Result<()> {
         anon.1 / 1048576.0,
         anon.2 * 100.0
     );
+    let footers = rss_growth(&run.footers);
+    println!(
+        "    the lake's parsed-footer cache (bounded at 64 MiB) in it: {:.0} MiB early, {:.0} MiB at the end",
+        footers.0 / 1048576.0,
+        footers.1 / 1048576.0
+    );
     println!(
         "  newest-searchable age p50 {:.2} s, p99 {p99:.2} s, max {:.2} s (bar p99 <= 5 s: {})",
         percentile(&st, 0.5),

@@ -38,10 +38,11 @@ fn anchor(i: usize, rec: &schemas::record::Record, host_only: bool) -> Anchor {
     }
 }
 
+/// The `p` quantile of unsorted samples ([`crate::percentile`] on a sorted copy).
 fn pct(v: &[f64], p: f64) -> f64 {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
-    s.get(((s.len().max(1) - 1) as f64 * p).round() as usize).copied().unwrap_or(0.0)
+    crate::percentile(&s, p)
 }
 
 /// Decodes one second of fleet events starting at `t0`.

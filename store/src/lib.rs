@@ -30,6 +30,8 @@ pub mod cpu;
 pub mod delta;
 mod derived;
 pub mod failpoint;
+#[doc(hidden)]
+pub mod fixtures;
 pub mod index;
 pub mod lake;
 mod maintain;
@@ -47,7 +49,7 @@ mod verify_report;
 pub use verify_report::VerifyReport;
 
 pub use index::CommitPolicy;
-pub use maintain::{CompactOptions, CompactReport, VacuumOptions, VacuumReport};
+pub use maintain::{CompactOptions, CompactReport, MERGE_FAN_IN, VacuumOptions, VacuumReport};
 
 use catalog::{Catalog, CatalogError, FileEntry};
 use cpu::{CpuError, CpuRuntime};
@@ -230,6 +232,8 @@ pub struct Store {
     index_behind: std::sync::atomic::AtomicBool,
     /// Scrubs finished since open.
     scrubs: std::sync::atomic::AtomicU64,
+    /// Every file at or below this id is too large to merge or gone ([`Store::merge_small`]).
+    merge_floor: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
@@ -266,6 +270,7 @@ impl Store {
             removed_at_open: std::sync::Mutex::new(Vec::new()),
             index_behind: std::sync::atomic::AtomicBool::new(false),
             scrubs: std::sync::atomic::AtomicU64::new(0),
+            merge_floor: std::sync::atomic::AtomicI64::new(0),
         });
         store.recover().await?;
         Ok(store)

@@ -25,6 +25,10 @@ use datafusion::arrow::array::UInt32Array;
 use datafusion::arrow::compute::{concat_batches, take_record_batch};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Files of one size tier a partition gathers before [`Store::merge_small`] merges them.
+pub const MERGE_FAN_IN: usize = 32;
 
 /// What compaction does.
 #[derive(Clone, Debug)]
@@ -106,6 +110,31 @@ impl Store {
                 touched = true;
             }
             report.partitions += usize::from(touched);
+        }
+        Ok(report)
+    }
+
+    /// Size-tiered merging of ingest's small files between scheduled compactions. A file's tier is
+    /// `floor(log_fan_in(rows))`; in each partition, every [`MERGE_FAN_IN`] files of one tier, oldest
+    /// first, are merged into one of the next tier up (Z-ordered and indexed as compaction does).
+    /// A partition so holds fewer than `MERGE_FAN_IN` files per tier, and a row is rewritten at
+    /// most once per tier: ingest commits several files a second at a low rate, and each file costs
+    /// every query a footer to parse, statistics to plan with and a file to open. Does nothing while
+    /// a compaction or retention runs (compaction merges the same files).
+    pub async fn merge_small(&self) -> Result<CompactReport, StoreError> {
+        let mut report = CompactReport::default();
+        let Ok(_maintenance) = self.maintenance.try_lock() else { return Ok(report) };
+        let opts = CompactOptions::default();
+        let floor = self.merge_floor.load(Ordering::Relaxed);
+        let files = self.catalog.files_after(floor).await?;
+        let newest = files.last().map_or(floor, |f| f.id);
+        let small: Vec<FileEntry> = files.into_iter().filter(|f| f.rows < opts.small_file_rows).collect();
+        self.merge_floor.store(small.first().map_or(newest, |f| f.id - 1), Ordering::Relaxed);
+        for ((tenant, date), bins) in tiered_bins(small, MERGE_FAN_IN, opts.target_rows) {
+            for bin in bins {
+                self.compact_bin(&tenant, &date, bin, &mut report).await?;
+            }
+            report.partitions += 1;
         }
         Ok(report)
     }
@@ -261,6 +290,32 @@ impl Store {
     }
 }
 
+/// Groups small files by partition and size tier, cuts each tier (oldest first) into groups of
+/// `fan_in` files, leaving a tier's last group that is not full to wait, and splits each group into
+/// bins of at most `target` rows ([`bins`]).
+fn tiered_bins(
+    files: Vec<FileEntry>,
+    fan_in: usize,
+    target: i64,
+) -> BTreeMap<(String, String), Vec<Vec<FileEntry>>> {
+    let mut tiers: BTreeMap<(String, String, u32), Vec<FileEntry>> = BTreeMap::new();
+    for f in files {
+        let tier = u64::try_from(f.rows).unwrap_or(0).max(1).ilog(fan_in as u64);
+        tiers.entry((f.tenant.clone(), f.date.clone(), tier)).or_default().push(f);
+    }
+    let mut out: BTreeMap<(String, String), Vec<Vec<FileEntry>>> = BTreeMap::new();
+    for ((tenant, date, _), mut tier) in tiers {
+        tier.sort_by_key(|f| f.id);
+        let full = tier.len() / fan_in * fan_in;
+        let cut: Vec<Vec<FileEntry>> =
+            tier[..full].chunks(fan_in).flat_map(|c| bins(c.to_vec(), target)).collect();
+        if !cut.is_empty() {
+            out.entry((tenant, date)).or_default().extend(cut);
+        }
+    }
+    out
+}
+
 /// Groups files (in id order) into runs of at least two whose rows fit `target`.
 fn bins(files: Vec<FileEntry>, target: i64) -> Vec<Vec<FileEntry>> {
     let mut out = Vec::new();
@@ -305,5 +360,75 @@ mod tests {
         let ids: Vec<Vec<i64>> = got.iter().map(|b| b.iter().map(|x| x.id).collect()).collect();
         assert_eq!(ids, vec![vec![1, 2], vec![4, 5]]);
         assert!(bins(vec![f(1, 10)], 100).is_empty());
+    }
+
+    #[test]
+    fn tiers_merge_only_when_full_oldest_first_per_partition() {
+        let mut files: Vec<FileEntry> = (1..=9).map(|i| f(i, 2)).collect(); // tier 0 (1-3 rows)
+        files.extend((10..=13).map(|i| f(i, 5))); // tier 1 (4-15 rows): 4, one full group
+        files.extend([f(14, 20), f(15, 20)]); // tier 2: not full
+        let mut other = f(16, 2);
+        other.date = "2026-01-02".into(); // another partition's lone file waits
+        files.push(other);
+        let got = tiered_bins(files, 4, 1000);
+        let ids: Vec<(String, Vec<Vec<i64>>)> = got
+            .into_iter()
+            .map(|((_, d), b)| (d, b.iter().map(|x| x.iter().map(|e| e.id).collect()).collect()))
+            .collect();
+        let day1 = vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![10, 11, 12, 13]];
+        assert_eq!(ids, vec![("2026-01-01".to_owned(), day1)]);
+        // A full group larger than the target is split, as compaction's bins are.
+        let big: Vec<FileEntry> = (1..=4).map(|i| f(i, 40)).collect();
+        let split: Vec<Vec<i64>> = tiered_bins(big, 4, 80)
+            .into_values()
+            .flatten()
+            .map(|b| b.iter().map(|e| e.id).collect())
+            .collect();
+        assert_eq!(split, vec![vec![1, 2], vec![3, 4]]);
+    }
+
+    /// Ingest's small commits merge by tier: every row is kept once, in the lake, the index and the
+    /// catalog, and a partition is left with fewer than `MERGE_FAN_IN` files per tier.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merging_small_commits_keeps_every_row_once_and_bounds_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&crate::StoreConfig::new(dir.path().to_path_buf())).await.unwrap();
+        let (commits, per) = (MERGE_FAN_IN * 2 + 6, 3);
+        for c in 0..commits {
+            let docs: Vec<serde_json::Value> = (0..per)
+                .map(|i| {
+                    serde_json::json!({"@timestamp": "2026-01-01T00:00:00Z", "host": {"name": "h"},
+                        "event": {"id": format!("e-{c}-{i}"), "category": "process"},
+                        "process": {"command_line": format!("run.exe tag-e-{c}-{i}")}})
+                })
+                .collect();
+            crate::fixtures::commit_events(&store, &format!("k{c}"), &docs).await;
+        }
+        let sent = (commits * per) as i64;
+        assert_eq!(store.catalog.files_after(0).await.unwrap().len(), commits);
+        let r = store.merge_small().await.unwrap();
+        assert_eq!(
+            (r.files_removed, r.files_added, r.rows),
+            (MERGE_FAN_IN * 2, 2, (MERGE_FAN_IN * 2 * per) as i64)
+        );
+        let again = store.merge_small().await.unwrap();
+        assert_eq!(again.files_removed, 0, "two files of the next tier and six of the first wait");
+        let live = store.catalog.files_after(0).await.unwrap();
+        assert_eq!(live.len(), 8);
+        assert_eq!(live.iter().map(|f| f.rows).sum::<i64>(), sent);
+        let sql = "SELECT count(*), count(DISTINCT event_id) FROM events";
+        let got = store.sql("default", sql, Default::default()).await.unwrap();
+        assert_eq!(got.rows[0], vec![serde_json::json!(sent), serde_json::json!(sent)]);
+        store.flush().await.unwrap();
+        assert_eq!(store.indexed_docs(), sent as u64);
+        let q = crate::index::SearchQuery {
+            q: "tag-e-3-1".into(),
+            literal: true,
+            limit: 10,
+            ..Default::default()
+        };
+        let (hits, total) = store.search("default", q).await.unwrap();
+        assert_eq!((hits.len(), total), (1, 1), "a merged row is found once, and read back");
+        assert_eq!(hits[0].record.cell(schemas::fields::col::EVENT_ID).as_str(), Some("e-3-1"));
     }
 }

@@ -1,7 +1,6 @@
 use super::*;
+use crate::StoreConfig;
 use crate::index::CommitPolicy;
-use crate::{MessageBatch, StoreConfig};
-use schemas::decode::{Channel, Limits, decode_line};
 use std::time::Duration;
 
 const DAY: i64 = 86_400_000_000;
@@ -18,18 +17,14 @@ async fn store(dir: &std::path::Path) -> Arc<Store> {
 }
 
 async fn commit(store: &Store, key: &str, events: &[Sent]) {
-    let ch = Channel { tenant: "default", agent: "a", message_key: key, stream_seq: 1, received: 0 };
-    let limits = Limits { max_skew_micros: i64::MAX, ..Limits::default() };
-    let records = events
+    let docs: Vec<serde_json::Value> = events
         .iter()
         .map(|(t, id, host, kind)| {
-            let line = serde_json::json!({"@timestamp": schemas::time::format_micros(*t),
-                "event": {"id": id, "category": kind}, "host": {"name": host}});
-            decode_line(line.to_string().as_bytes(), 1, &ch, &limits).unwrap()
+            serde_json::json!({"@timestamp": schemas::time::format_micros(*t),
+                "event": {"id": id, "category": kind}, "host": {"name": host}})
         })
         .collect();
-    let batch = MessageBatch { key: key.into(), stream_seq: 1, records, rejected: 0, published: None };
-    store.commit(key, vec![batch]).await.unwrap();
+    crate::fixtures::commit_events(store, key, &docs).await;
 }
 
 fn ids(rows: &[Record]) -> Vec<String> {

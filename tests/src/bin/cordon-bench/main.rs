@@ -67,7 +67,6 @@ use b5::b5;
 use b6::b6;
 use b7::b7;
 use b8::b8;
-use mimalloc::MiMalloc;
 use path::{path_run, path_server, whole_path};
 use schemas::decode::{Channel, Limits, decode_line};
 use schemas::{Cell, FIELDS, Record, Search};
@@ -76,8 +75,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
-static GLOBAL: MiMalloc = MiMalloc;
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Process CPU seconds (user + system), from /proc.
 pub(crate) fn cpu_seconds() -> f64 {

@@ -1,0 +1,21 @@
+//! Test fixtures shared by the store's tests and its callers' (not part of the API).
+
+use crate::{MessageBatch, Store};
+use schemas::decode::{Channel, Limits, decode_line};
+
+/// Commits ECS event documents to the default tenant as one message `key`, decoded as ingest
+/// decodes them (any event time accepted). Panics when an event does not decode or the commit
+/// fails: it is for tests.
+pub async fn commit_events(store: &Store, key: &str, events: &[serde_json::Value]) {
+    let ch = Channel { tenant: "default", agent: "a", message_key: key, stream_seq: 1, received: 0 };
+    let limits = Limits { max_skew_micros: i64::MAX, ..Limits::default() };
+    let records = events
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| {
+            decode_line(ev.to_string().as_bytes(), i + 1, &ch, &limits).expect("a fixture event decodes")
+        })
+        .collect();
+    let batch = MessageBatch { key: key.into(), stream_seq: 1, records, rejected: 0, published: None };
+    store.commit("fixtures", vec![batch]).await.expect("a fixture commit");
+}

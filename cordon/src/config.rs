@@ -129,7 +129,7 @@ pub struct ServeArgs {
     /// query asks for them (default 48, at least the incident window).
     #[arg(long, env = "CORDON_GRAPH_HOT_HOURS")]
     pub graph_hot_hours: Option<u32>,
-    /// At most this many entity-graph edges in memory (about 1.3 KB each with their nodes); past
+    /// At most this many entity-graph edges in memory (about 1 KB each with their nodes); past
     /// it the oldest go first and queries about them replay the lake (default 2,000,000).
     #[arg(long, env = "CORDON_GRAPH_MAX_EDGES")]
     pub graph_max_edges: Option<usize>,

@@ -10,7 +10,7 @@
 //! connection reports.
 
 use anyhow::Context;
-use correlate::graph::{EdgeKind, Graph, GraphConfig, NodeKind};
+use correlate::graph::{EdgeKind, Graph, GraphConfig};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -142,14 +142,7 @@ fn dataset_text(name: &str, text: &str, expected: Option<&String>) -> LateralDat
             if !e.cross_host {
                 continue;
             }
-            let host_of = |x| {
-                let node = g.node(x);
-                match node.kind {
-                    NodeKind::Host => Some(node.key.clone()),
-                    _ => node.host.clone(),
-                }
-            };
-            let (Some(a), Some(b)) = (host_of(n), host_of(to)) else { continue };
+            let (Some(a), Some(b)) = (g.host_of(n), g.host_of(to)) else { continue };
             if a == b {
                 continue;
             }
@@ -157,7 +150,7 @@ fn dataset_text(name: &str, text: &str, expected: Option<&String>) -> LateralDat
                 EdgeKind::LoggedOnTo => "logon",
                 _ => "connection",
             };
-            let slot = edges.entry((a, b, kind.to_owned())).or_insert((false, 0));
+            let slot = edges.entry((a.to_string(), b.to_string(), kind.to_owned())).or_insert((false, 0));
             slot.0 |= e.confirmed || e.kind == EdgeKind::LoggedOnTo;
             slot.1 += e.count;
         }

@@ -1,18 +1,19 @@
 //! Building the graph from committed records: which nodes an event names, which edges it proves,
 //! and how the two ends of a cross-host connection find each other.
 
-use super::{Edge, EdgeKind, Graph, Node, NodeKind, is_internal_ip};
+use super::{Edge, EdgeKind, Graph, Node, NodeKind, Text, is_internal_ip};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use schemas::Record;
 use schemas::record::Cell;
+use std::borrow::Cow;
 
 /// One end of a connection, waiting for the other host's report.
 #[derive(Clone, Debug)]
 pub(super) struct FlowEnd {
     node: NodeIndex,
-    host: String,
+    host: Text,
     pub(super) t: i64,
-    event: String,
+    event: Text,
     src_port: Option<u16>,
 }
 
@@ -112,23 +113,25 @@ impl Graph {
     /// The process key an event's acting process gets: its entity id, else `host|pid`.
     pub fn process_key(rec: &Record) -> Option<String> {
         static COLS: std::sync::OnceLock<Cols> = std::sync::OnceLock::new();
-        Self::process_key_with(COLS.get_or_init(Cols::resolve), rec)
+        Self::process_key_with(COLS.get_or_init(Cols::resolve), rec).map(Cow::into_owned)
     }
 
-    fn process_key_with(c: &Cols, rec: &Record) -> Option<String> {
+    fn process_key_with<'r>(c: &Cols, rec: &'r Record) -> Option<Cow<'r, str>> {
         let entity = text(rec, c.entity);
         if !entity.is_empty() {
-            return Some(entity.to_owned());
+            return Some(Cow::Borrowed(entity));
         }
-        int(rec, c.pid).map(|pid| format!("{}|pid:{pid}", rec.host()))
+        int(rec, c.pid).map(|pid| Cow::Owned(format!("{}|pid:{pid}", rec.host())))
     }
 
+    /// The node of `kind` with `key`, its time range stretched to `t`; made when new, with `label`
+    /// (the key when empty) on `host`.
     pub(super) fn node_at(
         &mut self,
         kind: NodeKind,
         key: &str,
         label: &str,
-        host: Option<&str>,
+        host: Option<&Text>,
         t: i64,
     ) -> NodeIndex {
         if let Some(&i) = self.nodes[kind as usize].get(key) {
@@ -136,21 +139,28 @@ impl Graph {
             n.first = n.first.min(t);
             n.last = n.last.max(t);
             if n.label.is_empty() && !label.is_empty() {
-                n.label = label.to_owned();
+                n.label = self.strings.get(label);
             }
             return i;
         }
+        let key = Text::new(key);
+        let label = if label.is_empty() || label == &*key { key.clone() } else { self.strings.get(label) };
         let i = self.g.add_node(Node {
             kind,
-            key: key.to_owned(),
-            label: if label.is_empty() { key.to_owned() } else { label.to_owned() },
-            host: host.map(str::to_owned),
+            key: key.clone(),
+            label,
+            host: host.cloned(),
             first: t,
             last: t,
             attrs: Default::default(),
         });
-        self.nodes[kind as usize].insert(key.into(), i);
+        self.nodes[kind as usize].insert(key, i);
         i
+    }
+
+    /// The name a host node shares (its key), for the nodes that live on it.
+    pub(super) fn host_text(&self, h: NodeIndex) -> Text {
+        self.g[h].key.clone()
     }
 
     pub(super) fn link(
@@ -159,7 +169,7 @@ impl Graph {
         b: NodeIndex,
         kind: EdgeKind,
         t: i64,
-        event: &str,
+        event: &Text,
     ) -> EdgeIndex {
         let e = match self.edges.get(&(a, b, kind)) {
             Some(&e) => e,
@@ -181,129 +191,158 @@ impl Graph {
         let c = self.cols;
         let t = rec.time();
         let host = rec.host();
-        let event = text(rec, c.event_id);
-        if host.is_empty() {
+        let id = text(rec, c.event_id);
+        if host.is_empty() || !self.first_sight(id, t) {
             return;
-        }
-        if !event.is_empty() {
-            match self.seen.entry(super::digest(event)) {
-                std::collections::hash_map::Entry::Occupied(_) => {
-                    self.stats.duplicates += 1;
-                    return;
-                }
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(t);
-                }
-            }
         }
         self.stats.events += 1;
         self.latest = self.latest.max(t);
+        // One copy of the id, shared by every edge and pending connection end the event proves.
+        let event = Text::new(id);
         let h = self.node_at(NodeKind::Host, host, host, None, t);
+        let host_t = self.host_text(h);
         let own_ips = list(rec, c.host_ip);
         for ip in own_ips {
-            self.leases.note(ip, host, t);
+            self.leases.note(ip, &host_t, t);
             self.merge_address(ip, h);
         }
         let kind = text(rec, c.kind);
         let action = text(rec, c.action);
-
-        // The acting process (and its parent, when the event names one).
-        let actor = Self::process_key_with(&c, rec).map(|key| {
-            let name = text(rec, c.pname);
-            let p = self.node_at(NodeKind::Process, &key, name, Some(host), t);
-            let n = &mut self.g[p];
-            if let Some(pid) = int(rec, c.pid)
-                && n.attrs.get("pid").is_none()
-            {
-                n.attr("pid", &pid.to_string());
-            }
-            n.attr("executable", text(rec, c.exe));
-            n.attr("command_line", text(rec, c.cmd));
-            n.attr("sha256", text(rec, c.sha256));
-            let user = text(rec, c.user);
-            if !user.is_empty() {
-                let dom = text(rec, c.user_domain);
-                n.attr("user", &if dom.is_empty() { user.to_owned() } else { format!("{dom}\\{user}") });
-            }
-            p
-        });
-        let parent_key = {
-            let pe = text(rec, c.pentity);
-            if !pe.is_empty() {
-                Some(pe.to_owned())
-            } else {
-                int(rec, c.ppid).map(|pid| format!("{host}|pid:{pid}"))
-            }
-        };
+        let actor = self.add_actor(rec, &c, &host_t, t);
         if kind == "process"
             && action == "start"
-            && let (Some(p), Some(pk)) = (actor, parent_key)
+            && let Some(p) = actor
         {
-            let pname = text(rec, c.pname_parent);
-            let pp = self.node_at(NodeKind::Process, &pk, pname, Some(host), t);
-            self.g[pp].attr("executable", text(rec, c.pexe));
-            self.link(pp, p, EdgeKind::Spawned, t, event);
-            // Started from a file written earlier on this host (a download, an attachment saved).
-            let exe = text(rec, c.exe);
-            if !exe.is_empty()
-                && let Some(f) = self.find(NodeKind::File, &file_key(host, exe))
-            {
-                self.link(f, p, EdgeKind::Executed, t, event);
-            }
+            self.add_spawn(rec, &c, p, &host_t, t, &event);
         }
         let from = actor.unwrap_or(h);
-
         match kind {
             "network" if action == "share-access" || action == "pipe-access" => {
-                self.add_remote(rec, &c, h, own_ips, EdgeKind::AccessedShare, t, event);
+                self.add_remote(rec, &c, h, own_ips, EdgeKind::AccessedShare, t, &event);
             }
-            "network" | "web" => self.add_flow(rec, &c, from, host, own_ips, t, event),
+            "network" | "web" => self.add_flow(rec, &c, from, &host_t, own_ips, t, &event),
             "authentication" => {
                 let ok = text(rec, c.outcome);
                 if ok == "success" || (ok.is_empty() && action.contains("logon") && !action.contains("fail"))
                 {
-                    self.add_logon(rec, &c, h, own_ips, t, event);
+                    self.add_logon(rec, &c, h, own_ips, t, &event);
                 }
             }
-            "file" => {
-                let path = text(rec, c.file_path);
-                if !path.is_empty() && action != "delete" {
-                    let f = self.node_at(NodeKind::File, &file_key(host, path), path, Some(host), t);
-                    self.g[f].attr("sha256", text(rec, c.file_sha256));
-                    self.link(from, f, EdgeKind::Wrote, t, event);
-                    let url = text(rec, c.url);
-                    if !url.is_empty() {
-                        let u = self.node_at(NodeKind::Url, url, url, None, t);
-                        self.link(u, f, EdgeKind::Downloaded, t, event);
-                        let d = text(rec, c.url_domain);
-                        if !d.is_empty() {
-                            let dn = self.node_at(NodeKind::Domain, &d.to_ascii_lowercase(), d, None, t);
-                            self.link(from, dn, EdgeKind::ConnectedTo, t, event);
-                        }
-                    }
-                }
-            }
+            "file" if action != "delete" => self.add_file(rec, &c, from, &host_t, t, &event),
             _ => {}
         }
-        // A service installed (Windows 7045/4697): the binary it runs.
+        self.add_registration(rec, &c, from, &host_t, t, &event);
+    }
+
+    /// Whether event `id` is new (remembered from now on); an empty id always is.
+    fn first_sight(&mut self, id: &str, t: i64) -> bool {
+        if id.is_empty() {
+            return true;
+        }
+        match self.seen.entry(super::digest(id)) {
+            std::collections::hash_map::Entry::Occupied(_) => {
+                self.stats.duplicates += 1;
+                false
+            }
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(t);
+                true
+            }
+        }
+    }
+
+    /// The acting process's node with its attributes, when the event names one.
+    fn add_actor(&mut self, rec: &Record, c: &Cols, host: &Text, t: i64) -> Option<NodeIndex> {
+        let key = Self::process_key_with(c, rec)?;
+        let p = self.node_at(NodeKind::Process, &key, text(rec, c.pname), Some(host), t);
+        let n = &mut self.g[p];
+        let strings = &mut self.strings;
+        if n.attrs.is_empty() {
+            n.attrs.0.reserve_exact(5); // pid, executable, command line, hash, user
+        }
+        if let Some(pid) = int(rec, c.pid)
+            && n.attrs.get("pid").is_none()
+        {
+            n.attr(strings, "pid", &pid.to_string());
+        }
+        n.attr(strings, "executable", text(rec, c.exe));
+        n.attr(strings, "command_line", text(rec, c.cmd));
+        n.attr(strings, "sha256", text(rec, c.sha256));
+        let user = text(rec, c.user);
+        if !user.is_empty() {
+            let dom = text(rec, c.user_domain);
+            n.attr(strings, "user", &if dom.is_empty() { user.to_owned() } else { format!("{dom}\\{user}") });
+        }
+        Some(p)
+    }
+
+    /// A process start: its parent spawned it, and a file written earlier on the host that it
+    /// runs from executed it (a download, an attachment saved).
+    fn add_spawn(&mut self, rec: &Record, c: &Cols, p: NodeIndex, host: &Text, t: i64, event: &Text) {
+        let pe = text(rec, c.pentity);
+        let parent_key = if !pe.is_empty() {
+            Cow::Borrowed(pe)
+        } else if let Some(pid) = int(rec, c.ppid) {
+            Cow::Owned(format!("{host}|pid:{pid}"))
+        } else {
+            return;
+        };
+        let pname = text(rec, c.pname_parent);
+        let pp = self.node_at(NodeKind::Process, &parent_key, pname, Some(host), t);
+        self.g[pp].attr(&mut self.strings, "executable", text(rec, c.pexe));
+        self.link(pp, p, EdgeKind::Spawned, t, event);
+        let exe = text(rec, c.exe);
+        if !exe.is_empty()
+            && let Some(f) = self.find(NodeKind::File, &file_key(host, exe))
+        {
+            self.link(f, p, EdgeKind::Executed, t, event);
+        }
+    }
+
+    /// A file written (or downloaded, from a URL on a domain).
+    fn add_file(&mut self, rec: &Record, c: &Cols, from: NodeIndex, host: &Text, t: i64, event: &Text) {
+        let path = text(rec, c.file_path);
+        if path.is_empty() {
+            return;
+        }
+        let f = self.node_at(NodeKind::File, &file_key(host, path), path, Some(host), t);
+        self.g[f].attr(&mut self.strings, "sha256", text(rec, c.file_sha256));
+        self.link(from, f, EdgeKind::Wrote, t, event);
+        let url = text(rec, c.url);
+        if !url.is_empty() {
+            let u = self.node_at(NodeKind::Url, url, url, None, t);
+            self.link(u, f, EdgeKind::Downloaded, t, event);
+            let d = text(rec, c.url_domain);
+            if !d.is_empty() {
+                let dn = self.node_at(NodeKind::Domain, &d.to_ascii_lowercase(), d, None, t);
+                self.link(from, dn, EdgeKind::ConnectedTo, t, event);
+            }
+        }
+    }
+
+    /// A service installed (Windows 7045/4697) or a scheduled task registered: the file it runs,
+    /// who registered it, and the remote session it was registered in.
+    fn add_registration(
+        &mut self,
+        rec: &Record,
+        c: &Cols,
+        from: NodeIndex,
+        host: &Text,
+        t: i64,
+        event: &Text,
+    ) {
+        let action = text(rec, c.action);
         let service = text(rec, c.service);
+        let path = text(rec, c.file_path);
         if !service.is_empty() && (action.contains("install") || action.contains("service-created")) {
-            let path = text(rec, c.file_path);
             let key =
                 if path.is_empty() { format!("{host}|service:{service}") } else { file_key(host, path) };
-            let f = self.node_at(
-                NodeKind::File,
-                &key,
-                if path.is_empty() { service } else { path },
-                Some(host),
-                t,
-            );
-            self.g[f].attr("service", service);
+            let label = if path.is_empty() { service } else { path };
+            let f = self.node_at(NodeKind::File, &key, label, Some(host), t);
+            self.g[f].attr(&mut self.strings, "service", service);
             self.link(from, f, EdgeKind::InstalledService, t, event);
             self.add_session_source(rec, f, EdgeKind::InstalledService, t, event);
         }
-        // A scheduled task registered: its file, and who registered it.
-        let path = text(rec, c.file_path);
         if action == "task-create" && !path.is_empty() {
             let f = self.node_at(NodeKind::File, &file_key(host, path), path, Some(host), t);
             self.link(from, f, EdgeKind::CreatedTask, t, event);
@@ -317,10 +356,10 @@ impl Graph {
         rec: &Record,
         c: &Cols,
         from: NodeIndex,
-        host: &str,
+        host: &Text,
         own: &[String],
         t: i64,
-        event: &str,
+        event: &Text,
     ) {
         let dns = text(rec, c.dns_name);
         if !dns.is_empty() {
@@ -355,12 +394,11 @@ impl Graph {
                 return;
             }
             let key = flow_key(src, dst, dport);
-            let end =
-                FlowEnd { node: from, host: host.to_owned(), t, event: event.to_owned(), src_port: sport };
+            let end = FlowEnd { node: from, host: host.clone(), t, event: event.clone(), src_port: sport };
             let tol = self.cfg.join_tolerance;
             let matched = take_match(self.outbound.get_mut(&key), &end, tol);
             match matched {
-                Some(out) if out.host != host => {
+                Some(out) if out.host != *host => {
                     self.confirm(out.node, from, t.min(out.t), &out.event, event, dport)
                 }
                 _ => push_end(&mut self.inbound, key, end),
@@ -377,13 +415,13 @@ impl Graph {
             return;
         }
         // Outbound: to another fleet host (by the address it held then), or outside.
-        let owner = self.leases.owner(dst, t, self.cfg.lease_slack).map(str::to_owned);
+        let owner = self.leases.holder(dst, t, self.cfg.lease_slack).cloned();
         let url = text(rec, c.url);
         if !url.is_empty() {
             let u = self.node_at(NodeKind::Url, url, url, None, t);
             self.link(from, u, EdgeKind::Requested, t, event);
         }
-        if owner.as_deref() == Some(host) {
+        if owner.as_ref() == Some(host) {
             return; // its own address
         }
         if is_internal_ip(dst) {
@@ -391,11 +429,10 @@ impl Graph {
             // address (its events may not have arrived yet).
             let src = if src.is_empty() { own.first().map_or("", String::as_str) } else { src };
             let key = flow_key(src, dst, dport);
-            let end =
-                FlowEnd { node: from, host: host.to_owned(), t, event: event.to_owned(), src_port: sport };
+            let end = FlowEnd { node: from, host: host.clone(), t, event: event.clone(), src_port: sport };
             let tol = self.cfg.join_tolerance;
             match take_match(self.inbound.get_mut(&key), &end, tol) {
-                Some(inb) if inb.host != host => {
+                Some(inb) if inb.host != *host => {
                     self.confirm(from, inb.node, t.min(inb.t), event, &inb.event, dport);
                 }
                 _ => {
@@ -429,7 +466,7 @@ impl Graph {
     }
 
     /// Both ends of a cross-host connection reported: process -> process, proved by both events.
-    fn confirm(&mut self, a: NodeIndex, b: NodeIndex, t: i64, ev_a: &str, ev_b: &str, port: Option<u16>) {
+    fn confirm(&mut self, a: NodeIndex, b: NodeIndex, t: i64, ev_a: &Text, ev_b: &Text, port: Option<u16>) {
         let e = self.link(a, b, EdgeKind::ConnectedTo, t, ev_a);
         let edge = &mut self.g[e];
         edge.touch(t, ev_b);
@@ -442,7 +479,7 @@ impl Graph {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add_logon(&mut self, rec: &Record, c: &Cols, h: NodeIndex, own: &[String], t: i64, event: &str) {
+    fn add_logon(&mut self, rec: &Record, c: &Cols, h: NodeIndex, own: &[String], t: i64, event: &Text) {
         let user = text(rec, c.user);
         if !user.is_empty() {
             let dom = text(rec, c.user_domain);
@@ -462,8 +499,13 @@ pub(super) fn is_assignable(ip: &str) -> bool {
     }
 }
 
+/// `path@host`, the path lower-cased: one allocation.
 fn file_key(host: &str, path: &str) -> String {
-    format!("{}@{host}", path.to_ascii_lowercase())
+    let mut k = String::with_capacity(path.len() + 1 + host.len());
+    k.extend(path.chars().map(|c| c.to_ascii_lowercase()));
+    k.push('@');
+    k.push_str(host);
+    k
 }
 
 /// A connection's (source, destination, destination port) as a 64-bit digest (SipHash): the ends

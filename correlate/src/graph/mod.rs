@@ -30,8 +30,12 @@ mod kinds;
 pub use kinds::{EdgeKind, NodeKind};
 mod remote;
 pub use remote::REMOTE_ACCESS;
+mod hash;
 mod search;
+pub(crate) use hash::{FastMap, FastSet, SeededMap, SeededSet};
 mod shared;
+mod text;
+pub use text::{Interner, Text, to_strings};
 
 pub use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 pub use search::{Hop, IdNode, PathQuery, Reach, SearchLimits, SubEdge, Subgraph, TreeNode};
@@ -40,7 +44,6 @@ pub use shared::Graphs;
 use petgraph::stable_graph::StableDiGraph;
 use petgraph::visit::EdgeRef;
 use serde::Serialize;
-use std::collections::HashMap;
 
 /// A logon session: (host, logon id).
 type SessionKey = (Box<str>, Box<str>);
@@ -56,12 +59,12 @@ pub struct Node {
     /// What it is.
     pub kind: NodeKind,
     /// Its identity within the kind (host name, entity id, address, path@host...).
-    pub key: String,
+    pub key: Text,
     /// What to show.
-    pub label: String,
+    pub label: Text,
     /// The host it lives on (processes and files).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    pub host: Option<Text>,
     /// First and last time an event mentioned it (microseconds).
     #[serde(with = "schemas::time::rfc3339")]
     #[schemars(with = "schemas::time::Rfc3339")]
@@ -81,21 +84,26 @@ impl Node {
         format!("{}:{}", self.kind.as_str(), self.key)
     }
 
-    fn attr(&mut self, k: &'static str, v: &str) {
+    /// Sets attribute `k` to `v` (interned in `strings`); empty values are ignored.
+    fn attr(&mut self, strings: &mut Interner, k: &'static str, v: &str) {
         if v.is_empty() {
             return;
         }
         match self.attrs.0.iter_mut().find(|(a, _)| *a == k) {
-            Some((_, old)) if old.as_str() != v => *old = v.to_owned(),
+            Some((_, old)) if old.as_str() != v => *old = strings.get(v),
             Some(_) => {}
-            None => self.attrs.0.push((k, v.to_owned())),
+            None => {
+                // Most nodes have one or two attributes (processes reserve theirs at once).
+                self.attrs.0.reserve_exact(1);
+                self.attrs.0.push((k, strings.get(v)));
+            }
         }
     }
 }
 
 /// A node's attributes (a few per node: a vector, serialised as a map).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Attrs(Vec<(&'static str, String)>);
+pub struct Attrs(Vec<(&'static str, Text)>);
 
 impl Attrs {
     /// The value of `k`.
@@ -122,7 +130,7 @@ impl schemars::JsonSchema for Attrs {
 impl Serialize for Attrs {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut sorted: Vec<&(&'static str, String)> = self.0.iter().collect();
+        let mut sorted: Vec<&(&'static str, Text)> = self.0.iter().collect();
         sorted.sort_by_key(|(k, _)| *k);
         let mut m = s.serialize_map(Some(sorted.len()))?;
         for (k, v) in sorted {
@@ -131,51 +139,6 @@ impl Serialize for Attrs {
         m.end()
     }
 }
-
-/// A fast, non-cryptographic hasher for the graph's maps (keys are ours or event ids hashed with
-/// SipHash first, so flooding is not a concern): multiply-rotate over 8-byte words.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct FxHasher(u64);
-
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut b = [0u8; 8];
-            b[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(b));
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-pub(crate) type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
-pub(crate) type FastSet<K> = std::collections::HashSet<K, std::hash::BuildHasherDefault<FxHasher>>;
 
 /// A 64-bit digest of an event id (SipHash with fixed keys): the graph remembers the events it
 /// has added by digest, 16 bytes each instead of the id's text. Two ids collide with probability
@@ -203,7 +166,7 @@ pub struct Edge {
     /// Occurrences.
     pub count: u64,
     /// Ids of the events that prove it (the first [`MAX_EDGE_EVENTS`]).
-    pub events: Vec<String>,
+    pub events: Vec<Text>,
     /// Destination ports seen (connections).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<u16>,
@@ -227,13 +190,15 @@ impl Edge {
         }
     }
 
-    fn touch(&mut self, t: i64, event: &str) {
+    fn touch(&mut self, t: i64, event: &Text) {
         self.first = self.first.min(t);
         self.last = self.last.max(t);
         if !event.is_empty() && !self.events.iter().any(|e| e == event) {
             self.count += 1;
             if self.events.len() < MAX_EDGE_EVENTS {
-                self.events.push(event.to_owned());
+                // Most edges are proved by one event: no room for more until a second comes.
+                self.events.reserve_exact(1);
+                self.events.push(event.clone());
             }
         }
     }
@@ -260,7 +225,7 @@ pub struct GraphConfig {
     pub lease_slack: i64,
     /// At most this many edges are kept: beyond it, [`Graph::evict`] drops the oldest (by last
     /// occurrence) down to nine tenths of it, and the graph then covers less than the hot window
-    /// ([`Graph::covers_from`]). Memory is about 1.3 KB per edge with its nodes.
+    /// ([`Graph::covers_from`]). Memory is about 1 KB per edge with its nodes.
     pub max_edges: usize,
 }
 
@@ -278,39 +243,44 @@ impl Default for GraphConfig {
 /// Which host held which address, when.
 #[derive(Debug, Default)]
 pub struct Leases {
-    by_ip: FastMap<Box<str>, Vec<Lease>>,
+    by_ip: SeededMap<Box<str>, Vec<Lease>>,
 }
 
 #[derive(Clone, Debug)]
 struct Lease {
-    host: String,
+    host: Text,
     first: i64,
     last: i64,
 }
 
 impl Leases {
-    fn note(&mut self, ip: &str, host: &str, t: i64) {
+    fn note(&mut self, ip: &str, host: &Text, t: i64) {
         if !self.by_ip.contains_key(ip) {
             self.by_ip.insert(ip.into(), Vec::new());
         }
         let v = self.by_ip.get_mut(ip).expect("inserted above");
-        match v.iter_mut().find(|l| l.host == host) {
+        match v.iter_mut().find(|l| l.host == *host) {
             Some(l) => {
                 l.first = l.first.min(t);
                 l.last = l.last.max(t);
             }
-            None => v.push(Lease { host: host.to_owned(), first: t, last: t }),
+            None => v.push(Lease { host: host.clone(), first: t, last: t }),
         }
     }
 
     /// The host that held `ip` at `t`: among hosts that reported it within `slack` of `t`, the one
     /// whose reports come nearest.
     pub fn owner(&self, ip: &str, t: i64, slack: i64) -> Option<&str> {
+        self.holder(ip, t, slack).map(Text::as_str)
+    }
+
+    /// [`Leases::owner`], as the host name the graph shares.
+    fn holder(&self, ip: &str, t: i64, slack: i64) -> Option<&Text> {
         let v = self.by_ip.get(ip)?;
         v.iter()
             .filter(|l| t >= l.first - slack && t <= l.last + slack)
             .min_by_key(|l| if t < l.first { l.first - t } else { (t - l.last).max(0) })
-            .map(|l| l.host.as_str())
+            .map(|l| &l.host)
     }
 
     fn evict(&mut self, before: i64) {
@@ -364,8 +334,10 @@ pub struct Graph {
     cfg: GraphConfig,
     cols: Cols,
     g: StableDiGraph<Node, Edge>,
-    /// Per kind (by `NodeKind as usize`): key -> node.
-    nodes: [FastMap<Box<str>, NodeIndex>; 7],
+    /// Per kind (by `NodeKind as usize`): key -> node (the key shared with the node).
+    nodes: [SeededMap<Text, NodeIndex>; 7],
+    /// Repeated values (hosts, labels, attributes), stored once.
+    strings: Interner,
     edges: FastMap<(NodeIndex, NodeIndex, EdgeKind), EdgeIndex>,
     leases: Leases,
     /// Outbound ends by (source ip, destination ip, destination port) digest, awaiting the inbound end.
@@ -373,9 +345,9 @@ pub struct Graph {
     /// Inbound ends, awaiting the outbound end.
     inbound: FastMap<u64, Vec<FlowEnd>>,
     /// Names DNS answers gave an address.
-    names: FastMap<String, String>,
+    names: SeededMap<String, String>,
     /// Logon sessions opened from elsewhere: (host, logon id) -> (source address, time).
-    sessions: FastMap<SessionKey, (Box<str>, i64)>,
+    sessions: SeededMap<SessionKey, (Box<str>, i64)>,
     /// Event ids already added (with their time, for eviction).
     seen: FastMap<u64, i64>,
     latest: i64,
@@ -398,12 +370,13 @@ impl Graph {
             cols: Cols::resolve(),
             g: StableDiGraph::new(),
             nodes: Default::default(),
+            strings: Interner::default(),
             edges: FastMap::default(),
             leases: Leases::default(),
             outbound: FastMap::default(),
             inbound: FastMap::default(),
-            names: FastMap::default(),
-            sessions: FastMap::default(),
+            names: SeededMap::default(),
+            sessions: SeededMap::default(),
             seen: FastMap::default(),
             latest: i64::MIN,
             evicted_to: i64::MIN,
@@ -482,6 +455,15 @@ impl Graph {
     /// A node.
     pub fn node(&self, i: NodeIndex) -> &Node {
         &self.g[i]
+    }
+
+    /// The host node `n` is or lives on (processes and files), by name.
+    pub fn host_of(&self, n: NodeIndex) -> Option<&Text> {
+        let node = &self.g[n];
+        match node.kind {
+            NodeKind::Host => Some(&node.key),
+            _ => node.host.as_ref(),
+        }
     }
 
     /// An edge with its ends.
@@ -569,6 +551,7 @@ impl Graph {
         self.seen.retain(|_, t| *t >= cutoff);
         self.sessions.retain(|_, (_, t)| *t >= cutoff);
         self.leases.evict(cutoff - self.cfg.lease_slack);
+        self.strings.sweep();
     }
 }
 

@@ -5,7 +5,7 @@
 //! reports the address as its own, the address node merges into that host.
 
 use super::build::{Cols, text};
-use super::{Edge, EdgeKind, Graph, MAX_EDGE_EVENTS, NodeKind, is_internal_ip};
+use super::{Edge, EdgeKind, Graph, MAX_EDGE_EVENTS, NodeKind, Text, is_internal_ip};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use petgraph::visit::EdgeRef;
 use schemas::Record;
@@ -33,12 +33,12 @@ impl Graph {
         if !super::build::is_assignable(src) || own.iter().any(|i| i == src) {
             return None;
         }
-        match self.leases.owner(src, t, self.cfg.lease_slack).map(str::to_owned) {
-            Some(a) if a != host => Some(self.node_at(NodeKind::Host, &a, &a, None, t)),
+        match self.leases.holder(src, t, self.cfg.lease_slack).cloned() {
+            Some(a) if *a != *host => Some(self.node_at(NodeKind::Host, &a, &a, None, t)),
             Some(_) => None,
             None => {
                 let n = self.node_at(NodeKind::Ip, src, src, None, t);
-                self.g[n].attr("unmanaged", "true");
+                self.g[n].attr(&mut self.strings, "unmanaged", "true");
                 Some(n)
             }
         }
@@ -55,7 +55,7 @@ impl Graph {
         own: &[String],
         kind: EdgeKind,
         t: i64,
-        event: &str,
+        event: &Text,
     ) {
         let (host, src) = (rec.host(), text(rec, c.src_ip));
         let Some(from) = self.source_node(src, host, own, t) else { return };
@@ -74,7 +74,7 @@ impl Graph {
         f: NodeIndex,
         kind: EdgeKind,
         t: i64,
-        event: &str,
+        event: &Text,
     ) {
         let host = rec.host();
         let Some(id) = logon_id(rec) else { return };

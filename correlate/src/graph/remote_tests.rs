@@ -82,7 +82,7 @@ fn attack() -> Vec<Record> {
 
 fn edge_kinds(g: &Graph, from: NodeIndex) -> Vec<(EdgeKind, String)> {
     let mut v: Vec<(EdgeKind, String)> =
-        g.out_edges(from).map(|(_, b, e)| (e.kind, g.node(b).key.clone())).collect();
+        g.out_edges(from).map(|(_, b, e)| (e.kind, g.node(b).key.to_string())).collect();
     v.sort();
     v
 }

@@ -67,16 +67,16 @@ impl Hop {
         let (a, b) = (g.node(a), g.node(b));
         Hop {
             from: a.id(),
-            from_label: a.label.clone(),
+            from_label: a.label.to_string(),
             to: b.id(),
-            to_label: b.label.clone(),
+            to_label: b.label.to_string(),
             kind: edge.kind,
             at,
             first: edge.first,
             last: edge.last,
             cross_host: edge.cross_host,
             confirmed: edge.confirmed,
-            events: edge.events.clone(),
+            events: super::to_strings(&edge.events),
         }
     }
 }
@@ -344,7 +344,7 @@ impl Graph {
             c.sort_by_key(|k| (g.node(*k).first, g.node(*k).key.clone()));
             TreeNode {
                 id: x.id(),
-                name: x.label.clone(),
+                name: x.label.to_string(),
                 first: x.first,
                 last: x.last,
                 attrs: x.attrs.clone(),

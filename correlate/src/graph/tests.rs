@@ -267,9 +267,9 @@ fn eviction_bounds_the_graph_and_readding_the_same_events_changes_nothing() {
 #[test]
 fn address_leases_follow_the_host_that_reported_the_address_nearest_in_time() {
     let mut l = Leases::default();
-    l.note("10.0.0.5", "a", 1_000);
-    l.note("10.0.0.5", "a", 2_000);
-    l.note("10.0.0.5", "b", 10_000);
+    l.note("10.0.0.5", &"a".into(), 1_000);
+    l.note("10.0.0.5", &"a".into(), 2_000);
+    l.note("10.0.0.5", &"b".into(), 10_000);
     assert_eq!(l.owner("10.0.0.5", 1_500, 100), Some("a"));
     assert_eq!(l.owner("10.0.0.5", 9_950, 100), Some("b"));
     assert_eq!(l.owner("10.0.0.5", 5_000, 100), None, "nobody reported it then");
@@ -305,4 +305,44 @@ fn a_graph_over_its_edge_budget_drops_its_oldest_edges_and_says_what_it_covers()
     small.add(&decode(&start(0), 1));
     small.evict();
     assert_eq!(small.covers_from(), BASE - GraphConfig::default().hot_window);
+}
+
+#[test]
+fn repeated_text_is_stored_once_and_released_with_the_nodes_that_held_it() {
+    let mut g = Graph::new(GraphConfig::default());
+    let start = |i: i64, host: &str| {
+        json!({"@timestamp": schemas::time::format_micros(BASE + i * 1_000_000), "host": {"name": host},
+               "user": {"name": "alice", "domain": "CORP"},
+               "event": {"category": "process", "action": "start"},
+               "process": {"entity_id": format!("{host}-c{i}"), "pid": 4000 + i, "name": "x.exe",
+                           "executable": "C:\\Tools\\x.exe", "command_line": "x.exe --serve",
+                           "parent": {"entity_id": format!("{host}-p{i}")}}})
+    };
+    for i in 0..40 {
+        g.add(&decode(&start(i, if i % 2 == 0 { "h1" } else { "h2" }), i as usize + 1));
+    }
+    let (a, b) = (g.find(NodeKind::Process, "h1-c0").unwrap(), g.find(NodeKind::Process, "h2-c39").unwrap());
+    let same = |x: &Text, y: &Text| std::ptr::eq(x.as_str().as_ptr(), y.as_str().as_ptr());
+    let (na, nb) = (g.node(a), g.node(b));
+    assert_eq!(na.attrs.get("executable"), Some("C:\\Tools\\x.exe"));
+    for k in ["executable", "command_line", "user"] {
+        let value = |n: &Node| n.attrs.0.iter().find(|(a, _)| *a == k).map(|(_, v)| v.clone()).unwrap();
+        assert!(same(&value(na), &value(nb)), "{k}: one copy for both hosts' processes");
+    }
+    assert!(same(&na.label, &nb.label), "labels are shared too");
+    let h1 = g.find(NodeKind::Host, "h1").unwrap();
+    assert!(same(na.host.as_ref().unwrap(), &g.node(h1).key), "a process names its host by the host's key");
+    // Each spawn edge holds its event's id; the pid is the one value per process.
+    let spawned = g.in_edges(a).next().unwrap().2;
+    assert_eq!(spawned.events.len(), 1);
+    let distinct_before = g.strings.len();
+    assert!(distinct_before >= 40, "40 pids at least: {distinct_before}");
+    // An event two days later evicts them all: the values they held go with them.
+    let late = json!({"@timestamp": schemas::time::format_micros(BASE + 50 * 3_600_000_000),
+                      "host": {"name": "late"}, "event": {"category": "process", "action": "start"},
+                      "process": {"entity_id": "y", "name": "y.exe"}});
+    g.add(&decode(&late, 100));
+    g.evict();
+    assert!(g.find(NodeKind::Process, "h1-c0").is_none());
+    assert!(g.strings.len() <= 1, "only y.exe's label can be left: {}", g.strings.len());
 }

@@ -13,7 +13,7 @@
 //! Incident ids are derived from their first alert's id, so replaying the same alerts after a
 //! restart gives the same incidents.
 
-use crate::graph::{FastMap, FastSet, Graph, Hop, NodeKind, SearchLimits, is_internal_ip};
+use crate::graph::{FastMap, FastSet, Graph, Hop, NodeKind, SearchLimits, Text, is_internal_ip, to_strings};
 use petgraph::stable_graph::NodeIndex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -402,14 +402,7 @@ impl UnionFind {
 }
 
 fn stored_hop(g: &Graph, h: &Hop) -> JoinHop {
-    let host_of = |id: &str| -> Option<String> {
-        let n = g.find_id(id)?;
-        let node = g.node(n);
-        match node.kind {
-            NodeKind::Host => Some(node.key.clone()),
-            _ => node.host.clone(),
-        }
-    };
+    let host_of = |id: &str| g.find_id(id).and_then(|n| g.host_of(n)).map(Text::to_string);
     JoinHop {
         from: h.from.clone(),
         from_label: h.from_label.clone(),
@@ -450,12 +443,12 @@ fn contacts(g: &Graph, anchors: &[(&Anchor, Option<NodeIndex>)], window: i64) ->
                     continue;
                 }
                 let c = Contact {
-                    host: n.host.clone().unwrap_or_default(),
+                    host: n.host.as_ref().map(Text::to_string).unwrap_or_default(),
                     process: n.id(),
                     destination: d.id(),
-                    label: d.label.clone(),
+                    label: d.label.to_string(),
                     at: e.first,
-                    events: e.events.clone(),
+                    events: to_strings(&e.events),
                 };
                 if !out.iter().any(|x| x.process == c.process && x.destination == c.destination) {
                     out.push(c);

@@ -138,8 +138,8 @@ pub(crate) fn b8(events: usize, reps: usize, peers: Option<&str>) -> anyhow::Res
             let n = g.node(procs[(rng % procs.len() as u64) as usize]);
             Anchor {
                 alert: format!("a{i}"),
-                host: n.host.clone().unwrap_or_default(),
-                entity: Some(n.key.clone()),
+                host: n.host.as_ref().map(ToString::to_string).unwrap_or_default(),
+                entity: Some(n.key.to_string()),
                 time: n.first,
                 last: n.last,
                 level: 3,

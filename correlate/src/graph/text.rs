@@ -41,12 +41,6 @@ impl Borrow<str> for Text {
     }
 }
 
-impl AsRef<str> for Text {
-    fn as_ref(&self) -> &str {
-        &self.0
-    }
-}
-
 impl PartialEq<str> for Text {
     fn eq(&self, o: &str) -> bool {
         &*self.0 == o
@@ -74,12 +68,6 @@ impl fmt::Display for Text {
 impl From<&str> for Text {
     fn from(s: &str) -> Self {
         Self::new(s)
-    }
-}
-
-impl From<Text> for String {
-    fn from(t: Text) -> Self {
-        t.0.as_ref().to_owned()
     }
 }
 

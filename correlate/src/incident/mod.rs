@@ -13,7 +13,7 @@
 //! Incident ids are derived from their first alert's id, so replaying the same alerts after a
 //! restart gives the same incidents.
 
-use crate::graph::{FastMap, FastSet, Graph, Hop, NodeKind, SearchLimits, Text, is_internal_ip, to_strings};
+use crate::graph::{FastMap, FastSet, Graph, Hop, NodeKind, SearchLimits, Text, to_strings};
 use petgraph::stable_graph::NodeIndex;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -430,13 +430,8 @@ fn contacts(g: &Graph, anchors: &[(&Anchor, Option<NodeIndex>)], window: i64) ->
             }
             for (_, dst, e) in g.out_edges(cur) {
                 let d = g.node(dst);
-                let external = match d.kind {
-                    NodeKind::Domain => true,
-                    NodeKind::Ip => !is_internal_ip(&d.key),
-                    _ => false,
-                };
                 if e.kind != crate::graph::EdgeKind::ConnectedTo
-                    || !external
+                    || !g.is_external(dst)
                     || e.last < a.time - window
                     || e.first > a.last + window
                 {

@@ -1,21 +1,15 @@
 //! Building the graph from committed records: which nodes an event names, which edges it proves,
 //! and how the two ends of a cross-host connection find each other.
 
-use super::{Edge, EdgeKind, Graph, Node, NodeKind, Text, is_internal_ip};
+use super::{Edge, EdgeKind, Graph, Node, NodeKind, Text};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use schemas::Record;
 use schemas::record::Cell;
 use std::borrow::Cow;
 
-/// One end of a connection, waiting for the other host's report.
-#[derive(Clone, Debug)]
-pub(super) struct FlowEnd {
-    node: NodeIndex,
-    host: Text,
-    pub(super) t: i64,
-    event: Text,
-    src_port: Option<u16>,
-}
+mod flow;
+pub(super) use flow::FlowEnd;
+use flow::Reporter;
 
 /// Resolved column positions of the fields the graph reads.
 #[derive(Debug, Clone, Copy)]
@@ -220,7 +214,10 @@ impl Graph {
             "network" if action == "share-access" || action == "pipe-access" => {
                 self.add_remote(rec, &c, h, own_ips, EdgeKind::AccessedShare, t, &event);
             }
-            "network" | "web" => self.add_flow(rec, &c, from, &host_t, own_ips, t, &event),
+            "network" | "web" => {
+                let by = Reporter { node: from, host: &host_t, t, event: &event };
+                self.add_flow(rec, &c, &by, own_ips);
+            }
             "authentication" => {
                 let ok = text(rec, c.outcome);
                 if ok == "success" || (ok.is_empty() && action.contains("logon") && !action.contains("fail"))
@@ -351,134 +348,6 @@ impl Graph {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn add_flow(
-        &mut self,
-        rec: &Record,
-        c: &Cols,
-        from: NodeIndex,
-        host: &Text,
-        own: &[String],
-        t: i64,
-        event: &Text,
-    ) {
-        let dns = text(rec, c.dns_name);
-        if !dns.is_empty() {
-            let d = self.node_at(NodeKind::Domain, &dns.to_ascii_lowercase(), dns, None, t);
-            for ip in list(rec, c.dns_ips) {
-                self.names.insert(ip.clone(), dns.to_ascii_lowercase());
-                let i = self.node_at(NodeKind::Ip, ip, ip, None, t);
-                self.link(d, i, EdgeKind::Resolved, t, event);
-            }
-            return;
-        }
-        let (src, dst) = (text(rec, c.src_ip), text(rec, c.dst_ip));
-        let dport = int(rec, c.dst_port).and_then(|p| u16::try_from(p).ok());
-        let sport = int(rec, c.src_port).and_then(|p| u16::try_from(p).ok());
-        let dir = text(rec, c.direction);
-        let action = text(rec, c.action);
-        let inbound = dir == "inbound"
-            || action == "accept"
-            || action == "http-access"
-            || (!dst.is_empty() && own.iter().any(|i| i == dst) && dir != "outbound");
-        // A host's own reports teach its addresses (Windows events carry no host.ip): the
-        // destination of what it accepted, the source of what it opened.
-        let own_side = if inbound { dst } else { src };
-        if is_assignable(own_side) {
-            self.leases.note(own_side, host, t);
-            if let Some(h) = self.find(NodeKind::Host, host) {
-                self.merge_address(own_side, h);
-            }
-        }
-        if inbound {
-            if src.is_empty() || dst.is_empty() {
-                return;
-            }
-            let key = flow_key(src, dst, dport);
-            let end = FlowEnd { node: from, host: host.clone(), t, event: event.clone(), src_port: sport };
-            let tol = self.cfg.join_tolerance;
-            let matched = take_match(self.outbound.get_mut(&key), &end, tol);
-            match matched {
-                Some(out) if out.host != *host => {
-                    self.confirm(out.node, from, t.min(out.t), &out.event, event, dport)
-                }
-                _ => push_end(&mut self.inbound, key, end),
-            }
-            // A connection from outside the fleet (an address nobody holds): the peer is an IP node.
-            if self.leases.owner(src, t, self.cfg.lease_slack).is_none() && !is_internal_ip(src) {
-                let i = self.node_at(NodeKind::Ip, src, src, None, t);
-                let e = self.link(i, from, EdgeKind::ConnectedTo, t, event);
-                self.g[e].port(dport);
-            }
-            return;
-        }
-        if dst.is_empty() {
-            return;
-        }
-        // Outbound: to another fleet host (by the address it held then), or outside.
-        let owner = self.leases.holder(dst, t, self.cfg.lease_slack).cloned();
-        let url = text(rec, c.url);
-        if !url.is_empty() {
-            let u = self.node_at(NodeKind::Url, url, url, None, t);
-            self.link(from, u, EdgeKind::Requested, t, event);
-        }
-        if owner.as_ref() == Some(host) {
-            return; // its own address
-        }
-        if is_internal_ip(dst) {
-            // Inside the network: wait for the other end's report, whoever turns out to hold the
-            // address (its events may not have arrived yet).
-            let src = if src.is_empty() { own.first().map_or("", String::as_str) } else { src };
-            let key = flow_key(src, dst, dport);
-            let end = FlowEnd { node: from, host: host.clone(), t, event: event.clone(), src_port: sport };
-            let tol = self.cfg.join_tolerance;
-            match take_match(self.inbound.get_mut(&key), &end, tol) {
-                Some(inb) if inb.host != *host => {
-                    self.confirm(from, inb.node, t.min(inb.t), event, &inb.event, dport);
-                }
-                _ => {
-                    let target = match &owner {
-                        Some(b) => self.node_at(NodeKind::Host, b, b, None, t),
-                        None => self.node_at(NodeKind::Ip, dst, dst, None, t),
-                    };
-                    let e = self.link(from, target, EdgeKind::ConnectedTo, t, event);
-                    let edge = &mut self.g[e];
-                    edge.cross_host = owner.is_some();
-                    edge.port(dport);
-                    push_end(&mut self.outbound, key, end);
-                }
-            }
-            return;
-        }
-        let domain = text(rec, c.dst_domain);
-        let named =
-            if domain.is_empty() { self.names.get(dst).cloned() } else { Some(domain.to_ascii_lowercase()) };
-        let target = match named {
-            Some(d) => {
-                let dn = self.node_at(NodeKind::Domain, &d, &d, None, t);
-                let i = self.node_at(NodeKind::Ip, dst, dst, None, t);
-                self.link(dn, i, EdgeKind::Resolved, t, event);
-                dn
-            }
-            None => self.node_at(NodeKind::Ip, dst, dst, None, t),
-        };
-        let e = self.link(from, target, EdgeKind::ConnectedTo, t, event);
-        self.g[e].port(dport);
-    }
-
-    /// Both ends of a cross-host connection reported: process -> process, proved by both events.
-    fn confirm(&mut self, a: NodeIndex, b: NodeIndex, t: i64, ev_a: &Text, ev_b: &Text, port: Option<u16>) {
-        let e = self.link(a, b, EdgeKind::ConnectedTo, t, ev_a);
-        let edge = &mut self.g[e];
-        edge.touch(t, ev_b);
-        edge.count = edge.count.saturating_sub(1).max(1); // two reports of one connection
-        edge.cross_host = true;
-        edge.confirmed = true;
-        edge.port(port);
-        self.stats.confirmed_links += 1;
-        self.version += 1;
-    }
-
-    #[allow(clippy::too_many_arguments)]
     fn add_logon(&mut self, rec: &Record, c: &Cols, h: NodeIndex, own: &[String], t: i64, event: &Text) {
         let user = text(rec, c.user);
         if !user.is_empty() {
@@ -506,38 +375,4 @@ fn file_key(host: &str, path: &str) -> String {
     k.push('@');
     k.push_str(host);
     k
-}
-
-/// A connection's (source, destination, destination port) as a 64-bit digest (SipHash): the ends
-/// waiting for each other are found by it, and the ends' hosts must differ before they join.
-fn flow_key(src: &str, dst: &str, dport: Option<u16>) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (src, dst, dport.unwrap_or(0)).hash(&mut h);
-    h.finish()
-}
-
-fn push_end(m: &mut super::FastMap<u64, Vec<FlowEnd>>, key: u64, end: FlowEnd) {
-    let v = m.entry(key).or_default();
-    if v.len() >= 64 {
-        v.remove(0);
-    }
-    v.push(end);
-}
-
-/// The waiting end that matches `end` (source ports equal when both are known) nearest in time,
-/// within the tolerance; removed from the list.
-fn take_match(v: Option<&mut Vec<FlowEnd>>, end: &FlowEnd, tol: i64) -> Option<FlowEnd> {
-    let v = v?;
-    let at = v
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| (o.t - end.t).abs() <= tol)
-        .filter(|(_, o)| match (o.src_port, end.src_port) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        })
-        .min_by_key(|(_, o)| (o.t - end.t).abs())
-        .map(|(i, _)| i)?;
-    Some(v.remove(at))
 }

@@ -153,6 +153,30 @@ pub struct Incident {
 impl Incident {
     /// Recomputes the order, hosts, root, path, severity and times from alerts, joins and contacts.
     pub fn derive(&mut self) {
+        self.summarise_alerts();
+        let mut path = self.host_chain(&self.hops());
+        if let Some(out) = path.last().and_then(|last| self.exit_from(last)) {
+            path.push(out);
+        }
+        self.path = path;
+        let mut hosts: Vec<String> =
+            self.path.iter().filter(|s| s.kind == "host").map(|s| s.name.clone()).collect();
+        for a in &self.alerts {
+            if !hosts.contains(&a.host) {
+                hosts.push(a.host.clone());
+            }
+        }
+        self.hosts = hosts;
+        self.title = match (self.alerts.iter().max_by_key(|a| (a.level, a.stage())), self.hosts.len()) {
+            (Some(a), 1) => format!("{} on {}", a.title, self.root),
+            (Some(a), n) => format!("{} across {n} hosts from {}", a.title, self.root),
+            (None, _) => String::new(),
+        };
+    }
+
+    /// The alerts in kill-chain order, each once; the severity, times, techniques and root host
+    /// (of the earliest alert) they give.
+    fn summarise_alerts(&mut self) {
         self.alerts.sort_by(|a, b| (a.stage(), a.time, &a.alert).cmp(&(b.stage(), b.time, &b.alert)));
         self.alerts.dedup_by(|a, b| a.alert == b.alert && a.entity == b.entity);
         self.severity = self.alerts.iter().map(|a| a.level).max().unwrap_or(0);
@@ -165,22 +189,27 @@ impl Incident {
         self.techniques = tech.into_iter().collect();
         let earliest = self.alerts.iter().min_by_key(|a| (a.time, a.alert.clone()));
         self.root = earliest.map(|a| a.host.clone()).unwrap_or_default();
-        // Host-level hops from the joins: (from host, to host) -> (earliest time, events).
+    }
+
+    /// Host-level hops from the joins: (from host, to host) -> (earliest time, events).
+    fn hops(&self) -> BTreeMap<(String, String), (i64, Vec<String>)> {
         let mut hops: BTreeMap<(String, String), (i64, Vec<String>)> = BTreeMap::new();
-        for j in &self.joins {
-            for h in &j.hops {
-                if let (true, Some(a), Some(b)) = (h.cross_host, &h.from_host, &h.to_host)
-                    && a != b
-                {
-                    let e = hops.entry((a.clone(), b.clone())).or_insert((h.at, h.events.clone()));
-                    if h.at < e.0 {
-                        *e = (h.at, h.events.clone());
-                    }
+        for h in self.joins.iter().flat_map(|j| &j.hops) {
+            if let (true, Some(a), Some(b)) = (h.cross_host, &h.from_host, &h.to_host)
+                && a != b
+            {
+                let e = hops.entry((a.clone(), b.clone())).or_insert((h.at, h.events.clone()));
+                if h.at < e.0 {
+                    *e = (h.at, h.events.clone());
                 }
             }
         }
-        // The best simple chain of hosts from the root, in time order: the one reaching the latest
-        // kill-chain stage, then the most alerts.
+        hops
+    }
+
+    /// The best simple chain of hosts from the root, in time order: the one reaching the latest
+    /// kill-chain stage, then the most alerts, then the longest (at most 10,000 chains explored).
+    fn host_chain(&self, hops: &BTreeMap<(String, String), (i64, Vec<String>)>) -> Vec<PathStep> {
         let stage_of = |host: &str| {
             self.alerts
                 .iter()
@@ -210,7 +239,7 @@ impl Incident {
                 best = chain.clone();
             }
             let last = chain.last().expect("chains are never empty");
-            for ((a, b), (at, ev)) in &hops {
+            for ((a, b), (at, ev)) in hops {
                 if a == &last.name && *at >= last.at && !chain.iter().any(|s| &s.name == b) {
                     let mut next = chain.clone();
                     next.push(PathStep { kind: "host".into(), name: b.clone(), at: *at, events: ev.clone() });
@@ -218,37 +247,19 @@ impl Incident {
                 }
             }
         }
-        // Then out: the first external destination a process of the last host contacted after
-        // the path got there.
-        if let Some(last) = best.last().cloned()
-            && let Some(c) = self
-                .contacts
-                .iter()
-                .filter(|c| c.host == last.name && c.at >= last.at)
-                .min_by_key(|c| (c.at, c.destination.clone()))
-        {
-            let (kind, name) = c.destination.split_once(':').unwrap_or(("ip", &c.destination));
-            best.push(PathStep {
-                kind: kind.to_owned(),
-                name: name.to_owned(),
-                at: c.at,
-                events: c.events.clone(),
-            });
-        }
-        self.path = best;
-        let mut hosts: Vec<String> =
-            self.path.iter().filter(|s| s.kind == "host").map(|s| s.name.clone()).collect();
-        for a in &self.alerts {
-            if !hosts.contains(&a.host) {
-                hosts.push(a.host.clone());
-            }
-        }
-        self.hosts = hosts;
-        self.title = match (self.alerts.iter().max_by_key(|a| (a.level, a.stage())), self.hosts.len()) {
-            (Some(a), 1) => format!("{} on {}", a.title, self.root),
-            (Some(a), n) => format!("{} across {n} hosts from {}", a.title, self.root),
-            (None, _) => String::new(),
-        };
+        best
+    }
+
+    /// Out of the network: the first external destination a process of the path's last host
+    /// contacted after the path got there.
+    fn exit_from(&self, last: &PathStep) -> Option<PathStep> {
+        let c = self
+            .contacts
+            .iter()
+            .filter(|c| c.host == last.name && c.at >= last.at)
+            .min_by_key(|c| (c.at, c.destination.clone()))?;
+        let (kind, name) = c.destination.split_once(':').unwrap_or(("ip", &c.destination));
+        Some(PathStep { kind: kind.to_owned(), name: name.to_owned(), at: c.at, events: c.events.clone() })
     }
 }
 

@@ -190,6 +190,8 @@ impl Correlator {
         out
     }
 
+    /// Feeds one step's input to correlation `c`; what fires goes to `out`, after what it fired
+    /// in the correlations that reference it (chains).
     fn feed(
         &mut self,
         set: &[Resolved],
@@ -200,23 +202,40 @@ impl Correlator {
         out: &mut Vec<Fire>,
     ) {
         let corr = &set[c];
+        let Some((group, value)) = self.keys(corr, step, input) else { return };
+        let Some((count, window)) = self.record(c, corr, step, &group, value, input) else { return };
+        self.stats.fired += 1;
+        let fire = fire_of(routes, c, corr, &group, count, &window, input.time);
+        self.chain(set, routes, &fire, &group, out);
+        out.push(fire);
+    }
+
+    /// The input's group (and for value counts its value); `None`, counted, when it lacks a field.
+    fn keys(&mut self, corr: &Resolved, step: usize, input: &Input) -> Option<(Vec<String>, Option<String>)> {
         let s = &corr.steps[step];
-        let Some(group) = s.group.iter().map(|p| (input.read)(p)).collect::<Option<Vec<String>>>() else {
+        let read_all =
+            |picks: &[Pick]| picks.iter().map(|p| (input.read)(p)).collect::<Option<Vec<String>>>();
+        let keys = read_all(&s.group).and_then(|group| match corr.rule.kind {
+            Kind::ValueCount { .. } => read_all(&s.values).map(|v| (group, Some(v.join("\u{1f}")))),
+            _ => Some((group, None)),
+        });
+        if keys.is_none() {
             self.stats.ungrouped += 1;
-            return;
-        };
-        let value = match &corr.rule.kind {
-            Kind::ValueCount { .. } => {
-                match s.values.iter().map(|p| (input.read)(p)).collect::<Option<Vec<_>>>() {
-                    Some(v) => Some(v.join("\u{1f}")),
-                    None => {
-                        self.stats.ungrouped += 1;
-                        return;
-                    }
-                }
-            }
-            _ => None,
-        };
+        }
+        keys
+    }
+
+    /// Puts the input into its group's window (unless seen before or too late, both counted) and
+    /// tests the windows that hold it; the count and the entries when one fired.
+    fn record(
+        &mut self,
+        c: usize,
+        corr: &Resolved,
+        step: usize,
+        group: &[String],
+        value: Option<String>,
+        input: &Input,
+    ) -> Option<(u64, Vec<Entry>)> {
         let span = corr.rule.timespan;
         let state = &mut self.states[c];
         state.newest = state.newest.max(input.time);
@@ -225,7 +244,7 @@ impl Correlator {
             let horizon = state.newest.saturating_sub(span);
             state.groups.retain(|_, g| g.newest >= horizon);
         }
-        let g = state.groups.entry(group.clone()).or_default();
+        let g = state.groups.entry(group.to_vec()).or_default();
         // Counting types count an event once whichever of the rules matched it; temporal types
         // count it once per rule.
         let key = match corr.rule.kind {
@@ -234,11 +253,11 @@ impl Correlator {
         };
         if g.seen.contains_key(&key) {
             self.stats.duplicates += 1;
-            return;
+            return None;
         }
         if input.time < g.newest.saturating_sub(span) {
             self.stats.late += 1;
-            return;
+            return None;
         }
         g.seen.insert(key, input.time);
         g.newest = g.newest.max(input.time);
@@ -257,31 +276,19 @@ impl Correlator {
         let cut = g.entries.partition_point(|e| e.time < horizon);
         g.entries.drain(..cut);
         g.seen.retain(|_, t| *t >= horizon);
-        let Some((count, window)) = fired else { return };
-        self.stats.fired += 1;
-        let mut evidence = Vec::new();
-        let mut rules = Vec::new();
-        for e in &window {
-            for id in &e.evidence {
-                if !evidence.contains(id) {
-                    evidence.push(id.clone());
-                }
-            }
-            let title = routes.titles[c][e.step].clone();
-            if !rules.contains(&title) {
-                rules.push(title);
-            }
-        }
-        let fire = Fire {
-            correlation: c,
-            group: corr.rule.group_by.iter().cloned().zip(group.iter().cloned()).collect(),
-            count,
-            first: window.first().map_or(input.time, |e| e.time),
-            last: window.last().map_or(input.time, |e| e.time),
-            evidence,
-            rules,
-        };
-        // Chains: the correlations that reference this one.
+        fired
+    }
+
+    /// Feeds a fired correlation to the correlations that reference it, with its group values.
+    fn chain(
+        &mut self,
+        set: &[Resolved],
+        routes: &Routes,
+        fire: &Fire,
+        group: &[String],
+        out: &mut Vec<Fire>,
+    ) {
+        let c = fire.correlation;
         for &(outer, step) in routes.by_correlation.get(c).map(Vec::as_slice).unwrap_or_default() {
             let read = |p: &Pick| match p {
                 Pick::Inner(i) => group.get(*i).cloned(),
@@ -295,7 +302,41 @@ impl Correlator {
             };
             self.feed(set, routes, outer, step, &inner, out);
         }
-        out.push(fire);
+    }
+}
+
+/// What a fired window of correlation `c` reports: its events (each once) and the titles of the
+/// rules they matched.
+fn fire_of(
+    routes: &Routes,
+    c: usize,
+    corr: &Resolved,
+    group: &[String],
+    count: u64,
+    window: &[Entry],
+    time: i64,
+) -> Fire {
+    let mut evidence = Vec::new();
+    let mut rules = Vec::new();
+    for e in window {
+        for id in &e.evidence {
+            if !evidence.contains(id) {
+                evidence.push(id.clone());
+            }
+        }
+        let title = &routes.titles[c][e.step];
+        if !rules.contains(title) {
+            rules.push(title.clone());
+        }
+    }
+    Fire {
+        correlation: c,
+        group: corr.rule.group_by.iter().cloned().zip(group.iter().cloned()).collect(),
+        count,
+        first: window.first().map_or(time, |e| e.time),
+        last: window.last().map_or(time, |e| e.time),
+        evidence,
+        rules,
     }
 }
 

@@ -79,27 +79,46 @@ pub(super) fn write(
     let meta = snap.meta.as_ref().ok_or_else(|| corrupt(log_dir, "no metaData to checkpoint"))?;
     // Rows: 0 protocol, 1 metaData, 2 txn, 3.. add.
     let n = 3 + snap.files.len();
-    let is = |row: usize| (0..n).map(move |i| i == row).collect::<Vec<bool>>();
-    let adds: Vec<(&String, &AddMeta)> = snap.files.iter().collect();
-    let add_valid: Vec<bool> = (0..n).map(|i| i >= 3).collect();
-    let at = |i: usize| if i >= 3 { Some(adds[i - 3]) } else { None };
+    let columns: Vec<(&str, ArrayRef)> = vec![
+        ("protocol", Arc::new(protocol_column(n)?)),
+        ("metaData", Arc::new(metadata_column(n, meta)?)),
+        ("txn", Arc::new(txn_column(n, snap)?)),
+        ("add", Arc::new(add_column(n, snap)?)),
+    ];
+    let bytes = encode(columns)?;
+    objects.put(&format!("{log_dir}/{version:020}.checkpoint.parquet"), bytes.into())?;
+    let last = serde_json::json!({"version": version, "size": n}).to_string();
+    objects.put(&format!("{log_dir}/_last_checkpoint"), last.into())?;
+    Ok(n)
+}
 
-    let protocol = strukt(
+/// Validity of `n` rows where only `row` holds this action.
+fn only_row(n: usize, row: usize) -> Vec<bool> {
+    (0..n).map(|i| i == row).collect()
+}
+
+/// A string column of `n` rows holding `v` in `row` alone.
+fn only(n: usize, row: usize, v: &str) -> ArrayRef {
+    Arc::new(StringArray::from_iter((0..n).map(|i| (i == row).then(|| v.to_owned()))))
+}
+
+/// Row 0: the protocol (reader 1, writer 2).
+fn protocol_column(n: usize) -> Result<StructArray, DeltaError> {
+    strukt(
         vec![
             ("minReaderVersion", Arc::new(Int32Array::from_iter((0..n).map(|i| (i == 0).then_some(1))))),
             ("minWriterVersion", Arc::new(Int32Array::from_iter((0..n).map(|i| (i == 0).then_some(2))))),
         ],
-        &is(0),
-    )?;
-    let only = |row: usize, v: &str| -> ArrayRef {
-        Arc::new(StringArray::from_iter((0..n).map(|i| (i == row).then(|| v.to_owned()))))
-    };
+        &only_row(n, 0),
+    )
+}
+
+/// Row 1: the table's metadata (Parquet, the events schema, partitioned by tenant and date).
+fn metadata_column(n: usize, meta: &MetaInfo) -> Result<StructArray, DeltaError> {
+    let empty_map = || string_map(&(0..n).map(|i| (i == 1).then(Vec::new)).collect::<Vec<_>>());
     let format = strukt(
-        vec![
-            ("provider", only(1, "parquet")),
-            ("options", Arc::new(string_map(&(0..n).map(|i| (i == 1).then(Vec::new)).collect::<Vec<_>>())?)),
-        ],
-        &is(1),
+        vec![("provider", only(n, 1, "parquet")), ("options", Arc::new(empty_map()?))],
+        &only_row(n, 1),
     )?;
     let mut part_cols = ListBuilder::new(StringBuilder::new());
     for i in 0..n {
@@ -110,28 +129,29 @@ pub(super) fn write(
         }
         part_cols.append(i == 1);
     }
-    let metadata = strukt(
+    strukt(
         vec![
-            ("id", only(1, &meta.id)),
-            ("name", only(1, "events")),
-            ("description", only(1, "Cordon endpoint events")),
+            ("id", only(n, 1, &meta.id)),
+            ("name", only(n, 1, "events")),
+            ("description", only(n, 1, "Cordon endpoint events")),
             ("format", Arc::new(format)),
-            ("schemaString", only(1, &super::schema_string())),
+            ("schemaString", only(n, 1, &super::schema_string())),
             ("partitionColumns", Arc::new(part_cols.finish())),
-            (
-                "configuration",
-                Arc::new(string_map(&(0..n).map(|i| (i == 1).then(Vec::new)).collect::<Vec<_>>())?),
-            ),
+            ("configuration", Arc::new(empty_map()?)),
             (
                 "createdTime",
                 Arc::new(Int64Array::from_iter((0..n).map(|i| (i == 1).then_some(meta.created_time)))),
             ),
         ],
-        &is(1),
-    )?;
-    let txn = strukt(
+        &only_row(n, 1),
+    )
+}
+
+/// Row 2: the ingest checkpoint the snapshot covers.
+fn txn_column(n: usize, snap: &Snapshot) -> Result<StructArray, DeltaError> {
+    strukt(
         vec![
-            ("appId", only(2, APP_ID)),
+            ("appId", only(n, 2, APP_ID)),
             (
                 "version",
                 Arc::new(Int64Array::from_iter((0..n).map(|i| (i == 2).then_some(snap.txn_version)))),
@@ -141,14 +161,21 @@ pub(super) fn write(
                 Arc::new(Int64Array::from_iter((0..n).map(|i| (i == 2).then_some(snap.txn_updated)))),
             ),
         ],
-        &is(2),
-    )?;
+        &only_row(n, 2),
+    )
+}
+
+/// Rows 3..: one add per live file.
+fn add_column(n: usize, snap: &Snapshot) -> Result<StructArray, DeltaError> {
+    let adds: Vec<(&String, &AddMeta)> = snap.files.iter().collect();
+    let at = |i: usize| if i >= 3 { Some(adds[i - 3]) } else { None };
     let stats: Vec<Option<String>> =
         (0..n).map(|i| at(i).map(|(_, m)| serde_json::json!({"numRecords": m.rows}).to_string())).collect();
     let partition_values: Vec<Option<Vec<(&str, &str)>>> = (0..n)
         .map(|i| at(i).map(|(p, m)| vec![("tenant", super::tenant_of(p)), ("date", m.date.as_str())]))
         .collect();
-    let add = strukt(
+    let valid: Vec<bool> = (0..n).map(|i| i >= 3).collect();
+    strukt(
         vec![
             ("path", Arc::new(StringArray::from_iter((0..n).map(|i| at(i).map(|(p, _)| super::escape(p)))))),
             ("partitionValues", Arc::new(string_map(&partition_values)?)),
@@ -160,26 +187,19 @@ pub(super) fn write(
             ("dataChange", Arc::new(BooleanArray::from_iter((0..n).map(|i| at(i).map(|_| false))))),
             ("stats", Arc::new(StringArray::from(stats))),
         ],
-        &add_valid,
-    )?;
-    let columns: Vec<(&str, ArrayRef)> = vec![
-        ("protocol", Arc::new(protocol)),
-        ("metaData", Arc::new(metadata)),
-        ("txn", Arc::new(txn)),
-        ("add", Arc::new(add)),
-    ];
+        &valid,
+    )
+}
+
+/// The columns as one Parquet file.
+fn encode(columns: Vec<(&str, ArrayRef)>) -> Result<Vec<u8>, DeltaError> {
+    let err = |e: &dyn std::fmt::Display| DeltaError::Checkpoint(e.to_string());
     let schema = Arc::new(Schema::new(columns.iter().map(|(n, a)| field(n, a.as_ref())).collect::<Vec<_>>()));
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns.into_iter().map(|(_, a)| a).collect())
-        .map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
-
-    let mut w =
-        ArrowWriter::try_new(Vec::new(), schema, None).map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
-    w.write(&batch).map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
-    let bytes = w.into_inner().map_err(|e| DeltaError::Checkpoint(e.to_string()))?;
-    objects.put(&format!("{log_dir}/{version:020}.checkpoint.parquet"), bytes.into())?;
-    let last = serde_json::json!({"version": version, "size": n}).to_string();
-    objects.put(&format!("{log_dir}/_last_checkpoint"), last.into())?;
-    Ok(n)
+        .map_err(|e| err(&e))?;
+    let mut w = ArrowWriter::try_new(Vec::new(), schema, None).map_err(|e| err(&e))?;
+    w.write(&batch).map_err(|e| err(&e))?;
+    w.into_inner().map_err(|e| err(&e))
 }
 
 fn child<'a, T: 'static>(s: &'a StructArray, name: &str, path: &str) -> Result<&'a T, DeltaError> {

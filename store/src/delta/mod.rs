@@ -299,16 +299,7 @@ impl DeltaLog {
         op: Operation,
         now_ms: i64,
     ) -> Result<SyncOutcome, DeltaError> {
-        let want: BTreeMap<String, &FileEntry> =
-            live.iter().map(|f| (table_path(&f.path).to_owned(), f)).collect();
-        let adds: Vec<&FileEntry> =
-            want.iter().filter(|(p, _)| !self.files.contains_key(*p)).map(|(_, f)| *f).collect();
-        let removes: Vec<(String, i64, String)> = self
-            .files
-            .iter()
-            .filter(|(p, _)| !want.contains_key(*p))
-            .map(|(p, m)| (p.clone(), m.size, m.date.clone()))
-            .collect();
+        let (adds, removes) = self.changes(live);
         let checkpoint = checkpoint.max(self.txn_version);
         let repartition = self.meta.as_ref().is_some_and(|m| !m.by_tenant);
         if adds.is_empty()
@@ -319,83 +310,116 @@ impl DeltaLog {
         {
             return Ok(SyncOutcome::default());
         }
-        let data_change = op != Operation::Optimize;
-        let mut lines: Vec<Value> = Vec::new();
-        lines.push(json!({"commitInfo": {
+        let mut lines = vec![json!({"commitInfo": {
             "timestamp": now_ms,
             "operation": op.name(),
             "operationParameters": {"mode": "Append"},
             "engineInfo": concat!("cordon/", env!("CARGO_PKG_VERSION")),
             "isBlindAppend": removes.is_empty(),
-        }}));
-        let mut new_meta = None;
-        if self.version < 0 {
-            let meta =
-                MetaInfo { id: uuid::Uuid::new_v4().to_string(), created_time: now_ms, by_tenant: true };
-            lines.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
-            lines.push(metadata_action(&meta));
-            new_meta = Some(meta);
-        } else if let Some(old) = self.meta.as_ref().filter(|m| !m.by_tenant) {
-            // A table partitioned by date alone: the same table, now by tenant and date, its staying
-            // files added again with their tenant (no data changes; the latest add of a path wins).
-            let meta = MetaInfo { by_tenant: true, ..old.clone() };
-            lines.push(metadata_action(&meta));
-            let gone: std::collections::BTreeSet<&str> = removes.iter().map(|r| r.0.as_str()).collect();
-            for (p, m) in self.files.iter().filter(|(p, _)| !gone.contains(p.as_str())) {
-                lines.push(json!({"add": {
-                    "path": escape(p),
-                    "partitionValues": partition_values(p, &m.date),
-                    "size": m.size,
-                    "modificationTime": m.mtime,
-                    "dataChange": false,
-                    "stats": json!({"numRecords": m.rows}).to_string(),
-                }}));
-            }
-            new_meta = Some(meta);
-        }
+        }})];
+        let new_meta = self.metadata_lines(&removes, now_ms, &mut lines);
         lines.push(json!({"txn": {"appId": APP_ID, "version": checkpoint, "lastUpdated": now_ms}}));
-        for f in &adds {
-            lines.push(json!({"add": {
+        let data_change = op != Operation::Optimize;
+        lines.extend(adds.iter().map(|f| {
+            json!({"add": {
                 "path": escape(table_path(&f.path)),
                 "partitionValues": partition_values(table_path(&f.path), &f.date),
                 "size": f.bytes,
                 "modificationTime": now_ms,
                 "dataChange": data_change,
                 "stats": json!({"numRecords": f.rows}).to_string(),
-            }}));
-        }
-        for (p, size, date) in &removes {
-            lines.push(json!({"remove": {
+            }})
+        }));
+        lines.extend(removes.iter().map(|(p, size, date)| {
+            json!({"remove": {
                 "path": escape(p),
                 "deletionTimestamp": now_ms,
                 "dataChange": data_change,
                 "extendedFileMetadata": true,
                 "partitionValues": partition_values(p, date),
                 "size": size,
-            }}));
-        }
+            }})
+        }));
         let version = self.version + 1;
         self.write_version(version, &lines)?;
-        for f in &adds {
-            let meta = AddMeta { size: f.bytes, date: f.date.clone(), rows: f.rows, mtime: now_ms };
-            self.files.insert(table_path(&f.path).to_owned(), meta);
-        }
-        for (p, _, _) in &removes {
-            self.files.remove(p);
-        }
-        self.version = version;
+        self.apply(version, &adds, &removes, now_ms);
         self.txn_version = checkpoint;
-        self.txn_updated = now_ms;
         if new_meta.is_some() {
             self.meta = new_meta;
         }
-        if version > 0 && version % self.checkpoint_every == 0 {
-            // The commit stands whether or not its checkpoint does: readers replay the JSON instead.
-            if let Err(e) = self.checkpoint_now() {
-                tracing::warn!(error = %e, version, "delta checkpoint failed; readers replay the log instead");
-            }
-        }
+        self.checkpoint_when_due(version);
         Ok(SyncOutcome { version: Some(version), added: adds.len(), removed: removes.len() })
+    }
+
+    /// The live files the snapshot lacks, and the snapshot's files (path, size, date) no longer live.
+    fn changes<'f>(&self, live: &'f [FileEntry]) -> (Vec<&'f FileEntry>, Vec<(String, i64, String)>) {
+        let want: BTreeMap<String, &FileEntry> =
+            live.iter().map(|f| (table_path(&f.path).to_owned(), f)).collect();
+        let adds = want.iter().filter(|(p, _)| !self.files.contains_key(*p)).map(|(_, f)| *f).collect();
+        let removes = self
+            .files
+            .iter()
+            .filter(|(p, _)| !want.contains_key(*p))
+            .map(|(p, m)| (p.clone(), m.size, m.date.clone()))
+            .collect();
+        (adds, removes)
+    }
+
+    /// The protocol and metadata a new table starts with; for a table partitioned by date alone, its
+    /// metadata by tenant and date with its staying files added again with their tenant (no data
+    /// changes; the latest add of a path wins). The new metadata, when there is one.
+    fn metadata_lines(
+        &self,
+        removes: &[(String, i64, String)],
+        now_ms: i64,
+        lines: &mut Vec<Value>,
+    ) -> Option<MetaInfo> {
+        if self.version < 0 {
+            let meta =
+                MetaInfo { id: uuid::Uuid::new_v4().to_string(), created_time: now_ms, by_tenant: true };
+            lines.push(json!({"protocol": {"minReaderVersion": 1, "minWriterVersion": 2}}));
+            lines.push(metadata_action(&meta));
+            return Some(meta);
+        }
+        let old = self.meta.as_ref().filter(|m| !m.by_tenant)?;
+        let meta = MetaInfo { by_tenant: true, ..old.clone() };
+        lines.push(metadata_action(&meta));
+        let gone: std::collections::BTreeSet<&str> = removes.iter().map(|r| r.0.as_str()).collect();
+        for (p, m) in self.files.iter().filter(|(p, _)| !gone.contains(p.as_str())) {
+            lines.push(json!({"add": {
+                "path": escape(p),
+                "partitionValues": partition_values(p, &m.date),
+                "size": m.size,
+                "modificationTime": m.mtime,
+                "dataChange": false,
+                "stats": json!({"numRecords": m.rows}).to_string(),
+            }}));
+        }
+        Some(meta)
+    }
+
+    /// The snapshot after commit `version` of `adds` and `removes`.
+    fn apply(&mut self, version: i64, adds: &[&FileEntry], removes: &[(String, i64, String)], now_ms: i64) {
+        for f in adds {
+            let meta = AddMeta { size: f.bytes, date: f.date.clone(), rows: f.rows, mtime: now_ms };
+            self.files.insert(table_path(&f.path).to_owned(), meta);
+        }
+        for (p, _, _) in removes {
+            self.files.remove(p);
+        }
+        self.version = version;
+        self.txn_updated = now_ms;
+    }
+
+    /// A checkpoint every `checkpoint_every` versions. The commit stands whether or not its
+    /// checkpoint does: readers replay the JSON instead.
+    fn checkpoint_when_due(&mut self, version: i64) {
+        if version > 0
+            && version % self.checkpoint_every == 0
+            && let Err(e) = self.checkpoint_now()
+        {
+            tracing::warn!(error = %e, version, "delta checkpoint failed; readers replay the log instead");
+        }
     }
 
     /// Writes a checkpoint of the current version, then deletes commits and checkpoints older than

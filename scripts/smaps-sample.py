@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Where a process's memory is, over time: every INTERVAL seconds, the Rss of /proc/PID/smaps summed by
 mapping (the brk heap, the stack, anonymous mappings up to 8 MiB (thread stacks), up to 64 MiB, and
-larger (an allocator's arenas)), with VmRSS, RssAnon and the thread count. One line per sample, until the
-process ends.
+larger (an allocator's arenas)), with VmRSS, RssAnon, the part of it in transparent huge pages
+(AnonHugePages) and the thread count. One line per sample, until the process ends.
 
     scripts/smaps-sample.py PID [INTERVAL]      (the soak's server runs in cordon-bench's process)
 """
@@ -26,7 +26,7 @@ def sample(pid):
     status = open(f'/proc/{pid}/status').read()
     smaps = open(f'/proc/{pid}/smaps').read()
     field = lambda k: int(re.search(rf'^{k}:\s+(\d+)', status, re.M).group(1))
-    rss, count, cur = collections.Counter(), collections.Counter(), None
+    rss, count, cur, huge = collections.Counter(), collections.Counter(), None, 0
     for line in smaps.splitlines():
         m = MAPPING.match(line)
         if m:
@@ -34,9 +34,12 @@ def sample(pid):
             count[cur] += 1
         elif line.startswith('Rss:') and cur:
             rss[cur] += int(line.split()[1])
+        elif line.startswith('AnonHugePages:'):
+            huge += int(line.split()[1])
     parts = ' '.join(f'{k}={v // 1024}M/{count[k]}' for k, v in sorted(rss.items()) if k in
                      ('[heap]', '[stack]', 'anon<=8M', 'anon<=64M', 'anon>64M'))
-    return f"rss={field('VmRSS') // 1024}M anon={field('RssAnon') // 1024}M threads={field('Threads')} {parts}"
+    return (f"rss={field('VmRSS') // 1024}M anon={field('RssAnon') // 1024}M huge={huge // 1024}M "
+            f"threads={field('Threads')} {parts}")
 
 
 def main():

@@ -92,8 +92,19 @@ fn detection_rules(paths: &[std::path::PathBuf]) -> anyhow::Result<correlate::si
     Ok(tagger)
 }
 
+/// Turns transparent huge pages off for this process. The allocator asks the kernel for them on its
+/// arenas, and the kernel then keeps a whole 2 MiB page resident for a few live objects and, in the
+/// background (khugepaged), fills sparse ranges back into whole pages: a long-running server's
+/// resident size grows well past what it holds (issue 21's soak, README). Inherited by children.
+fn no_huge_pages() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!(error = %e, "transparent huge pages stay on for this process");
+    }
+}
+
 /// Opens the store and starts ingest and the API.
 pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
+    no_huge_pages();
     let store = Store::open(&store_config(cfg)).await.context("opening the store")?;
     let metrics = Arc::new(Registry::default());
     let client = nats_auth::connect(&cfg.nats_url, &cfg.nats_auth, cfg.tls.nats_ca.as_deref()).await?;

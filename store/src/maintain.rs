@@ -151,13 +151,17 @@ impl Store {
         let (staged, batch) = self
             .cpu
             .run(move || -> Result<(Staged, datafusion::arrow::record_batch::RecordBatch), LakeError> {
+                // A bin holds up to a file's worth of rows: each copy is let go as soon as the next
+                // is made, so at most two are held at once.
                 let mut batches = Vec::new();
                 for f in &inputs {
                     batches.extend(lake.read_batches(f)?);
                 }
                 let all = concat_batches(&schemas::lake_schema(), &batches).map_err(LakeError::Arrow)?;
+                drop(batches);
                 let order = UInt32Array::from(zorder_indices(&all));
                 let sorted = take_record_batch(&all, &order).map_err(LakeError::Arrow)?;
+                drop(all);
                 Ok((lake.stage(&t, &d, &sorted, Order::ZOrder)?, sorted))
             })
             .await??;
@@ -178,7 +182,8 @@ impl Store {
         let added = self
             .cpu
             .run(move || -> Result<(), crate::IndexError> {
-                let chunk = 64 * 1024;
+                // Rows become owned records only a slice at a time.
+                let chunk = 8 * 1024;
                 let mut start = 0;
                 while start < batch.num_rows() {
                     let len = chunk.min(batch.num_rows() - start);

@@ -60,6 +60,22 @@ fn descendants_cpu(pid: u32) -> f64 {
     total
 }
 
+/// The server turns transparent huge pages off for its process, so that its resident size follows
+/// what it holds (the kernel would otherwise keep whole 2 MiB pages for a few live objects; README,
+/// the soak): the kernel's view of the process says so.
+#[test]
+fn the_server_runs_without_transparent_huge_pages() -> anyhow::Result<()> {
+    use anyhow::Context;
+    let env = Env::start(&ServerOptions::default())?;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", env.server.pid()))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("THP_enabled:"))
+        .context("/proc/PID/status has no THP_enabled line (Linux 5.0 or later reports it)")?;
+    assert_eq!(line.split_whitespace().nth(1), Some("0"), "the server's {line}");
+    Ok(())
+}
+
 /// Queries that build gigabytes outside DataFusion's memory pool (the two crash requests
 /// among them) and queries that never end: each a 422 naming its budget, the server alive after it,
 /// and no work left running after a timeout.

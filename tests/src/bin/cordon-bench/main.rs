@@ -56,6 +56,7 @@ mod b8;
 mod callout;
 mod console;
 mod decode;
+mod heap;
 mod incidents;
 mod path;
 mod report;
@@ -74,10 +75,6 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
-
-#[cfg(not(feature = "system-alloc"))]
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Process CPU seconds (user + system), from /proc.
 pub(crate) fn cpu_seconds() -> f64 {

@@ -17,6 +17,9 @@ pub(crate) struct PathRun {
     pub(crate) rss: Vec<(f64, u64)>,
     /// The anonymous part of it (heap; not the mapped index and lake files), sampled with it.
     pub(crate) anon: Vec<(f64, u64)>,
+    /// Bytes the program holds (allocated, not freed), sampled with it when the build counts them
+    /// (`--features count-heap`).
+    pub(crate) heap: Vec<(f64, u64)>,
     /// The lake's parsed-footer cache, bytes, sampled with it.
     pub(crate) footers: Vec<(f64, u64)>,
     /// Events this run made searchable (the acked ones when nothing was lost).
@@ -111,7 +114,7 @@ pub(crate) async fn path_run(
         stdout.read_to_string(&mut text).await.map(|_| text)
     });
     // Staleness: how old the newest searchable event is, sampled every 100 ms while events flow.
-    let (mut staleness, mut rss, mut anon, mut footers) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut staleness, mut rss, mut anon, mut heap, mut footers) = (vec![], vec![], vec![], vec![], vec![]);
     let newest = || async {
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
@@ -121,6 +124,9 @@ pub(crate) async fn path_run(
         if rss.last().is_none_or(|(t, _)| w0.elapsed().as_secs_f64() - t >= 1.0) {
             rss.push((w0.elapsed().as_secs_f64(), rss_bytes()));
             anon.push((w0.elapsed().as_secs_f64(), anon_bytes()));
+            if let Some(bytes) = crate::heap::in_use() {
+                heap.push((w0.elapsed().as_secs_f64(), bytes));
+            }
             footers.push((w0.elapsed().as_secs_f64(), store.footer_cache_bytes()));
         }
         if let Some(t) = newest().await
@@ -157,6 +163,7 @@ pub(crate) async fn path_run(
         staleness,
         rss,
         anon,
+        heap,
         footers,
         searchable: (last.0 - before) as u64,
     })

@@ -65,6 +65,19 @@ fn report(run: &PathRun, rows: u64, distinct: u64) -> anyhow::Result<()> {
         anon.1 / 1048576.0,
         anon.2 * 100.0
     );
+    let heap = rss_growth(&run.heap);
+    if run.heap.is_empty() {
+        println!("    (what the program itself holds: build with --features count-heap)");
+    } else {
+        println!(
+            "    of which the program holds (allocated, not freed; the rest the allocator keeps): {:.0} MiB \
+         early, {:.0} MiB at the end, {:+.1}%",
+            heap.0 / 1048576.0,
+            heap.1 / 1048576.0,
+            heap.2 * 100.0
+        );
+    }
+    println!("    by tenths of the run (MiB resident / anonymous / held): {}", tenths(run));
     let footers = rss_growth(&run.footers);
     println!(
         "    the lake's parsed-footer cache (bounded at 64 MiB) in it: {:.0} MiB early, {:.0} MiB at the end",
@@ -88,6 +101,21 @@ fn report(run: &PathRun, rows: u64, distinct: u64) -> anyhow::Result<()> {
         run.acked
     );
     Ok(())
+}
+
+/// The resident, anonymous and held (when counted) sizes at the end of each tenth of the run, MiB.
+fn tenths(run: &PathRun) -> String {
+    let end = run.rss.last().map_or(0.0, |s| s.0);
+    let at = |v: &[(f64, u64)], t: f64| {
+        v.iter().rev().find(|s| s.0 <= t).map_or("-".to_owned(), |s| format!("{}", s.1 >> 20))
+    };
+    (1..=10)
+        .map(|i| {
+            let t = end * i as f64 / 10.0;
+            format!("{}/{}/{}", at(&run.rss, t), at(&run.anon, t), at(&run.heap, t))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// (early, end, growth): the median resident size from 10% to 20% into the run (past start-up and

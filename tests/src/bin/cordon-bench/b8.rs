@@ -13,12 +13,7 @@ use std::time::Instant;
 const CHUNK: usize = 100_000;
 
 fn rss_mib() -> f64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
+    crate::status_kib("self", "VmRSS").map_or(0.0, |kib| kib as f64 / 1024.0)
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {

@@ -81,6 +81,14 @@ pub(crate) fn cpu_seconds() -> f64 {
     proc_cpu("self").0
 }
 
+/// A kB field of `/proc/<pid>/status` (`VmRSS`, `VmHWM`, `RssAnon`...), `pid` a number or `self`.
+pub(crate) fn status_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.split_whitespace().next()?.parse().ok())
+}
+
 /// (own, reaped children's) CPU seconds of a process, from /proc/<pid>/stat.
 fn proc_cpu(pid: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();

@@ -45,12 +45,7 @@ pub(crate) fn rss_bytes() -> u64 {
 
 /// This process's anonymous resident memory (`RssAnon`: heap, not mapped files), bytes.
 pub(crate) fn anon_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("RssAnon:"))
-        .and_then(|v| v.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()));
-    kb.unwrap_or(0) * 1024
+    crate::status_kib("self", "RssAnon").unwrap_or(0) * 1024
 }
 
 /// One run of the whole path; with `flood`, a second agent process sends that many events/s as one

@@ -58,12 +58,7 @@ fn run_generator(rate: u64, secs: u64) -> anyhow::Result<(u32, u64)> {
 
 /// Peak resident memory of a process, MiB.
 fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("VmHWM:")?.split_whitespace().next()?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kib| kib / 1024.0)
+    crate::status_kib(&pid.to_string(), "VmHWM").map_or(f64::NAN, |kib| kib as f64 / 1024.0)
 }
 
 /// CPU seconds a process's threads ran, from the scheduler's nanosecond counts

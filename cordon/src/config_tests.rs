@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn file_then_defaults_and_unknown_keys_refused() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("defaults");
     let path = dir.join("c.toml");
     std::fs::write(&path, "[server]\nlisten = \"127.0.0.1:9999\"\n[nats]\nurl = \"nats://x:1\"\n").unwrap();
     let args = ServeArgs {
@@ -30,7 +30,7 @@ fn file_then_defaults_and_unknown_keys_refused() {
 
 #[test]
 fn stream_replicas_from_the_file_or_flags_within_jetstreams_limit() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("replicas");
     let path = dir.join("r.toml");
     let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
     std::fs::write(&path, "").unwrap();
@@ -48,7 +48,7 @@ fn stream_replicas_from_the_file_or_flags_within_jetstreams_limit() {
 
 #[test]
 fn incident_and_graph_windows() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("windows");
     let path = dir.join("w.toml");
     let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
     std::fs::write(&path, "").unwrap();
@@ -72,7 +72,7 @@ fn incident_and_graph_windows() {
 
 #[test]
 fn rule_paths_from_flags_or_the_file_must_exist() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("rules");
     let rules = dir.join("team-rules");
     std::fs::create_dir_all(&rules).unwrap();
     let path = dir.join("r.toml");
@@ -90,7 +90,7 @@ fn rule_paths_from_flags_or_the_file_must_exist() {
 
 #[test]
 fn baseline_schedule_and_forecast_settings() {
-    let dir = tempfile_dir();
+    let dir = tempfile_dir("baseline");
     let path = dir.join("a.toml");
     let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
     std::fs::write(&path, "").unwrap();
@@ -129,8 +129,10 @@ fn baseline_schedule_and_forecast_settings() {
     }
 }
 
-fn tempfile_dir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cordon-cfg-{}", std::process::id()));
+/// A directory of this test's own: tests run in parallel in one process, so a directory
+/// named only by the process would let two of them write the same file.
+fn tempfile_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cordon-cfg-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 impl Store {
     /// Start-up recovery: orphan files removed, retired files purged from the index, the index and
-    /// the Delta log caught up with the catalog.
+    /// the Delta log caught up with the catalog, interrupted merges settled.
     pub(crate) async fn recover(&self) -> Result<(), StoreError> {
         let _guard = self.commit_lock.lock().await;
         let removed = self.remove_orphans().await?;
@@ -21,6 +21,7 @@ impl Store {
         *self.removed_at_open.lock().unwrap_or_else(|e| e.into_inner()) = removed;
         self.purge_retired().await?;
         self.catch_up_index().await?;
+        self.settle_merges().await?;
         self.sync_delta(Operation::Write).await?;
         Ok(())
     }
@@ -105,7 +106,8 @@ impl Store {
 
     /// After a failed index write: drops everything the writer buffered (other commits' documents
     /// too) and re-adds every file past the last committed high-water mark from the lake, so no file
-    /// is skipped when a later commit moves the mark past it. Caller holds the commit lock. If that
+    /// is skipped when a later commit moves the mark past it; then retired files' documents are purged
+    /// and interrupted merges settled, as on open. Caller holds the commit lock. If that
     /// fails as well (the disk is still full), the index is marked behind: commits stop adding to it
     /// and every [`Store::tick`] tries again, so it catches up within a tick of space returning.
     pub(crate) async fn reset_index_writer(&self) {
@@ -113,7 +115,12 @@ impl Store {
         if let Err(e) = self.index.rollback() {
             tracing::error!(error = %schemas::error_chain(&e), "index rollback failed");
         }
-        match self.catch_up_index().await {
+        let caught_up = async {
+            self.catch_up_index().await?;
+            self.purge_retired().await?;
+            self.settle_merges().await
+        };
+        match caught_up.await {
             Ok(()) => {
                 if self.index_behind.swap(false, Ordering::AcqRel) {
                     tracing::info!("the index has caught up with the lake");

@@ -17,6 +17,7 @@ use tantivy::tokenizer::{LowerCaser, RawTokenizer, SimpleTokenizer, TextAnalyzer
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 mod host_agg;
+mod merging;
 mod newest;
 mod syntax;
 #[cfg(test)]
@@ -144,6 +145,8 @@ pub struct FullTextIndex {
     columns: ColumnCache,
     /// The highest lake file id every searcher taken from now on covers (set after each reload).
     searchable: std::sync::atomic::AtomicI64,
+    /// Merged files whose documents searches leave out until their swap.
+    merging: merging::Merging,
 }
 
 /// Ages kept between two takes at most (the oldest go first).
@@ -255,6 +258,7 @@ impl FullTextIndex {
             ages: Mutex::new(Vec::new()),
             columns: ColumnCache::default(),
             searchable: std::sync::atomic::AtomicI64::new(0),
+            merging: merging::Merging::open(dir)?,
         };
         ix.searchable.store(ix.indexed_file_id()?, std::sync::atomic::Ordering::Release);
         Ok(ix)
@@ -286,9 +290,7 @@ impl FullTextIndex {
     pub fn delete_files(&self, ids: &[i64]) -> Result<(), IndexError> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         for &id in ids {
-            let lo = Term::from_field_u64(self.fields.row_ref, (id as u64) << ROW_BITS);
-            let hi = Term::from_field_u64(self.fields.row_ref, (id as u64 + 1) << ROW_BITS);
-            writer.delete_query(Box::new(RangeQuery::new(Bound::Included(lo), Bound::Excluded(hi))))?;
+            writer.delete_query(merging::file_range(self.fields.row_ref, id))?;
         }
         self.pending.lock().unwrap_or_else(|e| e.into_inner()).deletes += ids.len() as u64;
         Ok(())
@@ -351,6 +353,7 @@ impl FullTextIndex {
     pub fn rollback(&self) -> Result<(), IndexError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         writer.rollback()?;
+        self.bump_epoch();
         *self.pending.lock().unwrap_or_else(|e| e.into_inner()) = Pending::new();
         Ok(())
     }
@@ -363,6 +366,7 @@ impl FullTextIndex {
     /// Deletes every document (for a full rebuild).
     pub fn clear(&self) -> Result<(), IndexError> {
         self.writer.lock().unwrap_or_else(|e| e.into_inner()).delete_all_documents()?;
+        self.bump_epoch();
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.deletes += 1;
         p.reset = true;
@@ -383,9 +387,16 @@ impl FullTextIndex {
         self.reader.searcher().segment_readers().len()
     }
 
-    /// Committed documents (what searches see).
+    /// Committed documents (what searches see: merges in flight left out).
     pub fn num_docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
+        let searcher = self.reader.searcher();
+        let hidden = self.merging.exclusions(self.fields.row_ref);
+        if hidden.is_empty() {
+            return searcher.num_docs();
+        }
+        let mut all: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(tantivy::query::AllQuery))];
+        all.extend(hidden);
+        searcher.search(&BooleanQuery::new(all), &Count).map_or(0, |n| n as u64)
     }
 
     fn document(&self, file_id: i64, row: usize, rec: &Record) -> TantivyDocument {
@@ -468,7 +479,8 @@ impl FullTextIndex {
         parser.parse_query(&q.q).map_err(|e| IndexError::BadQuery(e.to_string()))
     }
 
-    /// The user's query limited to `tenant`'s events, and to the host and time range asked for. The
+    /// The user's query limited to `tenant`'s events, and to the host and time range asked for,
+    /// without the documents of merges in flight ([`merging`]). The
     /// tenant's term is left out where every document the searcher holds is the tenant's (live or
     /// deleted: a single-tenant index), and a query of one clause is that clause: a lone term is
     /// then counted from its document frequency, not by visiting each match.
@@ -481,6 +493,7 @@ impl FullTextIndex {
     ) -> Box<dyn Query> {
         let f = &self.fields;
         let mut must: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, inner)];
+        must.extend(self.merging.exclusions(f.row_ref));
         let tenant = Term::from_field_text(f.tenant, tenant);
         if !holds_only(searcher, &tenant) {
             must.push((Occur::Must, Box::new(TermQuery::new(tenant, IndexRecordOption::Basic))));

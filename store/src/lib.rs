@@ -15,7 +15,8 @@
 //! The index and the Delta log ([`delta`]) are derived state, kept up by [`Store::tick`] and rebuilt
 //! on open: files the catalog does not know are removed, the index catches up from the lake, and the
 //! log gets one commit for whatever it lacks ([`derived`]), so a crash at any step loses nothing and
-//! duplicates nothing. Compaction and retention swap files through the catalog too ([`maintain`]). Failpoints (`after_parquet`,
+//! duplicates nothing. Compaction and retention swap files through the catalog too ([`maintain`]); a
+//! merge indexes its file without stalling ingest's commits ([`merge`]). Failpoints (`after_parquet`,
 //! `after_catalog`, `after_index`) let tests kill the process at each step ([`failpoint`]).
 //!
 //! Reads: [`Store::search`] and [`Store::sweep`] (tantivy, rows fetched from Parquet by reference),
@@ -35,6 +36,7 @@ pub mod fixtures;
 pub mod index;
 pub mod lake;
 mod maintain;
+mod merge;
 pub mod objects;
 pub mod query;
 mod reads;
@@ -234,6 +236,8 @@ pub struct Store {
     scrubs: std::sync::atomic::AtomicU64,
     /// Every file at or below this id is too large to merge or gone ([`Store::merge_small`]).
     merge_floor: std::sync::atomic::AtomicI64,
+    /// The highest id a merge took before the catalog holds it: ingest's files take ids past it.
+    reserved_file_id: std::sync::atomic::AtomicI64,
 }
 
 impl Store {
@@ -271,6 +275,7 @@ impl Store {
             index_behind: std::sync::atomic::AtomicBool::new(false),
             scrubs: std::sync::atomic::AtomicU64::new(0),
             merge_floor: std::sync::atomic::AtomicI64::new(0),
+            reserved_file_id: std::sync::atomic::AtomicI64::new(0),
         });
         store.recover().await?;
         Ok(store)

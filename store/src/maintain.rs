@@ -4,11 +4,11 @@
 //! Both follow the ingest commit protocol's shape, with the catalog swap as the commit point:
 //!
 //! 1. the new file is encoded to a temporary name, invisible to readers ([`crate::lake::Lake::stage`]);
-//! 2. under the commit lock, its rows are added to the index writer under the new file id
-//!    (uncommitted, so invisible);
+//! 2. its rows are added to the index writer under the new file id, hidden from searches, while
+//!    ingest keeps committing ([`crate::merge`]);
 //! 3. with readers held off (the swap lock), the file is renamed into place, the catalog retires the
 //!    old files and adds the new one in one transaction, the index deletes the old files' documents and
-//!    commits, and the old files are unlinked;
+//!    commits, the new file's documents are revealed, and the old files are unlinked;
 //! 4. the catalog notes that the index has purged the retired files, and the Delta log gets one
 //!    commit (`OPTIMIZE` with `dataChange: false`, or `DELETE`).
 //!
@@ -17,12 +17,9 @@
 //! catches up, and the Delta log is brought up to the catalog.
 
 use crate::catalog::FileEntry;
-use crate::convert::batch_to_records;
 use crate::delta::Operation;
-use crate::lake::{LakeError, Order, Staged, zorder_indices};
-use crate::{MAX_FILE_ROWS, Store, StoreError, failpoint};
-use datafusion::arrow::array::UInt32Array;
-use datafusion::arrow::compute::{concat_batches, take_record_batch};
+use crate::lake::LakeError;
+use crate::{MAX_FILE_ROWS, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -106,7 +103,7 @@ impl Store {
         for ((tenant, date), small) in parts {
             let mut touched = false;
             for bin in bins(small, opts.target_rows) {
-                self.compact_bin(&tenant, &date, bin, &mut report).await?;
+                self.merge_bin(&tenant, &date, bin, &mut report).await?;
                 touched = true;
             }
             report.partitions += usize::from(touched);
@@ -132,100 +129,11 @@ impl Store {
         self.merge_floor.store(small.first().map_or(newest, |f| f.id - 1), Ordering::Relaxed);
         for ((tenant, date), bins) in tiered_bins(small, MERGE_FAN_IN, opts.target_rows) {
             for bin in bins {
-                self.compact_bin(&tenant, &date, bin, &mut report).await?;
+                self.merge_bin(&tenant, &date, bin, &mut report).await?;
             }
             report.partitions += 1;
         }
         Ok(report)
-    }
-
-    async fn compact_bin(
-        &self,
-        tenant: &str,
-        date: &str,
-        bin: Vec<FileEntry>,
-        report: &mut CompactReport,
-    ) -> Result<(), StoreError> {
-        let lake = self.lake.clone();
-        let (inputs, t, d) = (bin.clone(), tenant.to_owned(), date.to_owned());
-        let (staged, batch) = self
-            .cpu
-            .run(move || -> Result<(Staged, datafusion::arrow::record_batch::RecordBatch), LakeError> {
-                // A bin holds up to a file's worth of rows: each copy is let go as soon as the next
-                // is made, so at most two are held at once.
-                let mut batches = Vec::new();
-                for f in &inputs {
-                    batches.extend(lake.read_batches(f)?);
-                }
-                let all = concat_batches(&schemas::lake_schema(), &batches).map_err(LakeError::Arrow)?;
-                drop(batches);
-                let order = UInt32Array::from(zorder_indices(&all));
-                let sorted = take_record_batch(&all, &order).map_err(LakeError::Arrow)?;
-                drop(all);
-                Ok((lake.stage(&t, &d, &sorted, Order::ZOrder)?, sorted))
-            })
-            .await??;
-
-        let _guard = self.commit_lock.lock().await;
-        if self.index_is_behind() {
-            staged.discard();
-            return Err(StoreError::IndexBehind);
-        }
-        // Ingest's files so far go into the Delta log as a WRITE, so this bin's commit only rewrites;
-        // ingest's buffered documents are committed, so a rollback below drops only this bin's.
-        self.sync_delta(Operation::Write).await?;
-        let index = Arc::clone(&self.index);
-        self.cpu.run(move || index.commit()).await??;
-        let id = self.catalog.next_file_id().await?;
-        // The new file's documents go into the writer now, uncommitted: readers cannot see them.
-        let index = Arc::clone(&self.index);
-        let added = self
-            .cpu
-            .run(move || -> Result<(), crate::IndexError> {
-                // Rows become owned records only a slice at a time.
-                let chunk = 8 * 1024;
-                let mut start = 0;
-                while start < batch.num_rows() {
-                    let len = chunk.min(batch.num_rows() - start);
-                    index.add_file(id, start, &batch_to_records(&batch.slice(start, len)))?;
-                    start += len;
-                }
-                Ok(())
-            })
-            .await?;
-        if let Err(e) = added {
-            staged.discard();
-            let _ = self.index.rollback();
-            return Err(e.into());
-        }
-
-        let swap = self.swap.write().await;
-        let entry = match self.lake.publish(staged, id) {
-            Ok(e) => e,
-            Err(e) => {
-                let _ = self.index.rollback();
-                return Err(e.into());
-            }
-        };
-        failpoint::hit("compact_after_publish");
-        let now = schemas::time::now_micros();
-        if let Err(e) =
-            self.catalog.swap_files(&bin, std::slice::from_ref(&entry), "compaction", now, &[]).await
-        {
-            let _ = self.lake.remove(&entry.path);
-            let _ = self.index.rollback();
-            return Err(e.into());
-        }
-        failpoint::hit("compact_after_swap");
-        self.drop_retired(&bin, swap).await?;
-        report.delta_version = self.sync_delta(Operation::Optimize).await?.version.or(report.delta_version);
-        report.files_removed += bin.len();
-        report.files_added += 1;
-        report.rows += entry.rows;
-        report.bytes_before += bin.iter().map(|f| f.bytes).sum::<i64>();
-        report.bytes_after += entry.bytes;
-        tracing::info!(tenant, date, merged = bin.len(), rows = entry.rows, file = entry.id, "compacted");
-        Ok(())
     }
 
     /// Deletes partitions older than the retention period and removes files the catalog does not
@@ -258,7 +166,7 @@ impl Store {
                 let swap = self.swap.write().await;
                 let now = schemas::time::now_micros();
                 self.catalog.swap_files(&expired, &[], "retention", now, &per_host).await?;
-                self.drop_retired(&expired, swap).await?;
+                self.drop_retired(&expired, swap, None).await?;
                 report.files_expired = expired.len();
                 report.rows_expired = expired.iter().map(|f| f.rows).sum();
             }
@@ -272,26 +180,34 @@ impl Store {
 impl Store {
     /// After the catalog retired `files` (the commit point): their documents leave the index and
     /// their files the disk while readers are still held off by `swap`; then the catalog notes the
-    /// index is clean. If the index commit fails, the next start deletes the documents instead (the
-    /// catalog's retired list says which).
-    async fn drop_retired(
+    /// index is clean. `merged`: the file that replaced them, whose documents the same index commit
+    /// completes and searches see from then on. If the index commit fails, the writer is reset from
+    /// the lake ([`Store::reset_index_writer`]), which purges and settles both.
+    pub(crate) async fn drop_retired(
         &self,
         files: &[FileEntry],
         swap: tokio::sync::RwLockWriteGuard<'_, ()>,
+        merged: Option<i64>,
     ) -> Result<(), StoreError> {
         let ids: Vec<i64> = files.iter().map(|f| f.id).collect();
         let (index, del) = (Arc::clone(&self.index), ids.clone());
         let committed = self.cpu.run(move || index.delete_files(&del).and_then(|()| index.commit())).await?;
+        if committed.is_ok() {
+            merged.into_iter().for_each(|id| self.index.end_merge(id));
+        } else {
+            merged.into_iter().for_each(|id| self.index.leave_merge(id));
+        }
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-        self.lake.remove_all(&paths)?;
+        let removed = self.lake.remove_all(&paths);
         drop(swap);
         match committed {
             Err(e) => {
-                tracing::error!(error = %e, "index commit after retiring files failed; it catches up on restart")
+                tracing::error!(error = %schemas::error_chain(&e), "index commit after retiring files failed; catching up from the lake");
+                self.reset_index_writer().await;
             }
             Ok(()) => self.catalog.mark_purged(&ids).await?,
         }
-        Ok(())
+        Ok(removed?)
     }
 }
 

@@ -11,30 +11,29 @@
 use crate::catalog::{FileEntry, sha256_hex};
 use crate::convert::{batch_to_records, records_to_batch, str_at};
 use crate::objects::{Objects, ObjectsError};
-use datafusion::arrow::array::{Array, PrimitiveArray};
-use datafusion::arrow::datatypes::{ArrowPrimitiveType, Int64Type, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::TryStreamExt;
 use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection,
 };
-use parquet::arrow::{ArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{PageIndexPolicy, SortingColumn};
 use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use schemas::Record;
-use sha2::{Digest, Sha256};
 use std::fs::{self, File};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod footers;
+mod stage;
 mod zorder;
 use footers::Footers;
-pub use zorder::zorder_indices;
+use stage::StagedData;
+pub use stage::{StageWriter, Staged};
+pub use zorder::{zorder_across, zorder_indices};
 
 /// Rows per row group: small enough that host/time statistics prune well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;
@@ -177,56 +176,6 @@ impl Lake {
         let batch = records_to_batch(records).map_err(LakeError::Arrow)?;
         let staged = self.stage(tenant, date, &batch, Order::HostTime)?;
         self.publish(staged, id)
-    }
-
-    /// Encodes a batch (already in the wanted row order) to a temporary file in its partition,
-    /// fsynced, invisible to readers (no `.parquet` extension) until [`Lake::publish`].
-    pub fn stage(
-        &self,
-        tenant: &str,
-        date: &str,
-        batch: &RecordBatch,
-        order: Order,
-    ) -> Result<Staged, LakeError> {
-        let (data, len, digest) = match self.objects.local_root() {
-            Some(root) => {
-                // Streamed to a temporary file in the partition, fsynced now (outside any lock).
-                let dir = root.join(format!("events/tenant={tenant}/date={date}"));
-                fs::create_dir_all(&dir).map_err(io(&dir))?;
-                let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-                let written = write_tmp(&tmp, batch, order, self.fsync);
-                if written.is_err() {
-                    // A full disk fails the write part way: no partial file outlives it.
-                    let _ = fs::remove_file(&tmp);
-                }
-                let (len, digest) = written?;
-                (StagedData::Tmp(tmp), len, digest)
-            }
-            None => {
-                let name = Path::new("(memory)");
-                let out = encode(
-                    HashingWriter { out: Vec::new(), hash: Sha256::new(), len: 0 },
-                    batch,
-                    order,
-                    name,
-                )?;
-                (StagedData::Bytes(bytes::Bytes::from(out.out)), out.len, out.hash.finalize())
-            }
-        };
-        let times = range::<TimestampMicrosecondType>(batch, schemas::fields::col::TIME);
-        let seqs = range::<Int64Type>(batch, schemas::fields::col::STREAM_SEQ);
-        Ok(Staged {
-            data,
-            tenant: tenant.to_owned(),
-            date: date.to_owned(),
-            rows: batch.num_rows() as i64,
-            bytes: len as i64,
-            sha256: digest.iter().map(|b| format!("{b:02x}")).collect(),
-            min_time: times.0.unwrap_or(i64::MAX),
-            max_time: times.1.unwrap_or(i64::MIN),
-            min_seq: seqs.0.unwrap_or(i64::MAX),
-            max_seq: seqs.1.unwrap_or(i64::MIN),
-        })
     }
 
     /// Gives a staged file its id and final name: in a directory, rename and fsync the directory; in
@@ -444,79 +393,6 @@ impl Lake {
     }
 }
 
-/// Encodes `batch` as one Parquet file into `out`.
-fn encode<W: Write + Send>(out: W, batch: &RecordBatch, order: Order, name: &Path) -> Result<W, LakeError> {
-    let mut writer =
-        ArrowWriter::try_new(out, batch.schema(), Some(writer_properties(order))).map_err(pq(name))?;
-    writer.write(batch).map_err(pq(name))?;
-    writer.into_inner().map_err(pq(name))
-}
-
-/// A file writer that hashes what it writes, so the checksum costs no second read.
-struct HashingWriter<W> {
-    out: W,
-    hash: Sha256,
-    len: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()
-    }
-}
-
-/// A file encoded to a temporary name, not yet part of the lake.
-#[derive(Debug)]
-pub struct Staged {
-    data: StagedData,
-    tenant: String,
-    date: String,
-    rows: i64,
-    bytes: i64,
-    sha256: String,
-    min_time: i64,
-    max_time: i64,
-    min_seq: i64,
-    max_seq: i64,
-}
-
-/// Encodes `batch` into a new file at `tmp`, fsynced when asked: (length, SHA-256).
-fn write_tmp(
-    tmp: &Path,
-    batch: &RecordBatch,
-    order: Order,
-    fsync: bool,
-) -> Result<(u64, sha2::digest::Output<Sha256>), LakeError> {
-    let file = File::create(tmp).map_err(io(tmp))?;
-    let out = encode(HashingWriter { out: file, hash: Sha256::new(), len: 0 }, batch, order, tmp)?;
-    if fsync {
-        out.out.sync_all().map_err(io(tmp))?;
-    }
-    Ok((out.len, out.hash.finalize()))
-}
-
-/// Where a staged file's bytes wait: a temporary file in the partition, or memory (for a bucket).
-#[derive(Debug)]
-enum StagedData {
-    Tmp(PathBuf),
-    Bytes(bytes::Bytes),
-}
-
-impl Staged {
-    /// Deletes the temporary file (the operation that staged it gave up).
-    pub fn discard(self) {
-        if let StagedData::Tmp(tmp) = &self.data {
-            let _ = fs::remove_file(tmp);
-        }
-    }
-}
-
 /// The row order of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
@@ -524,18 +400,6 @@ pub enum Order {
     HostTime,
     /// Z-order over (host, time): what compaction writes, so both host and time ranges prune.
     ZOrder,
-}
-
-/// (min, max) of an i64-backed column, (None, None) when it is empty, all null or not of type `T`.
-fn range<T: ArrowPrimitiveType<Native = i64>>(
-    batch: &RecordBatch,
-    column: usize,
-) -> (Option<i64>, Option<i64>) {
-    batch
-        .column(column)
-        .as_any()
-        .downcast_ref::<PrimitiveArray<T>>()
-        .map_or((None, None), |a| (datafusion::arrow::compute::min(a), datafusion::arrow::compute::max(a)))
 }
 
 fn writer_properties(order: Order) -> WriterProperties {

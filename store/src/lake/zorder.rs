@@ -2,17 +2,46 @@
 //! so both host and time ranges prune in the merged file.
 
 use crate::convert::str_at;
-use datafusion::arrow::array::{Array, TimestampMicrosecondArray};
+use datafusion::arrow::array::{Array, ArrayRef, TimestampMicrosecondArray};
+use datafusion::arrow::compute::concat;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use schemas::fields::col;
 
 /// Row indices that put `batch` in Z-order over (host rank, time): the two keys scaled to 32 bits
 /// each and their bits interleaved, host bit first. Ties keep time order.
 pub fn zorder_indices(batch: &RecordBatch) -> Vec<u32> {
-    let n = batch.num_rows();
-    let hosts: Vec<Option<String>> =
-        (0..n).map(|i| str_at(batch.column(schemas::fields::col::HOST_NAME).as_ref(), i)).collect();
-    let times = batch
-        .column(schemas::fields::col::TIME)
+    zorder_of(batch.column(col::HOST_NAME).as_ref(), batch.column(col::TIME).as_ref())
+}
+
+/// The Z-order of the rows of several batches together, as (batch, row) pairs: only the host and
+/// time columns are concatenated, so the rows can be gathered an output slice at a time.
+pub fn zorder_across(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, ArrowError> {
+    let column = |c: usize| -> Result<ArrayRef, ArrowError> {
+        let parts: Vec<&dyn Array> = batches.iter().map(|b| b.column(c).as_ref()).collect();
+        concat(&parts)
+    };
+    let (hosts, times) = (column(col::HOST_NAME)?, column(col::TIME)?);
+    let mut starts = Vec::with_capacity(batches.len());
+    let mut at = 0usize;
+    for b in batches {
+        starts.push(at);
+        at += b.num_rows();
+    }
+    Ok(zorder_of(hosts.as_ref(), times.as_ref())
+        .into_iter()
+        .map(|i| {
+            let i = i as usize;
+            let batch = starts.partition_point(|&s| s <= i) - 1;
+            (batch, i - starts[batch])
+        })
+        .collect())
+}
+
+fn zorder_of(host: &dyn Array, time: &dyn Array) -> Vec<u32> {
+    let n = host.len();
+    let hosts: Vec<Option<String>> = (0..n).map(|i| str_at(host, i)).collect();
+    let times = time
         .as_any()
         .downcast_ref::<TimestampMicrosecondArray>()
         .map(|a| (0..n).map(|i| if a.is_null(i) { 0 } else { a.value(i) }).collect::<Vec<_>>())

@@ -274,7 +274,7 @@ fn scheduled_maintenance_expires_old_partitions_and_compacts_while_ingesting() -
 
 #[test]
 fn kill_during_compaction_loses_and_duplicates_nothing() -> anyhow::Result<()> {
-    for fp in ["compact_after_publish", "compact_after_swap"] {
+    for fp in ["compact_after_index", "compact_after_publish", "compact_after_swap"] {
         let opts = ServerOptions {
             failpoints: Some(format!("{fp}=1")),
             args: vec!["--maintenance-interval-secs".into(), "1".into()],

@@ -1,0 +1,283 @@
+//! Merging one bin of a partition's files into one Z-ordered file (compaction and tiered merging).
+//!
+//! The steps, and which lock each holds:
+//!
+//! 1. **begin** (the commit lock, briefly): the merged file gets an id that no ingest commit will
+//!    take, and the index notes and hides it ([`crate::index::FullTextIndex::begin_merge`]);
+//! 2. **stage and index** (no lock): the bin's rows are read once and put in Z-order; a slice at a
+//!    time, they are encoded to the file under a temporary name and added to the index writer under
+//!    the new id, while ingest keeps committing (its commits may carry some of them, which searches
+//!    leave out);
+//! 3. **swap** (the commit lock, then the swap lock): the file is renamed into place, the catalog
+//!    retires the bin and adds the file in one transaction, and one index commit deletes the bin's
+//!    documents and carries the rest of the new file's, which are revealed before readers return.
+//!
+//! A merge that fails after step 1 deletes its documents ([`Store::abandon_merge`]). One that
+//! cannot (a crash, a failed index write) leaves its id noted; recovery settles it: its documents
+//! are deleted, and re-added from the lake when the catalog holds the file ([`Store::settle_merges`]).
+
+use crate::catalog::FileEntry;
+use crate::convert::batch_to_records;
+use crate::delta::Operation;
+use crate::lake::{LakeError, Order, Staged, zorder_across};
+use crate::maintain::CompactReport;
+use crate::{Store, StoreError, failpoint};
+use datafusion::arrow::compute::interleave_record_batch;
+use datafusion::arrow::record_batch::RecordBatch;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+/// Rows gathered, encoded and made into owned records (for the index) at a time.
+const MERGE_SLICE: usize = 8 * 1024;
+
+/// A merge between its steps.
+struct Merge {
+    /// The merged file's id.
+    id: i64,
+    /// The index writer's epoch when the merge began.
+    epoch: u64,
+}
+
+impl Store {
+    /// Merges the files of `bin` (one partition's) into one, and reports it.
+    pub(crate) async fn merge_bin(
+        &self,
+        tenant: &str,
+        date: &str,
+        bin: Vec<FileEntry>,
+        report: &mut CompactReport,
+    ) -> Result<(), StoreError> {
+        let merge = self.begin_merge().await?;
+        let staged = match self.stage_and_index(&merge, tenant, date, &bin).await {
+            Ok(staged) => staged,
+            Err(e) => {
+                let _guard = self.commit_lock.lock().await;
+                self.abandon_merge(merge.id).await;
+                return Err(e);
+            }
+        };
+        let (entry, version) = self.swap_in(merge, staged, &bin).await?;
+        report.delta_version = version.or(report.delta_version);
+        report.files_removed += bin.len();
+        report.files_added += 1;
+        report.rows += entry.rows;
+        report.bytes_before += bin.iter().map(|f| f.bytes).sum::<i64>();
+        report.bytes_after += entry.bytes;
+        tracing::info!(tenant, date, merged = bin.len(), rows = entry.rows, file = entry.id, "compacted");
+        Ok(())
+    }
+
+    /// Step 1: an id for the merged file, and the index told to hide its documents.
+    async fn begin_merge(&self) -> Result<Merge, StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        if self.index_is_behind() {
+            return Err(StoreError::IndexBehind);
+        }
+        let id = self.next_file_id().await?;
+        self.reserved_file_id.fetch_max(id, Ordering::AcqRel);
+        let epoch = self.index.begin_merge(id)?;
+        Ok(Merge { id, epoch })
+    }
+
+    /// Steps 2 and 3, with no lock held: the bin's rows in Z-order, gathered a slice at a time,
+    /// each slice encoded to the staged file and added to the index under the merged file's id.
+    /// The inputs are held once; the output never is whole.
+    async fn stage_and_index(
+        &self,
+        merge: &Merge,
+        tenant: &str,
+        date: &str,
+        bin: &[FileEntry],
+    ) -> Result<Staged, StoreError> {
+        let (lake, index, id) = (self.lake.clone(), Arc::clone(&self.index), merge.id);
+        let (inputs, t, d) = (bin.to_vec(), tenant.to_owned(), date.to_owned());
+        let staged = self
+            .cpu
+            .run(move || -> Result<Staged, StoreError> {
+                let mut batches = Vec::new();
+                for f in &inputs {
+                    batches.extend(lake.read_batches(f)?);
+                }
+                let order = zorder_across(&batches).map_err(LakeError::Arrow)?;
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                let schema = refs.first().map_or_else(schemas::lake_schema, |b| b.schema());
+                let mut out = lake.stage_writer(&t, &d, schema, Order::ZOrder)?;
+                for (n, rows) in order.chunks(MERGE_SLICE).enumerate() {
+                    let slice = interleave_record_batch(&refs, rows).map_err(LakeError::Arrow)?;
+                    out.write(&slice)?;
+                    index.add_merged(id, n * MERGE_SLICE, &batch_to_records(&slice))?;
+                }
+                Ok(out.finish()?)
+            })
+            .await??;
+        failpoint::hit("compact_after_index");
+        Ok(staged)
+    }
+
+    /// Step 3: the merged file replaces the bin, in the lake, the catalog and the index at once;
+    /// then the Delta log records it. Returns the new file and the Delta version.
+    async fn swap_in(
+        &self,
+        merge: Merge,
+        staged: Staged,
+        bin: &[FileEntry],
+    ) -> Result<(FileEntry, Option<i64>), StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        if self.index_is_behind() || !self.index.merge_intact(merge.epoch) {
+            // The writer dropped what it buffered (a failed write elsewhere): some of this merge's
+            // documents went with it. The inputs stay; a later merge takes them again.
+            staged.discard();
+            self.abandon_merge(merge.id).await;
+            return Err(StoreError::IndexBehind);
+        }
+        // Ingest's files so far go into the Delta log as a WRITE, so this commit only rewrites.
+        self.sync_delta(Operation::Write).await?;
+        let swap = self.swap.write().await;
+        let id = merge.id;
+        let entry = match self.lake.publish(staged, id) {
+            Ok(e) => e,
+            Err(e) => {
+                self.abandon_merge(id).await;
+                return Err(e.into());
+            }
+        };
+        failpoint::hit("compact_after_publish");
+        let now = schemas::time::now_micros();
+        if let Err(e) =
+            self.catalog.swap_files(bin, std::slice::from_ref(&entry), "compaction", now, &[]).await
+        {
+            let _ = self.lake.remove(&entry.path);
+            self.abandon_merge(id).await;
+            return Err(e.into());
+        }
+        failpoint::hit("compact_after_swap");
+        self.index.cover(id);
+        self.drop_retired(bin, swap, Some(id)).await?;
+        Ok((entry, self.sync_delta(Operation::Optimize).await?.version))
+    }
+
+    /// A merge that failed after it began: its documents are deleted, and
+    /// searches stop hiding them once that is committed. If the commit fails, the writer is reset
+    /// from the lake, which settles the merge ([`Store::settle_merges`]). Caller holds the commit
+    /// lock.
+    async fn abandon_merge(&self, id: i64) {
+        self.index.leave_merge(id);
+        let index = Arc::clone(&self.index);
+        let deleted = self.cpu.run(move || index.delete_files(&[id]).and_then(|()| index.commit())).await;
+        match deleted {
+            Ok(Ok(())) => self.index.end_merge(id),
+            _ => self.reset_index_writer().await,
+        }
+    }
+
+    /// Merges no running process will finish (a crash, a failed index write): their documents are
+    /// deleted, and the file's rows re-added from the lake when the catalog holds it; then
+    /// searches see them. Caller holds the commit lock, with the index caught up with the catalog.
+    pub(crate) async fn settle_merges(&self) -> Result<(), StoreError> {
+        let ids = self.index.unsettled_merges();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let live: Vec<FileEntry> =
+            self.catalog.files_after(0).await?.into_iter().filter(|f| ids.contains(&f.id)).collect();
+        tracing::info!(merges = ids.len(), live = live.len(), "settling interrupted merges");
+        let (lake, index, del) = (self.lake.clone(), Arc::clone(&self.index), ids.clone());
+        self.cpu
+            .run(move || -> Result<(), StoreError> {
+                index.delete_files(&del)?;
+                for f in &live {
+                    index.add_file(f.id, 0, &lake.read_all(f)?)?;
+                }
+                Ok(index.commit()?)
+            })
+            .await??;
+        ids.into_iter().for_each(|id| self.index.end_merge(id));
+        Ok(())
+    }
+
+    /// The id the next lake file takes: past the catalog's and past any merge's in flight.
+    /// Caller holds the commit lock.
+    pub(crate) async fn next_file_id(&self) -> Result<i64, StoreError> {
+        let catalog = self.catalog.next_file_id().await?;
+        Ok(catalog.max(self.reserved_file_id.load(Ordering::Acquire) + 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::index::SearchQuery;
+    use crate::lake::Staged;
+    use crate::{Store, StoreConfig};
+    use std::sync::Arc;
+
+    async fn commit(store: &Store, c: usize, per: usize) {
+        let docs: Vec<serde_json::Value> = (0..per)
+            .map(|i| {
+                serde_json::json!({"@timestamp": "2026-01-01T00:00:00Z", "host": {"name": "h"},
+                    "event": {"id": format!("e-{c}-{i}"), "category": "process"},
+                    "process": {"command_line": format!("run.exe tag-e-{c}-{i}")}})
+            })
+            .collect();
+        crate::fixtures::commit_events(store, &format!("k{c}"), &docs).await;
+    }
+
+    /// (hits on the page, total) for one event's tag.
+    async fn found(store: &Store, tag: &str) -> (usize, usize) {
+        let q = SearchQuery { q: tag.into(), literal: true, limit: 10, ..Default::default() };
+        let (hits, total) = store.search("default", q).await.unwrap();
+        (hits.len(), total)
+    }
+
+    /// Begins, stages and indexes a merge of every live file, and returns it without the swap.
+    async fn half_merge(store: &Arc<Store>) -> (super::Merge, Staged, Vec<crate::catalog::FileEntry>) {
+        let bin = store.catalog.files_after(0).await.unwrap();
+        let merge = store.begin_merge().await.unwrap();
+        let staged = store.stage_and_index(&merge, "default", &bin[0].date, &bin).await.unwrap();
+        (merge, staged, bin)
+    }
+
+    /// Ingest commits while a merge's documents are in the writer: its commits carry some of them,
+    /// yet searches count every row once; the swap then shows the merged file's rows once. A merge
+    /// cut off before its swap (a crash) leaves documents that the next open deletes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ingest_commits_during_a_merge_and_searches_count_each_row_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = StoreConfig::new(dir.path().to_path_buf());
+        let store = Store::open(&cfg).await.unwrap();
+        let per = 4;
+        for c in 0..3 {
+            commit(&store, c, per).await;
+        }
+        let (merge, staged, bin) = half_merge(&store).await;
+        commit(&store, 3, per).await;
+        store.flush().await.unwrap();
+        let newest = store.catalog.files_after(0).await.unwrap().last().unwrap().id;
+        assert!(newest > merge.id, "ingest's file takes an id past the merge's ({newest} <= {})", merge.id);
+        assert_eq!(store.indexed_docs(), 4 * per as u64, "the merge's committed documents are hidden");
+        assert_eq!(found(&store, "tag-e-1-2").await, (1, 1));
+        let (_, version) = store.swap_in(merge, staged, &bin).await.unwrap();
+        assert!(version.is_some());
+        assert_eq!(found(&store, "tag-e-1-2").await, (1, 1), "the merged row, once");
+        assert_eq!(found(&store, "tag-e-3-0").await, (1, 1), "ingest's row from during the merge");
+        assert_eq!(store.indexed_docs(), 4 * per as u64);
+        assert_eq!(store.catalog.files_after(0).await.unwrap().len(), 2);
+
+        // A second merge, cut off after an index commit carried its documents.
+        commit(&store, 4, per).await;
+        let (merge, staged, _) = half_merge(&store).await;
+        store.flush().await.unwrap();
+        let note = dir.path().join("index").join("merging.json");
+        assert!(note.exists(), "a merge in flight is noted on disk");
+        drop((merge, staged));
+        drop(store);
+        let store = Store::open(&cfg).await.unwrap();
+        assert!(!note.exists(), "the open settled it");
+        assert_eq!(store.indexed_docs(), 5 * per as u64);
+        assert_eq!(found(&store, "tag-e-4-1").await, (1, 1));
+        assert_eq!(found(&store, "tag-e-0-0").await, (1, 1));
+        let sql = "SELECT count(*), count(DISTINCT event_id) FROM events";
+        let got = store.sql("default", sql, Default::default()).await.unwrap();
+        let sent = serde_json::json!(5 * per);
+        assert_eq!(got.rows[0], vec![sent.clone(), sent]);
+    }
+}

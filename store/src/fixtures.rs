@@ -19,3 +19,16 @@ pub async fn commit_events(store: &Store, key: &str, events: &[serde_json::Value
     let batch = MessageBatch { key: key.into(), stream_seq: 1, records, rejected: 0, published: None };
     store.commit("fixtures", vec![batch]).await.expect("a fixture commit");
 }
+
+/// Commits `per` process events of one host as message `k{c}`: event ids `e-{c}-{i}`, each with
+/// the searchable tag `tag-e-{c}-{i}` in its command line.
+pub async fn commit_tagged(store: &Store, c: usize, per: usize) {
+    let docs: Vec<serde_json::Value> = (0..per)
+        .map(|i| {
+            serde_json::json!({"@timestamp": "2026-01-01T00:00:00Z", "host": {"name": "h"},
+                "event": {"id": format!("e-{c}-{i}"), "category": "process"},
+                "process": {"command_line": format!("run.exe tag-e-{c}-{i}")}})
+        })
+        .collect();
+    commit_events(store, &format!("k{c}"), &docs).await;
+}

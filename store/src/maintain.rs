@@ -3,18 +3,18 @@
 //!
 //! Both follow the ingest commit protocol's shape, with the catalog swap as the commit point:
 //!
-//! 1. the new file is encoded to a temporary name, invisible to readers ([`crate::lake::Lake::stage`]);
-//! 2. its rows are added to the index writer under the new file id, hidden from searches, while
+//! 1. compaction only: the new file is encoded to a temporary name, invisible to readers, and its
+//!    rows go into the index writer under a new file id whose documents searches leave out, while
 //!    ingest keeps committing ([`crate::merge`]);
-//! 3. with readers held off (the swap lock), the file is renamed into place, the catalog retires the
+//! 2. with readers held off (the swap lock), the file is renamed into place, the catalog retires the
 //!    old files and adds the new one in one transaction, the index deletes the old files' documents and
 //!    commits, the new file's documents are revealed, and the old files are unlinked;
-//! 4. the catalog notes that the index has purged the retired files, and the Delta log gets one
+//! 3. the catalog notes that the index has purged the retired files, and the Delta log gets one
 //!    commit (`OPTIMIZE` with `dataChange: false`, or `DELETE`).
 //!
 //! A crash anywhere leaves either the old files or the new one in the catalog; on start, files the
 //! catalog does not hold are removed, retired files' documents are deleted from the index, the index
-//! catches up, and the Delta log is brought up to the catalog.
+//! catches up, an interrupted merge is settled, and the Delta log is brought up to the catalog.
 
 use crate::catalog::FileEntry;
 use crate::delta::Operation;
@@ -316,14 +316,7 @@ mod tests {
         let store = Store::open(&crate::StoreConfig::new(dir.path().to_path_buf())).await.unwrap();
         let (commits, per) = (MERGE_FAN_IN * 2 + 6, 3);
         for c in 0..commits {
-            let docs: Vec<serde_json::Value> = (0..per)
-                .map(|i| {
-                    serde_json::json!({"@timestamp": "2026-01-01T00:00:00Z", "host": {"name": "h"},
-                        "event": {"id": format!("e-{c}-{i}"), "category": "process"},
-                        "process": {"command_line": format!("run.exe tag-e-{c}-{i}")}})
-                })
-                .collect();
-            crate::fixtures::commit_events(&store, &format!("k{c}"), &docs).await;
+            crate::fixtures::commit_tagged(&store, c, per).await;
         }
         let sent = (commits * per) as i64;
         assert_eq!(store.catalog.files_after(0).await.unwrap().len(), commits);

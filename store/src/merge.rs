@@ -19,7 +19,8 @@
 use crate::catalog::FileEntry;
 use crate::convert::batch_to_records;
 use crate::delta::Operation;
-use crate::lake::{LakeError, Order, Staged, zorder_across};
+use crate::index::FullTextIndex;
+use crate::lake::{Lake, LakeError, Order, StageWriter, Staged, zorder_across};
 use crate::maintain::CompactReport;
 use crate::{Store, StoreError, failpoint};
 use datafusion::arrow::compute::interleave_record_batch;
@@ -29,6 +30,43 @@ use std::sync::atomic::Ordering;
 
 /// Rows gathered, encoded and made into owned records (for the index) at a time.
 const MERGE_SLICE: usize = 8 * 1024;
+
+/// A merge's inputs, their Z-order, and the file it writes, between slices.
+struct MergeWork {
+    batches: Vec<RecordBatch>,
+    order: Vec<(usize, usize)>,
+    /// Rows of `order` written so far.
+    done: usize,
+    out: StageWriter,
+}
+
+impl MergeWork {
+    /// Reads the inputs once and puts their rows in Z-order (from the host and time columns).
+    fn open(lake: &Lake, inputs: &[FileEntry], tenant: &str, date: &str) -> Result<Self, StoreError> {
+        let mut batches = Vec::new();
+        for f in inputs {
+            batches.extend(lake.read_batches(f)?);
+        }
+        let order = zorder_across(&batches).map_err(LakeError::Arrow)?;
+        let schema = batches.first().map_or_else(schemas::lake_schema, RecordBatch::schema);
+        let out = lake.stage_writer(tenant, date, schema, Order::ZOrder)?;
+        Ok(Self { batches, order, done: 0, out })
+    }
+
+    /// Writes and indexes the next slice; false when there was none left.
+    fn next_slice(&mut self, index: &FullTextIndex, id: i64) -> Result<bool, StoreError> {
+        let rows = &self.order[self.done..(self.done + MERGE_SLICE).min(self.order.len())];
+        if rows.is_empty() {
+            return Ok(false);
+        }
+        let refs: Vec<&RecordBatch> = self.batches.iter().collect();
+        let slice = interleave_record_batch(&refs, rows).map_err(LakeError::Arrow)?;
+        self.out.write(&slice)?;
+        index.add_merged(id, self.done, &batch_to_records(&slice))?;
+        self.done += rows.len();
+        Ok(true)
+    }
+}
 
 /// A merge between its steps.
 struct Merge {
@@ -79,9 +117,11 @@ impl Store {
         Ok(Merge { id, epoch })
     }
 
-    /// Steps 2 and 3, with no lock held: the bin's rows in Z-order, gathered a slice at a time,
-    /// each slice encoded to the staged file and added to the index under the merged file's id.
-    /// The inputs are held once; the output never is whole.
+    /// Step 2, with no lock held: the bin's rows in Z-order, gathered a slice at a time, each
+    /// slice encoded to the staged file and added to the index under the merged file's id. The
+    /// inputs are held once; the output never is whole. Between slices the merge waits as long as
+    /// the slice took, so it uses at most half of one core and ingest's commits and index commits
+    /// (which share the CPU pool and the index writer) keep their pace: a merge is background work.
     async fn stage_and_index(
         &self,
         merge: &Merge,
@@ -89,27 +129,26 @@ impl Store {
         date: &str,
         bin: &[FileEntry],
     ) -> Result<Staged, StoreError> {
-        let (lake, index, id) = (self.lake.clone(), Arc::clone(&self.index), merge.id);
-        let (inputs, t, d) = (bin.to_vec(), tenant.to_owned(), date.to_owned());
-        let staged = self
-            .cpu
-            .run(move || -> Result<Staged, StoreError> {
-                let mut batches = Vec::new();
-                for f in &inputs {
-                    batches.extend(lake.read_batches(f)?);
-                }
-                let order = zorder_across(&batches).map_err(LakeError::Arrow)?;
-                let refs: Vec<&RecordBatch> = batches.iter().collect();
-                let schema = refs.first().map_or_else(schemas::lake_schema, |b| b.schema());
-                let mut out = lake.stage_writer(&t, &d, schema, Order::ZOrder)?;
-                for (n, rows) in order.chunks(MERGE_SLICE).enumerate() {
-                    let slice = interleave_record_batch(&refs, rows).map_err(LakeError::Arrow)?;
-                    out.write(&slice)?;
-                    index.add_merged(id, n * MERGE_SLICE, &batch_to_records(&slice))?;
-                }
-                Ok(out.finish()?)
-            })
-            .await??;
+        let (lake, inputs) = (self.lake.clone(), bin.to_vec());
+        let (t, d) = (tenant.to_owned(), date.to_owned());
+        let mut work = self.cpu.run(move || MergeWork::open(&lake, &inputs, &t, &d)).await??;
+        loop {
+            let started = std::time::Instant::now();
+            let (index, id) = (Arc::clone(&self.index), merge.id);
+            let (back, more) = self
+                .cpu
+                .run(move || -> Result<(MergeWork, bool), StoreError> {
+                    let more = work.next_slice(&index, id)?;
+                    Ok((work, more))
+                })
+                .await??;
+            work = back;
+            if !more {
+                break;
+            }
+            tokio::time::sleep(started.elapsed()).await;
+        }
+        let staged = work.out.finish()?;
         failpoint::hit("compact_after_index");
         Ok(staged)
     }
@@ -131,7 +170,11 @@ impl Store {
             return Err(StoreError::IndexBehind);
         }
         // Ingest's files so far go into the Delta log as a WRITE, so this commit only rewrites.
-        self.sync_delta(Operation::Write).await?;
+        if let Err(e) = self.sync_delta(Operation::Write).await {
+            staged.discard();
+            self.abandon_merge(merge.id).await;
+            return Err(e);
+        }
         let swap = self.swap.write().await;
         let id = merge.id;
         let entry = match self.lake.publish(staged, id) {
@@ -156,10 +199,9 @@ impl Store {
         Ok((entry, self.sync_delta(Operation::Optimize).await?.version))
     }
 
-    /// A merge that failed after it began: its documents are deleted, and
-    /// searches stop hiding them once that is committed. If the commit fails, the writer is reset
-    /// from the lake, which settles the merge ([`Store::settle_merges`]). Caller holds the commit
-    /// lock.
+    /// A merge that failed after it began: its documents are deleted, and searches stop hiding
+    /// them once that is committed. If the commit fails, the writer is reset from the lake, which
+    /// settles the merge ([`Store::settle_merges`]). Caller holds the commit lock.
     async fn abandon_merge(&self, id: i64) {
         self.index.leave_merge(id);
         let index = Arc::clone(&self.index);
@@ -205,21 +247,11 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use crate::fixtures::commit_tagged as commit;
     use crate::index::SearchQuery;
     use crate::lake::Staged;
     use crate::{Store, StoreConfig};
     use std::sync::Arc;
-
-    async fn commit(store: &Store, c: usize, per: usize) {
-        let docs: Vec<serde_json::Value> = (0..per)
-            .map(|i| {
-                serde_json::json!({"@timestamp": "2026-01-01T00:00:00Z", "host": {"name": "h"},
-                    "event": {"id": format!("e-{c}-{i}"), "category": "process"},
-                    "process": {"command_line": format!("run.exe tag-e-{c}-{i}")}})
-            })
-            .collect();
-        crate::fixtures::commit_events(store, &format!("k{c}"), &docs).await;
-    }
 
     /// (hits on the page, total) for one event's tag.
     async fn found(store: &Store, tag: &str) -> (usize, usize) {

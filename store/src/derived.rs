@@ -158,7 +158,7 @@ impl Store {
 
     /// Adds `files` from the lake to the index (cleared first if `clear`) and commits; files found
     /// damaged on the way are skipped and quarantined ([`crate::scrub`]).
-    async fn index_files(
+    pub(crate) async fn index_files(
         &self,
         files: Vec<crate::catalog::FileEntry>,
         clear: bool,

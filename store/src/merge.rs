@@ -213,7 +213,8 @@ impl Store {
     }
 
     /// Merges no running process will finish (a crash, a failed index write): their documents are
-    /// deleted, and the file's rows re-added from the lake when the catalog holds it; then
+    /// deleted, and the file's rows re-added from the lake when the catalog holds it (as the index
+    /// catches up: [`Store::index_files`], which quarantines a damaged file); then
     /// searches see them. Caller holds the commit lock, with the index caught up with the catalog.
     pub(crate) async fn settle_merges(&self) -> Result<(), StoreError> {
         let ids = self.index.unsettled_merges();
@@ -223,16 +224,9 @@ impl Store {
         let live: Vec<FileEntry> =
             self.catalog.files_after(0).await?.into_iter().filter(|f| ids.contains(&f.id)).collect();
         tracing::info!(merges = ids.len(), live = live.len(), "settling interrupted merges");
-        let (lake, index, del) = (self.lake.clone(), Arc::clone(&self.index), ids.clone());
-        self.cpu
-            .run(move || -> Result<(), StoreError> {
-                index.delete_files(&del)?;
-                for f in &live {
-                    index.add_file(f.id, 0, &lake.read_all(f)?)?;
-                }
-                Ok(index.commit()?)
-            })
-            .await??;
+        // Deleted first: the same commit then carries the live files' rows, added after the delete.
+        self.index.delete_files(&ids)?;
+        self.index_files(live, false).await?;
         ids.into_iter().for_each(|id| self.index.end_merge(id));
         Ok(())
     }

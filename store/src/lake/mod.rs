@@ -33,7 +33,7 @@ mod zorder;
 use footers::Footers;
 use stage::StagedData;
 pub use stage::{StageWriter, Staged};
-pub use zorder::{zorder_across, zorder_indices};
+pub use zorder::zorder_across;
 
 /// Rows per row group: small enough that host/time statistics prune well.
 const ROW_GROUP_ROWS: usize = 64 * 1024;

@@ -8,12 +8,6 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use schemas::fields::col;
 
-/// Row indices that put `batch` in Z-order over (host rank, time): the two keys scaled to 32 bits
-/// each and their bits interleaved, host bit first. Ties keep time order.
-pub fn zorder_indices(batch: &RecordBatch) -> Vec<u32> {
-    zorder_of(batch.column(col::HOST_NAME).as_ref(), batch.column(col::TIME).as_ref())
-}
-
 /// The Z-order of the rows of several batches together, as (batch, row) pairs: only the host and
 /// time columns are concatenated, so the rows can be gathered an output slice at a time.
 pub fn zorder_across(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, ArrowError> {
@@ -38,6 +32,8 @@ pub fn zorder_across(batches: &[RecordBatch]) -> Result<Vec<(usize, usize)>, Arr
         .collect())
 }
 
+/// Row indices in Z-order over (host rank, time): the two keys scaled to 32 bits each and their
+/// bits interleaved, host bit first. Ties keep time order.
 fn zorder_of(host: &dyn Array, time: &dyn Array) -> Vec<u32> {
     let n = host.len();
     let hosts: Vec<Option<String>> = (0..n).map(|i| str_at(host, i)).collect();
@@ -113,7 +109,7 @@ mod tests {
             }
         }
         let batch = records_to_batch(&recs).unwrap();
-        let idx = zorder_indices(&batch);
+        let idx: Vec<u32> = zorder_across(&[batch]).unwrap().into_iter().map(|(_, row)| row as u32).collect();
         assert_eq!(idx.len(), recs.len());
         let mut seen = idx.clone();
         seen.sort_unstable();

@@ -18,7 +18,7 @@
 
 use crate::catalog::FileEntry;
 use crate::delta::Operation;
-use crate::lake::LakeError;
+use crate::lake::{LakeError, Order};
 use crate::{MAX_FILE_ROWS, Store, StoreError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -103,7 +103,7 @@ impl Store {
         for ((tenant, date), small) in parts {
             let mut touched = false;
             for bin in bins(small, opts.target_rows) {
-                self.merge_bin(&tenant, &date, bin, &mut report).await?;
+                self.merge_bin(&tenant, &date, bin, Order::ZOrder, &mut report).await?;
                 touched = true;
             }
             report.partitions += usize::from(touched);
@@ -113,7 +113,8 @@ impl Store {
 
     /// Size-tiered merging of ingest's small files between scheduled compactions. A file's tier is
     /// `floor(log_fan_in(rows))`; in each partition, every [`MERGE_FAN_IN`] files of one tier, oldest
-    /// first, are merged into one of the next tier up (Z-ordered and indexed as compaction does).
+    /// first, are merged into one of the next tier up, sorted on (host, time) as ingest's files are
+    /// (so a merge streams its inputs and holds about one batch of each), indexed as compaction does.
     /// A partition so holds fewer than `MERGE_FAN_IN` files per tier, and a row is rewritten at
     /// most once per tier: ingest commits several files a second at a low rate, and each file costs
     /// every query a footer to parse, statistics to plan with and a file to open. Does nothing while
@@ -129,7 +130,7 @@ impl Store {
         self.merge_floor.store(small.first().map_or(newest, |f| f.id - 1), Ordering::Relaxed);
         for ((tenant, date), bins) in tiered_bins(small, MERGE_FAN_IN, opts.target_rows) {
             for bin in bins {
-                self.merge_bin(&tenant, &date, bin, &mut report).await?;
+                self.merge_bin(&tenant, &date, bin, Order::HostTime, &mut report).await?;
             }
             report.partitions += 1;
         }

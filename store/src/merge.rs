@@ -1,13 +1,15 @@
-//! Merging one bin of a partition's files into one Z-ordered file (compaction and tiered merging).
+//! Merging one bin of a partition's files into one: in (host, time) order for size-tiered merging,
+//! in Z-order for scheduled compaction.
 //!
 //! The steps, and which lock each holds:
 //!
 //! 1. **begin** (the commit lock, briefly): the merged file gets an id that no ingest commit will
 //!    take, and the index notes and hides it ([`crate::index::FullTextIndex::begin_merge`]);
-//! 2. **stage and index** (no lock): the bin's rows are read once and put in Z-order; a slice at a
-//!    time, they are encoded to the file under a temporary name and added to the index writer under
-//!    the new id, while ingest keeps committing (its commits may carry some of them, which searches
-//!    leave out);
+//! 2. **stage and index** (no lock): the bin's rows are put in order a slice at a time (files each
+//!    sorted on (host, time) are merged as read, [`crate::lake::SortedMerge`]; for Z-order they are
+//!    read whole); each slice is encoded to the file under a temporary name and added to the index
+//!    writer under the new id, while ingest keeps committing (its commits may carry some of them,
+//!    which searches leave out);
 //! 3. **swap** (the commit lock, then the swap lock): the file is renamed into place, the catalog
 //!    retires the bin and adds the file in one transaction, and one index commit deletes the bin's
 //!    documents and carries the rest of the new file's, which are revealed before readers return.
@@ -20,10 +22,11 @@ use crate::catalog::FileEntry;
 use crate::convert::batch_to_records;
 use crate::delta::Operation;
 use crate::index::FullTextIndex;
-use crate::lake::{Lake, LakeError, Order, StageWriter, Staged, zorder_across};
+use crate::lake::{Lake, LakeError, Order, SortedMerge, StageWriter, Staged, zorder_across};
 use crate::maintain::CompactReport;
 use crate::{Store, StoreError, failpoint};
 use datafusion::arrow::compute::interleave_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -31,39 +34,81 @@ use std::sync::atomic::Ordering;
 /// Rows gathered, encoded and made into owned records (for the index) at a time.
 const MERGE_SLICE: usize = 8 * 1024;
 
-/// A merge's inputs, their Z-order, and the file it writes, between slices.
-struct MergeWork {
-    batches: Vec<RecordBatch>,
-    order: Vec<(usize, usize)>,
-    /// Rows of `order` written so far.
-    done: usize,
-    out: StageWriter,
+/// Where a merge's rows come from, in the order they are written.
+enum Rows {
+    /// Inputs each sorted on (host, time), merged as read: about one batch per input is held.
+    Sorted(SortedMerge),
+    /// The inputs held whole, with their Z-order (scheduled compaction).
+    ZOrdered { batches: Vec<RecordBatch>, order: Vec<(usize, usize)>, taken: usize },
 }
 
-impl MergeWork {
-    /// Reads the inputs once and puts their rows in Z-order (from the host and time columns).
-    fn open(lake: &Lake, inputs: &[FileEntry], tenant: &str, date: &str) -> Result<Self, StoreError> {
+impl Rows {
+    fn open(lake: &Lake, inputs: &[FileEntry], order: Order) -> Result<Self, StoreError> {
+        if order == Order::HostTime {
+            return Ok(Self::Sorted(lake.sorted_merge(inputs)?));
+        }
         let mut batches = Vec::new();
         for f in inputs {
             batches.extend(lake.read_batches(f)?);
         }
         let order = zorder_across(&batches).map_err(LakeError::Arrow)?;
-        let schema = batches.first().map_or_else(schemas::lake_schema, RecordBatch::schema);
-        let out = lake.stage_writer(tenant, date, schema, Order::ZOrder)?;
-        Ok(Self { batches, order, done: 0, out })
+        Ok(Self::ZOrdered { batches, order, taken: 0 })
+    }
+
+    fn schema(&self) -> SchemaRef {
+        match self {
+            Self::Sorted(m) => m.schema(),
+            Self::ZOrdered { batches, .. } => {
+                batches.first().map_or_else(schemas::lake_schema, RecordBatch::schema)
+            }
+        }
+    }
+
+    /// Up to [`MERGE_SLICE`] more rows; none when all are written.
+    fn next_slice(&mut self) -> Result<Option<RecordBatch>, StoreError> {
+        match self {
+            Self::Sorted(m) => Ok(m.next_slice(MERGE_SLICE)?),
+            Self::ZOrdered { batches, order, taken } => {
+                let rows = &order[*taken..(*taken + MERGE_SLICE).min(order.len())];
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                *taken += rows.len();
+                let refs: Vec<&RecordBatch> = batches.iter().collect();
+                Ok(Some(interleave_record_batch(&refs, rows).map_err(LakeError::Arrow)?))
+            }
+        }
+    }
+}
+
+/// A merge's rows and the file it writes, between slices.
+struct MergeWork {
+    rows: Rows,
+    /// Rows written so far.
+    done: usize,
+    out: StageWriter,
+}
+
+impl MergeWork {
+    /// Opens the inputs (each checked against its checksum) and the staged output.
+    fn open(
+        lake: &Lake,
+        inputs: &[FileEntry],
+        tenant: &str,
+        date: &str,
+        order: Order,
+    ) -> Result<Self, StoreError> {
+        let rows = Rows::open(lake, inputs, order)?;
+        let out = lake.stage_writer(tenant, date, rows.schema(), order)?;
+        Ok(Self { rows, done: 0, out })
     }
 
     /// Writes and indexes the next slice; false when there was none left.
     fn next_slice(&mut self, index: &FullTextIndex, id: i64) -> Result<bool, StoreError> {
-        let rows = &self.order[self.done..(self.done + MERGE_SLICE).min(self.order.len())];
-        if rows.is_empty() {
-            return Ok(false);
-        }
-        let refs: Vec<&RecordBatch> = self.batches.iter().collect();
-        let slice = interleave_record_batch(&refs, rows).map_err(LakeError::Arrow)?;
+        let Some(slice) = self.rows.next_slice()? else { return Ok(false) };
         self.out.write(&slice)?;
         index.add_merged(id, self.done, &batch_to_records(&slice))?;
-        self.done += rows.len();
+        self.done += slice.num_rows();
         Ok(true)
     }
 }
@@ -83,10 +128,11 @@ impl Store {
         tenant: &str,
         date: &str,
         bin: Vec<FileEntry>,
+        order: Order,
         report: &mut CompactReport,
     ) -> Result<(), StoreError> {
         let merge = self.begin_merge().await?;
-        let staged = match self.stage_and_index(&merge, tenant, date, &bin).await {
+        let staged = match self.stage_and_index(&merge, (tenant, date), &bin, order).await {
             Ok(staged) => staged,
             Err(e) => {
                 let _guard = self.commit_lock.lock().await;
@@ -117,21 +163,22 @@ impl Store {
         Ok(Merge { id, epoch })
     }
 
-    /// Step 2, with no lock held: the bin's rows in Z-order, gathered a slice at a time, each
-    /// slice encoded to the staged file and added to the index under the merged file's id. The
-    /// inputs are held once; the output never is whole. Between slices the merge waits as long as
-    /// the slice took, so it uses at most half of one core and ingest's commits and index commits
-    /// (which share the CPU pool and the index writer) keep their pace: a merge is background work.
+    /// Step 2, with no lock held: the bin's rows in `order`, a slice at a time, each slice encoded
+    /// to the staged file and added to the index under the merged file's id. The output is never
+    /// held whole; in (host, time) order the inputs' rows are not either (about one batch per
+    /// input), in Z-order they are (the order needs every row's keys first). Between slices the merge waits as long as the slice took, so it uses at most half of one
+    /// core and ingest's commits and index commits (which share the CPU pool and the index writer)
+    /// keep their pace: a merge is background work.
     async fn stage_and_index(
         &self,
         merge: &Merge,
-        tenant: &str,
-        date: &str,
+        (tenant, date): (&str, &str),
         bin: &[FileEntry],
+        order: Order,
     ) -> Result<Staged, StoreError> {
         let (lake, inputs) = (self.lake.clone(), bin.to_vec());
         let (t, d) = (tenant.to_owned(), date.to_owned());
-        let mut work = self.cpu.run(move || MergeWork::open(&lake, &inputs, &t, &d)).await??;
+        let mut work = self.cpu.run(move || MergeWork::open(&lake, &inputs, &t, &d, order)).await??;
         loop {
             let started = std::time::Instant::now();
             let (index, id) = (Arc::clone(&self.index), merge.id);
@@ -243,7 +290,7 @@ impl Store {
 mod tests {
     use crate::fixtures::commit_tagged as commit;
     use crate::index::SearchQuery;
-    use crate::lake::Staged;
+    use crate::lake::{Order, Staged};
     use crate::{Store, StoreConfig};
     use std::sync::Arc;
 
@@ -255,10 +302,14 @@ mod tests {
     }
 
     /// Begins, stages and indexes a merge of every live file, and returns it without the swap.
-    async fn half_merge(store: &Arc<Store>) -> (super::Merge, Staged, Vec<crate::catalog::FileEntry>) {
+    async fn half_merge(
+        store: &Arc<Store>,
+        order: Order,
+    ) -> (super::Merge, Staged, Vec<crate::catalog::FileEntry>) {
         let bin = store.catalog.files_after(0).await.unwrap();
         let merge = store.begin_merge().await.unwrap();
-        let staged = store.stage_and_index(&merge, "default", &bin[0].date, &bin).await.unwrap();
+        let part = ("default", bin[0].date.as_str());
+        let staged = store.stage_and_index(&merge, part, &bin, order).await.unwrap();
         (merge, staged, bin)
     }
 
@@ -274,7 +325,7 @@ mod tests {
         for c in 0..3 {
             commit(&store, c, per).await;
         }
-        let (merge, staged, bin) = half_merge(&store).await;
+        let (merge, staged, bin) = half_merge(&store, Order::HostTime).await;
         commit(&store, 3, per).await;
         store.flush().await.unwrap();
         let newest = store.catalog.files_after(0).await.unwrap().last().unwrap().id;
@@ -290,7 +341,7 @@ mod tests {
 
         // A second merge, cut off after an index commit carried its documents.
         commit(&store, 4, per).await;
-        let (merge, staged, _) = half_merge(&store).await;
+        let (merge, staged, _) = half_merge(&store, Order::ZOrder).await;
         store.flush().await.unwrap();
         let note = dir.path().join("index").join("merging.json");
         assert!(note.exists(), "a merge in flight is noted on disk");

@@ -28,9 +28,11 @@ use std::fs::{self, File};
 use std::path::Path;
 
 mod footers;
+mod sorted;
 mod stage;
 mod zorder;
 use footers::Footers;
+pub use sorted::SortedMerge;
 use stage::StagedData;
 pub use stage::{StageWriter, Staged};
 pub use zorder::zorder_across;
@@ -101,6 +103,16 @@ pub enum LakeError {
     /// Arrow conversion.
     #[error("arrow conversion error")]
     Arrow(#[source] ArrowError),
+    /// A file read in (host, time) order, as its footer declares, is not in that order.
+    #[error("lake file {path} is not sorted on (host, time) as its footer says: {next} after {last}")]
+    Unsorted {
+        /// The path.
+        path: String,
+        /// The (host, time) read before.
+        last: String,
+        /// The (host, time) that sorts before it.
+        next: String,
+    },
     /// A file's bytes do not match its catalog checksum.
     #[error("lake file {path} is corrupt: checksum {found} does not match the catalog's {expected}")]
     Corrupt {
@@ -396,9 +408,11 @@ impl Lake {
 /// The row order of a file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Order {
-    /// Sorted by (host, time): what ingest writes; declared in the footer as sorting columns.
+    /// Sorted by (host, time): what ingest and size-tiered merging write; declared in the footer as
+    /// sorting columns.
     HostTime,
-    /// Z-order over (host, time): what compaction writes, so both host and time ranges prune.
+    /// Z-order over (host, time): what scheduled compaction writes, so both host and time ranges
+    /// prune in a file that spans a day.
     ZOrder,
 }
 

@@ -58,7 +58,7 @@ use tracing::Instrument;
 
 pub use config::IngestConfig;
 pub use quota::QuotaConfig;
-pub use streams::ensure_streams;
+pub use streams::{ACK_WAIT, ensure_streams};
 
 /// Ingest failures.
 #[derive(Debug, thiserror::Error)]

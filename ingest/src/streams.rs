@@ -7,6 +7,11 @@ use schemas::subject::SubjectKind;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long the durable consumer waits for an ack before it delivers a message again. A delivery
+/// lost on its way (the consumer's leader died with the reply in flight) waits this long too: after a
+/// NATS member fails, a few messages can be this late.
+pub const ACK_WAIT: Duration = Duration::from_secs(60);
+
 const HELP_LAG: &str =
     "Messages in the stream not yet committed by ingest (pending delivery, or delivered and not acked).";
 const HELP_UP: &str = "1 when ingest's durable consumer exists, 0 when it is gone (it is recreated).";
@@ -68,7 +73,7 @@ pub async fn ensure_streams(
             pull::Config {
                 durable_name: Some(cfg.consumer.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
+                ack_wait: ACK_WAIT,
                 max_ack_pending: 100_000,
                 filter_subject: cfg.subjects.filter(SubjectKind::Events),
                 ..Default::default()

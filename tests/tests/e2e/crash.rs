@@ -3,16 +3,35 @@
 //! and a batch acked but not yet analysed when the server died is analysed when it is back.
 
 use super::{Env, bin, scenario_count};
+use anyhow::Context;
 use std::time::Duration;
 use tests::{Server, ServerOptions, agent, agent_summary, counts, eventually, get, run, spawn_agent};
 
 /// Every acked event once in the lake (rows and distinct ids) and in the index.
 pub(crate) fn assert_exactly_once(server: &Server, tok: &str, acked: u64) -> anyhow::Result<()> {
-    let got = eventually(Duration::from_secs(60), || {
+    assert_exactly_once_within(server, tok, acked, Duration::from_secs(60))
+}
+
+/// Every acked event is stored and searchable once, within `within`.
+pub(crate) fn assert_exactly_once_within(
+    server: &Server,
+    tok: &str,
+    acked: u64,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let mut last = None;
+    let got = eventually(within, || {
         let c = counts(&server.api, tok)?;
         let (_, h) = get(&format!("{}/healthz", server.api), None)?;
         let docs = h["indexed_events"].as_u64().unwrap_or(0);
+        last = Some((c.0, c.1, docs, h));
         Ok((c.0 >= acked && docs >= acked).then_some((c.0, c.1, docs)))
+    })
+    .with_context(|| {
+        let metrics = get(&format!("{}/metrics", server.api), Some(tok)).map(|m| m.1);
+        let metrics = metrics.as_ref().ok().and_then(|m| m.as_str()).unwrap_or_default();
+        let ingest: Vec<&str> = metrics.lines().filter(|l| l.starts_with("cordon_ingest")).collect();
+        format!("{acked} acked; last seen (rows, distinct ids, index docs, health): {last:?}; {ingest:#?}")
     })?;
     assert_eq!(got, (acked, acked, acked), "(rows, distinct ids, index docs) vs acked");
     Ok(())

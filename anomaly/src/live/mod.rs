@@ -188,6 +188,14 @@ pub fn fit_tenant(
     TenantModels { start, fitted_at: now, hosts, bands, fit_millis: clock.elapsed().as_millis() as u64 }
 }
 
+/// Forgets the event ids of hours older than the newest [`SEEN_HOURS`].
+fn release_seen(hours: &mut VecDeque<HourCounts>) {
+    let Some(newest) = hours.back().map(|h| h.hour) else { return };
+    for h in hours.iter_mut().filter(|h| h.hour <= newest - SEEN_HOURS * HOUR && !h.seen.is_empty()) {
+        h.seen = HashSet::new();
+    }
+}
+
 /// One hour of a host's running counts.
 #[derive(Clone, Debug, Default)]
 struct HourCounts {
@@ -198,7 +206,8 @@ struct HourCounts {
     /// The count at the last raise per measure (the hour-close update is sent if it grew since).
     raised_at: [u32; 3],
     evidence: [Vec<String>; 3],
-    /// Event ids counted (hashed): a redelivered event is not counted twice.
+    /// Event ids counted (hashed): a redelivered event is not counted twice. Kept while the hour
+    /// is one of the host's newest [`SEEN_HOURS`], then released.
     seen: HashSet<u64>,
 }
 
@@ -209,6 +218,12 @@ struct Running {
     /// The last hour a silence was reported up to.
     silent_reported: i64,
 }
+
+/// Hours, counted back from a host's newest, whose event ids are remembered. A redelivery comes
+/// within the consumer's ack wait (a minute) of the first delivery, and ingest's batch keys already
+/// keep a committed batch from being analysed twice; 48 hours of ids per host would be most of the
+/// counter's memory.
+const SEEN_HOURS: i64 = 2;
 
 /// Hours of series an alert carries: the day up to the finding's hour.
 const AROUND_HOURS: i64 = 24;
@@ -363,6 +378,7 @@ impl Live {
                 while r.hours.len() > KEEP_HOURS {
                     r.hours.pop_front();
                 }
+                release_seen(&mut r.hours);
                 match r.hours.iter().position(|h| h.hour == hour) {
                     Some(p) => p,
                     None => return Vec::new(),

@@ -178,3 +178,26 @@ fn a_new_group_takes_the_other_groups_widest_band_as_its_prior() {
     let f = crate::detect::above(Measure::Failures, (widest as u32) + 50, &e).expect("a burst past it");
     assert!(f.explanation.starts_with("no band for its group yet"), "{}", f.explanation);
 }
+
+/// A redelivered login is counted once; the ids that guard against it are released once the hour
+/// is two behind the host's newest, so the counter does not keep 48 hours of ids per host.
+#[test]
+fn a_login_seen_twice_counts_once_and_old_hours_forget_their_ids() {
+    let live = Live::new();
+    let at = MONDAY + 5 * HOUR;
+    for k in 0..10 {
+        live.observe("t", "h", None, at + k, "success", "3", &format!("e{k}"));
+    }
+    live.observe("t", "h", None, at + 20, "success", "3", "e3");
+    let count = |hour: i64| {
+        let running = live.running.lock().unwrap();
+        let r = &running[&("t".to_owned(), "h".to_owned())];
+        r.hours.iter().find(|h| h.hour == hour).map(|h| (h.counts[index(Measure::Logins)], h.seen.len()))
+    };
+    assert_eq!(count(at), Some((10, 10)), "the second e3 is not counted");
+    live.observe("t", "h", None, at + HOUR, "success", "3", "f0");
+    assert_eq!(count(at), Some((10, 10)), "one hour behind: still remembered");
+    live.observe("t", "h", None, at + 2 * HOUR, "success", "3", "g0");
+    assert_eq!(count(at), Some((10, 0)), "two hours behind: released, the count kept");
+    assert_eq!(count(at + HOUR), Some((1, 1)));
+}

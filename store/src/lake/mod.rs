@@ -240,12 +240,17 @@ impl Lake {
 
     /// Every row of a committed file as Arrow batches, after checking its checksum.
     pub fn read_batches(&self, entry: &FileEntry) -> Result<Vec<RecordBatch>, LakeError> {
-        let path = Path::new(&entry.path);
-        let reader = ParquetRecordBatchReaderBuilder::try_new(self.checked_bytes(entry)?)
-            .map_err(pq(path))?
-            .build()
-            .map_err(pq(path))?;
+        let reader = self.checked_reader(entry)?.build().map_err(pq(Path::new(&entry.path)))?;
         reader.collect::<Result<Vec<_>, _>>().map_err(LakeError::Arrow)
+    }
+
+    /// A reader over a committed file's bytes, once they match the catalog's checksum.
+    fn checked_reader(
+        &self,
+        entry: &FileEntry,
+    ) -> Result<ParquetRecordBatchReaderBuilder<bytes::Bytes>, LakeError> {
+        ParquetRecordBatchReaderBuilder::try_new(self.checked_bytes(entry)?)
+            .map_err(pq(Path::new(&entry.path)))
     }
 
     /// Events per host name in a committed file (only the host column is read).

@@ -14,7 +14,6 @@ use datafusion::arrow::compute::{cast, concat_batches, interleave_record_batch, 
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use schemas::fields::col;
 use std::cmp::Ordering;
 use std::path::Path;
@@ -177,9 +176,7 @@ impl Lake {
     /// sorted.
     fn run_of(&self, entry: &FileEntry) -> Result<Run, LakeError> {
         let path = Path::new(&entry.path);
-        let builder = ParquetRecordBatchReaderBuilder::try_new(self.checked_bytes(entry)?)
-            .map_err(pq(path))?
-            .with_batch_size(READ_BATCH);
+        let builder = self.checked_reader(entry)?.with_batch_size(READ_BATCH);
         let sorted = builder.metadata().row_groups().iter().all(|rg| {
             rg.sorting_columns().is_some_and(|s| {
                 s.len() >= 2

@@ -94,6 +94,8 @@ fn js_err(op: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> IngestErro
 const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
 const HELP_STORED: &str = "Events committed to the lake (those it held at start included).";
 const HELP_POLICY: &str = "Stored policy versions ingest has applied (any tenant).";
+const HELP_START_FAILURES: &str =
+    "Times ingest could not start (streams, consumer, rules or analysers) and tried again.";
 const HELP_ALERTS: &str = "Alert evidence recorded (detections the policy alerts on or blocks).";
 const HELP_DETECTIONS: &str =
     "Sigma rule matches on ingested events, by policy tier (counted after the commit).";
@@ -213,7 +215,7 @@ impl Ingest {
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
-        let mut consumer = self.start().await?;
+        let Some(mut consumer) = self.start_when_ready(&mut shutdown).await else { return Ok(()) };
         let tasks = [
             tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone())),
             tokio::spawn(Arc::clone(&self).lag_probe(shutdown.clone())),
@@ -270,6 +272,17 @@ impl Ingest {
         self.analyse_again(unanalysed, last).await?;
         self.update_incidents(&Default::default()).await;
         Ok(consumer)
+    }
+
+    /// [`Ingest::start`], again after each failure until it succeeds (`None` at shutdown). A
+    /// JetStream that cannot answer yet (a cluster electing leaders, streams being rescaled to more
+    /// copies) delays ingest; it must not end it while the API keeps serving.
+    async fn start_when_ready(&self, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> Option<Consumer> {
+        until_ok(shutdown, || self.start(), |e, retry_in| {
+            tracing::warn!(error = %schemas::error_chain(e), ?retry_in, "ingest cannot start yet; retrying");
+            self.metrics.add("cordon_ingest_start_failures_total", "", HELP_START_FAILURES, 1);
+        })
+        .await
     }
 
     /// One fetch from the durable consumer.
@@ -429,6 +442,24 @@ enum Fetched {
     Failed,
 }
 
+/// `attempt`'s value once it succeeds, with the [`Backoff`] between failures (each told to `failed`
+/// with the wait before the next try); `None` once `shutdown` turns true.
+async fn until_ok<T, E, F: std::future::Future<Output = Result<T, E>>>(
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    mut attempt: impl FnMut() -> F,
+    mut failed: impl FnMut(&E, Duration),
+) -> Option<T> {
+    let mut backoff = Backoff::default();
+    while !*shutdown.borrow() {
+        match attempt().await {
+            Ok(v) => return Some(v),
+            Err(e) => failed(&e, backoff.current()),
+        }
+        backoff.wait(shutdown).await;
+    }
+    None
+}
+
 /// The retry delay after a failure: 100 ms, doubling to 5 s, reset by a success.
 #[derive(Debug)]
 struct Backoff(Duration);
@@ -459,5 +490,32 @@ impl Backoff {
             _ = shutdown.changed() => {}
         }
         self.grow();
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    /// A start that fails is tried again after the backoff (each failure told with the wait before
+    /// the next try) until it succeeds; at shutdown, retrying ends.
+    #[tokio::test]
+    async fn a_failed_start_is_tried_again_until_it_succeeds_and_shutdown_ends_the_retries() {
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let (mut tries, mut waits) = (0, Vec::new());
+        let attempt = || {
+            tries += 1;
+            std::future::ready(if tries < 3 { Err("no quorum") } else { Ok(tries) })
+        };
+        let started = until_ok(&mut rx, attempt, |e, wait| {
+            assert_eq!(*e, "no quorum");
+            waits.push(wait);
+        })
+        .await;
+        assert_eq!(started, Some(3));
+        assert_eq!(waits, [Duration::from_millis(100), Duration::from_millis(200)]);
+
+        tx.send(true).unwrap();
+        assert_eq!(until_ok(&mut rx, || std::future::ready(Err::<(), _>("down")), |_, _| {}).await, None);
     }
 }

@@ -95,7 +95,7 @@ const HELP_RECEIVED: &str = "Messages and events received from JetStream.";
 const HELP_STORED: &str = "Events committed to the lake (those it held at start included).";
 const HELP_POLICY: &str = "Stored policy versions ingest has applied (any tenant).";
 const HELP_START_FAILURES: &str =
-    "Times ingest could not start (streams, consumer, rules or analysers) and tried again.";
+    "Times ingest could not start on JetStream (streams, consumer, rules, policies) and tried again.";
 const HELP_ALERTS: &str = "Alert evidence recorded (detections the policy alerts on or blocks).";
 const HELP_DETECTIONS: &str =
     "Sigma rule matches on ingested events, by policy tier (counted after the commit).";
@@ -215,7 +215,8 @@ impl Ingest {
         self: Arc<Self>,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
-        let Some(mut consumer) = self.start_when_ready(&mut shutdown).await else { return Ok(()) };
+        let Some(mut consumer) = self.connect_when_ready(&mut shutdown).await else { return Ok(()) };
+        self.restore().await?;
         let tasks = [
             tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone())),
             tokio::spawn(Arc::clone(&self).lag_probe(shutdown.clone())),
@@ -259,26 +260,34 @@ impl Ingest {
         Ok(())
     }
 
-    /// Before the first fetch: the streams and consumer, the rules and policies published, the
-    /// analysers' state rebuilt from the lake, and what was committed but not analysed before a
-    /// restart analysed.
-    async fn start(&self) -> Result<Consumer, IngestError> {
+    /// Before the first fetch, on JetStream: the streams and consumer, the rules and policies
+    /// published. Each step is idempotent, so a failed attempt can be repeated whole.
+    async fn connect(&self) -> Result<Consumer, IngestError> {
         let consumer = self.recover().await?;
         self.publish_rules().await?;
         self.refresh_policies().await?;
+        Ok(consumer)
+    }
+
+    /// Then, once: the analysers' state rebuilt from the lake, and what was committed but not
+    /// analysed before a restart analysed.
+    async fn restore(&self) -> Result<(), IngestError> {
         let (unanalysed, last) = self.unanalysed().await?;
         self.restore_analysers(&analysis::event_ids(&unanalysed)).await?;
         self.restore_incidents().await?;
         self.analyse_again(unanalysed, last).await?;
         self.update_incidents(&Default::default()).await;
-        Ok(consumer)
+        Ok(())
     }
 
-    /// [`Ingest::start`], again after each failure until it succeeds (`None` at shutdown). A
+    /// [`Ingest::connect`], again after each failure until it succeeds (`None` at shutdown). A
     /// JetStream that cannot answer yet (a cluster electing leaders, streams being rescaled to more
     /// copies) delays ingest; it must not end it while the API keeps serving.
-    async fn start_when_ready(&self, shutdown: &mut tokio::sync::watch::Receiver<bool>) -> Option<Consumer> {
-        until_ok(shutdown, || self.start(), |e, retry_in| {
+    async fn connect_when_ready(
+        &self,
+        shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Option<Consumer> {
+        until_ok(shutdown, || self.connect(), |e, retry_in| {
             tracing::warn!(error = %schemas::error_chain(e), ?retry_in, "ingest cannot start yet; retrying");
             self.metrics.add("cordon_ingest_start_failures_total", "", HELP_START_FAILURES, 1);
         })

@@ -329,10 +329,16 @@ fn the_server_rides_out_postgresql_crashes_without_a_restart() -> anyhow::Result
     let (code, shipped) = tests::agent_summary(shipper)?;
     assert_eq!(code, 0, "{shipped}");
     let sent = shipped["events_acked"].as_u64().unwrap();
+    let mut last = (0, 0);
     tests::eventually(Duration::from_secs(60), || {
-        Ok((tests::counts(&server.api, &tok)? == (sent, sent)).then_some(()))
+        last = tests::counts(&server.api, &tok)?;
+        Ok((last == (sent, sent)).then_some(()))
     })
-    .map_err(|e| e.context("ingest resumed and stored every acked event once"))?;
+    .map_err(|e| {
+        e.context(format!(
+            "ingest resumed and stored every acked event once: {sent} acked, last (rows, distinct) {last:?}"
+        ))
+    })?;
     let n = check_policy_versions(&server.api, &tok, &acked)?;
     let last = acked.last().map_or(0, |a| a.0);
     assert_eq!(last, n, "the last write after the database came back was acknowledged");

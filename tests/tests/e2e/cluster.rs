@@ -58,7 +58,7 @@ fn the_stream_leader_dies_while_agents_publish_and_nothing_is_lost_or_duplicated
     step("cluster up");
     let single = Server::start(&bin(), &data, &cluster.url, &ServerOptions::default())?;
     step("one-copy server up");
-    // Ingest makes the rules and policy buckets after the API is up: wait for each to exist.
+    // Ingest makes the rules bucket after the API is up (publishing the rules): wait for each to exist.
     for one in ["CORDON_EVENTS", "CORDON_DLQ", "KV_CORDON_POLICY", "OBJ_CORDON_RULES"] {
         let r = eventually(Duration::from_secs(30), || Ok(replicas_of(&cluster.url, one).ok()))?;
         assert_eq!(r.configured, 1, "{one}");

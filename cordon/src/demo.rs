@@ -173,6 +173,5 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         return running.stop().await;
     }
     println!("\nctrl-c to stop");
-    tokio::signal::ctrl_c().await?;
-    running.stop().await
+    running.serve_until(crate::ctrl_c()).await
 }

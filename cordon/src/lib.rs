@@ -9,6 +9,7 @@ mod approve;
 mod cli;
 pub mod config;
 mod demo;
+mod tasks;
 mod upkeep;
 use upkeep::housekeeping;
 pub mod eval;
@@ -50,7 +51,7 @@ pub struct Running {
     /// The public key agents verify the server's policies and rules with (`--server-key`).
     pub signing_key: String,
     shutdown: tokio::sync::watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    tasks: tasks::Tasks,
     callout: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -61,11 +62,34 @@ impl Running {
         if let Some(c) = self.callout {
             c.abort();
         }
-        for t in self.tasks {
-            t.await.context("server task panicked")??;
-        }
-        Ok(())
+        self.tasks.join_all().await
     }
+
+    /// Serves until `stop` completes (ctrl-c), then stops. A server task that fails first (ingest
+    /// whose restore failed, a panic) stops the server too, with an error that names it: a server
+    /// without ingest would otherwise answer health checks while it stores nothing.
+    pub async fn serve_until(
+        mut self,
+        stop: impl std::future::Future<Output = anyhow::Result<()>>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            stopped = stop => {
+                stopped?;
+                self.stop().await
+            }
+            Some(failed) = self.tasks.next_failure() => {
+                let e = tasks::failed_early(failed);
+                // The rest are stopped and waited for; their own errors are logged by join_all.
+                let _ = self.stop().await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Completes on ctrl-c (SIGINT).
+async fn ctrl_c() -> anyhow::Result<()> {
+    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")
 }
 
 /// Cordon's pack plus the operator's rule files, with what was refused logged by class.
@@ -174,20 +198,22 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         _ => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let api_task = tokio::spawn(serve_api(listener, tls, app, async move {
-        let _ = rx_api.wait_for(|v| *v).await;
-    }));
-    let reload_task = tokio::spawn(reload_rules_on_hangup(
-        Arc::clone(&store),
-        Arc::clone(&ingest),
-        cfg.rules.clone(),
-        rx.clone(),
-    ));
-    let ingest_task = tokio::spawn(async move { ingest.run(rx).await.context("ingest failed") });
-    let report_task = tokio::spawn(reports::run_schedules(Arc::clone(&store), cfg.clone(), rx_reports));
-    let baseline_task = tokio::spawn(refit_baselines(Arc::clone(&store), baselines, cfg.clone(), rx_base));
-    let store_task =
-        tokio::spawn(housekeeping(Arc::clone(&store), Arc::clone(&metrics), cfg.clone(), rx_store));
+    let mut tasks = tasks::Tasks::default();
+    tasks.spawn(
+        "api",
+        serve_api(listener, tls, app, async move {
+            let _ = rx_api.wait_for(|v| *v).await;
+        }),
+    );
+    tasks.spawn(
+        "rule reload",
+        reload_rules_on_hangup(Arc::clone(&store), Arc::clone(&ingest), cfg.rules.clone(), rx.clone()),
+    );
+    tasks.spawn("ingest", async move { ingest.run(rx).await.context("ingest failed") });
+    tasks.spawn("reports", reports::run_schedules(Arc::clone(&store), cfg.clone(), rx_reports));
+    tasks.spawn("baselines", refit_baselines(Arc::clone(&store), baselines, cfg.clone(), rx_base));
+    tasks
+        .spawn("housekeeping", housekeeping(Arc::clone(&store), Arc::clone(&metrics), cfg.clone(), rx_store));
     std::fs::write(
         cfg.data_dir.join("server.json"),
         serde_json::json!({"api": format!("{scheme}://{addr}"), "pid": std::process::id(),
@@ -196,14 +222,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     )
     .context("writing server.json")?;
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), signing_key = %signing.public(), "cordon is serving");
-    Ok(Running {
-        addr,
-        signing_key: signing.public(),
-        store,
-        shutdown: tx,
-        callout,
-        tasks: vec![api_task, ingest_task, store_task, baseline_task, report_task, reload_task],
-    })
+    Ok(Running { addr, signing_key: signing.public(), store, shutdown: tx, callout, tasks })
 }
 
 /// Serves the API on `listener`, over TLS with `tls`, until `shutdown` completes.
@@ -322,8 +341,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         cfg.data_dir.display(),
         running.signing_key
     );
-    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")?;
-    running.stop().await
+    running.serve_until(ctrl_c()).await
 }
 
 async fn open_store(args: &ServeArgs) -> anyhow::Result<(Arc<Store>, ServerConfig)> {

@@ -6,10 +6,11 @@
 //! 1. **begin** (the commit lock, briefly): the merged file gets an id that no ingest commit will
 //!    take, and the index notes and hides it ([`crate::index::FullTextIndex::begin_merge`]);
 //! 2. **stage and index** (no lock): the bin's rows are put in order a slice at a time (files each
-//!    sorted on (host, time) are merged as read, [`crate::lake::SortedMerge`]; for Z-order they are
-//!    read whole); each slice is encoded to the file under a temporary name and added to the index
-//!    writer under the new id, while ingest keeps committing (its commits may carry some of them,
-//!    which searches leave out);
+//!    sorted on (host, time) are merged a row group and a column at a time,
+//!    [`crate::lake::VerticalMerge`], or row-wise as read, [`crate::lake::SortedMerge`]; for Z-order
+//!    they are read whole); each slice is encoded to the file under a temporary name and added to the
+//!    index writer under the new id, while ingest keeps committing (its commits may carry some of
+//!    them, which searches leave out);
 //! 3. **swap** (the commit lock, then the swap lock): the file is renamed into place, the catalog
 //!    retires the bin and adds the file in one transaction, and one index commit deletes the bin's
 //!    documents and carries the rest of the new file's, which are revealed before readers return.
@@ -22,11 +23,11 @@ use crate::catalog::FileEntry;
 use crate::convert::batch_to_records;
 use crate::delta::Operation;
 use crate::index::FullTextIndex;
-use crate::lake::{Lake, LakeError, Order, SortedMerge, StageWriter, Staged, zorder_across};
+use crate::lake::{Lake, LakeError, Order, SortedMerge, StageWriter, Staged, VerticalMerge, zorder_across};
 use crate::maintain::CompactReport;
 use crate::{Store, StoreError, failpoint};
 use datafusion::arrow::compute::interleave_record_batch;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -34,9 +35,17 @@ use std::sync::atomic::Ordering;
 /// Rows gathered, encoded and made into owned records (for the index) at a time.
 const MERGE_SLICE: usize = 8 * 1024;
 
+/// Rows of a vertical merge's row group (the lake's row group size, so the merged file's row
+/// groups are what ingest's writer would cut).
+const MERGE_GROUP: usize = crate::lake::ROW_GROUP_ROWS;
+
 /// Where a merge's rows come from, in the order they are written.
 enum Rows {
-    /// Inputs each sorted on (host, time), merged as read: about one batch per input is held.
+    /// Inputs each sorted on (host, time) with one schema, merged a column at a time: one column of
+    /// each input is open at a time ([`VerticalMerge`]).
+    Vertical(VerticalMerge),
+    /// Inputs each sorted on (host, time) but of differing schemas or with one not sorted, merged
+    /// row-wise as read: about one batch per input is held.
     Sorted(SortedMerge),
     /// The inputs held whole, with their Z-order (scheduled compaction).
     ZOrdered { batches: Vec<RecordBatch>, order: Vec<(usize, usize)>, taken: usize },
@@ -45,6 +54,9 @@ enum Rows {
 impl Rows {
     fn open(lake: &Lake, inputs: &[FileEntry], order: Order) -> Result<Self, StoreError> {
         if order == Order::HostTime {
+            if let Some(vertical) = lake.vertical_merge(inputs)? {
+                return Ok(Self::Vertical(vertical));
+            }
             return Ok(Self::Sorted(lake.sorted_merge(inputs)?));
         }
         let mut batches = Vec::new();
@@ -57,6 +69,7 @@ impl Rows {
 
     fn schema(&self) -> SchemaRef {
         match self {
+            Self::Vertical(m) => m.schema(),
             Self::Sorted(m) => m.schema(),
             Self::ZOrdered { batches, .. } => {
                 batches.first().map_or_else(schemas::lake_schema, RecordBatch::schema)
@@ -67,6 +80,7 @@ impl Rows {
     /// Up to [`MERGE_SLICE`] more rows; none when all are written.
     fn next_slice(&mut self) -> Result<Option<RecordBatch>, StoreError> {
         match self {
+            Self::Vertical(_) => unreachable!("a vertical merge is written a row group at a time"),
             Self::Sorted(m) => Ok(m.next_slice(MERGE_SLICE)?),
             Self::ZOrdered { batches, order, taken } => {
                 let rows = &order[*taken..(*taken + MERGE_SLICE).min(order.len())];
@@ -103,14 +117,48 @@ impl MergeWork {
         Ok(Self { rows, done: 0, out })
     }
 
-    /// Writes and indexes the next slice; false when there was none left.
+    /// Writes and indexes the next slice (a row group, merging vertically); false when there was
+    /// none left.
     fn next_slice(&mut self, index: &FullTextIndex, id: i64) -> Result<bool, StoreError> {
-        let Some(slice) = self.rows.next_slice()? else { return Ok(false) };
-        self.out.write(&slice)?;
-        index.add_merged(id, self.done, &batch_to_records(&slice))?;
-        self.done += slice.num_rows();
-        Ok(true)
+        let rows = match &mut self.rows {
+            Rows::Vertical(merge) => write_group(merge, &mut self.out, index, (id, self.done))?,
+            rows => {
+                let Some(slice) = rows.next_slice()? else { return Ok(false) };
+                self.out.write(&slice)?;
+                index.add_merged(id, self.done, &batch_to_records(&slice))?;
+                slice.num_rows()
+            }
+        };
+        self.done += rows;
+        Ok(rows > 0)
     }
+}
+
+/// A vertical merge's next row group, written a column at a time; the columns the index reads are
+/// kept and indexed a slice at a time under file `id` from row `first`. The rows written.
+fn write_group(
+    merge: &mut VerticalMerge,
+    out: &mut StageWriter,
+    index: &FullTextIndex,
+    (id, first): (i64, usize),
+) -> Result<usize, StoreError> {
+    let Some(group) = merge.next_group(MERGE_GROUP) else { return Ok(0) };
+    let schema = merge.schema();
+    let (mut fields, mut kept) = (Vec::new(), Vec::new());
+    out.write_by_column(group.rows(), |c| {
+        let column = merge.column(&group, c)?;
+        if FullTextIndex::reads_column(schema.field(c).name()) {
+            fields.push(schema.field(c).clone());
+            kept.push(Arc::clone(&column));
+        }
+        Ok(column)
+    })?;
+    let indexed = RecordBatch::try_new(Arc::new(Schema::new(fields)), kept).map_err(LakeError::Arrow)?;
+    for from in (0..indexed.num_rows()).step_by(MERGE_SLICE) {
+        let slice = indexed.slice(from, MERGE_SLICE.min(indexed.num_rows() - from));
+        index.add_merged(id, first + from, &batch_to_records(&slice))?;
+    }
+    Ok(group.rows())
 }
 
 /// A merge between its steps.
@@ -165,8 +213,9 @@ impl Store {
 
     /// Step 2, with no lock held: the bin's rows in `order`, a slice at a time, each slice encoded
     /// to the staged file and added to the index under the merged file's id. The output is never
-    /// held whole; in (host, time) order the inputs' rows are not either (about one batch per
-    /// input), in Z-order they are (the order needs every row's keys first). Between slices the merge waits as long as the slice took, so it uses at most half of one
+    /// held whole; in (host, time) order the inputs' rows are not either (one column of each input
+    /// at a time, or about one batch per input row-wise), in Z-order they are (the order needs every
+    /// row's keys first). Between slices the merge waits as long as the slice took, so it uses at most half of one
     /// core and ingest's commits and index commits (which share the CPU pool and the index writer)
     /// keep their pace: a merge is background work.
     async fn stage_and_index(

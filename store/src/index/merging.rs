@@ -10,6 +10,7 @@
 
 use super::{FullTextIndex, IndexError, ROW_BITS};
 use schemas::Record;
+use schemas::fields::col;
 use std::collections::BTreeSet;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -92,6 +93,16 @@ impl FullTextIndex {
 
     /// Adds rows of merged file `id` (hidden; they do not move the high-water mark, which
     /// [`FullTextIndex::cover`] raises at the swap).
+    /// Whether a document reads lake column `name` (the tenant, the time and every searched field,
+    /// as `FullTextIndex::document` builds it): a merge that builds rows a column at a time keeps
+    /// only these for [`FullTextIndex::add_merged`].
+    pub fn reads_column(name: &str) -> bool {
+        let field = schemas::FIELDS.iter().position(|d| d.column == name);
+        field.is_some_and(|i| {
+            i == col::TENANT || i == col::TIME || schemas::FIELDS[i].search != schemas::Search::None
+        })
+    }
+
     pub fn add_merged(&self, id: i64, first_row: usize, rows: &[Record]) -> Result<(), IndexError> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         for (row, rec) in rows.iter().enumerate() {

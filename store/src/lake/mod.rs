@@ -30,15 +30,17 @@ use std::path::Path;
 mod footers;
 mod sorted;
 mod stage;
+mod vertical;
 mod zorder;
 use footers::Footers;
 pub use sorted::SortedMerge;
 use stage::StagedData;
 pub use stage::{StageWriter, Staged};
+pub use vertical::{Group, VerticalMerge};
 pub use zorder::zorder_across;
 
 /// Rows per row group: small enough that host/time statistics prune well.
-const ROW_GROUP_ROWS: usize = 64 * 1024;
+pub(crate) const ROW_GROUP_ROWS: usize = 64 * 1024;
 
 /// Columns that get a bloom filter.
 const BLOOM_COLUMNS: &[&str] = &[

@@ -9,11 +9,14 @@
 
 use super::{Lake, LakeError, pq};
 use crate::catalog::FileEntry;
-use datafusion::arrow::array::{Array, AsArray, StringArray, TimestampMicrosecondArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, StringArray, TimestampMicrosecondArray, UInt32Array,
+};
 use datafusion::arrow::compute::{cast, concat_batches, interleave_record_batch, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use parquet::file::metadata::ParquetMetaData;
 use schemas::fields::col;
 use std::cmp::Ordering;
 use std::path::Path;
@@ -25,28 +28,34 @@ const READ_BATCH: usize = 1024;
 type Batches = Box<dyn Iterator<Item = Result<RecordBatch, ArrowError>> + Send>;
 
 /// A batch's sort keys, taken once: host (null as "") and time (null as 0), as ingest sorts them.
-struct Keys {
+pub(super) struct Keys {
     hosts: StringArray,
     times: TimestampMicrosecondArray,
 }
 
 impl Keys {
     fn of(batch: &RecordBatch) -> Result<Self, ArrowError> {
-        let hosts = cast(batch.column(col::HOST_NAME), &DataType::Utf8)?.as_string::<i32>().clone();
-        let times = batch.column(col::TIME).as_primitive_opt::<TimestampMicrosecondType>().cloned();
+        Self::new(batch.column(col::HOST_NAME), batch.column(col::TIME))
+    }
+
+    /// The keys of a host column and a time column.
+    pub(super) fn new(host: &ArrayRef, time: &ArrayRef) -> Result<Self, ArrowError> {
+        let hosts = cast(host, &DataType::Utf8)?.as_string::<i32>().clone();
+        let times = time.as_primitive_opt::<TimestampMicrosecondType>().cloned();
         let times = times.ok_or_else(|| {
-            ArrowError::InvalidArgumentError(format!(
-                "time is {}, not microseconds",
-                batch.column(col::TIME).data_type()
-            ))
+            ArrowError::InvalidArgumentError(format!("time is {}, not microseconds", time.data_type()))
         })?;
         Ok(Self { hosts, times })
     }
 
-    fn at(&self, row: usize) -> (&str, i64) {
+    pub(super) fn at(&self, row: usize) -> (&str, i64) {
         let host = if self.hosts.is_null(row) { "" } else { self.hosts.value(row) };
         let time = if self.times.is_null(row) { 0 } else { self.times.value(row) };
         (host, time)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.times.len()
     }
 }
 
@@ -98,7 +107,7 @@ impl Run {
     }
 }
 
-fn in_order(path: &str, last: (&str, i64), next: (&str, i64)) -> Result<(), LakeError> {
+pub(super) fn in_order(path: &str, last: (&str, i64), next: (&str, i64)) -> Result<(), LakeError> {
     if next < last {
         let (last, next) = (format!("{last:?}"), format!("{next:?}"));
         return Err(LakeError::Unsorted { path: path.to_owned(), last, next });
@@ -177,13 +186,7 @@ impl Lake {
     fn run_of(&self, entry: &FileEntry) -> Result<Run, LakeError> {
         let path = Path::new(&entry.path);
         let builder = self.checked_reader(entry)?.with_batch_size(READ_BATCH);
-        let sorted = builder.metadata().row_groups().iter().all(|rg| {
-            rg.sorting_columns().is_some_and(|s| {
-                s.len() >= 2
-                    && s[..2].iter().map(|c| c.column_idx as usize).eq([col::HOST_NAME, col::TIME])
-                    && s[..2].iter().all(|c| !c.descending)
-            })
-        });
+        let sorted = declares_host_time(builder.metadata());
         let reader = builder.build().map_err(pq(path))?;
         let batches: Batches = if sorted {
             Box::new(reader)
@@ -193,6 +196,17 @@ impl Lake {
         };
         Ok(Run { path: entry.path.clone(), batches, head: None })
     }
+}
+
+/// Whether every row group of a file says it is sorted on (host, time), ascending.
+pub(super) fn declares_host_time(meta: &ParquetMetaData) -> bool {
+    meta.row_groups().iter().all(|rg| {
+        rg.sorting_columns().is_some_and(|s| {
+            s.len() >= 2
+                && s[..2].iter().map(|c| c.column_idx as usize).eq([col::HOST_NAME, col::TIME])
+                && s[..2].iter().all(|c| !c.descending)
+        })
+    })
 }
 
 /// An unsorted file's rows sorted on (host, time), in batches of [`READ_BATCH`].

@@ -144,3 +144,103 @@ fn sorted_files_merge_in_host_time_order_and_a_false_footer_fails() {
     let err = err.map(|e| e.to_string());
     assert!(err.as_ref().is_some_and(|e| e.contains("not sorted on (host, time)")), "{err:?}");
 }
+
+fn event_id(r: &Record) -> String {
+    r.cell(schemas::fields::col::EVENT_ID).as_str().unwrap().to_owned()
+}
+
+/// Rows (event ids) of a merge read row-wise ([`SortedMerge`]), in order.
+fn row_wise(lake: &Lake, inputs: &[FileEntry]) -> Vec<String> {
+    let mut merge = lake.sorted_merge(inputs).unwrap();
+    let mut ids = Vec::new();
+    while let Some(slice) = merge.next_slice(4096).unwrap() {
+        ids.extend(batch_to_records(&slice).iter().map(event_id));
+    }
+    ids
+}
+
+#[test]
+fn a_vertical_merge_writes_the_row_wise_order_a_column_at_a_time_with_the_footer_ingest_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path(), false).unwrap();
+    let mut recs = records(90_000);
+    let (sent_min, sent_max) = (recs.iter().map(Record::time).min(), recs.iter().map(Record::time).max());
+    let mut inputs = Vec::new();
+    let (small, large) = recs.split_at_mut(20_000);
+    let (a, b) = small.split_at_mut(10_000);
+    for (i, part) in [a, b, large].into_iter().enumerate() {
+        inputs.push(lake.write_file(i as i64 + 1, "t", "2026-05-28", part).unwrap());
+    }
+    // Equal keys in two inputs (the first file's rows again, under other ids): the earlier input's
+    // row comes first in both merges.
+    let mut again = records(10_000);
+    for (i, r) in again.iter_mut().enumerate() {
+        r.set(schemas::fields::col::EVENT_ID, schemas::Cell::Str(format!("again-{i}")));
+    }
+    inputs.push(lake.write_file(4, "t", "2026-05-28", &mut again).unwrap());
+    let want = row_wise(&lake, &inputs);
+
+    let mut merge = lake.vertical_merge(&inputs).unwrap().expect("every input declares (host, time)");
+    let mut out = lake.stage_writer("t", "2026-05-28", merge.schema(), Order::HostTime).unwrap();
+    let mut groups = 0;
+    while let Some(group) = merge.next_group(ROW_GROUP_ROWS) {
+        out.write_by_column(group.rows(), |c| merge.column(&group, c)).unwrap();
+        groups += 1;
+    }
+    let entry = lake.publish(out.finish().unwrap(), 5).unwrap();
+    assert_eq!(groups, 100_000usize.div_ceil(ROW_GROUP_ROWS));
+    assert_eq!((entry.rows, Some(entry.min_time), Some(entry.max_time)), (100_000, sent_min, sent_max));
+    let got: Vec<String> = lake
+        .read_batches(&entry)
+        .unwrap()
+        .iter()
+        .flat_map(|b| batch_to_records(b).iter().map(event_id).collect::<Vec<_>>())
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "the vertical merge's rows are the row-wise merge's, in its order");
+    let twin = got.iter().position(|id| id == "again-0").unwrap();
+    assert_eq!(got[twin - 1], event_id(&records(1)[0]), "a tie takes the earlier input's row first");
+
+    // The footer ingest's writer makes: row groups cut at ROW_GROUP_ROWS, the order declared, blooms.
+    let bytes = lake.objects.get(&entry.path).unwrap();
+    let reader = SerializedFileReader::new(bytes).unwrap();
+    let meta = reader.metadata();
+    assert!(sorted::declares_host_time(meta));
+    assert_eq!(meta.row_group(0).num_rows() as usize, ROW_GROUP_ROWS);
+    let user = meta.file_metadata().schema_descr().columns().iter().position(|c| c.name() == "user_name");
+    assert!(
+        meta.row_group(0).column(user.unwrap()).bloom_filter_offset().is_some(),
+        "user_name has a bloom filter"
+    );
+}
+
+#[test]
+fn a_vertical_merge_leaves_undeclared_inputs_to_the_row_wise_merge_and_fails_a_false_footer() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path(), false).unwrap();
+    let mut recs = records(2_000);
+    let first = lake.write_file(1, "t", "2026-05-28", &mut recs[..1_000]).unwrap();
+    let mut rest = recs[1_000..].to_vec();
+    rest.reverse();
+    let batch = records_to_batch(&rest).unwrap();
+    // Written by a plain Parquet writer: no order declared.
+    let mut bytes = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let rel = "events/tenant=t/date=2026-05-28/000000000009-legacy.parquet";
+    lake.overwrite(rel, &bytes).unwrap();
+    let legacy = FileEntry {
+        id: 9,
+        path: rel.into(),
+        rows: rest.len() as i64,
+        bytes: bytes.len() as i64,
+        sha256: sha256_hex(&bytes),
+        ..first.clone()
+    };
+    assert!(lake.vertical_merge(&[first.clone(), legacy]).unwrap().is_none());
+    // Declared but not in order: the merge fails rather than write a footer that lies.
+    let liar = lake.publish(lake.stage("t", "2026-05-28", &batch, Order::HostTime).unwrap(), 10).unwrap();
+    let err = lake.vertical_merge(&[first, liar]).err().map(|e| e.to_string());
+    assert!(err.as_ref().is_some_and(|e| e.contains("not sorted on (host, time)")), "{err:?}");
+}

@@ -26,6 +26,9 @@
 //! count and IOC sweeps over REST from C clients, and five aggregations through `/api/v1/sql`, beside
 //! DuckDB on the same Parquet files (see `b4.rs`).
 //!
+//! `--only merge [--files F] [--rows R]` runs one size-tiered merge of F files of R rows and prints
+//! its time and the memory it costs above what the process held (see `merge.rs`).
+//!
 //! `--only b5 [--events N]` runs B5: seven search shapes, 1,000 queries each, on the index ingest
 //! built, beside SQLite FTS5 on the same documents (see `b5.rs`).
 //!
@@ -58,6 +61,7 @@ mod console;
 mod decode;
 mod heap;
 mod incidents;
+mod merge;
 mod path;
 mod report;
 mod sensor;
@@ -481,6 +485,11 @@ fn main() -> anyhow::Result<()> {
         let secs: u64 = flag("--secs").map_or(Ok(20), |v| v.parse())?;
         println!("\nIssue 19: the live agent's process source beside auditd and /proc polling");
         return sensor::sensor(&rates, secs, flag("--agent-bin").map(std::path::PathBuf::from));
+    }
+    if only.as_deref() == Some("merge") {
+        println!("\nOne size-tiered merge: time and the memory it costs (issue 21's soak)");
+        let n = |name: &str, default: usize| flag(name).map_or(Ok(default), |v| v.parse::<usize>());
+        return merge::run(n("--files", store::MERGE_FAN_IN)?, n("--rows", 16_384)?, n("--reps", 1)?);
     }
     if only.as_deref() == Some("soak") {
         let agents: usize = flag("--agents").map_or(Ok(1_000), |v| v.parse())?;

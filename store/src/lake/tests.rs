@@ -89,6 +89,29 @@ fn chosen_rows_are_read_through_the_page_index_in_the_order_asked() {
 /// Files sorted on (host, time) merge into one stream in that order, a slice at a time, every
 /// row once; a file that does not declare the order (a compaction's Z-ordered file) is
 /// sorted first; a file whose footer claims the order falsely fails the merge.
+/// `recs` newest first, written by a plain Parquet writer (no order declared) as file 9 of `like`'s
+/// partition: its catalog entry and its rows.
+fn undeclared(lake: &Lake, recs: &[Record], like: &FileEntry) -> (FileEntry, RecordBatch) {
+    let mut rest = recs.to_vec();
+    rest.reverse();
+    let batch = records_to_batch(&rest).unwrap();
+    let mut bytes = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let rel = "events/tenant=t/date=2026-05-28/000000000009-legacy.parquet";
+    lake.overwrite(rel, &bytes).unwrap();
+    let entry = FileEntry {
+        id: 9,
+        path: rel.into(),
+        rows: rest.len() as i64,
+        bytes: bytes.len() as i64,
+        sha256: sha256_hex(&bytes),
+        ..like.clone()
+    };
+    (entry, batch)
+}
+
 #[test]
 fn sorted_files_merge_in_host_time_order_and_a_false_footer_fails() {
     use schemas::fields::col;
@@ -102,23 +125,7 @@ fn sorted_files_merge_in_host_time_order_and_a_false_footer_fails() {
         inputs.push(lake.write_file(i as i64 + 1, "t", "2026-05-28", part).unwrap());
     }
     // Undeclared and out of order: written by a plain Parquet writer, newest first.
-    let mut rest = recs[30_000..].to_vec();
-    rest.reverse();
-    let batch = records_to_batch(&rest).unwrap();
-    let mut bytes = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    let rel = "events/tenant=t/date=2026-05-28/000000000009-legacy.parquet";
-    lake.overwrite(rel, &bytes).unwrap();
-    let legacy = FileEntry {
-        id: 9,
-        path: rel.into(),
-        rows: rest.len() as i64,
-        bytes: bytes.len() as i64,
-        sha256: sha256_hex(&bytes),
-        ..inputs[0].clone()
-    };
+    let (legacy, batch) = undeclared(&lake, &recs[30_000..], &inputs[0]);
     inputs.insert(1, legacy);
 
     let mut merge = lake.sorted_merge(&inputs).unwrap();
@@ -220,24 +227,7 @@ fn a_vertical_merge_leaves_undeclared_inputs_to_the_row_wise_merge_and_fails_a_f
     let lake = Lake::open(dir.path(), false).unwrap();
     let mut recs = records(2_000);
     let first = lake.write_file(1, "t", "2026-05-28", &mut recs[..1_000]).unwrap();
-    let mut rest = recs[1_000..].to_vec();
-    rest.reverse();
-    let batch = records_to_batch(&rest).unwrap();
-    // Written by a plain Parquet writer: no order declared.
-    let mut bytes = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
-    w.write(&batch).unwrap();
-    w.close().unwrap();
-    let rel = "events/tenant=t/date=2026-05-28/000000000009-legacy.parquet";
-    lake.overwrite(rel, &bytes).unwrap();
-    let legacy = FileEntry {
-        id: 9,
-        path: rel.into(),
-        rows: rest.len() as i64,
-        bytes: bytes.len() as i64,
-        sha256: sha256_hex(&bytes),
-        ..first.clone()
-    };
+    let (legacy, batch) = undeclared(&lake, &recs[1_000..], &first);
     assert!(lake.vertical_merge(&[first.clone(), legacy]).unwrap().is_none());
     // Declared but not in order: the merge fails rather than write a footer that lies.
     let liar = lake.publish(lake.stage("t", "2026-05-28", &batch, Order::HostTime).unwrap(), 10).unwrap();

@@ -128,7 +128,11 @@ impl Store {
     /// Step 2: the Parquet files, durable before the catalog hears of them. The commit fails as a
     /// whole: a failed write removes the files written before it.
     async fn write_files(&self, groups: Groups) -> Result<Written, StoreError> {
-        let first_id = self.next_file_id().await?;
+        let files = groups.values().map(|rows| rows.len().div_ceil(MAX_FILE_ROWS)).sum();
+        if files == 0 {
+            return Ok(Written::new());
+        }
+        let first_id = self.catalog.take_file_ids(files).await?;
         let lake = self.lake.clone();
         let written = self
             .cpu

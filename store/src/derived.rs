@@ -26,11 +26,16 @@ impl Store {
         Ok(())
     }
 
-    /// Removes data files the catalog does not know. Caller holds the commit lock.
+    /// Removes data files the catalog does not know, once older than the orphan grace
+    /// ([`crate::StoreConfig::orphan_grace`]). Caller holds the commit lock.
     pub(crate) async fn remove_orphans(&self) -> Result<Vec<String>, StoreError> {
+        // Listed before the catalog is read: a file another process commits in between is known.
+        let cutoff = (!self.orphan_grace.is_zero())
+            .then(|| std::time::SystemTime::now().checked_sub(self.orphan_grace))
+            .flatten();
+        let listed = self.lake.files_written_before(cutoff)?;
         let known: HashSet<String> = self.catalog.files_after(0).await?.into_iter().map(|f| f.path).collect();
-        let orphans: Vec<String> =
-            self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
+        let orphans: Vec<String> = listed.into_iter().filter(|p| !known.contains(p)).collect();
         self.lake.remove_all(&orphans)?;
         Ok(orphans)
     }

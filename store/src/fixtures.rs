@@ -7,6 +7,12 @@ use schemas::decode::{Channel, Limits, decode_line};
 /// decodes them (any event time accepted). Panics when an event does not decode or the commit
 /// fails: it is for tests.
 pub async fn commit_events(store: &Store, key: &str, events: &[serde_json::Value]) {
+    store.commit("fixtures", vec![message(key, events)]).await.expect("a fixture commit");
+}
+
+/// ECS event documents as one message `key` to the default tenant, decoded as ingest decodes them
+/// (any event time accepted). Panics when an event does not decode.
+pub fn message(key: &str, events: &[serde_json::Value]) -> MessageBatch {
     let ch = Channel { tenant: "default", agent: "a", message_key: key, stream_seq: 1, received: 0 };
     let limits = Limits { max_skew_micros: i64::MAX, ..Limits::default() };
     let records = events
@@ -16,8 +22,7 @@ pub async fn commit_events(store: &Store, key: &str, events: &[serde_json::Value
             decode_line(ev.to_string().as_bytes(), i + 1, &ch, &limits).expect("a fixture event decodes")
         })
         .collect();
-    let batch = MessageBatch { key: key.into(), stream_seq: 1, records, rejected: 0, published: None };
-    store.commit("fixtures", vec![batch]).await.expect("a fixture commit");
+    MessageBatch { key: key.into(), stream_seq: 1, records, rejected: 0, published: None }
 }
 
 /// Commits `per` process events of one host as message `k{c}`: event ids `e-{c}-{i}`, each with

@@ -133,6 +133,12 @@ pub struct StoreConfig {
     /// Set aside and rebuild an index or a Delta log that cannot be opened (`cordon verify` turns
     /// this off to report the damage instead).
     pub repair: bool,
+    /// How old a lake file the catalog does not know must be before it is removed as an orphan.
+    /// Zero when this process is the only one committing to the catalog (every such file is an
+    /// interrupted commit of its own). Where several share the catalog and the lake (ADR 0009),
+    /// another's file is written before its catalog commit: longer than a commit can take between the
+    /// two, as Iceberg's orphan-file removal keeps files younger than its `older_than`.
+    pub orphan_grace: std::time::Duration,
 }
 
 impl StoreConfig {
@@ -152,6 +158,7 @@ impl StoreConfig {
             delta_interval: std::time::Duration::from_secs(10),
             delta_checkpoint_every: delta::CHECKPOINT_EVERY,
             repair: true,
+            orphan_grace: std::time::Duration::ZERO,
         }
     }
 }
@@ -236,8 +243,8 @@ pub struct Store {
     scrubs: std::sync::atomic::AtomicU64,
     /// Every file at or below this id is too large to merge or gone ([`Store::merge_small`]).
     merge_floor: std::sync::atomic::AtomicI64,
-    /// The highest id a merge took before the catalog holds it: ingest's files take ids past it.
-    reserved_file_id: std::sync::atomic::AtomicI64,
+    /// See [`StoreConfig::orphan_grace`].
+    orphan_grace: std::time::Duration,
 }
 
 impl Store {
@@ -275,7 +282,7 @@ impl Store {
             index_behind: std::sync::atomic::AtomicBool::new(false),
             scrubs: std::sync::atomic::AtomicU64::new(0),
             merge_floor: std::sync::atomic::AtomicI64::new(0),
-            reserved_file_id: std::sync::atomic::AtomicI64::new(0),
+            orphan_grace: cfg.orphan_grace,
         });
         store.recover().await?;
         Ok(store)

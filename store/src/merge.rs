@@ -23,14 +23,15 @@ use crate::catalog::FileEntry;
 use crate::convert::batch_to_records;
 use crate::delta::Operation;
 use crate::index::FullTextIndex;
-use crate::lake::{Lake, LakeError, Order, SortedMerge, StageWriter, Staged, VerticalMerge, zorder_across};
+use crate::lake::{
+    HostTimeMerge, Lake, LakeError, Order, SortedMerge, StageWriter, Staged, VerticalMerge, zorder_across,
+};
 use crate::maintain::CompactReport;
 use crate::{Store, StoreError, failpoint};
 use datafusion::arrow::compute::interleave_record_batch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 /// Rows gathered, encoded and made into owned records (for the index) at a time.
 const MERGE_SLICE: usize = 8 * 1024;
@@ -54,10 +55,10 @@ enum Rows {
 impl Rows {
     fn open(lake: &Lake, inputs: &[FileEntry], order: Order) -> Result<Self, StoreError> {
         if order == Order::HostTime {
-            if let Some(vertical) = lake.vertical_merge(inputs)? {
-                return Ok(Self::Vertical(vertical));
-            }
-            return Ok(Self::Sorted(lake.sorted_merge(inputs)?));
+            return Ok(match lake.host_time_merge(inputs)? {
+                HostTimeMerge::Vertical(merge) => Self::Vertical(merge),
+                HostTimeMerge::Sorted(merge) => Self::Sorted(merge),
+            });
         }
         let mut batches = Vec::new();
         for f in inputs {
@@ -205,8 +206,7 @@ impl Store {
         if self.index_is_behind() {
             return Err(StoreError::IndexBehind);
         }
-        let id = self.next_file_id().await?;
-        self.reserved_file_id.fetch_max(id, Ordering::AcqRel);
+        let id = self.catalog.take_file_ids(1).await?;
         let epoch = self.index.begin_merge(id)?;
         Ok(Merge { id, epoch })
     }
@@ -325,13 +325,6 @@ impl Store {
         self.index_files(live, false).await?;
         ids.into_iter().for_each(|id| self.index.end_merge(id));
         Ok(())
-    }
-
-    /// The id the next lake file takes: past the catalog's and past any merge's in flight.
-    /// Caller holds the commit lock.
-    pub(crate) async fn next_file_id(&self) -> Result<i64, StoreError> {
-        let catalog = self.catalog.next_file_id().await?;
-        Ok(catalog.max(self.reserved_file_id.load(Ordering::Acquire) + 1))
     }
 }
 

@@ -25,6 +25,7 @@ use std::future::Future;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Failures of the lake's storage.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +262,11 @@ impl Objects {
     /// Every file under the lake-relative directory `rel_dir`, recursively, as lake-relative paths
     /// with their sizes, sorted. A missing directory is empty.
     pub fn list(&self, rel_dir: &str) -> Result<Vec<(String, u64)>, ObjectsError> {
+        Ok(self.list_modified(rel_dir)?.into_iter().map(|(p, size, _)| (p, size)).collect())
+    }
+
+    /// [`Objects::list`], each file with when it was last written (the store's clock for a bucket).
+    pub fn list_modified(&self, rel_dir: &str) -> Result<Vec<(String, u64, SystemTime)>, ObjectsError> {
         let rel_dir = rel_dir.trim_matches('/');
         let mut out = match &self.inner {
             Inner::Local { root, .. } => {
@@ -281,7 +287,8 @@ impl Objects {
                         if meta.is_dir() {
                             stack.push(p);
                         } else if let Ok(rel) = p.strip_prefix(root) {
-                            out.push((rel.to_string_lossy().replace('\\', "/"), meta.len()));
+                            let modified = meta.modified().map_err(io(&p))?;
+                            out.push((rel.to_string_lossy().replace('\\', "/"), meta.len(), modified));
                         }
                     }
                 }
@@ -302,7 +309,7 @@ impl Objects {
                         } else {
                             full.strip_prefix(r.prefix.as_str()).and_then(|s| s.strip_prefix('/'))
                         };
-                        rel.map(|rel| (rel.to_owned(), m.size))
+                        rel.map(|rel| (rel.to_owned(), m.size, SystemTime::from(m.last_modified)))
                     })
                     .collect()
             }

@@ -20,6 +20,7 @@ const SQLITE: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/sqlite/0013_alert_indexes.sql")),
     (14, include_str!("../../migrations/sqlite/0014_agent_watch.sql")),
     (15, include_str!("../../migrations/sqlite/0015_analysed.sql")),
+    (16, include_str!("../../migrations/sqlite/0016_file_ids.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -37,6 +38,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (13, include_str!("../../migrations/postgres/0013_alert_indexes.sql")),
     (14, include_str!("../../migrations/postgres/0014_agent_watch.sql")),
     (15, include_str!("../../migrations/postgres/0015_analysed.sql")),
+    (16, include_str!("../../migrations/postgres/0016_file_ids.sql")),
 ];
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {

@@ -12,6 +12,7 @@ mod audit;
 mod dead_letters;
 mod deliveries;
 mod enroll;
+mod file_ids;
 mod filter;
 mod incidents;
 mod integrity;
@@ -307,18 +308,6 @@ impl Catalog {
         Ok(found)
     }
 
-    /// The id the next lake file gets: above every live and retired id, so ids are never reused.
-    pub async fn next_file_id(&self) -> Result<i64, CatalogError> {
-        let row = sqlx::query(
-            "SELECT CAST(COALESCE(MAX(id), 0) + 1 AS BIGINT) FROM \
-             (SELECT id FROM lake_files UNION ALL SELECT id FROM retired_files) ids",
-        )
-        .fetch_one(&self.pool)
-        .await
-        .map_err(db("next_file_id"))?;
-        row.try_get::<i64, _>(0).map_err(db("next_file_id"))
-    }
-
     /// Applies one commit atomically: files, batch keys, host summaries, checkpoint.
     pub async fn commit(&self, c: &CommitRecord, now: i64) -> Result<(), CatalogError> {
         let mut tx = self.write_tx("commit").await?;
@@ -572,8 +561,8 @@ async fn insert_file(
     .bind(f.max_seq)
     .bind(now)
     .execute(&mut **tx)
-    .await
-    .map(drop)
+    .await?;
+    file_ids::lift_past(tx, f.id).await
 }
 
 fn file_entry(r: &AnyRow) -> Result<FileEntry, sqlx::Error> {

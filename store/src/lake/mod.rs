@@ -36,7 +36,7 @@ use footers::Footers;
 pub use sorted::SortedMerge;
 use stage::StagedData;
 pub use stage::{StageWriter, Staged};
-pub use vertical::{Group, VerticalMerge};
+pub use vertical::{Group, HostTimeMerge, VerticalMerge};
 pub use zorder::zorder_across;
 
 /// Rows per row group: small enough that host/time statistics prune well.
@@ -368,11 +368,20 @@ impl Lake {
     /// Every data file (`.parquet` and `.tmp-`) under the events table, relative to the root; the
     /// table's `_delta_log` and other `_`-prefixed directories are not data.
     pub fn list_files(&self) -> Result<Vec<String>, LakeError> {
+        self.files_written_before(None)
+    }
+
+    /// [`Lake::list_files`], only those last written before `cutoff` when one is given.
+    pub fn files_written_before(
+        &self,
+        cutoff: Option<std::time::SystemTime>,
+    ) -> Result<Vec<String>, LakeError> {
         Ok(self
             .objects
-            .list("events")?
+            .list_modified("events")?
             .into_iter()
-            .map(|(p, _)| p)
+            .filter(|(_, _, modified)| cutoff.is_none_or(|c| *modified < c))
+            .map(|(p, _, _)| p)
             .filter(|p| !p.split('/').rev().skip(1).any(|dir| dir.starts_with('_')))
             .collect())
     }

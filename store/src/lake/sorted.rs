@@ -7,6 +7,7 @@
 //! Z-ordered file) is read whole and sorted first. An input found out of order as it is read fails the merge rather than
 //! write a file whose footer would lie.
 
+use super::vertical::Input;
 use super::{Lake, LakeError, pq};
 use crate::catalog::FileEntry;
 use datafusion::arrow::array::{
@@ -16,6 +17,7 @@ use datafusion::arrow::compute::{cast, concat_batches, interleave_record_batch, 
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimestampMicrosecondType};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::file::metadata::ParquetMetaData;
 use schemas::fields::col;
 use std::cmp::Ordering;
@@ -164,13 +166,20 @@ impl SortedMerge {
 }
 
 impl Lake {
-    /// A merge of committed files, each checked against its checksum and read in (host, time)
-    /// order as the merge asks for rows.
+    /// A row-wise merge of committed files, each checked against its checksum and read in (host,
+    /// time) order as the merge asks for rows.
     pub fn sorted_merge(&self, inputs: &[FileEntry]) -> Result<SortedMerge, LakeError> {
+        SortedMerge::new(self.open_inputs(inputs)?)
+    }
+}
+
+impl SortedMerge {
+    /// The merge of inputs already read and checked.
+    pub(super) fn new(inputs: Vec<Input>) -> Result<Self, LakeError> {
         let mut runs = Vec::with_capacity(inputs.len());
         let mut schema = None;
-        for entry in inputs {
-            let mut run = self.run_of(entry)?;
+        for input in inputs {
+            let mut run = run_of(input)?;
             if let Some(batch) = next_batch(&mut run.batches).map_err(LakeError::Arrow)? {
                 schema.get_or_insert_with(|| batch.schema());
                 let keys = Keys::of(&batch).map_err(LakeError::Arrow)?;
@@ -178,24 +187,26 @@ impl Lake {
             }
             runs.push(run);
         }
-        Ok(SortedMerge { runs, schema: schema.unwrap_or_else(schemas::lake_schema) })
+        Ok(Self { runs, schema: schema.unwrap_or_else(schemas::lake_schema) })
     }
+}
 
-    /// One input: streamed when its footer says it is sorted on (host, time), else read whole and
-    /// sorted.
-    fn run_of(&self, entry: &FileEntry) -> Result<Run, LakeError> {
-        let path = Path::new(&entry.path);
-        let builder = self.checked_reader(entry)?.with_batch_size(READ_BATCH);
-        let sorted = declares_host_time(builder.metadata());
-        let reader = builder.build().map_err(pq(path))?;
-        let batches: Batches = if sorted {
-            Box::new(reader)
-        } else {
-            let whole = reader.collect::<Result<Vec<_>, _>>().map_err(LakeError::Arrow)?;
-            Box::new(sort_whole(&whole).map_err(LakeError::Arrow)?.into_iter().map(Ok))
-        };
-        Ok(Run { path: entry.path.clone(), batches, head: None })
-    }
+/// One input: streamed when its footer says it is sorted on (host, time), else read whole and
+/// sorted.
+fn run_of(input: Input) -> Result<Run, LakeError> {
+    let Input { path, bytes, meta } = input;
+    let sorted = declares_host_time(meta.metadata());
+    let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(bytes, meta)
+        .with_batch_size(READ_BATCH)
+        .build()
+        .map_err(pq(Path::new(&path)))?;
+    let batches: Batches = if sorted {
+        Box::new(reader)
+    } else {
+        let whole = reader.collect::<Result<Vec<_>, _>>().map_err(LakeError::Arrow)?;
+        Box::new(sort_whole(&whole).map_err(LakeError::Arrow)?.into_iter().map(Ok))
+    };
+    Ok(Run { path, batches, head: None })
 }
 
 /// Whether every row group of a file says it is sorted on (host, time), ascending.

@@ -32,14 +32,20 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
-/// One input: its checked bytes and parsed footer (with the offset index), read a column at a time.
-struct Input {
-    path: String,
-    bytes: bytes::Bytes,
-    meta: ArrowReaderMetadata,
+/// One merge input: its bytes, checked against the catalog's checksum, and its parsed footer (with
+/// the offset index when the file has one). Read once, whichever merge takes it.
+pub(super) struct Input {
+    pub(super) path: String,
+    pub(super) bytes: bytes::Bytes,
+    pub(super) meta: ArrowReaderMetadata,
 }
 
 impl Input {
+    /// Whether its footer says every row group is sorted on (host, time).
+    fn declares_host_time(&self) -> bool {
+        declares_host_time(self.meta.metadata())
+    }
+
     /// Rows `rows` of column `column` (a top-level field), only that column decoded.
     fn column(&self, column: usize, rows: Range<usize>) -> Result<ArrayRef, LakeError> {
         let path = Path::new(&self.path);
@@ -102,28 +108,54 @@ pub struct VerticalMerge {
     schema: SchemaRef,
 }
 
+/// Committed files merged in (host, time) order: a column at a time when they allow it, else
+/// row-wise. Each input is read and checked once, whichever it is.
+pub enum HostTimeMerge {
+    /// Every input declares (host, time) order and has the first's schema.
+    Vertical(VerticalMerge),
+    /// The rest: an input without the declaration (sorted whole first) or of another schema.
+    Sorted(super::SortedMerge),
+}
+
 impl Lake {
-    /// A vertical merge of committed files, each checked against its checksum; `None` when one
-    /// does not declare (host, time) order or its schema differs from the first's (merge those
-    /// row-wise). The inputs' keys are read and merged here; an input found out of order fails.
-    pub fn vertical_merge(&self, inputs: &[FileEntry]) -> Result<Option<VerticalMerge>, LakeError> {
-        let mut opened = Vec::with_capacity(inputs.len());
-        for entry in inputs {
-            let bytes = self.checked_bytes(entry)?;
-            let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
-            let meta = ArrowReaderMetadata::load(&bytes, options).map_err(pq(Path::new(&entry.path)))?;
-            if !declares_host_time(meta.metadata()) {
-                return Ok(None);
-            }
-            opened.push(Input { path: entry.path.clone(), bytes, meta });
+    /// A merge of committed files in (host, time) order, each checked against its checksum. The
+    /// inputs' keys are read and merged here when it is vertical; an input out of order fails.
+    pub fn host_time_merge(&self, inputs: &[FileEntry]) -> Result<HostTimeMerge, LakeError> {
+        let opened = self.open_inputs(inputs)?;
+        match schema_by_column(&opened) {
+            Some(schema) => Ok(HostTimeMerge::Vertical(VerticalMerge::new(opened, schema)?)),
+            None => Ok(HostTimeMerge::Sorted(super::SortedMerge::new(opened)?)),
         }
-        let schema = opened.first().map_or_else(schemas::lake_schema, |i| Arc::clone(i.meta.schema()));
-        if opened.iter().any(|i| i.meta.schema() != &schema) {
-            return Ok(None);
-        }
-        let order = merge_order(&opened)?;
-        Ok(Some(VerticalMerge { inputs: opened, order, done: 0, schema }))
     }
+
+    /// A vertical merge of committed files; `None` when one does not declare (host, time) order
+    /// or its schema differs from the first's.
+    pub fn vertical_merge(&self, inputs: &[FileEntry]) -> Result<Option<VerticalMerge>, LakeError> {
+        match self.host_time_merge(inputs)? {
+            HostTimeMerge::Vertical(merge) => Ok(Some(merge)),
+            HostTimeMerge::Sorted(_) => Ok(None),
+        }
+    }
+
+    /// Each input's bytes, checked, with its footer parsed.
+    pub(super) fn open_inputs(&self, inputs: &[FileEntry]) -> Result<Vec<Input>, LakeError> {
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let open = |entry: &FileEntry| {
+            let bytes = self.checked_bytes(entry)?;
+            let meta =
+                ArrowReaderMetadata::load(&bytes, options.clone()).map_err(pq(Path::new(&entry.path)))?;
+            Ok(Input { path: entry.path.clone(), bytes, meta })
+        };
+        inputs.iter().map(open).collect()
+    }
+}
+
+/// The schema the inputs share when each declares (host, time) order; `None` when one does not, or
+/// its schema differs from the first's (those merge row-wise).
+fn schema_by_column(inputs: &[Input]) -> Option<SchemaRef> {
+    let schema = inputs.first().map_or_else(schemas::lake_schema, |i| Arc::clone(i.meta.schema()));
+    let mergeable = inputs.iter().all(|i| i.declares_host_time() && i.meta.schema() == &schema);
+    mergeable.then_some(schema)
 }
 
 /// The output's rows in order: a k-way merge of the inputs' keys, each input checked to be sorted.
@@ -151,6 +183,11 @@ fn as_u32(n: usize) -> u32 {
 }
 
 impl VerticalMerge {
+    fn new(inputs: Vec<Input>, schema: SchemaRef) -> Result<Self, LakeError> {
+        let order = merge_order(&inputs)?;
+        Ok(Self { inputs, order, done: 0, schema })
+    }
+
     /// The merged rows' schema (every input's).
     pub fn schema(&self) -> SchemaRef {
         Arc::clone(&self.schema)

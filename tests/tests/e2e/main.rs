@@ -8,6 +8,7 @@ mod backends;
 mod bad_input;
 mod bus;
 mod cluster;
+mod committers;
 mod console;
 mod correlation;
 mod corruption;

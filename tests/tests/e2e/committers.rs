@@ -1,0 +1,100 @@
+//! Several processes committing to one catalog and one lake (ADR 0009, its first step): two stores
+//! on one PostgreSQL catalog and one lake directory, each with its own index, commit at once. File
+//! ids come from the catalog, so no commit of one is refused for an id the other took; a lake file
+//! the catalog does not know yet (another's commit between its write and its catalog transaction) is
+//! left alone until it is older than the orphan grace.
+
+use super::backends::PgDb;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{Store, StoreConfig};
+
+const GRACE: Duration = Duration::from_secs(600);
+
+/// A store with its own data directory (index) on the shared catalog and lake.
+async fn open(dir: &Path, catalog: &str, lake: &Path, grace: Duration) -> anyhow::Result<Arc<Store>> {
+    let cfg = StoreConfig {
+        metadata_url: catalog.to_owned(),
+        lake_url: Some(lake.display().to_string()),
+        orphan_grace: grace,
+        ..StoreConfig::new(dir.to_path_buf())
+    };
+    Ok(Store::open(&cfg).await?)
+}
+
+/// Commits `batches` messages of `per` events each, keyed `{who}-{b}`, with unique event ids; each
+/// commit that fails is counted and its message committed again (as a redelivery would be).
+async fn commit_all(
+    store: Arc<Store>,
+    who: &'static str,
+    batches: usize,
+    per: usize,
+) -> anyhow::Result<usize> {
+    let mut failed = 0;
+    for b in 0..batches {
+        let docs: Vec<serde_json::Value> = (0..per)
+            .map(|i| {
+                serde_json::json!({"@timestamp": format!("2026-01-0{}T00:00:{:02}Z", 1 + i % 3, i % 60),
+                    "host": {"name": format!("{who}-h{}", i % 7)},
+                    "event": {"id": format!("{who}-{b}-{i}"), "category": "process"},
+                    "process": {"command_line": format!("run.exe {who}-{b}-{i}")}})
+            })
+            .collect();
+        let batch = || store::fixtures::message(&format!("{who}-{b}"), &docs);
+        loop {
+            match store.commit(who, vec![batch()]).await {
+                Ok(_) => break,
+                Err(e) if failed < 100 => {
+                    eprintln!("{who}: commit {b} failed: {e}");
+                    failed += 1;
+                }
+                Err(e) => anyhow::bail!("{who}: commit {b} keeps failing: {e}"),
+            }
+        }
+    }
+    Ok(failed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_stores_commit_to_one_catalog_and_lake_without_refusing_each_other() -> anyhow::Result<()> {
+    let db = PgDb::create().await?;
+    let root = tempfile::tempdir()?;
+    let lake = root.path().join("lake");
+    let a = open(&root.path().join("a"), &db.url, &lake, GRACE).await?;
+    let b = open(&root.path().join("b"), &db.url, &lake, GRACE).await?;
+    let (batches, per) = (30, 40);
+    let (fa, fb) = tokio::try_join!(
+        tokio::spawn(commit_all(Arc::clone(&a), "a", batches, per)),
+        tokio::spawn(commit_all(Arc::clone(&b), "b", batches, per)),
+    )?;
+    let failed = (fa?, fb?);
+    assert_eq!(failed, (0, 0), "commits refused (a, b): each took file ids the other had");
+
+    let sent = 2 * batches * per;
+    let (rows, files) = a.catalog().totals(Some("default")).await?;
+    assert_eq!(rows as usize, sent, "the catalog's rows");
+    assert_eq!(files as usize, 2 * batches * 3, "one file per commit and day");
+    let sql = "SELECT count(*), count(DISTINCT event_id) FROM events";
+    for store in [&a, &b] {
+        let out = store.sql("default", sql, Default::default()).await?;
+        assert_eq!(out.rows[0], vec![serde_json::json!(sent), serde_json::json!(sent)], "rows, distinct ids");
+    }
+
+    // A file in the lake the catalog does not know, just written (another process's commit in
+    // flight): a store opening with the grace keeps it; once older than the grace, it is removed.
+    let committed = a.catalog().files_after(0).await?;
+    let in_flight = lake.join(&committed[0].path).with_file_name("999999999999-in-flight.parquet");
+    std::fs::copy(lake.join(&committed[0].path), &in_flight)?;
+    drop(open(&root.path().join("c"), &db.url, &lake, GRACE).await?);
+    assert!(in_flight.exists(), "a file younger than the grace was removed as an orphan");
+    let old = std::time::SystemTime::now() - 2 * GRACE;
+    std::fs::File::options().write(true).open(&in_flight)?.set_modified(old)?;
+    drop(open(&root.path().join("c"), &db.url, &lake, GRACE).await?);
+    assert!(!in_flight.exists(), "an orphan older than the grace was kept");
+    let out = a.sql("default", sql, Default::default()).await?;
+    assert_eq!(out.rows[0][0], serde_json::json!(sent), "the orphan's removal took committed rows");
+
+    drop((a, b));
+    db.drop_db().await
+}

@@ -11,6 +11,8 @@ impl Store {
     /// the Delta log caught up with the catalog, interrupted merges settled.
     pub(crate) async fn recover(&self) -> Result<(), StoreError> {
         let _guard = self.commit_lock.lock().await;
+        // Before the index commits anything: an index from before the file set gets its set.
+        self.adopt_legacy_index().await?;
         let removed = self.remove_orphans().await?;
         if !removed.is_empty() {
             tracing::warn!(
@@ -53,25 +55,44 @@ impl Store {
         Ok(())
     }
 
-    /// Brings the Delta log up to the catalog in one commit. Caller holds the commit lock.
+    /// Brings the Delta log up to the catalog in one commit. Caller holds the commit lock. When
+    /// another process sharing the catalog committed the version first, the log is read again and
+    /// the catalog after it (so this commit never takes back a newer one's files), and the commit
+    /// is made again: optimistic concurrency, as Delta writers do.
     pub(crate) async fn sync_delta(&self, op: Operation) -> Result<delta::SyncOutcome, StoreError> {
-        let live = self.catalog.files_after(0).await?;
-        let checkpoint = self.catalog.max_checkpoint().await?;
-        let out = self.delta.lock().unwrap_or_else(|e| e.into_inner()).sync(
-            &live,
-            checkpoint,
-            op,
-            schemas::time::now_micros() / 1000,
-        )?;
-        *self.last_delta_sync.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
-        Ok(out)
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 1;
+        loop {
+            let live = self.catalog.files_after(0).await?;
+            let checkpoint = self.catalog.max_checkpoint().await?;
+            let mut log = self.delta.lock().unwrap_or_else(|e| e.into_inner());
+            match log.sync(&live, checkpoint, op, schemas::time::now_micros() / 1000) {
+                Err(delta::DeltaError::Conflict(version)) if attempt < ATTEMPTS => {
+                    tracing::info!(version, "another writer committed to the Delta log; reading it again");
+                    log.reload()?;
+                    attempt += 1;
+                }
+                done => {
+                    let out = done?;
+                    *self.last_delta_sync.lock().unwrap_or_else(|e| e.into_inner()) =
+                        std::time::Instant::now();
+                    return Ok(out);
+                }
+            }
+        }
     }
 
-    /// Periodic work: commits buffered index documents when the policy says so and brings the Delta
-    /// log up to date every `delta_interval`. The server calls it about once a second.
+    /// Periodic work: commits buffered index documents when the policy says so (on a shared
+    /// catalog, first takes in what other processes committed and retired) and brings the Delta log
+    /// up to date every `delta_interval`. The server calls it about once a second.
     pub async fn tick(&self) -> Result<(), StoreError> {
         let _guard = self.commit_lock.lock().await;
         if self.index_is_behind() {
+            self.reset_index_writer().await;
+        } else if self.shared_catalog
+            && let Err(e) = self.catch_up_index().await
+        {
+            tracing::error!(error = %schemas::error_chain(&e), "index catch-up failed; starting again from the lake");
             self.reset_index_writer().await;
         } else {
             let (index, policy) = (Arc::clone(&self.index), self.index_commit);
@@ -110,8 +131,8 @@ impl Store {
     }
 
     /// After a failed index write: drops everything the writer buffered (other commits' documents
-    /// too) and re-adds every file past the last committed high-water mark from the lake, so no file
-    /// is skipped when a later commit moves the mark past it; then retired files' documents are purged
+    /// too) and re-adds every live file the last commit does not hold from the lake; then retired
+    /// files' documents are purged
     /// and interrupted merges settled, as on open. Caller holds the commit lock. If that
     /// fails as well (the disk is still full), the index is marked behind: commits stop adding to it
     /// and every [`Store::tick`] tries again, so it catches up within a tick of space returning.
@@ -139,20 +160,38 @@ impl Store {
         }
     }
 
-    /// Brings the index up to the catalog (from the lake); a no-op when it is current.
+    /// Brings the index up to the catalog: the live files it does not hold added from the lake, the
+    /// files it holds that are no longer live (retired here or by another process) deleted; a no-op
+    /// when it is current. Caller holds the commit lock.
     pub async fn catch_up_index(&self) -> Result<(), StoreError> {
-        let hw = self.index.indexed_file_id()?;
+        self.adopt_legacy_index().await?;
+        let live = self.catalog.files_after(0).await?;
+        let known = self.index.known_files();
         let max_known = self.catalog.next_file_id().await? - 1;
-        if hw > max_known {
-            tracing::warn!(hw, max_known, "index is ahead of the catalog; rebuilding it");
-            return self.reindex().await;
+        if known.max() > max_known {
+            tracing::warn!(held = known.max(), max_known, "index is ahead of the catalog; rebuilding it");
+            return self.index_files(live, true).await;
         }
-        let pending = self.catalog.files_after(hw).await?;
-        if pending.is_empty() {
+        let live_ids: HashSet<i64> = live.iter().map(|f| f.id).collect();
+        let gone: Vec<i64> = known.iter().filter(|id| !live_ids.contains(id)).collect();
+        let missing: Vec<_> = live.into_iter().filter(|f| !known.contains(f.id)).collect();
+        if gone.is_empty() && missing.is_empty() {
             return Ok(());
         }
-        tracing::info!(files = pending.len(), from = hw, "catching the index up with the lake");
-        self.index_files(pending, false).await
+        tracing::info!(add = missing.len(), delete = gone.len(), "catching the index up with the catalog");
+        let index = Arc::clone(&self.index);
+        self.cpu.run(move || index.delete_files(&gone)).await??;
+        self.index_files(missing, false).await
+    }
+
+    /// An index committed before it kept the set of files it holds held every live file up to its
+    /// mark: it takes those as its set ([`crate::index::FileSet`]).
+    async fn adopt_legacy_index(&self) -> Result<(), StoreError> {
+        if let Some(mark) = self.index.legacy_mark() {
+            let live = self.catalog.files_after(0).await?;
+            self.index.adopt(live.iter().map(|f| f.id).filter(|&id| id <= mark).collect());
+        }
+        Ok(())
     }
 
     /// Rebuilds the index from scratch from the lake.

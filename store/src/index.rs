@@ -16,6 +16,7 @@ use tantivy::schema::{FAST, Field, IndexRecordOption, STRING, Schema, TextFieldI
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, SimpleTokenizer, TextAnalyzer, TokenStream};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
+mod held;
 mod host_agg;
 mod merging;
 mod newest;
@@ -23,6 +24,7 @@ mod syntax;
 #[cfg(test)]
 mod tests;
 mod timeline;
+pub use held::FileSet;
 use host_agg::HostAgg;
 use newest::{ColumnCache, Newest};
 use syntax::query_shape;
@@ -143,8 +145,10 @@ pub struct FullTextIndex {
     ages: Mutex<Vec<i64>>,
     /// Each segment's time and row-reference columns, for searches.
     columns: ColumnCache,
-    /// The highest lake file id every searcher taken from now on covers (set after each reload).
-    searchable: std::sync::atomic::AtomicI64,
+    /// The lake files every searcher taken from now on holds (set after each reload; see [`held`]).
+    held: std::sync::RwLock<std::sync::Arc<FileSet>>,
+    /// The mark of an index committed before the set was kept, until the store adopts it.
+    legacy: Mutex<Option<i64>>,
     /// Merged files whose documents searches leave out until their swap.
     merging: merging::Merging,
 }
@@ -157,9 +161,9 @@ const MAX_AGES: usize = 65_536;
 struct Pending {
     docs: u64,
     deletes: u64,
-    /// The highest file id added since the last commit (0 if none).
-    file_id: i64,
-    /// Everything was deleted since the last commit: the high-water mark starts again from 0.
+    /// Files added (`true`) and deleted since the last commit, in order.
+    changes: Vec<(i64, bool)>,
+    /// Everything was deleted since the last commit: the files held start again from none.
     reset: bool,
     since: std::time::Instant,
     /// When each batch added since the last commit was published (microseconds).
@@ -171,7 +175,7 @@ impl Pending {
         Self {
             docs: 0,
             deletes: 0,
-            file_id: 0,
+            changes: Vec::new(),
             reset: false,
             since: std::time::Instant::now(),
             published: Vec::new(),
@@ -257,24 +261,19 @@ impl FullTextIndex {
             pending,
             ages: Mutex::new(Vec::new()),
             columns: ColumnCache::default(),
-            searchable: std::sync::atomic::AtomicI64::new(0),
+            held: Default::default(),
+            legacy: Mutex::new(None),
             merging: merging::Merging::open(dir)?,
         };
-        ix.searchable.store(ix.indexed_file_id()?, std::sync::atomic::Ordering::Release);
+        match held::read_payload(ix.index.load_metas()?.payload.as_deref()) {
+            held::Held::Files(files) => ix.set_held(files),
+            held::Held::UpTo(mark) => *ix.legacy.lock().unwrap_or_else(|e| e.into_inner()) = Some(mark),
+        }
         Ok(ix)
     }
 
-    /// The highest lake file id the last commit covers (0 if none).
-    pub fn indexed_file_id(&self) -> Result<i64, IndexError> {
-        let payload = self.index.load_metas()?.payload;
-        Ok(payload
-            .and_then(|p| serde_json::from_str::<serde_json::Value>(&p).ok())
-            .and_then(|v| v["file_id"].as_i64())
-            .unwrap_or(0))
-    }
-
-    /// Adds the rows of file `file_id` (in their order within the file), starting at row `first_row`.
-    /// Files must be added in id order: the next commit's high-water mark is the last id added.
+    /// Adds the rows of file `file_id` (in their order within the file), starting at row `first_row`;
+    /// the next commit holds the file.
     pub fn add_file(&self, file_id: i64, first_row: usize, rows: &[Record]) -> Result<(), IndexError> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         for (row, rec) in rows.iter().enumerate() {
@@ -282,7 +281,9 @@ impl FullTextIndex {
         }
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.docs += rows.len() as u64;
-        p.file_id = p.file_id.max(file_id);
+        if p.changes.last() != Some(&(file_id, true)) {
+            p.changes.push((file_id, true));
+        }
         Ok(())
     }
 
@@ -292,31 +293,33 @@ impl FullTextIndex {
         for &id in ids {
             writer.delete_query(merging::file_range(self.fields.row_ref, id))?;
         }
-        self.pending.lock().unwrap_or_else(|e| e.into_inner()).deletes += ids.len() as u64;
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.deletes += ids.len() as u64;
+        p.changes.extend(ids.iter().map(|&id| (id, false)));
         Ok(())
     }
 
-    /// Commits when the policy says so (or `force`), with the highest file id added as the
-    /// high-water mark, and makes the result visible to searches. True if it committed.
+    /// Commits when the policy says so (or `force`), with the files it holds in its payload, and
+    /// makes the result visible to searches. True if it committed.
     pub fn commit_if_due(&self, policy: &CommitPolicy, force: bool) -> Result<bool, IndexError> {
         let mut writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if p.docs == 0 && p.deletes == 0 {
+        if p.docs == 0 && p.deletes == 0 && p.changes.is_empty() {
             p.since = std::time::Instant::now();
             return Ok(false);
         }
         if !force && p.docs < policy.max_docs && p.since.elapsed() < policy.max_delay {
             return Ok(false);
         }
-        let hw = if p.reset { p.file_id } else { p.file_id.max(self.indexed_file_id()?) };
+        let (held, payload) = self.next_held(p.reset, &p.changes);
         let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&serde_json::json!({ "file_id": hw }).to_string());
+        prepared.set_payload(&payload);
         prepared.commit()?;
         let published = std::mem::replace(&mut *p, Pending::new()).published;
         drop(p);
         drop(writer);
         self.reader.reload()?;
-        self.searchable.store(hw, std::sync::atomic::Ordering::Release);
+        self.set_held(held);
         self.note_searchable(&published);
         Ok(true)
     }
@@ -370,7 +373,7 @@ impl FullTextIndex {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         p.deletes += 1;
         p.reset = true;
-        p.file_id = 0;
+        p.changes.clear();
         Ok(())
     }
 

@@ -139,6 +139,9 @@ pub struct StoreConfig {
     /// another's file is written before its catalog commit: longer than a commit can take between the
     /// two, as Iceberg's orphan-file removal keeps files younger than its `older_than`.
     pub orphan_grace: std::time::Duration,
+    /// Other processes commit to this catalog and lake (ADR 0009): every [`Store::tick`] the index
+    /// takes in the files they committed and lets go of the files they retired.
+    pub shared_catalog: bool,
 }
 
 impl StoreConfig {
@@ -159,6 +162,7 @@ impl StoreConfig {
             delta_checkpoint_every: delta::CHECKPOINT_EVERY,
             repair: true,
             orphan_grace: std::time::Duration::ZERO,
+            shared_catalog: false,
         }
     }
 }
@@ -245,6 +249,8 @@ pub struct Store {
     merge_floor: std::sync::atomic::AtomicI64,
     /// See [`StoreConfig::orphan_grace`].
     orphan_grace: std::time::Duration,
+    /// See [`StoreConfig::shared_catalog`].
+    shared_catalog: bool,
 }
 
 impl Store {
@@ -283,6 +289,7 @@ impl Store {
             scrubs: std::sync::atomic::AtomicU64::new(0),
             merge_floor: std::sync::atomic::AtomicI64::new(0),
             orphan_grace: cfg.orphan_grace,
+            shared_catalog: cfg.shared_catalog,
         });
         store.recover().await?;
         Ok(store)

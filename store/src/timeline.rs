@@ -32,9 +32,9 @@ impl Store {
                 if self.index_is_behind() {
                     return self.timeline_scan(scope, q).await;
                 }
-                let hw = self.index.searchable_file_id();
+                let held = self.index.held_files();
                 let (indexed, tail): (Vec<FileEntry>, Vec<FileEntry>) =
-                    files.iter().cloned().partition(|f| f.id <= hw);
+                    files.iter().cloned().partition(|f| held.contains(f.id));
                 let Some(mut rows) = self.timeline_by_refs(&scope.tenant, &q, indexed).await? else {
                     tracing::warn!(host = %q.host, "the index names rows the lake does not have; scanning");
                     return self.timeline_scan(scope, q).await;

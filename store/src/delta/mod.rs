@@ -156,6 +156,23 @@ impl DeltaLog {
     /// Opens the log of the table at `table` (the lake's `events` directory, relative to the storage
     /// root), replaying it.
     pub fn open(objects: &Objects, table: &str) -> Result<Self, DeltaError> {
+        Self::load(objects, table, true)
+    }
+
+    /// Reads the log again from storage, after another writer committed a version this one meant to
+    /// write ([`DeltaError::Conflict`]). Temporary files are left: one may be that writer's commit
+    /// in flight.
+    pub fn reload(&mut self) -> Result<(), DeltaError> {
+        let table =
+            self.log_dir.strip_suffix("_delta_log").unwrap_or_default().trim_end_matches('/').to_owned();
+        let every = self.checkpoint_every;
+        *self = Self::load(&self.objects, &table, false)?.with_checkpoint_every(every);
+        Ok(())
+    }
+
+    /// Replays the log; `clean` deletes interrupted commits' temporary files (on open, when this is
+    /// the only writer about).
+    fn load(objects: &Objects, table: &str, clean: bool) -> Result<Self, DeltaError> {
         let log_dir = match table.trim_matches('/') {
             "" => "_delta_log".to_owned(),
             t => format!("{t}/_delta_log"),
@@ -187,7 +204,9 @@ impl DeltaLog {
                 temps.push(p);
             }
         }
-        log.objects.delete(&temps)?;
+        if clean {
+            log.objects.delete(&temps)?;
+        }
         versions.sort();
         checkpoints.sort();
         // Start from the latest checkpoint (checkpoints are renamed into place whole), then replay.

@@ -91,8 +91,6 @@ impl FullTextIndex {
         Ok(m.epoch.load(Ordering::Acquire))
     }
 
-    /// Adds rows of merged file `id` (hidden; they do not move the high-water mark, which
-    /// [`FullTextIndex::cover`] raises at the swap).
     /// Whether a document reads lake column `name` (the tenant, the time and every searched field,
     /// as `FullTextIndex::document` builds it): a merge that builds rows a column at a time keeps
     /// only these for [`FullTextIndex::add_merged`].
@@ -103,6 +101,8 @@ impl FullTextIndex {
         })
     }
 
+    /// Adds rows of merged file `id` (hidden; the index holds the file from the commit after
+    /// [`FullTextIndex::cover`], at the swap).
     pub fn add_merged(&self, id: i64, first_row: usize, rows: &[Record]) -> Result<(), IndexError> {
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         for (row, rec) in rows.iter().enumerate() {
@@ -112,10 +112,10 @@ impl FullTextIndex {
         Ok(())
     }
 
-    /// The next commit covers file `id` (its high-water mark is at least `id`).
+    /// The next commit holds merged file `id` (its documents added with
+    /// [`FullTextIndex::add_merged`]).
     pub fn cover(&self, id: i64) {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        p.file_id = p.file_id.max(id);
+        self.pending.lock().unwrap_or_else(|e| e.into_inner()).changes.push((id, true));
     }
 
     /// Whether the writer still holds every document added since `epoch` (nothing was rolled

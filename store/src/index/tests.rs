@@ -123,3 +123,43 @@ fn a_sweep_counts_each_host_as_sent() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// The files an index holds survive a reopen as a set, out of id order and with deletes; an index
+/// whose last commit carries only a mark (before the set was kept) says so until it is given its
+/// set, and then writes it.
+#[test]
+fn the_files_held_are_a_set_that_survives_a_reopen_and_an_old_mark_is_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = records("t", 3);
+    {
+        let ix = FullTextIndex::open(dir.path()).unwrap();
+        for id in [5, 2, 9] {
+            ix.add_file(id, 0, &rows).unwrap();
+        }
+        ix.delete_files(&[2]).unwrap();
+        assert_eq!(ix.known_files(), [5, 9].into_iter().collect(), "held after the next commit");
+        assert!(ix.held_files().iter().next().is_none(), "nothing held before it");
+        ix.commit().unwrap();
+    }
+    let ix = FullTextIndex::open(dir.path()).unwrap();
+    assert_eq!(*ix.held_files(), [5, 9].into_iter().collect());
+    assert_eq!((ix.legacy_mark(), ix.indexed_file_id()), (None, 9));
+    // A commit as an older Cordon made it: only the mark.
+    {
+        let mut writer = ix.writer.lock().unwrap();
+        writer.add_document(ix.document(11, 0, &rows[0])).unwrap();
+        let mut prepared = writer.prepare_commit().unwrap();
+        prepared.set_payload(r#"{"file_id": 11}"#);
+        prepared.commit().unwrap();
+    }
+    drop(ix);
+    let ix = FullTextIndex::open(dir.path()).unwrap();
+    assert_eq!(ix.legacy_mark(), Some(11));
+    ix.adopt([5, 9, 11].into_iter().collect());
+    ix.add_file(12, 0, &rows).unwrap();
+    ix.commit().unwrap();
+    drop(ix);
+    let ix = FullTextIndex::open(dir.path()).unwrap();
+    assert_eq!(*ix.held_files(), [5, 9, 11, 12].into_iter().collect());
+    assert_eq!(ix.legacy_mark(), None);
+}

@@ -6,7 +6,6 @@ use super::newest::{End, Newest};
 use super::{FullTextIndex, Hit, IndexError, hit, holds_only, query_error};
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use tantivy::collector::Count;
 use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::IndexRecordOption;
@@ -30,12 +29,6 @@ pub struct TimelineScan {
 }
 
 impl FullTextIndex {
-    /// The highest lake file id every search started from now on covers: files up to it that the
-    /// catalog holds are in the index, files past it may not be yet.
-    pub fn searchable_file_id(&self) -> i64 {
-        self.searchable.load(Ordering::Acquire)
-    }
-
     /// The `k` matches of `scan` at its end of the time line, that end first.
     pub fn timeline(&self, tenant: &str, scan: &TimelineScan, k: usize) -> Result<Vec<Hit>, IndexError> {
         let searcher = self.reader.searcher();

@@ -1,4 +1,4 @@
-//! A small migrator: numbered SQL files per backend, each applied once, in its own transaction.
+//! A small migrator: numbered SQL files per backend, each applied once, all in one transaction.
 //! (sqlx's `migrate!` needs its macro crate, which compiles every driver a second time.)
 
 use super::{Backend, CatalogError, db};
@@ -41,19 +41,37 @@ const POSTGRES: &[(i64, &str)] = &[
     (16, include_str!("../../migrations/postgres/0016_file_ids.sql")),
 ];
 
+/// Any number to name the advisory lock migrations take on PostgreSQL ("cordon" in ASCII).
+const MIGRATION_LOCK: i64 = 0x636f_7264_6f6e;
+
+/// Applies the steps the catalog has not had, in one transaction that holds the catalog's migration
+/// lock: processes sharing a catalog (ADR 0009) that start at once migrate it once, the others
+/// waiting, then finding it current. (SQLite's `BEGIN IMMEDIATE` is the lock there.)
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogError> {
     let steps = match backend {
         Backend::Sqlite => SQLITE,
         Backend::Postgres => POSTGRES,
     };
+    let mut tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    }
+    .map_err(db("migrate"))?;
+    if backend == Backend::Postgres {
+        sqlx::query("SELECT CAST(pg_advisory_xact_lock($1) AS TEXT)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("migrate lock"))?;
+    }
     sqlx::raw_sql(
         "CREATE TABLE IF NOT EXISTS cordon_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
     )
-    .execute(pool)
+    .execute(&mut *tx)
     .await
     .map_err(db("migrate"))?;
     let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) FROM cordon_migrations")
-        .fetch_one(pool)
+        .fetch_one(&mut *tx)
         .await
         .and_then(|r| r.try_get(0))
         .map_err(db("migrate"))?;
@@ -62,7 +80,6 @@ pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogE
         return Err(CatalogError::NewerSchema { found: current, known });
     }
     for (version, sql) in steps.iter().filter(|(v, _)| *v > current) {
-        let mut tx = pool.begin().await.map_err(db("migrate"))?;
         sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(db("migrate"))?;
         sqlx::query("INSERT INTO cordon_migrations (version, applied_at) VALUES ($1, $2)")
             .bind(*version)
@@ -70,7 +87,6 @@ pub(super) async fn run(pool: &AnyPool, backend: Backend) -> Result<(), CatalogE
             .execute(&mut *tx)
             .await
             .map_err(db("migrate"))?;
-        tx.commit().await.map_err(db("migrate"))?;
     }
-    Ok(())
+    tx.commit().await.map_err(db("migrate"))
 }

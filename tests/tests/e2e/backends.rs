@@ -416,6 +416,27 @@ fn catalog_contract_on_postgres() -> anyhow::Result<()> {
     on_postgres(|url| async move { catalog_contract(&url).await })
 }
 
+/// Processes sharing a catalog (ADR 0009) start at once: the first migrates it, the others wait and
+/// find it migrated, and every migration is recorded once.
+#[test]
+fn servers_starting_at_once_migrate_a_new_postgres_catalog_once() -> anyhow::Result<()> {
+    on_postgres(|url| async move {
+        let opened = futures::future::join_all((0..4).map(|_| Catalog::connect(&url))).await;
+        for (i, c) in opened.iter().enumerate() {
+            assert!(c.is_ok(), "connection {i} failed: {:?}", c.as_ref().err());
+        }
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await?;
+        let (rows, versions): (i64, i64) =
+            sqlx::query_as("SELECT COUNT(*), COUNT(DISTINCT version) FROM cordon_migrations")
+                .fetch_one(&mut conn)
+                .await?;
+        assert_eq!(rows, versions, "a migration recorded twice");
+        assert_eq!(opened[0].as_ref().map_err(|e| anyhow::anyhow!("{e}"))?.next_file_id().await?, 1);
+        Ok(())
+    })
+}
+
 #[test]
 fn pipeline_with_postgres_metadata() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;

@@ -5,7 +5,7 @@
 //! the files a merge retired; a lake file the catalog does not know yet (another's commit between
 //! its write and its catalog transaction) is left alone until it is older than the orphan grace.
 
-use super::backends::PgDb;
+use super::backends::on_postgres;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,13 +67,16 @@ async fn found(store: &Store, text: &str) -> anyhow::Result<usize> {
     Ok(store.search("default", q).await?.1)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_stores_commit_to_one_catalog_and_lake_without_refusing_each_other() -> anyhow::Result<()> {
-    let db = PgDb::create().await?;
+#[test]
+fn two_stores_commit_to_one_catalog_and_lake_without_refusing_each_other() -> anyhow::Result<()> {
+    on_postgres(|url| async move { two_stores(&url).await })
+}
+
+async fn two_stores(catalog: &str) -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
     let lake = root.path().join("lake");
-    let a = open(&root.path().join("a"), &db.url, &lake, GRACE).await?;
-    let b = open(&root.path().join("b"), &db.url, &lake, GRACE).await?;
+    let a = open(&root.path().join("a"), catalog, &lake, GRACE).await?;
+    let b = open(&root.path().join("b"), catalog, &lake, GRACE).await?;
     let (batches, per) = (30, 40);
     let (fa, fb) = tokio::try_join!(
         tokio::spawn(commit_all(Arc::clone(&a), "a", batches, per)),
@@ -123,15 +126,14 @@ async fn two_stores_commit_to_one_catalog_and_lake_without_refusing_each_other()
     let committed = a.catalog().files_after(0).await?;
     let in_flight = lake.join(&committed[0].path).with_file_name("999999999999-in-flight.parquet");
     std::fs::copy(lake.join(&committed[0].path), &in_flight)?;
-    drop(open(&root.path().join("c"), &db.url, &lake, GRACE).await?);
+    drop(open(&root.path().join("c"), catalog, &lake, GRACE).await?);
     assert!(in_flight.exists(), "a file younger than the grace was removed as an orphan");
     let old = std::time::SystemTime::now() - 2 * GRACE;
     std::fs::File::options().write(true).open(&in_flight)?.set_modified(old)?;
-    drop(open(&root.path().join("c"), &db.url, &lake, GRACE).await?);
+    drop(open(&root.path().join("c"), catalog, &lake, GRACE).await?);
     assert!(!in_flight.exists(), "an orphan older than the grace was kept");
     let out = a.sql("default", sql, Default::default()).await?;
     assert_eq!(out.rows[0][0], serde_json::json!(sent), "the orphan's removal took committed rows");
 
-    drop((a, b));
-    db.drop_db().await
+    Ok(())
 }

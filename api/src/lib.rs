@@ -76,6 +76,8 @@ pub struct AppState {
     pub forecast: anomaly::forecast::ForecastConfig,
     /// Console sessions.
     pub sessions: session::Sessions,
+    /// Whether ingest consumes yet (`/readyz`); an API without ingest is ready.
+    pub ingest_ready: std::sync::OnceLock<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl AppState {
@@ -137,6 +139,7 @@ impl AppState {
             baselines,
             forecast,
             sessions: session::Sessions::default(),
+            ingest_ready: std::sync::OnceLock::new(),
         })
     }
 

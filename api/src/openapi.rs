@@ -200,6 +200,7 @@ fn response_schema(t: &mut Types, r: &RouteSpec) -> Option<Value> {
             "comments": {"type": "array", "items": t.response::<store::catalog::IncidentComment>()},
         }, "required": ["incident", "comments"]}),
         ("GET", "/healthz") => t.response::<crate::routes::Health>(),
+        ("GET", "/readyz") => t.response::<crate::routes::Ready>(),
         ("POST", "/api/v1/iocs/sweep") => t.response::<crate::routes::SweepAnswer>(),
         ("POST", "/api/v1/sql") => t.response::<store::query::SqlOutput>(),
         ("PUT", "/api/v1/policy") => t.response::<crate::detection_view::PolicySaved>(),

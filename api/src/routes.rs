@@ -26,6 +26,7 @@ pub(crate) type Res = Result<axum::response::Response, ApiError>;
 pub(crate) fn handler(spec: &RouteSpec) -> MethodRouter<Arc<AppState>> {
     match (spec.method.clone(), spec.path) {
         (Method::GET, "/healthz") => get(healthz),
+        (Method::GET, "/readyz") => get(readyz),
         (Method::GET, "/metrics") => get(metrics),
         (Method::GET, "/api/v1/openapi.json") => get(|| async { Json(crate::openapi()) }),
         (Method::POST, "/api/v1/session") => post(crate::session::sign_in),
@@ -165,6 +166,26 @@ pub(crate) struct Health {
 
 async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     Json(Health { status: "ok", indexed_events: s.store.indexed_docs() })
+}
+
+/// `GET /readyz`.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Ready {
+    /// `ready` once ingest consumes from JetStream; `starting` while it waits for it (a NATS cluster
+    /// without quorum) or restores its analysers from the lake.
+    status: &'static str,
+}
+
+/// 200 once ingest consumes, 503 before: a load balancer or an orchestrator sends agents' and
+/// analysts' traffic here when it answers 200; `/healthz` only says the process is up.
+async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
+    let ready = s.ingest_ready.get().is_none_or(|r| r.load(std::sync::atomic::Ordering::Acquire));
+    let (code, status) = if ready {
+        (axum::http::StatusCode::OK, "ready")
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting")
+    };
+    (code, Json(Ready { status }))
 }
 
 async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {

@@ -187,6 +187,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     state.limiter.set_limit(cfg.auth_failure_limit);
     state.enroll_limiter.set_limit(cfg.auth_failure_limit);
     let _ = state.server_key.set(signing.public());
+    let _ = state.ingest_ready.set(ingest.readiness());
     let _ = state.sql_timeout.set(cfg.sql_timeout);
     let app = api::router(state).merge(api::console::router(cfg.ui_dir.clone()));
     let mut rx_api = rx.clone();

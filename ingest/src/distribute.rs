@@ -50,7 +50,8 @@ impl Ingest {
 
     /// The tenant's signed policy as published, or nothing when none is.
     async fn signed_policy(&self, tenant: &str) -> Vec<u8> {
-        match self.policy_kv.get(tenant).await {
+        let Some(kv) = self.policy_kv.get() else { return Vec::new() };
+        match kv.get(tenant).await {
             Ok(Some(body)) => body.to_vec(),
             Ok(None) => Vec::new(),
             Err(e) => {

@@ -46,7 +46,7 @@ pub mod watchdog;
 
 use analyse::Analyser;
 use analysis::{Analysis, Work};
-use async_nats::jetstream::{self, Message, consumer::pull, stream};
+use async_nats::jetstream::{self, Message, consumer::pull};
 use decode::{Decoded, Decoder, Inbound};
 use futures::StreamExt;
 use schemas::metrics::Registry;
@@ -134,8 +134,11 @@ pub struct Ingest {
     /// Per-tenant taggers built from the catalog's policies: (policy version, tagger).
     taggers: std::sync::RwLock<std::collections::HashMap<String, (i64, Arc<correlate::sigma::Tagger>)>>,
     last_policy_read: std::sync::Mutex<Option<std::time::Instant>>,
-    /// Where tenants' policies are published to agents ([`schemas::policy::POLICY_BUCKET`]).
-    policy_kv: jetstream::kv::Store,
+    /// Where tenants' policies are published to agents ([`schemas::policy::POLICY_BUCKET`]); made
+    /// or found when ingest first reaches JetStream ([`Ingest::run`]).
+    policy_kv: std::sync::OnceLock<jetstream::kv::Store>,
+    /// True once ingest consumes: JetStream reached, the analysers' state restored (`/readyz`).
+    ready: Arc<std::sync::atomic::AtomicBool>,
     /// The analysers (see [`analyse`]) the configuration names, in the order a batch reaches them.
     analysers: Vec<Arc<dyn Analyser>>,
     /// Alerts whose recording failed, retried with the next batch: a correlation that fired has
@@ -152,7 +155,9 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Connects the pipeline to a NATS client (streams and consumer are created if missing).
+    /// The pipeline on a NATS client. Nothing is asked of JetStream yet: [`Ingest::run`] makes or
+    /// checks the streams, the consumer and the policy bucket, and waits for a JetStream that cannot
+    /// answer yet (a cluster without quorum) rather than fail the server's start.
     pub async fn new(
         client: async_nats::Client,
         cfg: IngestConfig,
@@ -160,23 +165,6 @@ impl Ingest {
         metrics: Arc<Registry>,
     ) -> Result<Self, IngestError> {
         let js = jetstream::new(client.clone());
-        let checkpoint = store.catalog().max_checkpoint().await.map_err(store::StoreError::from)?;
-        ensure_streams(&js, &cfg, checkpoint.max(0) as u64).await?;
-        let policy_kv = match js.get_key_value(schemas::policy::POLICY_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => js
-                .create_key_value(jetstream::kv::Config {
-                    bucket: schemas::policy::POLICY_BUCKET.to_owned(),
-                    description: "Each tenant's current detection policy, for agents".to_owned(),
-                    history: 5,
-                    storage: stream::StorageType::File,
-                    num_replicas: cfg.stream_replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| js_err("create policy bucket")(&e))?,
-        };
-        streams::rescale(&js, &format!("KV_{}", schemas::policy::POLICY_BUCKET), cfg.stream_replicas).await?;
         // The stored count starts from what the lake already holds, so it matches the catalog
         // across restarts instead of counting from zero.
         let rows = store.catalog().live_rows().await.map_err(store::StoreError::from)?;
@@ -192,7 +180,8 @@ impl Ingest {
         };
         let analysers = analyse::build(&cfg.analysers, &wiring);
         Ok(Self {
-            policy_kv,
+            policy_kv: std::sync::OnceLock::new(),
+            ready: Arc::default(),
             rules,
             analysers,
             quotas: quota::Quotas::new(cfg.quota),
@@ -210,6 +199,12 @@ impl Ingest {
         })
     }
 
+    /// True once ingest consumes (JetStream reached, the analysers' state restored): what the
+    /// server's `/readyz` answers.
+    pub fn readiness(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        Arc::clone(&self.ready)
+    }
+
     /// Runs until `shutdown` turns true: the consume loop, the heartbeat listener and the lag probe.
     pub async fn run(
         self: Arc<Self>,
@@ -217,6 +212,8 @@ impl Ingest {
     ) -> Result<(), IngestError> {
         let Some(mut consumer) = self.connect_when_ready(&mut shutdown).await else { return Ok(()) };
         self.restore().await?;
+        self.ready.store(true, std::sync::atomic::Ordering::Release);
+        tracing::info!("ingest is consuming");
         let tasks = [
             tokio::spawn(Arc::clone(&self).heartbeats(shutdown.clone())),
             tokio::spawn(Arc::clone(&self).lag_probe(shutdown.clone())),
@@ -263,7 +260,13 @@ impl Ingest {
     /// Before the first fetch, on JetStream: the streams and consumer, the rules and policies
     /// published. Each step is idempotent, so a failed attempt can be repeated whole.
     async fn connect(&self) -> Result<Consumer, IngestError> {
-        let consumer = self.recover().await?;
+        // Made when missing, as on a first start; only a loss while running is a security event
+        // ([`Ingest::recover`]).
+        let checkpoint = self.store.catalog().max_checkpoint().await.map_err(store::StoreError::from)?;
+        let consumer = ensure_streams(&self.js, &self.cfg, checkpoint.max(0) as u64).await?;
+        if self.policy_kv.get().is_none() {
+            let _ = self.policy_kv.set(streams::policy_bucket(&self.js, &self.cfg).await?);
+        }
         self.publish_rules().await?;
         self.refresh_policies().await?;
         Ok(consumer)

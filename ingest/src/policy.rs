@@ -9,6 +9,8 @@ impl Ingest {
     /// Re-reads tenants' policies when `policy_refresh` has passed, rebuilding the taggers of those
     /// whose version changed. A policy that no longer parses keeps the previous tagger (and says so).
     pub(crate) async fn refresh_policies(&self) -> Result<(), IngestError> {
+        // Before ingest first reaches JetStream there is nowhere to publish: its start does this.
+        let Some(kv) = self.policy_kv.get() else { return Ok(()) };
         let Some(base) = self.rules.get() else { return Ok(()) };
         {
             let mut last = self.last_policy_read.lock().unwrap_or_else(|e| e.into_inner());
@@ -43,7 +45,7 @@ impl Ingest {
                     let signed = serde_json::to_string(&published)
                         .map(|text| self.cfg.signing.sign(schemas::signed::POLICY_DOMAIN, text));
                     if let Ok(body) = signed.and_then(|s| serde_json::to_vec(&s))
-                        && let Err(e) = self.policy_kv.put(&p.tenant, body.into()).await
+                        && let Err(e) = kv.put(&p.tenant, body.into()).await
                     {
                         tracing::warn!(tenant = %p.tenant, error = %e, "could not publish the policy to agents");
                     }

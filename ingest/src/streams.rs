@@ -17,6 +17,30 @@ const HELP_LAG: &str =
 const HELP_UP: &str = "1 when ingest's durable consumer exists, 0 when it is gone (it is recreated).";
 const HELP_RECREATED: &str = "Streams and consumers ingest recreated because they were missing.";
 
+/// The bucket tenants' policies are published to agents in ([`schemas::policy::POLICY_BUCKET`]),
+/// made when missing and rescaled to the configured copies.
+pub(crate) async fn policy_bucket(
+    js: &jetstream::Context,
+    cfg: &IngestConfig,
+) -> Result<jetstream::kv::Store, IngestError> {
+    let kv = match js.get_key_value(schemas::policy::POLICY_BUCKET).await {
+        Ok(kv) => kv,
+        Err(_) => js
+            .create_key_value(jetstream::kv::Config {
+                bucket: schemas::policy::POLICY_BUCKET.to_owned(),
+                description: "Each tenant's current detection policy, for agents".to_owned(),
+                history: 5,
+                storage: stream::StorageType::File,
+                num_replicas: cfg.stream_replicas,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| js_err("create policy bucket")(&e))?,
+    };
+    rescale(js, &format!("KV_{}", schemas::policy::POLICY_BUCKET), cfg.stream_replicas).await?;
+    Ok(kv)
+}
+
 /// Creates (or checks) the streams and the durable consumer. A missing events stream is created to
 /// continue after `checkpoint` (the highest stream sequence the catalog has committed), so the
 /// sequence-keyed batches of shippers without message ids (`s<seq>`) never repeat a committed key.

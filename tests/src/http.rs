@@ -45,7 +45,7 @@ static DOC: std::sync::LazyLock<Value> = std::sync::LazyLock::new(api::openapi::
 /// OpenAPI document: a field the document does not describe, or of another type, fails the test.
 fn checked(method: &str, url: &str, status: u16, body: Value) -> anyhow::Result<(u16, Value)> {
     let path = url.find("://").and_then(|i| url[i + 3..].find('/').map(|j| &url[i + 3 + j..])).unwrap_or(url);
-    let api = path.starts_with("/api/v1/") || path.starts_with("/healthz");
+    let api = path.starts_with("/api/v1/") || path.starts_with("/healthz") || path.starts_with("/readyz");
     if api && (200..300).contains(&status) {
         api::openapi::check_call(&DOC, method, path, &body)
             .map_err(|e| anyhow::anyhow!("the answer does not fit the OpenAPI document: {e}"))?;

@@ -53,10 +53,14 @@ pub struct ServerOptions {
     /// Run the server under this `RLIMIT_DATA` (bytes), through `prlimit`: an allocation past it
     /// aborts the process, as the kernel's OOM killer would end it.
     pub data_limit: Option<u64>,
+    /// Return once `/healthz` answers, without waiting for `/readyz` (a server whose ingest cannot
+    /// reach JetStream yet).
+    pub healthy_only: bool,
 }
 
 impl Server {
-    /// Starts `cordon serve` on a free port and waits until `/healthz` answers.
+    /// Starts `cordon serve` on a free port and waits until `/readyz` answers 200 (ingest consumes;
+    /// `/healthz` with [`ServerOptions::healthy_only`]).
     pub fn start(bin: &Path, data_dir: &Path, nats_url: &str, opts: &ServerOptions) -> anyhow::Result<Self> {
         let _ = std::fs::remove_file(data_dir.join("server.json"));
         let mut cmd = match opts.data_limit {
@@ -92,7 +96,9 @@ impl Server {
                 && let Ok(v) = serde_json::from_str::<Value>(&text)
                 && v["pid"].as_u64() == Some(u64::from(child.id()))
                 && let Some(api) = v["api"].as_str()
-                && get(&format!("{api}/healthz"), None).map(|r| r.0 == 200).unwrap_or(false)
+                && get(&format!("{api}/{}", if opts.healthy_only { "healthz" } else { "readyz" }), None)
+                    .map(|r| r.0 == 200)
+                    .unwrap_or(false)
             {
                 if let Some(key) = v["signing_key"].as_str() {
                     server_keys().insert(nats_url.to_owned(), key.to_owned());
@@ -114,7 +120,7 @@ impl Server {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                bail!("cordon serve did not become healthy within 60 s");
+                bail!("cordon serve did not become ready within 60 s (GET /readyz)");
             }
             std::thread::sleep(Duration::from_millis(50));
         }

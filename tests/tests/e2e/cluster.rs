@@ -1,7 +1,8 @@
 //! Past one machine on NATS's own clustering (issue 21 item 7): a three-member JetStream cluster with
 //! the events stream kept in three copies; its leader is killed while agents publish and comes back;
 //! nothing is lost or duplicated, the election is not taken for a deleted stream, and the member that
-//! was down catches up.
+//! was down catches up. A server started while JetStream has no quorum serves its API, says it is
+//! starting, and consumes once the quorum is back.
 
 use super::bin;
 use super::crash::assert_exactly_once_within;
@@ -113,5 +114,52 @@ fn the_stream_leader_dies_while_agents_publish_and_nothing_is_lost_or_duplicated
         now.leader,
         now.peers
     );
+    Ok(())
+}
+
+/// Two of three members down: core NATS (and the agents' authentication) answers, JetStream does not.
+/// The server starts anyway: `/healthz` 200, `/readyz` 503 and ingest's start failures counted; once
+/// the members are back it becomes ready and an agent's events are stored exactly once.
+#[test]
+fn a_server_started_without_a_jetstream_quorum_serves_and_consumes_once_it_returns() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut cluster = NatsCluster::start(&dir.path().join("nats"), 3)?;
+    cluster.kill(1);
+    cluster.kill(2);
+    let data = dir.path().join("data");
+    let opts = ServerOptions { healthy_only: true, ..Default::default() };
+    let server = Server::start(&bin(), &data, &cluster.url, &opts)?;
+    let tok = tests::token(&bin(), &data, None)?;
+    let failures = eventually(Duration::from_secs(60), || {
+        let (_, m) = tests::get(&format!("{}/metrics", server.api), Some(&tok))?;
+        Ok(Some(tests::metric(m.as_str().unwrap_or(""), "cordon_ingest_start_failures_total"))
+            .filter(|n| *n > 0.0))
+    })?;
+    let (code, body) = tests::get(&format!("{}/readyz", server.api), None)?;
+    assert_eq!((code, body["status"].as_str()), (503, Some("starting")), "after {failures} failed starts");
+    let (code, _) = tests::get(&format!("{}/api/v1/hosts", server.api), Some(&tok))?;
+    assert_eq!(code, 200, "the API answers while ingest waits");
+
+    cluster.restart(1)?;
+    cluster.restart(2)?;
+    eventually(Duration::from_secs(90), || {
+        Ok((tests::get(&format!("{}/readyz", server.api), None)?.0 == 200).then_some(()))
+    })?;
+    let child = spawn_agent(
+        &bin(),
+        &cluster.url,
+        &dir.path().join("spool"),
+        &["simulate", "--hosts", "4", "--rate", "500", "--duration", "2", "--seed", "5"],
+    )?;
+    let (code, summary) = agent_summary(child)?;
+    assert_eq!(code, 0, "{summary}");
+    let acked = summary["events_acked"].as_u64().unwrap_or(0);
+    assert!(acked > 500, "{summary}");
+    assert_exactly_once_within(&server, &tok, acked, Duration::from_secs(60))?;
+    // Streams made on a first start are not streams lost: no security event.
+    let (_, m) = tests::get(&format!("{}/metrics", server.api), Some(&tok))?;
+    let m = m.as_str().unwrap_or("");
+    assert!(!m.contains("kind=\"stream_deleted\""), "{m}");
+    assert!(!m.contains("cordon_ingest_streams_recreated_total"), "{m}");
     Ok(())
 }

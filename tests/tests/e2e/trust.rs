@@ -19,6 +19,7 @@ use tests::{ServerOptions, agent, eventually, get, token_as};
 /// without a line here fails the test, so every new route's access is decided by a reviewer.
 const EXPECTED: &[(&str, &str, &str)] = &[
     ("GET", "/healthz", "public"),
+    ("GET", "/readyz", "public"),
     ("GET", "/metrics", "metrics"),
     ("GET", "/api/v1/openapi.json", "read"),
     ("GET", "/api/v1/hosts", "read"),

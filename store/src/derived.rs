@@ -6,6 +6,10 @@ use crate::{Store, StoreError};
 use std::collections::HashSet;
 use std::sync::Arc;
 
+/// How often a store on a shared catalog reads the catalog's live files to follow the others' commits
+/// (a listing of every live file: ticks come every 250 ms).
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Store {
     /// Start-up recovery: orphan files removed, retired files purged from the index, the index and
     /// the Delta log caught up with the catalog, interrupted merges settled.
@@ -89,17 +93,9 @@ impl Store {
         let _guard = self.commit_lock.lock().await;
         if self.index_is_behind() {
             self.reset_index_writer().await;
-        } else if self.shared_catalog
-            && let Err(e) = self.catch_up_index().await
-        {
-            tracing::error!(error = %schemas::error_chain(&e), "index catch-up failed; starting again from the lake");
+        } else if let Err(e) = self.follow_and_commit().await {
+            tracing::error!(error = %schemas::error_chain(&e), "index commit failed; catching up from the lake");
             self.reset_index_writer().await;
-        } else {
-            let (index, policy) = (Arc::clone(&self.index), self.index_commit);
-            if let Err(e) = self.cpu.run(move || index.commit_if_due(&policy, false)).await? {
-                tracing::error!(error = %schemas::error_chain(&e), "index commit failed; catching up from the lake");
-                self.reset_index_writer().await;
-            }
         }
         let due =
             self.last_delta_sync.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= self.delta_interval;
@@ -107,6 +103,36 @@ impl Store {
             self.sync_delta(Operation::Write).await?;
         }
         Ok(())
+    }
+
+    /// On a shared catalog ([`crate::StoreConfig::shared_catalog`]): the index takes in the files
+    /// other processes committed and lets go of those they retired, now. [`Store::tick`] does it
+    /// about once a second.
+    pub async fn follow_catalog(&self) -> Result<(), StoreError> {
+        let _guard = self.commit_lock.lock().await;
+        self.follow_catalog_locked().await
+    }
+
+    /// A tick's index work: the shared catalog followed when due, then buffered documents
+    /// committed when the policy says so.
+    async fn follow_and_commit(&self) -> Result<(), StoreError> {
+        if self.follow_due() {
+            self.follow_catalog_locked().await?;
+        }
+        let (index, policy) = (Arc::clone(&self.index), self.index_commit);
+        self.cpu.run(move || index.commit_if_due(&policy, false)).await??;
+        Ok(())
+    }
+
+    async fn follow_catalog_locked(&self) -> Result<(), StoreError> {
+        *self.last_follow.lock().unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+        self.catch_up_index().await
+    }
+
+    /// Whether a tick follows the shared catalog: at most once a [`FOLLOW_EVERY`].
+    fn follow_due(&self) -> bool {
+        let last = *self.last_follow.lock().unwrap_or_else(|e| e.into_inner());
+        self.shared_catalog && last.is_none_or(|t| t.elapsed() >= FOLLOW_EVERY)
     }
 
     /// Commits the index and the Delta log now (shutdown, tests, `--exit-after-replay`).

@@ -139,8 +139,9 @@ pub struct StoreConfig {
     /// another's file is written before its catalog commit: longer than a commit can take between the
     /// two, as Iceberg's orphan-file removal keeps files younger than its `older_than`.
     pub orphan_grace: std::time::Duration,
-    /// Other processes commit to this catalog and lake (ADR 0009): every [`Store::tick`] the index
-    /// takes in the files they committed and lets go of the files they retired.
+    /// Other processes commit to this catalog and lake (ADR 0009): about once a second
+    /// [`Store::tick`] has the index take in the files they committed and let go of the files they
+    /// retired ([`Store::follow_catalog`]).
     pub shared_catalog: bool,
 }
 
@@ -251,6 +252,8 @@ pub struct Store {
     orphan_grace: std::time::Duration,
     /// See [`StoreConfig::shared_catalog`].
     shared_catalog: bool,
+    /// When a tick last followed the shared catalog ([`Store::follow_catalog`]).
+    last_follow: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Store {
@@ -290,6 +293,7 @@ impl Store {
             merge_floor: std::sync::atomic::AtomicI64::new(0),
             orphan_grace: cfg.orphan_grace,
             shared_catalog: cfg.shared_catalog,
+            last_follow: std::sync::Mutex::new(None),
         });
         store.recover().await?;
         Ok(store)

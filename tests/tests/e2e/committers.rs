@@ -108,7 +108,7 @@ async fn two_stores(catalog: &str) -> anyhow::Result<()> {
     // One store merges files of both: the other's index lets go of the inputs and takes the output.
     let merged = a.merge_small().await?;
     assert!(merged.files_removed >= 32, "a merge took {} files", merged.files_removed);
-    b.tick().await?;
+    b.follow_catalog().await?;
     for store in [&a, &b] {
         assert_eq!(found(store, "run.exe").await?, sent, "every event once after the merge");
         assert_eq!(found(store, "a-11-5").await?, 1, "an event of a merged file");

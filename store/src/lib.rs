@@ -143,6 +143,10 @@ pub struct StoreConfig {
     /// [`Store::tick`] has the index take in the files they committed and let go of the files they
     /// retired ([`Store::follow_catalog`]).
     pub shared_catalog: bool,
+    /// On a shared catalog, maintenance (merging, compaction, retention) runs in the one store that
+    /// holds the catalog's `maintenance` lease, renewed as it works; another takes it over when it
+    /// has not been renewed for this long (its holder died).
+    pub maintenance_lease: std::time::Duration,
 }
 
 impl StoreConfig {
@@ -164,6 +168,7 @@ impl StoreConfig {
             repair: true,
             orphan_grace: std::time::Duration::ZERO,
             shared_catalog: false,
+            maintenance_lease: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -254,6 +259,9 @@ pub struct Store {
     shared_catalog: bool,
     /// When a tick last followed the shared catalog ([`Store::follow_catalog`]).
     last_follow: std::sync::Mutex<Option<std::time::Instant>>,
+    /// This store's name as a lease holder, and how long its maintenance lease lasts.
+    holder: String,
+    maintenance_lease: std::time::Duration,
 }
 
 impl Store {
@@ -294,6 +302,8 @@ impl Store {
             orphan_grace: cfg.orphan_grace,
             shared_catalog: cfg.shared_catalog,
             last_follow: std::sync::Mutex::new(None),
+            holder: uuid::Uuid::new_v4().simple().to_string(),
+            maintenance_lease: cfg.maintenance_lease,
         });
         store.recover().await?;
         Ok(store)

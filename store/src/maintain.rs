@@ -87,6 +87,20 @@ pub struct VacuumReport {
 }
 
 impl Store {
+    /// Whether this store does maintenance now: always on a catalog of its own; on a shared one
+    /// ([`crate::StoreConfig::shared_catalog`]), while it holds the catalog's `maintenance` lease,
+    /// taken or renewed here (before each merge, so a holder that died is replaced within the
+    /// lease's length). Two maintainers would be safe (the later swap of the same inputs is refused)
+    /// but would do the work twice.
+    pub async fn maintains(&self) -> Result<bool, StoreError> {
+        if !self.shared_catalog {
+            return Ok(true);
+        }
+        let ttl = i64::try_from(self.maintenance_lease.as_micros()).unwrap_or(i64::MAX);
+        let now = schemas::time::now_micros();
+        Ok(self.catalog.hold_lease("maintenance", &self.holder, now, ttl).await?)
+    }
+
     /// Merges each partition's small files into Z-ordered files of up to `target_rows`.
     ///
     /// Ingest keeps running: each bin is read and encoded without locks (lake files are immutable,
@@ -94,6 +108,9 @@ impl Store {
     /// are indexed and the files swap.
     pub async fn compact(&self, opts: &CompactOptions) -> Result<CompactReport, StoreError> {
         let _maintenance = self.maintenance.lock().await;
+        if !self.maintains().await? {
+            return Ok(CompactReport::default());
+        }
         let files = self.catalog.files_after(0).await?;
         let mut parts: BTreeMap<(String, String), Vec<FileEntry>> = BTreeMap::new();
         for f in files.into_iter().filter(|f| f.rows < opts.small_file_rows) {
@@ -103,6 +120,9 @@ impl Store {
         for ((tenant, date), small) in parts {
             let mut touched = false;
             for bin in bins(small, opts.target_rows) {
+                if !self.maintains().await? {
+                    return Ok(report);
+                }
                 self.merge_bin(&tenant, &date, bin, Order::ZOrder, &mut report).await?;
                 touched = true;
             }
@@ -122,14 +142,22 @@ impl Store {
     pub async fn merge_small(&self) -> Result<CompactReport, StoreError> {
         let mut report = CompactReport::default();
         let Ok(_maintenance) = self.maintenance.try_lock() else { return Ok(report) };
+        if !self.maintains().await? {
+            return Ok(report);
+        }
         let opts = CompactOptions::default();
-        let floor = self.merge_floor.load(Ordering::Relaxed);
+        // The floor assumes files commit in id order, which holds for one committer only: on a
+        // shared catalog another's file can commit below it.
+        let floor = if self.shared_catalog { 0 } else { self.merge_floor.load(Ordering::Relaxed) };
         let files = self.catalog.files_after(floor).await?;
         let newest = files.last().map_or(floor, |f| f.id);
         let small: Vec<FileEntry> = files.into_iter().filter(|f| f.rows < opts.small_file_rows).collect();
         self.merge_floor.store(small.first().map_or(newest, |f| f.id - 1), Ordering::Relaxed);
         for ((tenant, date), bins) in tiered_bins(small, MERGE_FAN_IN, opts.target_rows) {
             for bin in bins {
+                if !self.maintains().await? {
+                    return Ok(report);
+                }
                 self.merge_bin(&tenant, &date, bin, Order::HostTime, &mut report).await?;
             }
             report.partitions += 1;
@@ -141,6 +169,9 @@ impl Store {
     /// hold.
     pub async fn vacuum(&self, opts: &VacuumOptions) -> Result<VacuumReport, StoreError> {
         let _maintenance = self.maintenance.lock().await;
+        if !self.maintains().await? {
+            return Ok(VacuumReport::default());
+        }
         let _guard = self.commit_lock.lock().await;
         self.sync_delta(Operation::Write).await?;
         let mut report = VacuumReport::default();

@@ -21,6 +21,7 @@ const SQLITE: &[(i64, &str)] = &[
     (14, include_str!("../../migrations/sqlite/0014_agent_watch.sql")),
     (15, include_str!("../../migrations/sqlite/0015_analysed.sql")),
     (16, include_str!("../../migrations/sqlite/0016_file_ids.sql")),
+    (17, include_str!("../../migrations/sqlite/0017_leases.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -39,6 +40,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (14, include_str!("../../migrations/postgres/0014_agent_watch.sql")),
     (15, include_str!("../../migrations/postgres/0015_analysed.sql")),
     (16, include_str!("../../migrations/postgres/0016_file_ids.sql")),
+    (17, include_str!("../../migrations/postgres/0017_leases.sql")),
 ];
 
 /// Any number to name the advisory lock migrations take on PostgreSQL ("cordon" in ASCII).

@@ -16,6 +16,7 @@ mod file_ids;
 mod filter;
 mod incidents;
 mod integrity;
+mod leases;
 use integrity::{probe_sqlite, sqlite_url};
 mod migrate;
 mod policies;

@@ -122,6 +122,18 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     assert!(cat.files_after(0).await?.is_empty());
     assert_eq!(cat.next_file_id().await?, 4);
     assert_eq!(cat.max_checkpoint().await?, 3);
+    // Leases: one holder at a time, renewed by its holder, taken over once lapsed or given up.
+    assert!(cat.hold_lease("maintenance", "p1", 100, 50).await?);
+    assert!(!cat2.hold_lease("maintenance", "p2", 120, 50).await?, "p1 holds it until 150");
+    assert!(cat.hold_lease("maintenance", "p1", 140, 50).await?, "p1 renews it until 190");
+    assert!(!cat2.hold_lease("maintenance", "p2", 180, 50).await?);
+    assert!(cat2.hold_lease("maintenance", "p2", 191, 50).await?, "lapsed: p2 takes it over");
+    assert!(!cat.hold_lease("maintenance", "p1", 200, 50).await?);
+    cat.release_lease("maintenance", "p1").await?;
+    assert!(!cat.hold_lease("maintenance", "p1", 201, 50).await?, "only the holder gives it up");
+    cat2.release_lease("maintenance", "p2").await?;
+    assert!(cat.hold_lease("maintenance", "p1", 202, 50).await?, "given up: taken at once");
+    assert!(cat.hold_lease("analysis", "p2", 202, 50).await?, "leases are per name");
     // Tokens: stored as hashes with their role, verified, revoked.
     let (id, secret) = cat.create_token("n", "t", schemas::access::Role::RuleAuthor, 1).await?;
     let found = cat.verify_token(&secret).await?.expect("the token verifies");

@@ -2,7 +2,7 @@
 //! on one PostgreSQL catalog and one lake directory, each with its own index, commit at once. File
 //! ids come from the catalog, so no commit of one is refused for an id the other took; each index
 //! follows the catalog by the set of files it holds, so it takes in the other's files and lets go of
-//! the files a merge retired; a lake file the catalog does not know yet (another's commit between
+//! the files a merge retired; one of them maintains, by a lease; a lake file the catalog does not know yet (another's commit between
 //! its write and its catalog transaction) is left alone until it is older than the orphan grace.
 
 use super::backends::on_postgres;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use store::{Store, StoreConfig};
 
 const GRACE: Duration = Duration::from_secs(600);
+const LEASE: Duration = Duration::from_secs(2);
 
 /// A store with its own data directory (index) on the shared catalog and lake.
 async fn open(dir: &Path, catalog: &str, lake: &Path, grace: Duration) -> anyhow::Result<Arc<Store>> {
@@ -23,6 +24,7 @@ async fn open(dir: &Path, catalog: &str, lake: &Path, grace: Duration) -> anyhow
         // The Delta log has one writer (ADR 0009's maintainer, not built yet): only the merging
         // store writes it here, at its merge.
         delta_interval: Duration::from_secs(3600),
+        maintenance_lease: LEASE,
         ..StoreConfig::new(dir.to_path_buf())
     };
     Ok(Store::open(&cfg).await?)
@@ -105,7 +107,10 @@ async fn two_stores(catalog: &str) -> anyhow::Result<()> {
         assert_eq!(found(store, "run.exe").await?, sent, "every event once in each index");
         assert_eq!(found(store, "b-7-3").await?, 1, "one of the other store's events");
     }
-    // One store merges files of both: the other's index lets go of the inputs and takes the output.
+    // One store maintains: while it holds the lease, the other merges nothing.
+    assert!(a.maintains().await?, "the first to ask takes the maintenance lease");
+    assert_eq!(b.merge_small().await?.files_removed, 0, "a store without the lease merged");
+    // It merges files of both: the other's index lets go of the inputs and takes the output.
     let merged = a.merge_small().await?;
     assert!(merged.files_removed >= 32, "a merge took {} files", merged.files_removed);
     b.follow_catalog().await?;
@@ -113,6 +118,11 @@ async fn two_stores(catalog: &str) -> anyhow::Result<()> {
         assert_eq!(found(store, "run.exe").await?, sent, "every event once after the merge");
         assert_eq!(found(store, "a-11-5").await?, 1, "an event of a merged file");
     }
+    // A maintainer that stops renewing is replaced once its lease lapses.
+    assert!(!b.maintains().await?);
+    tokio::time::sleep(LEASE + Duration::from_millis(200)).await;
+    assert!(b.maintains().await?, "the lapsed lease was not taken over");
+    assert!(!a.maintains().await?, "two maintainers");
     // Both write the Delta log: the one behind reads it again and finds nothing to add.
     for store in [&b, &a] {
         store.flush().await?;

@@ -36,14 +36,19 @@ impl Store {
     /// ([`crate::StoreConfig::orphan_grace`]). Caller holds the commit lock.
     pub(crate) async fn remove_orphans(&self) -> Result<Vec<String>, StoreError> {
         // Listed before the catalog is read: a file another process commits in between is known.
-        let cutoff = (!self.orphan_grace.is_zero())
-            .then(|| std::time::SystemTime::now().checked_sub(self.orphan_grace))
-            .flatten();
-        let listed = self.lake.files_written_before(cutoff)?;
+        let listed = self.lake.files_written_before(self.orphan_cutoff())?;
         let known: HashSet<String> = self.catalog.files_after(0).await?.into_iter().map(|f| f.path).collect();
         let orphans: Vec<String> = listed.into_iter().filter(|p| !known.contains(p)).collect();
         self.lake.remove_all(&orphans)?;
         Ok(orphans)
+    }
+
+    /// Lake files last written after this may be another process's commit in flight, not orphans
+    /// (`None`: every file is old enough).
+    pub(crate) fn orphan_cutoff(&self) -> Option<std::time::SystemTime> {
+        (!self.orphan_grace.is_zero())
+            .then(|| std::time::SystemTime::now().checked_sub(self.orphan_grace))
+            .flatten()
     }
 
     /// Deletes the index documents of retired files the index may still hold. Caller holds the

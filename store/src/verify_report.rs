@@ -34,7 +34,9 @@ impl Store {
         report.index_corrupt = self.cpu.run(move || index.corrupt_files()).await??;
         report.orphans_removed_at_open =
             self.removed_at_open.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        report.orphans = self.lake.list_files()?.into_iter().filter(|p| !known.contains(p)).collect();
+        // As at start: a file younger than the orphan grace may be another process's commit.
+        let listed = self.lake.files_written_before(self.orphan_cutoff())?;
+        report.orphans = listed.into_iter().filter(|p| !known.contains(p)).collect();
         let lake = self.lake.clone();
         report.bad_files = self
             .cpu

@@ -136,8 +136,10 @@ async fn two_stores(catalog: &str) -> anyhow::Result<()> {
     let committed = a.catalog().files_after(0).await?;
     let in_flight = lake.join(&committed[0].path).with_file_name("999999999999-in-flight.parquet");
     std::fs::copy(lake.join(&committed[0].path), &in_flight)?;
-    drop(open(&root.path().join("c"), catalog, &lake, GRACE).await?);
+    let c = open(&root.path().join("c"), catalog, &lake, GRACE).await?;
     assert!(in_flight.exists(), "a file younger than the grace was removed as an orphan");
+    assert_eq!(c.verify().await?.orphans, Vec::<String>::new(), "verify called a commit in flight an orphan");
+    drop(c);
     let old = std::time::SystemTime::now() - 2 * GRACE;
     std::fs::File::options().write(true).open(&in_flight)?.set_modified(old)?;
     drop(open(&root.path().join("c"), catalog, &lake, GRACE).await?);

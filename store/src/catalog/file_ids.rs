@@ -42,7 +42,7 @@ impl Catalog {
     }
 }
 
-/// Moves the counter past `id`, inserted into `lake_files` in `tx`: an id not handed out by
+/// Moves the counter past `id`, the highest inserted into `lake_files` in `tx`: an id not handed out by
 /// [`Catalog::take_file_ids`] (a catalog restored, a caller of its own) is never handed out after.
 /// A no-op, taking no lock, for an id that was.
 pub(super) async fn lift_past(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: i64) -> Result<(), sqlx::Error> {

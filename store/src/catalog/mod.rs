@@ -312,9 +312,7 @@ impl Catalog {
     /// Applies one commit atomically: files, batch keys, host summaries, checkpoint.
     pub async fn commit(&self, c: &CommitRecord, now: i64) -> Result<(), CatalogError> {
         let mut tx = self.write_tx("commit").await?;
-        for f in &c.files {
-            insert_file(&mut tx, f, now).await.map_err(db("commit file"))?;
-        }
+        insert_files(&mut tx, &c.files, now).await.map_err(db("commit file"))?;
         for b in &c.batches {
             sqlx::query(
                 "INSERT INTO ingest_batches (batch_key, stream_seq, events, rejected, committed_at) \
@@ -411,9 +409,7 @@ impl Catalog {
             .await
             .map_err(db("swap_files retire"))?;
         }
-        for f in add {
-            insert_file(&mut tx, f, now).await.map_err(db("swap_files add"))?;
-        }
+        insert_files(&mut tx, add, now).await.map_err(db("swap_files add"))?;
         tx.commit().await.map_err(db("swap_files"))
     }
 
@@ -540,6 +536,21 @@ impl Catalog {
     }
 }
 
+/// Inserts `files` into `lake_files` in `tx`, and moves the id counter past the highest of them once.
+async fn insert_files(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    files: &[FileEntry],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for f in files {
+        insert_file(tx, f, now).await?;
+    }
+    match files.iter().map(|f| f.id).max() {
+        Some(highest) => file_ids::lift_past(tx, highest).await,
+        None => Ok(()),
+    }
+}
+
 async fn insert_file(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     f: &FileEntry,
@@ -562,8 +573,8 @@ async fn insert_file(
     .bind(f.max_seq)
     .bind(now)
     .execute(&mut **tx)
-    .await?;
-    file_ids::lift_past(tx, f.id).await
+    .await
+    .map(drop)
 }
 
 fn file_entry(r: &AnyRow) -> Result<FileEntry, sqlx::Error> {

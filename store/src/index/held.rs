@@ -100,11 +100,6 @@ impl FullTextIndex {
         known
     }
 
-    /// The highest lake file id the index holds (0 if none).
-    pub fn indexed_file_id(&self) -> i64 {
-        self.held_files().max()
-    }
-
     /// The mark of an index committed before the set was kept, until [`FullTextIndex::adopt`].
     pub fn legacy_mark(&self) -> Option<i64> {
         *self.legacy.lock().unwrap_or_else(|e| e.into_inner())

@@ -4,7 +4,6 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use schemas::subject::Subjects;
-use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -29,6 +28,17 @@ pub struct ServeArgs {
     /// secret_access_key, allow_http...); repeatable; over the [store.lake_options] file table.
     #[arg(long = "lake-option", value_name = "KEY=VALUE")]
     pub lake_options: Vec<String>,
+    /// Other `cordon serve` processes share this PostgreSQL catalog and this `--lake-url` (ADR 0009,
+    /// the README's *Scaling out*): every one consumes, commits and answers queries from its own
+    /// index; the one holding the catalog's `analysis` lease analyses what all of them commit, the
+    /// one holding `maintenance` merges, compacts and expires. Each keeps its own data directory;
+    /// give them the same `--signing-key`.
+    #[arg(long, env = "CORDON_SHARED_CATALOG")]
+    pub shared_catalog: bool,
+    /// On a shared catalog, how long a lease goes unrenewed before another process takes it over
+    /// (its holder stopped), seconds (default 30).
+    #[arg(long, env = "CORDON_LEASE_SECS")]
+    pub lease_secs: Option<u64>,
     /// NATS server URL; a comma-separated list for a cluster (any one reached is enough).
     #[arg(long, env = "CORDON_NATS_URL")]
     pub nats_url: Option<String>,
@@ -147,43 +157,6 @@ pub struct ServeArgs {
     pub rules: Vec<PathBuf>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    #[serde(default)]
-    server: FileServer,
-    #[serde(default)]
-    nats: FileNats,
-    #[serde(default)]
-    ingest: FileIngest,
-    #[serde(default)]
-    store: FileStore,
-    #[serde(default)]
-    correlate: FileCorrelate,
-    #[serde(default)]
-    anomaly: FileAnomaly,
-    #[serde(default)]
-    reports: Vec<FileReport>,
-    #[serde(default)]
-    detection: FileDetection,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileDetection {
-    #[serde(default)]
-    rules: Vec<PathBuf>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileReport {
-    name: String,
-    schedule: String,
-    period_hours: Option<u32>,
-    webhook: Option<String>,
-}
-
 /// A scheduled anomaly report.
 #[derive(Debug, Clone)]
 pub struct ReportSchedule {
@@ -195,74 +168,6 @@ pub struct ReportSchedule {
     pub period_hours: u32,
     /// Where it is POSTed as JSON, if anywhere.
     pub webhook: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileAnomaly {
-    refit: Option<String>,
-    threads: Option<usize>,
-    history_hours: Option<usize>,
-    min_history_hours: Option<usize>,
-    horizon_hours: Option<usize>,
-    level: Option<f64>,
-    fleet_quantile: Option<f64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileCorrelate {
-    incident_window_hours: Option<u32>,
-    graph_hot_hours: Option<u32>,
-    graph_max_edges: Option<usize>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileStore {
-    lake_url: Option<String>,
-    #[serde(default)]
-    lake_options: std::collections::BTreeMap<String, String>,
-    index_commit_ms: Option<u64>,
-    index_commit_docs: Option<u64>,
-    delta_interval_secs: Option<u64>,
-    delta_checkpoint_every: Option<i64>,
-    maintenance_interval_secs: Option<u64>,
-    scrub_interval_secs: Option<u64>,
-    retention_days: Option<u32>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileServer {
-    data_dir: Option<PathBuf>,
-    metadata_url: Option<String>,
-    listen: Option<String>,
-    query_memory_mib: Option<usize>,
-    sql_workers: Option<usize>,
-    sql_timeout_secs: Option<u64>,
-    auth_failure_limit: Option<u32>,
-    allow_private_webhooks: Option<bool>,
-    signing_key: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileNats {
-    url: Option<String>,
-    subject_prefix: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileIngest {
-    max_message_bytes: Option<usize>,
-    stream_max_mib: Option<u64>,
-    stream_replicas: Option<usize>,
-    agent_events_per_sec: Option<u64>,
-    agent_bytes_per_sec: Option<u64>,
-    agent_dead_secs: Option<u64>,
-    agent_quiet_secs: Option<u64>,
 }
 
 /// Validated server settings.
@@ -290,6 +195,9 @@ pub struct ServerConfig {
     pub max_message_bytes: usize,
     /// The events stream's size cap, bytes.
     pub stream_max_bytes: Option<i64>,
+    /// `Some(lease)`: other processes share the catalog and the lake, and elect their analyser and
+    /// maintainer through leases this long.
+    pub shared_catalog: Option<Duration>,
     /// JetStream replicas of the streams.
     pub stream_replicas: usize,
     /// Query memory, bytes.
@@ -395,7 +303,8 @@ impl ServeArgs {
         let allow_private_webhooks =
             self.allow_private_webhooks || file.server.allow_private_webhooks.unwrap_or(false);
         let st = file.store;
-        let lake_url = self.lake_url.clone().or(st.lake_url);
+        let lake_url = self.lake_url.clone().or(st.lake_url.clone());
+        let shared_catalog = self.shared(&st, &metadata_url, lake_url.as_deref())?;
         let mut lake_options = st.lake_options;
         for opt in &self.lake_options {
             let Some((k, v)) = opt.split_once('=') else {
@@ -560,6 +469,7 @@ impl ServeArgs {
             listen,
             max_message_bytes,
             stream_max_bytes,
+            shared_catalog,
             stream_replicas,
             query_memory_bytes: mib * 1024 * 1024,
             sql_workers,
@@ -587,6 +497,10 @@ impl ServeArgs {
 pub fn default_metadata_url(data_dir: &Path) -> String {
     format!("sqlite://{}", data_dir.join("meta.db").display())
 }
+
+#[path = "config_file.rs"]
+mod file;
+use file::FileConfig;
 
 #[path = "config_store.rs"]
 mod store_wiring;

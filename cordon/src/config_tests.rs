@@ -136,3 +136,37 @@ fn tempfile_dir(test: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+#[test]
+fn a_shared_catalog_needs_postgres_and_a_shared_lake_and_sets_the_store_up_for_others() {
+    let dir = tempfile_dir("shared");
+    let path = dir.join("s.toml");
+    std::fs::write(&path, "").unwrap();
+    let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+    let one = args.resolve().unwrap();
+    assert_eq!(one.shared_catalog, None);
+    let scfg = store_config(&one);
+    assert!(!scfg.shared_catalog && scfg.orphan_grace.is_zero(), "one process: its own orphans at once");
+
+    let shared = ServeArgs { shared_catalog: true, ..args.clone() };
+    let err = format!("{:#}", shared.resolve().unwrap_err());
+    assert!(err.contains("needs a PostgreSQL catalog"), "{err}");
+    let pg = ServeArgs { metadata_url: Some("postgres://db/cordon".into()), ..shared.clone() };
+    let err = format!("{:#}", pg.resolve().unwrap_err());
+    assert!(err.contains("--lake-url"), "{err}");
+    let full = ServeArgs { lake_url: Some("/shared/lake".into()), ..pg.clone() };
+    let cfg = full.resolve().unwrap();
+    assert_eq!(cfg.shared_catalog, Some(Duration::from_secs(30)));
+    let scfg = store_config(&cfg);
+    assert!(scfg.shared_catalog, "the index follows the others' commits");
+    assert_eq!(scfg.maintenance_lease, Duration::from_secs(30));
+    assert_eq!(scfg.orphan_grace, Duration::from_secs(600), "another's commit in flight is no orphan");
+    for bad in [0, 1, 3601] {
+        let err = format!("{:#}", ServeArgs { lease_secs: Some(bad), ..full.clone() }.resolve().unwrap_err());
+        assert!(err.contains("--lease-secs must be from 2 to 3600"), "{bad}: {err}");
+    }
+    // From the file as well.
+    std::fs::write(&path, "[store]\nshared_catalog = true\nlease_secs = 5\nlake_url = \"/l\"\n").unwrap();
+    let file = ServeArgs { metadata_url: Some("postgres://db/cordon".into()), ..args };
+    assert_eq!(file.resolve().unwrap().shared_catalog, Some(Duration::from_secs(5)));
+}

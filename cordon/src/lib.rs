@@ -166,6 +166,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
         forecast: cfg.forecast.clone(),
         // Every analyser: the entity graph (incidents), correlation windows, login counts.
         analysers: ingest::analyse::AnalyserKind::ALL.to_vec(),
+        elected_analysis: cfg.shared_catalog,
         ..ingest::IngestConfig::default()
     };
     let graphs = Arc::clone(&icfg.graphs);

@@ -9,6 +9,21 @@ use store::Store;
 
 use anomaly::series::HOUR;
 
+/// Whether this process runs a schedule's turn: always, unless processes share the catalog; then
+/// the one that takes the `reports` lease first (each wakes at the same cron time; the lease
+/// outlasts the gap between them).
+async fn runs_here(store: &Store, cfg: &ServerConfig, now: i64) -> bool {
+    let Some(lease) = cfg.shared_catalog else { return true };
+    let ttl = lease.as_micros() as i64;
+    match store.catalog().hold_lease("reports", store.holder(), now, ttl).await {
+        Ok(held) => held,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot take the reports lease; this turn is left to another process");
+            false
+        }
+    }
+}
+
 /// Runs the schedules until `stop`.
 pub async fn run_schedules(
     store: Arc<Store>,
@@ -28,6 +43,9 @@ pub async fn run_schedules(
                 continue;
             }
             next[i] = sched.schedule.next_after(now);
+            if !runs_here(&store, &cfg, now).await {
+                continue;
+            }
             for tenant in store.tenants().await.unwrap_or_default() {
                 run_one(&store, sched, &tenant, at, now, cfg.allow_private_webhooks).await;
             }

@@ -154,6 +154,13 @@ pub trait Analyser: Send + Sync + std::fmt::Debug {
     fn rules_changed(&self) -> usize {
         0
     }
+
+    /// Another process analysed for a while (ADR 0009: it held the analysis lease) and this one
+    /// takes over: state a [`Analyser::restore`] would count twice starts afresh, before the restore
+    /// runs. By default, what a rule change drops; state that ignores events it has seen keeps.
+    fn taking_over(&self) {
+        self.rules_changed();
+    }
 }
 
 /// Feeds each tenant's entity graph ([`correlate::graph::Graphs`], shared with the API).

@@ -9,9 +9,9 @@
 //! (a new hour's silences, historical logins), so alerts are recorded by one task only.
 //!
 //! **Nothing acked goes unanalysed.** The catalog keeps how far the analysers have read the lake
-//! (the `analysed` table: the highest lake file id whose rows were analysed with every alert
-//! recorded), written when the queue runs empty, and at least once a second while it does not. When ingest starts,
-//! the files above that mark (committed and acked, then a crash) are analysed again. Each analyser
+//! (the `analysed` table: the last commit number whose rows were analysed with every alert
+//! recorded; commits are numbered in the order they became visible), written when the queue runs empty, and at least once a second while it does not. When ingest starts,
+//! the files past that mark (committed and acked, then a crash) are analysed again. Each analyser
 //! ignores an event it has counted and alerts are idempotent per evidence event, so what was
 //! analysed before the crash counts once. Blocks found again are not sent (the processes they
 //! named are long gone).
@@ -42,8 +42,8 @@ pub(crate) struct Analysis {
     pub(crate) alerts: Vec<(Alert, Option<String>)>,
     /// The events stored, in lake order.
     pub(crate) records: Vec<Record>,
-    /// The highest lake file id the commit wrote.
-    pub(crate) last_file_id: Option<i64>,
+    /// The commit's number (see [`store::CommitOutcome::commit_seq`]).
+    pub(crate) commit_seq: Option<i64>,
 }
 
 /// The analysis task's work.
@@ -54,17 +54,34 @@ pub(crate) enum Work {
     Idle,
 }
 
-/// The analysed mark: the highest file id analysed, and when it was last written.
-struct Mark {
-    analysed: Option<i64>,
+/// The analysed mark: the last commit number analysed, and when it was last written.
+pub(crate) struct Mark {
+    pub(crate) analysed: Option<i64>,
     written: Option<i64>,
     at: Instant,
 }
 
+impl Mark {
+    /// A mark at `analysed`, as the catalog holds it.
+    pub(crate) fn new(analysed: Option<i64>) -> Self {
+        Self { analysed, written: analysed, at: Instant::now() }
+    }
+}
+
 impl Ingest {
-    /// Runs the analysis task until the queue's sender is dropped (then what is queued is finished).
-    pub(crate) async fn analysis(self: Arc<Self>, mut queue: mpsc::Receiver<Work>) {
-        let mut mark = Mark { analysed: None, written: None, at: Instant::now() };
+    /// Runs the analysis task until the queue's sender is dropped (then what is queued is finished):
+    /// on the batches this process commits, or, where several share the catalog, on every
+    /// process's commits while this one holds the analysis lease ([`crate::elected`]).
+    pub(crate) async fn analysis(self: Arc<Self>, queue: mpsc::Receiver<Work>) {
+        match self.cfg.elected_analysis {
+            Some(lease) => self.elected(queue, lease).await,
+            None => self.analyse_commits(queue).await,
+        }
+    }
+
+    /// The analysis task of the only ingest process: the batches it commits, in commit order.
+    async fn analyse_commits(self: Arc<Self>, mut queue: mpsc::Receiver<Work>) {
+        let mut mark = Mark::new(None);
         while let Some(work) = queue.recv().await {
             let idle = matches!(work, Work::Idle);
             let clean = match work {
@@ -72,7 +89,7 @@ impl Ingest {
                     store::failpoint::hit("before_analysis");
                     let started = Instant::now();
                     let span = tracing::debug_span!("analysers", events = a.records.len());
-                    let last = a.last_file_id;
+                    let last = a.commit_seq;
                     let clean = self.analyse_batch(&self.analysers, *a).instrument(span).await;
                     stage(&self.metrics, "analysers", started);
                     mark.analysed = mark.analysed.max(last);
@@ -90,7 +107,7 @@ impl Ingest {
         }
     }
 
-    async fn write_mark(&self, mark: &mut Mark) {
+    pub(crate) async fn write_mark(&self, mark: &mut Mark) {
         let Some(id) = mark.analysed.filter(|id| Some(*id) != mark.written) else { return };
         let now = schemas::time::now_micros();
         match self.store.catalog().set_analysed_through(&self.cfg.consumer, id, now).await {
@@ -134,7 +151,7 @@ impl Ingest {
 
     /// A fetch that brought nothing: silences at each new hour, the historical logins that waited
     /// for their host to settle, and incidents due a recheck. False when alerts wait for the catalog.
-    async fn idle(&self) -> bool {
+    pub(crate) async fn idle(&self) -> bool {
         let mut found = Findings::default();
         let now = schemas::time::now_micros();
         for a in &self.analysers {
@@ -145,16 +162,19 @@ impl Ingest {
         recorded
     }
 
-    /// The rows committed above the analysed mark (a crash came between their ack and their
-    /// analysis), and the highest file id among them. The first start with the mark takes what the
-    /// lake holds as analysed: before it, ingest analysed every batch before its ack.
+    /// The rows committed past the analysed mark (a crash came between their ack and their
+    /// analysis, or the lease holder that was to analyse them stopped), and the last commit number
+    /// among them. The first start with the mark takes what the lake holds as analysed (before it,
+    /// ingest analysed every batch before its ack), unless processes share the catalog: there
+    /// others may have committed before any analysed, so everything is read.
     pub(crate) async fn unanalysed(&self) -> Result<(Vec<Record>, Option<i64>), IngestError> {
         let catalog = self.store.catalog();
         let err = store::StoreError::from;
-        match catalog.analysed_through(&self.cfg.consumer).await.map_err(err)? {
-            Some(mark) => Ok(self.store.rows_after(mark).await?),
+        let mark = catalog.analysed_through(&self.cfg.consumer).await.map_err(err)?;
+        match mark.or(self.cfg.elected_analysis.map(|_| 0)) {
+            Some(mark) => Ok(self.store.rows_committed_after(mark, i64::MAX).await?),
             None => {
-                let last = catalog.next_file_id().await.map_err(err)? - 1;
+                let last = catalog.last_commit_seq().await.map_err(err)?;
                 let now = schemas::time::now_micros();
                 catalog.set_analysed_through(&self.cfg.consumer, last, now).await.map_err(err)?;
                 Ok((Vec::new(), None))
@@ -222,7 +242,7 @@ impl Ingest {
         let mut tagged = self.tag_records(rows.iter_mut(), schemas::time::now_micros());
         tagged.blocks.clear();
         tagged.matched.clear();
-        let a = Analysis { tagged, alerts: Vec::new(), records: rows, last_file_id: last };
+        let a = Analysis { tagged, alerts: Vec::new(), records: rows, commit_seq: last };
         let again: Vec<Arc<dyn Analyser>> =
             self.analysers.iter().filter(|a| a.analyses_again()).cloned().collect();
         if self.analyse_batch(&again, a).await

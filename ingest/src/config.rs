@@ -58,6 +58,11 @@ pub struct IngestConfig {
     /// The analysers each committed batch reaches, in order (the binary chooses; default: all).
     /// One left out keeps no state and raises nothing: without `graph`, no incidents are worked out.
     pub analysers: Vec<crate::analyse::AnalyserKind>,
+    /// `Some(lease)`: several ingest processes share the catalog and the lake (ADR 0009), and the
+    /// one holding the catalog's `analysis` lease analyses what every one of them commits, read back
+    /// from the lake in commit order; a holder that stops renewing is replaced this long after.
+    /// `None` (one process): ingest analyses what it commits, from the rows in hand.
+    pub elected_analysis: Option<Duration>,
 }
 
 impl Default for IngestConfig {
@@ -88,6 +93,7 @@ impl Default for IngestConfig {
             quota: QuotaConfig::default(),
             watch: watchdog::WatchConfig::default(),
             analysers: crate::analyse::AnalyserKind::ALL.to_vec(),
+            elected_analysis: None,
         }
     }
 }

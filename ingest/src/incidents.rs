@@ -48,6 +48,14 @@ impl Ingest {
         self.incidents.lock().await.tenants.keys().cloned().collect()
     }
 
+    /// Drops every tenant's incident state (another process worked incidents out meanwhile; the
+    /// restore reads them back from the catalog). Writes that failed are kept.
+    pub(crate) async fn forget_incidents(&self) {
+        let mut st = self.incidents.lock().await;
+        let unwritten = std::mem::take(&mut st.unwritten);
+        *st = State { unwritten, ..State::default() };
+    }
+
     /// Anchors recorded alerts (their incidents are worked out by the next [`Ingest::update_incidents`]).
     pub(crate) async fn add_anchors(&self, anchors: impl Iterator<Item = (String, Anchor)>) {
         let mut st = self.incidents.lock().await;

@@ -33,6 +33,7 @@ mod correlation;
 pub mod decode;
 mod distribute;
 mod dlq;
+mod elected;
 mod heartbeats;
 mod history;
 mod incidents;
@@ -211,7 +212,10 @@ impl Ingest {
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Result<(), IngestError> {
         let Some(mut consumer) = self.connect_when_ready(&mut shutdown).await else { return Ok(()) };
-        self.restore().await?;
+        if self.cfg.elected_analysis.is_none() {
+            // Where processes share the catalog, the one that takes the analysis lease restores.
+            self.restore().await?;
+        }
         self.ready.store(true, std::sync::atomic::Ordering::Release);
         tracing::info!("ingest is consuming");
         let tasks = [
@@ -397,7 +401,7 @@ impl Ingest {
             "batch committed"
         );
         let alerts = self.quota_alerts(&decoded, schemas::time::now_micros());
-        Ok(Analysis { tagged, alerts, records: outcome.records, last_file_id: outcome.last_file_id })
+        Ok(Analysis { tagged, alerts, records: outcome.records, commit_seq: outcome.commit_seq })
     }
 
     /// The decode stage as this ingest runs it: its subjects, limits, body cap and quotas.

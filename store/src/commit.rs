@@ -110,17 +110,16 @@ impl Store {
             batches: grouped.batches,
             hosts,
         };
-        self.commit_point(&record, &written).await?;
+        let commit_seq = self.commit_point(&record, &written).await?;
         failpoint::hit("after_catalog");
         let files = written.len();
-        let last_file_id = written.iter().map(|(f, _)| f.id).max();
         let written = self.index_written(written, grouped.published).await?;
         failpoint::hit("after_index");
         Ok(CommitOutcome {
             stored,
             duplicate_messages: grouped.duplicates,
             files,
-            last_file_id,
+            commit_seq,
             records: written.into_iter().flat_map(|(_, recs)| recs).collect(),
         })
     }
@@ -162,14 +161,20 @@ impl Store {
 
     /// Step 3, the commit point: one catalog transaction (files, batch keys, host summaries,
     /// checkpoint). When it fails, the commit's files are removed.
-    async fn commit_point(&self, record: &CommitRecord, written: &Written) -> Result<(), StoreError> {
-        if let Err(e) = self.catalog.commit(record, schemas::time::now_micros()).await {
-            for (f, _) in written {
-                let _ = self.lake.remove(&f.path);
+    async fn commit_point(
+        &self,
+        record: &CommitRecord,
+        written: &Written,
+    ) -> Result<Option<i64>, StoreError> {
+        match self.catalog.commit(record, schemas::time::now_micros()).await {
+            Ok(seq) => Ok(seq),
+            Err(e) => {
+                for (f, _) in written {
+                    let _ = self.lake.remove(&f.path);
+                }
+                Err(e.into())
             }
-            return Err(e.into());
         }
-        Ok(())
     }
 
     /// Step 4: the index follows the catalog; its commits are batched by count and time (a crash
@@ -203,11 +208,23 @@ impl Store {
 }
 
 impl Store {
-    /// The rows of every live file above id `after`, in id order, and the highest id read. Files
-    /// found damaged are left out (logged; their rows are gone and the scrub quarantines them).
-    pub async fn rows_after(&self, after: i64) -> Result<(Vec<Record>, Option<i64>), StoreError> {
-        let files = self.catalog.files_after(after).await?;
-        let last = files.iter().map(|f| f.id).max();
+    /// The rows of the live files ingest committed after commit number `after`, up to `max_commits`
+    /// commits, in commit order, and the last commit number read (`None`: nothing was committed
+    /// since). Files found damaged are left out (logged; their rows are gone and the scrub
+    /// quarantines them).
+    pub async fn rows_committed_after(
+        &self,
+        after: i64,
+        max_commits: i64,
+    ) -> Result<(Vec<Record>, Option<i64>), StoreError> {
+        // The latest number first: every number up to it is visible once it is.
+        let through = self.catalog.last_commit_seq().await?.min(after.saturating_add(max_commits));
+        if through <= after {
+            return Ok((Vec::new(), None));
+        }
+        let numbered = self.catalog.files_committed_after(after, through).await?;
+        let last = Some(through);
+        let files: Vec<FileEntry> = numbered.into_iter().map(|(_, f)| f).collect();
         let lake = self.lake.clone();
         let rows = self
             .cpu
@@ -217,7 +234,7 @@ impl Store {
                     match lake.read_all(f) {
                         Ok(r) => rows.extend(r),
                         Err(e) if e.is_damage() => {
-                            tracing::error!(path = %f.path, error = %e, "a lake file to analyse again is damaged; left out");
+                            tracing::error!(path = %f.path, error = %e, "a committed lake file to analyse is damaged; left out");
                         }
                         Err(e) => return Err(e),
                     }

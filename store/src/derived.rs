@@ -32,15 +32,29 @@ impl Store {
         Ok(())
     }
 
-    /// Removes data files the catalog does not know, once older than the orphan grace
-    /// ([`crate::StoreConfig::orphan_grace`]). Caller holds the commit lock.
+    /// Removes data files the catalog does not know ([`Store::find_orphans`]). Caller holds the
+    /// commit lock, unless the orphan grace is set (then the grace keeps a commit in flight).
     pub(crate) async fn remove_orphans(&self) -> Result<Vec<String>, StoreError> {
-        // Listed before the catalog is read: a file another process commits in between is known.
-        let listed = self.lake.files_written_before(self.orphan_cutoff())?;
-        let known: HashSet<String> = self.catalog.files_after(0).await?.into_iter().map(|f| f.path).collect();
-        let orphans: Vec<String> = listed.into_iter().filter(|p| !known.contains(p)).collect();
+        let orphans = self.find_orphans().await?;
         self.lake.remove_all(&orphans)?;
         Ok(orphans)
+    }
+
+    /// Data files the catalog does not know: neither live nor retired within the orphan grace, and
+    /// last written before it ([`crate::StoreConfig::orphan_grace`]). Where processes share the
+    /// catalog, a file written within the grace may be another's commit in flight, and one retired
+    /// within it may still be read by another's query or index (which lets go of it within a
+    /// second): a merge or retention there leaves its inputs to this sweep.
+    pub(crate) async fn find_orphans(&self) -> Result<Vec<String>, StoreError> {
+        // Listed before the catalog is read: a file another process commits in between is known.
+        let listed = self.lake.files_written_before(self.orphan_cutoff())?;
+        let mut known: HashSet<String> =
+            self.catalog.files_after(0).await?.into_iter().map(|f| f.path).collect();
+        if !self.orphan_grace.is_zero() {
+            let since = schemas::time::now_micros() - self.orphan_grace.as_micros() as i64;
+            known.extend(self.catalog.paths_retired_since(since).await?);
+        }
+        Ok(listed.into_iter().filter(|p| !known.contains(p)).collect())
     }
 
     /// Lake files last written after this may be another process's commit in flight, not orphans

@@ -137,7 +137,9 @@ pub struct StoreConfig {
     /// Zero when this process is the only one committing to the catalog (every such file is an
     /// interrupted commit of its own). Where several share the catalog and the lake (ADR 0009),
     /// another's file is written before its catalog commit: longer than a commit can take between the
-    /// two, as Iceberg's orphan-file removal keeps files younger than its `older_than`.
+    /// two, as Iceberg's orphan-file removal keeps files younger than its `older_than`. There, too,
+    /// files a merge or retention retired stay this long (another's query or index may still read
+    /// them) and the maintainer's sweep removes them after.
     pub orphan_grace: std::time::Duration,
     /// Other processes commit to this catalog and lake (ADR 0009): about once a second
     /// [`Store::tick`] has the index take in the files they committed and let go of the files they
@@ -207,8 +209,9 @@ pub struct CommitOutcome {
     pub duplicate_messages: usize,
     /// Lake files written.
     pub files: usize,
-    /// The highest id of the files written (`None`: none were).
-    pub last_file_id: Option<i64>,
+    /// The commit's number in the order commits became visible (`None`: it wrote no file; see
+    /// [`catalog::Catalog::files_committed_after`]).
+    pub commit_seq: Option<i64>,
     /// The events stored, in lake order (file by file, each sorted by host and time), handed back
     /// for the analysers that follow the commit.
     pub records: Vec<Record>,
@@ -259,6 +262,8 @@ pub struct Store {
     shared_catalog: bool,
     /// When a tick last followed the shared catalog ([`Store::follow_catalog`]).
     last_follow: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When the maintainer of a shared catalog last removed orphans ([`Store::merge_small`]).
+    last_sweep: std::sync::Mutex<Option<std::time::Instant>>,
     /// This store's name as a lease holder, and how long its maintenance lease lasts.
     holder: String,
     maintenance_lease: std::time::Duration,
@@ -302,6 +307,7 @@ impl Store {
             orphan_grace: cfg.orphan_grace,
             shared_catalog: cfg.shared_catalog,
             last_follow: std::sync::Mutex::new(None),
+            last_sweep: std::sync::Mutex::new(None),
             holder: uuid::Uuid::new_v4().simple().to_string(),
             maintenance_lease: cfg.maintenance_lease,
         });
@@ -314,6 +320,11 @@ impl Store {
     /// from the lake are not counted).
     pub fn take_searchable_ages(&self) -> Vec<i64> {
         self.index.take_ages()
+    }
+
+    /// This store's name as a holder of the catalog's leases (one per process that opened it).
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// The catalog.

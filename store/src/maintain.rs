@@ -26,6 +26,8 @@ use std::sync::atomic::Ordering;
 
 /// Files of one size tier a partition gathers before [`Store::merge_small`] merges them.
 pub const MERGE_FAN_IN: usize = 32;
+/// How often the maintainer of a shared catalog sweeps the lake for orphans.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What compaction does.
 #[derive(Clone, Debug)]
@@ -102,6 +104,7 @@ impl Store {
     }
 
     /// Merges each partition's small files into Z-ordered files of up to `target_rows`.
+    /// Files ingest's analysers have not read yet are left for a later run.
     ///
     /// Ingest keeps running: each bin is read and encoded without locks (lake files are immutable,
     /// and only maintenance, one run at a time, retires them); ingest waits only while a bin's rows
@@ -112,8 +115,9 @@ impl Store {
             return Ok(CompactReport::default());
         }
         let files = self.catalog.files_after(0).await?;
+        let unanalysed = self.catalog.unanalysed_file_ids().await?;
         let mut parts: BTreeMap<(String, String), Vec<FileEntry>> = BTreeMap::new();
-        for f in files.into_iter().filter(|f| f.rows < opts.small_file_rows) {
+        for f in files.into_iter().filter(|f| f.rows < opts.small_file_rows && !unanalysed.contains(&f.id)) {
             parts.entry((f.tenant.clone(), f.date.clone())).or_default().push(f);
         }
         let mut report = CompactReport::default();
@@ -153,6 +157,9 @@ impl Store {
         let newest = files.last().map_or(floor, |f| f.id);
         let small: Vec<FileEntry> = files.into_iter().filter(|f| f.rows < opts.small_file_rows).collect();
         self.merge_floor.store(small.first().map_or(newest, |f| f.id - 1), Ordering::Relaxed);
+        // Files ingest's analysers have not read yet wait: a merge's output is not read again.
+        let unanalysed = self.catalog.unanalysed_file_ids().await?;
+        let small: Vec<FileEntry> = small.into_iter().filter(|f| !unanalysed.contains(&f.id)).collect();
         for ((tenant, date), bins) in tiered_bins(small, MERGE_FAN_IN, opts.target_rows) {
             for bin in bins {
                 if !self.maintains().await? {
@@ -162,7 +169,27 @@ impl Store {
             }
             report.partitions += 1;
         }
+        if self.shared_catalog {
+            self.sweep_if_due().await?;
+        }
         Ok(report)
+    }
+
+    /// On a shared catalog the maintainer removes orphans, retired files past the grace among them
+    /// ([`Store::find_orphans`]), at most once a minute.
+    async fn sweep_if_due(&self) -> Result<(), StoreError> {
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+                return Ok(());
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let removed = self.remove_orphans().await?;
+        if !removed.is_empty() {
+            tracing::info!(files = removed.len(), "orphans and files retired past the grace removed");
+        }
+        Ok(())
     }
 
     /// Deletes partitions older than the retention period and removes files the catalog does not
@@ -229,8 +256,10 @@ impl Store {
         } else {
             merged.into_iter().for_each(|id| self.index.leave_merge(id));
         }
+        // Where processes share the catalog, others may still read them: the orphan sweep removes
+        // them once the grace is past (`Store::find_orphans`).
         let paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
-        let removed = self.lake.remove_all(&paths);
+        let removed = if self.orphan_grace.is_zero() { self.lake.remove_all(&paths) } else { Ok(()) };
         drop(swap);
         match committed {
             Err(e) => {

@@ -10,7 +10,6 @@ impl Store {
     pub async fn verify(&self) -> Result<VerifyReport, StoreError> {
         let _read = self.swap.read().await;
         let files = self.catalog.files_after(0).await?;
-        let known: HashSet<String> = files.iter().map(|f| f.path.clone()).collect();
         let mut report = VerifyReport {
             files: files.len(),
             rows: files.iter().map(|f| f.rows).sum(),
@@ -34,9 +33,9 @@ impl Store {
         report.index_corrupt = self.cpu.run(move || index.corrupt_files()).await??;
         report.orphans_removed_at_open =
             self.removed_at_open.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        // As at start: a file younger than the orphan grace may be another process's commit.
-        let listed = self.lake.files_written_before(self.orphan_cutoff())?;
-        report.orphans = listed.into_iter().filter(|p| !known.contains(p)).collect();
+        // As at start: within the orphan grace, a file may be another process's commit in flight,
+        // or retired by another and still read.
+        report.orphans = self.find_orphans().await?;
         let lake = self.lake.clone();
         report.bad_files = self
             .cpu

@@ -195,6 +195,14 @@ pub(crate) fn enrollments() -> std::sync::MutexGuard<'static, std::collections::
     E.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Agents on `nats_url` enroll through the API at `api` from now on (servers sharing the bus and the
+/// catalog, one of them stopped for a while). No-op when no server on the bus has enrollment.
+pub fn enroll_through(nats_url: &str, api: &str) {
+    if let Some(e) = enrollments().get_mut(nats_url) {
+        e.api = api.to_owned();
+    }
+}
+
 /// Where an agent of `tenant` on `nats_url` enrolls: (API URL, enrollment token), if a server on
 /// that bus has enrollment.
 pub(crate) fn enrollment(nats_url: &str, tenant: &str) -> anyhow::Result<Option<(String, String)>> {

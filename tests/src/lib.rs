@@ -18,8 +18,8 @@ pub mod lossyfs;
 pub mod procs;
 use bus::{Enroller, enrollment, enrollments};
 pub use bus::{
-    NatsCluster, NatsServer, bus_auth, connect_agent, connect_agent_of, connect_operator, enroll_token,
-    start_nats, start_nats_on, start_nats_with,
+    NatsCluster, NatsServer, bus_auth, connect_agent, connect_agent_of, connect_operator, enroll_through,
+    enroll_token, start_nats, start_nats_on, start_nats_with,
 };
 
 /// A `cordon serve` process.

@@ -22,6 +22,7 @@ const SQLITE: &[(i64, &str)] = &[
     (15, include_str!("../../migrations/sqlite/0015_analysed.sql")),
     (16, include_str!("../../migrations/sqlite/0016_file_ids.sql")),
     (17, include_str!("../../migrations/sqlite/0017_leases.sql")),
+    (18, include_str!("../../migrations/sqlite/0018_commit_seq.sql")),
 ];
 const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/postgres/0001_init.sql")),
@@ -41,6 +42,7 @@ const POSTGRES: &[(i64, &str)] = &[
     (15, include_str!("../../migrations/postgres/0015_analysed.sql")),
     (16, include_str!("../../migrations/postgres/0016_file_ids.sql")),
     (17, include_str!("../../migrations/postgres/0017_leases.sql")),
+    (18, include_str!("../../migrations/postgres/0018_commit_seq.sql")),
 ];
 
 /// Any number to name the advisory lock migrations take on PostgreSQL ("cordon" in ASCII).

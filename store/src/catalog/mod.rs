@@ -16,6 +16,7 @@ mod file_ids;
 mod filter;
 mod incidents;
 mod integrity;
+mod lake_files;
 mod leases;
 use integrity::{probe_sqlite, sqlite_url};
 mod migrate;
@@ -241,7 +242,18 @@ impl Catalog {
                 })
             });
         } else {
-            opts = opts.max_connections(8);
+            // A process that stalls inside a transaction (stopped, swapped out, its host frozen)
+            // holds its row locks, and where processes share the catalog every other commit waits
+            // on the commit counter's row behind it. PostgreSQL ends such a session; the stalled
+            // commit then fails and its batch is redelivered.
+            opts = opts.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("SET idle_in_transaction_session_timeout = '10s'")
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                })
+            });
         }
         let url = match backend {
             Backend::Sqlite => sqlite_url(url),
@@ -309,10 +321,11 @@ impl Catalog {
         Ok(found)
     }
 
-    /// Applies one commit atomically: files, batch keys, host summaries, checkpoint.
-    pub async fn commit(&self, c: &CommitRecord, now: i64) -> Result<(), CatalogError> {
+    /// Applies one commit atomically: batch keys, host summaries, files, checkpoint. Returns the
+    /// commit's number in the order commits become visible ([`Catalog::files_committed_after`]),
+    /// `None` when it adds no file.
+    pub async fn commit(&self, c: &CommitRecord, now: i64) -> Result<Option<i64>, CatalogError> {
         let mut tx = self.write_tx("commit").await?;
-        insert_files(&mut tx, &c.files, now).await.map_err(db("commit file"))?;
         for b in &c.batches {
             sqlx::query(
                 "INSERT INTO ingest_batches (batch_key, stream_seq, events, rejected, committed_at) \
@@ -348,6 +361,12 @@ impl Catalog {
             .await
             .map_err(db("commit host"))?;
         }
+        // Last but the checkpoint: the commit number's row stays locked until the transaction ends.
+        let seq = match c.files.is_empty() {
+            true => None,
+            false => Some(lake_files::take_commit_seq(&mut tx).await.map_err(db("commit seq"))?),
+        };
+        lake_files::insert_files(&mut tx, &c.files, now, seq).await.map_err(db("commit file"))?;
         sqlx::query(
             "INSERT INTO checkpoints (consumer, stream_seq, updated_at) VALUES ($1,$2,$3) \
              ON CONFLICT (consumer) DO UPDATE SET \
@@ -361,7 +380,8 @@ impl Catalog {
         .execute(&mut *tx)
         .await
         .map_err(db("commit checkpoint"))?;
-        tx.commit().await.map_err(db("commit"))
+        tx.commit().await.map_err(db("commit"))?;
+        Ok(seq)
     }
 
     /// Replaces lake files in one transaction (the commit point of compaction and retention): `retire`
@@ -409,7 +429,7 @@ impl Catalog {
             .await
             .map_err(db("swap_files retire"))?;
         }
-        insert_files(&mut tx, add, now).await.map_err(db("swap_files add"))?;
+        lake_files::insert_files(&mut tx, add, now, None).await.map_err(db("swap_files add"))?;
         tx.commit().await.map_err(db("swap_files"))
     }
 
@@ -534,47 +554,6 @@ impl Catalog {
             .collect::<Result<_, sqlx::Error>>()
             .map_err(db("hosts"))
     }
-}
-
-/// Inserts `files` into `lake_files` in `tx`, and moves the id counter past the highest of them once.
-async fn insert_files(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    files: &[FileEntry],
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    for f in files {
-        insert_file(tx, f, now).await?;
-    }
-    match files.iter().map(|f| f.id).max() {
-        Some(highest) => file_ids::lift_past(tx, highest).await,
-        None => Ok(()),
-    }
-}
-
-async fn insert_file(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    f: &FileEntry,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO lake_files (id, tenant, date, path, rows, bytes, sha256, min_time, max_time, \
-         min_seq, max_seq, committed_at) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)",
-    )
-    .bind(f.id)
-    .bind(f.tenant.as_str())
-    .bind(f.date.as_str())
-    .bind(f.path.as_str())
-    .bind(f.rows)
-    .bind(f.bytes)
-    .bind(f.sha256.as_str())
-    .bind(f.min_time)
-    .bind(f.max_time)
-    .bind(f.min_seq)
-    .bind(f.max_seq)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map(drop)
 }
 
 fn file_entry(r: &AnyRow) -> Result<FileEntry, sqlx::Error> {

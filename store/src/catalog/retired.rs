@@ -43,6 +43,19 @@ impl Catalog {
         Ok(())
     }
 
+    /// The paths of files retired at or after `since` (microseconds).
+    pub async fn paths_retired_since(&self, since: i64) -> Result<Vec<String>, CatalogError> {
+        let rows = sqlx::query("SELECT path FROM retired_files WHERE retired_at >= $1")
+            .bind(since)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("paths_retired_since"))?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()
+            .map_err(db("paths_retired_since"))
+    }
+
     /// Every file quarantined as damaged, oldest first.
     pub async fn damaged_files(&self) -> Result<Vec<DamagedFile>, CatalogError> {
         let rows =

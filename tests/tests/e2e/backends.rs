@@ -84,13 +84,15 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         batches: vec![BatchEntry { key: "t/a/a:1:1".into(), stream_seq: 3, events: 10, rejected: 1 }],
         hosts: vec![host(5, 50, 10)],
     };
-    cat.commit(&c1, 1).await?;
+    assert_eq!(cat.last_commit_seq().await?, 0);
+    assert_eq!(cat.commit(&c1, 1).await?, Some(1), "commits are numbered from 1");
     assert_eq!(cat2.committed_keys(&["t/a/a:1:1".into(), "t/a/a:1:2".into()]).await?.len(), 1);
     assert_eq!(cat.checkpoint("c").await?, Some(3));
     // A batch key can be committed once; the failed transaction leaves nothing behind.
     let dup = CommitRecord { files: vec![file(2)], ..c1.clone() };
     assert!(cat.commit(&dup, 2).await.is_err());
     assert_eq!(cat.next_file_id().await?, 2);
+    assert_eq!(cat.last_commit_seq().await?, 1, "a commit that failed gives its number back");
     assert_eq!(cat.totals(Some("t")).await?, (10, 1));
     // Host summaries fold: min first, max last, summed counts; checkpoints never go back.
     let c2 = CommitRecord {
@@ -100,7 +102,21 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         batches: vec![BatchEntry { key: "t/a/a:1:2".into(), stream_seq: 2, events: 10, rejected: 0 }],
         hosts: vec![host(1, 20, 10)],
     };
-    cat.commit(&c2, 3).await?;
+    assert_eq!(cat.commit(&c2, 3).await?, Some(2));
+    // A commit that adds no file takes no number.
+    let empty = CommitRecord {
+        files: vec![],
+        batches: vec![BatchEntry { key: "t/a/a:1:9".into(), stream_seq: 4, events: 0, rejected: 1 }],
+        hosts: vec![],
+        ..c2.clone()
+    };
+    assert_eq!(cat.commit(&empty, 3).await?, None);
+    assert_eq!(cat.files_committed_after(0, 2).await?, vec![(1, file(1)), (2, file(2))]);
+    assert_eq!(cat.files_committed_after(1, 9).await?, vec![(2, file(2))]);
+    // Maintenance leaves alone what a reader of the `analysed` table has not read.
+    assert!(cat.unanalysed_file_ids().await?.is_empty(), "nothing reads yet");
+    cat.set_analysed_through("c", 1, 3).await?;
+    assert_eq!(cat.unanalysed_file_ids().await?, [2].into());
     let hosts = cat.hosts("t", 10, 0).await?;
     assert_eq!((hosts[0].first_seen, hosts[0].last_seen, hosts[0].events), (1, 50, 20));
     assert_eq!(cat.checkpoint("c").await?, Some(3));
@@ -109,6 +125,9 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     // Maintenance: one transaction retires files and adds their replacement.
     cat.swap_files(&[file(1), file(2)], &[file(3)], "compaction", 4, &[]).await?;
     assert_eq!(cat.files_after(0).await?, vec![file(3)]);
+    // A merge's output carries no commit number: its rows were read as they were committed.
+    assert!(cat.files_committed_after(0, 9).await?.is_empty());
+    assert_eq!(cat.last_commit_seq().await?, 2);
     assert_eq!(cat.retired_unpurged().await?, vec![1, 2]);
     // Retiring a file that is no longer live is a conflict, and changes nothing.
     let stale = cat.swap_files(&[file(1)], &[file(4)], "retention", 5, &[]).await;

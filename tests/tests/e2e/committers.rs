@@ -91,6 +91,20 @@ async fn two_stores(catalog: &str) -> anyhow::Result<()> {
     let (rows, files) = a.catalog().totals(Some("default")).await?;
     assert_eq!(rows as usize, sent, "the catalog's rows");
     assert_eq!(files as usize, 2 * batches * 3, "one file per commit and day");
+    // Commits of both took numbers in the order they became visible: one per commit, no gaps, each
+    // commit's files under its one number; and the files read back by number hold every event once.
+    let numbered = a.catalog().files_committed_after(0, i64::MAX).await?;
+    let mut per_seq: std::collections::BTreeMap<i64, usize> = Default::default();
+    numbered.iter().for_each(|(seq, _)| *per_seq.entry(*seq).or_default() += 1);
+    let commits = 2 * batches as i64;
+    assert_eq!(per_seq.keys().copied().collect::<Vec<_>>(), (1..=commits).collect::<Vec<_>>());
+    assert!(per_seq.values().all(|n| *n == 3), "{per_seq:?}");
+    assert_eq!(a.catalog().last_commit_seq().await?, commits);
+    let (rows, last) = b.rows_committed_after(0, commits / 2).await?;
+    assert_eq!((rows.len(), last), (sent / 2, Some(commits / 2)), "the first half of the commits");
+    let (rows, last) = b.rows_committed_after(commits / 2, i64::MAX).await?;
+    assert_eq!((rows.len(), last), (sent / 2, Some(commits)), "the rest");
+    assert_eq!(b.rows_committed_after(commits, i64::MAX).await?.1, None, "nothing past the last");
     let sql = "SELECT count(*), count(DISTINCT event_id) FROM events";
     for store in [&a, &b] {
         let out = store.sql("default", sql, Default::default()).await?;
@@ -111,8 +125,17 @@ async fn two_stores(catalog: &str) -> anyhow::Result<()> {
     assert!(a.maintains().await?, "the first to ask takes the maintenance lease");
     assert_eq!(b.merge_small().await?.files_removed, 0, "a store without the lease merged");
     // It merges files of both: the other's index lets go of the inputs and takes the output.
+    let before: Vec<String> = a.catalog().files_after(0).await?.into_iter().map(|f| f.path).collect();
     let merged = a.merge_small().await?;
     assert!(merged.files_removed >= 32, "a merge took {} files", merged.files_removed);
+    let live: std::collections::HashSet<String> =
+        a.catalog().files_after(0).await?.into_iter().map(|f| f.path).collect();
+    let retired: Vec<String> = before.into_iter().filter(|p| !live.contains(p)).collect();
+    assert_eq!(retired.len(), merged.files_removed);
+    // The other's index still points into the merge's inputs until it follows: they stay, for the
+    // grace, and its searches and queries keep reading them.
+    assert!(retired.iter().all(|p| lake.join(p).exists()), "a merge removed inputs another may read");
+    assert_eq!(found(&b, "run.exe").await?, sent, "the other store's search before it follows");
     b.follow_catalog().await?;
     for store in [&a, &b] {
         assert_eq!(found(store, "run.exe").await?, sent, "every event once after the merge");
@@ -146,6 +169,13 @@ async fn two_stores(catalog: &str) -> anyhow::Result<()> {
     assert!(!in_flight.exists(), "an orphan older than the grace was kept");
     let out = a.sql("default", sql, Default::default()).await?;
     assert_eq!(out.rows[0][0], serde_json::json!(sent), "the orphan's removal took committed rows");
+    // Once retired longer than the grace, the merge's inputs are swept like orphans.
+    let short = Duration::from_secs(1);
+    tokio::time::sleep(short + Duration::from_millis(100)).await;
+    drop(open(&root.path().join("d"), catalog, &lake, short).await?);
+    assert!(retired.iter().all(|p| !lake.join(p).exists()), "retired inputs kept past the grace");
+    let out = a.sql("default", sql, Default::default()).await?;
+    assert_eq!(out.rows[0][0], serde_json::json!(sent), "the sweep took committed rows");
 
     Ok(())
 }

@@ -9,20 +9,20 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 use tests::{ServerOptions, agent_summary, counts, eventually, get, spawn_agent};
 
-fn incidents(api: &str, tok: &str, q: &str) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn incidents(api: &str, tok: &str, q: &str) -> anyhow::Result<Vec<Value>> {
     let (status, v) = get(&format!("{api}/api/v1/incidents?{q}"), Some(tok))?;
     anyhow::ensure!(status == 200, "incidents: {v}");
     Ok(v["incidents"].as_array().cloned().unwrap_or_default())
 }
 
-fn alert_ids(api: &str, tok: &str, host: &str) -> anyhow::Result<BTreeSet<String>> {
+pub(crate) fn alert_ids(api: &str, tok: &str, host: &str) -> anyhow::Result<BTreeSet<String>> {
     let (status, v) =
         get(&format!("{api}/api/v1/alerts?limit=1000&host={}", tests::urlencode(host)), Some(tok))?;
     anyhow::ensure!(status == 200, "alerts: {v}");
     Ok(v["alerts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_owned()).collect())
 }
 
-fn ids_in(inc: &Value) -> BTreeSet<String> {
+pub(crate) fn ids_in(inc: &Value) -> BTreeSet<String> {
     inc["alerts"].as_array().unwrap().iter().map(|a| a["alert"].as_str().unwrap().to_owned()).collect()
 }
 

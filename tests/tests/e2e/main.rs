@@ -30,6 +30,7 @@ mod pipeline;
 mod powerloss;
 mod requests;
 mod response;
+mod scale_out;
 mod sensor;
 mod sensor_graph;
 mod sensor_sources;

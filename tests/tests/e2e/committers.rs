@@ -21,8 +21,8 @@ async fn open(dir: &Path, catalog: &str, lake: &Path, grace: Duration) -> anyhow
         lake_url: Some(lake.display().to_string()),
         orphan_grace: grace,
         shared_catalog: true,
-        // The Delta log has one writer (ADR 0009's maintainer, not built yet): only the merging
-        // store writes it here, at its merge.
+        // Delta syncs are hourly here: the Delta log is written by the merging
+        // store, at its merge.
         delta_interval: Duration::from_secs(3600),
         maintenance_lease: LEASE,
         ..StoreConfig::new(dir.to_path_buf())

@@ -129,6 +129,10 @@ impl From<StoreError> for ApiError {
                 code: "query_memory",
                 message: format!("the query needed more memory than its budget; narrow it: {m}"),
             },
+            StoreError::Query(QueryError::Unavailable(m)) => {
+                tracing::error!(error = %m, "SQL executors unavailable");
+                Self { kind: Kind::Unavailable, code: "sql_executors_unavailable", message: m }
+            }
             StoreError::Query(QueryError::Damaged(path)) => Self {
                 kind: Kind::Unavailable,
                 code: "lake_damaged",

@@ -87,6 +87,9 @@ pub enum Command {
     /// Serve analyst SQL over stdin and stdout for a server (started by `cordon serve`).
     #[command(hide = true)]
     SqlWorker,
+    /// Run an executor of the distributed SQL engine: plan fragments from `cordon serve
+    /// --sql-executors` over the lake, on this machine's cores.
+    SqlExecutor(crate::executor::ExecutorArgs),
     /// Measurements on third-party data (SigmaHQ rules...).
     Eval {
         /// What to evaluate.

@@ -76,6 +76,18 @@ pub struct ServeArgs {
     /// Analyst SQL's time budget, seconds (default 30): the query's worker is stopped at it.
     #[arg(long, env = "CORDON_SQL_TIMEOUT_SECS")]
     pub sql_timeout_secs: Option<u64>,
+    /// Run analyst SQL on these executors of the distributed engine (`cordon sql-executor`), as
+    /// comma-separated `http://host:port` addresses: planned here over the catalog's checked files,
+    /// executed there. Needs `--sql-executor-key-file`.
+    #[arg(long, env = "CORDON_SQL_EXECUTORS", value_delimiter = ',')]
+    pub sql_executors: Vec<String>,
+    /// The file holding the executors' key (the one `cordon sql-executor --key-file` reads).
+    #[arg(long, env = "CORDON_SQL_EXECUTOR_KEY_FILE")]
+    pub sql_executor_key_file: Option<PathBuf>,
+    /// Parquet one executor task reads, KiB (default 8192): a scan is cut into tasks of about this
+    /// much, at most one per executor.
+    #[arg(long, env = "CORDON_SQL_TASK_KIB")]
+    pub sql_task_kib: Option<usize>,
     /// Unknown or revoked API tokens one client address may send per minute before it is held off
     /// with 429 for the rest of the minute (default 20).
     #[arg(long, env = "CORDON_AUTH_FAILURE_LIMIT")]
@@ -170,6 +182,17 @@ pub struct ReportSchedule {
     pub webhook: Option<String>,
 }
 
+/// Executors of the distributed SQL engine and the key they take.
+#[derive(Debug, Clone)]
+pub struct SqlCluster {
+    /// Their addresses.
+    pub executors: distsql::Executors,
+    /// Their key.
+    pub key: distsql::ExecutorKey,
+    /// Parquet bytes per task.
+    pub task_bytes: usize,
+}
+
 /// Validated server settings.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -206,6 +229,8 @@ pub struct ServerConfig {
     pub sql_workers: usize,
     /// Analyst SQL's time budget.
     pub sql_timeout: Duration,
+    /// The distributed engine's executors and their key, when analyst SQL runs there.
+    pub sql_cluster: Option<SqlCluster>,
     /// Bad API tokens per client address per minute before it is held off.
     pub auth_failure_limit: u32,
     /// Whether report webhooks may reach internal addresses.
@@ -259,6 +284,8 @@ impl ServeArgs {
             }
             None => FileConfig::default(),
         };
+        let sql_cluster =
+            self.sql_cluster(&file.server, self.lake_url.as_deref().or(file.store.lake_url.as_deref()))?;
         let data_dir =
             self.data_dir.clone().or(file.server.data_dir).unwrap_or_else(|| PathBuf::from("./cordon-data"));
         let metadata_url = self
@@ -474,6 +501,7 @@ impl ServeArgs {
             query_memory_bytes: mib * 1024 * 1024,
             sql_workers,
             sql_timeout: Duration::from_secs(sql_timeout_secs),
+            sql_cluster,
             auth_failure_limit,
             allow_private_webhooks,
             ui_dir: self.ui_dir.clone(),

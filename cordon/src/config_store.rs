@@ -1,6 +1,6 @@
 //! The store's settings, taken from the server's validated configuration.
 
-use super::{ServeArgs, ServerConfig, file::FileStore};
+use super::{ServeArgs, ServerConfig, SqlCluster, file::FileServer, file::FileStore};
 use anyhow::bail;
 use std::time::Duration;
 
@@ -38,6 +38,38 @@ impl ServeArgs {
     }
 }
 
+impl ServeArgs {
+    /// `--sql-executors` and their key, checked: executors read the lake themselves, so it must be
+    /// one they reach (`--lake-url`), not the server's own data directory.
+    pub(super) fn sql_cluster(
+        &self,
+        file: &FileServer,
+        lake_url: Option<&str>,
+    ) -> anyhow::Result<Option<SqlCluster>> {
+        let addresses = if self.sql_executors.is_empty() {
+            file.sql_executors.clone()
+        } else {
+            Some(self.sql_executors.clone())
+        };
+        let Some(addresses) = addresses else { return Ok(None) };
+        let Some(key_file) = self.sql_executor_key_file.clone().or(file.sql_executor_key_file.clone()) else {
+            bail!("--sql-executors needs --sql-executor-key-file (the key the executors take)");
+        };
+        if lake_url.is_none() {
+            bail!(
+                "--sql-executors needs the lake the executors read (--lake-url), outside the data directory"
+            );
+        }
+        let executors = distsql::Executors::parse(&addresses)?;
+        let task_bytes = match self.sql_task_kib.or(file.sql_task_kib) {
+            None => distsql::BYTES_PER_TASK,
+            Some(kib @ 1..=1_048_576) => kib * 1024,
+            Some(_) => bail!("--sql-task-kib must be from 1 to 1048576"),
+        };
+        Ok(Some(SqlCluster { executors, key: crate::executor::read_key(&key_file)?, task_bytes }))
+    }
+}
+
 /// The store's settings from the server's.
 pub fn store_config(cfg: &ServerConfig) -> store::StoreConfig {
     let mut scfg = store::StoreConfig::new(cfg.data_dir.clone());
@@ -46,6 +78,11 @@ pub fn store_config(cfg: &ServerConfig) -> store::StoreConfig {
     scfg.lake_options = cfg.lake_options.clone();
     scfg.query_memory_bytes = cfg.query_memory_bytes;
     scfg.sql_workers = sql_workers(cfg.sql_workers);
+    scfg.sql_engine = cfg.sql_cluster.as_ref().map(|c| {
+        let engine = distsql::DistributedSql::new(c.executors.clone(), c.key.clone())
+            .with_bytes_per_task(c.task_bytes);
+        std::sync::Arc::new(engine) as std::sync::Arc<dyn store::query::SqlEngine>
+    });
     scfg.index_commit = cfg.index_commit;
     scfg.delta_interval = cfg.delta_interval;
     scfg.delta_checkpoint_every = cfg.delta_checkpoint_every;

@@ -170,3 +170,40 @@ fn a_shared_catalog_needs_postgres_and_a_shared_lake_and_sets_the_store_up_for_o
     let file = ServeArgs { metadata_url: Some("postgres://db/cordon".into()), ..args };
     assert_eq!(file.resolve().unwrap().shared_catalog, Some(Duration::from_secs(5)));
 }
+
+#[test]
+fn sql_executors_need_their_key_and_a_lake_they_reach() {
+    let dir = tempfile_dir("executors");
+    let (path, key) = (dir.join("e.toml"), dir.join("key"));
+    std::fs::write(&path, "").unwrap();
+    std::fs::write(&key, "a-cluster-key-of-some-length\n").unwrap();
+    let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
+    let cfg = args.resolve().unwrap();
+    assert!(cfg.sql_cluster.is_none() && store_config(&cfg).sql_engine.is_none(), "embedded by default");
+
+    let two = vec!["http://10.0.0.2:50051".to_owned(), "http://10.0.0.3:50051".to_owned()];
+    let flags = ServeArgs { sql_executors: two.clone(), ..args.clone() };
+    let err = format!("{:#}", flags.resolve().unwrap_err());
+    assert!(err.contains("--sql-executor-key-file"), "{err}");
+    let keyed = ServeArgs { sql_executor_key_file: Some(key.clone()), ..flags.clone() };
+    let err = format!("{:#}", keyed.resolve().unwrap_err());
+    assert!(err.contains("--lake-url"), "the executors cannot read the server's data directory: {err}");
+    let full = ServeArgs { lake_url: Some("/shared/lake".into()), ..keyed.clone() };
+    let cfg = full.resolve().unwrap();
+    assert!(cfg.sql_cluster.is_some() && store_config(&cfg).sql_engine.is_some());
+
+    let bad = ServeArgs { sql_executors: vec!["10.0.0.2:50051".into()], ..full.clone() };
+    let err = format!("{:#}", bad.resolve().unwrap_err());
+    assert!(err.contains("is not an http:// URL"), "{err}");
+    std::fs::write(&key, "short").unwrap();
+    let err = format!("{:#}", full.resolve().unwrap_err());
+    assert!(err.contains("16 to 256"), "{err}");
+    // From the file as well.
+    std::fs::write(&key, "a-cluster-key-of-some-length").unwrap();
+    let text = format!(
+        "[server]\nsql_executors = [\"http://e1:1\"]\nsql_executor_key_file = {:?}\n[store]\nlake_url = \"/l\"\n",
+        key.display().to_string()
+    );
+    std::fs::write(&path, text).unwrap();
+    assert!(args.resolve().unwrap().sql_cluster.is_some());
+}

@@ -9,6 +9,7 @@ mod approve;
 mod cli;
 pub mod config;
 mod demo;
+mod executor;
 mod tasks;
 mod upkeep;
 use upkeep::housekeeping;
@@ -565,6 +566,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> std
                 println!("{}", serde_json::to_string(&report)?);
                 Ok(())
             }
+            Command::SqlExecutor(a) => executor::run(a).await,
             Command::SqlWorker => unreachable!("handled before the runtime starts"),
         }
     });

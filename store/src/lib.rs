@@ -122,6 +122,9 @@ pub struct StoreConfig {
     /// Where analyst SQL runs: worker processes started with this command, each given
     /// `query_memory_bytes / slots` (see [`sql_pool`]); `None` runs it in this process.
     pub sql_workers: Option<sql_pool::WorkerCommand>,
+    /// Where analyst SQL runs instead of this process or its workers: a distributed engine
+    /// (the `distsql` crate), which plans here over the same checked listing.
+    pub sql_engine: Option<Arc<dyn query::SqlEngine>>,
     /// Threads in the CPU pool.
     pub cpu_threads: usize,
     /// When buffered index documents are committed.
@@ -163,6 +166,7 @@ impl StoreConfig {
             fsync: true,
             query_memory_bytes: 1 << 30,
             sql_workers: None,
+            sql_engine: None,
             cpu_threads: 2,
             index_commit: CommitPolicy::default(),
             delta_interval: std::time::Duration::from_secs(10),
@@ -235,6 +239,8 @@ pub struct Store {
     engine: QueryEngine,
     /// Analyst SQL's worker processes, when configured.
     sql_pool: Option<sql_pool::SqlPool>,
+    /// Analyst SQL's distributed engine, when configured (before the pool).
+    sql_engine: Option<Arc<dyn query::SqlEngine>>,
     cpu: CpuRuntime,
     /// Serialises everything that writes: ingest commits, index commits, Delta syncs, maintenance.
     commit_lock: tokio::sync::Mutex<()>,
@@ -292,6 +298,7 @@ impl Store {
             index,
             engine,
             sql_pool,
+            sql_engine: cfg.sql_engine.clone(),
             cpu,
             commit_lock: tokio::sync::Mutex::new(()),
             swap: tokio::sync::RwLock::new(()),

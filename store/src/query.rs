@@ -16,6 +16,7 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::object_store::DefaultObjectStoreRegistry;
@@ -43,6 +44,10 @@ pub enum QueryError {
     /// A lake file the query read failed its checksum (its lake path); its rows were not used.
     #[error("lake file {0} is damaged")]
     Damaged(String),
+    /// The engine the query runs on elsewhere (a distributed engine's executors) could not run
+    /// it: unreachable, or refusing this server.
+    #[error("the SQL executors could not run the query: {0}")]
+    Unavailable(String),
     /// Anything else.
     #[error("query engine error")]
     Internal(#[source] DataFusionError),
@@ -263,10 +268,23 @@ impl QueryEngine {
 
     /// A session with two tables: `events`, the tenant's rows in `scope`'s files, and `alerts`.
     pub async fn session(&self, scope: &Scope) -> Result<SessionContext, QueryError> {
+        self.session_with(scope, Ok).await
+    }
+
+    /// [`Self::session`] with its state builder passed through `customize` first (a distributed
+    /// planner, say): the same tables, the same checked listing of `scope`'s files.
+    pub async fn session_with(
+        &self,
+        scope: &Scope,
+        customize: impl FnOnce(SessionStateBuilder) -> Result<SessionStateBuilder, DataFusionError>,
+    ) -> Result<SessionContext, QueryError> {
         let tenant = scope.tenant.as_str();
         let config = SessionConfig::new()
             .with_target_partitions(2)
             .with_information_schema(false)
+            // Statistics read every file's footer while planning, through the checking store: each
+            // file is checked before a plan that names it leaves this process.
+            .set_bool("datafusion.execution.collect_statistics", true)
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
         let rel = format!("events/tenant={tenant}");
@@ -276,7 +294,11 @@ impl QueryEngine {
                 .map_err(|e| QueryError::Internal(DataFusionError::IoError(e)))?;
         }
         let url = ListingTableUrl::parse(self.objects.dir_url(&rel)).map_err(classify)?;
-        let ctx = SessionContext::new_with_config_rt(config, self.scoped_runtime(&url, scope));
+        let builder = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(self.scoped_runtime(&url, scope))
+            .with_default_features();
+        let ctx = SessionContext::new_with_state(customize(builder).map_err(classify)?.build());
         let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
             .with_file_extension(".parquet")
             .with_table_partition_cols(vec![("date".to_owned(), DataType::Utf8)]);
@@ -447,32 +469,60 @@ impl QueryEngine {
 
     /// Runs read-only SQL for a tenant under the limits.
     pub async fn sql(&self, scope: &Scope, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
-        let ctx = self.session(scope).await?;
-        let options =
-            SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
-        let run = async {
-            let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
-            let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
-            let mut stream = df.execute_stream().await.map_err(classify)?;
-            let mut rows = Vec::new();
-            let mut truncated = false;
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(classify)?;
-                for r in 0..batch.num_rows() {
-                    if rows.len() == limits.max_rows {
-                        truncated = true;
-                        break;
-                    }
-                    rows.push(batch.columns().iter().map(|c| json_value(c.as_ref(), r)).collect());
-                }
-                if truncated {
+        run_sql(&self.session(scope).await?, sql, limits).await
+    }
+
+    /// The engine's runtime with the lake's own store (unchecked, every tenant): for an executor of
+    /// a distributed engine, which runs plan fragments whose files a coordinator's checked session
+    /// chose and checked.
+    pub fn lake_runtime(&self) -> Arc<RuntimeEnv> {
+        let mut runtime = (*self.runtime).clone();
+        runtime.object_store_registry = Arc::new(DefaultObjectStoreRegistry::new());
+        runtime.register_object_store(&self.lake.0, Arc::clone(&self.lake.1));
+        Arc::new(runtime)
+    }
+}
+
+/// Runs read-only SQL in `ctx` under the limits: DDL, DML and statements refused, at most
+/// `max_rows` rows, stopped at `timeout`.
+pub async fn run_sql(ctx: &SessionContext, sql: &str, limits: &SqlLimits) -> Result<SqlOutput, QueryError> {
+    let options = SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false);
+    let run = async {
+        let df = ctx.sql_with_options(sql, options).await.map_err(classify)?;
+        let columns: Vec<String> = df.schema().fields().iter().map(|f| f.name().clone()).collect();
+        let mut stream = df.execute_stream().await.map_err(classify)?;
+        let mut rows = Vec::new();
+        let mut truncated = false;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(classify)?;
+            for r in 0..batch.num_rows() {
+                if rows.len() == limits.max_rows {
+                    truncated = true;
                     break;
                 }
+                rows.push(batch.columns().iter().map(|c| json_value(c.as_ref(), r)).collect());
             }
-            Ok(SqlOutput { columns, rows, truncated })
-        };
-        tokio::time::timeout(limits.timeout, run).await.map_err(|_| QueryError::Timeout(limits.timeout))?
-    }
+            if truncated {
+                break;
+            }
+        }
+        Ok(SqlOutput { columns, rows, truncated })
+    };
+    tokio::time::timeout(limits.timeout, run).await.map_err(|_| QueryError::Timeout(limits.timeout))?
+}
+
+/// Where analyst SQL runs when not in this engine: another engine (a distributed one) given this
+/// engine to build its checked session from.
+#[async_trait::async_trait]
+pub trait SqlEngine: std::fmt::Debug + Send + Sync {
+    /// Runs read-only SQL over `scope` under the limits.
+    async fn sql(
+        &self,
+        engine: &QueryEngine,
+        scope: &Scope,
+        sql: &str,
+        limits: &SqlLimits,
+    ) -> Result<SqlOutput, QueryError>;
 }
 
 fn json_value(a: &dyn Array, row: usize) -> serde_json::Value {

@@ -65,14 +65,23 @@ impl Store {
         .await
     }
 
-    /// Analyst SQL (the caller wrote it): in a worker process when the store has them, so a runaway
-    /// query costs that worker and never this process.
+    /// Analyst SQL (the caller wrote it): on the distributed engine when the store has one;
+    /// otherwise in a worker process when the store has them, so a runaway query costs that worker
+    /// and never this process.
     pub async fn analyst_sql(
         &self,
         tenant: &str,
         sql: &str,
         limits: SqlLimits,
     ) -> Result<SqlOutput, StoreError> {
+        if let Some(remote) = &self.sql_engine {
+            return self
+                .checked_read(tenant, |scope, _| {
+                    let (remote, sql, limits) = (Arc::clone(remote), sql.to_owned(), limits.clone());
+                    self.on_cpu(move |engine| async move { remote.sql(&engine, &scope, &sql, &limits).await })
+                })
+                .await;
+        }
         let Some(pool) = &self.sql_pool else { return self.sql(tenant, sql, limits).await };
         self.checked_read(tenant, |scope, _| {
             let limits = &limits;

@@ -67,6 +67,8 @@ impl WorkerReply {
             Err(QueryError::ResourcesExhausted(m)) => Self::Memory(m),
             Err(QueryError::Damaged(p)) => Self::Damaged(p),
             Err(QueryError::Internal(e)) => Self::Internal(e.strip_backtrace()),
+            // A worker runs the embedded engine only; should it meet this, it is the server's to report.
+            Err(e @ QueryError::Unavailable(_)) => Self::Internal(e.to_string()),
         }
     }
 

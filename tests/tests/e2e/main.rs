@@ -17,6 +17,7 @@ mod dark_cloud;
 mod deps;
 mod detection;
 mod diskfull;
+mod distributed_sql;
 mod enroll;
 mod hostile;
 mod incidents;

@@ -84,6 +84,10 @@ pub struct ServeArgs {
     /// The file holding the executors' key (the one `cordon sql-executor --key-file` reads).
     #[arg(long, env = "CORDON_SQL_EXECUTOR_KEY_FILE")]
     pub sql_executor_key_file: Option<PathBuf>,
+    /// The CA the executors' certificates chain to (PEM): connections to them are TLS, and their
+    /// addresses `https://`.
+    #[arg(long, env = "CORDON_SQL_EXECUTOR_CA")]
+    pub sql_executor_ca: Option<PathBuf>,
     /// Parquet one executor task reads, KiB (default 8192): a scan is cut into tasks of about this
     /// much, at most one per executor.
     #[arg(long, env = "CORDON_SQL_TASK_KIB")]
@@ -182,15 +186,11 @@ pub struct ReportSchedule {
     pub webhook: Option<String>,
 }
 
-/// Executors of the distributed SQL engine and the key they take.
+/// Analyst SQL's distributed engine: its executors, their key, their CA.
 #[derive(Debug, Clone)]
 pub struct SqlCluster {
-    /// Their addresses.
-    pub executors: distsql::Executors,
-    /// Their key.
-    pub key: distsql::ExecutorKey,
-    /// Parquet bytes per task.
-    pub task_bytes: usize,
+    /// The coordinator, ready to use.
+    pub engine: distsql::DistributedSql,
 }
 
 /// Validated server settings.

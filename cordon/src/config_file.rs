@@ -90,6 +90,7 @@ pub(super) struct FileServer {
     pub(super) sql_executors: Option<Vec<String>>,
     pub(super) sql_executor_key_file: Option<PathBuf>,
     pub(super) sql_task_kib: Option<usize>,
+    pub(super) sql_executor_ca: Option<PathBuf>,
     pub(super) auth_failure_limit: Option<u32>,
     pub(super) allow_private_webhooks: Option<bool>,
     pub(super) signing_key: Option<PathBuf>,

@@ -1,7 +1,7 @@
 //! The store's settings, taken from the server's validated configuration.
 
 use super::{ServeArgs, ServerConfig, SqlCluster, file::FileServer, file::FileStore};
-use anyhow::bail;
+use anyhow::{Context, bail};
 use std::time::Duration;
 
 /// How old a lake file the catalog does not know must be before it is removed, where other
@@ -61,12 +61,19 @@ impl ServeArgs {
             );
         }
         let executors = distsql::Executors::parse(&addresses)?;
+        let ca_pem = match self.sql_executor_ca.as_ref().or(file.sql_executor_ca.as_ref()) {
+            Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+            None => None,
+        };
         let task_bytes = match self.sql_task_kib.or(file.sql_task_kib) {
             None => distsql::BYTES_PER_TASK,
             Some(kib @ 1..=1_048_576) => kib * 1024,
             Some(_) => bail!("--sql-task-kib must be from 1 to 1048576"),
         };
-        Ok(Some(SqlCluster { executors, key: crate::executor::read_key(&key_file)?, task_bytes }))
+        let key = crate::executor::read_key(&key_file)?;
+        let engine = distsql::DistributedSql::new(executors, key, distsql::Channels::new(ca_pem.as_deref()))
+            .context("--sql-executors and --sql-executor-ca")?;
+        Ok(Some(SqlCluster { engine: engine.with_bytes_per_task(task_bytes) }))
     }
 }
 
@@ -78,11 +85,10 @@ pub fn store_config(cfg: &ServerConfig) -> store::StoreConfig {
     scfg.lake_options = cfg.lake_options.clone();
     scfg.query_memory_bytes = cfg.query_memory_bytes;
     scfg.sql_workers = sql_workers(cfg.sql_workers);
-    scfg.sql_engine = cfg.sql_cluster.as_ref().map(|c| {
-        let engine = distsql::DistributedSql::new(c.executors.clone(), c.key.clone())
-            .with_bytes_per_task(c.task_bytes);
-        std::sync::Arc::new(engine) as std::sync::Arc<dyn store::query::SqlEngine>
-    });
+    scfg.sql_engine = cfg
+        .sql_cluster
+        .as_ref()
+        .map(|c| std::sync::Arc::new(c.engine.clone()) as std::sync::Arc<dyn store::query::SqlEngine>);
     scfg.index_commit = cfg.index_commit;
     scfg.delta_interval = cfg.delta_interval;
     scfg.delta_checkpoint_every = cfg.delta_checkpoint_every;

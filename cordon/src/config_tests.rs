@@ -177,6 +177,10 @@ fn sql_executors_need_their_key_and_a_lake_they_reach() {
     let (path, key) = (dir.join("e.toml"), dir.join("key"));
     std::fs::write(&path, "").unwrap();
     std::fs::write(&key, "a-cluster-key-of-some-length\n").unwrap();
+    let private = |p: &std::path::Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    };
     let args = ServeArgs { config: Some(path.clone()), ..Default::default() };
     let cfg = args.resolve().unwrap();
     assert!(cfg.sql_cluster.is_none() && store_config(&cfg).sql_engine.is_none(), "embedded by default");
@@ -189,17 +193,33 @@ fn sql_executors_need_their_key_and_a_lake_they_reach() {
     let err = format!("{:#}", keyed.resolve().unwrap_err());
     assert!(err.contains("--lake-url"), "the executors cannot read the server's data directory: {err}");
     let full = ServeArgs { lake_url: Some("/shared/lake".into()), ..keyed.clone() };
+    let err = format!("{:#}", full.resolve().unwrap_err());
+    assert!(err.contains("readable by others"), "a key others can read is refused: {err}");
+    private(&key);
     let cfg = full.resolve().unwrap();
     assert!(cfg.sql_cluster.is_some() && store_config(&cfg).sql_engine.is_some());
 
     let bad = ServeArgs { sql_executors: vec!["10.0.0.2:50051".into()], ..full.clone() };
     let err = format!("{:#}", bad.resolve().unwrap_err());
-    assert!(err.contains("is not an http:// URL"), "{err}");
+    assert!(err.contains("is not an http:// or https:// URL"), "{err}");
+    // TLS: https addresses need the executors' CA, and the CA needs https addresses.
+    let https = ServeArgs { sql_executors: vec!["https://x1:50051".into()], ..full.clone() };
+    let err = format!("{:#}", https.resolve().unwrap_err());
+    assert!(err.contains("must all be https:// with a CA"), "{err}");
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+    assert!(
+        ServeArgs { sql_executor_ca: Some(ca.clone()), ..https }.resolve().unwrap().sql_cluster.is_some()
+    );
+    let err = format!("{:#}", ServeArgs { sql_executor_ca: Some(ca), ..full.clone() }.resolve().unwrap_err());
+    assert!(err.contains("must all be https:// with a CA"), "{err}");
     std::fs::write(&key, "short").unwrap();
+    private(&key);
     let err = format!("{:#}", full.resolve().unwrap_err());
     assert!(err.contains("16 to 256"), "{err}");
     // From the file as well.
     std::fs::write(&key, "a-cluster-key-of-some-length").unwrap();
+    private(&key);
     let text = format!(
         "[server]\nsql_executors = [\"http://e1:1\"]\nsql_executor_key_file = {:?}\n[store]\nlake_url = \"/l\"\n",
         key.display().to_string()

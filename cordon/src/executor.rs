@@ -24,10 +24,38 @@ pub struct ExecutorArgs {
     /// Memory for this executor's queries together, MiB (no spilling to disk).
     #[arg(long, env = "CORDON_EXECUTOR_MEMORY_MIB", default_value_t = 1024)]
     pub memory_mib: usize,
+    /// This executor's certificate chain (PEM): with `--tls-key` and `--tls-ca` it serves TLS only,
+    /// and the servers name it `https://`.
+    #[arg(long, env = "CORDON_EXECUTOR_TLS_CERT", requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, env = "CORDON_EXECUTOR_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// The CA every executor's certificate chains to (PEM), for the connections it opens to the
+    /// others.
+    #[arg(long, env = "CORDON_EXECUTOR_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+}
+
+fn read(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// The executor's TLS from its flags (clap has checked they come together).
+fn tls(a: &ExecutorArgs) -> anyhow::Result<Option<distsql::ExecutorTls>> {
+    let (Some(cert), Some(key), Some(ca)) = (&a.tls_cert, &a.tls_key, &a.tls_ca) else { return Ok(None) };
+    Ok(Some(distsql::ExecutorTls { cert_pem: read(cert)?, key_pem: read(key)?, ca_pem: read(ca)? }))
 }
 
 /// Reads the cluster's key from its file.
 pub fn read_key(path: &std::path::Path) -> anyhow::Result<distsql::ExecutorKey> {
+    // The key is a secret: refuse a file others can read, as ssh does.
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        anyhow::bail!("{} is readable by others (mode {:o}); chmod 600 it", path.display(), mode & 0o777);
+    }
     let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     distsql::ExecutorKey::new(&text).with_context(|| format!("the key in {}", path.display()))
 }
@@ -47,10 +75,12 @@ pub async fn run(a: ExecutorArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", a.listen))?;
     let addr = listener.local_addr()?;
-    println!("sql-executor listening on {addr}");
+    let scheme = if a.tls_cert.is_some() { "https" } else { "http" };
+    println!("sql-executor listening on {addr} ({scheme})");
     tracing::info!(%addr, lake = %a.lake_url, "sql executor started");
     let memory = a.memory_mib.max(16) * 1024 * 1024;
-    let cfg = distsql::ExecutorConfig { objects, memory_bytes: memory, key, counts: Default::default() };
+    let tls = tls(&a)?;
+    let cfg = distsql::ExecutorConfig { objects, memory_bytes: memory, key, counts: Default::default(), tls };
     distsql::serve_executor(listener, cfg, stopped()).await?;
     Ok(())
 }

@@ -13,7 +13,8 @@
 //!   budget apply as for the embedded engine.
 //!
 //! The planner is the scheduler: datafusion-distributed has no separate scheduler process, and
-//! the executor list is fixed at start.
+//! the executor list is fixed at start. With a CA ([`ExecutorTls`], `https://` addresses) every
+//! connection, the coordinator's and the executors' own to each other, is TLS ([`Channels`]).
 //!
 //! [datafusion-distributed]: https://github.com/datafusion-contrib/datafusion-distributed
 
@@ -27,9 +28,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use store::objects::Objects;
 use store::query::{QueryEngine, QueryError, Scope, SqlEngine, SqlLimits, SqlOutput};
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
 use url::Url;
+
+mod channels;
+pub use channels::Channels;
 
 /// The request header carrying the cluster's key, from the coordinator to executors and from an
 /// executor to the next.
@@ -43,8 +47,14 @@ pub const BYTES_PER_TASK: usize = 8 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {
     /// An executor address is not a URL.
-    #[error("executor address {0:?} is not an http:// URL")]
+    #[error("executor address {0:?} is not an http:// or https:// URL")]
     BadExecutor(String),
+    /// Executor addresses mix `http://` and `https://`, or their scheme does not match whether
+    /// the cluster has a CA.
+    #[error(
+        "executor addresses must all be https:// with a CA for their certificates, or all http:// without"
+    )]
+    SchemeMismatch,
     /// No executor was given.
     #[error("a distributed engine needs at least one executor")]
     NoExecutors,
@@ -107,14 +117,22 @@ impl Executors {
         let urls = addresses
             .iter()
             .map(|a| match Url::parse(a) {
-                Ok(u) if u.scheme() == "http" && u.host().is_some() => Ok(u),
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
                 _ => Err(DistError::BadExecutor(a.clone())),
             })
             .collect::<Result<Vec<_>, _>>()?;
         if urls.is_empty() {
             return Err(DistError::NoExecutors);
         }
+        if urls.iter().any(|u| u.scheme() != urls[0].scheme()) {
+            return Err(DistError::SchemeMismatch);
+        }
         Ok(Self(urls.into()))
+    }
+
+    /// Whether the addresses are `https://`.
+    fn tls(&self) -> bool {
+        self.0.first().is_some_and(|u| u.scheme() == "https")
     }
 }
 
@@ -129,13 +147,18 @@ impl WorkerResolver for Executors {
 pub struct DistributedSql {
     executors: Executors,
     key: ExecutorKey,
+    channels: Channels,
     bytes_per_task: usize,
 }
 
 impl DistributedSql {
-    /// A coordinator for these executors.
-    pub fn new(executors: Executors, key: ExecutorKey) -> Self {
-        Self { executors, key, bytes_per_task: BYTES_PER_TASK }
+    /// A coordinator for these executors, over TLS when `channels` has a CA (then the addresses
+    /// must be `https://`, and `http://` without).
+    pub fn new(executors: Executors, key: ExecutorKey, channels: Channels) -> Result<Self, DistError> {
+        if executors.tls() != channels.tls() {
+            return Err(DistError::SchemeMismatch);
+        }
+        Ok(Self { executors, key, channels, bytes_per_task: BYTES_PER_TASK })
     }
 
     /// Parquet bytes one leaf task reads (smaller spreads a small lake over more executors).
@@ -160,6 +183,7 @@ impl SqlEngine for DistributedSql {
             .session_with(scope, |builder| {
                 builder
                     .with_distributed_worker_resolver(self.executors.clone())
+                    .with_distributed_channel_resolver(self.channels.clone())
                     .with_distributed_planner()
                     .with_distributed_passthrough_headers(headers)?
                     .with_distributed_file_scan_config_bytes_per_partition(self.bytes_per_task)
@@ -173,14 +197,26 @@ impl SqlEngine for DistributedSql {
 /// [`QueryError::Unavailable`] naming it; anything else as it was.
 fn executor_failure(e: QueryError) -> QueryError {
     let QueryError::Internal(inner) = &e else { return e };
-    let text = inner.to_string();
-    let unreachable = text.contains("Distributed DataFusion worker");
-    let refused = text.contains("executor key");
-    if !(unreachable || refused) {
+    let refused = inner.to_string().contains("executor key");
+    if !(refused || unreachable(inner)) {
         return e;
     }
     let what = if refused { "an executor refused this server's key" } else { "an executor is unreachable" };
     QueryError::Unavailable(format!("{what} ({})", inner.strip_backtrace()))
+}
+
+/// Whether `e` comes of a connection to an executor: one that could not be opened (ours, or the
+/// library's message) or a gRPC call that found it gone (`Unavailable`, a transport error).
+fn unreachable(e: &DataFusionError) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        let gone = c.downcast_ref::<tonic::Status>().is_some_and(|s| s.code() == tonic::Code::Unavailable);
+        if gone || c.downcast_ref::<tonic::transport::Error>().is_some() {
+            return true;
+        }
+        cause = c.source();
+    }
+    e.to_string().contains("Distributed DataFusion worker")
 }
 
 /// What an executor has done since it started.
@@ -196,6 +232,7 @@ pub struct ExecutorCounts {
 /// on to the executors it calls in turn.
 async fn executor_session(
     key: ExecutorKey,
+    channels: Channels,
     counts: Arc<ExecutorCounts>,
     ctx: WorkerQueryContext,
 ) -> Result<SessionState, DataFusionError> {
@@ -210,7 +247,8 @@ async fn executor_session(
     counts.fragments.fetch_add(1, Ordering::Relaxed);
     tracing::info!("running a plan fragment");
     let headers = key.header().map_err(|e| DataFusionError::External(e.into()))?;
-    Ok(ctx.builder.with_distributed_passthrough_headers(headers)?.build())
+    let builder = ctx.builder.with_distributed_channel_resolver(channels);
+    Ok(builder.with_distributed_passthrough_headers(headers)?.build())
 }
 
 /// An executor's settings.
@@ -224,6 +262,26 @@ pub struct ExecutorConfig {
     pub key: ExecutorKey,
     /// Where it counts what it does.
     pub counts: Arc<ExecutorCounts>,
+    /// Its certificate, and the CA the cluster's certificates chain to; `None`: plain HTTP/2.
+    pub tls: Option<ExecutorTls>,
+}
+
+/// An executor's TLS: its own certificate and key, and the CA every executor's certificate chains
+/// to (for the connections it opens to the others), as PEM.
+#[derive(Clone)]
+pub struct ExecutorTls {
+    /// Its certificate chain.
+    pub cert_pem: Vec<u8>,
+    /// Its private key.
+    pub key_pem: Vec<u8>,
+    /// The cluster's CA.
+    pub ca_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for ExecutorTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecutorTls(..)")
+    }
 }
 
 /// Serves an executor on `listener` until `shutdown` resolves.
@@ -234,17 +292,20 @@ pub async fn serve_executor(
 ) -> Result<(), DistError> {
     let engine =
         QueryEngine::new(cfg.objects, cfg.memory_bytes).map_err(|e| DistError::Lake(e.to_string()))?;
+    let channels = Channels::new(cfg.tls.as_ref().map(|t| t.ca_pem.as_slice()));
     let (key, counts) = (cfg.key, cfg.counts);
     let worker = Worker::from_session_builder(move |ctx: WorkerQueryContext| {
-        let (key, counts) = (key.clone(), Arc::clone(&counts));
-        async move { executor_session(key, counts, ctx).await }
+        let (key, channels, counts) = (key.clone(), channels.clone(), Arc::clone(&counts));
+        async move { executor_session(key, channels, counts, ctx).await }
     })
     .with_runtime_env(engine.lake_runtime());
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    Server::builder()
-        .add_service(worker.into_worker_server())
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+    let mut server = Server::builder();
+    if let Some(tls) = &cfg.tls {
+        let identity = Identity::from_pem(&tls.cert_pem, &tls.key_pem);
+        server = server.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    server.add_service(worker.into_worker_server()).serve_with_incoming_shutdown(incoming, shutdown).await?;
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 //! machine, each its own gRPC server.
 
 use super::*;
+use datafusion_distributed::ChannelResolver;
 use std::sync::Arc;
 use store::{Store, StoreConfig};
 use tokio::sync::oneshot;
@@ -55,14 +56,20 @@ struct Executor {
 }
 
 async fn executor(lake: &std::path::Path) -> Executor {
+    executor_with(lake, None).await
+}
+
+async fn executor_with(lake: &std::path::Path, tls: Option<ExecutorTls>) -> Executor {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", listener.local_addr().unwrap());
     let counts = Arc::new(ExecutorCounts::default());
     let cfg = ExecutorConfig {
         objects: Objects::local(lake, false).unwrap(),
         memory_bytes: 256 << 20,
         key: ExecutorKey::new(KEY).unwrap(),
         counts: Arc::clone(&counts),
+        tls,
     };
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve_executor(listener, cfg, async {
@@ -79,10 +86,37 @@ async fn store_with(dir: &std::path::Path, engine: Option<DistributedSql>) -> Ar
 }
 
 fn coordinator(executors: &[&Executor], key: &str) -> DistributedSql {
+    coordinator_with(executors, key, None).unwrap()
+}
+
+fn coordinator_with(
+    executors: &[&Executor],
+    key: &str,
+    ca: Option<&[u8]>,
+) -> Result<DistributedSql, DistError> {
     let urls: Vec<String> = executors.iter().map(|e| e.url.clone()).collect();
+    let sql = DistributedSql::new(Executors::parse(&urls)?, ExecutorKey::new(key)?, Channels::new(ca))?;
     // Tasks of a few KiB, so a small lake is spread over every executor.
-    DistributedSql::new(Executors::parse(&urls).unwrap(), ExecutorKey::new(key).unwrap())
-        .with_bytes_per_task(4096)
+    Ok(sql.with_bytes_per_task(4096))
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed: (CA PEM, executor TLS).
+fn cluster_tls() -> (Vec<u8>, ExecutorTls) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&key, &ca, &ca_key).unwrap();
+    let ca_pem = ca.pem().into_bytes();
+    let tls = ExecutorTls {
+        cert_pem: cert.pem().into_bytes(),
+        key_pem: key.serialize_pem().into_bytes(),
+        ca_pem: ca_pem.clone(),
+    };
+    (ca_pem, tls)
 }
 
 fn limits() -> SqlLimits {
@@ -148,6 +182,35 @@ async fn an_executor_refuses_a_coordinator_without_the_key() {
     assert_eq!(store.sql("default", sql, limits()).await.unwrap().rows.len(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_only_a_coordinator_trusting_the_cluster_ca_gets_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = dir.path().join("lake");
+    let (ca, tls) = cluster_tls();
+    let (a, b) = (executor_with(&lake, Some(tls.clone())).await, executor_with(&lake, Some(tls)).await);
+    assert!(a.url.starts_with("https://"));
+    let store = store_with(dir.path(), Some(coordinator_with(&[&a, &b], KEY, Some(&ca)).unwrap())).await;
+    for (key, docs) in events(2, 3, 20) {
+        store::fixtures::commit_events(&store, &key, &docs).await;
+    }
+    let fragments = |e: &Executor| e.counts.fragments.load(std::sync::atomic::Ordering::Relaxed);
+    // A shuffle: executors call each other too, over TLS.
+    let sql = QUERIES[2];
+    let got = store.analyst_sql("default", sql, limits()).await.unwrap();
+    assert_eq!(got.rows, store.sql("default", sql, limits()).await.unwrap().rows);
+    assert!(fragments(&a) > 0 && fragments(&b) > 0);
+
+    // A coordinator that trusts another CA is refused at the handshake, as is one speaking plain
+    // HTTP/2 to the TLS port; one without a CA cannot name https executors at all.
+    let (stranger_ca, _) = cluster_tls();
+    let url: url::Url = a.url.parse().unwrap();
+    let stranger = Channels::new(Some(&stranger_ca)).get_worker_client_for_url(&url).await.err().unwrap();
+    assert!(stranger.to_string().contains("Error connecting to Distributed DataFusion worker"), "{stranger}");
+    let trusted = Channels::new(Some(&ca)).get_worker_client_for_url(&url).await;
+    assert!(trusted.is_ok(), "the cluster's CA connects");
+    assert!(matches!(coordinator_with(&[&a, &b], KEY, None), Err(DistError::SchemeMismatch)));
+}
+
 #[test]
 fn keys_and_addresses_are_checked() {
     assert!(matches!(ExecutorKey::new("short"), Err(DistError::BadKey)));
@@ -160,6 +223,14 @@ fn keys_and_addresses_are_checked() {
     assert!(format!("{key:?}").contains(".."), "the key never reaches a log");
     assert!(matches!(Executors::parse(&[]), Err(DistError::NoExecutors)));
     assert!(matches!(Executors::parse(&["127.0.0.1:9".into()]), Err(DistError::BadExecutor(_))));
-    assert!(matches!(Executors::parse(&["https://h:9".into()]), Err(DistError::BadExecutor(_))));
+    assert!(matches!(Executors::parse(&["ftp://h:9".into()]), Err(DistError::BadExecutor(_))));
+    let mixed = ["https://h:9".to_owned(), "http://g:9".to_owned()];
+    assert!(matches!(Executors::parse(&mixed), Err(DistError::SchemeMismatch)));
+    let plain = Executors::parse(&["http://h:9".into()]).unwrap();
+    let key = || ExecutorKey::new(KEY).unwrap();
+    assert!(matches!(
+        DistributedSql::new(plain, key(), Channels::new(Some(b"ca"))),
+        Err(DistError::SchemeMismatch)
+    ));
     assert!(Executors::parse(&["http://10.0.0.2:50051".into()]).is_ok());
 }

@@ -2,7 +2,7 @@
 //! run the plan fragments of `cordon serve --sql-executors`, and `/api/v1/sql` answers exactly what
 //! the embedded engine answers over the same lake.
 
-use super::{Env, bin};
+use super::bin;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -40,20 +40,30 @@ impl Drop for Executor {
 
 impl Executor {
     fn start(lake: &Path, key: &Path, log: PathBuf) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin())
-            .args(["sql-executor", "--listen", "127.0.0.1:0", "--memory-mib", "256", "--lake-url"])
+        Self::start_with(lake, key, log, None)
+    }
+
+    /// With `tls`, (certificate, key, CA) files: it serves TLS only.
+    fn start_with(lake: &Path, key: &Path, log: PathBuf, tls: Option<[&Path; 3]>) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin());
+        cmd.args(["sql-executor", "--listen", "127.0.0.1:0", "--memory-mib", "256", "--lake-url"])
             .arg(lake)
             .arg("--key-file")
-            .arg(key)
-            .env("CORDON_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()?;
+            .arg(key);
+        if let Some([cert, cert_key, ca]) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(cert_key).arg("--tls-ca").arg(ca);
+        }
+        let stdout = Stdio::piped();
+        let mut child =
+            cmd.env("CORDON_LOG", "info").stdout(stdout).stderr(std::fs::File::create(&log)?).spawn()?;
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line)?;
-        let addr = line.trim().strip_prefix("sql-executor listening on ").map(str::to_owned);
-        let Some(addr) = addr else { anyhow::bail!("sql-executor printed {line:?}") };
-        Ok(Self { child, url: format!("http://{addr}"), log })
+        let listening = line.trim().strip_prefix("sql-executor listening on ");
+        let Some((addr, scheme)) = listening.and_then(|l| l.split_once(' ')) else {
+            anyhow::bail!("sql-executor printed {line:?}")
+        };
+        let scheme = scheme.trim_matches(|c| c == '(' || c == ')');
+        Ok(Self { child, url: format!("{scheme}://{addr}"), log })
     }
 
     /// Plan fragments this executor ran, by its log.
@@ -68,6 +78,12 @@ impl Executor {
     }
 }
 
+/// Mode 0600, as a key file must be.
+fn private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+}
+
 fn answers(api: &str, tok: &str) -> anyhow::Result<Vec<Vec<Vec<serde_json::Value>>>> {
     QUERIES.iter().map(|q| sql(api, tok, q)).collect()
 }
@@ -78,6 +94,7 @@ fn two_executors_answer_what_the_embedded_engine_answers() -> anyhow::Result<()>
     let (lake, key) = (shared.path().join("lake"), shared.path().join("executor.key"));
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos();
     std::fs::write(&key, format!("e2e-key-{}-{nanos}\n", std::process::id()))?;
+    private(&key)?;
     let executors = [
         Executor::start(&lake, &key, shared.path().join("a.log"))?,
         Executor::start(&lake, &key, shared.path().join("b.log"))?,
@@ -130,48 +147,90 @@ fn two_executors_answer_what_the_embedded_engine_answers() -> anyhow::Result<()>
     Ok(())
 }
 
+/// Over TLS (the executors' flags and the server's CA): the right key and CA get answers; a
+/// wrong key, a server that trusts another CA and a dead executor each get a 503 naming the cause,
+/// within the time budget, and run nothing.
 #[test]
-fn a_wrong_key_or_a_dead_executor_is_an_error_not_a_hang() -> anyhow::Result<()> {
+fn over_tls_a_wrong_key_a_stranger_or_a_dead_executor_is_a_503_not_a_hang() -> anyhow::Result<()> {
     let shared = tempfile::tempdir()?;
     let (lake, key, wrong) =
         (shared.path().join("lake"), shared.path().join("executor.key"), shared.path().join("wrong.key"));
     std::fs::write(&key, "the-cluster-key-0123456789")?;
     std::fs::write(&wrong, "not-the-cluster-key-0123456789")?;
+    private(&key)?;
+    private(&wrong)?;
+    let (ca, cert, cert_key) = super::tls::certificates(shared.path(), "executors")?;
+    let (stranger_ca, _, _) = super::tls::certificates(shared.path(), "stranger")?;
+    let tls = Some([cert.as_path(), cert_key.as_path(), ca.as_path()]);
     // Two executors: with one, the planner keeps the whole plan in the server.
     let executors = [
-        Executor::start(&lake, &key, shared.path().join("a.log"))?,
-        Executor::start(&lake, &key, shared.path().join("b.log"))?,
+        Executor::start_with(&lake, &key, shared.path().join("a.log"), tls)?,
+        Executor::start_with(&lake, &key, shared.path().join("b.log"), tls)?,
     ];
     let urls = format!("{},{}", executors[0].url, executors[1].url);
-    let args = ["--lake-url", lake.to_str().unwrap(), "--sql-executors", &urls, "--sql-task-kib", "16"];
-    let mut opts = ServerOptions { args: args.map(String::from).to_vec(), ..Default::default() };
-    opts.args.extend(["--sql-executor-key-file".to_owned(), wrong.display().to_string()]);
-    let env = Env::start(&opts)?;
-    let tok = env.token.as_str();
+    assert!(urls.starts_with("https://"), "{urls}");
+    let path = |p: &Path| p.display().to_string();
+    let opts = |key: &Path, ca: &Path| ServerOptions {
+        args: [
+            "--lake-url",
+            &path(&lake),
+            "--sql-executors",
+            &urls,
+            "--sql-task-kib",
+            "16",
+            "--sql-executor-key-file",
+            &path(key),
+            "--sql-executor-ca",
+            &path(ca),
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir()?;
+    let nats = tests::start_nats_with(&dir.path().join("nats"), &Default::default())?;
+    let data = dir.path().join("data");
+    let mut server = tests::Server::start(&bin(), &data, &nats.url, &opts(&key, &ca))?;
+    let tok = tests::token(&bin(), &data, None)?;
     let fleet = ["simulate", "--hosts", "10", "--rate", "3000", "--duration", "2", "--seed", "3"];
-    let sent = agent(&bin(), &env.nats.url, &env.spool(), &fleet)?["events_acked"].as_u64().unwrap();
-    let q = serde_json::json!({ "sql": "SELECT host_name, count(*) FROM events GROUP BY host_name" });
-    let url = format!("{}/api/v1/sql", env.server.api);
-    let started = std::time::Instant::now();
-    let (status, body) = post(&url, Some(tok), &q)?;
-    assert_eq!(status, 503, "a refused plan is no answer: {body}");
-    assert_eq!(body["error"]["code"], "sql_executors_unavailable", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("refused this server's key"), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(30), "answered within the time budget");
-    let refused = executors.iter().map(Executor::refusals).sum::<usize>();
-    assert!(refused > 0, "the executors refused the plan");
-    assert_eq!(executors.iter().map(Executor::fragments).sum::<usize>(), 0, "and ran nothing");
-    // The server is still up, and its index still answers for what was sent.
-    let (status, hits) = tests::get(&format!("{}/api/v1/search?q=*&limit=1", env.server.api), Some(tok))?;
-    assert_eq!(status, 200, "{hits}");
-    assert!(sent > 0);
-    // A dead executor: an error, within the budget.
+    let sent = agent(&bin(), &nats.url, &dir.path().join("spool"), &fleet)?["events_acked"].as_u64().unwrap();
+    let sql = "SELECT host_name, count(*) FROM events GROUP BY host_name";
+    let total = |api: &str| -> anyhow::Result<u64> {
+        Ok(tests::sql(api, &tok, sql)?.iter().map(|r| r[1].as_u64().unwrap_or(0)).sum())
+    };
+    eventually(Duration::from_secs(60), || Ok((total(&server.api)? == sent).then_some(())))?;
+    assert!(executors.iter().all(|e| e.fragments() > 0), "both executors ran fragments over TLS");
+
+    let refused = |api: &str, cause: &str| -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let (status, body) =
+            post(&format!("{api}/api/v1/sql"), Some(&tok), &serde_json::json!({ "sql": sql }))?;
+        assert_eq!(status, 503, "{cause}: {body}");
+        assert_eq!(body["error"]["code"], "sql_executors_unavailable", "{body}");
+        assert!(body["error"]["message"].as_str().unwrap().contains(cause), "{cause}: {body}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{cause}: took {:?}", started.elapsed());
+        Ok(())
+    };
+    // The same server with the wrong key, then trusting another CA: refused, and nothing ran.
+    for (key, ca, cause) in
+        [(&wrong, &ca, "refused this server's key"), (&key, &stranger_ca, "is unreachable")]
+    {
+        server.kill();
+        server = tests::Server::start(&bin(), &data, &nats.url, &opts(key, ca))?;
+        let ran = executors.iter().map(Executor::fragments).sum::<usize>();
+        refused(&server.api, cause)?;
+        assert_eq!(executors.iter().map(Executor::fragments).sum::<usize>(), ran, "{cause}: nothing ran");
+    }
+    assert!(executors.iter().map(Executor::refusals).sum::<usize>() > 0, "the executors logged the refusal");
+    // The right key and CA again, then one executor dies: a 503 naming it, within the budget.
+    server.kill();
+    server = tests::Server::start(&bin(), &data, &nats.url, &opts(&key, &ca))?;
+    assert_eq!(total(&server.api)?, sent);
     let [a, _b] = executors;
     drop(a);
-    let started = std::time::Instant::now();
-    let (status, body) = post(&url, Some(tok), &q)?;
-    assert_eq!(status, 503, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("an executor is unreachable"), "{body}");
-    assert!(started.elapsed() < Duration::from_secs(35), "took {:?}", started.elapsed());
+    refused(&server.api, "is unreachable")?;
+    // The server is still up: its index answers.
+    let (status, hits) = tests::get(&format!("{}/api/v1/search?q=*&limit=1", server.api), Some(&tok))?;
+    assert_eq!(status, 200, "{hits}");
     Ok(())
 }

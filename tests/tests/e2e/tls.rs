@@ -9,7 +9,7 @@ use tests::{ServerOptions, eventually, sql};
 
 /// A CA and a server certificate for localhost and 127.0.0.1 it signed, as PEM files in `dir`;
 /// (CA, certificate, key).
-fn certificates(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+pub(crate) fn certificates(dir: &Path, name: &str) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;

@@ -32,7 +32,7 @@ const START: i64 = 1_790_000_000_000_000;
 const PER_SHAPE: usize = 1000;
 
 /// The five aggregations (PERF.md), in SQL both engines run as written.
-const AGGREGATIONS: [(&str, &str); 5] = [
+pub(crate) const AGGREGATIONS: [(&str, &str); 5] = [
     (
         "failed logins by source",
         "SELECT source_ip, count(*) AS n FROM events WHERE event_kind = 'authentication' \
@@ -64,7 +64,7 @@ const AGGREGATIONS: [(&str, &str); 5] = [
 
 /// What the point questions ask about, sampled from the events committed.
 #[derive(Default)]
-struct Sampled {
+pub(crate) struct Sampled {
     hosts: Vec<String>,
     /// (host, kind, time): a count over the hour around `time`.
     windows: Vec<(String, String, i64)>,
@@ -104,7 +104,11 @@ impl Sampled {
 
 /// Generates `events` fleet events over [`SPAN`] and commits them through the store, [`CHUNK`] at a
 /// time; returns what the questions will ask about.
-fn load(rt: &tokio::runtime::Runtime, store: &store::Store, events: usize) -> anyhow::Result<Sampled> {
+pub(crate) fn load(
+    rt: &tokio::runtime::Runtime,
+    store: &store::Store,
+    events: usize,
+) -> anyhow::Result<Sampled> {
     let mut fleet = fixtures::fleet::FleetGenerator::new(42, 2000);
     let limits = Limits { max_skew_micros: i64::MAX, ..Limits::default() };
     let ch = Channel { tenant: "default", agent: "bench", message_key: "b4", stream_seq: 1, received: 0 };

@@ -29,6 +29,8 @@
 //! `--only merge [--files F] [--rows R]` runs one size-tiered merge of F files of R rows and prints
 //! its time and the memory it costs above what the process held (see `merge.rs`).
 //!
+//! `--only distsql [--events N] [--reps R]` runs B4's five aggregations on the distributed SQL engine
+//! (two executors) and on the embedded one over the same lake, answers compared (see `dist_sql.rs`).
 //! `--only b5 [--events N]` runs B5: seven search shapes, 1,000 queries each, on the index ingest
 //! built, beside SQLite FTS5 on the same documents (see `b5.rs`).
 //!
@@ -48,7 +50,7 @@
 //! each with its own key and connection, through the whole path for a long time; resident-size
 //! growth, lost and duplicated events and freshness against their bars (see `soak.rs`).
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b4|b5|b6|b7|b8|incidents|report|console|soak] [--rate EPS] [--secs S]
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b4|distsql|b5|b6|b7|b8|incidents|report|console|soak] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b4;
@@ -59,6 +61,7 @@ mod b8;
 mod callout;
 mod console;
 mod decode;
+mod dist_sql;
 mod heap;
 mod incidents;
 mod merge;
@@ -421,6 +424,10 @@ fn main() -> anyhow::Result<()> {
             reps,
         )?;
         return Ok(());
+    }
+    if only.as_deref() == Some("distsql") {
+        println!("\nAnalyst SQL: the distributed engine (two executors) beside the embedded one");
+        return dist_sql::run(flag("--events").map_or(Ok(2_000_000), |v| v.parse())?, reps);
     }
     if only.as_deref() == Some("b5") {
         println!("\nB5 text search");

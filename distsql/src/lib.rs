@@ -35,6 +35,9 @@ use url::Url;
 mod channels;
 pub use channels::Channels;
 
+/// What an executor answers a plan without the key; the coordinator recognises it in the error.
+const REFUSED: &str = "refused: the request does not carry the executor key";
+
 /// The request header carrying the cluster's key, from the coordinator to executors and from an
 /// executor to the next.
 pub const KEY_HEADER: &str = "x-cordon-executor-key";
@@ -69,9 +72,13 @@ pub enum DistError {
     Serve(#[from] tonic::transport::Error),
 }
 
-/// The cluster's shared secret.
+/// The cluster's shared secret, with the request headers that carry it (built once: a checked key
+/// is always a valid header value).
 #[derive(Clone)]
-pub struct ExecutorKey(Arc<str>);
+pub struct ExecutorKey {
+    key: Arc<str>,
+    headers: http::HeaderMap,
+}
 
 impl std::fmt::Debug for ExecutorKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,12 +94,14 @@ impl ExecutorKey {
         if !(16..=256).contains(&key.len()) || !visible {
             return Err(DistError::BadKey);
         }
-        Ok(Self(key.into()))
+        let mut headers = http::HeaderMap::new();
+        headers.insert(KEY_HEADER, http::HeaderValue::from_str(key).map_err(|_| DistError::BadKey)?);
+        Ok(Self { key: key.into(), headers })
     }
 
     /// Whether `offered` is this key (constant time in the offered bytes).
     fn accepts(&self, offered: &[u8]) -> bool {
-        let mine = self.0.as_bytes();
+        let mine = self.key.as_bytes();
         let mut diff = mine.len() ^ offered.len();
         for (i, b) in offered.iter().enumerate() {
             diff |= usize::from(mine.get(i).copied().unwrap_or(0) ^ b);
@@ -100,10 +109,8 @@ impl ExecutorKey {
         diff == 0
     }
 
-    fn header(&self) -> Result<http::HeaderMap, http::header::InvalidHeaderValue> {
-        let mut headers = http::HeaderMap::new();
-        headers.insert(KEY_HEADER, http::HeaderValue::from_str(&self.0)?);
-        Ok(headers)
+    fn header(&self) -> http::HeaderMap {
+        self.headers.clone()
     }
 }
 
@@ -177,8 +184,7 @@ impl SqlEngine for DistributedSql {
         sql: &str,
         limits: &SqlLimits,
     ) -> Result<SqlOutput, QueryError> {
-        let headers =
-            self.key.header().map_err(|e| QueryError::Internal(DataFusionError::External(e.into())))?;
+        let headers = self.key.header();
         let ctx = engine
             .session_with(scope, |builder| {
                 builder
@@ -197,7 +203,7 @@ impl SqlEngine for DistributedSql {
 /// [`QueryError::Unavailable`] naming it; anything else as it was.
 fn executor_failure(e: QueryError) -> QueryError {
     let QueryError::Internal(inner) = &e else { return e };
-    let refused = inner.to_string().contains("executor key");
+    let refused = inner.to_string().contains(REFUSED);
     if !(refused || unreachable(inner)) {
         return e;
     }
@@ -240,13 +246,11 @@ async fn executor_session(
     if !key.accepts(offered) {
         counts.refused.fetch_add(1, Ordering::Relaxed);
         tracing::warn!("refused a plan without the executor key");
-        return Err(DataFusionError::Execution(
-            "refused: the request does not carry the executor key".into(),
-        ));
+        return Err(DataFusionError::Execution(REFUSED.into()));
     }
     counts.fragments.fetch_add(1, Ordering::Relaxed);
     tracing::info!("running a plan fragment");
-    let headers = key.header().map_err(|e| DataFusionError::External(e.into()))?;
+    let headers = key.header();
     let builder = ctx.builder.with_distributed_channel_resolver(channels);
     Ok(builder.with_distributed_passthrough_headers(headers)?.build())
 }

@@ -120,7 +120,14 @@ pub fn decode_body(
 
 /// Splits an NDJSON body into lines, skipping blank ones; yields (line number, bytes).
 pub fn lines(body: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
-    body.split(|b| *b == b'\n').enumerate().filter_map(|(i, l)| {
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', body).chain(std::iter::once(body.len()));
+    let split = ends.map(move |end| {
+        let line = &body[start..end];
+        start = end + 1;
+        line
+    });
+    split.enumerate().filter_map(|(i, l)| {
         let l = l.strip_suffix(b"\r").unwrap_or(l);
         (!l.iter().all(u8::is_ascii_whitespace)).then_some((i, l))
     })

@@ -1,89 +1,118 @@
 //! Records <-> Arrow record batches, both directions driven by `schemas::FIELDS`.
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, BooleanBuilder, Int64Array, Int64Builder, LargeStringArray, ListArray,
-    ListBuilder, StringArray, StringBuilder, StringViewArray, TimestampMicrosecondArray,
+    Array, ArrayBuilder, ArrayRef, BooleanArray, BooleanBuilder, Int64Array, Int64Builder, LargeStringArray,
+    ListArray, ListBuilder, StringArray, StringBuilder, StringViewArray, TimestampMicrosecondArray,
     TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
-use schemas::record::NULL;
 use schemas::{Cell, FIELDS, Kind, Record, lake_schema};
 use std::sync::Arc;
 
 /// Builds a lake batch from records, in the given order.
+///
+/// One pass over the rows: each set cell is appended to its column, after nulls for the rows that
+/// left the column unset since its last value (records are sparse). Text columns are sized first,
+/// so their buffers are allocated once instead of doubled and copied as they fill.
 pub fn records_to_batch(records: &[Record]) -> Result<RecordBatch, ArrowError> {
-    // Records are sparse: one pass spreads their cells over the columns, rows ascending.
-    let mut per_column: Vec<Vec<(usize, &Cell)>> = vec![Vec::new(); FIELDS.len()];
-    for (row, r) in records.iter().enumerate() {
+    let n = records.len();
+    let mut text_bytes = vec![0usize; FIELDS.len()];
+    for r in records {
         for (i, c) in r.iter() {
-            per_column[i].push((row, c));
+            text_bytes[i] += match c {
+                Cell::Str(s) => s.len(),
+                Cell::List(l) => l.iter().map(String::len).sum(),
+                _ => 0,
+            };
         }
     }
-    let n = records.len();
-    let columns: Vec<ArrayRef> = FIELDS
-        .iter()
-        .zip(per_column)
-        .map(|(def, set)| {
-            let mut set = set.into_iter().peekable();
-            let dense = (0..n).map(move |row| {
-                if set.peek().is_some_and(|(r, _)| *r == row) {
-                    set.next().map_or(&NULL, |(_, c)| c)
-                } else {
-                    &NULL
-                }
-            });
-            column(def.kind, dense)
-        })
-        .collect();
-    RecordBatch::try_new(lake_schema(), columns)
+    let mut columns: Vec<ColumnBuilder> =
+        FIELDS.iter().zip(&text_bytes).map(|(def, &bytes)| ColumnBuilder::new(def.kind, n, bytes)).collect();
+    for (row, r) in records.iter().enumerate() {
+        for (i, c) in r.iter() {
+            columns[i].put(row, c);
+        }
+    }
+    let arrays = columns.into_iter().map(|c| c.finish(n)).collect();
+    RecordBatch::try_new(lake_schema(), arrays)
 }
 
-fn column<'a>(kind: Kind, cells: impl Iterator<Item = &'a Cell>) -> ArrayRef {
-    match kind {
-        Kind::Str => {
-            let mut b = StringBuilder::new();
-            for c in cells {
-                b.append_option(c.as_str());
+/// One lake column being built row by row; `len` rows so far.
+enum ColumnBuilder {
+    Str(StringBuilder),
+    Int(Int64Builder),
+    Time(TimestampMicrosecondBuilder),
+    Bool(BooleanBuilder),
+    List(ListBuilder<StringBuilder>),
+}
+
+impl ColumnBuilder {
+    /// A builder for `rows` rows of `kind` holding `text_bytes` bytes of text.
+    fn new(kind: Kind, rows: usize, text_bytes: usize) -> Self {
+        match kind {
+            Kind::Str => Self::Str(StringBuilder::with_capacity(rows, text_bytes)),
+            Kind::Int => Self::Int(Int64Builder::with_capacity(rows)),
+            Kind::Time => Self::Time(TimestampMicrosecondBuilder::with_capacity(rows).with_timezone("UTC")),
+            Kind::Bool => Self::Bool(BooleanBuilder::with_capacity(rows)),
+            Kind::List => {
+                Self::List(ListBuilder::with_capacity(StringBuilder::with_capacity(rows, text_bytes), rows))
             }
-            Arc::new(b.finish())
         }
-        Kind::Int => {
-            let mut b = Int64Builder::new();
-            for c in cells {
-                b.append_option(if let Cell::Int(v) = c { Some(*v) } else { None });
-            }
-            Arc::new(b.finish())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Str(b) => b.len(),
+            Self::Int(b) => b.len(),
+            Self::Time(b) => b.len(),
+            Self::Bool(b) => b.len(),
+            Self::List(b) => b.len(),
         }
-        Kind::Time => {
-            let mut b = TimestampMicrosecondBuilder::new().with_timezone("UTC");
-            for c in cells {
-                b.append_option(if let Cell::Time(v) = c { Some(*v) } else { None });
-            }
-            Arc::new(b.finish())
+    }
+
+    /// Nulls up to `rows`.
+    fn fill(&mut self, rows: usize) {
+        let gap = rows.saturating_sub(self.len());
+        if gap == 0 {
+            return;
         }
-        Kind::Bool => {
-            let mut b = BooleanBuilder::new();
-            for c in cells {
-                b.append_option(if let Cell::Bool(v) = c { Some(*v) } else { None });
-            }
-            Arc::new(b.finish())
+        match self {
+            Self::Str(b) => b.append_nulls(gap),
+            Self::Int(b) => b.append_nulls(gap),
+            Self::Time(b) => b.append_nulls(gap),
+            Self::Bool(b) => b.append_nulls(gap),
+            Self::List(b) => (0..gap).for_each(|_| b.append_null()),
         }
-        Kind::List => {
-            let mut b = ListBuilder::new(StringBuilder::new());
-            for c in cells {
-                match c {
-                    Cell::List(items) => {
-                        for s in items {
-                            b.values().append_value(s);
-                        }
-                        b.append(true);
-                    }
-                    _ => b.append(false),
+    }
+
+    /// The cell of row `row` (a cell of another kind is stored as null, as reading it would be).
+    fn put(&mut self, row: usize, c: &Cell) {
+        self.fill(row);
+        match (self, c) {
+            (Self::Str(b), Cell::Str(s)) => b.append_value(s),
+            (Self::Int(b), Cell::Int(v)) => b.append_value(*v),
+            (Self::Time(b), Cell::Time(v)) => b.append_value(*v),
+            (Self::Bool(b), Cell::Bool(v)) => b.append_value(*v),
+            (Self::List(b), Cell::List(items)) => {
+                for s in items {
+                    b.values().append_value(s);
                 }
+                b.append(true);
             }
-            Arc::new(b.finish())
+            (other, _) => other.fill(row + 1),
+        }
+    }
+
+    fn finish(mut self, rows: usize) -> ArrayRef {
+        self.fill(rows);
+        match self {
+            Self::Str(mut b) => Arc::new(b.finish()),
+            Self::Int(mut b) => Arc::new(b.finish()),
+            Self::Time(mut b) => Arc::new(b.finish()),
+            Self::Bool(mut b) => Arc::new(b.finish()),
+            Self::List(mut b) => Arc::new(b.finish()),
         }
     }
 }
@@ -162,5 +191,32 @@ mod tests {
         assert_eq!(back[1], minimal);
         // The required columns (id, tenant, agent, time) refuse nulls.
         assert!(records_to_batch(&[Record::default()]).is_err());
+    }
+
+    /// Columns set in some rows only (first, middle, last, none) read back null where unset, and a
+    /// cell of the wrong kind for its column reads back null as well.
+    #[test]
+    fn sparse_rows_fill_their_gaps_with_nulls() {
+        let ch = Channel { tenant: "t", agent: "a", message_key: "1:1", stream_seq: 9, received: 5 };
+        let lines: [&[u8]; 5] = [
+            br#"{"@timestamp":1000,"process":{"pid":7},"host":{"ip":["10.0.0.1"]}}"#,
+            br#"{"@timestamp":1001}"#,
+            br#"{"@timestamp":1002,"user":{"name":"u"},"host":{"ip":["10.0.0.2","10.0.0.3"]}}"#,
+            br#"{"@timestamp":1003,"process":{"pid":8}}"#,
+            br#"{"@timestamp":1004,"user":{"name":"v"}}"#,
+        ];
+        let mut recs: Vec<Record> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| decode_line(l, i, &ch, &Limits::default()).unwrap())
+            .collect();
+        let back = batch_to_records(&records_to_batch(&recs).unwrap());
+        assert_eq!(back, recs);
+        let user = schemas::fields::column_index("user_name").unwrap();
+        recs[2].set(user, Cell::Int(3));
+        let back = batch_to_records(&records_to_batch(&recs).unwrap());
+        assert_eq!(back[2].cell(user), &Cell::Null);
+        assert_eq!(back[4].cell(user), &Cell::Str("v".into()));
+        assert_eq!(back[3], recs[3]);
     }
 }

@@ -2,8 +2,9 @@
 //! the JSON streams by.
 
 use super::{Channel, Reject, keys};
-use crate::fields::{FIELDS, Origin, col};
-use crate::record::{Record, cell_from_json};
+use crate::fields::{FIELDS, Kind, Origin, col};
+use crate::record::{Cell, Record, cell_from_json};
+use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -15,18 +16,26 @@ pub(super) struct State<'c> {
     pub too_deep: bool,
     ch: &'c Channel<'c>,
     max_depth: usize,
-    set: Vec<bool>,
+    /// Fields already read, one bit per row of `FIELDS`.
+    set: [u64; SET_WORDS],
 }
+
+/// Cells a decoded record has room for from the start.
+const CELLS: usize = 24;
+
+/// Words of the `set` bitmap.
+const SET_WORDS: usize = 2;
+const _: () = assert!(FIELDS.len() <= SET_WORDS * 64, "the field table outgrew the decoder's bitmap");
 
 impl<'c> State<'c> {
     pub fn new(ch: &'c Channel<'c>, max_depth: usize) -> Self {
         Self {
-            rec: Record::default(),
+            rec: Record::with_capacity(CELLS),
             err: None,
             too_deep: false,
             ch,
             max_depth,
-            set: vec![false; FIELDS.len()],
+            set: [0; SET_WORDS],
         }
     }
 
@@ -42,13 +51,36 @@ impl<'c> State<'c> {
         }
     }
 
+    /// Whether field `i`'s value may be read straight into a cell: it is the sender's and not set
+    /// yet (so nothing of it can be left for `extra`).
+    fn takes_typed(&self, i: usize) -> bool {
+        !self.is_set(i) && FIELDS[i].origin == Origin::Sender
+    }
+
+    fn is_set(&self, i: usize) -> bool {
+        self.set[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn mark(&mut self, i: usize) {
+        self.set[i / 64] |= 1 << (i % 64);
+    }
+
+    /// A cell read by [`Typed`].
+    fn typed(&mut self, i: usize, cell: Result<Cell, String>) {
+        self.mark(i);
+        match cell {
+            Ok(c) => self.rec.set(i, c),
+            Err(reason) => self.fail(i, Reject::BadField { path: FIELDS[i].path, reason }),
+        }
+    }
+
     /// A known field's value; handed back if the field was already set (the caller keeps it in
     /// extra).
     fn field(&mut self, i: usize, v: Value) -> Option<Value> {
-        if self.set[i] {
+        if self.is_set(i) {
             return Some(v);
         }
-        self.set[i] = true;
+        self.mark(i);
         let def = &FIELDS[i];
         if def.origin == Origin::Ingest {
             let actual = match i {
@@ -138,10 +170,19 @@ fn walk<'de, A: MapAccess<'de>>(
     while let Some(key) = m.next_key_seed(KeySeed)? {
         let slot = tree.resolve(node, &key).unwrap_or_default();
         if let Some(i) = slot.field {
-            let v: Value = m.next_value()?;
-            st.check_depth(level, &v);
-            if let Some(v) = st.field(i, v) {
-                left.insert(key.into_owned(), v);
+            let got = if st.takes_typed(i) {
+                m.next_value_seed(Typed(FIELDS[i].kind))?
+            } else {
+                Got::Json(m.next_value()?)
+            };
+            match got {
+                Got::Cell(cell) => st.typed(i, cell),
+                Got::Json(v) => {
+                    st.check_depth(level, &v);
+                    if let Some(v) = st.field(i, v) {
+                        left.insert(key.into_owned(), v);
+                    }
+                }
             }
         } else if let Some(node) = slot.node {
             if let Some(v) = m.next_value_seed(Nested { st: &mut *st, level: level + 1, node })? {
@@ -244,5 +285,60 @@ impl<'de> Visitor<'de> for Nested<'_, '_> {
     }
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         Ok(self.keep(Value::Null))
+    }
+}
+
+/// A known field's value read straight into its cell when it is a string or an integer (no
+/// intermediate JSON value; a time parsed in place); any other value comes back as JSON for the
+/// general path ([`State::field`]). Agrees with [`cell_from_json`] on every value it reads.
+struct Typed(Kind);
+
+/// What [`Typed`] read.
+enum Got {
+    Cell(Result<Cell, String>),
+    Json(Value),
+}
+
+impl<'de> DeserializeSeed<'de> for Typed {
+    type Value = Got;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Typed {
+    type Value = Got;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Got::Cell(match self.0 {
+            Kind::Str => Ok(Cell::Str(s.to_owned())),
+            Kind::Time => crate::time::parse_rfc3339_micros(s)
+                .map(Cell::Time)
+                .ok_or_else(|| format!("{s:?} is not an RFC 3339 timestamp")),
+            kind => cell_from_json(kind, Value::String(s.to_owned())),
+        }))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Got::Cell(cell_from_json(self.0, Value::from(v))))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Got::Cell(cell_from_json(self.0, Value::from(v))))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(Got::Json(Value::from(v)))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Got::Json(Value::Bool(v)))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Got::Json(Value::Null))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, s: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(serde::de::value::SeqAccessDeserializer::new(s)).map(Got::Json)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, m: A) -> Result<Self::Value, A::Error> {
+        Value::deserialize(serde::de::value::MapAccessDeserializer::new(m)).map(Got::Json)
     }
 }

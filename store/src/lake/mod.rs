@@ -58,6 +58,20 @@ const BLOOM_COLUMNS: &[&str] = &[
     "user_name",
 ];
 
+/// Puts records in the lake's row order, (host, time): positions are sorted by keys taken once (a
+/// record's fields are looked up, not indexed), then the records are moved into that order.
+pub fn sort_host_time(records: &mut [Record]) {
+    let mut order: Vec<usize> = (0..records.len()).collect();
+    {
+        let keys: Vec<(&str, i64)> = records.iter().map(|r| (r.host(), r.time())).collect();
+        order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    }
+    let mut taken: Vec<Record> = records.iter_mut().map(std::mem::take).collect();
+    for (slot, &i) in records.iter_mut().zip(&order) {
+        *slot = std::mem::take(&mut taken[i]);
+    }
+}
+
 /// How a column is encoded where a dictionary would not pay (Parquet tries a dictionary first for
 /// every other column, and falls back to plain values when it grows too large).
 ///
@@ -176,17 +190,7 @@ impl Lake {
         date: &str,
         records: &mut [Record],
     ) -> Result<FileEntry, LakeError> {
-        // Sort positions by keys taken once (a record's fields are looked up, not indexed), then
-        // move the records into that order.
-        let mut order: Vec<usize> = (0..records.len()).collect();
-        {
-            let keys: Vec<(&str, i64)> = records.iter().map(|r| (r.host(), r.time())).collect();
-            order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
-        }
-        let mut taken: Vec<Record> = records.iter_mut().map(std::mem::take).collect();
-        for (slot, &i) in records.iter_mut().zip(&order) {
-            *slot = std::mem::take(&mut taken[i]);
-        }
+        sort_host_time(records);
         let batch = records_to_batch(records).map_err(LakeError::Arrow)?;
         let staged = self.stage(tenant, date, &batch, Order::HostTime)?;
         self.publish(staged, id)

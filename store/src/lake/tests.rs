@@ -234,3 +234,37 @@ fn a_vertical_merge_leaves_undeclared_inputs_to_the_row_wise_merge_and_fails_a_f
     let err = lake.vertical_merge(&[first, liar]).err().map(|e| e.to_string());
     assert!(err.as_ref().is_some_and(|e| e.contains("not sorted on (host, time)")), "{err:?}");
 }
+
+/// A bulk load's batches (each sorted, and one not) make the file `write_file` makes of the same
+/// records: the same rows in (host, time) order, whole records equal, row groups cut at the same
+/// size, the same time range and the footer's sort declared.
+#[test]
+fn batches_written_as_one_file_match_the_records_path_row_for_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::open(dir.path(), false).unwrap();
+    let mut all = records(3 * ROW_GROUP_ROWS / 2);
+    let mut batches = Vec::new();
+    for (i, chunk) in all.chunks(ROW_GROUP_ROWS / 3).enumerate() {
+        let mut chunk = chunk.to_vec();
+        if i != 1 {
+            sort_host_time(&mut chunk);
+        }
+        batches.push(records_to_batch(&chunk).unwrap());
+    }
+    let bulk = lake.write_batches(1, "t", "2026-05-28", &batches).unwrap();
+    let one = lake.write_file(2, "t", "2026-05-28", &mut all).unwrap();
+    let (a, b) = (lake.read_all(&bulk).unwrap(), lake.read_all(&one).unwrap());
+    assert_eq!(a.len(), all.len());
+    assert!(a == b, "the bulk file's rows differ from the records path's");
+    let keys: Vec<(&str, i64)> = a.iter().map(|r| (r.host(), r.time())).collect();
+    assert!(keys.windows(2).all(|w| w[0] <= w[1]), "rows are in (host, time) order");
+    assert_eq!((bulk.rows, bulk.min_time, bulk.max_time), (one.rows, one.min_time, one.max_time));
+    let meta = |e: &FileEntry| {
+        let file = std::fs::File::open(dir.path().join(&e.path)).unwrap();
+        SerializedFileReader::new(file).unwrap().metadata().clone()
+    };
+    let (m, n) = (meta(&bulk), meta(&one));
+    assert_eq!(m.num_row_groups(), n.num_row_groups());
+    assert!(sorted::declares_host_time(&m), "the footer declares (host, time)");
+    assert!(lake.write_batches(3, "t", "2026-05-28", &[]).is_err(), "no rows, no file");
+}

@@ -8,6 +8,9 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
+
+/// The lake's batch type, for callers that hold converted rows (a bulk load) without naming Arrow.
+pub type Batch = RecordBatch;
 use schemas::{Cell, FIELDS, Kind, Record, lake_schema};
 use std::sync::Arc;
 

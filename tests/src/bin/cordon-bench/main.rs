@@ -181,37 +181,83 @@ fn cordon_ingest(body: &[u8], dir: &Path, index: bool) -> anyhow::Result<(usize,
     Ok((n, Sample { wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0 }, index_cpu, decode_cpu))
 }
 
-/// B1's Cordon side as a bulk load runs: the NDJSON decoded a slice of lines at a time, each
-/// slice's records sorted and converted to Arrow by day and dropped, then each day's batches
-/// merged into one file sorted on (host, time). Returns (events, whole sample, 0, decode CPU-s).
+/// B1's Cordon side as a bulk load runs, on both cores: the NDJSON is cut in two at a line (each
+/// half read as one message), each half decoded a slice of lines at a time on its own thread, each
+/// slice's records sorted and converted to Arrow by day and dropped; then each day's batches are
+/// merged into one file sorted on (host, time), the days shared between two threads. Returns
+/// (events, whole sample, 0, decode CPU-s).
 fn cordon_load(body: &[u8], lake: &store::lake::Lake) -> anyhow::Result<(usize, Sample, f64, f64)> {
-    const SLICE_LINES: usize = 16 * 1024;
-    let limits = Limits { max_skew_micros: i64::MAX, ..Limits::default() };
-    let ch = Channel { tenant: "default", agent: "bench", message_key: "1:1", stream_seq: 1, received: 0 };
     let (w0, c0) = (Instant::now(), cpu_seconds());
+    let cut = body[..body.len() / 2].iter().rposition(|b| *b == b'\n').map_or(0, |at| at + 1);
+    let halves = [("1:1", &body[..cut]), ("1:2", &body[cut..])];
+    let parts = std::thread::scope(|s| {
+        let threads: Vec<_> = halves.map(|(key, half)| s.spawn(move || load_part(half, key))).into();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a load thread panicked"))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
     let (mut n, mut decode_cpu) = (0, 0.0);
     let mut days: std::collections::BTreeMap<i64, Vec<_>> = Default::default();
+    for part in parts {
+        n += part.events;
+        decode_cpu += part.decode_cpu;
+        for (day, batches) in part.days {
+            days.entry(day).or_default().extend(batches);
+        }
+    }
+    let days: Vec<_> = days.into_iter().enumerate().collect();
+    std::thread::scope(|s| {
+        let threads: Vec<_> = days
+            .chunks(days.len().div_ceil(2).max(1))
+            .map(|share| {
+                s.spawn(move || {
+                    share.iter().try_for_each(|(i, (day, batches))| {
+                        let date = schemas::time::date_of_micros(day * 86_400_000_000);
+                        lake.write_batches(*i as i64 + 1, "default", &date, batches).map(drop)
+                    })
+                })
+            })
+            .collect();
+        threads.into_iter().try_for_each(|t| t.join().expect("a write thread panicked"))
+    })?;
+    Ok((n, Sample { wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0 }, 0.0, decode_cpu))
+}
+
+/// One half of a bulk load: its days' sorted batches, its events, and its thread's decode CPU-s.
+struct LoadPart {
+    days: std::collections::BTreeMap<i64, Vec<store::convert::Batch>>,
+    events: usize,
+    decode_cpu: f64,
+}
+
+fn load_part(body: &[u8], message_key: &str) -> anyhow::Result<LoadPart> {
+    const SLICE_LINES: usize = 16 * 1024;
+    let limits = Limits { max_skew_micros: i64::MAX, ..Limits::default() };
+    let ch = Channel { tenant: "default", agent: "bench", message_key, stream_seq: 1, received: 0 };
+    let mut part = LoadPart { days: Default::default(), events: 0, decode_cpu: 0.0 };
     let mut lines = schemas::wire::lines(body).peekable();
     let mut by_day: std::collections::BTreeMap<i64, Vec<Record>> = Default::default();
     while lines.peek().is_some() {
-        let c = cpu_seconds();
+        let c = thread_cpu_seconds();
         for (i, l) in lines.by_ref().take(SLICE_LINES) {
             if let Ok(r) = decode_line(l, i, &ch, &limits) {
                 by_day.entry(r.time().div_euclid(86_400_000_000)).or_default().push(r);
-                n += 1;
+                part.events += 1;
             }
         }
-        decode_cpu += cpu_seconds() - c;
+        part.decode_cpu += thread_cpu_seconds() - c;
         for (day, mut recs) in std::mem::take(&mut by_day) {
             store::lake::sort_host_time(&mut recs);
-            days.entry(day).or_default().push(store::convert::records_to_batch(&recs)?);
+            part.days.entry(day).or_default().push(store::convert::records_to_batch(&recs)?);
         }
     }
-    for (i, (day, batches)) in days.into_iter().enumerate() {
-        let date = schemas::time::date_of_micros(day * 86_400_000_000);
-        lake.write_batches(i as i64 + 1, "default", &date, &batches)?;
-    }
-    Ok((n, Sample { wall: w0.elapsed().as_secs_f64(), cpu: cpu_seconds() - c0 }, 0.0, decode_cpu))
+    Ok(part)
+}
+
+/// CPU seconds of the calling thread.
+fn thread_cpu_seconds() -> f64 {
+    proc_cpu("thread-self").0
 }
 
 fn python(script: &str, args: &[&Path]) -> anyhow::Result<serde_json::Value> {

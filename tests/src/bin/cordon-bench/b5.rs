@@ -127,9 +127,9 @@ pub(crate) fn b5(events: usize) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let ndjson = tmp.path().join("events.ndjson");
     let body = crate::generate(events, &ndjson)?;
-    crate::cordon_ingest(&body, &tmp.path().join("cordon"), true)?;
+    crate::b1::cordon_ingest(&body, &tmp.path().join("cordon"), true)?;
     let index = FullTextIndex::open(&tmp.path().join("cordon/index"))?;
-    let records = crate::decode_all(&body);
+    let records = crate::b1::decode_all(&body);
     let shapes = sample(&records);
     let distinct: Vec<String> = shapes.iter().map(|(s, q)| format!("{s} {}", q.len())).collect();
     println!("distinct query values sampled: {}", distinct.join(", "));
@@ -139,7 +139,7 @@ pub(crate) fn b5(events: usize) -> anyhow::Result<()> {
     let shapes: Vec<(&str, Vec<Query>)> =
         shapes.into_iter().map(|(s, q)| (s, q.into_iter().cycle().take(PER_SHAPE).collect())).collect();
     let tsv = tmp.path().join("docs.tsv");
-    crate::docs_tsv(&records, &tsv)?;
+    crate::b1::docs_tsv(&records, &tsv)?;
     drop(records);
     let qfile = tmp.path().join("queries.json");
     let all: Vec<(&str, &Vec<Query>)> = shapes.iter().map(|(s, q)| (*s, q)).collect();

@@ -4,7 +4,7 @@
 //! as a security event. Fields Cordon does not know are kept in the `extra` column, never dropped.
 
 use crate::fields::col;
-use crate::record::{Cell, Record};
+use crate::record::{Cell, Record, RecordBuilder};
 use serde_json::Value;
 
 /// Limits applied to every line.
@@ -109,24 +109,82 @@ impl Reject {
     }
 }
 
-/// Decodes line number `line_no` (0-based) of a message.
+/// The JSON parser a line is streamed with. Both drive the same walk (`stream::Top`) through serde,
+/// so records, `extra` and the ranking of errors are the same, with three exceptions: `InvalidJson`'s
+/// text; a line nested 129 to 255 levels deep, which serde_json refuses as invalid JSON and sonic-rs
+/// reads to be refused as too deep; and `-0`, a negative zero to serde_json and a zero to sonic-rs.
+/// `cordon-bench --only decode` measures them side by side (issue 21).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Parser {
+    /// `serde_json`.
+    SerdeJson,
+    /// `sonic-rs` (strings and whitespace scanned with SIMD).
+    #[default]
+    SonicRs,
+}
+
+impl Parser {
+    /// Both, for benches and the tests that hold them to the same answers.
+    pub const ALL: [Parser; 2] = [Parser::SerdeJson, Parser::SonicRs];
+
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Parser::SerdeJson => "serde_json",
+            Parser::SonicRs => "sonic-rs",
+        }
+    }
+
+    /// Streams `text` into `state`; `None` when it is JSON but not an object. Both parsers stop at
+    /// a fixed nesting depth (128 and 255 levels), so no line can exhaust the stack.
+    fn walk(
+        self,
+        text: &str,
+        state: &mut stream::State<'_>,
+    ) -> Result<Option<serde_json::Map<String, Value>>, String> {
+        use serde::de::DeserializeSeed;
+        match self {
+            Parser::SerdeJson => {
+                let mut de = serde_json::Deserializer::from_str(text);
+                let top = stream::Top(state).deserialize(&mut de).map_err(|e| e.to_string())?;
+                de.end().map_err(|e| e.to_string())?;
+                Ok(top)
+            }
+            Parser::SonicRs => {
+                let mut de = sonic_rs::Deserializer::from_str(text);
+                let top = stream::Top(state).deserialize(&mut de).map_err(|e| e.to_string())?;
+                de.end().map_err(|e| e.to_string())?;
+                Ok(top)
+            }
+        }
+    }
+}
+
+/// Decodes line number `line_no` (0-based) of a message, with the default [`Parser`].
+pub fn decode_line(line: &[u8], line_no: usize, ch: &Channel<'_>, limits: &Limits) -> Result<Record, Reject> {
+    decode_line_with(Parser::default(), line, line_no, ch, limits)
+}
+
+/// Decodes line number `line_no` (0-based) of a message with `parser`.
 ///
 /// One pass over the JSON: each key is resolved against the field table as it streams by (nested
 /// objects and flat dotted keys alike), known values go straight to their cells, and only what Cordon
 /// does not know is kept as JSON for the `extra` column. When a field occurs twice (nested and as a
 /// flat dotted key), the first wins and the other is kept in `extra`. Errors rank as before the single
-/// pass: invalid JSON, then nesting depth, then the field first in [`FIELDS`] order.
-pub fn decode_line(line: &[u8], line_no: usize, ch: &Channel<'_>, limits: &Limits) -> Result<Record, Reject> {
+/// pass: invalid JSON, then nesting depth, then the field first in [`FIELDS`](crate::fields::FIELDS) order.
+pub fn decode_line_with(
+    parser: Parser,
+    line: &[u8],
+    line_no: usize,
+    ch: &Channel<'_>,
+    limits: &Limits,
+) -> Result<Record, Reject> {
     if line.len() > limits.max_line_bytes {
         return Err(Reject::TooLarge { len: line.len(), max: limits.max_line_bytes });
     }
     let text = std::str::from_utf8(line).map_err(|e| Reject::InvalidUtf8 { offset: e.valid_up_to() })?;
     let mut state = stream::State::new(ch, limits.max_depth);
-    let mut de = serde_json::Deserializer::from_str(text);
-    let top = serde::de::DeserializeSeed::deserialize(stream::Top(&mut state), &mut de)
-        .and_then(|top| de.end().map(|()| top))
-        .map_err(|e| Reject::InvalidJson(e.to_string()))?;
-    let Some(extra) = top else {
+    let Some(extra) = parser.walk(text, &mut state).map_err(Reject::InvalidJson)? else {
         return Err(Reject::NotAnObject);
     };
     if state.too_deep {
@@ -140,35 +198,36 @@ pub fn decode_line(line: &[u8], line_no: usize, ch: &Channel<'_>, limits: &Limit
 
 /// The channel's identity and bookkeeping, the time check, the event id and the `extra` column.
 fn finish(
-    mut rec: Record,
+    mut rec: RecordBuilder,
     extra: serde_json::Map<String, Value>,
     line_no: usize,
     ch: &Channel<'_>,
     limits: &Limits,
 ) -> Result<Record, Reject> {
-    rec.set(col::TENANT, Cell::Str(ch.tenant.to_owned()));
-    rec.set(col::AGENT_ID, Cell::Str(ch.agent.to_owned()));
-    rec.set(col::INGESTED, Cell::Time(ch.received));
-    rec.set(col::STREAM_SEQ, Cell::Int(i64::try_from(ch.stream_seq).unwrap_or(i64::MAX)));
-    let skewed = match rec.cell(col::TIME) {
-        Cell::Time(t) => (t - ch.received).abs() > limits.max_skew_micros,
+    // Ingest's own fields: the walk never sets them (a sender's claim is checked, then dropped).
+    rec.push(col::TENANT, Cell::Str(ch.tenant.to_owned()));
+    rec.push(col::AGENT_ID, Cell::Str(ch.agent.to_owned()));
+    rec.push(col::INGESTED, Cell::Time(ch.received));
+    rec.push(col::STREAM_SEQ, Cell::Int(i64::try_from(ch.stream_seq).unwrap_or(i64::MAX)));
+    let skewed = match rec.get(col::TIME) {
+        Some(Cell::Time(t)) => (t - ch.received).abs() > limits.max_skew_micros,
         _ => {
             rec.set(col::TIME, Cell::Time(ch.received));
             true
         }
     };
-    rec.set(col::TIME_SKEWED, Cell::Bool(skewed));
-    match rec.cell(col::EVENT_ID) {
-        Cell::Str(id) if !id.is_empty() && id.len() <= 128 => {}
-        Cell::Str(id) if id.len() > 128 => {
+    rec.push(col::TIME_SKEWED, Cell::Bool(skewed));
+    match rec.get(col::EVENT_ID) {
+        Some(Cell::Str(id)) if !id.is_empty() && id.len() <= 128 => {}
+        Some(Cell::Str(id)) if id.len() > 128 => {
             return Err(Reject::BadField { path: "event.id", reason: "longer than 128 bytes".to_owned() });
         }
         _ => rec.set(col::EVENT_ID, Cell::Str(format!("{}:{}:{}", ch.agent, ch.message_key, line_no))),
     }
     if !extra.is_empty() {
-        rec.set(col::EXTRA, Cell::Str(Value::Object(extra).to_string()));
+        rec.push(col::EXTRA, Cell::Str(Value::Object(extra).to_string()));
     }
-    Ok(rec)
+    Ok(rec.build())
 }
 
 mod keys;

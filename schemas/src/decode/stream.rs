@@ -3,14 +3,14 @@
 
 use super::{Channel, Reject, keys};
 use crate::fields::{FIELDS, Kind, Origin, col};
-use crate::record::{Cell, Record, cell_from_json};
+use crate::record::{Cell, RecordBuilder, cell_from_json};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
 
 pub(super) struct State<'c> {
-    pub rec: Record,
+    pub rec: RecordBuilder,
     /// The first field error in `FIELDS` order: (field index, error).
     pub err: Option<(usize, Reject)>,
     pub too_deep: bool,
@@ -30,7 +30,7 @@ const _: () = assert!(FIELDS.len() <= SET_WORDS * 64, "the field table outgrew t
 impl<'c> State<'c> {
     pub fn new(ch: &'c Channel<'c>, max_depth: usize) -> Self {
         Self {
-            rec: Record::with_capacity(CELLS),
+            rec: RecordBuilder::with_capacity(CELLS),
             err: None,
             too_deep: false,
             ch,
@@ -69,7 +69,7 @@ impl<'c> State<'c> {
     fn typed(&mut self, i: usize, cell: Result<Cell, String>) {
         self.mark(i);
         match cell {
-            Ok(c) => self.rec.set(i, c),
+            Ok(c) => self.rec.push(i, c),
             Err(reason) => self.fail(i, Reject::BadField { path: FIELDS[i].path, reason }),
         }
     }
@@ -99,7 +99,7 @@ impl<'c> State<'c> {
         }
         let (v, whole) = crate::record::one_of_list(def.kind, v);
         match cell_from_json(def.kind, v) {
-            Ok(c) => self.rec.set(i, c),
+            Ok(c) => self.rec.push(i, c),
             Err(reason) => self.fail(i, Reject::BadField { path: def.path, reason }),
         }
         whole

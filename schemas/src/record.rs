@@ -84,12 +84,6 @@ impl RecordBuilder {
 pub static NULL: Cell = Cell::Null;
 
 impl Record {
-    /// An empty record with room for `cells` cells (a decoded endpoint event sets about 20: its
-    /// sender's fields and ingest's six), so filling it does not grow it cell by cell.
-    pub fn with_capacity(cells: usize) -> Self {
-        Self { cells: Vec::with_capacity(cells) }
-    }
-
     /// The cell of field `i` ([`Cell::Null`] when unset).
     pub fn cell(&self, i: usize) -> &Cell {
         match self.cells.binary_search_by_key(&i, |(j, _)| usize::from(*j)) {

@@ -110,8 +110,11 @@ impl Ingest {
     pub(crate) async fn write_mark(&self, mark: &mut Mark) {
         let Some(id) = mark.analysed.filter(|id| Some(*id) != mark.written) else { return };
         let now = schemas::time::now_micros();
-        match self.store.catalog().set_analysed_through(&self.cfg.consumer, id, now).await {
-            Ok(()) => (mark.written, mark.at) = (Some(id), Instant::now()),
+        match self.store.catalog().set_analysed_through(&self.cfg.consumer, id, now, self.fence()).await {
+            Ok(true) => (mark.written, mark.at) = (Some(id), Instant::now()),
+            Ok(false) => {
+                tracing::info!("another ingest process holds the analysis lease; the mark is its to move")
+            }
             Err(e) => tracing::warn!(error = %e, "cannot record how far the analysers have read; retried"),
         }
     }
@@ -176,7 +179,10 @@ impl Ingest {
             None => {
                 let last = catalog.last_commit_seq().await.map_err(err)?;
                 let now = schemas::time::now_micros();
-                catalog.set_analysed_through(&self.cfg.consumer, last, now).await.map_err(err)?;
+                catalog
+                    .set_analysed_through(&self.cfg.consumer, last, now, self.fence())
+                    .await
+                    .map_err(err)?;
                 Ok((Vec::new(), None))
             }
         }
@@ -251,7 +257,7 @@ impl Ingest {
             let now = schemas::time::now_micros();
             let catalog = self.store.catalog();
             catalog
-                .set_analysed_through(&self.cfg.consumer, id, now)
+                .set_analysed_through(&self.cfg.consumer, id, now, self.fence())
                 .await
                 .map_err(store::StoreError::from)?;
         }

@@ -54,6 +54,14 @@ impl Lease {
 }
 
 impl Ingest {
+    /// What the analysis writes to the catalog (incidents, the `analysed` mark) is fenced by the
+    /// lease where processes share the catalog: a holder that paused past its lease and resumes
+    /// mid-step must not overwrite what its successor wrote since. `None` for the only process.
+    pub(crate) fn fence(&self) -> Option<store::catalog::Fence<'_>> {
+        let holder = self.store.holder();
+        self.cfg.elected_analysis.map(|_| store::catalog::Fence { lease: LEASE, holder })
+    }
+
     /// The analysis task of a process sharing the catalog: this process's own commits bring only
     /// their quota alerts to record; while it holds the analysis lease, it follows every process's
     /// commits through the lake. Runs until the queue's sender is dropped.

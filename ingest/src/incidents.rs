@@ -24,6 +24,8 @@ const PACE_GRAPH: u32 = 10;
 const HELP_INCIDENTS: &str = "Incident changes written (new, grown or merged).";
 const HELP_COVERS: &str =
     "Event time the entity graph holds, the least over tenants: the hot window, or less at its edge budget.";
+const HELP_FENCED: &str = "Incident writes refused because another ingest process had taken the analysis lease \
+     over while this one paused (its view was older than the holder's).";
 const HELP_PASS: &str = "Time one tenant's incident pass took (searches from its live alerts, joins).";
 
 /// Per-tenant incident state.
@@ -91,8 +93,18 @@ impl Ingest {
             return;
         }
         let n = writes.len() as u64;
-        match self.store.catalog().upsert_incidents(&writes, schemas::time::now_micros()).await {
-            Ok(()) => self.metrics.add("cordon_incident_changes_total", "", HELP_INCIDENTS, n),
+        match self.store.catalog().upsert_incidents(&writes, schemas::time::now_micros(), self.fence()).await
+        {
+            Ok(true) => self.metrics.add("cordon_incident_changes_total", "", HELP_INCIDENTS, n),
+            Ok(false) => {
+                // This process paused past its lease and another took the analysis over: its view
+                // of the incidents is older than the holder's, which works them out from here.
+                tracing::warn!(
+                    incidents = n,
+                    "incident writes refused: another process holds the analysis lease"
+                );
+                self.metrics.add("cordon_incident_writes_fenced_total", "", HELP_FENCED, n);
+            }
             Err(e) => {
                 tracing::error!(error = %e, incidents = n, "could not write incidents; retrying with the next pass");
                 let mut st = self.incidents.lock().await;

@@ -15,7 +15,19 @@ impl Catalog {
     }
 
     /// Records that `name` has analysed every lake file up to `file_id`; the mark never moves back.
-    pub async fn set_analysed_through(&self, name: &str, file_id: i64, now: i64) -> Result<(), CatalogError> {
+    /// With a `fence`, only while its holder holds the lease: false, and the mark left, once another
+    /// process has taken it.
+    pub async fn set_analysed_through(
+        &self,
+        name: &str,
+        file_id: i64,
+        now: i64,
+        fence: Option<super::Fence<'_>>,
+    ) -> Result<bool, CatalogError> {
+        let mut tx = self.write_tx("set_analysed_through").await?;
+        if !super::leases::holds(&mut tx, fence).await.map_err(db("set_analysed_through"))? {
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO analysed (name, file_id, updated_at) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET file_id = excluded.file_id, updated_at = excluded.updated_at \
@@ -24,9 +36,10 @@ impl Catalog {
         .bind(name)
         .bind(file_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(db("set_analysed_through"))?;
-        Ok(())
+        tx.commit().await.map_err(db("set_analysed_through"))?;
+        Ok(true)
     }
 }

@@ -118,12 +118,21 @@ const COLS: &str = "body, status, owner, merged_into, created_at, updated_at";
 
 impl Catalog {
     /// Inserts or updates incidents in one transaction. Status and owner of an existing incident are
-    /// kept, unless it was merged.
-    pub async fn upsert_incidents(&self, items: &[IncidentWrite], now: i64) -> Result<(), CatalogError> {
+    /// kept, unless it was merged. With a `fence`, only while its holder holds the lease: false, and
+    /// nothing written, once another process has taken it.
+    pub async fn upsert_incidents(
+        &self,
+        items: &[IncidentWrite],
+        now: i64,
+        fence: Option<super::Fence<'_>>,
+    ) -> Result<bool, CatalogError> {
         if items.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut tx = self.write_tx("upsert_incidents").await?;
+        if !super::leases::holds(&mut tx, fence).await.map_err(db("upsert_incidents"))? {
+            return Ok(false);
+        }
         for i in items {
             sqlx::query(
                 "INSERT INTO incidents (id, tenant, status, owner, severity, hosts, techniques, first_seen, last_seen, \
@@ -149,7 +158,7 @@ impl Catalog {
             .map_err(db("upsert_incidents"))?;
         }
         tx.commit().await.map_err(db("upsert_incidents"))?;
-        Ok(())
+        Ok(true)
     }
 
     /// A tenant's incidents matching `f`, most recent first (merged ones only when asked for).

@@ -3,6 +3,34 @@
 
 use super::{Catalog, CatalogError, db};
 
+/// A write made for the holder of a lease, refused once another holds it: a process that paused
+/// (stopped, swapped out, cut off) past its lease and then resumes must not overwrite what the
+/// process that took the lease over has written since.
+#[derive(Clone, Copy, Debug)]
+pub struct Fence<'a> {
+    /// The lease's name.
+    pub lease: &'a str,
+    /// The process the write is made for.
+    pub holder: &'a str,
+}
+
+/// Whether `fence`'s holder still holds its lease, checked inside `tx`: its row stays locked until
+/// `tx` ends, so a takeover waits for the write (and then reads it) or the write sees the takeover
+/// and is refused. A lease that lapsed but that nobody has taken yet still passes: no other holder
+/// has written anything the write could overwrite.
+pub(super) async fn holds(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    fence: Option<Fence<'_>>,
+) -> Result<bool, sqlx::Error> {
+    let Some(f) = fence else { return Ok(true) };
+    let done = sqlx::query("UPDATE leases SET holder = holder WHERE name = $1 AND holder = $2")
+        .bind(f.lease)
+        .bind(f.holder)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 impl Catalog {
     /// Takes or renews lease `name` for `holder` until `now + ttl` (microseconds): true when
     /// `holder` holds it now, false while another holder's lease has not lapsed.

@@ -38,6 +38,7 @@ pub use enroll::{EnrollRefusal, EnrolledAgent};
 pub use incidents::{
     INCIDENT_STATUSES, IncidentChange, IncidentComment, IncidentFilter, IncidentRow, IncidentWrite,
 };
+pub use leases::Fence;
 pub use policies::PolicyVersion;
 pub use reports::ReportRow;
 pub use response::{

@@ -115,7 +115,7 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     assert_eq!(cat.files_committed_after(1, 9).await?, vec![(2, file(2))]);
     // Maintenance leaves alone what a reader of the `analysed` table has not read.
     assert!(cat.unanalysed_file_ids().await?.is_empty(), "nothing reads yet");
-    cat.set_analysed_through("c", 1, 3).await?;
+    cat.set_analysed_through("c", 1, 3, None).await?;
     assert_eq!(cat.unanalysed_file_ids().await?, [2].into());
     let hosts = cat.hosts("t", 10, 0).await?;
     assert_eq!((hosts[0].first_seen, hosts[0].last_seen, hosts[0].events), (1, 50, 20));
@@ -153,6 +153,13 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     cat2.release_lease("maintenance", "p2").await?;
     assert!(cat.hold_lease("maintenance", "p1", 202, 50).await?, "given up: taken at once");
     assert!(cat.hold_lease("analysis", "p2", 202, 50).await?, "leases are per name");
+    // Fenced writes land only while their process holds the lease: a holder that paused past it
+    // and resumes after a takeover writes nothing over its successor's work.
+    let fence = |holder| Some(store::catalog::Fence { lease: "analysis", holder });
+    assert!(cat.set_analysed_through("fenced", 5, 203, fence("p2")).await?, "p2 holds the analysis lease");
+    assert!(!cat2.set_analysed_through("fenced", 9, 204, fence("p1")).await?, "p1 does not");
+    assert!(!cat.set_analysed_through("fenced", 9, 204, fence("p3")).await?, "nor does a stranger");
+    assert_eq!(cat.analysed_through("fenced").await?, Some(5), "refused marks did not move it");
     // Tokens: stored as hashes with their role, verified, revoked.
     let (id, secret) = cat.create_token("n", "t", schemas::access::Role::RuleAuthor, 1).await?;
     let found = cat.verify_token(&secret).await?.expect("the token verifies");
@@ -274,7 +281,8 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         merged_into: merged.map(str::to_owned),
         body: format!("{{\"id\": \"{id}\", \"hosts\": {}}}", hosts.len()),
     };
-    cat.upsert_incidents(&[inc("i1", &["pc", "web"], 10, None), inc("i2", &["db"], 20, None)], 7).await?;
+    cat.upsert_incidents(&[inc("i1", &["pc", "web"], 10, None), inc("i2", &["db"], 20, None)], 7, None)
+        .await?;
     let change = |status: &str| IncidentChange {
         status: Some(status.to_owned()),
         owner: Some("bob".to_owned()),
@@ -283,7 +291,7 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
     };
     assert!(cat.update_incident("t", "i1", &change("investigating"), 8).await?);
     assert!(!cat.update_incident("u", "i1", &change("resolved"), 8).await?, "another tenant's incident");
-    cat.upsert_incidents(&[inc("i1", &["pc", "web", "dc"], 30, None)], 9).await?;
+    cat.upsert_incidents(&[inc("i1", &["pc", "web", "dc"], 30, None)], 9, None).await?;
     let (one, comments) = cat.incident("t", "i1").await?.unwrap();
     assert_eq!(
         (one.status.as_str(), one.owner.as_str()),
@@ -291,6 +299,15 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         "ingest kept the analyst's fields"
     );
     assert_eq!(one.body["hosts"], 3, "and wrote its body");
+    let p1 = store::catalog::Fence { lease: "analysis", holder: "p1" };
+    let stale = cat.upsert_incidents(&[inc("i1", &["pc"], 40, None)], 10, Some(p1)).await?;
+    assert!(!stale, "p1 no longer holds the analysis lease");
+    let (one, _) = cat.incident("t", "i1").await?.unwrap();
+    assert_eq!(
+        (one.body["hosts"].as_i64(), one.updated.as_str()),
+        (Some(3), schemas::time::format_micros(9).as_str()),
+        "a refused write changes nothing"
+    );
     assert_eq!((comments.len(), comments[0].author.as_str()), (1, "alice"));
     let f = |host: Option<&str>, technique: Option<&str>| IncidentFilter {
         host: host.map(str::to_owned),
@@ -305,7 +322,7 @@ async fn catalog_contract(url: &str) -> anyhow::Result<()> {
         "a technique finds its sub-techniques"
     );
     assert_eq!(cat.incidents("t", &f(Some("we"), None)).await?.len(), 0, "hosts match whole names");
-    cat.upsert_incidents(&[inc("i2", &["db"], 20, Some("i1"))], 10).await?;
+    cat.upsert_incidents(&[inc("i2", &["db"], 20, Some("i1"))], 10, None).await?;
     let listed = cat.incidents("t", &f(None, None)).await?;
     assert_eq!(listed.len(), 1, "merged incidents are left out of the default list");
     let merged = IncidentFilter { status: Some("merged".to_owned()), limit: 10, ..Default::default() };

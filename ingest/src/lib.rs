@@ -228,13 +228,25 @@ impl Ingest {
         let analysing = tokio::spawn(Arc::clone(&self).analysis(queue));
         let mut backoff = Backoff::default();
         let mut last_check = Instant::now();
+        let mut ahead = None;
         while !*shutdown.borrow() {
             // Policies are re-read (and published to agents) even when no events arrive.
             if let Err(e) = self.refresh_policies().await {
                 tracing::warn!(error = %e, "cannot read policies; keeping the current ones");
             }
-            let healthy = match self.fetch(&consumer).await {
-                Fetched::Messages(msgs) => self.handle(&msgs, &work, &mut backoff).await,
+            let fetched = match ahead.take() {
+                Some(f) => f,
+                None => self.fetch(&consumer).await,
+            };
+            let healthy = match fetched {
+                Fetched::Messages(msgs) => {
+                    // The next fetch runs while this batch is decoded, committed and acked: the
+                    // bus delivers it while the commit writes and waits for its fsyncs.
+                    let handled = self.handle(&msgs, &work, &mut backoff);
+                    let (healthy, next) = tokio::join!(handled, self.fetch(&consumer));
+                    ahead = Some(next);
+                    healthy
+                }
                 Fetched::Empty => {
                     // The analysis task's idle work, unless it is busy anyway.
                     let _ = work.try_send(Work::Idle);
@@ -253,6 +265,9 @@ impl Ingest {
                 consumer = self.recover().await.unwrap_or(consumer);
                 last_check = Instant::now();
             }
+        }
+        if let Some(Fetched::Messages(msgs)) = ahead {
+            self.give_back(&msgs).await;
         }
         tasks.iter().for_each(tokio::task::JoinHandle::abort);
         // What was committed is analysed before ingest stops.
@@ -331,6 +346,18 @@ impl Ingest {
             (true, false) => Fetched::Empty,
             (true, true) => Fetched::Failed,
         }
+    }
+
+    /// Hands messages fetched ahead back to the bus at shutdown, for another process (or this one
+    /// started again) to take at once rather than after the ack wait.
+    async fn give_back(&self, msgs: &[Message]) {
+        for m in msgs {
+            let _ = m.ack_with(jetstream::AckKind::Nak(None)).await;
+        }
+        if let Err(e) = self.client.flush().await {
+            tracing::warn!(error = %e, "cannot flush the naks; the messages come back after the ack wait");
+        }
+        tracing::info!(messages = msgs.len(), "messages fetched ahead handed back at shutdown");
     }
 
     /// Ingests a fetched batch, acks it once committed (or naks it for redelivery) and queues it

@@ -80,6 +80,9 @@ fn replay_through(
     std::fs::write(file, text)?;
     tests::enroll_through(&cluster.url, &running.api);
     signal(paused, "-STOP")?;
+    // A pull request the paused process had open when it stopped would take what the agent sends
+    // and hold it until the ack wait (60 s): let such requests expire (fetch_wait, 200 ms) first.
+    std::thread::sleep(Duration::from_secs(1));
     let replayed = (|| {
         let args = ["replay", file.to_str().unwrap_or_default(), "--batch-size", "5"];
         let (code, summary) = agent_summary(spawn_agent(&bin(), &cluster.url, spool, &args)?)?;

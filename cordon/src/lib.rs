@@ -66,7 +66,7 @@ impl Running {
         self.tasks.join_all().await
     }
 
-    /// Serves until `stop` completes (ctrl-c), then stops. A server task that fails first (ingest
+    /// Serves until `stop` completes (ctrl-c or SIGTERM), then stops. A server task that fails first (ingest
     /// whose restore failed, a panic) stops the server too, with an error that names it: a server
     /// without ingest would otherwise answer health checks while it stores nothing.
     pub async fn serve_until(
@@ -88,9 +88,15 @@ impl Running {
     }
 }
 
-/// Completes on ctrl-c (SIGINT).
+/// Completes on ctrl-c (SIGINT) or SIGTERM (what systemd, Kubernetes and `kill` send to stop a
+/// service), so that a stop finishes the batch in hand and hands back the one fetched ahead.
 async fn ctrl_c() -> anyhow::Result<()> {
-    tokio::signal::ctrl_c().await.context("waiting for ctrl-c")
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    tokio::select! {
+        c = tokio::signal::ctrl_c() => c.context("waiting for ctrl-c"),
+        _ = term.recv() => Ok(()),
+    }
 }
 
 /// Cordon's pack plus the operator's rule files, with what was refused logged by class.

@@ -234,27 +234,28 @@ impl Ingest {
             if let Err(e) = self.refresh_policies().await {
                 tracing::warn!(error = %e, "cannot read policies; keeping the current ones");
             }
-            let fetched = match ahead.take() {
-                Some(f) => f,
-                None => self.fetch(&consumer).await,
+            let next = match ahead.take() {
+                Some(n) => n,
+                None => self.next(&consumer).await,
             };
-            let healthy = match fetched {
-                Fetched::Messages(msgs) => {
-                    // The next fetch runs while this batch is decoded, committed and acked: the
-                    // bus delivers it while the commit writes and waits for its fsyncs.
-                    let handled = self.handle(&msgs, &work, &mut backoff);
-                    let (healthy, next) = tokio::join!(handled, self.fetch(&consumer));
-                    ahead = Some(next);
+            let healthy = match next {
+                Next::Batch(batch) => {
+                    // The next batch is fetched, decoded and tagged (on the CPU pool) while this
+                    // one commits and is acked: the bus delivers it and the decoder reads it
+                    // while the commit encodes Parquet, indexes and waits for its fsyncs.
+                    let handled = self.handle(*batch, &work, &mut backoff);
+                    let (healthy, following) = tokio::join!(handled, self.next(&consumer));
+                    ahead = Some(following);
                     healthy
                 }
-                Fetched::Empty => {
+                Next::Empty => {
                     // The analysis task's idle work, unless it is busy anyway.
                     let _ = work.try_send(Work::Idle);
                     // Check now and then that the streams and the consumer are still there (a
                     // deleted consumer can look like a quiet one).
                     last_check.elapsed() < Duration::from_secs(5)
                 }
-                Fetched::Failed => {
+                Next::Failed => {
                     backoff.wait(&mut shutdown).await;
                     false
                 }
@@ -266,8 +267,8 @@ impl Ingest {
                 last_check = Instant::now();
             }
         }
-        if let Some(Fetched::Messages(msgs)) = ahead {
-            self.give_back(&msgs).await;
+        if let Some(Next::Batch(batch)) = ahead {
+            self.give_back(&batch.msgs).await;
         }
         tasks.iter().for_each(tokio::task::JoinHandle::abort);
         // What was committed is analysed before ingest stops.
@@ -360,17 +361,51 @@ impl Ingest {
         tracing::info!(messages = msgs.len(), "messages fetched ahead handed back at shutdown");
     }
 
-    /// Ingests a fetched batch, acks it once committed (or naks it for redelivery) and queues it
+    /// The next fetch, decoded and tagged on the CPU pool when it brought messages.
+    async fn next(self: &Arc<Self>, consumer: &Consumer) -> Next {
+        match self.fetch(consumer).await {
+            Fetched::Messages(msgs) => {
+                let (first_seq, last_seq) = seq_range(&msgs);
+                let span = tracing::info_span!("prepare_batch", messages = msgs.len(), first_seq, last_seq);
+                let prepared = Arc::clone(self).prepare(&msgs).instrument(span).await;
+                Next::Batch(Box::new(Batch { msgs, prepared }))
+            }
+            Fetched::Empty => Next::Empty,
+            Fetched::Failed => Next::Failed,
+        }
+    }
+
+    /// The stages of a fetched batch before its commit, decode and tag, on the store's CPU pool.
+    async fn prepare(self: Arc<Self>, msgs: &[Message]) -> Result<Prepared, IngestError> {
+        self.refresh_policies().await?;
+        let inbound: Vec<Inbound> = msgs.iter().map(Inbound::from_message).collect();
+        let store = Arc::clone(&self.store);
+        let stages = move || {
+            let (reg, received, started) = (&self.metrics, schemas::time::now_micros(), Instant::now());
+            let mut decoded = tracing::debug_span!("decode", messages = inbound.len())
+                .in_scope(|| self.decoder().decode(&inbound, received));
+            let started = stage(reg, "decode", started);
+            let tagged = tracing::debug_span!("tag", events = decoded.records())
+                .in_scope(|| self.tag(&mut decoded.batches, received));
+            stage(reg, "tag", started);
+            Prepared { decoded, tagged }
+        };
+        let span = tracing::Span::current();
+        Ok(store.run_cpu(move || span.in_scope(stages)).await?)
+    }
+
+    /// Commits a prepared batch, acks it once committed (or naks it for redelivery) and queues it
     /// for the analysers; false when it failed.
-    async fn handle(&self, msgs: &[Message], work: &mpsc::Sender<Work>, backoff: &mut Backoff) -> bool {
-        let seqs = msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence));
-        let (first_seq, last_seq) = seqs.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)));
+    async fn handle(&self, batch: Batch, work: &mpsc::Sender<Work>, backoff: &mut Backoff) -> bool {
+        let Batch { msgs, prepared } = batch;
+        let (first_seq, last_seq) = seq_range(&msgs);
         let span = tracing::info_span!("ingest_batch", messages = msgs.len(), first_seq, last_seq);
-        match self.ingest_batch(msgs).instrument(span).await {
+        let committed = async { self.commit_batch(msgs.len(), prepared?).await };
+        match committed.instrument(span).await {
             Ok(analysis) => {
                 backoff.reset();
                 self.metrics.set_gauge("cordon_ingest_commit_failures", "", HELP_FAILURES, 0);
-                for m in msgs {
+                for m in &msgs {
                     if let Err(e) = m.ack().await {
                         tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
                     }
@@ -387,7 +422,7 @@ impl Ingest {
             Err(e) => {
                 tracing::error!(error = %schemas::error_chain(&e), messages = msgs.len(), "commit failed; messages will be redelivered");
                 self.metrics.add("cordon_ingest_commit_failures", "", HELP_FAILURES, 1);
-                for m in msgs {
+                for m in &msgs {
                     let _ = m.ack_with(jetstream::AckKind::Nak(Some(backoff.current()))).await;
                 }
                 tokio::time::sleep(backoff.current()).await;
@@ -397,21 +432,14 @@ impl Ingest {
         }
     }
 
-    /// The stages of one fetched batch up to the commit: decode, tag, dead letters, commit.
-    /// Returns once the batch is durable, with what the analysers need of it.
-    async fn ingest_batch(&self, msgs: &[Message]) -> Result<Analysis, IngestError> {
-        self.refresh_policies().await?;
+    /// The stages of a prepared batch up to the commit: dead letters, commit. Returns once the
+    /// batch is durable, with what the analysers need of it.
+    async fn commit_batch(&self, messages: usize, p: Prepared) -> Result<Analysis, IngestError> {
+        let Prepared { mut decoded, tagged } = p;
         let reg = &self.metrics;
-        let (received, started) = (schemas::time::now_micros(), Instant::now());
-        let inbound: Vec<Inbound> = msgs.iter().map(Inbound::from_message).collect();
-        let mut decoded = tracing::debug_span!("decode", messages = inbound.len())
-            .in_scope(|| self.decoder().decode(&inbound, received));
-        let started = stage(reg, "decode", started);
-        let tagged = tracing::debug_span!("tag", events = decoded.records())
-            .in_scope(|| self.tag(&mut decoded.batches, received));
-        let started = stage(reg, "tag", started);
-        reg.add("cordon_ingest_messages_total", "", HELP_RECEIVED, msgs.len() as u64);
+        reg.add("cordon_ingest_messages_total", "", HELP_RECEIVED, messages as u64);
         reg.add("cordon_ingest_events_total", "", HELP_RECEIVED, decoded.events);
+        let started = Instant::now();
         let dead_span = tracing::debug_span!("dead_letters", count = decoded.dead.len());
         self.dead_letters(&decoded).instrument(dead_span).await?;
         let started = stage(reg, "dead_letters", started);
@@ -474,6 +502,31 @@ impl Ingest {
             })
             .collect()
     }
+}
+
+/// The stream sequence range of a fetched batch, for its spans.
+fn seq_range(msgs: &[Message]) -> (u64, u64) {
+    let seqs = msgs.iter().filter_map(|m| m.info().ok().map(|i| i.stream_sequence));
+    seqs.fold((u64::MAX, 0), |(lo, hi), s| (lo.min(s), hi.max(s)))
+}
+
+/// A fetched batch decoded and tagged: what its commit takes.
+struct Prepared {
+    decoded: Decoded,
+    tagged: tag::Tagged,
+}
+
+/// A fetched batch and what preparing it gave (an error naks it, as a failed commit does).
+struct Batch {
+    msgs: Vec<Message>,
+    prepared: Result<Prepared, IngestError>,
+}
+
+/// What the loop has next.
+enum Next {
+    Batch(Box<Batch>),
+    Empty,
+    Failed,
 }
 
 /// What a fetch brought.

@@ -329,6 +329,15 @@ impl Store {
         self.index.take_ages()
     }
 
+    /// Runs synchronous CPU work (ingest's decode and tag stages) on the store's CPU pool, off the
+    /// I/O runtime and beside the commits' Parquet encoding and indexing.
+    pub async fn run_cpu<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> R + Send + 'static,
+    ) -> Result<R, StoreError> {
+        Ok(self.cpu.run(f).await?)
+    }
+
     /// This store's name as a holder of the catalog's leases (one per process that opened it).
     pub fn holder(&self) -> &str {
         &self.holder

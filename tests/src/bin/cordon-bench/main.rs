@@ -36,6 +36,8 @@
 //!
 //! `--only console [--alerts N]` measures issue 18's speed bars (see `console.rs`).
 //!
+//! `--only detect [--hosts H] [--rate EPS] [--secs S]` runs the detection rules and the correlation
+//! windows alone on fleet events at the whole path's density, per 20 s of event time (see `detect.rs`).
 //! `--only decode [--events N]` measures issue 21's decode stage alone, fed without NATS, beside a
 //! plain `serde_json::Value` parse of the same lines (see `decode.rs`).
 //!
@@ -50,7 +52,7 @@
 //! each with its own key and connection, through the whole path for a long time; resident-size
 //! growth, lost and duplicated events and freshness against their bars (see `soak.rs`).
 //!
-//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|decode|b4|distsql|b5|b6|b7|b8|incidents|report|console|soak] [--rate EPS] [--secs S]
+//! usage: cordon-bench [--events N] [--reps R] [--only b1|b2|b3|path|detect|decode|b4|distsql|b5|b6|b7|b8|incidents|report|console|soak] [--rate EPS] [--secs S]
 //! Peers: `pip install duckdb` (B1), Python's sqlite3 with FTS5 (B2), nats-server on PATH (B3).
 
 mod b1;
@@ -61,6 +63,7 @@ mod b7;
 mod b8;
 mod callout;
 mod console;
+mod detect;
 mod decode;
 mod dist_sql;
 mod heap;
@@ -340,6 +343,11 @@ fn main() -> anyhow::Result<()> {
         let peers = flag("--peers");
         b8(flag("--events").map_or(Ok(10_000_000), |v| v.parse())?, reps.min(3), peers.as_deref())?;
         return Ok(());
+    }
+    if only.as_deref() == Some("detect") {
+        println!("\nThe detection rules and correlation windows alone, fleet events at the path's density");
+        let n = |name: &str, default: u64| flag(name).map_or(Ok(default), |v| v.parse::<u64>());
+        return detect::run(n("--hosts", 200)? as usize, n("--rate", 30_000)?, n("--secs", 120)?);
     }
     if only.as_deref() == Some("decode") {
         println!("\nThe decode stage alone (issue 21), without NATS");

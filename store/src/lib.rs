@@ -469,6 +469,11 @@ impl Store {
         self.index.num_docs()
     }
 
+    /// The latest event time the index can return, over all tenants, read from each index segment's time column.
+    pub fn latest_indexed_time(&self) -> Option<i64> {
+        self.index.latest_time()
+    }
+
     /// Bytes of parsed Parquet footers the lake keeps for point reads.
     pub fn footer_cache_bytes(&self) -> u64 {
         self.lake.footer_cache_bytes() as u64

@@ -25,7 +25,8 @@
 use super::correlation::{Correlation, Kind};
 use super::event::{Event, Field};
 use super::rule::Level;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::ops::RangeBounds;
 
 /// The most entries one group keeps (the oldest go first, counted as dropped).
 pub const MAX_ENTRIES: usize = 100_000;
@@ -111,10 +112,19 @@ struct Entry {
 
 #[derive(Clone, Debug, Default)]
 struct Group {
-    entries: Vec<Entry>,
-    /// Keys of the events counted (with their time, to forget them with the window).
+    /// In event-time order (ties in arrival order), none older than `newest` minus the timespan.
+    entries: VecDeque<Entry>,
+    /// Keys of the events counted, with their time. Keys older than the window are forgotten at
+    /// least every half timespan: an event that old is late before it is looked up here.
     seen: HashMap<String, i64>,
+    /// The horizon `seen` was last pruned to.
+    seen_pruned: i64,
     newest: i64,
+    /// How many entries hold each value (only `value_count` entries have one) and each step: a
+    /// `value_count` or `temporal` window that holds the whole group is measured from these
+    /// without going through it.
+    values: HashMap<String, u32>,
+    steps: HashMap<usize, u32>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -153,6 +163,22 @@ impl Correlator {
     /// Entries held over all groups (for the memory gauge).
     pub fn entries(&self) -> usize {
         self.states.iter().flat_map(|s| s.groups.values()).map(|g| g.entries.len()).sum()
+    }
+
+    /// Panics unless every group's tallies count exactly its entries' values and steps (tests).
+    #[cfg(test)]
+    pub(super) fn check_tallies(&self) {
+        for g in self.states.iter().flat_map(|s| s.groups.values()) {
+            let (mut values, mut steps) = (HashMap::new(), HashMap::new());
+            for e in &g.entries {
+                if let Some(v) = &e.value {
+                    *values.entry(v.clone()).or_insert(0u32) += 1;
+                }
+                *steps.entry(e.step).or_insert(0u32) += 1;
+            }
+            assert_eq!((&g.values, &g.steps), (&values, &steps), "tallies against the entries");
+            assert!(g.entries.iter().zip(g.entries.iter().skip(1)).all(|(a, b)| a.time <= b.time));
+        }
     }
 
     /// Feeds one event that the detection rules `hits` (indices) matched; returns what fired.
@@ -236,7 +262,7 @@ impl Correlator {
         value: Option<String>,
         input: &Input,
     ) -> Option<(u64, Vec<Entry>)> {
-        let span = corr.rule.timespan;
+        let (span, kind) = (corr.rule.timespan, &corr.rule.kind);
         let state = &mut self.states[c];
         state.newest = state.newest.max(input.time);
         state.inserts += 1;
@@ -244,10 +270,17 @@ impl Correlator {
             let horizon = state.newest.saturating_sub(span);
             state.groups.retain(|_, g| g.newest >= horizon);
         }
-        let g = state.groups.entry(group.to_vec()).or_default();
+        if !state.groups.contains_key(group) {
+            state.groups.insert(group.to_vec(), Group::default());
+        }
+        let g = state.groups.get_mut(group).expect("inserted above");
+        if input.time < g.newest.saturating_sub(span) {
+            self.stats.late += 1;
+            return None;
+        }
         // Counting types count an event once whichever of the rules matched it; temporal types
         // count it once per rule.
-        let key = match corr.rule.kind {
+        let key = match kind {
             Kind::Temporal | Kind::TemporalOrdered => format!("{step}\u{1f}{}", input.key),
             _ => input.key.clone(),
         };
@@ -255,28 +288,17 @@ impl Correlator {
             self.stats.duplicates += 1;
             return None;
         }
-        if input.time < g.newest.saturating_sub(span) {
-            self.stats.late += 1;
-            return None;
-        }
         g.seen.insert(key, input.time);
-        g.newest = g.newest.max(input.time);
-        let at = g.entries.partition_point(|e| e.time <= input.time);
-        g.entries.insert(at, Entry { time: input.time, step, value, evidence: input.evidence.to_vec() });
-        let mut at = Some(at);
+        g.advance(input.time, span);
+        let entry = Entry { time: input.time, step, value, evidence: input.evidence.to_vec() };
+        let mut at = Some(g.insert(entry));
         if g.entries.len() > MAX_ENTRIES {
             let excess = g.entries.len() - MAX_ENTRIES;
-            g.entries.drain(..excess);
+            g.take(..excess);
             self.stats.dropped += excess as u64;
             at = at.and_then(|a| a.checked_sub(excess));
         }
-        let fired = at.and_then(|at| evaluate(corr, g, at));
-        // Forget what can no longer share a window with a new event.
-        let horizon = g.newest.saturating_sub(span);
-        let cut = g.entries.partition_point(|e| e.time < horizon);
-        g.entries.drain(..cut);
-        g.seen.retain(|_, t| *t >= horizon);
-        fired
+        at.and_then(|at| evaluate(corr, g, at))
     }
 
     /// Feeds a fired correlation to the correlations that reference it, with its group values.
@@ -340,6 +362,70 @@ fn fire_of(
     }
 }
 
+impl Group {
+    /// Moves the group's newest time to `time` if later, and forgets the entries (and, every half
+    /// timespan, the keys) that can no longer share a window with a new event.
+    fn advance(&mut self, time: i64, span: i64) {
+        self.newest = self.newest.max(time);
+        let horizon = self.newest.saturating_sub(span);
+        let cut = self.entries.partition_point(|e| e.time < horizon);
+        self.take(..cut);
+        if horizon >= self.seen_pruned.saturating_add(span / 2) {
+            self.seen.retain(|_, t| *t >= horizon);
+            self.seen_pruned = horizon;
+        }
+    }
+
+    /// Puts `e` after the entries no later than it; its position.
+    fn insert(&mut self, e: Entry) -> usize {
+        let at = self.entries.partition_point(|x| x.time <= e.time);
+        if let Some(v) = &e.value {
+            match self.values.get_mut(v.as_str()) {
+                Some(n) => *n += 1,
+                None => _ = self.values.insert(v.clone(), 1),
+            }
+        }
+        *self.steps.entry(e.step).or_default() += 1;
+        self.entries.insert(at, e);
+        at
+    }
+
+    /// Removes and returns the entries in `range`.
+    fn take(&mut self, range: impl RangeBounds<usize>) -> Vec<Entry> {
+        let taken: Vec<Entry> = self.entries.drain(range).collect();
+        for e in &taken {
+            if let Some(v) = &e.value {
+                uncount(&mut self.values, v.as_str());
+            }
+            uncount(&mut self.steps, &e.step);
+        }
+        taken
+    }
+
+    /// [`measure`] of the window `lo..=hi`, from the tallies when it is the whole group.
+    fn measure(&self, corr: &Resolved, lo: usize, hi: usize) -> (u64, usize) {
+        let whole = lo == 0 && hi + 1 == self.entries.len();
+        match &corr.rule.kind {
+            Kind::ValueCount { .. } if whole => (self.values.len() as u64, 0),
+            Kind::Temporal if whole => (self.steps.len() as u64, 0),
+            _ => measure(corr, self.entries.range(lo..=hi)),
+        }
+    }
+}
+
+/// One fewer entry holds `k`.
+fn uncount<K: std::hash::Hash + Eq + std::borrow::Borrow<Q>, Q: std::hash::Hash + Eq + ?Sized>(
+    tally: &mut HashMap<K, u32>,
+    k: &Q,
+) {
+    if let Some(n) = tally.get_mut(k) {
+        *n -= 1;
+        if *n == 0 {
+            tally.remove(k);
+        }
+    }
+}
+
 /// Tests the windows that hold entry `at`; on success removes the window's entries and returns the
 /// count and the entries.
 fn evaluate(corr: &Resolved, g: &mut Group, at: usize) -> Option<(u64, Vec<Entry>)> {
@@ -350,10 +436,9 @@ fn evaluate(corr: &Resolved, g: &mut Group, at: usize) -> Option<(u64, Vec<Entry
         let end = g.entries[q].time;
         let lo = g.entries.partition_point(|e| e.time < end.saturating_sub(span));
         if lo <= at {
-            let (n, start) = measure(corr, &g.entries[lo..=q]);
+            let (n, start) = g.measure(corr, lo, q);
             if corr.rule.condition.holds(n) {
-                let taken: Vec<Entry> = g.entries.drain(lo + start..=q).collect();
-                return Some((n, taken));
+                return Some((n, g.take(lo + start..=q)));
             }
         }
         q += 1;
@@ -363,17 +448,17 @@ fn evaluate(corr: &Resolved, g: &mut Group, at: usize) -> Option<(u64, Vec<Entry
 
 /// What the condition is tested on, for one window, and where the evidence starts in it (an
 /// ordered chain starts at its first step; earlier entries are not part of it).
-fn measure(corr: &Resolved, window: &[Entry]) -> (u64, usize) {
+fn measure<'a>(corr: &Resolved, window: impl ExactSizeIterator<Item = &'a Entry>) -> (u64, usize) {
     match &corr.rule.kind {
         Kind::EventCount => (window.len() as u64, 0),
         Kind::ValueCount { .. } => {
-            let mut v: Vec<&str> = window.iter().filter_map(|e| e.value.as_deref()).collect();
+            let mut v: Vec<&str> = window.filter_map(|e| e.value.as_deref()).collect();
             v.sort_unstable();
             v.dedup();
             (v.len() as u64, 0)
         }
         Kind::Temporal => {
-            let mut steps: Vec<usize> = window.iter().map(|e| e.step).collect();
+            let mut steps: Vec<usize> = window.map(|e| e.step).collect();
             steps.sort_unstable();
             steps.dedup();
             (steps.len() as u64, 0)
@@ -381,7 +466,7 @@ fn measure(corr: &Resolved, window: &[Entry]) -> (u64, usize) {
         Kind::TemporalOrdered => {
             // Steps in the listed order, each after the previous one (greedy earliest match).
             let (mut next, mut start) = (0, 0);
-            for (i, e) in window.iter().enumerate() {
+            for (i, e) in window.enumerate() {
                 if next < corr.steps.len() && e.step == next {
                     if next == 0 {
                         start = i;

@@ -198,6 +198,77 @@ fn value_count_counts_distinct_values_per_group() {
     assert_eq!(r.state.stats().ungrouped, 1);
 }
 
+/// A long random stream on a value count (8 distinct accounts per source in 10 minutes): events
+/// in order, late, too late and sent again. After every event each group's tallies (what a window
+/// holding the whole group is measured from) match its entries, and every firing's count is the
+/// number of distinct accounts among its evidence, recounted here from what was sent.
+#[test]
+fn value_count_tallies_follow_late_repeated_and_consumed_events() {
+    let rule = VALUES.replace("gte: 3", "gte: 8");
+    let mut r = Run::new(&with_fail(&rule));
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let (mut sent, mut now, mut fired) = (Vec::new(), 0i64, 0);
+    for _ in 0..20_000 {
+        now += next(3_000) as i64;
+        let d = if next(10) == 0 && !sent.is_empty() {
+            let k = next(sent.len() as u64) as usize;
+            let (at, ip, user): &(i64, String, String) = &sent[k];
+            r.with_id(*at, &format!("e{}", k + 1), &mut failed("H", ip, user))
+        } else {
+            // A quarter arrive up to 15 minutes late: within the window or beyond it.
+            let at = if next(4) == 0 { now - next(900_000) as i64 } else { now };
+            let (ip, user) = (format!("10.0.0.{}", next(4)), format!("u{}", next(12)));
+            sent.push((at, ip.clone(), user.clone()));
+            r.event(at, failed("H", &ip, &user))
+        };
+        r.state.check_tallies();
+        for det in d {
+            let f = &det.correlation.as_ref().unwrap().fire;
+            let mut users: Vec<&str> =
+                f.evidence.iter().map(|id| sent[id[1..].parse::<usize>().unwrap() - 1].2.as_str()).collect();
+            users.sort_unstable();
+            users.dedup();
+            assert_eq!(f.count, users.len() as u64, "the count is the evidence's distinct accounts");
+            assert!(f.count >= 8);
+            fired += 1;
+        }
+    }
+    let stats = r.state.stats();
+    assert!(fired > 100 && stats.late > 100 && stats.duplicates > 100, "{fired} fired, {stats:?}");
+}
+
+#[test]
+fn temporal_tallies_follow_a_random_stream() {
+    let mut r = Run::new(&recon("temporal"));
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let (mut now, mut fired) = (0i64, 0);
+    for _ in 0..10_000 {
+        now += next(20_000) as i64;
+        let at = if next(4) == 0 { now - next(400_000) as i64 } else { now };
+        let cmd = ["whoami", "net user /domain", "nltest /dclist", "ipconfig"][next(4) as usize];
+        let d = r.event(at, proc(&format!("H{}", next(3)), "u", cmd));
+        r.state.check_tallies();
+        for det in d {
+            let f = &det.correlation.as_ref().unwrap().fire;
+            assert_eq!((f.count, f.rules.len()), (3, 3), "all three rules in the window");
+            fired += 1;
+        }
+    }
+    assert!(fired > 50, "{fired} fired");
+}
+
 fn proc(host: &str, user: &str, cmd: &str) -> serde_json::Value {
     json!({"event": {"category": "process", "action": "start"}, "host": {"name": host},
            "user": {"name": user}, "process": {"command_line": cmd, "executable": "C:\\Windows\\System32\\x.exe"}})

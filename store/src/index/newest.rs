@@ -17,6 +17,14 @@ pub(super) struct SegmentColumns {
     refs: Column<u64>,
 }
 
+impl SegmentColumns {
+    /// The latest event time in the segment (`None` when it holds no time): the column keeps it,
+    /// so this reads no document.
+    pub(super) fn latest(&self) -> Option<i64> {
+        (self.time.values.num_vals() > 0).then(|| self.time.max_value())
+    }
+}
+
 /// Each live segment's columns.
 #[derive(Default)]
 pub(super) struct ColumnCache(Mutex<HashMap<SegmentId, Arc<SegmentColumns>>>);

@@ -8,8 +8,8 @@
 
 use crate::cpu_seconds;
 use correlate::sigma::Tagger;
-use schemas::policy::Policy;
 use schemas::decode::{Channel, Limits, decode_line};
+use schemas::policy::Policy;
 
 /// Event time per printed slice (µs).
 const SLICE: i64 = 20_000_000;
@@ -33,7 +33,8 @@ pub(crate) fn run(hosts: usize, rate: u64, secs: u64) -> anyhow::Result<()> {
             let (h, mut e) = fleet.next_event(t);
             e["event"]["id"] = serde_json::json!(format!("c{done}"));
             let agent = fleet.hosts()[h].agent.clone();
-            let ch = Channel { tenant: "bench", agent: &agent, message_key: "1:1", stream_seq: 1, received: t };
+            let ch =
+                Channel { tenant: "bench", agent: &agent, message_key: "1:1", stream_seq: 1, received: t };
             let line = e.to_string();
             recs.push(decode_line(line.as_bytes(), 0, &ch, &limits).map_err(|r| anyhow::anyhow!("{r:?}"))?);
             done += 1;

@@ -110,7 +110,13 @@ pub(crate) async fn path_run(
     });
     // Staleness: how old the newest searchable event is, sampled every 100 ms while events flow.
     let (mut staleness, mut rss, mut anon, mut heap, mut footers) = (vec![], vec![], vec![], vec![], vec![]);
+    // The newest searchable event's time: from the index's time columns when only this tenant
+    // sends (a newest-first search visits and counts every match: at 10 samples a second over
+    // millions of documents the probe grew into a tenth of the server's CPU); a search otherwise.
     let newest = || async {
+        if flood.is_none() {
+            return store.latest_indexed_time();
+        }
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
     };
@@ -232,7 +238,7 @@ pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()
         st.sort_by(|a, b| a.total_cmp(b));
         let pct = |p: f64| percentile(&st, p);
         println!(
-            "  run {r}: {} events acked, searchable after {:.2}s => {:>8.0} events/s; CPU s server {:.2} nats {:.2} agent {:.2} => {:>8.0} events/CPU-s (all), {:>8.0} (server); newest-searchable age p50 {:.2}s p99 {:.2}s max {:.2}s",
+            "  run {r}: {} events acked, searchable after {:.2}s => {:>8.0} events/s; CPU s server {:.2} nats {:.2} agent {:.2} => {:>8.0} events/CPU-s (all), {:>8.0} (server), {:>8.0} (server + NATS); newest-searchable age p50 {:.2}s p99 {:.2}s max {:.2}s",
             run.acked,
             run.wall,
             run.acked as f64 / run.wall,
@@ -241,6 +247,7 @@ pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()
             run.agent_cpu,
             run.acked as f64 / cpu,
             run.acked as f64 / run.server_cpu,
+            run.acked as f64 / (run.server_cpu + run.nats_cpu),
             pct(0.5),
             pct(0.99),
             st.last().copied().unwrap_or(f64::NAN)
@@ -249,10 +256,13 @@ pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()
     }
     let mut eps: Vec<f64> = runs.iter().map(|r| r.acked as f64 / r.wall).collect();
     let mut server: Vec<f64> = runs.iter().map(|r| r.acked as f64 / r.server_cpu).collect();
+    let mut with_nats: Vec<f64> = runs.iter().map(|r| r.acked as f64 / (r.server_cpu + r.nats_cpu)).collect();
     println!(
-        "  median {:.0} events/s sustained, {:.0} events per server CPU-s (PERF.md whole-system goal: >= 100k events/s on 2 cores)",
+        "  median {:.0} events/s sustained, {:.0} events per server CPU-s, {:.0} per server + NATS CPU-s \
+         (issue 21's bar: >= 50k per server + NATS CPU-s, that is >= 100k events/s on 2 cores)",
         median(&mut eps),
-        median(&mut server)
+        median(&mut server),
+        median(&mut with_nats)
     );
     rt.block_on(running.stop())?;
     Ok(())

@@ -390,15 +390,6 @@ impl FullTextIndex {
         self.reader.searcher().segment_readers().len()
     }
 
-    /// The latest event time among the documents the searcher holds, of any tenant, from each
-    /// segment's time column alone (no document is visited, where a newest-first search visits
-    /// every match to count them). A document deleted by a merge still counts until its segment is
-    /// merged away; its event is searchable in the merged file, with the same time.
-    pub fn latest_time(&self) -> Option<i64> {
-        let searcher = self.reader.searcher();
-        self.columns.of(&searcher).ok()?.iter().filter_map(|c| c.latest()).max()
-    }
-
     /// Committed documents (what searches see: merges in flight left out).
     pub fn num_docs(&self) -> u64 {
         let searcher = self.reader.searcher();

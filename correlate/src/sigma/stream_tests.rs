@@ -198,6 +198,17 @@ fn value_count_counts_distinct_values_per_group() {
     assert_eq!(r.state.stats().ungrouped, 1);
 }
 
+/// A seeded xorshift: each call returns a number below its argument.
+fn below(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut x = seed;
+    move |n| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    }
+}
+
 /// A long random stream on a value count (8 distinct accounts per source in 10 minutes): events
 /// in order, late, too late and sent again. After every event each group's tallies (what a window
 /// holding the whole group is measured from) match its entries, and every firing's count is the
@@ -206,13 +217,7 @@ fn value_count_counts_distinct_values_per_group() {
 fn value_count_tallies_follow_late_repeated_and_consumed_events() {
     let rule = VALUES.replace("gte: 3", "gte: 8");
     let mut r = Run::new(&with_fail(&rule));
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut next = below(0x2545_f491_4f6c_dd1d);
     let (mut sent, mut now, mut fired) = (Vec::new(), 0i64, 0);
     for _ in 0..20_000 {
         now += next(3_000) as i64;
@@ -246,13 +251,7 @@ fn value_count_tallies_follow_late_repeated_and_consumed_events() {
 #[test]
 fn temporal_tallies_follow_a_random_stream() {
     let mut r = Run::new(&recon("temporal"));
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move |n: u64| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    };
+    let mut next = below(0x9e37_79b9_7f4a_7c15);
     let (mut now, mut fired) = (0i64, 0);
     for _ in 0..10_000 {
         now += next(20_000) as i64;

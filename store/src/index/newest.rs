@@ -25,6 +25,17 @@ impl SegmentColumns {
     }
 }
 
+impl super::FullTextIndex {
+    /// The latest event time among the documents the searcher holds, of any tenant, from each
+    /// segment's time column alone (no document is visited, where a newest-first search visits
+    /// every match to count them). A document deleted by a merge still counts until its segment is
+    /// merged away; its event is searchable in the merged file, with the same time.
+    pub fn latest_time(&self) -> Option<i64> {
+        let searcher = self.reader.searcher();
+        self.columns.of(&searcher).ok()?.iter().filter_map(|c| c.latest()).max()
+    }
+}
+
 /// Each live segment's columns.
 #[derive(Default)]
 pub(super) struct ColumnCache(Mutex<HashMap<SegmentId, Arc<SegmentColumns>>>);

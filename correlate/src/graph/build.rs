@@ -1,7 +1,7 @@
 //! Building the graph from committed records: which nodes an event names, which edges it proves,
 //! and how the two ends of a cross-host connection find each other.
 
-use super::{Edge, EdgeKind, Graph, Node, NodeKind, Text};
+use super::{Attr, Edge, EdgeKind, Graph, Node, NodeKind, Text};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use schemas::Record;
 use schemas::record::Cell;
@@ -258,17 +258,27 @@ impl Graph {
             n.attrs.0.reserve_exact(5); // pid, executable, command line, hash, user
         }
         if let Some(pid) = int(rec, c.pid)
-            && n.attrs.get("pid").is_none()
+            && n.attrs.get(Attr::Pid).is_none()
         {
-            n.attr(strings, "pid", &pid.to_string());
+            n.attr(strings, Attr::Pid, decimal(pid, &mut [0; 20]));
         }
-        n.attr(strings, "executable", text(rec, c.exe));
-        n.attr(strings, "command_line", text(rec, c.cmd));
-        n.attr(strings, "sha256", text(rec, c.sha256));
+        n.attr(strings, Attr::Executable, text(rec, c.exe));
+        n.attr(strings, Attr::CommandLine, text(rec, c.cmd));
+        n.attr(strings, Attr::Sha256, text(rec, c.sha256));
         let user = text(rec, c.user);
         if !user.is_empty() {
             let dom = text(rec, c.user_domain);
-            n.attr(strings, "user", &if dom.is_empty() { user.to_owned() } else { format!("{dom}\\{user}") });
+            if dom.is_empty() {
+                n.attr(strings, Attr::User, user);
+            } else {
+                // `DOMAIN\name`, written into the graph's scratch text (no allocation per event).
+                let account = &mut self.scratch;
+                account.clear();
+                account.push_str(dom);
+                account.push('\\');
+                account.push_str(user);
+                n.attr(strings, Attr::User, account);
+            }
         }
         Some(p)
     }
@@ -286,7 +296,7 @@ impl Graph {
         };
         let pname = text(rec, c.pname_parent);
         let pp = self.node_at(NodeKind::Process, &parent_key, pname, Some(host), t);
-        self.g[pp].attr(&mut self.strings, "executable", text(rec, c.pexe));
+        self.g[pp].attr(&mut self.strings, Attr::Executable, text(rec, c.pexe));
         self.link(pp, p, EdgeKind::Spawned, t, event);
         let exe = text(rec, c.exe);
         if !exe.is_empty()
@@ -303,7 +313,7 @@ impl Graph {
             return;
         }
         let f = self.node_at(NodeKind::File, &file_key(host, path), path, Some(host), t);
-        self.g[f].attr(&mut self.strings, "sha256", text(rec, c.file_sha256));
+        self.g[f].attr(&mut self.strings, Attr::Sha256, text(rec, c.file_sha256));
         self.link(from, f, EdgeKind::Wrote, t, event);
         let url = text(rec, c.url);
         if !url.is_empty() {
@@ -336,7 +346,7 @@ impl Graph {
                 if path.is_empty() { format!("{host}|service:{service}") } else { file_key(host, path) };
             let label = if path.is_empty() { service } else { path };
             let f = self.node_at(NodeKind::File, &key, label, Some(host), t);
-            self.g[f].attr(&mut self.strings, "service", service);
+            self.g[f].attr(&mut self.strings, Attr::Service, service);
             self.link(from, f, EdgeKind::InstalledService, t, event);
             self.add_session_source(rec, f, EdgeKind::InstalledService, t, event);
         }
@@ -366,6 +376,25 @@ pub(super) fn is_assignable(ip: &str) -> bool {
         Ok(a) => !a.is_loopback() && !a.is_unspecified() && !a.is_multicast(),
         Err(_) => false,
     }
+}
+
+/// `n` in decimal, written into `buf`.
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &str {
+    let mut v = n.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    std::str::from_utf8(&buf[at..]).expect("ASCII digits")
 }
 
 /// `path@host`, the path lower-cased: one allocation.

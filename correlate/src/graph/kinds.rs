@@ -100,3 +100,37 @@ impl EdgeKind {
         }
     }
 }
+
+/// A node attribute's name (a byte in the node, compared as one; its name in the API).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Attr {
+    /// A process's command line.
+    CommandLine,
+    /// A process's executable.
+    Executable,
+    /// A process's id.
+    Pid,
+    /// A service a file was installed as.
+    Service,
+    /// A process's or a file's SHA-256.
+    Sha256,
+    /// An address node that stands for a host outside the fleet.
+    Unmanaged,
+    /// The account a process runs as, `DOMAIN\name`.
+    User,
+}
+
+impl Attr {
+    /// Its name in the API (the variants are in the order of their names).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attr::CommandLine => "command_line",
+            Attr::Executable => "executable",
+            Attr::Pid => "pid",
+            Attr::Service => "service",
+            Attr::Sha256 => "sha256",
+            Attr::Unmanaged => "unmanaged",
+            Attr::User => "user",
+        }
+    }
+}

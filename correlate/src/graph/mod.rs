@@ -27,7 +27,7 @@
 mod build;
 use build::{Cols, FlowEnd};
 mod kinds;
-pub use kinds::{EdgeKind, NodeKind};
+pub use kinds::{Attr, EdgeKind, NodeKind};
 mod remote;
 pub use remote::REMOTE_ACCESS;
 mod hash;
@@ -42,7 +42,7 @@ pub use search::{Hop, IdNode, PathQuery, Reach, SearchLimits, SubEdge, Subgraph,
 pub use shared::Graphs;
 
 use petgraph::stable_graph::StableDiGraph;
-use petgraph::visit::EdgeRef;
+use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};
 use serde::Serialize;
 
 /// A logon session: (host, logon id).
@@ -85,7 +85,7 @@ impl Node {
     }
 
     /// Sets attribute `k` to `v` (interned in `strings`); empty values are ignored.
-    fn attr(&mut self, strings: &mut Interner, k: &'static str, v: &str) {
+    fn attr(&mut self, strings: &mut Interner, k: Attr, v: &str) {
         if v.is_empty() {
             return;
         }
@@ -101,13 +101,13 @@ impl Node {
     }
 }
 
-/// A node's attributes (a few per node: a vector, serialised as a map).
+/// A node's attributes (a few per node: a vector, serialised as a map by name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Attrs(Vec<(&'static str, Text)>);
+pub struct Attrs(Vec<(Attr, Text)>);
 
 impl Attrs {
     /// The value of `k`.
-    pub fn get(&self, k: &str) -> Option<&str> {
+    pub fn get(&self, k: Attr) -> Option<&str> {
         self.0.iter().find(|(a, _)| *a == k).map(|(_, v)| v.as_str())
     }
 
@@ -130,11 +130,11 @@ impl schemars::JsonSchema for Attrs {
 impl Serialize for Attrs {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut sorted: Vec<&(&'static str, Text)> = self.0.iter().collect();
+        let mut sorted: Vec<&(Attr, Text)> = self.0.iter().collect();
         sorted.sort_by_key(|(k, _)| *k);
         let mut m = s.serialize_map(Some(sorted.len()))?;
         for (k, v) in sorted {
-            m.serialize_entry(k, v)?;
+            m.serialize_entry(k.as_str(), v)?;
         }
         m.end()
     }
@@ -360,6 +360,8 @@ pub struct Graph {
     stats: GraphStats,
     /// Bumped whenever an edge that can link alerts appears (for callers that cache searches).
     version: u64,
+    /// Text built from an event's fields before it is looked up (an account's `DOMAIN\name`).
+    scratch: String,
 }
 
 impl Graph {
@@ -383,6 +385,7 @@ impl Graph {
             size_cut: i64::MIN,
             stats: GraphStats::default(),
             version: 0,
+            scratch: String::new(),
         }
     }
 
@@ -521,26 +524,50 @@ impl Graph {
         newest_dropped.saturating_add(1)
     }
 
+    /// Drops the edges last seen before `cutoff`, then the nodes left without edges that no event
+    /// mentioned since. The graph is rebuilt without them in one pass (node and edge indices kept):
+    /// removing an edge from petgraph's adjacency lists walks its endpoints' lists, so dropping a
+    /// hub's oldest edges one by one (a popular domain, a file server: tens of thousands of edges,
+    /// the oldest at the lists' ends) cost the square of its degree.
     fn drop_before(&mut self, cutoff: i64) {
-        let old: Vec<EdgeIndex> = self.g.edge_indices().filter(|&e| self.g[e].last < cutoff).collect();
-        for e in old {
-            if let Some((a, b)) = self.g.edge_endpoints(e) {
-                let k = self.g[e].kind;
-                self.edges.remove(&(a, b, k));
-                self.g.remove_edge(e);
-                self.stats.evicted_edges += 1;
+        let mut linked = vec![false; self.g.node_bound()];
+        let mut dropped = Vec::new();
+        for e in self.g.edge_references() {
+            if e.weight().last < cutoff {
+                dropped.push((e.source(), e.target(), e.weight().kind));
+            } else {
+                linked[e.source().index()] = true;
+                linked[e.target().index()] = true;
             }
         }
-        let lonely: Vec<NodeIndex> = self
-            .g
-            .node_indices()
-            .filter(|&n| self.g[n].last < cutoff && self.g.neighbors_undirected(n).next().is_none())
-            .collect();
-        for n in lonely {
-            if let Some(node) = self.g.remove_node(n) {
-                self.nodes[node.kind as usize].remove(node.key.as_str());
-            }
+        let lonely = |i: NodeIndex, n: &Node| n.last < cutoff && !linked[i.index()];
+        if dropped.is_empty() && !self.g.node_indices().any(|i| lonely(i, &self.g[i])) {
+            return self.drop_state_before(cutoff);
         }
+        for k in &dropped {
+            self.edges.remove(k);
+        }
+        self.stats.evicted_edges += dropped.len() as u64;
+        let mut gone: Vec<(NodeKind, Text)> = Vec::new();
+        self.g = std::mem::take(&mut self.g).filter_map_owned(
+            |i, n| match lonely(i, &n) {
+                true => {
+                    gone.push((n.kind, n.key));
+                    None
+                }
+                false => Some(n),
+            },
+            |_, e| (e.last >= cutoff).then_some(e),
+        );
+        for (kind, key) in gone {
+            self.nodes[kind as usize].remove(key.as_str());
+        }
+        self.drop_state_before(cutoff);
+    }
+
+    /// Forgets pending connection ends, sessions, leases and seen ids older than `cutoff`, and the
+    /// shared text nothing holds any more.
+    fn drop_state_before(&mut self, cutoff: i64) {
         let tol = self.cfg.join_tolerance;
         for m in [&mut self.outbound, &mut self.inbound] {
             m.retain(|_, v| {

@@ -5,7 +5,7 @@
 //! reports the address as its own, the address node merges into that host.
 
 use super::build::{Cols, text};
-use super::{Edge, EdgeKind, Graph, MAX_EDGE_EVENTS, NodeKind, Text, is_internal_ip};
+use super::{Attr, Edge, EdgeKind, Graph, MAX_EDGE_EVENTS, NodeKind, Text, is_internal_ip};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use petgraph::visit::EdgeRef;
 use schemas::Record;
@@ -38,7 +38,7 @@ impl Graph {
             Some(_) => None,
             None => {
                 let n = self.node_at(NodeKind::Ip, src, src, None, t);
-                self.g[n].attr(&mut self.strings, "unmanaged", "true");
+                self.g[n].attr(&mut self.strings, Attr::Unmanaged, "true");
                 Some(n)
             }
         }

@@ -92,7 +92,7 @@ fn an_unmanaged_source_gets_edges_to_what_it_did_on_each_target() {
     let mut g = Graph::new(GraphConfig::default());
     attack().iter().for_each(|r| g.add(r));
     let src = g.find(NodeKind::Ip, ATTACKER).expect("the source address is a node");
-    assert_eq!(g.node(src).attrs.get("unmanaged"), Some("true"));
+    assert_eq!(g.node(src).attrs.get(Attr::Unmanaged), Some("true"));
     assert_eq!(
         edge_kinds(&g, src),
         vec![

@@ -264,6 +264,61 @@ fn eviction_bounds_the_graph_and_readding_the_same_events_changes_nothing() {
     assert!(g.size().0 <= 2, "{:?}", g.size());
 }
 
+/// The graph's key maps agree with what it holds: every node found by its key, every edge by its
+/// endpoints and kind, and nothing else in either map.
+fn assert_maps_agree(g: &Graph) {
+    let nodes: usize = g.nodes.iter().map(|m| m.len()).sum();
+    assert_eq!(nodes, g.g.node_count());
+    for i in g.g.node_indices() {
+        assert_eq!(g.find(g.g[i].kind, &g.g[i].key), Some(i), "{:?}", g.g[i].key);
+    }
+    assert_eq!(g.edges.len(), g.g.edge_count());
+    for e in g.g.edge_references() {
+        assert_eq!(g.edges.get(&(e.source(), e.target(), e.weight().kind)), Some(&e.id()));
+    }
+}
+
+#[test]
+fn evicting_a_hubs_older_edges_keeps_every_index_and_map_in_step() {
+    let mut g = Graph::new(GraphConfig::default());
+    // 2,000 processes, a second apart, each connecting out to one of two domains (hubs of about a
+    // thousand edges each), each spawned by its own parent.
+    let event = |i: i64, kind: &str| {
+        let mut e = json!({"@timestamp": schemas::time::format_micros(BASE + i * 1_000_000),
+            "host": {"name": format!("h{}", i % 7)},
+            "process": {"entity_id": format!("c{i}"), "name": "x.exe", "parent": {"entity_id": format!("p{i}")}}});
+        match kind {
+            "start" => e["event"] = json!({"category": "process", "action": "start"}),
+            _ => {
+                e["event"] = json!({"category": "network", "action": "connect"});
+                e["source"] = json!({"ip": "10.0.0.9", "port": 50000});
+                e["destination"] =
+                    json!({"ip": "203.0.113.7", "port": 443, "domain": format!("d{}.example", i % 2)});
+            }
+        }
+        e
+    };
+    for i in 0..2_000 {
+        g.add(&decode(&event(i, "start"), 2 * i as usize + 1));
+        g.add(&decode(&event(i, "net"), 2 * i as usize + 2));
+    }
+    let hub = g.find(NodeKind::Domain, "d0.example").unwrap();
+    assert_eq!(g.g.neighbors_directed(hub, petgraph::Direction::Incoming).count(), 1_000);
+    let newest = g.find(NodeKind::Process, "c1999").unwrap();
+    // Everything last seen before second 1,500 goes: the hubs keep their 250 newest callers each.
+    g.drop_before(BASE + 1_500 * 1_000_000);
+    assert_maps_agree(&g);
+    assert_eq!(g.g.neighbors_directed(hub, petgraph::Direction::Incoming).count(), 250);
+    assert!(g.find(NodeKind::Process, "c1499").is_none() && g.find(NodeKind::Process, "p1499").is_none());
+    assert_eq!(g.find(NodeKind::Process, "c1999"), Some(newest), "kept nodes keep their index");
+    // The kept edges are found again, not made twice; new ones take the freed places.
+    let before = g.size();
+    g.add(&decode(&event(1_999, "net"), 10_000));
+    g.add(&decode(&event(2_000, "start"), 10_001));
+    assert_eq!(g.size(), (before.0 + 2, before.1 + 1), "one new process and parent, one new spawn");
+    assert_maps_agree(&g);
+}
+
 #[test]
 fn address_leases_follow_the_host_that_reported_the_address_nearest_in_time() {
     let mut l = Leases::default();
@@ -324,10 +379,10 @@ fn repeated_text_is_stored_once_and_released_with_the_nodes_that_held_it() {
     let (a, b) = (g.find(NodeKind::Process, "h1-c0").unwrap(), g.find(NodeKind::Process, "h2-c39").unwrap());
     let same = |x: &Text, y: &Text| std::ptr::eq(x.as_str().as_ptr(), y.as_str().as_ptr());
     let (na, nb) = (g.node(a), g.node(b));
-    assert_eq!(na.attrs.get("executable"), Some("C:\\Tools\\x.exe"));
-    for k in ["executable", "command_line", "user"] {
+    assert_eq!(na.attrs.get(Attr::Executable), Some("C:\\Tools\\x.exe"));
+    for k in [Attr::Executable, Attr::CommandLine, Attr::User] {
         let value = |n: &Node| n.attrs.0.iter().find(|(a, _)| *a == k).map(|(_, v)| v.clone()).unwrap();
-        assert!(same(&value(na), &value(nb)), "{k}: one copy for both hosts' processes");
+        assert!(same(&value(na), &value(nb)), "{k:?}: one copy for both hosts' processes");
     }
     assert!(same(&na.label, &nb.label), "labels are shared too");
     let h1 = g.find(NodeKind::Host, "h1").unwrap();

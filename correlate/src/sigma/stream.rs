@@ -294,7 +294,7 @@ impl Correlator {
         let mut at = Some(g.insert(entry));
         if g.entries.len() > MAX_ENTRIES {
             let excess = g.entries.len() - MAX_ENTRIES;
-            g.take(..excess);
+            g.forget(..excess);
             self.stats.dropped += excess as u64;
             at = at.and_then(|a| a.checked_sub(excess));
         }
@@ -369,7 +369,7 @@ impl Group {
         self.newest = self.newest.max(time);
         let horizon = self.newest.saturating_sub(span);
         let cut = self.entries.partition_point(|e| e.time < horizon);
-        self.take(..cut);
+        self.forget(..cut);
         if horizon >= self.seen_pruned.saturating_add(span / 2) {
             self.seen.retain(|_, t| *t >= horizon);
             self.seen_pruned = horizon;
@@ -394,12 +394,16 @@ impl Group {
     fn take(&mut self, range: impl RangeBounds<usize>) -> Vec<Entry> {
         let taken: Vec<Entry> = self.entries.drain(range).collect();
         for e in &taken {
-            if let Some(v) = &e.value {
-                uncount(&mut self.values, v.as_str());
-            }
-            uncount(&mut self.steps, &e.step);
+            untally(&mut self.values, &mut self.steps, e);
         }
         taken
+    }
+
+    /// Removes the entries in `range` (expired or over the cap), without collecting them.
+    fn forget(&mut self, range: impl RangeBounds<usize>) {
+        for e in self.entries.drain(range) {
+            untally(&mut self.values, &mut self.steps, &e);
+        }
     }
 
     /// [`measure`] of the window `lo..=hi`, from the tallies when it is the whole group.
@@ -411,6 +415,14 @@ impl Group {
             _ => measure(corr, self.entries.range(lo..=hi)),
         }
     }
+}
+
+/// Takes entry `e` out of a group's tallies.
+fn untally(values: &mut HashMap<String, u32>, steps: &mut HashMap<usize, u32>, e: &Entry) {
+    if let Some(v) = &e.value {
+        uncount(values, v.as_str());
+    }
+    uncount(steps, &e.step);
 }
 
 /// One fewer entry holds `k`.

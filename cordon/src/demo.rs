@@ -126,6 +126,7 @@ pub(crate) async fn run(a: DemoArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs(a.fleet_seconds),
         seed: 7,
         max_events: None,
+        ..SimulateOptions::default()
     };
     let (replayed, simulated) = tokio::join!(
         sensor_agent::replay(&agent_cfg, &scenario, &replay_opts),

@@ -245,6 +245,15 @@ pub enum Command {
         /// Stop after this many events.
         #[arg(long)]
         max_events: Option<u64>,
+        /// Build every batch (events, edge tags, compression) before the run starts, then only
+        /// spool and publish them on time: the agents' CPU during the run is what an endpoint's
+        /// shipper spends, not the simulation's.
+        #[arg(long)]
+        prebuilt: bool,
+        /// With --prebuilt: start the run at this time (Unix microseconds; events carry their
+        /// planned send times). Default: once built.
+        #[arg(long, requires = "prebuilt")]
+        start_at: Option<i64>,
     },
 }
 
@@ -384,9 +393,16 @@ async fn run_source(cfg: &AgentConfig, command: Command) -> Result<RunSummary, C
         Command::Netlogs { files, mapping, host } => {
             Ok(crate::net_files(&cfg, &files, mapping.as_deref(), host).await?)
         }
-        Command::Simulate { hosts, rate, duration, seed, max_events } => {
-            let opts =
-                SimulateOptions { hosts, rate, duration: Duration::from_secs(duration), seed, max_events };
+        Command::Simulate { hosts, rate, duration, seed, max_events, prebuilt, start_at } => {
+            let opts = SimulateOptions {
+                hosts,
+                rate,
+                duration: Duration::from_secs(duration),
+                seed,
+                max_events,
+                prebuilt,
+                start_at,
+            };
             Ok(crate::simulate(&cfg, &opts).await?)
         }
     }

@@ -21,6 +21,7 @@ pub mod evtx;
 pub mod evtx_remote;
 pub mod evtx_sql;
 pub mod executor;
+pub mod fleet_sim;
 pub mod identity;
 pub mod live;
 pub mod login_messages;
@@ -34,8 +35,8 @@ pub mod syslog;
 pub mod winjson;
 pub mod zeek;
 
-use fixtures::fleet::FleetGenerator;
 use fixtures::scenario::Scenario;
+pub use fleet_sim::{SimulateOptions, simulate};
 use schemas::TenantId;
 use schemas::subject::Subjects;
 use shipper::{Counters, ShipError, Shipper, ShipperConfig};
@@ -149,6 +150,9 @@ pub struct RunSummary {
     /// What the live sources did (`run`): per source, its facility, counts and drops.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sources: Option<serde_json::Value>,
+    /// What building the run took (`simulate --prebuilt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prebuilt: Option<fleet_sim::Prebuilt>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -175,12 +179,13 @@ impl RunSummary {
             edge: None,
             lines_skipped: 0,
             sources: None,
+            prebuilt: None,
         }
     }
 }
 
 /// Opens the shipper of the identity `name` (a host) with its own connection.
-async fn open_identity(cfg: &AgentConfig, name: &str, host: &str) -> Result<Shipper, AgentError> {
+pub(crate) async fn open_identity(cfg: &AgentConfig, name: &str, host: &str) -> Result<Shipper, AgentError> {
     let (id, client) =
         cfg.credentials.connect(&cfg.nats_url, cfg.ca.as_deref(), &cfg.tenant, Some(name), host).await?;
     Ok(Shipper::open(client, &cfg.subjects, id, cfg.shipper.clone(), &cfg.spool_dir).await?)
@@ -232,7 +237,7 @@ pub async fn replay(
     finish(cfg, shippers).await
 }
 
-async fn finish(cfg: &AgentConfig, mut shippers: Vec<Shipper>) -> Result<RunSummary, AgentError> {
+pub(crate) async fn finish(cfg: &AgentConfig, mut shippers: Vec<Shipper>) -> Result<RunSummary, AgentError> {
     let deadline = Instant::now() + cfg.drain_timeout;
     for s in shippers.iter_mut() {
         if let Err(e) = s.flush(deadline).await {
@@ -352,75 +357,6 @@ async fn ship_by_host(
             s.push(e)?;
         }
         shippers.push(s);
-    }
-    finish(cfg, shippers).await
-}
-
-/// How a fleet is simulated.
-#[derive(Clone, Debug)]
-pub struct SimulateOptions {
-    /// Hosts.
-    pub hosts: usize,
-    /// Events per second across the fleet.
-    pub rate: u64,
-    /// How long.
-    pub duration: Duration,
-    /// Seed.
-    pub seed: u64,
-    /// Stop early after this many events.
-    pub max_events: Option<u64>,
-}
-
-/// Simulates a fleet: `rate` events/s spread over `hosts` identities for `duration`.
-pub async fn simulate(cfg: &AgentConfig, opts: &SimulateOptions) -> Result<RunSummary, AgentError> {
-    let mut fleet = FleetGenerator::new(opts.seed, opts.hosts.max(1));
-    let mut shippers = Vec::new();
-    for h in fleet.hosts() {
-        shippers.push(open_identity(cfg, &h.agent, &h.name).await?);
-    }
-    let tick = Duration::from_millis(100);
-    let start = Instant::now();
-    let mut sent = 0u64;
-    let mut last_seal = Instant::now();
-    let mut last_hb = Instant::now();
-    let mut next_tick = start + tick;
-    let limit = opts.max_events.unwrap_or(u64::MAX);
-    while start.elapsed() < opts.duration && sent < limit {
-        let due = ((start.elapsed().as_secs_f64() + tick.as_secs_f64()) * opts.rate as f64) as u64;
-        let now = schemas::time::now_micros();
-        while sent < due.min(limit) {
-            let (h, e) = fleet.next_event(now);
-            shippers[h].push(&e)?;
-            sent += 1;
-        }
-        let seal = last_seal.elapsed() >= Duration::from_secs(1);
-        for s in shippers.iter_mut() {
-            if seal {
-                s.seal()?;
-            }
-            // Generation does not wait on a server that is down: a drain cut short leaves its
-            // batches spooled for the next one (the server deduplicates by message id).
-            match tokio::time::timeout(tick, s.drain()).await {
-                Ok(Err(e)) => {
-                    tracing::warn!(agent = %s.identity().agent, error = %e, "publish failed; batches stay spooled")
-                }
-                Ok(Ok(())) => {}
-                Err(_) => {
-                    tracing::debug!(agent = %s.identity().agent, "drain cut short; batches stay spooled")
-                }
-            }
-        }
-        if seal {
-            last_seal = Instant::now();
-        }
-        if last_hb.elapsed() >= cfg.heartbeat {
-            for s in &shippers {
-                s.heartbeat().await;
-            }
-            last_hb = Instant::now();
-        }
-        tokio::time::sleep_until(next_tick).await;
-        next_tick = (next_tick + tick).max(Instant::now());
     }
     finish(cfg, shippers).await
 }

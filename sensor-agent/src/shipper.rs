@@ -118,8 +118,25 @@ pub struct Shipper {
     /// Local ids of batches sent at least once by this process, or found in the spool at start
     /// (those may have been sent before a crash, so a duplicate ack for them is a delivery).
     sent: std::collections::HashSet<u64>,
+    /// Batches sealed but not spooled, while the shipper holds them ([`Shipper::hold`]).
+    held: Option<Vec<Sealed>>,
     /// Counters.
     pub counters: Counters,
+}
+
+/// A sealed batch body (compressed when the shipper compresses), not yet spooled.
+#[derive(Debug)]
+pub struct Sealed {
+    events: u64,
+    compressed: bool,
+    body: Vec<u8>,
+}
+
+impl Sealed {
+    /// Events in it.
+    pub fn events(&self) -> u64 {
+        self.events
+    }
 }
 
 impl Shipper {
@@ -163,6 +180,7 @@ impl Shipper {
             boot: boot >> 1,
             seq: 0,
             reissued: VecDeque::new(),
+            held: None,
             counters,
         })
     }
@@ -225,11 +243,23 @@ impl Shipper {
         self.pending.iter().map(|b| b.msg_id.clone()).collect()
     }
 
-    /// Turns the open buffer into a spooled batch.
+    /// Turns the open buffer into a spooled batch (or a held one, while the shipper holds them).
     pub fn seal(&mut self) -> Result<(), ShipError> {
         if self.buffered == 0 {
             return Ok(());
         }
+        let sealed = self.cut();
+        match &mut self.held {
+            Some(held) => {
+                held.push(sealed);
+                Ok(())
+            }
+            None => self.spool_sealed(sealed),
+        }
+    }
+
+    /// The open buffer as a batch body (compressed when configured); the buffer starts again.
+    fn cut(&mut self) -> Sealed {
         let events = std::mem::take(&mut self.buffered);
         let body = if self.cfg.compress {
             let body = self.zstd.compress(&self.buffer);
@@ -239,22 +269,43 @@ impl Shipper {
             let room = self.buffer.capacity();
             std::mem::replace(&mut self.buffer, Vec::with_capacity(room))
         };
+        Sealed { events, compressed: self.cfg.compress, body }
+    }
+
+    /// Spools a sealed batch under the next message id, to go out with the next drain.
+    pub fn spool_sealed(&mut self, b: Sealed) -> Result<(), ShipError> {
         // A sequence number is used only by a batch that was spooled, so the server can take a
         // missing one for a batch removed on the way (a batch the full spool refused is counted in
         // `events_dropped` instead).
         let seq = self.seq + 1;
         let msg_id = wire::MsgKey { agent: self.id.agent.to_string(), boot: self.boot, seq }.to_string();
-        match self.spool.write(&msg_id, events, self.cfg.compress, body)? {
-            Some(b) => {
+        match self.spool.write(&msg_id, b.events, b.compressed, b.body)? {
+            Some(spooled) => {
                 self.seq = seq;
-                self.pending.push_back(b);
+                self.pending.push_back(spooled);
             }
             None => {
-                self.counters.events_dropped += events;
-                tracing::warn!(agent = %self.id.agent, events, "spool full: batch dropped");
+                self.counters.events_dropped += b.events;
+                tracing::warn!(agent = %self.id.agent, events = b.events, "spool full: batch dropped");
             }
         }
         Ok(())
+    }
+
+    /// From now on sealed batches are kept, not spooled, until taken ([`Shipper::take_held`]): a
+    /// run built before it starts (`simulate --prebuilt`). [`Shipper::release`] ends it.
+    pub fn hold(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Sealed batches are spooled again; returns those still held.
+    pub fn release(&mut self) -> Vec<Sealed> {
+        self.held.take().unwrap_or_default()
+    }
+
+    /// The batches sealed while held, oldest first.
+    pub fn take_held(&mut self) -> Vec<Sealed> {
+        self.held.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Publishes spooled batches until none is left or one fails (it then stays spooled).

@@ -286,3 +286,56 @@ fn api_routes() -> Vec<(&'static str, &'static str)> {
         ("PATCH", "/api/v1/alerts/{host}"),
     ]
 }
+
+/// A prebuilt fleet (`simulate --prebuilt --start-at T`, what the whole-path bench runs) builds every
+/// batch first and sends exactly the events the live fleet would: rate x duration of them, each
+/// stamped with its planned send time from T on, stored once each.
+#[test]
+fn a_prebuilt_fleet_sends_its_planned_events_from_its_start_time() -> anyhow::Result<()> {
+    let env = Env::start(&ServerOptions::default())?;
+    let (n, server, tok, spool) = (&env.nats, &env.server, env.token.as_str(), env.spool());
+    let (rate, secs) = (2_000u64, 2u64);
+    let start_at = schemas::time::now_micros() + 3_000_000;
+    let fleet = agent(
+        &bin(),
+        &n.url,
+        &spool,
+        &[
+            "simulate",
+            "--hosts",
+            "10",
+            "--rate",
+            &rate.to_string(),
+            "--duration",
+            &secs.to_string(),
+            "--seed",
+            "5",
+            "--prebuilt",
+            "--start-at",
+            &start_at.to_string(),
+        ],
+    )?;
+    let sent = rate * secs;
+    assert_eq!(fleet["events_acked"].as_u64(), Some(sent), "{fleet}");
+    assert_eq!(fleet["prebuilt"]["events"].as_u64(), Some(sent), "{fleet}");
+    // Every host seals at least once a second; a batch holds at most 100 events.
+    let batches = fleet["prebuilt"]["batches"].as_u64().unwrap_or(0);
+    assert!(batches >= 10 * secs && batches >= sent / 100, "{fleet}");
+    assert_eq!(fleet["prebuilt"]["late_ms"].as_u64(), Some(0), "built within its 3 s lead: {fleet}");
+
+    let (rows, distinct) = eventually(Duration::from_secs(60), || {
+        let c = counts(&server.api, tok)?;
+        Ok((c.0 >= sent).then_some(c))
+    })?;
+    assert_eq!((rows, distinct), (sent, sent));
+    let span = tests::sql(
+        &server.api,
+        tok,
+        "SELECT min(CAST(time AS BIGINT)), max(CAST(time AS BIGINT)) FROM events",
+    )?;
+    let (first, last) = (span[0][0].as_i64().unwrap_or(0), span[0][1].as_i64().unwrap_or(0));
+    assert_eq!(first, start_at, "the first tick is stamped with the start time");
+    assert!(last >= start_at + (secs as i64 - 1) * 1_000_000, "{last}");
+    assert!(last < start_at + secs as i64 * 1_000_000, "{last}");
+    Ok(())
+}

@@ -11,7 +11,12 @@ pub(crate) struct PathRun {
     pub(crate) wall: f64,
     pub(crate) server_cpu: f64,
     pub(crate) nats_cpu: f64,
+    /// The agents' CPU during the run (a prebuilt fleet's build left out: `build_cpu`).
     pub(crate) agent_cpu: f64,
+    /// CPU the agents spent building a prebuilt run before it started.
+    pub(crate) build_cpu: f64,
+    /// How late a prebuilt run started after its planned start, milliseconds.
+    pub(crate) late_ms: u64,
     pub(crate) staleness: Vec<f64>,
     /// This process's resident size (the server runs in it), sampled each second: (seconds in, bytes).
     pub(crate) rss: Vec<(f64, u64)>,
@@ -34,6 +39,15 @@ pub(crate) struct Fleet {
     pub(crate) rate: u64,
     pub(crate) secs: u64,
     pub(crate) seed: u64,
+    /// The agents build every batch before the run and only spool and publish during it
+    /// (`simulate --prebuilt`): their CPU during the run is an endpoint shipper's.
+    pub(crate) prebuilt: bool,
+}
+
+/// How long a prebuilt fleet gets to build its batches before the run starts: about 25 µs of one
+/// core per event (generation, edge tags, compression), and 5 s more.
+fn build_lead(fleet: &Fleet) -> std::time::Duration {
+    std::time::Duration::from_secs(5) + std::time::Duration::from_micros(25 * fleet.rate * fleet.secs)
 }
 
 /// This process's resident size, bytes.
@@ -57,7 +71,7 @@ pub(crate) async fn path_run(
     fleet: &Fleet,
     flood: Option<u64>,
 ) -> anyhow::Result<PathRun> {
-    let Fleet { agents, rate, secs, seed } = *fleet;
+    let Fleet { agents, rate, secs, seed, prebuilt } = *fleet;
     // The index's document count when only this tenant sends (a match-all count over millions of
     // documents every few milliseconds would load the server being measured); a search otherwise.
     let searchable = || async {
@@ -69,9 +83,8 @@ pub(crate) async fn path_run(
     };
     let before = searchable().await;
     let nats_pid = nats.pid().to_string();
-    let (s0, n0, c0) = (cpu_seconds(), proc_cpu(&nats_pid).0, proc_cpu("self").1);
-    let w0 = Instant::now();
-    let mut child = tokio::process::Command::new(std::env::current_exe()?)
+    let mut agent = tokio::process::Command::new(std::env::current_exe()?);
+    agent
         .args(["agent", "--nats-url", &nats.url, "--spool-dir"])
         .arg(spool)
         .args(["simulate", "--hosts", &agents.to_string(), "--rate", &rate.to_string()])
@@ -79,8 +92,17 @@ pub(crate) async fn path_run(
         .args(["--seed", &seed.to_string()])
         .envs(agent_env("default", spool))
         .env("CORDON_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()?;
+        .stdout(std::process::Stdio::piped());
+    // A prebuilt fleet starts its run at a time given, after building; the run is measured from it.
+    let start = Instant::now() + if prebuilt { build_lead(fleet) } else { std::time::Duration::ZERO };
+    if prebuilt {
+        let at = schemas::time::now_micros() + build_lead(fleet).as_micros() as i64;
+        agent.args(["--prebuilt", "--start-at", &at.to_string()]);
+    }
+    let mut child = agent.spawn()?;
+    tokio::time::sleep_until(start.into()).await;
+    let (s0, n0, c0) = (cpu_seconds(), proc_cpu(&nats_pid).0, proc_cpu("self").1);
+    let w0 = Instant::now();
     let mut flooder = match flood {
         Some(r) => Some(
             tokio::process::Command::new(std::env::current_exe()?)
@@ -120,7 +142,7 @@ pub(crate) async fn path_run(
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
     };
-    let acked = loop {
+    let (acked, build_cpu, late_ms) = loop {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if rss.last().is_none_or(|(t, _)| w0.elapsed().as_secs_f64() - t >= 1.0) {
             rss.push((w0.elapsed().as_secs_f64(), rss_bytes()));
@@ -140,7 +162,11 @@ pub(crate) async fn path_run(
             anyhow::ensure!(status.success(), "agent exited with {status}");
             let text = summary.await??;
             let v: serde_json::Value = serde_json::from_str(text.trim())?;
-            break v["events_acked"].as_u64().unwrap_or(0);
+            break (
+                v["events_acked"].as_u64().unwrap_or(0),
+                v["prebuilt"]["build_cpu_seconds"].as_f64().unwrap_or(0.0),
+                v["prebuilt"]["late_ms"].as_u64().unwrap_or(0),
+            );
         }
     };
     if let Some(f) = flooder.as_mut() {
@@ -160,7 +186,9 @@ pub(crate) async fn path_run(
         wall: w0.elapsed().as_secs_f64(),
         server_cpu: cpu_seconds() - s0,
         nats_cpu: proc_cpu(&nats_pid).0 - n0,
-        agent_cpu: proc_cpu("self").1 - c0,
+        agent_cpu: proc_cpu("self").1 - c0 - build_cpu,
+        build_cpu,
+        late_ms,
         staleness,
         rss,
         anon,
@@ -222,16 +250,21 @@ pub(crate) fn agent_env(tenant: &str, spool: &Path) -> Vec<(String, String)> {
     ]
 }
 
-pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()> {
+pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize, prebuilt: bool) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let (nats, rt, running) = path_server(tmp.path(), None)?;
     println!(
-        "nats-server {}; 200 simulated hosts offering {rate} events/s for {secs} s; agent spool fsync on",
-        nats.version
+        "nats-server {}; 200 simulated hosts offering {rate} events/s for {secs} s; agent spool fsync on; {}",
+        nats.version,
+        if prebuilt {
+            "batches prebuilt (the agents only spool and publish during the run)"
+        } else {
+            "events generated live"
+        }
     );
     let mut runs = Vec::new();
     for r in 0..reps {
-        let fleet = Fleet { agents: 200, rate, secs, seed: r as u64 };
+        let fleet = Fleet { agents: 200, rate, secs, seed: r as u64, prebuilt };
         let run = rt.block_on(path_run(&running.store, &nats, &tmp.path().join("spool"), &fleet, None))?;
         let cpu = run.server_cpu + run.nats_cpu + run.agent_cpu;
         let mut st = run.staleness.clone();
@@ -252,6 +285,12 @@ pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize) -> anyhow::Result<()
             pct(0.99),
             st.last().copied().unwrap_or(f64::NAN)
         );
+        if prebuilt {
+            println!(
+                "         agents built the run first in {:.2} CPU-s; started {} ms late",
+                run.build_cpu, run.late_ms
+            );
+        }
         runs.push(run);
     }
     let mut eps: Vec<f64> = runs.iter().map(|r| r.acked as f64 / r.wall).collect();

@@ -17,7 +17,7 @@ pub(crate) fn soak(agents: usize, rate: u64, secs: u64) -> anyhow::Result<()> {
         "Soak: nats-server {}; {agents} agents (own keys, own connections) offering {rate} events/s for {secs} s",
         nats.version
     );
-    let fleet = Fleet { agents, rate, secs, seed: 7 };
+    let fleet = Fleet { agents, rate, secs, seed: 7, prebuilt: false };
     let run = rt.block_on(path_run(&running.store, &nats, &tmp.path().join("spool"), &fleet, None))?;
     let (rows, distinct) = rt.block_on(lake_counts(&running.store))?;
     rt.block_on(running.stop())?;

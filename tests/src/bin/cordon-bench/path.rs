@@ -94,9 +94,10 @@ pub(crate) async fn path_run(
         .env("CORDON_LOG", "warn")
         .stdout(std::process::Stdio::piped());
     // A prebuilt fleet starts its run at a time given, after building; the run is measured from it.
-    let start = Instant::now() + if prebuilt { build_lead(fleet) } else { std::time::Duration::ZERO };
+    let lead = if prebuilt { build_lead(fleet) } else { std::time::Duration::ZERO };
+    let start = Instant::now() + lead;
     if prebuilt {
-        let at = schemas::time::now_micros() + build_lead(fleet).as_micros() as i64;
+        let at = schemas::time::now_micros() + lead.as_micros() as i64;
         agent.args(["--prebuilt", "--start-at", &at.to_string()]);
     }
     let mut child = agent.spawn()?;

@@ -51,6 +51,8 @@ pub struct Running {
     pub store: Arc<Store>,
     /// The public key agents verify the server's policies and rules with (`--server-key`).
     pub signing_key: String,
+    /// The counters and histograms `GET /metrics` renders (benches read their stage times).
+    pub metrics: Arc<Registry>,
     shutdown: tokio::sync::watch::Sender<bool>,
     tasks: tasks::Tasks,
     callout: Option<tokio::task::JoinHandle<()>>,
@@ -231,7 +233,7 @@ pub async fn start(cfg: &ServerConfig) -> anyhow::Result<Running> {
     )
     .context("writing server.json")?;
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), signing_key = %signing.public(), "cordon is serving");
-    Ok(Running { addr, signing_key: signing.public(), store, shutdown: tx, callout, tasks })
+    Ok(Running { addr, signing_key: signing.public(), store, metrics, shutdown: tx, callout, tasks })
 }
 
 /// Serves the API on `listener`, over TLS with `tls`, until `shutdown` completes.

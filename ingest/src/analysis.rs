@@ -130,7 +130,7 @@ impl Ingest {
         {
             let taggers = |t: &str| self.tagger_for(t);
             let batch = Committed::new(&records, &tagged.matched, &taggers, now);
-            crate::analyse::run_all(analysers, &batch, &mut found);
+            crate::analyse::run_all(analysers, &batch, &mut found, &self.metrics);
         }
         let recorded = self.record_findings(&mut found).await;
         self.update_incidents(&found.touched).await;

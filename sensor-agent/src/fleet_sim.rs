@@ -47,6 +47,12 @@ pub struct Prebuilt {
     /// How late the run started after `start_at`, milliseconds (the build took longer than the
     /// lead it was given; events then go out that much after their time).
     pub late_ms: u64,
+    /// How long after its planned time each tick's batches were spooled and published (the wait
+    /// for their acks included), milliseconds: the median, the 99th percentile and the largest.
+    /// What the agents add to an event's age before the server sees it.
+    pub publish_late_ms: [u64; 3],
+    /// Ticks that ended with batches still spooled (a drain cut short, or a publish failed).
+    pub ticks_behind: u64,
 }
 
 /// Simulates a fleet: `rate` events/s spread over `hosts` identities for `duration`.
@@ -86,11 +92,13 @@ pub async fn simulate(cfg: &AgentConfig, opts: &SimulateOptions) -> Result<RunSu
     finish(cfg, shippers).await
 }
 
-/// One tick's publishing: every shipper drains what it has spooled (for at most a tick: generation
-/// does not wait on a server that is down, and a drain cut short leaves its batches spooled for the
-/// next one, which the server deduplicates by message id); heartbeats when due.
+/// One tick's publishing: every shipper drains what it has spooled, all at once as independent
+/// endpoints would (one after the other, the fleet's tick would wait for 200 ack round trips in a
+/// row, each behind the server's fsync), for at most a tick: generation does not wait on a server
+/// that is down, and a drain cut short leaves its batches spooled for the next one, which the server
+/// deduplicates by message id; heartbeats when due.
 async fn publish(cfg: &AgentConfig, shippers: &mut [Shipper], last_hb: &mut Instant) {
-    for s in shippers.iter_mut() {
+    let drains = shippers.iter_mut().map(|s| async move {
         match tokio::time::timeout(TICK, s.drain()).await {
             Ok(Err(e)) => {
                 tracing::warn!(agent = %s.identity().agent, error = %e, "publish failed; batches stay spooled")
@@ -98,7 +106,8 @@ async fn publish(cfg: &AgentConfig, shippers: &mut [Shipper], last_hb: &mut Inst
             Ok(Ok(())) => {}
             Err(_) => tracing::debug!(agent = %s.identity().agent, "drain cut short; batches stay spooled"),
         }
-    }
+    });
+    futures::future::join_all(drains).await;
     if last_hb.elapsed() >= cfg.heartbeat {
         for s in shippers.iter() {
             s.heartbeat().await;
@@ -122,7 +131,7 @@ async fn prebuilt(
         events: plan.iter().flatten().map(|(_, b)| b.events()).sum(),
         batches: plan.iter().map(|t| t.len() as u64).sum(),
         build_cpu_seconds: crate::live::budget::self_usage().0 - cpu0,
-        late_ms: 0,
+        ..Default::default()
     };
     let wait = start_at - schemas::time::now_micros();
     if opts.start_at.is_some() && wait < 0 {
@@ -132,16 +141,27 @@ async fn prebuilt(
     let start = Instant::now() + Duration::from_micros(wait.max(0) as u64);
     tokio::time::sleep_until(start).await;
     let mut last_hb = Instant::now();
+    let mut late = Vec::with_capacity(plan.len());
     for (k, batches) in plan.into_iter().enumerate() {
         for (h, b) in batches {
             shippers[h].spool_sealed(b)?;
         }
         publish(cfg, &mut shippers, &mut last_hb).await;
+        late.push(Instant::now().saturating_duration_since(start + TICK * k as u32).as_millis() as u64);
+        built.ticks_behind += u64::from(shippers.iter().any(|s| s.backlog() > 0));
         tokio::time::sleep_until(start + TICK * (k as u32 + 1)).await;
     }
+    built.publish_late_ms = spread(late);
     let mut summary = finish(cfg, shippers).await?;
     summary.prebuilt = Some(built);
     Ok(summary)
+}
+
+/// The median, the 99th percentile and the largest of `ms`.
+fn spread(mut ms: Vec<u64>) -> [u64; 3] {
+    ms.sort_unstable();
+    let at = |p: f64| ms.get(((ms.len() as f64 * p) as usize).min(ms.len().saturating_sub(1))).copied();
+    [at(0.5).unwrap_or(0), at(0.99).unwrap_or(0), ms.last().copied().unwrap_or(0)]
 }
 
 /// Every tick's sealed batches, by shipper index: the events the live loop would generate in that

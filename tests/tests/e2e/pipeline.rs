@@ -322,6 +322,10 @@ fn a_prebuilt_fleet_sends_its_planned_events_from_its_start_time() -> anyhow::Re
     let batches = fleet["prebuilt"]["batches"].as_u64().unwrap_or(0);
     assert!(batches >= 10 * secs && batches >= sent / 100, "{fleet}");
     assert_eq!(fleet["prebuilt"]["late_ms"].as_u64(), Some(0), "built within its 3 s lead: {fleet}");
+    // Each of the 20 ticks reports how late it was published, in order p50 <= p99 <= max.
+    let late: Vec<u64> = (0..3).filter_map(|i| fleet["prebuilt"]["publish_late_ms"][i].as_u64()).collect();
+    assert!(late.len() == 3 && late[0] <= late[1] && late[1] <= late[2], "{fleet}");
+    assert!(fleet["prebuilt"]["ticks_behind"].as_u64().is_some_and(|t| t <= 20), "{fleet}");
 
     let (rows, distinct) = eventually(Duration::from_secs(60), || {
         let c = counts(&server.api, tok)?;

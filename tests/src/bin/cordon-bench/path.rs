@@ -17,6 +17,8 @@ pub(crate) struct PathRun {
     pub(crate) build_cpu: f64,
     /// How late a prebuilt run started after its planned start, milliseconds.
     pub(crate) late_ms: u64,
+    /// How long after its planned time a prebuilt run's ticks were published: p50, p99, max (ms).
+    pub(crate) publish_late_ms: [u64; 3],
     pub(crate) staleness: Vec<f64>,
     /// This process's resident size (the server runs in it), sampled each second: (seconds in, bytes).
     pub(crate) rss: Vec<(f64, u64)>,
@@ -29,6 +31,34 @@ pub(crate) struct PathRun {
     pub(crate) footers: Vec<(f64, u64)>,
     /// Events this run made searchable (the acked ones when nothing was lost).
     pub(crate) searchable: u64,
+    /// Seconds the server's timed stages took during the run, by stage ([`stage_seconds`]).
+    pub(crate) stages: Vec<(String, f64)>,
+    /// CPU seconds of this process's threads during the run, by thread name ([`thread_cpu`]); the
+    /// server's CPU not in them is threads that ended during the run.
+    pub(crate) threads: Vec<(String, f64)>,
+}
+
+/// The histograms of the server's stages that say where its time goes, summed so far: each ingest
+/// stage (`cordon_ingest_stage_seconds`), each analyser inside the analysers stage, incident passes.
+/// Read from what `GET /metrics` renders, as a scrape would.
+pub(crate) fn stage_seconds(metrics: &schemas::metrics::Registry) -> Vec<(String, f64)> {
+    const TIMED: [(&str, &str); 3] = [
+        ("cordon_ingest_stage_seconds_sum{stage=\"", ""),
+        ("cordon_analyser_seconds_sum{analyser=\"", "analyser "),
+        ("cordon_incident_pass_seconds_sum", "incident passes"),
+    ];
+    let text = metrics.render();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(secs) = value.parse::<f64>() else { continue };
+        for (prefix, name) in TIMED {
+            if let Some(label) = series.strip_prefix(prefix) {
+                out.push((format!("{name}{}", label.trim_end_matches("\"}")), secs));
+            }
+        }
+    }
+    out
 }
 
 /// What the fleet of one run is: agents (simulated hosts, each enrolled with its own key) and the
@@ -65,13 +95,14 @@ pub(crate) fn anon_bytes() -> u64 {
 /// One run of the whole path; with `flood`, a second agent process sends that many events/s as one
 /// agent of the tenant `flood` beside the fleet (T8).
 pub(crate) async fn path_run(
-    store: &store::Store,
+    running: &cordon::Running,
     nats: &cordon::nats::NatsServer,
     spool: &Path,
     fleet: &Fleet,
     flood: Option<u64>,
 ) -> anyhow::Result<PathRun> {
     let Fleet { agents, rate, secs, seed, prebuilt } = *fleet;
+    let store = &running.store;
     // The index's document count when only this tenant sends (a match-all count over millions of
     // documents every few milliseconds would load the server being measured); a search otherwise.
     let searchable = || async {
@@ -103,7 +134,9 @@ pub(crate) async fn path_run(
     let mut child = agent.spawn()?;
     tokio::time::sleep_until(start.into()).await;
     let (s0, n0, c0) = (cpu_seconds(), proc_cpu(&nats_pid).0, proc_cpu("self").1);
+    let (stages0, threads0) = (stage_seconds(&running.metrics), thread_cpu());
     let w0 = Instant::now();
+    let w0_micros = schemas::time::now_micros();
     let mut flooder = match flood {
         Some(r) => Some(
             tokio::process::Command::new(std::env::current_exe()?)
@@ -143,7 +176,7 @@ pub(crate) async fn path_run(
         let q = store::index::SearchQuery { q: "*".into(), limit: 1, ..Default::default() };
         store.search("default", q).await.ok().and_then(|(h, _)| h.first().map(|h| h.record.time()))
     };
-    let (acked, build_cpu, late_ms) = loop {
+    let (acked, build_cpu, late_ms, publish_late_ms) = loop {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         if rss.last().is_none_or(|(t, _)| w0.elapsed().as_secs_f64() - t >= 1.0) {
             rss.push((w0.elapsed().as_secs_f64(), rss_bytes()));
@@ -153,20 +186,24 @@ pub(crate) async fn path_run(
             }
             footers.push((w0.elapsed().as_secs_f64(), store.footer_cache_bytes()));
         }
+        // The age of this run's newest searchable event; before the first of them is searchable, how
+        // long the run has been sending (the newest event of an earlier run is not this run's age).
         if let Some(t) = newest().await
             && w0.elapsed().as_secs_f64() > 1.0
             && w0.elapsed().as_secs() < secs
         {
-            staleness.push((schemas::time::now_micros() - t) as f64 / 1e6);
+            staleness.push((schemas::time::now_micros() - t.max(w0_micros)) as f64 / 1e6);
         }
         if let Some(status) = child.try_wait()? {
             anyhow::ensure!(status.success(), "agent exited with {status}");
             let text = summary.await??;
             let v: serde_json::Value = serde_json::from_str(text.trim())?;
+            let late = |i: usize| v["prebuilt"]["publish_late_ms"][i].as_u64().unwrap_or(0);
             break (
                 v["events_acked"].as_u64().unwrap_or(0),
                 v["prebuilt"]["build_cpu_seconds"].as_f64().unwrap_or(0.0),
                 v["prebuilt"]["late_ms"].as_u64().unwrap_or(0),
+                [late(0), late(1), late(2)],
             );
         }
     };
@@ -182,7 +219,21 @@ pub(crate) async fn path_run(
             last = (now, Instant::now());
         }
     }
+    let stages = stage_seconds(&running.metrics)
+        .into_iter()
+        .map(|(k, v)| {
+            let before = stages0.iter().find(|(k0, _)| *k0 == k).map_or(0.0, |(_, v0)| *v0);
+            (k, v - before)
+        })
+        .collect();
+    let threads = thread_cpu()
+        .into_iter()
+        .map(|(name, cpu)| (name.clone(), cpu - threads0.get(&name).copied().unwrap_or(0.0)))
+        .filter(|(_, cpu)| *cpu >= 0.05)
+        .collect();
     Ok(PathRun {
+        stages,
+        threads,
         acked,
         wall: w0.elapsed().as_secs_f64(),
         server_cpu: cpu_seconds() - s0,
@@ -190,6 +241,7 @@ pub(crate) async fn path_run(
         agent_cpu: proc_cpu("self").1 - c0 - build_cpu,
         build_cpu,
         late_ms,
+        publish_late_ms,
         staleness,
         rss,
         anon,
@@ -266,7 +318,11 @@ pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize, prebuilt: bool) -> a
     let mut runs = Vec::new();
     for r in 0..reps {
         let fleet = Fleet { agents: 200, rate, secs, seed: r as u64, prebuilt };
-        let run = rt.block_on(path_run(&running.store, &nats, &tmp.path().join("spool"), &fleet, None))?;
+        // Each run's fleet is new, with its own spool (an endpoint's disk is its own: a directory
+        // where the earlier runs' agents created and deleted thousands of batch files slows ext4's
+        // inode allocation for the next run's agents, which then publish late).
+        let spool = tmp.path().join(format!("spool-{r}"));
+        let run = rt.block_on(path_run(&running, &nats, &spool, &fleet, None))?;
         let cpu = run.server_cpu + run.nats_cpu + run.agent_cpu;
         let mut st = run.staleness.clone();
         st.sort_by(|a, b| a.total_cmp(b));
@@ -286,9 +342,17 @@ pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize, prebuilt: bool) -> a
             pct(0.99),
             st.last().copied().unwrap_or(f64::NAN)
         );
+        let stages: Vec<String> = run.stages.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+        println!("         server stage seconds (wall): {}", stages.join(", "));
+        let mut threads = run.threads.clone();
+        threads.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let ended = run.server_cpu - threads.iter().map(|(_, c)| c).sum::<f64>();
+        let threads: Vec<String> = threads.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+        println!("         server CPU-s by thread: {}, threads that ended {ended:.2}", threads.join(", "));
         if prebuilt {
+            let [p50, p99, max] = run.publish_late_ms;
             println!(
-                "         agents built the run first in {:.2} CPU-s; started {} ms late",
+                "         agents built the run first in {:.2} CPU-s; started {} ms late; each tick published {p50} ms (p50), {p99} ms (p99), {max} ms (max) after its time",
                 run.build_cpu, run.late_ms
             );
         }
@@ -306,4 +370,21 @@ pub(crate) fn whole_path(rate: u64, secs: u64, reps: usize, prebuilt: bool) -> a
     );
     rt.block_on(running.stop())?;
     Ok(())
+}
+
+/// CPU seconds of this process's live threads, summed by thread name (a trailing number dropped:
+/// `cordon-cpu`, `tokio-runtime-w`, tantivy's indexing and merge threads...).
+pub(crate) fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return out };
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        let Some((head, after)) = stat.rsplit_once(')') else { continue };
+        let name = head.split_once('(').map_or("", |(_, n)| n);
+        let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-' || c == '_');
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *out.entry(name.to_owned()).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
 }

@@ -18,7 +18,7 @@ pub(crate) fn soak(agents: usize, rate: u64, secs: u64) -> anyhow::Result<()> {
         nats.version
     );
     let fleet = Fleet { agents, rate, secs, seed: 7, prebuilt: false };
-    let run = rt.block_on(path_run(&running.store, &nats, &tmp.path().join("spool"), &fleet, None))?;
+    let run = rt.block_on(path_run(&running, &nats, &tmp.path().join("spool"), &fleet, None))?;
     let (rows, distinct) = rt.block_on(lake_counts(&running.store))?;
     rt.block_on(running.stop())?;
     report(&run, rows, distinct)

@@ -21,7 +21,7 @@ pub fn run(rate: u64, secs: u64, quota: u64, reps: usize) -> anyhow::Result<()> 
         for flood in [None, Some(100 * quota)] {
             let spool = tmp.path().join(format!("spool-{r}-{}", flood.is_some()));
             let fleet = Fleet { agents: 200, rate, secs, seed: r as u64, prebuilt: false };
-            let run = rt.block_on(path_run(&running.store, &nats, &spool, &fleet, flood))?;
+            let run = rt.block_on(path_run(&running, &nats, &spool, &fleet, flood))?;
             let mut st = run.staleness.clone();
             st.sort_by(|a, b| a.total_cmp(b));
             println!(

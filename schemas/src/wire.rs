@@ -125,15 +125,12 @@ fn unzstd(body: &[u8], max: usize) -> Result<Vec<u8>, WireError> {
     match zstd::zstd_safe::get_frame_content_size(body) {
         Ok(Some(size)) if size > max as u64 => return Err(WireError::TooLarge { max }),
         Ok(Some(size)) => {
-            let whole = DCTX.with(|d| match d.try_borrow_mut() {
-                Ok(mut d) => match d.as_mut() {
-                    Some(d) => d.decompress(body, size as usize).ok(),
-                    None => {
-                        let fresh = d.insert(zstd::bulk::Decompressor::new().ok()?);
-                        fresh.decompress(body, size as usize).ok()
-                    }
-                },
-                Err(_) => None,
+            let whole = DCTX.with(|d| {
+                let mut d = d.try_borrow_mut().ok()?;
+                if d.is_none() {
+                    *d = Some(zstd::bulk::Decompressor::new().ok()?);
+                }
+                d.as_mut()?.decompress(body, size as usize).ok()
             });
             if let Some(out) = whole {
                 return Ok(out);

@@ -27,6 +27,8 @@ const HELP_COVERS: &str =
 const HELP_FENCED: &str = "Incident writes refused because another ingest process had taken the analysis lease \
      over while this one paused (its view was older than the holder's).";
 const HELP_PASS: &str = "Time one tenant's incident pass took (searches from its live alerts, joins).";
+const HELP_SEARCHES: &str = "Searches over the entity graph from live alerts in incident passes (alerts whose \
+     incident already holds everything they could reach are not searched from).";
 
 /// Per-tenant incident state.
 #[derive(Debug, Default)]
@@ -76,11 +78,14 @@ impl Ingest {
         for tenant in todo {
             let started = Instant::now();
             let inc = self.incidents_for(&mut st, &tenant);
+            let searches = inc.searches_run();
             // Searches over the graph are CPU work: off the runtime's worker while they run.
             // The graph feed evicts; the pass only reads, beside the API's queries.
             let changed =
                 super::cpu(|| self.cfg.graphs.read(&tenant, |g| inc.update(&tenant, g)).unwrap_or_default());
             let took = started.elapsed();
+            let searched = inc.searches_run() - searches;
+            self.metrics.add("cordon_incident_searches_total", "", HELP_SEARCHES, searched);
             self.metrics.observe("cordon_incident_pass_seconds", "", HELP_PASS, took.as_secs_f64());
             st.last.insert(tenant.clone(), (Instant::now(), took));
             for (i, merged_into) in changed {

@@ -5,7 +5,7 @@
 //! reports the address as its own, the address node merges into that host.
 
 use super::build::{Cols, text};
-use super::{Attr, Edge, EdgeKind, Graph, MAX_EDGE_EVENTS, NodeKind, Text, is_internal_ip};
+use super::{Attr, Edge, EdgeKind, Graph, MAX_EDGE_EVENTS, NodeKind, SeededMap, Text, is_internal_ip};
 use petgraph::stable_graph::{EdgeIndex, NodeIndex};
 use petgraph::visit::EdgeRef;
 use schemas::Record;
@@ -143,9 +143,21 @@ impl Graph {
     ) -> Vec<(usize, usize, [EdgeIndex; 2])> {
         let mut by_source: std::collections::BTreeMap<NodeIndex, Vec<(usize, EdgeIndex)>> =
             Default::default();
+        // Each host's remote access once, over the span of all its targets' windows: many alerts
+        // share a host, and a host's in-edges are many.
+        let mut per_host: SeededMap<&str, (i64, i64)> = SeededMap::default();
+        for (host, first, last) in targets {
+            let span = per_host.entry(host).or_insert((first - window, *last));
+            *span = (span.0.min(first - window), span.1.max(*last));
+        }
+        let access: SeededMap<&str, Vec<(NodeIndex, EdgeIndex)>> =
+            per_host.into_iter().map(|(h, (from, to))| (h, self.remote_sources(h, from, to))).collect();
         for (i, (host, first, last)) in targets.iter().enumerate() {
-            for (s, e) in self.remote_sources(host, first - window, *last) {
-                by_source.entry(s).or_default().push((i, e));
+            for &(s, e) in access.get(host).map_or(&[][..], Vec::as_slice) {
+                let edge = &self.g[e];
+                if edge.first <= *last && edge.last >= first - window {
+                    by_source.entry(s).or_default().push((i, e));
+                }
             }
         }
         let mut out = Vec::new();

@@ -128,6 +128,11 @@ fn may_leave(kind: NodeKind, edge: EdgeKind) -> bool {
     }
 }
 
+/// Whether a search may leave `kind` through any edge ([`may_leave`]).
+fn may_leave_at_all(kind: NodeKind) -> bool {
+    !matches!(kind, NodeKind::User | NodeKind::Ip | NodeKind::Domain | NodeKind::Url)
+}
+
 /// A path query between entities.
 #[derive(Clone, Debug)]
 pub struct PathQuery {
@@ -146,6 +151,12 @@ impl Graph {
     /// can be taken at `max(arrival, first)` if it last occurred at or after the arrival.
     pub fn reach(&self, start: NodeIndex, since: i64, lim: &SearchLimits) -> Reach {
         self.reach_from(&[start], since, lim)
+    }
+
+    /// Whether a search from elsewhere could arrive at `n`: some edge into it leaves a node that
+    /// searches go on through ([`may_leave`]).
+    pub fn can_be_entered(&self, n: NodeIndex) -> bool {
+        self.g.contains_node(n) && self.in_edges(n).any(|(_, s, e)| may_leave(self.g[s].kind, e.kind))
     }
 
     /// As [`Graph::reach`], from several starts at once (each arrived at `since`).
@@ -167,6 +178,9 @@ impl Graph {
                 continue;
             }
             let kind_u = self.g[u].kind;
+            if !may_leave_at_all(kind_u) {
+                continue; // reached, but no path goes on through it: its edges are not looked at
+            }
             // Arrived over a cross-host hop: the next one must follow soon.
             let deadline = match r.pred.get(&u) {
                 Some(&(_, e)) if self.g[e].cross_host => at.saturating_add(lim.cross_host_follow),

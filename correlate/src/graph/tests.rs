@@ -401,3 +401,35 @@ fn repeated_text_is_stored_once_and_released_with_the_nodes_that_held_it() {
     assert!(g.find(NodeKind::Process, "h1-c0").is_none());
     assert!(g.strings.len() <= 1, "only y.exe's label can be left: {}", g.strings.len());
 }
+
+#[test]
+fn an_incident_that_holds_everything_it_reaches_is_not_searched_again() {
+    let (recs, mut alerts) = detect(&scenario(None), 1);
+    let mut g = graph_of(&recs);
+    // Every alert but the latest, which is raised later.
+    alerts.sort_by_key(|(_, _, r)| r.time());
+    let (late_id, late_alert, late_rec) = alerts.pop().expect("the scenario raises alerts");
+    let mut inc = Incidents::new(IncidentConfig::default());
+    inc.add(alerts.iter().map(|(id, a, r)| anchor(id, a, r)));
+    inc.update("default", &g);
+    let first = inc.searches_run();
+    // The earliest alert's search reaches every other: theirs are skipped, as they could only
+    // unite what is united.
+    assert!(first >= 1 && first < alerts.len() as u64, "{first} searches for {} alerts", alerts.len());
+    let main = inc.incident_of(&alerts[0].0).unwrap().id.clone();
+    assert!(alerts.iter().all(|(id, _, _)| inc.incident_of(id).unwrap().id == main), "one incident");
+    // The graph grows (fleet noise on other hosts): the incident holds every alert its searches
+    // could reach, each with its reason, so no alert is searched from again.
+    let mut fleet = fixtures::fleet::FleetGenerator::new(5, 20);
+    for i in 0..200 {
+        let (_, e) = fleet.next_event(BASE + i * 10_000);
+        g.add(&decode(&e, 10_000 + i as usize));
+    }
+    assert!(inc.update("default", &g).is_empty());
+    assert_eq!(inc.searches_run(), first, "no search from alerts already joined");
+    // A later alert outside the incident makes the older ones worth searching again, and joins.
+    inc.add([anchor(&late_id, &late_alert, &late_rec)]);
+    inc.update("default", &g);
+    assert!(inc.searches_run() > first, "older alerts search toward the new one");
+    assert_eq!(inc.incident_of(&late_id).unwrap().id, main);
+}

@@ -56,6 +56,8 @@ pub struct Incidents {
     dirty: bool,
     /// Incidents read back from storage and not yet worked out again.
     restored: BTreeSet<String>,
+    /// Searches run from anchors, in all.
+    searches: u64,
 }
 
 impl Incidents {
@@ -72,7 +74,13 @@ impl Incidents {
             seen_version: None,
             dirty: false,
             restored: BTreeSet::new(),
+            searches: 0,
         }
+    }
+
+    /// Searches run from anchors so far (a pass skips those that could not join anything new).
+    pub fn searches_run(&self) -> u64 {
+        self.searches
     }
 
     /// Restores incidents read back from storage (their anchors become live again).
@@ -142,7 +150,9 @@ impl Incidents {
         let mut uf = self.unions_so_far();
         let nodes: Vec<Option<NodeIndex>> = self.anchors.iter().map(|a| Self::node_of(g, a)).collect();
         let search = self.choose_searches();
-        let joins = self.find_joins(g, &nodes, &search, &mut uf);
+        let mut searched = 0;
+        let joins = self.find_joins(g, &nodes, &search, &mut uf, &mut searched);
+        self.searches += searched;
         let mut comps: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for i in 0..self.anchors.len() {
             comps.entry(uf.find(i)).or_default().push(i);
@@ -207,6 +217,7 @@ impl Incidents {
         nodes: &[Option<NodeIndex>],
         search: &[bool],
         uf: &mut UnionFind,
+        searched: &mut u64,
     ) -> Vec<Joined> {
         let mut by_node: FastMap<NodeIndex, Vec<usize>> = FastMap::default();
         for (i, nd) in nodes.iter().enumerate() {
@@ -219,8 +230,15 @@ impl Incidents {
         let mut reasoned: FastSet<&str> =
             self.incidents.values().flat_map(|inc| inc.joins.iter().map(|x| x.to_alert.as_str())).collect();
         let mut joins: Vec<Joined> = Vec::new();
+        let mut open: Vec<bool> = self.anchors.iter().map(|a| !reasoned.contains(a.alert.as_str())).collect();
+        let entered: Vec<bool> = nodes.iter().map(|n| n.is_some_and(|n| g.can_be_entered(n))).collect();
+        let targets = Targets { nodes, entered: &entered };
         for (i, start) in nodes.iter().enumerate().filter(|(i, _)| search[*i]) {
             let Some(start) = *start else { continue };
+            if !self.may_join_more(i, &targets, &open, uf) {
+                continue;
+            }
+            *searched += 1;
             let a = &self.anchors[i];
             let lim = SearchLimits { until: a.time + self.cfg.window, ..self.cfg.limits.clone() };
             let r = g.reach(start, a.time, &lim);
@@ -231,6 +249,7 @@ impl Incidents {
                     }
                     uf.union(i, j);
                     if reasoned.insert(self.anchors[j].alert.as_str()) {
+                        open[j] = false;
                         joins.push((i, j, r.path_to(g, *node)));
                     }
                 }
@@ -245,6 +264,24 @@ impl Incidents {
             }
         }
         joins
+    }
+
+    /// Whether a search from anchor `i` could still change anything: some anchor that it might
+    /// reach in time ([`Incidents::reaches`]: on its node, or on a node a search can enter) is
+    /// outside its component, or has no reason yet (`open`). When every such anchor is joined to
+    /// `i` with its reason, the search would only unite what is united: an older alert inside a
+    /// grown incident, or with nothing it could reach, costs no search.
+    fn may_join_more(&self, i: usize, t: &Targets, open: &[bool], uf: &mut UnionFind) -> bool {
+        let a = &self.anchors[i];
+        let root = uf.find(i);
+        (0..self.anchors.len()).any(|j| {
+            let b = &self.anchors[j];
+            j != i
+                && (t.entered[j] || (t.nodes[j].is_some() && t.nodes[j] == t.nodes[i]))
+                && b.last >= a.time
+                && b.time <= a.time + self.cfg.window
+                && (open[j] || uf.find(j) != root)
+        })
     }
 
     /// Whether the search from anchor `i` that reached `node` (anchor `j`'s) at `at` joins `j`.
@@ -277,7 +314,7 @@ impl Incidents {
         let earliest = members
             .iter()
             .map(|&i| &self.anchors[i])
-            .min_by_key(|a| (a.time, a.alert.clone()))
+            .min_by(|a, b| (a.time, &a.alert).cmp(&(b.time, &b.alert)))
             .expect("components are never empty");
         let keep = ids.first().cloned().unwrap_or_else(|| format!("inc-{}", earliest.alert));
         let mut inc = self.incidents.remove(&keep).unwrap_or_else(|| Incident {
@@ -372,6 +409,13 @@ impl Incidents {
         self.owner.retain(|_, inc| incidents.contains_key(inc));
         self.restored.retain(|id| incidents.contains_key(id));
     }
+}
+
+/// Where a pass's searches could arrive: each anchor's node, and whether a search from elsewhere
+/// can enter it ([`Graph::can_be_entered`]).
+struct Targets<'a> {
+    nodes: &'a [Option<NodeIndex>],
+    entered: &'a [bool],
 }
 
 /// A join found by a pass: (anchor from, anchor to, the hops between them).

@@ -2,7 +2,7 @@
 //! derived path, and the incident itself.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Where an alert sits in the graph.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -161,11 +161,14 @@ impl Incident {
         self.path = path;
         let mut hosts: Vec<String> =
             self.path.iter().filter(|s| s.kind == "host").map(|s| s.name.clone()).collect();
+        let mut seen: HashSet<&str> = hosts.iter().map(String::as_str).collect();
+        let mut more: Vec<String> = Vec::new();
         for a in &self.alerts {
-            if !hosts.contains(&a.host) {
-                hosts.push(a.host.clone());
+            if seen.insert(a.host.as_str()) {
+                more.push(a.host.clone());
             }
         }
+        hosts.append(&mut more);
         self.hosts = hosts;
         self.title = match (self.alerts.iter().max_by_key(|a| (a.level, a.stage())), self.hosts.len()) {
             (Some(a), 1) => format!("{} on {}", a.title, self.root),
@@ -187,7 +190,7 @@ impl Incident {
             tech.extend(a.techniques.iter().cloned());
         }
         self.techniques = tech.into_iter().collect();
-        let earliest = self.alerts.iter().min_by_key(|a| (a.time, a.alert.clone()));
+        let earliest = self.alerts.iter().min_by(|a, b| (a.time, &a.alert).cmp(&(b.time, &b.alert)));
         self.root = earliest.map(|a| a.host.clone()).unwrap_or_default();
     }
 
@@ -209,45 +212,54 @@ impl Incident {
 
     /// The best simple chain of hosts from the root, in time order: the one reaching the latest
     /// kill-chain stage, then the most alerts, then the longest (at most 10,000 chains explored).
+    /// Each host's stage and alerts are counted once, and each chain carries its score.
     fn host_chain(&self, hops: &BTreeMap<(String, String), (i64, Vec<String>)>) -> Vec<PathStep> {
-        let stage_of = |host: &str| {
-            self.alerts
-                .iter()
-                .filter(|a| a.host == host)
-                .map(|a| a.stage())
-                .filter(|s| *s != usize::MAX)
-                .max()
-        };
-        let alerts_on = |host: &str| self.alerts.iter().filter(|a| a.host == host).count();
-        let mut best: Vec<PathStep> = Vec::new();
-        let mut best_score = (None, 0usize, 0usize);
-        let root = PathStep { kind: "host".into(), name: self.root.clone(), at: self.first, events: vec![] };
-        let mut stack = vec![vec![root]];
+        let mut on: HashMap<&str, (Option<usize>, usize)> = HashMap::new();
+        for a in &self.alerts {
+            let e = on.entry(a.host.as_str()).or_insert((None, 0));
+            let stage = a.stage();
+            if stage != usize::MAX {
+                e.0 = e.0.max(Some(stage));
+            }
+            e.1 += 1;
+        }
+        let score_of = |host: &str| on.get(host).copied().unwrap_or((None, 0));
+        // Hops by the host they leave, in the map's order (the order chains are explored in).
+        let mut from: HashMap<&str, Vec<(&str, i64, &[String])>> = HashMap::new();
+        for ((a, b), (at, ev)) in hops {
+            from.entry(a.as_str()).or_default().push((b.as_str(), *at, ev.as_slice()));
+        }
+        let root = (self.root.as_str(), self.first, &[][..]);
+        let (stage, alerts) = score_of(&self.root);
+        let mut stack: Vec<(Vec<(&str, i64, &[String])>, (Option<usize>, usize, usize))> =
+            vec![(vec![root], (stage, alerts, 1))];
+        let mut best: Option<(Vec<(&str, i64, &[String])>, (Option<usize>, usize, usize))> = None;
         let mut explored = 0;
-        while let Some(chain) = stack.pop() {
+        while let Some((chain, score)) = stack.pop() {
             explored += 1;
             if explored > 10_000 {
                 break;
             }
-            let score = (
-                chain.iter().filter_map(|s| stage_of(&s.name)).max(),
-                chain.iter().map(|s| alerts_on(&s.name)).sum::<usize>(),
-                chain.len(),
-            );
-            if score > best_score || best.is_empty() {
-                best_score = score;
-                best = chain.clone();
-            }
-            let last = chain.last().expect("chains are never empty");
-            for ((a, b), (at, ev)) in hops {
-                if a == &last.name && *at >= last.at && !chain.iter().any(|s| &s.name == b) {
+            let (last, last_at, _) = *chain.last().expect("chains are never empty");
+            for &(b, at, ev) in from.get(last).map_or(&[][..], Vec::as_slice) {
+                if at >= last_at && !chain.iter().any(|s| s.0 == b) {
+                    let (stage, alerts) = score_of(b);
                     let mut next = chain.clone();
-                    next.push(PathStep { kind: "host".into(), name: b.clone(), at: *at, events: ev.clone() });
-                    stack.push(next);
+                    next.push((b, at, ev));
+                    stack.push((next, (score.0.max(stage), score.1 + alerts, score.2 + 1)));
                 }
             }
+            if best.as_ref().is_none_or(|(_, s)| score > *s) {
+                best = Some((chain, score));
+            }
         }
-        best
+        let step = |(name, at, ev): (&str, i64, &[String])| PathStep {
+            kind: "host".into(),
+            name: name.to_owned(),
+            at,
+            events: ev.to_vec(),
+        };
+        best.map(|(chain, _)| chain.into_iter().map(step).collect()).unwrap_or_default()
     }
 
     /// Out of the network: the first external destination a process of the path's last host

@@ -130,10 +130,12 @@ pub(crate) fn run(s: &Stream) -> anyhow::Result<()> {
     }
     let tenth = (passes.len() / 10).max(1);
     println!(
-        "  pass: first tenth p50 {:.1} ms, last tenth p50 {:.1} ms p99 {:.1} ms; {changes} incident changes",
+        "  pass: first tenth p50 {:.1} ms, last tenth p50 {:.1} ms p99 {:.1} ms; {changes} incident changes; \
+         {} searches from alerts in all",
         pct(&passes[..tenth], 0.5),
         pct(&passes[passes.len() - tenth..], 0.5),
-        pct(&passes[passes.len() - tenth..], 0.99)
+        pct(&passes[passes.len() - tenth..], 0.99),
+        inc.searches_run()
     );
     println!(
         "  CPU: graph build {build_cpu:.2} s ({:.2} µs/event), incident passes {pass_cpu:.2} s ({:.0}% of the \

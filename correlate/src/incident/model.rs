@@ -225,15 +225,14 @@ impl Incident {
         }
         let score_of = |host: &str| on.get(host).copied().unwrap_or((None, 0));
         // Hops by the host they leave, in the map's order (the order chains are explored in).
-        let mut from: HashMap<&str, Vec<(&str, i64, &[String])>> = HashMap::new();
+        let mut from: HashMap<&str, Vec<Step>> = HashMap::new();
         for ((a, b), (at, ev)) in hops {
             from.entry(a.as_str()).or_default().push((b.as_str(), *at, ev.as_slice()));
         }
         let root = (self.root.as_str(), self.first, &[][..]);
         let (stage, alerts) = score_of(&self.root);
-        let mut stack: Vec<(Vec<(&str, i64, &[String])>, (Option<usize>, usize, usize))> =
-            vec![(vec![root], (stage, alerts, 1))];
-        let mut best: Option<(Vec<(&str, i64, &[String])>, (Option<usize>, usize, usize))> = None;
+        let mut stack: Vec<(Vec<Step>, Score)> = vec![(vec![root], (stage, alerts, 1))];
+        let mut best: Option<(Vec<Step>, Score)> = None;
         let mut explored = 0;
         while let Some((chain, score)) = stack.pop() {
             explored += 1;
@@ -253,7 +252,7 @@ impl Incident {
                 best = Some((chain, score));
             }
         }
-        let step = |(name, at, ev): (&str, i64, &[String])| PathStep {
+        let step = |(name, at, ev): Step| PathStep {
             kind: "host".into(),
             name: name.to_owned(),
             at,
@@ -274,6 +273,11 @@ impl Incident {
         Some(PathStep { kind: kind.to_owned(), name: name.to_owned(), at: c.at, events: c.events.clone() })
     }
 }
+
+/// A host on a chain: its name, when the chain got there, and the hop's events.
+type Step<'a> = (&'a str, i64, &'a [String]);
+/// A chain's score: the latest kill-chain stage on it, its alerts, its length.
+type Score = (Option<usize>, usize, usize);
 
 /// The anchor of alert `id`, raised on an event (for a correlation, the event that completed it);
 /// `entity` is the process key of that event ([`crate::graph::Graph::process_key`]).

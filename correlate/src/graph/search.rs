@@ -118,17 +118,17 @@ impl Reach {
     }
 }
 
-/// Whether a search may leave `kind` through `edge`: users, addresses, domains and URLs are shared
-/// by too many unrelated things to carry a path through them; hosts pass only logons on.
+/// Whether a search may leave `kind` through `edge` ([`may_leave_at_all`]); hosts pass only
+/// logons on.
 fn may_leave(kind: NodeKind, edge: EdgeKind) -> bool {
     match kind {
-        NodeKind::User | NodeKind::Ip | NodeKind::Domain | NodeKind::Url => false,
         NodeKind::Host => edge == EdgeKind::LoggedOnTo,
-        NodeKind::Process | NodeKind::File => true,
+        k => may_leave_at_all(k),
     }
 }
 
-/// Whether a search may leave `kind` through any edge ([`may_leave`]).
+/// Whether a search may leave `kind` through any edge: users, addresses, domains and URLs are
+/// shared by too many unrelated things to carry a path through them.
 fn may_leave_at_all(kind: NodeKind) -> bool {
     !matches!(kind, NodeKind::User | NodeKind::Ip | NodeKind::Domain | NodeKind::Url)
 }

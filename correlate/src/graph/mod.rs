@@ -52,6 +52,12 @@ type SessionKey = (Box<str>, Box<str>);
 pub const MAX_EDGE_EVENTS: usize = 8;
 /// Distinct ports kept on one edge.
 const MAX_EDGE_PORTS: usize = 16;
+/// The share of [`GraphConfig::max_edges`] a cut for size keeps, as (numerator, denominator). A
+/// cut rebuilds the whole graph (every node and edge moved once), so it should come seldom: at
+/// three quarters, a full graph is rebuilt once per quarter of its budget added, each added edge
+/// paying about 4 + 4 x nodes/edges moves (at nine tenths it was 10 + 10 x nodes/edges, and the
+/// cuts took 40% of a full graph's build, `cordon-bench --only b8 --max-edges`).
+pub const KEEP_AFTER_CUT: (usize, usize) = (3, 4);
 
 /// An entity.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
@@ -224,8 +230,8 @@ pub struct GraphConfig {
     /// How long an address is taken to stay with the host that last reported it, microseconds.
     pub lease_slack: i64,
     /// At most this many edges are kept: beyond it, [`Graph::evict`] drops the oldest (by last
-    /// occurrence) down to nine tenths of it, and the graph then covers less than the hot window
-    /// ([`Graph::covers_from`]). Memory is about 1 KB per edge with its nodes.
+    /// occurrence) down to [`KEEP_AFTER_CUT`] of it, and the graph then covers less than the hot
+    /// window ([`Graph::covers_from`]). Memory is about 1 KB per edge with its nodes.
     pub max_edges: usize,
 }
 
@@ -514,10 +520,11 @@ impl Graph {
         self.drop_before(cutoff);
     }
 
-    /// The cutoff that leaves nine tenths of [`GraphConfig::max_edges`]: one past the last
+    /// The cutoff that leaves [`KEEP_AFTER_CUT`] of [`GraphConfig::max_edges`]: one past the last
     /// occurrence of the newest edge to go.
     fn size_cutoff(&self) -> i64 {
-        let keep = self.cfg.max_edges / 10 * 9;
+        let (num, den) = KEEP_AFTER_CUT;
+        let keep = self.cfg.max_edges / den * num;
         let mut lasts: Vec<i64> = self.g.edge_weights().map(|e| e.last).collect();
         let Some(drop) = lasts.len().checked_sub(keep).filter(|d| *d > 0) else { return i64::MIN };
         let (_, newest_dropped, _) = lasts.select_nth_unstable(drop - 1);

@@ -23,17 +23,31 @@ fn pct(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Builds the graph from `events` fleet events; returns it with (build CPU-s, decode CPU-s).
-fn build(events: usize) -> anyhow::Result<(Graph, f64, f64)> {
+/// Events per committed batch when the graph has an edge budget: the analyser evicts after each.
+const BATCH: usize = 5_000;
+
+/// What a build cost, CPU-seconds.
+#[derive(Default)]
+struct Costs {
+    build: f64,
+    decode: f64,
+    /// Of `build`: the evictions after each batch (with an edge budget).
+    evict: f64,
+}
+
+/// Builds the graph from `events` fleet events, with at most `max_edges` edges (evicting after
+/// each [`BATCH`] as the analyser does) or the whole day in memory.
+fn build(events: usize, max_edges: Option<usize>) -> anyhow::Result<(Graph, Costs)> {
     let mut fleet = fixtures::fleet::FleetGenerator::new(42, 1000);
     let day = 86_400_000_000i64;
     let base = schemas::time::now_micros() - day;
     let step = (day / events.max(1) as i64).max(1);
     let limits = schemas::decode::Limits::default();
-    // The whole day in memory: B8 measures the graph, not its budget.
-    let mut g =
-        Graph::new(GraphConfig { hot_window: 2 * day, max_edges: usize::MAX, ..GraphConfig::default() });
-    let (mut build_cpu, mut decode_cpu) = (0.0, 0.0);
+    // Without a budget, the whole day in memory: B8 measures the graph, not its budget.
+    let cfg =
+        GraphConfig { hot_window: 2 * day, max_edges: max_edges.unwrap_or(usize::MAX), ..Default::default() };
+    let mut g = Graph::new(cfg);
+    let mut cost = Costs::default();
     let mut done = 0;
     while done < events {
         let n = CHUNK.min(events - done);
@@ -57,32 +71,58 @@ fn build(events: usize) -> anyhow::Result<(Graph, f64, f64)> {
             );
         }
         let c1 = cpu_seconds();
-        for r in &recs {
-            g.add(r);
+        match max_edges {
+            None => recs.iter().for_each(|r| g.add(r)),
+            Some(_) => {
+                for batch in recs.chunks(BATCH) {
+                    batch.iter().for_each(|r| g.add(r));
+                    let e0 = cpu_seconds();
+                    g.evict();
+                    cost.evict += cpu_seconds() - e0;
+                }
+            }
         }
         let c2 = cpu_seconds();
-        decode_cpu += c1 - c0;
-        build_cpu += c2 - c1;
+        cost.decode += c1 - c0;
+        cost.build += c2 - c1;
         done += n;
     }
-    Ok((g, build_cpu, decode_cpu))
+    Ok((g, cost))
 }
 
-pub(crate) fn b8(events: usize, reps: usize, peers: Option<&str>) -> anyhow::Result<()> {
+pub(crate) fn b8(
+    events: usize,
+    reps: usize,
+    max_edges: Option<usize>,
+    peers: Option<&str>,
+) -> anyhow::Result<()> {
     let mut rates = Vec::new();
     let mut kept = None;
     for rep in 0..reps.max(1) {
-        let (g, build_cpu, decode_cpu) = build(events)?;
+        let (g, cost) = build(events, max_edges)?;
         let (nodes, edges) = g.size();
         println!(
-            "  build {}: {events} events in {build_cpu:.2} CPU-s = {:.0} events/CPU-s, {:.2} µs/event \
-             ({nodes} nodes, {edges} edges, RSS {:.0} MiB; decoding them took {decode_cpu:.2} CPU-s more)",
+            "  build {}: {events} events in {:.2} CPU-s = {:.0} events/CPU-s, {:.2} µs/event \
+             ({nodes} nodes, {edges} edges, RSS {:.0} MiB; decoding them took {:.2} CPU-s more)",
             rep + 1,
-            events as f64 / build_cpu,
-            build_cpu * 1e6 / events as f64,
-            rss_mib()
+            cost.build,
+            events as f64 / cost.build,
+            cost.build * 1e6 / events as f64,
+            rss_mib(),
+            cost.decode,
         );
-        rates.push(events as f64 / build_cpu);
+        if let Some(budget) = max_edges {
+            let s = g.stats();
+            println!(
+                "    budget {budget} edges: {} evictions for size, {} edges evicted, eviction {:.2} CPU-s \
+                 ({:.2} µs/event of the build)",
+                s.size_evictions,
+                s.evicted_edges,
+                cost.evict,
+                cost.evict * 1e6 / events as f64
+            );
+        }
+        rates.push(events as f64 / cost.build);
         kept = Some(g); // the last one answers the queries
     }
     rates.sort_by(f64::total_cmp);

@@ -21,8 +21,9 @@
 //! `--only report [--hosts 1000] [--days 90] [--out DIR]` makes issue 5's anomaly report for a
 //! simulated fleet end to end and times it (`report.rs`).
 //!
-//! `--only b8 [--peers python3]` runs B8: the entity graph built from fleet events, 1,000 two-hop
-//! queries beside networkx and a DuckDB recursive CTE, and the Log4j path query.
+//! `--only b8 [--max-edges N] [--peers python3]` runs B8: the entity graph built from fleet events,
+//! 1,000 two-hop queries beside networkx and a DuckDB recursive CTE, and the Log4j path query; with
+//! an edge budget, the build evicts after each batch as ingest's analyser does, timed apart.
 //!
 //! `--only b4 [--events N] [--secs S] [--clients C]` runs B4: a host's timeline, a host + kind + hour
 //! count and IOC sweeps over REST from C clients, and five aggregations through `/api/v1/sql`, beside
@@ -343,7 +344,8 @@ fn main() -> anyhow::Result<()> {
     if only.as_deref() == Some("b8") {
         println!("\nB8 entity graph (Cordon; peers with --peers PYTHON)");
         let peers = flag("--peers");
-        b8(flag("--events").map_or(Ok(10_000_000), |v| v.parse())?, reps.min(3), peers.as_deref())?;
+        let budget = flag("--max-edges").map(|v| v.parse()).transpose()?;
+        b8(flag("--events").map_or(Ok(10_000_000), |v| v.parse())?, reps.min(3), budget, peers.as_deref())?;
         return Ok(());
     }
     if only.as_deref() == Some("detect") {

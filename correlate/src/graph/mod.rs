@@ -261,10 +261,11 @@ struct Lease {
 
 impl Leases {
     fn note(&mut self, ip: &str, host: &Text, t: i64) {
-        if !self.by_ip.contains_key(ip) {
-            self.by_ip.insert(ip.into(), Vec::new());
-        }
-        let v = self.by_ip.get_mut(ip).expect("inserted above");
+        // Every event notes its host's addresses: one lookup when the address is known.
+        let Some(v) = self.by_ip.get_mut(ip) else {
+            self.by_ip.insert(ip.into(), vec![Lease { host: host.clone(), first: t, last: t }]);
+            return;
+        };
         match v.iter_mut().find(|l| l.host == *host) {
             Some(l) => {
                 l.first = l.first.min(t);

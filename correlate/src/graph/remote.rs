@@ -113,6 +113,7 @@ impl Graph {
             match self.edges.get(&(a, b, w.kind)).copied() {
                 Some(e) => absorb(&mut self.g[e], &w),
                 None => {
+                    self.room_for_edge();
                     let e = self.g.add_edge(a, b, w.clone());
                     self.edges.insert((a, b, w.kind), e);
                 }

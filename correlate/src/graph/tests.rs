@@ -435,3 +435,21 @@ fn an_incident_that_holds_everything_it_reaches_is_not_searched_again() {
     assert!(inc.searches_run() > first, "older alerts search toward the new one");
     assert_eq!(inc.incident_of(&late_id).unwrap().id, main);
 }
+
+#[test]
+fn full_node_and_edge_vectors_grow_fourfold() {
+    let mut g = Graph::new(GraphConfig::default());
+    let start = |i: i64| {
+        json!({"@timestamp": schemas::time::format_micros(BASE + i * 1_000_000), "host": {"name": "h1"},
+               "event": {"category": "process", "action": "start"},
+               "process": {"entity_id": format!("c{i}"), "name": "x.exe", "parent": {"entity_id": "root"}}})
+    };
+    let sent = 1_500;
+    for i in 0..sent {
+        g.add(&decode(&start(i), i as usize + 1));
+    }
+    let sent = sent as usize;
+    assert_eq!(g.size(), (sent + 2, sent), "a node per child, the parent and the host; an edge per child");
+    // First room for 1,024, then four times that; doubling would have stopped at 2,048.
+    assert_eq!(g.g.capacity(), (4_096, 4_096));
+}
